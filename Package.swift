@@ -1,0 +1,35 @@
+// swift-tools-version:6.0
+// GradGuard: a CPU training engine with gradient health at its heart.
+import PackageDescription
+
+let package = Package(
+    name: "GradGuard",
+    products: [
+        .library(name: "GradGuard", targets: ["GradGuard"]),
+        .executable(name: "gradguard-mlp", targets: ["gradguard-mlp"]),
+    ],
+    targets: [
+        // MARK: System libraries
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+
+        // MARK: Library, bottom to top
+        .target(name: "GradGuardTensor", dependencies: ["COpenBLAS"]),
+        .target(name: "GradGuardNN", dependencies: ["GradGuardTensor"]),
+        .target(name: "GradGuardOptim", dependencies: ["GradGuardTensor", "GradGuardNN"]),
+        .target(name: "GradGuard", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim"]),
+
+        // MARK: Executables
+        .executableTarget(name: "gradguard-mlp", dependencies: ["GradGuard"]),
+
+        // MARK: Tests
+        .target(name: "_TestSupport", dependencies: ["GradGuard"], path: "Tests/_TestSupport"),
+        .testTarget(name: "GradGuardTensorTests", dependencies: ["GradGuard", "_TestSupport"]),
+        .testTarget(name: "GradGuardNNTests", dependencies: ["GradGuard", "_TestSupport"]),
+        .testTarget(name: "GradGuardOptimTests", dependencies: ["GradGuard", "_TestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

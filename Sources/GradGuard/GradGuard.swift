@@ -1,0 +1,5 @@
+// The umbrella module: `import GradGuard` brings in the tensor engine, the layers and
+// the optimizers.
+@_exported import GradGuardTensor
+@_exported import GradGuardNN
+@_exported import GradGuardOptim

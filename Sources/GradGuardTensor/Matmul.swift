@@ -1,0 +1,138 @@
+import COpenBLAS
+
+// MARK: - Matrix products through OpenBLAS
+
+/// Row-major C = alpha · op(A) · op(B) + beta · C, with op = transpose when `transA`/`transB`.
+/// A is m×k after op, B is k×n after op, C is m×n.
+@inline(__always)
+func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+           a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>) {
+    let lda = transA ? m : k
+    let ldb = transB ? k : n
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(n))
+}
+
+/// Public entry to the raw GEMM, for benchmarks and kernels outside this module.
+public func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                 a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
+    sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b, c: c)
+}
+
+extension Tensor {
+    /// Matrix product. 2-D × 2-D, or batched: `[..., m, k] × [..., k, n]` where the batch
+    /// dimensions are equal, or one side is 2-D and is shared across the batch.
+    public func matmul(_ other: Tensor) -> Tensor {
+        let a = self, b = other
+        precondition(a.rank >= 2 && b.rank >= 2, "matmul needs rank ≥ 2, got \(a.shape) and \(b.shape)")
+        let m = a.shape[a.rank - 2], k = a.shape[a.rank - 1]
+        let k2 = b.shape[b.rank - 2], n = b.shape[b.rank - 1]
+        precondition(k == k2, "matmul: inner dimensions differ, \(a.shape) × \(b.shape)")
+        let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
+        precondition(batchA == batchB || batchA.isEmpty || batchB.isEmpty,
+                     "matmul: batch dimensions \(batchA) and \(batchB) differ")
+        let batchShape = batchA.isEmpty ? batchB : batchA
+        let batch = batchShape.reduce(1, *)
+        let strideA = batchA.isEmpty ? 0 : m * k, strideB = batchB.isEmpty ? 0 : k * n
+        // A 2-D right operand under a batched left one is one tall GEMM.
+        if batchB.isEmpty && !batchA.isEmpty {
+            let flat = a.reshaped([batch * m, k]).matmul(b)
+            return flat.reshaped(batchShape + [m, n])
+        }
+        let out = Tensor(shape: batchShape + [m, n], uninitialized: { c in
+            a.scalars.withUnsafeBufferPointer { pa in
+                b.scalars.withUnsafeBufferPointer { pb in
+                    for i in 0..<batch {
+                        sgemm(transA: false, transB: false, m: m, n: n, k: k,
+                              a: pa.baseAddress! + i * strideA, b: pb.baseAddress! + i * strideB,
+                              c: c.baseAddress! + i * m * n)
+                    }
+                }
+            }
+        })
+        return Tensor.record("matmul", out, [a, b]) { g in
+            var ga: Tensor? = nil, gb: Tensor? = nil
+            if a.requiresGrad {
+                // dA = dC · Bᵀ
+                ga = Tensor(shape: batchShape + [m, k], uninitialized: { dst in
+                    g.scalars.withUnsafeBufferPointer { pg in
+                        b.scalars.withUnsafeBufferPointer { pb in
+                            for i in 0..<batch {
+                                sgemm(transA: false, transB: true, m: m, n: k, k: n,
+                                      a: pg.baseAddress! + i * m * n, b: pb.baseAddress! + i * strideB,
+                                      c: dst.baseAddress! + i * m * k)
+                            }
+                        }
+                    }
+                }).sumToShape(a.shape)
+            }
+            if b.requiresGrad {
+                // dB = Aᵀ · dC, summed over the batch when B is shared
+                gb = Tensor(shape: b.shape, uninitialized: { dst in
+                    a.scalars.withUnsafeBufferPointer { pa in
+                        g.scalars.withUnsafeBufferPointer { pg in
+                            for i in 0..<batch {
+                                sgemm(transA: true, transB: false, m: k, n: n, k: m,
+                                      a: pa.baseAddress! + i * strideA, b: pg.baseAddress! + i * m * n,
+                                      beta: (strideB == 0 && i > 0) ? 1 : 0,
+                                      c: dst.baseAddress! + i * strideB)
+                            }
+                        }
+                    }
+                })
+            }
+            return [ga, gb]
+        }
+    }
+
+    /// The affine map `x · Wᵀ + b` of a linear layer, with `weight` of shape
+    /// `[out, in]` (PyTorch's layout) and `x` of shape `[..., in]`. One GEMM forward,
+    /// two GEMMs and a column sum backward.
+    public static func linear(_ x: Tensor, weight w: Tensor, bias: Tensor?) -> Tensor {
+        let inF = w.shape[1], outF = w.shape[0]
+        precondition(x.shape.last == inF, "linear: input \(x.shape) does not end in \(inF)")
+        let rows = x.count / inF
+        let outShape = Array(x.shape.dropLast()) + [outF]
+        let out = Tensor(shape: outShape, uninitialized: { y in
+            if let bias {
+                precondition(bias.shape == [outF], "linear: bias \(bias.shape) is not [\(outF)]")
+                for r in 0..<rows { for j in 0..<outF { y[r * outF + j] = bias.scalars[j] } }
+            }
+            x.scalars.withUnsafeBufferPointer { px in
+                w.scalars.withUnsafeBufferPointer { pw in
+                    sgemm(transA: false, transB: true, m: rows, n: outF, k: inF,
+                          a: px.baseAddress!, b: pw.baseAddress!, beta: bias == nil ? 0 : 1, c: y.baseAddress!)
+                }
+            }
+        })
+        let inputs = bias.map { [x, w, $0] } ?? [x, w]
+        return record("linear", out, inputs) { g in
+            var gx: Tensor? = nil, gw: Tensor? = nil, gb: Tensor? = nil
+            g.scalars.withUnsafeBufferPointer { pg in
+                if x.requiresGrad {
+                    gx = Tensor(shape: x.shape, uninitialized: { dst in
+                        w.scalars.withUnsafeBufferPointer { pw in
+                            sgemm(transA: false, transB: false, m: rows, n: inF, k: outF,
+                                  a: pg.baseAddress!, b: pw.baseAddress!, c: dst.baseAddress!)
+                        }
+                    })
+                }
+                if w.requiresGrad {
+                    gw = Tensor(shape: w.shape, uninitialized: { dst in
+                        x.scalars.withUnsafeBufferPointer { px in
+                            sgemm(transA: true, transB: false, m: outF, n: inF, k: rows,
+                                  a: pg.baseAddress!, b: px.baseAddress!, c: dst.baseAddress!)
+                        }
+                    })
+                }
+                if let bias, bias.requiresGrad {
+                    gb = Tensor(shape: [outF], uninitialized: { dst in
+                        dst.initialize(repeating: 0)
+                        for r in 0..<rows { for j in 0..<outF { dst[j] += pg[r * outF + j] } }
+                    })
+                }
+            }
+            return [gx, gw, gb]
+        }
+    }
+}

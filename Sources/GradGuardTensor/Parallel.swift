@@ -1,0 +1,42 @@
+import Dispatch
+
+/// Wraps a value the caller promises to use safely across the workers of one `parallelFor`.
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+}
+
+/// Runtime knobs of the kernels.
+public enum Kernels {
+    /// Number of worker threads used for element-wise and reduction work.
+    nonisolated(unsafe) public static var threadCount: Int = {
+        Swift.max(1, Swift.min(System.activeProcessorCount, 8))
+    }()
+}
+
+enum System {
+    static var activeProcessorCount: Int {
+        let n = sysconf(Int32(_SC_NPROCESSORS_ONLN))
+        return n > 0 ? Int(n) : 1
+    }
+}
+
+/// Splits `0..<count` into contiguous ranges and runs `body` on each, in parallel when the
+/// work is large enough to pay for the threads (`grain` elements or more per worker).
+@inline(__always)
+func parallelFor(_ count: Int, grain: Int = 32_768, _ body: (Range<Int>) -> Void) {
+    let workers = Swift.min(Kernels.threadCount, count / Swift.max(grain, 1))
+    if workers <= 1 {
+        body(0..<count)
+        return
+    }
+    withoutActuallyEscaping(body) { escaping in
+        let box = UncheckedSendable(value: escaping)
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            box.value((count * w / workers)..<(count * (w + 1) / workers))
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,138 @@
+/// A dense, row-major, Float32 n-dimensional array that can take part in
+/// reverse-mode automatic differentiation.
+///
+/// Results of operations are new tensors: a tensor's shape never changes and its
+/// values change only through the explicit in-place entry points that optimizers
+/// and clippers use (`withUnsafeMutableScalars`, `assign(_:)`), the way
+/// `p.data.add_()` is used in PyTorch. Storage is a copy-on-write array, so a
+/// reshape or a gradient handed to two tensors shares memory until one of them
+/// is written.
+///
+/// ```swift
+/// let x = Tensor(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
+/// let w = Tensor.randn([3, 4], requiresGrad: true)
+/// let loss = x.matmul(w).relu().sum()
+/// loss.backward()
+/// print(w.grad!.shape)   // [3, 4]
+/// ```
+public final class Tensor {
+    /// The size of each dimension; `[]` for a scalar.
+    public let shape: [Int]
+    /// The values in row-major order.
+    public internal(set) var scalars: [Float]
+    /// Whether gradients flow to this tensor. Leaves with `requiresGrad` receive `.grad`.
+    public var requiresGrad: Bool
+    /// The accumulated gradient of a leaf after `backward()`, or `nil`.
+    public var grad: Tensor?
+    /// An optional human-readable name (parameters carry their dotted names here).
+    public var name: String?
+
+    /// The tape node that produced this tensor, `nil` for leaves.
+    internal var gradFn: TapeNode?
+    internal var hooks: [(Tensor) -> Tensor?] = []
+
+    // MARK: Initialisers
+
+    /// Creates a tensor from row-major values. The count must equal the product of `shape`.
+    public init(shape: [Int], scalars: [Float], requiresGrad: Bool = false) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
+        precondition(shape.reduce(1, *) == scalars.count,
+                     "shape \(shape) needs \(shape.reduce(1, *)) values, got \(scalars.count)")
+        self.shape = shape
+        self.scalars = scalars
+        self.requiresGrad = requiresGrad
+    }
+
+    /// A scalar (rank-0) tensor.
+    public convenience init(_ value: Float, requiresGrad: Bool = false) {
+        self.init(shape: [], scalars: [value], requiresGrad: requiresGrad)
+    }
+
+    /// A rank-1 tensor from an array of values.
+    public convenience init(_ values: [Float], requiresGrad: Bool = false) {
+        self.init(shape: [values.count], scalars: values, requiresGrad: requiresGrad)
+    }
+
+    /// A rank-2 tensor from nested rows, which must all have the same length.
+    public convenience init(_ rows: [[Float]], requiresGrad: Bool = false) {
+        let cols = rows.first?.count ?? 0
+        precondition(rows.allSatisfy { $0.count == cols }, "ragged rows")
+        self.init(shape: [rows.count, cols], scalars: rows.flatMap { $0 }, requiresGrad: requiresGrad)
+    }
+
+    /// Creates a tensor of the given shape whose storage is filled by `body`.
+    /// Every one of the `count` values must be written.
+    internal init(shape: [Int], uninitialized body: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        let n = shape.reduce(1, *)
+        self.shape = shape
+        self.scalars = [Float](unsafeUninitializedCapacity: n) { buf, count in
+            body(buf)
+            count = n
+        }
+        self.requiresGrad = false
+    }
+
+    // MARK: Basic properties
+
+    /// Number of dimensions.
+    public var rank: Int { shape.count }
+    /// Total number of values.
+    public var count: Int { scalars.count }
+    /// Whether this tensor was created by the user rather than by a recorded op.
+    public var isLeaf: Bool { gradFn == nil }
+    /// Row-major strides, in elements.
+    public var strides: [Int] { Shape.strides(shape) }
+
+    /// The single value of a one-element tensor.
+    public var item: Float {
+        precondition(count == 1, "item needs a one-element tensor, shape is \(shape)")
+        return scalars[0]
+    }
+
+    /// Size of dimension `dim`; negative values count from the end.
+    public func size(_ dim: Int) -> Int { shape[Shape.normalize(dim, rank: rank)] }
+
+    /// The op label and module of the node that created this tensor, if any.
+    public var creator: (op: String, module: String?, index: Int)? {
+        gradFn.map { ($0.op, $0.module, $0.index) }
+    }
+
+    // MARK: In-place access for optimizers and clippers
+
+    /// Gives mutable access to the values, bypassing the tape (like `p.data` in PyTorch).
+    /// Intended for optimizers, clippers and initialisers.
+    public func withUnsafeMutableScalars<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        try scalars.withUnsafeMutableBufferPointer { try body($0) }
+    }
+
+    /// Read-only access to the values without copying.
+    public func withUnsafeScalars<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        try scalars.withUnsafeBufferPointer { try body($0) }
+    }
+
+    /// Replaces the values with those of `other`, which must have the same shape.
+    /// Not recorded on the tape.
+    public func assign(_ other: Tensor) {
+        precondition(other.shape == shape, "assign: shape \(other.shape) does not match \(shape)")
+        scalars = other.scalars
+    }
+
+    /// A new leaf with the same values that does not require gradients.
+    public func detach() -> Tensor { Tensor(shape: shape, scalars: scalars) }
+
+    /// A new leaf with the same values (storage shared until written).
+    public func copy(requiresGrad: Bool = false) -> Tensor {
+        Tensor(shape: shape, scalars: scalars, requiresGrad: requiresGrad)
+    }
+
+    /// Sets `.grad` to `nil`.
+    public func zeroGrad() { grad = nil }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String {
+        let shown = scalars.prefix(8).map { String($0) }.joined(separator: ", ")
+        let more = count > 8 ? ", …" : ""
+        return "Tensor(shape: \(shape), [\(shown)\(more)]\(requiresGrad ? ", requiresGrad" : ""))"
+    }
+}

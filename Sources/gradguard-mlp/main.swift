@@ -1,0 +1,2 @@
+import GradGuard
+print("x")
