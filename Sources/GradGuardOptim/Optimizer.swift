@@ -1,1 +1,149 @@
-import GradGuardNN
+import GradGuardTensor
+
+/// A set of parameters that share hyper-parameters (PyTorch's `param_groups` entry).
+/// Any option not set here takes the optimizer's default.
+public struct ParamGroup {
+    public var params: [Tensor]
+    /// Hyper-parameters by PyTorch name: `lr`, `weight_decay`, `momentum`, `beta1`, …
+    public var options: [String: Double]
+
+    public init(params: [Tensor], options: [String: Double] = [:]) {
+        self.params = params
+        self.options = options
+    }
+
+    public init(params: [Tensor], lr: Double? = nil, weightDecay: Double? = nil) {
+        var o: [String: Double] = [:]
+        o["lr"] = lr
+        o["weight_decay"] = weightDecay
+        self.init(params: params, options: o)
+    }
+
+    /// The learning rate of this group.
+    public var lr: Double {
+        get { options["lr"] ?? 0 }
+        set { options["lr"] = newValue }
+    }
+
+    public subscript(_ key: String) -> Double? {
+        get { options[key] }
+        set { options[key] = newValue }
+    }
+}
+
+/// What loading an optimizer state found wrong.
+public enum OptimizerStateError: Error, CustomStringConvertible, Equatable {
+    case missingKey(String)
+    case shapeMismatch(key: String, expected: [Int], found: [Int])
+    case groupCountMismatch(expected: Int, found: Int)
+
+    public var description: String {
+        switch self {
+        case .missingKey(let k): return "optimizer state: missing key '\(k)'"
+        case let .shapeMismatch(k, e, f): return "optimizer state '\(k)': expected shape \(e), found \(f)"
+        case let .groupCountMismatch(e, f): return "optimizer state: \(f) parameter groups in the file, \(e) in the optimizer"
+        }
+    }
+}
+
+/// The base of every optimizer. A subclass supplies only `update`, the rule that changes
+/// one parameter from its gradient, its state and its group's options; the loop over groups
+/// and parameters, state keeping and saving live here once.
+open class Optimizer {
+    public var paramGroups: [ParamGroup]
+    /// Per-parameter state (`momentum_buffer`, `exp_avg`, `step`, …), created on first use.
+    public internal(set) var state: [ObjectIdentifier: [String: Tensor]] = [:]
+
+    /// Creates the optimizer; options missing from a group are filled from `defaults`.
+    public init(groups: [ParamGroup], defaults: [String: Double]) {
+        paramGroups = groups.map { g in
+            var g = g
+            for (k, v) in defaults where g.options[k] == nil { g.options[k] = v }
+            return g
+        }
+    }
+
+    /// Applies one update to `param` (values changed in place) given its gradient.
+    /// `state` starts empty for a parameter's first step.
+    open func update(_ param: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
+                     state: inout [String: Tensor], options: [String: Double]) {
+        fatalError("\(type(of: self)) must implement update(_:grad:state:options:)")
+    }
+
+    /// Updates every parameter that has a gradient.
+    public func step() {
+        for group in paramGroups {
+            for p in group.params {
+                guard let g = p.grad else { continue }
+                var st = state.removeValue(forKey: ObjectIdentifier(p)) ?? [:]
+                g.withUnsafeScalars { gb in
+                    p.withUnsafeMutableScalars { pb in update(pb, grad: gb, state: &st, options: group.options) }
+                }
+                state[ObjectIdentifier(p)] = st
+            }
+        }
+    }
+
+    /// Clears the gradient of every parameter.
+    public func zeroGrad() {
+        for group in paramGroups { for p in group.params { p.grad = nil } }
+    }
+
+    /// All parameters, in group order.
+    public var parameters: [Tensor] { paramGroups.flatMap(\.params) }
+
+    // MARK: Saving and restoring
+
+    /// State and hyper-parameters as named tensors, keyed like PyTorch's `state_dict()`:
+    /// `state.<i>.<name>` with `i` the parameter's position across groups, and
+    /// `param_groups.<g>.<option>`.
+    public func stateDict() -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for (i, p) in parameters.enumerated() {
+            for (name, t) in state[ObjectIdentifier(p)] ?? [:] { out["state.\(i).\(name)"] = t.copy() }
+        }
+        for (gi, g) in paramGroups.enumerated() {
+            for (k, v) in g.options { out["param_groups.\(gi).\(k)"] = Tensor(Float(v)) }
+        }
+        return out
+    }
+
+    /// Restores what `stateDict()` returned for an optimizer over the same parameters.
+    /// Everything is checked before anything changes.
+    public func load(stateDict dict: [String: Tensor]) throws {
+        let params = parameters
+        var newState: [ObjectIdentifier: [String: Tensor]] = [:]
+        for (key, t) in dict where key.hasPrefix("state.") {
+            let parts = key.split(separator: ".", maxSplits: 2).map(String.init)
+            guard parts.count == 3, let i = Int(parts[1]), i >= 0, i < params.count else {
+                throw OptimizerStateError.missingKey(key)
+            }
+            newState[ObjectIdentifier(params[i]), default: [:]][parts[2]] = t.copy()
+        }
+        let groupIndices = Set(dict.keys.filter { $0.hasPrefix("param_groups.") }.compactMap { Int($0.split(separator: ".")[1]) })
+        if !groupIndices.isEmpty && groupIndices.count != paramGroups.count {
+            throw OptimizerStateError.groupCountMismatch(expected: paramGroups.count, found: groupIndices.count)
+        }
+        for p in params {
+            for (name, t) in newState[ObjectIdentifier(p)] ?? [:] where name != "step" && t.shape != p.shape && t.count != 1 {
+                throw OptimizerStateError.shapeMismatch(key: name, expected: p.shape, found: t.shape)
+            }
+        }
+        state = newState
+        for (key, t) in dict where key.hasPrefix("param_groups.") {
+            let parts = key.split(separator: ".", maxSplits: 2).map(String.init)
+            guard parts.count == 3, let gi = Int(parts[1]), gi < paramGroups.count else { continue }
+            paramGroups[gi].options[parts[2]] = Double(t.item)
+        }
+    }
+}
+
+extension Dictionary where Key == String, Value == Tensor {
+    /// The state tensor named `key`, created as zeros shaped like `like` when absent.
+    mutating func buffer(_ key: String, like count: Int) -> Tensor {
+        if let t = self[key] { return t }
+        let t = Tensor.zeros([count])
+        self[key] = t
+        return t
+    }
+}

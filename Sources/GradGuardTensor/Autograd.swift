@@ -155,3 +155,13 @@ extension Tensor {
         return order
     }
 }
+
+extension Tensor {
+    /// Records a custom differentiable op (like `torch.autograd.Function`): `out` was
+    /// computed from `inputs` outside the tape, and `rule` maps the gradient of `out` to one
+    /// gradient (or `nil`) per input, each in that input's shape.
+    public static func recordOp(_ op: String, _ out: Tensor, _ inputs: [Tensor],
+                                _ rule: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+        record(op, out, inputs, rule)
+    }
+}

@@ -1,8 +1,9 @@
 import Dispatch
 
 /// Wraps a value the caller promises to use safely across the workers of one `parallelFor`.
-struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
+public struct UncheckedSendable<T>: @unchecked Sendable {
+    public let value: T
+    @inlinable public init(value: T) { self.value = value }
 }
 
 /// Runtime knobs of the kernels.
@@ -22,8 +23,8 @@ enum System {
 
 /// Splits `0..<count` into contiguous ranges and runs `body` on each, in parallel when the
 /// work is large enough to pay for the threads (`grain` elements or more per worker).
-@inline(__always)
-func parallelFor(_ count: Int, grain: Int = 32_768, _ body: (Range<Int>) -> Void) {
+@inlinable
+public func parallelFor(_ count: Int, grain: Int = 32_768, _ body: (Range<Int>) -> Void) {
     let workers = Swift.min(Kernels.threadCount, count / Swift.max(grain, 1))
     if workers <= 1 {
         body(0..<count)

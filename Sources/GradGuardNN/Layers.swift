@@ -1,0 +1,137 @@
+import GradGuardTensor
+
+// MARK: - Linear
+
+/// `y = x · Wᵀ + b` with `weight` of shape `[outputSize, inputSize]` and `bias` of shape
+/// `[outputSize]`, as `torch.nn.Linear`.
+///
+/// Default initialisation (PyTorch's): weight from kaiming-uniform with a = √5, which is
+/// U(−1/√in, 1/√in); bias from U(−1/√in, 1/√in).
+public final class Linear: Module, UnaryLayer {
+    public var weight: Tensor
+    public var bias: Tensor?
+
+    public init(inputSize: Int, outputSize: Int, bias: Bool = true) {
+        let bound = 1 / Float(inputSize).squareRoot()
+        weight = Init.uniform([outputSize, inputSize], low: -bound, high: bound)
+        self.bias = bias ? Init.uniform([outputSize], low: -bound, high: bound) : nil
+        super.init()
+    }
+
+    public func forward(_ x: Tensor) -> Tensor { Tensor.linear(x, weight: weight, bias: bias) }
+}
+
+// MARK: - Sequential
+
+/// Runs its layers in order; their names are their positions (`0.weight`, `2.bias`).
+public final class Sequential: Module, UnaryLayer {
+    public let layers: [any UnaryLayer]
+
+    public init(_ layers: [any UnaryLayer]) {
+        self.layers = layers
+        super.init()
+    }
+
+    public convenience init(_ layers: any UnaryLayer...) { self.init(layers) }
+
+    public override func namedChildren() -> [(name: String, module: Module)] {
+        layers.enumerated().map { ("\($0.offset)", $0.element as Module) }
+    }
+
+    public func forward(_ x: Tensor) -> Tensor {
+        layers.reduce(x) { $1($0) }
+    }
+}
+
+// MARK: - Embedding
+
+/// A lookup table `[numEmbeddings, embeddingDim]` indexed by integer ids (stored as Float
+/// values), as `torch.nn.Embedding`. Default initialisation N(0, 1); the row of
+/// `paddingIndex`, if given, starts at zero and receives no gradient.
+public final class Embedding: Module, UnaryLayer {
+    public var weight: Tensor
+    public let paddingIndex: Int?
+
+    public init(numEmbeddings: Int, embeddingDim: Int, paddingIndex: Int? = nil) {
+        weight = Init.normal([numEmbeddings, embeddingDim])
+        self.paddingIndex = paddingIndex
+        super.init()
+        if let p = paddingIndex {
+            weight.withUnsafeMutableScalars { w in
+                for j in 0..<embeddingDim { w[p * embeddingDim + j] = 0 }
+            }
+        }
+    }
+
+    public func forward(_ ids: Tensor) -> Tensor {
+        let out = weight.indexSelect(axis: 0, indices: ids)
+        guard let p = paddingIndex, ids.scalars.contains(Float(p)) else { return out }
+        // Zero the padding positions' gradient by masking the output (their rows stay constant).
+        let mask = ids.ne(Float(p)).unsqueezed(-1)
+        return out * mask + out.detach() * (1 - mask)
+    }
+}
+
+// MARK: - Activations
+
+public final class ReLU: Module, UnaryLayer {
+    public override init() { super.init() }
+    public func forward(_ x: Tensor) -> Tensor { x.relu() }
+}
+
+public final class LeakyReLU: Module, UnaryLayer {
+    public let negativeSlope: Float
+    public init(negativeSlope: Float = 0.01) { self.negativeSlope = negativeSlope; super.init() }
+    public func forward(_ x: Tensor) -> Tensor { x.leakyRelu(negativeSlope: negativeSlope) }
+}
+
+public final class Tanh: Module, UnaryLayer {
+    public override init() { super.init() }
+    public func forward(_ x: Tensor) -> Tensor { x.tanh() }
+}
+
+public final class Sigmoid: Module, UnaryLayer {
+    public override init() { super.init() }
+    public func forward(_ x: Tensor) -> Tensor { x.sigmoid() }
+}
+
+public final class SiLU: Module, UnaryLayer {
+    public override init() { super.init() }
+    public func forward(_ x: Tensor) -> Tensor { x.silu() }
+}
+
+public final class GELU: Module, UnaryLayer {
+    public let approximate: Bool
+    public init(approximate: Bool = false) { self.approximate = approximate; super.init() }
+    public func forward(_ x: Tensor) -> Tensor { x.gelu(approximate: approximate) }
+}
+
+// MARK: - Dropout
+
+/// Zeroes each value with probability `p` in training and scales the rest by 1/(1−p);
+/// the identity in evaluation mode. Masks come from the default generator
+/// (`DefaultGenerator.seed`), or from the module's own when one is given.
+public final class Dropout: Module, UnaryLayer {
+    public let p: Float
+    public var generator: RandomGenerator?
+
+    public init(p: Float = 0.5, generator: RandomGenerator? = nil) {
+        precondition(p >= 0 && p <= 1, "dropout probability \(p) is outside [0, 1]")
+        self.p = p
+        self.generator = generator
+        super.init()
+    }
+
+    public func forward(_ x: Tensor) -> Tensor {
+        guard training, p > 0 else { return x }
+        if p == 1 { return x * 0 }
+        let keep = 1 - p
+        let scale = 1 / keep
+        func draw(_ g: inout RandomGenerator) -> [Float] {
+            (0..<x.count).map { _ in g.nextUniform() < Double(keep) ? scale : 0 }
+        }
+        let values: [Float]
+        if generator != nil { values = draw(&generator!) } else { values = DefaultGenerator.with(draw) }
+        return x * Tensor(shape: x.shape, scalars: values)
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import GradGuardTensor
+
+/// Adam (Kingma & Ba, 2015) with optional AMSGrad, and AdamW (Loshchilov & Hutter, 2019)
+/// as the same rule with decoupled weight decay, step for step as `torch.optim.Adam` /
+/// `torch.optim.AdamW`:
+///
+///     θ ← θ·(1 − η·λ) (AdamW)      or   g ← ∇ + λ·θ (Adam)
+///     m ← m + (1 − β₁)(g − m),     v ← β₂·v + (1 − β₂)·g²
+///     θ ← θ − η/(1 − β₁ᵗ) · m / (√v̂ / √(1 − β₂ᵗ) + ε),   v̂ = v or max(v̂, v) with AMSGrad
+public class Adam: Optimizer {
+    /// Whether weight decay is decoupled (AdamW) or added to the gradient (Adam).
+    public let decoupledWeightDecay: Bool
+
+    public init(_ groups: [ParamGroup], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
+                eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false, decoupled: Bool = false) {
+        decoupledWeightDecay = decoupled
+        super.init(groups: groups, defaults: ["lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps,
+                                              "weight_decay": weightDecay, "amsgrad": amsgrad ? 1 : 0])
+    }
+
+    public convenience init(_ params: [Tensor], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
+                            eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false) {
+        self.init([ParamGroup(params: params)], lr: lr, beta1: beta1, beta2: beta2, eps: eps,
+                  weightDecay: weightDecay, amsgrad: amsgrad)
+    }
+
+    public override func update(_ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
+                                state: inout [String: Tensor], options o: [String: Double]) {
+        let lr = o["lr"]!, b1 = o["beta1"]!, b2 = o["beta2"]!
+        let eps = Float(o["eps"]!), wd = Float(o["weight_decay"]!), amsgrad = o["amsgrad"]! != 0
+        let n = p.count
+        let stepTensor = state["step"] ?? Tensor(0)
+        let t = Double(stepTensor.item) + 1
+        state["step"] = Tensor(Float(t))
+        let m = state.buffer("exp_avg", like: n), v = state.buffer("exp_avg_sq", like: n)
+        let vmax = amsgrad ? state.buffer("max_exp_avg_sq", like: n) : nil
+        // Bias corrections in Double, as PyTorch computes them in Python floats.
+        let stepSize = Float(lr / (1 - Foundation.pow(b1, t)))
+        let bc2Sqrt = Float((1 - Foundation.pow(b2, t)).squareRoot())
+        let decay = Float(1 - lr * Double(wd))
+        let c1 = Float(1 - b1), fb2 = Float(b2), c2 = Float(1 - b2)
+        let decoupled = decoupledWeightDecay
+        m.withUnsafeMutableScalars { mb in
+            v.withUnsafeMutableScalars { vb in
+                for i in 0..<n {
+                    var g = grad[i]
+                    if decoupled { p[i] *= decay } else { g += wd * p[i] }
+                    mb[i] += c1 * (g - mb[i])
+                    vb[i] = fb2 * vb[i] + c2 * g * g
+                }
+            }
+        }
+        let denomSource = vmax ?? v
+        if let vmax {
+            vmax.withUnsafeMutableScalars { mx in
+                v.withUnsafeScalars { vb in for i in 0..<n { mx[i] = Swift.max(mx[i], vb[i]) } }
+            }
+        }
+        m.withUnsafeScalars { mb in
+            denomSource.withUnsafeScalars { vb in
+                for i in 0..<n { p[i] -= stepSize * mb[i] / (vb[i].squareRoot() / bc2Sqrt + eps) }
+            }
+        }
+    }
+}
+
+/// AdamW: Adam with decoupled weight decay (default 0.01, as `torch.optim.AdamW`).
+public final class AdamW: Adam {
+    public init(_ groups: [ParamGroup], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
+                eps: Double = 1e-8, weightDecay: Double = 0.01, amsgrad: Bool = false) {
+        super.init(groups, lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay,
+                   amsgrad: amsgrad, decoupled: true)
+    }
+
+    public convenience init(_ params: [Tensor], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
+                            eps: Double = 1e-8, weightDecay: Double = 0.01, amsgrad: Bool = false) {
+        self.init([ParamGroup(params: params)], lr: lr, beta1: beta1, beta2: beta2, eps: eps,
+                  weightDecay: weightDecay, amsgrad: amsgrad)
+    }
+}

@@ -1,0 +1,43 @@
+import GradGuardTensor
+
+/// Stochastic gradient descent with momentum, dampening, Nesterov momentum and coupled
+/// weight decay, step for step as `torch.optim.SGD`:
+///
+///     g ← ∇ + λ·θ
+///     b ← g (first step), else μ·b + (1 − τ)·g
+///     g ← g + μ·b (Nesterov) or b
+///     θ ← θ − η·g
+public final class SGD: Optimizer {
+    public init(_ groups: [ParamGroup], lr: Double, momentum: Double = 0, dampening: Double = 0,
+                weightDecay: Double = 0, nesterov: Bool = false) {
+        precondition(!nesterov || (momentum > 0 && dampening == 0), "Nesterov momentum requires a momentum and zero dampening")
+        super.init(groups: groups, defaults: ["lr": lr, "momentum": momentum, "dampening": dampening,
+                                              "weight_decay": weightDecay, "nesterov": nesterov ? 1 : 0])
+    }
+
+    public convenience init(_ params: [Tensor], lr: Double, momentum: Double = 0, dampening: Double = 0,
+                            weightDecay: Double = 0, nesterov: Bool = false) {
+        self.init([ParamGroup(params: params)], lr: lr, momentum: momentum, dampening: dampening,
+                  weightDecay: weightDecay, nesterov: nesterov)
+    }
+
+    public override func update(_ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
+                                state: inout [String: Tensor], options o: [String: Double]) {
+        let lr = Float(o["lr"]!), wd = Float(o["weight_decay"]!)
+        let mu = Float(o["momentum"]!), damp = Float(o["dampening"]!), nesterov = o["nesterov"]! != 0
+        let n = p.count
+        if mu == 0 {
+            for i in 0..<n { p[i] -= lr * (grad[i] + wd * p[i]) }
+            return
+        }
+        let first = state["momentum_buffer"] == nil
+        let buf = state.buffer("momentum_buffer", like: n)
+        buf.withUnsafeMutableScalars { b in
+            for i in 0..<n {
+                let g = grad[i] + wd * p[i]
+                b[i] = first ? g : mu * b[i] + (1 - damp) * g
+                p[i] -= lr * (nesterov ? g + mu * b[i] : b[i])
+            }
+        }
+    }
+}
