@@ -15,6 +15,7 @@ enum VectorMath {
         let lo: Float = -87.33654   // below this the result is sub-normal: flushed to 0
         var xc = x.replacing(with: hi, where: x .> hi)
         xc = xc.replacing(with: lo, where: xc .< lo)
+        xc.replace(with: 0, where: xc .!= xc)   // NaN lanes computed as 0, restored below
         let n = (xc * 1.44269504088896341).rounded(.toNearestOrEven)
         var r = xc - n * 0.693359375
         r = r + n * 2.12194440e-4

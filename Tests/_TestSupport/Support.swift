@@ -1,1 +1,102 @@
+import Foundation
 import GradGuard
+import XCTest
+
+/// Loads a fixture written by `Scripts/make_fixtures.py`.
+public func fixture(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws -> [String: Tensor] {
+    let dir = URL(fileURLWithPath: "\(#filePath)").deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures")
+    return try Safetensors.read(dir.appendingPathComponent(name).path)
+}
+
+/// Path of a fixture file.
+public func fixturePath(_ name: String) -> String {
+    URL(fileURLWithPath: "\(#filePath)").deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures").appendingPathComponent(name).path
+}
+
+extension Dictionary where Key == String, Value == Tensor {
+    /// The tensor named `key`, failing the test when absent.
+    public func at(_ key: String, file: StaticString = #filePath, line: UInt = #line) throws -> Tensor {
+        guard let t = self[key] else {
+            XCTFail("fixture has no tensor '\(key)'", file: file, line: line)
+            throw XCTSkip("missing fixture key \(key)")
+        }
+        return t
+    }
+}
+
+/// Asserts equal shapes and |a − b| ≤ atol + rtol·|b| element-wise. The defaults suit
+/// float32 results of a few dozen operations compared with PyTorch's float32 results.
+public func assertClose(_ a: Tensor, _ b: Tensor, rtol: Float = 1e-4, atol: Float = 1e-5,
+                        _ message: @autoclosure () -> String = "", file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.shape, b.shape, "shape \(message())", file: file, line: line)
+    guard a.shape == b.shape else { return }
+    var worst = 0, worstErr: Float = 0
+    for i in 0..<a.count {
+        let x = a.scalars[i], y = b.scalars[i]
+        if x.isNaN && y.isNaN { continue }
+        if x == y { continue }
+        let err = Swift.abs(x - y) - (atol + rtol * Swift.abs(y))
+        if !(err <= 0) && (err > worstErr || worstErr == 0) { worst = i; worstErr = err.isNaN ? .infinity : err }
+    }
+    if worstErr > 0 {
+        XCTFail("\(message()): element \(worst) is \(a.scalars[worst]), expected \(b.scalars[worst]) (rtol \(rtol), atol \(atol))",
+                file: file, line: line)
+    }
+}
+
+/// Checks the gradients of `f` at `inputs` against central finite differences.
+///
+/// The scalar checked is Σ f(x)·w with fixed random weights w, so every output element
+/// matters. Perturbations are ±`eps` on float32 inputs, the difference quotient is formed
+/// in Double; with eps 1e-2 the truncation error is O(eps²·f''') and float32 rounding of
+/// the sum is ~1e-6 relative, so |analytic − numeric| ≤ atol + rtol·|numeric| with
+/// atol 2e-3, rtol 2e-2 separates a correct rule from a wrong one.
+public func checkGradients(_ inputs: [Tensor], eps: Float = 1e-2, atol: Double = 2e-3, rtol: Double = 2e-2,
+                           file: StaticString = #filePath, line: UInt = #line,
+                           _ f: ([Tensor]) -> Tensor) {
+    for x in inputs { x.requiresGrad = true; x.grad = nil }
+    let out = f(inputs)
+    var gen = RandomGenerator(seed: 99)
+    let w = Tensor.randn(out.shape, generator: &gen)
+    out.backward(gradient: w)
+    func objective() -> Double {
+        let y = withoutGrad { f(inputs) }
+        var s = 0.0
+        for i in 0..<y.count { s += Double(y.scalars[i]) * Double(w.scalars[i]) }
+        return s
+    }
+    for (k, x) in inputs.enumerated() {
+        guard let g = x.grad else {
+            XCTFail("input \(k) received no gradient", file: file, line: line)
+            continue
+        }
+        XCTAssertEqual(g.shape, x.shape, "gradient shape of input \(k)", file: file, line: line)
+        for i in 0..<x.count {
+            let orig = x.scalars[i]
+            x.withUnsafeMutableScalars { $0[i] = orig + eps }
+            let up = objective()
+            x.withUnsafeMutableScalars { $0[i] = orig - eps }
+            let down = objective()
+            x.withUnsafeMutableScalars { $0[i] = orig }
+            let numeric = (up - down) / (2 * Double(eps))
+            let analytic = Double(g.scalars[i])
+            if Swift.abs(analytic - numeric) > atol + rtol * Swift.abs(numeric) {
+                XCTFail("input \(k) element \(i): analytic \(analytic), finite difference \(numeric)", file: file, line: line)
+                return
+            }
+        }
+    }
+}
+
+/// A seeded random tensor for tests.
+public func testTensor(_ shape: [Int], seed: UInt64, low: Float = -1, high: Float = 1) -> Tensor {
+    var g = RandomGenerator(seed: seed)
+    return Tensor.rand(shape, low: low, high: high, generator: &g)
+}
+
+/// Values pushed at least `margin` away from zero, for functions with a kink there.
+public func awayFromZero(_ t: Tensor, margin: Float = 0.1) -> Tensor {
+    Tensor(shape: t.shape, scalars: t.scalars.map { $0 >= 0 ? $0 + margin : $0 - margin })
+}

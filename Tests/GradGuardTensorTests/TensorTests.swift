@@ -1,0 +1,144 @@
+import XCTest
+import GradGuard
+import _TestSupport
+
+final class TensorTests: XCTestCase {
+    func testCreation() {
+        XCTAssertEqual(Tensor.zeros([2, 3]).scalars, [Float](repeating: 0, count: 6))
+        XCTAssertEqual(Tensor.ones([2]).scalars, [1, 1])
+        XCTAssertEqual(Tensor.full([1, 2], 7).scalars, [7, 7])
+        XCTAssertEqual(Tensor.arange(0, 5).scalars, [0, 1, 2, 3, 4])
+        XCTAssertEqual(Tensor.arange(1, 2, step: 0.25).scalars, [1, 1.25, 1.5, 1.75])
+        let t = Tensor([[1, 2, 3], [4, 5, 6]])
+        XCTAssertEqual(t.shape, [2, 3])
+        XCTAssertEqual(t.strides, [3, 1])
+        XCTAssertEqual(Tensor(3).shape, [])
+    }
+
+    func testSeededGeneratorIsReproducibleAcrossMachines() {
+        // First outputs of xoshiro256** seeded by SplitMix64(42), from an independent
+        // Python implementation of the published algorithms.
+        var g = RandomGenerator(seed: 42)
+        XCTAssertEqual([g.next(), g.next(), g.next()], [1546998764402558742, 6990951692964543102, 12544586762248559009])
+        var g1 = RandomGenerator(seed: 7), g2 = RandomGenerator(seed: 7)
+        XCTAssertEqual(Tensor.randn([10], generator: &g1).scalars, Tensor.randn([10], generator: &g2).scalars)
+        let r = Tensor.randint([1000], low: 3, high: 9, generator: &g1)
+        XCTAssertTrue(r.scalars.allSatisfy { $0 >= 3 && $0 < 9 && $0 == $0.rounded() })
+        XCTAssertEqual(Set(r.scalars).count, 6)
+        let u = Tensor.rand([1000], low: -2, high: 2, generator: &g1)
+        XCTAssertTrue(u.scalars.allSatisfy { $0 >= -2 && $0 < 2 })
+        // Restoring a saved state continues the same stream.
+        var g3 = RandomGenerator(seed: 5)
+        _ = g3.nextNormal()
+        var g4 = RandomGenerator(state: g3.state)!
+        XCTAssertEqual(g3.nextNormal(), g4.nextNormal())
+    }
+
+    func testNormalSamplesHaveTheRightMoments() {
+        var g = RandomGenerator(seed: 3)
+        let x = Tensor.randn([100_000], mean: 2, std: 3, generator: &g)
+        XCTAssertEqual(x.mean().item, 2, accuracy: 0.05)      // 4σ of the mean estimate is 0.038
+        XCTAssertEqual(x.variance().item.squareRoot(), 3, accuracy: 0.05)
+    }
+
+    func testBroadcastingValues() {
+        let x = Tensor([[1, 2, 3], [4, 5, 6]])
+        XCTAssertEqual((x + Tensor([10, 20, 30])).scalars, [11, 22, 33, 14, 25, 36])
+        XCTAssertEqual((x * Tensor(shape: [2, 1], scalars: [2, 3])).scalars, [2, 4, 6, 12, 15, 18])
+        let y = Tensor(shape: [2, 1, 3], scalars: [1, 2, 3, 4, 5, 6]) + Tensor(shape: [2, 1], scalars: [10, 20])
+        XCTAssertEqual(y.shape, [2, 2, 3])
+        XCTAssertEqual(y.scalars, [11, 12, 13, 21, 22, 23, 14, 15, 16, 24, 25, 26])
+        XCTAssertEqual((1 - x).scalars, [0, -1, -2, -3, -4, -5])
+    }
+
+    func testReductionValues() {
+        let x = Tensor(shape: [2, 3], scalars: [1, 5, 3, 4, 2, 6])
+        XCTAssertEqual(x.sum().item, 21)
+        XCTAssertEqual(x.sum(axis: 0).scalars, [5, 7, 9])
+        XCTAssertEqual(x.sum(axis: 1, keepDims: true).shape, [2, 1])
+        XCTAssertEqual(x.mean(axis: 1).scalars, [3, 4])
+        let (v, i) = x.max(axis: 1)
+        XCTAssertEqual(v.scalars, [5, 6])
+        XCTAssertEqual(i.scalars, [1, 2])
+        XCTAssertEqual(x.min(axis: 0).values.scalars, [1, 2, 3])
+        XCTAssertEqual(x.variance(axes: [1]).scalars, [4, 4])
+        XCTAssertEqual(x.variance(axes: [1], correction: 0).scalars[0], 8.0 / 3, accuracy: 1e-6)
+        XCTAssertEqual(x.argmax(axis: 0).scalars, [1, 0, 1])
+    }
+
+    func testSoftmaxIsStableForLargeLogits() {
+        let x = Tensor([[1000, 1001, 1002], [-1000, -1000, -1000]])
+        let s = x.softmax(axis: 1)
+        XCTAssertTrue(s.scalars.allSatisfy { $0.isFinite })
+        XCTAssertEqual(s.scalars[2], 0.66524096, accuracy: 1e-6)
+        XCTAssertEqual(s.scalars[3], 1.0 / 3, accuracy: 1e-6)
+        let l = x.logSoftmax(axis: 1)
+        XCTAssertEqual(l.scalars[0], -2.40760596, accuracy: 1e-5)
+    }
+
+    func testVectorisedFunctionsMatchLibm() {
+        // exp, tanh and sigmoid kernels against Double references over a wide range,
+        // including the range ends and non-finite inputs.
+        var values: [Float] = stride(from: -100, through: 100, by: 0.037).map { Float($0) }
+        values += [0, -0, 1e-8, -1e-8, 1e-4, 0.6249, 0.6251, 88.7, -87.3, 89, -90, .infinity, -.infinity]
+        let x = Tensor(values)
+        let e = x.exp(), t = x.tanh(), s = x.sigmoid()
+        for (i, v) in values.enumerated() {
+            let d = Double(v)
+            let refs = [Foundation.exp(d), Foundation.tanh(d), 1 / (1 + Foundation.exp(-d))]
+            for (got, ref) in zip([e.scalars[i], t.scalars[i], s.scalars[i]], refs) {
+                if Float(ref).isInfinite { XCTAssertEqual(got, Float(ref), "at \(v)"); continue }
+                if ref < 1.2e-38 && ref > -1.2e-38 { XCTAssertLessThan(Swift.abs(Double(got)), 1.2e-38); continue }
+                XCTAssertEqual(Double(got), ref, accuracy: Swift.abs(ref) * 4e-7 + 1e-38, "at \(v)")
+            }
+        }
+        XCTAssertTrue(Tensor([.nan]).exp().scalars[0].isNaN)
+        XCTAssertTrue(Tensor([.nan]).tanh().scalars[0].isNaN)
+    }
+
+    func testShapeOpValues() {
+        let x = Tensor(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
+        XCTAssertEqual(x.transposed().scalars, [1, 4, 2, 5, 3, 6])
+        XCTAssertEqual(x.reshaped([3, -1]).shape, [3, 2])
+        XCTAssertEqual(x.slice(axis: 1, start: 0, end: 3, step: 2).scalars, [1, 3, 4, 6])
+        XCTAssertEqual(x.slice(axis: 1, start: -2).scalars, [2, 3, 5, 6])
+        XCTAssertEqual(Tensor.concatenate([x, x], axis: 1).scalars, [1, 2, 3, 1, 2, 3, 4, 5, 6, 4, 5, 6])
+        XCTAssertEqual(Tensor.stack([x, x]).shape, [2, 2, 3])
+        XCTAssertEqual(x.split(sizes: [1, 2], axis: 1).map(\.scalars), [[1, 4], [2, 3, 5, 6]])
+        XCTAssertEqual(x.chunked(2, axis: 1).map(\.shape), [[2, 2], [2, 1]])
+        XCTAssertEqual(x.indexSelect(axis: 0, indices: Tensor(indices: [1, 1, 0])).scalars, [4, 5, 6, 4, 5, 6, 1, 2, 3])
+        XCTAssertEqual(x.gather(axis: 1, index: Tensor(indices: [2, 0, 1, 1], shape: [2, 2])).scalars, [3, 1, 5, 5])
+        XCTAssertEqual(Tensor([1, 2]).reshaped([2, 1]).expanded(to: [2, 3]).scalars, [1, 1, 1, 2, 2, 2])
+        XCTAssertEqual(x.permuted([1, 0]).scalars, x.transposed().scalars)
+    }
+
+    func testMatmulValues() {
+        let a = Tensor([[1, 2], [3, 4]]), b = Tensor([[5, 6], [7, 8]])
+        XCTAssertEqual(a.matmul(b).scalars, [19, 22, 43, 50])
+        let batched = Tensor.stack([a, b]).matmul(Tensor.stack([b, a]))
+        XCTAssertEqual(batched.scalars, [19, 22, 43, 50, 23, 34, 31, 46])
+        XCTAssertEqual(Tensor.linear(a, weight: b, bias: Tensor([1, -1])).scalars, [18, 22, 40, 52])
+    }
+
+    func testComparisonsAndWhere() {
+        let x = Tensor([-1, 0, 2])
+        XCTAssertEqual(x.gt(0).scalars, [0, 0, 1])
+        XCTAssertEqual(x.le(0).scalars, [1, 1, 0])
+        XCTAssertEqual(x.eq(Tensor([-1, 1, 2])).scalars, [1, 0, 1])
+        XCTAssertEqual(Tensor.where(x.gt(0), x, Tensor(9)).scalars, [9, 9, 2])
+        XCTAssertEqual(x.clamp(min: -0.5, max: 1).scalars, [-0.5, 0, 1])
+        XCTAssertTrue(Tensor([.nan]).clamp(min: 0, max: 1).scalars[0].isNaN)
+    }
+
+    func testLargeElementwiseWorkSplitAcrossThreadsGivesSameResult() {
+        let n = 300_001
+        let x = Tensor(shape: [n], scalars: (0..<n).map { Float($0 % 97) / 10 - 4 })
+        let y = (x * 2 + 1).relu()
+        for i in stride(from: 0, to: n, by: 7919) {
+            XCTAssertEqual(y.scalars[i], Swift.max(x.scalars[i] * 2 + 1, 0))
+        }
+        XCTAssertEqual(x.sum().item, x.scalars.reduce(0, +), accuracy: 1)
+    }
+}
+
+import Foundation
