@@ -81,13 +81,13 @@ public enum Safetensors {
         }
         let start = data.startIndex
         let headerData = data[(start + 8)..<(start + 8 + Int(headerLength))]
-        let json: Any
+        let json: JSONValue
         do {
-            json = try JSONSerialization.jsonObject(with: headerData)
+            json = try JSONDecoder().decode(JSONValue.self, from: headerData)
         } catch {
             throw fail(.malformedHeader("not valid JSON"))
         }
-        guard let header = json as? [String: Any] else { throw fail(.malformedHeader("the top level is not an object")) }
+        guard case .object(let header) = json else { throw fail(.malformedHeader("the top level is not an object")) }
         let dataStart = 8 + Int(headerLength)
         let dataSize = data.count - dataStart
 
@@ -96,20 +96,20 @@ public enum Safetensors {
         var entries: [Entry] = []
         for (name, value) in header {
             if name == "__metadata__" {
-                guard let m = value as? [String: Any] else { throw fail(.malformedHeader("__metadata__ is not an object")) }
+                guard case .object(let m) = value else { throw fail(.malformedHeader("__metadata__ is not an object")) }
                 for (k, v) in m {
-                    guard let s = v as? String else { throw fail(.malformedHeader("__metadata__ value of '\(k)' is not a string")) }
+                    guard case .string(let s) = v else { throw fail(.malformedHeader("__metadata__ value of '\(k)' is not a string")) }
                     metadata[k] = s
                 }
                 continue
             }
-            guard let info = value as? [String: Any] else { throw fail(.malformedHeader("entry is not an object"), name) }
-            guard let dtype = info["dtype"] as? String else { throw fail(.malformedHeader("missing string 'dtype'"), name) }
+            guard case .object(let info) = value else { throw fail(.malformedHeader("entry is not an object"), name) }
+            guard case .string(let dtype)? = info["dtype"] else { throw fail(.malformedHeader("missing string 'dtype'"), name) }
             guard let size = dtypeSizes[dtype] else { throw fail(.unknownDtype(dtype), name) }
-            guard let shape = integers(info["shape"]) else {
+            guard let shape = info["shape"]?.integers else {
                 throw fail(.malformedHeader("'shape' must be an array of integers"), name)
             }
-            guard let offsets = integers(info["data_offsets"]), offsets.count == 2 else {
+            guard let offsets = info["data_offsets"]?.integers, offsets.count == 2 else {
                 throw fail(.malformedHeader("'data_offsets' must be two integers"), name)
             }
             guard shape.allSatisfy({ $0 >= 0 }) else { throw fail(.invalidShape(shape), name) }
@@ -150,16 +150,6 @@ public enum Safetensors {
             }
         }
         return (tensors, metadata)
-    }
-
-    private static func integers(_ value: Any?) -> [Int]? {
-        guard let array = value as? [Any] else { return nil }
-        var out: [Int] = []
-        for v in array {
-            guard !(v is Bool), let n = v as? Int else { return nil }
-            out.append(n)
-        }
-        return out
     }
 
     private static func convert(_ b: UnsafeRawBufferPointer, dtype: String) -> [Float] {
