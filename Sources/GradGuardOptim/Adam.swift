@@ -26,15 +26,15 @@ public class Adam: Optimizer {
     }
 
     public override func update(_ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
-                                state: inout [String: Tensor], options o: [String: Double]) {
+                                state: inout ParamState, options o: [String: Double]) {
         let lr = o["lr"]!, b1 = o["beta1"]!, b2 = o["beta2"]!
         let eps = Float(o["eps"]!), wd = Float(o["weight_decay"]!), amsgrad = o["amsgrad"]! != 0
         let n = p.count
         let stepTensor = state["step"] ?? Tensor(0)
         let t = Double(stepTensor.item) + 1
         state["step"] = Tensor(Float(t))
-        let m = state.buffer("exp_avg", like: n), v = state.buffer("exp_avg_sq", like: n)
-        let vmax = amsgrad ? state.buffer("max_exp_avg_sq", like: n) : nil
+        let m = state.buffer("exp_avg"), v = state.buffer("exp_avg_sq")
+        let vmax = amsgrad ? state.buffer("max_exp_avg_sq") : nil
         // Bias corrections in Double, as PyTorch computes them in Python floats.
         let stepSize = Float(lr / (1 - Foundation.pow(b1, t)))
         let bc2Sqrt = Float((1 - Foundation.pow(b2, t)).squareRoot())

@@ -33,13 +33,13 @@ public struct ParamGroup {
 
 /// What loading an optimizer state found wrong.
 public enum OptimizerStateError: Error, CustomStringConvertible, Equatable {
-    case missingKey(String)
+    case unknownParameter(key: String, parameterCount: Int)
     case shapeMismatch(key: String, expected: [Int], found: [Int])
     case groupCountMismatch(expected: Int, found: Int)
 
     public var description: String {
         switch self {
-        case .missingKey(let k): return "optimizer state: missing key '\(k)'"
+        case let .unknownParameter(k, n): return "optimizer state '\(k)': names no parameter of this optimizer (it has \(n), numbered from 0)"
         case let .shapeMismatch(k, e, f): return "optimizer state '\(k)': expected shape \(e), found \(f)"
         case let .groupCountMismatch(e, f): return "optimizer state: \(f) parameter groups in the file, \(e) in the optimizer"
         }
@@ -52,7 +52,7 @@ public enum OptimizerStateError: Error, CustomStringConvertible, Equatable {
 open class Optimizer {
     public var paramGroups: [ParamGroup]
     /// Per-parameter state (`momentum_buffer`, `exp_avg`, `step`, …), created on first use.
-    public internal(set) var state: [ObjectIdentifier: [String: Tensor]] = [:]
+    public internal(set) var state: [ObjectIdentifier: ParamState] = [:]
 
     /// Creates the optimizer; options missing from a group are filled from `defaults`.
     public init(groups: [ParamGroup], defaults: [String: Double]) {
@@ -66,7 +66,7 @@ open class Optimizer {
     /// Applies one update to `param` (values changed in place) given its gradient.
     /// `state` starts empty for a parameter's first step.
     open func update(_ param: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
-                     state: inout [String: Tensor], options: [String: Double]) {
+                     state: inout ParamState, options: [String: Double]) {
         fatalError("\(type(of: self)) must implement update(_:grad:state:options:)")
     }
 
@@ -75,7 +75,7 @@ open class Optimizer {
         for group in paramGroups {
             for p in group.params {
                 guard let g = p.grad else { continue }
-                var st = state.removeValue(forKey: ObjectIdentifier(p)) ?? [:]
+                var st = state.removeValue(forKey: ObjectIdentifier(p)) ?? ParamState(shape: p.shape)
                 g.withUnsafeScalars { gb in
                     p.withUnsafeMutableScalars { pb in update(pb, grad: gb, state: &st, options: group.options) }
                 }
@@ -100,7 +100,7 @@ open class Optimizer {
     public func stateDict() -> [String: Tensor] {
         var out: [String: Tensor] = [:]
         for (i, p) in parameters.enumerated() {
-            for (name, t) in state[ObjectIdentifier(p)] ?? [:] { out["state.\(i).\(name)"] = t.copy() }
+            for (name, t) in state[ObjectIdentifier(p)]?.tensors ?? [:] { out["state.\(i).\(name)"] = t.copy() }
         }
         for (gi, g) in paramGroups.enumerated() {
             for (k, v) in g.options { out["param_groups.\(gi).\(k)"] = Tensor(Float(v)) }
@@ -112,20 +112,20 @@ open class Optimizer {
     /// Everything is checked before anything changes.
     public func load(stateDict dict: [String: Tensor]) throws {
         let params = parameters
-        var newState: [ObjectIdentifier: [String: Tensor]] = [:]
+        var newState: [ObjectIdentifier: ParamState] = [:]
         for (key, t) in dict where key.hasPrefix("state.") {
             let parts = key.split(separator: ".", maxSplits: 2).map(String.init)
             guard parts.count == 3, let i = Int(parts[1]), i >= 0, i < params.count else {
-                throw OptimizerStateError.missingKey(key)
+                throw OptimizerStateError.unknownParameter(key: key, parameterCount: params.count)
             }
-            newState[ObjectIdentifier(params[i]), default: [:]][parts[2]] = t.copy()
+            newState[ObjectIdentifier(params[i]), default: ParamState(shape: params[i].shape)][parts[2]] = t.copy()
         }
         let groupIndices = Set(dict.keys.filter { $0.hasPrefix("param_groups.") }.compactMap { Int($0.split(separator: ".")[1]) })
         if !groupIndices.isEmpty && groupIndices.count != paramGroups.count {
             throw OptimizerStateError.groupCountMismatch(expected: paramGroups.count, found: groupIndices.count)
         }
         for p in params {
-            for (name, t) in newState[ObjectIdentifier(p)] ?? [:] where name != "step" && t.shape != p.shape && t.count != 1 {
+            for (name, t) in newState[ObjectIdentifier(p)]?.tensors ?? [:] where name != "step" && t.shape != p.shape {
                 throw OptimizerStateError.shapeMismatch(key: name, expected: p.shape, found: t.shape)
             }
         }
@@ -138,12 +138,28 @@ open class Optimizer {
     }
 }
 
-extension Dictionary where Key == String, Value == Tensor {
-    /// The state tensor named `key`, created as zeros shaped like `like` when absent.
-    mutating func buffer(_ key: String, like count: Int) -> Tensor {
-        if let t = self[key] { return t }
-        let t = Tensor.zeros([count])
-        self[key] = t
+/// The optimizer state of one parameter: named tensors such as `momentum_buffer` or
+/// `exp_avg`, empty before the parameter's first step.
+public struct ParamState {
+    /// The parameter's shape, which buffers take.
+    public let shape: [Int]
+    public var tensors: [String: Tensor] = [:]
+
+    public init(shape: [Int], tensors: [String: Tensor] = [:]) {
+        self.shape = shape
+        self.tensors = tensors
+    }
+
+    public subscript(_ key: String) -> Tensor? {
+        get { tensors[key] }
+        set { tensors[key] = newValue }
+    }
+
+    /// The buffer named `key`, created as zeros of the parameter's shape when absent.
+    public mutating func buffer(_ key: String) -> Tensor {
+        if let t = tensors[key] { return t }
+        let t = Tensor.zeros(shape)
+        tensors[key] = t
         return t
     }
 }

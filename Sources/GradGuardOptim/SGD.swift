@@ -22,7 +22,7 @@ public final class SGD: Optimizer {
     }
 
     public override func update(_ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
-                                state: inout [String: Tensor], options o: [String: Double]) {
+                                state: inout ParamState, options o: [String: Double]) {
         let lr = Float(o["lr"]!), wd = Float(o["weight_decay"]!)
         let mu = Float(o["momentum"]!), damp = Float(o["dampening"]!), nesterov = o["nesterov"]! != 0
         let n = p.count
@@ -31,7 +31,7 @@ public final class SGD: Optimizer {
             return
         }
         let first = state["momentum_buffer"] == nil
-        let buf = state.buffer("momentum_buffer", like: n)
+        let buf = state.buffer("momentum_buffer")
         buf.withUnsafeMutableScalars { b in
             for i in 0..<n {
                 let g = grad[i] + wd * p[i]
