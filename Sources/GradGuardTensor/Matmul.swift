@@ -96,7 +96,9 @@ extension Tensor {
         let out = Tensor(shape: outShape, uninitialized: { y in
             if let bias {
                 precondition(bias.shape == [outF], "linear: bias \(bias.shape) is not [\(outF)]")
-                for r in 0..<rows { for j in 0..<outF { y[r * outF + j] = bias.scalars[j] } }
+                bias.withUnsafeScalars { pb in
+                    for r in 0..<rows { UnsafeMutableBufferPointer(rebasing: y[(r * outF)..<((r + 1) * outF)]).update(fromContentsOf: pb) }
+                }
             }
             x.scalars.withUnsafeBufferPointer { px in
                 w.scalars.withUnsafeBufferPointer { pw in

@@ -36,15 +36,46 @@ extension Tensor {
         let ax = normalizedAxes(axes)
         var outShape = shape
         var result = self.detach()
-        for a in ax.sorted(by: >) {
-            result = result.reduceAxis(a, initial: 0, +)
-            outShape[a] = 1
+        if ax.count == rank {
+            // A full reduction: partial sums per worker, combined in Double.
+            outShape = shape.map { _ in 1 }
+            result = Tensor(shape: outShape, scalars: [Float(totalSum())])
+        } else {
+            for a in ax.sorted(by: >) {
+                result = result.reduceAxis(a, initial: 0, +)
+                outShape[a] = 1
+            }
         }
         let kept = outShape
         let finalShape = keepDims ? kept : shape.enumerated().filter { !ax.contains($0.offset) }.map(\.element)
         let out = Tensor(shape: finalShape, scalars: result.scalars)
         let inShape = shape
         return Tensor.record("sum", out, [self]) { g in [g.reshaped(kept).expanded(to: inShape)] }
+    }
+
+    /// Σ of all values, eight-lane partial sums per worker, workers combined in Double.
+    func totalSum() -> Double {
+        let chunks = Swift.max(1, Swift.min(Kernels.threadCount, count / 65_536))
+        var partial = [Double](repeating: 0, count: chunks)
+        scalars.withUnsafeBufferPointer { x in
+            partial.withUnsafeMutableBufferPointer { out in
+                parallelFor(chunks, grain: 1) { range in
+                    for c in range {
+                        let lo = count * c / chunks, hi = count * (c + 1) / chunks
+                        var acc = SIMD8<Float>(repeating: 0)
+                        var i = lo
+                        while i + 8 <= hi {
+                            acc += UnsafeRawPointer(x.baseAddress! + i).loadUnaligned(as: SIMD8<Float>.self)
+                            i += 8
+                        }
+                        var s = Double(acc.sum())
+                        while i < hi { s += Double(x[i]); i += 1 }
+                        out[c] = s
+                    }
+                }
+            }
+        }
+        return partial.reduce(0, +)
     }
 
     /// Sum over one axis.

@@ -1,0 +1,100 @@
+// The reference workloads of DESIGN.md, timed the way pytorch_reference.py times them
+// (3 warm-up steps, median of 20), printed as JSON with the same keys so the two can be
+// compared side by side.
+//
+//     swift run -c release --package-path Benchmarks gradguard-bench [--only NAME]
+import Foundation
+import GradGuard
+
+func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+
+func bench(_ n: Int = 20, warm: Int = 3, _ step: () -> Void) -> Double {
+    for _ in 0..<warm { step() }
+    var ts: [Double] = []
+    for _ in 0..<n {
+        let t = DispatchTime.now().uptimeNanoseconds
+        step()
+        ts.append(Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
+    }
+    return median(ts)
+}
+
+let only = CommandLine.arguments.firstIndex(of: "--only").map { CommandLine.arguments[$0 + 1] }
+func wanted(_ name: String) -> Bool { only == nil || only == name }
+var results: [(String, Double)] = []
+DefaultGenerator.seed(0)
+
+// MARK: deep MLP: 20 × (Linear 256 + ReLU) + Linear(256, 10), batch 128, CE, clip 1.0, SGD
+if wanted("mlp") {
+    var layers: [any UnaryLayer] = []
+    for _ in 0..<20 { layers += [Linear(inputSize: 256, outputSize: 256), ReLU()] }
+    layers.append(Linear(inputSize: 256, outputSize: 10))
+    let mlp = Sequential(layers)
+    let opt = SGD(mlp.parameters(), lr: 0.01)
+    let x = Tensor.randn([128, 256]), y = Tensor.randint([128], high: 10)
+    let t = bench {
+        opt.zeroGrad()
+        let loss = crossEntropy(mlp(x), y)
+        loss.backward()
+        clipGradNorm(mlp.parameters(), maxNorm: 1.0)
+        opt.step()
+    }
+    results.append(("mlp20_step_ms", t * 1e3))
+}
+
+// MARK: clip_grad_norm_ alone over 100 tensors × 50 000 floats
+if wanted("clip") {
+    let ps = (0..<100).map { _ -> Tensor in
+        let p = Tensor.randn([50_000], requiresGrad: true)
+        p.grad = Tensor.randn([50_000])
+        return p
+    }
+    let t = bench(50) { clipGradNorm(ps, maxNorm: 1.0) }
+    results.append(("clip100x50k_ms", t * 1e3))
+}
+
+// MARK: sgemm 1024³: raw cblas_sgemm and through Tensor.matmul
+if wanted("sgemm") {
+    let n = 1024
+    let a = Tensor.randn([n, n]), b = Tensor.randn([n, n])
+    var c = [Float](repeating: 0, count: n * n)
+    let flop = 2.0 * Double(n * n * n)
+    let raw = bench(10) {
+        a.withUnsafeScalars { pa in
+            b.withUnsafeScalars { pb in
+                c.withUnsafeMutableBufferPointer { pc in
+                    gemm(m: n, n: n, k: n, a: pa.baseAddress!, b: pb.baseAddress!, c: pc.baseAddress!)
+                }
+            }
+        }
+    }
+    let viaTensor = bench(10) { _ = a.matmul(b) }
+    results.append(("sgemm1024_raw_gflops", flop / raw / 1e9))
+    results.append(("sgemm1024_tensor_gflops", flop / viaTensor / 1e9))
+}
+
+print("{")
+for (i, (k, v)) in results.enumerated() {
+    print("  \"\(k)\": \(String(format: "%.3f", v))\(i + 1 < results.count ? "," : "")")
+}
+print("}")
+
+// MARK: the three GEMMs of a 128 × 256 → 256 linear layer (forward, dX, dW)
+if only == "gemm-shapes" {
+    let x = Tensor.randn([128, 256]), w = Tensor.randn([256, 256])
+    var c = [Float](repeating: 0, count: 256 * 256)
+    let flop = 2.0 * 128 * 256 * 256
+    for (label, ta, tb, m, n, k) in [("fwd x·Wᵀ", false, true, 128, 256, 256), ("dX g·W", false, false, 128, 256, 256),
+                                     ("dW gᵀ·x", true, false, 256, 256, 128)] {
+        let t = bench(200) {
+            x.withUnsafeScalars { px in
+                w.withUnsafeScalars { pw in
+                    c.withUnsafeMutableBufferPointer { pc in
+                        gemm(transA: ta, transB: tb, m: m, n: n, k: k, a: px.baseAddress!, b: pw.baseAddress!, c: pc.baseAddress!)
+                    }
+                }
+            }
+        }
+        print(label, String(format: "%.1f µs, %.1f GFLOP/s", t * 1e6, flop / t / 1e9))
+    }
+}
