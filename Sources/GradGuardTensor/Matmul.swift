@@ -111,7 +111,8 @@ extension Tensor {
         return record("linear", out, inputs) { g in
             var gx: Tensor? = nil, gw: Tensor? = nil, gb: Tensor? = nil
             g.scalars.withUnsafeBufferPointer { pg in
-                if x.requiresGrad {
+                // dX = dY · W
+                func inputGrad() {
                     gx = Tensor(shape: x.shape, uninitialized: { dst in
                         w.scalars.withUnsafeBufferPointer { pw in
                             sgemm(transA: false, transB: false, m: rows, n: inF, k: outF,
@@ -119,7 +120,8 @@ extension Tensor {
                         }
                     })
                 }
-                if w.requiresGrad {
+                // dW = dYᵀ · X
+                func weightGrad() {
                     gw = Tensor(shape: w.shape, uninitialized: { dst in
                         x.scalars.withUnsafeBufferPointer { px in
                             sgemm(transA: true, transB: false, m: outF, n: inF, k: rows,
@@ -127,6 +129,8 @@ extension Tensor {
                         }
                     })
                 }
+                if x.requiresGrad { inputGrad() }
+                if w.requiresGrad { weightGrad() }
                 if let bias, bias.requiresGrad {
                     gb = Tensor(shape: [outF], uninitialized: { dst in
                         dst.initialize(repeating: 0)

@@ -73,19 +73,13 @@ if wanted("sgemm") {
     results.append(("sgemm1024_tensor_gflops", flop / viaTensor / 1e9))
 }
 
-print("{")
-for (i, (k, v)) in results.enumerated() {
-    print("  \"\(k)\": \(String(format: "%.3f", v))\(i + 1 < results.count ? "," : "")")
-}
-print("}")
-
 // MARK: the three GEMMs of a 128 × 256 → 256 linear layer (forward, dX, dW)
-if only == "gemm-shapes" {
+if wanted("gemm-shapes") {
     let x = Tensor.randn([128, 256]), w = Tensor.randn([256, 256])
     var c = [Float](repeating: 0, count: 256 * 256)
     let flop = 2.0 * 128 * 256 * 256
-    for (label, ta, tb, m, n, k) in [("fwd x·Wᵀ", false, true, 128, 256, 256), ("dX g·W", false, false, 128, 256, 256),
-                                     ("dW gᵀ·x", true, false, 256, 256, 128)] {
+    for (label, ta, tb, m, n, k) in [("linear256_fwd", false, true, 128, 256, 256), ("linear256_dx", false, false, 128, 256, 256),
+                                     ("linear256_dw", true, false, 256, 256, 128)] {
         let t = bench(200) {
             x.withUnsafeScalars { px in
                 w.withUnsafeScalars { pw in
@@ -95,6 +89,12 @@ if only == "gemm-shapes" {
                 }
             }
         }
-        print(label, String(format: "%.1f µs, %.1f GFLOP/s", t * 1e6, flop / t / 1e9))
+        results.append(("\(label)_gflops", flop / t / 1e9))
     }
 }
+
+print("{")
+for (i, (k, v)) in results.enumerated() {
+    print("  \"\(k)\": \(String(format: "%.3f", v))\(i + 1 < results.count ? "," : "")")
+}
+print("}")
