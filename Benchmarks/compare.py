@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Runs gradguard-bench and pytorch_reference.py alternately, ROUNDS times each, and prints
+the median of every figure with the GradGuard/PyTorch ratio. The machine is shared and
+noisy, so only figures taken side by side in one sitting are compared.
+
+    swift build -c release --package-path Benchmarks
+    python3 Benchmarks/compare.py [ROUNDS]
+"""
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SWIFT = [os.path.join(HERE, ".build", "release", "gradguard-bench")]
+TORCH = [sys.executable, os.path.join(HERE, "pytorch_reference.py")]
+rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+
+
+def run(cmd):
+    """The figures a benchmark printed, and its own peak resident set in KiB."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"{cmd[0]} exited with {proc.returncode}")
+    text = out[out.index("{"):out.rindex("}") + 1]
+    return json.loads(text), usage.ru_maxrss
+
+
+swift, torch = {}, {}
+rss = {"swift": 0, "torch": 0}
+for _ in range(rounds):
+    for name, cmd, into in [("torch", TORCH, torch), ("swift", SWIFT, swift)]:
+        values, peak = run(cmd)
+        rss[name] = max(rss[name], peak)
+        for k, v in values.items():
+            into.setdefault(k, []).append(v)
+
+med = lambda xs: statistics.median(xs)
+rows = [("deep MLP step (ms)", "mlp20_step_ms", "mlp20_step_ms", False),
+        ("clip_grad_norm 100 × 50k (ms)", "clip100x50k_ms", "clip100x50k_ms", False),
+        ("sgemm 1024³ (GFLOP/s)", "sgemm1024_tensor_gflops", "sgemm1024_gflops", True)]
+print(f"{rounds} alternating rounds, medians")
+print(f"| workload | GradGuard | PyTorch | ratio (GradGuard time / PyTorch time) |")
+print(f"|---|---|---|---|")
+for label, sk, tk, is_rate in rows:
+    s, t = med(swift[sk]), med(torch[tk])
+    ratio = t / s if is_rate else s / t
+    print(f"| {label} | {s:.2f} | {t:.2f} | {ratio:.2f} |")
+raw, via = med(swift["sgemm1024_raw_gflops"]), med(swift["sgemm1024_tensor_gflops"])
+print(f"| sgemm 1024³ through Tensor.matmul vs raw cblas_sgemm (GFLOP/s) | {via:.1f} | raw {raw:.1f} | {via / raw:.2f} of OpenBLAS's own rate |")
+for k in ["linear256_fwd_gflops", "linear256_dx_gflops", "linear256_dw_gflops"]:
+    print(f"| {k} (GFLOP/s) | {med(swift[k]):.1f} | | |")
+print(f"peak RSS: GradGuard {rss['swift'] / 1024:.0f} MiB, PyTorch {rss['torch'] / 1024:.0f} MiB")
+print("all GradGuard MLP runs (ms):", [round(v, 2) for v in swift["mlp20_step_ms"]])
+print("all PyTorch MLP runs (ms):", [round(v, 2) for v in torch["mlp20_step_ms"]])
