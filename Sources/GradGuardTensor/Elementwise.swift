@@ -139,9 +139,10 @@ extension Tensor {
     public func pow(_ e: Tensor) -> Tensor {
         let x = self
         let out = Tensor.broadcastMap(x, e) { Foundation.pow($0, $1) }
+        let y = out.detach()
         return Tensor.record("pow", out, [x, e]) { g in
             [x.requiresGrad ? (g * e * Tensor.broadcastMap(x, e) { Foundation.pow($0, $1 - 1) }).sumToShape(x.shape) : nil,
-             e.requiresGrad ? (g * out * x.map { Foundation.log($0) }).sumToShape(e.shape) : nil]
+             e.requiresGrad ? (g * y * x.map { Foundation.log($0) }).sumToShape(e.shape) : nil]
         }
     }
 }

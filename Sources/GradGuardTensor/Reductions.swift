@@ -174,10 +174,11 @@ extension Tensor {
     public func softmax(axis: Int = -1) -> Tensor {
         let a = Shape.normalize(axis, rank: rank)
         let out = softmaxKernel(axis: a, log: false)
+        let y = out.detach()
         return Tensor.record("softmax", out, [self]) { g in
             // dx = y ⊙ (g − Σ g⊙y)
-            let gy = g * out
-            return [gy - out * gy.sum(axis: a, keepDims: true)]
+            let gy = g * y
+            return [gy - y * gy.sum(axis: a, keepDims: true)]
         }
     }
 
@@ -185,9 +186,10 @@ extension Tensor {
     public func logSoftmax(axis: Int = -1) -> Tensor {
         let a = Shape.normalize(axis, rank: rank)
         let out = logSoftmaxKernel(axis: a)
+        let y = out.detach()
         return Tensor.record("logSoftmax", out, [self]) { g in
             // dx = g − softmax(x) ⊙ Σ g
-            [g - out.mapSIMD(VectorMath.exp) * g.sum(axis: a, keepDims: true)]
+            [g - y.mapSIMD(VectorMath.exp) * g.sum(axis: a, keepDims: true)]
         }
     }
 

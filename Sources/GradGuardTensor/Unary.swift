@@ -5,7 +5,8 @@ import Foundation
 extension Tensor {
     public func exp() -> Tensor {
         let out = mapSIMD(VectorMath.exp)
-        return Tensor.record("exp", out, [self]) { g in [g * out] }
+        let y = out.detach()   // saved without its node: a rule must not retain its own output
+        return Tensor.record("exp", out, [self]) { g in [g * y] }
     }
 
     public func log() -> Tensor {
@@ -16,7 +17,8 @@ extension Tensor {
 
     public func sqrt() -> Tensor {
         let out = map { $0.squareRoot() }
-        return Tensor.record("sqrt", out, [self]) { g in [Tensor.zipMap(g, out) { $0 / (2 * $1) }] }
+        let y = out.detach()
+        return Tensor.record("sqrt", out, [self]) { g in [Tensor.zipMap(g, y) { $0 / (2 * $1) }] }
     }
 
     public func abs() -> Tensor {
@@ -30,12 +32,14 @@ extension Tensor {
 
     public func tanh() -> Tensor {
         let out = mapSIMD(VectorMath.tanh)
-        return Tensor.record("tanh", out, [self]) { g in [Tensor.zipMap(g, out) { $0 * (1 - $1 * $1) }] }
+        let y = out.detach()
+        return Tensor.record("tanh", out, [self]) { g in [Tensor.zipMap(g, y) { $0 * (1 - $1 * $1) }] }
     }
 
     public func sigmoid() -> Tensor {
         let out = mapSIMD(VectorMath.sigmoid)
-        return Tensor.record("sigmoid", out, [self]) { g in [Tensor.zipMap(g, out) { $0 * $1 * (1 - $1) }] }
+        let y = out.detach()
+        return Tensor.record("sigmoid", out, [self]) { g in [Tensor.zipMap(g, y) { $0 * $1 * (1 - $1) }] }
     }
 
     public func relu() -> Tensor {

@@ -110,3 +110,26 @@ final class AutogradTests: XCTestCase {
         XCTAssertEqual(b.grad?.scalars, [1])
     }
 }
+
+final class GraphLifetimeTests: XCTestCase {
+    /// A forward pass that is never back-propagated must not leak: no rule may retain the
+    /// tensor it belongs to.
+    func testUnusedGraphsAreFreed() {
+        let x = Tensor.randn([4, 3], requiresGrad: true)
+        let ops: [(String, (Tensor) -> Tensor)] = [
+            ("exp", { $0.exp() }), ("sqrt", { $0.abs().sqrt() }), ("tanh", { $0.tanh() }), ("sigmoid", { $0.sigmoid() }),
+            ("softmax", { $0.softmax(axis: 1) }), ("logSoftmax", { $0.logSoftmax(axis: 0) }),
+            ("pow", { $0.abs().pow(Tensor(2)) }), ("relu", { $0.relu() }), ("silu", { $0.silu() }), ("gelu", { $0.gelu() }),
+            ("matmul", { $0.matmul($0.transposed()) }), ("max", { $0.max(axis: 1).values }),
+        ]
+        for (name, op) in ops {
+            weak var weakOut: Tensor?
+            do {
+                let y = op(x)
+                weakOut = y
+                XCTAssertNotNil(weakOut)
+            }
+            XCTAssertNil(weakOut, "\(name): the output of an abandoned forward pass was not freed")
+        }
+    }
+}
