@@ -8,9 +8,12 @@ public struct UncheckedSendable<T>: @unchecked Sendable {
 
 /// Runtime knobs of the kernels.
 public enum Kernels {
-    /// Number of worker threads used for element-wise and reduction work.
+    /// Number of worker threads used for element-wise and reduction work: the
+    /// `GRADGUARD_NUM_THREADS` environment variable when set, else the online cores (at most 8).
+    /// Matrix products use OpenBLAS's own threads (`OPENBLAS_NUM_THREADS`).
     nonisolated(unsafe) public static var threadCount: Int = {
-        Swift.max(1, Swift.min(System.activeProcessorCount, 8))
+        if let v = getenv("GRADGUARD_NUM_THREADS"), let n = Int(String(cString: v)), n > 0 { return n }
+        return Swift.max(1, Swift.min(System.activeProcessorCount, 8))
     }()
 }
 

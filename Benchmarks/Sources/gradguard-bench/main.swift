@@ -59,7 +59,7 @@ if wanted("sgemm") {
     let a = Tensor.randn([n, n]), b = Tensor.randn([n, n])
     var c = [Float](repeating: 0, count: n * n)
     let flop = 2.0 * Double(n * n * n)
-    let raw = bench(10) {
+    func rawCall() {
         a.withUnsafeScalars { pa in
             b.withUnsafeScalars { pb in
                 c.withUnsafeMutableBufferPointer { pc in
@@ -68,7 +68,14 @@ if wanted("sgemm") {
             }
         }
     }
-    let viaTensor = bench(10) { _ = a.matmul(b) }
+    // Interleaved, so that both see the same machine load.
+    var rawTimes: [Double] = [], tensorTimes: [Double] = []
+    for i in 0..<24 {
+        rawTimes.append(bench(1, warm: 0, rawCall))
+        tensorTimes.append(bench(1, warm: 0) { _ = a.matmul(b) })
+        if i < 4 { rawTimes.removeAll(); tensorTimes.removeAll() }   // warm-up
+    }
+    let raw = median(rawTimes), viaTensor = median(tensorTimes)
     results.append(("sgemm1024_raw_gflops", flop / raw / 1e9))
     results.append(("sgemm1024_tensor_gflops", flop / viaTensor / 1e9))
 }
