@@ -6,15 +6,17 @@ import GradGuardTensor
 /// `[outputSize]`, as `torch.nn.Linear`.
 ///
 /// Default initialisation (PyTorch's): weight from kaiming-uniform with a = √5, which is
-/// U(−1/√in, 1/√in); bias from U(−1/√in, 1/√in).
+/// U(−1/√in, 1/√in); bias from U(−1/√in, 1/√in). `weightInit`/`biasInit` override them.
 public final class Linear: Module, UnaryLayer {
     public var weight: Tensor
     public var bias: Tensor?
 
-    public init(inputSize: Int, outputSize: Int, bias: Bool = true) {
+    public init(inputSize: Int, outputSize: Int, bias: Bool = true,
+                weightInit: Initializer? = nil, biasInit: Initializer? = nil) {
         let bound = 1 / Float(inputSize).squareRoot()
-        weight = Init.uniform([outputSize, inputSize], low: -bound, high: bound)
-        self.bias = bias ? Init.uniform([outputSize], low: -bound, high: bound) : nil
+        let fallback = Initializer.uniform(low: -bound, high: bound)
+        weight = (weightInit ?? fallback).make([outputSize, inputSize])
+        self.bias = bias ? (biasInit ?? fallback).make([outputSize]) : nil
         super.init()
     }
 
@@ -52,8 +54,8 @@ public final class Embedding: Module, UnaryLayer {
     public var weight: Tensor
     public let paddingIndex: Int?
 
-    public init(numEmbeddings: Int, embeddingDim: Int, paddingIndex: Int? = nil) {
-        weight = Init.normal([numEmbeddings, embeddingDim])
+    public init(numEmbeddings: Int, embeddingDim: Int, paddingIndex: Int? = nil, weightInit: Initializer? = nil) {
+        weight = (weightInit ?? .normal()).make([numEmbeddings, embeddingDim])
         self.paddingIndex = paddingIndex
         super.init()
         if let p = paddingIndex {

@@ -60,13 +60,13 @@ public final class Tensor {
         self.init(shape: [rows.count, cols], scalars: rows.flatMap { $0 }, requiresGrad: requiresGrad)
     }
 
-    /// Creates a tensor of the given shape whose storage is filled by `body`.
+    /// Creates a tensor of the given shape whose storage is filled by `body`, for kernels.
     /// Every one of the `count` values must be written.
-    internal init(shape: [Int], uninitialized body: (UnsafeMutableBufferPointer<Float>) -> Void) {
+    public init(shape: [Int], uninitialized body: (UnsafeMutableBufferPointer<Float>) throws -> Void) rethrows {
         let n = shape.reduce(1, *)
         self.shape = shape
-        self.scalars = [Float](unsafeUninitializedCapacity: n) { buf, count in
-            body(buf)
+        self.scalars = try [Float](unsafeUninitializedCapacity: n) { buf, count in
+            try body(buf)
             count = n
         }
         self.requiresGrad = false

@@ -73,7 +73,7 @@ layers.append(Linear(inputSize: 256, outputSize: 10))
 let model = Sequential(layers)
 if options.kaiming {
     for (name, p) in model.namedParameters() {
-        p.assign(name.hasSuffix("weight") ? Init.kaimingNormal(p.shape) : Tensor.zeros(p.shape))
+        p.assign(name.hasSuffix("weight") ? Init.kaimingNormal(p.shape, nonlinearity: .relu) : Tensor.zeros(p.shape))
     }
 }
 let named = model.namedParameters()

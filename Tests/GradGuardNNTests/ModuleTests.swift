@@ -58,7 +58,7 @@ final class ModuleTests: XCTestCase {
         XCTAssertEqual(emb.weight.variance().item, 1, accuracy: 0.03)
         XCTAssertTrue(lin.weight.requiresGrad && emb.weight.requiresGrad)
         // Kaiming normal, fan-in mode, ReLU gain: variance 2 / fan-in, fan-in = 50 · 3 · 3.
-        let k = Init.kaimingNormal([64, 50, 3, 3])
+        let k = Init.kaimingNormal([64, 50, 3, 3], nonlinearity: .relu)
         XCTAssertEqual(Init.fanIn([64, 50, 3, 3]), 450)
         XCTAssertEqual(k.variance().item, 2.0 / 450, accuracy: 2.0 / 450 * 0.05)
     }

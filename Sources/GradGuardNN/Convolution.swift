@@ -1,0 +1,102 @@
+import GradGuardTensor
+
+/// 2-D convolution over NCHW input, as `torch.nn.Conv2d`: `weight` is
+/// `[outChannels, inChannels/groups, kh, kw]`, `bias` `[outChannels]`.
+///
+/// Default initialisation (PyTorch's): weight and bias from U(−1/√fan-in, 1/√fan-in),
+/// fan-in = inChannels/groups · kh · kw. `weightInit`/`biasInit` override them.
+public final class Conv2d: Module, UnaryLayer {
+    public var weight: Tensor
+    public var bias: Tensor?
+    public let stride: (Int, Int)
+    public let padding: (Int, Int)
+    public let dilation: (Int, Int)
+    public let groups: Int
+
+    public init(inChannels: Int, outChannels: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
+                padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1, bias: Bool = true,
+                weightInit: Initializer? = nil, biasInit: Initializer? = nil) {
+        precondition(inChannels % groups == 0 && outChannels % groups == 0,
+                     "Conv2d: channels \(inChannels)→\(outChannels) do not divide into \(groups) groups")
+        let shape = [outChannels, inChannels / groups, kernelSize.0, kernelSize.1]
+        let bound = 1 / Float(Init.fanIn(shape)).squareRoot()
+        let fallback = Initializer.uniform(low: -bound, high: bound)
+        weight = (weightInit ?? fallback).make(shape)
+        self.bias = bias ? (biasInit ?? fallback).make([outChannels]) : nil
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+        self.groups = groups
+        super.init()
+    }
+
+    /// Square kernel, stride, padding and dilation.
+    public convenience init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                            dilation: Int = 1, groups: Int = 1, bias: Bool = true,
+                            weightInit: Initializer? = nil, biasInit: Initializer? = nil) {
+        self.init(inChannels: inChannels, outChannels: outChannels, kernelSize: (kernelSize, kernelSize),
+                  stride: (stride, stride), padding: (padding, padding), dilation: (dilation, dilation),
+                  groups: groups, bias: bias, weightInit: weightInit, biasInit: biasInit)
+    }
+
+    public func forward(_ x: Tensor) -> Tensor {
+        x.conv2d(weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    }
+}
+
+/// `torch.nn.MaxPool2d` (floor mode).
+public final class MaxPool2d: Module, UnaryLayer {
+    public let kernelSize: (Int, Int), stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int)
+
+    public init(kernelSize: Int, stride: Int? = nil, padding: Int = 0, dilation: Int = 1) {
+        self.kernelSize = (kernelSize, kernelSize)
+        self.stride = (stride ?? kernelSize, stride ?? kernelSize)
+        self.padding = (padding, padding)
+        self.dilation = (dilation, dilation)
+        super.init()
+    }
+
+    public func forward(_ x: Tensor) -> Tensor {
+        x.maxPool2d(kernel: kernelSize, stride: stride, padding: padding, dilation: dilation)
+    }
+}
+
+/// `torch.nn.AvgPool2d` (floor mode).
+public final class AvgPool2d: Module, UnaryLayer {
+    public let kernelSize: (Int, Int), stride: (Int, Int), padding: (Int, Int)
+    public let countIncludePad: Bool
+
+    public init(kernelSize: Int, stride: Int? = nil, padding: Int = 0, countIncludePad: Bool = true) {
+        self.kernelSize = (kernelSize, kernelSize)
+        self.stride = (stride ?? kernelSize, stride ?? kernelSize)
+        self.padding = (padding, padding)
+        self.countIncludePad = countIncludePad
+        super.init()
+    }
+
+    public func forward(_ x: Tensor) -> Tensor {
+        x.avgPool2d(kernel: kernelSize, stride: stride, padding: padding, countIncludePad: countIncludePad)
+    }
+}
+
+/// `torch.nn.AdaptiveAvgPool2d`.
+public final class AdaptiveAvgPool2d: Module, UnaryLayer {
+    public let outputSize: (Int, Int)
+    public init(outputSize: (Int, Int)) { self.outputSize = outputSize; super.init() }
+    public convenience init(_ size: Int) { self.init(outputSize: (size, size)) }
+    public func forward(_ x: Tensor) -> Tensor { x.adaptiveAvgPool2d(outputSize: outputSize) }
+}
+
+/// Nearest-neighbour `torch.nn.Upsample(scale_factor=s, mode='nearest')` for integer factors.
+public final class Upsample: Module, UnaryLayer {
+    public let scaleFactor: (Int, Int)
+    public init(scaleFactor: Int) { self.scaleFactor = (scaleFactor, scaleFactor); super.init() }
+    public func forward(_ x: Tensor) -> Tensor { x.upsampleNearest(scale: scaleFactor) }
+}
+
+/// Flattens dimensions `startDim...endDim` (`torch.nn.Flatten`, default from 1).
+public final class Flatten: Module, UnaryLayer {
+    public let startDim: Int, endDim: Int
+    public init(startDim: Int = 1, endDim: Int = -1) { self.startDim = startDim; self.endDim = endDim; super.init() }
+    public func forward(_ x: Tensor) -> Tensor { x.flattened(from: startDim, to: endDim) }
+}

@@ -1,0 +1,227 @@
+import GradGuardTensor
+
+// MARK: - Batch normalisation
+
+/// Batch normalisation over the channel dimension 1 of `[N, C]`, `[N, C, L]` or
+/// `[N, C, H, W]` input (Ioffe & Szegedy, 2015), as `torch.nn.BatchNorm1d/2d`:
+///
+/// - training: normalise with the batch mean and biased variance; update
+///   `running_mean ← (1 − m)·running_mean + m·mean` and `running_var` likewise with the
+///   unbiased variance; count `num_batches_tracked`;
+/// - evaluation: normalise with the running statistics.
+///
+/// Forward and backward are one fused pass per channel each.
+public class BatchNorm: Module, UnaryLayer {
+    public var weight: Tensor?
+    public var bias: Tensor?
+    @Buffer public var runningMean: Tensor
+    @Buffer public var runningVar: Tensor
+    @Buffer public var numBatchesTracked: Tensor
+    public let numFeatures: Int
+    public let eps: Float
+    /// Weight of the newest batch in the running statistics (PyTorch's `momentum`).
+    public let momentum: Float
+    let expectedRanks: Set<Int>
+
+    init(numFeatures: Int, eps: Float, momentum: Float, affine: Bool, ranks: Set<Int>) {
+        self.numFeatures = numFeatures
+        self.eps = eps
+        self.momentum = momentum
+        expectedRanks = ranks
+        weight = affine ? Init.constant([numFeatures], 1) : nil
+        bias = affine ? Init.zeros([numFeatures]) : nil
+        _runningMean = Buffer(wrappedValue: Tensor.zeros([numFeatures]), key: "running_mean")
+        _runningVar = Buffer(wrappedValue: Tensor.ones([numFeatures]), key: "running_var")
+        _numBatchesTracked = Buffer(wrappedValue: Tensor(0), key: "num_batches_tracked")
+        super.init()
+    }
+
+    public func forward(_ x: Tensor) -> Tensor {
+        precondition(expectedRanks.contains(x.rank) && x.shape[1] == numFeatures,
+                     "\(type(of: self)): expected \(expectedRanks.sorted())-D input with \(numFeatures) channels, got \(x.shape)")
+        let n = x.shape[0], c = numFeatures, s = x.count / Swift.max(n * c, 1)
+        let m = n * s
+        let useBatch = training
+        precondition(!useBatch || m > 1, "\(type(of: self)): training needs more than one value per channel, got \(x.shape)")
+        let gamma = weight?.scalars ?? [Float](repeating: 1, count: c)
+        let beta = bias?.scalars ?? [Float](repeating: 0, count: c)
+        var mean = [Float](repeating: 0, count: c), invStd = [Float](repeating: 0, count: c)
+        var batchVar = [Double](repeating: 0, count: c)
+        if useBatch {
+            x.withUnsafeScalars { px in
+                mean.withUnsafeMutableBufferPointer { pm in
+                    invStd.withUnsafeMutableBufferPointer { pi in
+                        batchVar.withUnsafeMutableBufferPointer { pv in
+                            parallelFor(c, grain: Swift.max(1, 65_536 / Swift.max(m, 1))) { range in
+                                for ch in range {
+                                    var sum = 0.0
+                                    for i in 0..<n { let b = (i * c + ch) * s; for j in 0..<s { sum += Double(px[b + j]) } }
+                                    let mu = sum / Double(m)
+                                    var sq = 0.0
+                                    for i in 0..<n {
+                                        let b = (i * c + ch) * s
+                                        for j in 0..<s { let d = Double(px[b + j]) - mu; sq += d * d }
+                                    }
+                                    pv[ch] = sq / Double(m)
+                                    pm[ch] = Float(mu)
+                                    pi[ch] = Float(1 / (pv[ch] + Double(eps)).squareRoot())
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let mom = momentum
+            if mom > 0 {
+                runningMean.withUnsafeMutableScalars { rm in
+                    for ch in 0..<c { rm[ch] = (1 - mom) * rm[ch] + mom * mean[ch] }
+                }
+                runningVar.withUnsafeMutableScalars { rv in
+                    for ch in 0..<c { rv[ch] = (1 - mom) * rv[ch] + mom * Float(batchVar[ch] * Double(m) / Double(m - 1)) }
+                }
+            }
+            numBatchesTracked.assign(Tensor(numBatchesTracked.item + 1))
+        } else {
+            for ch in 0..<c {
+                mean[ch] = runningMean.scalars[ch]
+                invStd[ch] = 1 / (runningVar.scalars[ch] + eps).squareRoot()
+            }
+        }
+        // x̂ and y in one pass.
+        var xhatValues = [Float](repeating: 0, count: x.count)
+        let out = Tensor(shape: x.shape, uninitialized: { y in
+            x.withUnsafeScalars { px in
+                xhatValues.withUnsafeMutableBufferPointer { xh in
+                    parallelFor(n * c, grain: Swift.max(1, 32_768 / Swift.max(s, 1))) { range in
+                        for plane in range {
+                            let ch = plane % c, b = plane * s
+                            let mu = mean[ch], inv = invStd[ch], ga = gamma[ch], be = beta[ch]
+                            for j in 0..<s {
+                                let v = (px[b + j] - mu) * inv
+                                xh[b + j] = v
+                                y[b + j] = ga * v + be
+                            }
+                        }
+                    }
+                }
+            }
+        })
+        let xhat = xhatValues
+        var inputs = [x]
+        if let weight, let bias { inputs += [weight, bias] }
+        return Tensor.recordOp("batchNorm", out, inputs) { g in
+            var sumDy = [Float](repeating: 0, count: c), sumDyXhat = [Float](repeating: 0, count: c)
+            let dx = Tensor(shape: x.shape, uninitialized: { dx in
+                g.withUnsafeScalars { pg in
+                    xhat.withUnsafeBufferPointer { xh in
+                        sumDy.withUnsafeMutableBufferPointer { sd in
+                            sumDyXhat.withUnsafeMutableBufferPointer { sdx in
+                                parallelFor(c, grain: Swift.max(1, 65_536 / Swift.max(m, 1))) { range in
+                                    for ch in range {
+                                        var a: Float = 0, d: Float = 0
+                                        for i in 0..<n {
+                                            let b = (i * c + ch) * s
+                                            for j in 0..<s { a += pg[b + j]; d += pg[b + j] * xh[b + j] }
+                                        }
+                                        sd[ch] = a
+                                        sdx[ch] = d
+                                        // training: dx = γ·σ⁻¹/M · (M·dy − Σdy − x̂·Σ(dy·x̂)); evaluation: dx = γ·σ⁻¹·dy
+                                        let k = useBatch ? gamma[ch] * invStd[ch] / Float(m) : gamma[ch] * invStd[ch]
+                                        let fm: Float = useBatch ? Float(m) : 1
+                                        let (ma, md): (Float, Float) = useBatch ? (a, d) : (0, 0)
+                                        for i in 0..<n {
+                                            let b = (i * c + ch) * s
+                                            for j in 0..<s { dx[b + j] = k * (fm * pg[b + j] - ma - xh[b + j] * md) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+            return [dx, Tensor(sumDyXhat), Tensor(sumDy)]
+        }
+    }
+}
+
+/// `torch.nn.BatchNorm1d`: input `[N, C]` or `[N, C, L]`.
+public final class BatchNorm1d: BatchNorm {
+    public init(numFeatures: Int, eps: Float = 1e-5, momentum: Float = 0.1, affine: Bool = true) {
+        super.init(numFeatures: numFeatures, eps: eps, momentum: momentum, affine: affine, ranks: [2, 3])
+    }
+}
+
+/// `torch.nn.BatchNorm2d`: input `[N, C, H, W]`.
+public final class BatchNorm2d: BatchNorm {
+    public init(numFeatures: Int, eps: Float = 1e-5, momentum: Float = 0.1, affine: Bool = true) {
+        super.init(numFeatures: numFeatures, eps: eps, momentum: momentum, affine: affine, ranks: [4])
+    }
+}
+
+// MARK: - Layer and group normalisation
+
+/// Normalises over the trailing `normalizedShape` dimensions (Ba et al., 2016), with a
+/// per-element affine `weight` (ones) and `bias` (zeros), as `torch.nn.LayerNorm`.
+public final class LayerNorm: Module, UnaryLayer {
+    public var weight: Tensor?
+    public var bias: Tensor?
+    public let normalizedShape: [Int]
+    public let eps: Float
+
+    public init(_ normalizedShape: [Int], eps: Float = 1e-5, elementwiseAffine: Bool = true) {
+        self.normalizedShape = normalizedShape
+        self.eps = eps
+        weight = elementwiseAffine ? Init.constant(normalizedShape, 1) : nil
+        bias = elementwiseAffine ? Init.zeros(normalizedShape) : nil
+        super.init()
+    }
+
+    public func forward(_ x: Tensor) -> Tensor {
+        precondition(Array(x.shape.suffix(normalizedShape.count)) == normalizedShape,
+                     "LayerNorm: input \(x.shape) does not end in \(normalizedShape)")
+        let axes = Array((x.rank - normalizedShape.count)..<x.rank)
+        var y = normalize(x, axes: axes, eps: eps)
+        if let weight { y = y * weight }
+        if let bias { y = y + bias }
+        return y
+    }
+}
+
+/// Normalises each sample over groups of channels (Wu & He, 2018), with a per-channel
+/// affine, as `torch.nn.GroupNorm`. Input `[N, C, …]`.
+public final class GroupNorm: Module, UnaryLayer {
+    public var weight: Tensor?
+    public var bias: Tensor?
+    public let numGroups: Int
+    public let numChannels: Int
+    public let eps: Float
+
+    public init(numGroups: Int, numChannels: Int, eps: Float = 1e-5, affine: Bool = true) {
+        precondition(numChannels % numGroups == 0, "GroupNorm: \(numChannels) channels do not split into \(numGroups) groups")
+        self.numGroups = numGroups
+        self.numChannels = numChannels
+        self.eps = eps
+        weight = affine ? Init.constant([numChannels], 1) : nil
+        bias = affine ? Init.zeros([numChannels]) : nil
+        super.init()
+    }
+
+    public func forward(_ x: Tensor) -> Tensor {
+        precondition(x.rank >= 2 && x.shape[1] == numChannels, "GroupNorm: expected [N, \(numChannels), …], got \(x.shape)")
+        let n = x.shape[0]
+        let grouped = x.reshaped([n, numGroups, -1])
+        var y = normalize(grouped, axes: [2], eps: eps).reshaped(x.shape)
+        let affineShape = [numChannels] + [Int](repeating: 1, count: x.rank - 2)
+        if let weight { y = y * weight.reshaped(affineShape) }
+        if let bias { y = y + bias.reshaped(affineShape) }
+        return y
+    }
+}
+
+/// (x − mean) / √(biased variance + eps) over `axes`, built from differentiable ops.
+func normalize(_ x: Tensor, axes: [Int], eps: Float) -> Tensor {
+    let centered = x - x.mean(axes: axes, keepDims: true)
+    let variance = (centered * centered).mean(axes: axes, keepDims: true)
+    return centered / (variance + eps).sqrt()
+}

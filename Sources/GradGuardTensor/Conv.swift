@@ -1,0 +1,192 @@
+// MARK: - 2-D convolution (im2col + GEMM) on NCHW tensors
+
+/// Geometry of a 2-D convolution or pooling window.
+struct Window2D {
+    let kh, kw, sh, sw, ph, pw, dh, dw: Int
+
+    func outputSize(h: Int, w: Int) -> (Int, Int) {
+        ((h + 2 * ph - dh * (kh - 1) - 1) / sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1)
+    }
+}
+
+extension Tensor {
+    /// Cross-correlation of an NCHW input with `weight` `[out, in/groups, kh, kw]`, as
+    /// `torch.nn.functional.conv2d`. Each group is one GEMM over the whole batch,
+    /// `W_g · im2col(x_g)`; a 1×1 kernel with stride 1 and no padding skips the index
+    /// arithmetic of im2col (its columns are the input's channels).
+    public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+                       dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
+        let x = self
+        precondition(x.rank == 4 && weight.rank == 4, "conv2d: input \(x.shape) and weight \(weight.shape) must be 4-D")
+        let (n, cin, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (cout, cg, kh, kw) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
+        precondition(cin % groups == 0 && cout % groups == 0 && cg == cin / groups,
+                     "conv2d: \(cin) input channels, weight \(weight.shape) and \(groups) groups do not agree")
+        if let bias { precondition(bias.shape == [cout], "conv2d: bias \(bias.shape) is not [\(cout)]") }
+        let win = Window2D(kh: kh, kw: kw, sh: stride.0, sw: stride.1, ph: padding.0, pw: padding.1,
+                           dh: dilation.0, dw: dilation.1)
+        let (oh, ow) = win.outputSize(h: h, w: w)
+        precondition(oh > 0 && ow > 0, "conv2d: input \(h)×\(w) is smaller than the kernel")
+        let coutg = cout / groups, rowsPerGroup = cg * kh * kw, cols = n * oh * ow
+        // im2col for every group: [groups][cg·kh·kw, n·oh·ow]
+        let colBuffers: [[Float]] = (0..<groups).map { g in
+            x.scalars.withUnsafeBufferPointer { px in
+                im2col(px, n: n, c: cin, h: h, w: w, channelOffset: g * cg, channels: cg, win: win, oh: oh, ow: ow)
+            }
+        }
+        // Y [cout, n·oh·ow], one GEMM per group.
+        var ymat = [Float](repeating: 0, count: cout * cols)
+        weight.scalars.withUnsafeBufferPointer { pw in
+            ymat.withUnsafeMutableBufferPointer { py in
+                for g in 0..<groups {
+                    colBuffers[g].withUnsafeBufferPointer { pc in
+                        sgemm(transA: false, transB: false, m: coutg, n: cols, k: rowsPerGroup,
+                              a: pw.baseAddress! + g * coutg * rowsPerGroup, b: pc.baseAddress!,
+                              c: py.baseAddress! + g * coutg * cols)
+                    }
+                }
+            }
+        }
+        let hw = oh * ow
+        let out = Tensor(shape: [n, cout, oh, ow], uninitialized: { dst in
+            ymat.withUnsafeBufferPointer { py in
+                let b = bias?.scalars
+                parallelFor(cout, grain: 1) { range in
+                    for co in range {
+                        let add = b?[co] ?? 0
+                        for img in 0..<n {
+                            let s = co * cols + img * hw, d = (img * cout + co) * hw
+                            for p in 0..<hw { dst[d + p] = py[s + p] + add }
+                        }
+                    }
+                }
+            }
+        })
+        let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+        return Tensor.record("conv2d", out, inputs) { g in
+            // dY as [cout, n·oh·ow]
+            var dy = [Float](repeating: 0, count: cout * cols)
+            g.scalars.withUnsafeBufferPointer { pg in
+                dy.withUnsafeMutableBufferPointer { d in
+                    parallelFor(cout, grain: 1) { range in
+                        for co in range {
+                            for img in 0..<n {
+                                let s = (img * cout + co) * hw, t = co * cols + img * hw
+                                for p in 0..<hw { d[t + p] = pg[s + p] }
+                            }
+                        }
+                    }
+                }
+            }
+            var gx: Tensor? = nil, gw: Tensor? = nil, gb: Tensor? = nil
+            dy.withUnsafeBufferPointer { pdy in
+                if weight.requiresGrad {
+                    gw = Tensor(shape: weight.shape, uninitialized: { dst in
+                        for grp in 0..<groups {
+                            colBuffers[grp].withUnsafeBufferPointer { pc in
+                                sgemm(transA: false, transB: true, m: coutg, n: rowsPerGroup, k: cols,
+                                      a: pdy.baseAddress! + grp * coutg * cols, b: pc.baseAddress!,
+                                      c: dst.baseAddress! + grp * coutg * rowsPerGroup)
+                            }
+                        }
+                    })
+                }
+                if x.requiresGrad {
+                    gx = Tensor(shape: x.shape, uninitialized: { dst in
+                        dst.initialize(repeating: 0)
+                        var dcols = [Float](repeating: 0, count: rowsPerGroup * cols)
+                        weight.scalars.withUnsafeBufferPointer { pw in
+                            for grp in 0..<groups {
+                                dcols.withUnsafeMutableBufferPointer { pd in
+                                    sgemm(transA: true, transB: false, m: rowsPerGroup, n: cols, k: coutg,
+                                          a: pw.baseAddress! + grp * coutg * rowsPerGroup,
+                                          b: pdy.baseAddress! + grp * coutg * cols, c: pd.baseAddress!)
+                                }
+                                dcols.withUnsafeBufferPointer { pd in
+                                    col2im(pd, into: dst, n: n, c: cin, h: h, w: w, channelOffset: grp * cg,
+                                           channels: cg, win: win, oh: oh, ow: ow)
+                                }
+                            }
+                        }
+                    })
+                }
+                if let bias, bias.requiresGrad {
+                    gb = Tensor(shape: [cout], uninitialized: { dst in
+                        for co in 0..<cout {
+                            var s: Float = 0
+                            for j in 0..<cols { s += pdy[co * cols + j] }
+                            dst[co] = s
+                        }
+                    })
+                }
+            }
+            return [gx, gw, gb]
+        }
+    }
+}
+
+/// Columns of one channel group: row (c, i, j) holds, for every output position of every
+/// image, the input value under kernel tap (i, j) of channel c (0 in the padding).
+func im2col(_ x: UnsafeBufferPointer<Float>, n: Int, c: Int, h: Int, w: Int, channelOffset: Int, channels: Int,
+            win: Window2D, oh: Int, ow: Int) -> [Float] {
+    let rows = channels * win.kh * win.kw, cols = n * oh * ow
+    let plain = win.kh == 1 && win.kw == 1 && win.sh == 1 && win.sw == 1 && win.ph == 0 && win.pw == 0
+    return [Float](unsafeUninitializedCapacity: rows * cols) { out, count in
+        parallelFor(rows, grain: 1) { range in
+            for r in range {
+                let ch = r / (win.kh * win.kw), ki = (r / win.kw) % win.kh, kj = r % win.kw
+                for img in 0..<n {
+                    let src = (img * c + channelOffset + ch) * h * w
+                    let dstBase = r * cols + img * oh * ow
+                    if plain {
+                        for p in 0..<(h * w) { out[dstBase + p] = x[src + p] }
+                        continue
+                    }
+                    for y in 0..<oh {
+                        let iy = y * win.sh - win.ph + ki * win.dh
+                        let d = dstBase + y * ow
+                        if iy < 0 || iy >= h {
+                            for xo in 0..<ow { out[d + xo] = 0 }
+                            continue
+                        }
+                        let rowSrc = src + iy * w
+                        for xo in 0..<ow {
+                            let ix = xo * win.sw - win.pw + kj * win.dw
+                            out[d + xo] = (ix >= 0 && ix < w) ? x[rowSrc + ix] : 0
+                        }
+                    }
+                }
+            }
+        }
+        count = rows * cols
+    }
+}
+
+/// The adjoint of `im2col`: adds each column entry back to the input position it came from.
+func col2im(_ cols: UnsafeBufferPointer<Float>, into dx: UnsafeMutableBufferPointer<Float>, n: Int, c: Int, h: Int, w: Int,
+            channelOffset: Int, channels: Int, win: Window2D, oh: Int, ow: Int) {
+    let ncols = n * oh * ow
+    // Parallel over channels: every row of channel ch writes only into channel ch.
+    parallelFor(channels, grain: 1) { range in
+        for ch in range {
+            for ki in 0..<win.kh {
+                for kj in 0..<win.kw {
+                    let r = (ch * win.kh + ki) * win.kw + kj
+                    for img in 0..<n {
+                        let dst = (img * c + channelOffset + ch) * h * w
+                        let srcBase = r * ncols + img * oh * ow
+                        for y in 0..<oh {
+                            let iy = y * win.sh - win.ph + ki * win.dh
+                            if iy < 0 || iy >= h { continue }
+                            let rowDst = dst + iy * w
+                            for xo in 0..<ow {
+                                let ix = xo * win.sw - win.pw + kj * win.dw
+                                if ix >= 0 && ix < w { dx[rowDst + ix] += cols[srcBase + y * ow + xo] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
