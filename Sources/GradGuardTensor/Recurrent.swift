@@ -1,0 +1,267 @@
+// MARK: - Fused recurrent layers (RNN, LSTM, GRU)
+//
+// One layer over a whole time-major sequence is one op on the tape: a single GEMM for the
+// input projection of every step, one GEMM per step for the recurrence, the gate
+// non-linearities applied in place with the vectorised kernels, and in backward one GEMM
+// per step for the hidden gradient plus three GEMMs over the whole sequence for the
+// weight and input gradients. Gate orders and equations are PyTorch's:
+//
+//   RNN   h' = act(W_ih x + b_ih + W_hh h + b_hh)
+//   LSTM  i, f, g, o = σ, σ, tanh, σ of (W_ih x + b_ih + W_hh h + b_hh);  c' = f c + i g;  h' = o tanh(c')
+//   GRU   r, z = σ(W_i{r,z} x + b_i{r,z} + W_h{r,z} h + b_h{r,z})
+//         n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn));  h' = (1 − z) n + z h
+
+/// The cell of a recurrent layer.
+public enum RecurrentKind: Sendable, Equatable {
+    case rnnTanh, rnnRelu, lstm, gru
+
+    /// Rows of `weight_ih` per hidden unit (gates).
+    public var gateCount: Int {
+        switch self {
+        case .rnnTanh, .rnnRelu: return 1
+        case .lstm: return 4
+        case .gru: return 3
+        }
+    }
+}
+
+extension Tensor {
+    /// Runs one recurrent layer over `x` `[T, B, I]` from `h0` `[B, H]` (and `c0` for LSTM).
+    /// Returns `[T, B, H]` outputs, with for LSTM one more row `[T]` holding the final cell
+    /// state; the final hidden state is row `T − 1`.
+    public static func recurrentLayer(_ kind: RecurrentKind, x: Tensor, h0: Tensor, c0: Tensor?,
+                                      weightIH: Tensor, weightHH: Tensor, biasIH: Tensor?, biasHH: Tensor?) -> Tensor {
+        precondition(x.rank == 3, "recurrent layer: input must be [T, B, I], got \(x.shape)")
+        let (steps, batch, inSize) = (x.shape[0], x.shape[1], x.shape[2])
+        let hidden = weightHH.shape[1], gw = kind.gateCount * hidden
+        precondition(weightIH.shape == [gw, inSize] && weightHH.shape == [gw, hidden],
+                     "recurrent layer: weights \(weightIH.shape), \(weightHH.shape) do not fit input size \(inSize), hidden size \(hidden)")
+        precondition(h0.shape == [batch, hidden], "recurrent layer: initial hidden state \(h0.shape) is not [\(batch), \(hidden)]")
+        precondition(kind != .lstm || c0?.shape == [batch, hidden], "LSTM: initial cell state must be [\(batch), \(hidden)]")
+        let isGRU = kind == .gru, isLSTM = kind == .lstm
+        let bh = batch * hidden
+
+        // Input projection of every step: gi = x · W_ihᵀ + b_ih (+ b_hh except for GRU).
+        var gi = [Float](repeating: 0, count: steps * batch * gw)
+        gi.withUnsafeMutableBufferPointer { g in
+            var rowBias = biasIH?.scalars ?? [Float](repeating: 0, count: gw)
+            if !isGRU, let bhh = biasHH { for k in 0..<gw { rowBias[k] += bhh.scalars[k] } }
+            for r in 0..<(steps * batch) { for k in 0..<gw { g[r * gw + k] = rowBias[k] } }
+            x.scalars.withUnsafeBufferPointer { px in
+                weightIH.scalars.withUnsafeBufferPointer { pw in
+                    if steps * batch > 0 {
+                        sgemm(transA: false, transB: true, m: steps * batch, n: gw, k: inSize,
+                              a: px.baseAddress!, b: pw.baseAddress!, beta: 1, c: g.baseAddress!)
+                    }
+                }
+            }
+        }
+        var hs = [Float](repeating: 0, count: (steps + 1) * bh)       // hs[t+1] = h_t, hs[0] = h0
+        var cs = [Float](repeating: 0, count: isLSTM ? (steps + 1) * bh : 0)
+        var tcs = [Float](repeating: 0, count: isLSTM ? steps * bh : 0)   // tanh(c_t)
+        var acts = [Float](repeating: 0, count: isGRU ? steps * batch * gw : 0)   // GRU r, z, n
+        var ghn = [Float](repeating: 0, count: isGRU ? steps * bh : 0)            // GRU W_hn h + b_hn
+        for k in 0..<bh { hs[k] = h0.scalars[k] }
+        if isLSTM, let c0 { for k in 0..<bh { cs[k] = c0.scalars[k] } }
+        let bhhValues = biasHH?.scalars ?? [Float](repeating: 0, count: gw)
+
+        gi.withUnsafeMutableBufferPointer { g in
+        hs.withUnsafeMutableBufferPointer { h in
+        cs.withUnsafeMutableBufferPointer { c in
+        tcs.withUnsafeMutableBufferPointer { tc in
+        acts.withUnsafeMutableBufferPointer { a in
+        ghn.withUnsafeMutableBufferPointer { hn in
+        weightHH.scalars.withUnsafeBufferPointer { whh in
+            var gh = [Float](repeating: 0, count: batch * gw)
+            gh.withUnsafeMutableBufferPointer { ghp in
+                for t in 0..<steps {
+                    let pre = g.baseAddress! + t * batch * gw
+                    let hPrev = h.baseAddress! + t * bh, hNext = h.baseAddress! + (t + 1) * bh
+                    if isGRU {
+                        for b in 0..<batch { for k in 0..<gw { ghp[b * gw + k] = bhhValues[k] } }
+                        sgemm(transA: false, transB: true, m: batch, n: gw, k: hidden,
+                              a: UnsafePointer(hPrev), b: whh.baseAddress!, beta: 1, c: ghp.baseAddress!)
+                        for b in 0..<batch {
+                            let row = b * gw, arow = t * batch * gw + row
+                            for k in 0..<(2 * hidden) { a[arow + k] = pre[row + k] + ghp[row + k] }
+                            let rz = UnsafeMutableBufferPointer(start: a.baseAddress! + arow, count: 2 * hidden)
+                            VectorMath.apply(UnsafeBufferPointer(rz), rz, 0..<(2 * hidden), VectorMath.sigmoid)
+                            for k in 0..<hidden {
+                                let hnv = ghp[row + 2 * hidden + k]
+                                hn[t * bh + b * hidden + k] = hnv
+                                a[arow + 2 * hidden + k] = pre[row + 2 * hidden + k] + a[arow + k] * hnv
+                            }
+                            let nn = UnsafeMutableBufferPointer(start: a.baseAddress! + arow + 2 * hidden, count: hidden)
+                            VectorMath.apply(UnsafeBufferPointer(nn), nn, 0..<hidden, VectorMath.tanh)
+                            for k in 0..<hidden {
+                                let z = a[arow + hidden + k], n = a[arow + 2 * hidden + k]
+                                hNext[b * hidden + k] = (1 - z) * n + z * hPrev[b * hidden + k]
+                            }
+                        }
+                        continue
+                    }
+                    // pre += h_{t-1} · W_hhᵀ
+                    sgemm(transA: false, transB: true, m: batch, n: gw, k: hidden,
+                          a: UnsafePointer(hPrev), b: whh.baseAddress!, beta: 1, c: pre)
+                    let step = UnsafeMutableBufferPointer(start: pre, count: batch * gw)
+                    switch kind {
+                    case .rnnTanh:
+                        VectorMath.apply(UnsafeBufferPointer(step), step, 0..<(batch * gw), VectorMath.tanh)
+                        for k in 0..<bh { hNext[k] = pre[k] }
+                    case .rnnRelu:
+                        for k in 0..<bh { pre[k] = Swift.max(pre[k], 0); hNext[k] = pre[k] }
+                    case .lstm:
+                        for b in 0..<batch {
+                            let row = b * gw
+                            let ifg = UnsafeMutableBufferPointer(start: pre + row, count: 2 * hidden)
+                            VectorMath.apply(UnsafeBufferPointer(ifg), ifg, 0..<(2 * hidden), VectorMath.sigmoid)
+                            let gg = UnsafeMutableBufferPointer(start: pre + row + 2 * hidden, count: hidden)
+                            VectorMath.apply(UnsafeBufferPointer(gg), gg, 0..<hidden, VectorMath.tanh)
+                            let oo = UnsafeMutableBufferPointer(start: pre + row + 3 * hidden, count: hidden)
+                            VectorMath.apply(UnsafeBufferPointer(oo), oo, 0..<hidden, VectorMath.sigmoid)
+                            let cPrev = c.baseAddress! + t * bh + b * hidden, cNext = c.baseAddress! + (t + 1) * bh + b * hidden
+                            for k in 0..<hidden {
+                                cNext[k] = pre[row + hidden + k] * cPrev[k] + pre[row + k] * pre[row + 2 * hidden + k]
+                            }
+                            let tcRow = UnsafeMutableBufferPointer(start: tc.baseAddress! + t * bh + b * hidden, count: hidden)
+                            VectorMath.apply(UnsafeBufferPointer(start: cNext, count: hidden), tcRow, 0..<hidden, VectorMath.tanh)
+                            for k in 0..<hidden { hNext[b * hidden + k] = pre[row + 3 * hidden + k] * tcRow[k] }
+                        }
+                    case .gru: break
+                    }
+                }
+            }
+        }}}}}}}
+
+        let outRows = isLSTM ? steps + 1 : steps
+        let out = Tensor(shape: [outRows, batch, hidden], uninitialized: { dst in
+            for k in 0..<(steps * bh) { dst[k] = hs[bh + k] }
+            if isLSTM { for k in 0..<bh { dst[steps * bh + k] = cs[steps * bh + k] } }
+        })
+        var inputs = [x, h0]
+        if isLSTM, let c0 { inputs.append(c0) }
+        inputs += [weightIH, weightHH]
+        if let biasIH { inputs.append(biasIH) }
+        if let biasHH { inputs.append(biasHH) }
+        let savedActs = isGRU ? acts : gi   // post-activation gates
+        return record(kindLabel(kind), out, inputs) { dOut in
+            recurrentBackward(kind, dOut: dOut, x: x, weightIH: weightIH, weightHH: weightHH,
+                              hasBiasIH: biasIH != nil, hasBiasHH: biasHH != nil, hasC0: isLSTM && c0 != nil,
+                              acts: savedActs, hs: hs, cs: cs, tcs: tcs, ghn: ghn)
+        }
+    }
+
+    static func kindLabel(_ kind: RecurrentKind) -> String {
+        switch kind {
+        case .rnnTanh: return "rnnTanh"
+        case .rnnRelu: return "rnnRelu"
+        case .lstm: return "lstm"
+        case .gru: return "gru"
+        }
+    }
+
+    private static func recurrentBackward(_ kind: RecurrentKind, dOut: Tensor, x: Tensor, weightIH: Tensor, weightHH: Tensor,
+                                          hasBiasIH: Bool, hasBiasHH: Bool, hasC0: Bool,
+                                          acts: [Float], hs: [Float], cs: [Float], tcs: [Float], ghn: [Float]) -> [Tensor?] {
+        let (steps, batch, inSize) = (x.shape[0], x.shape[1], x.shape[2])
+        let hidden = weightHH.shape[1], gw = kind.gateCount * hidden, bh = batch * hidden
+        let isGRU = kind == .gru, isLSTM = kind == .lstm
+        // Gradients of the gate pre-activations: for the input side and the hidden side
+        // (they differ only for GRU's n gate).
+        var dGi = [Float](repeating: 0, count: steps * batch * gw)
+        var dGh = [Float](repeating: 0, count: isGRU ? steps * batch * gw : 0)
+        var dhNext = [Float](repeating: 0, count: bh)
+        var dcNext = [Float](repeating: 0, count: isLSTM ? bh : 0)
+        if isLSTM { for k in 0..<bh { dcNext[k] = dOut.scalars[steps * bh + k] } }
+        var dh = [Float](repeating: 0, count: bh)
+        dOut.scalars.withUnsafeBufferPointer { dO in
+        dGi.withUnsafeMutableBufferPointer { dgi in
+        dGh.withUnsafeMutableBufferPointer { dgh in
+        weightHH.scalars.withUnsafeBufferPointer { whh in
+            for t in stride(from: steps - 1, through: 0, by: -1) {
+                for k in 0..<bh { dh[k] = dO[t * bh + k] + dhNext[k] }
+                let base = t * batch * gw
+                switch kind {
+                case .rnnTanh:
+                    for k in 0..<bh { let y = hs[(t + 1) * bh + k]; dgi[base + k] = dh[k] * (1 - y * y) }
+                case .rnnRelu:
+                    for k in 0..<bh { dgi[base + k] = hs[(t + 1) * bh + k] > 0 ? dh[k] : 0 }
+                case .lstm:
+                    for b in 0..<batch {
+                        let row = base + b * gw, hb = b * hidden
+                        for k in 0..<hidden {
+                            let i = acts[row + k], f = acts[row + hidden + k]
+                            let g = acts[row + 2 * hidden + k], o = acts[row + 3 * hidden + k]
+                            let tc = tcs[t * bh + hb + k], cPrev = cs[t * bh + hb + k]
+                            let dhv = dh[hb + k]
+                            let dc = dcNext[hb + k] + dhv * o * (1 - tc * tc)
+                            dgi[row + k] = dc * g * i * (1 - i)
+                            dgi[row + hidden + k] = dc * cPrev * f * (1 - f)
+                            dgi[row + 2 * hidden + k] = dc * i * (1 - g * g)
+                            dgi[row + 3 * hidden + k] = dhv * tc * o * (1 - o)
+                            dcNext[hb + k] = dc * f
+                        }
+                    }
+                case .gru:
+                    for b in 0..<batch {
+                        let row = base + b * gw, hb = b * hidden
+                        for k in 0..<hidden {
+                            let r = acts[row + k], z = acts[row + hidden + k], n = acts[row + 2 * hidden + k]
+                            let hPrev = hs[t * bh + hb + k], dhv = dh[hb + k]
+                            let dnp = dhv * (1 - z) * (1 - n * n)
+                            let drp = dnp * ghn[t * bh + hb + k] * r * (1 - r)
+                            let dzp = dhv * (hPrev - n) * z * (1 - z)
+                            dgi[row + k] = drp; dgi[row + hidden + k] = dzp; dgi[row + 2 * hidden + k] = dnp
+                            dgh[row + k] = drp; dgh[row + hidden + k] = dzp; dgh[row + 2 * hidden + k] = dnp * r
+                            dhNext[hb + k] = dhv * z   // the direct path; the GEMM below adds the rest
+                        }
+                    }
+                }
+                // dh_{t-1} (+)= dG_h[t] · W_hh
+                let src = isGRU ? dgh.baseAddress! + base : dgi.baseAddress! + base
+                dhNext.withUnsafeMutableBufferPointer { dn in
+                    sgemm(transA: false, transB: false, m: batch, n: hidden, k: gw,
+                          a: UnsafePointer(src), b: whh.baseAddress!, beta: isGRU ? 1 : 0, c: dn.baseAddress!)
+                }
+            }
+        }}}}
+        let rows = steps * batch
+        let dHidden = isGRU ? dGh : dGi
+        func columnSums(_ m: [Float]) -> Tensor {
+            Tensor(shape: [gw], uninitialized: { dst in
+                dst.initialize(repeating: 0)
+                for r in 0..<rows { for k in 0..<gw { dst[k] += m[r * gw + k] } }
+            })
+        }
+        var grads: [Tensor?] = []
+        // x
+        grads.append(x.requiresGrad ? Tensor(shape: x.shape, uninitialized: { dst in
+            dGi.withUnsafeBufferPointer { d in
+                weightIH.scalars.withUnsafeBufferPointer { w in
+                    if rows > 0 { sgemm(transA: false, transB: false, m: rows, n: inSize, k: gw, a: d.baseAddress!, b: w.baseAddress!, c: dst.baseAddress!) }
+                }
+            }
+        }) : nil)
+        grads.append(Tensor(shape: [batch, hidden], scalars: dhNext))           // h0
+        if hasC0 { grads.append(Tensor(shape: [batch, hidden], scalars: dcNext)) }  // c0
+        grads.append(weightIH.requiresGrad ? Tensor(shape: weightIH.shape, uninitialized: { dst in
+            dGi.withUnsafeBufferPointer { d in
+                x.scalars.withUnsafeBufferPointer { px in
+                    if rows > 0 { sgemm(transA: true, transB: false, m: gw, n: inSize, k: rows, a: d.baseAddress!, b: px.baseAddress!, c: dst.baseAddress!) }
+                    else { dst.initialize(repeating: 0) }
+                }
+            }
+        }) : nil)
+        grads.append(weightHH.requiresGrad ? Tensor(shape: weightHH.shape, uninitialized: { dst in
+            dHidden.withUnsafeBufferPointer { d in
+                hs.withUnsafeBufferPointer { h in   // h_{t-1} for every step: hs[0 ..< T]
+                    if rows > 0 { sgemm(transA: true, transB: false, m: gw, n: hidden, k: rows, a: d.baseAddress!, b: h.baseAddress!, c: dst.baseAddress!) }
+                    else { dst.initialize(repeating: 0) }
+                }
+            }
+        }) : nil)
+        if hasBiasIH { grads.append(columnSums(dGi)) }
+        if hasBiasHH { grads.append(columnSums(dHidden)) }
+        return grads
+    }
+}

@@ -1,0 +1,93 @@
+import XCTest
+import GradGuard
+import _TestSupport
+
+/// Finite-difference checks of the fused layers: every input and every parameter.
+final class LayerGradientTests: XCTestCase {
+    func testConv2dAllConfigurations() {
+        let configs: [(cin: Int, cout: Int, k: Int, s: Int, p: Int, d: Int, g: Int, bias: Bool)] = [
+            (2, 3, 3, 1, 1, 1, 1, true), (2, 4, 3, 2, 1, 1, 2, true), (3, 2, 3, 1, 2, 2, 1, false),
+            (4, 2, 1, 1, 0, 1, 1, true), (2, 2, 2, 2, 0, 1, 2, true),
+        ]
+        for (i, c) in configs.enumerated() {
+            let x = testTensor([2, c.cin, 5, 6], seed: UInt64(100 + i))
+            let w = testTensor([c.cout, c.cin / c.g, c.k, c.k], seed: UInt64(200 + i))
+            let b = testTensor([c.cout], seed: UInt64(300 + i))
+            let inputs = c.bias ? [x, w, b] : [x, w]
+            checkGradients(inputs) { t in
+                t[0].conv2d(weight: t[1], bias: c.bias ? t[2] : nil, stride: (c.s, c.s), padding: (c.p, c.p),
+                            dilation: (c.d, c.d), groups: c.g)
+            }
+        }
+    }
+
+    func testPoolsAndUpsampling() {
+        // Distinct values so that every max is unique and finite differences stay inside one branch.
+        let x = Tensor(shape: [2, 2, 5, 6], scalars: (0..<120).map { Float(($0 * 37) % 120) / 20 - 3 })
+        checkGradients([x]) { $0[0].maxPool2d(kernel: (3, 3), stride: (2, 2), padding: (1, 1)) }
+        checkGradients([x]) { $0[0].maxPool2d(kernel: (2, 2)) }
+        checkGradients([x]) { $0[0].avgPool2d(kernel: (3, 3), stride: (2, 2), padding: (1, 1)) }
+        checkGradients([x]) { $0[0].avgPool2d(kernel: (3, 3), stride: (2, 2), padding: (1, 1), countIncludePad: false) }
+        checkGradients([x]) { $0[0].adaptiveAvgPool2d(outputSize: (3, 4)) }
+        checkGradients([x]) { $0[0].upsampleNearest(scale: (2, 3)) }
+    }
+
+    func testBatchNormTrainAndEval() {
+        for shape in [[6, 3], [4, 3, 5], [3, 3, 4, 2]] {
+            let bn = shape.count == 4 ? BatchNorm2d(numFeatures: 3) as BatchNorm : BatchNorm1d(numFeatures: 3)
+            let x = testTensor(shape, seed: 400)
+            let w = testTensor([3], seed: 401, low: 0.5, high: 1.5), b = testTensor([3], seed: 402)
+            bn.weight = w
+            bn.bias = b
+            checkGradients([x, w, b]) { _ in bn(x) }
+            bn.eval()
+            checkGradients([x, w, b]) { _ in bn(x) }
+        }
+    }
+
+    func testLayerAndGroupNorm() {
+        let ln = LayerNorm([4, 5])
+        ln.weight = testTensor([4, 5], seed: 410)
+        ln.bias = testTensor([4, 5], seed: 411)
+        let x = testTensor([3, 4, 5], seed: 412)
+        checkGradients([x, ln.weight!, ln.bias!]) { _ in ln(x) }
+        let gn = GroupNorm(numGroups: 2, numChannels: 6)
+        gn.weight = testTensor([6], seed: 413)
+        gn.bias = testTensor([6], seed: 414)
+        let y = testTensor([2, 6, 3], seed: 415)
+        checkGradients([y, gn.weight!, gn.bias!]) { _ in gn(y) }
+    }
+
+    func testRecurrentLayersEveryInputAndWeight() {
+        for kind in [RecurrentKind.rnnTanh, .rnnRelu, .lstm, .gru] {
+            let (t, b, i, h) = (4, 2, 3, 5)
+            let gw = kind.gateCount * h
+            let x = testTensor([t, b, i], seed: 500)
+            let h0 = testTensor([b, h], seed: 501, low: -0.5, high: 0.5)
+            let c0 = testTensor([b, h], seed: 502, low: -0.5, high: 0.5)
+            let wih = testTensor([gw, i], seed: 503, low: -0.6, high: 0.6)
+            let whh = testTensor([gw, h], seed: 504, low: -0.6, high: 0.6)
+            let bih = testTensor([gw], seed: 505, low: -0.3, high: 0.3)
+            let bhh = testTensor([gw], seed: 506, low: -0.3, high: 0.3)
+            var inputs = [x, h0, wih, whh, bih, bhh]
+            if kind == .lstm { inputs.insert(c0, at: 2) }
+            checkGradients(inputs) { v in
+                let lstm = kind == .lstm
+                return Tensor.recurrentLayer(kind, x: v[0], h0: v[1], c0: lstm ? v[2] : nil,
+                                             weightIH: v[lstm ? 3 : 2], weightHH: v[lstm ? 4 : 3],
+                                             biasIH: v[lstm ? 5 : 4], biasHH: v[lstm ? 6 : 5])
+            }
+        }
+    }
+
+    func testStackedLSTMModuleWithBatchFirst() {
+        DefaultGenerator.seed(3)
+        let lstm = LSTM(inputSize: 3, hiddenSize: 4, numLayers: 2, batchFirst: true)
+        let x = testTensor([2, 5, 3], seed: 510)
+        let h0 = testTensor([2, 2, 4], seed: 511), c0 = testTensor([2, 2, 4], seed: 512)
+        checkGradients([x, h0, c0] + lstm.parameters()) { v in
+            let (out, state) = lstm(v[0], (v[1], v[2]))
+            return Tensor.concatenate([out.reshaped([-1]), state.h.reshaped([-1]), state.c.reshaped([-1])])
+        }
+    }
+}
