@@ -1,0 +1,144 @@
+import GradGuardTensor
+
+/// What restoring a schedule's state found wrong.
+public enum SchedulerStateError: Error, CustomStringConvertible, Equatable {
+    case missingKey(String)
+    public var description: String {
+        switch self {
+        case .missingKey(let k): return "scheduler state: missing key '\(k)'"
+        }
+    }
+}
+
+/// Applies an `LRSchedule` to an optimizer's parameter groups, as PyTorch's schedulers do:
+/// on creation the groups get the step-0 values; each `step()` advances one step. The
+/// starting rate and momentum of each group are taken when the scheduler is created.
+///
+/// ```swift
+/// let scheduler = LRScheduler(optimizer, SequentialSchedule([LinearLR(startFactor: 0.1, totalIters: 100),
+///                                                           CosineAnnealingLR(tMax: 900)], milestones: [100]))
+/// for batch in data { …; optimizer.step(); scheduler.step() }
+/// ```
+public final class LRScheduler {
+    public let optimizer: Optimizer
+    public let schedule: any LRSchedule
+    /// Steps taken so far (PyTorch's `last_epoch`).
+    public private(set) var stepCount = 0
+    public let baseLRs: [Double]
+    public let baseMomenta: [Double?]
+
+    public init(_ optimizer: Optimizer, _ schedule: any LRSchedule) {
+        self.optimizer = optimizer
+        self.schedule = schedule
+        baseLRs = optimizer.paramGroups.map(\.lr)
+        baseMomenta = optimizer.paramGroups.map { $0[LRScheduler.momentumKey($0)] }
+        apply()
+    }
+
+    static func momentumKey(_ g: ParamGroup) -> String { g["beta1"] != nil ? "beta1" : "momentum" }
+
+    /// Advances one step and sets each group's rate (and momentum).
+    public func step() {
+        stepCount += 1
+        apply()
+    }
+
+    /// The rates currently set, one per group.
+    public var lastLR: [Double] { optimizer.paramGroups.map(\.lr) }
+
+    private func apply() {
+        for i in optimizer.paramGroups.indices {
+            optimizer.paramGroups[i].lr = schedule.learningRate(step: stepCount, baseLR: baseLRs[i], group: i)
+            let key = LRScheduler.momentumKey(optimizer.paramGroups[i])
+            if let base = baseMomenta[i], let m = schedule.momentum(step: stepCount, baseMomentum: base, group: i) {
+                optimizer.paramGroups[i][key] = m
+            }
+        }
+    }
+
+    /// The step count (the schedule itself is code, rebuilt by the caller).
+    public func stateDict() -> [String: Double] { ["last_epoch": Double(stepCount)] }
+
+    /// Restores `stateDict()` and sets the groups' values for that step.
+    public func load(stateDict: [String: Double]) throws {
+        guard let e = stateDict["last_epoch"] else { throw SchedulerStateError.missingKey("last_epoch") }
+        stepCount = Int(e)
+        apply()
+    }
+}
+
+/// `ReduceLROnPlateau`: multiplies each group's rate by `factor` when the metric has not
+/// improved by more than `threshold` for more than `patience` steps, then waits `cooldown`
+/// steps; rates never go below `minLR`, and a change smaller than `eps` is skipped.
+public final class ReduceLROnPlateau {
+    public enum Mode: String, Sendable { case min, max }
+    public enum ThresholdMode: String, Sendable { case rel, abs }
+
+    public let optimizer: Optimizer
+    public let mode: Mode, factor: Double, patience: Int, threshold: Double, thresholdMode: ThresholdMode
+    public let cooldown: Int, minLRs: [Double], eps: Double
+    public private(set) var best: Double
+    public private(set) var numBadEpochs = 0
+    public private(set) var cooldownCounter = 0
+    public private(set) var lastEpoch = 0
+
+    public init(_ optimizer: Optimizer, mode: Mode = .min, factor: Double = 0.1, patience: Int = 10, threshold: Double = 1e-4,
+                thresholdMode: ThresholdMode = .rel, cooldown: Int = 0, minLR: [Double] = [0], eps: Double = 1e-8) {
+        precondition(factor < 1, "ReduceLROnPlateau: factor must be below 1")
+        self.optimizer = optimizer
+        self.mode = mode; self.factor = factor; self.patience = patience; self.threshold = threshold
+        self.thresholdMode = thresholdMode; self.cooldown = cooldown; self.eps = eps
+        minLRs = minLR.count == 1 ? Array(repeating: minLR[0], count: optimizer.paramGroups.count) : minLR
+        best = mode == .min ? .infinity : -.infinity
+    }
+
+    private func isBetter(_ a: Double) -> Bool {
+        switch (mode, thresholdMode) {
+        case (.min, .rel): return a < best * (1 - threshold)
+        case (.min, .abs): return a < best - threshold
+        case (.max, .rel): return a > best * (threshold + 1)
+        case (.max, .abs): return a > best + threshold
+        }
+    }
+
+    /// Records one value of the monitored metric.
+    public func step(metric: Double) {
+        lastEpoch += 1
+        if isBetter(metric) {
+            best = metric
+            numBadEpochs = 0
+        } else {
+            numBadEpochs += 1
+        }
+        if cooldownCounter > 0 {
+            cooldownCounter -= 1
+            numBadEpochs = 0
+        }
+        if numBadEpochs > patience {
+            for i in optimizer.paramGroups.indices {
+                let old = optimizer.paramGroups[i].lr
+                let new = Swift.max(old * factor, minLRs[i])
+                if old - new > eps { optimizer.paramGroups[i].lr = new }
+            }
+            cooldownCounter = cooldown
+            numBadEpochs = 0
+        }
+    }
+
+    public var lastLR: [Double] { optimizer.paramGroups.map(\.lr) }
+
+    public func stateDict() -> [String: Double] {
+        ["best": best, "num_bad_epochs": Double(numBadEpochs), "cooldown_counter": Double(cooldownCounter),
+         "last_epoch": Double(lastEpoch)]
+    }
+
+    public func load(stateDict s: [String: Double]) throws {
+        for k in ["best", "num_bad_epochs", "cooldown_counter", "last_epoch"] where s[k] == nil {
+            throw SchedulerStateError.missingKey(k)
+        }
+        best = s["best"]!
+        numBadEpochs = Int(s["num_bad_epochs"]!)
+        cooldownCounter = Int(s["cooldown_counter"]!)
+        lastEpoch = Int(s["last_epoch"]!)
+    }
+}

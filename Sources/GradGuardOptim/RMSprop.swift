@@ -1,0 +1,61 @@
+import GradGuardTensor
+
+/// RMSprop (Hinton, 2012) step for step as `torch.optim.RMSprop`:
+///
+///     g ← ∇ + λ·θ
+///     v ← α·v + (1 − α)·g²
+///     centered: ḡ ← ḡ + (1 − α)(g − ḡ),  d = √(v − ḡ²) + ε;  else d = √v + ε
+///     momentum: b ← μ·b + g/d,  θ ← θ − η·b;  else θ ← θ − η·g/d
+public final class RMSprop: Optimizer {
+    public init(_ groups: [ParamGroup], lr: Double = 0.01, alpha: Double = 0.99, eps: Double = 1e-8,
+                weightDecay: Double = 0, momentum: Double = 0, centered: Bool = false) {
+        super.init(groups: groups, defaults: ["lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weightDecay,
+                                              "momentum": momentum, "centered": centered ? 1 : 0])
+    }
+
+    public convenience init(_ params: [Tensor], lr: Double = 0.01, alpha: Double = 0.99, eps: Double = 1e-8,
+                            weightDecay: Double = 0, momentum: Double = 0, centered: Bool = false) {
+        self.init([ParamGroup(params: params)], lr: lr, alpha: alpha, eps: eps, weightDecay: weightDecay,
+                  momentum: momentum, centered: centered)
+    }
+
+    public override func update(_ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
+                                state: inout ParamState, options o: [String: Double]) {
+        let lr = Float(o["lr"]!), alpha = Float(o["alpha"]!), eps = Float(o["eps"]!)
+        let wd = Float(o["weight_decay"]!), mu = Float(o["momentum"]!), centered = o["centered"]! != 0
+        state["step"] = Tensor((state["step"]?.item ?? 0) + 1)
+        let sq = state.buffer("square_avg")
+        let avgGrad = centered ? state.buffer("grad_avg") : nil
+        let buf = mu > 0 ? state.buffer("momentum_buffer") : nil
+        let n = p.count
+        sq.withUnsafeMutableScalars { v in
+            withOptionalScalars(avgGrad) { ga in
+                withOptionalScalars(buf) { b in
+                    for i in 0..<n {
+                        let g = grad[i] + wd * p[i]
+                        v[i] = alpha * v[i] + (1 - alpha) * g * g
+                        let denom: Float
+                        if let ga {
+                            ga[i] += (1 - alpha) * (g - ga[i])
+                            denom = (v[i] - ga[i] * ga[i]).squareRoot() + eps
+                        } else {
+                            denom = v[i].squareRoot() + eps
+                        }
+                        if let b {
+                            b[i] = mu * b[i] + g / denom
+                            p[i] -= lr * b[i]
+                        } else {
+                            p[i] -= lr * g / denom
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs `body` with the mutable storage of `t`, or with nil when there is no tensor.
+func withOptionalScalars<R>(_ t: Tensor?, _ body: (UnsafeMutablePointer<Float>?) -> R) -> R {
+    guard let t else { return body(nil) }
+    return t.withUnsafeMutableScalars { body($0.baseAddress) }
+}

@@ -1,0 +1,198 @@
+import Foundation
+
+/// A learning-rate schedule in closed form: the rate (and optionally the momentum) of
+/// parameter group `group` at step `step`, given the group's starting values. Formulas are
+/// those of `torch.optim.lr_scheduler`; `LRScheduler` applies a schedule to an optimizer.
+public protocol LRSchedule: Sendable {
+    func learningRate(step: Int, baseLR: Double, group: Int) -> Double
+    /// The momentum (SGD, RMSprop) or β₁ (Adam) to use, or nil to leave it alone.
+    func momentum(step: Int, baseMomentum: Double, group: Int) -> Double?
+}
+
+extension LRSchedule {
+    public func momentum(step: Int, baseMomentum: Double, group: Int) -> Double? { nil }
+}
+
+/// The base rate throughout.
+public struct ConstantSchedule: LRSchedule {
+    public init() {}
+    public func learningRate(step: Int, baseLR: Double, group: Int) -> Double { baseLR }
+}
+
+/// `ConstantLR`: `factor · base` for the first `totalIters` steps, then `base`.
+public struct ConstantLR: LRSchedule {
+    public let factor: Double, totalIters: Int
+    public init(factor: Double = 1.0 / 3, totalIters: Int = 5) { self.factor = factor; self.totalIters = totalIters }
+    public func learningRate(step: Int, baseLR: Double, group: Int) -> Double {
+        step < totalIters ? baseLR * factor : baseLR
+    }
+}
+
+/// `StepLR`: `base · γ^⌊step / stepSize⌋`.
+public struct StepLR: LRSchedule {
+    public let stepSize: Int, gamma: Double
+    public init(stepSize: Int, gamma: Double = 0.1) { self.stepSize = stepSize; self.gamma = gamma }
+    public func learningRate(step: Int, baseLR: Double, group: Int) -> Double {
+        baseLR * pow(gamma, Double(step / stepSize))
+    }
+}
+
+/// `MultiStepLR`: `base · γ^(number of milestones ≤ step)`.
+public struct MultiStepLR: LRSchedule {
+    public let milestones: [Int], gamma: Double
+    public init(milestones: [Int], gamma: Double = 0.1) { self.milestones = milestones.sorted(); self.gamma = gamma }
+    public func learningRate(step: Int, baseLR: Double, group: Int) -> Double {
+        baseLR * pow(gamma, Double(milestones.filter { $0 <= step }.count))
+    }
+}
+
+/// `ExponentialLR`: `base · γ^step`.
+public struct ExponentialLR: LRSchedule {
+    public let gamma: Double
+    public init(gamma: Double) { self.gamma = gamma }
+    public func learningRate(step: Int, baseLR: Double, group: Int) -> Double { baseLR * pow(gamma, Double(step)) }
+}
+
+/// `CosineAnnealingLR` (Loshchilov & Hutter, 2017, without restarts):
+/// `η_min + (base − η_min)·(1 + cos(π·step/T_max))/2`.
+public struct CosineAnnealingLR: LRSchedule {
+    public let tMax: Int, etaMin: Double
+    public init(tMax: Int, etaMin: Double = 0) { self.tMax = tMax; self.etaMin = etaMin }
+    public func learningRate(step: Int, baseLR: Double, group: Int) -> Double {
+        etaMin + (baseLR - etaMin) * (1 + cos(Double.pi * Double(step) / Double(tMax))) / 2
+    }
+}
+
+/// `CosineAnnealingWarmRestarts`: cosine annealing over periods T₀, T₀·T_mult, T₀·T_mult², …
+public struct CosineAnnealingWarmRestarts: LRSchedule {
+    public let t0: Int, tMult: Int, etaMin: Double
+    public init(t0: Int, tMult: Int = 1, etaMin: Double = 0) {
+        precondition(t0 > 0 && tMult >= 1, "CosineAnnealingWarmRestarts needs T₀ > 0 and T_mult ≥ 1")
+        self.t0 = t0; self.tMult = tMult; self.etaMin = etaMin
+    }
+    public func learningRate(step: Int, baseLR: Double, group: Int) -> Double {
+        var tCur = step, tI = t0
+        while tCur >= tI { tCur -= tI; tI *= tMult }
+        return etaMin + (baseLR - etaMin) * (1 + cos(Double.pi * Double(tCur) / Double(tI))) / 2
+    }
+}
+
+/// `LinearLR` — linear warm-up: the factor goes from `startFactor` to `endFactor` over
+/// `totalIters` steps, then stays.
+public struct LinearLR: LRSchedule {
+    public let startFactor: Double, endFactor: Double, totalIters: Int
+    public init(startFactor: Double = 1.0 / 3, endFactor: Double = 1, totalIters: Int = 5) {
+        self.startFactor = startFactor; self.endFactor = endFactor; self.totalIters = totalIters
+    }
+    public func learningRate(step: Int, baseLR: Double, group: Int) -> Double {
+        baseLR * (startFactor + (endFactor - startFactor) * Double(min(step, totalIters)) / Double(totalIters))
+    }
+}
+
+/// `PolynomialLR`: `base · (1 − min(step, total)/total)^power`.
+public struct PolynomialLR: LRSchedule {
+    public let totalIters: Int, power: Double
+    public init(totalIters: Int = 5, power: Double = 1) { self.totalIters = totalIters; self.power = power }
+    public func learningRate(step: Int, baseLR: Double, group: Int) -> Double {
+        baseLR * pow(1 - Double(min(step, totalIters)) / Double(totalIters), power)
+    }
+}
+
+/// `OneCycleLR` (Smith & Topin, 2019), two phases: the rate rises from `maxLR/divFactor`
+/// to `maxLR` over `pctStart` of the steps and falls to `initial/finalDivFactor`; momentum
+/// moves the opposite way between `maxMomentum` and `baseMomentum`.
+public struct OneCycleLR: LRSchedule {
+    public enum Anneal: Sendable { case cos, linear }
+    public let maxLR: [Double], totalSteps: Int, pctStart: Double, anneal: Anneal
+    public let divFactor: Double, finalDivFactor: Double
+    public let cycleMomentum: Bool, baseMomentum: Double, maxMomentum: Double
+
+    /// `maxLR` holds one rate per group, or one for all.
+    public init(maxLR: [Double], totalSteps: Int, pctStart: Double = 0.3, anneal: Anneal = .cos, divFactor: Double = 25,
+                finalDivFactor: Double = 1e4, cycleMomentum: Bool = true, baseMomentum: Double = 0.85, maxMomentum: Double = 0.95) {
+        self.maxLR = maxLR; self.totalSteps = totalSteps; self.pctStart = pctStart; self.anneal = anneal
+        self.divFactor = divFactor; self.finalDivFactor = finalDivFactor
+        self.cycleMomentum = cycleMomentum; self.baseMomentum = baseMomentum; self.maxMomentum = maxMomentum
+    }
+
+    private func interpolate(_ start: Double, _ end: Double, _ pct: Double) -> Double {
+        switch anneal {
+        case .cos: return end + (start - end) / 2 * (cos(Double.pi * pct) + 1)
+        case .linear: return (end - start) * pct + start
+        }
+    }
+
+    /// (fraction through the phase, whether in the rising phase)
+    private func phase(_ step: Int) -> (Double, Bool) {
+        let upEnd = pctStart * Double(totalSteps) - 1, downEnd = Double(totalSteps - 1)
+        let s = Double(step)
+        if s <= upEnd { return (s / upEnd, true) }
+        return ((s - upEnd) / (downEnd - upEnd), false)
+    }
+
+    public func learningRate(step: Int, baseLR: Double, group: Int) -> Double {
+        let peak = maxLR.count == 1 ? maxLR[0] : maxLR[group]
+        let initial = peak / divFactor, minimum = initial / finalDivFactor
+        let (pct, rising) = phase(step)
+        return rising ? interpolate(initial, peak, pct) : interpolate(peak, minimum, pct)
+    }
+
+    public func momentum(step: Int, baseMomentum: Double, group: Int) -> Double? {
+        guard cycleMomentum else { return nil }
+        let (pct, rising) = phase(step)
+        return rising ? interpolate(maxMomentum, self.baseMomentum, pct) : interpolate(self.baseMomentum, maxMomentum, pct)
+    }
+}
+
+/// `SequentialLR`: schedule `i` runs from milestone `i − 1` on, counting its steps from
+/// there (warm-up then cosine: `SequentialSchedule([LinearLR(...), CosineAnnealingLR(...)], milestones: [w])`).
+public struct SequentialSchedule: LRSchedule {
+    public let schedules: [any LRSchedule], milestones: [Int]
+    public init(_ schedules: [any LRSchedule], milestones: [Int]) {
+        precondition(schedules.count == milestones.count + 1, "SequentialSchedule needs one milestone fewer than schedules")
+        self.schedules = schedules; self.milestones = milestones
+    }
+    private func locate(_ step: Int) -> (Int, Int) {
+        let i = milestones.filter { $0 <= step }.count
+        return (i, i == 0 ? step : step - milestones[i - 1])
+    }
+    public func learningRate(step: Int, baseLR: Double, group: Int) -> Double {
+        let (i, local) = locate(step)
+        return schedules[i].learningRate(step: local, baseLR: baseLR, group: group)
+    }
+    public func momentum(step: Int, baseMomentum: Double, group: Int) -> Double? {
+        let (i, local) = locate(step)
+        return schedules[i].momentum(step: local, baseMomentum: baseMomentum, group: group)
+    }
+}
+
+/// The warm-up of Ultralytics YOLO: for the first `steps` steps each group's rate is
+/// interpolated linearly from its start value (`startLR[group]`, default 0 — YOLO starts
+/// the bias group at `warmup_bias_lr` = 0.1) to what `then` gives at that step, and the
+/// momentum from `startMomentum` (YOLO's `warmup_momentum` = 0.8) to the group's own.
+/// After the warm-up, `then` alone.
+public struct Warmup: LRSchedule {
+    public let steps: Int
+    public let startLR: [Int: Double]
+    public let startMomentum: Double?
+    public let then: any LRSchedule
+
+    public init(steps: Int, startLR: [Int: Double] = [:], startMomentum: Double? = nil, then: any LRSchedule = ConstantSchedule()) {
+        self.steps = steps; self.startLR = startLR; self.startMomentum = startMomentum; self.then = then
+    }
+
+    private func interp(_ step: Int, _ a: Double, _ b: Double) -> Double {
+        a + (b - a) * Double(step) / Double(steps)
+    }
+
+    public func learningRate(step: Int, baseLR: Double, group: Int) -> Double {
+        let target = then.learningRate(step: step, baseLR: baseLR, group: group)
+        return step >= steps ? target : interp(step, startLR[group] ?? 0, target)
+    }
+
+    public func momentum(step: Int, baseMomentum: Double, group: Int) -> Double? {
+        let target = then.momentum(step: step, baseMomentum: baseMomentum, group: group)
+        guard step < steps, let start = startMomentum else { return target }
+        return interp(step, start, target ?? baseMomentum)
+    }
+}
