@@ -127,6 +127,9 @@ configs = {
                                              lr=0.1, momentum=0.9),
     "adamw_groups": lambda ps: torch.optim.AdamW([{"params": [ps[0]], "weight_decay": 0.0}, {"params": [ps[1]], "lr": 0.003}],
                                                  lr=0.01, weight_decay=0.1),
+    "rmsprop": lambda ps: torch.optim.RMSprop(ps, lr=0.01),
+    "rmsprop_centered_momentum": lambda ps: torch.optim.RMSprop(ps, lr=0.005, alpha=0.9, eps=1e-6, weight_decay=0.1,
+                                                                momentum=0.8, centered=True),
 }
 for name, make in configs.items():
     a = p0.clone().requires_grad_(True)
@@ -199,4 +202,220 @@ save_file({"f16": vals.half(), "bf16": vals.bfloat16(), "f64": vals.double(), "f
            "i64": torch.tensor([1, -2, 300000]), "scalar": torch.tensor(7.5)},
           os.path.join(OUT, "dtypes.safetensors"), metadata={"source": "make_fixtures.py"})
 print("dtypes.safetensors: F16/BF16/F64/F32/I64")
+
+
+# ---------------------------------------------------------------- recurrent layers
+torch.manual_seed(2024)
+t = {}
+nets = {
+    "rnn_tanh": nn.RNN(3, 5, num_layers=2, batch_first=True),
+    "rnn_relu": nn.RNN(3, 5, num_layers=1, nonlinearity="relu"),
+    "lstm": nn.LSTM(3, 5, num_layers=2, batch_first=True),
+    "gru": nn.GRU(3, 5, num_layers=2),
+}
+for name, net in nets.items():
+    for k, v in net.state_dict().items():
+        t[f"{name}.param.{k}"] = v
+    x = torch.randn(2, 4, 3) if net.batch_first else torch.randn(4, 2, 3)
+    x.requires_grad_(True)
+    h0 = torch.randn(net.num_layers, 2, 5, requires_grad=True)
+    t[f"{name}.x"] = x
+    t[f"{name}.h0"] = h0
+    if name == "lstm":
+        c0 = torch.randn(net.num_layers, 2, 5, requires_grad=True)
+        t[f"{name}.c0"] = c0
+        out, (hn, cn) = net(x, (h0, c0))
+        outs, leaves = [out, hn, cn], [x, h0, c0]
+        t[f"{name}.cn"] = cn
+    else:
+        out, hn = net(x, h0)
+        outs, leaves = [out, hn], [x, h0]
+    t[f"{name}.out"] = out
+    t[f"{name}.hn"] = hn
+    ups = [torch.randn_like(o) for o in outs]
+    for i, u in enumerate(ups):
+        t[f"{name}.up{i}"] = u
+    params = list(net.parameters())
+    grads = torch.autograd.grad(outs, leaves + params, grad_outputs=ups)
+    for leaf_name, g in zip(["x", "h0", "c0"][:len(leaves)], grads[:len(leaves)]):
+        t[f"{name}.grad.{leaf_name}"] = g
+    for (k, _), g in zip(net.named_parameters(), grads[len(leaves):]):
+        t[f"{name}.grad.{k}"] = g
+cells = {"rnn_cell": nn.RNNCell(3, 4), "lstm_cell": nn.LSTMCell(3, 4), "gru_cell": nn.GRUCell(3, 4)}
+for name, cell in cells.items():
+    for k, v in cell.state_dict().items():
+        t[f"{name}.param.{k}"] = v
+    x = torch.randn(2, 3, requires_grad=True)
+    h = torch.randn(2, 4, requires_grad=True)
+    t[f"{name}.x"] = x
+    t[f"{name}.h"] = h
+    if name == "lstm_cell":
+        c = torch.randn(2, 4, requires_grad=True)
+        t[f"{name}.c"] = c
+        h1, c1 = cell(x, (h, c))
+        outs, leaves = [h1, c1], [x, h, c]
+        t[f"{name}.c1"] = c1
+    else:
+        h1 = cell(x, h)
+        outs, leaves = [h1], [x, h]
+    t[f"{name}.h1"] = h1
+    ups = [torch.randn_like(o) for o in outs]
+    for i, u in enumerate(ups):
+        t[f"{name}.up{i}"] = u
+    grads = torch.autograd.grad(outs, leaves + list(cell.parameters()), grad_outputs=ups)
+    for leaf_name, g in zip(["x", "h", "c"][:len(leaves)], grads[:len(leaves)]):
+        t[f"{name}.grad.{leaf_name}"] = g
+    for (k, _), g in zip(cell.named_parameters(), grads[len(leaves):]):
+        t[f"{name}.grad.{k}"] = g
+save("recurrent.safetensors", t)
+
+# ---------------------------------------------------------------- convolutions, pools, resampling
+torch.manual_seed(2025)
+t = {}
+conv_cases = {
+    "basic": dict(cin=2, cout=3, k=3, stride=1, padding=1, dilation=1, groups=1, bias=True),
+    "strided": dict(cin=2, cout=4, k=3, stride=2, padding=1, dilation=1, groups=2, bias=True),
+    "dilated": dict(cin=3, cout=2, k=3, stride=1, padding=2, dilation=2, groups=1, bias=False),
+    "pointwise": dict(cin=4, cout=3, k=1, stride=1, padding=0, dilation=1, groups=1, bias=True),
+    "depthwise": dict(cin=4, cout=4, k=3, stride=2, padding=1, dilation=1, groups=4, bias=True),
+}
+for name, c in conv_cases.items():
+    conv = nn.Conv2d(c["cin"], c["cout"], c["k"], c["stride"], c["padding"], c["dilation"], c["groups"], c["bias"])
+    x = torch.randn(2, c["cin"], 7, 6, requires_grad=True)
+    y = conv(x)
+    up = torch.randn_like(y)
+    params = list(conv.parameters())
+    grads = torch.autograd.grad(y, [x] + params, grad_outputs=up)
+    t |= {f"conv.{name}.x": x, f"conv.{name}.out": y, f"conv.{name}.up": up, f"conv.{name}.grad.x": grads[0]}
+    for (k, v), g in zip(conv.named_parameters(), grads[1:]):
+        t[f"conv.{name}.param.{k}"] = v
+        t[f"conv.{name}.grad.{k}"] = g
+xp = torch.randn(2, 3, 7, 9, requires_grad=True)
+t["pool.x"] = xp
+pools = {
+    "max": nn.MaxPool2d(3, 2, 1), "max2": nn.MaxPool2d(2), "avg": nn.AvgPool2d(3, 2, 1),
+    "avg_exclude_pad": nn.AvgPool2d(3, 2, 1, count_include_pad=False), "adaptive": nn.AdaptiveAvgPool2d((3, 5)),
+    "upsample": nn.Upsample(scale_factor=2, mode="nearest"),
+}
+for name, m in pools.items():
+    y = m(xp)
+    up = torch.randn_like(y)
+    (g,) = torch.autograd.grad(y, xp, grad_outputs=up)
+    t |= {f"pool.{name}.out": y, f"pool.{name}.up": up, f"pool.{name}.grad": g}
+save("conv.safetensors", t)
+
+# ---------------------------------------------------------------- normalisation
+torch.manual_seed(2026)
+t = {}
+for name, bn, shape in [("bn2d", nn.BatchNorm2d(3), (4, 3, 5, 2)), ("bn1d", nn.BatchNorm1d(3), (6, 3)),
+                        ("bn1d_seq", nn.BatchNorm1d(3, momentum=0.3), (4, 3, 5))]:
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    t[f"{name}.weight"] = bn.weight
+    t[f"{name}.bias"] = bn.bias
+    x1 = torch.randn(*shape) * 2 + 1
+    bn.train()
+    y1 = bn(x1)
+    x2 = (torch.randn(*shape) * 0.5 - 1).requires_grad_(True)
+    y2 = bn(x2)
+    up = torch.randn_like(y2)
+    gx, gw, gb = torch.autograd.grad(y2, [x2, bn.weight, bn.bias], grad_outputs=up)
+    t |= {f"{name}.x1": x1, f"{name}.y1": y1, f"{name}.x2": x2, f"{name}.y2": y2, f"{name}.up": up,
+          f"{name}.grad.x": gx, f"{name}.grad.weight": gw, f"{name}.grad.bias": gb,
+          f"{name}.running_mean": bn.running_mean, f"{name}.running_var": bn.running_var,
+          f"{name}.num_batches_tracked": bn.num_batches_tracked}
+    bn.eval()
+    x3 = torch.randn(*shape, requires_grad=True)
+    y3 = bn(x3)
+    (g3,) = torch.autograd.grad(y3, x3, grad_outputs=up)
+    t |= {f"{name}.x3": x3, f"{name}.eval_out": y3, f"{name}.eval_grad.x": g3}
+ln = nn.LayerNorm([4, 5])
+gn = nn.GroupNorm(2, 6)
+for name, m, shape in [("layernorm", ln, (3, 4, 5)), ("groupnorm", gn, (2, 6, 3, 2))]:
+    with torch.no_grad():
+        m.weight.normal_()
+        m.bias.normal_()
+    x = torch.randn(*shape, requires_grad=True)
+    y = m(x)
+    up = torch.randn_like(y)
+    gx, gw, gb = torch.autograd.grad(y, [x, m.weight, m.bias], grad_outputs=up)
+    t |= {f"{name}.weight": m.weight, f"{name}.bias": m.bias, f"{name}.x": x, f"{name}.out": y, f"{name}.up": up,
+          f"{name}.grad.x": gx, f"{name}.grad.weight": gw, f"{name}.grad.bias": gb}
+save("norm.safetensors", t)
+
+# A small detector-style backbone trained for a few steps in PyTorch, its state_dict
+# (with BatchNorm buffers) saved as PyTorch saves it, and its evaluation output.
+torch.manual_seed(2027)
+cnn = nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1, bias=False), nn.BatchNorm2d(4), nn.SiLU(), nn.MaxPool2d(2),
+                    nn.Conv2d(4, 6, 3, 2, 1), nn.BatchNorm2d(6), nn.SiLU(), nn.Upsample(scale_factor=2),
+                    nn.Conv2d(6, 2, 1), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+opt = torch.optim.SGD(cnn.parameters(), lr=0.05, momentum=0.9)
+for _ in range(3):
+    opt.zero_grad()
+    (cnn(torch.randn(5, 3, 8, 8)) ** 2).mean().backward()
+    opt.step()
+cnn.eval()
+save_file({k: v.contiguous() for k, v in cnn.state_dict().items()}, os.path.join(OUT, "cnn_state.safetensors"))
+xc = torch.randn(2, 3, 8, 8)
+save("cnn_eval.safetensors", {"x": xc, "out": cnn(xc)})
+
+# ---------------------------------------------------------------- learning-rate schedules
+t = {}
+STEPS = 120
+
+
+def trace(make, groups=((0.1, 0.9), (0.05, 0.8)), metrics=None, optim="sgd"):
+    ps = [nn.Parameter(torch.zeros(1)) for _ in groups]
+    if optim == "sgd":
+        opt = torch.optim.SGD([{"params": [p], "lr": lr, "momentum": m} for p, (lr, m) in zip(ps, groups)], lr=0.1)
+    else:
+        opt = torch.optim.Adam([{"params": [p], "lr": lr, "betas": (m, 0.999)} for p, (lr, m) in zip(ps, groups)], lr=0.1)
+    sched = make(opt)
+    lrs, moms = [], []
+    for step in range(STEPS):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        moms.append([g["momentum"] if optim == "sgd" else g["betas"][0] for g in opt.param_groups])
+        opt.step()
+        if metrics is None:
+            sched.step()
+        else:
+            sched.step(metrics[step])
+    return torch.tensor(lrs, dtype=torch.float64), torch.tensor(moms, dtype=torch.float64)
+
+
+S = torch.optim.lr_scheduler
+schedules = {
+    "constant": lambda o: S.ConstantLR(o, factor=0.25, total_iters=7),
+    "step": lambda o: S.StepLR(o, step_size=15, gamma=0.5),
+    "multistep": lambda o: S.MultiStepLR(o, milestones=[10, 35, 80], gamma=0.3),
+    "exponential": lambda o: S.ExponentialLR(o, gamma=0.97),
+    "cosine": lambda o: S.CosineAnnealingLR(o, T_max=50, eta_min=0.001),
+    "warm_restarts": lambda o: S.CosineAnnealingWarmRestarts(o, T_0=10, T_mult=2, eta_min=0.002),
+    "linear": lambda o: S.LinearLR(o, start_factor=0.1, end_factor=1.0, total_iters=25),
+    "polynomial": lambda o: S.PolynomialLR(o, total_iters=100, power=2.0),
+    "onecycle": lambda o: S.OneCycleLR(o, max_lr=[0.5, 0.2], total_steps=STEPS, pct_start=0.25),
+    "onecycle_linear": lambda o: S.OneCycleLR(o, max_lr=0.3, total_steps=STEPS, anneal_strategy="linear"),
+    "warmup_cosine": lambda o: S.SequentialLR(o, [S.LinearLR(o, start_factor=0.1, total_iters=10),
+                                                  S.CosineAnnealingLR(o, T_max=110)], milestones=[10]),
+}
+for name, make in schedules.items():
+    lrs, moms = trace(make)
+    t[f"sched.{name}.lr"] = lrs
+    t[f"sched.{name}.momentum"] = moms
+lrs, moms = trace(lambda o: S.OneCycleLR(o, max_lr=0.4, total_steps=STEPS), optim="adam")
+t["sched.onecycle_adam.lr"] = lrs
+t["sched.onecycle_adam.momentum"] = moms
+metrics = [1.0 / (1 + s) if s < 30 else 0.033 + 0.001 * ((s * 7) % 5) for s in range(STEPS)]
+t["plateau.metrics"] = torch.tensor(metrics, dtype=torch.float64)
+for name, make in {
+    "plateau": lambda o: S.ReduceLROnPlateau(o, mode="min", factor=0.5, patience=5, threshold=1e-3, cooldown=3,
+                                             min_lr=[0.002, 0.001]),
+    "plateau_abs_max": lambda o: S.ReduceLROnPlateau(o, mode="max", factor=0.7, patience=2, threshold=0.01,
+                                                     threshold_mode="abs"),
+}.items():
+    seq = metrics if name == "plateau" else [-m for m in metrics]
+    lrs, _ = trace(make, metrics=seq)
+    t[f"{name}.lr"] = lrs
+save("schedules.safetensors", t)
 print("torch", torch.__version__)

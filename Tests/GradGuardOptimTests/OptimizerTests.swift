@@ -21,6 +21,8 @@ final class OptimizerTests: XCTestCase {
         ("adamw_groups", { ps in
             AdamW([ParamGroup(params: [ps[0]], weightDecay: 0), ParamGroup(params: [ps[1]], lr: 0.003)], lr: 0.01, weightDecay: 0.1)
         }),
+        ("rmsprop", { RMSprop($0, lr: 0.01) }),
+        ("rmsprop_centered_momentum", { RMSprop($0, lr: 0.005, alpha: 0.9, eps: 1e-6, weightDecay: 0.1, momentum: 0.8, centered: true) }),
     ]
 
     func run(_ name: String, _ make: Make, f: [String: Tensor], restartAt: Int? = nil) throws {
