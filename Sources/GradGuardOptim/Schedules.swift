@@ -192,7 +192,8 @@ public struct Warmup: LRSchedule {
 
     public func momentum(step: Int, baseMomentum: Double, group: Int) -> Double? {
         let target = then.momentum(step: step, baseMomentum: baseMomentum, group: group)
-        guard step < steps, let start = startMomentum else { return target }
-        return interp(step, start, target ?? baseMomentum)
+        guard let start = startMomentum else { return target }
+        // Past the warm-up the group's own momentum is restored (unless `then` sets one).
+        return step >= steps ? (target ?? baseMomentum) : interp(step, start, target ?? baseMomentum)
     }
 }
