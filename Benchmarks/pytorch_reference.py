@@ -28,6 +28,62 @@ def bench(step, n=20, warm=3):
 
 
 res = {}
+
+
+class CharLSTM(nn.Module):
+    def __init__(self, V=65, E=128, H=256):
+        super().__init__()
+        self.emb = nn.Embedding(V, E)
+        self.lstm = nn.LSTM(E, H, batch_first=True)
+        self.out = nn.Linear(H, V)
+
+    def forward(self, x):
+        h, _ = self.lstm(self.emb(x))
+        return self.out(h)
+
+
+m = CharLSTM()
+opt_lstm = torch.optim.Adam(m.parameters(), 1e-3)
+xl = torch.randint(0, 65, (32, 64))
+yl = torch.randint(0, 65, (32, 64))
+
+
+def lstm_step():
+    opt_lstm.zero_grad()
+    loss = nn.functional.cross_entropy(m(xl).reshape(-1, 65), yl.reshape(-1))
+    loss.backward()
+    nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+    opt_lstm.step()
+
+
+t = bench(lstm_step)
+res["char_lstm_step_ms"] = t * 1e3
+res["char_lstm_tokens_per_s"] = 32 * 64 / t
+
+
+def cbs(i, o, s):
+    return nn.Sequential(nn.Conv2d(i, o, 3, s, 1, bias=False), nn.BatchNorm2d(o), nn.SiLU())
+
+
+det = nn.Sequential(cbs(3, 16, 2), cbs(16, 32, 2), cbs(32, 64, 2), cbs(64, 64, 1), cbs(64, 128, 2), cbs(128, 128, 1),
+                    nn.Conv2d(128, 3 * (5 + 3), 1))
+opt_det = torch.optim.SGD(det.parameters(), 0.01, momentum=0.9)
+xi = torch.randn(16, 3, 128, 128)
+
+
+def det_step():
+    opt_det.zero_grad()
+    out = det(xi)
+    loss = (out ** 2).mean()
+    loss.backward()
+    nn.utils.clip_grad_norm_(det.parameters(), 10.0)
+    opt_det.step()
+
+
+t = bench(det_step)
+res["tiny_det_step_ms"] = t * 1e3
+res["tiny_det_images_per_s"] = 16 / t
+
 mlp = nn.Sequential(*[l for _ in range(20) for l in (nn.Linear(256, 256), nn.ReLU())], nn.Linear(256, 10))
 opt = torch.optim.SGD(mlp.parameters(), 0.01)
 xm = torch.randn(128, 256)

@@ -85,14 +85,14 @@ extension Tensor {
                             let row = b * gw, arow = t * batch * gw + row
                             for k in 0..<(2 * hidden) { a[arow + k] = pre[row + k] + ghp[row + k] }
                             let rz = UnsafeMutableBufferPointer(start: a.baseAddress! + arow, count: 2 * hidden)
-                            VectorMath.apply(UnsafeBufferPointer(rz), rz, 0..<(2 * hidden), VectorMath.sigmoid)
+                            VectorMath.apply(UnsafeBufferPointer(rz), rz, 0..<(2 * hidden), .sigmoid)
                             for k in 0..<hidden {
                                 let hnv = ghp[row + 2 * hidden + k]
                                 hn[t * bh + b * hidden + k] = hnv
                                 a[arow + 2 * hidden + k] = pre[row + 2 * hidden + k] + a[arow + k] * hnv
                             }
                             let nn = UnsafeMutableBufferPointer(start: a.baseAddress! + arow + 2 * hidden, count: hidden)
-                            VectorMath.apply(UnsafeBufferPointer(nn), nn, 0..<hidden, VectorMath.tanh)
+                            VectorMath.apply(UnsafeBufferPointer(nn), nn, 0..<hidden, .tanh)
                             for k in 0..<hidden {
                                 let z = a[arow + hidden + k], n = a[arow + 2 * hidden + k]
                                 hNext[b * hidden + k] = (1 - z) * n + z * hPrev[b * hidden + k]
@@ -106,7 +106,7 @@ extension Tensor {
                     let step = UnsafeMutableBufferPointer(start: pre, count: batch * gw)
                     switch kind {
                     case .rnnTanh:
-                        VectorMath.apply(UnsafeBufferPointer(step), step, 0..<(batch * gw), VectorMath.tanh)
+                        VectorMath.apply(UnsafeBufferPointer(step), step, 0..<(batch * gw), .tanh)
                         for k in 0..<bh { hNext[k] = pre[k] }
                     case .rnnRelu:
                         for k in 0..<bh { pre[k] = Swift.max(pre[k], 0); hNext[k] = pre[k] }
@@ -114,17 +114,17 @@ extension Tensor {
                         for b in 0..<batch {
                             let row = b * gw
                             let ifg = UnsafeMutableBufferPointer(start: pre + row, count: 2 * hidden)
-                            VectorMath.apply(UnsafeBufferPointer(ifg), ifg, 0..<(2 * hidden), VectorMath.sigmoid)
+                            VectorMath.apply(UnsafeBufferPointer(ifg), ifg, 0..<(2 * hidden), .sigmoid)
                             let gg = UnsafeMutableBufferPointer(start: pre + row + 2 * hidden, count: hidden)
-                            VectorMath.apply(UnsafeBufferPointer(gg), gg, 0..<hidden, VectorMath.tanh)
+                            VectorMath.apply(UnsafeBufferPointer(gg), gg, 0..<hidden, .tanh)
                             let oo = UnsafeMutableBufferPointer(start: pre + row + 3 * hidden, count: hidden)
-                            VectorMath.apply(UnsafeBufferPointer(oo), oo, 0..<hidden, VectorMath.sigmoid)
+                            VectorMath.apply(UnsafeBufferPointer(oo), oo, 0..<hidden, .sigmoid)
                             let cPrev = c.baseAddress! + t * bh + b * hidden, cNext = c.baseAddress! + (t + 1) * bh + b * hidden
                             for k in 0..<hidden {
                                 cNext[k] = pre[row + hidden + k] * cPrev[k] + pre[row + k] * pre[row + 2 * hidden + k]
                             }
                             let tcRow = UnsafeMutableBufferPointer(start: tc.baseAddress! + t * bh + b * hidden, count: hidden)
-                            VectorMath.apply(UnsafeBufferPointer(start: cNext, count: hidden), tcRow, 0..<hidden, VectorMath.tanh)
+                            VectorMath.apply(UnsafeBufferPointer(start: cNext, count: hidden), tcRow, 0..<hidden, .tanh)
                             for k in 0..<hidden { hNext[b * hidden + k] = pre[row + 3 * hidden + k] * tcRow[k] }
                         }
                     case .gru: break
@@ -174,57 +174,71 @@ extension Tensor {
         var dcNext = [Float](repeating: 0, count: isLSTM ? bh : 0)
         if isLSTM { for k in 0..<bh { dcNext[k] = dOut.scalars[steps * bh + k] } }
         var dh = [Float](repeating: 0, count: bh)
-        dOut.scalars.withUnsafeBufferPointer { dO in
-        dGi.withUnsafeMutableBufferPointer { dgi in
-        dGh.withUnsafeMutableBufferPointer { dgh in
+        dOut.scalars.withUnsafeBufferPointer { dOb in
+        dGi.withUnsafeMutableBufferPointer { dgib in
+        dGh.withUnsafeMutableBufferPointer { dghb in
+        dhNext.withUnsafeMutableBufferPointer { dnb in
+        dcNext.withUnsafeMutableBufferPointer { dcb in
+        dh.withUnsafeMutableBufferPointer { dhb in
+        acts.withUnsafeBufferPointer { ab in
+        hs.withUnsafeBufferPointer { hsb in
+        cs.withUnsafeBufferPointer { csb in
+        tcs.withUnsafeBufferPointer { tcb in
+        ghn.withUnsafeBufferPointer { gnb in
         weightHH.scalars.withUnsafeBufferPointer { whh in
+            // Raw pointers: the loops below run T·B·H times and must vectorise.
+            let dO = dOb.baseAddress!, dgi = dgib.baseAddress!, dhNext = dnb.baseAddress!, dh = dhb.baseAddress!
+            let dgh = dghb.baseAddress, dcNext = dcb.baseAddress
+            let acts = ab.baseAddress!, hs = hsb.baseAddress!, cs = csb.baseAddress, tcs = tcb.baseAddress, ghn = gnb.baseAddress
             for t in stride(from: steps - 1, through: 0, by: -1) {
                 for k in 0..<bh { dh[k] = dO[t * bh + k] + dhNext[k] }
                 let base = t * batch * gw
                 switch kind {
                 case .rnnTanh:
-                    for k in 0..<bh { let y = hs[(t + 1) * bh + k]; dgi[base + k] = dh[k] * (1 - y * y) }
+                    let y = hs + (t + 1) * bh, d = dgi + base
+                    for k in 0..<bh { d[k] = dh[k] * (1 - y[k] * y[k]) }
                 case .rnnRelu:
-                    for k in 0..<bh { dgi[base + k] = hs[(t + 1) * bh + k] > 0 ? dh[k] : 0 }
+                    let y = hs + (t + 1) * bh, d = dgi + base
+                    for k in 0..<bh { d[k] = y[k] > 0 ? dh[k] : 0 }
                 case .lstm:
+                    let cs = cs!, tcs = tcs!, dcNext = dcNext!
                     for b in 0..<batch {
-                        let row = base + b * gw, hb = b * hidden
+                        let a = acts + base + b * gw, d = dgi + base + b * gw
+                        let tc = tcs + t * bh + b * hidden, cPrev = cs + t * bh + b * hidden
+                        let dhv = dh + b * hidden, dcv = dcNext + b * hidden
                         for k in 0..<hidden {
-                            let i = acts[row + k], f = acts[row + hidden + k]
-                            let g = acts[row + 2 * hidden + k], o = acts[row + 3 * hidden + k]
-                            let tc = tcs[t * bh + hb + k], cPrev = cs[t * bh + hb + k]
-                            let dhv = dh[hb + k]
-                            let dc = dcNext[hb + k] + dhv * o * (1 - tc * tc)
-                            dgi[row + k] = dc * g * i * (1 - i)
-                            dgi[row + hidden + k] = dc * cPrev * f * (1 - f)
-                            dgi[row + 2 * hidden + k] = dc * i * (1 - g * g)
-                            dgi[row + 3 * hidden + k] = dhv * tc * o * (1 - o)
-                            dcNext[hb + k] = dc * f
+                            let i = a[k], f = a[hidden + k], g = a[2 * hidden + k], o = a[3 * hidden + k]
+                            let dc = dcv[k] + dhv[k] * o * (1 - tc[k] * tc[k])
+                            d[k] = dc * g * i * (1 - i)
+                            d[hidden + k] = dc * cPrev[k] * f * (1 - f)
+                            d[2 * hidden + k] = dc * i * (1 - g * g)
+                            d[3 * hidden + k] = dhv[k] * tc[k] * o * (1 - o)
+                            dcv[k] = dc * f
                         }
                     }
                 case .gru:
+                    let dgh = dgh!, ghn = ghn!
                     for b in 0..<batch {
-                        let row = base + b * gw, hb = b * hidden
+                        let a = acts + base + b * gw, di = dgi + base + b * gw, dhh = dgh + base + b * gw
+                        let hPrev = hs + t * bh + b * hidden, hn = ghn + t * bh + b * hidden
+                        let dhv = dh + b * hidden, dn = dhNext + b * hidden
                         for k in 0..<hidden {
-                            let r = acts[row + k], z = acts[row + hidden + k], n = acts[row + 2 * hidden + k]
-                            let hPrev = hs[t * bh + hb + k], dhv = dh[hb + k]
-                            let dnp = dhv * (1 - z) * (1 - n * n)
-                            let drp = dnp * ghn[t * bh + hb + k] * r * (1 - r)
-                            let dzp = dhv * (hPrev - n) * z * (1 - z)
-                            dgi[row + k] = drp; dgi[row + hidden + k] = dzp; dgi[row + 2 * hidden + k] = dnp
-                            dgh[row + k] = drp; dgh[row + hidden + k] = dzp; dgh[row + 2 * hidden + k] = dnp * r
-                            dhNext[hb + k] = dhv * z   // the direct path; the GEMM below adds the rest
+                            let r = a[k], z = a[hidden + k], n = a[2 * hidden + k]
+                            let dnp = dhv[k] * (1 - z) * (1 - n * n)
+                            let drp = dnp * hn[k] * r * (1 - r)
+                            let dzp = dhv[k] * (hPrev[k] - n) * z * (1 - z)
+                            di[k] = drp; di[hidden + k] = dzp; di[2 * hidden + k] = dnp
+                            dhh[k] = drp; dhh[hidden + k] = dzp; dhh[2 * hidden + k] = dnp * r
+                            dn[k] = dhv[k] * z   // the direct path; the GEMM below adds the rest
                         }
                     }
                 }
                 // dh_{t-1} (+)= dG_h[t] · W_hh
-                let src = isGRU ? dgh.baseAddress! + base : dgi.baseAddress! + base
-                dhNext.withUnsafeMutableBufferPointer { dn in
-                    sgemm(transA: false, transB: false, m: batch, n: hidden, k: gw,
-                          a: UnsafePointer(src), b: whh.baseAddress!, beta: isGRU ? 1 : 0, c: dn.baseAddress!)
-                }
+                let src = isGRU ? dgh! + base : dgi + base
+                sgemm(transA: false, transB: false, m: batch, n: hidden, k: gw,
+                      a: UnsafePointer(src), b: whh.baseAddress!, beta: isGRU ? 1 : 0, c: dhNext)
             }
-        }}}}
+        }}}}}}}}}}}}
         let rows = steps * batch
         let dHidden = isGRU ? dGh : dGi
         func columnSums(_ m: [Float]) -> Tensor {

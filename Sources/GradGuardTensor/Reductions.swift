@@ -189,7 +189,7 @@ extension Tensor {
         let y = out.detach()
         return Tensor.record("logSoftmax", out, [self]) { g in
             // dx = g − softmax(x) ⊙ Σ g
-            [g - y.mapSIMD(VectorMath.exp) * g.sum(axis: a, keepDims: true)]
+            [g - y.mapSIMD(.exp) * g.sum(axis: a, keepDims: true)]
         }
     }
 
@@ -215,7 +215,7 @@ extension Tensor {
                         if m == -.infinity { m = 0 }
                         for k in 0..<n { col[k] -= m }
                         e.withUnsafeMutableBufferPointer { eb in
-                            col.withUnsafeBufferPointer { cb in VectorMath.apply(cb, eb, 0..<n, VectorMath.exp) }
+                            col.withUnsafeBufferPointer { cb in VectorMath.apply(cb, eb, 0..<n, .exp) }
                         }
                         var total: Float = 0
                         for k in 0..<n { total += e[k] }

@@ -4,7 +4,7 @@ import Foundation
 
 extension Tensor {
     public func exp() -> Tensor {
-        let out = mapSIMD(VectorMath.exp)
+        let out = mapSIMD(.exp)
         let y = out.detach()   // saved without its node: a rule must not retain its own output
         return Tensor.record("exp", out, [self]) { g in [g * y] }
     }
@@ -31,13 +31,13 @@ extension Tensor {
     }
 
     public func tanh() -> Tensor {
-        let out = mapSIMD(VectorMath.tanh)
+        let out = mapSIMD(.tanh)
         let y = out.detach()
         return Tensor.record("tanh", out, [self]) { g in [Tensor.zipMap(g, y) { $0 * (1 - $1 * $1) }] }
     }
 
     public func sigmoid() -> Tensor {
-        let out = mapSIMD(VectorMath.sigmoid)
+        let out = mapSIMD(.sigmoid)
         let y = out.detach()
         return Tensor.record("sigmoid", out, [self]) { g in [Tensor.zipMap(g, y) { $0 * $1 * (1 - $1) }] }
     }
@@ -60,7 +60,7 @@ extension Tensor {
     /// x · σ(x) (also called swish).
     public func silu() -> Tensor {
         let x = self
-        let s = mapSIMD(VectorMath.sigmoid)
+        let s = mapSIMD(.sigmoid)
         let out = Tensor.zipMap(x, s, *)
         return Tensor.record("silu", out, [x]) { g in
             // d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x)))
@@ -76,7 +76,7 @@ extension Tensor {
         if approximate {
             let k: Float = 0.7978845608028654   // sqrt(2/pi)
             let inner = x.map { k * ($0 + 0.044715 * $0 * $0 * $0) }
-            let t = inner.mapSIMD(VectorMath.tanh)
+            let t = inner.mapSIMD(.tanh)
             let out = Tensor.zipMap(x, t) { 0.5 * $0 * (1 + $1) }
             return Tensor.record("gelu", out, [x]) { g in
                 let d = Tensor.zipMap(x, t) { x, t in

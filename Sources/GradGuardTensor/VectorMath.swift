@@ -16,7 +16,11 @@ enum VectorMath {
         var xc = x.replacing(with: hi, where: x .> hi)
         xc = xc.replacing(with: lo, where: xc .< lo)
         xc.replace(with: 0, where: xc .!= xc)   // NaN lanes computed as 0, restored below
-        let n = (xc * 1.44269504088896341).rounded(.toNearestOrEven)
+        // Round x·log₂e to the nearest integer by adding 1.5·2²³: the sum's low mantissa bits
+        // then hold n as an integer, which also gives 2^n without a float-to-int conversion.
+        let magic = F8(repeating: 12582912)
+        let shifted = xc * 1.44269504088896341 + magic
+        let n = shifted - magic
         var r = xc - n * 0.693359375
         r = r + n * 2.12194440e-4
         let r2 = r * r
@@ -28,7 +32,7 @@ enum VectorMath {
         p = p * r + 5.0000001201e-1
         p = p * r2 + r + 1
         // 2^n via the exponent field; n is in [-126, 128]: split 2^n = 2^(n/2)·2^(n-n/2) so 128 does not overflow the field.
-        let ni = SIMD8<Int32>(n)
+        let ni = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: SIMD8<Int32>.self)
         let h = ni &>> 1
         let s1 = unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: (h &+ 127) &<< 23), to: F8.self)
         let s2 = unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: (ni &- h &+ 127) &<< 23), to: F8.self)
@@ -65,10 +69,21 @@ enum VectorMath {
         return y
     }
 
-    /// Applies a SIMD8 function over a buffer, the tail padded through a SIMD lane.
+    /// Applies one of the vectorised functions to `src[range]`, writing `dst[range]` (the
+    /// two may be the same memory). Each function has its own loop so that it is inlined.
     @inline(__always)
     static func apply(_ src: UnsafeBufferPointer<Float>, _ dst: UnsafeMutableBufferPointer<Float>,
-                      _ range: Range<Int>, _ f: (F8) -> F8) {
+                      _ range: Range<Int>, _ op: VectorOp) {
+        switch op {
+        case .exp: loop(src, dst, range) { exp($0) }
+        case .sigmoid: loop(src, dst, range) { sigmoid($0) }
+        case .tanh: loop(src, dst, range) { tanh($0) }
+        }
+    }
+
+    @inline(__always)
+    private static func loop(_ src: UnsafeBufferPointer<Float>, _ dst: UnsafeMutableBufferPointer<Float>,
+                             _ range: Range<Int>, _ f: (F8) -> F8) {
         var i = range.lowerBound
         let end = range.upperBound
         let s = src.baseAddress!, d = dst.baseAddress!
@@ -86,13 +101,15 @@ enum VectorMath {
     }
 }
 
+/// The vectorised element-wise functions.
+enum VectorOp { case exp, sigmoid, tanh }
+
 extension Tensor {
     /// Applies a vectorised function to every value.
-    @inline(__always)
-    func mapSIMD(_ f: (F8) -> F8) -> Tensor {
+    func mapSIMD(_ op: VectorOp) -> Tensor {
         Tensor(shape: shape, uninitialized: { out in
             scalars.withUnsafeBufferPointer { src in
-                parallelFor(src.count) { r in VectorMath.apply(src, out, r, f) }
+                parallelFor(src.count) { r in VectorMath.apply(src, out, r, op) }
             }
         })
     }

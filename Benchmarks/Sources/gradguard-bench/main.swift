@@ -42,6 +42,49 @@ if wanted("mlp") {
     results.append(("mlp20_step_ms", t * 1e3))
 }
 
+// MARK: char-LSTM: Embedding(65,128) → LSTM(128,256) → Linear(256,65), batch 32 × 64, CE, clip 1.0, Adam
+if wanted("lstm") {
+    let emb = Embedding(numEmbeddings: 65, embeddingDim: 128)
+    let lstm = LSTM(inputSize: 128, hiddenSize: 256, batchFirst: true)
+    let head = Linear(inputSize: 256, outputSize: 65)
+    let params = emb.parameters() + lstm.parameters() + head.parameters()
+    let opt = Adam(params, lr: 1e-3)
+    let x = Tensor.randint([32, 64], high: 65), y = Tensor.randint([32 * 64], high: 65)
+    let t = bench {
+        opt.zeroGrad()
+        let logits = head(lstm(emb(x)).output).reshaped([-1, 65])
+        let loss = crossEntropy(logits, y)
+        loss.backward()
+        clipGradNorm(params, maxNorm: 1.0)
+        opt.step()
+    }
+    results.append(("char_lstm_step_ms", t * 1e3))
+    results.append(("char_lstm_tokens_per_s", 32 * 64 / t))
+}
+
+// MARK: tiny detector: 6 × (Conv3×3-BN-SiLU) + 1×1 head, batch 16 × 3×128×128, mean(out²), clip 10, SGD momentum 0.9
+if wanted("detector") {
+    func cbs(_ i: Int, _ o: Int, _ s: Int) -> [any UnaryLayer] {
+        [Conv2d(i, o, kernelSize: 3, stride: s, padding: 1, bias: false), BatchNorm2d(numFeatures: o), SiLU()]
+    }
+    var layers: [any UnaryLayer] = []
+    for (i, o, s) in [(3, 16, 2), (16, 32, 2), (32, 64, 2), (64, 64, 1), (64, 128, 2), (128, 128, 1)] { layers += cbs(i, o, s) }
+    layers.append(Conv2d(128, 3 * (5 + 3), kernelSize: 1))
+    let det = Sequential(layers)
+    let opt = SGD(det.parameters(), lr: 0.01, momentum: 0.9)
+    let x = Tensor.randn([16, 3, 128, 128])
+    let t = bench {
+        opt.zeroGrad()
+        let out = det(x)
+        let loss = (out * out).mean()
+        loss.backward()
+        clipGradNorm(det.parameters(), maxNorm: 10)
+        opt.step()
+    }
+    results.append(("tiny_det_step_ms", t * 1e3))
+    results.append(("tiny_det_images_per_s", 16 / t))
+}
+
 // MARK: clip_grad_norm_ alone over 100 tensors × 50 000 floats
 if wanted("clip") {
     let ps = (0..<100).map { _ -> Tensor in
@@ -105,3 +148,37 @@ for (i, (k, v)) in results.enumerated() {
     print("  \"\(k)\": \(String(format: "%.3f", v))\(i + 1 < results.count ? "," : "")")
 }
 print("}")
+
+if only == "lstm-parts" {
+    let lstm = LSTM(inputSize: 128, hiddenSize: 256)
+    let x = Tensor.randn([64, 32, 128])
+    let fwd = bench { _ = withoutGrad { lstm(x) } }
+    let xg = x.copy(requiresGrad: true)
+    let both = bench {
+        let (out, _) = lstm(xg)
+        out.sum().backward()
+    }
+    let xs = Tensor.randn([32, 256]), w = Tensor.randn([1024, 256])
+    var c = [Float](repeating: 0, count: 32 * 1024)
+    let step = bench(200) {
+        xs.withUnsafeScalars { a in w.withUnsafeScalars { b in c.withUnsafeMutableBufferPointer { cc in
+            gemm(transA: false, transB: true, m: 32, n: 1024, k: 256, a: a.baseAddress!, b: b.baseAddress!, c: cc.baseAddress!)
+        } } }
+    }
+    let g = Tensor.randn([32, 1024])
+    var d = [Float](repeating: 0, count: 32 * 256)
+    let stepBack = bench(200) {
+        g.withUnsafeScalars { a in w.withUnsafeScalars { b in d.withUnsafeMutableBufferPointer { cc in
+            gemm(m: 32, n: 256, k: 1024, a: a.baseAddress!, b: b.baseAddress!, c: cc.baseAddress!)
+        } } }
+    }
+    print(String(format: "lstm forward %.1f ms, forward+backward %.1f ms, step gemm fwd %.1f µs, bwd %.1f µs",
+                 fwd * 1e3, both * 1e3, step * 1e6, stepBack * 1e6))
+}
+
+if only == "lstm-fwd" {
+    let lstm = LSTM(inputSize: 128, hiddenSize: 256)
+    let x = Tensor.randn([64, 32, 128])
+    let fwd = bench(50) { _ = withoutGrad { lstm(x) } }
+    print(String(format: "lstm forward %.1f ms", fwd * 1e3))
+}
