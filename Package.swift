@@ -16,8 +16,11 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]
         ),
 
+        // MARK: C kernels (no unsafe flags: per-function target attributes only)
+        .target(name: "CGradGuardKernels"),
+
         // MARK: Library, bottom to top
-        .target(name: "GradGuardTensor", dependencies: ["COpenBLAS"]),
+        .target(name: "GradGuardTensor", dependencies: ["COpenBLAS", "CGradGuardKernels"]),
         .target(name: "GradGuardNN", dependencies: ["GradGuardTensor"]),
         .target(name: "GradGuardOptim", dependencies: ["GradGuardTensor", "GradGuardNN"]),
         .target(name: "GradGuard", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim"]),

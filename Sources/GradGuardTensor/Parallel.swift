@@ -1,4 +1,6 @@
+import CGradGuardKernels
 import Dispatch
+import Synchronization
 
 /// Wraps a value the caller promises to use safely across the workers of one `parallelFor`.
 public struct UncheckedSendable<T>: @unchecked Sendable {
@@ -15,6 +17,26 @@ public enum Kernels {
         if let v = getenv("GRADGUARD_NUM_THREADS"), let n = Int(String(cString: v)), n > 0 { return n }
         return Swift.max(1, Swift.min(System.activeProcessorCount, 8))
     }()
+}
+
+/// Keeps freed tensor memory in the process heap for reuse. A training step allocates and
+/// frees the same large buffers every step; with glibc's defaults each one above the mmap
+/// threshold is a fresh mapping whose pages the kernel faults in and zeroes again, which
+/// measured 30 % of a convolutional step. Set `GRADGUARD_KEEP_MALLOC=1` to leave the C
+/// allocator's settings alone.
+enum AllocatorTuning {
+    private static let done = Atomic<Bool>(false)
+
+    /// Applies the settings once per process (cheap to call on every allocation).
+    @inline(__always)
+    static func ensure() {
+        if !done.load(ordering: .relaxed) { apply() }
+    }
+
+    private static func apply() {
+        guard done.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        if getenv("GRADGUARD_KEEP_MALLOC") == nil { _ = gg_keep_freed_memory() }
+    }
 }
 
 enum System {

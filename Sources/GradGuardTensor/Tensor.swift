@@ -64,6 +64,7 @@ public final class Tensor {
     /// Every one of the `count` values must be written.
     public init(shape: [Int], uninitialized body: (UnsafeMutableBufferPointer<Float>) throws -> Void) rethrows {
         let n = shape.reduce(1, *)
+        AllocatorTuning.ensure()
         self.shape = shape
         self.scalars = try [Float](unsafeUninitializedCapacity: n) { buf, count in
             try body(buf)
