@@ -125,6 +125,15 @@ extension Tensor {
     }
 }
 
+/// The output columns `xo` whose input column `xo·stride + offset` lies inside `0..<width`.
+@inline(__always)
+func validColumns(offset: Int, stride: Int, width: Int, outWidth: Int) -> Range<Int> {
+    let lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride
+    let last = width - 1 - offset
+    let hi = last < 0 ? 0 : Swift.min(outWidth, last / stride + 1)
+    return lo..<Swift.max(lo, hi)
+}
+
 /// Columns of one channel group: row (c, i, j) holds, for every output position of every
 /// image, the input value under kernel tap (i, j) of channel c (0 in the padding).
 func im2col(_ x: UnsafeBufferPointer<Float>, n: Int, c: Int, h: Int, w: Int, channelOffset: Int, channels: Int,
@@ -132,28 +141,34 @@ func im2col(_ x: UnsafeBufferPointer<Float>, n: Int, c: Int, h: Int, w: Int, cha
     let rows = channels * win.kh * win.kw, cols = n * oh * ow
     let plain = win.kh == 1 && win.kw == 1 && win.sh == 1 && win.sw == 1 && win.ph == 0 && win.pw == 0
     return [Float](unsafeUninitializedCapacity: rows * cols) { out, count in
+        let xs = x.baseAddress!, os = out.baseAddress!
         parallelFor(rows, grain: 1) { range in
             for r in range {
                 let ch = r / (win.kh * win.kw), ki = (r / win.kw) % win.kh, kj = r % win.kw
+                let xoff = kj * win.dw - win.pw
+                let valid = validColumns(offset: xoff, stride: win.sw, width: w, outWidth: ow)
                 for img in 0..<n {
-                    let src = (img * c + channelOffset + ch) * h * w
-                    let dstBase = r * cols + img * oh * ow
+                    let src = xs + (img * c + channelOffset + ch) * h * w
+                    let dstBase = os + r * cols + img * oh * ow
                     if plain {
-                        for p in 0..<(h * w) { out[dstBase + p] = x[src + p] }
+                        dstBase.update(from: src, count: h * w)
                         continue
                     }
                     for y in 0..<oh {
                         let iy = y * win.sh - win.ph + ki * win.dh
                         let d = dstBase + y * ow
                         if iy < 0 || iy >= h {
-                            for xo in 0..<ow { out[d + xo] = 0 }
+                            d.update(repeating: 0, count: ow)
                             continue
                         }
-                        let rowSrc = src + iy * w
-                        for xo in 0..<ow {
-                            let ix = xo * win.sw - win.pw + kj * win.dw
-                            out[d + xo] = (ix >= 0 && ix < w) ? x[rowSrc + ix] : 0
+                        let row = src + iy * w + xoff
+                        if valid.lowerBound > 0 { d.update(repeating: 0, count: valid.lowerBound) }
+                        if win.sw == 1 {
+                            (d + valid.lowerBound).update(from: row + valid.lowerBound, count: valid.count)
+                        } else {
+                            for xo in valid { d[xo] = row[xo * win.sw] }
                         }
+                        if valid.upperBound < ow { (d + valid.upperBound).update(repeating: 0, count: ow - valid.upperBound) }
                     }
                 }
             }
@@ -166,22 +181,26 @@ func im2col(_ x: UnsafeBufferPointer<Float>, n: Int, c: Int, h: Int, w: Int, cha
 func col2im(_ cols: UnsafeBufferPointer<Float>, into dx: UnsafeMutableBufferPointer<Float>, n: Int, c: Int, h: Int, w: Int,
             channelOffset: Int, channels: Int, win: Window2D, oh: Int, ow: Int) {
     let ncols = n * oh * ow
+    let cs = cols.baseAddress!, ds = dx.baseAddress!
     // Parallel over channels: every row of channel ch writes only into channel ch.
     parallelFor(channels, grain: 1) { range in
         for ch in range {
             for ki in 0..<win.kh {
                 for kj in 0..<win.kw {
                     let r = (ch * win.kh + ki) * win.kw + kj
+                    let xoff = kj * win.dw - win.pw
+                    let valid = validColumns(offset: xoff, stride: win.sw, width: w, outWidth: ow)
                     for img in 0..<n {
-                        let dst = (img * c + channelOffset + ch) * h * w
-                        let srcBase = r * ncols + img * oh * ow
+                        let dst = ds + (img * c + channelOffset + ch) * h * w
+                        let srcBase = cs + r * ncols + img * oh * ow
                         for y in 0..<oh {
                             let iy = y * win.sh - win.ph + ki * win.dh
                             if iy < 0 || iy >= h { continue }
-                            let rowDst = dst + iy * w
-                            for xo in 0..<ow {
-                                let ix = xo * win.sw - win.pw + kj * win.dw
-                                if ix >= 0 && ix < w { dx[rowDst + ix] += cols[srcBase + y * ow + xo] }
+                            let row = dst + iy * w + xoff, s = srcBase + y * ow
+                            if win.sw == 1 {
+                                for xo in valid { row[xo] += s[xo] }
+                            } else {
+                                for xo in valid { row[xo * win.sw] += s[xo] }
                             }
                         }
                     }
