@@ -1,16 +1,65 @@
 import COpenBLAS
+import Glibc
+import Synchronization
 
 // MARK: - Matrix products through OpenBLAS
 
 /// Row-major C = alpha · op(A) · op(B) + beta · C, with op = transpose when `transA`/`transB`.
 /// A is m×k after op, B is k×n after op, C is m×n.
+///
+/// OpenBLAS runs single-threaded (see `BLASThreads`); a large product is split here into
+/// one block of rows or columns of C per worker and the blocks run at once. Keeping all
+/// parallel work in one pool of threads matters on small machines: OpenBLAS's own pool
+/// spins (`sched_yield`) between calls and competed with the element-wise kernels for the
+/// same cores.
 @inline(__always)
 func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
            a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>) {
-    let lda = transA ? m : k
-    let ldb = transB ? k : n
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(n))
+    let split = BLASThreads.splitHere
+    let lda = transA ? m : k, ldb = transB ? k : n, ldc = n
+    func call(_ i0: Int, _ mi: Int, _ j0: Int, _ nj: Int) {
+        // Row block i0..<i0+mi of C reads rows of op(A); column block j0..<j0+nj reads columns of op(B).
+        let aBlock = transA ? a + i0 : a + i0 * lda
+        let bBlock = transB ? b + j0 * ldb : b + j0
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(mi), Int32(nj), Int32(k), alpha, aBlock, Int32(lda), bBlock, Int32(ldb), beta,
+                    c + i0 * ldc + j0, Int32(ldc))
+    }
+    let workers = Kernels.threadCount
+    guard split, workers > 1, m * n * k >= 1 << 18, Swift.max(m, n) >= 2 * workers else {
+        call(0, m, 0, n)
+        return
+    }
+    let alongRows = m >= n
+    let extent = alongRows ? m : n
+    // Blocks of whole multiples of 16 where possible, so each kernel sees aligned panels.
+    parallelFor(workers, grain: 1) { range in
+        for w in range {
+            var lo = extent * w / workers, hi = extent * (w + 1) / workers
+            if extent >= 16 * workers {
+                lo = (lo / 16) * 16
+                hi = w == workers - 1 ? extent : (hi / 16) * 16
+            }
+            guard hi > lo else { continue }
+            if alongRows { call(lo, hi - lo, 0, n) } else { call(0, m, lo, hi - lo) }
+        }
+    }
+}
+
+/// OpenBLAS is switched to one thread on first use: GradGuard splits products itself.
+/// `OPENBLAS_NUM_THREADS` is thereby overridden; `GRADGUARD_NUM_THREADS` sets the split.
+/// With `GRADGUARD_GEMM_SPLIT=0` OpenBLAS keeps its own threads and nothing is split here.
+enum BLASThreads {
+    private static let state = Atomic<Int>(0)   // 0 unknown, 1 split here, 2 OpenBLAS threads
+
+    static var splitHere: Bool {
+        let s = state.load(ordering: .relaxed)
+        if s != 0 { return s == 1 }
+        let split = getenv("GRADGUARD_GEMM_SPLIT").map { String(cString: $0) != "0" } ?? true
+        if split { openblas_set_num_threads(1) }
+        state.store(split ? 1 : 2, ordering: .relaxed)
+        return split
+    }
 }
 
 /// Public entry to the raw GEMM, for benchmarks and kernels outside this module.
