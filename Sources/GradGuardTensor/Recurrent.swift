@@ -42,19 +42,22 @@ extension Tensor {
         let bh = batch * hidden
 
         // Input projection of every step: gi = x · W_ihᵀ + b_ih (+ b_hh except for GRU).
-        var gi = [Float](repeating: 0, count: steps * batch * gw)
-        gi.withUnsafeMutableBufferPointer { g in
-            var rowBias = biasIH?.scalars ?? [Float](repeating: 0, count: gw)
-            if !isGRU, let bhh = biasHH { for k in 0..<gw { rowBias[k] += bhh.scalars[k] } }
-            for r in 0..<(steps * batch) { for k in 0..<gw { g[r * gw + k] = rowBias[k] } }
+        var rowBias = biasIH?.scalars ?? [Float](repeating: 0, count: gw)
+        if !isGRU, let bhh = biasHH { for k in 0..<gw { rowBias[k] += bhh.scalars[k] } }
+        var gi = [Float](unsafeUninitializedCapacity: steps * batch * gw) { g, count in
+            let base = g.baseAddress!
+            rowBias.withUnsafeBufferPointer { rb in
+                for r in 0..<(steps * batch) { (base + r * gw).update(from: rb.baseAddress!, count: gw) }
+            }
             x.scalars.withUnsafeBufferPointer { px in
                 weightIH.scalars.withUnsafeBufferPointer { pw in
                     if steps * batch > 0 {
                         sgemm(transA: false, transB: true, m: steps * batch, n: gw, k: inSize,
-                              a: px.baseAddress!, b: pw.baseAddress!, beta: 1, c: g.baseAddress!)
+                              a: px.baseAddress!, b: pw.baseAddress!, beta: 1, c: base)
                     }
                 }
             }
+            count = steps * batch * gw
         }
         var hs = [Float](repeating: 0, count: (steps + 1) * bh)       // hs[t+1] = h_t, hs[0] = h0
         var cs = [Float](repeating: 0, count: isLSTM ? (steps + 1) * bh : 0)
@@ -135,8 +138,8 @@ extension Tensor {
 
         let outRows = isLSTM ? steps + 1 : steps
         let out = Tensor(shape: [outRows, batch, hidden], uninitialized: { dst in
-            for k in 0..<(steps * bh) { dst[k] = hs[bh + k] }
-            if isLSTM { for k in 0..<bh { dst[steps * bh + k] = cs[steps * bh + k] } }
+            hs.withUnsafeBufferPointer { dst.baseAddress!.update(from: $0.baseAddress! + bh, count: steps * bh) }
+            if isLSTM { cs.withUnsafeBufferPointer { (dst.baseAddress! + steps * bh).update(from: $0.baseAddress! + steps * bh, count: bh) } }
         })
         var inputs = [x, h0]
         if isLSTM, let c0 { inputs.append(c0) }
