@@ -1,3 +1,6 @@
+import CGradGuardKernels
+import Glibc
+
 // Vectorised exp, tanh and sigmoid on SIMD8<Float>, so that no hot loop calls scalar
 // libm once per element.
 //
@@ -9,6 +12,10 @@
 typealias F8 = SIMD8<Float>
 
 enum VectorMath {
+    /// Whether the AVX2/FMA versions in CGradGuardKernels may run here (and are wanted:
+    /// `GRADGUARD_NO_AVX2=1` forces the portable SIMD8 code).
+    static let hasAVX2: Bool = gg_has_avx2_fma() == 1 && getenv("GRADGUARD_NO_AVX2") == nil
+
     @inline(__always)
     static func exp(_ x: F8) -> F8 {
         let hi: Float = 88.72283
@@ -74,6 +81,15 @@ enum VectorMath {
     @inline(__always)
     static func apply(_ src: UnsafeBufferPointer<Float>, _ dst: UnsafeMutableBufferPointer<Float>,
                       _ range: Range<Int>, _ op: VectorOp) {
+        if hasAVX2 {
+            let x = src.baseAddress! + range.lowerBound, y = dst.baseAddress! + range.lowerBound, n = range.count
+            switch op {
+            case .exp: gg_exp_avx2(x, y, n)
+            case .sigmoid: gg_sigmoid_avx2(x, y, n)
+            case .tanh: gg_tanh_avx2(x, y, n)
+            }
+            return
+        }
         switch op {
         case .exp: loop(src, dst, range) { exp($0) }
         case .sigmoid: loop(src, dst, range) { sigmoid($0) }
