@@ -54,14 +54,12 @@ public class BatchNorm: Module, UnaryLayer {
                         batchVar.withUnsafeMutableBufferPointer { pv in
                             parallelFor(c, grain: Swift.max(1, 65_536 / Swift.max(m, 1))) { range in
                                 for ch in range {
+                                    // Eight-lane float partial sums per plane, combined in Double.
                                     var sum = 0.0
-                                    for i in 0..<n { let b = (i * c + ch) * s; for j in 0..<s { sum += Double(px[b + j]) } }
+                                    for i in 0..<n { sum += planeSum(px.baseAddress! + (i * c + ch) * s, s, shift: 0) }
                                     let mu = sum / Double(m)
                                     var sq = 0.0
-                                    for i in 0..<n {
-                                        let b = (i * c + ch) * s
-                                        for j in 0..<s { let d = Double(px[b + j]) - mu; sq += d * d }
-                                    }
+                                    for i in 0..<n { sq += planeSum(px.baseAddress! + (i * c + ch) * s, s, shift: Float(mu), squared: true) }
                                     pv[ch] = sq / Double(m)
                                     pm[ch] = Float(mu)
                                     pi[ch] = Float(1 / (pv[ch] + Double(eps)).squareRoot())
@@ -224,4 +222,24 @@ func normalize(_ x: Tensor, axes: [Int], eps: Float) -> Tensor {
     let centered = x - x.mean(axes: axes, keepDims: true)
     let variance = (centered * centered).mean(axes: axes, keepDims: true)
     return centered / (variance + eps).sqrt()
+}
+
+/// Σ (x − shift) or Σ (x − shift)² over `count` values, with eight float lanes.
+@inline(__always)
+func planeSum(_ p: UnsafePointer<Float>, _ count: Int, shift: Float, squared: Bool = false) -> Double {
+    var acc = SIMD8<Float>(repeating: 0)
+    let sh = SIMD8<Float>(repeating: shift)
+    var i = 0
+    while i + 8 <= count {
+        let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self) - sh
+        acc += squared ? v * v : v
+        i += 8
+    }
+    var total = Double(acc.sum())
+    while i < count {
+        let v = Double(p[i] - shift)
+        total += squared ? v * v : v
+        i += 1
+    }
+    return total
 }

@@ -35,7 +35,7 @@ extension Tensor {
             }
         }
         // Y [cout, n·oh·ow], one GEMM per group.
-        var ymat = [Float](repeating: 0, count: cout * cols)
+        var ymat = [Float](unsafeUninitializedCapacity: cout * cols) { _, count in count = cout * cols }  // written by the GEMMs
         weight.scalars.withUnsafeBufferPointer { pw in
             ymat.withUnsafeMutableBufferPointer { py in
                 for g in 0..<groups {
@@ -65,7 +65,7 @@ extension Tensor {
         let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
         return Tensor.record("conv2d", out, inputs) { g in
             // dY as [cout, n·oh·ow]
-            var dy = [Float](repeating: 0, count: cout * cols)
+            var dy = [Float](unsafeUninitializedCapacity: cout * cols) { _, count in count = cout * cols }  // written below
             g.scalars.withUnsafeBufferPointer { pg in
                 dy.withUnsafeMutableBufferPointer { d in
                     parallelFor(cout, grain: 1) { range in
@@ -94,7 +94,7 @@ extension Tensor {
                 if x.requiresGrad {
                     gx = Tensor(shape: x.shape, uninitialized: { dst in
                         dst.initialize(repeating: 0)
-                        var dcols = [Float](repeating: 0, count: rowsPerGroup * cols)
+                        var dcols = [Float](unsafeUninitializedCapacity: rowsPerGroup * cols) { _, count in count = rowsPerGroup * cols }
                         weight.scalars.withUnsafeBufferPointer { pw in
                             for grp in 0..<groups {
                                 dcols.withUnsafeMutableBufferPointer { pd in

@@ -63,9 +63,14 @@ extension Tensor {
         let s = mapSIMD(.sigmoid)
         let out = Tensor.zipMap(x, s, *)
         return Tensor.record("silu", out, [x]) { g in
-            // d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x)))
-            let d = Tensor.zipMap(x, s) { x, s in s * (1 + x * (1 - s)) }
-            return [Tensor.zipMap(g, d, *)]
+            // d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x))), in one pass over g, x and σ(x)
+            [Tensor(shape: x.shape, uninitialized: { d in
+                g.withUnsafeScalars { pg in x.withUnsafeScalars { px in s.withUnsafeScalars { ps in
+                    parallelFor(d.count) { r in
+                        for i in r { d[i] = pg[i] * ps[i] * (1 + px[i] * (1 - ps[i])) }
+                    }
+                } } }
+            })]
         }
     }
 
