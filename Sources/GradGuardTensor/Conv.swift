@@ -154,21 +154,23 @@ func im2col(_ x: UnsafeBufferPointer<Float>, n: Int, c: Int, h: Int, w: Int, cha
                         dstBase.update(from: src, count: h * w)
                         continue
                     }
+                    // Rows are short (a feature map's width): plain loops, which vectorise,
+                    // beat a memmove call per row.
                     for y in 0..<oh {
                         let iy = y * win.sh - win.ph + ki * win.dh
                         let d = dstBase + y * ow
                         if iy < 0 || iy >= h {
-                            d.update(repeating: 0, count: ow)
+                            for xo in 0..<ow { d[xo] = 0 }
                             continue
                         }
                         let row = src + iy * w + xoff
-                        if valid.lowerBound > 0 { d.update(repeating: 0, count: valid.lowerBound) }
+                        for xo in 0..<valid.lowerBound { d[xo] = 0 }
                         if win.sw == 1 {
-                            (d + valid.lowerBound).update(from: row + valid.lowerBound, count: valid.count)
+                            for xo in valid { d[xo] = row[xo] }
                         } else {
                             for xo in valid { d[xo] = row[xo * win.sw] }
                         }
-                        if valid.upperBound < ow { (d + valid.upperBound).update(repeating: 0, count: ow - valid.upperBound) }
+                        for xo in valid.upperBound..<ow { d[xo] = 0 }
                     }
                 }
             }
