@@ -123,12 +123,13 @@ extension Tensor {
                             let oo = UnsafeMutableBufferPointer(start: pre + row + 3 * hidden, count: hidden)
                             VectorMath.apply(UnsafeBufferPointer(oo), oo, 0..<hidden, .sigmoid)
                             let cPrev = c.baseAddress! + t * bh + b * hidden, cNext = c.baseAddress! + (t + 1) * bh + b * hidden
-                            for k in 0..<hidden {
-                                cNext[k] = pre[row + hidden + k] * cPrev[k] + pre[row + k] * pre[row + 2 * hidden + k]
-                            }
+                            // One pointer per gate, so the loops carry no index arithmetic and vectorise.
+                            let ig = pre + row, fg = ig + hidden, gg2 = fg + hidden, og = gg2 + hidden
+                            for k in 0..<hidden { cNext[k] = fg[k] * cPrev[k] + ig[k] * gg2[k] }
                             let tcRow = UnsafeMutableBufferPointer(start: tc.baseAddress! + t * bh + b * hidden, count: hidden)
                             VectorMath.apply(UnsafeBufferPointer(start: cNext, count: hidden), tcRow, 0..<hidden, .tanh)
-                            for k in 0..<hidden { hNext[b * hidden + k] = pre[row + 3 * hidden + k] * tcRow[k] }
+                            let hRow = hNext + b * hidden, tcp = tcRow.baseAddress!
+                            for k in 0..<hidden { hRow[k] = og[k] * tcp[k] }
                         }
                     case .gru: break
                     }
@@ -206,16 +207,17 @@ extension Tensor {
                 case .lstm:
                     let cs = cs!, tcs = tcs!, dcNext = dcNext!
                     for b in 0..<batch {
-                        let a = acts + base + b * gw, d = dgi + base + b * gw
+                        let ai = acts + base + b * gw, af = ai + hidden, ag = af + hidden, ao = ag + hidden
+                        let di = dgi + base + b * gw, df = di + hidden, dg = df + hidden, dO = dg + hidden
                         let tc = tcs + t * bh + b * hidden, cPrev = cs + t * bh + b * hidden
                         let dhv = dh + b * hidden, dcv = dcNext + b * hidden
                         for k in 0..<hidden {
-                            let i = a[k], f = a[hidden + k], g = a[2 * hidden + k], o = a[3 * hidden + k]
+                            let i = ai[k], f = af[k], g = ag[k], o = ao[k]
                             let dc = dcv[k] + dhv[k] * o * (1 - tc[k] * tc[k])
-                            d[k] = dc * g * i * (1 - i)
-                            d[hidden + k] = dc * cPrev[k] * f * (1 - f)
-                            d[2 * hidden + k] = dc * i * (1 - g * g)
-                            d[3 * hidden + k] = dhv[k] * tc[k] * o * (1 - o)
+                            di[k] = dc * g * i * (1 - i)
+                            df[k] = dc * cPrev[k] * f * (1 - f)
+                            dg[k] = dc * i * (1 - g * g)
+                            dO[k] = dhv[k] * tc[k] * o * (1 - o)
                             dcv[k] = dc * f
                         }
                     }
