@@ -41,7 +41,9 @@ for _ in range(rounds):
             into.setdefault(k, []).append(v)
 
 med = lambda xs: statistics.median(xs)
-rows = [("deep MLP step (ms)", "mlp20_step_ms", "mlp20_step_ms", False),
+rows = [("char-LSTM step (ms)", "char_lstm_step_ms", "char_lstm_step_ms", False),
+        ("tiny detector step (ms)", "tiny_det_step_ms", "tiny_det_step_ms", False),
+        ("deep MLP step (ms)", "mlp20_step_ms", "mlp20_step_ms", False),
         ("clip_grad_norm 100 × 50k (ms)", "clip100x50k_ms", "clip100x50k_ms", False),
         ("sgemm 1024³ (GFLOP/s)", "sgemm1024_tensor_gflops", "sgemm1024_gflops", True)]
 print(f"{rounds} alternating rounds, medians")
@@ -56,5 +58,5 @@ print(f"| sgemm 1024³ through Tensor.matmul vs raw cblas_sgemm (GFLOP/s) | {via
 for k in ["linear256_fwd_gflops", "linear256_dx_gflops", "linear256_dw_gflops"]:
     print(f"| {k} (GFLOP/s) | {med(swift[k]):.1f} | | |")
 print(f"peak RSS: GradGuard {rss['swift'] / 1024:.0f} MiB, PyTorch {rss['torch'] / 1024:.0f} MiB")
-print("all GradGuard MLP runs (ms):", [round(v, 2) for v in swift["mlp20_step_ms"]])
-print("all PyTorch MLP runs (ms):", [round(v, 2) for v in torch["mlp20_step_ms"]])
+for key in ["char_lstm_step_ms", "tiny_det_step_ms", "mlp20_step_ms"]:
+    print(f"{key}: GradGuard {[round(v, 1) for v in swift[key]]}, PyTorch {[round(v, 1) for v in torch[key]]}")

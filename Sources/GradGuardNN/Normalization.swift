@@ -92,12 +92,13 @@ public class BatchNorm: Module, UnaryLayer {
                 xhatValues.withUnsafeMutableBufferPointer { xh in
                     parallelFor(n * c, grain: Swift.max(1, 32_768 / Swift.max(s, 1))) { range in
                         for plane in range {
-                            let ch = plane % c, b = plane * s
+                            let ch = plane % c
+                            let src = px.baseAddress! + plane * s, xo = xh.baseAddress! + plane * s, yo = y.baseAddress! + plane * s
                             let mu = mean[ch], inv = invStd[ch], ga = gamma[ch], be = beta[ch]
                             for j in 0..<s {
-                                let v = (px[b + j] - mu) * inv
-                                xh[b + j] = v
-                                y[b + j] = ga * v + be
+                                let v = (src[j] - mu) * inv
+                                xo[j] = v
+                                yo[j] = ga * v + be
                             }
                         }
                     }
@@ -118,8 +119,17 @@ public class BatchNorm: Module, UnaryLayer {
                                     for ch in range {
                                         var a: Float = 0, d: Float = 0
                                         for i in 0..<n {
-                                            let b = (i * c + ch) * s
-                                            for j in 0..<s { a += pg[b + j]; d += pg[b + j] * xh[b + j] }
+                                            let gp = pg.baseAddress! + (i * c + ch) * s, xp = xh.baseAddress! + (i * c + ch) * s
+                                            var va = SIMD8<Float>(repeating: 0), vd = SIMD8<Float>(repeating: 0)
+                                            var j = 0
+                                            while j + 8 <= s {
+                                                let gv = UnsafeRawPointer(gp + j).loadUnaligned(as: SIMD8<Float>.self)
+                                                va += gv
+                                                vd += gv * UnsafeRawPointer(xp + j).loadUnaligned(as: SIMD8<Float>.self)
+                                                j += 8
+                                            }
+                                            a += va.sum(); d += vd.sum()
+                                            while j < s { a += gp[j]; d += gp[j] * xp[j]; j += 1 }
                                         }
                                         sd[ch] = a
                                         sdx[ch] = d
@@ -128,8 +138,9 @@ public class BatchNorm: Module, UnaryLayer {
                                         let fm: Float = useBatch ? Float(m) : 1
                                         let (ma, md): (Float, Float) = useBatch ? (a, d) : (0, 0)
                                         for i in 0..<n {
-                                            let b = (i * c + ch) * s
-                                            for j in 0..<s { dx[b + j] = k * (fm * pg[b + j] - ma - xh[b + j] * md) }
+                                            let off = (i * c + ch) * s
+                                            let gp = pg.baseAddress! + off, xp = xh.baseAddress! + off, dp = dx.baseAddress! + off
+                                            for j in 0..<s { dp[j] = k * (fm * gp[j] - ma - xp[j] * md) }
                                         }
                                     }
                                 }

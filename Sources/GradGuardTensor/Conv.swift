@@ -55,8 +55,8 @@ extension Tensor {
                     for co in range {
                         let add = b?[co] ?? 0
                         for img in 0..<n {
-                            let s = co * cols + img * hw, d = (img * cout + co) * hw
-                            for p in 0..<hw { dst[d + p] = py[s + p] + add }
+                            let src = py.baseAddress! + co * cols + img * hw, d = dst.baseAddress! + (img * cout + co) * hw
+                            for p in 0..<hw { d[p] = src[p] + add }
                         }
                     }
                 }
@@ -71,8 +71,8 @@ extension Tensor {
                     parallelFor(cout, grain: 1) { range in
                         for co in range {
                             for img in 0..<n {
-                                let s = (img * cout + co) * hw, t = co * cols + img * hw
-                                for p in 0..<hw { d[t + p] = pg[s + p] }
+                                let src = pg.baseAddress! + (img * cout + co) * hw, t = d.baseAddress! + co * cols + img * hw
+                                for p in 0..<hw { t[p] = src[p] }
                             }
                         }
                     }
@@ -113,8 +113,9 @@ extension Tensor {
                 if let bias, bias.requiresGrad {
                     gb = Tensor(shape: [cout], uninitialized: { dst in
                         for co in 0..<cout {
+                            let row = pdy.baseAddress! + co * cols
                             var s: Float = 0
-                            for j in 0..<cols { s += pdy[co * cols + j] }
+                            for j in 0..<cols { s += row[j] }
                             dst[co] = s
                         }
                     })
