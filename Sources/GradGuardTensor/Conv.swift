@@ -143,11 +143,14 @@ func im2col(_ x: UnsafeBufferPointer<Float>, n: Int, c: Int, h: Int, w: Int, cha
     let plain = win.kh == 1 && win.kw == 1 && win.sh == 1 && win.sw == 1 && win.ph == 0 && win.pw == 0
     return [Float](unsafeUninitializedCapacity: rows * cols) { out, count in
         let xs = x.baseAddress!, os = out.baseAddress!
+        let (kh, kw, sh, sw, ph, dh, dw) = (win.kh, win.kw, win.sh, win.sw, win.ph, win.dh, win.dw)
+        let pw = win.pw
         parallelFor(rows, grain: 1) { range in
             for r in range {
-                let ch = r / (win.kh * win.kw), ki = (r / win.kw) % win.kh, kj = r % win.kw
-                let xoff = kj * win.dw - win.pw
-                let valid = validColumns(offset: xoff, stride: win.sw, width: w, outWidth: ow)
+                let ch = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw
+                let xoff = kj &* dw &- pw
+                let valid = validColumns(offset: xoff, stride: sw, width: w, outWidth: ow)
+                let lo = valid.lowerBound, hi = valid.upperBound
                 for img in 0..<n {
                     let src = xs + (img * c + channelOffset + ch) * h * w
                     let dstBase = os + r * cols + img * oh * ow
@@ -157,21 +160,35 @@ func im2col(_ x: UnsafeBufferPointer<Float>, n: Int, c: Int, h: Int, w: Int, cha
                     }
                     // Rows are short (a feature map's width): plain loops, which vectorise,
                     // beat a memmove call per row.
+                    var d = dstBase
                     for y in 0..<oh {
-                        let iy = y * win.sh - win.ph + ki * win.dh
-                        let d = dstBase + y * ow
+                        let iy = y &* sh &- ph &+ ki &* dh
                         if iy < 0 || iy >= h {
                             for xo in 0..<ow { d[xo] = 0 }
-                            continue
-                        }
-                        let row = src + iy * w + xoff
-                        for xo in 0..<valid.lowerBound { d[xo] = 0 }
-                        if win.sw == 1 {
-                            for xo in valid { d[xo] = row[xo] }
                         } else {
-                            for xo in valid { d[xo] = row[xo * win.sw] }
+                            let row = src + (iy &* w &+ xoff)
+                            for xo in 0..<lo { d[xo] = 0 }
+                            if sw == 1 {
+                                let dd = d + lo, rr = row + lo
+                                for j in 0..<(hi &- lo) { dd[j] = rr[j] }
+                            } else if sw == 2 {
+                                // Even lanes of sixteen consecutive inputs, eight outputs at a time,
+                                // as long as all sixteen lie inside this input row.
+                                var xo = lo
+                                let rowEnd = w &- xoff
+                                while xo &+ 8 <= hi && 2 &* xo &+ 16 <= rowEnd {
+                                    let v = UnsafeRawPointer(row + 2 &* xo).loadUnaligned(as: SIMD16<Float>.self)
+                                    UnsafeMutableRawPointer(d + xo).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+                                    xo &+= 8
+                                }
+                                while xo < hi { d[xo] = row[2 &* xo]; xo &+= 1 }
+                            } else {
+                                var xo = lo
+                                while xo < hi { d[xo] = row[xo &* sw]; xo &+= 1 }
+                            }
+                            for xo in hi..<ow { d[xo] = 0 }
                         }
-                        for xo in valid.upperBound..<ow { d[xo] = 0 }
+                        d += ow
                     }
                 }
             }

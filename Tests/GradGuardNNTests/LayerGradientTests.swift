@@ -91,3 +91,38 @@ final class LayerGradientTests: XCTestCase {
         }
     }
 }
+
+/// Wide inputs take the vectorised paths of im2col (stride 1 block copies, stride 2
+/// even-lane gathers); compare them with a direct convolution written out in loops.
+final class WideConvolutionTests: XCTestCase {
+    func naiveConv(_ x: Tensor, _ w: Tensor, stride: Int, pad: Int) -> [Float] {
+        let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (co, k) = (w.shape[0], w.shape[2])
+        let oh = (h + 2 * pad - k) / stride + 1, ow = (wd + 2 * pad - k) / stride + 1
+        var out = [Float](repeating: 0, count: n * co * oh * ow)
+        for i in 0..<n { for o in 0..<co { for y in 0..<oh { for xo in 0..<ow {
+            var s: Float = 0
+            for ci in 0..<c { for ky in 0..<k { for kx in 0..<k {
+                let iy = y * stride - pad + ky, ix = xo * stride - pad + kx
+                if iy >= 0 && iy < h && ix >= 0 && ix < wd {
+                    s += x.scalars[((i * c + ci) * h + iy) * wd + ix] * w.scalars[((o * c + ci) * k + ky) * k + kx]
+                }
+            } } }
+            out[((i * co + o) * oh + y) * ow + xo] = s
+        } } } }
+        return out
+    }
+
+    func testWideInputsMatchDirectConvolution() {
+        let x = testTensor([2, 3, 5, 41], seed: 600)
+        let w = testTensor([4, 3, 3, 3], seed: 601)
+        for (stride, pad) in [(1, 1), (2, 1), (2, 0), (3, 1)] {
+            let y = x.conv2d(weight: w, stride: (stride, stride), padding: (pad, pad))
+            assertClose(y, Tensor(shape: y.shape, scalars: naiveConv(x, w, stride: stride, pad: pad)), rtol: 1e-5, atol: 1e-5,
+                        "stride \(stride) padding \(pad)")
+        }
+        checkGradients([testTensor([1, 2, 3, 37], seed: 602), testTensor([2, 2, 3, 3], seed: 603)]) {
+            $0[0].conv2d(weight: $0[1], stride: (2, 2), padding: (1, 1))
+        }
+    }
+}
