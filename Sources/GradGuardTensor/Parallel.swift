@@ -17,6 +17,10 @@ public enum Kernels {
         if let v = getenv("GRADGUARD_NUM_THREADS"), let n = Int(String(cString: v)), n > 0 { return n }
         return Swift.max(1, Swift.min(System.activeProcessorCount, 8))
     }()
+
+    /// Whether exp, sigmoid and tanh may use the AVX2/FMA kernels when the processor has
+    /// them (default: yes, unless `GRADGUARD_NO_AVX2` is set); otherwise portable SIMD code runs.
+    nonisolated(unsafe) public static var allowAVX2: Bool = getenv("GRADGUARD_NO_AVX2") == nil
 }
 
 /// Keeps freed tensor memory in the process heap for reuse. A training step allocates and

@@ -12,9 +12,10 @@ import Glibc
 typealias F8 = SIMD8<Float>
 
 enum VectorMath {
-    /// Whether the AVX2/FMA versions in CGradGuardKernels may run here (and are wanted:
-    /// `GRADGUARD_NO_AVX2=1` forces the portable SIMD8 code).
-    static let hasAVX2: Bool = gg_has_avx2_fma() == 1 && getenv("GRADGUARD_NO_AVX2") == nil
+    /// Whether the processor can run the AVX2/FMA versions in CGradGuardKernels.
+    static let cpuHasAVX2: Bool = gg_has_avx2_fma() == 1
+    /// Whether they run: supported and allowed (`Kernels.allowAVX2`).
+    @inline(__always) static var hasAVX2: Bool { cpuHasAVX2 && Kernels.allowAVX2 }
 
     @inline(__always)
     static func exp(_ x: F8) -> F8 {

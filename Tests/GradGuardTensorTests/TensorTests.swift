@@ -77,6 +77,16 @@ final class TensorTests: XCTestCase {
     }
 
     func testVectorisedFunctionsMatchLibm() {
+        // Both code paths: AVX2/FMA where the processor has it, and the portable SIMD8 one.
+        let saved = Kernels.allowAVX2
+        defer { Kernels.allowAVX2 = saved }
+        for allow in [true, false] {
+            Kernels.allowAVX2 = allow
+            checkVectorisedFunctionsAgainstLibm()
+        }
+    }
+
+    func checkVectorisedFunctionsAgainstLibm() {
         // exp, tanh and sigmoid kernels against Double references over a wide range,
         // including the range ends and non-finite inputs.
         var values: [Float] = stride(from: -100, through: 100, by: 0.037).map { Float($0) }
