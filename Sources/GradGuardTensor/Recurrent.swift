@@ -125,11 +125,19 @@ extension Tensor {
                             let cPrev = c.baseAddress! + t * bh + b * hidden, cNext = c.baseAddress! + (t + 1) * bh + b * hidden
                             // One pointer per gate, so the loops carry no index arithmetic and vectorise.
                             let ig = pre + row, fg = ig + hidden, gg2 = fg + hidden, og = gg2 + hidden
-                            for k in 0..<hidden { cNext[k] = fg[k] * cPrev[k] + ig[k] * gg2[k] }
+                            var k = 0
+                            while k + 8 <= hidden {
+                                let v = VectorMath.load(fg, k) * VectorMath.load(cPrev, k) + VectorMath.load(ig, k) * VectorMath.load(gg2, k)
+                                VectorMath.store(cNext, k, v)
+                                k += 8
+                            }
+                            while k < hidden { cNext[k] = fg[k] * cPrev[k] + ig[k] * gg2[k]; k += 1 }
                             let tcRow = UnsafeMutableBufferPointer(start: tc.baseAddress! + t * bh + b * hidden, count: hidden)
                             VectorMath.apply(UnsafeBufferPointer(start: cNext, count: hidden), tcRow, 0..<hidden, .tanh)
                             let hRow = hNext + b * hidden, tcp = tcRow.baseAddress!
-                            for k in 0..<hidden { hRow[k] = og[k] * tcp[k] }
+                            k = 0
+                            while k + 8 <= hidden { VectorMath.store(hRow, k, VectorMath.load(og, k) * VectorMath.load(tcp, k)); k += 8 }
+                            while k < hidden { hRow[k] = og[k] * tcp[k]; k += 1 }
                         }
                     case .gru: break
                     }
@@ -211,7 +219,24 @@ extension Tensor {
                         let di = dgi + base + b * gw, df = di + hidden, dg = df + hidden, dO = dg + hidden
                         let tc = tcs + t * bh + b * hidden, cPrev = cs + t * bh + b * hidden
                         let dhv = dh + b * hidden, dcv = dcNext + b * hidden
-                        for k in 0..<hidden {
+                        // Eight hidden units at a time (the pointers may alias as far as the
+                        // compiler knows, so it would not vectorise this loop itself).
+                        @inline(__always) func ld(_ p: UnsafePointer<Float>, _ k: Int) -> F8 { VectorMath.load(p, k) }
+                        @inline(__always) func ld(_ p: UnsafeMutablePointer<Float>, _ k: Int) -> F8 { VectorMath.load(p, k) }
+                        @inline(__always) func st(_ p: UnsafeMutablePointer<Float>, _ k: Int, _ v: F8) { VectorMath.store(p, k, v) }
+                        var k = 0
+                        while k + 8 <= hidden {
+                            let i = ld(ai, k), f = ld(af, k), g = ld(ag, k), o = ld(ao, k)
+                            let tck = ld(tc, k), dhk = ld(dhv, k)
+                            let dc = ld(dcv, k) + dhk * o * (1 - tck * tck)
+                            st(di, k, dc * g * i * (1 - i))
+                            st(df, k, dc * ld(cPrev, k) * f * (1 - f))
+                            st(dg, k, dc * i * (1 - g * g))
+                            st(dO, k, dhk * tck * o * (1 - o))
+                            st(dcv, k, dc * f)
+                            k += 8
+                        }
+                        while k < hidden {
                             let i = ai[k], f = af[k], g = ag[k], o = ao[k]
                             let dc = dcv[k] + dhv[k] * o * (1 - tc[k] * tc[k])
                             di[k] = dc * g * i * (1 - i)
@@ -219,6 +244,7 @@ extension Tensor {
                             dg[k] = dc * i * (1 - g * g)
                             dO[k] = dhv[k] * tc[k] * o * (1 - o)
                             dcv[k] = dc * f
+                            k += 1
                         }
                     }
                 case .gru:

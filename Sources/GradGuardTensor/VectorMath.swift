@@ -77,6 +77,17 @@ enum VectorMath {
         return y
     }
 
+    /// Eight values from `p + k`.
+    @inline(__always)
+    static func load(_ p: UnsafePointer<Float>, _ k: Int) -> F8 { UnsafeRawPointer(p + k).loadUnaligned(as: F8.self) }
+    @inline(__always)
+    static func load(_ p: UnsafeMutablePointer<Float>, _ k: Int) -> F8 { UnsafeRawPointer(p + k).loadUnaligned(as: F8.self) }
+    /// Stores eight values at `p + k`.
+    @inline(__always)
+    static func store(_ p: UnsafeMutablePointer<Float>, _ k: Int, _ v: F8) {
+        UnsafeMutableRawPointer(p + k).storeBytes(of: v, as: F8.self)
+    }
+
     /// Applies one of the vectorised functions to `src[range]`, writing `dst[range]` (the
     /// two may be the same memory). Each function has its own loop so that it is inlined.
     @inline(__always)

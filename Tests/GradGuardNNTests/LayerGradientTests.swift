@@ -59,8 +59,9 @@ final class LayerGradientTests: XCTestCase {
     }
 
     func testRecurrentLayersEveryInputAndWeight() {
-        for kind in [RecurrentKind.rnnTanh, .rnnRelu, .lstm, .gru] {
-            let (t, b, i, h) = (4, 2, 3, 5)
+        // Hidden sizes below and above the eight-lane blocks of the kernels.
+        for (kind, h) in [(RecurrentKind.rnnTanh, 5), (.rnnRelu, 5), (.lstm, 5), (.gru, 5), (.lstm, 11), (.gru, 11), (.rnnTanh, 11)] {
+            let (t, b, i) = (4, 2, 3)
             let gw = kind.gateCount * h
             let x = testTensor([t, b, i], seed: 500)
             let h0 = testTensor([b, h], seed: 501, low: -0.5, high: 0.5)
