@@ -146,7 +146,7 @@ extension Tensor {
             if let bias {
                 precondition(bias.shape == [outF], "linear: bias \(bias.shape) is not [\(outF)]")
                 bias.withUnsafeScalars { pb in
-                    for r in 0..<rows { UnsafeMutableBufferPointer(rebasing: y[(r * outF)..<((r + 1) * outF)]).update(fromContentsOf: pb) }
+                    for r in 0..<rows { (y.baseAddress! + r * outF).update(from: pb.baseAddress!, count: outF) }
                 }
             }
             x.scalars.withUnsafeBufferPointer { px in
@@ -183,7 +183,11 @@ extension Tensor {
                 if let bias, bias.requiresGrad {
                     gb = Tensor(shape: [outF], uninitialized: { dst in
                         dst.initialize(repeating: 0)
-                        for r in 0..<rows { for j in 0..<outF { dst[j] += pg[r * outF + j] } }
+                        let d = dst.baseAddress!
+                        for r in 0..<rows {
+                            let row = pg.baseAddress! + r * outF
+                            for j in 0..<outF { d[j] += row[j] }
+                        }
                     })
                 }
             }
