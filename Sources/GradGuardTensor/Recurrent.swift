@@ -203,7 +203,8 @@ extension Tensor {
             let dgh = dghb.baseAddress, dcNext = dcb.baseAddress
             let acts = ab.baseAddress!, hs = hsb.baseAddress!, cs = csb.baseAddress, tcs = tcb.baseAddress, ghn = gnb.baseAddress
             for t in stride(from: steps - 1, through: 0, by: -1) {
-                for k in 0..<bh { dh[k] = dO[t * bh + k] + dhNext[k] }
+                let dOt = dO + t * bh
+                for k in 0..<bh { dh[k] = dOt[k] + dhNext[k] }
                 let base = t * batch * gw
                 switch kind {
                 case .rnnTanh:
@@ -275,7 +276,13 @@ extension Tensor {
         func columnSums(_ m: [Float]) -> Tensor {
             Tensor(shape: [gw], uninitialized: { dst in
                 dst.initialize(repeating: 0)
-                for r in 0..<rows { for k in 0..<gw { dst[k] += m[r * gw + k] } }
+                let d = dst.baseAddress!
+                m.withUnsafeBufferPointer { mb in
+                    for r in 0..<rows {
+                        let row = mb.baseAddress! + r * gw
+                        for k in 0..<gw { d[k] += row[k] }
+                    }
+                }
             })
         }
         var grads: [Tensor?] = []
@@ -305,8 +312,10 @@ extension Tensor {
                 }
             }
         }) : nil)
-        if hasBiasIH { grads.append(columnSums(dGi)) }
-        if hasBiasHH { grads.append(columnSums(dHidden)) }
+        // The two biases enter every gate alike except GRU's n gate: one sum serves both otherwise.
+        let biasIHGrad = hasBiasIH || (hasBiasHH && !isGRU) ? columnSums(dGi) : nil
+        if hasBiasIH { grads.append(biasIHGrad) }
+        if hasBiasHH { grads.append(isGRU ? columnSums(dGh) : biasIHGrad!.copy()) }
         return grads
     }
 }
