@@ -75,6 +75,17 @@ extension Tensor {
         acts.withUnsafeMutableBufferPointer { a in
         ghn.withUnsafeMutableBufferPointer { hn in
         weightHH.scalars.withUnsafeBufferPointer { whh in
+            // The recurrent weight, packed once for all steps when the AVX2 kernel runs.
+            let packed = VectorMath.hasAVX2 ? PackedOperand(whh.baseAddress!, ldb: hidden, transB: true, k: hidden, n: gw) : nil
+            /// out (=|+=) h · W_hhᵀ
+            func recur(_ h: UnsafeMutablePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+                if let packed {
+                    packed.multiply(h, lda: hidden, m: batch, into: out, ldc: gw, accumulate: true)
+                } else {
+                    sgemm(transA: false, transB: true, m: batch, n: gw, k: hidden,
+                          a: UnsafePointer(h), b: whh.baseAddress!, beta: 1, c: out)
+                }
+            }
             var gh = [Float](repeating: 0, count: batch * gw)
             gh.withUnsafeMutableBufferPointer { ghp in
                 for t in 0..<steps {
@@ -82,8 +93,7 @@ extension Tensor {
                     let hPrev = h.baseAddress! + t * bh, hNext = h.baseAddress! + (t + 1) * bh
                     if isGRU {
                         for b in 0..<batch { for k in 0..<gw { ghp[b * gw + k] = bhhValues[k] } }
-                        sgemm(transA: false, transB: true, m: batch, n: gw, k: hidden,
-                              a: UnsafePointer(hPrev), b: whh.baseAddress!, beta: 1, c: ghp.baseAddress!)
+                        recur(hPrev, into: ghp.baseAddress!)
                         for b in 0..<batch {
                             let row = b * gw, arow = t * batch * gw + row
                             for k in 0..<(2 * hidden) { a[arow + k] = pre[row + k] + ghp[row + k] }
@@ -104,8 +114,7 @@ extension Tensor {
                         continue
                     }
                     // pre += h_{t-1} · W_hhᵀ
-                    sgemm(transA: false, transB: true, m: batch, n: gw, k: hidden,
-                          a: UnsafePointer(hPrev), b: whh.baseAddress!, beta: 1, c: pre)
+                    recur(hPrev, into: pre)
                     let step = UnsafeMutableBufferPointer(start: pre, count: batch * gw)
                     switch kind {
                     case .rnnTanh:
@@ -198,6 +207,8 @@ extension Tensor {
         tcs.withUnsafeBufferPointer { tcb in
         ghn.withUnsafeBufferPointer { gnb in
         weightHH.scalars.withUnsafeBufferPointer { whh in
+            // W_hh (gw × hidden), packed once for the per-step products when the AVX2 kernel runs.
+            let packed = VectorMath.hasAVX2 ? PackedOperand(whh.baseAddress!, ldb: hidden, transB: false, k: gw, n: hidden) : nil
             // Raw pointers: the loops below run T·B·H times and must vectorise.
             let dO = dOb.baseAddress!, dgi = dgib.baseAddress!, dhNext = dnb.baseAddress!, dh = dhb.baseAddress!
             let dgh = dghb.baseAddress, dcNext = dcb.baseAddress
@@ -267,8 +278,12 @@ extension Tensor {
                 }
                 // dh_{t-1} (+)= dG_h[t] · W_hh
                 let src = isGRU ? dgh! + base : dgi + base
-                sgemm(transA: false, transB: false, m: batch, n: hidden, k: gw,
-                      a: UnsafePointer(src), b: whh.baseAddress!, beta: isGRU ? 1 : 0, c: dhNext)
+                if let packed {
+                    packed.multiply(src, lda: gw, m: batch, into: dhNext, ldc: hidden, accumulate: isGRU)
+                } else {
+                    sgemm(transA: false, transB: false, m: batch, n: hidden, k: gw,
+                          a: UnsafePointer(src), b: whh.baseAddress!, beta: isGRU ? 1 : 0, c: dhNext)
+                }
             }
         }}}}}}}}}}}}
         let rows = steps * batch

@@ -127,3 +127,40 @@ final class WideConvolutionTests: XCTestCase {
         }
     }
 }
+
+/// The recurrent kernels have two code paths for the per-step products: a packed AVX2
+/// kernel (blocks of six rows and sixteen columns, with tails) and OpenBLAS. Both must give
+/// the same outputs and gradients, on shapes that exercise the blocks and the tails.
+final class RecurrentKernelPathTests: XCTestCase {
+    func run(_ kind: RecurrentKind, avx2: Bool, batch: Int, hidden: Int) -> [Tensor] {
+        let saved = Kernels.allowAVX2
+        Kernels.allowAVX2 = avx2
+        defer { Kernels.allowAVX2 = saved }
+        let gw = kind.gateCount * hidden
+        let x = testTensor([5, batch, 7], seed: 700, low: -1, high: 1)
+        let h0 = testTensor([batch, hidden], seed: 701, low: -0.5, high: 0.5)
+        let c0 = testTensor([batch, hidden], seed: 702, low: -0.5, high: 0.5)
+        let wih = testTensor([gw, 7], seed: 703, low: -0.3, high: 0.3)
+        let whh = testTensor([gw, hidden], seed: 704, low: -0.3, high: 0.3)
+        let bih = testTensor([gw], seed: 705, low: -0.1, high: 0.1), bhh = testTensor([gw], seed: 706, low: -0.1, high: 0.1)
+        let leaves = [x, h0, c0, wih, whh, bih, bhh]
+        for t in leaves { t.requiresGrad = true }
+        let out = Tensor.recurrentLayer(kind, x: x, h0: h0, c0: kind == .lstm ? c0 : nil, weightIH: wih, weightHH: whh,
+                                        biasIH: bih, biasHH: bhh)
+        out.backward(gradient: testTensor(out.shape, seed: 707))
+        return [out] + leaves.compactMap { $0.grad }
+    }
+
+    func testPackedKernelMatchesOpenBLAS() {
+        for kind in [RecurrentKind.lstm, .gru, .rnnTanh] {
+            for (batch, hidden) in [(13, 37), (6, 16), (32, 24)] {
+                let a = run(kind, avx2: true, batch: batch, hidden: hidden)
+                let b = run(kind, avx2: false, batch: batch, hidden: hidden)
+                XCTAssertEqual(a.count, b.count)
+                for (i, (u, v)) in zip(a, b).enumerated() {
+                    assertClose(u, v, rtol: 1e-5, atol: 1e-6, "\(kind) batch \(batch) hidden \(hidden) tensor \(i)")
+                }
+            }
+        }
+    }
+}

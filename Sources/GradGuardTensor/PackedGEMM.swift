@@ -1,0 +1,40 @@
+import CGradGuardKernels
+
+/// A right-hand GEMM operand packed once into 16-column panels, for products repeated with
+/// the same matrix: the recurrent weight of an RNN is multiplied once per time step, and
+/// OpenBLAS would re-pack it on every call. Used only where the AVX2/FMA kernel runs.
+struct PackedOperand {
+    let k: Int, n: Int
+    private let data: [Float]
+
+    /// Packs op(B), K × N: `b` is N × K (`transB`) or K × N, row-major with leading dimension `ldb`.
+    init(_ b: UnsafePointer<Float>, ldb: Int, transB: Bool, k: Int, n: Int) {
+        self.k = k
+        self.n = n
+        let size = gg_packed_size(k, n)
+        data = [Float](unsafeUninitializedCapacity: size) { buf, count in
+            gg_pack_b(b, ldb, transB ? 1 : 0, k, n, buf.baseAddress!)
+            count = size
+        }
+    }
+
+    /// C (m × n, leading dimension ldc) = or += A (m × k, leading dimension lda) · op(B),
+    /// its panels split over the worker threads when the product is large enough.
+    func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        let panels = (n + 15) / 16
+        data.withUnsafeBufferPointer { p in
+            let packed = p.baseAddress!
+            let workers = m * n * k >= 1 << 17 ? Swift.min(Kernels.threadCount, panels) : 1
+            if workers <= 1 {
+                gg_gemm_packed_avx2(m, k, a, lda, packed, 0, panels, n, c, ldc, accumulate ? 1 : 0)
+                return
+            }
+            parallelFor(workers, grain: 1) { range in
+                for w in range {
+                    gg_gemm_packed_avx2(m, k, a, lda, packed, panels * w / workers, panels * (w + 1) / workers, n, c, ldc,
+                                        accumulate ? 1 : 0)
+                }
+            }
+        }
+    }
+}
