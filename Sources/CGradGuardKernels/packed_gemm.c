@@ -73,7 +73,40 @@ GG_TARGET void gg_gemm_packed_avx2(long M, long K, const float *A, long lda, con
             gg_store_row(c + 4 * ldc, c40, c41, cols, accumulate);
             gg_store_row(c + 5 * ldc, c50, c51, cols, accumulate);
         }
-        for (; i < M; i++) {   // remaining rows one at a time
+        if (i + 4 <= M) {   // a tail of four or five rows: four at once
+            __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+            __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+            const float *a0 = A + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+            for (long k = 0; k < K; k++) {
+                __m256 b0 = _mm256_loadu_ps(bp + k * 16), b1 = _mm256_loadu_ps(bp + k * 16 + 8);
+                __m256 a;
+                a = _mm256_broadcast_ss(a0 + k); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+                a = _mm256_broadcast_ss(a1 + k); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+                a = _mm256_broadcast_ss(a2 + k); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+                a = _mm256_broadcast_ss(a3 + k); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+            }
+            float *c = C + i * ldc + col0;
+            gg_store_row(c, c00, c01, cols, accumulate);
+            gg_store_row(c + ldc, c10, c11, cols, accumulate);
+            gg_store_row(c + 2 * ldc, c20, c21, cols, accumulate);
+            gg_store_row(c + 3 * ldc, c30, c31, cols, accumulate);
+            i += 4;
+        }
+        if (i + 2 <= M) {   // then two at once
+            __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+            const float *a0 = A + i * lda, *a1 = a0 + lda;
+            for (long k = 0; k < K; k++) {
+                __m256 b0 = _mm256_loadu_ps(bp + k * 16), b1 = _mm256_loadu_ps(bp + k * 16 + 8);
+                __m256 a;
+                a = _mm256_broadcast_ss(a0 + k); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+                a = _mm256_broadcast_ss(a1 + k); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+            }
+            float *c = C + i * ldc + col0;
+            gg_store_row(c, c00, c01, cols, accumulate);
+            gg_store_row(c + ldc, c10, c11, cols, accumulate);
+            i += 2;
+        }
+        for (; i < M; i++) {   // a last single row
             __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();
             const float *a0 = A + i * lda;
             for (long k = 0; k < K; k++) {
