@@ -197,6 +197,12 @@ func im2col(_ x: UnsafeBufferPointer<Float>, n: Int, c: Int, h: Int, w: Int, cha
     }
 }
 
+#if _endian(little)
+let littleEndian = true
+#else
+let littleEndian = false
+#endif
+
 /// The adjoint of `im2col`: adds each column entry back to the input position it came from.
 func col2im(_ cols: UnsafeBufferPointer<Float>, into dx: UnsafeMutableBufferPointer<Float>, n: Int, c: Int, h: Int, w: Int,
             channelOffset: Int, channels: Int, win: Window2D, oh: Int, ow: Int) {
@@ -219,6 +225,19 @@ func col2im(_ cols: UnsafeBufferPointer<Float>, into dx: UnsafeMutableBufferPoin
                             let row = dst + iy * w + xoff, s = srcBase + y * ow
                             if win.sw == 1 {
                                 for xo in valid { row[xo] += s[xo] }
+                            } else if win.sw == 2 && littleEndian {
+                                // Eight values to every other input column at once: zero-extending
+                                // their bits to 64-bit lanes interleaves them with zeros (little-endian).
+                                var xo = valid.lowerBound
+                                let rowEnd = w &- xoff
+                                while xo &+ 8 <= valid.upperBound && 2 &* xo &+ 16 <= rowEnd {
+                                    let v = UnsafeRawPointer(s + xo).loadUnaligned(as: SIMD8<UInt32>.self)
+                                    let spread = unsafeBitCast(SIMD8<UInt64>(truncatingIfNeeded: v), to: SIMD16<Float>.self)
+                                    let target = UnsafeMutableRawPointer(row + 2 &* xo)
+                                    target.storeBytes(of: target.loadUnaligned(as: SIMD16<Float>.self) + spread, as: SIMD16<Float>.self)
+                                    xo &+= 8
+                                }
+                                while xo < valid.upperBound { row[2 &* xo] += s[xo]; xo &+= 1 }
                             } else {
                                 for xo in valid { row[xo * win.sw] += s[xo] }
                             }
