@@ -44,78 +44,35 @@ GG_TARGET static inline void gg_store_row(float *c, __m256 lo, __m256 hi, long c
     for (long j = 0; j < cols; j++) c[j] = accumulate ? c[j] + tmp[j] : tmp[j];
 }
 
+// One block of `mr` rows (a compile-time constant at every call, so the loops over r
+// unroll and the 2·mr accumulators stay in registers) times one 16-column panel.
+GG_TARGET __attribute__((always_inline)) static inline void gg_block(const int mr, long K, const float *a, long lda,
+                                                                     const float *bp, float *c, long ldc, long cols,
+                                                                     int accumulate) {
+    __m256 lo[6], hi[6];
+    for (int r = 0; r < mr; r++) { lo[r] = _mm256_setzero_ps(); hi[r] = _mm256_setzero_ps(); }
+    for (long k = 0; k < K; k++) {
+        __m256 b0 = _mm256_loadu_ps(bp + k * 16), b1 = _mm256_loadu_ps(bp + k * 16 + 8);
+        for (int r = 0; r < mr; r++) {
+            __m256 av = _mm256_broadcast_ss(a + r * lda + k);
+            lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
+            hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
+        }
+    }
+    for (int r = 0; r < mr; r++) gg_store_row(c + r * ldc, lo[r], hi[r], cols, accumulate);
+}
+
 GG_TARGET void gg_gemm_packed_avx2(long M, long K, const float *A, long lda, const float *packed,
                                    long panel0, long panel1, long N, float *C, long ldc, int accumulate) {
     for (long p = panel0; p < panel1; p++) {
         const float *bp = packed + p * 16 * K;
         long col0 = p * 16, cols = N - col0 < 16 ? N - col0 : 16;
         long i = 0;
-        for (; i + 6 <= M; i += 6) {
-            __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-            __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-            __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-            const float *a0 = A + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda, *a4 = a3 + lda, *a5 = a4 + lda;
-            for (long k = 0; k < K; k++) {
-                __m256 b0 = _mm256_loadu_ps(bp + k * 16), b1 = _mm256_loadu_ps(bp + k * 16 + 8);
-                __m256 a;
-                a = _mm256_broadcast_ss(a0 + k); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
-                a = _mm256_broadcast_ss(a1 + k); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
-                a = _mm256_broadcast_ss(a2 + k); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
-                a = _mm256_broadcast_ss(a3 + k); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
-                a = _mm256_broadcast_ss(a4 + k); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
-                a = _mm256_broadcast_ss(a5 + k); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
-            }
-            float *c = C + i * ldc + col0;
-            gg_store_row(c, c00, c01, cols, accumulate);
-            gg_store_row(c + ldc, c10, c11, cols, accumulate);
-            gg_store_row(c + 2 * ldc, c20, c21, cols, accumulate);
-            gg_store_row(c + 3 * ldc, c30, c31, cols, accumulate);
-            gg_store_row(c + 4 * ldc, c40, c41, cols, accumulate);
-            gg_store_row(c + 5 * ldc, c50, c51, cols, accumulate);
-        }
-        if (i + 4 <= M) {   // a tail of four or five rows: four at once
-            __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-            __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-            const float *a0 = A + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-            for (long k = 0; k < K; k++) {
-                __m256 b0 = _mm256_loadu_ps(bp + k * 16), b1 = _mm256_loadu_ps(bp + k * 16 + 8);
-                __m256 a;
-                a = _mm256_broadcast_ss(a0 + k); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
-                a = _mm256_broadcast_ss(a1 + k); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
-                a = _mm256_broadcast_ss(a2 + k); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
-                a = _mm256_broadcast_ss(a3 + k); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
-            }
-            float *c = C + i * ldc + col0;
-            gg_store_row(c, c00, c01, cols, accumulate);
-            gg_store_row(c + ldc, c10, c11, cols, accumulate);
-            gg_store_row(c + 2 * ldc, c20, c21, cols, accumulate);
-            gg_store_row(c + 3 * ldc, c30, c31, cols, accumulate);
-            i += 4;
-        }
-        if (i + 2 <= M) {   // then two at once
-            __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-            const float *a0 = A + i * lda, *a1 = a0 + lda;
-            for (long k = 0; k < K; k++) {
-                __m256 b0 = _mm256_loadu_ps(bp + k * 16), b1 = _mm256_loadu_ps(bp + k * 16 + 8);
-                __m256 a;
-                a = _mm256_broadcast_ss(a0 + k); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
-                a = _mm256_broadcast_ss(a1 + k); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
-            }
-            float *c = C + i * ldc + col0;
-            gg_store_row(c, c00, c01, cols, accumulate);
-            gg_store_row(c + ldc, c10, c11, cols, accumulate);
-            i += 2;
-        }
-        for (; i < M; i++) {   // a last single row
-            __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();
-            const float *a0 = A + i * lda;
-            for (long k = 0; k < K; k++) {
-                __m256 a = _mm256_broadcast_ss(a0 + k);
-                c0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(bp + k * 16), c0);
-                c1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(bp + k * 16 + 8), c1);
-            }
-            gg_store_row(C + i * ldc + col0, c0, c1, cols, accumulate);
-        }
+        for (; i + 6 <= M; i += 6) gg_block(6, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate);
+        // Tails of up to five rows: four, then two, then one at once.
+        if (i + 4 <= M) { gg_block(4, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate); i += 4; }
+        if (i + 2 <= M) { gg_block(2, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate); i += 2; }
+        if (i < M) gg_block(1, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate);
     }
 }
 #else
