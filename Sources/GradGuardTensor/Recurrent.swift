@@ -92,24 +92,27 @@ extension Tensor {
                     let pre = g.baseAddress! + t * batch * gw
                     let hPrev = h.baseAddress! + t * bh, hNext = h.baseAddress! + (t + 1) * bh
                     if isGRU {
-                        for b in 0..<batch { for k in 0..<gw { ghp[b * gw + k] = bhhValues[k] } }
+                        bhhValues.withUnsafeBufferPointer { bb in
+                            for b in 0..<batch { (ghp.baseAddress! + b * gw).update(from: bb.baseAddress!, count: gw) }
+                        }
                         recur(hPrev, into: ghp.baseAddress!)
                         for b in 0..<batch {
-                            let row = b * gw, arow = t * batch * gw + row
-                            for k in 0..<(2 * hidden) { a[arow + k] = pre[row + k] + ghp[row + k] }
-                            let rz = UnsafeMutableBufferPointer(start: a.baseAddress! + arow, count: 2 * hidden)
-                            VectorMath.apply(UnsafeBufferPointer(rz), rz, 0..<(2 * hidden), .sigmoid)
+                            // Per-gate pointers: loops without index arithmetic, which vectorise.
+                            let gi = pre + b * gw, gh = ghp.baseAddress! + b * gw
+                            let r = a.baseAddress! + t * batch * gw + b * gw, z = r + hidden, n = z + hidden
+                            let hnRow = hn.baseAddress! + t * bh + b * hidden
+                            let hp = hPrev + b * hidden, ho = hNext + b * hidden
+                            for k in 0..<(2 * hidden) { r[k] = gi[k] + gh[k] }
+                            VectorMath.apply(UnsafeBufferPointer(start: r, count: 2 * hidden),
+                                             UnsafeMutableBufferPointer(start: r, count: 2 * hidden), 0..<(2 * hidden), .sigmoid)
+                            let giN = gi + 2 * hidden, ghN = gh + 2 * hidden
                             for k in 0..<hidden {
-                                let hnv = ghp[row + 2 * hidden + k]
-                                hn[t * bh + b * hidden + k] = hnv
-                                a[arow + 2 * hidden + k] = pre[row + 2 * hidden + k] + a[arow + k] * hnv
+                                hnRow[k] = ghN[k]
+                                n[k] = giN[k] + r[k] * ghN[k]
                             }
-                            let nn = UnsafeMutableBufferPointer(start: a.baseAddress! + arow + 2 * hidden, count: hidden)
-                            VectorMath.apply(UnsafeBufferPointer(nn), nn, 0..<hidden, .tanh)
-                            for k in 0..<hidden {
-                                let z = a[arow + hidden + k], n = a[arow + 2 * hidden + k]
-                                hNext[b * hidden + k] = (1 - z) * n + z * hPrev[b * hidden + k]
-                            }
+                            VectorMath.apply(UnsafeBufferPointer(start: n, count: hidden),
+                                             UnsafeMutableBufferPointer(start: n, count: hidden), 0..<hidden, .tanh)
+                            for k in 0..<hidden { ho[k] = (1 - z[k]) * n[k] + z[k] * hp[k] }
                         }
                         continue
                     }
@@ -262,17 +265,20 @@ extension Tensor {
                 case .gru:
                     let dgh = dgh!, ghn = ghn!
                     for b in 0..<batch {
-                        let a = acts + base + b * gw, di = dgi + base + b * gw, dhh = dgh + base + b * gw
+                        // Per-gate pointers: loops without index arithmetic.
+                        let r = acts + base + b * gw, z = r + hidden, n = z + hidden
+                        let dr = dgi + base + b * gw, dz = dr + hidden, dn = dz + hidden
+                        let hr = dgh + base + b * gw, hz = hr + hidden, hnn = hz + hidden
                         let hPrev = hs + t * bh + b * hidden, hn = ghn + t * bh + b * hidden
-                        let dhv = dh + b * hidden, dn = dhNext + b * hidden
+                        let dhv = dh + b * hidden, dNext = dhNext + b * hidden
                         for k in 0..<hidden {
-                            let r = a[k], z = a[hidden + k], n = a[2 * hidden + k]
-                            let dnp = dhv[k] * (1 - z) * (1 - n * n)
-                            let drp = dnp * hn[k] * r * (1 - r)
-                            let dzp = dhv[k] * (hPrev[k] - n) * z * (1 - z)
-                            di[k] = drp; di[hidden + k] = dzp; di[2 * hidden + k] = dnp
-                            dhh[k] = drp; dhh[hidden + k] = dzp; dhh[2 * hidden + k] = dnp * r
-                            dn[k] = dhv[k] * z   // the direct path; the GEMM below adds the rest
+                            let rk = r[k], zk = z[k], nk = n[k], dhk = dhv[k]
+                            let dnp = dhk * (1 - zk) * (1 - nk * nk)
+                            let drp = dnp * hn[k] * rk * (1 - rk)
+                            let dzp = dhk * (hPrev[k] - nk) * zk * (1 - zk)
+                            dr[k] = drp; dz[k] = dzp; dn[k] = dnp
+                            hr[k] = drp; hz[k] = dzp; hnn[k] = dnp * rk
+                            dNext[k] = dhk * zk   // the direct path; the product below adds the rest
                         }
                     }
                 }
