@@ -38,3 +38,30 @@ struct PackedOperand {
         }
     }
 }
+
+/// The per-step product of a recurrent layer, C (m × n) = or += A (m × k) · op(W): through
+/// a packed copy of W and the AVX2 kernel where it runs, else through OpenBLAS. A and C are
+/// row-major with leading dimensions k and n.
+struct StepProduct {
+    private let packed: PackedOperand?
+    private let w: UnsafePointer<Float>
+    private let transB: Bool
+    let k: Int, n: Int
+
+    /// `w` is n × k (`transB`) or k × n, row-major, and must outlive this value.
+    init(_ w: UnsafePointer<Float>, transB: Bool, k: Int, n: Int) {
+        self.w = w
+        self.transB = transB
+        self.k = k
+        self.n = n
+        packed = VectorMath.hasAVX2 ? PackedOperand(w, ldb: transB ? k : n, transB: transB, k: k, n: n) : nil
+    }
+
+    func apply(_ a: UnsafePointer<Float>, m: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        if let packed {
+            packed.multiply(a, lda: k, m: m, into: c, ldc: n, accumulate: accumulate)
+        } else {
+            sgemm(transA: false, transB: transB, m: m, n: n, k: k, a: a, b: w, beta: accumulate ? 1 : 0, c: c)
+        }
+    }
+}

@@ -75,17 +75,8 @@ extension Tensor {
         acts.withUnsafeMutableBufferPointer { a in
         ghn.withUnsafeMutableBufferPointer { hn in
         weightHH.scalars.withUnsafeBufferPointer { whh in
-            // The recurrent weight, packed once for all steps when the AVX2 kernel runs.
-            let packed = VectorMath.hasAVX2 ? PackedOperand(whh.baseAddress!, ldb: hidden, transB: true, k: hidden, n: gw) : nil
-            /// out (=|+=) h · W_hhᵀ
-            func recur(_ h: UnsafeMutablePointer<Float>, into out: UnsafeMutablePointer<Float>) {
-                if let packed {
-                    packed.multiply(h, lda: hidden, m: batch, into: out, ldc: gw, accumulate: true)
-                } else {
-                    sgemm(transA: false, transB: true, m: batch, n: gw, k: hidden,
-                          a: UnsafePointer(h), b: whh.baseAddress!, beta: 1, c: out)
-                }
-            }
+            // h · W_hhᵀ, with the recurrent weight packed once for all steps where the kernel runs.
+            let recurrence = StepProduct(whh.baseAddress!, transB: true, k: hidden, n: gw)
             var gh = [Float](repeating: 0, count: batch * gw)
             gh.withUnsafeMutableBufferPointer { ghp in
                 for t in 0..<steps {
@@ -95,7 +86,7 @@ extension Tensor {
                         bhhValues.withUnsafeBufferPointer { bb in
                             for b in 0..<batch { (ghp.baseAddress! + b * gw).update(from: bb.baseAddress!, count: gw) }
                         }
-                        recur(hPrev, into: ghp.baseAddress!)
+                        recurrence.apply(hPrev, m: batch, into: ghp.baseAddress!, accumulate: true)
                         for b in 0..<batch {
                             // Per-gate pointers: loops without index arithmetic, which vectorise.
                             let gi = pre + b * gw, gh = ghp.baseAddress! + b * gw
@@ -117,7 +108,7 @@ extension Tensor {
                         continue
                     }
                     // pre += h_{t-1} · W_hhᵀ
-                    recur(hPrev, into: pre)
+                    recurrence.apply(hPrev, m: batch, into: pre, accumulate: true)
                     let step = UnsafeMutableBufferPointer(start: pre, count: batch * gw)
                     switch kind {
                     case .rnnTanh:
@@ -210,8 +201,8 @@ extension Tensor {
         tcs.withUnsafeBufferPointer { tcb in
         ghn.withUnsafeBufferPointer { gnb in
         weightHH.scalars.withUnsafeBufferPointer { whh in
-            // W_hh (gw × hidden), packed once for the per-step products when the AVX2 kernel runs.
-            let packed = VectorMath.hasAVX2 ? PackedOperand(whh.baseAddress!, ldb: hidden, transB: false, k: gw, n: hidden) : nil
+            // dG_h · W_hh (W_hh is gw × hidden), packed once for all steps where the kernel runs.
+            let recurrence = StepProduct(whh.baseAddress!, transB: false, k: gw, n: hidden)
             // Raw pointers: the loops below run T·B·H times and must vectorise.
             let dO = dOb.baseAddress!, dgi = dgib.baseAddress!, dhNext = dnb.baseAddress!, dh = dhb.baseAddress!
             let dgh = dghb.baseAddress, dcNext = dcb.baseAddress
@@ -284,12 +275,7 @@ extension Tensor {
                 }
                 // dh_{t-1} (+)= dG_h[t] · W_hh
                 let src = isGRU ? dgh! + base : dgi + base
-                if let packed {
-                    packed.multiply(src, lda: gw, m: batch, into: dhNext, ldc: hidden, accumulate: isGRU)
-                } else {
-                    sgemm(transA: false, transB: false, m: batch, n: hidden, k: gw,
-                          a: UnsafePointer(src), b: whh.baseAddress!, beta: isGRU ? 1 : 0, c: dhNext)
-                }
+                recurrence.apply(src, m: batch, into: dhNext, accumulate: isGRU)
             }
         }}}}}}}}}}}}
         let rows = steps * batch
