@@ -63,28 +63,50 @@ extension Tensor {
     /// default) the divisor is the window size; otherwise the number of input values inside.
     public func avgPool2d(kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
                           countIncludePad: Bool = true) -> Tensor {
-        let (n, c, h, w) = nchw
+        let (_, _, h, w) = nchw
         let s = stride ?? kernel
         let win = Window2D(kh: kernel.0, kw: kernel.1, sh: s.0, sw: s.1, ph: padding.0, pw: padding.1, dh: 1, dw: 1)
         let (oh, ow) = win.outputSize(h: h, w: w)
         // For each output: the input rectangle and its divisor.
-        func bounds(_ y: Int, _ xo: Int) -> (Int, Int, Int, Int, Float) {
+        return rectangleMean("avgPool2d", oh: oh, ow: ow) { y, xo in
             let y0 = y * win.sh - win.ph, x0 = xo * win.sw - win.pw
             let y1 = Swift.min(y0 + win.kh, h + win.ph), x1 = Swift.min(x0 + win.kw, w + win.pw)
             let padded = (y1 - y0) * (x1 - x0)
             let (cy0, cx0, cy1, cx1) = (Swift.max(y0, 0), Swift.max(x0, 0), Swift.min(y1, h), Swift.min(x1, w))
             let divisor = countIncludePad ? padded : (cy1 - cy0) * (cx1 - cx0)
-            return (cy0, cy1, cx0, cx1, Float(Swift.max(divisor, 1)))
+            return (cy0..<Swift.max(cy1, cy0), cx0..<Swift.max(cx1, cx0), Float(Swift.max(divisor, 1)))
         }
+    }
+
+    /// Mean over `outputSize` bins covering the input (`adaptive_avg_pool2d`): bin i spans
+    /// rows ⌊i·H/OH⌋ ..< ⌈(i+1)·H/OH⌉, and likewise for columns.
+    public func adaptiveAvgPool2d(outputSize: (Int, Int)) -> Tensor {
+        let (_, _, h, w) = nchw
+        let (oh, ow) = outputSize
+        func span(_ i: Int, _ inSize: Int, _ outSize: Int) -> Range<Int> {
+            (i * inSize / outSize)..<(((i + 1) * inSize + outSize - 1) / outSize)
+        }
+        return rectangleMean("adaptiveAvgPool2d", oh: oh, ow: ow) { y, xo in
+            let ry = span(y, h, oh), rx = span(xo, w, ow)
+            return (ry, rx, Float(ry.count * rx.count))
+        }
+    }
+
+    /// The pooling that both average pools are: output (y, x) of every plane is the sum of
+    /// the input rectangle `cell(y, x)` gives, divided by its divisor; the gradient spreads
+    /// back over the same rectangle.
+    private func rectangleMean(_ op: String, oh: Int, ow: Int,
+                               cell: @escaping (Int, Int) -> (rows: Range<Int>, cols: Range<Int>, divisor: Float)) -> Tensor {
+        let (n, c, h, w) = nchw
         let out = Tensor(shape: [n, c, oh, ow], uninitialized: { dst in
             scalars.withUnsafeBufferPointer { x in
                 parallelFor(n * c, grain: 1) { range in
                     for plane in range {
                         for y in 0..<oh {
                             for xo in 0..<ow {
-                                let (y0, y1, x0, x1, div) = bounds(y, xo)
+                                let (ry, rx, div) = cell(y, xo)
                                 var sum: Float = 0
-                                for iy in y0..<Swift.max(y1, y0) { for ix in x0..<Swift.max(x1, x0) { sum += x[plane * h * w + iy * w + ix] } }
+                                for iy in ry { for ix in rx { sum += x[plane * h * w + iy * w + ix] } }
                                 dst[(plane * oh + y) * ow + xo] = sum / div
                             }
                         }
@@ -93,53 +115,14 @@ extension Tensor {
             }
         })
         let inShape = shape
-        return Tensor.record("avgPool2d", out, [self]) { g in
+        return Tensor.record(op, out, [self]) { g in
             [Tensor(shape: inShape, uninitialized: { dx in
                 dx.initialize(repeating: 0)
                 for plane in 0..<(n * c) {
                     for y in 0..<oh {
                         for xo in 0..<ow {
-                            let (y0, y1, x0, x1, div) = bounds(y, xo)
+                            let (ry, rx, div) = cell(y, xo)
                             let v = g.scalars[(plane * oh + y) * ow + xo] / div
-                            for iy in y0..<Swift.max(y1, y0) { for ix in x0..<Swift.max(x1, x0) { dx[plane * h * w + iy * w + ix] += v } }
-                        }
-                    }
-                }
-            })]
-        }
-    }
-
-    /// Mean over `outputSize` bins covering the input (`adaptive_avg_pool2d`): bin i spans
-    /// rows ⌊i·H/OH⌋ ..< ⌈(i+1)·H/OH⌉, and likewise for columns.
-    public func adaptiveAvgPool2d(outputSize: (Int, Int)) -> Tensor {
-        let (n, c, h, w) = nchw
-        let (oh, ow) = outputSize
-        func span(_ i: Int, _ inSize: Int, _ outSize: Int) -> Range<Int> {
-            (i * inSize / outSize)..<(((i + 1) * inSize + outSize - 1) / outSize)
-        }
-        let out = Tensor(shape: [n, c, oh, ow], uninitialized: { dst in
-            for plane in 0..<(n * c) {
-                for y in 0..<oh {
-                    let ry = span(y, h, oh)
-                    for xo in 0..<ow {
-                        let rx = span(xo, w, ow)
-                        var sum: Float = 0
-                        for iy in ry { for ix in rx { sum += scalars[plane * h * w + iy * w + ix] } }
-                        dst[(plane * oh + y) * ow + xo] = sum / Float(ry.count * rx.count)
-                    }
-                }
-            }
-        })
-        let inShape = shape
-        return Tensor.record("adaptiveAvgPool2d", out, [self]) { g in
-            [Tensor(shape: inShape, uninitialized: { dx in
-                dx.initialize(repeating: 0)
-                for plane in 0..<(n * c) {
-                    for y in 0..<oh {
-                        let ry = span(y, h, oh)
-                        for xo in 0..<ow {
-                            let rx = span(xo, w, ow)
-                            let v = g.scalars[(plane * oh + y) * ow + xo] / Float(ry.count * rx.count)
                             for iy in ry { for ix in rx { dx[plane * h * w + iy * w + ix] += v } }
                         }
                     }

@@ -185,15 +185,13 @@ extension Tensor {
     /// Numerically stable log-softmax along `axis`.
     public func logSoftmax(axis: Int = -1) -> Tensor {
         let a = Shape.normalize(axis, rank: rank)
-        let out = logSoftmaxKernel(axis: a)
+        let out = softmaxKernel(axis: a, log: true)
         let y = out.detach()
         return Tensor.record("logSoftmax", out, [self]) { g in
             // dx = g − softmax(x) ⊙ Σ g
             [g - y.mapSIMD(.exp) * g.sum(axis: a, keepDims: true)]
         }
     }
-
-    func logSoftmaxKernel(axis a: Int) -> Tensor { softmaxKernel(axis: a, log: true) }
 
     /// Shared kernel: for each slice along the axis, subtract its max, exponentiate, and
     /// either normalise (softmax) or subtract the log of the sum (log-softmax).
