@@ -8,11 +8,8 @@ final class LayerFixtureTests: XCTestCase {
         let f = try fixture("layers.safetensors")
         let lin = Linear(inputSize: 5, outputSize: 3)
         try lin.load(stateDict: ["weight": f.at("linear.weight"), "bias": f.at("linear.bias")])
-        let x = try f.at("linear.x").copy(requiresGrad: true)
-        let y = lin(x)
-        assertClose(y, try f.at("linear.out"))
-        y.backward(gradient: try f.at("linear.up"))
-        assertClose(x.grad!, try f.at("linear.grad_x"))
+        checkForwardBackward(input: try f.at("linear.x"), output: try f.at("linear.out"), upstream: try f.at("linear.up"),
+                             inputGrad: try f.at("linear.grad_x"), "linear") { lin($0) }
         assertClose(lin.weight.grad!, try f.at("linear.grad_weight"))
         assertClose(lin.bias!.grad!, try f.at("linear.grad_bias"))
     }
@@ -38,11 +35,8 @@ final class LayerFixtureTests: XCTestCase {
             ("log_softmax1", { $0.logSoftmax(axis: 1) }), ("log_softmax0", { $0.logSoftmax(axis: 0) }),
         ]
         for (name, fn) in cases {
-            let x = try f.at("act.x").copy(requiresGrad: true)
-            let y = fn(x)
-            assertClose(y, try f.at("act.\(name).out"), name)
-            y.backward(gradient: try f.at("act.up"))
-            assertClose(x.grad!, try f.at("act.\(name).grad"), "\(name) gradient")
+            checkForwardBackward(input: try f.at("act.x"), output: try f.at("act.\(name).out"), upstream: try f.at("act.up"),
+                                 inputGrad: try f.at("act.\(name).grad"), name, fn)
         }
     }
 

@@ -100,11 +100,8 @@ final class ConvNormFixtureTests: XCTestCase {
             var sd: [String: Tensor] = [:]
             for (k, v) in f where k.hasPrefix("conv.\(name).param.") { sd[String(k.dropFirst("conv.\(name).param.".count))] = v }
             try conv.load(stateDict: sd)
-            let x = try f.at("conv.\(name).x").copy(requiresGrad: true)
-            let y = conv(x)
-            assertClose(y, try f.at("conv.\(name).out"), "conv \(name)")
-            y.backward(gradient: try f.at("conv.\(name).up"))
-            assertClose(x.grad!, try f.at("conv.\(name).grad.x"), "conv \(name) grad x")
+            checkForwardBackward(input: try f.at("conv.\(name).x"), output: try f.at("conv.\(name).out"),
+                                 upstream: try f.at("conv.\(name).up"), inputGrad: try f.at("conv.\(name).grad.x"), "conv \(name)") { conv($0) }
             for (k, p) in conv.namedParameters() { assertClose(p.grad!, try f.at("conv.\(name).grad.\(k)"), "conv \(name) grad \(k)") }
         }
     }
@@ -118,11 +115,8 @@ final class ConvNormFixtureTests: XCTestCase {
             ("adaptive", AdaptiveAvgPool2d(outputSize: (3, 5))), ("upsample", Upsample(scaleFactor: 2)),
         ]
         for (name, layer) in layers {
-            let x = try f.at("pool.x").copy(requiresGrad: true)
-            let y = layer(x)
-            assertClose(y, try f.at("pool.\(name).out"), name)
-            y.backward(gradient: try f.at("pool.\(name).up"))
-            assertClose(x.grad!, try f.at("pool.\(name).grad"), "\(name) grad")
+            checkForwardBackward(input: try f.at("pool.x"), output: try f.at("pool.\(name).out"), upstream: try f.at("pool.\(name).up"),
+                                 inputGrad: try f.at("pool.\(name).grad"), name) { layer($0) }
         }
     }
 
@@ -157,11 +151,8 @@ final class ConvNormFixtureTests: XCTestCase {
         let f = try fixture("norm.safetensors")
         for (name, m) in [("layernorm", LayerNorm([4, 5]) as Module & UnaryLayer), ("groupnorm", GroupNorm(numGroups: 2, numChannels: 6))] {
             try m.load(stateDict: ["weight": f.at("\(name).weight"), "bias": f.at("\(name).bias")])
-            let x = try f.at("\(name).x").copy(requiresGrad: true)
-            let y = m(x)
-            assertClose(y, try f.at("\(name).out"), name)
-            y.backward(gradient: try f.at("\(name).up"))
-            assertClose(x.grad!, try f.at("\(name).grad.x"), "\(name) grad x")
+            checkForwardBackward(input: try f.at("\(name).x"), output: try f.at("\(name).out"), upstream: try f.at("\(name).up"),
+                                 inputGrad: try f.at("\(name).grad.x"), name) { m($0) }
             for (k, p) in m.namedParameters() { assertClose(p.grad!, try f.at("\(name).grad.\(k)"), "\(name) grad \(k)") }
         }
     }

@@ -100,3 +100,16 @@ public func testTensor(_ shape: [Int], seed: UInt64, low: Float = -1, high: Floa
 public func awayFromZero(_ t: Tensor, margin: Float = 0.1) -> Tensor {
     Tensor(shape: t.shape, scalars: t.scalars.map { $0 >= 0 ? $0 + margin : $0 - margin })
 }
+
+/// Runs `forward` on a copy of `input` that requires gradients, compares the output with
+/// `output`, back-propagates `upstream` and compares the input's gradient with `inputGrad`
+/// (the fixture pattern of every layer test; parameters' gradients are left for the caller).
+public func checkForwardBackward(input: Tensor, output: Tensor, upstream: Tensor, inputGrad: Tensor, _ label: String,
+                                 file: StaticString = #filePath, line: UInt = #line, _ forward: (Tensor) -> Tensor) {
+    let x = input.copy(requiresGrad: true)
+    let y = forward(x)
+    assertClose(y, output, label, file: file, line: line)
+    y.backward(gradient: upstream)
+    guard let g = x.grad else { return XCTFail("\(label): the input received no gradient", file: file, line: line) }
+    assertClose(g, inputGrad, "\(label) input gradient", file: file, line: line)
+}
