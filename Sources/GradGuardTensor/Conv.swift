@@ -11,9 +11,15 @@ struct Window2D {
 
 extension Tensor {
     /// Cross-correlation of an NCHW input with `weight` `[out, in/groups, kh, kw]`, as
-    /// `torch.nn.functional.conv2d`. Each group is one GEMM over the whole batch,
-    /// `W_g · im2col(x_g)`; a 1×1 kernel with stride 1 and no padding skips the index
-    /// arithmetic of im2col (its columns are the input's channels).
+    /// `torch.nn.functional.conv2d`.
+    ///
+    /// Image by image and group by group: `Y_n,g = W_g · im2col(x_n,g)` written straight into
+    /// the NCHW output. The images are shared out over the workers, each product running on
+    /// one core, so one image's columns stay in cache between im2col and the GEMM and no
+    /// batch-wide column matrix is ever built; backward recomputes them the same way. A batch
+    /// smaller than the worker count runs image by image with each product split over the
+    /// workers instead. A 1×1 kernel with stride 1 and no padding needs no columns at all:
+    /// the image itself is the right-hand matrix.
     public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                        dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
         let x = self
@@ -27,36 +33,26 @@ extension Tensor {
                            dh: dilation.0, dw: dilation.1)
         let (oh, ow) = win.outputSize(h: h, w: w)
         precondition(oh > 0 && ow > 0, "conv2d: input \(h)×\(w) is smaller than the kernel")
-        let coutg = cout / groups, rowsPerGroup = cg * kh * kw, cols = n * oh * ow
-        // im2col for every group: [groups][cg·kh·kw, n·oh·ow]
-        let colBuffers: [[Float]] = (0..<groups).map { g in
-            x.scalars.withUnsafeBufferPointer { px in
-                im2col(px, n: n, c: cin, h: h, w: w, channelOffset: g * cg, channels: cg, win: win, oh: oh, ow: ow)
-            }
-        }
-        // Y [cout, n·oh·ow], one GEMM per group.
-        var ymat = [Float](unsafeUninitializedCapacity: cout * cols) { _, count in count = cout * cols }  // written by the GEMMs
-        weight.scalars.withUnsafeBufferPointer { pw in
-            ymat.withUnsafeMutableBufferPointer { py in
-                for g in 0..<groups {
-                    colBuffers[g].withUnsafeBufferPointer { pc in
-                        sgemm(transA: false, transB: false, m: coutg, n: cols, k: rowsPerGroup,
-                              a: pw.baseAddress! + g * coutg * rowsPerGroup, b: pc.baseAddress!,
-                              c: py.baseAddress! + g * coutg * cols)
-                    }
-                }
-            }
-        }
-        let hw = oh * ow
+        let geo = ConvGeometry(n: n, cin: cin, h: h, w: w, cout: cout, groups: groups, win: win, oh: oh, ow: ow)
         let out = Tensor(shape: [n, cout, oh, ow], uninitialized: { dst in
-            ymat.withUnsafeBufferPointer { py in
-                let b = bias?.scalars
-                parallelFor(cout, grain: 1) { range in
-                    for co in range {
-                        let add = b?[co] ?? 0
-                        for img in 0..<n {
-                            let src = py.baseAddress! + co * cols + img * hw, d = dst.baseAddress! + (img * cout + co) * hw
-                            for p in 0..<hw { d[p] = src[p] + add }
+            x.scalars.withUnsafeBufferPointer { px in
+                weight.scalars.withUnsafeBufferPointer { pw in
+                    let b = bias?.scalars
+                    geo.forEachImage { imgs, serial, cols in
+                        for img in imgs {
+                            for g in 0..<groups {
+                                let y = dst.baseAddress! + (img * cout + g * geo.coutg) * geo.hw
+                                sgemm(transA: false, transB: false, m: geo.coutg, n: geo.hw, k: geo.rows,
+                                      a: pw.baseAddress! + g * geo.coutg * geo.rows,
+                                      b: geo.columns(px.baseAddress!, img: img, group: g, scratch: cols),
+                                      c: y, mayUseWorkers: !serial)
+                                if let b {
+                                    for co in 0..<geo.coutg {
+                                        let add = b[g * geo.coutg + co], row = y + co * geo.hw
+                                        for p in 0..<geo.hw { row[p] += add }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -64,65 +60,126 @@ extension Tensor {
         })
         let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
         return Tensor.record("conv2d", out, inputs) { g in
-            // dY as [cout, n·oh·ow]
-            var dy = [Float](unsafeUninitializedCapacity: cout * cols) { _, count in count = cout * cols }  // written below
+            var gx: Tensor? = nil, gw: Tensor? = nil, gb: Tensor? = nil
+            let wantW = weight.requiresGrad, wantX = x.requiresGrad
+            let wsize = weight.count
+            // One partial weight gradient per share of images, summed at the end.
+            var partials = [Float](repeating: 0, count: wantW ? geo.shares * wsize : 0)
+            var dxStore = [Float](unsafeUninitializedCapacity: wantX ? x.count : 0) { _, c in c = wantX ? x.count : 0 }
             g.scalars.withUnsafeBufferPointer { pg in
-                dy.withUnsafeMutableBufferPointer { d in
-                    parallelFor(cout, grain: 1) { range in
-                        for co in range {
-                            for img in 0..<n {
-                                let src = pg.baseAddress! + (img * cout + co) * hw, t = d.baseAddress! + co * cols + img * hw
-                                for p in 0..<hw { t[p] = src[p] }
+                x.scalars.withUnsafeBufferPointer { px in
+                    weight.scalars.withUnsafeBufferPointer { pw in
+                        partials.withUnsafeMutableBufferPointer { pp in
+                            dxStore.withUnsafeMutableBufferPointer { pdx in
+                                geo.forEachImage(needsDColumns: wantX) { share, imgs, serial, cols, dcols in
+                                    for img in imgs {
+                                        let dxImg = wantX ? pdx.baseAddress! + img * cin * h * w : nil
+                                        if let dxImg, !geo.plain { dxImg.initialize(repeating: 0, count: cin * h * w) }
+                                        for grp in 0..<groups {
+                                            let dy = pg.baseAddress! + (img * cout + grp * geo.coutg) * geo.hw
+                                            let wg = pw.baseAddress! + grp * geo.coutg * geo.rows
+                                            if wantW {
+                                                sgemm(transA: false, transB: true, m: geo.coutg, n: geo.rows, k: geo.hw,
+                                                      a: dy, b: geo.columns(px.baseAddress!, img: img, group: grp, scratch: cols),
+                                                      beta: 1, c: pp.baseAddress! + share * wsize + grp * geo.coutg * geo.rows,
+                                                      mayUseWorkers: !serial)
+                                            }
+                                            if let dxImg {
+                                                let dxg = dxImg + grp * cg * h * w
+                                                // dcols = W_gᵀ · dY; a plain 1×1 kernel's columns are the input itself.
+                                                let target = geo.plain ? dxg : dcols!
+                                                sgemm(transA: true, transB: false, m: geo.rows, n: geo.hw, k: geo.coutg,
+                                                      a: wg, b: dy, c: target, mayUseWorkers: !serial)
+                                                if !geo.plain { col2im(UnsafePointer(target), into: dxg, h: h, w: w, channels: cg, win: win, oh: oh, ow: ow) }
+                                            }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
                 }
-            }
-            var gx: Tensor? = nil, gw: Tensor? = nil, gb: Tensor? = nil
-            dy.withUnsafeBufferPointer { pdy in
-                if weight.requiresGrad {
-                    gw = Tensor(shape: weight.shape, uninitialized: { dst in
-                        for grp in 0..<groups {
-                            colBuffers[grp].withUnsafeBufferPointer { pc in
-                                sgemm(transA: false, transB: true, m: coutg, n: rowsPerGroup, k: cols,
-                                      a: pdy.baseAddress! + grp * coutg * cols, b: pc.baseAddress!,
-                                      c: dst.baseAddress! + grp * coutg * rowsPerGroup)
-                            }
-                        }
-                    })
-                }
-                if x.requiresGrad {
-                    gx = Tensor(shape: x.shape, uninitialized: { dst in
-                        dst.initialize(repeating: 0)
-                        var dcols = [Float](unsafeUninitializedCapacity: rowsPerGroup * cols) { _, count in count = rowsPerGroup * cols }
-                        weight.scalars.withUnsafeBufferPointer { pw in
-                            for grp in 0..<groups {
-                                dcols.withUnsafeMutableBufferPointer { pd in
-                                    sgemm(transA: true, transB: false, m: rowsPerGroup, n: cols, k: coutg,
-                                          a: pw.baseAddress! + grp * coutg * rowsPerGroup,
-                                          b: pdy.baseAddress! + grp * coutg * cols, c: pd.baseAddress!)
-                                }
-                                dcols.withUnsafeBufferPointer { pd in
-                                    col2im(pd, into: dst, n: n, c: cin, h: h, w: w, channelOffset: grp * cg,
-                                           channels: cg, win: win, oh: oh, ow: ow)
-                                }
-                            }
-                        }
-                    })
-                }
                 if let bias, bias.requiresGrad {
                     gb = Tensor(shape: [cout], uninitialized: { dst in
-                        for co in 0..<cout {
-                            let row = pdy.baseAddress! + co * cols
-                            var s: Float = 0
-                            for j in 0..<cols { s += row[j] }
-                            dst[co] = s
+                        parallelFor(cout, grain: 8) { range in
+                            for co in range {
+                                var s: Float = 0
+                                for img in 0..<n {
+                                    let row = pg.baseAddress! + (img * cout + co) * geo.hw
+                                    for j in 0..<geo.hw { s += row[j] }
+                                }
+                                dst[co] = s
+                            }
                         }
                     })
                 }
             }
+            if wantW {
+                gw = Tensor(shape: weight.shape, uninitialized: { dst in
+                    partials.withUnsafeBufferPointer { pp in
+                        for i in 0..<wsize {
+                            var s: Float = 0
+                            for sh in 0..<geo.shares { s += pp[sh * wsize + i] }
+                            dst[i] = s
+                        }
+                    }
+                })
+            }
+            if wantX { gx = Tensor(shape: x.shape, scalars: dxStore) }
             return [gx, gw, gb]
         }
+    }
+}
+
+/// Shapes of one convolution and how its images are shared out over the workers.
+struct ConvGeometry {
+    let n, cin, h, w, cout, groups, oh, ow: Int
+    let win: Window2D
+    let cg, coutg, rows, hw: Int
+    /// A 1×1 kernel, stride 1, no padding: an image's channels are its own columns.
+    let plain: Bool
+    /// Shares of the batch that run at once, each on one core; 1 when the batch is smaller
+    /// than the worker count (then each product is split over the workers instead).
+    let shares: Int
+
+    init(n: Int, cin: Int, h: Int, w: Int, cout: Int, groups: Int, win: Window2D, oh: Int, ow: Int) {
+        (self.n, self.cin, self.h, self.w, self.cout, self.groups, self.win, self.oh, self.ow) =
+            (n, cin, h, w, cout, groups, win, oh, ow)
+        cg = cin / groups
+        coutg = cout / groups
+        rows = cg * win.kh * win.kw
+        hw = oh * ow
+        plain = win.kh == 1 && win.kw == 1 && win.sh == 1 && win.sw == 1 && win.ph == 0 && win.pw == 0
+        let workers = Kernels.threadCount
+        shares = n >= workers ? workers : 1
+    }
+
+    /// Runs `body` once per share of the images, at once, with that share's scratch columns
+    /// (`rows × hw`, or none for a plain kernel) and, if asked, a second buffer for their gradient.
+    func forEachImage(needsDColumns: Bool = false,
+                      _ body: (_ share: Int, Range<Int>, _ serial: Bool, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void) {
+        let size = plain ? 0 : rows * hw
+        parallelFor(shares, grain: 1) { range in
+            for s in range {
+                let cols = size > 0 ? UnsafeMutablePointer<Float>.allocate(capacity: size) : nil
+                let dcols = size > 0 && needsDColumns ? UnsafeMutablePointer<Float>.allocate(capacity: size) : nil
+                defer { cols?.deallocate(); dcols?.deallocate() }
+                body(s, (n * s / shares)..<(n * (s + 1) / shares), shares > 1, cols, dcols)
+            }
+        }
+    }
+
+    func forEachImage(_ body: (Range<Int>, _ serial: Bool, UnsafeMutablePointer<Float>?) -> Void) {
+        forEachImage(needsDColumns: false) { _, imgs, serial, cols, _ in body(imgs, serial, cols) }
+    }
+
+    /// The columns of image `img`, group `group`: the input itself for a plain kernel,
+    /// otherwise im2col written into `scratch`.
+    func columns(_ x: UnsafePointer<Float>, img: Int, group: Int, scratch: UnsafeMutablePointer<Float>?) -> UnsafePointer<Float> {
+        let src = x + (img * cin + group * cg) * h * w
+        guard let scratch else { return src }
+        im2col(src, h: h, w: w, channels: cg, win: win, oh: oh, ow: ow, into: scratch)
+        return UnsafePointer(scratch)
     }
 }
 
@@ -135,65 +192,51 @@ func validColumns(offset: Int, stride: Int, width: Int, outWidth: Int) -> Range<
     return lo..<Swift.max(lo, hi)
 }
 
-/// Columns of one channel group: row (c, i, j) holds, for every output position of every
-/// image, the input value under kernel tap (i, j) of channel c (0 in the padding).
-func im2col(_ x: UnsafeBufferPointer<Float>, n: Int, c: Int, h: Int, w: Int, channelOffset: Int, channels: Int,
-            win: Window2D, oh: Int, ow: Int) -> [Float] {
-    let rows = channels * win.kh * win.kw, cols = n * oh * ow
-    let plain = win.kh == 1 && win.kw == 1 && win.sh == 1 && win.sw == 1 && win.ph == 0 && win.pw == 0
-    return [Float](unsafeUninitializedCapacity: rows * cols) { out, count in
-        let xs = x.baseAddress!, os = out.baseAddress!
-        let (kh, kw, sh, sw, ph, dh, dw) = (win.kh, win.kw, win.sh, win.sw, win.ph, win.dh, win.dw)
-        let pw = win.pw
-        parallelFor(rows, grain: 1) { range in
-            for r in range {
-                let ch = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw
-                let xoff = kj &* dw &- pw
-                let valid = validColumns(offset: xoff, stride: sw, width: w, outWidth: ow)
-                let lo = valid.lowerBound, hi = valid.upperBound
-                for img in 0..<n {
-                    let src = xs + (img * c + channelOffset + ch) * h * w
-                    let dstBase = os + r * cols + img * oh * ow
-                    if plain {
-                        dstBase.update(from: src, count: h * w)
-                        continue
+/// Columns of one image's channel group, `[channels·kh·kw, oh·ow]`: row (c, i, j) holds, for
+/// every output position, the input value under kernel tap (i, j) of channel c (0 in the
+/// padding). `x` points at the group's first channel.
+func im2col(_ x: UnsafePointer<Float>, h: Int, w: Int, channels: Int, win: Window2D, oh: Int, ow: Int,
+            into os: UnsafeMutablePointer<Float>) {
+    let (kh, kw, sh, sw, ph, dh, dw) = (win.kh, win.kw, win.sh, win.sw, win.ph, win.dh, win.dw)
+    let pw = win.pw, hw = oh * ow
+    for r in 0..<(channels * kh * kw) {
+        let ch = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw
+        let xoff = kj &* dw &- pw
+        let valid = validColumns(offset: xoff, stride: sw, width: w, outWidth: ow)
+        let lo = valid.lowerBound, hi = valid.upperBound
+        let src = x + ch * h * w
+        // Rows are short (a feature map's width): plain loops, which vectorise, beat a
+        // memmove call per row.
+        var d = os + r * hw
+        for y in 0..<oh {
+            let iy = y &* sh &- ph &+ ki &* dh
+            if iy < 0 || iy >= h {
+                for xo in 0..<ow { d[xo] = 0 }
+            } else {
+                let row = src + (iy &* w &+ xoff)
+                for xo in 0..<lo { d[xo] = 0 }
+                if sw == 1 {
+                    let dd = d + lo, rr = row + lo
+                    for j in 0..<(hi &- lo) { dd[j] = rr[j] }
+                } else if sw == 2 {
+                    // Even lanes of sixteen consecutive inputs, eight outputs at a time,
+                    // as long as all sixteen lie inside this input row.
+                    var xo = lo
+                    let rowEnd = w &- xoff
+                    while xo &+ 8 <= hi && 2 &* xo &+ 16 <= rowEnd {
+                        let v = UnsafeRawPointer(row + 2 &* xo).loadUnaligned(as: SIMD16<Float>.self)
+                        UnsafeMutableRawPointer(d + xo).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+                        xo &+= 8
                     }
-                    // Rows are short (a feature map's width): plain loops, which vectorise,
-                    // beat a memmove call per row.
-                    var d = dstBase
-                    for y in 0..<oh {
-                        let iy = y &* sh &- ph &+ ki &* dh
-                        if iy < 0 || iy >= h {
-                            for xo in 0..<ow { d[xo] = 0 }
-                        } else {
-                            let row = src + (iy &* w &+ xoff)
-                            for xo in 0..<lo { d[xo] = 0 }
-                            if sw == 1 {
-                                let dd = d + lo, rr = row + lo
-                                for j in 0..<(hi &- lo) { dd[j] = rr[j] }
-                            } else if sw == 2 {
-                                // Even lanes of sixteen consecutive inputs, eight outputs at a time,
-                                // as long as all sixteen lie inside this input row.
-                                var xo = lo
-                                let rowEnd = w &- xoff
-                                while xo &+ 8 <= hi && 2 &* xo &+ 16 <= rowEnd {
-                                    let v = UnsafeRawPointer(row + 2 &* xo).loadUnaligned(as: SIMD16<Float>.self)
-                                    UnsafeMutableRawPointer(d + xo).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
-                                    xo &+= 8
-                                }
-                                while xo < hi { d[xo] = row[2 &* xo]; xo &+= 1 }
-                            } else {
-                                var xo = lo
-                                while xo < hi { d[xo] = row[xo &* sw]; xo &+= 1 }
-                            }
-                            for xo in hi..<ow { d[xo] = 0 }
-                        }
-                        d += ow
-                    }
+                    while xo < hi { d[xo] = row[2 &* xo]; xo &+= 1 }
+                } else {
+                    var xo = lo
+                    while xo < hi { d[xo] = row[xo &* sw]; xo &+= 1 }
                 }
+                for xo in hi..<ow { d[xo] = 0 }
             }
+            d += ow
         }
-        count = rows * cols
     }
 }
 
@@ -203,45 +246,40 @@ let littleEndian = true
 let littleEndian = false
 #endif
 
-/// The adjoint of `im2col`: adds each column entry back to the input position it came from.
-func col2im(_ cols: UnsafeBufferPointer<Float>, into dx: UnsafeMutableBufferPointer<Float>, n: Int, c: Int, h: Int, w: Int,
-            channelOffset: Int, channels: Int, win: Window2D, oh: Int, ow: Int) {
-    let ncols = n * oh * ow
-    let cs = cols.baseAddress!, ds = dx.baseAddress!
-    // Parallel over channels: every row of channel ch writes only into channel ch.
-    parallelFor(channels, grain: 1) { range in
-        for ch in range {
-            for ki in 0..<win.kh {
-                for kj in 0..<win.kw {
-                    let r = (ch * win.kh + ki) * win.kw + kj
-                    let xoff = kj * win.dw - win.pw
-                    let valid = validColumns(offset: xoff, stride: win.sw, width: w, outWidth: ow)
-                    for img in 0..<n {
-                        let dst = ds + (img * c + channelOffset + ch) * h * w
-                        let srcBase = cs + r * ncols + img * oh * ow
-                        for y in 0..<oh {
-                            let iy = y * win.sh - win.ph + ki * win.dh
-                            if iy < 0 || iy >= h { continue }
-                            let row = dst + iy * w + xoff, s = srcBase + y * ow
-                            if win.sw == 1 {
-                                for xo in valid { row[xo] += s[xo] }
-                            } else if win.sw == 2 && littleEndian {
-                                // Eight values to every other input column at once: zero-extending
-                                // their bits to 64-bit lanes interleaves them with zeros (little-endian).
-                                var xo = valid.lowerBound
-                                let rowEnd = w &- xoff
-                                while xo &+ 8 <= valid.upperBound && 2 &* xo &+ 16 <= rowEnd {
-                                    let v = UnsafeRawPointer(s + xo).loadUnaligned(as: SIMD8<UInt32>.self)
-                                    let spread = unsafeBitCast(SIMD8<UInt64>(truncatingIfNeeded: v), to: SIMD16<Float>.self)
-                                    let target = UnsafeMutableRawPointer(row + 2 &* xo)
-                                    target.storeBytes(of: target.loadUnaligned(as: SIMD16<Float>.self) + spread, as: SIMD16<Float>.self)
-                                    xo &+= 8
-                                }
-                                while xo < valid.upperBound { row[2 &* xo] += s[xo]; xo &+= 1 }
-                            } else {
-                                for xo in valid { row[xo * win.sw] += s[xo] }
-                            }
+/// The adjoint of `im2col` for one image's channel group: adds each column entry back to the
+/// input position it came from. `dx` points at the group's first channel.
+func col2im(_ cols: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>, h: Int, w: Int, channels: Int,
+            win: Window2D, oh: Int, ow: Int) {
+    let hw = oh * ow
+    for ch in 0..<channels {
+        let dst = dx + ch * h * w
+        for ki in 0..<win.kh {
+            for kj in 0..<win.kw {
+                let r = (ch * win.kh + ki) * win.kw + kj
+                let xoff = kj * win.dw - win.pw
+                let valid = validColumns(offset: xoff, stride: win.sw, width: w, outWidth: ow)
+                let srcBase = cols + r * hw
+                for y in 0..<oh {
+                    let iy = y * win.sh - win.ph + ki * win.dh
+                    if iy < 0 || iy >= h { continue }
+                    let row = dst + iy * w + xoff, s = srcBase + y * ow
+                    if win.sw == 1 {
+                        for xo in valid { row[xo] += s[xo] }
+                    } else if win.sw == 2 && littleEndian {
+                        // Eight values to every other input column at once: zero-extending
+                        // their bits to 64-bit lanes interleaves them with zeros (little-endian).
+                        var xo = valid.lowerBound
+                        let rowEnd = w &- xoff
+                        while xo &+ 8 <= valid.upperBound && 2 &* xo &+ 16 <= rowEnd {
+                            let v = UnsafeRawPointer(s + xo).loadUnaligned(as: SIMD8<UInt32>.self)
+                            let spread = unsafeBitCast(SIMD8<UInt64>(truncatingIfNeeded: v), to: SIMD16<Float>.self)
+                            let target = UnsafeMutableRawPointer(row + 2 &* xo)
+                            target.storeBytes(of: target.loadUnaligned(as: SIMD16<Float>.self) + spread, as: SIMD16<Float>.self)
+                            xo &+= 8
                         }
+                        while xo < valid.upperBound { row[2 &* xo] += s[xo]; xo &+= 1 }
+                    } else {
+                        for xo in valid { row[xo * win.sw] += s[xo] }
                     }
                 }
             }

@@ -14,8 +14,9 @@ import Synchronization
 /// same cores.
 @inline(__always)
 func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
-           a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>) {
-    let split = BLASThreads.splitHere
+           a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>,
+           mayUseWorkers: Bool = true) {
+    let split = BLASThreads.splitHere && mayUseWorkers
     let lda = transA ? m : k, ldb = transB ? k : n, ldc = n
     func call(_ i0: Int, _ mi: Int, _ j0: Int, _ nj: Int) {
         // Row block i0..<i0+mi of C reads rows of op(A); column block j0..<j0+nj reads columns of op(B).
