@@ -70,3 +70,42 @@ public func parallelFor(_ count: Int, grain: Int = 32_768, _ body: (Range<Int>) 
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Runs `phases × chunks` pieces of work phase by phase: no chunk of phase p starts before
+/// every chunk of phase p − 1 has finished, and the chunks of one phase run at once on the
+/// workers. Built for recurrences, where each time step is one phase split over hidden
+/// units: the workers wait for each other with a short spin instead of a thread hand-off
+/// per step.
+///
+/// Threads claim chunks in order from one shared counter and finish each claim before taking
+/// the next, so the chunks a thread waits for are always held by a thread that is running:
+/// if only one thread ever arrives, it does all the work alone.
+func runPhases(_ phases: Int, chunks: Int, _ body: (_ phase: Int, _ chunk: Int) -> Void) {
+    let total = phases * chunks
+    guard total > 0 else { return }
+    if chunks == 1 || Kernels.threadCount == 1 {
+        for p in 0..<phases { for c in 0..<chunks { body(p, c) } }
+        return
+    }
+    let progress = PhaseProgress()
+    parallelFor(Swift.min(Kernels.threadCount, chunks), grain: 1) { _ in
+        while true {
+            let i = progress.claimed.add(1, ordering: .relaxed).oldValue
+            if i >= total { break }
+            let phase = i / chunks
+            let needed = phase * chunks
+            var spins = 0
+            while progress.finished.load(ordering: .acquiring) < needed {
+                spins += 1
+                if spins < 4_000 { gg_cpu_relax() } else { sched_yield() }
+            }
+            body(phase, i - needed)
+            progress.finished.add(1, ordering: .releasing)
+        }
+    }
+}
+
+private final class PhaseProgress: Sendable {
+    let claimed = Atomic<Int>(0)
+    let finished = Atomic<Int>(0)
+}

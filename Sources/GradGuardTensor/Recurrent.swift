@@ -76,71 +76,83 @@ extension Tensor {
         ghn.withUnsafeMutableBufferPointer { hn in
         weightHH.scalars.withUnsafeBufferPointer { whh in
             // h · W_hhᵀ, with the recurrent weight packed once for all steps where the kernel runs.
-            let recurrence = StepProduct(whh.baseAddress!, transB: true, k: hidden, n: gw)
+            let recurrence = StepProduct(whh.baseAddress!, transB: true, k: hidden, n: gw, packable: hidden % 16 == 0)
+            let blocks = UnitBlocks(hidden: hidden, aligned: recurrence.isPacked, work: batch * gw * hidden)
             var gh = [Float](repeating: 0, count: batch * gw)
-            gh.withUnsafeMutableBufferPointer { ghp in
-                for t in 0..<steps {
-                    let pre = g.baseAddress! + t * batch * gw
-                    let hPrev = h.baseAddress! + t * bh, hNext = h.baseAddress! + (t + 1) * bh
+            gh.withUnsafeMutableBufferPointer { ghb in
+                let ghp = ghb.baseAddress!, g = g.baseAddress!, h = h.baseAddress!, c = c.baseAddress, tc = tc.baseAddress
+                let a = a.baseAddress, hn = hn.baseAddress
+                // Each step is one phase; each block of hidden units one chunk of it: that block's
+                // columns of every gate in the product, then its gate arithmetic.
+                runPhases(steps, chunks: blocks.count) { t, chunk in
+                    let units = blocks[chunk], lo = units.lowerBound, len = units.count
+                    let pre = g + t * batch * gw
+                    let hPrev = h + t * bh, hNext = h + (t + 1) * bh
                     if isGRU {
+                        let a = a!, hn = hn!
                         bhhValues.withUnsafeBufferPointer { bb in
-                            for b in 0..<batch { (ghp.baseAddress! + b * gw).update(from: bb.baseAddress!, count: gw) }
+                            for b in 0..<batch {
+                                for q in 0..<3 { (ghp + b * gw + q * hidden + lo).update(from: bb.baseAddress! + q * hidden + lo, count: len) }
+                            }
                         }
-                        recurrence.apply(hPrev, m: batch, into: ghp.baseAddress!, accumulate: true)
+                        blocks.product(recurrence, hPrev, m: batch, units: units, into: ghp)
                         for b in 0..<batch {
-                            // Per-gate pointers: loops without index arithmetic, which vectorise.
-                            let gi = pre + b * gw, gh = ghp.baseAddress! + b * gw
-                            let r = a.baseAddress! + t * batch * gw + b * gw, z = r + hidden, n = z + hidden
-                            let hnRow = hn.baseAddress! + t * bh + b * hidden
-                            let hp = hPrev + b * hidden, ho = hNext + b * hidden
-                            for k in 0..<(2 * hidden) { r[k] = gi[k] + gh[k] }
-                            VectorMath.apply(UnsafeBufferPointer(start: r, count: 2 * hidden),
-                                             UnsafeMutableBufferPointer(start: r, count: 2 * hidden), 0..<(2 * hidden), .sigmoid)
-                            let giN = gi + 2 * hidden, ghN = gh + 2 * hidden
-                            for k in 0..<hidden {
+                            // Per-gate pointers at this block's first unit: loops without index arithmetic, which vectorise.
+                            let giR = pre + b * gw + lo, giZ = giR + hidden, giN = giZ + hidden
+                            let ghR = ghp + b * gw + lo, ghZ = ghR + hidden, ghN = ghZ + hidden
+                            let r = a + t * batch * gw + b * gw + lo, z = r + hidden, n = z + hidden
+                            let hnRow = hn + t * bh + b * hidden + lo
+                            let hp = hPrev + b * hidden + lo, ho = hNext + b * hidden + lo
+                            for k in 0..<len { r[k] = giR[k] + ghR[k]; z[k] = giZ[k] + ghZ[k] }
+                            VectorMath.apply(r, len, .sigmoid)
+                            VectorMath.apply(z, len, .sigmoid)
+                            for k in 0..<len {
                                 hnRow[k] = ghN[k]
                                 n[k] = giN[k] + r[k] * ghN[k]
                             }
-                            VectorMath.apply(UnsafeBufferPointer(start: n, count: hidden),
-                                             UnsafeMutableBufferPointer(start: n, count: hidden), 0..<hidden, .tanh)
-                            for k in 0..<hidden { ho[k] = (1 - z[k]) * n[k] + z[k] * hp[k] }
+                            VectorMath.apply(n, len, .tanh)
+                            for k in 0..<len { ho[k] = (1 - z[k]) * n[k] + z[k] * hp[k] }
                         }
-                        continue
+                        return
                     }
                     // pre += h_{t-1} · W_hhᵀ
-                    recurrence.apply(hPrev, m: batch, into: pre, accumulate: true)
-                    let step = UnsafeMutableBufferPointer(start: pre, count: batch * gw)
+                    blocks.product(recurrence, hPrev, m: batch, units: units, into: pre)
                     switch kind {
-                    case .rnnTanh:
-                        VectorMath.apply(UnsafeBufferPointer(step), step, 0..<(batch * gw), .tanh)
-                        for k in 0..<bh { hNext[k] = pre[k] }
-                    case .rnnRelu:
-                        for k in 0..<bh { pre[k] = Swift.max(pre[k], 0); hNext[k] = pre[k] }
-                    case .lstm:
+                    case .rnnTanh, .rnnRelu:
                         for b in 0..<batch {
-                            let row = b * gw
-                            let ifg = UnsafeMutableBufferPointer(start: pre + row, count: 2 * hidden)
-                            VectorMath.apply(UnsafeBufferPointer(ifg), ifg, 0..<(2 * hidden), .sigmoid)
-                            let gg = UnsafeMutableBufferPointer(start: pre + row + 2 * hidden, count: hidden)
-                            VectorMath.apply(UnsafeBufferPointer(gg), gg, 0..<hidden, .tanh)
-                            let oo = UnsafeMutableBufferPointer(start: pre + row + 3 * hidden, count: hidden)
-                            VectorMath.apply(UnsafeBufferPointer(oo), oo, 0..<hidden, .sigmoid)
-                            let cPrev = c.baseAddress! + t * bh + b * hidden, cNext = c.baseAddress! + (t + 1) * bh + b * hidden
-                            // One pointer per gate, so the loops carry no index arithmetic and vectorise.
-                            let ig = pre + row, fg = ig + hidden, gg2 = fg + hidden, og = gg2 + hidden
+                            let row = pre + b * hidden + lo, ho = hNext + b * hidden + lo
+                            if kind == .rnnTanh {
+                                VectorMath.apply(row, len, .tanh)
+                            } else {
+                                for k in 0..<len { row[k] = Swift.max(row[k], 0) }
+                            }
+                            ho.update(from: row, count: len)
+                        }
+                    case .lstm:
+                        let c = c!, tc = tc!
+                        for b in 0..<batch {
+                            // One pointer per gate at this block's first unit, so the loops carry no
+                            // index arithmetic and vectorise.
+                            let ig = pre + b * gw + lo, fg = ig + hidden, gg = fg + hidden, og = gg + hidden
+                            VectorMath.apply(ig, len, .sigmoid)
+                            VectorMath.apply(fg, len, .sigmoid)
+                            VectorMath.apply(gg, len, .tanh)
+                            VectorMath.apply(og, len, .sigmoid)
+                            let cPrev = c + t * bh + b * hidden + lo, cNext = c + (t + 1) * bh + b * hidden + lo
                             var k = 0
-                            while k + 8 <= hidden {
-                                let v = VectorMath.load(fg, k) * VectorMath.load(cPrev, k) + VectorMath.load(ig, k) * VectorMath.load(gg2, k)
+                            while k + 8 <= len {
+                                let v = VectorMath.load(fg, k) * VectorMath.load(cPrev, k) + VectorMath.load(ig, k) * VectorMath.load(gg, k)
                                 VectorMath.store(cNext, k, v)
                                 k += 8
                             }
-                            while k < hidden { cNext[k] = fg[k] * cPrev[k] + ig[k] * gg2[k]; k += 1 }
-                            let tcRow = UnsafeMutableBufferPointer(start: tc.baseAddress! + t * bh + b * hidden, count: hidden)
-                            VectorMath.apply(UnsafeBufferPointer(start: cNext, count: hidden), tcRow, 0..<hidden, .tanh)
-                            let hRow = hNext + b * hidden, tcp = tcRow.baseAddress!
+                            while k < len { cNext[k] = fg[k] * cPrev[k] + ig[k] * gg[k]; k += 1 }
+                            let tcp = tc + t * bh + b * hidden + lo
+                            VectorMath.apply(UnsafeBufferPointer(start: cNext, count: len),
+                                             UnsafeMutableBufferPointer(start: tcp, count: len), 0..<len, .tanh)
+                            let hRow = hNext + b * hidden + lo
                             k = 0
-                            while k + 8 <= hidden { VectorMath.store(hRow, k, VectorMath.load(og, k) * VectorMath.load(tcp, k)); k += 8 }
-                            while k < hidden { hRow[k] = og[k] * tcp[k]; k += 1 }
+                            while k + 8 <= len { VectorMath.store(hRow, k, VectorMath.load(og, k) * VectorMath.load(tcp, k)); k += 8 }
+                            while k < len { hRow[k] = og[k] * tcp[k]; k += 1 }
                         }
                     case .gru: break
                     }
@@ -202,36 +214,56 @@ extension Tensor {
         ghn.withUnsafeBufferPointer { gnb in
         weightHH.scalars.withUnsafeBufferPointer { whh in
             // dG_h · W_hh (W_hh is gw × hidden), packed once for all steps where the kernel runs.
-            let recurrence = StepProduct(whh.baseAddress!, transB: false, k: gw, n: hidden)
+            let recurrence = StepProduct(whh.baseAddress!, transB: false, k: gw, n: hidden, packable: hidden % 16 == 0)
+            let blocks = UnitBlocks(hidden: hidden, aligned: recurrence.isPacked, work: batch * gw * hidden)
             // Raw pointers: the loops below run T·B·H times and must vectorise.
             let dO = dOb.baseAddress!, dgi = dgib.baseAddress!, dhNext = dnb.baseAddress!, dh = dhb.baseAddress!
             let dgh = dghb.baseAddress, dcNext = dcb.baseAddress
             let acts = ab.baseAddress!, hs = hsb.baseAddress!, cs = csb.baseAddress, tcs = tcb.baseAddress, ghn = gnb.baseAddress
-            for t in stride(from: steps - 1, through: 0, by: -1) {
+            // Phase p finishes dh_{T−p} = dG[T−p] · W_hh for its block of units (p > 0), then runs
+            // the gate backward of step T−1−p for the same units (p < T). The last phase leaves
+            // the gradient of h0 in dhNext.
+            runPhases(steps + 1, chunks: blocks.count) { p, chunk in
+                let units = blocks[chunk], lo = units.lowerBound, len = units.count
+                if p > 0 {
+                    // dh_{t-1} (+)= dG_h[t] · W_hh; GRU's direct path z ⊙ dh is already in dhNext.
+                    let base = (steps - p) * batch * gw
+                    blocks.product(recurrence, isGRU ? dgh! + base : dgi + base, m: batch, units: units, into: dhNext,
+                                   accumulate: isGRU)
+                }
+                guard p < steps else { return }
+                let t = steps - 1 - p
                 let dOt = dO + t * bh
-                for k in 0..<bh { dh[k] = dOt[k] + dhNext[k] }
+                for b in 0..<batch {
+                    let o = b * hidden + lo
+                    for k in 0..<len { dh[o + k] = dOt[o + k] + dhNext[o + k] }
+                }
                 let base = t * batch * gw
                 switch kind {
-                case .rnnTanh:
-                    let y = hs + (t + 1) * bh, d = dgi + base
-                    for k in 0..<bh { d[k] = dh[k] * (1 - y[k] * y[k]) }
-                case .rnnRelu:
-                    let y = hs + (t + 1) * bh, d = dgi + base
-                    for k in 0..<bh { d[k] = y[k] > 0 ? dh[k] : 0 }
+                case .rnnTanh, .rnnRelu:
+                    for b in 0..<batch {
+                        let o = b * hidden + lo
+                        let y = hs + (t + 1) * bh + o, d = dgi + base + o, dhv = dh + o
+                        if kind == .rnnTanh {
+                            for k in 0..<len { d[k] = dhv[k] * (1 - y[k] * y[k]) }
+                        } else {
+                            for k in 0..<len { d[k] = y[k] > 0 ? dhv[k] : 0 }
+                        }
+                    }
                 case .lstm:
                     let cs = cs!, tcs = tcs!, dcNext = dcNext!
                     for b in 0..<batch {
-                        let ai = acts + base + b * gw, af = ai + hidden, ag = af + hidden, ao = ag + hidden
-                        let di = dgi + base + b * gw, df = di + hidden, dg = df + hidden, dO = dg + hidden
-                        let tc = tcs + t * bh + b * hidden, cPrev = cs + t * bh + b * hidden
-                        let dhv = dh + b * hidden, dcv = dcNext + b * hidden
+                        let ai = acts + base + b * gw + lo, af = ai + hidden, ag = af + hidden, ao = ag + hidden
+                        let di = dgi + base + b * gw + lo, df = di + hidden, dg = df + hidden, dO = dg + hidden
+                        let tc = tcs + t * bh + b * hidden + lo, cPrev = cs + t * bh + b * hidden + lo
+                        let dhv = dh + b * hidden + lo, dcv = dcNext + b * hidden + lo
                         // Eight hidden units at a time (the pointers may alias as far as the
                         // compiler knows, so it would not vectorise this loop itself).
                         @inline(__always) func ld(_ p: UnsafePointer<Float>, _ k: Int) -> F8 { VectorMath.load(p, k) }
                         @inline(__always) func ld(_ p: UnsafeMutablePointer<Float>, _ k: Int) -> F8 { VectorMath.load(p, k) }
                         @inline(__always) func st(_ p: UnsafeMutablePointer<Float>, _ k: Int, _ v: F8) { VectorMath.store(p, k, v) }
                         var k = 0
-                        while k + 8 <= hidden {
+                        while k + 8 <= len {
                             let i = ld(ai, k), f = ld(af, k), g = ld(ag, k), o = ld(ao, k)
                             let tck = ld(tc, k), dhk = ld(dhv, k)
                             let dc = ld(dcv, k) + dhk * o * (1 - tck * tck)
@@ -242,7 +274,7 @@ extension Tensor {
                             st(dcv, k, dc * f)
                             k += 8
                         }
-                        while k < hidden {
+                        while k < len {
                             let i = ai[k], f = af[k], g = ag[k], o = ao[k]
                             let dc = dcv[k] + dhv[k] * o * (1 - tc[k] * tc[k])
                             di[k] = dc * g * i * (1 - i)
@@ -256,26 +288,23 @@ extension Tensor {
                 case .gru:
                     let dgh = dgh!, ghn = ghn!
                     for b in 0..<batch {
-                        // Per-gate pointers: loops without index arithmetic.
-                        let r = acts + base + b * gw, z = r + hidden, n = z + hidden
-                        let dr = dgi + base + b * gw, dz = dr + hidden, dn = dz + hidden
-                        let hr = dgh + base + b * gw, hz = hr + hidden, hnn = hz + hidden
-                        let hPrev = hs + t * bh + b * hidden, hn = ghn + t * bh + b * hidden
-                        let dhv = dh + b * hidden, dNext = dhNext + b * hidden
-                        for k in 0..<hidden {
+                        // Per-gate pointers at this block's first unit: loops without index arithmetic.
+                        let r = acts + base + b * gw + lo, z = r + hidden, n = z + hidden
+                        let dr = dgi + base + b * gw + lo, dz = dr + hidden, dn = dz + hidden
+                        let hr = dgh + base + b * gw + lo, hz = hr + hidden, hnn = hz + hidden
+                        let hPrev = hs + t * bh + b * hidden + lo, hn = ghn + t * bh + b * hidden + lo
+                        let dhv = dh + b * hidden + lo, dNext = dhNext + b * hidden + lo
+                        for k in 0..<len {
                             let rk = r[k], zk = z[k], nk = n[k], dhk = dhv[k]
                             let dnp = dhk * (1 - zk) * (1 - nk * nk)
                             let drp = dnp * hn[k] * rk * (1 - rk)
                             let dzp = dhk * (hPrev[k] - nk) * zk * (1 - zk)
                             dr[k] = drp; dz[k] = dzp; dn[k] = dnp
                             hr[k] = drp; hz[k] = dzp; hnn[k] = dnp * rk
-                            dNext[k] = dhk * zk   // the direct path; the product below adds the rest
+                            dNext[k] = dhk * zk   // the direct path; the next phase's product adds the rest
                         }
                     }
                 }
-                // dh_{t-1} (+)= dG_h[t] · W_hh
-                let src = isGRU ? dgh! + base : dgi + base
-                recurrence.apply(src, m: batch, into: dhNext, accumulate: isGRU)
             }
         }}}}}}}}}}}}
         let rows = steps * batch

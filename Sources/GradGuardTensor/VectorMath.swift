@@ -88,6 +88,12 @@ enum VectorMath {
         UnsafeMutableRawPointer(p + k).storeBytes(of: v, as: F8.self)
     }
 
+    /// Applies one of the vectorised functions in place to `count` values at `p`.
+    @inline(__always)
+    static func apply(_ p: UnsafeMutablePointer<Float>, _ count: Int, _ op: VectorOp) {
+        apply(UnsafeBufferPointer(start: p, count: count), UnsafeMutableBufferPointer(start: p, count: count), 0..<count, op)
+    }
+
     /// Applies one of the vectorised functions to `src[range]`, writing `dst[range]` (the
     /// two may be the same memory). Each function has its own loop so that it is inlined.
     @inline(__always)

@@ -30,3 +30,15 @@ void gg_pack_b(const float *B, long ldb, int transB, long K, long N, float *pack
 void gg_gemm_packed_avx2(long M, long K, const float *A, long lda, const float *packed,
                          long panel0, long panel1, long N, float *C, long ldc, int accumulate);
 #endif
+
+#ifndef CGRADGUARD_RELAX_H
+#define CGRADGUARD_RELAX_H
+/// A spin-wait hint to the processor (PAUSE on x86-64, YIELD on ARM).
+static inline void gg_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+#endif
