@@ -1,8 +1,13 @@
+import CGradGuardKernels
+
 // MARK: - 2-D convolution (im2col + GEMM) on NCHW tensors
 
 /// Geometry of a 2-D convolution or pooling window.
 struct Window2D {
     let kh, kw, sh, sw, ph, pw, dh, dw: Int
+
+    /// The same window for the C kernels.
+    var c: gg_window { gg_window(kh: kh, kw: kw, sh: sh, sw: sw, ph: ph, pw: pw, dh: dh, dw: dw) }
 
     func outputSize(h: Int, w: Int) -> (Int, Int) {
         ((h + 2 * ph - dh * (kh - 1) - 1) / sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1)
@@ -38,13 +43,13 @@ extension Tensor {
             x.scalars.withUnsafeBufferPointer { px in
                 weight.scalars.withUnsafeBufferPointer { pw in
                     let b = bias?.scalars
-                    geo.forEachImage { imgs, serial, cols in
+                    geo.forEachImage(scratch: true) { _, imgs, serial, scratch, _ in
                         for img in imgs {
                             for g in 0..<groups {
                                 let y = dst.baseAddress! + (img * cout + g * geo.coutg) * geo.hw
                                 sgemm(transA: false, transB: false, m: geo.coutg, n: geo.hw, k: geo.rows,
                                       a: pw.baseAddress! + g * geo.coutg * geo.rows,
-                                      b: geo.columns(px.baseAddress!, img: img, group: g, scratch: cols),
+                                      b: geo.columns(px.baseAddress!, img: img, group: g, into: scratch),
                                       c: y, mayUseWorkers: !serial)
                                 if let b {
                                     for co in 0..<geo.coutg {
@@ -71,7 +76,7 @@ extension Tensor {
                     weight.scalars.withUnsafeBufferPointer { pw in
                         partials.withUnsafeMutableBufferPointer { pp in
                             dxStore.withUnsafeMutableBufferPointer { pdx in
-                                geo.forEachImage(needsDColumns: wantX) { share, imgs, serial, cols, dcols in
+                                geo.forEachImage(scratch: wantW, dScratch: wantX) { share, imgs, serial, scratch, dcols in
                                     for img in imgs {
                                         let dxImg = wantX ? pdx.baseAddress! + img * cin * h * w : nil
                                         if let dxImg, !geo.plain { dxImg.initialize(repeating: 0, count: cin * h * w) }
@@ -80,7 +85,7 @@ extension Tensor {
                                             let wg = pw.baseAddress! + grp * geo.coutg * geo.rows
                                             if wantW {
                                                 sgemm(transA: false, transB: true, m: geo.coutg, n: geo.rows, k: geo.hw,
-                                                      a: dy, b: geo.columns(px.baseAddress!, img: img, group: grp, scratch: cols),
+                                                      a: dy, b: geo.columns(px.baseAddress!, img: img, group: grp, into: scratch),
                                                       beta: 1, c: pp.baseAddress! + share * wsize + grp * geo.coutg * geo.rows,
                                                       mayUseWorkers: !serial)
                                             }
@@ -154,135 +159,46 @@ struct ConvGeometry {
         shares = n >= workers ? workers : 1
     }
 
-    /// Runs `body` once per share of the images, at once, with that share's scratch columns
-    /// (`rows × hw`, or none for a plain kernel) and, if asked, a second buffer for their gradient.
-    func forEachImage(needsDColumns: Bool = false,
+    /// Runs `body` once per share of the images, at once, with that share's scratch buffers
+    /// of `rows × hw` floats for columns (`scratch`, unless the kernel is plain) and for their
+    /// gradient (`dScratch`, unless the kernel is plain).
+    func forEachImage(scratch: Bool, dScratch: Bool = false,
                       _ body: (_ share: Int, Range<Int>, _ serial: Bool, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void) {
         let size = plain ? 0 : rows * hw
         parallelFor(shares, grain: 1) { range in
             for s in range {
-                let cols = size > 0 ? UnsafeMutablePointer<Float>.allocate(capacity: size) : nil
-                let dcols = size > 0 && needsDColumns ? UnsafeMutablePointer<Float>.allocate(capacity: size) : nil
+                let cols = size > 0 && scratch ? UnsafeMutablePointer<Float>.allocate(capacity: size) : nil
+                let dcols = size > 0 && dScratch ? UnsafeMutablePointer<Float>.allocate(capacity: size) : nil
                 defer { cols?.deallocate(); dcols?.deallocate() }
                 body(s, (n * s / shares)..<(n * (s + 1) / shares), shares > 1, cols, dcols)
             }
         }
     }
 
-    func forEachImage(_ body: (Range<Int>, _ serial: Bool, UnsafeMutablePointer<Float>?) -> Void) {
-        forEachImage(needsDColumns: false) { _, imgs, serial, cols, _ in body(imgs, serial, cols) }
-    }
-
     /// The columns of image `img`, group `group`: the input itself for a plain kernel,
-    /// otherwise im2col written into `scratch`.
-    func columns(_ x: UnsafePointer<Float>, img: Int, group: Int, scratch: UnsafeMutablePointer<Float>?) -> UnsafePointer<Float> {
+    /// otherwise im2col written into `buffer`.
+    func columns(_ x: UnsafePointer<Float>, img: Int, group: Int, into buffer: UnsafeMutablePointer<Float>?) -> UnsafePointer<Float> {
         let src = x + (img * cin + group * cg) * h * w
-        guard let scratch else { return src }
-        im2col(src, h: h, w: w, channels: cg, win: win, oh: oh, ow: ow, into: scratch)
-        return UnsafePointer(scratch)
+        guard !plain, let buffer else { return src }
+        im2col(src, h: h, w: w, channels: cg, win: win, oh: oh, ow: ow, into: buffer)
+        return UnsafePointer(buffer)
     }
 }
 
-/// The output columns `xo` whose input column `xo·stride + offset` lies inside `0..<width`.
+/// Columns of one image's channel group, `[channels·kh·kw, oh·ow]` (see `gg_im2col`).
+/// `x` points at the group's first channel.
 @inline(__always)
-func validColumns(offset: Int, stride: Int, width: Int, outWidth: Int) -> Range<Int> {
-    let lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride
-    let last = width - 1 - offset
-    let hi = last < 0 ? 0 : Swift.min(outWidth, last / stride + 1)
-    return lo..<Swift.max(lo, hi)
-}
-
-/// Columns of one image's channel group, `[channels·kh·kw, oh·ow]`: row (c, i, j) holds, for
-/// every output position, the input value under kernel tap (i, j) of channel c (0 in the
-/// padding). `x` points at the group's first channel.
 func im2col(_ x: UnsafePointer<Float>, h: Int, w: Int, channels: Int, win: Window2D, oh: Int, ow: Int,
-            into os: UnsafeMutablePointer<Float>) {
-    let (kh, kw, sh, sw, ph, dh, dw) = (win.kh, win.kw, win.sh, win.sw, win.ph, win.dh, win.dw)
-    let pw = win.pw, hw = oh * ow
-    for r in 0..<(channels * kh * kw) {
-        let ch = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw
-        let xoff = kj &* dw &- pw
-        let valid = validColumns(offset: xoff, stride: sw, width: w, outWidth: ow)
-        let lo = valid.lowerBound, hi = valid.upperBound
-        let src = x + ch * h * w
-        // Rows are short (a feature map's width): plain loops, which vectorise, beat a
-        // memmove call per row.
-        var d = os + r * hw
-        for y in 0..<oh {
-            let iy = y &* sh &- ph &+ ki &* dh
-            if iy < 0 || iy >= h {
-                for xo in 0..<ow { d[xo] = 0 }
-            } else {
-                let row = src + (iy &* w &+ xoff)
-                for xo in 0..<lo { d[xo] = 0 }
-                if sw == 1 {
-                    let dd = d + lo, rr = row + lo
-                    for j in 0..<(hi &- lo) { dd[j] = rr[j] }
-                } else if sw == 2 {
-                    // Even lanes of sixteen consecutive inputs, eight outputs at a time,
-                    // as long as all sixteen lie inside this input row.
-                    var xo = lo
-                    let rowEnd = w &- xoff
-                    while xo &+ 8 <= hi && 2 &* xo &+ 16 <= rowEnd {
-                        let v = UnsafeRawPointer(row + 2 &* xo).loadUnaligned(as: SIMD16<Float>.self)
-                        UnsafeMutableRawPointer(d + xo).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
-                        xo &+= 8
-                    }
-                    while xo < hi { d[xo] = row[2 &* xo]; xo &+= 1 }
-                } else {
-                    var xo = lo
-                    while xo < hi { d[xo] = row[xo &* sw]; xo &+= 1 }
-                }
-                for xo in hi..<ow { d[xo] = 0 }
-            }
-            d += ow
-        }
-    }
+            into out: UnsafeMutablePointer<Float>) {
+    var cw = win.c
+    gg_im2col(x, h, w, channels, &cw, oh, ow, out, VectorMath.hasAVX2 ? 1 : 0)
 }
-
-#if _endian(little)
-let littleEndian = true
-#else
-let littleEndian = false
-#endif
 
 /// The adjoint of `im2col` for one image's channel group: adds each column entry back to the
 /// input position it came from. `dx` points at the group's first channel.
+@inline(__always)
 func col2im(_ cols: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>, h: Int, w: Int, channels: Int,
             win: Window2D, oh: Int, ow: Int) {
-    let hw = oh * ow
-    for ch in 0..<channels {
-        let dst = dx + ch * h * w
-        for ki in 0..<win.kh {
-            for kj in 0..<win.kw {
-                let r = (ch * win.kh + ki) * win.kw + kj
-                let xoff = kj * win.dw - win.pw
-                let valid = validColumns(offset: xoff, stride: win.sw, width: w, outWidth: ow)
-                let srcBase = cols + r * hw
-                for y in 0..<oh {
-                    let iy = y * win.sh - win.ph + ki * win.dh
-                    if iy < 0 || iy >= h { continue }
-                    let row = dst + iy * w + xoff, s = srcBase + y * ow
-                    if win.sw == 1 {
-                        for xo in valid { row[xo] += s[xo] }
-                    } else if win.sw == 2 && littleEndian {
-                        // Eight values to every other input column at once: zero-extending
-                        // their bits to 64-bit lanes interleaves them with zeros (little-endian).
-                        var xo = valid.lowerBound
-                        let rowEnd = w &- xoff
-                        while xo &+ 8 <= valid.upperBound && 2 &* xo &+ 16 <= rowEnd {
-                            let v = UnsafeRawPointer(s + xo).loadUnaligned(as: SIMD8<UInt32>.self)
-                            let spread = unsafeBitCast(SIMD8<UInt64>(truncatingIfNeeded: v), to: SIMD16<Float>.self)
-                            let target = UnsafeMutableRawPointer(row + 2 &* xo)
-                            target.storeBytes(of: target.loadUnaligned(as: SIMD16<Float>.self) + spread, as: SIMD16<Float>.self)
-                            xo &+= 8
-                        }
-                        while xo < valid.upperBound { row[2 &* xo] += s[xo]; xo &+= 1 }
-                    } else {
-                        for xo in valid { row[xo * win.sw] += s[xo] }
-                    }
-                }
-            }
-        }
-    }
+    var cw = win.c
+    gg_col2im(cols, dx, h, w, channels, &cw, oh, ow, VectorMath.hasAVX2 ? 1 : 0)
 }

@@ -114,16 +114,26 @@ final class WideConvolutionTests: XCTestCase {
         return out
     }
 
+    /// Rows wide enough for the eight-lane paths of im2col and col2im, with the AVX2 kernels
+    /// and without.
     func testWideInputsMatchDirectConvolution() {
-        let x = testTensor([3, 3, 5, 41], seed: 600)  // three images: uneven shares over two workers
-        let w = testTensor([4, 3, 3, 3], seed: 601)
-        for (stride, pad) in [(1, 1), (2, 1), (2, 0), (3, 1)] {
-            let y = x.conv2d(weight: w, stride: (stride, stride), padding: (pad, pad))
-            assertClose(y, Tensor(shape: y.shape, scalars: naiveConv(x, w, stride: stride, pad: pad)), rtol: 1e-5, atol: 1e-5,
-                        "stride \(stride) padding \(pad)")
-        }
-        checkGradients([testTensor([1, 2, 3, 37], seed: 602), testTensor([2, 2, 3, 3], seed: 603)]) {
-            $0[0].conv2d(weight: $0[1], stride: (2, 2), padding: (1, 1))
+        let saved = Kernels.allowAVX2
+        defer { Kernels.allowAVX2 = saved }
+        for avx2 in [true, false] {
+            Kernels.allowAVX2 = avx2
+            let x = testTensor([3, 3, 5, 41], seed: 600)  // three images: uneven shares over two workers
+            let w = testTensor([4, 3, 3, 3], seed: 601)
+            for (stride, pad) in [(1, 1), (2, 1), (2, 0), (3, 1)] {
+                let y = x.conv2d(weight: w, stride: (stride, stride), padding: (pad, pad))
+                assertClose(y, Tensor(shape: y.shape, scalars: naiveConv(x, w, stride: stride, pad: pad)), rtol: 1e-5, atol: 1e-5,
+                            "stride \(stride) padding \(pad) avx2 \(avx2)")
+            }
+            checkGradients([testTensor([1, 2, 3, 37], seed: 602), testTensor([2, 2, 3, 3], seed: 603)]) {
+                $0[0].conv2d(weight: $0[1], stride: (2, 2), padding: (1, 1))
+            }
+            checkGradients([testTensor([2, 2, 3, 36], seed: 604), testTensor([2, 2, 3, 3], seed: 605)]) {
+                $0[0].conv2d(weight: $0[1], stride: (2, 2), padding: (0, 0))
+            }
         }
     }
 }

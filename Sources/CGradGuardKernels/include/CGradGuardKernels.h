@@ -42,3 +42,17 @@ static inline void gg_cpu_relax(void) {
 #endif
 }
 #endif
+
+#ifndef CGRADGUARD_CONV_H
+#define CGRADGUARD_CONV_H
+/// A convolution or pooling window: kernel, stride, padding and dilation along y and x.
+typedef struct { long kh, kw, sh, sw, ph, pw, dh, dw; } gg_window;
+/// Columns of one image's channel group, [channels·kh·kw, oh·ow]: row (c, i, j) holds, for
+/// every output position, the input under kernel tap (i, j) of channel c (0 in the padding).
+/// `x` points at the group's first channel (h × w each). `use_avx2` only where the processor has it.
+void gg_im2col(const float *x, long h, long w, long channels, const gg_window *win, long oh, long ow, float *out,
+               int use_avx2);
+/// The adjoint of gg_im2col: adds each column entry to the input position it came from.
+void gg_col2im(const float *cols, float *dx, long h, long w, long channels, const gg_window *win, long oh, long ow,
+               int use_avx2);
+#endif
