@@ -82,9 +82,55 @@ GG_LOOP(gg_exp_avx2, gg_exp8)
 GG_LOOP(gg_sigmoid_avx2, gg_sigmoid8)
 GG_LOOP(gg_tanh_avx2, gg_tanh8)
 
+// One batch row of an LSTM step in one pass (PyTorch's equations, see Recurrent.swift).
+GG_TARGET void gg_lstm_forward_avx2(float *ig, float *fg, float *gg, float *og, const float *c_prev, float *c_next,
+                                    float *tanh_c, float *h, long n) {
+    for (long k = 0; k + 8 <= n; k += 8) {
+        __m256 i = gg_sigmoid8(_mm256_loadu_ps(ig + k)), f = gg_sigmoid8(_mm256_loadu_ps(fg + k));
+        __m256 g = gg_tanh8(_mm256_loadu_ps(gg + k)), o = gg_sigmoid8(_mm256_loadu_ps(og + k));
+        _mm256_storeu_ps(ig + k, i);
+        _mm256_storeu_ps(fg + k, f);
+        _mm256_storeu_ps(gg + k, g);
+        _mm256_storeu_ps(og + k, o);
+        __m256 c = _mm256_fmadd_ps(f, _mm256_loadu_ps(c_prev + k), _mm256_mul_ps(i, g));
+        _mm256_storeu_ps(c_next + k, c);
+        __m256 tc = gg_tanh8(c);
+        _mm256_storeu_ps(tanh_c + k, tc);
+        _mm256_storeu_ps(h + k, _mm256_mul_ps(o, tc));
+    }
+}
+
+GG_TARGET void gg_lstm_backward_avx2(const float *ai, const float *af, const float *ag, const float *ao, const float *tanh_c,
+                                     const float *c_prev, const float *d_out, const float *dh_next, float *dc,
+                                     float *di, float *df, float *dg, float *d_o, long n) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (long k = 0; k + 8 <= n; k += 8) {
+        __m256 i = _mm256_loadu_ps(ai + k), f = _mm256_loadu_ps(af + k), g = _mm256_loadu_ps(ag + k), o = _mm256_loadu_ps(ao + k);
+        __m256 tc = _mm256_loadu_ps(tanh_c + k);
+        __m256 dh = _mm256_add_ps(_mm256_loadu_ps(d_out + k), _mm256_loadu_ps(dh_next + k));
+        // dc = dc_next + dh · o · (1 − tanh²c)
+        __m256 c = _mm256_fmadd_ps(_mm256_mul_ps(dh, o), _mm256_fnmadd_ps(tc, tc, one), _mm256_loadu_ps(dc + k));
+        _mm256_storeu_ps(di + k, _mm256_mul_ps(_mm256_mul_ps(c, g), _mm256_mul_ps(i, _mm256_sub_ps(one, i))));
+        _mm256_storeu_ps(df + k, _mm256_mul_ps(_mm256_mul_ps(c, _mm256_loadu_ps(c_prev + k)), _mm256_mul_ps(f, _mm256_sub_ps(one, f))));
+        _mm256_storeu_ps(dg + k, _mm256_mul_ps(_mm256_mul_ps(c, i), _mm256_fnmadd_ps(g, g, one)));
+        _mm256_storeu_ps(d_o + k, _mm256_mul_ps(_mm256_mul_ps(dh, tc), _mm256_mul_ps(o, _mm256_sub_ps(one, o))));
+        _mm256_storeu_ps(dc + k, _mm256_mul_ps(c, f));
+    }
+}
+
 #else
 int gg_has_avx2_fma(void) { return 0; }
 void gg_exp_avx2(const float *x, float *y, long n) { (void)x; (void)y; (void)n; }
 void gg_sigmoid_avx2(const float *x, float *y, long n) { (void)x; (void)y; (void)n; }
 void gg_tanh_avx2(const float *x, float *y, long n) { (void)x; (void)y; (void)n; }
+void gg_lstm_forward_avx2(float *ig, float *fg, float *gg, float *og, const float *c_prev, float *c_next,
+                          float *tanh_c, float *h, long n) {
+    (void)ig; (void)fg; (void)gg; (void)og; (void)c_prev; (void)c_next; (void)tanh_c; (void)h; (void)n;
+}
+void gg_lstm_backward_avx2(const float *ai, const float *af, const float *ag, const float *ao, const float *tanh_c,
+                           const float *c_prev, const float *d_out, const float *dh_next, float *dc,
+                           float *di, float *df, float *dg, float *d_o, long n) {
+    (void)ai; (void)af; (void)ag; (void)ao; (void)tanh_c; (void)c_prev; (void)d_out; (void)dh_next; (void)dc;
+    (void)di; (void)df; (void)dg; (void)d_o; (void)n;
+}
 #endif

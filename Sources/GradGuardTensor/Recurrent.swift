@@ -1,3 +1,5 @@
+import CGradGuardKernels
+
 // MARK: - Fused recurrent layers (RNN, LSTM, GRU)
 //
 // One layer over a whole time-major sequence is one op on the tape: a single GEMM for the
@@ -130,15 +132,21 @@ extension Tensor {
                         }
                     case .lstm:
                         let c = c!, tc = tc!
+                        let fused = VectorMath.hasAVX2 && len % 8 == 0
                         for b in 0..<batch {
                             // One pointer per gate at this block's first unit, so the loops carry no
                             // index arithmetic and vectorise.
                             let ig = pre + b * gw + lo, fg = ig + hidden, gg = fg + hidden, og = gg + hidden
+                            let cPrev = c + t * bh + b * hidden + lo, cNext = c + (t + 1) * bh + b * hidden + lo
+                            let tcp = tc + t * bh + b * hidden + lo, hRow = hNext + b * hidden + lo
+                            if fused {
+                                gg_lstm_forward_avx2(ig, fg, gg, og, cPrev, cNext, tcp, hRow, len)
+                                continue
+                            }
                             VectorMath.apply(ig, len, .sigmoid)
                             VectorMath.apply(fg, len, .sigmoid)
                             VectorMath.apply(gg, len, .tanh)
                             VectorMath.apply(og, len, .sigmoid)
-                            let cPrev = c + t * bh + b * hidden + lo, cNext = c + (t + 1) * bh + b * hidden + lo
                             var k = 0
                             while k + 8 <= len {
                                 let v = VectorMath.load(fg, k) * VectorMath.load(cPrev, k) + VectorMath.load(ig, k) * VectorMath.load(gg, k)
@@ -146,10 +154,8 @@ extension Tensor {
                                 k += 8
                             }
                             while k < len { cNext[k] = fg[k] * cPrev[k] + ig[k] * gg[k]; k += 1 }
-                            let tcp = tc + t * bh + b * hidden + lo
                             VectorMath.apply(UnsafeBufferPointer(start: cNext, count: len),
                                              UnsafeMutableBufferPointer(start: tcp, count: len), 0..<len, .tanh)
-                            let hRow = hNext + b * hidden + lo
                             k = 0
                             while k + 8 <= len { VectorMath.store(hRow, k, VectorMath.load(og, k) * VectorMath.load(tcp, k)); k += 8 }
                             while k < len { hRow[k] = og[k] * tcp[k]; k += 1 }
@@ -234,11 +240,22 @@ extension Tensor {
                 guard p < steps else { return }
                 let t = steps - 1 - p
                 let dOt = dO + t * bh
+                let base = t * batch * gw
+                if isLSTM && VectorMath.hasAVX2 && len % 8 == 0 {
+                    // dh = dO + dhNext is formed inside the fused kernel.
+                    let cs = cs!, tcs = tcs!, dcNext = dcNext!
+                    for b in 0..<batch {
+                        let ai = acts + base + b * gw + lo, di = dgi + base + b * gw + lo
+                        let o = b * hidden + lo
+                        gg_lstm_backward_avx2(ai, ai + hidden, ai + 2 * hidden, ai + 3 * hidden, tcs + t * bh + o, cs + t * bh + o,
+                                              dOt + o, dhNext + o, dcNext + o, di, di + hidden, di + 2 * hidden, di + 3 * hidden, len)
+                    }
+                    return
+                }
                 for b in 0..<batch {
                     let o = b * hidden + lo
                     for k in 0..<len { dh[o + k] = dOt[o + k] + dhNext[o + k] }
                 }
-                let base = t * batch * gw
                 switch kind {
                 case .rnnTanh, .rnnRelu:
                     for b in 0..<batch {

@@ -16,6 +16,17 @@ int gg_has_avx2_fma(void);
 void gg_exp_avx2(const float *x, float *y, long n);
 void gg_sigmoid_avx2(const float *x, float *y, long n);
 void gg_tanh_avx2(const float *x, float *y, long n);
+/// One batch row of an LSTM step over n hidden units (n a multiple of 8): the gate
+/// pre-activations i, f, g, o are replaced by σ, σ, tanh, σ of themselves; then
+/// c' = f·c + i·g, tanh(c') and h' = o·tanh(c'). Requires AVX2 and FMA.
+void gg_lstm_forward_avx2(float *ig, float *fg, float *gg, float *og, const float *c_prev, float *c_next,
+                          float *tanh_c, float *h, long n);
+/// Its backward for one row: from the gate activations, tanh(c'), c, the output gradient plus
+/// the recurrent one (d_out + dh_next) and the cell gradient dc (replaced by dc·f for the
+/// step before), the gradients of the four gate pre-activations. n a multiple of 8.
+void gg_lstm_backward_avx2(const float *ai, const float *af, const float *ag, const float *ao, const float *tanh_c,
+                           const float *c_prev, const float *d_out, const float *dh_next, float *dc,
+                           float *di, float *df, float *dg, float *d_o, long n);
 #endif
 
 #ifndef CGRADGUARD_PACKED_GEMM_H
