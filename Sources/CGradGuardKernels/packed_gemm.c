@@ -8,16 +8,25 @@
 
 long gg_packed_size(long K, long N) { return ((N + 15) / 16) * 16 * K; }
 
-void gg_pack_b(const float *B, long ldb, int transB, long K, long N, float *packed) {
-    long panels = (N + 15) / 16;
-    for (long p = 0; p < panels; p++) {
+void gg_pack_b_panels(const float *B, long ldb, int transB, long K, long N, long panel0, long panel1, float *packed) {
+    for (long p = panel0; p < panel1; p++) {
         float *dst = packed + p * 16 * K;
-        for (long k = 0; k < K; k++) {
-            for (long j = 0; j < 16; j++) {
-                long col = p * 16 + j;
-                float v = 0;
-                if (col < N) v = transB ? B[col * ldb + k] : B[k * ldb + col];
-                dst[k * 16 + j] = v;
+        const long cols = N - p * 16 < 16 ? N - p * 16 : 16;
+        if (transB) {
+            // Column j of the panel is row p·16 + j of B: read it contiguously.
+            for (long j = 0; j < cols; j++) {
+                const float *src = B + (p * 16 + j) * ldb;
+                for (long k = 0; k < K; k++) dst[k * 16 + j] = src[k];
+            }
+            for (long j = cols; j < 16; j++) {
+                for (long k = 0; k < K; k++) dst[k * 16 + j] = 0;
+            }
+        } else {
+            for (long k = 0; k < K; k++) {
+                const float *src = B + k * ldb + p * 16;
+                long j = 0;
+                for (; j < cols; j++) dst[k * 16 + j] = src[j];
+                for (; j < 16; j++) dst[k * 16 + j] = 0;
             }
         }
     }

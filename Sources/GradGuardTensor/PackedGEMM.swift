@@ -13,8 +13,12 @@ struct PackedOperand {
         self.k = k
         self.n = n
         let size = gg_packed_size(k, n)
+        let panels = (n + 15) / 16
         data = [Float](unsafeUninitializedCapacity: size) { buf, count in
-            gg_pack_b(b, ldb, transB ? 1 : 0, k, n, buf.baseAddress!)
+            let packed = buf.baseAddress!
+            parallelFor(panels, grain: Swift.max(1, (1 << 16) / Swift.max(16 * k, 1))) { range in
+                gg_pack_b_panels(b, ldb, transB ? 1 : 0, k, n, range.lowerBound, range.upperBound, packed)
+            }
             count = size
         }
     }

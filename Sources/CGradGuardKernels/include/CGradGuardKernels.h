@@ -33,9 +33,10 @@ void gg_lstm_backward_avx2(const float *ai, const float *af, const float *ag, co
 #define CGRADGUARD_PACKED_GEMM_H
 /// Floats needed to pack a K × N right-hand operand: ceil(N/16) panels of K × 16.
 long gg_packed_size(long K, long N);
-/// Packs op(B) (K × N) into 16-column panels, zero-padded past N. With `transB` B is
+/// Packs the panels [panel0, panel1) of op(B) (K × N): 16-column panels, zero-padded past N,
+/// panel p at packed + p·16·K. With `transB` B is
 /// N × K row-major (leading dimension ldb), otherwise K × N row-major.
-void gg_pack_b(const float *B, long ldb, int transB, long K, long N, float *packed);
+void gg_pack_b_panels(const float *B, long ldb, int transB, long K, long N, long panel0, long panel1, float *packed);
 /// C[M × N] (=|+=) A[M × K] · op(B) for the panels [panel0, panel1) of a packed B,
 /// A and C row-major with leading dimensions lda and ldc. Requires AVX2 and FMA.
 void gg_gemm_packed_avx2(long M, long K, const float *A, long lda, const float *packed,
