@@ -76,12 +76,22 @@ GG_TARGET void gg_gemm_packed_avx2(long M, long K, const float *A, long lda, con
     for (long p = panel0; p < panel1; p++) {
         const float *bp = packed + p * 16 * K;
         long col0 = p * 16, cols = N - col0 < 16 ? N - col0 : 16;
+        // Blocks of six rows, the last rows in blocks of at least three where M allows:
+        // a one- or two-row block keeps too few FMAs in flight to hide their latency.
+        long rem = M % 6, full = M / 6;
+        if ((rem == 1 || rem == 2) && full > 0) { full -= 1; rem += 6; }
         long i = 0;
-        for (; i + 6 <= M; i += 6) gg_block(6, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate);
-        // Tails of up to five rows: four, then two, then one at once.
-        if (i + 4 <= M) { gg_block(4, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate); i += 4; }
-        if (i + 2 <= M) { gg_block(2, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate); i += 2; }
-        if (i < M) gg_block(1, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate);
+        for (long b = 0; b < full; b++, i += 6) gg_block(6, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate);
+        // rem is 0…5, 7 (as 4 + 3) or 8 (as 4 + 4).
+        if (rem >= 7) { gg_block(4, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate); i += 4; rem -= 4; }
+        switch (rem) {
+        case 5: gg_block(5, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate); break;
+        case 4: gg_block(4, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate); break;
+        case 3: gg_block(3, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate); break;
+        case 2: gg_block(2, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate); break;
+        case 1: gg_block(1, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate); break;
+        default: break;
+        }
     }
 }
 #else
