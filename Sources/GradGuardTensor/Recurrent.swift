@@ -349,7 +349,49 @@ extension Tensor {
         }) : nil)
         grads.append(Tensor(shape: [batch, hidden], scalars: dhNext))           // h0
         if hasC0 { grads.append(Tensor(shape: [batch, hidden], scalars: dcNext)) }  // c0
-        grads.append(weightIH.requiresGrad ? Tensor(shape: weightIH.shape, uninitialized: { dst in
+        // Weight and bias gradients. Except for GRU, whose hidden-side gradient differs, the
+        // three come out of one product dG_iᵀ · [x | h_{t-1} | 1]: one pass over dG_i instead of
+        // three (the bias gradient, a column sum, is the product with the column of ones).
+        var fusedWeights: (ih: Tensor, hh: Tensor, bias: Tensor)? = nil
+        if !isGRU && weightIH.requiresGrad && weightHH.requiresGrad && rows > 0 {
+            let wide = inSize + hidden + 1
+            var rhs = [Float](unsafeUninitializedCapacity: rows * wide) { buf, count in
+                let b = buf.baseAddress!
+                x.scalars.withUnsafeBufferPointer { px in
+                    hs.withUnsafeBufferPointer { h in   // row r of hs is h_{t-1} of row r = t·B + b
+                        parallelFor(rows, grain: 256) { range in
+                            for r in range {
+                                let row = b + r * wide
+                                row.update(from: px.baseAddress! + r * inSize, count: inSize)
+                                (row + inSize).update(from: h.baseAddress! + r * hidden, count: hidden)
+                                row[inSize + hidden] = 1
+                            }
+                        }
+                    }
+                }
+                count = rows * wide
+            }
+            var product = [Float](unsafeUninitializedCapacity: gw * wide) { buf, count in
+                dGi.withUnsafeBufferPointer { d in
+                    rhs.withUnsafeBufferPointer { r in
+                        sgemm(transA: true, transB: false, m: gw, n: wide, k: rows, a: d.baseAddress!, b: r.baseAddress!, c: buf.baseAddress!)
+                    }
+                }
+                count = gw * wide
+            }
+            rhs = []
+            fusedWeights = product.withUnsafeBufferPointer { pr in
+                func columns(_ lo: Int, _ n: Int, shape: [Int]) -> Tensor {
+                    Tensor(shape: shape, uninitialized: { dst in
+                        for g in 0..<gw { (dst.baseAddress! + g * n).update(from: pr.baseAddress! + g * wide + lo, count: n) }
+                    })
+                }
+                return (columns(0, inSize, shape: weightIH.shape), columns(inSize, hidden, shape: weightHH.shape),
+                        columns(inSize + hidden, 1, shape: [gw]))
+            }
+            product = []
+        }
+        grads.append(weightIH.requiresGrad ? fusedWeights?.ih ?? Tensor(shape: weightIH.shape, uninitialized: { dst in
             dGi.withUnsafeBufferPointer { d in
                 x.scalars.withUnsafeBufferPointer { px in
                     if rows > 0 { sgemm(transA: true, transB: false, m: gw, n: inSize, k: rows, a: d.baseAddress!, b: px.baseAddress!, c: dst.baseAddress!) }
@@ -357,7 +399,7 @@ extension Tensor {
                 }
             }
         }) : nil)
-        grads.append(weightHH.requiresGrad ? Tensor(shape: weightHH.shape, uninitialized: { dst in
+        grads.append(weightHH.requiresGrad ? fusedWeights?.hh ?? Tensor(shape: weightHH.shape, uninitialized: { dst in
             dHidden.withUnsafeBufferPointer { d in
                 hs.withUnsafeBufferPointer { h in   // h_{t-1} for every step: hs[0 ..< T]
                     if rows > 0 { sgemm(transA: true, transB: false, m: gw, n: hidden, k: rows, a: d.baseAddress!, b: h.baseAddress!, c: dst.baseAddress!) }
@@ -366,7 +408,7 @@ extension Tensor {
             }
         }) : nil)
         // The two biases enter every gate alike except GRU's n gate: one sum serves both otherwise.
-        let biasIHGrad = hasBiasIH || (hasBiasHH && !isGRU) ? columnSums(dGi) : nil
+        let biasIHGrad = hasBiasIH || (hasBiasHH && !isGRU) ? fusedWeights?.bias ?? columnSums(dGi) : nil
         if hasBiasIH { grads.append(biasIHGrad) }
         if hasBiasHH { grads.append(isGRU ? columnSums(dGh) : biasIHGrad!.copy()) }
         return grads
