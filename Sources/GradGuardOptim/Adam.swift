@@ -41,25 +41,25 @@ public class Adam: Optimizer {
         let decay = Float(1 - lr * Double(wd))
         let c1 = Float(1 - b1), fb2 = Float(b2), c2 = Float(1 - b2)
         let decoupled = decoupledWeightDecay
+        // One pass per element, in PyTorch's order of operations; large tensors over the workers.
         m.withUnsafeMutableScalars { mb in
             v.withUnsafeMutableScalars { vb in
-                for i in 0..<n {
-                    var g = grad[i]
-                    if decoupled { p[i] *= decay } else { g += wd * p[i] }
-                    mb[i] += c1 * (g - mb[i])
-                    vb[i] = fb2 * vb[i] + c2 * g * g
+                withOptionalScalars(vmax) { mx in
+                    parallelFor(n, grain: 16_384) { range in
+                        for i in range {
+                            var g = grad[i]
+                            if decoupled { p[i] *= decay } else { g += wd * p[i] }
+                            mb[i] += c1 * (g - mb[i])
+                            vb[i] = fb2 * vb[i] + c2 * g * g
+                            var second = vb[i]
+                            if let mx {
+                                mx[i] = Swift.max(mx[i], vb[i])
+                                second = mx[i]
+                            }
+                            p[i] -= stepSize * mb[i] / (second.squareRoot() / bc2Sqrt + eps)
+                        }
+                    }
                 }
-            }
-        }
-        let denomSource = vmax ?? v
-        if let vmax {
-            vmax.withUnsafeMutableScalars { mx in
-                v.withUnsafeScalars { vb in for i in 0..<n { mx[i] = Swift.max(mx[i], vb[i]) } }
-            }
-        }
-        m.withUnsafeScalars { mb in
-            denomSource.withUnsafeScalars { vb in
-                for i in 0..<n { p[i] -= stepSize * mb[i] / (vb[i].squareRoot() / bc2Sqrt + eps) }
             }
         }
     }

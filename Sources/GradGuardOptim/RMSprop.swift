@@ -31,21 +31,23 @@ public final class RMSprop: Optimizer {
         sq.withUnsafeMutableScalars { v in
             withOptionalScalars(avgGrad) { ga in
                 withOptionalScalars(buf) { b in
-                    for i in 0..<n {
-                        let g = grad[i] + wd * p[i]
-                        v[i] = alpha * v[i] + (1 - alpha) * g * g
-                        let denom: Float
-                        if let ga {
-                            ga[i] += (1 - alpha) * (g - ga[i])
-                            denom = (v[i] - ga[i] * ga[i]).squareRoot() + eps
-                        } else {
-                            denom = v[i].squareRoot() + eps
-                        }
-                        if let b {
-                            b[i] = mu * b[i] + g / denom
-                            p[i] -= lr * b[i]
-                        } else {
-                            p[i] -= lr * g / denom
+                    parallelFor(n, grain: 16_384) { range in
+                        for i in range {
+                            let g = grad[i] + wd * p[i]
+                            v[i] = alpha * v[i] + (1 - alpha) * g * g
+                            let denom: Float
+                            if let ga {
+                                ga[i] += (1 - alpha) * (g - ga[i])
+                                denom = (v[i] - ga[i] * ga[i]).squareRoot() + eps
+                            } else {
+                                denom = v[i].squareRoot() + eps
+                            }
+                            if let b {
+                                b[i] = mu * b[i] + g / denom
+                                p[i] -= lr * b[i]
+                            } else {
+                                p[i] -= lr * g / denom
+                            }
                         }
                     }
                 }

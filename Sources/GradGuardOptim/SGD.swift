@@ -27,16 +27,18 @@ public final class SGD: Optimizer {
         let mu = Float(o["momentum"]!), damp = Float(o["dampening"]!), nesterov = o["nesterov"]! != 0
         let n = p.count
         if mu == 0 {
-            for i in 0..<n { p[i] -= lr * (grad[i] + wd * p[i]) }
+            parallelFor(n, grain: 16_384) { range in for i in range { p[i] -= lr * (grad[i] + wd * p[i]) } }
             return
         }
         let first = state["momentum_buffer"] == nil
         let buf = state.buffer("momentum_buffer")
         buf.withUnsafeMutableScalars { b in
-            for i in 0..<n {
-                let g = grad[i] + wd * p[i]
-                b[i] = first ? g : mu * b[i] + (1 - damp) * g
-                p[i] -= lr * (nesterov ? g + mu * b[i] : b[i])
+            parallelFor(n, grain: 16_384) { range in
+                for i in range {
+                    let g = grad[i] + wd * p[i]
+                    b[i] = first ? g : mu * b[i] + (1 - damp) * g
+                    p[i] -= lr * (nesterov ? g + mu * b[i] : b[i])
+                }
             }
         }
     }
