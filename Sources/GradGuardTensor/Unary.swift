@@ -60,8 +60,20 @@ extension Tensor {
     /// x · σ(x) (also called swish).
     public func silu() -> Tensor {
         let x = self
-        let s = mapSIMD(.sigmoid)
-        let out = Tensor.zipMap(x, s, *)
+        // σ(x) is kept for backward; x·σ(x) is formed chunk by chunk while σ(x) is in cache.
+        var product = [Float](unsafeUninitializedCapacity: x.count) { _, c in c = x.count }   // written below
+        let s = Tensor(shape: x.shape, uninitialized: { sig in
+            x.withUnsafeScalars { px in
+                product.withUnsafeMutableBufferPointer { py in
+                    let y = py.baseAddress!
+                    parallelFor(px.count) { r in
+                        VectorMath.apply(px, sig, r, .sigmoid)
+                        for i in r { y[i] = px[i] * sig[i] }
+                    }
+                }
+            }
+        })
+        let out = Tensor(shape: x.shape, scalars: product)
         return Tensor.record("silu", out, [x]) { g in
             // d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x))), in one pass over g, x and σ(x)
             [Tensor(shape: x.shape, uninitialized: { d in
