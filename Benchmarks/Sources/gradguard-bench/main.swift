@@ -149,6 +149,27 @@ for (i, (k, v)) in results.enumerated() {
 }
 print("}")
 
+// The whole-sequence products of the char-LSTM layer: input projection, input gradient,
+// and the fused weight-and-bias gradient dG_iᵀ·[x | h | 1].
+if only == "lstm-gemms" {
+    let rows = 64 * 32, gw = 1024
+    let big = Tensor.randn([rows, gw]), x = Tensor.randn([rows, 385]), w = Tensor.randn([gw, 385])
+    var c = [Float](repeating: 0, count: rows * gw)
+    for (label, ta, tb, m, n, k) in [("proj x·W_ihᵀ", false, true, rows, gw, 128), ("dX dG·W_ih", false, false, rows, 128, gw),
+                                     ("dW dGᵀ·[x|h|1]", true, false, gw, 385, rows)] {
+        let t = bench(30) {
+            big.withUnsafeScalars { pb in x.withUnsafeScalars { px in w.withUnsafeScalars { pw in c.withUnsafeMutableBufferPointer { pc in
+                switch label.first! {
+                case "p": gemm(transA: ta, transB: tb, m: m, n: n, k: k, a: px.baseAddress!, b: pw.baseAddress!, c: pc.baseAddress!)
+                case "d" where label.hasPrefix("dX"): gemm(transA: ta, transB: tb, m: m, n: n, k: k, a: pb.baseAddress!, b: pw.baseAddress!, c: pc.baseAddress!)
+                default: gemm(transA: ta, transB: tb, m: m, n: n, k: k, a: pb.baseAddress!, b: px.baseAddress!, c: pc.baseAddress!)
+                }
+            } } } }
+        }
+        print(String(format: "%@: %.2f ms, %.1f GFLOP/s", label, t * 1e3, 2.0 * Double(m * n * k) / t / 1e9))
+    }
+}
+
 if only == "lstm-parts" {
     let lstm = LSTM(inputSize: 128, hiddenSize: 256)
     let x = Tensor.randn([64, 32, 128])
