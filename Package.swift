@@ -23,7 +23,8 @@ let package = Package(
         .target(name: "GradGuardTensor", dependencies: ["COpenBLAS", "CGradGuardKernels"]),
         .target(name: "GradGuardNN", dependencies: ["GradGuardTensor"]),
         .target(name: "GradGuardOptim", dependencies: ["GradGuardTensor", "GradGuardNN"]),
-        .target(name: "GradGuard", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim"]),
+        .target(name: "GradGuardHealth", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim"]),
+        .target(name: "GradGuard", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth"]),
 
         // MARK: Executables
         .executableTarget(name: "gradguard-mlp", dependencies: ["GradGuard"]),
@@ -33,6 +34,7 @@ let package = Package(
         .testTarget(name: "GradGuardTensorTests", dependencies: ["GradGuard", "_TestSupport"]),
         .testTarget(name: "GradGuardNNTests", dependencies: ["GradGuard", "_TestSupport"]),
         .testTarget(name: "GradGuardOptimTests", dependencies: ["GradGuard", "_TestSupport"]),
+        .testTarget(name: "GradGuardHealthTests", dependencies: ["GradGuard", "_TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -6,6 +6,10 @@ import GradGuardTensor
 public struct NonFiniteNormError: Error, CustomStringConvertible, Sendable {
     public let norm: Float
     public let normType: Float
+    public init(norm: Float, normType: Float) {
+        self.norm = norm
+        self.normType = normType
+    }
     public var description: String {
         "the total norm of order \(normType) of the gradients is \(norm); clipping a non-finite gradient would corrupt the parameters"
     }

@@ -1,0 +1,77 @@
+import GradGuardOptim
+import GradGuardTensor
+
+/// Adaptive gradient clipping (AGC; Brock et al. 2021, "High-Performance Large-Scale Image
+/// Recognition Without Normalization"), unit-wise as optax's `adaptive_grad_clip`:
+///
+///     max_i = clipping · max(‖W_i‖, eps);   G_i ← G_i · max_i / max(‖G_i‖, 1e-6)  where ‖G_i‖ ≥ max_i
+///
+/// **Units.** A unit is one output unit: a slice along the first axis of a weight in
+/// PyTorch layout, the norm taken over all other axes — a row of a `Linear` weight
+/// `[out, in]`, an output channel of a `Conv2d` weight `[out, in/groups, kh, kw]`, one
+/// token's vector of an `Embedding` `[num, dim]`, one gate row of a recurrent `weight_ih`/
+/// `weight_hh` `[gates·hidden, ·]`. A tensor with at most one axis longer than 1 (biases,
+/// norm scales, a `[1, n]` weight) is a single unit, as optax treats vectors. (optax's
+/// default axes assume JAX's `[in, out]` layout; they select the same units.)
+///
+/// **Exclusions.** NFNets leave the final classifier unclipped: `excludeFinalLayer` skips
+/// the module of the last parameter; `exclude` skips parameters whose names match any glob
+/// pattern (`"head.*"`).
+public final class AdaptiveGradientClipping: GradientClipper {
+    public let clipping: Float
+    public let eps: Float
+    public let exclude: [String]
+    public let excludeFinalLayer: Bool
+    public var name: String { "agc" }
+
+    public init(clipping: Float = 0.01, eps: Float = 1e-3, exclude: [String] = [], excludeFinalLayer: Bool = false) {
+        precondition(clipping > 0 && eps >= 0, "AdaptiveGradientClipping: clipping must be positive and eps non-negative")
+        self.clipping = clipping
+        self.eps = eps
+        self.exclude = exclude
+        self.excludeFinalLayer = excludeFinalLayer
+    }
+
+    /// Number of units of a tensor of this shape, and the values per unit.
+    static func units(of shape: [Int]) -> (count: Int, size: Int) {
+        let total = shape.reduce(1, *)
+        if shape.filter({ $0 > 1 }).count <= 1 || shape.count < 2 { return (1, total) }
+        return (shape[0], total / Swift.max(shape[0], 1))
+    }
+
+    public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
+        let finalModule = excludeFinalLayer ? parameters.last?.module : nil
+        var before = [Double](repeating: 0, count: parameters.count), after = before
+        var touched: [String] = [], smallest: Float = 1
+        for (i, p) in parameters.enumerated() {
+            guard let g = p.tensor.grad else { continue }
+            let skip = p.module == finalModule || exclude.contains { globMatch($0, p.name) }
+            let (count, size) = Self.units(of: p.tensor.shape)
+            var sb = 0.0, sa = 0.0
+            p.tensor.withUnsafeScalars { w in
+                g.withUnsafeMutableScalars { gb in
+                    for u in 0..<count {
+                        let lo = u * size
+                        var wn = 0.0, gn = 0.0
+                        for k in lo..<(lo + size) {
+                            wn += Double(w[k]) * Double(w[k])
+                            gn += Double(gb[k]) * Double(gb[k])
+                        }
+                        sb += gn
+                        let gNorm = Float(gn.squareRoot()), maxNorm = clipping * Swift.max(Float(wn.squareRoot()), eps)
+                        guard !skip, gNorm.isFinite, !(gNorm < maxNorm) else { sa += gn; continue }
+                        let factor = maxNorm / Swift.max(gNorm, 1e-6)
+                        for k in lo..<(lo + size) { gb[k] *= factor }
+                        sa += gn * Double(factor) * Double(factor)
+                        touched.append(count == 1 ? p.name : "\(p.name)[\(u)]")
+                        smallest = Swift.min(smallest, factor)
+                    }
+                }
+            }
+            before[i] = sb.squareRoot()
+            after[i] = sa.squareRoot()
+        }
+        return ClipReport(normBefore: Float(l2(before)), normAfter: Float(l2(after)), scale: smallest, threshold: clipping,
+                          touched: touched)
+    }
+}

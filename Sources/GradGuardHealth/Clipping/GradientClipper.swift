@@ -1,0 +1,92 @@
+import GradGuardOptim
+import GradGuardTensor
+
+/// What a clipper did at one step.
+public struct ClipReport: Sendable, Codable, Equatable {
+    /// Global L2 norm of the gradients before and after clipping.
+    public var normBefore: Float
+    public var normAfter: Float
+    /// The factor the gradients were multiplied by: the global one for norm clippers, the
+    /// smallest over tensors or units for per-tensor and unit-wise ones (1: untouched).
+    public var scale: Float
+    /// The threshold this step (a norm, an RMS or a value, as the clipper defines it), if any.
+    public var threshold: Float?
+    /// Tensors changed, or units as `name[i]` for unit-wise clipping.
+    public var touched: [String]
+
+    public var clipped: Bool { !touched.isEmpty }
+
+    public init(normBefore: Float, normAfter: Float, scale: Float = 1, threshold: Float? = nil, touched: [String] = []) {
+        self.normBefore = normBefore
+        self.normAfter = normAfter
+        self.scale = scale
+        self.threshold = threshold
+        self.touched = touched
+    }
+}
+
+/// A clipper's state for checkpoints: named lists of numbers.
+public typealias ClipperState = [String: [Double]]
+
+/// What loading a clipper state found wrong.
+public enum ClipperStateError: Error, CustomStringConvertible, Equatable {
+    case missingKey(clipper: String, key: String)
+    case badValue(clipper: String, key: String, expected: String)
+
+    public var description: String {
+        switch self {
+        case let .missingKey(c, k): return "\(c) state: key '\(k)' is missing"
+        case let .badValue(c, k, e): return "\(c) state: key '\(k)' must be \(e)"
+        }
+    }
+}
+
+/// One way of clipping gradients in place. Every clipper reports what it did and saves its
+/// state (empty for stateless ones) so that a resumed run clips exactly as the original.
+public protocol GradientClipper: AnyObject {
+    /// A short name for reports (`"global-norm"`, `"agc"`, …).
+    var name: String { get }
+    /// Clips the gradients of `parameters` in place.
+    func clip(_ parameters: [NamedParameter]) throws -> ClipReport
+    func stateDict() -> ClipperState
+    func load(stateDict: ClipperState) throws
+}
+
+extension GradientClipper {
+    public func stateDict() -> ClipperState { [:] }
+    public func load(stateDict: ClipperState) throws {}
+}
+
+// MARK: - Shared pieces
+
+/// L2 norm of each gradient (0 for a parameter without one), over the workers.
+func gradientNorms(_ parameters: [NamedParameter]) -> [Double] {
+    scanAll(parameters, grads: true).map { $0?.norm(2) ?? 0 }
+}
+
+/// The L2 norm of a list of L2 norms.
+func l2(_ norms: [Double]) -> Double { combineNorms(norms, p: 2) }
+
+/// Multiplies one gradient in place.
+func scaleGradient(_ t: Tensor, by s: Float) {
+    t.grad?.withUnsafeMutableScalars { g in
+        parallelFor(g.count, grain: 65_536) { range in for i in range { g[i] *= s } }
+    }
+}
+
+/// `clip_grad_norm_`'s coefficient: maxNorm / (norm + 1e-6), at most 1.
+func clipCoefficient(norm: Double, maxNorm: Float) -> Float {
+    Swift.min(maxNorm / (Float(norm) + 1e-6), 1)
+}
+
+/// Scales every gradient so that the global L2 norm `norm` becomes at most `maxNorm`
+/// (`clip_grad_norm_` semantics: a non-finite norm leaves the gradients untouched here, so
+/// that adaptive clippers never spread a NaN; detectors deal with it). Returns the report.
+func clipToGlobalNorm(_ parameters: [NamedParameter], norm: Double, maxNorm: Float) -> ClipReport {
+    guard norm.isFinite else { return ClipReport(normBefore: Float(norm), normAfter: Float(norm), threshold: maxNorm) }
+    let coef = clipCoefficient(norm: norm, maxNorm: maxNorm)
+    guard coef < 1 else { return ClipReport(normBefore: Float(norm), normAfter: Float(norm), threshold: maxNorm) }
+    for p in parameters { scaleGradient(p.tensor, by: coef) }
+    return ClipReport(normBefore: Float(norm), normAfter: Float(norm) * coef, scale: coef, threshold: maxNorm,
+                      touched: parameters.filter { $0.tensor.grad != nil }.map(\.name))
+}

@@ -1,0 +1,145 @@
+import GradGuardOptim
+import GradGuardTensor
+
+/// Clamps every gradient value to `[-clipValue, clipValue]` (`clip_grad_value_`).
+public final class ClipByValue: GradientClipper {
+    public let clipValue: Float
+    public var name: String { "value" }
+
+    public init(_ clipValue: Float) {
+        precondition(clipValue >= 0, "ClipByValue: clipValue must be non-negative, got \(clipValue)")
+        self.clipValue = clipValue
+    }
+
+    public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
+        var before: [Double] = [], after: [Double] = [], touched: [String] = []
+        for p in parameters {
+            guard let g = p.tensor.grad else { continue }
+            var sb = 0.0, sa = 0.0, changed = false
+            g.withUnsafeMutableScalars { b in
+                for i in 0..<b.count {
+                    let v = b[i]
+                    sb += Double(v * v)
+                    if !v.isNaN && Swift.abs(v) > clipValue {
+                        b[i] = v > 0 ? clipValue : -clipValue
+                        changed = true
+                    }
+                    sa += Double(b[i] * b[i])
+                }
+            }
+            before.append(sb.squareRoot())
+            after.append(sa.squareRoot())
+            if changed { touched.append(p.name) }
+        }
+        let nb = Float(l2(before)), na = Float(l2(after))
+        return ClipReport(normBefore: nb, normAfter: na, scale: nb > 0 && nb.isFinite ? na / nb : 1, threshold: clipValue,
+                          touched: touched)
+    }
+}
+
+/// Rescales all gradients together so that their global norm is at most `maxNorm`, with
+/// the exact semantics of `torch.nn.utils.clip_grad_norm_`: coefficient
+/// `maxNorm / (norm + 1e-6)` clamped to 1, any norm order, and with `errorIfNonfinite` a
+/// `NonFiniteNormError` instead of clipping a NaN or infinite norm (without it, like
+/// PyTorch, a NaN norm multiplies the gradients by NaN). `measure` and `scale` are the two
+/// halves, for callers that want to look at the norm before deciding.
+public final class ClipByGlobalNorm: GradientClipper {
+    public var maxNorm: Float
+    public let normType: Float
+    public let errorIfNonfinite: Bool
+    public var name: String { "global-norm" }
+
+    public init(maxNorm: Float, normType: Float = 2, errorIfNonfinite: Bool = false) {
+        precondition(maxNorm > 0 && normType > 0, "ClipByGlobalNorm: maxNorm and normType must be positive")
+        self.maxNorm = maxNorm
+        self.normType = normType
+        self.errorIfNonfinite = errorIfNonfinite
+    }
+
+    /// The global gradient norm of order `normType`.
+    public func measure(_ parameters: [NamedParameter]) -> Float {
+        gradNorm(parameters.map(\.tensor), normType: normType)
+    }
+
+    /// Multiplies every gradient by `factor`.
+    public func scale(_ parameters: [NamedParameter], by factor: Float) {
+        scaleGradients(parameters.map(\.tensor), by: factor)
+    }
+
+    public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
+        let total = measure(parameters)
+        if errorIfNonfinite && !total.isFinite { throw NonFiniteNormError(norm: total, normType: normType) }
+        let coef = Swift.min(maxNorm / (total + 1e-6), 1)
+        guard coef < 1 || coef.isNaN else { return ClipReport(normBefore: total, normAfter: total, threshold: maxNorm) }
+        scale(parameters, by: coef)
+        return ClipReport(normBefore: total, normAfter: total * coef, scale: coef, threshold: maxNorm,
+                          touched: parameters.filter { $0.tensor.grad != nil }.map(\.name))
+    }
+}
+
+/// Clips groups of gradients separately, each to an L2 norm of at most `maxNorm` with
+/// `clip_grad_norm_`'s coefficient: per module (DL4J's `ClipL2PerLayer`) or per parameter
+/// tensor (`ClipL2PerParamType`).
+public final class ClipPerGroup: GradientClipper {
+    public enum Grouping: String, Sendable, Codable { case module, parameter }
+    public let maxNorm: Float
+    public let grouping: Grouping
+    public var name: String { grouping == .module ? "per-module" : "per-parameter" }
+
+    public init(maxNorm: Float, per grouping: Grouping) {
+        precondition(maxNorm > 0, "ClipPerGroup: maxNorm must be positive")
+        self.maxNorm = maxNorm
+        self.grouping = grouping
+    }
+
+    public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
+        let norms = gradientNorms(parameters)
+        let groups: [(String, [Int])] = grouping == .module
+            ? parameters.moduleGroups.map { ($0.module, $0.indices) }
+            : parameters.indices.map { (parameters[$0].name, [$0]) }
+        var after = norms, touched: [String] = [], smallest: Float = 1
+        for (label, members) in groups {
+            let n = l2(members.map { norms[$0] })
+            guard n.isFinite else { continue }
+            let coef = clipCoefficient(norm: n, maxNorm: maxNorm)
+            guard coef < 1 else { continue }
+            for i in members {
+                scaleGradient(parameters[i].tensor, by: coef)
+                after[i] = norms[i] * Double(coef)
+            }
+            touched.append(label.isEmpty ? "(root)" : label)
+            smallest = Swift.min(smallest, coef)
+        }
+        return ClipReport(normBefore: Float(l2(norms)), normAfter: Float(l2(after)), scale: smallest, threshold: maxNorm,
+                          touched: touched)
+    }
+}
+
+/// optax's `clip_by_block_rms`: every gradient tensor is divided by
+/// `max(1, rms(g) / threshold)`, so that its root-mean-square is at most `threshold`.
+public final class ClipByBlockRMS: GradientClipper {
+    public let threshold: Float
+    public var name: String { "block-rms" }
+
+    public init(threshold: Float) {
+        precondition(threshold > 0, "ClipByBlockRMS: threshold must be positive")
+        self.threshold = threshold
+    }
+
+    public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
+        let norms = gradientNorms(parameters)
+        var after = norms, touched: [String] = [], smallest: Float = 1
+        for (i, p) in parameters.enumerated() {
+            guard let g = p.tensor.grad, g.count > 0, norms[i].isFinite else { continue }
+            let rms = norms[i] / Double(g.count).squareRoot()
+            let denom = Swift.max(1, Float(rms) / threshold)
+            guard denom > 1 else { continue }
+            scaleGradient(p.tensor, by: 1 / denom)
+            after[i] = norms[i] / Double(denom)
+            touched.append(p.name)
+            smallest = Swift.min(smallest, 1 / denom)
+        }
+        return ClipReport(normBefore: Float(l2(norms)), normAfter: Float(l2(after)), scale: smallest, threshold: threshold,
+                          touched: touched)
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import GradGuardTensor
+
+/// ZClip (Kumar et al. 2025, "ZClip: Adaptive Spike Mitigation for LLM Pre-Training"),
+/// z-score mode with adaptive scaling, as the authors' reference implementation:
+///
+/// - for the first `warmupSteps` steps the global L2 norms are collected (and, if
+///   `maxNorm` is set, clipped to it); then μ and σ² are their mean and population variance;
+/// - afterwards z = (g − μ)/(σ + eps); when z > zThreshold the gradients are clipped to
+///   μ + zThreshold·σ/(z/zThreshold) = μ + zThreshold²·σ/z (times `clipFactor`, and at most
+///   `maxNorm`), with `clip_grad_norm_`'s coefficient;
+/// - μ ← α·μ + (1−α)·x and σ² ← α·σ² + (1−α)·(x − μ)² (with the new μ), where x is the
+///   clipping threshold when one was computed, else the norm.
+///
+/// Unlike the reference, a NaN or infinite norm never enters the statistics (one such step
+/// would leave μ and σ NaN for the rest of the run) and is not clipped. The reference's
+/// `max_grad_norm` defaults to 1.0; here `maxNorm` defaults to none.
+public final class ZClip: GradientClipper {
+    public let alpha: Double, zThreshold: Double, eps: Double, clipFactor: Double
+    public let warmupSteps: Int
+    public let maxNorm: Float?
+    public private(set) var mean: Double? = nil
+    public private(set) var variance: Double? = nil
+    private var warmup: [Double] = []
+    public var name: String { "zclip" }
+
+    public init(alpha: Double = 0.97, zThreshold: Double = 2.5, warmupSteps: Int = 25, clipFactor: Double = 1,
+                maxNorm: Float? = nil, eps: Double = 1e-6) {
+        precondition(alpha > 0 && alpha < 1 && zThreshold > 0 && warmupSteps > 0, "ZClip: alpha in (0, 1), positive threshold and warm-up")
+        self.alpha = alpha
+        self.zThreshold = zThreshold
+        self.warmupSteps = warmupSteps
+        self.clipFactor = clipFactor
+        self.maxNorm = maxNorm
+        self.eps = eps
+    }
+
+    /// The threshold the current statistics give for `norm`, or nil when it is no outlier.
+    func threshold(for norm: Double) -> Double? {
+        guard let mu = mean, let v = variance else { return nil }
+        let std = v.squareRoot()
+        let z = (norm - mu) / (std + eps)
+        guard z > zThreshold else { return nil }
+        return (mu + zThreshold * std / (z / zThreshold)) * clipFactor
+    }
+
+    public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
+        let norm = l2(gradientNorms(parameters))
+        guard norm.isFinite else { return ClipReport(normBefore: Float(norm), normAfter: Float(norm)) }
+        guard let mu = mean, let v = variance else {
+            warmup.append(norm)
+            if warmup.count >= warmupSteps {
+                let m = warmup.reduce(0, +) / Double(warmup.count)
+                mean = m
+                variance = warmup.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(warmup.count)
+                warmup = []
+            }
+            if let maxNorm { return clipToGlobalNorm(parameters, norm: norm, maxNorm: maxNorm) }
+            return ClipReport(normBefore: Float(norm), normAfter: Float(norm))
+        }
+        let adaptive = threshold(for: norm)
+        var effective = adaptive ?? norm
+        if let maxNorm { effective = Swift.min(effective, Double(maxNorm)) }
+        let report = norm > effective ? clipToGlobalNorm(parameters, norm: norm, maxNorm: Float(effective))
+                                      : ClipReport(normBefore: Float(norm), normAfter: Float(norm), threshold: Float(effective))
+        let x = adaptive ?? norm
+        let newMean = alpha * mu + (1 - alpha) * x
+        mean = newMean
+        variance = alpha * v + (1 - alpha) * (x - newMean) * (x - newMean)
+        return report
+    }
+
+    public func stateDict() -> ClipperState {
+        var s: ClipperState = ["warmup": warmup]
+        if let mean, let variance { s["mean"] = [mean]; s["variance"] = [variance] }
+        return s
+    }
+
+    public func load(stateDict: ClipperState) throws {
+        guard let w = stateDict["warmup"] else { throw ClipperStateError.missingKey(clipper: name, key: "warmup") }
+        let m = stateDict["mean"], v = stateDict["variance"]
+        guard (m == nil) == (v == nil), m.map({ $0.count == 1 && $0[0].isFinite }) ?? true,
+              v.map({ $0.count == 1 && $0[0].isFinite && $0[0] >= 0 }) ?? true else {
+            throw ClipperStateError.badValue(clipper: name, key: "mean/variance", expected: "one finite number each, or neither")
+        }
+        warmup = w
+        mean = m?[0]
+        variance = v?[0]
+    }
+}

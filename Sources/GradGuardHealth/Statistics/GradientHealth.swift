@@ -1,0 +1,115 @@
+import GradGuardNN
+import GradGuardTensor
+
+/// Measures the gradients (and weights) of a set of named parameters, every step.
+///
+/// ```swift
+/// let health = GradientHealth(model: model)
+/// loss.backward()
+/// let stats = health.observe(step: step, loss: loss.item)
+/// health.beforeUpdate(); optimizer.step(); health.recordUpdate(into: &stats)
+/// ```
+public final class GradientHealth {
+    public let parameters: [NamedParameter]
+    /// Order of the global norm (2, 1, ∞ or any p > 0).
+    public var normType: Float
+    /// Gradient histogram every this many steps (0: never).
+    public var histogramEvery: Int
+    /// Activation-gradient norms recorded through this probe are attached to each step.
+    public let probe: ActivationGradientProbe
+    private let groups: [(module: String, indices: [Int])]
+    private var weightsBefore: [[Float]]? = nil
+
+    public init(parameters: [NamedParameter], normType: Float = 2, histogramEvery: Int = 0,
+                probe: ActivationGradientProbe = ActivationGradientProbe()) {
+        precondition(normType > 0, "GradientHealth: norm order must be positive, got \(normType)")
+        self.parameters = parameters
+        self.normType = normType
+        self.histogramEvery = histogramEvery
+        self.probe = probe
+        groups = parameters.moduleGroups
+    }
+
+    public convenience init(model: Module, normType: Float = 2, histogramEvery: Int = 0,
+                            probe: ActivationGradientProbe = ActivationGradientProbe()) {
+        self.init(parameters: NamedParameter.of(model), normType: normType, histogramEvery: histogramEvery, probe: probe)
+    }
+
+    /// Statistics of the current gradients: one pass over every gradient and every weight.
+    public func observe(step: Int, loss: Float? = nil) -> StepStatistics {
+        let extra: Float = normType == 1 || normType == 2 || normType == .infinity ? 2 : normType
+        let gradScans = scanAll(parameters, grads: true, p: extra)
+        let weightScans = scanAll(parameters, grads: false)
+        var tensors: [TensorStatistics] = []
+        tensors.reserveCapacity(parameters.count)
+        for (i, p) in parameters.enumerated() {
+            let g = gradScans[i], w = weightScans[i]!
+            tensors.append(TensorStatistics(name: p.name, module: p.module, gradNorm: Float(g?.norm(2) ?? 0),
+                                            gradMaxAbs: g?.maxAbs ?? 0, nanCount: g?.nan ?? 0,
+                                            infCount: (g?.posInf ?? 0) + (g?.negInf ?? 0),
+                                            weightNorm: Float(w.norm(2)), weightsFinite: w.nonFinite == 0,
+                                            hasGradient: g != nil))
+        }
+        let modules = groups.map { group -> ModuleStatistics in
+            let members = group.indices.map { tensors[$0] }
+            return ModuleStatistics(name: group.module,
+                                    gradNorm: Float(combineNorms(members.map { Double($0.gradNorm) }, p: 2)),
+                                    weightNorm: Float(combineNorms(members.map { Double($0.weightNorm) }, p: 2)),
+                                    gradMaxAbs: members.map(\.gradMaxAbs).max() ?? 0,
+                                    nonFiniteCount: members.reduce(0) { $0 + $1.nanCount + $1.infCount },
+                                    updateRatio: nil)
+        }
+        let present = gradScans.compactMap { $0 }
+        let global = Float(combineNorms(present.map { $0.norm(normType) }, p: normType))
+        let l2 = normType == 2 ? global : Float(combineNorms(present.map { $0.norm(2) }, p: 2))
+        let histogram = histogramEvery > 0 && step % histogramEvery == 0 ? MagnitudeHistogram.ofGradients(parameters) : nil
+        return StepStatistics(step: step, loss: loss, globalNorm: global, normType: normType, globalL2: l2,
+                              maxAbs: tensors.map(\.gradMaxAbs).max() ?? 0, tensors: tensors, modules: modules,
+                              activations: probe.collect(), histogram: histogram)
+    }
+
+    /// Remembers the weights before an optimizer step (copy-on-write: the copy happens only
+    /// as the optimizer writes each parameter).
+    public func beforeUpdate() {
+        weightsBefore = parameters.map { $0.tensor.scalars }
+    }
+
+    /// ‖Δw‖ / ‖w‖ per module for the step since `beforeUpdate()`, written into `stats`.
+    public func recordUpdate(into stats: inout StepStatistics) {
+        let ratios = updateRatios()
+        for i in stats.modules.indices { stats.modules[i].updateRatio = ratios[stats.modules[i].name] }
+    }
+
+    /// ‖Δw‖ / ‖w_before‖ per module for the step since `beforeUpdate()`.
+    public func updateRatios() -> [String: Float] {
+        guard let before = weightsBefore else { return [:] }
+        weightsBefore = nil
+        var delta = [Double](repeating: 0, count: parameters.count), base = [Double](repeating: 0, count: parameters.count)
+        delta.withUnsafeMutableBufferPointer { d in
+            base.withUnsafeMutableBufferPointer { b in
+                parallelFor(parameters.count, grain: 1) { range in
+                    for i in range {
+                        parameters[i].tensor.withUnsafeScalars { now in
+                            before[i].withUnsafeBufferPointer { old in
+                                var dd = 0.0, bb = 0.0
+                                for k in 0..<Swift.min(now.count, old.count) {
+                                    let diff = Double(now[k] - old[k])
+                                    dd += diff * diff
+                                    bb += Double(old[k]) * Double(old[k])
+                                }
+                                d[i] = dd
+                                b[i] = bb
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        var out: [String: Float] = [:]
+        for group in groups {
+            let dd = group.indices.reduce(0) { $0 + delta[$1] }, bb = group.indices.reduce(0) { $0 + base[$1] }
+            out[group.module] = bb > 0 ? Float((dd / bb).squareRoot()) : (dd > 0 ? .infinity : 0)
+        }
+        return out
+    }
+}

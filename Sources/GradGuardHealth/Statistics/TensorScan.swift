@@ -1,0 +1,94 @@
+import Foundation
+import GradGuardTensor
+
+/// What one pass over a buffer of floats finds: sums for the 1- and 2-norms, the largest
+/// finite magnitude, and the NaN and ±Inf counts.
+struct TensorScan: Sendable {
+    var sumSquares = 0.0
+    var sumAbs = 0.0
+    var sumPow = 0.0   // Σ|x|^p for another norm order, when asked
+    var maxAbs: Float = 0
+    var nan = 0, posInf = 0, negInf = 0
+
+    var nonFinite: Int { nan + posInf + negInf }
+
+    /// Scans `b`; `p` other than 1, 2 and ∞ also sums |x|^p.
+    init(_ b: UnsafeBufferPointer<Float>, p: Float = 2) {
+        let n = b.count
+        guard n > 0 else { return }
+        let base = b.baseAddress!
+        // Eight-lane float partial sums, combined in Double.
+        var sq = SIMD8<Float>(repeating: 0), ab = SIMD8<Float>(repeating: 0), mx = SIMD8<Float>(repeating: 0)
+        var i = 0
+        while i + 8 <= n {
+            let v = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD8<Float>.self)
+            let a = v.replacing(with: -v, where: v .< 0)
+            sq += v * v
+            ab += a
+            mx = pointwiseMax(mx, a)
+            i += 8
+        }
+        sumSquares = Double(sq.sum())
+        sumAbs = Double(ab.sum())
+        maxAbs = mx.max()
+        while i < n {
+            let a = Swift.abs(base[i])
+            sumSquares += Double(a * a)
+            sumAbs += Double(a)
+            maxAbs = Swift.max(maxAbs, a)
+            i += 1
+        }
+        if p != 1 && p != 2 && p != .infinity {
+            let pd = Double(p)
+            for k in 0..<n { sumPow += Foundation.pow(Double(Swift.abs(base[k])), pd) }
+        }
+        // Any NaN or Inf makes the sum of squares non-finite: only then count them, and
+        // take the largest *finite* magnitude again.
+        if !sumSquares.isFinite || !maxAbs.isFinite {
+            maxAbs = 0
+            for k in 0..<n {
+                let v = base[k]
+                if v.isNaN { nan += 1 } else if v == .infinity { posInf += 1 } else if v == -.infinity { negInf += 1 } else {
+                    maxAbs = Swift.max(maxAbs, Swift.abs(v))
+                }
+            }
+        }
+    }
+
+    /// The norm of order `p` of the scanned values (∞: the largest magnitude, NaN if any NaN,
+    /// ∞ if any Inf).
+    func norm(_ p: Float) -> Double {
+        if nan > 0 { return .nan }
+        if posInf + negInf > 0 { return .infinity }
+        switch p {
+        case 2: return sumSquares.squareRoot()
+        case 1: return sumAbs
+        case .infinity: return Double(maxAbs)
+        default: return Foundation.pow(sumPow, 1 / Double(p))
+        }
+    }
+}
+
+/// Combines per-tensor norms of order `p` into the norm of all of them together.
+func combineNorms(_ norms: [Double], p: Float) -> Double {
+    if norms.contains(where: \.isNaN) { return .nan }
+    if p == .infinity { return norms.max() ?? 0 }
+    if p == 2 { return norms.reduce(0) { $0 + $1 * $1 }.squareRoot() }
+    if p == 1 { return norms.reduce(0, +) }
+    let pd = Double(p)
+    return Foundation.pow(norms.reduce(0) { $0 + Foundation.pow($1, pd) }, 1 / pd)
+}
+
+/// Scans every tensor's gradient (`grads: true`) or values, over the workers.
+func scanAll(_ params: [NamedParameter], grads: Bool, p: Float = 2) -> [TensorScan?] {
+    var out = [TensorScan?](repeating: nil, count: params.count)
+    out.withUnsafeMutableBufferPointer { o in
+        parallelFor(params.count, grain: 1) { range in
+            for i in range {
+                let t = grads ? params[i].tensor.grad : params[i].tensor
+                o[i] = t?.withUnsafeScalars { TensorScan($0, p: p) }
+            }
+        }
+    }
+    return out
+}
