@@ -1,0 +1,189 @@
+import Foundation
+
+/// NaN or ±Inf in the loss, the gradients or the weights.
+public final class NonFiniteDetector: GradientDetector {
+    public var name: String { "non-finite" }
+    public init() {}
+
+    public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
+        let badWeights = stats.nonFiniteWeights
+        if !badWeights.isEmpty {
+            let modules = Set(stats.tensors.filter { !$0.weightsFinite }.map(\.module))
+            return Finding(kind: .nonFiniteWeights, step: stats.step,
+                           message: "weights are NaN or infinite in \(badWeights.joined(separator: ", "))",
+                           evidence: ["tensors": Double(badWeights.count)], blame: baselines.rank(stats, among: modules),
+                           tensors: badWeights)
+        }
+        if let loss = stats.loss, !loss.isFinite {
+            return Finding(kind: .nonFiniteLoss, step: stats.step, message: "the loss is \(loss)",
+                           evidence: ["loss": Double(loss)], blame: baselines.rank(stats))
+        }
+        let bad = stats.tensors.filter { !$0.gradientFinite }
+        guard !bad.isEmpty else { return nil }
+        let nan = bad.reduce(0) { $0 + $1.nanCount }, inf = bad.reduce(0) { $0 + $1.infCount }
+        return Finding(kind: .nonFiniteGradient, step: stats.step,
+                       message: "gradients hold \(nan) NaN and \(inf) infinite values in \(bad.map(\.name).joined(separator: ", "))",
+                       evidence: ["nan": Double(nan), "inf": Double(inf), "tensors": Double(bad.count)],
+                       blame: baselines.rank(stats, among: Set(bad.map(\.module))), tensors: bad.map(\.name))
+    }
+}
+
+/// A global gradient norm far above its running baseline: more than `factor` times the
+/// median of the last `window` healthy norms (a median is not dragged up by the spikes it
+/// is meant to catch), once `warmup` healthy steps have been seen.
+public final class SpikeDetector: GradientDetector {
+    public let factor: Double, window: Int, warmup: Int
+    private var norms: Window
+    public var name: String { "spike" }
+
+    public init(factor: Double = 6, window: Int = 100, warmup: Int = 10) {
+        precondition(factor > 1 && window >= warmup && warmup >= 3, "SpikeDetector: factor > 1, window ≥ warmup ≥ 3")
+        self.factor = factor
+        self.window = window
+        self.warmup = warmup
+        norms = Window(window)
+    }
+
+    public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
+        let n = Double(stats.globalL2)
+        guard n.isFinite, norms.count >= warmup else { return nil }
+        let base = median(norms.values)
+        guard n > factor * base else { return nil }
+        return Finding(kind: .spike, step: stats.step,
+                       message: String(format: "gradient norm %.4g is %.1f× its running median %.4g", n, n / base, base),
+                       evidence: ["norm": n, "median": base, "ratio": n / base], blame: baselines.rank(stats))
+    }
+
+    public func record(_ stats: StepStatistics, healthy: Bool) {
+        if healthy && stats.globalL2.isFinite && stats.globalL2 > 0 { norms.append(Double(stats.globalL2)) }
+    }
+
+    /// The healthy norms remembered (for percentile recommendations).
+    public var recentNorms: [Double] { norms.values }
+}
+
+/// Exponential growth that has not yet reached NaN: over the last `window` steps the log
+/// of the global norm rises along a straight line (R² ≥ `minR2`) by at least `minRise`
+/// in all, every step by at least `minStepGrowth`×. Reported once per episode.
+public final class GrowthDetector: GradientDetector {
+    public let window: Int, minRise: Double, minR2: Double, minStepGrowth: Double
+    private var logs: Window
+    private var quietUntil = Int.min
+    public var name: String { "growth" }
+
+    public init(window: Int = 8, minRise: Double = 20, minR2: Double = 0.9, minStepGrowth: Double = 1.1) {
+        precondition(window >= 4 && minRise > 1 && minStepGrowth >= 1, "GrowthDetector: window ≥ 4, rise > 1")
+        self.window = window
+        self.minRise = minRise
+        self.minR2 = minR2
+        self.minStepGrowth = minStepGrowth
+        logs = Window(window)
+    }
+
+    public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
+        let n = Double(stats.globalL2)
+        guard n.isFinite, n > 0 else { return nil }
+        logs.append(Foundation.log(n))
+        guard logs.count == window, stats.step >= quietUntil else { return nil }
+        let v = logs.values
+        let (slope, r2) = linearTrend(v)
+        let rise = Foundation.exp(v.last! - v.first!)
+        let everyStep = zip(v.dropFirst(), v).allSatisfy { $0 - $1 >= Foundation.log(minStepGrowth) }
+        guard rise >= minRise, r2 >= minR2, everyStep else { return nil }
+        quietUntil = stats.step + window
+        return Finding(kind: .growth, step: stats.step,
+                       message: String(format: "gradient norm grew %.3g× over %d steps (×%.2f per step)", rise, window - 1, Foundation.exp(slope)),
+                       evidence: ["rise": rise, "perStep": Foundation.exp(slope), "r2": r2, "norm": n], blame: baselines.rank(stats))
+    }
+}
+
+/// Vanishing gradients, sustained for `patience` steps: watched activation gradients or
+/// module gradient norms more than `peerRatio` below the largest of their peers, or below
+/// the absolute `floor`.
+public final class VanishingDetector: GradientDetector {
+    public let peerRatio: Double, floor: Double, patience: Int
+    private var streak = 0
+    public var name: String { "vanishing" }
+
+    public init(peerRatio: Double = 1e-3, floor: Double = 1e-10, patience: Int = 5) {
+        precondition(peerRatio > 0 && peerRatio < 1 && patience >= 1, "VanishingDetector: ratio in (0, 1), patience ≥ 1")
+        self.peerRatio = peerRatio
+        self.floor = floor
+        self.patience = patience
+    }
+
+    /// The entries far below the largest, or under the floor, with their ratio to the largest.
+    func faint(_ items: [(String, Double)]) -> [(String, Double)] {
+        let finite = items.filter { $0.1.isFinite }
+        guard let top = finite.map(\.1).max(), top > 0 else { return [] }
+        return finite.filter { $0.1 < top * peerRatio || $0.1 < floor }.map { ($0.0, $0.1 / top) }.sorted { $0.1 < $1.1 }
+    }
+
+    public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
+        let acts = faint(stats.activations.map { ($0.name, Double($0.norm)) })
+        let withGrad = Set(stats.tensors.filter(\.hasGradient).map(\.module))
+        let mods = faint(stats.modules.filter { withGrad.contains($0.name) }.map { ($0.name, Double($0.gradNorm)) })
+        guard !acts.isEmpty || !mods.isEmpty else { streak = 0; return nil }
+        streak += 1
+        guard streak == patience else { return nil }
+        let worst = (acts + mods).min { $0.1 < $1.1 }!
+        let source = acts.isEmpty ? "module gradient norms" : "activation gradients"
+        return Finding(kind: .vanishing, step: stats.step,
+                       message: String(format: "%@ vanish for %d steps: %@ at %.2g of the largest", source, patience, worst.0, worst.1),
+                       evidence: ["ratio": worst.1, "steps": Double(patience)],
+                       blame: (acts.isEmpty ? mods : acts).prefix(5).map { Blame(module: $0.0, ratio: Float($0.1), departedAt: nil) },
+                       tensors: stats.tensors.filter { t in mods.contains { $0.0 == t.module } }.map(\.name))
+    }
+}
+
+/// The loss far above its best (more than `factor` times the best running average, after
+/// `warmup` steps), or rising steadily over `window` steps (R² ≥ `minR2`, up by `minRise`).
+public final class LossDivergenceDetector: GradientDetector {
+    public let factor: Double, window: Int, warmup: Int, minRise: Double, minR2: Double
+    private var best = Double.infinity
+    private var smoothed: Double? = nil
+    private var seen = 0
+    private var recent: Window
+    private var quietUntil = Int.min
+    public var name: String { "loss-divergence" }
+
+    public init(factor: Double = 3, window: Int = 20, warmup: Int = 20, minRise: Double = 1.5, minR2: Double = 0.8) {
+        self.factor = factor
+        self.window = window
+        self.warmup = warmup
+        self.minRise = minRise
+        self.minR2 = minR2
+        recent = Window(window)
+    }
+
+    public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
+        guard let l = stats.loss.map(Double.init), l.isFinite, stats.step >= quietUntil else { return nil }
+        if seen >= warmup, best.isFinite, l > factor * best, l - best > 1e-6 {
+            quietUntil = stats.step + window
+            return Finding(kind: .lossDivergence, step: stats.step,
+                           message: String(format: "loss %.4g is %.1f× its best %.4g", l, l / best, best),
+                           evidence: ["loss": l, "best": best, "ratio": l / best], blame: baselines.rank(stats))
+        }
+        let trial = recent.values + [l]
+        if trial.count >= window, seen >= warmup {
+            let v = Array(trial.suffix(window))
+            let (_, r2) = linearTrend(v)
+            if r2 >= minR2, v.last! > minRise * v.first!, v.first! > 0 {
+                quietUntil = stats.step + window
+                return Finding(kind: .lossDivergence, step: stats.step,
+                               message: String(format: "loss rose steadily from %.4g to %.4g over %d steps", v.first!, v.last!, window),
+                               evidence: ["from": v.first!, "to": v.last!, "r2": r2], blame: baselines.rank(stats))
+            }
+        }
+        return nil
+    }
+
+    public func record(_ stats: StepStatistics, healthy: Bool) {
+        guard healthy, let l = stats.loss.map(Double.init), l.isFinite else { return }
+        seen += 1
+        recent.append(l)
+        let s = smoothed.map { 0.9 * $0 + 0.1 * l } ?? l
+        smoothed = s
+        best = Swift.min(best, s)
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+
+/// What a detector saw.
+public enum FindingKind: String, Sendable, Codable, CaseIterable {
+    case nonFiniteLoss, nonFiniteGradient, nonFiniteWeights
+    case spike, growth, vanishing, lossDivergence
+
+    /// Whether the step's gradients must not be applied as they are.
+    public var isExploding: Bool { self != .vanishing }
+}
+
+/// A module named in a finding, with how far it is from its own baseline.
+public struct Blame: Sendable, Codable, Equatable {
+    public let module: String
+    /// Gradient norm now over the module's own healthy baseline (∞ for a non-finite norm).
+    public let ratio: Float
+    /// The step since which the module has been above `departureFactor` × its baseline.
+    public let departedAt: Int?
+}
+
+/// A typed finding: the step, the evidence in numbers, and the modules ranked by blame
+/// (first to depart from its own baseline, then by ratio).
+public struct Finding: Sendable, Codable {
+    public let kind: FindingKind
+    public let step: Int
+    public let message: String
+    public let evidence: [String: Double]
+    public var blame: [Blame]
+    /// Tensors concerned (non-finite gradients or weights, vanishing parameters).
+    public let tensors: [String]
+
+    public init(kind: FindingKind, step: Int, message: String, evidence: [String: Double] = [:], blame: [Blame] = [],
+                tensors: [String] = []) {
+        self.kind = kind
+        self.step = step
+        self.message = message
+        self.evidence = evidence
+        self.blame = blame
+        self.tensors = tensors
+    }
+}
+
+/// Looks at each step's statistics and reports what is wrong, if anything. Detectors keep
+/// their history from healthy steps only: the monitor tells them whether the step was kept.
+public protocol GradientDetector: AnyObject {
+    var name: String { get }
+    func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding?
+    /// Called after every step with whether it was healthy (and applied).
+    func record(_ stats: StepStatistics, healthy: Bool)
+}
+
+extension GradientDetector {
+    public func record(_ stats: StepStatistics, healthy: Bool) {}
+}
+
+// MARK: - Small statistics helpers
+
+func median(_ xs: [Double]) -> Double {
+    guard !xs.isEmpty else { return .nan }
+    let s = xs.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+/// Least-squares slope of ys against 0, 1, 2, … and the coefficient of determination.
+func linearTrend(_ ys: [Double]) -> (slope: Double, r2: Double) {
+    let n = Double(ys.count)
+    guard ys.count >= 3 else { return (0, 0) }
+    let mx = (n - 1) / 2, my = ys.reduce(0, +) / n
+    var sxy = 0.0, sxx = 0.0, syy = 0.0
+    for (i, y) in ys.enumerated() {
+        let dx = Double(i) - mx, dy = y - my
+        sxy += dx * dy
+        sxx += dx * dx
+        syy += dy * dy
+    }
+    let slope = sxy / sxx
+    return (slope, syy > 0 ? (sxy * sxy) / (sxx * syy) : 0)
+}
+
+/// A bounded list of the latest values.
+struct Window {
+    let capacity: Int
+    private(set) var values: [Double] = []
+    init(_ capacity: Int) { self.capacity = capacity }
+    mutating func append(_ v: Double) {
+        values.append(v)
+        if values.count > capacity { values.removeFirst(values.count - capacity) }
+    }
+    var count: Int { values.count }
+}

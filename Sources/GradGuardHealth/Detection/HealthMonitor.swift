@@ -1,0 +1,39 @@
+/// Runs a set of detectors on each step's statistics and keeps the per-module baselines
+/// that rank blame. Usable alone from a hand-written loop:
+///
+/// ```swift
+/// let monitor = HealthMonitor()
+/// let findings = monitor.inspect(stats)
+/// monitor.record(stats, healthy: findings.isEmpty)
+/// ```
+public final class HealthMonitor {
+    public var detectors: [any GradientDetector]
+    public let baselines: ModuleBaselines
+
+    /// The standard set: non-finite values, spikes, sustained growth, vanishing and loss divergence.
+    public init(detectors: [any GradientDetector]? = nil, baselines: ModuleBaselines = ModuleBaselines()) {
+        self.detectors = detectors ?? [NonFiniteDetector(), SpikeDetector(), GrowthDetector(), VanishingDetector(),
+                                       LossDivergenceDetector()]
+        self.baselines = baselines
+    }
+
+    /// Every finding of this step, most severe first (non-finite values before spikes,
+    /// growth, loss divergence and vanishing).
+    public func inspect(_ stats: StepStatistics) -> [Finding] {
+        let order: [FindingKind] = [.nonFiniteWeights, .nonFiniteLoss, .nonFiniteGradient, .spike, .growth, .lossDivergence, .vanishing]
+        return detectors.compactMap { $0.inspect(stats, baselines: baselines) }
+            .sorted { order.firstIndex(of: $0.kind)! < order.firstIndex(of: $1.kind)! }
+    }
+
+    /// Tells the detectors and baselines whether the step was healthy and applied, so that
+    /// only healthy steps enter their histories.
+    public func record(_ stats: StepStatistics, healthy: Bool) {
+        baselines.update(stats, healthy: healthy)
+        for d in detectors { d.record(stats, healthy: healthy) }
+    }
+
+    /// The first detector of a type, to read its history.
+    public func detector<D: GradientDetector>(_ type: D.Type) -> D? {
+        detectors.lazy.compactMap { $0 as? D }.first
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import GradGuardTensor
+
+/// Turns findings into probable causes and concrete recommendations.
+///
+/// Causes recognised, each from its own evidence:
+/// - learning rate too high: the modules' norms left their baselines together, or the
+///   learning rate rose in the steps before (warm-up, a schedule's increase);
+/// - initialisation: trouble from the first steps, or weights whose standard deviation is
+///   far from gain/√fan_in (√2 for ReLU networks), or drifts that compound over many layers;
+/// - recurrent weights with a spectral norm above 1 (power iteration on each gate block);
+/// - missing normalisation: activation gradients changing geometrically with depth;
+/// - saturating activations: vanishing through a recurrent or tanh/sigmoid network.
+public struct Diagnostician {
+    /// Named weights of the model (for the weight checks).
+    public let parameters: [NamedParameter]
+
+    public init(parameters: [NamedParameter]) { self.parameters = parameters }
+
+    /// What the diagnostician knows about the run around the finding.
+    public struct Context {
+        /// The step's statistics.
+        public var stats: StepStatistics
+        /// Healthy global norms of recent steps, oldest first.
+        public var healthyNorms: [Double]
+        /// Learning rate of the first group now and `lookback` steps ago.
+        public var learningRate: Double?
+        public var earlierLearningRate: Double?
+        public init(stats: StepStatistics, healthyNorms: [Double] = [], learningRate: Double? = nil, earlierLearningRate: Double? = nil) {
+            self.stats = stats
+            self.healthyNorms = healthyNorms
+            self.learningRate = learningRate
+            self.earlierLearningRate = earlierLearningRate
+        }
+    }
+
+    public func diagnose(_ findings: [Finding], context: Context) -> (causes: [Cause], recommendations: [String]) {
+        var causes: [Cause] = []
+        var recs: [String] = []
+        let exploding = findings.contains { $0.kind.isExploding }
+        let vanishing = findings.contains { $0.kind == .vanishing }
+        let stats = context.stats
+
+        // Recurrent weights.
+        var worstRecurrent: (String, Double)? = nil
+        for p in parameters where p.name.split(separator: ".").last.map({ $0.hasPrefix("weight_hh") }) ?? false {
+            let s = WeightChecks.recurrentSpectralNorm(p.tensor)
+            if worstRecurrent == nil || s > worstRecurrent!.1 { worstRecurrent = (p.name, s) }
+        }
+        if exploding, let (name, s) = worstRecurrent, s > 1 {
+            let blamedHere = findings.flatMap(\.blame).prefix(2).contains { name.hasPrefix($0.module) }
+            causes.append(Cause(kind: .recurrentSpectralNorm, confidence: blamedHere ? 0.8 : 0.5,
+                                evidence: "\(name) has spectral norm \(formatNumber(s)) > 1: the backward signal can grow by up to that factor per time step"))
+            recs.append("initialise \(name) orthogonally (spectral norm 1), or use an LSTM/GRU")
+        }
+
+        // Initialisation: weight scale and its compounding over depth.
+        var initEvidence: [String] = []
+        var logProduct = 0.0, layers = 0
+        for p in parameters where p.tensor.rank >= 2 && !(p.name.contains("weight_hh")) {
+            guard let r = WeightChecks.initialisationRatio(p.tensor), r.expected > 0, r.std > 0 else { continue }
+            let ratio = r.std / r.expected
+            logProduct += Foundation.log(ratio)
+            layers += 1
+            if ratio > 3 || ratio < 1.0 / 3 {
+                initEvidence.append("\(p.name) std \(formatNumber(r.std)), expected ≈ \(formatNumber(r.expected)) (√2/√fan_in, fan_in \(r.fanIn))")
+            }
+        }
+        let compound = Foundation.exp(logProduct)
+        let early = findings.contains { $0.step < 5 }
+        if !initEvidence.isEmpty || (layers >= 8 && (compound < 1e-3 || compound > 1e3)) {
+            var ev = initEvidence.prefix(3).joined(separator: "; ")
+            if layers >= 8 { ev += (ev.isEmpty ? "" : "; ") + "the scale ratios of \(layers) layers multiply to \(formatNumber(compound))" }
+            if early { ev += "; abnormal from step \(findings.map(\.step).min()!)" }
+            causes.append(Cause(kind: .initialisation, confidence: early ? 0.9 : 0.6, evidence: ev))
+            recs.append("initialise the weights with kaimingNormal (std √2/√fan_in) for ReLU layers, xavierUniform for tanh layers")
+        }
+
+        // Learning rate.
+        if exploding {
+            let ranked = stats.modules.filter { $0.gradNorm > 0 }
+            let moved = findings.flatMap(\.blame).filter { $0.ratio > 2 }.count
+            let together = !ranked.isEmpty && Double(Set(findings.flatMap(\.blame).filter { $0.ratio > 2 }.map(\.module)).count) >= 0.6 * Double(Swift.min(ranked.count, 5))
+            var ev: [String] = []
+            if together && moved > 1 { ev.append("\(Set(findings.flatMap(\.blame).map(\.module)).count) modules left their baselines together") }
+            if let now = context.learningRate, let before = context.earlierLearningRate, now > before * 1.05 {
+                ev.append("the learning rate rose from \(formatNumber(before)) to \(formatNumber(now)) just before")
+            }
+            if !ev.isEmpty {
+                causes.append(Cause(kind: .learningRateTooHigh, confidence: ev.count == 2 ? 0.8 : 0.55, evidence: ev.joined(separator: "; ")))
+            }
+            if let lr = context.learningRate {
+                recs.append("lower the learning rate to \(formatNumber(roundToOneDigit(lr * 0.3)))")
+            }
+            if context.healthyNorms.count >= 10 {
+                let p90 = AutoClip.linearPercentile(context.healthyNorms, 90)
+                recs.append("clip the global norm at \(formatNumber(p90)) (the 90th percentile of the last \(context.healthyNorms.count) healthy steps)")
+            }
+        }
+
+        // Activation scale with depth (needs watched activations).
+        let acts = stats.activations.map { Double($0.norm) }.filter { $0 > 0 && $0.isFinite }
+        if acts.count >= 4 {
+            let steps = zip(acts.dropFirst(), acts).map { Foundation.log($0 / $1) }
+            let meanStep = steps.reduce(0, +) / Double(steps.count)
+            let consistent = steps.allSatisfy { $0 * meanStep > 0 }
+            if consistent && Swift.abs(meanStep) > Foundation.log(1.5) {
+                let deepest = stats.activations.first!.name
+                causes.append(Cause(kind: .missingNormalisation, confidence: 0.5,
+                                    evidence: "the gradient reaching each layer's input changes ×\(formatNumber(Foundation.exp(meanStep))) per layer over \(acts.count) layers"))
+                recs.append("add BatchNorm (or LayerNorm) after \(deepest.isEmpty ? "each layer" : "layer \(deepest)") so that the scale stays put with depth")
+            }
+        }
+
+        if vanishing {
+            let recurrent = parameters.contains { $0.name.contains("weight_hh") }
+            if recurrent {
+                causes.append(Cause(kind: .saturatingActivations, confidence: 0.5,
+                                    evidence: "gradients vanish through a recurrent network: tanh/sigmoid saturate and ‖W_hh‖ < 1 shrinks the signal every step"))
+                recs.append("use an LSTM or GRU, initialise weight_hh orthogonally, or shorten the sequences (truncated backpropagation)")
+            }
+        }
+
+        // Weight growth suggests decay.
+        if exploding, let top = findings.flatMap(\.blame).first, let m = stats.module(top.module),
+           let ratio = m.updateRatio, ratio > 0.1 {
+            recs.append("add weight decay 1e-4: \(top.module) moved by \(formatNumber(Double(ratio))) of its norm in one step")
+        }
+        return (causes.sorted { $0.confidence > $1.confidence }, recs)
+    }
+}

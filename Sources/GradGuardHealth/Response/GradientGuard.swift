@@ -1,0 +1,176 @@
+import Foundation
+import GradGuardNN
+import GradGuardOptim
+import GradGuardTensor
+
+/// What the guard did with one step.
+public struct StepOutcome: Sendable {
+    public enum Decision: Sendable, Equatable {
+        /// The optimizer (and schedule) stepped.
+        case applied
+        /// The step was not applied.
+        case skipped
+        /// The run went back to the snapshot taken at step `toStep`; the batches of the steps
+        /// in `undone` (up to and including the failed one) preceded the trouble and are best
+        /// not fed again (what PaLM's authors did after a loss spike).
+        case rolledBack(toStep: Int, undone: Range<Int>)
+    }
+    public let decision: Decision
+    public let stats: StepStatistics
+    public let clip: ClipReport?
+    public let findings: [Finding]
+    public let incident: Incident?
+    /// The learning-rate multiplier in force after this step (1: as scheduled).
+    public let lrScale: Double
+}
+
+/// Gradient health for a training loop: measures every step, runs the detectors, applies
+/// the policy (clip, skip, back off, roll back, halt) and calls the optimizer. It replaces
+/// `optimizer.step()` in a hand-written loop:
+///
+/// ```swift
+/// let guardian = GradientGuard(model: model, optimizer: opt, policy: GuardPolicy(clipper: ZClip()))
+/// for batch in batches {
+///     opt.zeroGrad()
+///     let loss = lossFunction(model(batch.x), batch.y)
+///     loss.backward()
+///     let outcome = try guardian.step(loss: loss.item)   // throws TrainingDiverged
+/// }
+/// ```
+public final class GradientGuard {
+    public let health: GradientHealth
+    public let monitor: HealthMonitor
+    public var policy: GuardPolicy
+    public let optimizer: Optimizer
+    public let scheduler: LRScheduler?
+    public let diagnostician: Diagnostician
+    /// Applied steps (skipped ones do not count).
+    public private(set) var step = 0
+    public private(set) var skippedSteps = 0
+    public private(set) var rollbacks = 0
+    public private(set) var incidents: [Incident] = []
+    public private(set) var lrScale = 1.0
+    /// Update-to-weight ratios every this many steps (0: never).
+    public var updateRatioEvery = 1
+    /// Called with each incident as it happens.
+    public var onIncident: ((Incident) -> Void)?
+
+    private let stateTensors: [Tensor]
+    private var snapshot: TrainingSnapshot?
+    private var healthyStreak = 0
+    private var failedRecoveries = 0
+    private var lastTroubleStep: Int? = nil
+    private var healthyNorms = Window(500)
+    private var lrHistory = Window(21)
+
+    /// Guards the named `parameters`; `buffers` (running statistics) are included in snapshots.
+    public init(parameters: [NamedParameter], buffers: [Tensor] = [], optimizer: Optimizer, scheduler: LRScheduler? = nil,
+                policy: GuardPolicy = GuardPolicy(), monitor: HealthMonitor = HealthMonitor(),
+                probe: ActivationGradientProbe = ActivationGradientProbe()) {
+        health = GradientHealth(parameters: parameters, probe: probe)
+        self.monitor = monitor
+        self.policy = policy
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        diagnostician = Diagnostician(parameters: parameters)
+        stateTensors = parameters.map(\.tensor) + buffers
+    }
+
+    public convenience init(model: Module, optimizer: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy = GuardPolicy(),
+                            monitor: HealthMonitor = HealthMonitor(), probe: ActivationGradientProbe = ActivationGradientProbe()) {
+        self.init(parameters: NamedParameter.of(model), buffers: model.namedBuffers().map(\.tensor), optimizer: optimizer,
+                  scheduler: scheduler, policy: policy, monitor: monitor, probe: probe)
+    }
+
+    /// Inspects the gradients of the current step and applies or withholds it.
+    public func step(loss: Float?) throws -> StepOutcome {
+        if snapshot == nil && policy.snapshotEvery > 0 { takeSnapshot() }
+        var stats = health.observe(step: step, loss: loss)
+        let findings = monitor.inspect(stats)
+        let exploding = findings.filter { $0.kind.isExploding }
+        var actions = Set(findings.flatMap { policy.actions[$0.kind] ?? [.report] })
+        // Non-finite gradients are never applied, whatever the policy says.
+        if findings.contains(where: { $0.kind == .nonFiniteGradient || $0.kind == .nonFiniteLoss }) && !actions.contains(.rollback) {
+            actions.insert(.skip)
+        }
+        var done: [String] = []
+        var decision = StepOutcome.Decision.applied
+        var clipReport: ClipReport? = nil
+
+        if !exploding.isEmpty {
+            if let last = lastTroubleStep, step - last <= policy.recoveryWindow { failedRecoveries += 1 } else { failedRecoveries = 1 }
+            lastTroubleStep = step
+            healthyStreak = 0
+        }
+        if actions.contains(.rollback), let snap = snapshot {
+            try snap.restore(optimizer: optimizer, scheduler: scheduler, clipper: policy.clipper)
+            decision = .rolledBack(toStep: snap.step, undone: snap.step..<(step + 1))
+            done.append("rolled back to the snapshot of step \(snap.step) (\(step - snap.step) steps undone)")
+            step = snap.step
+            rollbacks += 1
+        } else if actions.contains(.skip) || actions.contains(.rollback) {
+            decision = .skipped
+            skippedSteps += 1
+            done.append(actions.contains(.rollback) ? "skipped the step (no snapshot to roll back to)" : "skipped the step")
+        }
+        if actions.contains(.backOff) {
+            lrScale *= policy.backOffFactor
+            done.append("learning rate ×\(formatNumber(policy.backOffFactor)) (scale now \(formatNumber(lrScale)))")
+        }
+
+        if decision == .applied {
+            if let clipper = policy.clipper {
+                clipReport = try clipper.clip(health.parameters)
+                if let r = clipReport, r.clipped, !findings.isEmpty { done.append("clipped (\(clipper.name)) \(formatNumber(Double(r.normBefore))) → \(formatNumber(Double(r.normAfter)))") }
+            }
+            let wantRatios = updateRatioEvery > 0 && step % updateRatioEvery == 0
+            if wantRatios { health.beforeUpdate() }
+            applyOptimizerStep()
+            if wantRatios { health.recordUpdate(into: &stats) }
+            step += 1
+            if exploding.isEmpty {
+                healthyStreak += 1
+                if stats.globalL2.isFinite { healthyNorms.append(Double(stats.globalL2)) }
+                if lrScale < 1 && healthyStreak % policy.growAfter == 0 {
+                    lrScale = Swift.min(1, lrScale * policy.growFactor)
+                }
+                if policy.snapshotEvery > 0 && step % policy.snapshotEvery == 0 { takeSnapshot() }
+            }
+        }
+        monitor.record(stats, healthy: exploding.isEmpty && decision == .applied)
+        lrHistory.append(optimizer.paramGroups.first?.lr ?? 0)
+
+        var incident: Incident? = nil
+        if !findings.isEmpty {
+            let context = Diagnostician.Context(stats: stats, healthyNorms: healthyNorms.values,
+                                                learningRate: optimizer.paramGroups.first.map { $0.lr * lrScale },
+                                                earlierLearningRate: lrHistory.values.first)
+            let (causes, recs) = diagnostician.diagnose(findings, context: context)
+            if done.isEmpty { done.append("reported") }
+            let inc = Incident(step: stats.step, findings: findings, actions: done, blame: findings.first!.blame, causes: causes,
+                               recommendations: recs)
+            incidents.append(inc)
+            onIncident?(inc)
+            incident = inc
+            if !exploding.isEmpty && failedRecoveries >= policy.maxFailedRecoveries {
+                throw TrainingDiverged(step: stats.step, failedRecoveries: failedRecoveries, incidents: incidents)
+            }
+        }
+        return StepOutcome(decision: decision, stats: stats, clip: clipReport, findings: findings, incident: incident, lrScale: lrScale)
+    }
+
+    /// The optimizer step at the backed-off rate; the scheduled rates are put back after, so
+    /// the schedule never sees the back-off.
+    private func applyOptimizerStep() {
+        let scheduled = optimizer.paramGroups.map(\.lr)
+        if lrScale != 1 { for i in optimizer.paramGroups.indices { optimizer.paramGroups[i].lr = scheduled[i] * lrScale } }
+        optimizer.step()
+        if lrScale != 1 { for i in optimizer.paramGroups.indices { optimizer.paramGroups[i].lr = scheduled[i] } }
+        scheduler?.step()
+    }
+
+    private func takeSnapshot() {
+        snapshot = TrainingSnapshot(step: step, tensors: stateTensors, optimizer: optimizer, scheduler: scheduler,
+                                    clipper: policy.clipper)
+    }
+}

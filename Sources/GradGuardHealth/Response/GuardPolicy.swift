@@ -1,0 +1,54 @@
+/// What the guard may do about a finding.
+public enum GuardAction: String, Sendable, Codable {
+    /// Do not apply this step: optimizer state, step counters and the schedule stay as they
+    /// were (a skipped step is not a step). Counted and reported.
+    case skip
+    /// Multiply the learning rate by `backOffFactor`; it grows back by `growFactor` after
+    /// every `growAfter` healthy steps, up to the scheduled rate (as GradScaler does with its scale).
+    case backOff
+    /// Restore the last healthy snapshot (parameters, buffers, optimizer, schedule, clipper,
+    /// random state) and report the batches since then, to be skipped.
+    case rollback
+    /// Only record an incident.
+    case report
+}
+
+/// Which actions follow which findings, and their parameters.
+public struct GuardPolicy {
+    /// Applied to the gradients of every step that is kept (nil: no clipping).
+    public var clipper: (any GradientClipper)?
+    /// The chain of actions per finding kind; kinds not listed are reported only.
+    public var actions: [FindingKind: [GuardAction]]
+    public var backOffFactor: Double
+    public var growAfter: Int
+    public var growFactor: Double
+    /// Keep an in-memory snapshot every this many applied steps (0: never; rollback then
+    /// falls back to skipping).
+    public var snapshotEvery: Int
+    /// Halt with `TrainingDiverged` after this many recoveries in a row fail (another
+    /// exploding finding within `recoveryWindow` steps of the last).
+    public var maxFailedRecoveries: Int
+    public var recoveryWindow: Int
+
+    public init(clipper: (any GradientClipper)? = nil, actions: [FindingKind: [GuardAction]] = GuardPolicy.standardActions,
+                backOffFactor: Double = 0.5, growAfter: Int = 100, growFactor: Double = 2, snapshotEvery: Int = 50,
+                maxFailedRecoveries: Int = 5, recoveryWindow: Int = 10) {
+        precondition(backOffFactor > 0 && backOffFactor < 1 && growFactor >= 1 && growAfter > 0, "GuardPolicy: back-off in (0, 1), growth ≥ 1")
+        self.clipper = clipper
+        self.actions = actions
+        self.backOffFactor = backOffFactor
+        self.growAfter = growAfter
+        self.growFactor = growFactor
+        self.snapshotEvery = snapshotEvery
+        self.maxFailedRecoveries = maxFailedRecoveries
+        self.recoveryWindow = recoveryWindow
+    }
+
+    /// Non-finite gradients or loss and spikes: skip the step and back off. Non-finite
+    /// weights and a diverging loss: roll back and back off. Growth: back off (the clipper
+    /// handles the step). Vanishing: report.
+    public static let standardActions: [FindingKind: [GuardAction]] = [
+        .nonFiniteLoss: [.skip, .backOff], .nonFiniteGradient: [.skip, .backOff], .nonFiniteWeights: [.rollback, .backOff],
+        .spike: [.skip, .backOff], .growth: [.backOff], .lossDivergence: [.rollback, .backOff], .vanishing: [.report],
+    ]
+}

@@ -1,0 +1,35 @@
+import GradGuardNN
+import GradGuardOptim
+import GradGuardTensor
+
+/// Everything needed to put a run back exactly where it was: parameters and buffers,
+/// optimizer state, schedule step, clipper state, the default random generator and the step.
+public struct TrainingSnapshot {
+    public let step: Int
+    let tensors: [(Tensor, [Float])]
+    let optimizer: [String: Tensor]
+    let scheduler: [String: Double]?
+    let clipper: ClipperState?
+    let random: [UInt64]
+
+    /// Copies the state of `tensors` (parameters and buffers) and of the rest.
+    init(step: Int, tensors: [Tensor], optimizer: Optimizer, scheduler: LRScheduler?, clipper: (any GradientClipper)?) {
+        self.step = step
+        self.tensors = tensors.map { ($0, $0.scalars) }   // copy-on-write: copied as training writes
+        self.optimizer = optimizer.stateDict()
+        self.scheduler = scheduler?.stateDict()
+        self.clipper = clipper?.stateDict()
+        random = DefaultGenerator.with { $0.state }
+    }
+
+    /// Writes the saved state back.
+    func restore(optimizer: Optimizer, scheduler: LRScheduler?, clipper: (any GradientClipper)?) throws {
+        try optimizer.load(stateDict: self.optimizer)
+        if let s = self.scheduler { try scheduler?.load(stateDict: s) }
+        if let c = self.clipper { try clipper?.load(stateDict: c) }
+        for (t, values) in tensors {
+            t.withUnsafeMutableScalars { dst in values.withUnsafeBufferPointer { dst.baseAddress!.update(from: $0.baseAddress!, count: values.count) } }
+        }
+        if let g = RandomGenerator(state: random) { DefaultGenerator.with { $0 = g } }
+    }
+}
