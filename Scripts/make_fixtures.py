@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes the PyTorch reference fixtures that the Swift tests compare against.
 
-Run by hand (needs torch and safetensors from PyPI):
-    python3 -m pip install torch safetensors
+Run by hand (needs torch and safetensors from PyPI; the health section also jax and optax):
+    python3 -m pip install torch safetensors jax optax
     python3 Scripts/make_fixtures.py
 Every file lands in Tests/Fixtures/ and is small enough to commit. Each tensor name says
 what it is; "up" is the upstream gradient used for backward (loss = sum(out * up)).
@@ -418,4 +418,108 @@ for name, make in {
     lrs, _ = trace(make, metrics=seq)
     t[f"{name}.lr"] = lrs
 save("schedules.safetensors", t)
-print("torch", torch.__version__)
+
+# ---------------------------------------------------------------- gradient health (clippers)
+# Everything below has its own seed so that the sections above stay unchanged.
+import numpy as np
+import jax.numpy as jnp
+import optax
+
+torch.manual_seed(4321)
+t = {}
+# clip_grad_norm_ and clip_grad_value_ with infinite and NaN gradients.
+for tag, bad in [("inf", float("inf")), ("nan", float("nan"))]:
+    gs = [torch.randn(4), torch.randn(3)]
+    gs[1][1] = bad
+    for i, g in enumerate(gs):
+        t[f"nonfinite.{tag}.grad.{i}"] = g
+    ps = [nn.Parameter(torch.zeros_like(g)) for g in gs]
+    for q, g in zip(ps, gs):
+        q.grad = g.clone()
+    t[f"nonfinite.{tag}.total"] = nn.utils.clip_grad_norm_(ps, max_norm=1.0)
+    for i, q in enumerate(ps):
+        t[f"nonfinite.{tag}.norm_clipped.{i}"] = q.grad
+    for q, g in zip(ps, gs):
+        q.grad = g.clone()
+    nn.utils.clip_grad_value_(ps, 0.5)
+    for i, q in enumerate(ps):
+        t[f"nonfinite.{tag}.value_clipped.{i}"] = q.grad
+
+# AGC and block RMS (optax) on PyTorch-layout weights: Linear [out, in], its bias, Conv2d
+# [out, in, kh, kw], Embedding [num, dim] and a recurrent weight_hh [4H, H]. optax's default
+# unit axes assume JAX layouts, so each weight goes to optax transposed into the layout whose
+# default units are the same output units (Linear/recurrent/embedding: [in, out]; conv: HWIO).
+shapes = {"fc.weight": (6, 5), "fc.bias": (6,), "conv.weight": (4, 3, 3, 3), "emb.weight": (7, 4), "rnn.weight_hh_l0": (8, 2)}
+params = {k: torch.randn(*v) * 0.5 for k, v in shapes.items()}
+grads = {k: torch.randn(*v) * (0.02 if k != "fc.weight" else 0.5) for k, v in shapes.items()}
+grads["emb.weight"][2] *= 40   # one token's row far above the others
+def to_jax(k, x):
+    x = x.numpy()
+    if x.ndim == 2: return x.T
+    if x.ndim == 4: return x.transpose(2, 3, 1, 0)
+    return x
+def from_jax(k, x):
+    x = np.asarray(x)
+    if x.ndim == 2: return torch.tensor(x.T.copy())
+    if x.ndim == 4: return torch.tensor(x.transpose(3, 2, 0, 1).copy())
+    return torch.tensor(x)
+for k in shapes:
+    t[f"agc.param.{k}"] = params[k]
+    t[f"agc.grad.{k}"] = grads[k]
+for tag, clip in [("0.01", 0.01), ("0.1", 0.1)]:
+    tx = optax.adaptive_grad_clip(clip, eps=1e-3)
+    jp = {k: jnp.asarray(to_jax(k, params[k])) for k in shapes}
+    jg = {k: jnp.asarray(to_jax(k, grads[k])) for k in shapes}
+    out, _ = tx.update(jg, tx.init(jp), jp)
+    for k in shapes:
+        t[f"agc.{tag}.clipped.{k}"] = from_jax(k, out[k])
+for tag, thr in [("0.05", 0.05), ("0.3", 0.3)]:
+    tx = optax.clip_by_block_rms(thr)
+    out, _ = tx.update({k: jnp.asarray(grads[k].numpy()) for k in shapes}, tx.init(None))
+    for k in shapes:
+        t[f"blockrms.{tag}.clipped.{k}"] = torch.tensor(np.asarray(out[k]).copy())
+
+# AutoClip and ZClip on a recorded sequence of gradients with spikes, following the
+# published algorithms: AutoClip (Seetharaman et al. 2020) clips at np.percentile of the
+# norm history; ZClip (Kumar et al. 2025, reference zclip.py, z-score mode, adaptive
+# scaling, max_grad_norm None) as written in its step().
+STEPS_C = 60
+seq = torch.randn(STEPS_C, 10) * (1 + 0.3 * torch.rand(STEPS_C, 1))
+for s_, f in [(35, 12.0), (36, 9.0), (50, 30.0), (51, 4.0)]:
+    seq[s_] *= f
+t["seq.grads"] = seq
+history, auto_out = [], []
+for g in seq:
+    n = float(g.double().norm())
+    history.append(n)
+    thr = np.percentile(history, 10)
+    coef = min(thr / (n + 1e-6), 1.0)
+    auto_out.append(g * coef)
+t["autoclip.clipped"] = torch.stack(auto_out)
+buf, mean, var, z_out = [], None, None, []
+alpha, z_t, eps = 0.97, 2.5, 1e-6
+for g in seq:
+    n = float(g.double().norm())
+    if mean is None:
+        buf.append(n)
+        if len(buf) >= 25:
+            mean = sum(buf) / len(buf)
+            var = sum((x - mean) ** 2 for x in buf) / len(buf)
+        z_out.append(g.clone())
+        continue
+    std = var ** 0.5
+    z = (n - mean) / (std + eps)
+    clip_val = None
+    if z > z_t:
+        clip_val = mean + z_t * std / (z / z_t)
+    eff = clip_val if clip_val is not None else n
+    coef = eff / (n + 1e-6) if n > eff else 1.0
+    z_out.append(g * coef)
+    x = clip_val if clip_val is not None else n
+    mean = alpha * mean + (1 - alpha) * x
+    var = alpha * var + (1 - alpha) * (x - mean) ** 2
+t["zclip.clipped"] = torch.stack(z_out)
+t["zclip.final_mean"] = torch.tensor(mean, dtype=torch.float64)
+t["zclip.final_var"] = torch.tensor(var, dtype=torch.float64)
+save("health.safetensors", t)
+print("torch", torch.__version__, "optax", optax.__version__)

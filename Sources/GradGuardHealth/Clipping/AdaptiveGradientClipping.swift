@@ -33,7 +33,7 @@ public final class AdaptiveGradientClipping: GradientClipper {
     }
 
     /// Number of units of a tensor of this shape, and the values per unit.
-    static func units(of shape: [Int]) -> (count: Int, size: Int) {
+    public static func units(of shape: [Int]) -> (count: Int, size: Int) {
         let total = shape.reduce(1, *)
         if shape.filter({ $0 > 1 }).count <= 1 || shape.count < 2 { return (1, total) }
         return (shape[0], total / Swift.max(shape[0], 1))
