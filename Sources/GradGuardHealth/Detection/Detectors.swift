@@ -64,7 +64,7 @@ public final class SpikeDetector: GradientDetector {
 
 /// Exponential growth that has not yet reached NaN: over the last `window` steps the log
 /// of the global norm rises along a straight line (R² ≥ `minR2`) by at least `minRise`
-/// in all, every step by at least `minStepGrowth`×. Reported once per episode.
+/// in all, all but one of the steps by at least `minStepGrowth`×. Reported once per episode.
 public final class GrowthDetector: GradientDetector {
     public let window: Int, minRise: Double, minR2: Double, minStepGrowth: Double
     private var logs: Window
@@ -88,8 +88,8 @@ public final class GrowthDetector: GradientDetector {
         let v = logs.values
         let (slope, r2) = linearTrend(v)
         let rise = Foundation.exp(v.last! - v.first!)
-        let everyStep = zip(v.dropFirst(), v).allSatisfy { $0 - $1 >= Foundation.log(minStepGrowth) }
-        guard rise >= minRise, r2 >= minR2, everyStep else { return nil }
+        let rising = zip(v.dropFirst(), v).filter { $0 - $1 >= Foundation.log(minStepGrowth) }.count
+        guard rise >= minRise, r2 >= minR2, rising >= window - 2 else { return nil }
         quietUntil = stats.step + window
         return Finding(kind: .growth, step: stats.step,
                        message: String(format: "gradient norm grew %.3g× over %d steps (×%.2f per step)", rise, window - 1, Foundation.exp(slope)),

@@ -13,6 +13,13 @@ public struct TensorStatistics: Sendable, Codable, Equatable {
     public var weightsFinite: Bool
     public var hasGradient: Bool
 
+    public init(name: String, module: String, gradNorm: Float, gradMaxAbs: Float = 0, nanCount: Int = 0, infCount: Int = 0,
+                weightNorm: Float = 1, weightsFinite: Bool = true, hasGradient: Bool = true) {
+        (self.name, self.module, self.gradNorm, self.gradMaxAbs, self.nanCount, self.infCount) =
+            (name, module, gradNorm, gradMaxAbs, nanCount, infCount)
+        (self.weightNorm, self.weightsFinite, self.hasGradient) = (weightNorm, weightsFinite, hasGradient)
+    }
+
     /// No NaN and no ±Inf in the gradient.
     public var gradientFinite: Bool { nanCount + infCount == 0 }
 }
@@ -27,12 +34,22 @@ public struct ModuleStatistics: Sendable, Codable, Equatable {
     public var nonFiniteCount: Int
     /// ‖Δw‖ / ‖w‖ of the last optimizer step, filled by `GradientHealth.recordUpdate()`.
     public var updateRatio: Float?
+
+    public init(name: String, gradNorm: Float, weightNorm: Float = 1, gradMaxAbs: Float = 0, nonFiniteCount: Int = 0,
+                updateRatio: Float? = nil) {
+        (self.name, self.gradNorm, self.weightNorm, self.gradMaxAbs, self.nonFiniteCount, self.updateRatio) =
+            (name, gradNorm, weightNorm, gradMaxAbs, nonFiniteCount, updateRatio)
+    }
 }
 
 /// The L2 norm of the gradient that reached a watched activation during backward.
 public struct ActivationGradient: Sendable, Codable, Equatable {
     public let name: String
     public let norm: Float
+    public init(name: String, norm: Float) {
+        self.name = name
+        self.norm = norm
+    }
 }
 
 /// Everything `GradientHealth.observe` measured at one step.
@@ -52,6 +69,14 @@ public struct StepStatistics: Sendable, Codable {
     public var activations: [ActivationGradient]
     /// Filled every `histogramEvery` steps.
     public var histogram: MagnitudeHistogram?
+
+    public init(step: Int, loss: Float?, globalNorm: Float, normType: Float = 2, globalL2: Float? = nil, maxAbs: Float = 0,
+                tensors: [TensorStatistics], modules: [ModuleStatistics], activations: [ActivationGradient] = [],
+                histogram: MagnitudeHistogram? = nil) {
+        (self.step, self.loss, self.globalNorm, self.normType, self.globalL2, self.maxAbs) =
+            (step, loss, globalNorm, normType, globalL2 ?? globalNorm, maxAbs)
+        (self.tensors, self.modules, self.activations, self.histogram) = (tensors, modules, activations, histogram)
+    }
 
     /// Names of the tensors whose gradient holds NaN or ±Inf.
     public var nonFiniteGradients: [String] { tensors.filter { !$0.gradientFinite }.map(\.name) }
