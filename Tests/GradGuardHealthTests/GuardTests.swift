@@ -1,0 +1,121 @@
+import XCTest
+import GradGuard
+import _TestSupport
+
+/// The guard's responses: skipping, rolling back, backing off the learning rate, halting.
+final class GuardTests: XCTestCase {
+    /// A small regression model and a fixed batch.
+    func setup(seed: UInt64 = 11) -> (Sequential, Tensor, Tensor) {
+        DefaultGenerator.seed(seed)
+        let model = Sequential(Linear(inputSize: 4, outputSize: 8), Tanh(), Linear(inputSize: 8, outputSize: 1))
+        return (model, Tensor.randn([16, 4]), Tensor.randn([16, 1]))
+    }
+
+    func lossAndBackward(_ model: Sequential, _ x: Tensor, _ y: Tensor, poison: Bool = false) -> Float {
+        for p in model.parameters() { p.grad = nil }
+        let loss = mseLoss(model(x), y)
+        loss.backward()
+        if poison { model.parameters()[0].grad!.withUnsafeMutableScalars { $0[0] = .nan } }
+        return loss.item
+    }
+
+    func stateCopy(_ opt: Optimizer) -> [String: [Float]] { opt.stateDict().mapValues(\.scalars) }
+
+    func testSkippedStepLeavesEverythingBitIdentical() throws {
+        let (model, x, y) = setup()
+        let opt = Adam(model.parameters(), lr: 0.01)
+        let sched = LRScheduler(opt, ExponentialLR(gamma: 0.9))
+        let guardian = GradientGuard(model: model, optimizer: opt, scheduler: sched)
+        for _ in 0..<5 { _ = try guardian.step(loss: lossAndBackward(model, x, y)) }
+        let (params, state, lr, step) = (model.parameters().map(\.scalars), stateCopy(opt), opt.paramGroups[0].lr, guardian.step)
+        let outcome = try guardian.step(loss: lossAndBackward(model, x, y, poison: true))
+        XCTAssertEqual(outcome.decision, .skipped)
+        XCTAssertEqual(outcome.findings.first?.kind, .nonFiniteGradient)
+        XCTAssertEqual(model.parameters().map(\.scalars), params)
+        XCTAssertEqual(stateCopy(opt), state)
+        XCTAssertEqual(opt.paramGroups[0].lr, lr, "the schedule did not move")
+        XCTAssertEqual(guardian.step, step, "a skipped step is not a step")
+        XCTAssertEqual(guardian.skippedSteps, 1)
+        XCTAssertEqual(outcome.incident?.actions.first, "skipped the step")
+    }
+
+    func testRollbackRestoresTheSnapshotBitIdentically() throws {
+        let (model, x, y) = setup()
+        let opt = Adam(model.parameters(), lr: 0.01)
+        let guardian = GradientGuard(model: model, optimizer: opt, policy: GuardPolicy(snapshotEvery: 4))
+        for _ in 0..<4 { _ = try guardian.step(loss: lossAndBackward(model, x, y)) }
+        let (params, state) = (model.parameters().map(\.scalars), stateCopy(opt))
+        let random = DefaultGenerator.with { $0.state }
+        for _ in 0..<2 { _ = try guardian.step(loss: lossAndBackward(model, x, y)) }
+        _ = Tensor.randn([10])   // the random stream moves on
+        XCTAssertNotEqual(model.parameters().map(\.scalars), params)
+        // Weights turn NaN: roll back to the snapshot of step 4.
+        _ = lossAndBackward(model, x, y)
+        model.parameters()[2].withUnsafeMutableScalars { $0[0] = .nan }
+        let outcome = try guardian.step(loss: 0.5)
+        XCTAssertEqual(outcome.decision, .rolledBack(toStep: 4, undone: 4..<7))
+        XCTAssertEqual(model.parameters().map(\.scalars), params)
+        XCTAssertEqual(stateCopy(opt), state)
+        XCTAssertEqual(DefaultGenerator.with { $0.state }, random)
+        XCTAssertEqual(guardian.step, 4)
+        XCTAssertEqual(guardian.rollbacks, 1)
+    }
+
+    func testLearningRateBacksOffAndGrowsBack() throws {
+        let (model, x, y) = setup()
+        let opt = SGD(model.parameters(), lr: 0.1)
+        let policy = GuardPolicy(actions: [.nonFiniteGradient: [.skip, .backOff]], backOffFactor: 0.5, growAfter: 3, growFactor: 2)
+        let guardian = GradientGuard(model: model, optimizer: opt, policy: policy)
+        _ = try guardian.step(loss: lossAndBackward(model, x, y))
+        XCTAssertEqual(try guardian.step(loss: lossAndBackward(model, x, y, poison: true)).lrScale, 0.5)
+        XCTAssertEqual(try guardian.step(loss: lossAndBackward(model, x, y, poison: true)).lrScale, 0.25)
+        // The update uses the backed-off rate; the scheduled rate is left as it was.
+        let before = model.parameters()[2].scalars
+        _ = lossAndBackward(model, x, y)
+        let g = model.parameters()[2].grad!.scalars
+        var scales: [Double] = [try guardian.step(loss: 1).lrScale]
+        XCTAssertEqual(model.parameters()[2].scalars[0], before[0] - 0.1 * 0.25 * g[0], accuracy: 1e-6)
+        XCTAssertEqual(opt.paramGroups[0].lr, 0.1)
+        for _ in 0..<8 { scales.append(try guardian.step(loss: lossAndBackward(model, x, y)).lrScale) }
+        // Healthy steps 1…9 after the last trouble: ×2 after every third, capped at 1.
+        XCTAssertEqual(scales, [0.25, 0.25, 0.5, 0.5, 0.5, 1, 1, 1, 1])
+    }
+
+    func testHaltsWithTheDiagnosisAfterRepeatedFailures() throws {
+        let (model, x, y) = setup()
+        let opt = SGD(model.parameters(), lr: 0.1)
+        let guardian = GradientGuard(model: model, optimizer: opt, policy: GuardPolicy(maxFailedRecoveries: 3))
+        var thrown: TrainingDiverged? = nil
+        for _ in 0..<5 {
+            do { _ = try guardian.step(loss: lossAndBackward(model, x, y, poison: true)) } catch let e as TrainingDiverged { thrown = e; break }
+        }
+        XCTAssertEqual(thrown?.failedRecoveries, 3)
+        XCTAssertEqual(thrown?.incidents.count, 3)
+        XCTAssertTrue(thrown?.description.contains("0.weight") ?? false, thrown?.description ?? "")
+    }
+
+    func testStatisticsUpdateRatiosAndProbe() throws {
+        let (model, x, y) = setup()
+        let probe = ActivationGradientProbe()
+        let health = GradientHealth(model: model, normType: 1, histogramEvery: 1, probe: probe)
+        for p in model.parameters() { p.grad = nil }
+        let loss = mseLoss(probe.run(model, x.copy(requiresGrad: true)), y)
+        loss.backward()
+        var stats = health.observe(step: 0, loss: loss.item)
+        let grads = model.parameters().map { $0.grad! }
+        XCTAssertEqual(stats.globalNorm, gradNorm(model.parameters(), normType: 1), accuracy: 1e-5)
+        XCTAssertEqual(stats.globalL2, gradNorm(model.parameters()), accuracy: 1e-5)
+        XCTAssertEqual(stats.modules.map(\.name), ["0", "2"])
+        XCTAssertEqual(stats.module("2")!.gradNorm, gradNorm(Array(model.parameters()[2...])), accuracy: 1e-6)
+        XCTAssertEqual(stats.activations.map(\.name), ["2", "1", "0"], "backward reaches the last layer's input first")
+        XCTAssertEqual(stats.histogram.map { $0.counts.reduce(0, +) + $0.zeros + $0.underflow + $0.overflow },
+                       grads.map(\.count).reduce(0, +))
+        health.beforeUpdate()
+        let w0 = model.parameters().map(\.scalars)
+        SGD(model.parameters(), lr: 0.5).step()
+        health.recordUpdate(into: &stats)
+        let d = zip(model.parameters().prefix(2), w0.prefix(2)).map { p, w in zip(p.scalars, w).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +) }.reduce(0, +)
+        let n = w0.prefix(2).map { $0.map { Double($0 * $0) }.reduce(0, +) }.reduce(0, +)
+        XCTAssertEqual(Double(stats.module("0")!.updateRatio!), (d / n).squareRoot(), accuracy: 1e-5)
+    }
+}
