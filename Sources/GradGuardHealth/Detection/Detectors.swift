@@ -30,15 +30,17 @@ public final class NonFiniteDetector: GradientDetector {
 
 /// A global gradient norm far above its running baseline: more than `factor` times the
 /// median of the last `window` healthy norms (a median is not dragged up by the spikes it
-/// is meant to catch), once `warmup` healthy steps have been seen.
+/// is meant to catch), once `warmup` healthy steps have been seen — or, from the second
+/// step on, more than `extremeFactor` times it (a blow-up in the first steps of a run).
 public final class SpikeDetector: GradientDetector {
-    public let factor: Double, window: Int, warmup: Int
+    public let factor: Double, window: Int, warmup: Int, extremeFactor: Double
     private var norms: Window
     public var name: String { "spike" }
 
-    public init(factor: Double = 6, window: Int = 100, warmup: Int = 10) {
+    public init(factor: Double = 6, window: Int = 100, warmup: Int = 10, extremeFactor: Double = 1000) {
         precondition(factor > 1 && window >= warmup && warmup >= 3, "SpikeDetector: factor > 1, window ≥ warmup ≥ 3")
         self.factor = factor
+        self.extremeFactor = extremeFactor
         self.window = window
         self.warmup = warmup
         norms = Window(window)
@@ -46,9 +48,9 @@ public final class SpikeDetector: GradientDetector {
 
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
         let n = Double(stats.globalL2)
-        guard n.isFinite, norms.count >= warmup else { return nil }
+        guard n.isFinite, norms.count >= 2 else { return nil }
         let base = median(norms.values)
-        guard n > factor * base else { return nil }
+        guard n > (norms.count >= warmup ? factor : extremeFactor) * base else { return nil }
         return Finding(kind: .spike, step: stats.step,
                        message: String(format: "gradient norm %.4g is %.1f× its running median %.4g", n, n / base, base),
                        evidence: ["norm": n, "median": base, "ratio": n / base], blame: baselines.rank(stats))
@@ -136,10 +138,12 @@ public final class VanishingDetector: GradientDetector {
     }
 }
 
-/// The loss far above its best (more than `factor` times the best running average, after
-/// `warmup` steps), or rising steadily over `window` steps (R² ≥ `minR2`, up by `minRise`).
+/// The loss far above its best — more than `factor` times the best running average (an
+/// exponential average, α 0.1) while the running average itself, this step included, is
+/// above `smoothedFactor` times its best (one noisy batch is not a divergence) — after
+/// `warmup` steps; or rising steadily over `window` steps (R² ≥ `minR2`, up by `minRise`).
 public final class LossDivergenceDetector: GradientDetector {
-    public let factor: Double, window: Int, warmup: Int, minRise: Double, minR2: Double
+    public let factor: Double, smoothedFactor: Double, window: Int, warmup: Int, minRise: Double, minR2: Double
     private var best = Double.infinity
     private var smoothed: Double? = nil
     private var seen = 0
@@ -147,8 +151,10 @@ public final class LossDivergenceDetector: GradientDetector {
     private var quietUntil = Int.min
     public var name: String { "loss-divergence" }
 
-    public init(factor: Double = 3, window: Int = 20, warmup: Int = 20, minRise: Double = 1.5, minR2: Double = 0.8) {
+    public init(factor: Double = 4, smoothedFactor: Double = 1.5, window: Int = 20, warmup: Int = 20, minRise: Double = 1.5,
+                minR2: Double = 0.8) {
         self.factor = factor
+        self.smoothedFactor = smoothedFactor
         self.window = window
         self.warmup = warmup
         self.minRise = minRise
@@ -158,7 +164,8 @@ public final class LossDivergenceDetector: GradientDetector {
 
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
         guard let l = stats.loss.map(Double.init), l.isFinite, stats.step >= quietUntil else { return nil }
-        if seen >= warmup, best.isFinite, l > factor * best, l - best > 1e-6 {
+        let smoothedNow = smoothed.map { 0.9 * $0 + 0.1 * l } ?? l
+        if seen >= warmup, best.isFinite, l > factor * best, smoothedNow > smoothedFactor * best, l - best > 1e-6 {
             quietUntil = stats.step + window
             return Finding(kind: .lossDivergence, step: stats.step,
                            message: String(format: "loss %.4g is %.1f× its best %.4g", l, l / best, best),

@@ -7,16 +7,16 @@ public final class ModuleBaselines {
     public let departureFactor: Double
     private let window: Int
     private var history: [String: Window] = [:]
-    private var departed: [String: Int] = [:]
+    private var departed: [String: (step: Int, ratio: Double)] = [:]
 
     public init(window: Int = 50, departureFactor: Double = 3) {
         self.window = window
         self.departureFactor = departureFactor
     }
 
-    /// The module's baseline norm, once it has a few healthy steps.
+    /// The module's baseline norm, once it has two healthy steps.
     public func baseline(_ module: String) -> Double? {
-        guard let h = history[module], h.count >= 3 else { return nil }
+        guard let h = history[module], h.count >= 2 else { return nil }
         return median(h.values)
     }
 
@@ -25,7 +25,7 @@ public final class ModuleBaselines {
         for m in stats.modules {
             let n = Double(m.gradNorm)
             if let b = baseline(m.name), !(n <= b * departureFactor) {
-                if departed[m.name] == nil { departed[m.name] = stats.step }
+                if departed[m.name] == nil { departed[m.name] = (stats.step, n.isFinite ? n / Swift.max(b, 1e-30) : .infinity) }
             } else if n.isFinite {
                 departed[m.name] = nil
             }
@@ -33,25 +33,27 @@ public final class ModuleBaselines {
         }
     }
 
-    /// Modules ranked by blame: first to depart from their own baseline, then by ratio.
+    /// Modules ranked by blame: first to depart from their own baseline, then by how far
+    /// they were when they departed, then by ratio now.
     /// `among` restricts the ranking (for example to the modules with non-finite gradients).
     public func rank(_ stats: StepStatistics, among: Set<String>? = nil, limit: Int = 5) -> [Blame] {
-        var out: [Blame] = []
+        var out: [(blame: Blame, atDeparture: Double)] = []
         for m in stats.modules where among?.contains(m.name) ?? true {
             let n = Double(m.gradNorm)
             let ratio: Float = n.isFinite ? baseline(m.name).map { Float(n / Swift.max($0, 1e-30)) } ?? 1 : .infinity
-            let since = departed[m.name] ?? (ratio > Float(departureFactor) ? stats.step : nil)
+            let earlier = departed[m.name]
+            let since = earlier?.step ?? (ratio > Float(departureFactor) ? stats.step : nil)
             if among == nil && since == nil { continue }
-            out.append(Blame(module: m.name, ratio: ratio, departedAt: since))
+            out.append((Blame(module: m.name, ratio: ratio, departedAt: since), earlier?.ratio ?? Double(ratio)))
         }
         out.sort { a, b in
-            switch (a.departedAt, b.departedAt) {
+            switch (a.blame.departedAt, b.blame.departedAt) {
             case let (x?, y?) where x != y: return x < y
             case (.some, nil): return true
             case (nil, .some): return false
-            default: return a.ratio > b.ratio
+            default: return a.atDeparture != b.atDeparture ? a.atDeparture > b.atDeparture : a.blame.ratio > b.blame.ratio
             }
         }
-        return Array(out.prefix(limit))
+        return out.prefix(limit).map(\.blame)
     }
 }

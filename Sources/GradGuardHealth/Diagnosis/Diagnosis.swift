@@ -14,8 +14,21 @@ import GradGuardTensor
 public struct Diagnostician {
     /// Named weights of the model (for the weight checks).
     public let parameters: [NamedParameter]
+    /// Layer type by module name (`"Linear"`, `"Conv2d"`); when known, only the weights of
+    /// layers that chain (Linear, Conv2d) enter the initialisation checks.
+    public let layerTypes: [String: String]
 
-    public init(parameters: [NamedParameter]) { self.parameters = parameters }
+    public init(parameters: [NamedParameter], layerTypes: [String: String] = [:]) {
+        self.parameters = parameters
+        self.layerTypes = layerTypes
+    }
+
+    /// Whether a parameter is the weight of a feed-forward layer (Linear, Conv2d, …).
+    func isChainWeight(_ p: NamedParameter) -> Bool {
+        guard p.tensor.rank >= 2, p.name.hasSuffix("weight") else { return false }
+        if let type = layerTypes[p.module] { return type == "Linear" || type.hasPrefix("Conv") }
+        return !p.name.contains("weight_ih") && !p.name.contains("weight_hh")
+    }
 
     /// What the diagnostician knows about the run around the finding.
     public struct Context {
@@ -26,11 +39,15 @@ public struct Diagnostician {
         /// Learning rate of the first group now and `lookback` steps ago.
         public var learningRate: Double?
         public var earlierLearningRate: Double?
-        public init(stats: StepStatistics, healthyNorms: [Double] = [], learningRate: Double? = nil, earlierLearningRate: Double? = nil) {
+        /// Steps seen so far, applied or not (a finding in the first few points at initialisation).
+        public var stepsSeen: Int
+        public init(stats: StepStatistics, healthyNorms: [Double] = [], learningRate: Double? = nil, earlierLearningRate: Double? = nil,
+                    stepsSeen: Int? = nil) {
             self.stats = stats
             self.healthyNorms = healthyNorms
             self.learningRate = learningRate
             self.earlierLearningRate = earlierLearningRate
+            self.stepsSeen = stepsSeen ?? stats.step + 1
         }
     }
 
@@ -57,21 +74,22 @@ public struct Diagnostician {
         // Initialisation: weight scale and its compounding over depth.
         var initEvidence: [String] = []
         var logProduct = 0.0, layers = 0
-        for p in parameters where p.tensor.rank >= 2 && !(p.name.contains("weight_hh")) {
+        for p in parameters where isChainWeight(p) {
             guard let r = WeightChecks.initialisationRatio(p.tensor), r.expected > 0, r.std > 0 else { continue }
             let ratio = r.std / r.expected
             logProduct += Foundation.log(ratio)
             layers += 1
-            if ratio > 3 || ratio < 1.0 / 3 {
+            // PyTorch's default (kaiming_uniform with a = √5) sits at 1/√6 ≈ 0.41 of this scale.
+            if ratio > 4 || ratio < 1.0 / 8 {
                 initEvidence.append("\(p.name) std \(formatNumber(r.std)), expected ≈ \(formatNumber(r.expected)) (√2/√fan_in, fan_in \(r.fanIn))")
             }
         }
         let compound = Foundation.exp(logProduct)
-        let early = findings.contains { $0.step < 5 }
+        let early = context.stepsSeen <= 5
         if !initEvidence.isEmpty || (layers >= 8 && (compound < 1e-3 || compound > 1e3)) {
             var ev = initEvidence.prefix(3).joined(separator: "; ")
             if layers >= 8 { ev += (ev.isEmpty ? "" : "; ") + "the scale ratios of \(layers) layers multiply to \(formatNumber(compound))" }
-            if early { ev += "; abnormal from step \(findings.map(\.step).min()!)" }
+            if early { ev += "; abnormal from the first steps (step \(context.stepsSeen - 1))" }
             causes.append(Cause(kind: .initialisation, confidence: early ? 0.9 : 0.6, evidence: ev))
             recs.append("initialise the weights with kaimingNormal (std √2/√fan_in) for ReLU layers, xavierUniform for tanh layers")
         }

@@ -59,12 +59,17 @@ public final class GradientGuard {
     private var snapshot: TrainingSnapshot?
     private var healthyStreak = 0
     private var failedRecoveries = 0
-    private var lastTroubleStep: Int? = nil
+    private var lastRecovery: Int? = nil
+    /// Calls of `step(loss:)`, applied or not: the clock for recovery windows.
+    private var attempts = 0
     private var healthyNorms = Window(500)
     private var lrHistory = Window(21)
 
     /// Guards the named `parameters`; `buffers` (running statistics) are included in snapshots.
-    public init(parameters: [NamedParameter], buffers: [Tensor] = [], optimizer: Optimizer, scheduler: LRScheduler? = nil,
+    /// `layerTypes` maps module names to their layer type (`"Linear"`, `"Conv2d"`, …) for the
+    /// initialisation checks; `init(model:…)` fills it.
+    public init(parameters: [NamedParameter], buffers: [Tensor] = [], layerTypes: [String: String] = [:],
+                optimizer: Optimizer, scheduler: LRScheduler? = nil,
                 policy: GuardPolicy = GuardPolicy(), monitor: HealthMonitor = HealthMonitor(),
                 probe: ActivationGradientProbe = ActivationGradientProbe()) {
         health = GradientHealth(parameters: parameters, probe: probe)
@@ -72,13 +77,16 @@ public final class GradientGuard {
         self.policy = policy
         self.optimizer = optimizer
         self.scheduler = scheduler
-        diagnostician = Diagnostician(parameters: parameters)
+        diagnostician = Diagnostician(parameters: parameters, layerTypes: layerTypes)
         stateTensors = parameters.map(\.tensor) + buffers
     }
 
     public convenience init(model: Module, optimizer: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy = GuardPolicy(),
                             monitor: HealthMonitor = HealthMonitor(), probe: ActivationGradientProbe = ActivationGradientProbe()) {
-        self.init(parameters: NamedParameter.of(model), buffers: model.namedBuffers().map(\.tensor), optimizer: optimizer,
+        self.init(parameters: NamedParameter.of(model), buffers: model.namedBuffers().map(\.tensor),
+                  layerTypes: Dictionary(model.namedModules().map { ($0.name, String(describing: type(of: $0.module))) },
+                                         uniquingKeysWith: { a, _ in a }),
+                  optimizer: optimizer,
                   scheduler: scheduler, policy: policy, monitor: monitor, probe: probe)
     }
 
@@ -97,11 +105,13 @@ public final class GradientGuard {
         var decision = StepOutcome.Decision.applied
         var clipReport: ClipReport? = nil
 
-        if !exploding.isEmpty {
-            if let last = lastTroubleStep, step - last <= policy.recoveryWindow { failedRecoveries += 1 } else { failedRecoveries = 1 }
-            lastTroubleStep = step
-            healthyStreak = 0
+        attempts += 1
+        let recovering = !actions.isDisjoint(with: [.skip, .backOff, .rollback])
+        if recovering {
+            if let last = lastRecovery, attempts - last <= policy.recoveryWindow { failedRecoveries += 1 } else { failedRecoveries = 1 }
+            lastRecovery = attempts
         }
+        if !exploding.isEmpty { healthyStreak = 0 }
         if actions.contains(.rollback), let snap = snapshot {
             try snap.restore(optimizer: optimizer, scheduler: scheduler, clipper: policy.clipper)
             decision = .rolledBack(toStep: snap.step, undone: snap.step..<(step + 1))
@@ -144,7 +154,7 @@ public final class GradientGuard {
         if !findings.isEmpty {
             let context = Diagnostician.Context(stats: stats, healthyNorms: healthyNorms.values,
                                                 learningRate: optimizer.paramGroups.first.map { $0.lr * lrScale },
-                                                earlierLearningRate: lrHistory.values.first)
+                                                earlierLearningRate: lrHistory.values.first, stepsSeen: attempts)
             let (causes, recs) = diagnostician.diagnose(findings, context: context)
             if done.isEmpty { done.append("reported") }
             let inc = Incident(step: stats.step, findings: findings, actions: done, blame: findings.first!.blame, causes: causes,
@@ -152,7 +162,7 @@ public final class GradientGuard {
             incidents.append(inc)
             onIncident?(inc)
             incident = inc
-            if !exploding.isEmpty && failedRecoveries >= policy.maxFailedRecoveries {
+            if recovering && failedRecoveries >= policy.maxFailedRecoveries {
                 throw TrainingDiverged(step: stats.step, failedRecoveries: failedRecoveries, incidents: incidents)
             }
         }

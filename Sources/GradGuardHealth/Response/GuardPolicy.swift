@@ -25,17 +25,19 @@ public struct GuardPolicy {
     /// Keep an in-memory snapshot every this many applied steps (0: never; rollback then
     /// falls back to skipping).
     public var snapshotEvery: Int
-    /// Halt with `TrainingDiverged` after this many recoveries in a row fail (another
-    /// exploding finding within `recoveryWindow` steps of the last).
+    /// Halt with `TrainingDiverged` after this many recoveries in a row fail: a recovery
+    /// (skip, back-off or rollback) fails when another one is needed within
+    /// `recoveryWindow` steps.
     public var maxFailedRecoveries: Int
     public var recoveryWindow: Int
 
-    public init(clipper: (any GradientClipper)? = nil, actions: [FindingKind: [GuardAction]] = GuardPolicy.standardActions,
+    /// `actions` defaults to `standardActions(clipping:)` for the given clipper.
+    public init(clipper: (any GradientClipper)? = nil, actions: [FindingKind: [GuardAction]]? = nil,
                 backOffFactor: Double = 0.5, growAfter: Int = 100, growFactor: Double = 2, snapshotEvery: Int = 50,
                 maxFailedRecoveries: Int = 5, recoveryWindow: Int = 10) {
         precondition(backOffFactor > 0 && backOffFactor < 1 && growFactor >= 1 && growAfter > 0, "GuardPolicy: back-off in (0, 1), growth ≥ 1")
         self.clipper = clipper
-        self.actions = actions
+        self.actions = actions ?? GuardPolicy.standardActions(clipping: clipper != nil)
         self.backOffFactor = backOffFactor
         self.growAfter = growAfter
         self.growFactor = growFactor
@@ -44,11 +46,12 @@ public struct GuardPolicy {
         self.recoveryWindow = recoveryWindow
     }
 
-    /// Non-finite gradients or loss and spikes: skip the step and back off. Non-finite
-    /// weights and a diverging loss: roll back and back off. Growth: back off (the clipper
-    /// handles the step). Vanishing: report.
-    public static let standardActions: [FindingKind: [GuardAction]] = [
-        .nonFiniteLoss: [.skip, .backOff], .nonFiniteGradient: [.skip, .backOff], .nonFiniteWeights: [.rollback, .backOff],
-        .spike: [.skip, .backOff], .growth: [.backOff], .lossDivergence: [.rollback, .backOff], .vanishing: [.report],
-    ]
+    /// Non-finite gradients or loss: skip the step and back off. Non-finite weights and a
+    /// diverging loss: roll back and back off. Growth: back off. A spike is clipped when
+    /// there is a clipper (it clips every kept step) and skipped when there is none.
+    /// Vanishing: report.
+    public static func standardActions(clipping: Bool) -> [FindingKind: [GuardAction]] {
+        [.nonFiniteLoss: [.skip, .backOff], .nonFiniteGradient: [.skip, .backOff], .nonFiniteWeights: [.rollback, .backOff],
+         .spike: clipping ? [.report] : [.skip], .growth: [.backOff], .lossDivergence: [.rollback, .backOff], .vanishing: [.report]]
+    }
 }
