@@ -85,6 +85,81 @@ if wanted("detector") {
     results.append(("tiny_det_images_per_s", 16 / t))
 }
 
+// MARK: gradient-health overhead on the char-LSTM and tiny-detector steps
+// Three variants of each step, interleaved step by step so that the machine's drift hits
+// them alike: plain (clipGradNorm + optimizer), + per-module statistics every step
+// (GradientHealth.observe), and the full guard (statistics, the five detectors, global-norm
+// clipping through the guard, update-to-weight ratios, optimizer step).
+if only == "health" {
+    func measure(_ label: String, model: Module, opt: Optimizer, maxNorm: Float, forward: () -> Tensor) {
+        let params = model.parameters()
+        let health = GradientHealth(model: model)
+        let guardian = GradientGuard(model: model, optimizer: opt, policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: maxNorm)))
+        var plain: [Double] = [], stats: [Double] = [], guarded: [Double] = []
+        for i in 0..<(3 * 25) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            opt.zeroGrad()
+            let loss = forward()
+            loss.backward()
+            switch i % 3 {
+            case 0:
+                clipGradNorm(params, maxNorm: maxNorm)
+                opt.step()
+            case 1:
+                _ = health.observe(step: i, loss: loss.item)
+                clipGradNorm(params, maxNorm: maxNorm)
+                opt.step()
+            default:
+                _ = try! guardian.step(loss: loss.item)
+            }
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+            if i >= 9 { [0: { plain.append(dt) }, 1: { stats.append(dt) }, 2: { guarded.append(dt) }][i % 3]!() }
+        }
+        let (p, s, g) = (median(plain), median(stats), median(guarded))
+        results.append(("\(label)_plain_ms", p))
+        results.append(("\(label)_statistics_ms", s))
+        results.append(("\(label)_guard_ms", g))
+        results.append(("\(label)_statistics_overhead_pct", (s / p - 1) * 100))
+        results.append(("\(label)_guard_overhead_pct", (g / p - 1) * 100))
+        // The statistics pass alone, for a figure that the step's noise does not swamp.
+        let alone = bench(20) { _ = health.observe(step: 0) }
+        results.append(("\(label)_observe_alone_ms", alone * 1e3))
+    }
+    do {
+        final class CharLSTM: Module {
+            let emb = Embedding(numEmbeddings: 65, embeddingDim: 128)
+            let lstm = LSTM(inputSize: 128, hiddenSize: 256, batchFirst: true)
+            let head = Linear(inputSize: 256, outputSize: 65)
+        }
+        let m = CharLSTM()
+        let x = Tensor.randint([32, 64], high: 65), y = Tensor.randint([32 * 64], high: 65)
+        measure("char_lstm", model: m, opt: Adam(m.parameters(), lr: 1e-3), maxNorm: 1) {
+            crossEntropy(m.head(m.lstm(m.emb(x)).output).reshaped([-1, 65]), y)
+        }
+    }
+    do {
+        var layers: [any UnaryLayer] = []
+        for (i, o, st) in [(3, 16, 2), (16, 32, 2), (32, 64, 2), (64, 64, 1), (64, 128, 2), (128, 128, 1)] {
+            layers += [Conv2d(i, o, kernelSize: 3, stride: st, padding: 1, bias: false), BatchNorm2d(numFeatures: o), SiLU()]
+        }
+        layers.append(Conv2d(128, 3 * (5 + 3), kernelSize: 1))
+        let det = Sequential(layers)
+        let x = Tensor.randn([16, 3, 128, 128])
+        measure("tiny_det", model: det, opt: SGD(det.parameters(), lr: 0.01, momentum: 0.9), maxNorm: 10) {
+            let out = det(x)
+            return (out * out).mean()
+        }
+    }
+}
+
+if only == "observe" {
+    let lstm = LSTM(inputSize: 128, hiddenSize: 256)
+    for p in lstm.parameters() { p.grad = Tensor.randn(p.shape) }
+    let health = GradientHealth(model: lstm)
+    let t = bench(500) { _ = health.observe(step: 0) }
+    print(String(format: "observe over %d floats: %.3f ms", lstm.parameters().map(\.count).reduce(0, +), t * 1e3))
+}
+
 // MARK: clip_grad_norm_ alone over 100 tensors × 50 000 floats
 if wanted("clip") {
     let ps = (0..<100).map { _ -> Tensor in

@@ -12,6 +12,21 @@ struct TensorScan: Sendable {
 
     var nonFinite: Int { nan + posInf + negInf }
 
+    init() {}
+
+    /// The scan of two pieces of one buffer taken together.
+    func merged(with o: TensorScan) -> TensorScan {
+        var m = self
+        m.sumSquares += o.sumSquares
+        m.sumAbs += o.sumAbs
+        m.sumPow += o.sumPow
+        m.maxAbs = Swift.max(maxAbs, o.maxAbs)
+        m.nan += o.nan
+        m.posInf += o.posInf
+        m.negInf += o.negInf
+        return m
+    }
+
     /// Scans `b`; `p` other than 1, 2 and ∞ also sums |x|^p.
     init(_ b: UnsafeBufferPointer<Float>, p: Float = 2) {
         let n = b.count
@@ -25,7 +40,7 @@ struct TensorScan: Sendable {
             let a = v.replacing(with: -v, where: v .< 0)
             sq += v * v
             ab += a
-            mx = pointwiseMax(mx, a)
+            mx.replace(with: a, where: a .> mx)
             i += 8
         }
         sumSquares = Double(sq.sum())
@@ -79,16 +94,32 @@ func combineNorms(_ norms: [Double], p: Float) -> Double {
     return Foundation.pow(norms.reduce(0) { $0 + Foundation.pow($1, pd) }, 1 / pd)
 }
 
-/// Scans every tensor's gradient (`grads: true`) or values, over the workers.
+/// Scans every tensor's gradient (`grads: true`) or values, over the workers: large
+/// tensors in chunks, so that one big weight does not leave the other cores idle.
 func scanAll(_ params: [NamedParameter], grads: Bool, p: Float = 2) -> [TensorScan?] {
-    var out = [TensorScan?](repeating: nil, count: params.count)
-    out.withUnsafeMutableBufferPointer { o in
-        parallelFor(params.count, grain: 1) { range in
-            for i in range {
-                let t = grads ? params[i].tensor.grad : params[i].tensor
-                o[i] = t?.withUnsafeScalars { TensorScan($0, p: p) }
+    let chunk = 1 << 16
+    let tensors = params.map { grads ? $0.tensor.grad : $0.tensor }
+    var pieces: [(tensor: Int, range: Range<Int>)] = []
+    for (i, t) in tensors.enumerated() {
+        guard let t else { continue }
+        var lo = 0
+        repeat {
+            pieces.append((i, lo..<Swift.min(lo + chunk, t.count)))
+            lo += chunk
+        } while lo < t.count
+    }
+    var partial = [TensorScan](repeating: TensorScan(), count: pieces.count)
+    partial.withUnsafeMutableBufferPointer { out in
+        parallelFor(pieces.count, grain: 1) { range in
+            for k in range {
+                let piece = pieces[k]
+                out[k] = tensors[piece.tensor]!.withUnsafeScalars { TensorScan(UnsafeBufferPointer(rebasing: $0[piece.range]), p: p) }
             }
         }
     }
-    return out
+    var result = [TensorScan?](repeating: nil, count: params.count)
+    for (k, piece) in pieces.enumerated() {
+        result[piece.tensor] = result[piece.tensor].map { $0.merged(with: partial[k]) } ?? partial[k]
+    }
+    return result
 }
