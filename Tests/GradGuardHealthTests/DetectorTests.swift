@@ -86,6 +86,28 @@ final class DetectorTests: XCTestCase {
         XCTAssertEqual(f.first?.tensors, ["rnn.weight"])
     }
 
+    func testFiniteGradientsWhoseNormOverflowsAreCaught() {
+        let p = Tensor.zeros([3]).copy(requiresGrad: true)
+        // Squares beyond float32: summed in Double, the norm still fits.
+        p.grad = Tensor(shape: [3], scalars: [3e19, -2e20, 1])
+        let health = GradientHealth(parameters: [NamedParameter(name: "layer.weight", tensor: p)])
+        var stats = health.observe(step: 0, loss: 1)
+        XCTAssertEqual(stats.tensors[0].gradMaxAbs, 2e20)
+        XCTAssertEqual(Double(stats.globalL2), (9e38 + 4e40 + 1 as Double).squareRoot(), accuracy: 1e14)
+        // Far above any healthy norm: a spike from the first step, without a baseline.
+        let spike = SpikeDetector().inspect(stats, baselines: ModuleBaselines())
+        XCTAssertEqual(spike?.kind, .normCeiling)
+        XCTAssertTrue(spike?.message.contains("ceiling") ?? false, spike?.message ?? "")
+        // A norm beyond float32 itself, from finite values.
+        p.grad = Tensor(shape: [3], scalars: [3e38, -3e38, 1])
+        stats = health.observe(step: 1, loss: 1)
+        XCTAssertEqual(stats.tensors[0].nanCount + stats.tensors[0].infCount, 0)
+        XCTAssertEqual(stats.globalL2, .infinity)
+        let f = NonFiniteDetector().inspect(stats, baselines: ModuleBaselines())
+        XCTAssertEqual(f?.kind, .nonFiniteGradient)
+        XCTAssertTrue(f?.message.contains("overflow") ?? false, f?.message ?? "")
+    }
+
     func testVanishingSustainedForItsPatience() {
         let findings = run(HealthMonitor(), steps: 0..<320) { s, g in healthy(s, &g, scale: s >= 300 ? ["embed": 1e-5] : [:]) }
         XCTAssertEqual(findings.map(\.kind), [.vanishing])

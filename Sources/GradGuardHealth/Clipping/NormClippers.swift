@@ -72,7 +72,8 @@ public final class ClipByGlobalNorm: GradientClipper {
         let coef = Swift.min(maxNorm / (total + 1e-6), 1)
         guard coef < 1 || coef.isNaN else { return ClipReport(normBefore: total, normAfter: total, threshold: maxNorm) }
         scale(parameters, by: coef)
-        return ClipReport(normBefore: total, normAfter: total * coef, scale: coef, threshold: maxNorm,
+        // An infinite norm gives coefficient 0 (as in PyTorch): the gradients become zeros.
+        return ClipReport(normBefore: total, normAfter: coef == 0 ? 0 : total * coef, scale: coef, threshold: maxNorm,
                           touched: parameters.filter { $0.tensor.grad != nil }.map(\.name))
     }
 }

@@ -18,11 +18,13 @@ public final class NonFiniteDetector: GradientDetector {
             return Finding(kind: .nonFiniteLoss, step: stats.step, message: "the loss is \(loss)",
                            evidence: ["loss": Double(loss)], blame: baselines.rank(stats))
         }
-        let bad = stats.tensors.filter { !$0.gradientFinite }
+        // Values that are NaN or ±Inf, or finite values so large that the norm overflows float32.
+        let bad = stats.tensors.filter { !$0.gradientFinite || !$0.gradNorm.isFinite }
         guard !bad.isEmpty else { return nil }
         let nan = bad.reduce(0) { $0 + $1.nanCount }, inf = bad.reduce(0) { $0 + $1.infCount }
+        let what = nan + inf > 0 ? "gradients hold \(nan) NaN and \(inf) infinite values" : "gradient norms overflow float32"
         return Finding(kind: .nonFiniteGradient, step: stats.step,
-                       message: "gradients hold \(nan) NaN and \(inf) infinite values in \(bad.map(\.name).joined(separator: ", "))",
+                       message: "\(what) in \(bad.map(\.name).joined(separator: ", "))",
                        evidence: ["nan": Double(nan), "inf": Double(inf), "tensors": Double(bad.count)],
                        blame: baselines.rank(stats, among: Set(bad.map(\.module))), tensors: bad.map(\.name))
     }
@@ -31,16 +33,19 @@ public final class NonFiniteDetector: GradientDetector {
 /// A global gradient norm far above its running baseline: more than `factor` times the
 /// median of the last `window` healthy norms (a median is not dragged up by the spikes it
 /// is meant to catch), once `warmup` healthy steps have been seen — or, from the second
-/// step on, more than `extremeFactor` times it (a blow-up in the first steps of a run).
+/// step on, more than `extremeFactor` times it (a blow-up in the first steps of a run) —
+/// or, from the first step, above the absolute `ceiling` (no float32 training is healthy
+/// with a gradient norm of 1e8; a run that starts there has no baseline to compare with).
 public final class SpikeDetector: GradientDetector {
-    public let factor: Double, window: Int, warmup: Int, extremeFactor: Double
+    public let factor: Double, window: Int, warmup: Int, extremeFactor: Double, ceiling: Double
     private var norms: Window
     public var name: String { "spike" }
 
-    public init(factor: Double = 6, window: Int = 100, warmup: Int = 10, extremeFactor: Double = 1000) {
+    public init(factor: Double = 6, window: Int = 100, warmup: Int = 10, extremeFactor: Double = 1000, ceiling: Double = 1e8) {
         precondition(factor > 1 && window >= warmup && warmup >= 3, "SpikeDetector: factor > 1, window ≥ warmup ≥ 3")
         self.factor = factor
         self.extremeFactor = extremeFactor
+        self.ceiling = ceiling
         self.window = window
         self.warmup = warmup
         norms = Window(window)
@@ -48,7 +53,13 @@ public final class SpikeDetector: GradientDetector {
 
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
         let n = Double(stats.globalL2)
-        guard n.isFinite, norms.count >= 2 else { return nil }
+        guard n.isFinite else { return nil }
+        if n > ceiling {
+            return Finding(kind: .normCeiling, step: stats.step,
+                           message: String(format: "gradient norm %.4g is above the ceiling %.4g", n, ceiling),
+                           evidence: ["norm": n, "ceiling": ceiling], blame: baselines.rank(stats))
+        }
+        guard norms.count >= 2 else { return nil }
         let base = median(norms.values)
         guard n > (norms.count >= warmup ? factor : extremeFactor) * base else { return nil }
         return Finding(kind: .spike, step: stats.step,

@@ -3,6 +3,8 @@ import Foundation
 /// What a detector saw.
 public enum FindingKind: String, Sendable, Codable, CaseIterable {
     case nonFiniteLoss, nonFiniteGradient, nonFiniteWeights
+    /// A global norm above the absolute ceiling (no baseline needed).
+    case normCeiling
     case spike, growth, vanishing, lossDivergence
 
     /// Whether the step's gradients must not be applied as they are.

@@ -17,10 +17,11 @@ public final class HealthMonitor {
         self.baselines = baselines
     }
 
-    /// Every finding of this step, most severe first (non-finite values before spikes,
-    /// growth, loss divergence and vanishing).
+    /// Every finding of this step, most severe first (non-finite values, then a norm above
+    /// the ceiling, spikes, growth, loss divergence and vanishing).
     public func inspect(_ stats: StepStatistics) -> [Finding] {
-        let order: [FindingKind] = [.nonFiniteWeights, .nonFiniteLoss, .nonFiniteGradient, .spike, .growth, .lossDivergence, .vanishing]
+        let order: [FindingKind] = [.nonFiniteWeights, .nonFiniteLoss, .nonFiniteGradient, .normCeiling, .spike, .growth,
+                                    .lossDivergence, .vanishing]
         return detectors.compactMap { $0.inspect(stats, baselines: baselines) }
             .sorted { order.firstIndex(of: $0.kind)! < order.firstIndex(of: $1.kind)! }
     }

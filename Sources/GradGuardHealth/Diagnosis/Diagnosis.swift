@@ -80,7 +80,7 @@ public struct Diagnostician {
             logProduct += Foundation.log(ratio)
             layers += 1
             // PyTorch's default (kaiming_uniform with a = √5) sits at 1/√6 ≈ 0.41 of this scale.
-            if ratio > 4 || ratio < 1.0 / 8 {
+            if ratio > 3 || ratio < 1.0 / 8 {
                 initEvidence.append("\(p.name) std \(formatNumber(r.std)), expected ≈ \(formatNumber(r.expected)) (√2/√fan_in, fan_in \(r.fanIn))")
             }
         }
@@ -107,7 +107,8 @@ public struct Diagnostician {
             if !ev.isEmpty {
                 causes.append(Cause(kind: .learningRateTooHigh, confidence: ev.count == 2 ? 0.8 : 0.55, evidence: ev.joined(separator: "; ")))
             }
-            if let lr = context.learningRate {
+            // Lowering the rate is the advice when it is the likely cause, or when nothing else is.
+            if let lr = context.learningRate, causes.isEmpty || causes.contains(where: { $0.kind == .learningRateTooHigh }) {
                 recs.append("lower the learning rate to \(formatNumber(roundToOneDigit(lr * 0.3)))")
             }
             if context.healthyNorms.count >= 10 {

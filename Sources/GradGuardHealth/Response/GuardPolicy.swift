@@ -46,12 +46,13 @@ public struct GuardPolicy {
         self.recoveryWindow = recoveryWindow
     }
 
-    /// Non-finite gradients or loss: skip the step and back off. Non-finite weights and a
+    /// Non-finite gradients or loss, or a norm above the ceiling: skip the step and back off. Non-finite weights and a
     /// diverging loss: roll back and back off. Growth: back off. A spike is clipped when
     /// there is a clipper (it clips every kept step) and skipped when there is none.
     /// Vanishing: report.
     public static func standardActions(clipping: Bool) -> [FindingKind: [GuardAction]] {
         [.nonFiniteLoss: [.skip, .backOff], .nonFiniteGradient: [.skip, .backOff], .nonFiniteWeights: [.rollback, .backOff],
+         .normCeiling: [.skip, .backOff],
          .spike: clipping ? [.report] : [.skip], .growth: [.backOff], .lossDivergence: [.rollback, .backOff], .vanishing: [.report]]
     }
 }

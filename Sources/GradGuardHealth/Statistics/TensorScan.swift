@@ -57,14 +57,20 @@ struct TensorScan: Sendable {
             let pd = Double(p)
             for k in 0..<n { sumPow += Foundation.pow(Double(Swift.abs(base[k])), pd) }
         }
-        // Any NaN or Inf makes the sum of squares non-finite: only then count them, and
-        // take the largest *finite* magnitude again.
-        if !sumSquares.isFinite || !maxAbs.isFinite {
+        // Any NaN or Inf makes the float sums non-finite: only then count them, take the
+        // largest *finite* magnitude again and redo the sums in Double (finite values whose
+        // squares overflow float32 — beyond ~1.8e19 — are summed exactly there).
+        if !sumSquares.isFinite || !maxAbs.isFinite || !sumAbs.isFinite {
             maxAbs = 0
+            sumSquares = 0
+            sumAbs = 0
             for k in 0..<n {
                 let v = base[k]
                 if v.isNaN { nan += 1 } else if v == .infinity { posInf += 1 } else if v == -.infinity { negInf += 1 } else {
-                    maxAbs = Swift.max(maxAbs, Swift.abs(v))
+                    let a = Swift.abs(v)
+                    maxAbs = Swift.max(maxAbs, a)
+                    sumSquares += Double(a) * Double(a)
+                    sumAbs += Double(a)
                 }
             }
         }
