@@ -21,6 +21,22 @@ final class GuardTests: XCTestCase {
 
     func stateCopy(_ opt: Optimizer) -> [String: [Float]] { opt.stateDict().mapValues(\.scalars) }
 
+    /// A healthy run on fresh minibatches: noisy gradients, no incident.
+    func testNoIncidentOnAHealthyNoisyRun() throws {
+        let (model, _, _) = setup()
+        let opt = SGD(model.parameters(), lr: 0.05, momentum: 0.9)
+        let guardian = GradientGuard(model: model, optimizer: opt, policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 5)))
+        var g = RandomGenerator(seed: 3)
+        let teacher = Tensor.randn([4, 1], generator: &g)
+        for _ in 0..<400 {
+            let x = Tensor.randn([8, 4], generator: &g)
+            let y = withoutGrad { x.matmul(teacher).tanh() } + Tensor.randn([8, 1], std: 0.1, generator: &g)
+            _ = try guardian.step(loss: lossAndBackward(model, x, y))
+        }
+        XCTAssertTrue(guardian.incidents.isEmpty, guardian.incidents.map(\.summary).joined(separator: "\n"))
+        XCTAssertEqual(guardian.step, 400)
+    }
+
     func testSkippedStepLeavesEverythingBitIdentical() throws {
         let (model, x, y) = setup()
         let opt = Adam(model.parameters(), lr: 0.01)
