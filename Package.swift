@@ -24,7 +24,8 @@ let package = Package(
         .target(name: "GradGuardNN", dependencies: ["GradGuardTensor"]),
         .target(name: "GradGuardOptim", dependencies: ["GradGuardTensor", "GradGuardNN"]),
         .target(name: "GradGuardHealth", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim"]),
-        .target(name: "GradGuard", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth"]),
+        .target(name: "GradGuardTrain", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth"]),
+        .target(name: "GradGuard", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardTrain"]),
 
         // MARK: Executables
         .executableTarget(name: "gradguard-mlp", dependencies: ["GradGuard"]),
@@ -35,6 +36,7 @@ let package = Package(
         .testTarget(name: "GradGuardNNTests", dependencies: ["GradGuard", "_TestSupport"]),
         .testTarget(name: "GradGuardOptimTests", dependencies: ["GradGuard", "_TestSupport"]),
         .testTarget(name: "GradGuardHealthTests", dependencies: ["GradGuard", "_TestSupport"]),
+        .testTarget(name: "GradGuardTrainTests", dependencies: ["GradGuard", "_TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,6 +1,7 @@
 // The umbrella module: `import GradGuard` brings in the tensor engine, the layers and
-// the optimizers, and the gradient-health layer.
+// the optimizers, the gradient-health layer and the trainer.
 @_exported import GradGuardTensor
 @_exported import GradGuardNN
 @_exported import GradGuardOptim
 @_exported import GradGuardHealth
+@_exported import GradGuardTrain

@@ -108,6 +108,19 @@ open class Optimizer {
         return out
     }
 
+    /// Every group's hyper-parameters at full (Double) precision. `stateDict()` stores them
+    /// as float32 tensors like PyTorch's file layout does; a checkpoint that must resume
+    /// bit for bit saves these beside it and puts them back with `setHyperparameters`.
+    public func hyperparameters() -> [[String: Double]] { paramGroups.map(\.options) }
+
+    /// Restores `hyperparameters()`; the group count must match.
+    public func setHyperparameters(_ groups: [[String: Double]]) throws {
+        guard groups.count == paramGroups.count else {
+            throw OptimizerStateError.groupCountMismatch(expected: paramGroups.count, found: groups.count)
+        }
+        for (i, g) in groups.enumerated() { paramGroups[i].options = g }
+    }
+
     /// Restores what `stateDict()` returned for an optimizer over the same parameters.
     /// Everything is checked before anything changes.
     public func load(stateDict dict: [String: Tensor]) throws {

@@ -73,6 +73,9 @@ public final class SpikeDetector: GradientDetector {
 
     /// The healthy norms remembered (for percentile recommendations).
     public var recentNorms: [Double] { norms.values }
+
+    public func stateDict() -> [String: [Double]] { ["norms": norms.values] }
+    public func load(stateDict: [String: [Double]]) { norms.values = stateDict["norms"] ?? [] }
 }
 
 /// Exponential growth that has not yet reached NaN: over the last `window` steps the log
@@ -80,8 +83,8 @@ public final class SpikeDetector: GradientDetector {
 /// in all, all but one of the steps by at least `minStepGrowth`×. Reported once per episode.
 public final class GrowthDetector: GradientDetector {
     public let window: Int, minRise: Double, minR2: Double, minStepGrowth: Double
-    private var logs: Window
-    private var quietUntil = Int.min
+    var logs: Window
+    var quietUntil = Int.min
     public var name: String { "growth" }
 
     public init(window: Int = 8, minRise: Double = 20, minR2: Double = 0.9, minStepGrowth: Double = 1.1) {
@@ -110,6 +113,14 @@ public final class GrowthDetector: GradientDetector {
     }
 }
 
+extension GrowthDetector {
+    public func stateDict() -> [String: [Double]] { ["logs": logs.values, "quietUntil": [Double(quietUntil)]] }
+    public func load(stateDict: [String: [Double]]) {
+        logs.values = stateDict["logs"] ?? []
+        quietUntil = stateDict["quietUntil"]?.first.map { Int($0) } ?? Int.min
+    }
+}
+
 /// Vanishing gradients, sustained for `patience` steps: watched activation gradients or
 /// module gradient norms more than `peerRatio` below the largest of their peers, or below
 /// the absolute `floor`.
@@ -117,6 +128,9 @@ public final class VanishingDetector: GradientDetector {
     public let peerRatio: Double, floor: Double, patience: Int
     private var streak = 0
     public var name: String { "vanishing" }
+
+    public func stateDict() -> [String: [Double]] { ["streak": [Double(streak)]] }
+    public func load(stateDict: [String: [Double]]) { streak = Int(stateDict["streak"]?.first ?? 0) }
 
     public init(peerRatio: Double = 1e-3, floor: Double = 1e-10, patience: Int = 5) {
         precondition(peerRatio > 0 && peerRatio < 1 && patience >= 1, "VanishingDetector: ratio in (0, 1), patience ≥ 1")
@@ -194,6 +208,19 @@ public final class LossDivergenceDetector: GradientDetector {
             }
         }
         return nil
+    }
+
+    public func stateDict() -> [String: [Double]] {
+        ["best": [best], "smoothed": smoothed.map { [$0] } ?? [], "seen": [Double(seen)], "recent": recent.values,
+         "quietUntil": [Double(quietUntil)]]
+    }
+
+    public func load(stateDict s: [String: [Double]]) {
+        best = s["best"]?.first ?? .infinity
+        smoothed = s["smoothed"]?.first
+        seen = Int(s["seen"]?.first ?? 0)
+        recent.values = s["recent"] ?? []
+        quietUntil = s["quietUntil"]?.first.map { Int($0) } ?? Int.min
     }
 
     public func record(_ stats: StepStatistics, healthy: Bool) {

@@ -49,10 +49,15 @@ public protocol GradientDetector: AnyObject {
     func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding?
     /// Called after every step with whether it was healthy (and applied).
     func record(_ stats: StepStatistics, healthy: Bool)
+    /// The detector's history, for checkpoints (empty for stateless detectors).
+    func stateDict() -> [String: [Double]]
+    func load(stateDict: [String: [Double]])
 }
 
 extension GradientDetector {
     public func record(_ stats: StepStatistics, healthy: Bool) {}
+    public func stateDict() -> [String: [Double]] { [:] }
+    public func load(stateDict: [String: [Double]]) {}
 }
 
 // MARK: - Small statistics helpers
@@ -82,11 +87,10 @@ func linearTrend(_ ys: [Double]) -> (slope: Double, r2: Double) {
 /// A bounded list of the latest values.
 struct Window {
     let capacity: Int
-    private(set) var values: [Double] = []
-    init(_ capacity: Int) { self.capacity = capacity }
-    mutating func append(_ v: Double) {
-        values.append(v)
-        if values.count > capacity { values.removeFirst(values.count - capacity) }
+    var values: [Double] = [] {
+        didSet { if values.count > capacity { values.removeFirst(values.count - capacity) } }
     }
+    init(_ capacity: Int) { self.capacity = capacity }
+    mutating func append(_ v: Double) { values.append(v) }
     var count: Int { values.count }
 }

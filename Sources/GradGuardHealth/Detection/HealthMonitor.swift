@@ -33,6 +33,25 @@ public final class HealthMonitor {
         for d in detectors { d.record(stats, healthy: healthy) }
     }
 
+    /// The detectors' and baselines' histories, for checkpoints: keys `<detector>.<key>` and
+    /// `baselines.<key>`.
+    public func stateDict() -> [String: [Double]] {
+        var out: [String: [Double]] = [:]
+        for d in detectors { for (k, v) in d.stateDict() { out["\(d.name).\(k)"] = v } }
+        for (k, v) in baselines.stateDict() { out["baselines.\(k)"] = v }
+        return out
+    }
+
+    public func load(stateDict: [String: [Double]]) {
+        for d in detectors {
+            let prefix = d.name + "."
+            d.load(stateDict: Dictionary(uniqueKeysWithValues: stateDict.filter { $0.key.hasPrefix(prefix) }
+                .map { (String($0.key.dropFirst(prefix.count)), $0.value) }))
+        }
+        baselines.load(stateDict: Dictionary(uniqueKeysWithValues: stateDict.filter { $0.key.hasPrefix("baselines.") }
+            .map { (String($0.key.dropFirst(10)), $0.value) }))
+    }
+
     /// The first detector of a type, to read its history.
     public func detector<D: GradientDetector>(_ type: D.Type) -> D? {
         detectors.lazy.compactMap { $0 as? D }.first

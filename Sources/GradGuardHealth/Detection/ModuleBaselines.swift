@@ -14,6 +14,28 @@ public final class ModuleBaselines {
         self.departureFactor = departureFactor
     }
 
+    /// Histories and departures, for checkpoints: `history.<module>`, `departed.<module>` = [step, ratio].
+    public func stateDict() -> [String: [Double]] {
+        var out: [String: [Double]] = [:]
+        for (m, w) in history { out["history.\(m)"] = w.values }
+        for (m, d) in departed { out["departed.\(m)"] = [Double(d.step), d.ratio] }
+        return out
+    }
+
+    public func load(stateDict: [String: [Double]]) {
+        history = [:]
+        departed = [:]
+        for (k, v) in stateDict {
+            if k.hasPrefix("history.") {
+                var w = Window(window)
+                w.values = v
+                history[String(k.dropFirst(8))] = w
+            } else if k.hasPrefix("departed."), v.count == 2 {
+                departed[String(k.dropFirst(9))] = (Int(v[0]), v[1])
+            }
+        }
+    }
+
     /// The module's baseline norm, once it has two healthy steps.
     public func baseline(_ module: String) -> Double? {
         guard let h = history[module], h.count >= 2 else { return nil }

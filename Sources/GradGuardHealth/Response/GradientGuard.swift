@@ -179,6 +179,39 @@ public final class GradientGuard {
         scheduler?.step()
     }
 
+    // MARK: Saving and restoring
+
+    /// The guard's counters, learning-rate scale, histories, detector and clipper state, for
+    /// checkpoints: a run resumed from them guards exactly as the original. (The in-memory
+    /// rollback snapshot is not saved; after a resume the first one is taken anew.)
+    public struct State: Codable, Sendable {
+        public var step, skippedSteps, rollbacks, healthyStreak, failedRecoveries, attempts: Int
+        public var lastRecovery: Int?
+        public var lrScale: Double
+        public var healthyNorms, lrHistory: [Double]
+        public var monitor: [String: [Double]]
+        public var clipper: ClipperState?
+    }
+
+    public func stateDict() -> State {
+        State(step: step, skippedSteps: skippedSteps, rollbacks: rollbacks, healthyStreak: healthyStreak,
+              failedRecoveries: failedRecoveries, attempts: attempts, lastRecovery: lastRecovery, lrScale: lrScale,
+              healthyNorms: healthyNorms.values, lrHistory: lrHistory.values, monitor: monitor.stateDict(),
+              clipper: policy.clipper?.stateDict())
+    }
+
+    public func load(state s: State) throws {
+        if let c = s.clipper { try policy.clipper?.load(stateDict: c) }
+        (step, skippedSteps, rollbacks, healthyStreak, failedRecoveries, attempts) =
+            (s.step, s.skippedSteps, s.rollbacks, s.healthyStreak, s.failedRecoveries, s.attempts)
+        lastRecovery = s.lastRecovery
+        lrScale = s.lrScale
+        healthyNorms.values = s.healthyNorms
+        lrHistory.values = s.lrHistory
+        monitor.load(stateDict: s.monitor)
+        snapshot = nil
+    }
+
     private func takeSnapshot() {
         snapshot = TrainingSnapshot(step: step, tensors: stateTensors, optimizer: optimizer, scheduler: scheduler,
                                     clipper: policy.clipper)

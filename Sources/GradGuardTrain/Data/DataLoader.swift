@@ -1,0 +1,148 @@
+import Dispatch
+import GradGuardTensor
+
+/// One batch: inputs, targets and the dataset indices they came from.
+public struct Batch: @unchecked Sendable {
+    public var inputs: Tensor
+    public var targets: Tensor
+    public let indices: [Int]
+
+    public init(inputs: Tensor, targets: Tensor, indices: [Int]) {
+        self.inputs = inputs
+        self.targets = targets
+        self.indices = indices
+    }
+}
+
+/// A source of examples that can assemble a batch from indices. Implementations must be
+/// safe to call from a background thread (the loader prefetches the next batch).
+public protocol Dataset: Sendable {
+    var count: Int { get }
+    func batch(_ indices: [Int]) throws -> Batch
+}
+
+/// Examples held as two tensors whose first axis indexes the examples.
+public struct TensorDataset: Dataset, @unchecked Sendable {
+    public let inputs: Tensor
+    public let targets: Tensor
+
+    public init(inputs: Tensor, targets: Tensor) {
+        precondition(inputs.rank >= 1 && targets.rank >= 1 && inputs.shape[0] == targets.shape[0],
+                     "TensorDataset: inputs \(inputs.shape) and targets \(targets.shape) must have the same first axis")
+        self.inputs = inputs
+        self.targets = targets
+    }
+
+    public var count: Int { inputs.shape[0] }
+
+    public func batch(_ indices: [Int]) throws -> Batch {
+        let ids = Tensor(shape: [indices.count], scalars: indices.map(Float.init))
+        return withoutGrad {
+            Batch(inputs: inputs.indexSelect(axis: 0, indices: ids), targets: targets.indexSelect(axis: 0, indices: ids), indices: indices)
+        }
+    }
+}
+
+/// Batches of a dataset, epoch after epoch: a seeded shuffle per epoch (the order of epoch e
+/// depends only on the seed and e, so a resumed run sees the same batches), optional
+/// dropping of a last partial batch, and the next batch assembled on a background thread
+/// while the current one trains.
+public final class DataLoader {
+    public let dataset: any Dataset
+    public let batchSize: Int
+    public let shuffle: Bool
+    public let dropLast: Bool
+    public let seed: UInt64
+    public let prefetch: Bool
+
+    public init(_ dataset: any Dataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, seed: UInt64 = 0,
+                prefetch: Bool = true) {
+        precondition(batchSize > 0, "DataLoader: batch size must be positive")
+        self.dataset = dataset
+        self.batchSize = batchSize
+        self.shuffle = shuffle
+        self.dropLast = dropLast
+        self.seed = seed
+        self.prefetch = prefetch
+    }
+
+    /// Batches per epoch.
+    public var batchesPerEpoch: Int {
+        dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
+    }
+
+    /// The example order of epoch `epoch` (Fisher–Yates with a generator seeded from the
+    /// loader's seed and the epoch).
+    public func order(epoch: Int) -> [Int] {
+        var ids = Array(0..<dataset.count)
+        guard shuffle else { return ids }
+        var g = RandomGenerator(seed: seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(epoch + 1))
+        if ids.count > 1 {
+            for i in stride(from: ids.count - 1, to: 0, by: -1) {
+                let j = Int(g.next() % UInt64(i + 1))
+                ids.swapAt(i, j)
+            }
+        }
+        return ids
+    }
+
+    /// The indices of batch `b` of epoch `epoch`.
+    public func indices(epoch: Int, batch b: Int) -> [Int] {
+        let o = order(epoch: epoch)
+        return Array(o[(b * batchSize)..<Swift.min((b + 1) * batchSize, o.count)])
+    }
+
+    /// Iterates the batches of `epoch` from batch `start`, prefetching the next one.
+    public func batches(epoch: Int, from start: Int = 0) -> BatchIterator {
+        BatchIterator(loader: self, order: order(epoch: epoch), next: start)
+    }
+
+    /// A pass over one epoch's batches.
+    public final class BatchIterator: IteratorProtocol, Sequence {
+        let loader: DataLoader
+        let order: [Int]
+        /// The index of the batch `nextBatch()` returns next.
+        public private(set) var position: Int
+        private var pending: (index: Int, group: DispatchGroup, box: ResultBox)? = nil
+
+        init(loader: DataLoader, order: [Int], next: Int) {
+            self.loader = loader
+            self.order = order
+            position = next
+        }
+
+        final class ResultBox: @unchecked Sendable { var result: Result<Batch, Error>? }
+
+        func indices(_ b: Int) -> [Int]? {
+            guard b < loader.batchesPerEpoch else { return nil }
+            return Array(order[(b * loader.batchSize)..<Swift.min((b + 1) * loader.batchSize, order.count)])
+        }
+
+        func start(_ b: Int) {
+            guard loader.prefetch, let ids = indices(b) else { return }
+            let group = DispatchGroup(), box = ResultBox(), dataset = loader.dataset
+            DispatchQueue.global().async(group: group) { box.result = Result { try dataset.batch(ids) } }
+            pending = (b, group, box)
+        }
+
+        /// The next batch with its position in the epoch; throws what the dataset threw.
+        public func nextBatch() throws -> (index: Int, batch: Batch)? {
+            guard let ids = indices(position) else { return nil }
+            let b = position
+            position += 1
+            let batch: Batch
+            if let p = pending, p.index == b {
+                p.group.wait()
+                pending = nil
+                batch = try p.box.result!.get()
+            } else {
+                batch = try loader.dataset.batch(ids)
+            }
+            start(position)
+            return (b, batch)
+        }
+
+        /// Batches as a sequence (an error ends the iteration; use `nextBatch()` to see it).
+        public func next() -> (index: Int, batch: Batch)? { try? nextBatch() }
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+import GradGuardHealth
+
+/// Appends the run's records as JSON Lines: `metrics.jsonl` (one object per step and per
+/// evaluation) and `incidents.jsonl` (one per guard incident). Each line is written and
+/// flushed as it comes, so a crash loses at most the line being written.
+public final class RunRecorder {
+    public let directory: String
+    private let metrics: FileHandle
+    private let incidents: FileHandle
+    private let encoder: JSONEncoder
+
+    public init(directory: String) throws {
+        self.directory = directory
+        let fm = FileManager.default
+        do { try fm.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
+            throw FileError.cannotWrite(path: directory, reason: error.localizedDescription)
+        }
+        func open(_ name: String) throws -> FileHandle {
+            let path = directory + "/" + name
+            if !fm.fileExists(atPath: path) { _ = fm.createFile(atPath: path, contents: nil) }
+            guard let h = FileHandle(forWritingAtPath: path) else { throw FileError.cannotWrite(path: path, reason: "cannot open") }
+            h.seekToEndOfFile()
+            return h
+        }
+        metrics = try open("metrics.jsonl")
+        incidents = try open("incidents.jsonl")
+        encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    }
+
+    deinit {
+        try? metrics.close()
+        try? incidents.close()
+    }
+
+    func append<T: Encodable>(_ value: T, to handle: FileHandle) throws {
+        var data = try encoder.encode(value)
+        data.append(0x0A)
+        handle.write(data)
+    }
+
+    public func record(_ metric: StepRecord) throws { try append(metric, to: metrics) }
+    public func record(_ evaluation: EvaluationRecord) throws { try append(evaluation, to: metrics) }
+    public func record(_ incident: Incident) throws { try append(incident, to: incidents) }
+}
+
+/// One line of `metrics.jsonl` for a training step.
+public struct StepRecord: Codable, Sendable {
+    public var kind = "step"
+    public let step: Int
+    public let epoch: Int
+    public let loss: Float
+    public let lr: Double
+    public let gradNorm: Float
+    public let gradNormAfterClip: Float?
+    public let clipped: Bool
+    public let skipped: Bool
+    public let lrScale: Double
+    /// Per-module gradient norms (every `moduleNormsEvery` steps).
+    public let moduleNorms: [String: Float]?
+    /// Per-module update-to-weight ratios (same steps).
+    public let updateRatios: [String: Float]?
+}
+
+/// One line of `metrics.jsonl` for an evaluation.
+public struct EvaluationRecord: Codable, Sendable {
+    public var kind = "eval"
+    public let step: Int
+    public let epoch: Int
+    public let metrics: [String: Double]
+}

@@ -1,0 +1,247 @@
+import Foundation
+import GradGuardHealth
+import GradGuardNN
+import GradGuardOptim
+import GradGuardTensor
+
+/// How a `Trainer` runs.
+public struct TrainerConfig: Codable, Sendable, Equatable {
+    public enum ScheduleStep: String, Codable, Sendable { case step, epoch }
+    public var epochs = 1
+    /// Stop after this many applied optimizer steps (nil: run all epochs).
+    public var maxSteps: Int? = nil
+    public var batchSize = 32
+    /// Micro-batches per optimizer step; statistics and clipping see their summed gradient.
+    public var accumulation = 1
+    public var shuffle = true
+    public var dropLast = false
+    public var seed: UInt64 = 0
+    /// Evaluate every this many steps (0: at the end of each epoch only).
+    public var evalEvery = 0
+    /// Checkpoint every this many steps (0: at the end of each epoch only).
+    public var checkpointEvery = 0
+    public var keepCheckpoints = 3
+    public var scheduleStep = ScheduleStep.step
+    /// Per-module norms and update ratios in `metrics.jsonl` every this many steps.
+    public var moduleNormsEvery = 10
+
+    public init() {}
+}
+
+/// User hooks, called on the training thread.
+public struct TrainerCallbacks {
+    public var beforeStep: ((_ step: Int, _ batch: Batch) -> Void)?
+    public var afterStep: ((_ record: StepRecord, _ outcome: StepOutcome) -> Void)?
+    public var onIncident: ((Incident) -> Void)?
+    public var onEvaluation: ((EvaluationRecord) -> Void)?
+    public init() {}
+}
+
+/// What a finished (or stopped) `fit` returns.
+public struct TrainingResult: Sendable {
+    public let steps: Int
+    public let epochs: Int
+    public let lastLoss: Float?
+    public let lastEvaluation: [String: Double]?
+    public let incidents: Int
+    public let skippedSteps: Int
+}
+
+/// The epoch/step loop with the gradient guard between backward and the optimizer step.
+///
+/// ```swift
+/// let trainer = Trainer(model: model, optimizer: AdamW(model.parameters()), config: config,
+///                       runDirectory: "runs/demo") { model, batch in crossEntropy(model(batch.inputs), batch.targets) }
+/// let result = try trainer.fit(train: trainSet, validation: validSet)
+/// ```
+///
+/// Deterministic: the same seed and config give the same losses bit for bit (seeded data
+/// order per epoch, the default generator seeded from `config.seed`). Checkpoints hold the
+/// weights and buffers, the optimizer, schedule, clipper and guard state, the random state
+/// and the position in the data; `resume` continues exactly where the run stopped.
+public final class Trainer {
+    public let model: Module
+    public let optimizer: Optimizer
+    public let scheduler: LRScheduler?
+    public let guardian: GradientGuard
+    public let config: TrainerConfig
+    public var callbacks = TrainerCallbacks()
+    public let loss: (Module, Batch) -> Tensor
+    /// Metrics of one validation batch (default: the loss); averaged over batches, weighted by size.
+    public var evaluate: ((Module, Batch) -> [String: Double])?
+    public let store: CheckpointStore?
+    public let recorder: RunRecorder?
+    /// Checkpoints passed over because they did not verify, from the last `resume`.
+    public private(set) var skippedCheckpoints: [CheckpointError] = []
+
+    public private(set) var epoch = 0
+    /// The next batch of the current epoch (in micro-batches).
+    public private(set) var batchInEpoch = 0
+    private var lastEvaluation: [String: Double]? = nil
+
+    public init(model: Module, optimizer: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy = GuardPolicy(),
+                monitor: HealthMonitor = HealthMonitor(), config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil,
+                loss: @escaping (Module, Batch) -> Tensor) throws {
+        precondition(config.batchSize > 0 && config.accumulation > 0 && config.epochs > 0, "Trainer: sizes must be positive")
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.config = config
+        self.loss = loss
+        guardian = GradientGuard(model: model, optimizer: optimizer, scheduler: config.scheduleStep == .step ? scheduler : nil,
+                                 policy: policy, monitor: monitor)
+        guardian.updateRatioEvery = config.moduleNormsEvery
+        if let runDirectory {
+            recorder = try RunRecorder(directory: runDirectory)
+            store = CheckpointStore(directory: runDirectory + "/checkpoints", keepLast: config.keepCheckpoints)
+        } else {
+            recorder = nil
+            store = nil
+        }
+        DefaultGenerator.seed(config.seed)
+    }
+
+    /// Trains until `config.epochs` epochs or `config.maxSteps` steps are done.
+    @discardableResult
+    public func fit(train: any Dataset, validation: (any Dataset)? = nil) throws -> TrainingResult {
+        let loader = DataLoader(train, batchSize: config.batchSize, shuffle: config.shuffle, dropLast: config.dropLast,
+                                seed: config.seed)
+        var lastLoss: Float? = nil
+        guardian.onIncident = { [weak self] inc in
+            try? self?.recorder?.record(inc)
+            self?.callbacks.onIncident?(inc)
+        }
+        model.train()
+        outer: while epoch < config.epochs {
+            let batches = loader.batches(epoch: epoch, from: batchInEpoch)
+            while true {
+                if let max = config.maxSteps, guardian.step >= max {
+                    try checkpoint()   // a stopped run can be resumed exactly
+                    break outer
+                }
+                // One optimizer step: `accumulation` micro-batches, their gradients summed.
+                optimizer.zeroGrad()
+                var micro: [Float] = []
+                var first: Batch? = nil
+                for _ in 0..<config.accumulation {
+                    guard let (index, batch) = try batches.nextBatch() else { break }
+                    if first == nil { first = batch; callbacks.beforeStep?(guardian.step, batch) }
+                    let l = loss(model, batch)
+                    (config.accumulation > 1 ? l / Float(config.accumulation) : l).backward()
+                    micro.append(l.item)
+                    batchInEpoch = index + 1
+                }
+                guard !micro.isEmpty else { break }
+                let meanLoss = micro.reduce(0, +) / Float(micro.count)
+                let stepBefore = guardian.step
+                let outcome = try guardian.step(loss: meanLoss)
+                lastLoss = meanLoss
+                let record = stepRecord(stepBefore, meanLoss, outcome)
+                try recorder?.record(record)
+                callbacks.afterStep?(record, outcome)
+                if case .rolledBack = outcome.decision { continue }
+                let applied = outcome.decision == .applied
+                if applied, config.evalEvery > 0, guardian.step % config.evalEvery == 0, let validation {
+                    try runEvaluation(validation)
+                }
+                if applied, config.checkpointEvery > 0, guardian.step % config.checkpointEvery == 0 { try checkpoint() }
+            }
+            epoch += 1
+            batchInEpoch = 0
+            if config.scheduleStep == .epoch { scheduler?.step() }
+            if let validation, config.evalEvery == 0 { try runEvaluation(validation) }
+            if config.checkpointEvery == 0 { try checkpoint() }
+        }
+        if config.checkpointEvery > 0, let store, store.list().first?.step != guardian.step { try checkpoint() }
+        return TrainingResult(steps: guardian.step, epochs: epoch, lastLoss: lastLoss, lastEvaluation: lastEvaluation,
+                              incidents: guardian.incidents.count, skippedSteps: guardian.skippedSteps)
+    }
+
+    func stepRecord(_ step: Int, _ loss: Float, _ o: StepOutcome) -> StepRecord {
+        let detailed = config.moduleNormsEvery > 0 && step % config.moduleNormsEvery == 0
+        var norms: [String: Float]? = nil, ratios: [String: Float]? = nil
+        if detailed {
+            norms = Dictionary(o.stats.modules.map { ($0.name.isEmpty ? "(root)" : $0.name, $0.gradNorm) }, uniquingKeysWith: { a, _ in a })
+            let r = o.stats.modules.compactMap { m in m.updateRatio.map { (m.name.isEmpty ? "(root)" : m.name, $0) } }
+            ratios = r.isEmpty ? nil : Dictionary(r, uniquingKeysWith: { a, _ in a })
+        }
+        return StepRecord(step: step, epoch: epoch, loss: loss, lr: optimizer.paramGroups.first?.lr ?? 0,
+                          gradNorm: o.stats.globalNorm, gradNormAfterClip: o.clip?.normAfter, clipped: o.clip?.clipped ?? false,
+                          skipped: o.decision != .applied, lrScale: o.lrScale, moduleNorms: norms, updateRatios: ratios)
+    }
+
+    /// Evaluates on `dataset` in evaluation mode, without gradients; records and returns the metrics.
+    @discardableResult
+    public func runEvaluation(_ dataset: any Dataset) throws -> [String: Double] {
+        model.eval()
+        defer { model.train() }
+        let loader = DataLoader(dataset, batchSize: config.batchSize, shuffle: false, prefetch: false)
+        var sums: [String: Double] = [:]
+        var seen = 0
+        let batches = loader.batches(epoch: 0)
+        while let (_, batch) = try batches.nextBatch() {
+            let m = withoutGrad { evaluate?(model, batch) ?? ["loss": Double(loss(model, batch).item)] }
+            for (k, v) in m { sums[k, default: 0] += v * Double(batch.indices.count) }
+            seen += batch.indices.count
+        }
+        let metrics = sums.mapValues { $0 / Double(Swift.max(seen, 1)) }
+        lastEvaluation = metrics
+        let record = EvaluationRecord(step: guardian.step, epoch: epoch, metrics: metrics)
+        try recorder?.record(record)
+        callbacks.onEvaluation?(record)
+        return metrics
+    }
+
+    // MARK: Checkpoints
+
+    struct State: Codable {
+        var step: Int
+        var epoch: Int
+        var batchInEpoch: Int
+        var random: [UInt64]
+        var scheduler: [String: Double]?
+        /// The optimizer's hyper-parameters at full precision (its tensor file holds float32 copies).
+        var hyperparameters: [[String: Double]]
+        var guardState: GradientGuard.State
+        var config: TrainerConfig
+    }
+
+    /// Writes a checkpoint of everything needed to continue (into the run directory).
+    @discardableResult
+    public func checkpoint() throws -> String? {
+        guard let store else { return nil }
+        let state = State(step: guardian.step, epoch: epoch, batchInEpoch: batchInEpoch, random: DefaultGenerator.with { $0.state },
+                          scheduler: scheduler?.stateDict(), hyperparameters: optimizer.hyperparameters(),
+                          guardState: guardian.stateDict(), config: config)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let metric = lastEvaluation?["loss"]
+        return try store.save(step: guardian.step, tensors: ["model": model.stateDict(), "optimizer": optimizer.stateDict()],
+                              state: try encoder.encode(state), metric: metric)
+    }
+
+    /// Restores the newest checkpoint that verifies (or the one at `path`); corrupt newer
+    /// ones are passed over and listed in `skippedCheckpoints`.
+    public func resume(from path: String? = nil) throws {
+        guard let store else { throw CheckpointError.noCheckpoint(directory: "(no run directory)") }
+        let loaded: LoadedCheckpoint
+        if let path {
+            loaded = try store.load(path)
+            skippedCheckpoints = []
+        } else {
+            (loaded, skippedCheckpoints) = try store.loadLatest()
+        }
+        let state: State
+        do { state = try JSONDecoder().decode(State.self, from: loaded.state) } catch {
+            throw CheckpointError.badManifest(checkpoint: loaded.path, reason: "state.json: \(error)")
+        }
+        _ = try model.load(stateDict: loaded.tensors["model"] ?? [:])
+        try optimizer.load(stateDict: loaded.tensors["optimizer"] ?? [:])
+        try optimizer.setHyperparameters(state.hyperparameters)
+        if let s = state.scheduler { try scheduler?.load(stateDict: s) }
+        try guardian.load(state: state.guardState)
+        if let g = RandomGenerator(state: state.random) { DefaultGenerator.with { $0 = g } }
+        epoch = state.epoch
+        batchInEpoch = state.batchInEpoch
+    }
+}

@@ -1,0 +1,156 @@
+import Foundation
+import XCTest
+import GradGuard
+import _TestSupport
+
+final class TrainerTests: XCTestCase {
+    var tmp: String!
+
+    override func setUp() {
+        tmp = NSTemporaryDirectory() + "gradguard-train-\(UUID().uuidString)"
+        try? FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: tmp) }
+
+    /// A small classification task: 4 Gaussian blobs in 6 dimensions.
+    func data(_ n: Int, seed: UInt64) -> TensorDataset {
+        var g = RandomGenerator(seed: seed)
+        let labels = (0..<n).map { _ in Float(Int(g.next() % 4)) }
+        var x = Tensor.randn([n, 6], generator: &g).scalars
+        for i in 0..<n { x[i * 6 + Int(labels[i])] += 2 }
+        return TensorDataset(inputs: Tensor(shape: [n, 6], scalars: x), targets: Tensor(shape: [n], scalars: labels))
+    }
+
+    func makeTrainer(_ config: TrainerConfig, run: String? = nil, seed: UInt64 = 1) throws -> Trainer {
+        DefaultGenerator.seed(seed)
+        let model = Sequential(Linear(inputSize: 6, outputSize: 16), Tanh(), Dropout(p: 0.1), Linear(inputSize: 16, outputSize: 4))
+        let opt = Adam(model.parameters(), lr: 0.01)
+        let sched = LRScheduler(opt, CosineAnnealingLR(tMax: 40))
+        return try Trainer(model: model, optimizer: opt, scheduler: sched, policy: GuardPolicy(clipper: ZClip()), config: config,
+                           runDirectory: run) { model, batch in
+            crossEntropy((model as! Sequential)(batch.inputs), batch.targets)
+        }
+    }
+
+    func config(epochs: Int = 3, batch: Int = 16, accumulation: Int = 1) -> TrainerConfig {
+        var c = TrainerConfig()
+        c.epochs = epochs
+        c.batchSize = batch
+        c.accumulation = accumulation
+        c.seed = 42
+        c.moduleNormsEvery = 2
+        return c
+    }
+
+    func params(_ t: Trainer) -> [[Float]] { t.model.parameters().map(\.scalars) }
+
+    func testDeterministicRunAfterRun() throws {
+        var losses: [[Float]] = []
+        for _ in 0..<2 {
+            let t = try makeTrainer(config())
+            var l: [Float] = []
+            t.callbacks.afterStep = { r, _ in l.append(r.loss) }
+            try t.fit(train: data(96, seed: 3))
+            losses.append(l)
+        }
+        XCTAssertEqual(losses[0].count, 18)
+        XCTAssertEqual(losses[0], losses[1])
+    }
+
+    func testAccumulationEqualsOneBigBatch() throws {
+        // No dropout, no shuffle: micro-batches of 8 × 4 against batches of 32.
+        func run(batch: Int, accumulation: Int) throws -> [[Float]] {
+            DefaultGenerator.seed(9)
+            let model = Sequential(Linear(inputSize: 6, outputSize: 8), Tanh(), Linear(inputSize: 8, outputSize: 4))
+            var c = config(epochs: 2, batch: batch, accumulation: accumulation)
+            c.shuffle = false
+            let t = try Trainer(model: model, optimizer: SGD(model.parameters(), lr: 0.1), config: c) { m, b in
+                crossEntropy((m as! Sequential)(b.inputs), b.targets)
+            }
+            try t.fit(train: data(64, seed: 4))
+            XCTAssertEqual(t.guardian.step, 4)
+            return model.parameters().map(\.scalars)
+        }
+        let big = try run(batch: 32, accumulation: 1), small = try run(batch: 8, accumulation: 4)
+        for (a, b) in zip(big, small) {
+            assertClose(Tensor(shape: [a.count], scalars: a), Tensor(shape: [b.count], scalars: b), rtol: 1e-5, atol: 1e-6, "accumulated")
+        }
+    }
+
+    func testResumeIsBitIdentical() throws {
+        let straight = try makeTrainer(config(), run: tmp + "/a")
+        try straight.fit(train: data(96, seed: 3), validation: data(32, seed: 5))
+        // Stopped after 7 steps (mid-epoch), then resumed by a fresh trainer with other weights.
+        var stopped = config()
+        stopped.maxSteps = 7
+        try makeTrainer(stopped, run: tmp + "/b").fit(train: data(96, seed: 3), validation: data(32, seed: 5))
+        let resumed = try makeTrainer(config(), run: tmp + "/b", seed: 99)
+        try resumed.resume()
+        XCTAssertEqual(resumed.guardian.step, 7)
+        try resumed.fit(train: data(96, seed: 3), validation: data(32, seed: 5))
+        XCTAssertEqual(params(resumed), params(straight))
+        XCTAssertEqual(resumed.optimizer.stateDict().mapValues(\.scalars), straight.optimizer.stateDict().mapValues(\.scalars))
+    }
+
+    func testCorruptCheckpointFallsBackToThePreviousOne() throws {
+        var c = config()
+        c.checkpointEvery = 4
+        let t = try makeTrainer(c, run: tmp + "/c")
+        try t.fit(train: data(96, seed: 3))
+        let store = CheckpointStore(directory: tmp + "/c/checkpoints")
+        let list = store.list()
+        XCTAssertEqual(list.map(\.step), [18, 16, 12], "keeps the last three")
+        // Flip one byte in the newest checkpoint's weights.
+        let file = list[0].path + "/model.safetensors"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+        bytes[bytes.count - 3] ^= 0x40
+        try bytes.write(to: URL(fileURLWithPath: file))
+        let resumed = try makeTrainer(c, run: tmp + "/c", seed: 5)
+        try resumed.resume()
+        XCTAssertEqual(resumed.guardian.step, 16)
+        XCTAssertEqual(resumed.skippedCheckpoints.count, 1)
+        let message = resumed.skippedCheckpoints[0].description
+        XCTAssertTrue(message.contains("step-00000018") && message.contains("model.safetensors") && message.contains("corrupt"), message)
+        // A truncated state file and a missing manifest are named too.
+        let state = list[1].path + "/state.json"
+        let s = try Data(contentsOf: URL(fileURLWithPath: state))
+        try s.prefix(10).write(to: URL(fileURLWithPath: state))
+        try FileManager.default.removeItem(atPath: list[2].path + "/manifest.json")
+        XCTAssertThrowsError(try store.loadLatest()) { e in
+            XCTAssertTrue("\(e)".contains("step-00000018"), "\(e)")
+        }
+        XCTAssertThrowsError(try store.load(list[1].path)) { XCTAssertTrue("\($0)".contains("truncated"), "\($0)") }
+        XCTAssertThrowsError(try store.load(list[2].path)) { XCTAssertTrue("\($0)".contains("manifest.json is missing"), "\($0)") }
+    }
+
+    func testInterruptedSaveLeavesTheRunLoadable() throws {
+        var c = config(epochs: 1)
+        c.checkpointEvery = 3
+        let t = try makeTrainer(c, run: tmp + "/d")
+        try t.fit(train: data(96, seed: 3))
+        // What a save killed before its rename leaves: a partial directory without a manifest.
+        let dir = tmp + "/d/checkpoints"
+        try FileManager.default.createDirectory(atPath: dir + "/.partial-step-00000009-12345", withIntermediateDirectories: true)
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: dir + "/.partial-step-00000009-12345/model.safetensors"))
+        let store = CheckpointStore(directory: dir)
+        XCTAssertEqual(try store.loadLatest().checkpoint.step, 6)
+        try store.save(step: 7, tensors: ["model": t.model.stateDict()], state: Data("{}".utf8))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/.partial-step-00000009-12345"), "leftovers are cleaned up")
+    }
+
+    func testRunRecordsAndEvaluation() throws {
+        let t = try makeTrainer(config(epochs: 2), run: tmp + "/e")
+        var evals: [EvaluationRecord] = []
+        t.callbacks.onEvaluation = { evals.append($0) }
+        let result = try t.fit(train: data(96, seed: 3), validation: data(32, seed: 5))
+        XCTAssertEqual(evals.count, 2)
+        XCTAssertEqual(result.lastEvaluation?["loss"], evals.last?.metrics["loss"])
+        let lines = try String(contentsOfFile: tmp + "/e/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 12 + 2)
+        let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
+        XCTAssertEqual(first["kind"] as? String, "step")
+        for key in ["loss", "lr", "gradNorm", "clipped", "skipped", "moduleNorms"] { XCTAssertNotNil(first[key], key) }
+        XCTAssertTrue(lines.contains { $0.contains("\"kind\":\"eval\"") })
+    }
+}
