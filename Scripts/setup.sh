@@ -15,3 +15,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
 fi
 pkg-config --exists openblas || { echo "setup: pkg-config cannot find openblas after installing libopenblas-dev" >&2; exit 1; }
+
+# The TensorBoard event-file test reads the files with TensorBoard's own reader.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import tensorboard" >/dev/null 2>&1; then
+    echo "setup: installing the tensorboard Python package (for the event-file test)"
+    python3 -m pip install -q tensorboard || echo "setup: could not install tensorboard; its test will say so" >&2
+fi

@@ -152,5 +152,9 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(first["kind"] as? String, "step")
         for key in ["loss", "lr", "gradNorm", "clipped", "skipped", "moduleNorms"] { XCTAssertNotNil(first[key], key) }
         XCTAssertTrue(lines.contains { $0.contains("\"kind\":\"eval\"") })
+        let events = try FileManager.default.contentsOfDirectory(atPath: tmp + "/e").filter { $0.hasPrefix("events.out.tfevents.") }
+        XCTAssertEqual(events.count, 1)
+        let size = try FileManager.default.attributesOfItem(atPath: tmp + "/e/" + events[0])[.size] as? Int ?? 0
+        XCTAssertGreaterThan(size, 1000)
     }
 }

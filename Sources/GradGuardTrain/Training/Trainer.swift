@@ -22,7 +22,8 @@ public struct TrainerConfig: Codable, Sendable, Equatable {
     public var checkpointEvery = 0
     public var keepCheckpoints = 3
     public var scheduleStep = ScheduleStep.step
-    /// Per-module norms and update ratios in `metrics.jsonl` every this many steps.
+    /// Per-module norms and update ratios in `metrics.jsonl` every this many steps, and
+    /// gradient histograms in the TensorBoard file.
     public var moduleNormsEvery = 10
 
     public init() {}
@@ -71,6 +72,9 @@ public final class Trainer {
     public var evaluate: ((Module, Batch) -> [String: Double])?
     public let store: CheckpointStore?
     public let recorder: RunRecorder?
+    /// TensorBoard scalars (loss, learning rate, gradient norms, evaluation metrics) and
+    /// gradient histograms, in the run directory.
+    public let events: EventWriter?
     /// Checkpoints passed over because they did not verify, from the last `resume`.
     public private(set) var skippedCheckpoints: [CheckpointError] = []
 
@@ -94,9 +98,11 @@ public final class Trainer {
         if let runDirectory {
             recorder = try RunRecorder(directory: runDirectory)
             store = CheckpointStore(directory: runDirectory + "/checkpoints", keepLast: config.keepCheckpoints)
+            events = try EventWriter(directory: runDirectory)
         } else {
             recorder = nil
             store = nil
+            events = nil
         }
         DefaultGenerator.seed(config.seed)
     }
@@ -138,6 +144,7 @@ public final class Trainer {
                 lastLoss = meanLoss
                 let record = stepRecord(stepBefore, meanLoss, outcome)
                 try recorder?.record(record)
+                writeEvents(record, outcome)
                 callbacks.afterStep?(record, outcome)
                 if case .rolledBack = outcome.decision { continue }
                 let applied = outcome.decision == .applied
@@ -170,6 +177,22 @@ public final class Trainer {
                           skipped: o.decision != .applied, lrScale: o.lrScale, moduleNorms: norms, updateRatios: ratios)
     }
 
+    func writeEvents(_ r: StepRecord, _ o: StepOutcome) {
+        guard let events else { return }
+        events.scalar("train/loss", r.loss, step: r.step)
+        events.scalar("train/lr", Float(r.lr * r.lrScale), step: r.step)
+        events.scalar("health/grad_norm", r.gradNorm, step: r.step)
+        if let after = r.gradNormAfterClip { events.scalar("health/grad_norm_clipped", after, step: r.step) }
+        events.scalar("health/skipped", r.skipped ? 1 : 0, step: r.step)
+        for (m, n) in (r.moduleNorms ?? [:]).sorted(by: { $0.key < $1.key }) { events.scalar("module_grad_norm/\(m)", n, step: r.step) }
+        for (m, u) in (r.updateRatios ?? [:]).sorted(by: { $0.key < $1.key }) { events.scalar("update_ratio/\(m)", u, step: r.step) }
+        if r.moduleNorms != nil {
+            for p in guardian.health.parameters {
+                if let g = p.tensor.grad { events.histogram("grad/\(p.name)", values: g.scalars, step: r.step) }
+            }
+        }
+    }
+
     /// Evaluates on `dataset` in evaluation mode, without gradients; records and returns the metrics.
     @discardableResult
     public func runEvaluation(_ dataset: any Dataset) throws -> [String: Double] {
@@ -188,6 +211,8 @@ public final class Trainer {
         lastEvaluation = metrics
         let record = EvaluationRecord(step: guardian.step, epoch: epoch, metrics: metrics)
         try recorder?.record(record)
+        for (k, v) in metrics.sorted(by: { $0.key < $1.key }) { events?.scalar("eval/\(k)", Float(v), step: guardian.step) }
+        events?.flush()
         callbacks.onEvaluation?(record)
         return metrics
     }

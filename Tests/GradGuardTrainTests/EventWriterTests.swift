@@ -1,0 +1,81 @@
+import Foundation
+import XCTest
+import GradGuard
+
+final class EventWriterTests: XCTestCase {
+    func testCRC32CKnownValues() {
+        XCTAssertEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283)   // the standard check value
+        XCTAssertEqual(CRC32C.checksum([UInt8](repeating: 0, count: 32)), 0x8A91_36AA)   // RFC 3720 B.4
+    }
+
+    /// Where Python with TensorBoard can be found (CI installs it: `pip install tensorboard`).
+    func python() -> String? {
+        // The first python3 on PATH (the one `pip install` served), then the system's.
+        for p in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map({ "\($0)/python3" })
+            + ["/usr/local/bin/python3", "/usr/bin/python3"] where FileManager.default.isExecutableFile(atPath: p) {
+            return p
+        }
+        return nil
+    }
+
+    func testTensorBoardReadsTheEventFile() throws {
+        guard let py = python() else { throw XCTSkip("python3 is not installed: the TensorBoard reader check cannot run") }
+        let dir = NSTemporaryDirectory() + "gradguard-tb-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        do {
+            let w = try EventWriter(directory: dir, wallTime: 1_700_000_000)
+            for s in 0..<10 {
+                w.scalar("train/loss", 2 / Float(s + 1), step: s, wallTime: 1_700_000_000 + Double(s))
+                w.scalar("health/grad_norm", Float(s) * 0.5, step: s)
+            }
+            w.histogram("grads/fc.weight", values: (0..<1000).map { Float($0 % 100) / 10 - 5 }, bins: 20, step: 3)
+            w.flush()
+        }
+        let script = """
+        import json, sys
+        try:
+            from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        except ImportError:
+            print("NO_TENSORBOARD"); sys.exit(0)
+        acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0, "histograms": 0})
+        acc.Reload()
+        out = {"tags": acc.Tags()["scalars"], "hist": acc.Tags()["histograms"]}
+        out["loss"] = [[e.step, e.value] for e in acc.Scalars("train/loss")]
+        out["wall"] = acc.Scalars("train/loss")[0].wall_time
+        h = acc.Histograms("grads/fc.weight")[0]
+        out["h"] = {"step": h.step, "num": h.histogram_value.num, "min": h.histogram_value.min, "max": h.histogram_value.max,
+                    "buckets": len(h.histogram_value.bucket), "sum": h.histogram_value.sum}
+        print(json.dumps(out))
+        """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: py)
+        p.arguments = ["-c", script, dir]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        // Python is here, so the reader must be too (Scripts/setup.sh installs it).
+        XCTAssertFalse(text.contains("NO_TENSORBOARD"), "\(py) cannot import tensorboard: run python3 -m pip install tensorboard")
+        if text.contains("NO_TENSORBOARD") { return }
+        XCTAssertEqual(p.terminationStatus, 0, text)
+        let out = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], text)
+        XCTAssertEqual(Set(out["tags"] as! [String]), ["train/loss", "health/grad_norm"])
+        XCTAssertEqual(out["hist"] as? [String], ["grads/fc.weight"])
+        let loss = out["loss"] as! [[Double]]
+        XCTAssertEqual(loss.count, 10)
+        for (s, pair) in loss.enumerated() {
+            XCTAssertEqual(pair[0], Double(s))
+            XCTAssertEqual(pair[1], Double(2 / Float(s + 1)), accuracy: 1e-6)
+        }
+        XCTAssertEqual(out["wall"] as? Double, 1_700_000_000)
+        let h = out["h"] as! [String: Double]
+        XCTAssertEqual(h["step"], 3)
+        XCTAssertEqual(h["num"], 1000)
+        XCTAssertEqual(h["min"], -5)
+        XCTAssertEqual(h["max"] ?? 0, 4.9, accuracy: 1e-6)
+        XCTAssertEqual(h["buckets"], 20)
+        XCTAssertEqual(h["sum"] ?? 0, -50, accuracy: 1e-3)
+    }
+}
