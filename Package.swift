@@ -7,6 +7,11 @@ let package = Package(
     products: [
         .library(name: "GradGuard", targets: ["GradGuard"]),
         .executable(name: "gradguard-mlp", targets: ["gradguard-mlp"]),
+        .executable(name: "gradguard", targets: ["gradguard"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // MARK: System libraries
@@ -29,6 +34,9 @@ let package = Package(
 
         // MARK: Executables
         .executableTarget(name: "gradguard-mlp", dependencies: ["GradGuard"]),
+        .target(name: "GradGuardCLI", dependencies: ["GradGuard", .product(name: "Yams", package: "Yams"),
+                                                     .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "gradguard", dependencies: ["GradGuardCLI"]),
 
         // MARK: Tests
         .target(name: "_TestSupport", dependencies: ["GradGuard"], path: "Tests/_TestSupport"),
@@ -37,6 +45,7 @@ let package = Package(
         .testTarget(name: "GradGuardOptimTests", dependencies: ["GradGuard", "_TestSupport"]),
         .testTarget(name: "GradGuardHealthTests", dependencies: ["GradGuard", "_TestSupport"]),
         .testTarget(name: "GradGuardTrainTests", dependencies: ["GradGuard", "_TestSupport"]),
+        .testTarget(name: "GradGuardCLITests", dependencies: ["GradGuardCLI", "_TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

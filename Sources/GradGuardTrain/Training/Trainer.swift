@@ -240,6 +240,7 @@ public final class Trainer {
                           guardState: guardian.stateDict(), config: config)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         let metric = lastEvaluation?["loss"]
         return try store.save(step: guardian.step, tensors: ["model": model.stateDict(), "optimizer": optimizer.stateDict()],
                               state: try encoder.encode(state), metric: metric)
@@ -257,7 +258,7 @@ public final class Trainer {
             (loaded, skippedCheckpoints) = try store.loadLatest()
         }
         let state: State
-        do { state = try JSONDecoder().decode(State.self, from: loaded.state) } catch {
+        do { state = try RunRecords.decoder().decode(State.self, from: loaded.state) } catch {
             throw CheckpointError.badManifest(checkpoint: loaded.path, reason: "state.json: \(error)")
         }
         _ = try model.load(stateDict: loaded.tensors["model"] ?? [:])

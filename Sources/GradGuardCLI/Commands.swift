@@ -1,0 +1,190 @@
+import ArgumentParser
+import Foundation
+import GradGuard
+
+/// Settings that can be given as flags as well as in the YAML file.
+struct SettingFlags: ParsableArguments {
+    @Option(name: .long, help: "Run name (runs/<name>/).") var name: String?
+    @Option(name: .long, help: "Seed.") var seed: Int?
+    @Option(name: .long, help: "Epochs.") var epochs: Int?
+    @Option(name: .customLong("max-steps"), help: "Stop after this many steps.") var maxSteps: Int?
+    @Option(name: .customLong("batch-size"), help: "Examples per micro-batch.") var batchSize: Int?
+    @Option(name: .long, help: "Learning rate.") var lr: Double?
+    @Option(name: .long, help: "Optimizer: sgd, adam, adamw, rmsprop.") var optimizer: String?
+    @Option(name: .long, help: "Clipper: none, global-norm, value, zclip, autoclip, agc, per-module.") var clipper: String?
+    @Option(name: .customLong("max-norm"), help: "Clipping threshold.") var maxNorm: Double?
+    @Option(name: .customLong("set"), parsing: .singleValue, help: "Any setting as key=value (repeatable).") var set: [String] = []
+
+    /// The overrides as key=value pairs, flags first.
+    var overrides: [String] {
+        var o: [String] = []
+        if let name { o.append("name=\(name)") }
+        if let seed { o.append("seed=\(seed)") }
+        if let epochs { o.append("training.epochs=\(epochs)") }
+        if let maxSteps { o.append("training.max_steps=\(maxSteps)") }
+        if let batchSize { o.append("training.batch_size=\(batchSize)") }
+        if let lr { o.append("optimizer.lr=\(lr)") }
+        if let optimizer { o.append("optimizer.kind=\(optimizer)") }
+        if let clipper { o.append("guard.clipper=\(clipper)") }
+        if let maxNorm { o.append("guard.max_norm=\(maxNorm)") }
+        return o + set
+    }
+}
+
+struct OutputFlags: ParsableArguments {
+    @Flag(name: .long, help: "Print nothing but errors.") var quiet = false
+    @Flag(name: .long, help: "Print one JSON object per step.") var json = false
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train a run from a YAML config (defaults when omitted).")
+    @Option(name: .long, help: "YAML configuration file.") var config: String?
+    @OptionGroup var settings: SettingFlags
+    @OptionGroup var output: OutputFlags
+    @Flag(name: .long, help: "Replace an existing run of the same name.") var overwrite = false
+
+    func run() throws {
+        var c = RunConfig()
+        do {
+            if let config { c = try RunConfig.load(path: config) }
+            try c.apply(overrides: settings.overrides)
+        } catch let e as ConfigError {
+            throw fail(e.description, code: e.message == "no such file" ? Exit.missing : Exit.usage)
+        }
+        let dir = c.runsDirectory + "/" + c.name
+        if FileManager.default.fileExists(atPath: dir) {
+            guard overwrite else {
+                throw fail("run directory \(dir) exists: resume it with `gradguard resume \(c.name)`, or pass --overwrite", code: Exit.usage)
+            }
+            try FileManager.default.removeItem(atPath: dir)
+        }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml")
+        try RunReport.writeEnvironment(runDirectory: dir)
+        let w = Workload(c)
+        try runTraining(try w.makeTrainer(runDirectory: dir), workload: w, config: c, directory: dir, quiet: output.quiet, json: output.json)
+    }
+}
+
+struct Resume: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Continue a run from its newest checkpoint that verifies.")
+    @Argument(help: "Run name or directory.") var runName: String
+    @Option(name: .customLong("set"), parsing: .singleValue, help: "Override a setting, e.g. training.epochs=10.") var set: [String] = []
+    @OptionGroup var output: OutputFlags
+
+    func run() throws {
+        let dir = try runDirectory(runName)
+        var c: RunConfig
+        do {
+            c = try RunConfig.load(path: dir + "/config.yaml")
+            try c.apply(overrides: set)
+        } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
+        if !set.isEmpty { try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml") }
+        let w = Workload(c)
+        let trainer = try w.makeTrainer(runDirectory: dir)
+        do { try trainer.resume() } catch let e as CheckpointError { throw fail(e.description, code: Exit.checkpoint) }
+        for e in trainer.skippedCheckpoints { FileHandle.standardError.write(Data("gradguard: skipped \(e); using an older checkpoint\n".utf8)) }
+        if !output.quiet && !output.json { print("resumed \(dir) at step \(trainer.guardian.step)") }
+        try runTraining(trainer, workload: w, config: c, directory: dir, quiet: output.quiet, json: output.json)
+    }
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Evaluate a run's newest checkpoint on its validation data.")
+    @Argument(help: "Run name or directory.") var runName: String
+
+    func run() throws {
+        let dir = try runDirectory(runName)
+        let c: RunConfig
+        do { c = try RunConfig.load(path: dir + "/config.yaml") } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
+        let w = Workload(c)
+        let trainer = try Trainer(model: w.model, optimizer: w.optimizer, config: w.trainer, runDirectory: nil, loss: Workload.loss)
+        trainer.evaluate = Workload.metrics
+        let store = CheckpointStore(directory: dir + "/checkpoints")
+        let loaded: LoadedCheckpoint
+        do { loaded = try store.loadLatest().checkpoint } catch let e as CheckpointError { throw fail(e.description, code: Exit.checkpoint) }
+        _ = try w.model.load(stateDict: loaded.tensors["model"] ?? [:])
+        guard let validation = w.validation else { throw fail("run \(runName) has no validation data (data.validation is 0)", code: Exit.usage) }
+        let m = try trainer.runEvaluation(validation)
+        print("checkpoint step \(loaded.step): " + m.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.4f", $0.value))" }.joined(separator: ", "))
+    }
+}
+
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write the run's report.html and print its path.")
+    @Argument(help: "Run name or directory.") var runName: String
+
+    func run() throws {
+        print(try RunReport.write(runDirectory: try runDirectory(runName)))
+    }
+}
+
+struct Diagnose: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the run's incidents with causes and recommendations.")
+    @Argument(help: "Run name or directory.") var runName: String
+
+    func run() throws {
+        let dir = try runDirectory(runName)
+        let incidents = try RunRecords.incidents(in: dir)
+        guard !incidents.isEmpty else {
+            print("\(dir): no incidents — the guard saw nothing to act on")
+            return
+        }
+        print("\(dir): \(incidents.count) incident\(incidents.count == 1 ? "" : "s")")
+        for i in incidents.prefix(20) { print(i.summary) }
+        if incidents.count > 20 { print("… \(incidents.count - 20) more in \(dir)/incidents.jsonl") }
+        var causes: [String: (count: Int, evidence: String)] = [:]
+        for i in incidents { for c in i.causes { causes[c.kind.rawValue, default: (0, c.evidence)].count += 1 } }
+        if !causes.isEmpty {
+            print("\nprobable causes over the run:")
+            for (k, v) in causes.sorted(by: { $0.value.count > $1.value.count }) { print("  \(k): \(v.count) incident(s) — \(v.evidence)") }
+        }
+        let recs = Array(NSOrderedSet(array: incidents.flatMap(\.recommendations))) as! [String]
+        if !recs.isEmpty {
+            print("\nrecommendations:")
+            for r in recs.prefix(8) { print("  - \(r)") }
+        }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Table of a checkpoint's parameters: shape, norm, std, init diagnostics.")
+    @Argument(help: "A checkpoint directory, a run (its newest checkpoint) or a .safetensors file.") var checkpoint: String
+
+    func run() throws {
+        var tensors: [String: Tensor]
+        if checkpoint.hasSuffix(".safetensors") {
+            do { tensors = try Safetensors.read(checkpoint) } catch { throw fail("\(error)", code: Exit.missing) }
+        } else {
+            let path: String
+            if FileManager.default.fileExists(atPath: checkpoint + "/manifest.json") {
+                path = checkpoint
+            } else {
+                let dir = try runDirectory(checkpoint)
+                guard let newest = CheckpointStore(directory: dir + "/checkpoints").list().first?.path else {
+                    throw fail("run \(checkpoint) has no checkpoint", code: Exit.checkpoint)
+                }
+                path = newest
+            }
+            do { tensors = try CheckpointStore(directory: (path as NSString).deletingLastPathComponent).load(path).tensors["model"] ?? [:] } catch let e as CheckpointError {
+                throw fail(e.description, code: Exit.checkpoint)
+            }
+        }
+        print(InspectTable.render(tensors))
+    }
+}
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Compare runs side by side; writes compare.html with overlay charts.")
+    @Argument(help: "Run names or directories.") var runs: [String]
+    @Option(name: .long, help: "Where to write the overlay page.") var output = "compare.html"
+
+    func run() throws {
+        guard runs.count >= 1 else { throw fail("name at least one run", code: Exit.usage) }
+        let dirs = try runs.map { try runDirectory($0) }
+        let summaries = try dirs.map { try RunRecords.summary(of: $0) }
+        print(RunRecords.table(summaries))
+        try AtomicFile.write(Data(RunReport.comparison(dirs).utf8), to: output)
+        print("overlay: \(output)")
+    }
+}

@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import GradGuard
+
+/// Exit codes of `gradguard`.
+enum Exit {
+    static let ok: Int32 = 0, diverged: Int32 = 1, usage: Int32 = 2, missing: Int32 = 3, checkpoint: Int32 = 4
+}
+
+/// Prints to standard error and exits with `code`.
+func fail(_ message: String, code: Int32) -> ExitCode {
+    FileHandle.standardError.write(Data("gradguard: \(message)\n".utf8))
+    return ExitCode(code)
+}
+
+/// The directory of a run given by name or path.
+func runDirectory(_ run: String, runsDirectory: String = "runs") throws -> String {
+    for candidate in [run, runsDirectory + "/" + run] {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDir), isDir.boolValue,
+           FileManager.default.fileExists(atPath: candidate + "/config.yaml") {
+            return candidate
+        }
+    }
+    throw fail("no run '\(run)': expected a directory with config.yaml (looked in ./\(run) and \(runsDirectory)/\(run))", code: Exit.missing)
+}
+
+/// Live progress: one rewritten line on a terminal, plain periodic lines otherwise,
+/// JSON Lines with `--json`, nothing with `--quiet`.
+final class Progress {
+    enum Mode { case terminal, lines, json, quiet }
+    let mode: Mode
+    let total: Int
+    let every: Int
+    let start = Date()
+    private var clipped = 0, seen = 0
+    private var lastLength = 0
+
+    init(quiet: Bool, json: Bool, total: Int) {
+        mode = quiet ? .quiet : json ? .json : isatty(1) != 0 ? .terminal : .lines
+        self.total = total
+        every = Swift.max(1, total / 20)
+    }
+
+    func step(_ r: StepRecord) {
+        seen += 1
+        if r.clipped { clipped += 1 }
+        let done = r.step + 1
+        let elapsed = Date().timeIntervalSince(start)
+        let rate = Double(seen) / Swift.max(elapsed, 1e-9)
+        let eta = rate > 0 ? Double(Swift.max(total - done, 0)) / rate : 0
+        let line = String(format: "step %d/%d  loss %.4f  |g| %.3g  clip %d%%  %.1f steps/s  ETA %d:%02d", done, total, r.loss,
+                          r.gradNorm, seen > 0 ? 100 * clipped / seen : 0, rate, Int(eta) / 60, Int(eta) % 60)
+        switch mode {
+        case .quiet: break
+        case .json:
+            if let d = try? JSONEncoder().encode(r) { print(String(decoding: d, as: UTF8.self)) }
+        case .terminal:
+            let pad = String(repeating: " ", count: Swift.max(0, lastLength - line.count))
+            FileHandle.standardOutput.write(Data(("\r" + line + pad).utf8))
+            lastLength = line.count
+        case .lines:
+            if done == 1 || done % every == 0 || done == total { print(line) }
+        }
+    }
+
+    func message(_ text: String) {
+        switch mode {
+        case .quiet, .json: break
+        case .terminal:
+            FileHandle.standardOutput.write(Data(("\r" + String(repeating: " ", count: lastLength) + "\r").utf8))
+            print(text)
+        case .lines: print(text)
+        }
+    }
+
+    func finish() { if mode == .terminal { print("") } }
+}
+
+/// Runs a trainer with progress, writes the report, and maps the outcome to an exit code.
+func runTraining(_ trainer: Trainer, workload: Workload, config: RunConfig, directory: String, quiet: Bool, json: Bool) throws {
+    let stepsPerEpoch = Swift.max(1, workload.train.count / (config.batchSize * config.accumulation))
+    let total = config.maxSteps > 0 ? config.maxSteps : stepsPerEpoch * config.epochs
+    let progress = Progress(quiet: quiet, json: json, total: total)
+    trainer.callbacks.afterStep = { r, _ in progress.step(r) }
+    trainer.callbacks.onIncident = { progress.message($0.summary) }
+    trainer.callbacks.onEvaluation = { e in
+        progress.message("eval at step \(e.step): " + e.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.4f", $0.value))" }.joined(separator: ", "))
+    }
+    do {
+        let result = try trainer.fit(train: workload.train, validation: workload.validation)
+        progress.finish()
+        let report = try RunReport.write(runDirectory: directory)
+        if !quiet && !json {
+            print("\(result.steps) steps, \(result.incidents) incidents, \(result.skippedSteps) skipped; report: \(report)")
+        }
+    } catch let d as TrainingDiverged {
+        progress.finish()
+        let report = try? RunReport.write(runDirectory: directory)
+        FileHandle.standardError.write(Data("\(d.description)\nreport: \(report ?? "(not written)")\n".utf8))
+        throw ExitCode(Exit.diverged)
+    }
+}

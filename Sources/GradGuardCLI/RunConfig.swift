@@ -1,0 +1,273 @@
+import Foundation
+import Yams
+
+/// A run's settings: what `gradguard train --config FILE.yaml` reads, `--set key=value`
+/// and the flags override, and `runs/<name>/config.yaml` records (resolved).
+public struct RunConfig: Equatable, Sendable {
+    public var name = "run"
+    public var runsDirectory = "runs"
+    public var seed = 0
+
+    // model
+    public var model = "mlp"
+    public var layers = 8
+    public var width = 64
+    public var activation = "relu"
+    public var initialisation = "kaiming"
+    public var batchNorm = false
+
+    // data
+    public var data = "teacher"
+    public var trainSize = 4096
+    public var validationSize = 512
+    public var inputs = 32
+    public var classes = 10
+    public var labelNoise = 0.0
+
+    // training
+    public var epochs = 3
+    public var batchSize = 64
+    public var accumulation = 1
+    public var maxSteps = 0
+    public var evalEvery = 0
+    public var checkpointEvery = 0
+    public var keepCheckpoints = 3
+    public var moduleNormsEvery = 10
+
+    // optimizer and schedule
+    public var optimizer = "sgd"
+    public var lr = 0.05
+    public var momentum = 0.9
+    public var weightDecay = 0.0
+    public var schedule = "constant"
+    public var warmupSteps = 0
+
+    // guard
+    public var clipper = "global-norm"
+    public var maxNorm = 1.0
+    public var snapshotEvery = 50
+    public var maxFailedRecoveries = 5
+
+    public init() {}
+}
+
+/// A setting's place in the YAML file, its type and its allowed values.
+struct Setting: @unchecked Sendable {   // key paths into a value type: immutable
+    enum Kind {
+        case int(ClosedRange<Int>, WritableKeyPath<RunConfig, Int>)
+        case double(ClosedRange<Double>, WritableKeyPath<RunConfig, Double>)
+        case string([String]?, WritableKeyPath<RunConfig, String>)
+        case bool(WritableKeyPath<RunConfig, Bool>)
+    }
+    let key: String
+    let kind: Kind
+    let help: String
+}
+
+/// A configuration error, naming the file, the line and the key.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public let source: String
+    public let line: Int?
+    public let key: String?
+    public let message: String
+
+    public var description: String {
+        var where_ = source
+        if let line { where_ += ":\(line)" }
+        return key.map { "\(where_): \($0): \(message)" } ?? "\(where_): \(message)"
+    }
+}
+
+extension RunConfig {
+    static let settings: [Setting] = [
+        Setting(key: "name", kind: .string(nil, \.name), help: "run name: runs/<name>/"),
+        Setting(key: "runs_directory", kind: .string(nil, \.runsDirectory), help: "where run directories go"),
+        Setting(key: "seed", kind: .int(0...Int(Int32.max), \.seed), help: "seed of data, initialisation and dropout"),
+        Setting(key: "model.kind", kind: .string(["mlp"], \.model), help: "built-in model"),
+        Setting(key: "model.layers", kind: .int(1...1000, \.layers), help: "hidden layers"),
+        Setting(key: "model.width", kind: .int(1...100_000, \.width), help: "hidden width"),
+        Setting(key: "model.activation", kind: .string(["relu", "tanh"], \.activation), help: "hidden activation"),
+        Setting(key: "model.init", kind: .string(["default", "kaiming", "xavier", "normal"], \.initialisation),
+                help: "weight initialisation (default: PyTorch's)"),
+        Setting(key: "model.batch_norm", kind: .bool(\.batchNorm), help: "BatchNorm1d after every hidden layer"),
+        Setting(key: "data.kind", kind: .string(["teacher"], \.data), help: "built-in data: Gaussian inputs labelled by a random linear teacher"),
+        Setting(key: "data.train", kind: .int(1...10_000_000, \.trainSize), help: "training examples"),
+        Setting(key: "data.validation", kind: .int(0...10_000_000, \.validationSize), help: "validation examples"),
+        Setting(key: "data.inputs", kind: .int(1...100_000, \.inputs), help: "input dimensions"),
+        Setting(key: "data.classes", kind: .int(2...100_000, \.classes), help: "classes"),
+        Setting(key: "data.label_noise", kind: .double(0...1, \.labelNoise), help: "fraction of training labels replaced at random"),
+        Setting(key: "training.epochs", kind: .int(1...1_000_000, \.epochs), help: "epochs"),
+        Setting(key: "training.batch_size", kind: .int(1...1_000_000, \.batchSize), help: "examples per micro-batch"),
+        Setting(key: "training.accumulation", kind: .int(1...10_000, \.accumulation), help: "micro-batches per optimizer step"),
+        Setting(key: "training.max_steps", kind: .int(0...Int(Int32.max), \.maxSteps), help: "stop after this many steps (0: no limit)"),
+        Setting(key: "training.eval_every", kind: .int(0...Int(Int32.max), \.evalEvery), help: "evaluate every N steps (0: each epoch)"),
+        Setting(key: "training.checkpoint_every", kind: .int(0...Int(Int32.max), \.checkpointEvery), help: "checkpoint every N steps (0: each epoch)"),
+        Setting(key: "training.keep_checkpoints", kind: .int(1...1000, \.keepCheckpoints), help: "checkpoints kept besides the best"),
+        Setting(key: "training.module_norms_every", kind: .int(0...Int(Int32.max), \.moduleNormsEvery), help: "per-module norms in the records every N steps"),
+        Setting(key: "optimizer.kind", kind: .string(["sgd", "adam", "adamw", "rmsprop"], \.optimizer), help: "optimizer"),
+        Setting(key: "optimizer.lr", kind: .double(1e-12...100, \.lr), help: "learning rate"),
+        Setting(key: "optimizer.momentum", kind: .double(0...0.9999, \.momentum), help: "momentum (SGD, RMSprop)"),
+        Setting(key: "optimizer.weight_decay", kind: .double(0...1, \.weightDecay), help: "weight decay"),
+        Setting(key: "schedule.kind", kind: .string(["constant", "cosine", "warmup-cosine"], \.schedule), help: "learning-rate schedule"),
+        Setting(key: "schedule.warmup_steps", kind: .int(0...Int(Int32.max), \.warmupSteps), help: "linear warm-up steps (warmup-cosine)"),
+        Setting(key: "guard.clipper", kind: .string(["none", "global-norm", "value", "zclip", "autoclip", "agc", "per-module"], \.clipper),
+                help: "gradient clipper"),
+        Setting(key: "guard.max_norm", kind: .double(1e-12...1e12, \.maxNorm),
+                help: "threshold: the norm (global-norm, per-module), the value (value), the ratio (agc)"),
+        Setting(key: "guard.snapshot_every", kind: .int(0...Int(Int32.max), \.snapshotEvery), help: "in-memory rollback snapshot every N steps"),
+        Setting(key: "guard.max_failed_recoveries", kind: .int(1...1000, \.maxFailedRecoveries), help: "halt after this many failed recoveries"),
+    ]
+
+    static func setting(_ key: String) -> Setting? { settings.first { $0.key == key } }
+
+    /// The known key (or, with `sections`, section) closest to `key` by edit distance, if
+    /// it is close enough to be a typo.
+    static func suggestion(for key: String, sections: Bool = false) -> String? {
+        func distance(_ a: String, _ b: String) -> Int {
+            let a = Array(a), b = Array(b)
+            var row = Array(0...b.count)
+            for i in 1...Swift.max(a.count, 1) where !a.isEmpty {
+                var prev = row[0]
+                row[0] = i
+                for j in stride(from: 1, through: b.count, by: 1) {
+                    let cur = row[j]
+                    row[j] = Swift.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1))
+                    prev = cur
+                }
+            }
+            return row[b.count]
+        }
+        let candidates = sections ? Array(Set(settings.compactMap { $0.key.contains(".") ? String($0.key.split(separator: ".")[0]) : nil })).sorted()
+                                  : settings.map(\.key)
+        let best = candidates.map { ($0, distance(key, $0)) }.min { $0.1 < $1.1 }
+        guard let (k, d) = best, d <= Swift.max(2, key.count / 3) else { return nil }
+        return k
+    }
+
+    /// Sets `key` from its text, checking type and range.
+    mutating func set(_ key: String, text: String, source: String, line: Int?) throws {
+        guard let s = Self.setting(key) else {
+            let hint = Self.suggestion(for: key).map { " (did you mean '\($0)'?)" } ?? ""
+            throw ConfigError(source: source, line: line, key: key, message: "unknown key\(hint)")
+        }
+        func fail(_ expected: String) -> ConfigError {
+            ConfigError(source: source, line: line, key: key, message: "expected \(expected), got '\(text)'")
+        }
+        switch s.kind {
+        case let .int(range, path):
+            guard let v = Int(text) else { throw fail("an integer") }
+            guard range.contains(v) else { throw fail("an integer in \(range.lowerBound)...\(range.upperBound)") }
+            self[keyPath: path] = v
+        case let .double(range, path):
+            guard let v = Double(text), v.isFinite else { throw fail("a number") }
+            guard range.contains(v) else { throw fail("a number in \(range.lowerBound)...\(range.upperBound)") }
+            self[keyPath: path] = v
+        case let .string(allowed, path):
+            if let allowed, !allowed.contains(text) { throw fail("one of \(allowed.joined(separator: ", "))") }
+            guard !text.isEmpty else { throw fail("a non-empty text") }
+            self[keyPath: path] = text
+        case let .bool(path):
+            switch text.lowercased() {
+            case "true", "yes", "on": self[keyPath: path] = true
+            case "false", "no", "off": self[keyPath: path] = false
+            default: throw fail("true or false")
+            }
+        }
+    }
+
+    /// Reads a YAML file over the defaults.
+    public static func load(path: String) throws -> RunConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(source: path, line: nil, key: nil,
+                              message: FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file")
+        }
+        var c = RunConfig()
+        try c.apply(yaml: String(decoding: data, as: UTF8.self), source: path)
+        return c
+    }
+
+    /// Applies the settings of a YAML document.
+    public mutating func apply(yaml: String, source: String) throws {
+        let root: Node?
+        do { root = try Yams.compose(yaml: yaml) } catch let e as YamlError {
+            throw ConfigError(source: source, line: Self.line(of: e), key: nil, message: "not valid YAML: \(e)")
+        }
+        guard let root else { return }   // an empty file: all defaults
+        guard case .mapping(let top) = root else {
+            throw ConfigError(source: source, line: root.mark.map { $0.line }, key: nil, message: "expected a mapping of settings at the top")
+        }
+        try walk(top, prefix: "", source: source)
+    }
+
+    static func line(of e: YamlError) -> Int? {
+        switch e {
+        case let .scanner(_, _, mark, _), let .parser(_, _, mark, _), let .composer(_, _, mark, _): return mark.line
+        default: return nil
+        }
+    }
+
+    private mutating func walk(_ mapping: Node.Mapping, prefix: String, source: String) throws {
+        for (k, v) in mapping {
+            guard let name = k.string else {
+                throw ConfigError(source: source, line: k.mark?.line, key: prefix.isEmpty ? nil : prefix, message: "keys must be text")
+            }
+            let key = prefix.isEmpty ? name : "\(prefix).\(name)"
+            switch v {
+            case .mapping(let inner):
+                guard Self.settings.contains(where: { $0.key.hasPrefix(key + ".") }) else {
+                    let hint = Self.suggestion(for: key, sections: true).map { " (did you mean '\($0)'?)" } ?? ""
+                    throw ConfigError(source: source, line: k.mark?.line, key: key, message: "unknown section\(hint)")
+                }
+                try walk(inner, prefix: key, source: source)
+            case .scalar(let s):
+                if Self.settings.contains(where: { $0.key.hasPrefix(key + ".") }) {
+                    throw ConfigError(source: source, line: k.mark?.line, key: key, message: "expected a section of settings, got '\(s.string)'")
+                }
+                try set(key, text: s.string, source: source, line: v.mark?.line ?? k.mark?.line)
+            default:
+                throw ConfigError(source: source, line: k.mark?.line, key: key, message: "expected a single value, got a list")
+            }
+        }
+    }
+
+    /// Applies `key=value` overrides (from `--set`).
+    public mutating func apply(overrides: [String]) throws {
+        for o in overrides {
+            guard let eq = o.firstIndex(of: "=") else {
+                throw ConfigError(source: "--set", line: nil, key: nil, message: "expected key=value, got '\(o)'")
+            }
+            try set(String(o[..<eq]).trimmingCharacters(in: .whitespaces), text: String(o[o.index(after: eq)...]).trimmingCharacters(in: .whitespaces),
+                    source: "--set", line: nil)
+        }
+    }
+
+    /// The resolved settings as YAML, grouped by section, each with its help as a comment.
+    public var yaml: String {
+        var out = "# resolved by gradguard; every setting, defaults included\n"
+        var section = ""
+        for s in Self.settings {
+            let parts = s.key.split(separator: ".")
+            let value: String
+            switch s.kind {
+            case let .int(_, p): value = String(self[keyPath: p])
+            case let .double(_, p): value = "\(self[keyPath: p])"
+            case let .string(_, p): value = Self.quoted(self[keyPath: p])
+            case let .bool(p): value = self[keyPath: p] ? "true" : "false"
+            }
+            if parts.count == 2 {
+                if String(parts[0]) != section {
+                    section = String(parts[0])
+                    out += "\(section):\n"
+                }
+                out += "  \(parts[1]): \(value)   # \(s.help)\n"
+            } else {
+                out += "\(s.key): \(value)   # \(s.help)\n"
+            }
+        }
+        return out
+    }
+
+    static func quoted(_ s: String) -> String {
+        s.allSatisfy({ $0.isLetter || $0.isNumber || "-_./".contains($0) }) && !s.isEmpty ? s : "\"\(s.replacingOccurrences(of: "\"", with: "\\\""))\""
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import GradGuardHealth
+
+/// Reads a run directory's records back.
+public enum RunRecords {
+    static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return d
+    }
+
+    static func lines(_ path: String) throws -> [Data] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            if !FileManager.default.fileExists(atPath: path) { return [] }
+            throw FileError.cannotRead(path: path, reason: "unreadable")
+        }
+        return data.split(separator: 0x0A).map { Data($0) }
+    }
+
+    private struct Kind: Decodable { let kind: String }
+
+    /// Steps and evaluations of `metrics.jsonl`, in file order (a resumed run appends).
+    public static func metrics(in dir: String) throws -> (steps: [StepRecord], evaluations: [EvaluationRecord]) {
+        let d = decoder()
+        var steps: [StepRecord] = [], evals: [EvaluationRecord] = []
+        for (i, line) in try lines(dir + "/metrics.jsonl").enumerated() {
+            do {
+                switch try d.decode(Kind.self, from: line).kind {
+                case "step": steps.append(try d.decode(StepRecord.self, from: line))
+                case "eval": evals.append(try d.decode(EvaluationRecord.self, from: line))
+                default: continue
+                }
+            } catch {
+                throw FileError.cannotRead(path: dir + "/metrics.jsonl", reason: "line \(i + 1): \(error)")
+            }
+        }
+        // A resumed run repeats the steps after its checkpoint: keep the last record of each step.
+        var seen = Set<Int>()
+        steps = steps.reversed().filter { seen.insert($0.step).inserted }.reversed()
+        return (steps, evals)
+    }
+
+    public static func incidents(in dir: String) throws -> [Incident] {
+        let d = decoder()
+        return try lines(dir + "/incidents.jsonl").enumerated().map { i, line in
+            do { return try d.decode(Incident.self, from: line) } catch {
+                throw FileError.cannotRead(path: dir + "/incidents.jsonl", reason: "line \(i + 1): \(error)")
+            }
+        }
+    }
+
+    /// One line of a comparison.
+    public struct Summary: Sendable {
+        public let run: String
+        public let steps: Int
+        public let finalLoss: Float?
+        public let bestEval: Double?
+        public let finalAccuracy: Double?
+        public let incidents: Int
+        public let skipped: Int
+        public let clipRate: Double
+        public let maxGradNorm: Float?
+    }
+
+    public static func summary(of dir: String) throws -> Summary {
+        let (steps, evals) = try metrics(in: dir)
+        let incidents = try incidents(in: dir)
+        let tail = steps.suffix(Swift.max(1, steps.count / 10)).map(\.loss).filter(\.isFinite)
+        return Summary(run: (dir as NSString).lastPathComponent, steps: steps.count,
+                       finalLoss: tail.isEmpty ? nil : tail.reduce(0, +) / Float(tail.count),
+                       bestEval: evals.compactMap { $0.metrics["loss"] }.min(), finalAccuracy: evals.last?.metrics["accuracy"],
+                       incidents: incidents.count, skipped: steps.filter(\.skipped).count,
+                       clipRate: steps.isEmpty ? 0 : Double(steps.filter(\.clipped).count) / Double(steps.count),
+                       maxGradNorm: steps.map(\.gradNorm).filter(\.isFinite).max())
+    }
+
+    /// A plain-text table of summaries.
+    public static func table(_ rows: [Summary]) -> String {
+        func f(_ x: Float?) -> String { x.map { String(format: "%.4f", $0) } ?? "—" }
+        func d(_ x: Double?) -> String { x.map { String(format: "%.4f", $0) } ?? "—" }
+        let header = ["run", "steps", "final loss", "best eval loss", "accuracy", "incidents", "skipped", "clip rate", "max |g|"]
+        let body = rows.map { r in
+            [r.run, "\(r.steps)", f(r.finalLoss), d(r.bestEval), d(r.finalAccuracy), "\(r.incidents)", "\(r.skipped)",
+             String(format: "%.0f%%", r.clipRate * 100), r.maxGradNorm.map { String(format: "%.3g", $0) } ?? "—"]
+        }
+        let widths = header.indices.map { c in ([header[c]] + body.map { $0[c] }).map(\.count).max()! }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { c, s in c == 0 ? s.padding(toLength: widths[c], withPad: " ", startingAt: 0)
+                : String(repeating: " ", count: widths[c] - s.count) + s }.joined(separator: "  ")
+        }
+        return ([line(header), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")] + body.map(line)).joined(separator: "\n")
+    }
+}

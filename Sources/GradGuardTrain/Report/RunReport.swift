@@ -1,0 +1,137 @@
+import Foundation
+import GradGuardHealth
+
+/// `report.html`: one self-contained page (inline SVG and CSS, no script, no network) with
+/// the run's loss, gradient norm on a log scale with the clip threshold and every incident
+/// marked, a per-module gradient-norm heatmap, update-to-weight ratios, the learning rate,
+/// the incident table with diagnosis and recommendations, and the run's config and
+/// environment. Long runs are thinned keeping each bucket's extremes, so spikes stay visible.
+public enum RunReport {
+    static let style = """
+    body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:980px;color:#222;padding:0 12px}
+    h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+    .ct{font-weight:600;font-size:13px}.tick{font-size:11px;fill:#555}.empty{fill:#999}
+    .frame{fill:#fcfcfc;stroke:#ccc}.grid{stroke:#eee}.ref{stroke:#e67e22;stroke-dasharray:6 4}
+    .incident{stroke:#d62728;stroke-width:1.5;opacity:.7}
+    table{border-collapse:collapse;width:100%;font-size:13px}td,th{border:1px solid #ddd;padding:4px 6px;vertical-align:top;text-align:left}
+    th{background:#f4f4f4}pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}
+    .summary span{display:inline-block;margin-right:18px}.ok{color:#2a7}.bad{color:#c33}
+    """
+
+    /// Writes `report.html` in the run directory and returns its path.
+    @discardableResult
+    public static func write(runDirectory dir: String) throws -> String {
+        let path = dir + "/report.html"
+        try AtomicFile.write(Data(try html(runDirectory: dir).utf8), to: path)
+        return path
+    }
+
+    /// Records the machine and versions beside the run (`environment.txt`).
+    public static func writeEnvironment(runDirectory dir: String) throws {
+        let p = ProcessInfo.processInfo
+        let text = """
+        host: \(p.hostName)
+        os: \(p.operatingSystemVersionString)
+        cores: \(p.activeProcessorCount)
+        memory: \(p.physicalMemory / (1 << 20)) MiB
+        started: \(ISO8601DateFormatter().string(from: Date()))
+        command: \(CommandLine.arguments.joined(separator: " "))
+        """
+        try AtomicFile.write(Data(text.utf8), to: dir + "/environment.txt")
+    }
+
+    static func clipThreshold(config: String) -> Double? {
+        // The resolved config.yaml names the clipper and its threshold.
+        var clipper = "", maxNorm: Double? = nil
+        for line in config.split(separator: "\n") {
+            let t = line.trimmingCharacters(in: .whitespaces)
+            if t.hasPrefix("clipper:") { clipper = t.dropFirst(8).split(separator: "#")[0].trimmingCharacters(in: .whitespaces) }
+            if t.hasPrefix("max_norm:") { maxNorm = Double(t.dropFirst(9).split(separator: "#")[0].trimmingCharacters(in: .whitespaces)) }
+        }
+        return clipper == "global-norm" || clipper == "per-module" ? maxNorm : nil
+    }
+
+    public static func html(runDirectory dir: String) throws -> String {
+        let (steps, evals) = try RunRecords.metrics(in: dir)
+        let incidents = try RunRecords.incidents(in: dir)
+        let config = (FileManager.default.contents(atPath: dir + "/config.yaml")).map { String(decoding: $0, as: UTF8.self) } ?? "(no config.yaml)"
+        let environment = (FileManager.default.contents(atPath: dir + "/environment.txt")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let name = (dir as NSString).lastPathComponent
+        let markers = incidents.map { (x: Double($0.step), label: "step \($0.step): " + $0.findings.map(\.message).joined(separator: "; ")) }
+        var body = "<h1>GradGuard run: \(SVGChart.escape(name))</h1>"
+        let last = steps.last
+        body += "<p class=\"summary\"><span>steps: <b>\(steps.count)</b></span>"
+        if let l = last { body += "<span>last loss: <b>\(String(format: "%.4f", l.loss))</b></span>" }
+        if let e = evals.last { body += e.metrics.sorted { $0.key < $1.key }.map { "<span>eval \($0.key): <b>\(String(format: "%.4f", $0.value))</b></span>" }.joined() }
+        body += "<span class=\"\(incidents.isEmpty ? "ok" : "bad")\">incidents: <b>\(incidents.count)</b></span>"
+        body += "<span>skipped steps: <b>\(steps.filter(\.skipped).count)</b></span></p>"
+
+        body += "<h2>Loss</h2>"
+        body += SVGChart(title: "loss", series: [
+            .init(name: "train", color: "#1f77b4", points: steps.map { (Double($0.step), Double($0.loss)) }),
+            .init(name: "validation", color: "#ff7f0e", points: evals.compactMap { e in e.metrics["loss"].map { (Double(e.step), $0) } }, dots: true),
+        ], markers: markers, id: "chart-loss").render()
+
+        body += "<h2>Gradient norm</h2>"
+        body += SVGChart(title: "global gradient norm (log scale)", series: [
+            .init(name: "before clipping", color: "#2ca02c", points: steps.map { (Double($0.step), Double($0.gradNorm)) }),
+            .init(name: "after clipping", color: "#9467bd", points: steps.compactMap { r in r.gradNormAfterClip.map { (Double(r.step), Double($0)) } }),
+        ], logY: true, markers: markers, reference: clipThreshold(config: config).map { ($0, "clip threshold \($0)") },
+           id: "chart-gradnorm").render()
+
+        let detailed = steps.filter { $0.moduleNorms != nil }
+        let modules = Array(Set(detailed.flatMap { $0.moduleNorms!.keys })).sorted()
+        body += "<h2>Per-module gradient norms</h2>"
+        body += SVGHeatmap(id: "chart-heatmap", title: "gradient norm per module over steps",
+                           modules: modules, columns: detailed.map { ($0.step, $0.moduleNorms!) }).render()
+
+        let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+        let ratioModules = Array(Set(detailed.flatMap { ($0.updateRatios ?? [:]).keys })).sorted()
+        body += "<h2>Update-to-weight ratios</h2>"
+        body += SVGChart(title: "‖Δw‖ / ‖w‖ per module (log scale)", series: ratioModules.prefix(10).enumerated().map { i, m in
+            .init(name: m, color: palette[i % palette.count], points: detailed.compactMap { r in r.updateRatios?[m].map { (Double(r.step), Double($0)) } })
+        }, logY: true, id: "chart-update").render()
+
+        body += "<h2>Learning rate</h2>"
+        body += SVGChart(title: "learning rate (with the guard's back-off)", series: [
+            .init(name: "lr", color: "#8c564b", points: steps.map { (Double($0.step), $0.lr * $0.lrScale) }),
+        ], markers: markers, id: "chart-lr").render()
+
+        body += "<h2>Incidents</h2>"
+        if incidents.isEmpty {
+            body += "<p class=\"ok\">None: the guard saw nothing to act on.</p>"
+        } else {
+            body += "<table id=\"incidents\"><tr><th>step</th><th>what was seen</th><th>done</th><th>blame</th><th>probable causes</th><th>recommendations</th></tr>"
+            for i in incidents.prefix(500) {
+                body += "<tr><td>\(i.step)</td><td>\(SVGChart.escape(i.findings.map(\.message).joined(separator: "; ")))</td>"
+                body += "<td>\(SVGChart.escape(i.actions.joined(separator: "; ")))</td>"
+                body += "<td>\(SVGChart.escape(i.blame.prefix(3).map { "\($0.module.isEmpty ? "(root)" : $0.module) ×\(SVGChart.label(Double($0.ratio)))" }.joined(separator: ", ")))</td>"
+                body += "<td>\(SVGChart.escape(i.causes.map { "\($0.kind.rawValue) (\(Int($0.confidence * 100)) %): \($0.evidence)" }.joined(separator: "; ")))</td>"
+                body += "<td>\(SVGChart.escape(i.recommendations.joined(separator: "; ")))</td></tr>"
+            }
+            body += "</table>"
+            if incidents.count > 500 { body += "<p>… \(incidents.count - 500) more in incidents.jsonl</p>" }
+        }
+        body += "<h2>Configuration</h2><pre>\(SVGChart.escape(config))</pre>"
+        if !environment.isEmpty { body += "<h2>Environment</h2><pre>\(SVGChart.escape(environment))</pre>" }
+        return "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+            + "<title>GradGuard report: \(SVGChart.escape(name))</title><style>\(style)</style></head><body>\(body)</body></html>\n"
+    }
+
+    /// A page overlaying the loss and gradient norm of several runs.
+    public static func comparison(_ dirs: [String]) throws -> String {
+        let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+        var loss: [SVGChart.Series] = [], norm: [SVGChart.Series] = []
+        for (i, d) in dirs.enumerated() {
+            let steps = try RunRecords.metrics(in: d).steps
+            let n = (d as NSString).lastPathComponent, c = palette[i % palette.count]
+            loss.append(.init(name: n, color: c, points: steps.map { (Double($0.step), Double($0.loss)) }))
+            norm.append(.init(name: n, color: c, points: steps.map { (Double($0.step), Double($0.gradNorm)) }))
+        }
+        let table = RunRecords.table(try dirs.map { try RunRecords.summary(of: $0) })
+        let body = "<h1>GradGuard: \(dirs.count) runs compared</h1><pre>\(SVGChart.escape(table))</pre>"
+            + SVGChart(title: "loss", series: loss, id: "chart-loss").render()
+            + SVGChart(title: "global gradient norm (log scale)", series: norm, logY: true, id: "chart-gradnorm").render()
+        return "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>GradGuard comparison</title><style>\(style)</style></head><body>\(body)</body></html>\n"
+    }
+}

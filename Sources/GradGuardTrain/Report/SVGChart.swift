@@ -1,0 +1,148 @@
+import Foundation
+
+/// Inline SVG line charts for the reports: no scripts, no network.
+struct SVGChart {
+    struct Series {
+        let name: String
+        let color: String
+        let points: [(x: Double, y: Double)]
+        var dots = false
+    }
+
+    var title: String
+    var series: [Series]
+    var logY = false
+    /// Vertical markers (incidents) with a label each.
+    var markers: [(x: Double, label: String)] = []
+    /// A horizontal reference line (the clip threshold).
+    var reference: (y: Double, label: String)? = nil
+    var id: String
+    let width = 920.0, height = 240.0, left = 64.0, right = 16.0, top = 28.0, bottom = 30.0
+
+    /// At most `limit` points: the series is cut into buckets and each bucket keeps its
+    /// lowest and highest point, in order, so spikes survive the thinning.
+    static func downsample(_ pts: [(x: Double, y: Double)], limit: Int = 800) -> [(x: Double, y: Double)] {
+        guard pts.count > limit else { return pts }
+        let buckets = limit / 2
+        var out: [(x: Double, y: Double)] = []
+        for b in 0..<buckets {
+            let lo = pts.count * b / buckets, hi = pts.count * (b + 1) / buckets
+            guard hi > lo else { continue }
+            let slice = pts[lo..<hi]
+            let mn = slice.min { $0.y < $1.y }!, mx = slice.max { $0.y < $1.y }!
+            if mn.x <= mx.x { out += [mn, mx] } else { out += [mx, mn] }
+        }
+        return out
+    }
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+
+    static func label(_ v: Double) -> String {
+        let a = Swift.abs(v)
+        if a != 0 && (a < 1e-2 || a >= 1e4) { return String(format: "%.0e", v) }
+        return String(format: a < 1 ? "%.3g" : "%.4g", v)
+    }
+
+    func render() -> String {
+        let plotW = width - left - right, plotH = height - top - bottom
+        let usable = series.map { s in (s, SVGChart.downsample(s.points.filter { $0.y.isFinite && (!logY || $0.y > 0) })) }
+        let all = usable.flatMap(\.1)
+        var svg = "<svg id=\"\(id)\" class=\"chart\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"100%\" role=\"img\" aria-label=\"\(SVGChart.escape(title))\">"
+        svg += "<text x=\"\(left)\" y=\"18\" class=\"ct\">\(SVGChart.escape(title))</text>"
+        guard !all.isEmpty else {
+            return svg + "<text x=\"\(left)\" y=\"\(top + plotH / 2)\" class=\"empty\">no data</text></svg>"
+        }
+        func ty(_ y: Double) -> Double { logY ? Foundation.log10(y) : y }
+        var (x0, x1) = (all.map(\.x).min()!, all.map(\.x).max()!)
+        var ys = all.map { ty($0.y) }
+        if let r = reference, r.y.isFinite, !logY || r.y > 0 { ys.append(ty(r.y)) }
+        var (y0, y1) = (ys.min()!, ys.max()!)
+        if x1 == x0 { x1 = x0 + 1 }
+        if y1 == y0 { y0 -= logY ? 1 : Swift.max(Swift.abs(y0) * 0.1, 1e-9); y1 += logY ? 1 : Swift.max(Swift.abs(y1) * 0.1, 1e-9) }
+        let pad = (y1 - y0) * 0.05
+        y0 -= pad
+        y1 += pad
+        func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * plotW }
+        func py(_ y: Double) -> Double { top + (1 - (ty(y) - y0) / (y1 - y0)) * plotH }
+        svg += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(plotW)\" height=\"\(plotH)\" class=\"frame\"/>"
+        for i in 0...4 {
+            let v = y0 + (y1 - y0) * Double(i) / 4
+            let yy = top + (1 - Double(i) / 4) * plotH
+            svg += "<line x1=\"\(left)\" x2=\"\(left + plotW)\" y1=\"\(yy)\" y2=\"\(yy)\" class=\"grid\"/>"
+            svg += "<text x=\"\(left - 6)\" y=\"\(yy + 4)\" class=\"tick\" text-anchor=\"end\">\(SVGChart.label(logY ? Foundation.pow(10, v) : v))</text>"
+            let xv = x0 + (x1 - x0) * Double(i) / 4
+            svg += "<text x=\"\(left + plotW * Double(i) / 4)\" y=\"\(height - 10)\" class=\"tick\" text-anchor=\"middle\">\(Int(xv.rounded()))</text>"
+        }
+        if let r = reference, r.y.isFinite, !logY || r.y > 0 {
+            let yy = py(r.y)
+            svg += "<line x1=\"\(left)\" x2=\"\(left + plotW)\" y1=\"\(yy)\" y2=\"\(yy)\" class=\"ref\"/><text x=\"\(left + plotW - 4)\" y=\"\(yy - 4)\" class=\"tick\" text-anchor=\"end\">\(SVGChart.escape(r.label))</text>"
+        }
+        for m in markers where m.x >= x0 && m.x <= x1 {
+            let xx = px(m.x)
+            svg += "<line x1=\"\(xx)\" x2=\"\(xx)\" y1=\"\(top)\" y2=\"\(top + plotH)\" class=\"incident\"><title>\(SVGChart.escape(m.label))</title></line>"
+        }
+        for (s, pts) in usable where !pts.isEmpty {
+            let coords = pts.map { String(format: "%.1f,%.1f", px($0.x), py($0.y)) }.joined(separator: " ")
+            if s.dots {
+                svg += "<g class=\"series\" data-series=\"\(SVGChart.escape(s.name))\" data-points=\"\(pts.count)\" fill=\"\(s.color)\">"
+                for p in pts { svg += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\"/>", px(p.x), py(p.y)) }
+                svg += "</g>"
+            } else {
+                svg += "<polyline class=\"series\" data-series=\"\(SVGChart.escape(s.name))\" data-points=\"\(pts.count)\" data-last=\"\(pts.last!.y)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"1.5\" points=\"\(coords)\"/>"
+            }
+        }
+        var lx = left + 8
+        for s in series {
+            svg += "<rect x=\"\(lx)\" y=\"\(top + 6)\" width=\"10\" height=\"10\" fill=\"\(s.color)\"/><text x=\"\(lx + 14)\" y=\"\(top + 15)\" class=\"tick\">\(SVGChart.escape(s.name))</text>"
+            lx += 24 + Double(s.name.count) * 6.5
+        }
+        return svg + "</svg>"
+    }
+}
+
+/// Per-module gradient norms over steps as a heatmap (log colour scale).
+struct SVGHeatmap {
+    let id: String
+    let title: String
+    let modules: [String]
+    /// (step, module → norm)
+    let columns: [(step: Int, values: [String: Float])]
+
+    func render() -> String {
+        let width = 920.0, left = 120.0, top = 28.0, row = 16.0
+        let height = top + row * Double(Swift.max(modules.count, 1)) + 24
+        var svg = "<svg id=\"\(id)\" class=\"chart\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"100%\" role=\"img\" aria-label=\"\(SVGChart.escape(title))\">"
+        svg += "<text x=\"\(left)\" y=\"18\" class=\"ct\">\(SVGChart.escape(title))</text>"
+        guard !columns.isEmpty, !modules.isEmpty else { return svg + "<text x=\"\(left)\" y=\"50\" class=\"empty\">no data</text></svg>" }
+        // At most 300 columns: each keeps the largest norm of the steps it covers.
+        let n = Swift.min(columns.count, 300)
+        var cells: [[Float]] = Array(repeating: Array(repeating: -.infinity, count: n), count: modules.count)
+        for (c, col) in columns.enumerated() {
+            let k = c * n / columns.count
+            for (r, m) in modules.enumerated() {
+                if let v = col.values[m], v.isFinite, v > 0 { cells[r][k] = Swift.max(cells[r][k], Foundation.log10(v)) }
+            }
+        }
+        let finite = cells.flatMap { $0 }.filter(\.isFinite)
+        let lo = finite.min() ?? 0, hi = Swift.max(finite.max() ?? 1, (finite.min() ?? 0) + 1e-6)
+        let cw = (width - left - 10) / Double(n)
+        for (r, m) in modules.enumerated() {
+            let y = top + Double(r) * row
+            svg += "<text x=\"\(left - 6)\" y=\"\(y + 12)\" class=\"tick\" text-anchor=\"end\">\(SVGChart.escape(m.isEmpty ? "(root)" : m))</text>"
+            for k in 0..<n {
+                let v = cells[r][k]
+                let color: String
+                if v.isFinite {
+                    let t = Double((v - lo) / (hi - lo))
+                    color = String(format: "hsl(%.0f,75%%,%.0f%%)", 240 - 240 * t, 35 + 25 * t)
+                } else { color = "#eee" }
+                svg += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"%@\"/>", left + Double(k) * cw, y, cw + 0.3, row - 1, color)
+            }
+        }
+        svg += "<text x=\"\(left)\" y=\"\(height - 6)\" class=\"tick\">steps \(columns.first!.step)–\(columns.last!.step); colour: log10 norm from \(String(format: "%.1f", lo)) (blue) to \(String(format: "%.1f", hi)) (red)</text>"
+        return svg + "</svg>"
+    }
+}

@@ -1,0 +1,3 @@
+import GradGuardCLI
+
+GradGuardCommand.main()

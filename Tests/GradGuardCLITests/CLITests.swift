@@ -1,0 +1,122 @@
+import Foundation
+import XCTest
+@testable import GradGuardCLI
+
+/// Configuration parsing, and the built `gradguard` binary run as a user would.
+final class CLITests: XCTestCase {
+    var tmp: String!
+
+    override func setUp() {
+        tmp = NSTemporaryDirectory() + "gradguard-cli-\(UUID().uuidString)"
+        try? FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: tmp) }
+
+    func configError(_ yaml: String) -> String {
+        var c = RunConfig()
+        do { try c.apply(yaml: yaml, source: "f.yaml") } catch { return "\(error)" }
+        return "no error"
+    }
+
+    func testConfigErrorsNameTheKeyAndLine() {
+        XCTAssertEqual(configError("name: a\ntraining:\n  epochs: three\n"), "f.yaml:3: training.epochs: expected an integer, got 'three'")
+        XCTAssertEqual(configError("optimizer:\n  lrr: 0.1\n"), "f.yaml:2: optimizer.lrr: unknown key (did you mean 'optimizer.lr'?)")
+        XCTAssertEqual(configError("trainig:\n  epochs: 2\n"), "f.yaml:1: trainig: unknown section (did you mean 'training'?)")
+        XCTAssertEqual(configError("optimizer:\n  lr: -1\n"), "f.yaml:2: optimizer.lr: expected a number in 1e-12...100.0, got '-1'")
+        XCTAssertEqual(configError("guard:\n  clipper: zlcip\n"),
+                       "f.yaml:2: guard.clipper: expected one of none, global-norm, value, zclip, autoclip, agc, per-module, got 'zlcip'")
+        XCTAssertEqual(configError("training: 3\n"), "f.yaml:1: training: expected a section of settings, got '3'")
+        XCTAssertEqual(configError("model:\n  layers: [1, 2]\n"), "f.yaml:2: model.layers: expected a single value, got a list")
+        XCTAssertTrue(configError("name: [x\n").hasPrefix("f.yaml:"), configError("name: [x\n"))
+        XCTAssertEqual(configError(""), "no error")
+        var c = RunConfig()
+        XCTAssertThrowsError(try c.apply(overrides: ["training.epochs"])) { XCTAssertEqual("\($0)", "--set: expected key=value, got 'training.epochs'") }
+    }
+
+    func testResolvedYAMLReadsBackTheSame() throws {
+        var c = RunConfig()
+        try c.apply(overrides: ["name=x y", "optimizer.lr=0.003", "model.batch_norm=true", "guard.clipper=zclip"])
+        var back = RunConfig()
+        try back.apply(yaml: c.yaml, source: "config.yaml")
+        XCTAssertEqual(back, c)
+    }
+
+    // MARK: The binary
+
+    var binary: String {
+        // The executables are built beside the test bundle (.build/<triple>/debug/).
+        let here = Bundle(for: CLITests.self).bundleURL
+        let candidates = [here.appendingPathComponent("gradguard"), here.deletingLastPathComponent().appendingPathComponent("gradguard")]
+        return (candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]).path
+    }
+
+    @discardableResult
+    func run(_ args: [String]) throws -> (code: Int32, out: String, err: String) {
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            XCTFail("the gradguard executable is missing at \(binary): `swift test` builds it with the tests")
+            return (-1, "", "")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        p.currentDirectoryURL = URL(fileURLWithPath: tmp)
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func testTrainReportDiagnoseInspectCompareResume() throws {
+        let small = ["--set", "data.train=512", "--set", "data.validation=128", "--set", "model.layers=3", "--set", "training.epochs=2"]
+        var r = try run(["train", "--name", "a"] + small)
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(r.out.contains("report: runs/a/report.html"), r.out)
+        for f in ["config.yaml", "metrics.jsonl", "incidents.jsonl", "report.html", "environment.txt"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/runs/a/" + f), f)
+        }
+        // The same name again: refused, exit code 2.
+        r = try run(["train", "--name", "a"] + small)
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.err.contains("gradguard resume a"), r.err)
+        // More epochs by resuming.
+        r = try run(["resume", "a", "--set", "training.epochs=3"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(r.out.contains("resumed runs/a at step 16"), r.out)
+        r = try run(["eval", "a"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(r.out.hasPrefix("checkpoint step 24: accuracy"), r.out)
+        r = try run(["report", "a"])
+        XCTAssertEqual(r.out.trimmingCharacters(in: .whitespacesAndNewlines), "runs/a/report.html")
+        r = try run(["inspect", "a"])
+        XCTAssertTrue(r.out.contains("0.weight") && r.out.contains("[64, 32]"), r.out)
+        r = try run(["diagnose", "a"])
+        XCTAssertTrue(r.out.contains("no incidents"), r.out)
+        // A run that diverges: exit code 1, with the diagnosis, and diagnose afterwards.
+        r = try run(["train", "--name", "b", "--set", "model.init=normal", "--set", "model.layers=20", "--set", "data.train=256", "--quiet"])
+        XCTAssertEqual(r.code, 1, r.out + r.err)
+        XCTAssertTrue(r.err.contains("training diverged") && r.err.contains("initialisation"), r.err)
+        r = try run(["diagnose", "b"])
+        XCTAssertTrue(r.out.contains("initialisation") && r.out.contains("kaimingNormal"), r.out)
+        r = try run(["compare", "a", "b"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(r.out.contains("run") && r.out.contains("final loss") && r.out.contains("\na "), r.out)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/compare.html"))
+        // Usage errors and missing things.
+        XCTAssertEqual(try run(["train", "--config", "missing.yaml"]).code, 3)
+        XCTAssertEqual(try run(["train", "--set", "optimizer.lr=fast"]).code, 2)
+        XCTAssertEqual(try run(["diagnose", "nothere"]).code, 3)
+        XCTAssertEqual(try run(["frobnicate"]).code, 64)   // swift-argument-parser's usage code for an unknown subcommand
+    }
+
+    func testJSONOutputIsOneObjectPerStep() throws {
+        let r = try run(["train", "--name", "j", "--json", "--set", "data.train=256", "--set", "training.epochs=1", "--set", "model.layers=2"])
+        XCTAssertEqual(r.code, 0, r.err)
+        let lines = r.out.split(separator: "\n")
+        XCTAssertEqual(lines.count, 4)
+        for l in lines { XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any]) }
+    }
+}
