@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages GradGuard builds against (OpenBLAS and pkg-config).
-# Safe to run again: it does nothing when they are already installed.
+# Installs the Debian packages GradGuard builds against (OpenBLAS and pkg-config) and the
+# ones its tests use (chromium renders the HTML report; Python's tensorboard package reads
+# the event files). Safe to run again: it does nothing when they are already installed.
 set -euo pipefail
-packages=(libopenblas-dev pkg-config)
+packages=(libopenblas-dev pkg-config chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

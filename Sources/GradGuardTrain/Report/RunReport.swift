@@ -80,13 +80,15 @@ public enum RunReport {
            id: "chart-gradnorm").render()
 
         let detailed = steps.filter { $0.moduleNorms != nil }
-        let modules = Array(Set(detailed.flatMap { $0.moduleNorms!.keys })).sorted()
+        // Modules in model order: dotted paths compared with numbers as numbers ("2" < "10").
+        let byPath: (String, String) -> Bool = { $0.compare($1, options: .numeric) == .orderedAscending }
+        let modules = Array(Set(detailed.flatMap { $0.moduleNorms!.keys })).sorted(by: byPath)
         body += "<h2>Per-module gradient norms</h2>"
         body += SVGHeatmap(id: "chart-heatmap", title: "gradient norm per module over steps",
                            modules: modules, columns: detailed.map { ($0.step, $0.moduleNorms!) }).render()
 
         let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
-        let ratioModules = Array(Set(detailed.flatMap { ($0.updateRatios ?? [:]).keys })).sorted()
+        let ratioModules = Array(Set(detailed.flatMap { ($0.updateRatios ?? [:]).keys })).sorted(by: byPath)
         body += "<h2>Update-to-weight ratios</h2>"
         body += SVGChart(title: "‖Δw‖ / ‖w‖ per module (log scale)", series: ratioModules.prefix(10).enumerated().map { i, m in
             .init(name: m, color: palette[i % palette.count], points: detailed.compactMap { r in r.updateRatios?[m].map { (Double(r.step), Double($0)) } })

@@ -146,3 +146,10 @@ struct SVGHeatmap {
         return svg + "</svg>"
     }
 }
+
+/// Test access to the chart helpers.
+public enum SVGChartProbe {
+    public static func downsample(_ pts: [(x: Double, y: Double)], limit: Int = 800) -> [(x: Double, y: Double)] {
+        SVGChart.downsample(pts, limit: limit)
+    }
+}

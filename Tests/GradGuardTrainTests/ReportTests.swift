@@ -1,0 +1,113 @@
+import Foundation
+import XCTest
+import GradGuard
+
+/// The report against the records it was drawn from, and rendered by a real browser.
+final class ReportTests: XCTestCase {
+    var tmp: String!
+
+    override func setUp() {
+        tmp = NSTemporaryDirectory() + "gradguard-report-\(UUID().uuidString)"
+        try? FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: tmp) }
+
+    /// A short run with one incident (a NaN injected into a gradient at step 5).
+    func makeRun() throws -> String {
+        let dir = tmp + "/run"
+        DefaultGenerator.seed(2)
+        let model = Sequential(Linear(inputSize: 4, outputSize: 8), ReLU(), Linear(inputSize: 8, outputSize: 3))
+        var c = TrainerConfig()
+        c.epochs = 2
+        c.batchSize = 8
+        c.moduleNormsEvery = 2
+        let t = try Trainer(model: model, optimizer: SGD(model.parameters(), lr: 0.05),
+                            policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)), config: c, runDirectory: dir) { m, b in
+            crossEntropy((m as! Sequential)(b.inputs), b.targets)
+        }
+        var poisoned = false
+        t.callbacks.beforeStep = { step, _ in
+            guard step == 5, !poisoned else { return }
+            poisoned = true
+            let p = model.parameters()[0]
+            p.registerHook { g in
+                p.removeHooks()
+                return g * Tensor(Float.nan)
+            }
+        }
+        var g = RandomGenerator(seed: 1)
+        let x = Tensor.randn([96, 4], generator: &g), y = Tensor(shape: [96], scalars: (0..<96).map { Float($0 % 3) })
+        try t.fit(train: TensorDataset(inputs: x, targets: y), validation: TensorDataset(inputs: x, targets: y))
+        try Data("guard:\n  clipper: global-norm   # x\n  max_norm: 1.0   # y\n".utf8).write(to: URL(fileURLWithPath: dir + "/config.yaml"))
+        return dir
+    }
+
+    func attribute(_ name: String, in tag: Substring) -> String? {
+        guard let r = tag.range(of: name + "=\"") else { return nil }
+        return String(tag[r.upperBound...].prefix { $0 != "\"" })
+    }
+
+    func testSVGContentMatchesTheRecords() throws {
+        let dir = try makeRun()
+        let path = try RunReport.write(runDirectory: dir)
+        let html = try String(contentsOfFile: path, encoding: .utf8)
+        let (steps, evals) = try RunRecords.metrics(in: dir)
+        let incidents = try RunRecords.incidents(in: dir)
+        XCTAssertEqual(incidents.count, 1)
+        XCTAssertFalse(html.contains("<script"), "the report needs no script")
+        XCTAssertFalse(html.contains("http://") || html.contains("https://"), "no network references")
+        for id in ["chart-loss", "chart-gradnorm", "chart-heatmap", "chart-update", "chart-lr"] {
+            XCTAssertTrue(html.contains("id=\"\(id)\""), id)
+        }
+        let polylines = html.components(separatedBy: "<polyline").dropFirst().map { Substring($0.prefix { $0 != ">" }) }
+        let train = try XCTUnwrap(polylines.first { attribute("data-series", in: $0) == "train" })
+        XCTAssertEqual(attribute("data-points", in: train), "\(steps.count)")
+        XCTAssertEqual(Float(attribute("data-last", in: train) ?? "") ?? 0, steps.last!.loss, accuracy: 1e-6)
+        XCTAssertTrue(html.contains("data-series=\"validation\" data-points=\"\(evals.count)\""))
+        // The incident is marked on the charts and listed in the table.
+        XCTAssertEqual(html.components(separatedBy: "class=\"incident\"").count - 1, 3, "loss, gradient norm and lr charts mark it")
+        XCTAssertTrue(html.contains("<table id=\"incidents\">") && html.contains("skipped the step"))
+        XCTAssertTrue(html.contains("clip threshold 1.0"))
+    }
+
+    func testDownsamplingKeepsSpikes() {
+        var pts = (0..<100_000).map { (x: Double($0), y: 1.0) }
+        pts[54_321].y = 1e6
+        let thin = SVGChartProbe.downsample(pts)
+        XCTAssertLessThanOrEqual(thin.count, 800)
+        XCTAssertTrue(thin.contains { $0.y == 1e6 && $0.x == 54_321 })
+    }
+
+    func testChromiumRendersTheCharts() throws {
+        let candidates = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+        guard let browser = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            XCTFail("no chromium to render the report: Scripts/setup.sh installs Debian's chromium")
+            return
+        }
+        let dir = try makeRun()
+        let report = try RunReport.write(runDirectory: dir)
+        func chromium(_ args: [String]) throws -> (String, String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: browser)
+            p.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"] + args
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            try p.run()
+            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        }
+        let (dom, log) = try chromium(["--dump-dom", "file://" + report])
+        for id in ["chart-loss", "chart-gradnorm", "chart-heatmap", "chart-update", "chart-lr"] {
+            XCTAssertTrue(dom.contains("id=\"\(id)\""), "\(id) missing from the rendered DOM")
+        }
+        XCTAssertTrue(dom.contains("<polyline"), "no chart lines in the rendered DOM")
+        XCTAssertFalse(log.contains("Uncaught") || log.contains(":CONSOLE("), "console errors:\n\(log)")
+        let png = tmp + "/report.png"
+        _ = try chromium(["--window-size=1100,2400", "--screenshot=" + png, "file://" + report])
+        let size = (try? FileManager.default.attributesOfItem(atPath: png)[.size] as? Int) ?? 0
+        XCTAssertGreaterThan(size ?? 0, 20_000, "the screenshot is missing or blank")
+    }
+}
