@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import GradGuard
 @testable import GradGuardCLI
 
 /// Configuration parsing, and the built `gradguard` binary run as a user would.
@@ -110,6 +111,35 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(try run(["train", "--set", "optimizer.lr=fast"]).code, 2)
         XCTAssertEqual(try run(["diagnose", "nothere"]).code, 3)
         XCTAssertEqual(try run(["frobnicate"]).code, 64)   // swift-argument-parser's usage code for an unknown subcommand
+    }
+
+    /// Kills `gradguard train` (SIGKILL) at different moments while it checkpoints every
+    /// step: the run must always resume from a checkpoint that verifies.
+    func testKilledDuringCheckpointingTheRunStillLoads() throws {
+        guard FileManager.default.isExecutableFile(atPath: binary) else { return XCTFail("missing \(binary)") }
+        var exercised = 0
+        for (i, delay) in [0.0, 0.05, 0.15].enumerated() {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = ["train", "--name", "k\(i)", "--quiet", "--set", "training.checkpoint_every=1", "--set", "training.epochs=50",
+                           "--set", "model.width=256", "--set", "data.train=2048"]
+            p.currentDirectoryURL = URL(fileURLWithPath: tmp)
+            try p.run()
+            // Once checkpoints are being written, kill it a moment later, mid-save or not.
+            let store0 = CheckpointStore(directory: tmp + "/runs/k\(i)/checkpoints")
+            let deadline = Date().addingTimeInterval(60)
+            while store0.list().isEmpty && p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+            Thread.sleep(forTimeInterval: delay)
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            let store = CheckpointStore(directory: tmp + "/runs/k\(i)/checkpoints")
+            guard !store.list().isEmpty else { continue }   // killed before the first checkpoint
+            exercised += 1
+            let step = try XCTUnwrap(try? store.loadLatest().checkpoint.step, "run k\(i) killed after \(delay) s has no loadable checkpoint")
+            let r = try run(["resume", "k\(i)", "--quiet", "--set", "training.max_steps=\(step + 2)"])
+            XCTAssertEqual(r.code, 0, r.err)
+        }
+        XCTAssertEqual(exercised, 3)
     }
 
     func testJSONOutputIsOneObjectPerStep() throws {
