@@ -1,18 +1,11 @@
 import Foundation
 import XCTest
+import _TestSupport
 import GradGuard
 @testable import GradGuardCLI
 
 /// Configuration parsing, and the built `gradguard` binary run as a user would.
-final class CLITests: XCTestCase {
-    var tmp: String!
-
-    override func setUp() {
-        tmp = NSTemporaryDirectory() + "gradguard-cli-\(UUID().uuidString)"
-        try? FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() { try? FileManager.default.removeItem(atPath: tmp) }
+final class CLITests: TemporaryDirectoryTestCase {
 
     func configError(_ yaml: String) -> String {
         var c = RunConfig()

@@ -1,17 +1,10 @@
 import Foundation
 import XCTest
+import _TestSupport
 import GradGuard
 
 /// The report against the records it was drawn from, and rendered by a real browser.
-final class ReportTests: XCTestCase {
-    var tmp: String!
-
-    override func setUp() {
-        tmp = NSTemporaryDirectory() + "gradguard-report-\(UUID().uuidString)"
-        try? FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() { try? FileManager.default.removeItem(atPath: tmp) }
+final class ReportTests: TemporaryDirectoryTestCase {
 
     /// A short run with one incident (a NaN injected into a gradient at step 5).
     func makeRun() throws -> String {

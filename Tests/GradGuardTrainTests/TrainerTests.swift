@@ -3,15 +3,7 @@ import XCTest
 import GradGuard
 import _TestSupport
 
-final class TrainerTests: XCTestCase {
-    var tmp: String!
-
-    override func setUp() {
-        tmp = NSTemporaryDirectory() + "gradguard-train-\(UUID().uuidString)"
-        try? FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() { try? FileManager.default.removeItem(atPath: tmp) }
+final class TrainerTests: TemporaryDirectoryTestCase {
 
     /// A small classification task: 4 Gaussian blobs in 6 dimensions.
     func data(_ n: Int, seed: UInt64) -> TensorDataset {

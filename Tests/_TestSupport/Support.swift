@@ -113,3 +113,19 @@ public func checkForwardBackward(input: Tensor, output: Tensor, upstream: Tensor
     guard let g = x.grad else { return XCTFail("\(label): the input received no gradient", file: file, line: line) }
     assertClose(g, inputGrad, "\(label) input gradient", file: file, line: line)
 }
+
+/// A test case with a fresh temporary directory `tmp` for each test, removed afterwards.
+open class TemporaryDirectoryTestCase: XCTestCase {
+    public var tmp: String = ""
+
+    open override func setUp() {
+        super.setUp()
+        tmp = NSTemporaryDirectory() + "gradguard-test-\(UUID().uuidString)"
+        try? FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+    }
+
+    open override func tearDown() {
+        try? FileManager.default.removeItem(atPath: tmp)
+        super.tearDown()
+    }
+}
