@@ -30,7 +30,9 @@ let package = Package(
         .target(name: "GradGuardOptim", dependencies: ["GradGuardTensor", "GradGuardNN"]),
         .target(name: "GradGuardHealth", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim"]),
         .target(name: "GradGuardTrain", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth"]),
-        .target(name: "GradGuard", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardTrain"]),
+        .target(name: "GradGuardModels", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardTrain"]),
+        .target(name: "GradGuard", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardTrain",
+                                                  "GradGuardModels"]),
 
         // MARK: Executables
         .executableTarget(name: "gradguard-mlp", dependencies: ["GradGuard"]),
@@ -46,6 +48,7 @@ let package = Package(
         .testTarget(name: "GradGuardHealthTests", dependencies: ["GradGuard", "_TestSupport"]),
         .testTarget(name: "GradGuardTrainTests", dependencies: ["GradGuard", "_TestSupport"]),
         .testTarget(name: "GradGuardCLITests", dependencies: ["GradGuardCLI", "_TestSupport"]),
+        .testTarget(name: "GradGuardModelsTests", dependencies: ["GradGuard", "_TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,7 +1,8 @@
 // The umbrella module: `import GradGuard` brings in the tensor engine, the layers and
-// the optimizers, the gradient-health layer and the trainer.
+// the optimizers, the gradient-health layer, the trainer and the reference workloads.
 @_exported import GradGuardTensor
 @_exported import GradGuardNN
 @_exported import GradGuardOptim
 @_exported import GradGuardHealth
 @_exported import GradGuardTrain
+@_exported import GradGuardModels

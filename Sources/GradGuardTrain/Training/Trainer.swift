@@ -82,6 +82,11 @@ public final class Trainer {
     /// The next batch of the current epoch (in micro-batches).
     public private(set) var batchInEpoch = 0
     private var lastEvaluation: [String: Double]? = nil
+    private var stopRequested = false
+
+    /// Ends `fit` after the current step (from a callback, for early stopping); the run is
+    /// checkpointed and can be resumed.
+    public func requestStop() { stopRequested = true }
 
     public init(model: Module, optimizer: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy = GuardPolicy(),
                 monitor: HealthMonitor = HealthMonitor(), config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil,
@@ -118,10 +123,11 @@ public final class Trainer {
             self?.callbacks.onIncident?(inc)
         }
         model.train()
+        stopRequested = false
         outer: while epoch < config.epochs {
             let batches = loader.batches(epoch: epoch, from: batchInEpoch)
             while true {
-                if let max = config.maxSteps, guardian.step >= max {
+                if stopRequested || config.maxSteps.map({ guardian.step >= $0 }) == true {
                     try checkpoint()   // a stopped run can be resumed exactly
                     break outer
                 }
