@@ -135,6 +135,17 @@ final class CLITests: TemporaryDirectoryTestCase {
         XCTAssertEqual(exercised, 3)
     }
 
+    func testDemoRNNPrintsItsTable() throws {
+        let r = try run(["demo", "rnn", "--steps", "12", "--length", "12", "--runs-directory", "demo"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(r.out.contains("baseline (always predict 1): MSE 0.167"), r.out)
+        let rows = r.out.split(separator: "\n").filter { $0.hasPrefix("| rnn |") || $0.hasPrefix("| lstm |") }
+        XCTAssertEqual(rows.count, 8, r.out)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/demo/compare.html"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/demo/lstm-zclip/report.html"))
+        XCTAssertEqual(try run(["demo", "nosuch"]).code, 2)
+    }
+
     func testJSONOutputIsOneObjectPerStep() throws {
         let r = try run(["train", "--name", "j", "--json", "--set", "data.train=256", "--set", "training.epochs=1", "--set", "model.layers=2"])
         XCTAssertEqual(r.code, 0, r.err)

@@ -98,7 +98,8 @@ public final class GradientGuard {
         let exploding = findings.filter { $0.kind.isExploding }
         var actions = Set(findings.flatMap { policy.actions[$0.kind] ?? [.report] })
         // Non-finite gradients are never applied, whatever the policy says.
-        if findings.contains(where: { $0.kind == .nonFiniteGradient || $0.kind == .nonFiniteLoss }) && !actions.contains(.rollback) {
+        if policy.protectNonFinite, findings.contains(where: { $0.kind == .nonFiniteGradient || $0.kind == .nonFiniteLoss }),
+           !actions.contains(.rollback) {
             actions.insert(.skip)
         }
         var done: [String] = []

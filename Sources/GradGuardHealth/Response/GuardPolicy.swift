@@ -30,6 +30,18 @@ public struct GuardPolicy {
     /// `recoveryWindow` steps.
     public var maxFailedRecoveries: Int
     public var recoveryWindow: Int
+    /// Never apply a step whose gradients or loss are NaN or infinite, whatever the actions
+    /// say (on by default; off only to watch an unprotected run blow up).
+    public var protectNonFinite = true
+
+    /// Watches and reports, changes nothing: no clipping, no skipping, NaN applied as it
+    /// comes. The baseline of the demos.
+    public static var monitorOnly: GuardPolicy {
+        var p = GuardPolicy(actions: Dictionary(uniqueKeysWithValues: FindingKind.allCases.map { ($0, [GuardAction.report]) }),
+                            snapshotEvery: 0)
+        p.protectNonFinite = false
+        return p
+    }
 
     /// `actions` defaults to `standardActions(clipping:)` for the given clipper.
     public init(clipper: (any GradientClipper)? = nil, actions: [FindingKind: [GuardAction]]? = nil,

@@ -130,8 +130,11 @@ public final class SequenceModel: Module, UnaryLayer {
     public var gru: GRU?
     public var head: Linear
 
+    /// `forgetGateBias`: for an LSTM, the forget gate's total bias (b_ih + b_hh) starts at
+    /// this value (1 in Gers et al. 2000 and Jozefowicz et al. 2015), so the cell keeps its
+    /// memory from the first step; nil keeps PyTorch's default initialisation.
     public init(cell: Cell, inputSize: Int, hiddenSize: Int, outputSize: Int, layers: Int = 1, perStep: Bool = false,
-                recurrentInit: Initializer? = nil) {
+                recurrentInit: Initializer? = nil, forgetGateBias: Float? = nil) {
         self.cell = cell
         self.perStep = perStep
         switch cell {
@@ -141,6 +144,11 @@ public final class SequenceModel: Module, UnaryLayer {
         }
         head = Linear(inputSize: hiddenSize, outputSize: outputSize)
         super.init()
+        if let forgetGateBias, let lstm {
+            for (name, b) in lstm.namedParameters() where name.hasPrefix("bias_") {
+                b.withUnsafeMutableScalars { v in for k in hiddenSize..<(2 * hiddenSize) { v[k] = forgetGateBias / 2 } }
+            }
+        }
     }
 
     /// `[B, T, in]` → `[B, out]` (last step) or `[B, T, out]` (every step).

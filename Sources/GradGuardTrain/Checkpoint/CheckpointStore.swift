@@ -96,7 +96,7 @@ public final class CheckpointStore {
         try put(state, "state.json")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let manifest = try encoder.encode(CheckpointManifest(step: step, metric: metric, files: entries))
+        let manifest = try encoder.encode(CheckpointManifest(step: step, metric: metric.flatMap { $0.isFinite ? $0 : nil }, files: entries))
         try AtomicFile.writeAndSync(manifest, to: tmp + "/manifest.json")
         try AtomicFile.syncDirectory(tmp)
         if fm.fileExists(atPath: final) {

@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import GradGuard
+
+/// `gradguard demo NAME`: canned, seeded experiments that put numbers on the remedies.
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a canned experiment and print its table (rnn).",
+        discussion: "rnn: a vanilla RNN and an LSTM on the adding problem at a learning rate that explodes unguarded; unguarded vs global-norm clipping vs AutoClip vs ZClip.")
+    @Argument(help: "Demo: rnn.") var name: String
+    @Option(name: .long, help: "Sequence length of the adding problem.") var length = 50
+    @Option(name: .long, help: "Optimizer steps per run.") var steps = 1500
+    @Option(name: .long, help: "Learning rate (high enough to explode without protection).") var lr = 1.0
+    @Option(name: .long, help: "Optimizer: sgd or adam.") var optimizer = "sgd"
+    @Option(name: .long, help: "Where the run directories go.") var runsDirectory = "runs/demo-rnn"
+    @Option(name: .long, help: "Seed.") var seed = 0
+
+    func run() throws {
+        guard name == "rnn" else { throw fail("unknown demo '\(name)': available: rnn", code: Exit.usage) }
+        try rnn()
+    }
+
+    struct Row {
+        let cell: String, guardName: String
+        let mse: Double, incidents: Int, skipped: Int, rollbacks: Int, diverged: Bool, seconds: Double
+    }
+
+    func rnn() throws {
+        let task = LongDependencyTask.adding
+        let train = task.dataset(count: 4096, t: length, seed: UInt64(seed) &+ 1)
+        let valid = task.dataset(count: 256, t: length, seed: UInt64(seed) &+ 2)
+        let guards: [(String, () -> GuardPolicy)] = [
+            ("unguarded", { GuardPolicy.monitorOnly }),
+            ("global-norm 1.0", { GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)) }),
+            ("autoclip p10", { GuardPolicy(clipper: AutoClip(percentile: 10)) }),
+            ("zclip", { GuardPolicy(clipper: ZClip(maxNorm: 1)) }),
+        ]
+        var rows: [Row] = []
+        var dirs: [String] = []
+        for cell in [SequenceModel.Cell.rnn, .lstm] {
+            for (gname, policy) in guards {
+                DefaultGenerator.seed(UInt64(seed))
+                let model = SequenceModel(cell: cell, inputSize: 2, hiddenSize: 32, outputSize: 1, forgetGateBias: 1)
+                let opt: Optimizer = optimizer == "adam" ? Adam(model.parameters(), lr: lr) : SGD(model.parameters(), lr: lr)
+                var c = TrainerConfig()
+                c.epochs = 1_000
+                c.maxSteps = steps
+                c.batchSize = 32
+                c.seed = UInt64(seed)
+                c.evalEvery = Swift.max(5, steps / 10)
+                c.checkpointEvery = steps
+                let dir = "\(runsDirectory)/\(cell.rawValue)-\(gname.split(separator: " ")[0])"
+                try? FileManager.default.removeItem(atPath: dir)
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                try AtomicFile.write(Data("""
+                    # gradguard demo rnn
+                    task: adding, length: \(length)
+                    model: \(cell.rawValue), hidden 32
+                    optimizer: \(optimizer) lr \(lr), batch 32, \(steps) steps
+                    guard:
+                      clipper: \(gname.hasPrefix("global-norm") ? "global-norm" : gname)
+                      max_norm: 1.0
+                    """.utf8), to: dir + "/config.yaml")
+                let trainer = try Trainer(model: model, optimizer: opt, policy: policy(), config: c, runDirectory: dir) { m, b in
+                    task.loss((m as! SequenceModel)(b.inputs), b.targets)
+                }
+                let start = Date()
+                var diverged = false
+                do { try trainer.fit(train: train, validation: valid) } catch is TrainingDiverged { diverged = true }
+                let mse = withoutGrad { Double(task.loss(model(valid.inputs), valid.targets).item) }
+                rows.append(Row(cell: cell.rawValue, guardName: gname, mse: mse, incidents: trainer.guardian.incidents.count,
+                                skipped: trainer.guardian.skippedSteps, rollbacks: trainer.guardian.rollbacks,
+                                diverged: diverged || !mse.isFinite || mse > 10 * task.baseline(length),
+                                seconds: Date().timeIntervalSince(start)))
+                _ = try? RunReport.write(runDirectory: dir)
+                dirs.append(dir)
+                print(String(format: "%@ %@: validation MSE %@ (%.1f s)", cell.rawValue, gname, rows.last!.mse.isFinite ? String(format: "%.4f", mse) : "\(mse)",
+                             rows.last!.seconds))
+            }
+        }
+        try AtomicFile.write(Data(try RunReport.comparison(dirs).utf8), to: runsDirectory + "/compare.html")
+        print("\nadding problem, T = \(length); baseline (always predict 1): MSE \(String(format: "%.3f", task.baseline(length)))")
+        print("| model | guard | validation MSE | beats baseline | incidents | steps skipped | rollbacks |")
+        print("|---|---|---|---|---|---|---|")
+        for r in rows {
+            let mse = r.mse.isFinite ? String(format: "%.4f", r.mse) : "\(r.mse)"
+            print("| \(r.cell) | \(r.guardName) | \(mse)\(r.diverged ? " (diverged)" : "") | \(r.mse < task.baseline(length) ? "yes" : "no") | \(r.incidents) | \(r.skipped) | \(r.rollbacks) |")
+        }
+        print("\nruns and reports: \(runsDirectory)/; overlay: \(runsDirectory)/compare.html")
+    }
+}
