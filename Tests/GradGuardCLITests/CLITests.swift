@@ -51,17 +51,7 @@ final class CLITests: TemporaryDirectoryTestCase {
             XCTFail("the gradguard executable is missing at \(binary): `swift test` builds it with the tests")
             return (-1, "", "")
         }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = args
-        p.currentDirectoryURL = URL(fileURLWithPath: tmp)
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        return try runProcess(binary, args, in: tmp)
     }
 
     func testTrainReportDiagnoseInspectCompareResume() throws {

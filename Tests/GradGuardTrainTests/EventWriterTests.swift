@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import _TestSupport
 import GradGuard
 
 final class EventWriterTests: XCTestCase {
@@ -47,19 +48,11 @@ final class EventWriterTests: XCTestCase {
                     "buckets": len(h.histogram_value.bucket), "sum": h.histogram_value.sum}
         print(json.dumps(out))
         """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: py)
-        p.arguments = ["-c", script, dir]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let (code, text, _) = try runProcess(py, ["-c", script, dir])
         // Python is here, so the reader must be too (Scripts/setup.sh installs it).
         XCTAssertFalse(text.contains("NO_TENSORBOARD"), "\(py) cannot import tensorboard: run python3 -m pip install tensorboard")
         if text.contains("NO_TENSORBOARD") { return }
-        XCTAssertEqual(p.terminationStatus, 0, text)
+        XCTAssertEqual(code, 0, text)
         let out = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], text)
         XCTAssertEqual(Set(out["tags"] as! [String]), ["train/loss", "health/grad_norm"])
         XCTAssertEqual(out["hist"] as? [String], ["grads/fc.weight"])

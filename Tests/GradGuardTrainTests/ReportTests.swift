@@ -81,16 +81,9 @@ final class ReportTests: TemporaryDirectoryTestCase {
         let dir = try makeRun()
         let report = try RunReport.write(runDirectory: dir)
         func chromium(_ args: [String]) throws -> (String, String) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: browser)
-            p.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"] + args
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            try p.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+            let r = try runProcess(browser, ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
+                                             "--v=0"] + args)
+            return (r.out, r.err)
         }
         let (dom, log) = try chromium(["--dump-dom", "file://" + report])
         for id in ["chart-loss", "chart-gradnorm", "chart-heatmap", "chart-update", "chart-lr"] {

@@ -129,3 +129,20 @@ open class TemporaryDirectoryTestCase: XCTestCase {
         super.tearDown()
     }
 }
+
+/// Runs a program to completion and returns its exit code, standard output and standard error.
+@discardableResult
+public func runProcess(_ executable: String, _ arguments: [String], in directory: String? = nil) throws -> (code: Int32, out: String, err: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = arguments
+    if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    // Read both pipes to the end before waiting, so a chatty child never blocks on a full pipe.
+    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
