@@ -8,10 +8,13 @@ struct Demo: ParsableCommand {
         abstract: "Run a canned experiment and print its table (rnn).",
         discussion: "rnn: a vanilla RNN and an LSTM on the adding problem at a learning rate that explodes unguarded; unguarded vs global-norm clipping vs AutoClip vs ZClip.")
     @Argument(help: "Demo: rnn.") var name: String
-    @Option(name: .long, help: "Sequence length of the adding problem.") var length = 50
-    @Option(name: .long, help: "Optimizer steps per run.") var steps = 1500
-    @Option(name: .long, help: "Learning rate (high enough to explode without protection).") var lr = 1.0
+    @Option(name: .long, help: "Sequence length of the adding problem.") var length = 20
+    @Option(name: .long, help: "Optimizer steps per run.") var steps = 3000
+    @Option(name: .long, help: "Learning rate (high enough to explode without protection).") var lr = 0.5
     @Option(name: .long, help: "Optimizer: sgd or adam.") var optimizer = "sgd"
+    @Option(name: .long, help: "SGD momentum.") var momentum = 0.0
+    @Option(name: .long, help: "Cells to run, comma-separated: rnn, lstm.") var cells = "rnn,lstm"
+    @Flag(name: .long, help: "ReLU instead of tanh in the vanilla RNN.") var relu = false
     @Option(name: .long, help: "Where the run directories go.") var runsDirectory = "runs/demo-rnn"
     @Option(name: .long, help: "Seed.") var seed = 0
 
@@ -22,7 +25,7 @@ struct Demo: ParsableCommand {
 
     struct Row {
         let cell: String, guardName: String
-        let mse: Double, incidents: Int, skipped: Int, rollbacks: Int, diverged: Bool, seconds: Double
+        let mse: Double, incidents: Int, skipped: Int, rollbacks: Int, lost: Int, diverged: Bool, seconds: Double
     }
 
     func rnn() throws {
@@ -37,11 +40,15 @@ struct Demo: ParsableCommand {
         ]
         var rows: [Row] = []
         var dirs: [String] = []
-        for cell in [SequenceModel.Cell.rnn, .lstm] {
+        let chosen = try cells.split(separator: ",").map { name -> SequenceModel.Cell in
+            guard let c = SequenceModel.Cell(rawValue: String(name)) else { throw fail("unknown cell '\(name)': rnn, lstm or gru", code: Exit.usage) }
+            return c
+        }
+        for cell in chosen {
             for (gname, policy) in guards {
                 DefaultGenerator.seed(UInt64(seed))
-                let model = SequenceModel(cell: cell, inputSize: 2, hiddenSize: 32, outputSize: 1, forgetGateBias: 1)
-                let opt: Optimizer = optimizer == "adam" ? Adam(model.parameters(), lr: lr) : SGD(model.parameters(), lr: lr)
+                let model = SequenceModel(cell: cell, inputSize: 2, hiddenSize: 32, outputSize: 1, forgetGateBias: 1, relu: relu)
+                let opt: Optimizer = optimizer == "adam" ? Adam(model.parameters(), lr: lr) : SGD(model.parameters(), lr: lr, momentum: momentum)
                 var c = TrainerConfig()
                 c.epochs = 1_000
                 c.maxSteps = steps
@@ -56,7 +63,7 @@ struct Demo: ParsableCommand {
                     # gradguard demo rnn
                     task: adding, length: \(length)
                     model: \(cell.rawValue), hidden 32
-                    optimizer: \(optimizer) lr \(lr), batch 32, \(steps) steps
+                    optimizer: \(optimizer) lr \(lr)\(optimizer == "sgd" ? " momentum \(momentum)" : ""), batch 32, \(steps) steps
                     guard:
                       clipper: \(gname.hasPrefix("global-norm") ? "global-norm" : gname)
                       max_norm: 1.0
@@ -70,6 +77,7 @@ struct Demo: ParsableCommand {
                 let mse = withoutGrad { Double(task.loss(model(valid.inputs), valid.targets).item) }
                 rows.append(Row(cell: cell.rawValue, guardName: gname, mse: mse, incidents: trainer.guardian.incidents.count,
                                 skipped: trainer.guardian.skippedSteps, rollbacks: trainer.guardian.rollbacks,
+                                lost: trainer.guardian.skippedSteps + trainer.guardian.undoneSteps + trainer.guardian.rollbacks,
                                 diverged: diverged || !mse.isFinite || mse > 10 * task.baseline(length),
                                 seconds: Date().timeIntervalSince(start)))
                 _ = try? RunReport.write(runDirectory: dir)
@@ -80,11 +88,11 @@ struct Demo: ParsableCommand {
         }
         try AtomicFile.write(Data(try RunReport.comparison(dirs).utf8), to: runsDirectory + "/compare.html")
         print("\nadding problem, T = \(length); baseline (always predict 1): MSE \(String(format: "%.3f", task.baseline(length)))")
-        print("| model | guard | validation MSE | beats baseline | incidents | steps skipped | rollbacks |")
-        print("|---|---|---|---|---|---|---|")
+        print("| model | guard | validation MSE | beats baseline | incidents | steps skipped | rollbacks | steps lost |")
+        print("|---|---|---|---|---|---|---|---|")
         for r in rows {
             let mse = r.mse.isFinite ? String(format: "%.4f", r.mse) : "\(r.mse)"
-            print("| \(r.cell) | \(r.guardName) | \(mse)\(r.diverged ? " (diverged)" : "") | \(r.mse < task.baseline(length) ? "yes" : "no") | \(r.incidents) | \(r.skipped) | \(r.rollbacks) |")
+            print("| \(r.cell) | \(r.guardName) | \(mse)\(r.diverged ? " (diverged)" : "") | \(r.mse < task.baseline(length) ? "yes" : "no") | \(r.incidents) | \(r.skipped) | \(r.rollbacks) | \(r.lost) |")
         }
         print("\nruns and reports: \(runsDirectory)/; overlay: \(runsDirectory)/compare.html")
     }

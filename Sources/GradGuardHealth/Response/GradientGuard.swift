@@ -48,6 +48,8 @@ public final class GradientGuard {
     public private(set) var step = 0
     public private(set) var skippedSteps = 0
     public private(set) var rollbacks = 0
+    /// Applied steps undone by rollbacks (each rollback also loses the failed step itself).
+    public private(set) var undoneSteps = 0
     public private(set) var incidents: [Incident] = []
     public private(set) var lrScale = 1.0
     /// Update-to-weight ratios every this many steps (0: never).
@@ -117,6 +119,7 @@ public final class GradientGuard {
             try snap.restore(optimizer: optimizer, scheduler: scheduler, clipper: policy.clipper)
             decision = .rolledBack(toStep: snap.step, undone: snap.step..<(step + 1))
             done.append("rolled back to the snapshot of step \(snap.step) (\(step - snap.step) steps undone)")
+            undoneSteps += step - snap.step
             step = snap.step
             rollbacks += 1
         } else if actions.contains(.skip) || actions.contains(.rollback) {

@@ -133,12 +133,14 @@ public final class SequenceModel: Module, UnaryLayer {
     /// `forgetGateBias`: for an LSTM, the forget gate's total bias (b_ih + b_hh) starts at
     /// this value (1 in Gers et al. 2000 and Jozefowicz et al. 2015), so the cell keeps its
     /// memory from the first step; nil keeps PyTorch's default initialisation.
+    /// `relu`: a vanilla RNN with ReLU instead of tanh (unbounded: it explodes where tanh saturates).
     public init(cell: Cell, inputSize: Int, hiddenSize: Int, outputSize: Int, layers: Int = 1, perStep: Bool = false,
-                recurrentInit: Initializer? = nil, forgetGateBias: Float? = nil) {
+                recurrentInit: Initializer? = nil, forgetGateBias: Float? = nil, relu: Bool = false) {
         self.cell = cell
         self.perStep = perStep
         switch cell {
-        case .rnn: rnn = RNN(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: layers, batchFirst: true, recurrentInit: recurrentInit)
+        case .rnn: rnn = RNN(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: layers, nonlinearity: relu ? .relu : .tanh,
+                             batchFirst: true, recurrentInit: recurrentInit)
         case .lstm: lstm = LSTM(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: layers, batchFirst: true, recurrentInit: recurrentInit)
         case .gru: gru = GRU(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: layers, batchFirst: true, recurrentInit: recurrentInit)
         }
