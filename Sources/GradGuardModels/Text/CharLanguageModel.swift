@@ -1,0 +1,57 @@
+import Foundation
+import GradGuardNN
+import GradGuardTensor
+
+/// Embedding → LSTM (or GRU/RNN) stack → Linear over the vocabulary: the char-LSTM of the
+/// reference workloads.
+public final class CharLanguageModel: Module, UnaryLayer {
+    public var embedding: Embedding
+    public var core: SequenceModel
+    public let vocabularySize: Int
+
+    public init(vocabularySize: Int, embeddingSize: Int = 64, hiddenSize: Int = 128, layers: Int = 1,
+                cell: SequenceModel.Cell = .lstm) {
+        self.vocabularySize = vocabularySize
+        embedding = Embedding(numEmbeddings: vocabularySize, embeddingDim: embeddingSize)
+        core = SequenceModel(cell: cell, inputSize: embeddingSize, hiddenSize: hiddenSize, outputSize: vocabularySize,
+                             layers: layers, perStep: true, forgetGateBias: cell == .lstm ? 1 : nil)
+        super.init()
+    }
+
+    /// `[B, T]` character ids → `[B, T, vocabulary]` logits.
+    public func forward(_ x: Tensor) -> Tensor { core(embedding(x)) }
+
+    /// Mean cross-entropy of the next-character predictions, in nats.
+    public func loss(_ inputs: Tensor, _ targets: Tensor) -> Tensor {
+        crossEntropy(self(inputs).reshaped([-1, vocabularySize]), targets.reshaped([-1]))
+    }
+
+    /// Continues `prompt` by `length` characters, sampling each from the softmax of the
+    /// logits divided by `temperature` (0: the most likely character), restricted to the
+    /// `topK` most likely when given. The whole context is re-read each step (short texts).
+    public func generate(prompt: [Int], length: Int, temperature: Double = 1, topK: Int? = nil, seed: UInt64 = 0) -> [Int] {
+        var g = RandomGenerator(seed: seed)
+        var ids = prompt.isEmpty ? [0] : prompt
+        let wasTraining = training
+        eval()
+        defer { train(wasTraining) }
+        for _ in 0..<length {
+            let context = Array(ids.suffix(256))
+            let logits = withoutGrad { self(Tensor(shape: [1, context.count], scalars: context.map(Float.init))) }
+            let last = Array(logits.scalars.suffix(vocabularySize)).map(Double.init)
+            var order = Array(0..<vocabularySize).sorted { last[$0] > last[$1] }
+            if temperature <= 0 { ids.append(order[0]); continue }
+            if let topK { order = Array(order.prefix(Swift.max(1, topK))) }
+            let m = order.map { last[$0] }.max()!
+            let weights = order.map { Foundation.exp((last[$0] - m) / temperature) }
+            var r = g.nextUniform() * weights.reduce(0, +)
+            var pick = order.last!
+            for (i, w) in zip(order, weights) {
+                r -= w
+                if r <= 0 { pick = i; break }
+            }
+            ids.append(pick)
+        }
+        return Array(ids.suffix(length))
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+import XCTest
+import GradGuard
+import _TestSupport
+
+final class CharModelTests: TemporaryDirectoryTestCase {
+    func testCorpusVocabularyWindowsAndErrors() throws {
+        let c = CharCorpus(text: "abcab\nba")
+        XCTAssertEqual(c.vocabulary, ["\n", "a", "b", "c"])
+        XCTAssertEqual(c.decode(c.ids), "abcab\nba")
+        let p: [Double] = [3.0 / 8, 3.0 / 8, 1.0 / 8, 1.0 / 8]
+        var entropy = 0.0
+        for q in p { entropy -= q * Foundation.log(q) }
+        XCTAssertEqual(c.unigramEntropy, entropy, accuracy: 1e-12)
+        let big = CharCorpus(text: BuiltinCorpus.text)
+        let (train, valid) = try big.datasets(length: 32)
+        XCTAssertEqual(train.inputs.shape[1], 32)
+        // Targets are the inputs shifted by one character.
+        XCTAssertEqual(Array(train.inputs.scalars[1..<32]), Array(train.targets.scalars[0..<31]))
+        XCTAssertGreaterThan(valid.count, 0)
+        XCTAssertThrowsError(try CharCorpus(text: "short").datasets(length: 32)) { XCTAssertTrue("\($0)".contains("characters"), "\($0)") }
+        let bad = tmp + "/bad.txt"
+        try Data([0x61, 0x62, 0xFF, 0x63]).write(to: URL(fileURLWithPath: bad))
+        XCTAssertThrowsError(try CharCorpus.load(path: bad)) { XCTAssertEqual("\($0)", "\(bad): not UTF-8 text (invalid byte sequence at byte 2)") }
+        XCTAssertThrowsError(try CharCorpus.load(path: tmp + "/none.txt")) { XCTAssertTrue("\($0)".contains("no such file")) }
+    }
+
+    /// A small char-LSTM learns the built-in corpus well below its unigram entropy.
+    func testCharLSTMBeatsTheUnigramEntropy() throws {
+        DefaultGenerator.seed(6)
+        let corpus = CharCorpus(text: BuiltinCorpus.text)
+        let (train, valid) = try corpus.datasets(length: 32)
+        let model = CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: 24, hiddenSize: 64)
+        var c = TrainerConfig()
+        c.epochs = 3
+        c.batchSize = 32
+        c.seed = 6
+        c.moduleNormsEvery = 0
+        let trainer = try Trainer(model: model, optimizer: Adam(model.parameters(), lr: 0.01),
+                                  policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)), config: c) { m, b in
+            (m as! CharLanguageModel).loss(b.inputs, b.targets)
+        }
+        let result = try trainer.fit(train: train, validation: valid)
+        let loss = try XCTUnwrap(result.lastEvaluation?["loss"])
+        XCTAssertLessThan(loss, 0.6 * corpus.unigramEntropy, "validation \(loss) nats/char against the unigram entropy \(corpus.unigramEntropy)")
+        let sample = corpus.decode(model.generate(prompt: corpus.encode("the "), length: 40, temperature: 0.5, seed: 1))
+        XCTAssertEqual(sample.count, 40)
+        XCTAssertEqual(model.generate(prompt: corpus.encode("the "), length: 20, temperature: 0.5, seed: 1),
+                       model.generate(prompt: corpus.encode("the "), length: 20, temperature: 0.5, seed: 1), "seeded sampling repeats")
+    }
+}
