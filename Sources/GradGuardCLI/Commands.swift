@@ -48,6 +48,7 @@ struct Train: ParsableCommand {
         do {
             if let config { c = try RunConfig.load(path: config) }
             try c.apply(overrides: settings.overrides)
+            try c.validate(source: config ?? "settings")
         } catch let e as ConfigError {
             throw fail(e.description, code: e.message == "no such file" ? Exit.missing : Exit.usage)
         }
@@ -61,7 +62,7 @@ struct Train: ParsableCommand {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml")
         try RunReport.writeEnvironment(runDirectory: dir)
-        let w = Workload(c)
+        let w = try workload(c, runDirectory: dir)
         try runTraining(try w.makeTrainer(runDirectory: dir), workload: w, config: c, directory: dir, quiet: output.quiet, json: output.json)
     }
 }
@@ -80,7 +81,7 @@ struct Resume: ParsableCommand {
             try c.apply(overrides: set)
         } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
         if !set.isEmpty { try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml") }
-        let w = Workload(c)
+        let w = try workload(c, runDirectory: dir)
         let trainer = try w.makeTrainer(runDirectory: dir)
         do { try trainer.resume() } catch let e as CheckpointError { throw fail(e.description, code: Exit.checkpoint) }
         for e in trainer.skippedCheckpoints { FileHandle.standardError.write(Data("gradguard: skipped \(e); using an older checkpoint\n".utf8)) }
@@ -97,9 +98,9 @@ struct Eval: ParsableCommand {
         let dir = try runDirectory(runName)
         let c: RunConfig
         do { c = try RunConfig.load(path: dir + "/config.yaml") } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
-        let w = Workload(c)
-        let trainer = try Trainer(model: w.model, optimizer: w.optimizer, config: w.trainer, runDirectory: nil, loss: Workload.loss)
-        trainer.evaluate = Workload.metrics
+        let w = try workload(c, runDirectory: dir)
+        let trainer = try Trainer(model: w.model, optimizer: w.optimizer, config: w.trainer, runDirectory: nil, loss: w.loss)
+        trainer.evaluate = w.metrics
         let store = CheckpointStore(directory: dir + "/checkpoints")
         let loaded: LoadedCheckpoint
         do { loaded = try store.loadLatest().checkpoint } catch let e as CheckpointError { throw fail(e.description, code: Exit.checkpoint) }
@@ -186,5 +187,42 @@ struct Compare: ParsableCommand {
         print(RunRecords.table(summaries))
         try AtomicFile.write(Data(RunReport.comparison(dirs).utf8), to: output)
         print("overlay: \(output)")
+    }
+}
+
+/// The run's workload, with a corpus problem reported as a missing-file error.
+func workload(_ c: RunConfig, runDirectory: String?) throws -> Workload {
+    do { return try Workload(c, runDirectory: runDirectory) } catch let e as CorpusError { throw fail(e.description, code: Exit.missing) }
+}
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Generate text with a character-model run's newest checkpoint.")
+    @Argument(help: "Run name or directory.") var runName: String
+    @Option(name: .long, help: "Text to continue.") var prompt = ""
+    @Option(name: .long, help: "Characters to generate.") var length = 200
+    @Option(name: .long, help: "Sampling temperature (0: always the most likely character).") var temperature = 0.8
+    @Option(name: .customLong("top-k"), help: "Sample among the k most likely characters only.") var topK: Int?
+    @Option(name: .long, help: "Seed of the sampling.") var seed = 0
+
+    func run() throws {
+        let dir = try runDirectory(runName)
+        let c: RunConfig
+        do { c = try RunConfig.load(path: dir + "/config.yaml") } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
+        guard c.model == "charlm" else { throw fail("run \(runName) is a '\(c.model)' run: generate needs model.kind charlm", code: Exit.usage) }
+        guard length > 0, temperature >= 0 else { throw fail("--length must be positive and --temperature not negative", code: Exit.usage) }
+        let w = try workload(c, runDirectory: dir)
+        let loaded: LoadedCheckpoint
+        do { loaded = try CheckpointStore(directory: dir + "/checkpoints").loadLatest().checkpoint } catch let e as CheckpointError {
+            throw fail(e.description, code: Exit.checkpoint)
+        }
+        _ = try w.model.load(stateDict: loaded.tensors["model"] ?? [:])
+        let corpus = w.corpus!
+        let unknown = prompt.filter { !corpus.vocabulary.contains($0) }
+        if !unknown.isEmpty {
+            FileHandle.standardError.write(Data("gradguard: the prompt's characters \(Array(Set(unknown)).map { "'\($0)'" }.joined(separator: ", ")) are not in the vocabulary; left out\n".utf8))
+        }
+        let ids = (w.model as! CharLanguageModel).generate(prompt: corpus.encode(prompt), length: length, temperature: temperature,
+                                                            topK: topK, seed: UInt64(seed))
+        print(prompt + corpus.decode(ids))
     }
 }

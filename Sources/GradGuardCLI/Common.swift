@@ -79,7 +79,8 @@ final class Progress {
 
 /// Runs a trainer with progress, writes the report, and maps the outcome to an exit code.
 func runTraining(_ trainer: Trainer, workload: Workload, config: RunConfig, directory: String, quiet: Bool, json: Bool) throws {
-    let stepsPerEpoch = Swift.max(1, workload.train.count / (config.batchSize * config.accumulation))
+    let perStep = config.batchSize * config.accumulation
+    let stepsPerEpoch = Swift.max(1, (workload.train.count + perStep - 1) / perStep)
     let total = config.maxSteps > 0 ? config.maxSteps : stepsPerEpoch * config.epochs
     let progress = Progress(quiet: quiet, json: json, total: total)
     trainer.callbacks.afterStep = { r, _ in progress.step(r) }

@@ -16,8 +16,13 @@ public struct RunConfig: Equatable, Sendable {
     public var initialisation = "kaiming"
     public var batchNorm = false
 
+    public var cell = "lstm"
+    public var embedding = 64
+
     // data
     public var data = "teacher"
+    public var dataPath = ""
+    public var sequenceLength = 64
     public var trainSize = 4096
     public var validationSize = 512
     public var inputs = 32
@@ -83,14 +88,19 @@ extension RunConfig {
         Setting(key: "name", kind: .string(nil, \.name), help: "run name: runs/<name>/"),
         Setting(key: "runs_directory", kind: .string(nil, \.runsDirectory), help: "where run directories go"),
         Setting(key: "seed", kind: .int(0...Int(Int32.max), \.seed), help: "seed of data, initialisation and dropout"),
-        Setting(key: "model.kind", kind: .string(["mlp"], \.model), help: "built-in model"),
+        Setting(key: "model.kind", kind: .string(["mlp", "charlm"], \.model), help: "mlp (teacher data) or charlm (text data)"),
         Setting(key: "model.layers", kind: .int(1...1000, \.layers), help: "hidden layers"),
-        Setting(key: "model.width", kind: .int(1...100_000, \.width), help: "hidden width"),
+        Setting(key: "model.width", kind: .int(1...100_000, \.width), help: "hidden width (charlm: recurrent hidden size)"),
+        Setting(key: "model.cell", kind: .string(["lstm", "gru", "rnn"], \.cell), help: "recurrent cell (charlm)"),
+        Setting(key: "model.embedding", kind: .int(1...100_000, \.embedding), help: "embedding size (charlm)"),
         Setting(key: "model.activation", kind: .string(["relu", "tanh"], \.activation), help: "hidden activation"),
         Setting(key: "model.init", kind: .string(["default", "kaiming", "xavier", "normal"], \.initialisation),
                 help: "weight initialisation (default: PyTorch's)"),
         Setting(key: "model.batch_norm", kind: .bool(\.batchNorm), help: "BatchNorm1d after every hidden layer"),
-        Setting(key: "data.kind", kind: .string(["teacher"], \.data), help: "built-in data: Gaussian inputs labelled by a random linear teacher"),
+        Setting(key: "data.kind", kind: .string(["teacher", "text"], \.data),
+                help: "teacher: Gaussian inputs labelled by a random linear teacher; text: characters of data.path"),
+        Setting(key: "data.path", kind: .string(nil, \.dataPath), help: "UTF-8 text file (text; empty: the built-in corpus)"),
+        Setting(key: "data.sequence_length", kind: .int(2...100_000, \.sequenceLength), help: "characters per training window (text)"),
         Setting(key: "data.train", kind: .int(1...10_000_000, \.trainSize), help: "training examples"),
         Setting(key: "data.validation", kind: .int(0...10_000_000, \.validationSize), help: "validation examples"),
         Setting(key: "data.inputs", kind: .int(1...100_000, \.inputs), help: "input dimensions"),
@@ -164,7 +174,7 @@ extension RunConfig {
             self[keyPath: path] = v
         case let .string(allowed, path):
             if let allowed, !allowed.contains(text) { throw fail("one of \(allowed.joined(separator: ", "))") }
-            guard !text.isEmpty else { throw fail("a non-empty text") }
+            guard !text.isEmpty || key == "data.path" else { throw fail("a non-empty text") }
             self[keyPath: path] = text
         case let .bool(path):
             switch text.lowercased() {
@@ -184,6 +194,14 @@ extension RunConfig {
         var c = RunConfig()
         try c.apply(yaml: String(decoding: data, as: UTF8.self), source: path)
         return c
+    }
+
+    /// Checks settings that depend on each other.
+    public func validate(source: String) throws {
+        if (model == "charlm") != (data == "text") {
+            throw ConfigError(source: source, line: nil, key: "model.kind",
+                              message: "'\(model)' needs data.kind \(model == "charlm" ? "text" : "teacher"), got '\(data)'")
+        }
     }
 
     /// Applies the settings of a YAML document.

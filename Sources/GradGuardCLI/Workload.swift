@@ -22,16 +22,46 @@ struct TeacherData {
 
 /// Everything a run needs, built from its configuration.
 struct Workload {
-    let model: Sequential
+    let model: Module
     let optimizer: Optimizer
     let scheduler: LRScheduler?
     let policy: GuardPolicy
     let train: TensorDataset
     let validation: TensorDataset?
     let trainer: TrainerConfig
+    let loss: (Module, Batch) -> Tensor
+    let metrics: (Module, Batch) -> [String: Double]
+    /// The text corpus of a character model (its vocabulary is saved in the run directory).
+    let corpus: CharCorpus?
 
-    init(_ c: RunConfig) {
+    /// Builds the run; a character model reads its text (or the built-in corpus) and, in an
+    /// existing run directory, keeps the vocabulary saved there.
+    init(_ c: RunConfig, runDirectory: String? = nil) throws {
         DefaultGenerator.seed(UInt64(c.seed))
+        if c.model == "charlm" {
+            let text = c.dataPath.isEmpty ? BuiltinCorpus.text : try CharCorpus.readText(path: c.dataPath)
+            var corpus = CharCorpus(text: text)
+            if let runDirectory, let saved = FileManager.default.contents(atPath: runDirectory + "/vocabulary.json"),
+               let chars = try? JSONDecoder().decode([String].self, from: saved) {
+                corpus = CharCorpus(text: text, vocabulary: chars.compactMap(\.first))
+            }
+            let (train, validation) = try corpus.datasets(length: c.sequenceLength, source: c.dataPath.isEmpty ? "built-in corpus" : c.dataPath)
+            self.corpus = corpus
+            self.train = train
+            self.validation = validation
+            let cell = SequenceModel.Cell(rawValue: c.cell) ?? .lstm
+            let lm = CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: c.embedding, hiddenSize: c.width,
+                                       layers: Swift.max(1, Swift.min(c.layers, 4)), cell: cell)
+            model = lm
+            loss = { m, b in (m as! CharLanguageModel).loss(b.inputs, b.targets) }
+            metrics = { m, b in
+                let l = Double((m as! CharLanguageModel).loss(b.inputs, b.targets).item)
+                return ["loss": l, "bits_per_char": l / Foundation.log(2.0)]
+            }
+            (optimizer, scheduler, policy, trainer) = Workload.training(c, params: lm.parameters(), trainSize: train.count)
+            return
+        }
+        corpus = nil
         let (train, validation) = TeacherData.make(c)
         self.train = train
         self.validation = validation
@@ -52,15 +82,28 @@ struct Workload {
             width = c.width
         }
         layers.append(Linear(inputSize: width, outputSize: c.classes, weightInit: weightInit))
-        model = Sequential(layers)
-        let params = model.parameters()
+        let mlp = Sequential(layers)
+        model = mlp
+        loss = { m, b in crossEntropy((m as! Sequential)(b.inputs), b.targets) }
+        metrics = { m, b in
+            let logits = (m as! Sequential)(b.inputs)
+            return ["loss": Double(crossEntropy(logits, b.targets).item),
+                    "accuracy": Double(logits.argmax(axis: 1).eq(b.targets).mean().item)]
+        }
+        (optimizer, scheduler, policy, trainer) = Workload.training(c, params: mlp.parameters(), trainSize: train.count)
+    }
+
+    /// Optimizer, schedule, guard policy and trainer settings of a run.
+    static func training(_ c: RunConfig, params: [Tensor], trainSize: Int) -> (Optimizer, LRScheduler?, GuardPolicy, TrainerConfig) {
+        let optimizer: Optimizer, scheduler: LRScheduler?
         switch c.optimizer {
         case "adam": optimizer = Adam(params, lr: c.lr, weightDecay: c.weightDecay)
         case "adamw": optimizer = AdamW(params, lr: c.lr, weightDecay: c.weightDecay)
         case "rmsprop": optimizer = RMSprop(params, lr: c.lr, weightDecay: c.weightDecay, momentum: c.momentum)
         default: optimizer = SGD(params, lr: c.lr, momentum: c.momentum, weightDecay: c.weightDecay)
         }
-        let stepsPerEpoch = Swift.max(1, c.trainSize / (c.batchSize * c.accumulation))
+        let perStep = c.batchSize * c.accumulation
+        let stepsPerEpoch = Swift.max(1, (trainSize + perStep - 1) / perStep)
         let total = c.maxSteps > 0 ? c.maxSteps : stepsPerEpoch * c.epochs
         switch c.schedule {
         case "cosine": scheduler = LRScheduler(optimizer, CosineAnnealingLR(tMax: total))
@@ -81,7 +124,7 @@ struct Workload {
             default: return ClipByGlobalNorm(maxNorm: Float(c.maxNorm))
             }
         }()
-        policy = GuardPolicy(clipper: clipper, snapshotEvery: c.snapshotEvery, maxFailedRecoveries: c.maxFailedRecoveries)
+        let policy = GuardPolicy(clipper: clipper, snapshotEvery: c.snapshotEvery, maxFailedRecoveries: c.maxFailedRecoveries)
         var t = TrainerConfig()
         t.epochs = c.epochs
         t.maxSteps = c.maxSteps > 0 ? c.maxSteps : nil
@@ -92,25 +135,17 @@ struct Workload {
         t.checkpointEvery = c.checkpointEvery
         t.keepCheckpoints = c.keepCheckpoints
         t.moduleNormsEvery = c.moduleNormsEvery
-        trainer = t
-    }
-
-    /// Cross-entropy of the model on a batch.
-    static func loss(_ model: Module, _ batch: Batch) -> Tensor {
-        crossEntropy((model as! Sequential)(batch.inputs), batch.targets)
-    }
-
-    /// Loss and accuracy of a batch (for evaluation).
-    static func metrics(_ model: Module, _ batch: Batch) -> [String: Double] {
-        let logits = (model as! Sequential)(batch.inputs)
-        return ["loss": Double(crossEntropy(logits, batch.targets).item),
-                "accuracy": Double(logits.argmax(axis: 1).eq(batch.targets).mean().item)]
+        return (optimizer, scheduler, policy, t)
     }
 
     func makeTrainer(runDirectory: String) throws -> Trainer {
+        if let corpus {
+            let chars = corpus.vocabulary.map { String($0) }
+            try AtomicFile.write(try JSONEncoder().encode(chars), to: runDirectory + "/vocabulary.json")
+        }
         let t = try Trainer(model: model, optimizer: optimizer, scheduler: scheduler, policy: policy, config: trainer,
-                            runDirectory: runDirectory, loss: Workload.loss)
-        t.evaluate = Workload.metrics
+                            runDirectory: runDirectory, loss: loss)
+        t.evaluate = metrics
         return t
     }
 }

@@ -136,6 +136,27 @@ final class CLITests: TemporaryDirectoryTestCase {
         XCTAssertEqual(try run(["demo", "nosuch"]).code, 2)
     }
 
+    func testCharacterModelTrainsAndGenerates() throws {
+        try String(repeating: "the gradient grows and the guard clips it.\n", count: 40).write(toFile: tmp + "/corpus.txt", atomically: true, encoding: .utf8)
+        var r = try run(["train", "--name", "lm", "--quiet", "--set", "model.kind=charlm", "--set", "data.kind=text", "--set", "data.path=corpus.txt",
+                         "--set", "model.width=32", "--set", "model.embedding=16", "--set", "data.sequence_length=16", "--set", "training.epochs=1",
+                         "--set", "optimizer.kind=adam", "--set", "optimizer.lr=0.01", "--set", "training.batch_size=16"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/runs/lm/vocabulary.json"))
+        let metrics = try String(contentsOfFile: tmp + "/runs/lm/metrics.jsonl", encoding: .utf8)
+        XCTAssertTrue(metrics.contains("bits_per_char"))
+        r = try run(["generate", "lm", "--prompt", "the ", "--length", "30", "--temperature", "0.5", "--seed", "3"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertEqual(r.out.trimmingCharacters(in: .newlines).count, 34, r.out)
+        XCTAssertEqual(try run(["generate", "lm", "--prompt", "the ", "--length", "30", "--temperature", "0.5", "--seed", "3"]).out, r.out)
+        // Bad text, a missing file, an MLP run.
+        try Data([0x61, 0xFF]).write(to: URL(fileURLWithPath: tmp + "/bad.txt"))
+        r = try run(["train", "--name", "b", "--set", "model.kind=charlm", "--set", "data.kind=text", "--set", "data.path=bad.txt"])
+        XCTAssertEqual(r.code, 3)
+        XCTAssertTrue(r.err.contains("bad.txt: not UTF-8 text"), r.err)
+        XCTAssertEqual(try run(["train", "--name", "c", "--set", "model.kind=charlm"]).code, 2)
+    }
+
     func testJSONOutputIsOneObjectPerStep() throws {
         let r = try run(["train", "--name", "j", "--json", "--set", "data.train=256", "--set", "training.epochs=1", "--set", "model.layers=2"])
         XCTAssertEqual(r.code, 0, r.err)

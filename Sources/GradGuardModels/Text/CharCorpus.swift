@@ -41,8 +41,11 @@ public struct CharCorpus: Sendable {
         ids = text.compactMap { idx[$0] }
     }
 
-    /// Reads a UTF-8 text file.
-    public static func load(path: String) throws -> CharCorpus {
+    /// Reads a UTF-8 text file as a corpus.
+    public static func load(path: String) throws -> CharCorpus { CharCorpus(text: try readText(path: path)) }
+
+    /// Reads a UTF-8 text file, reporting the first invalid byte.
+    public static func readText(path: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CorpusError.unreadable(path: path, reason: FileManager.default.fileExists(atPath: path) ? "unreadable" : "no such file")
         }
@@ -60,7 +63,7 @@ public struct CharCorpus: Sendable {
             }
             throw CorpusError.notUTF8(path: path, byteOffset: offset)
         }
-        return CharCorpus(text: text)
+        return text
     }
 
     public func encode(_ s: String) -> [Int] { s.compactMap { index[$0] } }
