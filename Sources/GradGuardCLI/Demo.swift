@@ -5,12 +5,16 @@ import GradGuard
 /// `gradguard demo NAME`: canned, seeded experiments that put numbers on the remedies.
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a canned experiment and print its table (rnn).",
-        discussion: "rnn: a vanilla RNN and an LSTM on the adding problem at a learning rate that explodes unguarded; unguarded vs global-norm clipping vs AutoClip vs ZClip.")
-    @Argument(help: "Demo: rnn.") var name: String
+        abstract: "Run a canned experiment and print its table (rnn, charlm).",
+        discussion: """
+            rnn: a vanilla RNN and an LSTM on the adding problem at a learning rate that explodes unguarded; unguarded vs global-norm clipping vs AutoClip vs ZClip.
+            charlm: a char-LSTM on the built-in corpus (or --text FILE) at a high learning rate, unguarded vs guarded: bits per character and generated samples.
+            """)
+    @Argument(help: "Demo: rnn or charlm.") var name: String
+    @Option(name: .long, help: "charlm: a UTF-8 text file instead of the built-in corpus.") var text: String?
     @Option(name: .long, help: "Sequence length of the adding problem.") var length = 20
-    @Option(name: .long, help: "Optimizer steps per run.") var steps = 3000
-    @Option(name: .long, help: "Learning rate (high enough to explode without protection).") var lr = 0.5
+    @Option(name: .customLong("steps"), help: "Optimizer steps per run (rnn 3000, charlm 600).") var stepsOption: Int?
+    @Option(name: .customLong("lr"), help: "Learning rate, high enough to explode without protection (rnn 0.5, charlm 40).") var lrOption: Double?
     @Option(name: .long, help: "Optimizer: sgd or adam.") var optimizer = "sgd"
     @Option(name: .long, help: "SGD momentum.") var momentum = 0.0
     @Option(name: .long, help: "Cells to run, comma-separated: rnn, lstm.") var cells = "rnn,lstm"
@@ -19,8 +23,54 @@ struct Demo: ParsableCommand {
     @Option(name: .long, help: "Seed.") var seed = 0
 
     func run() throws {
-        guard name == "rnn" else { throw fail("unknown demo '\(name)': available: rnn", code: Exit.usage) }
-        try rnn()
+        switch name {
+        case "rnn": try rnn(steps: stepsOption ?? 3000, lr: lrOption ?? 0.5)
+        case "charlm": try charlm(steps: stepsOption ?? 600, lr: lrOption ?? 40)
+        default: throw fail("unknown demo '\(name)': available: rnn, charlm", code: Exit.usage)
+        }
+    }
+
+    /// The char-LSTM at a learning rate that destabilises it, with and without the guard.
+    func charlm(steps: Int, lr: Double) throws {
+        let source = text ?? "built-in corpus"
+        let corpus: CharCorpus
+        do { corpus = try text.map { try CharCorpus.load(path: $0) } ?? CharCorpus(text: BuiltinCorpus.text) } catch let e as CorpusError {
+            throw fail(e.description, code: Exit.missing)
+        }
+        let (train, valid) = try corpus.datasets(length: 64, source: source)
+        var lines: [String] = []
+        for (gname, policy) in [("unguarded", GuardPolicy.monitorOnly), ("guarded: global-norm 1.0", GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)))] {
+            DefaultGenerator.seed(UInt64(seed))
+            let model = CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: 32, hiddenSize: 128)
+            let opt: Optimizer = optimizer == "adam" ? Adam(model.parameters(), lr: lr) : SGD(model.parameters(), lr: lr, momentum: momentum)
+            var c = TrainerConfig()
+            c.epochs = 1_000
+            c.maxSteps = steps
+            c.batchSize = 32
+            c.seed = UInt64(seed)
+            c.evalEvery = Swift.max(5, steps / 10)
+            c.checkpointEvery = steps
+            let dir = "\(runsDirectory)/charlm-\(gname.hasPrefix("un") ? "unguarded" : "guarded")"
+            try? FileManager.default.removeItem(atPath: dir)
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try AtomicFile.write(Data("# gradguard demo charlm\ncorpus: \(source)\noptimizer: \(optimizer) lr \(lr), \(steps) steps\nguard:\n  clipper: \(gname.hasPrefix("un") ? "none" : "global-norm")\n  max_norm: 1.0\n".utf8),
+                                 to: dir + "/config.yaml")
+            let trainer = try Trainer(model: model, optimizer: opt, policy: policy, config: c, runDirectory: dir) { m, b in
+                (m as! CharLanguageModel).loss(b.inputs, b.targets)
+            }
+            do { try trainer.fit(train: train, validation: valid) } catch is TrainingDiverged {}
+            let loss = withoutGrad { Double(model.loss(valid.inputs.narrow(axis: 0, start: 0, length: Swift.min(64, valid.count)),
+                                                       valid.targets.narrow(axis: 0, start: 0, length: Swift.min(64, valid.count))).item) }
+            let sample = corpus.decode(model.generate(prompt: corpus.encode("the "), length: 60, temperature: 0.5, seed: 1))
+                .replacingOccurrences(of: "\n", with: " / ")
+            _ = try? RunReport.write(runDirectory: dir)
+            let bpc = loss / Foundation.log(2.0)
+            lines.append("| \(gname) | \(bpc.isFinite ? String(format: "%.3f", bpc) : "\(bpc)") | \(trainer.guardian.incidents.count) | \(trainer.guardian.skippedSteps) | `the \(sample)` |")
+        }
+        print("char-LSTM (Embedding 32 → LSTM 128 → Linear) on the \(source), \(optimizer) lr \(lr), \(steps) steps; unigram entropy \(String(format: "%.3f", corpus.unigramEntropy / Foundation.log(2.0))) bits/char")
+        print("| run | validation bits/char | incidents | steps skipped | sample (temperature 0.5) |")
+        print("|---|---|---|---|---|")
+        for l in lines { print(l) }
     }
 
     struct Row {
@@ -28,7 +78,7 @@ struct Demo: ParsableCommand {
         let mse: Double, incidents: Int, skipped: Int, rollbacks: Int, lost: Int, diverged: Bool, seconds: Double
     }
 
-    func rnn() throws {
+    func rnn(steps: Int, lr: Double) throws {
         let task = LongDependencyTask.adding
         let train = task.dataset(count: 4096, t: length, seed: UInt64(seed) &+ 1)
         let valid = task.dataset(count: 256, t: length, seed: UInt64(seed) &+ 2)

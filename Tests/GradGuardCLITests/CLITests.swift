@@ -134,6 +134,9 @@ final class CLITests: TemporaryDirectoryTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/demo/compare.html"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/demo/lstm-zclip/report.html"))
         XCTAssertEqual(try run(["demo", "nosuch"]).code, 2)
+        let lm = try run(["demo", "charlm", "--steps", "6", "--runs-directory", "demo"])
+        XCTAssertEqual(lm.code, 0, lm.err)
+        XCTAssertEqual(lm.out.split(separator: "\n").filter { $0.hasPrefix("| unguarded |") || $0.hasPrefix("| guarded") }.count, 2, lm.out)
     }
 
     func testCharacterModelTrainsAndGenerates() throws {
