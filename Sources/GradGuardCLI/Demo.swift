@@ -42,19 +42,15 @@ struct Demo: ParsableCommand {
         for (gname, policy) in [("unguarded", GuardPolicy.monitorOnly), ("guarded: global-norm 1.0", GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)))] {
             DefaultGenerator.seed(UInt64(seed))
             let model = CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: 32, hiddenSize: 128)
-            let opt: Optimizer = optimizer == "adam" ? Adam(model.parameters(), lr: lr) : SGD(model.parameters(), lr: lr, momentum: momentum)
-            var c = TrainerConfig()
-            c.epochs = 1_000
-            c.maxSteps = steps
-            c.batchSize = 32
-            c.seed = UInt64(seed)
-            c.evalEvery = Swift.max(5, steps / 10)
-            c.checkpointEvery = steps
             let dir = "\(runsDirectory)/charlm-\(gname.hasPrefix("un") ? "unguarded" : "guarded")"
-            try? FileManager.default.removeItem(atPath: dir)
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            try AtomicFile.write(Data("# gradguard demo charlm\ncorpus: \(source)\noptimizer: \(optimizer) lr \(lr), \(steps) steps\nguard:\n  clipper: \(gname.hasPrefix("un") ? "none" : "global-norm")\n  max_norm: 1.0\n".utf8),
-                                 to: dir + "/config.yaml")
+            let (opt, c) = try setUp(model, steps: steps, lr: lr, directory: dir, config: """
+                # gradguard demo charlm
+                corpus: \(source)
+                optimizer: \(optimizer) lr \(lr), \(steps) steps
+                guard:
+                  clipper: \(gname.hasPrefix("un") ? "none" : "global-norm")
+                  max_norm: 1.0
+                """)
             let trainer = try Trainer(model: model, optimizer: opt, policy: policy, config: c, runDirectory: dir) { m, b in
                 (m as! CharLanguageModel).loss(b.inputs, b.targets)
             }
@@ -71,6 +67,22 @@ struct Demo: ParsableCommand {
         print("| run | validation bits/char | incidents | steps skipped | sample (temperature 0.5) |")
         print("|---|---|---|---|---|")
         for l in lines { print(l) }
+    }
+
+    /// The demos' optimizer and trainer settings, and a fresh run directory holding `config`.
+    func setUp(_ model: Module, steps: Int, lr: Double, directory dir: String, config: String) throws -> (Optimizer, TrainerConfig) {
+        let opt: Optimizer = optimizer == "adam" ? Adam(model.parameters(), lr: lr) : SGD(model.parameters(), lr: lr, momentum: momentum)
+        var c = TrainerConfig()
+        c.epochs = 1_000
+        c.maxSteps = steps
+        c.batchSize = 32
+        c.seed = UInt64(seed)
+        c.evalEvery = Swift.max(5, steps / 10)
+        c.checkpointEvery = steps
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try AtomicFile.write(Data(config.utf8), to: dir + "/config.yaml")
+        return (opt, c)
     }
 
     struct Row {
@@ -98,18 +110,8 @@ struct Demo: ParsableCommand {
             for (gname, policy) in guards {
                 DefaultGenerator.seed(UInt64(seed))
                 let model = SequenceModel(cell: cell, inputSize: 2, hiddenSize: 32, outputSize: 1, forgetGateBias: 1, relu: relu)
-                let opt: Optimizer = optimizer == "adam" ? Adam(model.parameters(), lr: lr) : SGD(model.parameters(), lr: lr, momentum: momentum)
-                var c = TrainerConfig()
-                c.epochs = 1_000
-                c.maxSteps = steps
-                c.batchSize = 32
-                c.seed = UInt64(seed)
-                c.evalEvery = Swift.max(5, steps / 10)
-                c.checkpointEvery = steps
                 let dir = "\(runsDirectory)/\(cell.rawValue)-\(gname.split(separator: " ")[0])"
-                try? FileManager.default.removeItem(atPath: dir)
-                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                try AtomicFile.write(Data("""
+                let (opt, c) = try setUp(model, steps: steps, lr: lr, directory: dir, config: """
                     # gradguard demo rnn
                     task: adding, length: \(length)
                     model: \(cell.rawValue), hidden 32
@@ -117,7 +119,7 @@ struct Demo: ParsableCommand {
                     guard:
                       clipper: \(gname.hasPrefix("global-norm") ? "global-norm" : gname)
                       max_norm: 1.0
-                    """.utf8), to: dir + "/config.yaml")
+                    """)
                 let trainer = try Trainer(model: model, optimizer: opt, policy: policy(), config: c, runDirectory: dir) { m, b in
                     task.loss((m as! SequenceModel)(b.inputs), b.targets)
                 }
