@@ -23,28 +23,6 @@ struct PackedOperand {
         }
     }
 
-    /// C (m × n, leading dimension ldc) = or += A (m × k, leading dimension lda) · op(B),
-    /// its panels split over the worker threads when the product is large enough.
-    func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        let panels = (n + 15) / 16
-        data.withUnsafeBufferPointer { p in
-            let packed = p.baseAddress!
-            let workers = m * n * k >= 1 << 17 ? Swift.min(Kernels.threadCount, panels) : 1
-            if workers <= 1 {
-                gg_gemm_packed_avx2(m, k, a, lda, packed, 0, panels, n, c, ldc, accumulate ? 1 : 0)
-                return
-            }
-            parallelFor(workers, grain: 1) { range in  // panels split over the workers
-                for w in range {
-                    gg_gemm_packed_avx2(m, k, a, lda, packed, panels * w / workers, panels * (w + 1) / workers, n, c, ldc,
-                                        accumulate ? 1 : 0)
-                }
-            }
-        }
-    }
-}
-
-extension PackedOperand {
     /// The columns `panels.lowerBound·16 ..< min(panels.upperBound·16, n)` of the product, on
     /// the calling thread.
     func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, panels: Range<Int>, into c: UnsafeMutablePointer<Float>,
@@ -79,7 +57,7 @@ struct StepProduct {
     /// must then start and end on multiples of 16 (or at n).
     var isPacked: Bool { packed != nil }
 
-    /// Only the columns `columns` of C, on the calling thread.
+    /// The columns `columns` of C, on the calling thread (the whole product is `0..<n`).
     func apply(_ a: UnsafePointer<Float>, m: Int, columns: Range<Int>, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
         guard !columns.isEmpty, m > 0 else { return }
         if let packed {
@@ -92,14 +70,6 @@ struct StepProduct {
             let wBlock = transB ? w + columns.lowerBound * k : w + columns.lowerBound
             cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, Int32(m), Int32(columns.count), Int32(k),
                         1, a, Int32(k), wBlock, Int32(transB ? k : n), accumulate ? 1 : 0, c + columns.lowerBound, Int32(n))
-        }
-    }
-
-    func apply(_ a: UnsafePointer<Float>, m: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
-        if let packed {
-            packed.multiply(a, lda: k, m: m, into: c, ldc: n, accumulate: accumulate)
-        } else {
-            sgemm(transA: false, transB: transB, m: m, n: n, k: k, a: a, b: w, beta: accumulate ? 1 : 0, c: c)
         }
     }
 }
