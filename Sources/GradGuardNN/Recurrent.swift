@@ -128,6 +128,14 @@ public final class LSTM: RecurrentNetwork {
         let r = run(x, h0: state?.h, c0: state?.c)
         return (r.output, (r.h, r.c!))
     }
+
+    /// Sets every layer's forget-gate bias so that b_ih + b_hh = `value` (1 in Gers et al.
+    /// 2000 and Jozefowicz et al. 2015): the cell keeps its memory from the first step.
+    public func setForgetGateBias(_ value: Float) {
+        for b in biasesIH + biasesHH {
+            b.withUnsafeMutableScalars { v in for k in hiddenSize..<(2 * hiddenSize) { v[k] = value / 2 } }
+        }
+    }
 }
 
 /// Gated recurrent unit (Cho et al., 2014), `torch.nn.GRU`; gates r, z, n.

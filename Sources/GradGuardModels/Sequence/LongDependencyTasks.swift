@@ -146,11 +146,7 @@ public final class SequenceModel: Module, UnaryLayer {
         }
         head = Linear(inputSize: hiddenSize, outputSize: outputSize)
         super.init()
-        if let forgetGateBias, let lstm {
-            for (name, b) in lstm.namedParameters() where name.hasPrefix("bias_") {
-                b.withUnsafeMutableScalars { v in for k in hiddenSize..<(2 * hiddenSize) { v[k] = forgetGateBias / 2 } }
-            }
-        }
+        if let forgetGateBias { lstm?.setForgetGateBias(forgetGateBias) }
     }
 
     /// `[B, T, in]` → `[B, out]` (last step) or `[B, T, out]` (every step).

@@ -1,0 +1,185 @@
+import Foundation
+import GradGuardTensor
+import GradGuardTrain
+
+/// What is wrong with a file of translation pairs, naming the file and the line.
+public enum TranslationDataError: Error, CustomStringConvertible, Equatable {
+    case unreadable(path: String, reason: String)
+    case notUTF8(path: String)
+    case malformedLine(path: String, line: Int, reason: String)
+    case tooFewPairs(path: String, pairs: Int, needed: Int)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(p, r): return "\(p): cannot read the pairs: \(r)"
+        case let .notUTF8(p): return "\(p): not UTF-8 text"
+        case let .malformedLine(p, l, r): return "\(p):\(l): \(r)"
+        case let .tooFewPairs(p, n, k): return "\(p): \(n) pairs, at least \(k) are needed (training and validation)"
+        }
+    }
+}
+
+/// One source sentence and its translation.
+public struct TranslationPair: Equatable, Sendable {
+    public var source: String
+    public var target: String
+    public init(source: String, target: String) {
+        self.source = source
+        self.target = target
+    }
+}
+
+/// A character vocabulary with the four special tokens every sequence-to-sequence model
+/// needs: padding (0), begin (1), end (2) and unknown (3); characters follow, sorted.
+public struct TokenVocabulary: Equatable, Sendable {
+    public static let pad = 0, begin = 1, end = 2, unknown = 3
+    public static let specials = 4
+    public let characters: [Character]
+    private let index: [Character: Int]
+
+    public init(characters: [Character]) {
+        self.characters = characters
+        var idx: [Character: Int] = [:]
+        for (i, c) in characters.enumerated() { idx[c] = i + Self.specials }
+        index = idx
+    }
+
+    /// The distinct characters of `texts`.
+    public init(texts: [String]) {
+        var set = Set<Character>()
+        for t in texts { set.formUnion(t) }
+        self.init(characters: set.sorted())
+    }
+
+    public var count: Int { characters.count + Self.specials }
+
+    public func encode(_ text: String) -> [Int] { text.map { index[$0] ?? Self.unknown } }
+
+    /// Text of `ids` up to the first end token; padding, begin and end are dropped, unknown
+    /// shows as U+FFFD.
+    public func decode(_ ids: [Int]) -> String {
+        var s = ""
+        for i in ids {
+            if i == Self.end { break }
+            if i >= Self.specials && i < count { s.append(characters[i - Self.specials]) } else if i == Self.unknown { s.append("\u{FFFD}") }
+        }
+        return s
+    }
+}
+
+extension TranslationPair {
+    /// Reads tab-separated pairs, one per line (`source<TAB>target`); blank lines and lines
+    /// starting with `#` are skipped. A line without exactly one tab, or with an empty side,
+    /// is an error naming the line.
+    public static func load(path: String) throws -> [TranslationPair] {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw TranslationDataError.unreadable(path: path, reason: FileManager.default.fileExists(atPath: path) ? "not readable" : "no such file")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw TranslationDataError.notUTF8(path: path) }
+        return try parse(text, source: path)
+    }
+
+    /// Parses tab-separated pairs; `source` names the text in errors.
+    public static func parse(_ text: String, source: String) throws -> [TranslationPair] {
+        var pairs: [TranslationPair] = []
+        // "\r\n" is one Character (a newline) to Swift, so CRLF files split the same way.
+        for (i, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            if line.allSatisfy(\.isWhitespace) || line.hasPrefix("#") { continue }
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
+            guard fields.count == 2 else {
+                throw TranslationDataError.malformedLine(path: source, line: i + 1,
+                    reason: "expected 'source<TAB>target', found \(fields.count - 1) tab\(fields.count == 2 ? "" : "s")")
+            }
+            let s = fields[0].trimmingCharacters(in: .whitespaces), t = fields[1].trimmingCharacters(in: .whitespaces)
+            guard !s.isEmpty, !t.isEmpty else {
+                throw TranslationDataError.malformedLine(path: source, line: i + 1, reason: "the \(s.isEmpty ? "source" : "target") is empty")
+            }
+            pairs.append(TranslationPair(source: s, target: t))
+        }
+        return pairs
+    }
+}
+
+/// The built-in translation task: English number words to digits, 0 … 9999
+/// ("four thousand two hundred seven" → "4207"). Numbers are split between training and
+/// validation by a seeded shuffle, so validation measures generalisation to unseen numbers.
+public enum NumberWordsTask {
+    static let ones = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                       "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+    static let tens = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+
+    /// `n` in words, as written in American English without "and" (0 ≤ n < 10 000).
+    public static func words(_ n: Int) -> String {
+        precondition((0..<10_000).contains(n), "NumberWordsTask: \(n) is outside 0 … 9999")
+        func below100(_ n: Int) -> String {
+            n < 20 ? ones[n] : tens[n / 10] + (n % 10 == 0 ? "" : "-" + ones[n % 10])
+        }
+        if n < 100 { return below100(n) }
+        var parts: [String] = []
+        if n >= 1000 { parts.append(ones[n / 1000] + " thousand") }
+        if (n / 100) % 10 > 0 { parts.append(ones[(n / 100) % 10] + " hundred") }
+        if n % 100 > 0 { parts.append(below100(n % 100)) }
+        return parts.joined(separator: " ")
+    }
+
+    /// `train` and `validation` disjoint pairs (at most 10 000 in all), by seed.
+    public static func pairs(train: Int, validation: Int, seed: UInt64) -> (train: [TranslationPair], validation: [TranslationPair]) {
+        var numbers = Array(0..<10_000)
+        var g = RandomGenerator(seed: seed)
+        for i in stride(from: numbers.count - 1, to: 0, by: -1) { numbers.swapAt(i, Int(g.next() % UInt64(i + 1))) }
+        let v = Swift.min(validation, 10_000), t = Swift.min(train, 10_000 - v)
+        let pair = { (n: Int) in TranslationPair(source: words(n), target: String(n)) }
+        return (numbers[v..<(v + t)].map(pair), numbers[0..<v].map(pair))
+    }
+}
+
+/// Pairs as tensors for a sequence-to-sequence model: the source left-padded to the longest
+/// source (so the encoder's last step is the sentence's last character), the target as
+/// `begin, characters…, end` right-padded.
+public struct TranslationSet: Sendable {
+    public let source: TokenVocabulary
+    public let target: TokenVocabulary
+    public let sourceLength: Int
+    public let targetLength: Int
+
+    /// Vocabularies from `pairs`; lengths from the longest pair (plus begin and end).
+    public init(pairs: [TranslationPair]) {
+        source = TokenVocabulary(texts: pairs.map(\.source))
+        target = TokenVocabulary(texts: pairs.map(\.target))
+        sourceLength = pairs.map { $0.source.count }.max() ?? 1
+        targetLength = (pairs.map { $0.target.count }.max() ?? 1) + 2
+    }
+
+    public init(source: TokenVocabulary, target: TokenVocabulary, sourceLength: Int, targetLength: Int) {
+        self.source = source
+        self.target = target
+        self.sourceLength = sourceLength
+        self.targetLength = targetLength
+    }
+
+    /// `[N, sourceLength]` ids, left-padded (longer sources keep their last characters).
+    public func encodeSources(_ texts: [String]) -> Tensor {
+        var out = [Float](repeating: Float(TokenVocabulary.pad), count: texts.count * sourceLength)
+        for (i, t) in texts.enumerated() {
+            let ids = source.encode(t).suffix(sourceLength)
+            for (j, id) in ids.enumerated() { out[i * sourceLength + sourceLength - ids.count + j] = Float(id) }
+        }
+        return Tensor(shape: [texts.count, sourceLength], scalars: out)
+    }
+
+    /// `[N, targetLength]` ids: begin, the characters (cut to fit), end, padding.
+    public func encodeTargets(_ texts: [String]) -> Tensor {
+        var out = [Float](repeating: Float(TokenVocabulary.pad), count: texts.count * targetLength)
+        for (i, t) in texts.enumerated() {
+            let ids = [TokenVocabulary.begin] + target.encode(t).prefix(targetLength - 2) + [TokenVocabulary.end]
+            for (j, id) in ids.enumerated() { out[i * targetLength + j] = Float(id) }
+        }
+        return Tensor(shape: [texts.count, targetLength], scalars: out)
+    }
+
+    /// Inputs are the sources, targets the full target rows (the model shifts them).
+    public func dataset(_ pairs: [TranslationPair]) -> TensorDataset {
+        TensorDataset(inputs: encodeSources(pairs.map(\.source)), targets: encodeTargets(pairs.map(\.target)))
+    }
+}
