@@ -193,6 +193,23 @@ struct Compare: ParsableCommand {
 /// The run's workload, with a corpus problem reported as a missing-file error.
 func workload(_ c: RunConfig, runDirectory: String?) throws -> Workload {
     do { return try Workload(c, runDirectory: runDirectory) } catch let e as CorpusError { throw fail(e.description, code: Exit.missing) }
+    catch let e as TranslationDataError { throw fail(e.description, code: Exit.missing) }
+}
+
+/// A finished run's configuration and workload with the newest checkpoint's weights loaded;
+/// `kind` is the model kind the calling command needs.
+func trainedRun(_ runName: String, kind: String, command: String) throws -> (config: RunConfig, workload: Workload) {
+    let dir = try runDirectory(runName)
+    let c: RunConfig
+    do { c = try RunConfig.load(path: dir + "/config.yaml") } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
+    guard c.model == kind else { throw fail("run \(runName) is a '\(c.model)' run: \(command) needs model.kind \(kind)", code: Exit.usage) }
+    let w = try workload(c, runDirectory: dir)
+    let loaded: LoadedCheckpoint
+    do { loaded = try CheckpointStore(directory: dir + "/checkpoints").loadLatest().checkpoint } catch let e as CheckpointError {
+        throw fail(e.description, code: Exit.checkpoint)
+    }
+    _ = try w.model.load(stateDict: loaded.tensors["model"] ?? [:])
+    return (c, w)
 }
 
 struct Generate: ParsableCommand {
@@ -205,17 +222,8 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "Seed of the sampling.") var seed = 0
 
     func run() throws {
-        let dir = try runDirectory(runName)
-        let c: RunConfig
-        do { c = try RunConfig.load(path: dir + "/config.yaml") } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
-        guard c.model == "charlm" else { throw fail("run \(runName) is a '\(c.model)' run: generate needs model.kind charlm", code: Exit.usage) }
         guard length > 0, temperature >= 0 else { throw fail("--length must be positive and --temperature not negative", code: Exit.usage) }
-        let w = try workload(c, runDirectory: dir)
-        let loaded: LoadedCheckpoint
-        do { loaded = try CheckpointStore(directory: dir + "/checkpoints").loadLatest().checkpoint } catch let e as CheckpointError {
-            throw fail(e.description, code: Exit.checkpoint)
-        }
-        _ = try w.model.load(stateDict: loaded.tensors["model"] ?? [:])
+        let w = try trainedRun(runName, kind: "charlm", command: "generate").workload
         let corpus = w.corpus!
         let unknown = prompt.filter { !corpus.vocabulary.contains($0) }
         if !unknown.isEmpty {
@@ -224,5 +232,26 @@ struct Generate: ParsableCommand {
         let ids = (w.model as! CharLanguageModel).generate(prompt: corpus.encode(prompt), length: length, temperature: temperature,
                                                             topK: topK, seed: UInt64(seed))
         print(prompt + corpus.decode(ids))
+    }
+}
+
+struct Translate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Translate with a seq2seq run's newest checkpoint.",
+        discussion: "Reads the sentences from the arguments, or one per line from standard input when none is given.")
+    @Argument(help: "Run name or directory.") var runName: String
+    @Argument(help: "Sentences to translate.") var sentences: [String] = []
+    @Option(name: .long, help: "Beam width (1: greedy decoding).") var beam = 1
+
+    func run() throws {
+        guard beam >= 1 else { throw fail("--beam must be at least 1", code: Exit.usage) }
+        let w = try trainedRun(runName, kind: "seq2seq", command: "translate").workload
+        let set = w.translation!
+        var texts = sentences
+        if texts.isEmpty {
+            while let line = readLine() { if !line.isEmpty { texts.append(line) } }
+        }
+        let out = (w.model as! Seq2SeqModel).translate(texts, set: set, beamWidth: beam > 1 ? beam : nil)
+        for (s, t) in zip(texts, out) { print("\(s)\t\(t)") }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import GradGuard
 import Yams
 
 /// A run's settings: what `gradguard train --config FILE.yaml` reads, `--set key=value`
@@ -10,7 +11,7 @@ public struct RunConfig: Equatable, Sendable {
 
     // model
     public var model = "mlp"
-    public var layers = 8
+    public var layers = 0
     public var width = 64
     public var activation = "relu"
     public var initialisation = "kaiming"
@@ -18,6 +19,7 @@ public struct RunConfig: Equatable, Sendable {
 
     public var cell = "lstm"
     public var embedding = 64
+    public var attention = true
 
     // data
     public var data = "teacher"
@@ -28,6 +30,7 @@ public struct RunConfig: Equatable, Sendable {
     public var inputs = 32
     public var classes = 10
     public var labelNoise = 0.0
+    public var successLoss = 0.0
 
     // training
     public var epochs = 3
@@ -88,24 +91,31 @@ extension RunConfig {
         Setting(key: "name", kind: .string(nil, \.name), help: "run name: runs/<name>/"),
         Setting(key: "runs_directory", kind: .string(nil, \.runsDirectory), help: "where run directories go"),
         Setting(key: "seed", kind: .int(0...Int(Int32.max), \.seed), help: "seed of data, initialisation and dropout"),
-        Setting(key: "model.kind", kind: .string(["mlp", "charlm"], \.model), help: "mlp (teacher data) or charlm (text data)"),
-        Setting(key: "model.layers", kind: .int(1...1000, \.layers), help: "hidden layers"),
+        Setting(key: "model.kind", kind: .string(["mlp", "charlm", "seq2seq", "sequence"], \.model),
+                help: "mlp (teacher data), charlm (text), seq2seq (pairs), sequence (adding, temporal-order, copy-memory)"),
+        Setting(key: "model.layers", kind: .int(0...1000, \.layers),
+                help: "hidden layers (mlp) or stacked recurrent layers, at most 4 (0: 8 for mlp, 1 otherwise)"),
         Setting(key: "model.width", kind: .int(1...100_000, \.width), help: "hidden width (charlm: recurrent hidden size)"),
-        Setting(key: "model.cell", kind: .string(["lstm", "gru", "rnn"], \.cell), help: "recurrent cell (charlm)"),
-        Setting(key: "model.embedding", kind: .int(1...100_000, \.embedding), help: "embedding size (charlm)"),
+        Setting(key: "model.cell", kind: .string(["lstm", "gru", "rnn"], \.cell), help: "recurrent cell (charlm, sequence)"),
+        Setting(key: "model.embedding", kind: .int(1...100_000, \.embedding), help: "embedding size (charlm, seq2seq)"),
+        Setting(key: "model.attention", kind: .bool(\.attention), help: "dot-product attention over the source (seq2seq)"),
         Setting(key: "model.activation", kind: .string(["relu", "tanh"], \.activation), help: "hidden activation"),
         Setting(key: "model.init", kind: .string(["default", "kaiming", "xavier", "normal"], \.initialisation),
                 help: "weight initialisation (default: PyTorch's)"),
         Setting(key: "model.batch_norm", kind: .bool(\.batchNorm), help: "BatchNorm1d after every hidden layer"),
-        Setting(key: "data.kind", kind: .string(["teacher", "text"], \.data),
-                help: "teacher: Gaussian inputs labelled by a random linear teacher; text: characters of data.path"),
-        Setting(key: "data.path", kind: .string(nil, \.dataPath), help: "UTF-8 text file (text; empty: the built-in corpus)"),
-        Setting(key: "data.sequence_length", kind: .int(2...100_000, \.sequenceLength), help: "characters per training window (text)"),
+        Setting(key: "data.kind", kind: .string(["teacher", "text", "pairs"] + LongDependencyTask.allCases.map(\.rawValue), \.data),
+                help: "teacher: Gaussian inputs labelled by a random linear teacher; text: characters of data.path; pairs: tab-separated translation pairs; adding, temporal-order, copy-memory: long-dependency tasks"),
+        Setting(key: "data.path", kind: .string(nil, \.dataPath),
+                help: "UTF-8 text (text) or tab-separated pairs (pairs); empty: the built-in corpus or number words → digits"),
+        Setting(key: "data.sequence_length", kind: .int(2...100_000, \.sequenceLength),
+                help: "characters per training window (text); T of a long-dependency task"),
         Setting(key: "data.train", kind: .int(1...10_000_000, \.trainSize), help: "training examples"),
         Setting(key: "data.validation", kind: .int(0...10_000_000, \.validationSize), help: "validation examples"),
         Setting(key: "data.inputs", kind: .int(1...100_000, \.inputs), help: "input dimensions"),
         Setting(key: "data.classes", kind: .int(2...100_000, \.classes), help: "classes"),
         Setting(key: "data.label_noise", kind: .double(0...1, \.labelNoise), help: "fraction of training labels replaced at random"),
+        Setting(key: "data.success_loss", kind: .double(0...1e6, \.successLoss),
+                help: "long-dependency task solved below this validation loss (0: a tenth of the memoryless baseline)"),
         Setting(key: "training.epochs", kind: .int(1...1_000_000, \.epochs), help: "epochs"),
         Setting(key: "training.batch_size", kind: .int(1...1_000_000, \.batchSize), help: "examples per micro-batch"),
         Setting(key: "training.accumulation", kind: .int(1...10_000, \.accumulation), help: "micro-batches per optimizer step"),
@@ -196,11 +206,23 @@ extension RunConfig {
         return c
     }
 
+    /// Hidden layers of the MLP, or stacked recurrent layers, with 0 resolved to the model's default.
+    public var layerCount: Int { layers > 0 ? layers : model == "mlp" ? 8 : 1 }
+
     /// Checks settings that depend on each other.
     public func validate(source: String) throws {
-        if (model == "charlm") != (data == "text") {
+        let needs: [String: [String]] = ["mlp": ["teacher"], "charlm": ["text"], "seq2seq": ["pairs"],
+                                         "sequence": LongDependencyTask.allCases.map(\.rawValue)]
+        if let allowed = needs[model], !allowed.contains(data) {
             throw ConfigError(source: source, line: nil, key: "model.kind",
-                              message: "'\(model)' needs data.kind \(model == "charlm" ? "text" : "teacher"), got '\(data)'")
+                              message: "'\(model)' needs data.kind \(allowed.joined(separator: ", ")), got '\(data)'")
+        }
+        if model != "mlp" && layers > 4 {
+            throw ConfigError(source: source, line: nil, key: "model.layers", message: "at most 4 recurrent layers, got \(layers)")
+        }
+        if let task = LongDependencyTask(rawValue: data), sequenceLength < (task == .copyMemory ? 11 : 4) {
+            throw ConfigError(source: source, line: nil, key: "data.sequence_length",
+                              message: "\(data) needs a sequence length of at least \(task == .copyMemory ? 11 : 4), got \(sequenceLength)")
         }
     }
 

@@ -33,38 +33,100 @@ struct Workload {
     let metrics: (Module, Batch) -> [String: Double]
     /// The text corpus of a character model (its vocabulary is saved in the run directory).
     let corpus: CharCorpus?
+    /// The vocabularies and lengths of a translation model (saved in the run directory).
+    let translation: TranslationSet?
 
-    /// Builds the run; a character model reads its text (or the built-in corpus) and, in an
-    /// existing run directory, keeps the vocabulary saved there.
+    /// Builds the run; a character or translation model reads its data (or the built-in
+    /// data) and, in an existing run directory, keeps the vocabulary saved there.
     init(_ c: RunConfig, runDirectory: String? = nil) throws {
         DefaultGenerator.seed(UInt64(c.seed))
-        if c.model == "charlm" {
-            let text = c.dataPath.isEmpty ? BuiltinCorpus.text : try CharCorpus.readText(path: c.dataPath)
-            var corpus = CharCorpus(text: text)
-            if let runDirectory, let saved = FileManager.default.contents(atPath: runDirectory + "/vocabulary.json"),
-               let chars = try? JSONDecoder().decode([String].self, from: saved) {
-                corpus = CharCorpus(text: text, vocabulary: chars.compactMap(\.first))
-            }
-            let (train, validation) = try corpus.datasets(length: c.sequenceLength, source: c.dataPath.isEmpty ? "built-in corpus" : c.dataPath)
-            self.corpus = corpus
-            self.train = train
-            self.validation = validation
-            let cell = SequenceModel.Cell(rawValue: c.cell) ?? .lstm
-            let lm = CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: c.embedding, hiddenSize: c.width,
-                                       layers: Swift.max(1, Swift.min(c.layers, 4)), cell: cell)
-            model = lm
-            loss = { m, b in (m as! CharLanguageModel).loss(b.inputs, b.targets) }
-            metrics = { m, b in
-                let l = Double((m as! CharLanguageModel).loss(b.inputs, b.targets).item)
-                return ["loss": l, "bits_per_char": l / Foundation.log(2.0)]
-            }
-            (optimizer, scheduler, policy, trainer) = Workload.training(c, params: lm.parameters(), trainSize: train.count)
-            return
+        switch c.model {
+        case "charlm": try self.init(charlm: c, runDirectory: runDirectory)
+        case "seq2seq": try self.init(seq2seq: c, runDirectory: runDirectory)
+        case "sequence": self.init(sequence: c)
+        default: self.init(mlp: c)
         }
-        corpus = nil
-        let (train, validation) = TeacherData.make(c)
-        self.train = train
-        self.validation = validation
+    }
+
+    private init(model: Module, data: (TensorDataset, TensorDataset?), config c: RunConfig, corpus: CharCorpus? = nil,
+                 translation: TranslationSet? = nil, loss: @escaping (Module, Batch) -> Tensor,
+                 metrics: @escaping (Module, Batch) -> [String: Double]) {
+        self.model = model
+        (train, validation) = data
+        self.corpus = corpus
+        self.translation = translation
+        self.loss = loss
+        self.metrics = metrics
+        (optimizer, scheduler, policy, trainer) = Workload.training(c, params: model.parameters(), trainSize: data.0.count)
+    }
+
+    private init(charlm c: RunConfig, runDirectory: String?) throws {
+        let text = c.dataPath.isEmpty ? BuiltinCorpus.text : try CharCorpus.readText(path: c.dataPath)
+        var corpus = CharCorpus(text: text)
+        if let saved: [String] = Workload.saved("vocabulary.json", in: runDirectory) {
+            corpus = CharCorpus(text: text, vocabulary: saved.compactMap(\.first))
+        }
+        let data = try corpus.datasets(length: c.sequenceLength, source: c.dataPath.isEmpty ? "built-in corpus" : c.dataPath)
+        let lm = CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: c.embedding, hiddenSize: c.width,
+                                   layers: c.layerCount, cell: SequenceModel.Cell(rawValue: c.cell) ?? .lstm)
+        self.init(model: lm, data: data, config: c, corpus: corpus, loss: { m, b in (m as! CharLanguageModel).loss(b.inputs, b.targets) },
+                  metrics: { m, b in
+                      let l = Double((m as! CharLanguageModel).loss(b.inputs, b.targets).item)
+                      return ["loss": l, "bits_per_char": l / Foundation.log(2.0)]
+                  })
+    }
+
+    private init(seq2seq c: RunConfig, runDirectory: String?) throws {
+        let trainPairs: [TranslationPair], validPairs: [TranslationPair]
+        if c.dataPath.isEmpty {
+            (trainPairs, validPairs) = NumberWordsTask.pairs(train: c.trainSize, validation: c.validationSize, seed: UInt64(c.seed))
+        } else {
+            var pairs = try TranslationPair.load(path: c.dataPath)
+            guard pairs.count >= 2 else { throw TranslationDataError.tooFewPairs(path: c.dataPath, pairs: pairs.count, needed: 2) }
+            var g = RandomGenerator(seed: UInt64(c.seed) &+ 11)
+            for i in stride(from: pairs.count - 1, to: 0, by: -1) { pairs.swapAt(i, Int(g.next() % UInt64(i + 1))) }
+            // Validation: data.validation pairs, at most a fifth of the file.
+            let v = Swift.max(1, Swift.min(c.validationSize, pairs.count / 5))
+            (trainPairs, validPairs) = (Array(pairs[v...]), Array(pairs[..<v]))
+        }
+        let set = Workload.saved("translation.json", in: runDirectory).map { (s: SavedTranslationSet) in s.set }
+            ?? TranslationSet(pairs: trainPairs + validPairs)
+        let model = Seq2SeqModel(sourceVocabularySize: set.source.count, targetVocabularySize: set.target.count, embeddingSize: c.embedding,
+                                 hiddenSize: c.width, layers: c.layerCount, attention: c.attention)
+        let loss: (Module, Batch) -> Tensor = { m, b in (m as! Seq2SeqModel).loss(source: b.inputs, target: b.targets) }
+        self.init(model: model, data: (set.dataset(trainPairs), set.dataset(validPairs)), config: c, translation: set, loss: loss,
+                  metrics: { m, b in
+                      let s2s = m as! Seq2SeqModel
+                      let decoded = s2s.greedyDecode(b.inputs, maxLength: set.targetLength - 1)
+                      let truth = b.targets.scalars, width = set.targetLength
+                      let exact = decoded.enumerated().filter { i, ids in
+                          ids + [TokenVocabulary.end] == truth[(i * width + 1)..<((i + 1) * width)].prefix(ids.count + 1).map { Int($0) }
+                      }.count
+                      return ["loss": Double(loss(m, b).item), "exact_match": Double(exact) / Double(decoded.count)]
+                  })
+    }
+
+    private init(sequence c: RunConfig) {
+        let task = LongDependencyTask(rawValue: c.data)!
+        let t = c.sequenceLength
+        let model = SequenceModel(cell: SequenceModel.Cell(rawValue: c.cell) ?? .lstm, inputSize: task.inputSize, hiddenSize: c.width,
+                                  outputSize: task.outputSize, layers: c.layerCount, perStep: task == .copyMemory,
+                                  forgetGateBias: c.cell == "lstm" ? 1 : nil)
+        let baseline = task.baseline(t)
+        let success = c.successLoss > 0 ? c.successLoss : 0.1 * baseline
+        self.init(model: model, data: (task.dataset(count: c.trainSize, t: t, seed: UInt64(c.seed) &+ 1),
+                                       c.validationSize > 0 ? task.dataset(count: c.validationSize, t: t, seed: UInt64(c.seed) &+ 2) : nil),
+                  config: c, loss: { m, b in task.loss((m as! SequenceModel)(b.inputs), b.targets) },
+                  metrics: { m, b in
+                      let out = (m as! SequenceModel)(b.inputs)
+                      let l = Double(task.loss(out, b.targets).item)
+                      var r = ["loss": l, "baseline": baseline, "loss_over_baseline": l / baseline, "solved": l < success ? 1 : 0]
+                      if let a = task.accuracy(out, b.targets) { r["accuracy"] = a }
+                      return r
+                  })
+    }
+
+    private init(mlp c: RunConfig) {
         let weightInit: Initializer? = {
             switch c.initialisation {
             case "kaiming": return .kaimingNormal(nonlinearity: c.activation == "tanh" ? .tanh : .relu)
@@ -75,22 +137,26 @@ struct Workload {
         }()
         var layers: [any UnaryLayer] = []
         var width = c.inputs
-        for _ in 0..<c.layers {
+        for _ in 0..<c.layerCount {
             layers.append(Linear(inputSize: width, outputSize: c.width, weightInit: weightInit))
             if c.batchNorm { layers.append(BatchNorm1d(numFeatures: c.width)) }
             layers.append(c.activation == "tanh" ? Tanh() as any UnaryLayer : ReLU())
             width = c.width
         }
         layers.append(Linear(inputSize: width, outputSize: c.classes, weightInit: weightInit))
-        let mlp = Sequential(layers)
-        model = mlp
-        loss = { m, b in crossEntropy((m as! Sequential)(b.inputs), b.targets) }
-        metrics = { m, b in
-            let logits = (m as! Sequential)(b.inputs)
-            return ["loss": Double(crossEntropy(logits, b.targets).item),
-                    "accuracy": Double(logits.argmax(axis: 1).eq(b.targets).mean().item)]
-        }
-        (optimizer, scheduler, policy, trainer) = Workload.training(c, params: mlp.parameters(), trainSize: train.count)
+        self.init(model: Sequential(layers), data: TeacherData.make(c), config: c,
+                  loss: { m, b in crossEntropy((m as! Sequential)(b.inputs), b.targets) },
+                  metrics: { m, b in
+                      let logits = (m as! Sequential)(b.inputs)
+                      return ["loss": Double(crossEntropy(logits, b.targets).item),
+                              "accuracy": Double(logits.argmax(axis: 1).eq(b.targets).mean().item)]
+                  })
+    }
+
+    /// A JSON file saved in the run directory, if any.
+    static func saved<T: Decodable>(_ name: String, in runDirectory: String?) -> T? {
+        guard let runDirectory, let data = FileManager.default.contents(atPath: runDirectory + "/" + name) else { return nil }
+        return try? JSONDecoder().decode(T.self, from: data)
     }
 
     /// Optimizer, schedule, guard policy and trainer settings of a run.
@@ -143,9 +209,34 @@ struct Workload {
             let chars = corpus.vocabulary.map { String($0) }
             try AtomicFile.write(try JSONEncoder().encode(chars), to: runDirectory + "/vocabulary.json")
         }
+        if let translation {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try AtomicFile.write(try encoder.encode(SavedTranslationSet(translation)), to: runDirectory + "/translation.json")
+        }
         let t = try Trainer(model: model, optimizer: optimizer, scheduler: scheduler, policy: policy, config: trainer,
                             runDirectory: runDirectory, loss: loss)
         t.evaluate = metrics
         return t
+    }
+}
+
+/// A translation model's vocabularies and lengths as saved in `translation.json`.
+struct SavedTranslationSet: Codable {
+    var source: [String]
+    var target: [String]
+    var sourceLength: Int
+    var targetLength: Int
+
+    init(_ s: TranslationSet) {
+        source = s.source.characters.map { String($0) }
+        target = s.target.characters.map { String($0) }
+        sourceLength = s.sourceLength
+        targetLength = s.targetLength
+    }
+
+    var set: TranslationSet {
+        TranslationSet(source: TokenVocabulary(characters: source.compactMap(\.first)), target: TokenVocabulary(characters: target.compactMap(\.first)),
+                       sourceLength: sourceLength, targetLength: targetLength)
     }
 }

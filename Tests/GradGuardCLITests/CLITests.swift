@@ -160,6 +160,47 @@ final class CLITests: TemporaryDirectoryTestCase {
         XCTAssertEqual(try run(["train", "--name", "c", "--set", "model.kind=charlm"]).code, 2)
     }
 
+    func testTranslationModelTrainsOnAPairsFileAndTranslates() throws {
+        let words = ["one", "two", "three", "four", "five", "six"]
+        let pairs = (0..<6).flatMap { i in (0..<6).map { j in "\(words[i]) \(words[j])\t\(i + 1)\(j + 1)" } }
+        try ("# word pairs\n" + pairs.joined(separator: "\n")).write(toFile: tmp + "/pairs.tsv", atomically: true, encoding: .utf8)
+        let settings = ["--set", "model.kind=seq2seq", "--set", "data.kind=pairs", "--set", "data.path=pairs.tsv", "--set", "model.width=32",
+                        "--set", "model.embedding=8", "--set", "training.epochs=2", "--set", "training.batch_size=8", "--set", "optimizer.kind=adam",
+                        "--set", "optimizer.lr=0.01"]
+        var r = try run(["train", "--name", "t", "--quiet"] + settings)
+        XCTAssertEqual(r.code, 0, r.err)
+        let saved = try String(contentsOfFile: tmp + "/runs/t/translation.json", encoding: .utf8)
+        XCTAssertTrue(saved.contains("\"sourceLength\" : 11"), saved)
+        XCTAssertTrue(try String(contentsOfFile: tmp + "/runs/t/metrics.jsonl", encoding: .utf8).contains("exact_match"))
+        r = try run(["translate", "t", "one two", "six five", "--beam", "2"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertEqual(r.out.split(separator: "\n").map { String($0.split(separator: "\t")[0]) }, ["one two", "six five"])
+        // A malformed line is named; a wrong kind of run is refused.
+        try "one\t1\ntwo 2\n".write(toFile: tmp + "/bad.tsv", atomically: true, encoding: .utf8)
+        r = try run(["train", "--name", "b", "--quiet"] + settings + ["--set", "data.path=bad.tsv"])
+        XCTAssertEqual(r.code, 3)
+        XCTAssertTrue(r.err.contains("bad.tsv:2: expected 'source<TAB>target', found 0 tabs"), r.err)
+        XCTAssertEqual(try run(["generate", "t"]).code, 2)
+    }
+
+    func testLongDependencyTaskRunReportsItsBaseline() throws {
+        let r = try run(["train", "--name", "add", "--quiet", "--set", "model.kind=sequence", "--set", "data.kind=adding", "--set", "data.sequence_length=10",
+                         "--set", "data.train=128", "--set", "data.validation=64", "--set", "model.width=8", "--set", "training.epochs=1"])
+        XCTAssertEqual(r.code, 0, r.err)
+        let metrics = try String(contentsOfFile: tmp + "/runs/add/metrics.jsonl", encoding: .utf8)
+        XCTAssertTrue(metrics.contains("\"baseline\":0.16666666666666666"), metrics)
+        XCTAssertTrue(metrics.contains("\"solved\""))
+        var c = RunConfig()
+        try c.apply(overrides: ["model.kind=sequence", "data.kind=copy-memory", "data.sequence_length=5"])
+        XCTAssertThrowsError(try c.validate(source: "f.yaml")) {
+            XCTAssertEqual("\($0)", "f.yaml: data.sequence_length: copy-memory needs a sequence length of at least 11, got 5")
+        }
+        c.data = "text"
+        XCTAssertThrowsError(try c.validate(source: "f.yaml")) {
+            XCTAssertEqual("\($0)", "f.yaml: model.kind: 'sequence' needs data.kind adding, temporal-order, copy-memory, got 'text'")
+        }
+    }
+
     func testJSONOutputIsOneObjectPerStep() throws {
         let r = try run(["train", "--name", "j", "--json", "--set", "data.train=256", "--set", "training.epochs=1", "--set", "model.layers=2"])
         XCTAssertEqual(r.code, 0, r.err)
