@@ -20,9 +20,13 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
 
         // MARK: C kernels (no unsafe flags: per-function target attributes only)
         .target(name: "CGradGuardKernels"),
+        // PNG and JPEG coding with errors returned, never a process exit (libjpeg's default).
+        .target(name: "CGradGuardImage", dependencies: ["CPNG", "CJPEG"]),
 
         // MARK: Library, bottom to top
         .target(name: "GradGuardTensor", dependencies: ["COpenBLAS", "CGradGuardKernels"]),
@@ -30,7 +34,8 @@ let package = Package(
         .target(name: "GradGuardOptim", dependencies: ["GradGuardTensor", "GradGuardNN"]),
         .target(name: "GradGuardHealth", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim"]),
         .target(name: "GradGuardTrain", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth"]),
-        .target(name: "GradGuardModels", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardTrain"]),
+        .target(name: "GradGuardModels", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardTrain",
+                                                         "CGradGuardImage", .product(name: "Yams", package: "Yams")]),
         .target(name: "GradGuard", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardTrain",
                                                   "GradGuardModels"]),
 

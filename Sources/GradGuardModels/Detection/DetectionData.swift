@@ -1,0 +1,233 @@
+import Foundation
+import GradGuardTensor
+import GradGuardTrain
+import Yams
+
+/// One box of a label file: the class and the centre, width and height normalised to the
+/// image (`class cx cy w h`, the Ultralytics YOLO format).
+public struct BoxLabel: Equatable, Sendable {
+    public var classIndex: Int
+    public var cx: Double, cy: Double, w: Double, h: Double
+    public init(classIndex: Int, cx: Double, cy: Double, w: Double, h: Double) {
+        self.classIndex = classIndex
+        (self.cx, self.cy, self.w, self.h) = (cx, cy, w, h)
+    }
+    /// `[x0, y0, x1, y1]`, normalised.
+    public var corners: [Double] { [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2] }
+}
+
+/// A problem found in a dataset: the file, the line when it is one, and what is wrong.
+public struct DataIssue: Equatable, Sendable, CustomStringConvertible {
+    public var file: String
+    public var line: Int?
+    public var message: String
+    public init(file: String, line: Int? = nil, message: String) {
+        self.file = file
+        self.line = line
+        self.message = message
+    }
+    public var description: String { line.map { "\(file):\($0): \(message)" } ?? "\(file): \(message)" }
+}
+
+/// What to do with bad label lines, label files without an image and unreadable images.
+public enum DataIssuePolicy: String, Sendable, CaseIterable {
+    /// Leave the bad line (or image) out and report it.
+    case skip
+    /// Stop with every problem found.
+    case fail
+}
+
+/// Why a detection dataset cannot be used.
+public enum DetectionDataError: Error, CustomStringConvertible, Equatable {
+    case config(path: String, line: Int?, message: String)
+    case invalid([DataIssue])
+    case noImages(path: String)
+
+    public var description: String {
+        switch self {
+        case let .config(p, l, m): return l.map { "\(p):\($0): \(m)" } ?? "\(p): \(m)"
+        case let .invalid(issues):
+            let shown = issues.prefix(20).map { "  \($0)" }.joined(separator: "\n")
+            return "\(issues.count) problem\(issues.count == 1 ? "" : "s") in the dataset:\n\(shown)\(issues.count > 20 ? "\n  …" : "")"
+        case let .noImages(p): return "\(p): no PNG or JPEG images found"
+        }
+    }
+}
+
+/// A dataset's `data.yaml` in the Ultralytics layout: `path` (the root, relative to the
+/// file), `train` and `val` (image directories or lists of image paths, relative to the
+/// root) and `names` (a list, or a mapping from class index to name).
+public struct DetectionDataConfig: Equatable, Sendable {
+    public var file: String
+    public var root: String
+    public var train: String
+    public var val: String
+    public var names: [String]
+
+    public static func load(path: String) throws -> DetectionDataConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DetectionDataError.config(path: path, line: nil,
+                                            message: FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file")
+        }
+        let node: Node?
+        do { node = try Yams.compose(yaml: String(decoding: data, as: UTF8.self)) } catch {
+            throw DetectionDataError.config(path: path, line: nil, message: "not valid YAML: \(error)")
+        }
+        guard case .mapping(let map)? = node else {
+            throw DetectionDataError.config(path: path, line: node?.mark?.line, message: "expected a mapping with path, train, val and names")
+        }
+        func scalar(_ key: String, required: Bool = true) throws -> String? {
+            guard let v = map[Node(key)] else {
+                if required { throw DetectionDataError.config(path: path, line: nil, message: "missing key '\(key)'") }
+                return nil
+            }
+            guard case .scalar(let s) = v else {
+                throw DetectionDataError.config(path: path, line: v.mark?.line, message: "\(key): expected a path, got a \(v.mapping != nil ? "mapping" : "list")")
+            }
+            return s.string
+        }
+        let base = (path as NSString).deletingLastPathComponent
+        var root = try scalar("path", required: false) ?? ""
+        while root.hasPrefix("./") { root.removeFirst(2) }
+        if root == "." { root = "" }
+        if !root.hasPrefix("/") { root = base.isEmpty ? (root.isEmpty ? "." : root) : (root.isEmpty ? base : base + "/" + root) }
+        let train = try scalar("train")!, val = try scalar("val")!
+        guard let namesNode = map[Node("names")] else { throw DetectionDataError.config(path: path, line: nil, message: "missing key 'names'") }
+        var names: [String]
+        switch namesNode {
+        case .sequence(let seq): names = seq.map { $0.string ?? "" }
+        case .mapping(let m):
+            var byIndex: [Int: String] = [:]
+            for (k, v) in m {
+                guard let i = k.int, i >= 0 else {
+                    throw DetectionDataError.config(path: path, line: k.mark?.line, message: "names: expected class indices 0, 1, …, got '\(k.string ?? "?")'")
+                }
+                byIndex[i] = v.string ?? ""
+            }
+            guard byIndex.keys.sorted() == Array(0..<byIndex.count) else {
+                throw DetectionDataError.config(path: path, line: namesNode.mark?.line, message: "names: class indices must run 0 … \(byIndex.count - 1) without gaps")
+            }
+            names = (0..<byIndex.count).map { byIndex[$0]! }
+        default:
+            throw DetectionDataError.config(path: path, line: namesNode.mark?.line, message: "names: expected a list or a mapping of class names")
+        }
+        guard !names.isEmpty else { throw DetectionDataError.config(path: path, line: namesNode.mark?.line, message: "names: no classes") }
+        if let nc = map[Node("nc")]?.int, nc != names.count {
+            throw DetectionDataError.config(path: path, line: map[Node("nc")]?.mark?.line, message: "nc is \(nc) but names lists \(names.count) classes")
+        }
+        return DetectionDataConfig(file: path, root: root, train: train, val: val, names: names)
+    }
+}
+
+/// One image with its boxes, decoded.
+public struct DetectionSample: Sendable {
+    public var imagePath: String
+    public var image: RGBImage
+    public var boxes: [BoxLabel]
+    public init(imagePath: String, image: RGBImage, boxes: [BoxLabel]) {
+        self.imagePath = imagePath
+        self.image = image
+        self.boxes = boxes
+    }
+}
+
+/// The images and labels of one split, read and checked.
+public struct DetectionSplit: Sendable {
+    public var samples: [DetectionSample]
+    /// Problems found and passed over (with `.skip`).
+    public var issues: [DataIssue]
+    public var names: [String]
+
+    static let imageExtensions: Set<String> = ["png", "jpg", "jpeg"]
+
+    /// The label file of an image: the last `/images/` component becomes `/labels/` and the
+    /// extension `.txt` (Ultralytics' rule).
+    public static func labelPath(forImage path: String) -> String {
+        var parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        if let i = parts.lastIndex(of: "images") { parts[i] = "labels" }
+        let joined = parts.joined(separator: "/")
+        return (joined as NSString).deletingPathExtension + ".txt"
+    }
+
+    /// Reads split `split` ("train" or "val") of `config`.
+    public static func load(_ config: DetectionDataConfig, split: String, policy: DataIssuePolicy = .skip) throws -> DetectionSplit {
+        let entry = split == "train" ? config.train : config.val
+        let location = entry.hasPrefix("/") ? entry : config.root + "/" + entry
+        let fm = FileManager.default
+        var imagePaths: [String] = []
+        var issues: [DataIssue] = []
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: location, isDirectory: &isDirectory) else {
+            throw DetectionDataError.config(path: config.file, line: nil, message: "\(split): \(location) does not exist")
+        }
+        if isDirectory.boolValue {
+            let files = (try? fm.contentsOfDirectory(atPath: location)) ?? []
+            imagePaths = files.filter { imageExtensions.contains(($0 as NSString).pathExtension.lowercased()) }.sorted().map { location + "/" + $0 }
+            // A label file whose image is missing.
+            let labelDirectory = labelPath(forImage: location + "/x.png").dropLast("/x.txt".count)
+            let stems = Set(imagePaths.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension })
+            for f in ((try? fm.contentsOfDirectory(atPath: String(labelDirectory))) ?? []).sorted() where f.hasSuffix(".txt") {
+                if !stems.contains((f as NSString).deletingPathExtension) {
+                    issues.append(DataIssue(file: labelDirectory + "/" + f, message: "no image for this label file in \(location)"))
+                }
+            }
+        } else {
+            // A text file listing image paths, relative to the dataset root.
+            let text = (try? String(contentsOfFile: location, encoding: .utf8)) ?? ""
+            for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let p = line.trimmingCharacters(in: .whitespaces)
+                if p.isEmpty { continue }
+                let full = p.hasPrefix("/") ? p : config.root + "/" + (p.hasPrefix("./") ? String(p.dropFirst(2)) : p)
+                if fm.fileExists(atPath: full) { imagePaths.append(full) } else {
+                    issues.append(DataIssue(file: location, line: i + 1, message: "image \(full) does not exist"))
+                }
+            }
+        }
+        var samples: [DetectionSample] = []
+        for path in imagePaths {
+            let image: RGBImage
+            do { image = try RGBImage.read(path: path) } catch {
+                issues.append(DataIssue(file: path, message: "\(error)".replacingOccurrences(of: path + ": ", with: "")))
+                continue
+            }
+            let labels = labelPath(forImage: path)
+            var boxes: [BoxLabel] = []
+            if let text = try? String(contentsOfFile: labels, encoding: .utf8) {
+                boxes = parseLabels(text, file: labels, classes: config.names.count, issues: &issues)
+            }   // no label file: an image without objects (a background image)
+            samples.append(DetectionSample(imagePath: path, image: image, boxes: boxes))
+        }
+        if policy == .fail && !issues.isEmpty { throw DetectionDataError.invalid(issues) }
+        guard !samples.isEmpty else { throw DetectionDataError.noImages(path: location) }
+        return DetectionSplit(samples: samples, issues: issues, names: config.names)
+    }
+
+    /// Parses a label file's lines; every bad line becomes an issue and is left out.
+    public static func parseLabels(_ text: String, file: String, classes: Int, issues: inout [DataIssue]) -> [BoxLabel] {
+        var boxes: [BoxLabel] = []
+        for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            let fields = raw.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            if fields.isEmpty { continue }
+            func issue(_ m: String) { issues.append(DataIssue(file: file, line: i + 1, message: m)) }
+            guard fields.count == 5 else { issue("expected 5 values 'class cx cy w h', found \(fields.count)"); continue }
+            let values = fields.map { Double($0) }
+            if let bad = values.firstIndex(where: { $0 == nil || !$0!.isFinite }) { issue("'\(fields[bad])' is not a number"); continue }
+            let v = values.map { $0! }
+            guard v[0] == v[0].rounded() else { issue("class '\(fields[0])' is not an integer"); continue }
+            guard v[0] >= 0, Int(v[0]) < classes else {
+                issue("class \(fields[0]) is out of range: data.yaml names \(classes) class\(classes == 1 ? "" : "es") (0 … \(classes - 1))"); continue
+            }
+            guard v[3] > 0, v[4] > 0 else { issue("width and height must be positive, got \(fields[3]) and \(fields[4])"); continue }
+            let tolerance = 1e-6
+            let x0 = v[1] - v[3] / 2, x1 = v[1] + v[3] / 2, y0 = v[2] - v[4] / 2, y1 = v[2] + v[4] / 2
+            guard x0 >= -tolerance, y0 >= -tolerance, x1 <= 1 + tolerance, y1 <= 1 + tolerance else {
+                issue(String(format: "box outside the image: x from %.4g to %.4g, y from %.4g to %.4g (normalised coordinates lie in 0 … 1)", x0, x1, y0, y1))
+                continue
+            }
+            let box = BoxLabel(classIndex: Int(v[0]), cx: v[1], cy: v[2], w: v[3], h: v[4])
+            if boxes.contains(box) { issue("duplicate of an earlier line"); continue }
+            boxes.append(box)
+        }
+        return boxes
+    }
+}

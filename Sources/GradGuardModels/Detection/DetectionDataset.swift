@@ -1,0 +1,131 @@
+import Foundation
+import GradGuardTensor
+import GradGuardTrain
+
+/// Augmentations of Ultralytics' defaults (hyp.scratch-low): HSV gains 1 ± (0.015, 0.7,
+/// 0.4), left-right flip with probability 0.5, scale 1 ± 0.5 and translation ± 0.1 of the
+/// image side.
+public struct Augmentation: Sendable, Equatable {
+    public var hue = 0.015, saturation = 0.7, value = 0.4
+    public var flip = 0.5
+    public var scale = 0.5, translate = 0.1
+    public init() {}
+    /// No augmentation (validation, detection).
+    public static let none: Augmentation = {
+        var a = Augmentation()
+        (a.hue, a.saturation, a.value, a.flip, a.scale, a.translate) = (0, 0, 0, 0, 0, 0)
+        return a
+    }()
+}
+
+/// A detection split as a `Dataset`: each example is the image letterboxed to `size`×`size`
+/// and augmented, its boxes mapped the same way. Batches are `[B, 3, S, S]` images and
+/// `[B, M, 5]` targets (class, cx, cy, w, h in input pixels; class −1 pads to the most
+/// boxes of any image, M).
+///
+/// The random draws of an example depend on the seed, the example and how many times it
+/// has been drawn, so a run repeats exactly (a resumed run restarts the counts).
+public final class DetectionDataset: Dataset, @unchecked Sendable {   // the counts are guarded by a lock
+    public let samples: [DetectionSample]
+    public let size: Int
+    public let augmentation: Augmentation
+    public let seed: UInt64
+    public let maxBoxes: Int
+    private var draws: [Int]
+    private let lock = NSLock()
+
+    public init(_ samples: [DetectionSample], size: Int, augmentation: Augmentation = .none, seed: UInt64 = 0) {
+        self.samples = samples
+        self.size = size
+        self.augmentation = augmentation
+        self.seed = seed
+        maxBoxes = Swift.max(1, samples.map(\.boxes.count).max() ?? 1)
+        draws = [Int](repeating: 0, count: samples.count)
+    }
+
+    public var count: Int { samples.count }
+
+    /// Example `index` as the model sees it: the image and its boxes in input pixels.
+    public func example(_ index: Int, draw: Int) -> (image: RGBImage, boxes: [Box]) {
+        let s = samples[index]
+        let a = augmentation
+        var g = RandomGenerator(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index) &* 0xBF58_476D_1CE4_E5B9 &+ UInt64(draw))
+        func uniform(_ lo: Double, _ hi: Double) -> Double { lo + (hi - lo) * g.nextUniform() }
+        let fit = Swift.min(Double(size) / Double(s.image.width), Double(size) / Double(s.image.height))
+        let scale = fit * (a.scale > 0 ? uniform(1 - a.scale, 1 + a.scale) : 1)
+        let w = Double(s.image.width) * scale, h = Double(s.image.height) * scale
+        let ox = ((Double(size) - w) / 2 + (a.translate > 0 ? uniform(-a.translate, a.translate) * Double(size) : 0)).rounded(.down)
+        let oy = ((Double(size) - h) / 2 + (a.translate > 0 ? uniform(-a.translate, a.translate) * Double(size) : 0)).rounded(.down)
+        var image = s.image.resampled(size: size, scale: scale, offsetX: ox, offsetY: oy)
+        let flip = a.flip > 0 && g.nextUniform() < a.flip
+        if flip { image = image.flippedHorizontally() }
+        if a.hue > 0 || a.saturation > 0 || a.value > 0 {
+            image = image.hsvAdjusted(hue: uniform(1 - a.hue, 1 + a.hue), saturation: uniform(1 - a.saturation, 1 + a.saturation),
+                                      value: uniform(1 - a.value, 1 + a.value))
+        }
+        var boxes: [Box] = []
+        let side = Double(size)
+        for b in s.boxes {
+            var x0 = (b.cx - b.w / 2) * Double(s.image.width) * scale + ox, x1 = (b.cx + b.w / 2) * Double(s.image.width) * scale + ox
+            let y0 = (b.cy - b.h / 2) * Double(s.image.height) * scale + oy, y1 = (b.cy + b.h / 2) * Double(s.image.height) * scale + oy
+            if flip { (x0, x1) = (side - x1, side - x0) }
+            let c = Box(x0: Swift.max(0, x0), y0: Swift.max(0, y0), x1: Swift.min(side, x1), y1: Swift.min(side, y1), classIndex: b.classIndex)
+            // Ultralytics' box_candidates: at least 2 pixels a side and 10 % of the area kept.
+            let kept = (c.x1 - c.x0) * (c.y1 - c.y0), before = (x1 - x0) * (y1 - y0)
+            if c.x1 - c.x0 >= 2, c.y1 - c.y0 >= 2, kept >= 0.1 * before { boxes.append(c) }
+        }
+        return (image, boxes)
+    }
+
+    public func batch(_ indices: [Int]) throws -> Batch {
+        let plane = 3 * size * size
+        var images = [Float](repeating: 0, count: indices.count * plane)
+        var targets = [Float](repeating: -1, count: indices.count * maxBoxes * 5)
+        for (i, index) in indices.enumerated() {
+            let draw: Int = lock.withLock {
+                defer { draws[index] += 1 }
+                return draws[index]
+            }
+            let (image, boxes) = example(index, draw: augmentation == .none ? 0 : draw)
+            let pixels = image.pixels
+            for p in 0..<(size * size) {
+                for k in 0..<3 { images[i * plane + k * size * size + p] = Float(pixels[p * 3 + k]) / 255 }
+            }
+            for (j, b) in boxes.prefix(maxBoxes).enumerated() {
+                let o = (i * maxBoxes + j) * 5
+                targets[o] = Float(b.classIndex)
+                targets[o + 1] = Float((b.x0 + b.x1) / 2)
+                targets[o + 2] = Float((b.y0 + b.y1) / 2)
+                targets[o + 3] = Float(b.x1 - b.x0)
+                targets[o + 4] = Float(b.y1 - b.y0)
+            }
+        }
+        return Batch(inputs: Tensor(shape: [indices.count, 3, size, size], scalars: images),
+                     targets: Tensor(shape: [indices.count, maxBoxes, 5], scalars: targets), indices: indices)
+    }
+
+    /// The ground-truth boxes of a batch's targets, per image.
+    public static func truths(_ targets: Tensor) -> [[Box]] {
+        let t = targets.scalars, n = targets.shape[0], m = targets.shape[1]
+        return (0..<n).map { i in
+            (0..<m).compactMap { j in
+                let o = (i * m + j) * 5
+                guard t[o] >= 0 else { return nil }
+                let (cx, cy, w, h) = (Double(t[o + 1]), Double(t[o + 2]), Double(t[o + 3]), Double(t[o + 4]))
+                return Box(x0: cx - w / 2, y0: cy - h / 2, x1: cx + w / 2, y1: cy + h / 2, classIndex: Int(t[o]))
+            }
+        }
+    }
+
+    /// mAP@0.5 and mAP@0.5:0.95 of `model` on this dataset (its images letterboxed, not augmented).
+    public func evaluate(_ model: YOLODetector, batchSize: Int = 32) throws -> (map50: Double, map50to95: Double) {
+        var predictions: [[Box]] = [], truths: [[Box]] = []
+        for start in stride(from: 0, to: count, by: batchSize) {
+            let b = try batch(Array(start..<Swift.min(count, start + batchSize)))
+            predictions += model.detect(b.inputs)
+            truths += Self.truths(b.targets)
+        }
+        let r = DetectionMetrics.meanAveragePrecision(predictions: predictions, truths: truths, classes: model.classes)
+        return (r.map50, r.map50to95)
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import GradGuardTensor
+
+/// A synthetic detection dataset in the Ultralytics layout: circles, squares and triangles
+/// of several colours and sizes on noisy backgrounds, deterministic by seed.
+public enum ShapesDataset {
+    public static let names = ["circle", "square", "triangle"]
+    static let palette: [(UInt8, UInt8, UInt8)] = [(230, 40, 40), (40, 200, 60), (50, 80, 235), (240, 220, 40), (220, 60, 220), (40, 210, 220)]
+
+    public struct Options: Sendable {
+        public var train = 64
+        public var val = 16
+        public var size = 128
+        public var seed: UInt64 = 0
+        /// Objects per image: 1 … maxObjects.
+        public var maxObjects = 4
+        /// Largest IoU allowed between two objects of an image (0: none touch).
+        public var maxOverlap = 0.1
+        /// Object sides as fractions of the image side.
+        public var minSide = 0.12, maxSide = 0.4
+        /// Write JPEG (quality 95) instead of PNG.
+        public var jpeg = false
+        public init() {}
+    }
+
+    /// One image and its labels.
+    public static func sample(size: Int, generator g: inout RandomGenerator, maxObjects: Int, maxOverlap: Double,
+                              minSide: Double, maxSide: Double) -> (RGBImage, [BoxLabel]) {
+        func uniform(_ a: Double, _ b: Double) -> Double { a + (b - a) * g.nextUniform() }
+        let base = (0..<3).map { _ in uniform(20, 120) }
+        var pixels = [UInt8](repeating: 0, count: size * size * 3)
+        for i in 0..<(size * size) {
+            for k in 0..<3 { pixels[i * 3 + k] = UInt8(Swift.max(0, Swift.min(255, base[k] + uniform(-25, 25)))) }
+        }
+        var image = RGBImage(width: size, height: size, pixels: pixels)
+        var boxes: [BoxLabel] = []
+        let count = 1 + Int(g.next() % UInt64(Swift.max(1, maxObjects)))
+        for _ in 0..<count {
+            for _ in 0..<30 {
+                let side = uniform(minSide, maxSide) * Double(size)
+                let aspect = uniform(0.8, 1.25)
+                let w = (side * aspect).rounded(), h = (side / aspect).rounded()
+                let x0 = uniform(0, Double(size) - w).rounded(.down), y0 = uniform(0, Double(size) - h).rounded(.down)
+                let box = BoxLabel(classIndex: Int(g.next() % 3), cx: (x0 + w / 2) / Double(size), cy: (y0 + h / 2) / Double(size),
+                                   w: w / Double(size), h: h / Double(size))
+                if boxes.contains(where: { DetectionMetrics.iou($0.corners, box.corners) > maxOverlap }) { continue }
+                let color = palette[Int(g.next() % UInt64(palette.count))]
+                let (ix0, iy0, ix1, iy1) = (Int(x0), Int(y0), Int(x0 + w), Int(y0 + h))
+                switch box.classIndex {
+                case 0:
+                    let cx = x0 + w / 2, cy = y0 + h / 2
+                    image.fill(x0: ix0, y0: iy0, x1: ix1, y1: iy1, color: color) { x, y in
+                        let dx = (x - cx) / (w / 2), dy = (y - cy) / (h / 2)
+                        return dx * dx + dy * dy <= 1
+                    }
+                case 1:
+                    image.fill(x0: ix0, y0: iy0, x1: ix1, y1: iy1, color: color)
+                default:
+                    // Apex at the top centre, base along the bottom edge.
+                    image.fill(x0: ix0, y0: iy0, x1: ix1, y1: iy1, color: color) { x, y in
+                        let t = (y - y0) / h
+                        return Swift.abs(x - (x0 + w / 2)) <= t * w / 2
+                    }
+                }
+                boxes.append(box)
+                break
+            }
+        }
+        return (image, boxes)
+    }
+
+    /// Writes `data.yaml`, `images/{train,val}` and `labels/{train,val}` under `directory`.
+    /// Returns the path of `data.yaml`.
+    @discardableResult
+    public static func write(to directory: String, options o: Options = Options()) throws -> String {
+        let fm = FileManager.default
+        var g = RandomGenerator(seed: o.seed)
+        for (split, n) in [("train", o.train), ("val", o.val)] {
+            let images = directory + "/images/" + split, labels = directory + "/labels/" + split
+            for d in [images, labels] {
+                do { try fm.createDirectory(atPath: d, withIntermediateDirectories: true) } catch {
+                    throw ImageError.cannotWrite(path: d, reason: error.localizedDescription)
+                }
+            }
+            for i in 0..<n {
+                let (image, boxes) = sample(size: o.size, generator: &g, maxObjects: o.maxObjects, maxOverlap: o.maxOverlap,
+                                            minSide: o.minSide, maxSide: o.maxSide)
+                let stem = String(format: "%@_%05d", split, i)
+                try image.write(path: images + "/" + stem + (o.jpeg ? ".jpg" : ".png"), jpegQuality: 95)
+                let text = boxes.map { String(format: "%d %.6f %.6f %.6f %.6f", $0.classIndex, $0.cx, $0.cy, $0.w, $0.h) }.joined(separator: "\n")
+                do { try (text + "\n").write(toFile: labels + "/" + stem + ".txt", atomically: true, encoding: .utf8) } catch {
+                    throw ImageError.cannotWrite(path: labels + "/" + stem + ".txt", reason: error.localizedDescription)
+                }
+            }
+        }
+        let yaml = """
+            # Synthetic shapes (gradguard data shapes, seed \(o.seed)): \(o.train) training and \(o.val) validation images of \(o.size)×\(o.size)
+            path: .
+            train: images/train
+            val: images/val
+            names:
+            \(names.enumerated().map { "  \($0.offset): \($0.element)" }.joined(separator: "\n"))
+
+            """
+        let path = directory + "/data.yaml"
+        do { try yaml.write(toFile: path, atomically: true, encoding: .utf8) } catch {
+            throw ImageError.cannotWrite(path: path, reason: error.localizedDescription)
+        }
+        return path
+    }
+}
