@@ -10,7 +10,7 @@ public struct GradGuardCommand: ParsableCommand {
         commandName: "gradguard",
         abstract: "Train neural networks with a guard against exploding and vanishing gradients.",
         discussion: "Exit codes: 0 ok, 1 training diverged, 2 usage or configuration error, 3 missing file or run, 4 no loadable checkpoint.",
-        subcommands: [Train.self, Resume.self, Eval.self, Report.self, Diagnose.self, Inspect.self, Compare.self, Demo.self, Generate.self, Translate.self])
+        subcommands: [Train.self, Resume.self, Eval.self, Report.self, Diagnose.self, Inspect.self, Compare.self, Demo.self, Generate.self, Translate.self, DataCommand.self, Detect.self])
 
     public init() {}
 }

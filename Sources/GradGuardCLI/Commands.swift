@@ -194,6 +194,8 @@ struct Compare: ParsableCommand {
 func workload(_ c: RunConfig, runDirectory: String?) throws -> Workload {
     do { return try Workload(c, runDirectory: runDirectory) } catch let e as CorpusError { throw fail(e.description, code: Exit.missing) }
     catch let e as TranslationDataError { throw fail(e.description, code: Exit.missing) }
+    catch let e as DetectionDataError { throw fail(e.description, code: Exit.missing) }
+    catch let e as ImageError { throw fail(e.description, code: Exit.missing) }
 }
 
 /// A finished run's configuration and workload with the newest checkpoint's weights loaded;

@@ -88,6 +88,14 @@ func runTraining(_ trainer: Trainer, workload: Workload, config: RunConfig, dire
     trainer.callbacks.onEvaluation = { e in
         progress.message("eval at step \(e.step): " + e.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.4f", $0.value))" }.joined(separator: ", "))
     }
+    if !workload.dataIssues.isEmpty {
+        // Problems passed over (data.on_error skip) are listed in full in the run directory.
+        let lines = workload.dataIssues.map(\.description)
+        try AtomicFile.write(Data((lines.joined(separator: "\n") + "\n").utf8), to: directory + "/data_issues.txt")
+        let shown = lines.prefix(10).map { "  \($0)\n" }.joined()
+        FileHandle.standardError.write(Data(("gradguard: \(lines.count) data problem\(lines.count == 1 ? "" : "s") skipped (all in \(directory)/data_issues.txt):\n"
+            + shown + (lines.count > 10 ? "  …\n" : "")).utf8))
+    }
     do {
         let result = try trainer.fit(train: workload.train, validation: workload.validation)
         progress.finish()

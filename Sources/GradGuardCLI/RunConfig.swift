@@ -12,7 +12,7 @@ public struct RunConfig: Equatable, Sendable {
     // model
     public var model = "mlp"
     public var layers = 0
-    public var width = 64
+    public var width = 0
     public var activation = "relu"
     public var initialisation = "kaiming"
     public var batchNorm = false
@@ -31,6 +31,9 @@ public struct RunConfig: Equatable, Sendable {
     public var classes = 10
     public var labelNoise = 0.0
     public var successLoss = 0.0
+    public var imageSize = 128
+    public var augment = true
+    public var onError = "skip"
 
     // training
     public var epochs = 3
@@ -91,11 +94,12 @@ extension RunConfig {
         Setting(key: "name", kind: .string(nil, \.name), help: "run name: runs/<name>/"),
         Setting(key: "runs_directory", kind: .string(nil, \.runsDirectory), help: "where run directories go"),
         Setting(key: "seed", kind: .int(0...Int(Int32.max), \.seed), help: "seed of data, initialisation and dropout"),
-        Setting(key: "model.kind", kind: .string(["mlp", "charlm", "seq2seq", "sequence"], \.model),
-                help: "mlp (teacher data), charlm (text), seq2seq (pairs), sequence (adding, temporal-order, copy-memory)"),
+        Setting(key: "model.kind", kind: .string(["mlp", "charlm", "seq2seq", "sequence", "detector"], \.model),
+                help: "mlp (teacher data), charlm (text), seq2seq (pairs), sequence (adding, temporal-order, copy-memory), detector (yolo)"),
         Setting(key: "model.layers", kind: .int(0...1000, \.layers),
                 help: "hidden layers (mlp) or stacked recurrent layers, at most 4 (0: 8 for mlp, 1 otherwise)"),
-        Setting(key: "model.width", kind: .int(1...100_000, \.width), help: "hidden width (charlm: recurrent hidden size)"),
+        Setting(key: "model.width", kind: .int(0...100_000, \.width),
+                help: "hidden width, recurrent hidden size, or a detector's first-layer channels (0: 16 for detector, 64 otherwise)"),
         Setting(key: "model.cell", kind: .string(["lstm", "gru", "rnn"], \.cell), help: "recurrent cell (charlm, sequence)"),
         Setting(key: "model.embedding", kind: .int(1...100_000, \.embedding), help: "embedding size (charlm, seq2seq)"),
         Setting(key: "model.attention", kind: .bool(\.attention), help: "dot-product attention over the source (seq2seq)"),
@@ -103,10 +107,10 @@ extension RunConfig {
         Setting(key: "model.init", kind: .string(["default", "kaiming", "xavier", "normal"], \.initialisation),
                 help: "weight initialisation (default: PyTorch's)"),
         Setting(key: "model.batch_norm", kind: .bool(\.batchNorm), help: "BatchNorm1d after every hidden layer"),
-        Setting(key: "data.kind", kind: .string(["teacher", "text", "pairs"] + LongDependencyTask.allCases.map(\.rawValue), \.data),
-                help: "teacher: Gaussian inputs labelled by a random linear teacher; text: characters of data.path; pairs: tab-separated translation pairs; adding, temporal-order, copy-memory: long-dependency tasks"),
+        Setting(key: "data.kind", kind: .string(["teacher", "text", "pairs", "yolo"] + LongDependencyTask.allCases.map(\.rawValue), \.data),
+                help: "teacher: Gaussian inputs labelled by a random linear teacher; text: characters of data.path; pairs: tab-separated translation pairs; yolo: a data.yaml dataset; adding, temporal-order, copy-memory: long-dependency tasks"),
         Setting(key: "data.path", kind: .string(nil, \.dataPath),
-                help: "UTF-8 text (text) or tab-separated pairs (pairs); empty: the built-in corpus or number words → digits"),
+                help: "UTF-8 text (text), tab-separated pairs (pairs) or data.yaml (yolo); empty: the built-in corpus, number words → digits, or generated shapes"),
         Setting(key: "data.sequence_length", kind: .int(2...100_000, \.sequenceLength),
                 help: "characters per training window (text); T of a long-dependency task"),
         Setting(key: "data.train", kind: .int(1...10_000_000, \.trainSize), help: "training examples"),
@@ -114,6 +118,10 @@ extension RunConfig {
         Setting(key: "data.inputs", kind: .int(1...100_000, \.inputs), help: "input dimensions"),
         Setting(key: "data.classes", kind: .int(2...100_000, \.classes), help: "classes"),
         Setting(key: "data.label_noise", kind: .double(0...1, \.labelNoise), help: "fraction of training labels replaced at random"),
+        Setting(key: "data.image_size", kind: .int(32...4096, \.imageSize), help: "detector input side in pixels (a multiple of 16)"),
+        Setting(key: "data.augment", kind: .bool(\.augment), help: "detector training augmentations (scale/translate, flip, HSV)"),
+        Setting(key: "data.on_error", kind: .string(DataIssuePolicy.allCases.map(\.rawValue), \.onError),
+                help: "bad label lines, orphan labels, unreadable images: skip (reported) or fail"),
         Setting(key: "data.success_loss", kind: .double(0...1e6, \.successLoss),
                 help: "long-dependency task solved below this validation loss (0: a tenth of the memoryless baseline)"),
         Setting(key: "training.epochs", kind: .int(1...1_000_000, \.epochs), help: "epochs"),
@@ -128,8 +136,8 @@ extension RunConfig {
         Setting(key: "optimizer.lr", kind: .double(1e-12...100, \.lr), help: "learning rate"),
         Setting(key: "optimizer.momentum", kind: .double(0...0.9999, \.momentum), help: "momentum (SGD, RMSprop)"),
         Setting(key: "optimizer.weight_decay", kind: .double(0...1, \.weightDecay), help: "weight decay"),
-        Setting(key: "schedule.kind", kind: .string(["constant", "cosine", "warmup-cosine"], \.schedule), help: "learning-rate schedule"),
-        Setting(key: "schedule.warmup_steps", kind: .int(0...Int(Int32.max), \.warmupSteps), help: "linear warm-up steps (warmup-cosine)"),
+        Setting(key: "schedule.kind", kind: .string(["constant", "cosine", "warmup", "warmup-cosine"], \.schedule), help: "learning-rate schedule"),
+        Setting(key: "schedule.warmup_steps", kind: .int(0...Int(Int32.max), \.warmupSteps), help: "linear warm-up steps (warmup, warmup-cosine)"),
         Setting(key: "guard.clipper", kind: .string(["none", "global-norm", "value", "zclip", "autoclip", "agc", "per-module"], \.clipper),
                 help: "gradient clipper"),
         Setting(key: "guard.max_norm", kind: .double(1e-12...1e12, \.maxNorm),
@@ -206,12 +214,15 @@ extension RunConfig {
         return c
     }
 
+    /// The width with 0 resolved to the model's default.
+    public var widthValue: Int { width > 0 ? width : model == "detector" ? 16 : 64 }
+
     /// Hidden layers of the MLP, or stacked recurrent layers, with 0 resolved to the model's default.
     public var layerCount: Int { layers > 0 ? layers : model == "mlp" ? 8 : 1 }
 
     /// Checks settings that depend on each other.
     public func validate(source: String) throws {
-        let needs: [String: [String]] = ["mlp": ["teacher"], "charlm": ["text"], "seq2seq": ["pairs"],
+        let needs: [String: [String]] = ["mlp": ["teacher"], "charlm": ["text"], "seq2seq": ["pairs"], "detector": ["yolo"],
                                          "sequence": LongDependencyTask.allCases.map(\.rawValue)]
         if let allowed = needs[model], !allowed.contains(data) {
             throw ConfigError(source: source, line: nil, key: "model.kind",
@@ -219,6 +230,9 @@ extension RunConfig {
         }
         if model != "mlp" && layers > 4 {
             throw ConfigError(source: source, line: nil, key: "model.layers", message: "at most 4 recurrent layers, got \(layers)")
+        }
+        if model == "detector" && imageSize % 16 != 0 {
+            throw ConfigError(source: source, line: nil, key: "data.image_size", message: "expected a multiple of 16 (the detector's coarsest stride), got \(imageSize)")
         }
         if let task = LongDependencyTask(rawValue: data), sequenceLength < (task == .copyMemory ? 11 : 4) {
             throw ConfigError(source: source, line: nil, key: "data.sequence_length",

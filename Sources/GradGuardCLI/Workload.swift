@@ -26,11 +26,15 @@ struct Workload {
     let optimizer: Optimizer
     let scheduler: LRScheduler?
     let policy: GuardPolicy
-    let train: TensorDataset
-    let validation: TensorDataset?
+    let train: any Dataset
+    let validation: (any Dataset)?
     let trainer: TrainerConfig
     let loss: (Module, Batch) -> Tensor
     let metrics: (Module, Batch) -> [String: Double]
+    /// Metrics over the whole validation set (detection: mAP), instead of `metrics`.
+    var datasetMetrics: ((Module, any Dataset) throws -> [String: Double])? = nil
+    /// Problems found in a detection dataset and passed over (data.on_error skip).
+    var dataIssues: [DataIssue] = []
     /// The text corpus of a character model (its vocabulary is saved in the run directory).
     let corpus: CharCorpus?
     /// The vocabularies and lengths of a translation model (saved in the run directory).
@@ -44,11 +48,12 @@ struct Workload {
         case "charlm": try self.init(charlm: c, runDirectory: runDirectory)
         case "seq2seq": try self.init(seq2seq: c, runDirectory: runDirectory)
         case "sequence": self.init(sequence: c)
+        case "detector": try self.init(detector: c)
         default: self.init(mlp: c)
         }
     }
 
-    private init(model: Module, data: (TensorDataset, TensorDataset?), config c: RunConfig, corpus: CharCorpus? = nil,
+    private init(model: Module, data: (any Dataset, (any Dataset)?), config c: RunConfig, corpus: CharCorpus? = nil,
                  translation: TranslationSet? = nil, loss: @escaping (Module, Batch) -> Tensor,
                  metrics: @escaping (Module, Batch) -> [String: Double]) {
         self.model = model
@@ -57,7 +62,50 @@ struct Workload {
         self.translation = translation
         self.loss = loss
         self.metrics = metrics
-        (optimizer, scheduler, policy, trainer) = Workload.training(c, params: model.parameters(), trainSize: data.0.count)
+        (optimizer, scheduler, policy, trainer) = Workload.training(c, model: model, trainSize: data.0.count)
+    }
+
+    /// The built-in detection data: the shapes dataset, generated once per seed and size.
+    static func builtinShapes(_ c: RunConfig) throws -> String {
+        let dir = "\(c.runsDirectory)/.shapes-seed\(c.seed)-\(c.trainSize)x\(c.validationSize)-\(c.imageSize)"
+        if FileManager.default.fileExists(atPath: dir + "/data.yaml") { return dir + "/data.yaml" }
+        var o = ShapesDataset.Options()
+        (o.train, o.val, o.size, o.seed) = (c.trainSize, Swift.max(1, c.validationSize), c.imageSize, UInt64(c.seed))
+        let partial = dir + ".partial"
+        try? FileManager.default.removeItem(atPath: partial)
+        try ShapesDataset.write(to: partial, options: o)
+        try FileManager.default.moveItem(atPath: partial, toPath: dir)
+        return dir + "/data.yaml"
+    }
+
+    private init(detector c: RunConfig) throws {
+        let yaml = c.dataPath.isEmpty ? try Workload.builtinShapes(c) : c.dataPath
+        let config = try DetectionDataConfig.load(path: yaml)
+        let policy = DataIssuePolicy(rawValue: c.onError) ?? .skip
+        let trainSplit = try DetectionSplit.load(config, split: "train", policy: policy)
+        let validSplit = try DetectionSplit.load(config, split: "val", policy: policy)
+        let size = c.imageSize
+        let train = DetectionDataset(trainSplit.samples, size: size, augmentation: c.augment ? Augmentation() : .none, seed: UInt64(c.seed))
+        let valid = DetectionDataset(validSplit.samples, size: size)
+        let model = YOLODetector(classes: config.names.count, width: c.widthValue, imageSize: size)
+        let criterion = YOLOLoss(classes: config.names.count, imageSize: size)
+        let loss: (Module, Batch) -> Tensor = { m, b in criterion((m as! YOLODetector)(b.inputs), targets: b.targets).total }
+        self.init(model: model, data: (train, valid), config: c, loss: loss, metrics: { m, b in ["loss": Double(loss(m, b).item)] })
+        dataIssues = trainSplit.issues + validSplit.issues
+        datasetMetrics = { m, data in
+            let detector = m as! YOLODetector, data = data as! DetectionDataset
+            var predictions: [[Box]] = [], truths: [[Box]] = []
+            var lossSum = 0.0
+            for start in stride(from: 0, to: data.count, by: 32) {
+                let b = try data.batch(Array(start..<Swift.min(data.count, start + 32)))
+                let outputs = detector(b.inputs)
+                lossSum += Double(criterion(outputs, targets: b.targets).total.item)
+                predictions += YOLODetector.decode(outputs, strides: detector.strides, classes: detector.classes, confidence: 0.001, iou: 0.6)
+                truths += DetectionDataset.truths(b.targets)
+            }
+            let r = DetectionMetrics.meanAveragePrecision(predictions: predictions, truths: truths, classes: detector.classes)
+            return ["loss": lossSum / Double((data.count + 31) / 32), "map50": r.map50, "map50_95": r.map50to95]
+        }
     }
 
     private init(charlm c: RunConfig, runDirectory: String?) throws {
@@ -67,7 +115,7 @@ struct Workload {
             corpus = CharCorpus(text: text, vocabulary: saved.compactMap(\.first))
         }
         let data = try corpus.datasets(length: c.sequenceLength, source: c.dataPath.isEmpty ? "built-in corpus" : c.dataPath)
-        let lm = CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: c.embedding, hiddenSize: c.width,
+        let lm = CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: c.embedding, hiddenSize: c.widthValue,
                                    layers: c.layerCount, cell: SequenceModel.Cell(rawValue: c.cell) ?? .lstm)
         self.init(model: lm, data: data, config: c, corpus: corpus, loss: { m, b in (m as! CharLanguageModel).loss(b.inputs, b.targets) },
                   metrics: { m, b in
@@ -92,7 +140,7 @@ struct Workload {
         let set = Workload.saved("translation.json", in: runDirectory).map { (s: SavedTranslationSet) in s.set }
             ?? TranslationSet(pairs: trainPairs + validPairs)
         let model = Seq2SeqModel(sourceVocabularySize: set.source.count, targetVocabularySize: set.target.count, embeddingSize: c.embedding,
-                                 hiddenSize: c.width, layers: c.layerCount, attention: c.attention)
+                                 hiddenSize: c.widthValue, layers: c.layerCount, attention: c.attention)
         let loss: (Module, Batch) -> Tensor = { m, b in (m as! Seq2SeqModel).loss(source: b.inputs, target: b.targets) }
         self.init(model: model, data: (set.dataset(trainPairs), set.dataset(validPairs)), config: c, translation: set, loss: loss,
                   metrics: { m, b in
@@ -109,7 +157,7 @@ struct Workload {
     private init(sequence c: RunConfig) {
         let task = LongDependencyTask(rawValue: c.data)!
         let t = c.sequenceLength
-        let model = SequenceModel(cell: SequenceModel.Cell(rawValue: c.cell) ?? .lstm, inputSize: task.inputSize, hiddenSize: c.width,
+        let model = SequenceModel(cell: SequenceModel.Cell(rawValue: c.cell) ?? .lstm, inputSize: task.inputSize, hiddenSize: c.widthValue,
                                   outputSize: task.outputSize, layers: c.layerCount, perStep: task == .copyMemory,
                                   forgetGateBias: c.cell == "lstm" ? 1 : nil)
         let baseline = task.baseline(t)
@@ -138,10 +186,10 @@ struct Workload {
         var layers: [any UnaryLayer] = []
         var width = c.inputs
         for _ in 0..<c.layerCount {
-            layers.append(Linear(inputSize: width, outputSize: c.width, weightInit: weightInit))
-            if c.batchNorm { layers.append(BatchNorm1d(numFeatures: c.width)) }
+            layers.append(Linear(inputSize: width, outputSize: c.widthValue, weightInit: weightInit))
+            if c.batchNorm { layers.append(BatchNorm1d(numFeatures: c.widthValue)) }
             layers.append(c.activation == "tanh" ? Tanh() as any UnaryLayer : ReLU())
-            width = c.width
+            width = c.widthValue
         }
         layers.append(Linear(inputSize: width, outputSize: c.classes, weightInit: weightInit))
         self.init(model: Sequential(layers), data: TeacherData.make(c), config: c,
@@ -160,19 +208,26 @@ struct Workload {
     }
 
     /// Optimizer, schedule, guard policy and trainer settings of a run.
-    static func training(_ c: RunConfig, params: [Tensor], trainSize: Int) -> (Optimizer, LRScheduler?, GuardPolicy, TrainerConfig) {
+    static func training(_ c: RunConfig, model: Module, trainSize: Int) -> (Optimizer, LRScheduler?, GuardPolicy, TrainerConfig) {
         let optimizer: Optimizer, scheduler: LRScheduler?
+        // A detector's groups: BatchNorm weights and biases without weight decay (Ultralytics).
+        let groups = (model as? YOLODetector)?.parameterGroups(weightDecay: c.weightDecay) ?? [ParamGroup(params: model.parameters())]
         switch c.optimizer {
-        case "adam": optimizer = Adam(params, lr: c.lr, weightDecay: c.weightDecay)
-        case "adamw": optimizer = AdamW(params, lr: c.lr, weightDecay: c.weightDecay)
-        case "rmsprop": optimizer = RMSprop(params, lr: c.lr, weightDecay: c.weightDecay, momentum: c.momentum)
-        default: optimizer = SGD(params, lr: c.lr, momentum: c.momentum, weightDecay: c.weightDecay)
+        case "adam": optimizer = Adam(groups, lr: c.lr, weightDecay: c.weightDecay)
+        case "adamw": optimizer = AdamW(groups, lr: c.lr, weightDecay: c.weightDecay)
+        case "rmsprop": optimizer = RMSprop(groups, lr: c.lr, weightDecay: c.weightDecay, momentum: c.momentum)
+        default: optimizer = SGD(groups, lr: c.lr, momentum: c.momentum, weightDecay: c.weightDecay)
         }
         let perStep = c.batchSize * c.accumulation
         let stepsPerEpoch = Swift.max(1, (trainSize + perStep - 1) / perStep)
         let total = c.maxSteps > 0 ? c.maxSteps : stepsPerEpoch * c.epochs
         switch c.schedule {
         case "cosine": scheduler = LRScheduler(optimizer, CosineAnnealingLR(tMax: total))
+        case "warmup":
+            // Ultralytics' warm-up: rates from 0 (a detector's biases from 0.1) and momentum
+            // from 0.8, linearly to their values over the warm-up steps.
+            scheduler = LRScheduler(optimizer, Warmup(steps: Swift.max(1, c.warmupSteps), startLR: model is YOLODetector ? [2: 0.1] : [:],
+                                                      startMomentum: c.optimizer == "sgd" && c.momentum > 0.8 ? 0.8 : nil))
         case "warmup-cosine":
             let w = Swift.max(1, c.warmupSteps)
             scheduler = LRScheduler(optimizer, SequentialSchedule([LinearLR(startFactor: 0.01, totalIters: w),
@@ -217,6 +272,7 @@ struct Workload {
         let t = try Trainer(model: model, optimizer: optimizer, scheduler: scheduler, policy: policy, config: trainer,
                             runDirectory: runDirectory, loss: loss)
         t.evaluate = metrics
+        t.evaluateDataset = datasetMetrics
         return t
     }
 }

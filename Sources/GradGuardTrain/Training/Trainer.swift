@@ -70,6 +70,10 @@ public final class Trainer {
     public let loss: (Module, Batch) -> Tensor
     /// Metrics of one validation batch (default: the loss); averaged over batches, weighted by size.
     public var evaluate: ((Module, Batch) -> [String: Double])?
+    /// Metrics of the whole validation set at once, for those that do not average over
+    /// batches (mean average precision); used instead of `evaluate` when set. Runs in
+    /// evaluation mode.
+    public var evaluateDataset: ((Module, any Dataset) throws -> [String: Double])?
     public let store: CheckpointStore?
     public let recorder: RunRecorder?
     /// TensorBoard scalars (loss, learning rate, gradient norms, evaluation metrics) and
@@ -204,16 +208,21 @@ public final class Trainer {
     public func runEvaluation(_ dataset: any Dataset) throws -> [String: Double] {
         model.eval()
         defer { model.train() }
-        let loader = DataLoader(dataset, batchSize: config.batchSize, shuffle: false, prefetch: false)
-        var sums: [String: Double] = [:]
-        var seen = 0
-        let batches = loader.batches(epoch: 0)
-        while let (_, batch) = try batches.nextBatch() {
-            let m = withoutGrad { evaluate?(model, batch) ?? ["loss": Double(loss(model, batch).item)] }
-            for (k, v) in m { sums[k, default: 0] += v * Double(batch.indices.count) }
-            seen += batch.indices.count
+        let metrics: [String: Double]
+        if let evaluateDataset {
+            metrics = try withoutGrad { try evaluateDataset(model, dataset) }
+        } else {
+            let loader = DataLoader(dataset, batchSize: config.batchSize, shuffle: false, prefetch: false)
+            var sums: [String: Double] = [:]
+            var seen = 0
+            let batches = loader.batches(epoch: 0)
+            while let (_, batch) = try batches.nextBatch() {
+                let m = withoutGrad { evaluate?(model, batch) ?? ["loss": Double(loss(model, batch).item)] }
+                for (k, v) in m { sums[k, default: 0] += v * Double(batch.indices.count) }
+                seen += batch.indices.count
+            }
+            metrics = sums.mapValues { $0 / Double(Swift.max(seen, 1)) }
         }
-        let metrics = sums.mapValues { $0 / Double(Swift.max(seen, 1)) }
         lastEvaluation = metrics
         let record = EvaluationRecord(step: guardian.step, epoch: epoch, metrics: metrics)
         try recorder?.record(record)

@@ -1,0 +1,111 @@
+import ArgumentParser
+import Foundation
+import GradGuard
+
+/// `gradguard data`: datasets in the Ultralytics YOLO layout.
+struct DataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "data", abstract: "Make or check detection datasets.",
+                                                    subcommands: [Shapes.self, Check.self])
+
+    struct Shapes: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a synthetic shapes dataset (circles, squares, triangles) in the YOLO layout.",
+            discussion: "Writes DIR/data.yaml, DIR/images/{train,val} and DIR/labels/{train,val}; the same seed gives the same files.")
+        @Option(name: .long, help: "Output directory.") var out: String
+        @Option(name: .long, help: "Training images.") var train = 256
+        @Option(name: .long, help: "Validation images.") var val = 64
+        @Option(name: .long, help: "Image side in pixels.") var size = 128
+        @Option(name: .long, help: "Seed.") var seed = 0
+        @Option(name: .customLong("max-objects"), help: "Objects per image: 1 to this.") var maxObjects = 4
+        @Option(name: .customLong("max-overlap"), help: "Largest IoU between two objects of an image.") var maxOverlap = 0.1
+        @Flag(name: .long, help: "Write JPEG instead of PNG.") var jpeg = false
+
+        func run() throws {
+            guard train >= 0, val >= 0, size >= 16, maxObjects >= 1, (0...1).contains(maxOverlap) else {
+                throw fail("--train and --val must not be negative, --size at least 16, --max-objects at least 1, --max-overlap in 0 … 1", code: Exit.usage)
+            }
+            var o = ShapesDataset.Options()
+            (o.train, o.val, o.size, o.seed, o.maxObjects, o.maxOverlap, o.jpeg) = (train, val, size, UInt64(seed), maxObjects, maxOverlap, jpeg)
+            do {
+                let path = try ShapesDataset.write(to: out, options: o)
+                print("wrote \(train) training and \(val) validation images of \(size)×\(size); dataset: \(path)")
+            } catch let e as ImageError { throw fail(e.description, code: Exit.missing) }
+        }
+    }
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Read a data.yaml dataset and list every problem by file and line.")
+        @Argument(help: "The dataset's data.yaml.") var yaml: String
+
+        func run() throws {
+            do {
+                let config = try DetectionDataConfig.load(path: yaml)
+                var problems = 0
+                for split in ["train", "val"] {
+                    let s = try DetectionSplit.load(config, split: split, policy: .skip)
+                    let boxes = s.samples.reduce(0) { $0 + $1.boxes.count }
+                    print("\(split): \(s.samples.count) images, \(boxes) boxes, \(s.issues.count) problem\(s.issues.count == 1 ? "" : "s")")
+                    for i in s.issues { print("  \(i)") }
+                    problems += s.issues.count
+                }
+                if problems > 0 { throw ExitCode(Exit.missing) }
+            } catch let e as DetectionDataError { throw fail(e.description, code: Exit.missing) }
+        }
+    }
+}
+
+/// `gradguard detect`: a detector run on a directory of images.
+struct Detect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Detect objects with a detector run's newest checkpoint.",
+        discussion: "For each PNG or JPEG in --images, writes OUT/labels/<name>.txt (class cx cy w h confidence, normalised) and OUT/<name>.png with the boxes drawn.")
+    @Argument(help: "Run name or directory.") var runName: String
+    @Option(name: .long, help: "Directory of images.") var images: String
+    @Option(name: .long, help: "Output directory (default: RUN/detect).") var out: String?
+    @Option(name: .long, help: "Smallest confidence kept.") var conf = 0.25
+    @Option(name: .long, help: "IoU above which NMS drops the weaker box of a class.") var iou = 0.6
+
+    func run() throws {
+        let (c, w) = try trainedRun(runName, kind: "detector", command: "detect")
+        let model = w.model as! YOLODetector
+        let names = (try? DetectionDataConfig.load(path: c.dataPath.isEmpty ? try Workload.builtinShapes(c) : c.dataPath).names) ?? []
+        let dir = try runDirectory(runName)
+        let outDir = out ?? dir + "/detect"
+        try FileManager.default.createDirectory(atPath: outDir + "/labels", withIntermediateDirectories: true)
+        guard let files = try? FileManager.default.contentsOfDirectory(atPath: images) else {
+            throw fail("\(images): no such directory", code: Exit.missing)
+        }
+        let palette: [(UInt8, UInt8, UInt8)] = [(255, 56, 56), (56, 255, 56), (56, 120, 255), (255, 220, 40), (255, 56, 255), (40, 230, 230)]
+        var count = 0
+        for f in files.sorted() where ["png", "jpg", "jpeg"].contains((f as NSString).pathExtension.lowercased()) {
+            let path = images + "/" + f
+            let image: RGBImage
+            do { image = try RGBImage.read(path: path) } catch {
+                FileHandle.standardError.write(Data("gradguard: \(error); skipped\n".utf8))
+                continue
+            }
+            let (boxed, scale, ox, oy) = image.letterbox(size: c.imageSize)
+            let found = model.detect(boxed.tensor().unsqueezed(0), confidence: conf, iou: iou)[0]
+            var drawn = image
+            var lines: [String] = []
+            for b in found {
+                // Back from the letterbox to the image's pixels, clipped to it.
+                let x0 = Swift.max(0, (b.x0 - ox) / scale), x1 = Swift.min(Double(image.width), (b.x1 - ox) / scale)
+                let y0 = Swift.max(0, (b.y0 - oy) / scale), y1 = Swift.min(Double(image.height), (b.y1 - oy) / scale)
+                guard x1 > x0, y1 > y0 else { continue }
+                lines.append(String(format: "%d %.6f %.6f %.6f %.6f %.4f", b.classIndex, (x0 + x1) / 2 / Double(image.width),
+                                    (y0 + y1) / 2 / Double(image.height), (x1 - x0) / Double(image.width), (y1 - y0) / Double(image.height), b.score))
+                drawn.strokeRectangle(x0: Int(x0), y0: Int(y0), x1: Int(x1.rounded(.up)), y1: Int(y1.rounded(.up)),
+                                      color: palette[b.classIndex % palette.count], thickness: Swift.max(1, image.width / 160))
+            }
+            let stem = (f as NSString).deletingPathExtension
+            try AtomicFile.write(Data(lines.map { $0 + "\n" }.joined().utf8), to: outDir + "/labels/" + stem + ".txt")
+            try drawn.write(path: outDir + "/" + stem + ".png")
+            let summary = Dictionary(grouping: found, by: \.classIndex).sorted { $0.key < $1.key }
+                .map { "\($0.value.count) \($0.key < names.count ? names[$0.key] : "class \($0.key)")" }.joined(separator: ", ")
+            print("\(f): \(found.isEmpty ? "nothing" : summary)")
+            count += 1
+        }
+        print("\(count) images; labels and annotated images in \(outDir)")
+    }
+}
