@@ -5,28 +5,38 @@ import GradGuard
 /// `gradguard demo NAME`: canned, seeded experiments that put numbers on the remedies.
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a canned experiment and print its table (rnn, charlm).",
+        abstract: "Run a canned experiment and print its table (rnn, init, lr, regularization, detector, charlm).",
         discussion: """
             rnn: a vanilla RNN and an LSTM on the adding problem at a learning rate that explodes unguarded; unguarded vs global-norm clipping vs AutoClip vs ZClip.
+            init: 30-layer MLP and CNN with N(0,1), Xavier and Kaiming initialisation, with and without BatchNorm: per-layer gradient norms at step 0 and after training, accuracy.
+            lr: a learning-rate sweep: where plain SGD explodes, and how warm-up with a cosine schedule, and the guard's automatic back-off, rescue the high rates.
+            regularization: no penalty vs L1 vs L2 vs decoupled weight decay on noisy labels: weight and gradient norms, validation loss.
+            detector: the YOLO-style detector on generated shapes at an aggressive learning rate, unguarded vs guarded (clip at 10, warm-up, rollback): mAP.
             charlm: a char-LSTM on the built-in corpus (or --text FILE) at a high learning rate, unguarded vs guarded: bits per character and generated samples.
             """)
-    @Argument(help: "Demo: rnn or charlm.") var name: String
+    @Argument(help: "Demo: rnn, init, lr, regularization, detector or charlm.") var name: String
     @Option(name: .long, help: "charlm: a UTF-8 text file instead of the built-in corpus.") var text: String?
     @Option(name: .long, help: "Sequence length of the adding problem.") var length = 20
-    @Option(name: .customLong("steps"), help: "Optimizer steps per run (rnn 3000, charlm 600).") var stepsOption: Int?
-    @Option(name: .customLong("lr"), help: "Learning rate, high enough to explode without protection (rnn 0.5, charlm 40).") var lrOption: Double?
+    @Option(name: .customLong("steps"), help: "Optimizer steps per run (rnn 3000, init 300, lr 400, regularization 1500, detector 300, charlm 600).")
+    var stepsOption: Int?
+    @Option(name: .customLong("lr"), help: "Learning rate, high enough to explode without protection (rnn 0.5, detector 0.1, charlm 40).") var lrOption: Double?
     @Option(name: .long, help: "Optimizer: sgd or adam.") var optimizer = "sgd"
     @Option(name: .long, help: "SGD momentum.") var momentum = 0.0
     @Option(name: .long, help: "Cells to run, comma-separated: rnn, lstm.") var cells = "rnn,lstm"
     @Flag(name: .long, help: "ReLU instead of tanh in the vanilla RNN.") var relu = false
-    @Option(name: .long, help: "Where the run directories go.") var runsDirectory = "runs/demo-rnn"
+    @Option(name: .customLong("runs-directory"), help: "Where the run directories go (default runs/demo-NAME).") var runsDirectoryOption: String?
+    var runsDirectory: String { runsDirectoryOption ?? "runs/demo-\(name)" }
     @Option(name: .long, help: "Seed.") var seed = 0
 
     func run() throws {
         switch name {
         case "rnn": try rnn(steps: stepsOption ?? 3000, lr: lrOption ?? 0.5)
         case "charlm": try charlm(steps: stepsOption ?? 600, lr: lrOption ?? 40)
-        default: throw fail("unknown demo '\(name)': available: rnn, charlm", code: Exit.usage)
+        case "init": try initialisation(steps: stepsOption ?? 300)
+        case "lr": try learningRates(steps: stepsOption ?? 400)
+        case "regularization": try regularization(steps: stepsOption ?? 1500)
+        case "detector": try detector(steps: stepsOption ?? 300, lr: lrOption ?? 0.1)
+        default: throw fail("unknown demo '\(name)': available: rnn, init, lr, regularization, detector, charlm", code: Exit.usage)
         }
     }
 
@@ -72,18 +82,46 @@ struct Demo: ParsableCommand {
     /// The demos' optimizer and trainer settings, and a fresh run directory holding `config`.
     func setUp(_ model: Module, steps: Int, lr: Double, directory dir: String, config: String) throws -> (Optimizer, TrainerConfig) {
         let opt: Optimizer = optimizer == "adam" ? Adam(model.parameters(), lr: lr) : SGD(model.parameters(), lr: lr, momentum: momentum)
+        return (opt, try prepare(steps: steps, directory: dir, config: config))
+    }
+
+    /// Trainer settings for `steps` steps, and a fresh run directory holding `config`.
+    func prepare(steps: Int, batchSize: Int = 32, directory dir: String, config: String) throws -> TrainerConfig {
         var c = TrainerConfig()
-        c.epochs = 1_000
+        c.epochs = 1_000_000
         c.maxSteps = steps
-        c.batchSize = 32
+        c.batchSize = batchSize
         c.seed = UInt64(seed)
         c.evalEvery = Swift.max(5, steps / 10)
         c.checkpointEvery = steps
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try AtomicFile.write(Data(config.utf8), to: dir + "/config.yaml")
-        return (opt, c)
+        return c
     }
+
+    /// Trains one demo run into `dir` and writes its report. A run the guard halts, or whose
+    /// loss is not finite at the end, counts as diverged.
+    func fitRun(_ model: Module, optimizer opt: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy, steps: Int, batchSize: Int = 32,
+                directory dir: String, config: String, train: any Dataset, validation: (any Dataset)?,
+                evaluate: ((Module, any Dataset) throws -> [String: Double])? = nil,
+                loss: @escaping (Module, Batch) -> Tensor) throws -> (trainer: Trainer, diverged: Bool, gradNorms: [Double]) {
+        let c = try prepare(steps: steps, batchSize: batchSize, directory: dir, config: config)
+        let trainer = try Trainer(model: model, optimizer: opt, scheduler: scheduler, policy: policy, config: c, runDirectory: dir, loss: loss)
+        trainer.evaluateDataset = evaluate
+        var norms: [Double] = []
+        trainer.callbacks.afterStep = { r, _ in norms.append(Double(r.gradNorm)) }
+        var diverged = false
+        do {
+            let result = try trainer.fit(train: train, validation: validation)
+            diverged = !(result.lastLoss.map { $0.isFinite } ?? true)
+        } catch is TrainingDiverged { diverged = true }
+        _ = try? RunReport.write(runDirectory: dir)
+        return (trainer, diverged, norms)
+    }
+
+    /// A number for a table: fixed or scientific, "nan"/"inf" as they are.
+    static func cell(_ v: Double, _ format: String = "%.3f") -> String { v.isFinite ? String(format: format, v) : "\(v)" }
 
     struct Row {
         let cell: String, guardName: String

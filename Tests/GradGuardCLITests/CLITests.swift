@@ -201,6 +201,41 @@ final class CLITests: TemporaryDirectoryTestCase {
         }
     }
 
+    func testDetectionDataTrainAndDetect() throws {
+        var r = try run(["data", "shapes", "--out", "shapes", "--train", "16", "--val", "4", "--size", "64", "--seed", "2"])
+        XCTAssertEqual(r.code, 0, r.err)
+        r = try run(["data", "check", "shapes/data.yaml"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(r.out.hasPrefix("train: 16 images, "), r.out)
+        // A malformed label line: skipped and listed with on_error skip, fatal with fail.
+        try "0 0.5 0.5 0.2\n".write(toFile: tmp + "/shapes/labels/train/train_00001.txt", atomically: true, encoding: .utf8)
+        r = try run(["data", "check", "shapes/data.yaml"])
+        XCTAssertEqual(r.code, 3)
+        XCTAssertTrue(r.out.contains("shapes/labels/train/train_00001.txt:1: expected 5 values 'class cx cy w h', found 4"), r.out)
+        let settings = ["--set", "model.kind=detector", "--set", "data.kind=yolo", "--set", "data.path=shapes/data.yaml", "--set", "data.image_size=64",
+                        "--set", "model.width=4", "--set", "training.epochs=1", "--set", "training.batch_size=8", "--set", "schedule.kind=warmup",
+                        "--set", "schedule.warmup_steps=1", "--set", "guard.max_norm=10"]
+        r = try run(["train", "--name", "det", "--quiet"] + settings)
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(r.err.contains("1 data problem skipped"), r.err)
+        XCTAssertTrue(try String(contentsOfFile: tmp + "/runs/det/data_issues.txt", encoding: .utf8).contains("train_00001.txt:1:"))
+        let metrics = try String(contentsOfFile: tmp + "/runs/det/metrics.jsonl", encoding: .utf8)
+        XCTAssertTrue(metrics.contains("\"map50\"") && metrics.contains("\"map50_95\""), metrics)
+        r = try run(["train", "--name", "det2", "--quiet"] + settings + ["--set", "data.on_error=fail"])
+        XCTAssertEqual(r.code, 3)
+        XCTAssertTrue(r.err.contains("1 problem in the dataset:"), r.err)
+        r = try run(["detect", "det", "--images", "shapes/images/val", "--conf", "0.001"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/runs/det/detect/val_00003.png"))
+        let labels = try String(contentsOfFile: tmp + "/runs/det/detect/labels/val_00003.txt", encoding: .utf8)
+        for line in labels.split(separator: "\n") {
+            let v = line.split(separator: " ").compactMap { Double($0) }
+            XCTAssertEqual(v.count, 6, String(line))
+            XCTAssertTrue(v[1...4].allSatisfy { (0...1).contains($0) }, String(line))
+        }
+        XCTAssertEqual(try run(["data", "shapes", "--out", "x", "--size", "4"]).code, 2)
+    }
+
     func testJSONOutputIsOneObjectPerStep() throws {
         let r = try run(["train", "--name", "j", "--json", "--set", "data.train=256", "--set", "training.epochs=1", "--set", "model.layers=2"])
         XCTAssertEqual(r.code, 0, r.err)
