@@ -86,18 +86,28 @@ static void gg_jpeg_error_exit(j_common_ptr info) {
 
 static void gg_jpeg_silent(j_common_ptr info) { (void)info; }
 
+/// Installs the error manager that returns instead of exiting.
+static void gg_jpeg_errors(j_common_ptr info, struct gg_jpeg_error *error) {
+    info->err = jpeg_std_error(&error->manager);
+    error->manager.error_exit = gg_jpeg_error_exit;
+    error->manager.output_message = gg_jpeg_silent;
+}
+
+/// The message of the error that jumped back, for the caller.
+static void gg_jpeg_message(j_common_ptr info, char *message, size_t size) {
+    char text[JMSG_LENGTH_MAX];
+    (*info->err->format_message)(info, text);
+    set_message(message, size, text);
+}
+
 int gg_decode_jpeg(const uint8_t *data, size_t size, uint8_t **pixels, int *width, int *height,
                    char *message, size_t message_size) {
     struct jpeg_decompress_struct info;
     struct gg_jpeg_error error;
     uint8_t *volatile buffer = NULL;
-    info.err = jpeg_std_error(&error.manager);
-    error.manager.error_exit = gg_jpeg_error_exit;
-    error.manager.output_message = gg_jpeg_silent;
+    gg_jpeg_errors((j_common_ptr)&info, &error);
     if (setjmp(error.jump)) {
-        char text[JMSG_LENGTH_MAX];
-        (*info.err->format_message)((j_common_ptr)&info, text);
-        set_message(message, message_size, text);
+        gg_jpeg_message((j_common_ptr)&info, message, message_size);
         jpeg_destroy_decompress(&info);
         free(buffer);
         return 1;
@@ -132,13 +142,9 @@ int gg_encode_jpeg(const uint8_t *pixels, int width, int height, int quality, ui
     struct gg_jpeg_error error;
     unsigned char *volatile buffer = NULL;
     unsigned long size = 0;
-    info.err = jpeg_std_error(&error.manager);
-    error.manager.error_exit = gg_jpeg_error_exit;
-    error.manager.output_message = gg_jpeg_silent;
+    gg_jpeg_errors((j_common_ptr)&info, &error);
     if (setjmp(error.jump)) {
-        char text[JMSG_LENGTH_MAX];
-        (*info.err->format_message)((j_common_ptr)&info, text);
-        set_message(message, message_size, text);
+        gg_jpeg_message((j_common_ptr)&info, message, message_size);
         jpeg_destroy_compress(&info);
         free(buffer);
         return 1;

@@ -73,10 +73,7 @@ struct Demo: ParsableCommand {
             let bpc = loss / Foundation.log(2.0)
             lines.append("| \(gname) | \(bpc.isFinite ? String(format: "%.3f", bpc) : "\(bpc)") | \(trainer.guardian.incidents.count) | \(trainer.guardian.skippedSteps) | `the \(sample)` |")
         }
-        print("char-LSTM (Embedding 32 → LSTM 128 → Linear) on the \(source), \(optimizer) lr \(lr), \(steps) steps; unigram entropy \(String(format: "%.3f", corpus.unigramEntropy / Foundation.log(2.0))) bits/char")
-        print("| run | validation bits/char | incidents | steps skipped | sample (temperature 0.5) |")
-        print("|---|---|---|---|---|")
-        for l in lines { print(l) }
+        printTable("char-LSTM (Embedding 32 → LSTM 128 → Linear) on the \(source), \(optimizer) lr \(lr), \(steps) steps; unigram entropy \(String(format: "%.3f", corpus.unigramEntropy / Foundation.log(2.0))) bits/char", header: "run | validation bits/char | incidents | steps skipped | sample (temperature 0.5)", rows: lines)
     }
 
     /// The demos' optimizer and trainer settings, and a fresh run directory holding `config`.
@@ -177,13 +174,20 @@ struct Demo: ParsableCommand {
             }
         }
         try AtomicFile.write(Data(try RunReport.comparison(dirs).utf8), to: runsDirectory + "/compare.html")
-        print("\nadding problem, T = \(length); baseline (always predict 1): MSE \(String(format: "%.3f", task.baseline(length)))")
-        print("| model | guard | validation MSE | beats baseline | incidents | steps skipped | rollbacks | steps lost |")
-        print("|---|---|---|---|---|---|---|---|")
-        for r in rows {
-            let mse = r.mse.isFinite ? String(format: "%.4f", r.mse) : "\(r.mse)"
-            print("| \(r.cell) | \(r.guardName) | \(mse)\(r.diverged ? " (diverged)" : "") | \(r.mse < task.baseline(length) ? "yes" : "no") | \(r.incidents) | \(r.skipped) | \(r.rollbacks) | \(r.lost) |")
-        }
-        print("\nruns and reports: \(runsDirectory)/; overlay: \(runsDirectory)/compare.html")
+        printTable("adding problem, T = \(length); baseline (always predict 1): MSE \(String(format: "%.3f", task.baseline(length)))",
+                   header: "model | guard | validation MSE | beats baseline | incidents | steps skipped | rollbacks | steps lost",
+                   rows: rows.map { r in
+                       "| \(r.cell) | \(r.guardName) | \(Demo.cell(r.mse, "%.4f"))\(r.diverged ? " (diverged)" : "") | \(r.mse < task.baseline(length) ? "yes" : "no") | \(r.incidents) | \(r.skipped) | \(r.rollbacks) | \(r.lost) |"
+                   })
+        print("overlay: \(runsDirectory)/compare.html")
+    }
+
+    /// Prints a demo's caption, its Markdown table (`rows` already formatted) and where its runs are.
+    func printTable(_ caption: String, header: String, rows: [String]) {
+        print("\n" + caption)
+        print("| \(header) |")
+        print("|" + String(repeating: "---|", count: header.components(separatedBy: " | ").count))
+        for r in rows { print(r) }
+        print("\nruns and reports: \(runsDirectory)/")
     }
 }

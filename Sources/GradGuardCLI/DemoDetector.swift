@@ -55,10 +55,6 @@ extension Demo {
             lines.append("| \(v.name) | \(Demo.cell(map50)) | \(Demo.cell(map5095)) | \(run.diverged ? "yes" : "no") | \(Demo.cell(finite.max() ?? .nan, "%.3g")) | \(g.incidents.count) | \(g.skippedSteps) | \(g.rollbacks) |")
             print(String(format: "%@: mAP@0.5 %@ (%.0f s)", v.name, Demo.cell(map50), Date().timeIntervalSince(start)))
         }
-        print("\nYOLO-style detector on \(o.train) generated shapes images (\(size)×\(size), 3 classes), SGD lr \(lr) momentum 0.937, batch 16, \(steps) steps; validation on \(o.val) images")
-        print("| run | mAP@0.5 | mAP@0.5:0.95 | diverged | largest ‖g‖ | incidents | steps skipped | rollbacks |")
-        print("|---|---|---|---|---|---|---|---|")
-        for l in lines { print(l) }
-        print("\nruns and reports: \(runsDirectory)/")
+        printTable("YOLO-style detector on \(o.train) generated shapes images (\(size)×\(size), 3 classes), SGD lr \(lr) momentum 0.937, batch 16, \(steps) steps; validation on \(o.val) images", header: "run | mAP@0.5 | mAP@0.5:0.95 | diverged | largest ‖g‖ | incidents | steps skipped | rollbacks", rows: lines)
     }
 }

@@ -92,11 +92,7 @@ extension Demo {
                 }
             }
         }
-        print("\n\(depth)-layer ReLU MLP (width 64, teacher data, 10 classes: chance 0.1) and CNN (16 channels, 16×16 shapes, 3 classes: chance 0.33); SGD lr 0.01 momentum 0.9, \(steps) steps, unguarded")
-        print("| model | init | BatchNorm | ‖g‖ layers 1 / 15 / 30, step 0 | ‖g‖ layers 1 / 15 / 30, after | validation accuracy | incidents |")
-        print("|---|---|---|---|---|---|---|")
-        for l in lines { print(l) }
-        print("\nruns and reports: \(runsDirectory)/")
+        printTable("\(depth)-layer ReLU MLP (width 64, teacher data, 10 classes: chance 0.1) and CNN (16 channels, 16×16 shapes, 3 classes: chance 0.33); SGD lr 0.01 momentum 0.9, \(steps) steps, unguarded", header: "model | init | BatchNorm | ‖g‖ layers 1 / 15 / 30, step 0 | ‖g‖ layers 1 / 15 / 30, after | validation accuracy | incidents", rows: lines)
     }
 
     // MARK: lr
@@ -137,11 +133,7 @@ extension Demo {
             lines.append("| \(lr) | " + cells.joined(separator: " | ") + " |")
             print("lr \(lr): " + cells.joined(separator: "; "))
         }
-        print("\n8-layer ReLU MLP (width 64, kaiming) on teacher data (10 classes), SGD momentum 0.9, batch 64, \(steps) steps: validation accuracy")
-        print("| lr | plain | warm-up \(warm) steps + cosine | guard: automatic back-off |")
-        print("|---|---|---|---|")
-        for l in lines { print(l) }
-        print("\nruns and reports: \(runsDirectory)/")
+        printTable("8-layer ReLU MLP (width 64, kaiming) on teacher data (10 classes), SGD momentum 0.9, batch 64, \(steps) steps: validation accuracy", header: "lr | plain | warm-up \(warm) steps + cosine | guard: automatic back-off", rows: lines)
     }
 
     // MARK: regularization
@@ -174,10 +166,6 @@ extension Demo {
             lines.append("| \(name) | \(Demo.cell(weightNorm, "%.1f")) | \(Demo.cell(tail.reduce(0, +) / Double(Swift.max(1, tail.count)))) | \(Demo.cell(trainLoss)) | \(Demo.cell(validLoss)) | \(Demo.cell(validAccuracy)) |")
             print("\(name): validation loss \(Demo.cell(validLoss))")
         }
-        print("\nMLP 32-256-256-256-10 on 512 teacher examples with 30 % noisy labels (validation clean), Adam lr 0.001, batch 64, \(steps) steps")
-        print("| regularisation | ‖W‖ at the end | mean ‖g‖, last 100 steps | training loss | validation loss | validation accuracy |")
-        print("|---|---|---|---|---|---|")
-        for l in lines { print(l) }
-        print("\nruns and reports: \(runsDirectory)/")
+        printTable("MLP 32-256-256-256-10 on 512 teacher examples with 30 % noisy labels (validation clean), Adam lr 0.001, batch 64, \(steps) steps", header: "regularisation | ‖W‖ at the end | mean ‖g‖, last 100 steps | training loss | validation loss | validation accuracy", rows: lines)
     }
 }

@@ -97,6 +97,26 @@ final class GuardTests: XCTestCase {
         XCTAssertEqual(scales, [0.25, 0.25, 0.5, 0.5, 0.5, 1, 1, 1, 1])
     }
 
+    /// A skip that does not hold (another recovery within the window) is escalated to a
+    /// back-off; with `escalateRepeats` off it stays a skip.
+    func testRepeatedSkipsEscalateToABackOff() throws {
+        for escalate in [true, false] {
+            let (model, x, y) = setup()
+            var policy = GuardPolicy(actions: [.nonFiniteGradient: [.skip]])
+            policy.escalateRepeats = escalate
+            let guardian = GradientGuard(model: model, optimizer: SGD(model.parameters(), lr: 0.1), policy: policy)
+            _ = try guardian.step(loss: lossAndBackward(model, x, y))
+            let first = try guardian.step(loss: lossAndBackward(model, x, y, poison: true))
+            XCTAssertEqual(first.lrScale, 1, "a first skip is only a skip")
+            let second = try guardian.step(loss: lossAndBackward(model, x, y, poison: true))
+            XCTAssertEqual(second.decision, .skipped)
+            XCTAssertEqual(second.lrScale, escalate ? 0.5 : 1)
+            if escalate {
+                XCTAssertEqual(second.incident?.actions.last, "learning rate ×0.5 (scale now 0.5), as the last recovery was within 10 steps")
+            }
+        }
+    }
+
     func testHaltsWithTheDiagnosisAfterRepeatedFailures() throws {
         let (model, x, y) = setup()
         let opt = SGD(model.parameters(), lr: 0.1)

@@ -114,6 +114,13 @@ public final class GradientGuard {
             if let last = lastRecovery, attempts - last <= policy.recoveryWindow { failedRecoveries += 1 } else { failedRecoveries = 1 }
             lastRecovery = attempts
         }
+        // A recovery that did not hold (another within the window) without a back-off is
+        // escalated to one: skipping alone never leaves a regime where every step spikes.
+        var escalated = false
+        if recovering && policy.escalateRepeats && failedRecoveries >= 2 && !actions.contains(.backOff) {
+            actions.insert(.backOff)
+            escalated = true
+        }
         if !exploding.isEmpty { healthyStreak = 0 }
         if actions.contains(.rollback), let snap = snapshot {
             try snap.restore(optimizer: optimizer, scheduler: scheduler, clipper: policy.clipper)
@@ -129,7 +136,8 @@ public final class GradientGuard {
         }
         if actions.contains(.backOff) {
             lrScale *= policy.backOffFactor
-            done.append("learning rate ×\(formatNumber(policy.backOffFactor)) (scale now \(formatNumber(lrScale)))")
+            done.append("learning rate ×\(formatNumber(policy.backOffFactor)) (scale now \(formatNumber(lrScale)))"
+                        + (escalated ? ", as the last recovery was \(failedRecoveries - 1 == 1 ? "" : "one of \(failedRecoveries - 1) ")within \(policy.recoveryWindow) steps" : ""))
         }
 
         if decision == .applied {
