@@ -104,7 +104,7 @@ extension Demo {
         var lines: [String] = []
         for lr in rates {
             var cells: [String] = []
-            for variant in ["plain", "warmup-cosine", "guard"] {
+            for variant in ["plain", "warmup-cosine", "guard", "guard-clip"] {
                 DefaultGenerator.seed(UInt64(seed))
                 var layers: [any UnaryLayer] = []
                 for i in 0..<8 { layers += [Linear(inputSize: i == 0 ? 32 : 64, outputSize: 64, weightInit: .kaimingNormal(nonlinearity: .relu)), ReLU()] }
@@ -114,17 +114,18 @@ extension Demo {
                 let scheduler = variant == "warmup-cosine"
                     ? LRScheduler(opt, SequentialSchedule([LinearLR(startFactor: 0.01, totalIters: warm), CosineAnnealingLR(tMax: steps - warm)], milestones: [warm]))
                     : nil
-                let run = try fitRun(model, optimizer: opt, scheduler: scheduler, policy: variant == "guard" ? GuardPolicy() : .monitorOnly, steps: steps,
+                let policy = variant == "guard" ? GuardPolicy() : variant == "guard-clip" ? GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)) : .monitorOnly
+                let run = try fitRun(model, optimizer: opt, scheduler: scheduler, policy: policy, steps: steps,
                                      batchSize: 64, directory: "\(runsDirectory)/lr\(lr)-\(variant)", config: """
                                          # gradguard demo lr
                                          model: 8-layer ReLU MLP, width 64, kaiming
                                          optimizer: SGD lr \(lr) momentum 0.9, batch 64, \(steps) steps
                                          schedule: \(variant == "warmup-cosine" ? "linear warm-up over \(warm) steps, then cosine" : "constant")
-                                         guard: \(variant == "guard" ? "skip, back off ×0.5, roll back (no clipping)" : "monitor only")
+                                         guard: \(variant == "guard" ? "skip, back off ×0.5, roll back (no clipping)" : variant == "guard-clip" ? "clip the global norm at 1, back off ×0.5, roll back" : "monitor only")
                                          """, train: train, validation: valid) { m, b in crossEntropy((m as! Sequential)(b.inputs), b.targets) }
                 let (loss, accuracy) = classification(model, valid)
                 var text = run.diverged || !loss.isFinite || loss > 10 * Foundation.log(10.0) ? "diverged (loss \(Demo.cell(loss, "%.3g")))" : "\(Demo.cell(accuracy))"
-                if variant == "guard" {
+                if variant.hasPrefix("guard") {
                     let g = run.trainer.guardian
                     text += " · lr ×\(Demo.cell(g.lrScale, "%.3g")), \(g.incidents.count) incidents, \(g.skippedSteps + g.undoneSteps) steps lost"
                 }
@@ -133,7 +134,7 @@ extension Demo {
             lines.append("| \(lr) | " + cells.joined(separator: " | ") + " |")
             print("lr \(lr): " + cells.joined(separator: "; "))
         }
-        printTable("8-layer ReLU MLP (width 64, kaiming) on teacher data (10 classes), SGD momentum 0.9, batch 64, \(steps) steps: validation accuracy", header: "lr | plain | warm-up \(warm) steps + cosine | guard: automatic back-off", rows: lines)
+        printTable("8-layer ReLU MLP (width 64, kaiming) on teacher data (10 classes), SGD momentum 0.9, batch 64, \(steps) steps: validation accuracy", header: "lr | plain | warm-up \(warm) steps + cosine | guard: skip and back off | guard: clip at 1, back off", rows: lines)
     }
 
     // MARK: regularization

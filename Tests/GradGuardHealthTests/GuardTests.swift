@@ -98,21 +98,26 @@ final class GuardTests: XCTestCase {
     }
 
     /// A skip that does not hold (another recovery within the window) is escalated to a
-    /// back-off; with `escalateRepeats` off it stays a skip.
-    func testRepeatedSkipsEscalateToABackOff() throws {
+    /// rollback to the last healthy snapshot and a back-off; with `escalateRepeats` off it
+    /// stays a skip.
+    func testRepeatedSkipsEscalateToRollbackAndBackOff() throws {
         for escalate in [true, false] {
             let (model, x, y) = setup()
-            var policy = GuardPolicy(actions: [.nonFiniteGradient: [.skip]])
+            var policy = GuardPolicy(actions: [.nonFiniteGradient: [.skip]], snapshotEvery: 2)
             policy.escalateRepeats = escalate
             let guardian = GradientGuard(model: model, optimizer: SGD(model.parameters(), lr: 0.1), policy: policy)
-            _ = try guardian.step(loss: lossAndBackward(model, x, y))
+            for _ in 0..<3 { _ = try guardian.step(loss: lossAndBackward(model, x, y)) }
             let first = try guardian.step(loss: lossAndBackward(model, x, y, poison: true))
-            XCTAssertEqual(first.lrScale, 1, "a first skip is only a skip")
+            XCTAssertEqual(first.decision, .skipped, "a first skip is only a skip")
+            XCTAssertEqual(first.lrScale, 1)
             let second = try guardian.step(loss: lossAndBackward(model, x, y, poison: true))
-            XCTAssertEqual(second.decision, .skipped)
-            XCTAssertEqual(second.lrScale, escalate ? 0.5 : 1)
             if escalate {
-                XCTAssertEqual(second.incident?.actions.last, "learning rate ×0.5 (scale now 0.5), as the last recovery was within 10 steps")
+                XCTAssertEqual(second.decision, .rolledBack(toStep: 2, undone: 2..<4))
+                XCTAssertEqual(second.lrScale, 0.5)
+                XCTAssertEqual(second.incident?.actions.last, "escalated: the last recovery was within 10 steps")
+            } else {
+                XCTAssertEqual(second.decision, .skipped)
+                XCTAssertEqual(second.lrScale, 1)
             }
         }
     }

@@ -114,12 +114,16 @@ public final class GradientGuard {
             if let last = lastRecovery, attempts - last <= policy.recoveryWindow { failedRecoveries += 1 } else { failedRecoveries = 1 }
             lastRecovery = attempts
         }
-        // A recovery that did not hold (another within the window) without a back-off is
-        // escalated to one: skipping alone never leaves a regime where every step spikes.
+        // A recovery that did not hold (another within the window) is escalated: a skip
+        // leaves the weights where the gradient is large, so the next batch spikes again;
+        // go back to the last healthy snapshot, and lower the learning rate.
         var escalated = false
-        if recovering && policy.escalateRepeats && failedRecoveries >= 2 && !actions.contains(.backOff) {
-            actions.insert(.backOff)
-            escalated = true
+        if recovering && policy.escalateRepeats && failedRecoveries >= 2 {
+            if !actions.contains(.backOff) { actions.insert(.backOff); escalated = true }
+            if actions.contains(.skip), let snap = snapshot, snap.step < step, !actions.contains(.rollback) {
+                actions.insert(.rollback)
+                escalated = true
+            }
         }
         if !exploding.isEmpty { healthyStreak = 0 }
         if actions.contains(.rollback), let snap = snapshot {
@@ -136,8 +140,10 @@ public final class GradientGuard {
         }
         if actions.contains(.backOff) {
             lrScale *= policy.backOffFactor
-            done.append("learning rate ×\(formatNumber(policy.backOffFactor)) (scale now \(formatNumber(lrScale)))"
-                        + (escalated ? ", as the last recovery was \(failedRecoveries - 1 == 1 ? "" : "one of \(failedRecoveries - 1) ")within \(policy.recoveryWindow) steps" : ""))
+            done.append("learning rate ×\(formatNumber(policy.backOffFactor)) (scale now \(formatNumber(lrScale)))")
+        }
+        if escalated {
+            done.append("escalated: the last recovery was within \(policy.recoveryWindow) steps")
         }
 
         if decision == .applied {

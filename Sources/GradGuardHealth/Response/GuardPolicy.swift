@@ -33,8 +33,9 @@ public struct GuardPolicy {
     /// Never apply a step whose gradients or loss are NaN or infinite, whatever the actions
     /// say (on by default; off only to watch an unprotected run blow up).
     public var protectNonFinite = true
-    /// Add a learning-rate back-off to a recovery (skip, rollback) that comes within
-    /// `recoveryWindow` steps of the previous one: the first did not hold.
+    /// A recovery within `recoveryWindow` steps of the previous one (the first did not
+    /// hold) also backs off the learning rate, and a skip becomes a rollback to the last
+    /// healthy snapshot: skipping leaves the weights where the gradient is large.
     public var escalateRepeats = true
 
     /// Watches and reports, changes nothing: no clipping, no skipping, NaN applied as it

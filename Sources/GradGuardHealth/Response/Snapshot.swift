@@ -8,6 +8,8 @@ public struct TrainingSnapshot {
     public let step: Int
     let tensors: [(Tensor, [Float])]
     let optimizer: [String: Tensor]
+    /// The hyper-parameters at full precision (the state dict holds float32 copies).
+    let hyperparameters: [[String: Double]]
     let scheduler: [String: Double]?
     let clipper: ClipperState?
     let random: [UInt64]
@@ -17,6 +19,7 @@ public struct TrainingSnapshot {
         self.step = step
         self.tensors = tensors.map { ($0, $0.scalars) }   // copy-on-write: copied as training writes
         self.optimizer = optimizer.stateDict()
+        hyperparameters = optimizer.hyperparameters()
         self.scheduler = scheduler?.stateDict()
         self.clipper = clipper?.stateDict()
         random = DefaultGenerator.with { $0.state }
@@ -25,6 +28,7 @@ public struct TrainingSnapshot {
     /// Writes the saved state back.
     func restore(optimizer: Optimizer, scheduler: LRScheduler?, clipper: (any GradientClipper)?) throws {
         try optimizer.load(stateDict: self.optimizer)
+        try optimizer.setHyperparameters(hyperparameters)
         if let s = self.scheduler { try scheduler?.load(stateDict: s) }
         if let c = self.clipper { try clipper?.load(stateDict: c) }
         for (t, values) in tensors {
