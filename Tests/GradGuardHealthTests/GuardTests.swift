@@ -101,18 +101,20 @@ final class GuardTests: XCTestCase {
     /// rollback to the last healthy snapshot and a back-off; with `escalateRepeats` off it
     /// stays a skip.
     func testRepeatedSkipsEscalateToRollbackAndBackOff() throws {
-        for escalate in [true, false] {
+        // After 4 healthy steps the newest snapshot is of step 4, the step that goes wrong:
+        // the rollback goes to the one before (step 2).
+        for (escalate, healthy) in [(true, 3), (true, 4), (false, 3)] {
             let (model, x, y) = setup()
             var policy = GuardPolicy(actions: [.nonFiniteGradient: [.skip]], snapshotEvery: 2)
             policy.escalateRepeats = escalate
             let guardian = GradientGuard(model: model, optimizer: SGD(model.parameters(), lr: 0.1), policy: policy)
-            for _ in 0..<3 { _ = try guardian.step(loss: lossAndBackward(model, x, y)) }
+            for _ in 0..<healthy { _ = try guardian.step(loss: lossAndBackward(model, x, y)) }
             let first = try guardian.step(loss: lossAndBackward(model, x, y, poison: true))
             XCTAssertEqual(first.decision, .skipped, "a first skip is only a skip")
             XCTAssertEqual(first.lrScale, 1)
             let second = try guardian.step(loss: lossAndBackward(model, x, y, poison: true))
             if escalate {
-                XCTAssertEqual(second.decision, .rolledBack(toStep: 2, undone: 2..<4))
+                XCTAssertEqual(second.decision, .rolledBack(toStep: 2, undone: 2..<(healthy + 1)))
                 XCTAssertEqual(second.lrScale, 0.5)
                 XCTAssertEqual(second.incident?.actions.last, "escalated: the last recovery was within 10 steps")
             } else {

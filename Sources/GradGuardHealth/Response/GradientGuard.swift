@@ -59,6 +59,9 @@ public final class GradientGuard {
 
     private let stateTensors: [Tensor]
     private var snapshot: TrainingSnapshot?
+    /// The snapshot before `snapshot`: an escalated rollback goes there when the newest was
+    /// taken at the very step that went wrong (its weights already in the bad region).
+    private var previousSnapshot: TrainingSnapshot?
     private var healthyStreak = 0
     private var failedRecoveries = 0
     private var lastRecovery: Int? = nil
@@ -120,9 +123,12 @@ public final class GradientGuard {
         var escalated = false
         if recovering && policy.escalateRepeats && failedRecoveries >= 2 {
             if !actions.contains(.backOff) { actions.insert(.backOff); escalated = true }
-            if actions.contains(.skip), let snap = snapshot, snap.step < step, !actions.contains(.rollback) {
-                actions.insert(.rollback)
-                escalated = true
+            if actions.contains(.skip), !actions.contains(.rollback), snapshot != nil {
+                if snapshot!.step == step, let older = previousSnapshot { snapshot = older }
+                if snapshot!.step < step {
+                    actions.insert(.rollback)
+                    escalated = true
+                }
             }
         }
         if !exploding.isEmpty { healthyStreak = 0 }
@@ -228,9 +234,11 @@ public final class GradientGuard {
         lrHistory.values = s.lrHistory
         monitor.load(stateDict: s.monitor)
         snapshot = nil
+        previousSnapshot = nil
     }
 
     private func takeSnapshot() {
+        previousSnapshot = snapshot
         snapshot = TrainingSnapshot(step: step, tensors: stateTensors, optimizer: optimizer, scheduler: scheduler,
                                     clipper: policy.clipper)
     }
