@@ -27,8 +27,11 @@ struct Demo: ParsableCommand {
     @Option(name: .customLong("runs-directory"), help: "Where the run directories go (default runs/demo-NAME).") var runsDirectoryOption: String?
     var runsDirectory: String { runsDirectoryOption ?? "runs/demo-\(name)" }
     @Option(name: .long, help: "Seed.") var seed = 0
+    @Option(name: .long, help: "Training examples of the init demo's CNN (default 2048; the MLP 4096) and the detector demo (256 images); validation a quarter as many (the MLP 512).")
+    var examples: Int?
 
     func run() throws {
+        if let examples, examples < 4 { throw fail("--examples must be at least 4", code: Exit.usage) }
         switch name {
         case "rnn": try rnn(steps: stepsOption ?? 3000, lr: lrOption ?? 0.5)
         case "charlm": try charlm(steps: stepsOption ?? 600, lr: lrOption ?? 40)
@@ -118,7 +121,7 @@ struct Demo: ParsableCommand {
     }
 
     /// A number for a table: fixed or scientific, "nan"/"inf" as they are.
-    static func cell(_ v: Double, _ format: String = "%.3f") -> String { v.isFinite ? String(format: format, v) : "\(v)" }
+    static func cell(_ v: Double, _ format: String = "%.3f") -> String { v.isFinite ? String(format: format, v) : v.isNaN ? "NaN" : "\(v)" }
 
     struct Row {
         let cell: String, guardName: String

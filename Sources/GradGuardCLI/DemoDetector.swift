@@ -7,7 +7,7 @@ extension Demo {
     func detector(steps: Int, lr: Double) throws {
         let size = 128
         var o = ShapesDataset.Options()
-        (o.train, o.val, o.size, o.seed) = (256, 64, size, UInt64(seed))
+        (o.train, o.val, o.size, o.seed) = (examples ?? 256, (examples ?? 256) / 4, size, UInt64(seed))
         let yaml = try ShapesDataset.write(to: runsDirectory + "/shapes", options: o)
         let config = try DetectionDataConfig.load(path: yaml)
         let trainSamples = try DetectionSplit.load(config, split: "train", policy: .fail).samples

@@ -40,7 +40,8 @@ extension Demo {
         let depth = 30
         let inits: [(String, Initializer)] = [("N(0,1)", .normal(std: 1)), ("xavier", .xavierUniform(gain: 1)),
                                               ("kaiming", .kaimingNormal(nonlinearity: .relu))]
-        let (mlpTrain, mlpValid) = teacherData(train: 4096, validation: 512)
+        let n = examples ?? 2048
+        let (mlpTrain, mlpValid) = teacherData(train: examples ?? 4096, validation: 512)
         // Shapes images of 16×16 with one object, labelled by its class.
         var g = RandomGenerator(seed: UInt64(seed) &+ 3)
         func shapes(_ n: Int) -> TensorDataset {
@@ -52,7 +53,7 @@ extension Demo {
             }
             return TensorDataset(inputs: Tensor.stack(xs), targets: Tensor(shape: [n], scalars: ys))
         }
-        let (cnnTrain, cnnValid) = (shapes(2048), shapes(512))
+        let (cnnTrain, cnnValid) = (shapes(n), shapes(n / 4))
         var lines: [String] = []
         for kind in ["mlp", "cnn"] {
             for batchNorm in [false, true] {
@@ -73,7 +74,7 @@ extension Demo {
                     layers.append(Linear(inputSize: kind == "mlp" ? 64 : 16, outputSize: kind == "mlp" ? 10 : 3, weightInit: initializer))
                     let model = Sequential(layers)
                     let (train, valid) = kind == "mlp" ? (mlpTrain, mlpValid) : (cnnTrain, cnnValid)
-                    let probe = (train.inputs.narrow(axis: 0, start: 0, length: 64), train.targets.narrow(axis: 0, start: 0, length: 64))
+                    let probe = (train.inputs.narrow(axis: 0, start: 0, length: Swift.min(64, n)), train.targets.narrow(axis: 0, start: 0, length: Swift.min(64, n)))
                     let before = layerGradientNorms(model, inputs: probe.0, targets: probe.1)
                     let name = "\(kind)-\(initName == "N(0,1)" ? "normal" : initName)\(batchNorm ? "-bn" : "")"
                     let run = try fitRun(model, optimizer: SGD(model.parameters(), lr: 0.01, momentum: 0.9), policy: .monitorOnly, steps: steps,

@@ -139,6 +139,21 @@ final class CLITests: TemporaryDirectoryTestCase {
         XCTAssertEqual(lm.out.split(separator: "\n").filter { $0.hasPrefix("| unguarded |") || $0.hasPrefix("| guarded") }.count, 2, lm.out)
     }
 
+    /// The other demos run end to end at a few steps and print a row per run.
+    func testInitLRRegularizationAndDetectorDemosPrintTheirTables() throws {
+        let cases: [(String, [String], Int)] = [("lr", ["--steps", "4"], 6), ("regularization", ["--steps", "3"], 4),
+                                                ("init", ["--steps", "1", "--examples", "64"], 12),
+                                                ("detector", ["--steps", "1", "--examples", "8"], 4)]
+        for (name, args, rows) in cases {
+            let r = try run(["demo", name] + args)
+            XCTAssertEqual(r.code, 0, name + ": " + r.err)
+            let table = r.out.split(separator: "\n").filter { $0.hasPrefix("| ") && !$0.hasPrefix("| lr |") && !$0.hasPrefix("| model |")
+                && !$0.hasPrefix("| regularisation |") && !$0.hasPrefix("| run |") }
+            XCTAssertEqual(table.count, rows, name + ":\n" + r.out)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/runs/demo-\(name)"), name)
+        }
+    }
+
     func testCharacterModelTrainsAndGenerates() throws {
         try String(repeating: "the gradient grows and the guard clips it.\n", count: 40).write(toFile: tmp + "/corpus.txt", atomically: true, encoding: .utf8)
         var r = try run(["train", "--name", "lm", "--quiet", "--set", "model.kind=charlm", "--set", "data.kind=text", "--set", "data.path=corpus.txt",
