@@ -6,8 +6,7 @@ extension Demo {
     /// protection and with Ultralytics' remedies (clip at 10, warm-up) plus the guard's rollback.
     func detector(steps: Int, lr: Double) throws {
         let size = 128
-        var o = ShapesDataset.Options()
-        (o.train, o.val, o.size, o.seed) = (examples ?? 256, (examples ?? 256) / 4, size, UInt64(seed))
+        let o = ShapesDataset.Options(train: examples ?? 256, val: (examples ?? 256) / 4, size: size, seed: UInt64(seed))
         let yaml = try ShapesDataset.write(to: runsDirectory + "/shapes", options: o)
         let config = try DetectionDataConfig.load(path: yaml)
         let trainSamples = try DetectionSplit.load(config, split: "train", policy: .fail).samples

@@ -24,8 +24,8 @@ struct DataCommand: ParsableCommand {
             guard train >= 0, val >= 0, size >= 16, maxObjects >= 1, (0...1).contains(maxOverlap) else {
                 throw fail("--train and --val must not be negative, --size at least 16, --max-objects at least 1, --max-overlap in 0 … 1", code: Exit.usage)
             }
-            var o = ShapesDataset.Options()
-            (o.train, o.val, o.size, o.seed, o.maxObjects, o.maxOverlap, o.jpeg) = (train, val, size, UInt64(seed), maxObjects, maxOverlap, jpeg)
+            var o = ShapesDataset.Options(train: train, val: val, size: size, seed: UInt64(seed))
+            (o.maxObjects, o.maxOverlap, o.jpeg) = (maxObjects, maxOverlap, jpeg)
             do {
                 let path = try ShapesDataset.write(to: out, options: o)
                 print("wrote \(train) training and \(val) validation images of \(size)×\(size); dataset: \(path)")

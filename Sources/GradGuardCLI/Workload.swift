@@ -69,8 +69,7 @@ struct Workload {
     static func builtinShapes(_ c: RunConfig) throws -> String {
         let dir = "\(c.runsDirectory)/.shapes-seed\(c.seed)-\(c.trainSize)x\(c.validationSize)-\(c.imageSize)"
         if FileManager.default.fileExists(atPath: dir + "/data.yaml") { return dir + "/data.yaml" }
-        var o = ShapesDataset.Options()
-        (o.train, o.val, o.size, o.seed) = (c.trainSize, Swift.max(1, c.validationSize), c.imageSize, UInt64(c.seed))
+        let o = ShapesDataset.Options(train: c.trainSize, val: Swift.max(1, c.validationSize), size: c.imageSize, seed: UInt64(c.seed))
         let partial = dir + ".partial"
         try? FileManager.default.removeItem(atPath: partial)
         try ShapesDataset.write(to: partial, options: o)

@@ -31,11 +31,7 @@ final class CharModelTests: TemporaryDirectoryTestCase {
         let corpus = CharCorpus(text: BuiltinCorpus.text)
         let (train, valid) = try corpus.datasets(length: 32)
         let model = CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: 24, hiddenSize: 64)
-        var c = TrainerConfig()
-        c.epochs = 3
-        c.batchSize = 32
-        c.seed = 6
-        c.moduleNormsEvery = 0
+        let c = testTrainerConfig(epochs: 3, batchSize: 32, seed: 6)
         let trainer = try Trainer(model: model, optimizer: Adam(model.parameters(), lr: 0.01),
                                   policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)), config: c) { m, b in
             (m as! CharLanguageModel).loss(b.inputs, b.targets)

@@ -117,12 +117,19 @@ final class DetectionTests: TemporaryDirectoryTestCase {
         XCTAssertThrowsError(try DetectionDataConfig.load(path: tmp + "/none.yaml")) { XCTAssertEqual("\($0)", tmp + "/none.yaml: no such file") }
     }
 
+    /// `train` as a list of image paths: a listed image that does not exist is named by the list's line.
+    func testImageListWithAMissingImage() throws {
+        let yaml = try writeDataset(labels: ["a.txt": "1 0.5 0.5 0.2 0.2\n"], images: ["a.png"],
+                                    yaml: "path: .\ntrain: train.txt\nval: images/val\nnames: [a, b]\n")
+        try "./images/train/a.png\n\nimages/train/gone.png\n".write(toFile: tmp + "/data/train.txt", atomically: true, encoding: .utf8)
+        let split = try DetectionSplit.load(try DetectionDataConfig.load(path: yaml), split: "train")
+        XCTAssertEqual(split.samples.count, 1)
+        XCTAssertEqual(split.samples[0].boxes.count, 1)
+        XCTAssertEqual(split.issues.map(\.description), ["\(tmp)/data/train.txt:3: image \(tmp)/data/images/train/gone.png does not exist"])
+    }
+
     func testShapesAreDeterministicAndValid() throws {
-        var o = ShapesDataset.Options()
-        o.train = 6
-        o.val = 2
-        o.size = 64
-        o.seed = 9
+        var o = ShapesDataset.Options(train: 6, val: 2, size: 64, seed: 9)
         let a = try ShapesDataset.write(to: tmp + "/s1", options: o)
         try ShapesDataset.write(to: tmp + "/s2", options: o)
         for f in ["images/train/train_00003.png", "labels/train/train_00003.txt", "labels/val/val_00001.txt", "data.yaml"] {

@@ -6,11 +6,7 @@ import _TestSupport
 final class DetectorTrainingTests: TemporaryDirectoryTestCase {
     /// The detector overfits 64 shapes images: mAP@0.5 above 0.9 on the images it trained on.
     func testDetectorOverfitsSixtyFourShapesImages() throws {
-        var o = ShapesDataset.Options()
-        o.train = 64
-        o.val = 1
-        o.size = 64
-        o.seed = 5
+        var o = ShapesDataset.Options(train: 64, val: 1, size: 64, seed: 5)
         o.maxObjects = 2
         let yaml = try ShapesDataset.write(to: tmp + "/shapes", options: o)
         let split = try DetectionSplit.load(try DetectionDataConfig.load(path: yaml), split: "train", policy: .fail)
@@ -18,12 +14,7 @@ final class DetectorTrainingTests: TemporaryDirectoryTestCase {
         DefaultGenerator.seed(5)
         let model = YOLODetector(classes: 3, width: 8, imageSize: 64)
         let loss = YOLOLoss(classes: 3, imageSize: 64)
-        var c = TrainerConfig()
-        c.epochs = 1000
-        c.maxSteps = 180
-        c.batchSize = 16
-        c.seed = 5
-        c.moduleNormsEvery = 0
+        let c = testTrainerConfig(epochs: 1000, batchSize: 16, seed: 5, maxSteps: 180)
         let opt = Adam(model.parameterGroups(weightDecay: 0), lr: 0.006)
         let trainer = try Trainer(model: model, optimizer: opt, policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 10)), config: c) { m, b in
             loss((m as! YOLODetector)(b.inputs), targets: b.targets).total

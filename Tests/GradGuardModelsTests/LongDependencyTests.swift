@@ -72,12 +72,7 @@ final class LongDependencyTests: XCTestCase {
         DefaultGenerator.seed(4)
         let task = LongDependencyTask.adding
         let model = SequenceModel(cell: .lstm, inputSize: 2, hiddenSize: 32, outputSize: 1, forgetGateBias: 1)
-        var c = TrainerConfig()
-        c.epochs = 40
-        c.batchSize = 32
-        c.seed = 4
-        c.moduleNormsEvery = 0
-        c.evalEvery = 16
+        let c = testTrainerConfig(epochs: 40, batchSize: 32, seed: 4, evalEvery: 16)
         let trainer = try Trainer(model: model, optimizer: Adam(model.parameters(), lr: 0.03),
                                   policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)), config: c) { m, b in
             task.loss((m as! SequenceModel)(b.inputs), b.targets)

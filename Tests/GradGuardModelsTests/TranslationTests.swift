@@ -102,11 +102,7 @@ final class TranslationTests: TemporaryDirectoryTestCase {
         let set = TranslationSet(pairs: trainPairs + validPairs)
         let model = Seq2SeqModel(sourceVocabularySize: set.source.count, targetVocabularySize: set.target.count,
                                  embeddingSize: 16, hiddenSize: 64)
-        var c = TrainerConfig()
-        c.epochs = 3
-        c.batchSize = 32
-        c.seed = 4
-        c.moduleNormsEvery = 0
+        let c = testTrainerConfig(epochs: 3, batchSize: 32, seed: 4)
         let trainer = try Trainer(model: model, optimizer: Adam(model.parameters(), lr: 0.01),
                                   policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)), config: c) { m, b in
             (m as! Seq2SeqModel).loss(source: b.inputs, target: b.targets)

@@ -146,3 +146,16 @@ public func runProcess(_ executable: String, _ arguments: [String], in directory
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
+
+/// Trainer settings for a test: `epochs`, `batchSize` and `seed`, no per-module norms in
+/// the records (they cost time and no test of a workload reads them).
+public func testTrainerConfig(epochs: Int, batchSize: Int, seed: UInt64, maxSteps: Int? = nil, evalEvery: Int = 0) -> TrainerConfig {
+    var c = TrainerConfig()
+    c.epochs = epochs
+    c.batchSize = batchSize
+    c.seed = seed
+    c.maxSteps = maxSteps
+    c.evalEvery = evalEvery
+    c.moduleNormsEvery = 0
+    return c
+}

@@ -20,7 +20,9 @@ public enum ShapesDataset {
         public var minSide = 0.12, maxSide = 0.4
         /// Write JPEG (quality 95) instead of PNG.
         public var jpeg = false
-        public init() {}
+        public init(train: Int = 64, val: Int = 16, size: Int = 128, seed: UInt64 = 0) {
+            (self.train, self.val, self.size, self.seed) = (train, val, size, seed)
+        }
     }
 
     /// One image and its labels.
