@@ -9,7 +9,8 @@ extension Demo {
         let o = ShapesDataset.Options(train: examples ?? 256, val: (examples ?? 256) / 4, size: size, seed: UInt64(seed))
         let yaml = try ShapesDataset.write(to: runsDirectory + "/shapes", options: o)
         let config = try DetectionDataConfig.load(path: yaml)
-        let trainSamples = try DetectionSplit.load(config, split: "train", policy: .fail).samples
+        let train = DetectionDataset(try DetectionSplit.load(config, split: "train", policy: .fail).samples, size: size,
+                                     augmentation: Augmentation(), seed: UInt64(seed))
         let valid = DetectionDataset(try DetectionSplit.load(config, split: "val", policy: .fail).samples, size: size)
         let criterion = YOLOLoss(classes: config.names.count, imageSize: size)
         let warm = Swift.max(1, steps / 6)
@@ -19,8 +20,6 @@ extension Demo {
         var lines: [String] = []
         for v in variants {
             DefaultGenerator.seed(UInt64(seed))
-            // A fresh dataset per run: every run sees the same augmented images.
-            let train = DetectionDataset(trainSamples, size: size, augmentation: Augmentation(), seed: UInt64(seed))
             let model = YOLODetector(classes: config.names.count, width: 16, imageSize: size)
             let opt = SGD(model.parameterGroups(weightDecay: 5e-4), lr: lr, momentum: 0.937, nesterov: true)
             let scheduler = v.warmup ? LRScheduler(opt, Warmup(steps: warm, startLR: [2: 0.1], startMomentum: 0.8)) : nil

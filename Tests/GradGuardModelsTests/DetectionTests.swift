@@ -161,12 +161,17 @@ final class DetectionTests: TemporaryDirectoryTestCase {
         aug.flip = 0.5
         let data = DetectionDataset([sample], size: 64, augmentation: aug, seed: 3)
         for draw in 0..<8 {
-            let (img, boxes) = data.example(0, draw: draw)
+            let (img, boxes) = data.example(0, epoch: draw)
             guard let b = boxes.first, b.x1 < 60 else { continue }
             let cx = Int((b.x0 + b.x1) / 2), cy = Int((b.y0 + b.y1) / 2)
             XCTAssertGreaterThan(img[cx, cy].0, 200, "draw \(draw): centre of the box is white")
             XCTAssertLessThan(img[Swift.min(63, Int(b.x1) + 2), cy].0, 120, "draw \(draw): right of the box is not white")
         }
+        // The draws depend on the epoch only: the same batch again (a resumed run), another epoch differs.
+        let twice = (try data.batch([0], epoch: 3), try data.batch([0], epoch: 3), try data.batch([0], epoch: 4))
+        XCTAssertEqual(twice.0.inputs.scalars, twice.1.inputs.scalars)
+        XCTAssertEqual(twice.0.targets.scalars, twice.1.targets.scalars)
+        XCTAssertNotEqual(twice.0.inputs.scalars, twice.2.inputs.scalars)
         let plain = DetectionDataset([sample], size: 64)
         let batch = try plain.batch([0])
         XCTAssertEqual(batch.targets.shape, [1, 1, 5])

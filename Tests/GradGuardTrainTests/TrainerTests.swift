@@ -149,4 +149,26 @@ final class TrainerTests: TemporaryDirectoryTestCase {
         let size = try FileManager.default.attributesOfItem(atPath: tmp + "/e/" + events[0])[.size] as? Int ?? 0
         XCTAssertGreaterThan(size, 1000)
     }
+
+    /// The loader hands each batch its epoch (datasets with random augmentation draw from it),
+    /// prefetched or not; `batch(_:)` alone serves a dataset that ignores it.
+    func testLoaderPassesTheEpochToTheDataset() throws {
+        final class Recorder: Dataset, @unchecked Sendable {
+            let lock = NSLock()
+            var epochs: [Int] = []
+            var count: Int { 6 }
+            func batch(_ indices: [Int]) throws -> Batch { try batch(indices, epoch: -1) }
+            func batch(_ indices: [Int], epoch: Int) throws -> Batch {
+                lock.withLock { epochs.append(epoch) }
+                return Batch(inputs: Tensor(shape: [indices.count], scalars: indices.map(Float.init)), targets: Tensor.zeros([indices.count]), indices: indices)
+            }
+        }
+        for prefetch in [false, true] {
+            let r = Recorder()
+            let loader = DataLoader(r, batchSize: 2, prefetch: prefetch)
+            for _ in loader.batches(epoch: 3) {}
+            XCTAssertEqual(r.epochs, [3, 3, 3])
+        }
+        XCTAssertEqual(try TensorDataset(inputs: Tensor.ones([2, 1]), targets: Tensor.ones([2])).batch([1], epoch: 5).indices, [1])
+    }
 }

@@ -23,16 +23,14 @@ public struct Augmentation: Sendable, Equatable {
 /// `[B, M, 5]` targets (class, cx, cy, w, h in input pixels; class −1 pads to the most
 /// boxes of any image, M).
 ///
-/// The random draws of an example depend on the seed, the example and how many times it
-/// has been drawn, so a run repeats exactly (a resumed run restarts the counts).
-public final class DetectionDataset: Dataset, @unchecked Sendable {   // the counts are guarded by a lock
+/// The random draws of an example depend only on the seed, the example and the epoch, so
+/// a run repeats exactly and a resumed run sees the same images as an unbroken one.
+public final class DetectionDataset: Dataset, Sendable {
     public let samples: [DetectionSample]
     public let size: Int
     public let augmentation: Augmentation
     public let seed: UInt64
     public let maxBoxes: Int
-    private var draws: [Int]
-    private let lock = NSLock()
 
     public init(_ samples: [DetectionSample], size: Int, augmentation: Augmentation = .none, seed: UInt64 = 0) {
         self.samples = samples
@@ -40,16 +38,15 @@ public final class DetectionDataset: Dataset, @unchecked Sendable {   // the cou
         self.augmentation = augmentation
         self.seed = seed
         maxBoxes = Swift.max(1, samples.map(\.boxes.count).max() ?? 1)
-        draws = [Int](repeating: 0, count: samples.count)
     }
 
     public var count: Int { samples.count }
 
-    /// Example `index` as the model sees it: the image and its boxes in input pixels.
-    public func example(_ index: Int, draw: Int) -> (image: RGBImage, boxes: [Box]) {
+    /// Example `index` as the model sees it in epoch `epoch`: the image and its boxes in input pixels.
+    public func example(_ index: Int, epoch: Int) -> (image: RGBImage, boxes: [Box]) {
         let s = samples[index]
         let a = augmentation
-        var g = RandomGenerator(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index) &* 0xBF58_476D_1CE4_E5B9 &+ UInt64(draw))
+        var g = RandomGenerator(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index) &* 0xBF58_476D_1CE4_E5B9 &+ UInt64(epoch))
         func uniform(_ lo: Double, _ hi: Double) -> Double { lo + (hi - lo) * g.nextUniform() }
         let fit = Swift.min(Double(size) / Double(s.image.width), Double(size) / Double(s.image.height))
         let scale = fit * (a.scale > 0 ? uniform(1 - a.scale, 1 + a.scale) : 1)
@@ -77,16 +74,15 @@ public final class DetectionDataset: Dataset, @unchecked Sendable {   // the cou
         return (image, boxes)
     }
 
-    public func batch(_ indices: [Int]) throws -> Batch {
+    /// Batch without a training epoch (evaluation): epoch 0's draws.
+    public func batch(_ indices: [Int]) throws -> Batch { try batch(indices, epoch: 0) }
+
+    public func batch(_ indices: [Int], epoch: Int) throws -> Batch {
         let plane = 3 * size * size
         var images = [Float](repeating: 0, count: indices.count * plane)
         var targets = [Float](repeating: -1, count: indices.count * maxBoxes * 5)
         for (i, index) in indices.enumerated() {
-            let draw: Int = lock.withLock {
-                defer { draws[index] += 1 }
-                return draws[index]
-            }
-            let (image, boxes) = example(index, draw: augmentation == .none ? 0 : draw)
+            let (image, boxes) = example(index, epoch: epoch)
             let pixels = image.pixels
             for p in 0..<(size * size) {
                 for k in 0..<3 { images[i * plane + k * size * size + p] = Float(pixels[p * 3 + k]) / 255 }

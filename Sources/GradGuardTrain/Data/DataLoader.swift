@@ -19,6 +19,14 @@ public struct Batch: @unchecked Sendable {
 public protocol Dataset: Sendable {
     var count: Int { get }
     func batch(_ indices: [Int]) throws -> Batch
+    /// The batch as drawn in training epoch `epoch`: a dataset with random augmentation
+    /// draws them from the epoch (and the example), so a resumed run sees the same images.
+    /// By default the same as `batch(_:)`.
+    func batch(_ indices: [Int], epoch: Int) throws -> Batch
+}
+
+extension Dataset {
+    public func batch(_ indices: [Int], epoch: Int) throws -> Batch { try batch(indices) }
 }
 
 /// Examples held as two tensors whose first axis indexes the examples.
@@ -94,19 +102,21 @@ public final class DataLoader {
 
     /// Iterates the batches of `epoch` from batch `start`, prefetching the next one.
     public func batches(epoch: Int, from start: Int = 0) -> BatchIterator {
-        BatchIterator(loader: self, order: order(epoch: epoch), next: start)
+        BatchIterator(loader: self, epoch: epoch, order: order(epoch: epoch), next: start)
     }
 
     /// A pass over one epoch's batches.
     public final class BatchIterator: IteratorProtocol, Sequence {
         let loader: DataLoader
+        let epoch: Int
         let order: [Int]
         /// The index of the batch `nextBatch()` returns next.
         public private(set) var position: Int
         private var pending: (index: Int, group: DispatchGroup, box: ResultBox)? = nil
 
-        init(loader: DataLoader, order: [Int], next: Int) {
+        init(loader: DataLoader, epoch: Int, order: [Int], next: Int) {
             self.loader = loader
+            self.epoch = epoch
             self.order = order
             position = next
         }
@@ -120,8 +130,8 @@ public final class DataLoader {
 
         func start(_ b: Int) {
             guard loader.prefetch, let ids = indices(b) else { return }
-            let group = DispatchGroup(), box = ResultBox(), dataset = loader.dataset
-            DispatchQueue.global().async(group: group) { box.result = Result { try dataset.batch(ids) } }
+            let group = DispatchGroup(), box = ResultBox(), dataset = loader.dataset, epoch = epoch
+            DispatchQueue.global().async(group: group) { box.result = Result { try dataset.batch(ids, epoch: epoch) } }
             pending = (b, group, box)
         }
 
@@ -136,7 +146,7 @@ public final class DataLoader {
                 pending = nil
                 batch = try p.box.result!.get()
             } else {
-                batch = try loader.dataset.batch(ids)
+                batch = try loader.dataset.batch(ids, epoch: epoch)
             }
             start(position)
             return (b, batch)
