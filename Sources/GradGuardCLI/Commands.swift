@@ -79,6 +79,7 @@ struct Resume: ParsableCommand {
         do {
             c = try RunConfig.load(path: dir + "/config.yaml")
             try c.apply(overrides: set)
+            try c.validate(source: set.isEmpty ? dir + "/config.yaml" : "--set")
         } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
         if !set.isEmpty { try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml") }
         let w = try workload(c, runDirectory: dir)
@@ -95,19 +96,13 @@ struct Eval: ParsableCommand {
     @Argument(help: "Run name or directory.") var runName: String
 
     func run() throws {
-        let dir = try runDirectory(runName)
-        let c: RunConfig
-        do { c = try RunConfig.load(path: dir + "/config.yaml") } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
-        let w = try workload(c, runDirectory: dir)
+        let (_, w, step) = try trainedRun(runName, kind: nil, command: "eval")
         let trainer = try Trainer(model: w.model, optimizer: w.optimizer, config: w.trainer, runDirectory: nil, loss: w.loss)
         trainer.evaluate = w.metrics
-        let store = CheckpointStore(directory: dir + "/checkpoints")
-        let loaded: LoadedCheckpoint
-        do { loaded = try store.loadLatest().checkpoint } catch let e as CheckpointError { throw fail(e.description, code: Exit.checkpoint) }
-        _ = try w.model.load(stateDict: loaded.tensors["model"] ?? [:])
+        trainer.evaluateDataset = w.datasetMetrics
         guard let validation = w.validation else { throw fail("run \(runName) has no validation data (data.validation is 0)", code: Exit.usage) }
         let m = try trainer.runEvaluation(validation)
-        print("checkpoint step \(loaded.step): " + m.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.4f", $0.value))" }.joined(separator: ", "))
+        print("checkpoint step \(step): " + m.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.4f", $0.value))" }.joined(separator: ", "))
     }
 }
 
@@ -198,20 +193,20 @@ func workload(_ c: RunConfig, runDirectory: String?) throws -> Workload {
     catch let e as ImageError { throw fail(e.description, code: Exit.missing) }
 }
 
-/// A finished run's configuration and workload with the newest checkpoint's weights loaded;
-/// `kind` is the model kind the calling command needs.
-func trainedRun(_ runName: String, kind: String, command: String) throws -> (config: RunConfig, workload: Workload) {
+/// A run's configuration and workload with the newest checkpoint's weights loaded, and that
+/// checkpoint's step; `kind`, when given, is the model kind the calling command needs.
+func trainedRun(_ runName: String, kind: String?, command: String) throws -> (config: RunConfig, workload: Workload, step: Int) {
     let dir = try runDirectory(runName)
     let c: RunConfig
     do { c = try RunConfig.load(path: dir + "/config.yaml") } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
-    guard c.model == kind else { throw fail("run \(runName) is a '\(c.model)' run: \(command) needs model.kind \(kind)", code: Exit.usage) }
+    if let kind, c.model != kind { throw fail("run \(runName) is a '\(c.model)' run: \(command) needs model.kind \(kind)", code: Exit.usage) }
     let w = try workload(c, runDirectory: dir)
     let loaded: LoadedCheckpoint
     do { loaded = try CheckpointStore(directory: dir + "/checkpoints").loadLatest().checkpoint } catch let e as CheckpointError {
         throw fail(e.description, code: Exit.checkpoint)
     }
     _ = try w.model.load(stateDict: loaded.tensors["model"] ?? [:])
-    return (c, w)
+    return (c, w, loaded.step)
 }
 
 struct Generate: ParsableCommand {

@@ -66,7 +66,7 @@ struct Detect: ParsableCommand {
     @Option(name: .long, help: "IoU above which NMS drops the weaker box of a class.") var iou = 0.6
 
     func run() throws {
-        let (c, w) = try trainedRun(runName, kind: "detector", command: "detect")
+        let (c, w, _) = try trainedRun(runName, kind: "detector", command: "detect")
         let model = w.model as! YOLODetector
         let names = (try? DetectionDataConfig.load(path: c.dataPath.isEmpty ? try Workload.builtinShapes(c) : c.dataPath).names) ?? []
         let dir = try runDirectory(runName)
