@@ -43,6 +43,7 @@ for _ in range(rounds):
 med = lambda xs: statistics.median(xs)
 rows = [("char-LSTM step (ms)", "char_lstm_step_ms", "char_lstm_step_ms", False),
         ("tiny detector step (ms)", "tiny_det_step_ms", "tiny_det_step_ms", False),
+        ("YOLO-style detector step (ms)", "yolo_step_ms", "yolo_step_ms", False),
         ("deep MLP step (ms)", "mlp20_step_ms", "mlp20_step_ms", False),
         ("clip_grad_norm 100 × 50k (ms)", "clip100x50k_ms", "clip100x50k_ms", False),
         ("sgemm 1024³ (GFLOP/s)", "sgemm1024_tensor_gflops", "sgemm1024_gflops", True)]
@@ -61,5 +62,5 @@ print(f"| sgemm 1024³ through Tensor.matmul vs raw cblas_sgemm (GFLOP/s) | {via
 for k in ["linear256_fwd_gflops", "linear256_dx_gflops", "linear256_dw_gflops"]:
     print(f"| {k} (GFLOP/s) | {med(swift[k]):.1f} | | |")
 print(f"peak RSS: GradGuard {rss['swift'] / 1024:.0f} MiB, PyTorch {rss['torch'] / 1024:.0f} MiB")
-for key in ["char_lstm_step_ms", "tiny_det_step_ms", "mlp20_step_ms"]:
+for key in ["char_lstm_step_ms", "tiny_det_step_ms", "yolo_step_ms", "mlp20_step_ms"]:
     print(f"{key}: GradGuard {[round(v, 1) for v in swift[key]]}, PyTorch {[round(v, 1) for v in torch[key]]}")

@@ -84,6 +84,46 @@ t = bench(det_step)
 res["tiny_det_step_ms"] = t * 1e3
 res["tiny_det_images_per_s"] = 16 / t
 
+class YOLO(nn.Module):
+    """GradGuard's YOLODetector (classes 3, width 16): backbone to strides 8 and 16, PANet neck, 1×1 heads."""
+
+    def __init__(self, c=3, w=16):
+        super().__init__()
+
+        def block(i, o, k=3, s=1):
+            return nn.Sequential(nn.Conv2d(i, o, k, s, k // 2, bias=False), nn.BatchNorm2d(o, eps=1e-3, momentum=0.03), nn.SiLU())
+
+        self.backbone = nn.ModuleList([block(3, w, s=2), block(w, 2 * w, s=2), block(2 * w, 2 * w), block(2 * w, 4 * w, s=2),
+                                       block(4 * w, 4 * w), block(4 * w, 8 * w, s=2), block(8 * w, 8 * w)])
+        self.lateral, self.fuse3 = block(8 * w, 4 * w, k=1), block(8 * w, 4 * w)
+        self.down, self.fuse4 = block(4 * w, 4 * w, s=2), block(8 * w, 8 * w)
+        self.heads = nn.ModuleList([nn.Conv2d(4 * w, 5 + c, 1), nn.Conv2d(8 * w, 5 + c, 1)])
+
+    def forward(self, x):
+        for i, layer in enumerate(self.backbone):
+            x = layer(x)
+            if i == 4:
+                p3 = x
+        l4 = self.lateral(x)
+        n3 = self.fuse3(torch.cat([nn.functional.interpolate(l4, scale_factor=2, mode="nearest"), p3], 1))
+        n4 = self.fuse4(torch.cat([self.down(n3), l4], 1))
+        return [self.heads[0](n3), self.heads[1](n4)]
+
+
+yolo = YOLO()
+opt_yolo = torch.optim.SGD(yolo.parameters(), 0.01, momentum=0.937, nesterov=True)
+
+
+def yolo_step():
+    opt_yolo.zero_grad()
+    loss = sum((o ** 2).mean() for o in yolo(xi))
+    loss.backward()
+    nn.utils.clip_grad_norm_(yolo.parameters(), 10.0)
+    opt_yolo.step()
+
+
+res["yolo_step_ms"] = bench(yolo_step) * 1e3
+
 mlp = nn.Sequential(*[l for _ in range(20) for l in (nn.Linear(256, 256), nn.ReLU())], nn.Linear(256, 10))
 opt = torch.optim.SGD(mlp.parameters(), 0.01)
 xm = torch.randn(128, 256)

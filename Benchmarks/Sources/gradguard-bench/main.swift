@@ -85,6 +85,23 @@ if wanted("detector") {
     results.append(("tiny_det_images_per_s", 16 / t))
 }
 
+// MARK: the YOLO-style detector of GradGuardModels (classes 3, width 16), batch 16 × 3×128×128,
+// loss = sum of the heads' mean squares, clip 10, SGD momentum 0.937 Nesterov
+if wanted("yolo") {
+    let model = YOLODetector(classes: 3, width: 16, imageSize: 128)
+    let opt = SGD(model.parameters(), lr: 0.01, momentum: 0.937, nesterov: true)
+    let x = Tensor.randn([16, 3, 128, 128])
+    let t = bench {
+        opt.zeroGrad()
+        let outs = model(x)
+        let loss = (outs[0] * outs[0]).mean() + (outs[1] * outs[1]).mean()
+        loss.backward()
+        clipGradNorm(model.parameters(), maxNorm: 10)
+        opt.step()
+    }
+    results.append(("yolo_step_ms", t * 1e3))
+}
+
 // MARK: gradient-health overhead on the char-LSTM and tiny-detector steps
 // Three variants of each step, interleaved step by step so that the machine's drift hits
 // them alike: plain (clipGradNorm + optimizer), + per-module statistics every step
