@@ -137,7 +137,7 @@ extension RunConfig {
         Setting(key: "optimizer.momentum", kind: .double(0...0.9999, \.momentum), help: "momentum (SGD, RMSprop)"),
         Setting(key: "optimizer.weight_decay", kind: .double(0...1, \.weightDecay), help: "weight decay"),
         Setting(key: "schedule.kind", kind: .string(["constant", "cosine", "warmup", "warmup-cosine"], \.schedule), help: "learning-rate schedule"),
-        Setting(key: "schedule.warmup_steps", kind: .int(0...Int(Int32.max), \.warmupSteps), help: "linear warm-up steps (warmup, warmup-cosine)"),
+        Setting(key: "schedule.warmup_steps", kind: .int(0...Int(Int32.max), \.warmupSteps), help: "linear warm-up steps (warmup: 0 means YOLOv5's max(3 epochs, 100 steps), at most half the run; warmup-cosine)"),
         Setting(key: "guard.clipper", kind: .string(["none", "global-norm", "value", "zclip", "autoclip", "agc", "per-module"], \.clipper),
                 help: "gradient clipper"),
         Setting(key: "guard.max_norm", kind: .double(1e-12...1e12, \.maxNorm),

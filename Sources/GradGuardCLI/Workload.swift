@@ -225,7 +225,9 @@ struct Workload {
         case "warmup":
             // Ultralytics' warm-up: rates from 0 (a detector's biases from 0.1) and momentum
             // from 0.8, linearly to their values over the warm-up steps.
-            scheduler = LRScheduler(optimizer, Warmup(steps: Swift.max(1, c.warmupSteps), startLR: model is YOLODetector ? [2: 0.1] : [:],
+            // Without warmup_steps, YOLOv5's length: max(3 epochs, 100 steps), at most half the run.
+            let w = c.warmupSteps > 0 ? c.warmupSteps : Swift.max(1, Swift.min(total / 2, Swift.max(3 * stepsPerEpoch, 100)))
+            scheduler = LRScheduler(optimizer, Warmup(steps: w, startLR: model is YOLODetector ? [2: 0.1] : [:],
                                                       startMomentum: c.optimizer == "sgd" && c.momentum > 0.8 ? 0.8 : nil))
         case "warmup-cosine":
             let w = Swift.max(1, c.warmupSteps)
