@@ -32,6 +32,7 @@ public struct RunConfig: Equatable, Sendable {
     public var labelNoise = 0.0
     public var successLoss = 0.0
     public var imageSize = 128
+    public var boxLoss = "giou"
     public var augment = true
     public var onError = "skip"
 
@@ -103,6 +104,7 @@ extension RunConfig {
         Setting(key: "model.cell", kind: .string(["lstm", "gru", "rnn"], \.cell), help: "recurrent cell (charlm, sequence)"),
         Setting(key: "model.embedding", kind: .int(1...100_000, \.embedding), help: "embedding size (charlm, seq2seq)"),
         Setting(key: "model.attention", kind: .bool(\.attention), help: "dot-product attention over the source (seq2seq)"),
+        Setting(key: "model.box_loss", kind: .string(BoxLoss.allCases.map(\.rawValue), \.boxLoss), help: "detector box loss: 1 − GIoU or 1 − CIoU"),
         Setting(key: "model.activation", kind: .string(["relu", "tanh"], \.activation), help: "hidden activation"),
         Setting(key: "model.init", kind: .string(["default", "kaiming", "xavier", "normal"], \.initialisation),
                 help: "weight initialisation (default: PyTorch's)"),

@@ -87,7 +87,8 @@ struct Workload {
         let train = DetectionDataset(trainSplit.samples, size: size, augmentation: c.augment ? Augmentation() : .none, seed: UInt64(c.seed))
         let valid = DetectionDataset(validSplit.samples, size: size)
         let model = YOLODetector(classes: config.names.count, width: c.widthValue, imageSize: size)
-        let criterion = YOLOLoss(classes: config.names.count, imageSize: size)
+        var criterion = YOLOLoss(classes: config.names.count, imageSize: size)
+        criterion.box = BoxLoss(rawValue: c.boxLoss) ?? .giou
         let loss: (Module, Batch) -> Tensor = { m, b in criterion((m as! YOLODetector)(b.inputs), targets: b.targets).total }
         self.init(model: model, data: (train, valid), config: c, loss: loss, metrics: { m, b in ["loss": Double(loss(m, b).item)] })
         dataIssues = trainSplit.issues + validSplit.issues

@@ -30,6 +30,13 @@ extension Tensor {
         }
     }
 
+    /// arctan x; d/dx = 1/(1 + x²).
+    public func atan() -> Tensor {
+        let x = self
+        let out = map { Foundation.atan($0) }
+        return Tensor.record("atan", out, [x]) { g in [Tensor.zipMap(g, x) { $0 / (1 + $1 * $1) }] }
+    }
+
     public func tanh() -> Tensor {
         let out = mapSIMD(.tanh)
         let y = out.detach()

@@ -229,7 +229,7 @@ final class CLITests: TemporaryDirectoryTestCase {
         XCTAssertTrue(r.out.contains("shapes/labels/train/train_00001.txt:1: expected 5 values 'class cx cy w h', found 4"), r.out)
         let settings = ["--set", "model.kind=detector", "--set", "data.kind=yolo", "--set", "data.path=shapes/data.yaml", "--set", "data.image_size=64",
                         "--set", "model.width=4", "--set", "training.epochs=1", "--set", "training.batch_size=8", "--set", "schedule.kind=warmup",
-                        "--set", "schedule.warmup_steps=1", "--set", "guard.max_norm=10"]
+                        "--set", "schedule.warmup_steps=1", "--set", "guard.max_norm=10", "--set", "model.box_loss=ciou"]
         r = try run(["train", "--name", "det", "--quiet"] + settings)
         XCTAssertEqual(r.code, 0, r.err)
         XCTAssertTrue(r.err.contains("1 data problem skipped"), r.err)

@@ -240,6 +240,27 @@ final class DetectionTests: TemporaryDirectoryTestCase {
         checkGradients([x]) { generalizedIoU($0[0], Tensor(shape: [2, 4], scalars: [0.5, 0, 2, 2.5, 0, 0, 2, 3])).sum() }
     }
 
+    func testCIoUValuesAndGradients() {
+        let a = Tensor(shape: [4, 4], scalars: [0, 0, 2, 2, 0, 0, 2, 2, 0, 0, 1, 1, 0, 0, 2, 1])
+        let b = Tensor(shape: [4, 4], scalars: [0, 0, 2, 2, 3, 0, 5, 2, 0, 0, 2, 2, 0, 0, 2, 2])
+        // Same box: 1. Disjoint: 0 − 9/29 (centre distance² 9, enclosing diagonal² 29).
+        // Nested, same aspect: 1/4 − 0.5/8. Aspects 2:1 against 1:1: IoU 1/2, ρ²/c² = 0.25/8,
+        // v = 4/π²·(atan 1 − atan 2)², α = v/(v + 1/2).
+        let v = 4 / (Double.pi * Double.pi) * Foundation.pow(Foundation.atan(1.0) - Foundation.atan(2.0), 2)
+        let expected = [1, -9.0 / 29, 0.25 - 0.5 / 8, 0.5 - 0.25 / 8 - v * v / (v + 0.5)].map(Float.init)
+        assertClose(completeIoU(a, b), Tensor(shape: [4], scalars: expected), rtol: 1e-5, atol: 1e-6)
+        // With the aspect ratios of the targets the detached α has no effect: finite differences apply.
+        let x = Tensor(shape: [2, 4], scalars: [0.1, 0.2, 2.1, 2.2, 1, 1.5, 3, 5.5])
+        checkGradients([x]) { completeIoU($0[0], Tensor(shape: [2, 4], scalars: [0.5, 0, 2.5, 2, 0, 0, 2, 4])).sum() }
+        // The loss takes either.
+        var loss = YOLOLoss(classes: 2, imageSize: 64)
+        loss.box = .ciou
+        DefaultGenerator.seed(3)
+        let outputs = YOLODetector(classes: 2, width: 4, imageSize: 64)(Tensor.rand([1, 3, 64, 64]))
+        let parts = loss(outputs, targets: Tensor(shape: [1, 1, 5], scalars: [1, 30, 20, 12, 20]))
+        XCTAssertTrue(parts.box.item.isFinite && parts.box.item > 0)
+    }
+
     func testLossPartsAndGradientsReachEveryParameter() {
         DefaultGenerator.seed(1)
         let model = YOLODetector(classes: 2, width: 4, imageSize: 64)

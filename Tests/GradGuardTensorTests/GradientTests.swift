@@ -29,6 +29,8 @@ final class GradientTests: XCTestCase {
         checkGradients([awayFromZero(a())]) { $0[0].abs() }
         checkGradients([testTensor([3, 4], seed: 12, low: -3, high: 3)]) { $0[0].tanh() }
         checkGradients([testTensor([3, 4], seed: 13, low: -4, high: 4)]) { $0[0].sigmoid() }
+        checkGradients([testTensor([3, 4], seed: 17, low: -3, high: 3)]) { $0[0].atan() }
+        assertClose(Tensor(shape: [3], scalars: [-1, 0, 1]).atan(), Tensor(shape: [3], scalars: [-0.78539816, 0, 0.78539816]), rtol: 1e-6, atol: 1e-7)
     }
 
     func testActivations() {

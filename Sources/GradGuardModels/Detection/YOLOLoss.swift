@@ -17,13 +17,40 @@ public func generalizedIoU(_ boxes: Tensor, _ targets: Tensor) -> Tensor {
     return inter / union - (enclosing - union) / enclosing
 }
 
+/// Complete IoU (Zheng et al. 2020, the box loss of YOLOv5 and later) of corner boxes
+/// `[N, 4]` against constant targets: IoU − ρ²/c² − α·v, with ρ the distance between the
+/// centres, c the diagonal of the enclosing box, v = 4/π²·(atan(w_t/h_t) − atan(w/h))² and
+/// α = v/(v − IoU + 1) taken as a constant (as Ultralytics computes it, without gradient); `[N]`.
+public func completeIoU(_ boxes: Tensor, _ targets: Tensor) -> Tensor {
+    func col(_ t: Tensor, _ i: Int) -> Tensor { t.narrow(axis: 1, start: i, length: 1).squeezed(1) }
+    func minimum(_ a: Tensor, _ b: Tensor) -> Tensor { Tensor.where(a.lt(b), a, b) }
+    func maximum(_ a: Tensor, _ b: Tensor) -> Tensor { Tensor.where(a.gt(b), a, b) }
+    let eps: Float = 1e-7
+    let (ax0, ay0, ax1, ay1) = (col(boxes, 0), col(boxes, 1), col(boxes, 2), col(boxes, 3))
+    let (bx0, by0, bx1, by1) = (col(targets, 0), col(targets, 1), col(targets, 2), col(targets, 3))
+    let (aw, ah, bw, bh) = (ax1 - ax0, ay1 - ay0 + eps, bx1 - bx0, by1 - by0 + eps)
+    let inter = (minimum(ax1, bx1) - maximum(ax0, bx0)).relu() * (minimum(ay1, by1) - maximum(ay0, by0)).relu()
+    let iou = inter / (aw * ah + bw * bh - inter + eps)
+    let cw = maximum(ax1, bx1) - minimum(ax0, bx0), ch = maximum(ay1, by1) - minimum(ay0, by0)
+    let c2 = cw.square() + ch.square() + eps
+    let rho2 = ((bx0 + bx1 - ax0 - ax1).square() + (by0 + by1 - ay0 - ay1).square()) / 4
+    let v = ((bw / bh).atan() - (aw / ah).atan()).square() * Float(4 / (Double.pi * Double.pi))
+    let alpha = withoutGrad { v / (v - iou + (1 + eps)) }.detach()
+    return iou - (rho2 / c2 + v * alpha)
+}
+
+/// The box term of the detector's loss: 1 − GIoU or 1 − CIoU.
+public enum BoxLoss: String, Sendable, CaseIterable {
+    case giou, ciou
+}
+
 /// The detector's training loss, after YOLOv5 (Ultralytics' `ComputeLoss`), anchor-free:
 ///
 /// - Scale: a box goes to stride 8 when its longer side is at most 64 pixels and to
 ///   stride 16 when it is over 32 (both in between).
 /// - Cells: the one holding the centre and its two nearest neighbours (YOLOv5's offset
 ///   rule); a cell claimed twice keeps the smaller box.
-/// - Box: 1 − GIoU of the decoded box; objectness: BCE against the detached IoU (0 at
+/// - Box: 1 − GIoU (default) or 1 − CIoU of the decoded box; objectness: BCE against the detached IoU (0 at
 ///   unassigned cells), scales weighted 4 : 1; classes: BCE against one-hot.
 /// - Gains: box 0.05, objectness 1.0·(S/640)², classes 0.5·(classes/80), each ×3/2 for two
 ///   scales, and the sum × batch size (YOLOv5's `hyp.scratch-low` scaled as in `train.py`).
@@ -32,6 +59,7 @@ public struct YOLOLoss: Sendable {
     public var imageSize: Int
     public var boxGain = 0.05, objectnessGain = 1.0, classGain = 0.5
     public var balance = [4.0, 1.0]
+    public var box: BoxLoss = .giou
 
     public init(classes: Int, imageSize: Int) {
         self.classes = classes
@@ -100,9 +128,10 @@ public struct YOLOLoss: Sendable {
                 let xy = (picked.narrow(axis: 1, start: 0, length: 2).sigmoid() * 2 - 0.5 + Tensor(shape: [n, 2], scalars: grid)) * Float(s)
                 let wh = (picked.narrow(axis: 1, start: 2, length: 2).sigmoid() * 2).square() * Float(4 * s)
                 let corners = Tensor.concatenate([xy - wh * 0.5, xy + wh * 0.5], axis: 1)
-                let giou = generalizedIoU(corners, Tensor(shape: [n, 4], scalars: boxes))
-                boxLoss = boxLoss + (1 - giou).mean()
-                let iouValues = giou.detach().scalars
+                let target = Tensor(shape: [n, 4], scalars: boxes)
+                let overlap = box == .ciou ? completeIoU(corners, target) : generalizedIoU(corners, target)
+                boxLoss = boxLoss + (1 - overlap).mean()
+                let iouValues = overlap.detach().scalars
                 for (i, cell) in cells.enumerated() { objTarget[cell] = Swift.max(0, iouValues[i]) }
                 if classes > 1 {
                     clsLoss = clsLoss + binaryCrossEntropyWithLogits(picked.narrow(axis: 1, start: 5, length: classes),
