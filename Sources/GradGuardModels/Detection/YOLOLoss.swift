@@ -2,14 +2,20 @@ import Foundation
 import GradGuardNN
 import GradGuardTensor
 
+/// The four columns x0, y0, x1, y1 of `[N, 4]` boxes, each `[N]`.
+private func corners(_ t: Tensor) -> (Tensor, Tensor, Tensor, Tensor) {
+    let c = (0..<4).map { t.narrow(axis: 1, start: $0, length: 1).squeezed(1) }
+    return (c[0], c[1], c[2], c[3])
+}
+
+/// The element-wise minimum and maximum, the gradient going to the chosen side.
+private func minimum(_ a: Tensor, _ b: Tensor) -> Tensor { Tensor.where(a.lt(b), a, b) }
+private func maximum(_ a: Tensor, _ b: Tensor) -> Tensor { Tensor.where(a.gt(b), a, b) }
+
 /// Generalised IoU (Rezatofighi et al. 2019) of corner boxes `[N, 4]` against constant
 /// targets `[N, 4]`: IoU − (|C| − |A ∪ B|)/|C| with C the smallest enclosing box; `[N]`.
 public func generalizedIoU(_ boxes: Tensor, _ targets: Tensor) -> Tensor {
-    func col(_ t: Tensor, _ i: Int) -> Tensor { t.narrow(axis: 1, start: i, length: 1).squeezed(1) }
-    func minimum(_ a: Tensor, _ b: Tensor) -> Tensor { Tensor.where(a.lt(b), a, b) }
-    func maximum(_ a: Tensor, _ b: Tensor) -> Tensor { Tensor.where(a.gt(b), a, b) }
-    let (ax0, ay0, ax1, ay1) = (col(boxes, 0), col(boxes, 1), col(boxes, 2), col(boxes, 3))
-    let (bx0, by0, bx1, by1) = (col(targets, 0), col(targets, 1), col(targets, 2), col(targets, 3))
+    let (ax0, ay0, ax1, ay1) = corners(boxes), (bx0, by0, bx1, by1) = corners(targets)
     let iw = (minimum(ax1, bx1) - maximum(ax0, bx0)).relu(), ih = (minimum(ay1, by1) - maximum(ay0, by0)).relu()
     let inter = iw * ih
     let union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter + 1e-7
@@ -22,12 +28,8 @@ public func generalizedIoU(_ boxes: Tensor, _ targets: Tensor) -> Tensor {
 /// centres, c the diagonal of the enclosing box, v = 4/π²·(atan(w_t/h_t) − atan(w/h))² and
 /// α = v/(v − IoU + 1) taken as a constant (as Ultralytics computes it, without gradient); `[N]`.
 public func completeIoU(_ boxes: Tensor, _ targets: Tensor) -> Tensor {
-    func col(_ t: Tensor, _ i: Int) -> Tensor { t.narrow(axis: 1, start: i, length: 1).squeezed(1) }
-    func minimum(_ a: Tensor, _ b: Tensor) -> Tensor { Tensor.where(a.lt(b), a, b) }
-    func maximum(_ a: Tensor, _ b: Tensor) -> Tensor { Tensor.where(a.gt(b), a, b) }
     let eps: Float = 1e-7
-    let (ax0, ay0, ax1, ay1) = (col(boxes, 0), col(boxes, 1), col(boxes, 2), col(boxes, 3))
-    let (bx0, by0, bx1, by1) = (col(targets, 0), col(targets, 1), col(targets, 2), col(targets, 3))
+    let (ax0, ay0, ax1, ay1) = corners(boxes), (bx0, by0, bx1, by1) = corners(targets)
     let (aw, ah, bw, bh) = (ax1 - ax0, ay1 - ay0 + eps, bx1 - bx0, by1 - by0 + eps)
     let inter = (minimum(ax1, bx1) - maximum(ax0, bx0)).relu() * (minimum(ay1, by1) - maximum(ay0, by0)).relu()
     let iou = inter / (aw * ah + bw * bh - inter + eps)
