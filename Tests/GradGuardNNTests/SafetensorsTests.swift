@@ -47,7 +47,7 @@ final class SafetensorsTests: XCTestCase {
 
     private func file(_ bytes: Data) -> String {
         let path = dir.appendingPathComponent("bad-\(UUID().uuidString).safetensors").path
-        FileManager.default.createFile(atPath: path, contents: bytes)
+        _ = FileManager.default.createFile(atPath: path, contents: bytes)
         return path
     }
 

@@ -94,6 +94,6 @@ final class ReportTests: TemporaryDirectoryTestCase {
         let png = tmp + "/report.png"
         _ = try chromium(["--window-size=1100,2400", "--screenshot=" + png, "file://" + report])
         let size = (try? FileManager.default.attributesOfItem(atPath: png)[.size] as? Int) ?? 0
-        XCTAssertGreaterThan(size ?? 0, 20_000, "the screenshot is missing or blank")
+        XCTAssertGreaterThan(size, 20_000, "the screenshot is missing or blank")
     }
 }
