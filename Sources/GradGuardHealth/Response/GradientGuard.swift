@@ -123,9 +123,10 @@ public final class GradientGuard {
         var escalated = false
         if recovering && policy.escalateRepeats && failedRecoveries >= 2 {
             if !actions.contains(.backOff) { actions.insert(.backOff); escalated = true }
-            if actions.contains(.skip), !actions.contains(.rollback), snapshot != nil {
-                if snapshot!.step == step, let older = previousSnapshot { snapshot = older }
-                if snapshot!.step < step {
+            if actions.contains(.skip), !actions.contains(.rollback), var target = snapshot {
+                if target.step == step, let older = previousSnapshot { target = older }
+                if target.step < step {
+                    snapshot = target
                     actions.insert(.rollback)
                     escalated = true
                 }
