@@ -56,37 +56,36 @@ struct Demo: ParsableCommand {
             DefaultGenerator.seed(UInt64(seed))
             let model = CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: 32, hiddenSize: 128)
             let dir = "\(runsDirectory)/charlm-\(gname.hasPrefix("un") ? "unguarded" : "guarded")"
-            let (opt, c) = try setUp(model, steps: steps, lr: lr, directory: dir, config: """
+            let trainer = try fitRun(model, optimizer: demoOptimizer(model, lr: lr), policy: policy, steps: steps, directory: dir, config: """
                 # gradguard demo charlm
                 corpus: \(source)
                 optimizer: \(optimizer) lr \(lr), \(steps) steps
                 guard:
                   clipper: \(gname.hasPrefix("un") ? "none" : "global-norm")
                   max_norm: 1.0
-                """)
-            let trainer = try Trainer(model: model, optimizer: opt, policy: policy, config: c, runDirectory: dir) { m, b in
-                (m as! CharLanguageModel).loss(b.inputs, b.targets)
-            }
-            do { try trainer.fit(train: train, validation: valid) } catch is TrainingDiverged {}
+                """, train: train, validation: valid) { m, b in (m as! CharLanguageModel).loss(b.inputs, b.targets) }.trainer
             let loss = withoutGrad { Double(model.loss(valid.inputs.narrow(axis: 0, start: 0, length: Swift.min(64, valid.count)),
                                                        valid.targets.narrow(axis: 0, start: 0, length: Swift.min(64, valid.count))).item) }
             let sample = corpus.decode(model.generate(prompt: corpus.encode("the "), length: 60, temperature: 0.5, seed: 1))
                 .replacingOccurrences(of: "\n", with: " / ")
-            _ = try? RunReport.write(runDirectory: dir)
             let bpc = loss / Foundation.log(2.0)
             lines.append("| \(gname) | \(bpc.isFinite ? String(format: "%.3f", bpc) : "\(bpc)") | \(trainer.guardian.incidents.count) | \(trainer.guardian.skippedSteps) | `the \(sample)` |")
         }
         printTable("char-LSTM (Embedding 32 → LSTM 128 → Linear) on the \(source), \(optimizer) lr \(lr), \(steps) steps; unigram entropy \(String(format: "%.3f", corpus.unigramEntropy / Foundation.log(2.0))) bits/char", header: "run | validation bits/char | incidents | steps skipped | sample (temperature 0.5)", rows: lines)
     }
 
-    /// The demos' optimizer and trainer settings, and a fresh run directory holding `config`.
-    func setUp(_ model: Module, steps: Int, lr: Double, directory dir: String, config: String) throws -> (Optimizer, TrainerConfig) {
-        let opt: Optimizer = optimizer == "adam" ? Adam(model.parameters(), lr: lr) : SGD(model.parameters(), lr: lr, momentum: momentum)
-        return (opt, try prepare(steps: steps, directory: dir, config: config))
+    /// The optimizer of the rnn and charlm demos (`--optimizer`, `--momentum`).
+    func demoOptimizer(_ model: Module, lr: Double) -> Optimizer {
+        optimizer == "adam" ? Adam(model.parameters(), lr: lr) : SGD(model.parameters(), lr: lr, momentum: momentum)
     }
 
-    /// Trainer settings for `steps` steps, and a fresh run directory holding `config`.
-    func prepare(steps: Int, batchSize: Int = 32, directory dir: String, config: String) throws -> TrainerConfig {
+    /// Trains one demo run into a fresh `dir` (holding `config`) for `steps` steps, evaluating
+    /// every tenth of them, and writes its report. A run the guard halts, or whose loss is not
+    /// finite at the end, counts as diverged.
+    func fitRun(_ model: Module, optimizer opt: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy, steps: Int, batchSize: Int = 32,
+                directory dir: String, config: String, train: any Dataset, validation: (any Dataset)?,
+                evaluate: ((Module, any Dataset) throws -> [String: Double])? = nil,
+                loss: @escaping (Module, Batch) -> Tensor) throws -> (trainer: Trainer, diverged: Bool, gradNorms: [Double]) {
         var c = TrainerConfig()
         c.epochs = 1_000_000
         c.maxSteps = steps
@@ -97,16 +96,6 @@ struct Demo: ParsableCommand {
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try AtomicFile.write(Data(config.utf8), to: dir + "/config.yaml")
-        return c
-    }
-
-    /// Trains one demo run into `dir` and writes its report. A run the guard halts, or whose
-    /// loss is not finite at the end, counts as diverged.
-    func fitRun(_ model: Module, optimizer opt: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy, steps: Int, batchSize: Int = 32,
-                directory dir: String, config: String, train: any Dataset, validation: (any Dataset)?,
-                evaluate: ((Module, any Dataset) throws -> [String: Double])? = nil,
-                loss: @escaping (Module, Batch) -> Tensor) throws -> (trainer: Trainer, diverged: Bool, gradNorms: [Double]) {
-        let c = try prepare(steps: steps, batchSize: batchSize, directory: dir, config: config)
         let trainer = try Trainer(model: model, optimizer: opt, scheduler: scheduler, policy: policy, config: c, runDirectory: dir, loss: loss)
         trainer.evaluateDataset = evaluate
         var norms: [Double] = []
@@ -149,7 +138,8 @@ struct Demo: ParsableCommand {
                 DefaultGenerator.seed(UInt64(seed))
                 let model = SequenceModel(cell: cell, inputSize: 2, hiddenSize: 32, outputSize: 1, forgetGateBias: 1, relu: relu)
                 let dir = "\(runsDirectory)/\(cell.rawValue)-\(gname.split(separator: " ")[0])"
-                let (opt, c) = try setUp(model, steps: steps, lr: lr, directory: dir, config: """
+                let start = Date()
+                let run = try fitRun(model, optimizer: demoOptimizer(model, lr: lr), policy: policy(), steps: steps, directory: dir, config: """
                     # gradguard demo rnn
                     task: adding, length: \(length)
                     model: \(cell.rawValue), hidden 32
@@ -157,20 +147,14 @@ struct Demo: ParsableCommand {
                     guard:
                       clipper: \(gname.hasPrefix("global-norm") ? "global-norm" : gname)
                       max_norm: 1.0
-                    """)
-                let trainer = try Trainer(model: model, optimizer: opt, policy: policy(), config: c, runDirectory: dir) { m, b in
-                    task.loss((m as! SequenceModel)(b.inputs), b.targets)
-                }
-                let start = Date()
-                var diverged = false
-                do { try trainer.fit(train: train, validation: valid) } catch is TrainingDiverged { diverged = true }
+                    """, train: train, validation: valid) { m, b in task.loss((m as! SequenceModel)(b.inputs), b.targets) }
+                let trainer = run.trainer
                 let mse = withoutGrad { Double(task.loss(model(valid.inputs), valid.targets).item) }
                 rows.append(Row(cell: cell.rawValue, guardName: gname, mse: mse, incidents: trainer.guardian.incidents.count,
                                 skipped: trainer.guardian.skippedSteps, rollbacks: trainer.guardian.rollbacks,
                                 lost: trainer.guardian.skippedSteps + trainer.guardian.undoneSteps + trainer.guardian.rollbacks,
-                                diverged: diverged || !mse.isFinite || mse > 10 * task.baseline(length),
+                                diverged: run.diverged || !mse.isFinite || mse > 10 * task.baseline(length),
                                 seconds: Date().timeIntervalSince(start)))
-                _ = try? RunReport.write(runDirectory: dir)
                 dirs.append(dir)
                 print(String(format: "%@ %@: validation MSE %@ (%.1f s)", cell.rawValue, gname, rows.last!.mse.isFinite ? String(format: "%.4f", mse) : "\(mse)",
                              rows.last!.seconds))
