@@ -47,7 +47,7 @@ extension Demo {
                     let r = try (data as! DetectionDataset).evaluate(m as! YOLODetector)
                     return ["map50": r.map50, "map50_95": r.map50to95]
                 }) { m, b in criterion((m as! YOLODetector)(b.inputs), targets: b.targets).total }
-            let (map50, map5095) = run.diverged ? (0, 0) : try valid.evaluate(model)
+            let (map50, map5095, _) = run.diverged ? (0, 0, nil) : try valid.evaluate(model)
             let g = run.trainer.guardian
             let finite = run.gradNorms.filter(\.isFinite)
             lines.append("| \(v.name) | \(Demo.cell(map50)) | \(Demo.cell(map5095)) | \(run.diverged ? "yes" : "no") | \(Demo.cell(finite.max() ?? .nan, "%.3g")) | \(g.incidents.count) | \(g.skippedSteps) | \(g.rollbacks) |")

@@ -13,9 +13,7 @@ extension Demo {
 
     /// Cross-entropy and accuracy of a classifier on a whole dataset, in evaluation mode.
     func classification(_ model: Module & UnaryLayer, _ data: TensorDataset) -> (loss: Double, accuracy: Double) {
-        model.eval()
-        defer { model.train() }
-        return withoutGrad {
+        model.inferring {
             let logits = model(data.inputs)
             return (Double(crossEntropy(logits, data.targets).item), Double(logits.argmax(axis: 1).eq(data.targets).mean().item))
         }

@@ -68,7 +68,7 @@ struct Detect: ParsableCommand {
     func run() throws {
         let (c, w, _) = try trainedRun(runName, kind: "detector", command: "detect")
         let model = w.model as! YOLODetector
-        let names = (try? DetectionDataConfig.load(path: c.dataPath.isEmpty ? try Workload.builtinShapes(c) : c.dataPath).names) ?? []
+        let names = w.classNames
         let dir = try runDirectory(runName)
         let outDir = out ?? dir + "/detect"
         try FileManager.default.createDirectory(atPath: outDir + "/labels", withIntermediateDirectories: true)

@@ -35,6 +35,8 @@ struct Workload {
     var datasetMetrics: ((Module, any Dataset) throws -> [String: Double])? = nil
     /// Problems found in a detection dataset and passed over (data.on_error skip).
     var dataIssues: [DataIssue] = []
+    /// A detector's class names, from its data.yaml.
+    var classNames: [String] = []
     /// The text corpus of a character model (its vocabulary is saved in the run directory).
     let corpus: CharCorpus?
     /// The vocabularies and lengths of a translation model (saved in the run directory).
@@ -92,19 +94,10 @@ struct Workload {
         let loss: (Module, Batch) -> Tensor = { m, b in criterion((m as! YOLODetector)(b.inputs), targets: b.targets).total }
         self.init(model: model, data: (train, valid), config: c, loss: loss, metrics: { m, b in ["loss": Double(loss(m, b).item)] })
         dataIssues = trainSplit.issues + validSplit.issues
+        classNames = config.names
         datasetMetrics = { m, data in
-            let detector = m as! YOLODetector, data = data as! DetectionDataset
-            var predictions: [[Box]] = [], truths: [[Box]] = []
-            var lossSum = 0.0
-            for start in stride(from: 0, to: data.count, by: 32) {
-                let b = try data.batch(Array(start..<Swift.min(data.count, start + 32)))
-                let outputs = detector(b.inputs)
-                lossSum += Double(criterion(outputs, targets: b.targets).total.item)
-                predictions += YOLODetector.decode(outputs, strides: detector.strides, classes: detector.classes, confidence: 0.001, iou: 0.6)
-                truths += DetectionDataset.truths(b.targets)
-            }
-            let r = DetectionMetrics.meanAveragePrecision(predictions: predictions, truths: truths, classes: detector.classes)
-            return ["loss": lossSum / Double((data.count + 31) / 32), "map50": r.map50, "map50_95": r.map50to95]
+            let r = try (data as! DetectionDataset).evaluate(m as! YOLODetector, loss: criterion)
+            return ["loss": r.loss!, "map50": r.map50, "map50_95": r.map50to95]
         }
     }
 
@@ -146,9 +139,10 @@ struct Workload {
                   metrics: { m, b in
                       let s2s = m as! Seq2SeqModel
                       let decoded = s2s.greedyDecode(b.inputs, maxLength: set.targetLength - 1)
-                      let truth = b.targets.scalars, width = set.targetLength
+                      let truth = b.targets.scalars.map { Int($0) }, width = set.targetLength
+                      // A target row is begin, characters, end, padding: decode stops at the end.
                       let exact = decoded.enumerated().filter { i, ids in
-                          ids + [TokenVocabulary.end] == truth[(i * width + 1)..<((i + 1) * width)].prefix(ids.count + 1).map { Int($0) }
+                          set.target.decode(ids) == set.target.decode(Array(truth[(i * width + 1)..<((i + 1) * width)]))
                       }.count
                       return ["loss": Double(loss(m, b).item), "exact_match": Double(exact) / Double(decoded.count)]
                   })

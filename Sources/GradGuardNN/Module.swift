@@ -153,6 +153,15 @@ open class Module {
     /// Sets evaluation mode (`train(false)`).
     public func eval() { train(false) }
 
+    /// Runs `body` in evaluation mode without recording gradients, then restores the mode
+    /// the module was in (decoding, sampling, evaluating inside a training loop).
+    public func inferring<R>(_ body: () throws -> R) rethrows -> R {
+        let wasTraining = training
+        eval()
+        defer { train(wasTraining) }
+        return try withoutGrad(body)
+    }
+
     /// Clears the gradient of every parameter.
     public func zeroGrad() {
         for p in parameters() { p.grad = nil }

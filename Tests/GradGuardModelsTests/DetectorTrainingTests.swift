@@ -21,7 +21,7 @@ final class DetectorTrainingTests: TemporaryDirectoryTestCase {
         }
         let start = Date()
         _ = try trainer.fit(train: data)
-        let (map50, map5095) = try data.evaluate(model)
+        let (map50, map5095, _) = try data.evaluate(model)
         print("detector overfit: mAP@0.5 \(map50), mAP@0.5:0.95 \(map5095), \(Date().timeIntervalSince(start)) s")
         XCTAssertGreaterThan(map50, 0.9)
     }

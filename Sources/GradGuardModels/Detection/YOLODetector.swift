@@ -88,10 +88,7 @@ public final class YOLODetector: Module {
     /// Detections of every image of a batch in the `S`×`S` input's pixels: cells whose
     /// σ(objectness)·σ(class) exceeds `confidence`, then per-class NMS at `iou`.
     public func detect(_ images: Tensor, confidence: Double = 0.001, iou: Double = 0.6, maxDetections: Int = 300) -> [[Box]] {
-        let wasTraining = training
-        eval()
-        defer { train(wasTraining) }
-        let outputs = withoutGrad { self(images) }
+        let outputs = inferring { self(images) }
         return Self.decode(outputs, strides: strides, classes: classes, confidence: confidence, iou: iou, maxDetections: maxDetections)
     }
 

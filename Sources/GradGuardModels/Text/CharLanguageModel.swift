@@ -32,12 +32,9 @@ public final class CharLanguageModel: Module, UnaryLayer {
     public func generate(prompt: [Int], length: Int, temperature: Double = 1, topK: Int? = nil, seed: UInt64 = 0) -> [Int] {
         var g = RandomGenerator(seed: seed)
         var ids = prompt.isEmpty ? [0] : prompt
-        let wasTraining = training
-        eval()
-        defer { train(wasTraining) }
         for _ in 0..<length {
             let context = Array(ids.suffix(256))
-            let logits = withoutGrad { self(Tensor(shape: [1, context.count], scalars: context.map(Float.init))) }
+            let logits = inferring { self(Tensor(shape: [1, context.count], scalars: context.map(Float.init))) }
             let last = Array(logits.scalars.suffix(vocabularySize)).map(Double.init)
             var order = Array(0..<vocabularySize).sorted { last[$0] > last[$1] }
             if temperature <= 0 { ids.append(order[0]); continue }

@@ -69,7 +69,7 @@ public final class Seq2SeqModel: Module {
     /// Greedy decoding of `[B, S]` sources: the most likely character each step, up to
     /// `maxLength` characters or the end token. Returns ids without begin and end.
     public func greedyDecode(_ source: Tensor, maxLength: Int) -> [[Int]] {
-        withEvaluation {
+        inferring {
             let batch = source.shape[0]
             let encoded = encode(source)
             var state = encoded.state
@@ -98,7 +98,7 @@ public final class Seq2SeqModel: Module {
     /// best hypothesis's ids without begin and end.
     public func beamDecode(_ source: Tensor, width: Int, maxLength: Int, lengthPenalty: Double = 1) -> [Int] {
         precondition(width >= 1, "beamDecode: width must be at least 1")
-        return withEvaluation {
+        return inferring {
             let src = source.rank == 1 ? source.unsqueezed(0) : source
             let one = encode(src)
             struct Hypothesis { var ids: [Int]; var logp: Double }
@@ -147,16 +147,8 @@ public final class Seq2SeqModel: Module {
         guard !pairs.isEmpty else { return 0 }
         var correct = 0
         for start in stride(from: 0, to: pairs.count, by: batchSize) {
-            let chunk = Array(pairs[start..<Swift.min(start + batchSize, pairs.count)])
-            let sources = set.encodeSources(chunk.map(\.source))
-            let decoded: [[Int]]
-            if let beamWidth {
-                decoded = (0..<chunk.count).map { beamDecode(sources.narrow(axis: 0, start: $0, length: 1), width: beamWidth,
-                                                             maxLength: set.targetLength - 1) }
-            } else {
-                decoded = greedyDecode(sources, maxLength: set.targetLength - 1)
-            }
-            correct += zip(chunk, decoded).filter { set.target.decode($0.1) == $0.0.target }.count
+            let chunk = pairs[start..<Swift.min(start + batchSize, pairs.count)]
+            correct += zip(chunk, translate(chunk.map(\.source), set: set, beamWidth: beamWidth)).filter { $0.target == $1 }.count
         }
         return Double(correct) / Double(pairs.count)
     }
@@ -175,12 +167,5 @@ public final class Seq2SeqModel: Module {
     /// The tokens a decoder may emit: end and the characters (never padding, begin or unknown).
     static func outputTokens(_ vocabularySize: Int) -> [Int] {
         [TokenVocabulary.end] + Array(TokenVocabulary.specials..<vocabularySize)
-    }
-
-    private func withEvaluation<R>(_ body: () -> R) -> R {
-        let wasTraining = training
-        eval()
-        defer { train(wasTraining) }
-        return withoutGrad(body)
     }
 }
