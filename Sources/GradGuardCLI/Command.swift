@@ -1,16 +1,47 @@
 import ArgumentParser
 import Foundation
+import GradGuard
 
 /// `gradguard`: train, resume, evaluate, report on, diagnose, inspect and compare runs.
 ///
 /// Exit codes: 0 success; 1 training diverged (the guard halted); 2 usage or
-/// configuration error; 3 a missing or unreadable file or run; 4 no loadable checkpoint.
+/// configuration error; 3 a missing or unreadable file or run, or bad data; 4 no loadable
+/// checkpoint; 5 cannot write (disk full, read-only, permission); 6 the run is in use by
+/// another process.
 public struct GradGuardCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "gradguard",
         abstract: "Train neural networks with a guard against exploding and vanishing gradients.",
-        discussion: "Exit codes: 0 ok, 1 training diverged, 2 usage or configuration error, 3 missing file or run, 4 no loadable checkpoint.",
+        discussion: "Exit codes: 0 ok, 1 training diverged, 2 usage or configuration error, 3 missing or unreadable file or run, or bad data, 4 no loadable checkpoint, 5 cannot write (disk full, read-only, permission), 6 run in use by another process.",
         subcommands: [Train.self, Resume.self, Eval.self, Report.self, Diagnose.self, Inspect.self, Compare.self, Demo.self, Generate.self, Translate.self, DataCommand.self, Detect.self])
 
     public init() {}
+
+    /// Parses the command line, runs the command and exits with its documented code: every
+    /// error a user can cause ends in one sentence on standard error, never a trap or an
+    /// error dump.
+    public static func runAndExit(_ arguments: [String]? = nil) -> Never {
+        // Progress lines reach a log as they are printed, not in blocks.
+        lineBufferStandardOutput()
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+            Foundation.exit(Exit.ok)
+        } catch let code as ExitCode {
+            Foundation.exit(code.rawValue)
+        } catch {
+            let parserCode = exitCode(for: error)
+            if parserCode == .success { exit(withError: error) }                 // --help, --version
+            if let (message, code) = userError(error) {
+                _ = fail(message, code: code)
+                Foundation.exit(code)
+            }
+            if parserCode == .validationFailure {                                 // a usage error
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(Exit.usage)
+            }
+            _ = fail("internal error: \(error) — please report it with the command that caused it", code: Exit.internalError)
+            Foundation.exit(Exit.internalError)
+        }
+    }
 }

@@ -52,18 +52,35 @@ struct Train: ParsableCommand {
         } catch let e as ConfigError {
             throw fail(e.description, code: e.message == "no such file" ? Exit.missing : Exit.usage)
         }
+        // The run records where its data are, whichever folder later commands run from.
+        if !c.dataPath.isEmpty && !c.dataPath.hasPrefix("/") {
+            c.dataPath = (FileManager.default.currentDirectoryPath + "/" + c.dataPath as NSString).standardizingPath
+        }
         let dir = c.runsDirectory + "/" + c.name
-        if FileManager.default.fileExists(atPath: dir) {
+        let existed = FileManager.default.fileExists(atPath: dir)
+        if existed {
             guard overwrite else {
                 throw fail("run directory \(dir) exists: resume it with `gradguard resume \(c.name)`, or pass --overwrite", code: Exit.usage)
             }
-            try FileManager.default.removeItem(atPath: dir)
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+            guard isRunDirectory(dir) || entries.allSatisfy({ $0 == RunLock.fileName }) else {
+                throw fail("\(dir) is not a run directory (it has no config.yaml) and is not empty: --overwrite replaces runs only", code: Exit.usage)
+            }
         }
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml")
-        try RunReport.writeEnvironment(runDirectory: dir)
-        let w = try workload(c, runDirectory: dir)
-        try runTraining(try w.makeTrainer(runDirectory: dir), workload: w, config: c, directory: dir, quiet: output.quiet, json: output.json)
+        // The data are read before any directory is made: a missing file leaves nothing behind.
+        let w = try workload(c, runDirectory: nil)
+        let lock = try RunLock(directory: dir)
+        do {
+            if existed { try lock.clear() }
+            try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml")
+            try RunReport.writeEnvironment(runDirectory: dir)
+            let trainer = try w.makeTrainer(runDirectory: dir, lock: lock)
+            try w.saveArtifacts(runDirectory: dir)
+            try runTraining(trainer, workload: w, config: c, directory: dir, quiet: output.quiet, json: output.json)
+        } catch let e as FileError where !existed && !FileManager.default.fileExists(atPath: dir + "/metrics.jsonl") {
+            try? FileManager.default.removeItem(atPath: dir)   // nothing was trained: leave no half-made run
+            throw e
+        }
     }
 }
 
@@ -75,16 +92,22 @@ struct Resume: ParsableCommand {
 
     func run() throws {
         let dir = try runDirectory(runName)
+        let lock = try RunLock(directory: dir)
         var c: RunConfig
         do {
-            c = try RunConfig.load(path: dir + "/config.yaml")
+            let saved = try RunConfig.load(path: dir + "/config.yaml")
+            c = saved
             try c.apply(overrides: set)
             try c.validate(source: set.isEmpty ? dir + "/config.yaml" : "--set")
+            if let e = c.unresumableChange(from: saved) { throw e }
         } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
-        if !set.isEmpty { try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml") }
         let w = try workload(c, runDirectory: dir)
-        let trainer = try w.makeTrainer(runDirectory: dir)
+        let trainer = try w.makeTrainer(runDirectory: dir, lock: lock)
+        // Everything is checked against the checkpoint before anything in the run changes.
         do { try trainer.resume() } catch let e as CheckpointError { throw fail(e.description, code: Exit.checkpoint) }
+        catch let e as StateDictError { throw fail("\(dir): the checkpoint does not fit the run's model: \(e)", code: Exit.checkpoint) }
+        catch let e as OptimizerStateError { throw fail("\(dir): the checkpoint does not fit the run's optimizer: \(e)", code: Exit.checkpoint) }
+        if !set.isEmpty { try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml") }
         for e in trainer.skippedCheckpoints { FileHandle.standardError.write(Data("gradguard: skipped \(e); using an older checkpoint\n".utf8)) }
         if !output.quiet && !output.json { print("resumed \(dir) at step \(trainer.guardian.step)") }
         try runTraining(trainer, workload: w, config: c, directory: dir, quiet: output.quiet, json: output.json)
@@ -96,7 +119,7 @@ struct Eval: ParsableCommand {
     @Argument(help: "Run name or directory.") var runName: String
 
     func run() throws {
-        let (_, w, step) = try trainedRun(runName, kind: nil, command: "eval")
+        let (_, w, step) = try trainedRun(runName, command: "eval")
         let trainer = try Trainer(model: w.model, optimizer: w.optimizer, config: w.trainer, runDirectory: nil, loss: w.loss)
         trainer.evaluate = w.metrics
         trainer.evaluateDataset = w.datasetMetrics
@@ -193,20 +216,41 @@ func workload(_ c: RunConfig, runDirectory: String?) throws -> Workload {
     catch let e as ImageError { throw fail(e.description, code: Exit.missing) }
 }
 
-/// A run's configuration and workload with the newest checkpoint's weights loaded, and that
-/// checkpoint's step; `kind`, when given, is the model kind the calling command needs.
-func trainedRun(_ runName: String, kind: String?, command: String) throws -> (config: RunConfig, workload: Workload, step: Int) {
+/// A run's directory and configuration, read from wherever the command runs: the built-in
+/// data that a run generated under its runs directory are found beside the run.
+func runConfig(_ runName: String, kind: String?, command: String) throws -> (directory: String, config: RunConfig) {
     let dir = try runDirectory(runName)
-    let c: RunConfig
+    var c: RunConfig
     do { c = try RunConfig.load(path: dir + "/config.yaml") } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
     if let kind, c.model != kind { throw fail("run \(runName) is a '\(c.model)' run: \(command) needs model.kind \(kind)", code: Exit.usage) }
-    let w = try workload(c, runDirectory: dir)
+    c.runsDirectory = (dir as NSString).deletingLastPathComponent
+    return (dir, c)
+}
+
+/// Loads the newest checkpoint that verifies into `model`; returns its step.
+func loadNewestWeights(_ model: Module, runDirectory dir: String) throws -> Int {
     let loaded: LoadedCheckpoint
     do { loaded = try CheckpointStore(directory: dir + "/checkpoints").loadLatest().checkpoint } catch let e as CheckpointError {
         throw fail(e.description, code: Exit.checkpoint)
     }
-    _ = try w.model.load(stateDict: loaded.tensors["model"] ?? [:])
-    return (c, w, loaded.step)
+    _ = try model.load(stateDict: loaded.tensors["model"] ?? [:])
+    return loaded.step
+}
+
+/// A run's configuration and whole workload (with its data) with the newest checkpoint's
+/// weights loaded, and that checkpoint's step.
+func trainedRun(_ runName: String, command: String) throws -> (config: RunConfig, workload: Workload, step: Int) {
+    let (dir, c) = try runConfig(runName, kind: nil, command: command)
+    let w = try workload(c, runDirectory: dir)
+    return (c, w, try loadNewestWeights(w.model, runDirectory: dir))
+}
+
+/// A run's configuration and model (no data read) with the newest checkpoint's weights.
+func trainedModel(_ runName: String, kind: String, command: String) throws -> (config: RunConfig, trained: TrainedModel) {
+    let (dir, c) = try runConfig(runName, kind: kind, command: command)
+    let t = try TrainedModel(c, runDirectory: dir)
+    _ = try loadNewestWeights(t.model, runDirectory: dir)
+    return (c, t)
 }
 
 struct Generate: ParsableCommand {
@@ -220,8 +264,8 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         guard length > 0, temperature >= 0 else { throw fail("--length must be positive and --temperature not negative", code: Exit.usage) }
-        let w = try trainedRun(runName, kind: "charlm", command: "generate").workload
-        let corpus = w.corpus!
+        let w = try trainedModel(runName, kind: "charlm", command: "generate").trained
+        guard let corpus = w.corpus else { throw fail("run \(runName) has no vocabulary", code: Exit.missing) }
         let unknown = prompt.filter { !corpus.vocabulary.contains($0) }
         if !unknown.isEmpty {
             FileHandle.standardError.write(Data("gradguard: the prompt's characters \(Array(Set(unknown)).map { "'\($0)'" }.joined(separator: ", ")) are not in the vocabulary; left out\n".utf8))
@@ -242,11 +286,20 @@ struct Translate: ParsableCommand {
 
     func run() throws {
         guard beam >= 1 else { throw fail("--beam must be at least 1", code: Exit.usage) }
-        let w = try trainedRun(runName, kind: "seq2seq", command: "translate").workload
-        let set = w.translation!
+        let w = try trainedModel(runName, kind: "seq2seq", command: "translate").trained
+        guard let set = w.translation else { throw fail("run \(runName) has no vocabularies", code: Exit.missing) }
         var texts = sentences
         if texts.isEmpty {
             while let line = readLine() { if !line.isEmpty { texts.append(line) } }
+        }
+        for (i, t) in texts.enumerated() {
+            let unknown = Set(t.filter { set.source.encode(String($0)) == [TokenVocabulary.unknown] })
+            if !unknown.isEmpty {
+                FileHandle.standardError.write(Data("gradguard: sentence \(i + 1): the characters \(unknown.sorted().map { "'\($0)'" }.joined(separator: ", ")) never occurred in training; the translation is unreliable\n".utf8))
+            }
+            if t.count > set.sourceLength {
+                FileHandle.standardError.write(Data("gradguard: sentence \(i + 1) has \(t.count) characters, more than the longest training sentence (\(set.sourceLength)); the translation is unreliable\n".utf8))
+            }
         }
         let out = (w.model as! Seq2SeqModel).translate(texts, set: set, beamWidth: beam > 1 ? beam : nil)
         for (s, t) in zip(texts, out) { print("\(s)\t\(t)") }

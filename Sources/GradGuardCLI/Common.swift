@@ -5,6 +5,40 @@ import GradGuard
 /// Exit codes of `gradguard`.
 enum Exit {
     static let ok: Int32 = 0, diverged: Int32 = 1, usage: Int32 = 2, missing: Int32 = 3, checkpoint: Int32 = 4
+    static let cannotWrite: Int32 = 5, inUse: Int32 = 6
+    /// A defect of gradguard itself (EX_SOFTWARE).
+    static let internalError: Int32 = 70
+}
+
+/// The sentence and exit code of an error a user can cause, or nil for an unexpected one.
+func userError(_ error: Error) -> (String, Int32)? {
+    switch error {
+    case let e as ConfigError: return (e.description, e.message == "no such file" ? Exit.missing : Exit.usage)
+    case let e as RunInUse: return (e.description, Exit.inUse)
+    case let e as FileError:
+        if case .cannotWrite = e { return (e.description, Exit.cannotWrite) }
+        return (e.description, Exit.missing)
+    case let e as FileReadFailure: return (e.description, Exit.missing)
+    case let e as CheckpointError: return (e.description, Exit.checkpoint)
+    case let e as SafetensorsError:
+        if case .cannotWrite = e.fault { return (e.description, Exit.cannotWrite) }
+        return (e.description, Exit.missing)
+    case let e as StateDictError: return ("the weights do not fit the model: \(e)", Exit.checkpoint)
+    case let e as OptimizerStateError: return ("the optimizer state does not fit: \(e)", Exit.checkpoint)
+    case let e as CorpusError: return (e.description, Exit.missing)
+    case let e as TranslationDataError: return (e.description, Exit.missing)
+    case let e as DetectionDataError: return (e.description, Exit.missing)
+    case let e as ImageError: return (e.description, Exit.missing)
+    case let e as DataIssue: return (e.description, Exit.missing)
+    case let e as CocoaError:
+        let path = (e.userInfo[NSFilePathErrorKey] as? String) ?? e.userInfo[NSURLErrorKey].map { "\($0)" } ?? "a file"
+        let writing = e.code.rawValue >= 512 && e.code.rawValue < 1024
+        return ("cannot \(writing ? "write" : "read") \(path): \(AtomicFile.reason(e))", writing ? Exit.cannotWrite : Exit.missing)
+    default:
+        let ns = error as NSError
+        if ns.domain == NSPOSIXErrorDomain { return ("system error: \(AtomicFile.reason(error))", Exit.cannotWrite) }
+        return nil
+    }
 }
 
 /// Prints to standard error and exits with `code`.
@@ -13,15 +47,16 @@ func fail(_ message: String, code: Int32) -> ExitCode {
     return ExitCode(code)
 }
 
+/// Whether `path` is a run directory (a directory with config.yaml).
+func isRunDirectory(_ path: String) -> Bool {
+    var isDir: ObjCBool = false
+    return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
+        && FileManager.default.fileExists(atPath: path + "/config.yaml")
+}
+
 /// The directory of a run given by name or path.
 func runDirectory(_ run: String, runsDirectory: String = "runs") throws -> String {
-    for candidate in [run, runsDirectory + "/" + run] {
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDir), isDir.boolValue,
-           FileManager.default.fileExists(atPath: candidate + "/config.yaml") {
-            return candidate
-        }
-    }
+    for candidate in [run, runsDirectory + "/" + run] where isRunDirectory(candidate) { return candidate }
     throw fail("no run '\(run)': expected a directory with config.yaml (looked in ./\(run) and \(runsDirectory)/\(run))", code: Exit.missing)
 }
 

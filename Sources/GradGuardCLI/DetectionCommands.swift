@@ -58,26 +58,39 @@ struct DataCommand: ParsableCommand {
 struct Detect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Detect objects with a detector run's newest checkpoint.",
-        discussion: "For each PNG or JPEG in --images, writes OUT/labels/<name>.txt (class cx cy w h confidence, normalised) and OUT/<name>.png with the boxes drawn.")
+        discussion: """
+            For each PNG or JPEG in --images, writes OUT/labels/<name>.txt (class cx cy w h confidence, normalised) and OUT/<name>.png \
+            with the boxes drawn; <name> is the file name without its extension, or with the extension's dot made '_' when two \
+            images share a name (a.png, a.jpg → a_png, a_jpg). Exits 3 when no image could be read.
+            """)
     @Argument(help: "Run name or directory.") var runName: String
     @Option(name: .long, help: "Directory of images.") var images: String
     @Option(name: .long, help: "Output directory (default: RUN/detect).") var out: String?
     @Option(name: .long, help: "Smallest confidence kept.") var conf = 0.25
     @Option(name: .long, help: "IoU above which NMS drops the weaker box of a class.") var iou = 0.6
 
+    func validate() throws {
+        guard conf.isFinite, (0...1).contains(conf) else { throw ValidationError("--conf must be a confidence in 0 … 1, got \(conf)") }
+        guard iou.isFinite, (0...1).contains(iou) else { throw ValidationError("--iou must be an overlap in 0 … 1, got \(iou)") }
+    }
+
     func run() throws {
-        let (c, w, _) = try trainedRun(runName, kind: "detector", command: "detect")
-        let model = w.model as! YOLODetector
+        let (c, w) = try trainedModel(runName, kind: "detector", command: "detect")
+        guard let model = w.model as? YOLODetector else { throw fail("run \(runName) holds no detector", code: Exit.usage) }
         let names = w.classNames
         let dir = try runDirectory(runName)
         let outDir = out ?? dir + "/detect"
-        try FileManager.default.createDirectory(atPath: outDir + "/labels", withIntermediateDirectories: true)
         guard let files = try? FileManager.default.contentsOfDirectory(atPath: images) else {
             throw fail("\(images): no such directory", code: Exit.missing)
         }
+        let imageFiles = files.sorted().filter { ["png", "jpg", "jpeg"].contains(($0 as NSString).pathExtension.lowercased()) }
+        guard !imageFiles.isEmpty else { throw fail("\(images): no .png, .jpg or .jpeg files", code: Exit.missing) }
+        let stems = imageFiles.map { ($0 as NSString).deletingPathExtension }
+        let shared = Set(Dictionary(grouping: stems, by: { $0 }).filter { $0.value.count > 1 }.keys)
+        try FileManager.default.createDirectory(atPath: outDir + "/labels", withIntermediateDirectories: true)
         let palette: [(UInt8, UInt8, UInt8)] = [(255, 56, 56), (56, 255, 56), (56, 120, 255), (255, 220, 40), (255, 56, 255), (40, 230, 230)]
         var count = 0
-        for f in files.sorted() where ["png", "jpg", "jpeg"].contains((f as NSString).pathExtension.lowercased()) {
+        for (f, fileStem) in zip(imageFiles, stems) {
             let path = images + "/" + f
             let image: RGBImage
             do { image = try RGBImage.read(path: path) } catch {
@@ -98,7 +111,7 @@ struct Detect: ParsableCommand {
                 drawn.strokeRectangle(x0: Int(x0), y0: Int(y0), x1: Int(x1.rounded(.up)), y1: Int(y1.rounded(.up)),
                                       color: palette[b.classIndex % palette.count], thickness: Swift.max(1, image.width / 160))
             }
-            let stem = (f as NSString).deletingPathExtension
+            let stem = shared.contains(fileStem) ? fileStem + "_" + (f as NSString).pathExtension : fileStem
             try AtomicFile.write(Data(lines.map { $0 + "\n" }.joined().utf8), to: outDir + "/labels/" + stem + ".txt")
             try drawn.write(path: outDir + "/" + stem + ".png")
             let summary = Dictionary(grouping: found, by: \.classIndex).sorted { $0.key < $1.key }
@@ -106,6 +119,7 @@ struct Detect: ParsableCommand {
             print("\(f): \(found.isEmpty ? "nothing" : summary)")
             count += 1
         }
+        guard count > 0 else { throw fail("none of the \(imageFiles.count) images in \(images) could be read", code: Exit.missing) }
         print("\(count) images; labels and annotated images in \(outDir)")
     }
 }

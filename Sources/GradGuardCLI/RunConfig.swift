@@ -195,6 +195,11 @@ extension RunConfig {
         case let .string(allowed, path):
             if let allowed, !allowed.contains(text) { throw fail("one of \(allowed.joined(separator: ", "))") }
             guard !text.isEmpty || key == "data.path" else { throw fail("a non-empty text") }
+            if key == "name", let why = Self.runNameProblem(text) {
+                throw ConfigError(source: source, line: line, key: key, message: why)
+            }
+            if text.unicodeScalars.contains(where: { $0.value == 0 }) { throw fail("a text without NUL characters") }
+            if text.unicodeScalars.first == "\u{FEFF}" { throw fail("a text that does not start with a byte-order mark (U+FEFF)") }
             self[keyPath: path] = text
         case let .bool(path):
             switch text.lowercased() {
@@ -205,11 +210,56 @@ extension RunConfig {
         }
     }
 
+    /// Why `name` cannot name a run directory inside the runs directory, or nil when it can:
+    /// one path component, not `.` or `..`, no control characters, at most 200 bytes.
+    static func runNameProblem(_ name: String) -> String? {
+        if name == "." || name == ".." { return "'\(name)' is not a run name: a run lives inside the runs directory" }
+        if name.contains("/") { return "a run name is one folder name without '/', got '\(name)'" }
+        if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            return "a run name has no control characters, got \(name.debugDescription)"
+        }
+        if name.utf8.count > 200 { return "a run name has at most 200 bytes, got \(name.utf8.count)" }
+        if name.hasPrefix(".") { return "a run name does not start with '.', got '\(name)' (hidden folders hold the runs directory's own data)" }
+        return nil
+    }
+
+    /// Settings that `resume --set` may change: the length of the run, how often it
+    /// evaluates and checkpoints, and the guard's thresholds. Everything else shapes the
+    /// model, the data or the optimizer state the checkpoint holds.
+    static let resumable: Set<String> = ["training.epochs", "training.max_steps", "training.eval_every", "training.checkpoint_every",
+                                         "training.keep_checkpoints", "training.module_norms_every", "guard.max_norm",
+                                         "guard.snapshot_every", "guard.max_failed_recoveries", "data.on_error"]
+
+    /// The first setting that differs from `saved` and may not change on resume.
+    func unresumableChange(from saved: RunConfig) -> ConfigError? {
+        let old = saved.values, new = values
+        for s in Self.settings where !Self.resumable.contains(s.key) && old[s.key] != new[s.key] {
+            return ConfigError(source: "--set", line: nil, key: s.key,
+                               message: "cannot change when resuming (the run was trained with \(old[s.key] ?? "?"), the checkpoint holds its state); "
+                                   + "resume can change \(Self.resumable.sorted().joined(separator: ", ")) — start a new run for anything else")
+        }
+        return nil
+    }
+
+    /// Every setting's value as written in config.yaml.
+    var values: [String: String] {
+        var out: [String: String] = [:]
+        for s in Self.settings {
+            switch s.kind {
+            case let .int(_, p): out[s.key] = String(self[keyPath: p])
+            case let .double(_, p): out[s.key] = "\(self[keyPath: p])"
+            case let .string(_, p): out[s.key] = Self.quoted(self[keyPath: p])
+            case let .bool(p): out[s.key] = self[keyPath: p] ? "true" : "false"
+            }
+        }
+        return out
+    }
+
     /// Reads a YAML file over the defaults.
     public static func load(path: String) throws -> RunConfig {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigError(source: path, line: nil, key: nil,
-                              message: FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file")
+        let data: Data
+        do { data = try FileContents.read(path, limit: 1 << 20) } catch let e as FileReadFailure {
+            throw ConfigError(source: path, line: nil, key: nil, message: e.kind == .missing ? "no such file" : e.reason)
         }
         var c = RunConfig()
         try c.apply(yaml: String(decoding: data, as: UTF8.self), source: path)
@@ -301,15 +351,10 @@ extension RunConfig {
     public var yaml: String {
         var out = "# resolved by gradguard; every setting, defaults included\n"
         var section = ""
+        let values = self.values
         for s in Self.settings {
             let parts = s.key.split(separator: ".")
-            let value: String
-            switch s.kind {
-            case let .int(_, p): value = String(self[keyPath: p])
-            case let .double(_, p): value = "\(self[keyPath: p])"
-            case let .string(_, p): value = Self.quoted(self[keyPath: p])
-            case let .bool(p): value = self[keyPath: p] ? "true" : "false"
-            }
+            let value = values[s.key] ?? ""
             if parts.count == 2 {
                 if String(parts[0]) != section {
                     section = String(parts[0])
@@ -323,7 +368,28 @@ extension RunConfig {
         return out
     }
 
+    /// `s` as a YAML scalar that reads back as exactly `s`: plain when it is made of ASCII
+    /// letters, digits and `_./-` (not starting with `-`), otherwise double-quoted with
+    /// `\\`, `\"` and every character YAML does not allow raw (controls, line and paragraph
+    /// separators, non-characters) escaped.
     static func quoted(_ s: String) -> String {
-        s.allSatisfy({ $0.isLetter || $0.isNumber || "-_./".contains($0) }) && !s.isEmpty ? s : "\"\(s.replacingOccurrences(of: "\"", with: "\\\""))\""
+        let plain = s.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_./-".unicodeScalars.contains($0)) }
+        if plain && !s.isEmpty && !s.hasPrefix("-") { return s }
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\t": out += "\\t"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            default:
+                let v = u.value
+                let printable = (v >= 0x20 && v < 0x7F) || v == 0x85 || (v >= 0xA0 && v <= 0xD7FF && v != 0x2028 && v != 0x2029)
+                    || (v >= 0xE000 && v <= 0xFFFD && v != 0xFEFF) || v >= 0x10000
+                out += printable && v != 0x85 ? String(u) : (v <= 0xFF ? String(format: "\\x%02X", v) : String(format: "\\u%04X", v))
+            }
+        }
+        return out + "\""
     }
 }

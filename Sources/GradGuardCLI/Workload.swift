@@ -88,7 +88,7 @@ struct Workload {
         let size = c.imageSize
         let train = DetectionDataset(trainSplit.samples, size: size, augmentation: c.augment ? Augmentation() : .none, seed: UInt64(c.seed))
         let valid = DetectionDataset(validSplit.samples, size: size)
-        let model = YOLODetector(classes: config.names.count, width: c.widthValue, imageSize: size)
+        let model = Workload.detector(c, classes: config.names.count)
         var criterion = YOLOLoss(classes: config.names.count, imageSize: size)
         criterion.box = BoxLoss(rawValue: c.boxLoss) ?? .giou
         let loss: (Module, Batch) -> Tensor = { m, b in criterion((m as! YOLODetector)(b.inputs), targets: b.targets).total }
@@ -108,8 +108,7 @@ struct Workload {
             corpus = CharCorpus(text: text, vocabulary: saved.compactMap(\.first))
         }
         let data = try corpus.datasets(length: c.sequenceLength, source: c.dataPath.isEmpty ? "built-in corpus" : c.dataPath)
-        let lm = CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: c.embedding, hiddenSize: c.widthValue,
-                                   layers: c.layerCount, cell: SequenceModel.Cell(rawValue: c.cell) ?? .lstm)
+        let lm = Workload.charModel(c, vocabularySize: corpus.vocabulary.count)
         self.init(model: lm, data: data, config: c, corpus: corpus, loss: { m, b in (m as! CharLanguageModel).loss(b.inputs, b.targets) },
                   metrics: { m, b in
                       let l = Double((m as! CharLanguageModel).loss(b.inputs, b.targets).item)
@@ -132,8 +131,7 @@ struct Workload {
         }
         let set = Workload.saved("translation.json", in: runDirectory).map { (s: SavedTranslationSet) in s.set }
             ?? TranslationSet(pairs: trainPairs + validPairs)
-        let model = Seq2SeqModel(sourceVocabularySize: set.source.count, targetVocabularySize: set.target.count, embeddingSize: c.embedding,
-                                 hiddenSize: c.widthValue, layers: c.layerCount, attention: c.attention)
+        let model = Workload.seq2seqModel(c, set: set)
         let loss: (Module, Batch) -> Tensor = { m, b in (m as! Seq2SeqModel).loss(source: b.inputs, target: b.targets) }
         self.init(model: model, data: (set.dataset(trainPairs), set.dataset(validPairs)), config: c, translation: set, loss: loss,
                   metrics: { m, b in
@@ -193,6 +191,22 @@ struct Workload {
                       return ["loss": Double(crossEntropy(logits, b.targets).item),
                               "accuracy": Double(logits.argmax(axis: 1).eq(b.targets).mean().item)]
                   })
+    }
+
+    // MARK: Models from settings (shared with TrainedModel)
+
+    static func detector(_ c: RunConfig, classes: Int) -> YOLODetector {
+        YOLODetector(classes: classes, width: c.widthValue, imageSize: c.imageSize)
+    }
+
+    static func charModel(_ c: RunConfig, vocabularySize: Int) -> CharLanguageModel {
+        CharLanguageModel(vocabularySize: vocabularySize, embeddingSize: c.embedding, hiddenSize: c.widthValue,
+                          layers: c.layerCount, cell: SequenceModel.Cell(rawValue: c.cell) ?? .lstm)
+    }
+
+    static func seq2seqModel(_ c: RunConfig, set: TranslationSet) -> Seq2SeqModel {
+        Seq2SeqModel(sourceVocabularySize: set.source.count, targetVocabularySize: set.target.count, embeddingSize: c.embedding,
+                     hiddenSize: c.widthValue, layers: c.layerCount, attention: c.attention)
     }
 
     /// A JSON file saved in the run directory, if any.
@@ -255,7 +269,18 @@ struct Workload {
         return (optimizer, scheduler, policy, t)
     }
 
-    func makeTrainer(runDirectory: String) throws -> Trainer {
+    /// The trainer of this workload, writing into `runDirectory` (locked by `lock`).
+    func makeTrainer(runDirectory: String, lock: RunLock? = nil) throws -> Trainer {
+        let t = try Trainer(model: model, optimizer: optimizer, scheduler: scheduler, policy: policy, config: trainer,
+                            runDirectory: runDirectory, runLock: lock, loss: loss)
+        t.evaluate = metrics
+        t.evaluateDataset = datasetMetrics
+        return t
+    }
+
+    /// Saves what later commands need besides the checkpoints: a character model's
+    /// vocabulary, a translation model's vocabularies and lengths.
+    func saveArtifacts(runDirectory: String) throws {
         if let corpus {
             let chars = corpus.vocabulary.map { String($0) }
             try AtomicFile.write(try JSONEncoder().encode(chars), to: runDirectory + "/vocabulary.json")
@@ -265,11 +290,45 @@ struct Workload {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try AtomicFile.write(try encoder.encode(SavedTranslationSet(translation)), to: runDirectory + "/translation.json")
         }
-        let t = try Trainer(model: model, optimizer: optimizer, scheduler: scheduler, policy: policy, config: trainer,
-                            runDirectory: runDirectory, loss: loss)
-        t.evaluate = metrics
-        t.evaluateDataset = datasetMetrics
-        return t
+        if !classNames.isEmpty {
+            try AtomicFile.write(try JSONEncoder().encode(classNames), to: runDirectory + "/classes.json")
+        }
+    }
+}
+
+/// What `generate`, `translate` and `detect` need of a trained run: its model, built from
+/// config.yaml and the files the run saved (vocabularies, class names), without reading or
+/// decoding its training data.
+struct TrainedModel {
+    let model: Module
+    var corpus: CharCorpus? = nil
+    var translation: TranslationSet? = nil
+    var classNames: [String] = []
+
+    init(_ c: RunConfig, runDirectory dir: String) throws {
+        func missing(_ file: String) -> FileError {
+            FileError.cannotRead(path: dir + "/" + file, reason: "missing or not what gradguard train saves there; the run cannot be used without it")
+        }
+        switch c.model {
+        case "charlm":
+            guard let chars: [String] = Workload.saved("vocabulary.json", in: dir) else { throw missing("vocabulary.json") }
+            let corpus = CharCorpus(text: "", vocabulary: chars.compactMap(\.first))
+            self.corpus = corpus
+            model = Workload.charModel(c, vocabularySize: corpus.vocabulary.count)
+        case "seq2seq":
+            guard let saved: SavedTranslationSet = Workload.saved("translation.json", in: dir) else { throw missing("translation.json") }
+            translation = saved.set
+            model = Workload.seq2seqModel(c, set: saved.set)
+        case "detector":
+            if let names: [String] = Workload.saved("classes.json", in: dir) {
+                classNames = names
+            } else {
+                classNames = try Workload(c, runDirectory: dir).classNames   // a run saved before classes.json existed
+            }
+            model = Workload.detector(c, classes: classNames.count)
+        default:
+            model = try Workload(c, runDirectory: dir).model
+        }
     }
 }
 

@@ -25,6 +25,8 @@ public class Adam: Optimizer {
                   weightDecay: weightDecay, amsgrad: amsgrad)
     }
 
+    public override var stateNames: Set<String>? { ["step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"] }
+
     public override func update(_ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
                                 state: inout ParamState, options o: [String: Double]) {
         let lr = o["lr"]!, b1 = o["beta1"]!, b2 = o["beta2"]!

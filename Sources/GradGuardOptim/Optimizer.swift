@@ -36,12 +36,17 @@ public enum OptimizerStateError: Error, CustomStringConvertible, Equatable {
     case unknownParameter(key: String, parameterCount: Int)
     case shapeMismatch(key: String, expected: [Int], found: [Int])
     case groupCountMismatch(expected: Int, found: Int)
+    /// The saved hyper-parameters are another optimizer's (an SGD state loaded into Adam).
+    case optionsMismatch(group: Int, missing: [String], unexpected: [String])
 
     public var description: String {
         switch self {
         case let .unknownParameter(k, n): return "optimizer state '\(k)': names no parameter of this optimizer (it has \(n), numbered from 0)"
         case let .shapeMismatch(k, e, f): return "optimizer state '\(k)': expected shape \(e), found \(f)"
         case let .groupCountMismatch(e, f): return "optimizer state: \(f) parameter groups in the file, \(e) in the optimizer"
+        case let .optionsMismatch(g, m, u):
+            return "optimizer state: group \(g) was saved by another kind of optimizer"
+                + (m.isEmpty ? "" : " (it lacks \(m.joined(separator: ", ")))") + (u.isEmpty ? "" : " (it has \(u.joined(separator: ", ")), unknown here)")
         }
     }
 }
@@ -69,6 +74,10 @@ open class Optimizer {
                      state: inout ParamState, options: [String: Double]) {
         fatalError("\(type(of: self)) must implement update(_:grad:state:options:)")
     }
+
+    /// The names of the per-parameter state tensors this optimizer keeps (nil: not checked
+    /// on load).
+    open var stateNames: Set<String>? { nil }
 
     /// Updates every parameter that has a gradient.
     public func step() {
@@ -113,10 +122,16 @@ open class Optimizer {
     /// bit for bit saves these beside it and puts them back with `setHyperparameters`.
     public func hyperparameters() -> [[String: Double]] { paramGroups.map(\.options) }
 
-    /// Restores `hyperparameters()`; the group count must match.
+    /// Restores `hyperparameters()`; the group count and each group's option names must match.
     public func setHyperparameters(_ groups: [[String: Double]]) throws {
         guard groups.count == paramGroups.count else {
             throw OptimizerStateError.groupCountMismatch(expected: paramGroups.count, found: groups.count)
+        }
+        for (i, g) in groups.enumerated() {
+            let have = Set(paramGroups[i].options.keys), saved = Set(g.keys)
+            if have != saved {
+                throw OptimizerStateError.optionsMismatch(group: i, missing: have.subtracting(saved).sorted(), unexpected: saved.subtracting(have).sorted())
+            }
         }
         for (i, g) in groups.enumerated() { paramGroups[i].options = g }
     }
@@ -140,6 +155,16 @@ open class Optimizer {
         for p in params {
             for (name, t) in newState[ObjectIdentifier(p)]?.tensors ?? [:] where name != "step" && t.shape != p.shape {
                 throw OptimizerStateError.shapeMismatch(key: name, expected: p.shape, found: t.shape)
+            }
+        }
+        if let known = stateNames, let bad = newState.values.flatMap(\.tensors.keys).first(where: { !known.contains($0) }) {
+            throw OptimizerStateError.optionsMismatch(group: 0, missing: [], unexpected: ["state '\(bad)'"])
+        }
+        for (key, _) in dict where key.hasPrefix("param_groups.") {
+            let parts = key.split(separator: ".", maxSplits: 2).map(String.init)
+            guard parts.count == 3, let gi = Int(parts[1]), gi < paramGroups.count else { continue }
+            if paramGroups[gi].options[parts[2]] == nil {
+                throw OptimizerStateError.optionsMismatch(group: gi, missing: [], unexpected: [parts[2]])
             }
         }
         state = newState

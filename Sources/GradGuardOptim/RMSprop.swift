@@ -19,6 +19,8 @@ public final class RMSprop: Optimizer {
                   momentum: momentum, centered: centered)
     }
 
+    public override var stateNames: Set<String>? { ["step", "square_avg", "grad_avg", "momentum_buffer"] }
+
     public override func update(_ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
                                 state: inout ParamState, options o: [String: Double]) {
         let lr = Float(o["lr"]!), alpha = Float(o["alpha"]!), eps = Float(o["eps"]!)

@@ -21,6 +21,8 @@ public final class SGD: Optimizer {
                   weightDecay: weightDecay, nesterov: nesterov)
     }
 
+    public override var stateNames: Set<String>? { ["momentum_buffer"] }
+
     public override func update(_ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
                                 state: inout ParamState, options o: [String: Double]) {
         let lr = Float(o["lr"]!), wd = Float(o["weight_decay"]!)

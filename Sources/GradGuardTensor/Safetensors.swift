@@ -61,9 +61,12 @@ public enum Safetensors {
     public static func readWithMetadata(_ path: String) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
         let data: Data
         do {
+            _ = try FileContents.regularFileSize(path)
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
+        } catch let e as FileReadFailure {
+            throw SafetensorsError(file: path, tensor: nil, fault: .cannotRead(e.reason))
         } catch {
-            throw SafetensorsError(file: path, tensor: nil, fault: .cannotRead(error.localizedDescription))
+            throw SafetensorsError(file: path, tensor: nil, fault: .cannotRead(String(cString: strerror(errno))))
         }
         return try decode(data, file: path)
     }

@@ -1,3 +1,3 @@
 import GradGuardCLI
 
-GradGuardCommand.main()
+GradGuardCommand.runAndExit()

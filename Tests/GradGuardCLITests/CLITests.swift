@@ -5,7 +5,7 @@ import GradGuard
 @testable import GradGuardCLI
 
 /// Configuration parsing, and the built `gradguard` binary run as a user would.
-final class CLITests: TemporaryDirectoryTestCase {
+final class CLITests: CLITestCase {
 
     func configError(_ yaml: String) -> String {
         var c = RunConfig()
@@ -37,22 +37,6 @@ final class CLITests: TemporaryDirectoryTestCase {
     }
 
     // MARK: The binary
-
-    var binary: String {
-        // The executables are built beside the test bundle (.build/<triple>/debug/).
-        let here = Bundle(for: CLITests.self).bundleURL
-        let candidates = [here.appendingPathComponent("gradguard"), here.deletingLastPathComponent().appendingPathComponent("gradguard")]
-        return (candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]).path
-    }
-
-    @discardableResult
-    func run(_ args: [String]) throws -> (code: Int32, out: String, err: String) {
-        guard FileManager.default.isExecutableFile(atPath: binary) else {
-            XCTFail("the gradguard executable is missing at \(binary): `swift test` builds it with the tests")
-            return (-1, "", "")
-        }
-        return try runProcess(binary, args, in: tmp)
-    }
 
     func testTrainReportDiagnoseInspectCompareResume() throws {
         let small = ["--set", "data.train=512", "--set", "data.validation=128", "--set", "model.layers=3", "--set", "training.epochs=2"]
@@ -93,7 +77,7 @@ final class CLITests: TemporaryDirectoryTestCase {
         XCTAssertEqual(try run(["train", "--config", "missing.yaml"]).code, 3)
         XCTAssertEqual(try run(["train", "--set", "optimizer.lr=fast"]).code, 2)
         XCTAssertEqual(try run(["diagnose", "nothere"]).code, 3)
-        XCTAssertEqual(try run(["frobnicate"]).code, 64)   // swift-argument-parser's usage code for an unknown subcommand
+        XCTAssertEqual(try run(["frobnicate"]).code, 2)   // a usage error, as documented
     }
 
     /// Kills `gradguard train` (SIGKILL) at different moments while it checkpoints every
@@ -252,6 +236,37 @@ final class CLITests: TemporaryDirectoryTestCase {
             XCTAssertTrue(v[1...4].allSatisfy { (0...1).contains($0) }, String(line))
         }
         XCTAssertEqual(try run(["data", "shapes", "--out", "x", "--size", "4"]).code, 2)
+        try checkDetectAndEvalNeedOnlyTheRun()
+    }
+
+    /// Regressions: detect needs the run directory only (not the training data), keeps
+    /// same-named images apart, checks its thresholds and fails when nothing was readable;
+    /// eval finds relative data paths from another folder.
+    func checkDetectAndEvalNeedOnlyTheRun() throws {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: tmp + "/imgs", withIntermediateDirectories: true)
+        try fm.copyItem(atPath: tmp + "/shapes/images/val/val_00003.png", toPath: tmp + "/imgs/a.png")
+        try fm.copyItem(atPath: tmp + "/shapes/images/val/val_00003.png", toPath: tmp + "/imgs/a.jpg")   // decoded by its bytes
+        try fm.moveItem(atPath: tmp + "/shapes/labels", toPath: tmp + "/labels-away")
+        var r = try run(["detect", "det", "--images", "imgs", "--out", "out"])
+        XCTAssertEqual(r.code, 0, r.err)
+        for f in ["out/a_png.png", "out/a_jpg.png", "out/labels/a_png.txt", "out/labels/a_jpg.txt"] {
+            XCTAssertTrue(fm.fileExists(atPath: tmp + "/" + f), f)
+        }
+        try fm.moveItem(atPath: tmp + "/labels-away", toPath: tmp + "/shapes/labels")
+        for bad in [["--conf", "nan"], ["--conf", "2"], ["--iou", "5"]] {
+            r = try run(["detect", "det", "--images", "imgs"] + bad)
+            XCTAssertEqual(r.code, 2, "\(bad): \(r.err)")
+        }
+        try fm.createDirectory(atPath: tmp + "/broken", withIntermediateDirectories: true)
+        fm.createFile(atPath: tmp + "/broken/x.png", contents: Data("not an image".utf8))
+        r = try run(["detect", "det", "--images", "broken"])
+        XCTAssertEqual(r.code, 3, r.err)
+        XCTAssertTrue(r.err.contains("none of the 1 images in broken could be read"), r.err)
+        // From another folder, by the run's path.
+        try fm.createDirectory(atPath: tmp + "/elsewhere", withIntermediateDirectories: true)
+        r = try runProcess(binary, ["eval", tmp + "/runs/det"], in: tmp + "/elsewhere")
+        XCTAssertEqual(r.code, 0, r.err)
     }
 
     func testJSONOutputIsOneObjectPerStep() throws {

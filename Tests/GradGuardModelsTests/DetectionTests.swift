@@ -100,6 +100,29 @@ final class DetectionTests: TemporaryDirectoryTestCase {
         }
     }
 
+    func testHugeClassNumbersNonUTF8LabelsAndManyBoxes() throws {
+        var issues: [DataIssue] = []
+        // A class number beyond Int's range was converted before the range check (a trap).
+        let boxes = DetectionSplit.parseLabels("99999999999999999999999 0.5 0.5 0.2 0.2\n-1e300 0.5 0.5 0.2 0.2\n", file: "l.txt", classes: 3, issues: &issues)
+        XCTAssertEqual(boxes, [])
+        XCTAssertEqual(issues.map(\.description), ["l.txt:1: class 99999999999999999999999 is out of range: data.yaml names 3 classes (0 … 2)",
+                                                    "l.txt:2: class -1e300 is out of range: data.yaml names 3 classes (0 … 2)"])
+        // A label file that is not UTF-8 is a problem, not "no objects".
+        let yaml = try writeDataset(labels: ["a.txt": "0 0.5 0.5 0.2 0.4\n"], images: ["a.png", "b.png"])
+        try Data([0x30, 0x20, 0x0A, 0xFF, 0xFE, 0x0A]).write(to: URL(fileURLWithPath: tmp + "/data/labels/train/b.txt"))
+        let split = try DetectionSplit.load(try DetectionDataConfig.load(path: yaml), split: "train", policy: .skip)
+        XCTAssertEqual(split.issues.map(\.description), [tmp + "/data/labels/train/b.txt:2: not UTF-8 text (invalid byte at offset 3); the image is left out"])
+        XCTAssertEqual(split.samples.map { ($0.imagePath as NSString).lastPathComponent }, ["a.png"])
+        // Many boxes: the duplicate check is a hash lookup, not a scan of the earlier boxes.
+        let many: [String] = (0..<50_000).map { (i: Int) -> String in
+            let x = Double(i % 500) / 500 + 0.001, y = Double(i / 500) / 100 + 0.001
+            return String(format: "%d %.6f %.6f 0.000010 0.000010", i % 3, x, y)
+        }
+        issues = []
+        XCTAssertEqual(DetectionSplit.parseLabels(many.joined(separator: "\n") + "\n" + many[7], file: "m.txt", classes: 3, issues: &issues).count, 50_000)
+        XCTAssertEqual(issues.map(\.description), ["m.txt:50001: duplicate of an earlier line"])
+    }
+
     func testDataYAMLErrors() throws {
         func error(_ yaml: String) throws -> String {
             let path = try writeDataset(labels: [:], images: [], yaml: yaml)

@@ -26,10 +26,10 @@ final class EventWriterTests: XCTestCase {
         do {
             let w = try EventWriter(directory: dir, wallTime: 1_700_000_000)
             for s in 0..<10 {
-                w.scalar("train/loss", 2 / Float(s + 1), step: s, wallTime: 1_700_000_000 + Double(s))
-                w.scalar("health/grad_norm", Float(s) * 0.5, step: s)
+                try w.scalar("train/loss", 2 / Float(s + 1), step: s, wallTime: 1_700_000_000 + Double(s))
+                try w.scalar("health/grad_norm", Float(s) * 0.5, step: s)
             }
-            w.histogram("grads/fc.weight", values: (0..<1000).map { Float($0 % 100) / 10 - 5 }, bins: 20, step: 3)
+            try w.histogram("grads/fc.weight", values: (0..<1000).map { Float($0 % 100) / 10 - 5 }, bins: 20, step: 3)
             w.flush()
         }
         let script = """
@@ -70,5 +70,25 @@ final class EventWriterTests: XCTestCase {
         XCTAssertEqual(h["max"] ?? 0, 4.9, accuracy: 1e-6)
         XCTAssertEqual(h["buckets"], 20)
         XCTAssertEqual(h["sum"] ?? 0, -50, accuracy: 1e-3)
+    }
+}
+
+final class EventWriterFileTests: TemporaryDirectoryTestCase {
+    func testTwoWritersInOneSecondKeepBothFiles() throws {
+        let a = try EventWriter(directory: tmp, wallTime: 1_700_000_000)
+        try a.scalar("x", 1, step: 0)
+        let b = try EventWriter(directory: tmp, wallTime: 1_700_000_000)
+        try b.scalar("x", 2, step: 1)
+        XCTAssertNotEqual(a.path, b.path)
+        let sizes = try [a.path, b.path].map { try FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int ?? 0 }
+        XCTAssertTrue(sizes.allSatisfy { $0 > 40 }, "\(sizes)")   // the header record and one scalar each
+    }
+
+    func testAFullDiskIsThrownNamingTheFile() throws {
+        try FileManager.default.createSymbolicLink(atPath: tmp + "/full", withDestinationPath: "/dev/full")
+        let full = try AppendFile(path: tmp + "/full")
+        XCTAssertThrowsError(try full.append([1, 2, 3])) {
+            XCTAssertEqual("\($0)", "cannot write \(self.tmp)/full: No space left on device")
+        }
     }
 }

@@ -88,8 +88,12 @@ final class TrainerTests: TemporaryDirectoryTestCase {
     func testCorruptCheckpointFallsBackToThePreviousOne() throws {
         var c = config()
         c.checkpointEvery = 4
-        let t = try makeTrainer(c, run: tmp + "/c")
-        try t.fit(train: data(96, seed: 3))
+        do {
+            let t = try makeTrainer(c, run: tmp + "/c")
+            try t.fit(train: data(96, seed: 3))
+            // While it lives, the run is locked: a second trainer on it is refused.
+            XCTAssertThrowsError(try makeTrainer(c, run: tmp + "/c")) { XCTAssertTrue($0 is RunInUse, "\($0)") }
+        }
         let store = CheckpointStore(directory: tmp + "/c/checkpoints")
         let list = store.list()
         XCTAssertEqual(list.map(\.step), [18, 16, 12], "keeps the last three")

@@ -5,7 +5,7 @@ import Yams
 
 /// One box of a label file: the class and the centre, width and height normalised to the
 /// image (`class cx cy w h`, the Ultralytics YOLO format).
-public struct BoxLabel: Equatable, Sendable {
+public struct BoxLabel: Hashable, Sendable {
     public var classIndex: Int
     public var cx: Double, cy: Double, w: Double, h: Double
     public init(classIndex: Int, cx: Double, cy: Double, w: Double, h: Double) {
@@ -17,7 +17,7 @@ public struct BoxLabel: Equatable, Sendable {
 }
 
 /// A problem found in a dataset: the file, the line when it is one, and what is wrong.
-public struct DataIssue: Equatable, Sendable, CustomStringConvertible {
+public struct DataIssue: Error, Equatable, Sendable, CustomStringConvertible {
     public var file: String
     public var line: Int?
     public var message: String
@@ -65,9 +65,9 @@ public struct DetectionDataConfig: Equatable, Sendable {
     public var names: [String]
 
     public static func load(path: String) throws -> DetectionDataConfig {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw DetectionDataError.config(path: path, line: nil,
-                                            message: FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file")
+        let data: Data
+        do { data = try FileContents.read(path, limit: 1 << 20) } catch let e as FileReadFailure {
+            throw DetectionDataError.config(path: path, line: nil, message: e.reason)
         }
         let node: Node?
         do { node = try Yams.compose(yaml: String(decoding: data, as: UTF8.self)) } catch {
@@ -173,7 +173,8 @@ public struct DetectionSplit: Sendable {
             }
         } else {
             // A text file listing image paths, relative to the dataset root.
-            let text = (try? String(contentsOfFile: location, encoding: .utf8)) ?? ""
+            let text: String
+            do { text = try readLabelText(location) } catch let e as DataIssue { throw DetectionDataError.config(path: config.file, line: nil, message: "\(split): \(e)") }
             for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                 let p = line.trimmingCharacters(in: .whitespaces)
                 if p.isEmpty { continue }
@@ -192,8 +193,11 @@ public struct DetectionSplit: Sendable {
             }
             let labels = labelPath(forImage: path)
             var boxes: [BoxLabel] = []
-            if let text = try? String(contentsOfFile: labels, encoding: .utf8) {
-                boxes = parseLabels(text, file: labels, classes: config.names.count, issues: &issues)
+            if FileManager.default.fileExists(atPath: labels) {
+                do { boxes = parseLabels(try readLabelText(labels), file: labels, classes: config.names.count, issues: &issues) } catch let e as DataIssue {
+                    issues.append(e)   // an unreadable label file: the image is left out, not taken as background
+                    continue
+                }
             }   // no label file: an image without objects (a background image)
             samples.append(DetectionSample(imagePath: path, image: image, boxes: boxes))
         }
@@ -202,9 +206,35 @@ public struct DetectionSplit: Sendable {
         return DetectionSplit(samples: samples, issues: issues, names: config.names)
     }
 
+    /// The largest label or image-list file read (64 MB: over a million boxes).
+    public static let maxLabelFileBytes = 64 << 20
+
+    /// A label or list file as UTF-8 text; an unreadable, oversized or non-UTF-8 file is an issue.
+    static func readLabelText(_ path: String) throws -> String {
+        let data: Data
+        do { data = try FileContents.read(path, limit: maxLabelFileBytes) } catch let e as FileReadFailure {
+            throw DataIssue(file: path, message: e.reason)
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            var valid = 0
+            var it = data.makeIterator()
+            var decoder = UTF8()
+            loop: while true {
+                switch decoder.decode(&it) {
+                case .scalarValue(let s): valid += String(s).utf8.count
+                case .emptyInput, .error: break loop
+                }
+            }
+            let line = data.prefix(valid).filter { $0 == 0x0A }.count + 1
+            throw DataIssue(file: path, line: line, message: "not UTF-8 text (invalid byte at offset \(valid)); the image is left out")
+        }
+        return text
+    }
+
     /// Parses a label file's lines; every bad line becomes an issue and is left out.
     public static func parseLabels(_ text: String, file: String, classes: Int, issues: inout [DataIssue]) -> [BoxLabel] {
         var boxes: [BoxLabel] = []
+        var seen = Set<BoxLabel>()
         for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let fields = raw.split(whereSeparator: { $0 == " " || $0 == "\t" })
             if fields.isEmpty { continue }
@@ -214,7 +244,7 @@ public struct DetectionSplit: Sendable {
             if let bad = values.firstIndex(where: { $0 == nil || !$0!.isFinite }) { issue("'\(fields[bad])' is not a number"); continue }
             let v = values.map { $0! }
             guard v[0] == v[0].rounded() else { issue("class '\(fields[0])' is not an integer"); continue }
-            guard v[0] >= 0, Int(v[0]) < classes else {
+            guard v[0] >= 0, v[0] < Double(classes) else {
                 issue("class \(fields[0]) is out of range: data.yaml names \(classes) class\(classes == 1 ? "" : "es") (0 … \(classes - 1))"); continue
             }
             guard v[3] > 0, v[4] > 0 else { issue("width and height must be positive, got \(fields[3]) and \(fields[4])"); continue }
@@ -225,7 +255,7 @@ public struct DetectionSplit: Sendable {
                 continue
             }
             let box = BoxLabel(classIndex: Int(v[0]), cx: v[1], cy: v[2], w: v[3], h: v[4])
-            if boxes.contains(box) { issue("duplicate of an earlier line"); continue }
+            if !seen.insert(box).inserted { issue("duplicate of an earlier line"); continue }
             boxes.append(box)
         }
         return boxes

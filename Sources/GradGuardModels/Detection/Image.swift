@@ -40,8 +40,9 @@ public struct RGBImage: Equatable, Sendable {
 
     /// Reads a PNG or JPEG file (recognised by its first bytes, not its name).
     public static func read(path: String) throws -> RGBImage {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ImageError.unreadable(path: path, reason: FileManager.default.fileExists(atPath: path) ? "not readable" : "no such file")
+        let data: Data
+        do { data = try FileContents.read(path, limit: 1 << 30) } catch let e as FileReadFailure {
+            throw ImageError.unreadable(path: path, reason: e.reason)
         }
         return try decode(data, path: path)
     }

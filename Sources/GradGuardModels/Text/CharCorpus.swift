@@ -46,8 +46,9 @@ public struct CharCorpus: Sendable {
 
     /// Reads a UTF-8 text file, reporting the first invalid byte.
     public static func readText(path: String) throws -> String {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw CorpusError.unreadable(path: path, reason: FileManager.default.fileExists(atPath: path) ? "unreadable" : "no such file")
+        let data: Data
+        do { data = try FileContents.read(path) } catch let e as FileReadFailure {
+            throw CorpusError.unreadable(path: path, reason: e.reason)
         }
         guard let text = String(data: data, encoding: .utf8) else {
             // Find the first invalid sequence for the message.

@@ -73,8 +73,8 @@ extension TranslationPair {
     /// is an error naming the line.
     public static func load(path: String) throws -> [TranslationPair] {
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw TranslationDataError.unreadable(path: path, reason: FileManager.default.fileExists(atPath: path) ? "not readable" : "no such file")
+        do { data = try FileContents.read(path) } catch let e as FileReadFailure {
+            throw TranslationDataError.unreadable(path: path, reason: e.reason)
         }
         guard let text = String(data: data, encoding: .utf8) else { throw TranslationDataError.notUTF8(path: path) }
         return try parse(text, source: path)

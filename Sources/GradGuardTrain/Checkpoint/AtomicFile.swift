@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import GradGuardTensor
 
 /// What went wrong writing or reading a file, naming the path.
 public enum FileError: Error, CustomStringConvertible, Equatable {
@@ -19,6 +20,27 @@ public enum FileError: Error, CustomStringConvertible, Equatable {
 /// A process killed at any point leaves either the old file or the new one, never a mix.
 public enum AtomicFile {
     static func errnoText() -> String { String(cString: strerror(errno)) }
+
+    /// A sentence for a Foundation file error ("no space left on device", "permission
+    /// denied"), from its POSIX cause where it has one, instead of its domain and code.
+    public static func reason(_ error: Error) -> String {
+        if let e = error as? FileError { return e.description }
+        if let e = error as? FileReadFailure { return e.reason }
+        let ns = error as NSError
+        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError { return reason(underlying) }
+        if let e = error as? CocoaError {
+            switch e.code {
+            case .fileNoSuchFile, .fileReadNoSuchFile: return "no such file or directory"
+            case .fileWriteOutOfSpace: return "no space left on device"
+            case .fileReadNoPermission, .fileWriteNoPermission: return "permission denied"
+            case .fileWriteVolumeReadOnly: return "read-only file system"
+            case .fileWriteFileExists: return "a file of that name exists"
+            default: break
+            }
+        }
+        return ns.localizedFailureReason ?? "\(error)"
+    }
 
     /// Writes `data` to `path` (which must not be a directory), durably.
     public static func write(_ data: Data, to path: String) throws {
@@ -62,9 +84,6 @@ public enum AtomicFile {
 
     /// Reads a whole file.
     public static func read(_ path: String) throws -> Data {
-        guard let d = FileManager.default.contents(atPath: path) else {
-            throw FileError.cannotRead(path: path, reason: FileManager.default.fileExists(atPath: path) ? "unreadable" : "no such file")
-        }
-        return d
+        do { return try FileContents.read(path) } catch let e as FileReadFailure { throw FileError.cannotRead(path: path, reason: e.reason) }
     }
 }

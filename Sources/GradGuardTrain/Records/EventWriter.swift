@@ -11,40 +11,41 @@ import Foundation
 ///                      double sum_squares = 5; repeated double bucket_limit = 6 [packed];
 ///                      repeated double bucket = 7 [packed]; }
 ///
-/// The file is `events.out.tfevents.<seconds>.<host>` in `directory`; TensorBoard's own
-/// reader loads it (checked by a test).
+/// The file is `events.out.tfevents.<seconds>.<host>.<pid>.<n>` in `directory` (`n` counts
+/// up past a file of that name, so a second writer in the same second never truncates the
+/// first one's events); TensorBoard's own reader loads it (checked by a test). A failed
+/// write (disk full) is thrown, naming the file.
 public final class EventWriter {
     public let path: String
-    private let handle: FileHandle
+    private let file: AppendFile
 
     public init(directory: String, wallTime: Double = Date().timeIntervalSince1970) throws {
         do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
-            throw FileError.cannotWrite(path: directory, reason: error.localizedDescription)
+            throw FileError.cannotWrite(path: directory, reason: AtomicFile.reason(error))
         }
         let host = ProcessInfo.processInfo.hostName.isEmpty ? "localhost" : ProcessInfo.processInfo.hostName
-        path = directory + "/events.out.tfevents.\(Int(wallTime)).\(host)"
-        _ = FileManager.default.createFile(atPath: path, contents: nil)
-        guard let h = FileHandle(forWritingAtPath: path) else { throw FileError.cannotWrite(path: path, reason: "cannot open") }
-        handle = h
+        let stem = directory + "/events.out.tfevents.\(Int(wallTime)).\(host).\(getpid())"
+        var n = 0
+        while FileManager.default.fileExists(atPath: "\(stem).\(n)") { n += 1 }
+        file = try AppendFile(path: "\(stem).\(n)", exclusive: true)
+        path = file.path
         var event = Proto()
         event.double(1, wallTime)
         event.string(3, "brain.Event:2")
-        write(event.bytes)
+        try write(event.bytes)
     }
 
-    deinit { try? handle.close() }
-
     /// A scalar under `tag` at `step`.
-    public func scalar(_ tag: String, _ value: Float, step: Int, wallTime: Double = Date().timeIntervalSince1970) {
+    public func scalar(_ tag: String, _ value: Float, step: Int, wallTime: Double = Date().timeIntervalSince1970) throws {
         var v = Proto()
         v.string(1, tag)
         v.float(2, value)
-        emit(v, step: step, wallTime: wallTime)
+        try emit(v, step: step, wallTime: wallTime)
     }
 
     /// A histogram under `tag`: `counts[i]` values fell in (limits[i−1], limits[i]].
     public func histogram(_ tag: String, limits: [Double], counts: [Double], min: Double, max: Double, sum: Double,
-                          sumSquares: Double, step: Int, wallTime: Double = Date().timeIntervalSince1970) {
+                          sumSquares: Double, step: Int, wallTime: Double = Date().timeIntervalSince1970) throws {
         precondition(limits.count == counts.count, "EventWriter: one count per bucket limit")
         var h = Proto()
         h.double(1, min)
@@ -57,36 +58,36 @@ public final class EventWriter {
         var v = Proto()
         v.string(1, tag)
         v.message(5, h)
-        emit(v, step: step, wallTime: wallTime)
+        try emit(v, step: step, wallTime: wallTime)
     }
 
     /// A histogram of `values` in `bins` equal-width buckets between their min and max
     /// (non-finite values left out).
-    public func histogram(_ tag: String, values: [Float], bins: Int = 30, step: Int, wallTime: Double = Date().timeIntervalSince1970) {
+    public func histogram(_ tag: String, values: [Float], bins: Int = 30, step: Int, wallTime: Double = Date().timeIntervalSince1970) throws {
         let xs = values.filter(\.isFinite).map(Double.init)
         guard let lo = xs.min(), let hi = xs.max() else { return }
         let width = hi > lo ? (hi - lo) / Double(bins) : 1
         var counts = [Double](repeating: 0, count: bins)
         for x in xs { counts[Swift.min(bins - 1, Int((x - lo) / width))] += 1 }
         let limits = (1...bins).map { lo + Double($0) * width }
-        histogram(tag, limits: limits, counts: counts, min: lo, max: hi, sum: xs.reduce(0, +),
+        try histogram(tag, limits: limits, counts: counts, min: lo, max: hi, sum: xs.reduce(0, +),
                   sumSquares: xs.reduce(0) { $0 + $1 * $1 }, step: step, wallTime: wallTime)
     }
 
     /// Pushes what was written to the file.
-    public func flush() { try? handle.synchronize() }
+    public func flush() { file.sync() }
 
-    private func emit(_ value: Proto, step: Int, wallTime: Double) {
+    private func emit(_ value: Proto, step: Int, wallTime: Double) throws {
         var summary = Proto()
         summary.message(1, value)
         var event = Proto()
         event.double(1, wallTime)
         event.int64(2, Int64(step))
         event.message(5, summary)
-        write(event.bytes)
+        try write(event.bytes)
     }
 
-    private func write(_ payload: [UInt8]) {
+    private func write(_ payload: [UInt8]) throws {
         var record: [UInt8] = []
         var length = UInt64(payload.count).littleEndian
         let lengthBytes = withUnsafeBytes(of: &length) { Array($0) }
@@ -96,7 +97,7 @@ public final class EventWriter {
         record += payload
         var dataCRC = CRC32C.masked(payload).littleEndian
         record += withUnsafeBytes(of: &dataCRC) { Array($0) }
-        handle.write(Data(record))
+        try file.append(record)
     }
 }
 

@@ -6,39 +6,27 @@ import GradGuardHealth
 /// flushed as it comes, so a crash loses at most the line being written.
 public final class RunRecorder {
     public let directory: String
-    private let metrics: FileHandle
-    private let incidents: FileHandle
+    private let metrics: AppendFile
+    private let incidents: AppendFile
     private let encoder: JSONEncoder
 
     public init(directory: String) throws {
         self.directory = directory
         let fm = FileManager.default
         do { try fm.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
-            throw FileError.cannotWrite(path: directory, reason: error.localizedDescription)
+            throw FileError.cannotWrite(path: directory, reason: AtomicFile.reason(error))
         }
-        func open(_ name: String) throws -> FileHandle {
-            let path = directory + "/" + name
-            if !fm.fileExists(atPath: path) { _ = fm.createFile(atPath: path, contents: nil) }
-            guard let h = FileHandle(forWritingAtPath: path) else { throw FileError.cannotWrite(path: path, reason: "cannot open") }
-            h.seekToEndOfFile()
-            return h
-        }
-        metrics = try open("metrics.jsonl")
-        incidents = try open("incidents.jsonl")
+        metrics = try AppendFile(path: directory + "/metrics.jsonl")
+        incidents = try AppendFile(path: directory + "/incidents.jsonl")
         encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     }
 
-    deinit {
-        try? metrics.close()
-        try? incidents.close()
-    }
-
-    func append<T: Encodable>(_ value: T, to handle: FileHandle) throws {
+    func append<T: Encodable>(_ value: T, to file: AppendFile) throws {
         var data = try encoder.encode(value)
         data.append(0x0A)
-        handle.write(data)
+        try file.append(data)
     }
 
     public func record(_ metric: StepRecord) throws { try append(metric, to: metrics) }

@@ -75,10 +75,16 @@ public final class Trainer {
     /// evaluation mode.
     public var evaluateDataset: ((Module, any Dataset) throws -> [String: Double])?
     public let store: CheckpointStore?
-    public let recorder: RunRecorder?
+    /// The run directory, when records and checkpoints are written.
+    public let runDirectory: String?
+    /// `metrics.jsonl` and `incidents.jsonl`, opened when training or evaluation first
+    /// records something (so a `resume` that fails its checks leaves the run untouched).
+    public private(set) var recorder: RunRecorder?
     /// TensorBoard scalars (loss, learning rate, gradient norms, evaluation metrics) and
-    /// gradient histograms, in the run directory.
-    public let events: EventWriter?
+    /// gradient histograms, in the run directory; opened with `recorder`.
+    public private(set) var events: EventWriter?
+    /// The lock that keeps other processes out of the run directory while this trainer lives.
+    public let runLock: RunLock?
     /// Checkpoints passed over because they did not verify, from the last `resume`.
     public private(set) var skippedCheckpoints: [CheckpointError] = []
 
@@ -94,7 +100,7 @@ public final class Trainer {
 
     public init(model: Module, optimizer: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy = GuardPolicy(),
                 monitor: HealthMonitor = HealthMonitor(), config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil,
-                loss: @escaping (Module, Batch) -> Tensor) throws {
+                runLock: RunLock? = nil, loss: @escaping (Module, Batch) -> Tensor) throws {
         precondition(config.batchSize > 0 && config.accumulation > 0 && config.epochs > 0, "Trainer: sizes must be positive")
         self.model = model
         self.optimizer = optimizer
@@ -105,20 +111,28 @@ public final class Trainer {
                                  policy: policy, monitor: monitor)
         guardian.updateRatioEvery = config.moduleNormsEvery
         if let runDirectory {
-            recorder = try RunRecorder(directory: runDirectory)
+            // One process per run: a second trainer on the same directory is refused (RunInUse).
+            self.runLock = try runLock ?? RunLock(directory: runDirectory)
             store = CheckpointStore(directory: runDirectory + "/checkpoints", keepLast: config.keepCheckpoints)
-            events = try EventWriter(directory: runDirectory)
         } else {
-            recorder = nil
+            self.runLock = runLock
             store = nil
-            events = nil
         }
+        self.runDirectory = runDirectory
         DefaultGenerator.seed(config.seed)
     }
 
     /// Trains until `config.epochs` epochs or `config.maxSteps` steps are done.
+    /// Opens the run's record files (once).
+    func openRecords() throws {
+        guard let runDirectory, recorder == nil else { return }
+        recorder = try RunRecorder(directory: runDirectory)
+        events = try EventWriter(directory: runDirectory)
+    }
+
     @discardableResult
     public func fit(train: any Dataset, validation: (any Dataset)? = nil) throws -> TrainingResult {
+        try openRecords()
         let loader = DataLoader(train, batchSize: config.batchSize, shuffle: config.shuffle, dropLast: config.dropLast,
                                 seed: config.seed)
         var lastLoss: Float? = nil
@@ -154,7 +168,7 @@ public final class Trainer {
                 lastLoss = meanLoss
                 let record = stepRecord(stepBefore, meanLoss, outcome)
                 try recorder?.record(record)
-                writeEvents(record, outcome)
+                try writeEvents(record, outcome)
                 callbacks.afterStep?(record, outcome)
                 if case .rolledBack = outcome.decision { continue }
                 let applied = outcome.decision == .applied
@@ -187,18 +201,18 @@ public final class Trainer {
                           skipped: o.decision != .applied, lrScale: o.lrScale, moduleNorms: norms, updateRatios: ratios)
     }
 
-    func writeEvents(_ r: StepRecord, _ o: StepOutcome) {
+    func writeEvents(_ r: StepRecord, _ o: StepOutcome) throws {
         guard let events else { return }
-        events.scalar("train/loss", r.loss, step: r.step)
-        events.scalar("train/lr", Float(r.lr * r.lrScale), step: r.step)
-        events.scalar("health/grad_norm", r.gradNorm, step: r.step)
-        if let after = r.gradNormAfterClip { events.scalar("health/grad_norm_clipped", after, step: r.step) }
-        events.scalar("health/skipped", r.skipped ? 1 : 0, step: r.step)
-        for (m, n) in (r.moduleNorms ?? [:]).sorted(by: { $0.key < $1.key }) { events.scalar("module_grad_norm/\(m)", n, step: r.step) }
-        for (m, u) in (r.updateRatios ?? [:]).sorted(by: { $0.key < $1.key }) { events.scalar("update_ratio/\(m)", u, step: r.step) }
+        try events.scalar("train/loss", r.loss, step: r.step)
+        try events.scalar("train/lr", Float(r.lr * r.lrScale), step: r.step)
+        try events.scalar("health/grad_norm", r.gradNorm, step: r.step)
+        if let after = r.gradNormAfterClip { try events.scalar("health/grad_norm_clipped", after, step: r.step) }
+        try events.scalar("health/skipped", r.skipped ? 1 : 0, step: r.step)
+        for (m, n) in (r.moduleNorms ?? [:]).sorted(by: { $0.key < $1.key }) { try events.scalar("module_grad_norm/\(m)", n, step: r.step) }
+        for (m, u) in (r.updateRatios ?? [:]).sorted(by: { $0.key < $1.key }) { try events.scalar("update_ratio/\(m)", u, step: r.step) }
         if r.moduleNorms != nil {
             for p in guardian.health.parameters {
-                if let g = p.tensor.grad { events.histogram("grad/\(p.name)", values: g.scalars, step: r.step) }
+                if let g = p.tensor.grad { try events.histogram("grad/\(p.name)", values: g.scalars, step: r.step) }
             }
         }
     }
@@ -224,9 +238,10 @@ public final class Trainer {
             metrics = sums.mapValues { $0 / Double(Swift.max(seen, 1)) }
         }
         lastEvaluation = metrics
+        try openRecords()
         let record = EvaluationRecord(step: guardian.step, epoch: epoch, metrics: metrics)
         try recorder?.record(record)
-        for (k, v) in metrics.sorted(by: { $0.key < $1.key }) { events?.scalar("eval/\(k)", Float(v), step: guardian.step) }
+        for (k, v) in metrics.sorted(by: { $0.key < $1.key }) { try events?.scalar("eval/\(k)", Float(v), step: guardian.step) }
         events?.flush()
         callbacks.onEvaluation?(record)
         return metrics

@@ -1,0 +1,83 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a file could not be read, in words a user can act on ("no such file", "is a
+/// directory", "permission denied", "is 3.1 GB, more than the 2 GB limit").
+public struct FileReadFailure: Error, CustomStringConvertible, Equatable, Sendable {
+    public enum Kind: Equatable, Sendable { case missing, notAFile, tooLarge, unreadable }
+    public let path: String
+    public let kind: Kind
+    public let reason: String
+    public var description: String { "\(path): \(reason)" }
+}
+
+/// Reading whole user files with a bounded allocation and a sentence for every failure,
+/// instead of Foundation's error dumps ("NSCocoaErrorDomain error 256").
+public enum FileContents {
+    /// The default ceiling on a file read whole into memory (2 GiB).
+    public static let defaultLimit = 2 << 30
+
+    /// The bytes of the regular file at `path`; fails on a missing file, a directory or
+    /// other non-regular file, a file larger than `limit` bytes, or a read error.
+    public static func read(_ path: String, limit: Int = defaultLimit) throws -> Data {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let e = errno
+            throw FileReadFailure(path: path, kind: e == ENOENT || e == ENOTDIR ? .missing : .unreadable,
+                                  reason: e == ENOENT ? "no such file" : String(cString: strerror(e)))
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FileReadFailure(path: path, kind: .unreadable, reason: String(cString: strerror(errno))) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            let what = (st.st_mode & S_IFMT) == S_IFDIR ? "is a directory, expected a file" : "is not a regular file"
+            throw FileReadFailure(path: path, kind: .notAFile, reason: what)
+        }
+        let size = Int(st.st_size)
+        guard size <= limit else {
+            throw FileReadFailure(path: path, kind: .tooLarge, reason: "is \(byteCount(size)), more than the \(byteCount(limit)) limit for this kind of file")
+        }
+        var data = Data(count: size)
+        var filled = 0
+        try data.withUnsafeMutableBytes { raw in
+            while filled < size {
+                let n = Glibc.read(fd, raw.baseAddress! + filled, size - filled)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw FileReadFailure(path: path, kind: .unreadable, reason: String(cString: strerror(errno)))
+                }
+                if n == 0 { break }   // the file shrank while being read
+                filled += n
+            }
+        }
+        if filled < size { data.removeSubrange(filled...) }
+        return data
+    }
+
+    /// The size of the regular file at `path`, with the same failures as `read` but
+    /// nothing read (for callers that map the file instead).
+    public static func regularFileSize(_ path: String) throws -> Int {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            let e = errno
+            throw FileReadFailure(path: path, kind: e == ENOENT || e == ENOTDIR ? .missing : .unreadable,
+                                  reason: e == ENOENT ? "no such file" : String(cString: strerror(e)))
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            let what = (st.st_mode & S_IFMT) == S_IFDIR ? "is a directory, expected a file" : "is not a regular file"
+            throw FileReadFailure(path: path, kind: .notAFile, reason: what)
+        }
+        return Int(st.st_size)
+    }
+
+    /// A byte count for messages: "512 bytes", "3.1 MB", "2.1 GB".
+    public static func byteCount(_ n: Int) -> String {
+        let d = Double(n)
+        if d >= 1e9 { return String(format: "%.1f GB", d / 1e9) }
+        if d >= 1e6 { return String(format: "%.1f MB", d / 1e6) }
+        if d >= 1e3 { return String(format: "%.1f kB", d / 1e3) }
+        return "\(n) bytes"
+    }
+}
