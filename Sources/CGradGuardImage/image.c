@@ -17,7 +17,7 @@ static void set_message(char *message, size_t size, const char *text) {
     }
 }
 
-int gg_decode_png(const uint8_t *data, size_t size, uint8_t **pixels, int *width, int *height,
+int gg_decode_png(const uint8_t *data, size_t size, size_t max_pixels, uint8_t **pixels, int *width, int *height,
                   char *message, size_t message_size) {
     png_image image;
     memset(&image, 0, sizeof image);
@@ -25,6 +25,12 @@ int gg_decode_png(const uint8_t *data, size_t size, uint8_t **pixels, int *width
     if (!png_image_begin_read_from_memory(&image, data, size)) {
         set_message(message, message_size, image.message);
         return 1;
+    }
+    if ((size_t)image.width * image.height > max_pixels) {
+        *width = (int)image.width;
+        *height = (int)image.height;
+        png_image_free(&image);
+        return 2;
     }
     image.format = PNG_FORMAT_RGB;   // composites alpha over black; expands palette and grey
     size_t bytes = PNG_IMAGE_SIZE(image);
@@ -100,7 +106,7 @@ static void gg_jpeg_message(j_common_ptr info, char *message, size_t size) {
     set_message(message, size, text);
 }
 
-int gg_decode_jpeg(const uint8_t *data, size_t size, uint8_t **pixels, int *width, int *height,
+int gg_decode_jpeg(const uint8_t *data, size_t size, size_t max_pixels, uint8_t **pixels, int *width, int *height,
                    char *message, size_t message_size) {
     struct jpeg_decompress_struct info;
     struct gg_jpeg_error error;
@@ -115,6 +121,12 @@ int gg_decode_jpeg(const uint8_t *data, size_t size, uint8_t **pixels, int *widt
     jpeg_create_decompress(&info);
     jpeg_mem_src(&info, data, (unsigned long)size);
     jpeg_read_header(&info, TRUE);
+    if ((size_t)info.image_width * info.image_height > max_pixels) {
+        *width = (int)info.image_width;
+        *height = (int)info.image_height;
+        jpeg_destroy_decompress(&info);
+        return 2;
+    }
     info.out_color_space = JCS_RGB;
     jpeg_start_decompress(&info);
     size_t stride = (size_t)info.output_width * 3;

@@ -64,8 +64,8 @@ struct Demo: ParsableCommand {
                   clipper: \(gname.hasPrefix("un") ? "none" : "global-norm")
                   max_norm: 1.0
                 """, train: train, validation: valid) { m, b in (m as! CharLanguageModel).loss(b.inputs, b.targets) }.trainer
-            let loss = withoutGrad { Double(model.loss(valid.inputs.narrow(axis: 0, start: 0, length: Swift.min(64, valid.count)),
-                                                       valid.targets.narrow(axis: 0, start: 0, length: Swift.min(64, valid.count))).item) }
+            let vb = try valid.batch(Array(0..<Swift.min(64, valid.count)))
+            let loss = withoutGrad { Double(model.loss(vb.inputs, vb.targets).item) }
             let sample = corpus.decode(model.generate(prompt: corpus.encode("the "), length: 60, temperature: 0.5, seed: 1))
                 .replacingOccurrences(of: "\n", with: " / ")
             let bpc = loss / Foundation.log(2.0)

@@ -21,8 +21,8 @@ struct DataCommand: ParsableCommand {
         @Flag(name: .long, help: "Write JPEG instead of PNG.") var jpeg = false
 
         func run() throws {
-            guard train >= 0, val >= 0, size >= 16, maxObjects >= 1, (0...1).contains(maxOverlap) else {
-                throw fail("--train and --val must not be negative, --size at least 16, --max-objects at least 1, --max-overlap in 0 … 1", code: Exit.usage)
+            guard train >= 0, val >= 0, size >= 16, size * size <= RGBImage.defaultMaxPixels, maxObjects >= 1, (0...1).contains(maxOverlap) else {
+                throw fail("--train and --val must not be negative, --size in 16 … \(Int(Double(RGBImage.defaultMaxPixels).squareRoot())) (the decoded-pixel limit), --max-objects at least 1, --max-overlap in 0 … 1", code: Exit.usage)
             }
             var o = ShapesDataset.Options(train: train, val: val, size: size, seed: UInt64(seed))
             (o.maxObjects, o.maxOverlap, o.jpeg) = (maxObjects, maxOverlap, jpeg)
@@ -68,10 +68,12 @@ struct Detect: ParsableCommand {
     @Option(name: .long, help: "Output directory (default: RUN/detect).") var out: String?
     @Option(name: .long, help: "Smallest confidence kept.") var conf = 0.25
     @Option(name: .long, help: "IoU above which NMS drops the weaker box of a class.") var iou = 0.6
+    @Option(name: .customLong("max-pixels"), help: "Largest image (width × height) decoded.") var maxPixels = RGBImage.defaultMaxPixels
 
     func validate() throws {
         guard conf.isFinite, (0...1).contains(conf) else { throw ValidationError("--conf must be a confidence in 0 … 1, got \(conf)") }
         guard iou.isFinite, (0...1).contains(iou) else { throw ValidationError("--iou must be an overlap in 0 … 1, got \(iou)") }
+        guard maxPixels > 0 else { throw ValidationError("--max-pixels must be positive, got \(maxPixels)") }
     }
 
     func run() throws {
@@ -93,7 +95,7 @@ struct Detect: ParsableCommand {
         for (f, fileStem) in zip(imageFiles, stems) {
             let path = images + "/" + f
             let image: RGBImage
-            do { image = try RGBImage.read(path: path) } catch {
+            do { image = try RGBImage.read(path: path, maxPixels: maxPixels) } catch {
                 FileHandle.standardError.write(Data("gradguard: \(error); skipped\n".utf8))
                 continue
             }

@@ -34,6 +34,7 @@ public struct RunConfig: Equatable, Sendable {
     public var imageSize = 128
     public var boxLoss = "giou"
     public var augment = true
+    public var maxImagePixels = RGBImage.defaultMaxPixels
     public var onError = "skip"
 
     // training
@@ -122,6 +123,8 @@ extension RunConfig {
         Setting(key: "data.label_noise", kind: .double(0...1, \.labelNoise), help: "fraction of training labels replaced at random"),
         Setting(key: "data.image_size", kind: .int(32...4096, \.imageSize), help: "detector input side in pixels (a multiple of 16)"),
         Setting(key: "data.augment", kind: .bool(\.augment), help: "detector training augmentations (scale/translate, flip, HSV)"),
+        Setting(key: "data.max_image_pixels", kind: .int(1...Int(Int32.max), \.maxImagePixels),
+                help: "images declaring more pixels (width × height) are refused before decoding, as a decompression bomb"),
         Setting(key: "data.on_error", kind: .string(DataIssuePolicy.allCases.map(\.rawValue), \.onError),
                 help: "bad label lines, orphan labels, unreadable images: skip (reported) or fail"),
         Setting(key: "data.success_loss", kind: .double(0...1e6, \.successLoss),

@@ -49,9 +49,9 @@ struct Workload {
         switch c.model {
         case "charlm": try self.init(charlm: c, runDirectory: runDirectory)
         case "seq2seq": try self.init(seq2seq: c, runDirectory: runDirectory)
-        case "sequence": self.init(sequence: c)
+        case "sequence": try self.init(sequence: c)
         case "detector": try self.init(detector: c)
-        default: self.init(mlp: c)
+        default: try self.init(mlp: c)
         }
     }
 
@@ -80,11 +80,13 @@ struct Workload {
     }
 
     private init(detector c: RunConfig) throws {
+        if c.dataPath.isEmpty { try MemoryBudget.of(c, classes: ShapesDataset.names.count).check(c) }   // before generating the shapes
         let yaml = c.dataPath.isEmpty ? try Workload.builtinShapes(c) : c.dataPath
         let config = try DetectionDataConfig.load(path: yaml)
+        try MemoryBudget.of(c, classes: config.names.count).check(c)
         let policy = DataIssuePolicy(rawValue: c.onError) ?? .skip
-        let trainSplit = try DetectionSplit.load(config, split: "train", policy: policy)
-        let validSplit = try DetectionSplit.load(config, split: "val", policy: policy)
+        let trainSplit = try DetectionSplit.load(config, split: "train", policy: policy, maxPixels: c.maxImagePixels)
+        let validSplit = try DetectionSplit.load(config, split: "val", policy: policy, maxPixels: c.maxImagePixels)
         let size = c.imageSize
         let train = DetectionDataset(trainSplit.samples, size: size, augmentation: c.augment ? Augmentation() : .none, seed: UInt64(c.seed))
         let valid = DetectionDataset(validSplit.samples, size: size)
@@ -103,10 +105,11 @@ struct Workload {
 
     private init(charlm c: RunConfig, runDirectory: String?) throws {
         let text = c.dataPath.isEmpty ? BuiltinCorpus.text : try CharCorpus.readText(path: c.dataPath)
-        var corpus = CharCorpus(text: text)
+        var corpus = try CharCorpus.checked(text: text, source: c.dataPath.isEmpty ? "built-in corpus" : c.dataPath)
         if let saved: [String] = Workload.saved("vocabulary.json", in: runDirectory) {
             corpus = CharCorpus(text: text, vocabulary: saved.compactMap(\.first))
         }
+        try MemoryBudget.of(c, vocabulary: corpus.vocabulary.count).check(c)
         let data = try corpus.datasets(length: c.sequenceLength, source: c.dataPath.isEmpty ? "built-in corpus" : c.dataPath)
         let lm = Workload.charModel(c, vocabularySize: corpus.vocabulary.count)
         self.init(model: lm, data: data, config: c, corpus: corpus, loss: { m, b in (m as! CharLanguageModel).loss(b.inputs, b.targets) },
@@ -131,6 +134,8 @@ struct Workload {
         }
         let set = Workload.saved("translation.json", in: runDirectory).map { (s: SavedTranslationSet) in s.set }
             ?? TranslationSet(pairs: trainPairs + validPairs)
+        try MemoryBudget.of(c, vocabulary: set.source.count, targetVocabulary: set.target.count, sourceLength: set.sourceLength,
+                            targetLength: set.targetLength).check(c)
         let model = Workload.seq2seqModel(c, set: set)
         let loss: (Module, Batch) -> Tensor = { m, b in (m as! Seq2SeqModel).loss(source: b.inputs, target: b.targets) }
         self.init(model: model, data: (set.dataset(trainPairs), set.dataset(validPairs)), config: c, translation: set, loss: loss,
@@ -146,8 +151,9 @@ struct Workload {
                   })
     }
 
-    private init(sequence c: RunConfig) {
-        let task = LongDependencyTask(rawValue: c.data)!
+    private init(sequence c: RunConfig) throws {
+        try MemoryBudget.of(c).check(c)
+        let task = LongDependencyTask(rawValue: c.data) ?? .adding
         let t = c.sequenceLength
         let model = SequenceModel(cell: SequenceModel.Cell(rawValue: c.cell) ?? .lstm, inputSize: task.inputSize, hiddenSize: c.widthValue,
                                   outputSize: task.outputSize, layers: c.layerCount, perStep: task == .copyMemory,
@@ -166,7 +172,8 @@ struct Workload {
                   })
     }
 
-    private init(mlp c: RunConfig) {
+    private init(mlp c: RunConfig) throws {
+        try MemoryBudget.of(c).check(c)
         let weightInit: Initializer? = {
             switch c.initialisation {
             case "kaiming": return .kaimingNormal(nonlinearity: c.activation == "tanh" ? .tanh : .relu)

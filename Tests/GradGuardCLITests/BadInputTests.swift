@@ -107,6 +107,29 @@ final class BadInputTests: CLITestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: tmp + "/runs/lm"))
     }
 
+    func testSettingsTheMachineCannotHoldAreRefusedUpFront() throws {
+        for (settings, says) in [(["model.width=100000"], "of parameters and optimizer state"),
+                                 (["model.kind=charlm", "data.kind=text", "data.sequence_length=100000"], "of activations for one batch"),
+                                 (["model.kind=detector", "data.kind=yolo", "data.image_size=4096"], "data.image_size 4096"),
+                                 (["model.kind=sequence", "data.kind=adding", "data.sequence_length=100000"], "data.sequence_length 100000")] {
+            let r = try run(["train", "--name", "big"] + settings.flatMap { ["--set", $0] })
+            XCTAssertEqual(r.code, 2, "\(settings): \(r.err)")
+            XCTAssertTrue(r.err.contains(says) && r.err.contains("more than this machine's"), r.err)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: tmp + "/runs/big"))
+        }
+        XCTAssertEqual(try run(["data", "shapes", "--out", "x", "--size", "100000"]).code, 2)
+    }
+
+    /// A corpus costs two bytes a character beyond its text: windows are cut batch by batch.
+    func testCorpusHoldsTwoBytesPerCharacter() throws {
+        let text = String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 20_000)
+        let corpus = CharCorpus(text: text)
+        XCTAssertEqual(MemoryLayout<UInt16>.stride * corpus.ids.count, 2 * text.count)
+        let (train, _) = try corpus.datasets(length: 64)
+        XCTAssertEqual(train.ids.withUnsafeBufferPointer { $0.baseAddress }, corpus.ids.withUnsafeBufferPointer { $0.baseAddress },
+                       "the windows share the corpus's ids")
+    }
+
     func testEveryStringRoundTripsThroughConfigYAML() throws {
         var g = RandomGenerator(seed: 11)
         let pool: [Unicode.Scalar] = ["\\", "\"", "'", "\t", "\n", "\r", " ", "#", ":", "-", "{", "[", "&", "*", "!", "|", ">", "%", "@", "`",

@@ -7,17 +7,23 @@ final class CharModelTests: TemporaryDirectoryTestCase {
     func testCorpusVocabularyWindowsAndErrors() throws {
         let c = CharCorpus(text: "abcab\nba")
         XCTAssertEqual(c.vocabulary, ["\n", "a", "b", "c"])
-        XCTAssertEqual(c.decode(c.ids), "abcab\nba")
+        XCTAssertEqual(c.decode(c.ids.map(Int.init)), "abcab\nba")
         let p: [Double] = [3.0 / 8, 3.0 / 8, 1.0 / 8, 1.0 / 8]
         var entropy = 0.0
         for q in p { entropy -= q * Foundation.log(q) }
         XCTAssertEqual(c.unigramEntropy, entropy, accuracy: 1e-12)
         let big = CharCorpus(text: BuiltinCorpus.text)
         let (train, valid) = try big.datasets(length: 32)
-        XCTAssertEqual(train.inputs.shape[1], 32)
-        // Targets are the inputs shifted by one character.
-        XCTAssertEqual(Array(train.inputs.scalars[1..<32]), Array(train.targets.scalars[0..<31]))
+        // Windows every 32 characters; targets are the inputs shifted by one character.
+        let cut = Int(Double(big.ids.count) * 0.9)
+        XCTAssertEqual(train.count, (cut - 34) / 32 + 1)
+        let b = try train.batch([0, 2, train.count - 1])
+        XCTAssertEqual(b.inputs.shape, [3, 32])
+        XCTAssertEqual(Array(b.inputs.scalars[1..<32]), Array(b.targets.scalars[0..<31]))
+        XCTAssertEqual(Array(b.inputs.scalars[32..<64]), big.ids[64..<96].map(Float.init))
+        XCTAssertLessThanOrEqual((train.count - 1) * 32 + 33, cut, "the last training window's target stays before the held-out part")
         XCTAssertGreaterThan(valid.count, 0)
+        XCTAssertEqual(try valid.batch([0]).inputs.scalars, big.ids[cut..<(cut + 32)].map(Float.init))
         XCTAssertThrowsError(try CharCorpus(text: "short").datasets(length: 32)) { XCTAssertTrue("\($0)".contains("characters"), "\($0)") }
         let bad = tmp + "/bad.txt"
         try Data([0x61, 0x62, 0xFF, 0x63]).write(to: URL(fileURLWithPath: bad))

@@ -123,6 +123,30 @@ final class DetectionTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(issues.map(\.description), ["m.txt:50001: duplicate of an earlier line"])
     }
 
+    /// A PNG whose header declares 37 000 × 37 000 pixels is refused before decoding.
+    func testDecompressionBombIsRefusedFromItsHeader() throws {
+        var png = [UInt8](try RGBImage(width: 2, height: 2, pixels: [UInt8](repeating: 90, count: 12)).pngData())
+        // IHDR: length (8..<12), "IHDR" (12..<16), width and height big-endian (16..<24), …, CRC of type + data (29..<33).
+        for (offset, v) in [(16, UInt32(37_000)), (20, UInt32(37_000))] {
+            for k in 0..<4 { png[offset + k] = UInt8(truncatingIfNeeded: v >> (24 - 8 * k)) }
+        }
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in png[12..<29] {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 != 0 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+        }
+        crc = ~crc
+        for k in 0..<4 { png[29 + k] = UInt8(truncatingIfNeeded: crc >> (24 - 8 * k)) }
+        XCTAssertThrowsError(try RGBImage.decode(Data(png), path: "bomb.png")) {
+            XCTAssertEqual($0 as? ImageError, .tooManyPixels(path: "bomb.png", width: 37_000, height: 37_000, limit: RGBImage.defaultMaxPixels))
+            XCTAssertTrue("\($0)".contains("1369000000 pixels"), "\($0)")
+        }
+        // Under a limit it fits, the header is decoded as far as libpng goes (here: the data is short).
+        XCTAssertThrowsError(try RGBImage.decode(Data(png), path: "bomb.png", maxPixels: 2_000_000_000)) {
+            guard case ImageError.corrupt = $0 else { return XCTFail("\($0)") }
+        }
+    }
+
     func testDataYAMLErrors() throws {
         func error(_ yaml: String) throws -> String {
             let path = try writeDataset(labels: [:], images: [], yaml: yaml)

@@ -150,7 +150,8 @@ public struct DetectionSplit: Sendable {
     }
 
     /// Reads split `split` ("train" or "val") of `config`.
-    public static func load(_ config: DetectionDataConfig, split: String, policy: DataIssuePolicy = .skip) throws -> DetectionSplit {
+    public static func load(_ config: DetectionDataConfig, split: String, policy: DataIssuePolicy = .skip,
+                            maxPixels: Int = RGBImage.defaultMaxPixels) throws -> DetectionSplit {
         let entry = split == "train" ? config.train : config.val
         let location = entry.hasPrefix("/") ? entry : config.root + "/" + entry
         let fm = FileManager.default
@@ -187,7 +188,7 @@ public struct DetectionSplit: Sendable {
         var samples: [DetectionSample] = []
         for path in imagePaths {
             let image: RGBImage
-            do { image = try RGBImage.read(path: path) } catch {
+            do { image = try RGBImage.read(path: path, maxPixels: maxPixels) } catch {
                 issues.append(DataIssue(file: path, message: "\(error)".replacingOccurrences(of: path + ": ", with: "")))
                 continue
             }

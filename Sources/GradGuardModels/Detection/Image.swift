@@ -1,6 +1,7 @@
 import CGradGuardImage
 import Foundation
 import GradGuardTensor
+import GradGuardTrain
 
 /// What is wrong with an image file, naming it.
 public enum ImageError: Error, CustomStringConvertible, Equatable {
@@ -8,6 +9,7 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
     case unsupportedFormat(path: String)
     case corrupt(path: String, message: String)
     case cannotWrite(path: String, reason: String)
+    case tooManyPixels(path: String, width: Int, height: Int, limit: Int)
 
     public var description: String {
         switch self {
@@ -15,6 +17,8 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
         case let .unsupportedFormat(p): return "\(p): not a PNG or JPEG image"
         case let .corrupt(p, m): return "\(p): corrupt image: \(m)"
         case let .cannotWrite(p, r): return "\(p): cannot write the image: \(r)"
+        case let .tooManyPixels(p, w, h, l):
+            return "\(p): \(w)×\(h) = \(w * h) pixels, more than the limit of \(l) (a decompression bomb?); raise data.max_image_pixels to accept it"
         }
     }
 }
@@ -38,17 +42,22 @@ public struct RGBImage: Equatable, Sendable {
 
     // MARK: Files
 
+    /// The most pixels (width × height) an image may declare before it is decoded: Pillow's
+    /// decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`, 89 478 485 ≈ 0.27 GB of RGB).
+    public static let defaultMaxPixels = 89_478_485
+
     /// Reads a PNG or JPEG file (recognised by its first bytes, not its name).
-    public static func read(path: String) throws -> RGBImage {
+    public static func read(path: String, maxPixels: Int = defaultMaxPixels) throws -> RGBImage {
         let data: Data
         do { data = try FileContents.read(path, limit: 1 << 30) } catch let e as FileReadFailure {
             throw ImageError.unreadable(path: path, reason: e.reason)
         }
-        return try decode(data, path: path)
+        return try decode(data, path: path, maxPixels: maxPixels)
     }
 
-    /// Decodes PNG or JPEG bytes; `path` names them in errors.
-    public static func decode(_ data: Data, path: String = "<memory>") throws -> RGBImage {
+    /// Decodes PNG or JPEG bytes; `path` names them in errors. An image whose header
+    /// declares more than `maxPixels` pixels is refused before anything is allocated.
+    public static func decode(_ data: Data, path: String = "<memory>", maxPixels: Int = defaultMaxPixels) throws -> RGBImage {
         let bytes = [UInt8](data)
         let isPNG = bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]), isJPEG = bytes.starts(with: [0xFF, 0xD8, 0xFF])
         guard isPNG || isJPEG else { throw ImageError.unsupportedFormat(path: path) }
@@ -56,9 +65,10 @@ public struct RGBImage: Equatable, Sendable {
         var w: Int32 = 0, h: Int32 = 0
         var message = [CChar](repeating: 0, count: 256)
         let status = bytes.withUnsafeBufferPointer { b in
-            isPNG ? gg_decode_png(b.baseAddress, b.count, &out, &w, &h, &message, message.count)
-                  : gg_decode_jpeg(b.baseAddress, b.count, &out, &w, &h, &message, message.count)
+            isPNG ? gg_decode_png(b.baseAddress, b.count, Swift.max(0, maxPixels), &out, &w, &h, &message, message.count)
+                  : gg_decode_jpeg(b.baseAddress, b.count, Swift.max(0, maxPixels), &out, &w, &h, &message, message.count)
         }
+        if status == 2 { throw ImageError.tooManyPixels(path: path, width: Int(w), height: Int(h), limit: maxPixels) }
         guard status == 0, let out else {
             throw ImageError.corrupt(path: path, message: String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
@@ -92,7 +102,7 @@ public struct RGBImage: Equatable, Sendable {
         let lower = path.lowercased()
         let data = lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg") ? try jpegData(quality: jpegQuality) : try pngData()
         do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw ImageError.cannotWrite(path: path, reason: error.localizedDescription)
+            throw ImageError.cannotWrite(path: path, reason: AtomicFile.reason(error))
         }
     }
 

@@ -7,38 +7,59 @@ public enum CorpusError: Error, CustomStringConvertible, Equatable {
     case unreadable(path: String, reason: String)
     case notUTF8(path: String, byteOffset: Int)
     case tooShort(path: String, characters: Int, needed: Int)
+    case tooManyCharacters(path: String, distinct: Int)
 
     public var description: String {
         switch self {
         case let .unreadable(p, r): return "\(p): cannot read the corpus: \(r)"
         case let .notUTF8(p, o): return "\(p): not UTF-8 text (invalid byte sequence at byte \(o))"
         case let .tooShort(p, c, n): return "\(p): \(c) characters, at least \(n) are needed for the sequence length and split"
+        case let .tooManyCharacters(p, n): return "\(p): \(n) distinct characters, more than the \(CharCorpus.maxVocabulary) a character model takes"
         }
     }
 }
 
-/// A character-level corpus: the text, its vocabulary (the distinct characters, sorted) and
-/// the text as vocabulary indices.
+/// A character-level corpus: its vocabulary (the distinct characters, sorted) and the text
+/// as vocabulary indices, two bytes per character (the windows of `datasets` are cut from
+/// them batch by batch, never stored).
 public struct CharCorpus: Sendable {
+    /// The most distinct characters a corpus may have (its ids are 16-bit).
+    public static let maxVocabulary = Int(UInt16.max)
+
     public let vocabulary: [Character]
-    public let ids: [Int]
+    public let ids: [UInt16]
     private let index: [Character: Int]
 
+    /// A corpus of `text`; at most `maxVocabulary` distinct characters are kept (use
+    /// `checked(text:source:)` to have more refused).
     public init(text: String) {
-        vocabulary = Array(Set(text)).sorted()
+        vocabulary = Array(Array(Set(text)).sorted().prefix(CharCorpus.maxVocabulary))
         var idx: [Character: Int] = [:]
         for (i, c) in vocabulary.enumerated() { idx[c] = i }
         index = idx
-        ids = text.map { idx[$0]! }
+        var ids: [UInt16] = []
+        ids.reserveCapacity(text.utf8.count)
+        for ch in text { if let i = idx[ch] { ids.append(UInt16(i)) } }
+        self.ids = ids
+    }
+
+    /// A corpus of `text`, refusing more distinct characters than `maxVocabulary`.
+    public static func checked(text: String, source: String) throws -> CharCorpus {
+        var distinct = Set<Character>()
+        for ch in text {
+            distinct.insert(ch)
+            if distinct.count > maxVocabulary { throw CorpusError.tooManyCharacters(path: source, distinct: distinct.count) }
+        }
+        return CharCorpus(text: text)
     }
 
     /// A corpus with a fixed vocabulary (restored from a run): characters outside it are dropped.
     public init(text: String, vocabulary: [Character]) {
-        self.vocabulary = vocabulary
+        self.vocabulary = Array(vocabulary.prefix(CharCorpus.maxVocabulary))
         var idx: [Character: Int] = [:]
-        for (i, c) in vocabulary.enumerated() { idx[c] = i }
+        for (i, c) in self.vocabulary.enumerated() { idx[c] = i }
         index = idx
-        ids = text.compactMap { idx[$0] }
+        ids = text.compactMap { idx[$0].map(UInt16.init) }
     }
 
     /// Reads a UTF-8 text file as a corpus.
@@ -68,13 +89,13 @@ public struct CharCorpus: Sendable {
     }
 
     public func encode(_ s: String) -> [Int] { s.compactMap { index[$0] } }
-    public func decode(_ ids: [Int]) -> String { String(ids.map { vocabulary[$0] }) }
+    public func decode(_ ids: [Int]) -> String { String(ids.compactMap { $0 >= 0 && $0 < vocabulary.count ? vocabulary[$0] : nil }) }
 
     /// Entropy of the character frequencies, in nats: the loss of the best model that
     /// ignores context.
     public var unigramEntropy: Double {
         var counts = [Int](repeating: 0, count: vocabulary.count)
-        for i in ids { counts[i] += 1 }
+        for i in ids { counts[Int(i)] += 1 }
         let n = Double(ids.count)
         return -counts.filter { $0 > 0 }.map { Double($0) / n }.reduce(0) { $0 + $1 * Foundation.log($1) }
     }
@@ -82,25 +103,39 @@ public struct CharCorpus: Sendable {
     /// Training and validation windows of `length` characters (inputs) with the next
     /// characters as targets, the last `validationFraction` of the text held out.
     public func datasets(length: Int, validationFraction: Double = 0.1, stride: Int? = nil, source: String = "corpus") throws
-        -> (train: TensorDataset, validation: TensorDataset) {
+        -> (train: CharWindows, validation: CharWindows) {
         let cut = Int(Double(ids.count) * (1 - validationFraction))
-        guard cut > length + 1, ids.count - cut > length + 1 else {
+        guard length >= 1, cut > length + 1, ids.count - cut > length + 1 else {
             throw CorpusError.tooShort(path: source, characters: ids.count, needed: Int(Double(2 * (length + 2)) / Swift.min(validationFraction, 1 - validationFraction)))
         }
-        func windows(_ part: ArraySlice<Int>) -> TensorDataset {
-            let step = stride ?? length
-            let starts = Swift.stride(from: part.startIndex, to: part.endIndex - length - 1, by: step).map { $0 }
-            var x = [Float](), y = [Float]()
-            x.reserveCapacity(starts.count * length)
-            y.reserveCapacity(starts.count * length)
-            for s in starts {
-                for k in 0..<length {
-                    x.append(Float(ids[s + k]))
-                    y.append(Float(ids[s + k + 1]))
-                }
+        let step = Swift.max(1, stride ?? length)
+        return (CharWindows(ids: ids, range: 0..<cut, length: length, step: step),
+                CharWindows(ids: ids, range: cut..<ids.count, length: length, step: step))
+    }
+}
+
+/// Windows of `length` characters cut from a corpus's ids (inputs) with the next characters
+/// as targets, starting every `step` characters within `range`. The ids are shared, not
+/// copied: a batch is assembled when it is asked for.
+public struct CharWindows: Dataset {
+    public let ids: [UInt16]
+    public let range: Range<Int>
+    public let length: Int
+    public let step: Int
+
+    public var count: Int { range.count > length + 1 ? (range.count - length - 2) / step + 1 : 0 }
+
+    public func batch(_ indices: [Int]) throws -> Batch {
+        var x = [Float](repeating: 0, count: indices.count * length), y = x
+        for (row, i) in indices.enumerated() {
+            precondition(i >= 0 && i < count, "CharWindows: window \(i) of \(count)")
+            let start = range.lowerBound + i * step
+            for k in 0..<length {
+                x[row * length + k] = Float(ids[start + k])
+                y[row * length + k] = Float(ids[start + k + 1])
             }
-            return TensorDataset(inputs: Tensor(shape: [starts.count, length], scalars: x), targets: Tensor(shape: [starts.count, length], scalars: y))
         }
-        return (windows(ids[0..<cut]), windows(ids[cut...]))
+        return Batch(inputs: Tensor(shape: [indices.count, length], scalars: x), targets: Tensor(shape: [indices.count, length], scalars: y),
+                     indices: indices)
     }
 }

@@ -81,6 +81,10 @@ extension TranslationPair {
     }
 
     /// Parses tab-separated pairs; `source` names the text in errors.
+    /// The longest side of a pair, in characters: a pair's tensors are as wide as the
+    /// longest sentence of the file, so one runaway line would size every batch.
+    public static let maxLength = 1_000
+
     public static func parse(_ text: String, source: String) throws -> [TranslationPair] {
         var pairs: [TranslationPair] = []
         // "\r\n" is one Character (a newline) to Swift, so CRLF files split the same way.
@@ -94,6 +98,10 @@ extension TranslationPair {
             let s = fields[0].trimmingCharacters(in: .whitespaces), t = fields[1].trimmingCharacters(in: .whitespaces)
             guard !s.isEmpty, !t.isEmpty else {
                 throw TranslationDataError.malformedLine(path: source, line: i + 1, reason: "the \(s.isEmpty ? "source" : "target") is empty")
+            }
+            for (side, text) in [("source", s), ("target", t)] where text.count > maxLength {
+                throw TranslationDataError.malformedLine(path: source, line: i + 1,
+                                                         reason: "the \(side) has \(text.count) characters, more than the \(maxLength) a pair may have")
             }
             pairs.append(TranslationPair(source: s, target: t))
         }
