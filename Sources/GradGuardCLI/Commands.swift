@@ -158,10 +158,10 @@ struct Diagnose: ParsableCommand {
             print("\nprobable causes over the run:")
             for (k, v) in causes.sorted(by: { $0.value.count > $1.value.count }) { print("  \(k): \(v.count) incident(s) — \(v.evidence)") }
         }
-        let recs = Array(NSOrderedSet(array: incidents.flatMap(\.recommendations))) as! [String]
+        let recs = Recommendations.folded(incidents.map(\.recommendations))
         if !recs.isEmpty {
             print("\nrecommendations:")
-            for r in recs.prefix(8) { print("  - \(r)") }
+            for r in recs.prefix(8) { print("  - \(r.text)" + (r.count > 1 ? " (\(r.count) incidents)" : "")) }
         }
     }
 }
@@ -196,11 +196,12 @@ struct Inspect: ParsableCommand {
 struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Compare runs side by side; writes compare.html with overlay charts.")
     @Argument(help: "Run names or directories.") var runs: [String]
-    @Option(name: .long, help: "Where to write the overlay page.") var output = "compare.html"
+    @Option(name: .long, help: "Where to write the overlay page (default: compare.html in the first run's runs directory).") var output: String?
 
     func run() throws {
         guard runs.count >= 1 else { throw fail("name at least one run", code: Exit.usage) }
         let dirs = try runs.map { try runDirectory($0) }
+        let output = self.output ?? (dirs[0] as NSString).deletingLastPathComponent + "/compare.html"
         let summaries = try dirs.map { try RunRecords.summary(of: $0) }
         print(RunRecords.table(summaries))
         try AtomicFile.write(Data(RunReport.comparison(dirs).utf8), to: output)

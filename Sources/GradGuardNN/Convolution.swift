@@ -16,7 +16,7 @@ public final class Conv2d: Module, UnaryLayer {
     public init(inChannels: Int, outChannels: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
                 padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1, bias: Bool = true,
                 weightInit: Initializer? = nil, biasInit: Initializer? = nil) {
-        precondition(inChannels % groups == 0 && outChannels % groups == 0,
+        require(inChannels % groups == 0 && outChannels % groups == 0,
                      "Conv2d: channels \(inChannels)→\(outChannels) do not divide into \(groups) groups")
         let shape = [outChannels, inChannels / groups, kernelSize.0, kernelSize.1]
         let bound = 1 / Float(Init.fanIn(shape)).squareRoot()

@@ -79,7 +79,7 @@ public enum Init {
 
     /// (fan-in, fan-out) of a weight `[out, in, k…]`: in·receptive field, out·receptive field.
     public static func fans(_ shape: [Int]) -> (fanIn: Int, fanOut: Int) {
-        precondition(shape.count >= 2, "fan-in and fan-out need a weight of rank ≥ 2, got \(shape)")
+        require(shape.count >= 2, "fan-in and fan-out need a weight of rank ≥ 2, got \(shape)")
         let receptive = shape.dropFirst(2).reduce(1, *)
         return (shape[1] * receptive, shape[0] * receptive)
     }
@@ -129,7 +129,7 @@ public enum Init {
     /// is uniformly distributed (as `torch.nn.init.orthogonal_`). Dimensions past the first
     /// are flattened; with more rows than columns the columns are orthonormal, otherwise the rows.
     public static func orthogonal(_ shape: [Int], gain: Float = 1) -> Tensor {
-        precondition(shape.count >= 2, "orthogonal needs a weight of rank ≥ 2, got \(shape)")
+        require(shape.count >= 2, "orthogonal needs a weight of rank ≥ 2, got \(shape)")
         let rows = shape[0], cols = shape.dropFirst().reduce(1, *)
         let tall = rows >= cols
         let (m, n) = tall ? (rows, cols) : (cols, rows)   // factor an m × n matrix, m ≥ n

@@ -118,7 +118,7 @@ public final class Dropout: Module, UnaryLayer {
     public var generator: RandomGenerator?
 
     public init(p: Float = 0.5, generator: RandomGenerator? = nil) {
-        precondition(p >= 0 && p <= 1, "dropout probability \(p) is outside [0, 1]")
+        require(p >= 0 && p <= 1, "dropout probability \(p) is outside [0, 1]")
         self.p = p
         self.generator = generator
         super.init()

@@ -30,12 +30,12 @@ public func mseLoss(_ input: Tensor, _ target: Tensor, reduction: Reduction = .m
 public func crossEntropy(_ logits: Tensor, _ targets: Tensor, ignoreIndex: Int = -100,
                          reduction: Reduction = .mean) -> Tensor {
     let x = logits.rank == 1 ? logits.unsqueezed(0) : logits
-    precondition(x.rank == 2, "crossEntropy: logits must be [N, C], got \(logits.shape)")
+    require(x.rank == 2, "crossEntropy: logits must be [N, C], got \(logits.shape)")
     let n = x.shape[0], c = x.shape[1]
-    precondition(targets.count == n, "crossEntropy: \(targets.count) targets for \(n) rows")
+    require(targets.count == n, "crossEntropy: \(targets.count) targets for \(n) rows")
     let t = targets.scalars.map { Int($0) }
     for (i, k) in t.enumerated() where k != ignoreIndex {
-        precondition(k >= 0 && k < c, "crossEntropy: target \(k) at row \(i) is outside 0..<\(c)")
+        require(k >= 0 && k < c, "crossEntropy: target \(k) at row \(i) is outside 0..<\(c)")
     }
     let logp = withoutGrad { x.detach().logSoftmax(axis: 1) }
     let valid = t.filter { $0 != ignoreIndex }.count
@@ -73,7 +73,7 @@ public func crossEntropy(_ logits: Tensor, _ targets: Tensor, ignoreIndex: Int =
 /// (broadcast over the last dimension), computed without overflow.
 public func binaryCrossEntropyWithLogits(_ logits: Tensor, _ targets: Tensor, posWeight: Tensor? = nil,
                                          reduction: Reduction = .mean) -> Tensor {
-    precondition(logits.shape == targets.shape, "bce: logits \(logits.shape) and targets \(targets.shape) differ")
+    require(logits.shape == targets.shape, "bce: logits \(logits.shape) and targets \(targets.shape) differ")
     let w = (posWeight ?? Tensor(1)).detach().expanded(to: logits.shape)
     func softplus(_ v: Float) -> Float { Swift.max(v, 0) + Foundation.log1p(Foundation.exp(-Swift.abs(v))) }
     func sigmoid(_ v: Float) -> Float { v >= 0 ? 1 / (1 + Foundation.exp(-v)) : Foundation.exp(v) / (1 + Foundation.exp(v)) }

@@ -37,12 +37,12 @@ public class BatchNorm: Module, UnaryLayer {
     }
 
     public func forward(_ x: Tensor) -> Tensor {
-        precondition(expectedRanks.contains(x.rank) && x.shape[1] == numFeatures,
+        require(expectedRanks.contains(x.rank) && x.shape[1] == numFeatures,
                      "\(type(of: self)): expected \(expectedRanks.sorted())-D input with \(numFeatures) channels, got \(x.shape)")
         let n = x.shape[0], c = numFeatures, s = x.count / Swift.max(n * c, 1)
         let m = n * s
         let useBatch = training
-        precondition(!useBatch || m > 1, "\(type(of: self)): training needs more than one value per channel, got \(x.shape)")
+        require(!useBatch || m > 1, "\(type(of: self)): training needs more than one value per channel, got \(x.shape)")
         let gamma = weight?.scalars ?? [Float](repeating: 1, count: c)
         let beta = bias?.scalars ?? [Float](repeating: 0, count: c)
         var mean = [Float](repeating: 0, count: c), invStd = [Float](repeating: 0, count: c)
@@ -182,7 +182,7 @@ public final class LayerNorm: Module, UnaryLayer {
     }
 
     public func forward(_ x: Tensor) -> Tensor {
-        precondition(Array(x.shape.suffix(normalizedShape.count)) == normalizedShape,
+        require(Array(x.shape.suffix(normalizedShape.count)) == normalizedShape,
                      "LayerNorm: input \(x.shape) does not end in \(normalizedShape)")
         let axes = Array((x.rank - normalizedShape.count)..<x.rank)
         var y = normalize(x, axes: axes, eps: eps)
@@ -202,7 +202,7 @@ public final class GroupNorm: Module, UnaryLayer {
     public let eps: Float
 
     public init(numGroups: Int, numChannels: Int, eps: Float = 1e-5, affine: Bool = true) {
-        precondition(numChannels % numGroups == 0, "GroupNorm: \(numChannels) channels do not split into \(numGroups) groups")
+        require(numChannels % numGroups == 0, "GroupNorm: \(numChannels) channels do not split into \(numGroups) groups")
         self.numGroups = numGroups
         self.numChannels = numChannels
         self.eps = eps
@@ -212,7 +212,7 @@ public final class GroupNorm: Module, UnaryLayer {
     }
 
     public func forward(_ x: Tensor) -> Tensor {
-        precondition(x.rank >= 2 && x.shape[1] == numChannels, "GroupNorm: expected [N, \(numChannels), …], got \(x.shape)")
+        require(x.rank >= 2 && x.shape[1] == numChannels, "GroupNorm: expected [N, \(numChannels), …], got \(x.shape)")
         let n = x.shape[0]
         let grouped = x.reshaped([n, numGroups, -1])
         var y = normalize(grouped, axes: [2], eps: eps).reshaped(x.shape)

@@ -19,8 +19,8 @@ public class RecurrentNetwork: Module {
 
     init(kind: RecurrentKind, inputSize: Int, hiddenSize: Int, numLayers: Int, bias: Bool, batchFirst: Bool,
          dropout: Float, weightInit: Initializer?, recurrentInit: Initializer?, biasInit: Initializer?) {
-        precondition(numLayers >= 1, "a recurrent network needs at least one layer")
-        precondition(dropout >= 0 && dropout < 1, "dropout \(dropout) is outside [0, 1)")
+        require(numLayers >= 1, "a recurrent network needs at least one layer")
+        require(dropout >= 0 && dropout < 1, "dropout \(dropout) is outside [0, 1)")
         self.kind = kind
         self.inputSize = inputSize
         self.hiddenSize = hiddenSize
@@ -63,13 +63,13 @@ public class RecurrentNetwork: Module {
     /// last layer's outputs and the final `h` (and `c`) of every layer.
     func run(_ input: Tensor, h0: Tensor?, c0: Tensor?) -> (output: Tensor, h: Tensor, c: Tensor?) {
         scoped {
-            precondition(input.rank == 3 && input.shape[2] == inputSize,
+            require(input.rank == 3 && input.shape[2] == inputSize,
                          "\(type(of: self)): expected input [\(batchFirst ? "batch, time" : "time, batch"), \(inputSize)], got \(input.shape)")
             var x = batchFirst ? input.transposed(0, 1) : input
             let batch = x.shape[1]
             let stateShape = [numLayers, batch, hiddenSize]
-            if let h0 { precondition(h0.shape == stateShape, "\(type(of: self)): h0 must be \(stateShape), got \(h0.shape)") }
-            if let c0 { precondition(c0.shape == stateShape, "LSTM: c0 must be \(stateShape), got \(c0.shape)") }
+            if let h0 { require(h0.shape == stateShape, "\(type(of: self)): h0 must be \(stateShape), got \(h0.shape)") }
+            if let c0 { require(c0.shape == stateShape, "LSTM: c0 must be \(stateShape), got \(c0.shape)") }
             let isLSTM = kind == .lstm
             var hs: [Tensor] = [], cs: [Tensor] = []
             let steps = x.shape[0]
@@ -100,7 +100,7 @@ public final class RNN: RecurrentNetwork {
     public init(inputSize: Int, hiddenSize: Int, numLayers: Int = 1, nonlinearity: Nonlinearity = .tanh, bias: Bool = true,
                 batchFirst: Bool = false, dropout: Float = 0, weightInit: Initializer? = nil,
                 recurrentInit: Initializer? = nil, biasInit: Initializer? = nil) {
-        precondition(nonlinearity == .tanh || nonlinearity == .relu, "RNN: nonlinearity must be .tanh or .relu")
+        require(nonlinearity == .tanh || nonlinearity == .relu, "RNN: nonlinearity must be .tanh or .relu")
         super.init(kind: nonlinearity == .relu ? .rnnRelu : .rnnTanh, inputSize: inputSize, hiddenSize: hiddenSize,
                    numLayers: numLayers, bias: bias, batchFirst: batchFirst, dropout: dropout,
                    weightInit: weightInit, recurrentInit: recurrentInit, biasInit: biasInit)
@@ -188,7 +188,7 @@ public class RecurrentCell: Module {
 
     func step(_ x: Tensor, h: Tensor?, c: Tensor?) -> (h: Tensor, c: Tensor?) {
         scoped {
-            precondition(x.rank == 2, "\(type(of: self)): input must be [batch, features], got \(x.shape)")
+            require(x.rank == 2, "\(type(of: self)): input must be [batch, features], got \(x.shape)")
             let batch = x.shape[0]
             let h0 = h ?? Tensor.zeros([batch, hiddenSize])
             let c0: Tensor? = kind == .lstm ? (c ?? Tensor.zeros([batch, hiddenSize])) : nil
@@ -204,7 +204,7 @@ public class RecurrentCell: Module {
 public final class RNNCell: RecurrentCell {
     public init(inputSize: Int, hiddenSize: Int, bias: Bool = true, nonlinearity: Nonlinearity = .tanh,
                 weightInit: Initializer? = nil, recurrentInit: Initializer? = nil, biasInit: Initializer? = nil) {
-        precondition(nonlinearity == .tanh || nonlinearity == .relu, "RNNCell: nonlinearity must be .tanh or .relu")
+        require(nonlinearity == .tanh || nonlinearity == .relu, "RNNCell: nonlinearity must be .tanh or .relu")
         super.init(kind: nonlinearity == .relu ? .rnnRelu : .rnnTanh, inputSize: inputSize, hiddenSize: hiddenSize,
                    bias: bias, weightInit: weightInit, recurrentInit: recurrentInit, biasInit: biasInit)
     }

@@ -94,7 +94,7 @@ public func clipGradNorm(_ parameters: [Tensor], maxNorm: Float, normType: Float
 /// Clamps every gradient value to `[-clipValue, clipValue]` in place
 /// (`torch.nn.utils.clip_grad_value_`).
 public func clipGradValue(_ parameters: [Tensor], clipValue: Float) {
-    precondition(clipValue >= 0, "clipValue must be non-negative")
+    require(clipValue >= 0, "clipValue must be non-negative")
     for p in parameters {
         p.grad?.withUnsafeMutableScalars { g in
             for i in 0..<g.count where !g[i].isNaN { g[i] = Swift.min(Swift.max(g[i], -clipValue), clipValue) }

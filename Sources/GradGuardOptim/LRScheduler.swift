@@ -84,7 +84,7 @@ public final class ReduceLROnPlateau {
 
     public init(_ optimizer: Optimizer, mode: Mode = .min, factor: Double = 0.1, patience: Int = 10, threshold: Double = 1e-4,
                 thresholdMode: ThresholdMode = .rel, cooldown: Int = 0, minLR: [Double] = [0], eps: Double = 1e-8) {
-        precondition(factor < 1, "ReduceLROnPlateau: factor must be below 1")
+        require(factor < 1, "ReduceLROnPlateau: factor must be below 1")
         self.optimizer = optimizer
         self.mode = mode; self.factor = factor; self.patience = patience; self.threshold = threshold
         self.thresholdMode = thresholdMode; self.cooldown = cooldown; self.eps = eps

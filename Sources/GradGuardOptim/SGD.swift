@@ -10,7 +10,7 @@ import GradGuardTensor
 public final class SGD: Optimizer {
     public init(_ groups: [ParamGroup], lr: Double, momentum: Double = 0, dampening: Double = 0,
                 weightDecay: Double = 0, nesterov: Bool = false) {
-        precondition(!nesterov || (momentum > 0 && dampening == 0), "Nesterov momentum requires a momentum and zero dampening")
+        require(!nesterov || (momentum > 0 && dampening == 0), "Nesterov momentum requires a momentum and zero dampening")
         super.init(groups: groups, defaults: ["lr": lr, "momentum": momentum, "dampening": dampening,
                                               "weight_decay": weightDecay, "nesterov": nesterov ? 1 : 0])
     }

@@ -1,4 +1,5 @@
 import Foundation
+import GradGuardTensor
 
 /// A learning-rate schedule in closed form: the rate (and optionally the momentum) of
 /// parameter group `group` at step `step`, given the group's starting values. Formulas are
@@ -67,7 +68,7 @@ public struct CosineAnnealingLR: LRSchedule {
 public struct CosineAnnealingWarmRestarts: LRSchedule {
     public let t0: Int, tMult: Int, etaMin: Double
     public init(t0: Int, tMult: Int = 1, etaMin: Double = 0) {
-        precondition(t0 > 0 && tMult >= 1, "CosineAnnealingWarmRestarts needs T₀ > 0 and T_mult ≥ 1")
+        require(t0 > 0 && tMult >= 1, "CosineAnnealingWarmRestarts needs T₀ > 0 and T_mult ≥ 1")
         self.t0 = t0; self.tMult = tMult; self.etaMin = etaMin
     }
     public func learningRate(step: Int, baseLR: Double, group: Int) -> Double {
@@ -149,7 +150,7 @@ public struct OneCycleLR: LRSchedule {
 public struct SequentialSchedule: LRSchedule {
     public let schedules: [any LRSchedule], milestones: [Int]
     public init(_ schedules: [any LRSchedule], milestones: [Int]) {
-        precondition(schedules.count == milestones.count + 1, "SequentialSchedule needs one milestone fewer than schedules")
+        require(schedules.count == milestones.count + 1, "SequentialSchedule needs one milestone fewer than schedules")
         self.schedules = schedules; self.milestones = milestones
     }
     private func locate(_ step: Int) -> (Int, Int) {

@@ -86,7 +86,7 @@ extension Tensor {
 
     /// Back-propagates from a one-element tensor (gradient 1).
     public func backward(retainGraph: Bool = false) {
-        precondition(count == 1, "backward() needs a one-element tensor; pass a gradient for shape \(shape)")
+        require(count == 1, "backward() needs a one-element tensor; pass a gradient for shape \(shape)")
         backward(gradient: Tensor(shape: shape, scalars: [1]), retainGraph: retainGraph)
     }
 
@@ -94,7 +94,7 @@ extension Tensor {
     /// accumulating into `.grad` of every leaf that requires gradients. Unless
     /// `retainGraph`, the graph's saved values are released afterwards.
     public func backward(gradient: Tensor, retainGraph: Bool = false) {
-        precondition(gradient.shape == shape, "gradient shape \(gradient.shape) does not match \(shape)")
+        require(gradient.shape == shape, "gradient shape \(gradient.shape) does not match \(shape)")
         guard requiresGrad else { return }
         let order = topologicalOrder()
         var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): gradient]

@@ -28,16 +28,16 @@ extension Tensor {
     public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                        dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
         let x = self
-        precondition(x.rank == 4 && weight.rank == 4, "conv2d: input \(x.shape) and weight \(weight.shape) must be 4-D")
+        require(x.rank == 4 && weight.rank == 4, "conv2d: input \(x.shape) and weight \(weight.shape) must be 4-D")
         let (n, cin, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (cout, cg, kh, kw) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
-        precondition(cin % groups == 0 && cout % groups == 0 && cg == cin / groups,
+        require(cin % groups == 0 && cout % groups == 0 && cg == cin / groups,
                      "conv2d: \(cin) input channels, weight \(weight.shape) and \(groups) groups do not agree")
-        if let bias { precondition(bias.shape == [cout], "conv2d: bias \(bias.shape) is not [\(cout)]") }
+        if let bias { require(bias.shape == [cout], "conv2d: bias \(bias.shape) is not [\(cout)]") }
         let win = Window2D(kh: kh, kw: kw, sh: stride.0, sw: stride.1, ph: padding.0, pw: padding.1,
                            dh: dilation.0, dw: dilation.1)
         let (oh, ow) = win.outputSize(h: h, w: w)
-        precondition(oh > 0 && ow > 0, "conv2d: input \(h)×\(w) is smaller than the kernel")
+        require(oh > 0 && ow > 0, "conv2d: input \(h)×\(w) is smaller than the kernel")
         let geo = ConvGeometry(n: n, cin: cin, h: h, w: w, cout: cout, groups: groups, win: win, oh: oh, ow: ow)
         let out = Tensor(shape: [n, cout, oh, ow], uninitialized: { dst in
             x.scalars.withUnsafeBufferPointer { px in

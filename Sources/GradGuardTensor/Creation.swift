@@ -19,7 +19,7 @@ extension Tensor {
 
     /// `start, start+step, …` below `end` (PyTorch `arange`).
     public static func arange(_ start: Float = 0, _ end: Float, step: Float = 1) -> Tensor {
-        precondition(step != 0 && (end - start) / step >= 0, "arange: empty or infinite range")
+        require(step != 0 && (end - start) / step >= 0, "arange: empty or infinite range")
         let n = Int(((end - start) / step).rounded(.up))
         return Tensor((0..<n).map { start + Float($0) * step })
     }

@@ -16,7 +16,7 @@ extension Tensor {
     /// Applies `f` to pairs of values of two tensors of the same shape.
     @inline(__always)
     static func zipMap(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
-        precondition(a.shape == b.shape, "shapes \(a.shape) and \(b.shape) differ")
+        require(a.shape == b.shape, "shapes \(a.shape) and \(b.shape) differ")
         return Tensor(shape: a.shape, uninitialized: { out in
             a.scalars.withUnsafeBufferPointer { pa in
                 b.scalars.withUnsafeBufferPointer { pb in
@@ -74,7 +74,7 @@ extension Tensor {
     public func sumToShape(_ target: [Int]) -> Tensor {
         if shape == target { return self }
         let lead = rank - target.count
-        precondition(lead >= 0, "cannot reduce shape \(shape) to \(target)")
+        require(lead >= 0, "cannot reduce shape \(shape) to \(target)")
         var axes = Array(0..<lead)
         for (i, d) in target.enumerated() where d == 1 && shape[lead + i] != 1 { axes.append(lead + i) }
         return sum(axes: axes, keepDims: true).reshaped(target)

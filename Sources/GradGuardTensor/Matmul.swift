@@ -74,12 +74,12 @@ extension Tensor {
     /// dimensions are equal, or one side is 2-D and is shared across the batch.
     public func matmul(_ other: Tensor) -> Tensor {
         let a = self, b = other
-        precondition(a.rank >= 2 && b.rank >= 2, "matmul needs rank ≥ 2, got \(a.shape) and \(b.shape)")
+        require(a.rank >= 2 && b.rank >= 2, "matmul needs rank ≥ 2, got \(a.shape) and \(b.shape)")
         let m = a.shape[a.rank - 2], k = a.shape[a.rank - 1]
         let k2 = b.shape[b.rank - 2], n = b.shape[b.rank - 1]
-        precondition(k == k2, "matmul: inner dimensions differ, \(a.shape) × \(b.shape)")
+        require(k == k2, "matmul: inner dimensions differ, \(a.shape) × \(b.shape)")
         let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
-        precondition(batchA == batchB || batchA.isEmpty || batchB.isEmpty,
+        require(batchA == batchB || batchA.isEmpty || batchB.isEmpty,
                      "matmul: batch dimensions \(batchA) and \(batchB) differ")
         let batchShape = batchA.isEmpty ? batchB : batchA
         let batch = batchShape.reduce(1, *)
@@ -140,12 +140,12 @@ extension Tensor {
     /// two GEMMs and a column sum backward.
     public static func linear(_ x: Tensor, weight w: Tensor, bias: Tensor?) -> Tensor {
         let inF = w.shape[1], outF = w.shape[0]
-        precondition(x.shape.last == inF, "linear: input \(x.shape) does not end in \(inF)")
+        require(x.shape.last == inF, "linear: input \(x.shape) does not end in \(inF)")
         let rows = x.count / inF
         let outShape = Array(x.shape.dropLast()) + [outF]
         let out = Tensor(shape: outShape, uninitialized: { y in
             if let bias {
-                precondition(bias.shape == [outF], "linear: bias \(bias.shape) is not [\(outF)]")
+                require(bias.shape == [outF], "linear: bias \(bias.shape) is not [\(outF)]")
                 bias.withUnsafeScalars { pb in
                     for r in 0..<rows { (y.baseAddress! + r * outF).update(from: pb.baseAddress!, count: outF) }
                 }

@@ -61,7 +61,7 @@ struct StepProduct {
     func apply(_ a: UnsafePointer<Float>, m: Int, columns: Range<Int>, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
         guard !columns.isEmpty, m > 0 else { return }
         if let packed {
-            precondition(columns.lowerBound % 16 == 0 && (columns.upperBound % 16 == 0 || columns.upperBound == n),
+            require(columns.lowerBound % 16 == 0 && (columns.upperBound % 16 == 0 || columns.upperBound == n),
                          "StepProduct: column block \(columns) is not aligned to the packed panels")
             packed.multiply(a, lda: k, m: m, panels: (columns.lowerBound / 16)..<((columns.upperBound + 15) / 16),
                             into: c, ldc: n, accumulate: accumulate)

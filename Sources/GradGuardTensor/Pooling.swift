@@ -2,7 +2,7 @@
 
 extension Tensor {
     private var nchw: (Int, Int, Int, Int) {
-        precondition(rank == 4, "expected an NCHW tensor, got shape \(shape)")
+        require(rank == 4, "expected an NCHW tensor, got shape \(shape)")
         return (shape[0], shape[1], shape[2], shape[3])
     }
 
@@ -12,7 +12,7 @@ extension Tensor {
                           dilation: (Int, Int) = (1, 1)) -> Tensor {
         let (n, c, h, w) = nchw
         let s = stride ?? kernel
-        precondition(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1, "maxPool2d: padding must be at most half the kernel")
+        require(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1, "maxPool2d: padding must be at most half the kernel")
         let win = Window2D(kh: kernel.0, kw: kernel.1, sh: s.0, sw: s.1, ph: padding.0, pw: padding.1, dh: dilation.0, dw: dilation.1)
         let (oh, ow) = win.outputSize(h: h, w: w)
         var argmax = [Int](repeating: -1, count: n * c * oh * ow)
@@ -136,7 +136,7 @@ extension Tensor {
     public func upsampleNearest(scale: (Int, Int)) -> Tensor {
         let (n, c, h, w) = nchw
         let (sy, sx) = scale
-        precondition(sy >= 1 && sx >= 1, "upsampleNearest: scale factors must be positive integers")
+        require(sy >= 1 && sx >= 1, "upsampleNearest: scale factors must be positive integers")
         let oh = h * sy, ow = w * sx
         let out = Tensor(shape: [n, c, oh, ow], uninitialized: { dst in
             scalars.withUnsafeBufferPointer { x in

@@ -93,7 +93,7 @@ extension Tensor {
 
     /// Integers uniform in [low, high), stored as Float values.
     public static func randint(_ shape: [Int], low: Int = 0, high: Int, generator: inout RandomGenerator) -> Tensor {
-        precondition(high > low, "randint needs high > low")
+        require(high > low, "randint needs high > low")
         let span = UInt64(high - low)
         let n = shape.reduce(1, *)
         let v = (0..<n).map { _ in Float(low + Int(generator.next(upperBound: span))) }

@@ -33,13 +33,13 @@ extension Tensor {
     /// state; the final hidden state is row `T − 1`.
     public static func recurrentLayer(_ kind: RecurrentKind, x: Tensor, h0: Tensor, c0: Tensor?,
                                       weightIH: Tensor, weightHH: Tensor, biasIH: Tensor?, biasHH: Tensor?) -> Tensor {
-        precondition(x.rank == 3, "recurrent layer: input must be [T, B, I], got \(x.shape)")
+        require(x.rank == 3, "recurrent layer: input must be [T, B, I], got \(x.shape)")
         let (steps, batch, inSize) = (x.shape[0], x.shape[1], x.shape[2])
         let hidden = weightHH.shape[1], gw = kind.gateCount * hidden
-        precondition(weightIH.shape == [gw, inSize] && weightHH.shape == [gw, hidden],
+        require(weightIH.shape == [gw, inSize] && weightHH.shape == [gw, hidden],
                      "recurrent layer: weights \(weightIH.shape), \(weightHH.shape) do not fit input size \(inSize), hidden size \(hidden)")
-        precondition(h0.shape == [batch, hidden], "recurrent layer: initial hidden state \(h0.shape) is not [\(batch), \(hidden)]")
-        precondition(kind != .lstm || c0?.shape == [batch, hidden], "LSTM: initial cell state must be [\(batch), \(hidden)]")
+        require(h0.shape == [batch, hidden], "recurrent layer: initial hidden state \(h0.shape) is not [\(batch), \(hidden)]")
+        require(kind != .lstm || c0?.shape == [batch, hidden], "LSTM: initial cell state must be [\(batch), \(hidden)]")
         let isGRU = kind == .gru, isLSTM = kind == .lstm
         let bh = batch * hidden
 

@@ -121,7 +121,7 @@ extension Tensor {
                           better: (Float, Float) -> Bool) -> (values: Tensor, indices: Tensor) {
         let a = Shape.normalize(axis, rank: rank)
         let (outer, n, inner) = axisView(a)
-        precondition(n > 0, "\(op) over an empty axis")
+        require(n > 0, "\(op) over an empty axis")
         var kept = shape
         kept[a] = 1
         var idx = [Int](repeating: 0, count: outer * inner)
@@ -162,7 +162,7 @@ extension Tensor {
     func normalizedAxes(_ axes: [Int]?) -> [Int] {
         guard let axes else { return Array(0..<rank) }
         let ax = axes.map { Shape.normalize($0, rank: rank) }
-        precondition(Set(ax).count == ax.count, "repeated axis in \(axes)")
+        require(Set(ax).count == ax.count, "repeated axis in \(axes)")
         return ax
     }
 }

@@ -14,7 +14,7 @@ public enum Shape {
     /// Maps a possibly negative axis into `0..<rank`.
     public static func normalize(_ axis: Int, rank: Int) -> Int {
         let a = axis < 0 ? axis + rank : axis
-        precondition(a >= 0 && a < Swift.max(rank, 1), "axis \(axis) out of range for rank \(rank)")
+        require(a >= 0 && a < Swift.max(rank, 1), "axis \(axis) out of range for rank \(rank)")
         return a
     }
 
@@ -27,7 +27,7 @@ public enum Shape {
         for i in 0..<n {
             let da = i < n - a.count ? 1 : a[i - (n - a.count)]
             let db = i < n - b.count ? 1 : b[i - (n - b.count)]
-            precondition(da == db || da == 1 || db == 1, "shapes \(a) and \(b) do not broadcast")
+            require(da == db || da == 1 || db == 1, "shapes \(a) and \(b) do not broadcast")
             out[i] = da == 1 ? db : da
         }
         return out

@@ -6,10 +6,10 @@ extension Tensor {
         var s = newShape
         if let i = s.firstIndex(of: -1) {
             let known = s.enumerated().filter { $0.offset != i }.reduce(1) { $0 * $1.element }
-            precondition(known > 0 && count % known == 0, "cannot reshape \(shape) to \(newShape)")
+            require(known > 0 && count % known == 0, "cannot reshape \(shape) to \(newShape)")
             s[i] = count / known
         }
-        precondition(s.reduce(1, *) == count, "cannot reshape \(shape) (\(count) values) to \(newShape)")
+        require(s.reduce(1, *) == count, "cannot reshape \(shape) (\(count) values) to \(newShape)")
         if s == shape { return self }
         let out = Tensor(shape: s, scalars: scalars)
         let inShape = shape
@@ -34,7 +34,7 @@ extension Tensor {
     /// Removes dimension `axis`, which must have size 1.
     public func squeezed(_ axis: Int) -> Tensor {
         let a = Shape.normalize(axis, rank: rank)
-        precondition(shape[a] == 1, "squeeze: dimension \(axis) has size \(shape[a])")
+        require(shape[a] == 1, "squeeze: dimension \(axis) has size \(shape[a])")
         var s = shape
         s.remove(at: a)
         return reshaped(s)
@@ -43,7 +43,7 @@ extension Tensor {
     /// Reorders dimensions: `out.shape[i] == shape[order[i]]`.
     public func permuted(_ order: [Int]) -> Tensor {
         let perm = order.map { Shape.normalize($0, rank: rank) }
-        precondition(perm.sorted() == Array(0..<rank), "permutation \(order) is not valid for rank \(rank)")
+        require(perm.sorted() == Array(0..<rank), "permutation \(order) is not valid for rank \(rank)")
         if perm == Array(0..<rank) { return self }
         let outShape = perm.map { shape[$0] }
         let inStrides = strides
@@ -93,7 +93,7 @@ extension Tensor {
     public func expanded(to target: [Int]) -> Tensor {
         if target == shape { return self }
         let s = Shape.broadcastStrides(shape, to: target)
-        precondition(Shape.broadcast(shape, target) == target, "cannot expand \(shape) to \(target)")
+        require(Shape.broadcast(shape, target) == target, "cannot expand \(shape) to \(target)")
         let out = Tensor(shape: target, uninitialized: { dst in
             scalars.withUnsafeBufferPointer { src in
                 Tensor.stridedCopy(src, dst, shape: target, srcStrides: s, srcOffset: 0)
@@ -109,7 +109,7 @@ extension Tensor {
         let n = shape[a]
         func clampIndex(_ i: Int) -> Int { Swift.min(Swift.max(i < 0 ? i + n : i, 0), n) }
         let lo = clampIndex(start), hi = Swift.max(clampIndex(end ?? n), lo)
-        precondition(step > 0, "slice step must be positive")
+        require(step > 0, "slice step must be positive")
         let len = (hi - lo + step - 1) / step
         var outShape = shape
         outShape[a] = len
@@ -145,11 +145,11 @@ extension Tensor {
 
     /// Joins tensors along `axis`; all other dimensions must match.
     public static func concatenate(_ tensors: [Tensor], axis: Int = 0) -> Tensor {
-        precondition(!tensors.isEmpty, "concatenate needs at least one tensor")
+        require(!tensors.isEmpty, "concatenate needs at least one tensor")
         let first = tensors[0]
         let a = Shape.normalize(axis, rank: first.rank)
         for t in tensors {
-            precondition(t.rank == first.rank && t.shape.enumerated().allSatisfy { $0.offset == a || $0.element == first.shape[$0.offset] },
+            require(t.rank == first.rank && t.shape.enumerated().allSatisfy { $0.offset == a || $0.element == first.shape[$0.offset] },
                          "concatenate: shape \(t.shape) does not match \(first.shape) outside axis \(a)")
         }
         let sizes = tensors.map { $0.shape[a] }
@@ -176,7 +176,7 @@ extension Tensor {
 
     /// Joins tensors of the same shape along a new axis.
     public static func stack(_ tensors: [Tensor], axis: Int = 0) -> Tensor {
-        precondition(!tensors.isEmpty, "stack needs at least one tensor")
+        require(!tensors.isEmpty, "stack needs at least one tensor")
         let a = axis < 0 ? axis + tensors[0].rank + 1 : axis
         return concatenate(tensors.map { $0.unsqueezed(a) }, axis: a)
     }
@@ -184,7 +184,7 @@ extension Tensor {
     /// Splits along `axis` into pieces of the given sizes (which must add up to the dimension).
     public func split(sizes: [Int], axis: Int = 0) -> [Tensor] {
         let a = Shape.normalize(axis, rank: rank)
-        precondition(sizes.reduce(0, +) == shape[a], "split sizes \(sizes) do not add up to \(shape[a])")
+        require(sizes.reduce(0, +) == shape[a], "split sizes \(sizes) do not add up to \(shape[a])")
         var at = 0
         return sizes.map { n in
             defer { at += n }
@@ -210,7 +210,7 @@ extension Tensor {
         let (outer, n, inner) = axisView(a)
         let idx = indices.scalars.map { Int($0) }
         for (k, i) in idx.enumerated() {
-            precondition(i >= 0 && i < n && Float(i) == indices.scalars[k],
+            require(i >= 0 && i < n && Float(i) == indices.scalars[k],
                          "indexSelect: index \(indices.scalars[k]) out of range 0..<\(n)")
         }
         let m = idx.count
@@ -246,7 +246,7 @@ extension Tensor {
     /// has this tensor's rank and no dimension larger than this tensor's, except along `axis`.
     public func gather(axis: Int, index: Tensor) -> Tensor {
         let a = Shape.normalize(axis, rank: rank)
-        precondition(index.rank == rank, "gather: index rank \(index.rank) differs from \(rank)")
+        require(index.rank == rank, "gather: index rank \(index.rank) differs from \(rank)")
         let outShape = index.shape
         let inStrides = strides
         let idxStrides = index.strides
@@ -256,7 +256,7 @@ extension Tensor {
             for d in 0..<rank {
                 let c = (flat / idxStrides[d]) % outShape[d]
                 let i = d == a ? Int(index.scalars[flat]) : c
-                precondition(i >= 0 && i < shape[d], "gather: index \(i) out of range 0..<\(shape[d]) in dimension \(d)")
+                require(i >= 0 && i < shape[d], "gather: index \(i) out of range 0..<\(shape[d]) in dimension \(d)")
                 off += i * inStrides[d]
             }
             offsets[flat] = off

@@ -35,8 +35,8 @@ public final class Tensor {
 
     /// Creates a tensor from row-major values. The count must equal the product of `shape`.
     public init(shape: [Int], scalars: [Float], requiresGrad: Bool = false) {
-        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
-        precondition(shape.reduce(1, *) == scalars.count,
+        require(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
+        require(shape.reduce(1, *) == scalars.count,
                      "shape \(shape) needs \(shape.reduce(1, *)) values, got \(scalars.count)")
         self.shape = shape
         self.scalars = scalars
@@ -56,7 +56,7 @@ public final class Tensor {
     /// A rank-2 tensor from nested rows, which must all have the same length.
     public convenience init(_ rows: [[Float]], requiresGrad: Bool = false) {
         let cols = rows.first?.count ?? 0
-        precondition(rows.allSatisfy { $0.count == cols }, "ragged rows")
+        require(rows.allSatisfy { $0.count == cols }, "ragged rows")
         self.init(shape: [rows.count, cols], scalars: rows.flatMap { $0 }, requiresGrad: requiresGrad)
     }
 
@@ -86,7 +86,7 @@ public final class Tensor {
 
     /// The single value of a one-element tensor.
     public var item: Float {
-        precondition(count == 1, "item needs a one-element tensor, shape is \(shape)")
+        require(count == 1, "item needs a one-element tensor, shape is \(shape)")
         return scalars[0]
     }
 
@@ -114,7 +114,7 @@ public final class Tensor {
     /// Replaces the values with those of `other`, which must have the same shape.
     /// Not recorded on the tape.
     public func assign(_ other: Tensor) {
-        precondition(other.shape == shape, "assign: shape \(other.shape) does not match \(shape)")
+        require(other.shape == shape, "assign: shape \(other.shape) does not match \(shape)")
         scalars = other.scalars
     }
 

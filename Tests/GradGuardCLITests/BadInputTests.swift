@@ -130,6 +130,21 @@ final class BadInputTests: CLITestCase {
                        "the windows share the corpus's ids")
     }
 
+    /// A run that diverges at step 0: diagnose gives each recommendation once, and the
+    /// comparison counts every skipped attempt, not the one step they were at.
+    func testDivergedRunIsSummarisedOnce() throws {
+        var r = try run(["train", "--name", "broken", "--quiet", "--set", "model.init=normal", "--set", "model.layers=20", "--set", "data.train=128"])
+        XCTAssertEqual(r.code, 1, r.err)
+        r = try run(["diagnose", "broken"])
+        let recs = r.out.components(separatedBy: "recommendations:\n").last ?? ""
+        XCTAssertEqual(recs.components(separatedBy: "kaimingNormal").count, 2, r.out)
+        XCTAssertTrue(recs.contains("(5 incidents)"), r.out)
+        r = try run(["compare", "broken"])
+        let row = try XCTUnwrap(r.out.split(separator: "\n").first { $0.hasPrefix("broken") }).split(separator: " ")
+        XCTAssertEqual(row[1], "1", "one step reached")
+        XCTAssertEqual(row[row.count - 3], "4", "four skipped attempts recorded before the halt: \(row)")
+    }
+
     func testEveryStringRoundTripsThroughConfigYAML() throws {
         var g = RandomGenerator(seed: 11)
         let pool: [Unicode.Scalar] = ["\\", "\"", "'", "\t", "\n", "\r", " ", "#", ":", "-", "{", "[", "&", "*", "!", "|", ">", "%", "@", "`",

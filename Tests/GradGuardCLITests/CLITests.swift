@@ -72,7 +72,7 @@ final class CLITests: CLITestCase {
         r = try run(["compare", "a", "b"])
         XCTAssertEqual(r.code, 0, r.err)
         XCTAssertTrue(r.out.contains("run") && r.out.contains("final loss") && r.out.contains("\na "), r.out)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/compare.html"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/runs/compare.html"), "written beside the runs, not in the current folder")
         // Usage errors and missing things.
         XCTAssertEqual(try run(["train", "--config", "missing.yaml"]).code, 3)
         XCTAssertEqual(try run(["train", "--set", "optimizer.lr=fast"]).code, 2)

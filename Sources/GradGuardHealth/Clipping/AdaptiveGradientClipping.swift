@@ -25,7 +25,7 @@ public final class AdaptiveGradientClipping: GradientClipper {
     public var name: String { "agc" }
 
     public init(clipping: Float = 0.01, eps: Float = 1e-3, exclude: [String] = [], excludeFinalLayer: Bool = false) {
-        precondition(clipping > 0 && eps >= 0, "AdaptiveGradientClipping: clipping must be positive and eps non-negative")
+        require(clipping > 0 && eps >= 0, "AdaptiveGradientClipping: clipping must be positive and eps non-negative")
         self.clipping = clipping
         self.eps = eps
         self.exclude = exclude

@@ -16,7 +16,7 @@ public final class AutoClip: GradientClipper {
     public var name: String { "autoclip" }
 
     public init(percentile: Double = 10, historySize: Int = 10_000) {
-        precondition((0...100).contains(percentile) && historySize > 0, "AutoClip: percentile in 0...100, history size positive")
+        require((0...100).contains(percentile) && historySize > 0, "AutoClip: percentile in 0...100, history size positive")
         self.percentile = percentile
         self.historySize = historySize
     }

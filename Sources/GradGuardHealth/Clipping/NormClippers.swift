@@ -7,7 +7,7 @@ public final class ClipByValue: GradientClipper {
     public var name: String { "value" }
 
     public init(_ clipValue: Float) {
-        precondition(clipValue >= 0, "ClipByValue: clipValue must be non-negative, got \(clipValue)")
+        require(clipValue >= 0, "ClipByValue: clipValue must be non-negative, got \(clipValue)")
         self.clipValue = clipValue
     }
 
@@ -50,7 +50,7 @@ public final class ClipByGlobalNorm: GradientClipper {
     public var name: String { "global-norm" }
 
     public init(maxNorm: Float, normType: Float = 2, errorIfNonfinite: Bool = false) {
-        precondition(maxNorm > 0 && normType > 0, "ClipByGlobalNorm: maxNorm and normType must be positive")
+        require(maxNorm > 0 && normType > 0, "ClipByGlobalNorm: maxNorm and normType must be positive")
         self.maxNorm = maxNorm
         self.normType = normType
         self.errorIfNonfinite = errorIfNonfinite
@@ -88,7 +88,7 @@ public final class ClipPerGroup: GradientClipper {
     public var name: String { grouping == .module ? "per-module" : "per-parameter" }
 
     public init(maxNorm: Float, per grouping: Grouping) {
-        precondition(maxNorm > 0, "ClipPerGroup: maxNorm must be positive")
+        require(maxNorm > 0, "ClipPerGroup: maxNorm must be positive")
         self.maxNorm = maxNorm
         self.grouping = grouping
     }
@@ -123,7 +123,7 @@ public final class ClipByBlockRMS: GradientClipper {
     public var name: String { "block-rms" }
 
     public init(threshold: Float) {
-        precondition(threshold > 0, "ClipByBlockRMS: threshold must be positive")
+        require(threshold > 0, "ClipByBlockRMS: threshold must be positive")
         self.threshold = threshold
     }
 

@@ -26,7 +26,7 @@ public final class ZClip: GradientClipper {
 
     public init(alpha: Double = 0.97, zThreshold: Double = 2.5, warmupSteps: Int = 25, clipFactor: Double = 1,
                 maxNorm: Float? = nil, eps: Double = 1e-6) {
-        precondition(alpha > 0 && alpha < 1 && zThreshold > 0 && warmupSteps > 0, "ZClip: alpha in (0, 1), positive threshold and warm-up")
+        require(alpha > 0 && alpha < 1 && zThreshold > 0 && warmupSteps > 0, "ZClip: alpha in (0, 1), positive threshold and warm-up")
         self.alpha = alpha
         self.zThreshold = zThreshold
         self.warmupSteps = warmupSteps

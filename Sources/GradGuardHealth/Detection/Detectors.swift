@@ -1,4 +1,5 @@
 import Foundation
+import GradGuardTensor
 
 /// NaN or ±Inf in the loss, the gradients or the weights.
 public final class NonFiniteDetector: GradientDetector {
@@ -42,7 +43,7 @@ public final class SpikeDetector: GradientDetector {
     public var name: String { "spike" }
 
     public init(factor: Double = 6, window: Int = 100, warmup: Int = 10, extremeFactor: Double = 1000, ceiling: Double = 1e8) {
-        precondition(factor > 1 && window >= warmup && warmup >= 3, "SpikeDetector: factor > 1, window ≥ warmup ≥ 3")
+        require(factor > 1 && window >= warmup && warmup >= 3, "SpikeDetector: factor > 1, window ≥ warmup ≥ 3")
         self.factor = factor
         self.extremeFactor = extremeFactor
         self.ceiling = ceiling
@@ -88,7 +89,7 @@ public final class GrowthDetector: GradientDetector {
     public var name: String { "growth" }
 
     public init(window: Int = 8, minRise: Double = 20, minR2: Double = 0.9, minStepGrowth: Double = 1.1) {
-        precondition(window >= 4 && minRise > 1 && minStepGrowth >= 1, "GrowthDetector: window ≥ 4, rise > 1")
+        require(window >= 4 && minRise > 1 && minStepGrowth >= 1, "GrowthDetector: window ≥ 4, rise > 1")
         self.window = window
         self.minRise = minRise
         self.minR2 = minR2
@@ -133,7 +134,7 @@ public final class VanishingDetector: GradientDetector {
     public func load(stateDict: [String: [Double]]) { streak = Int(stateDict["streak"]?.first ?? 0) }
 
     public init(peerRatio: Double = 1e-3, floor: Double = 1e-10, patience: Int = 5) {
-        precondition(peerRatio > 0 && peerRatio < 1 && patience >= 1, "VanishingDetector: ratio in (0, 1), patience ≥ 1")
+        require(peerRatio > 0 && peerRatio < 1 && patience >= 1, "VanishingDetector: ratio in (0, 1), patience ≥ 1")
         self.peerRatio = peerRatio
         self.floor = floor
         self.patience = patience

@@ -1,3 +1,4 @@
+import GradGuardTensor
 /// What the guard may do about a finding.
 public enum GuardAction: String, Sendable, Codable {
     /// Do not apply this step: optimizer state, step counters and the schedule stay as they
@@ -51,7 +52,7 @@ public struct GuardPolicy {
     public init(clipper: (any GradientClipper)? = nil, actions: [FindingKind: [GuardAction]]? = nil,
                 backOffFactor: Double = 0.5, growAfter: Int = 100, growFactor: Double = 2, snapshotEvery: Int = 50,
                 maxFailedRecoveries: Int = 5, recoveryWindow: Int = 10) {
-        precondition(backOffFactor > 0 && backOffFactor < 1 && growFactor >= 1 && growAfter > 0, "GuardPolicy: back-off in (0, 1), growth ≥ 1")
+        require(backOffFactor > 0 && backOffFactor < 1 && growFactor >= 1 && growAfter > 0, "GuardPolicy: back-off in (0, 1), growth ≥ 1")
         self.clipper = clipper
         self.actions = actions ?? GuardPolicy.standardActions(clipping: clipper != nil)
         self.backOffFactor = backOffFactor

@@ -22,7 +22,7 @@ public final class GradientHealth {
 
     public init(parameters: [NamedParameter], normType: Float = 2, histogramEvery: Int = 0,
                 probe: ActivationGradientProbe = ActivationGradientProbe()) {
-        precondition(normType > 0, "GradientHealth: norm order must be positive, got \(normType)")
+        require(normType > 0, "GradientHealth: norm order must be positive, got \(normType)")
         self.parameters = parameters
         self.normType = normType
         self.histogramEvery = histogramEvery

@@ -13,7 +13,7 @@ public struct MagnitudeHistogram: Sendable, Codable, Equatable {
     public var zeros = 0, underflow = 0, overflow = 0, nan = 0, infinite = 0
 
     public init(lowestExponent: Int = -12, highestExponent: Int = 4, binsPerDecade: Int = 2) {
-        precondition(highestExponent > lowestExponent && binsPerDecade > 0, "MagnitudeHistogram: empty range")
+        require(highestExponent > lowestExponent && binsPerDecade > 0, "MagnitudeHistogram: empty range")
         self.lowestExponent = lowestExponent
         self.highestExponent = highestExponent
         self.binsPerDecade = binsPerDecade

@@ -30,7 +30,7 @@ public struct RGBImage: Equatable, Sendable {
     public var pixels: [UInt8]
 
     public init(width: Int, height: Int, pixels: [UInt8]) {
-        precondition(pixels.count == width * height * 3, "RGBImage: \(pixels.count) bytes for \(width)×\(height)")
+        require(pixels.count == width * height * 3, "RGBImage: \(pixels.count) bytes for \(width)×\(height)")
         self.width = width
         self.height = height
         self.pixels = pixels

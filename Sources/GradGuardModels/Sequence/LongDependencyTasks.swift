@@ -54,7 +54,7 @@ public enum LongDependencyTask: String, Sendable, CaseIterable {
 
     /// `count` examples of difficulty `t`.
     public func dataset(count: Int, t: Int, seed: UInt64) -> TensorDataset {
-        precondition(t >= (self == .copyMemory ? 11 : 4), "\(rawValue): sequence length \(t) is too short")
+        require(t >= (self == .copyMemory ? 11 : 4), "\(rawValue): sequence length \(t) is too short")
         var g = RandomGenerator(seed: seed)
         let steps = self.steps(t), f = inputSize
         var x = [Float](repeating: 0, count: count * steps * f)

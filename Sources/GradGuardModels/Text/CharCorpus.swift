@@ -128,7 +128,7 @@ public struct CharWindows: Dataset {
     public func batch(_ indices: [Int]) throws -> Batch {
         var x = [Float](repeating: 0, count: indices.count * length), y = x
         for (row, i) in indices.enumerated() {
-            precondition(i >= 0 && i < count, "CharWindows: window \(i) of \(count)")
+            require(i >= 0 && i < count, "CharWindows: window \(i) of \(count)")
             let start = range.lowerBound + i * step
             for k in 0..<length {
                 x[row * length + k] = Float(ids[start + k])

@@ -97,7 +97,7 @@ public final class Seq2SeqModel: Module {
     /// (1: the per-character average, as fairseq's default; 0: the plain sum). Returns the
     /// best hypothesis's ids without begin and end.
     public func beamDecode(_ source: Tensor, width: Int, maxLength: Int, lengthPenalty: Double = 1) -> [Int] {
-        precondition(width >= 1, "beamDecode: width must be at least 1")
+        require(width >= 1, "beamDecode: width must be at least 1")
         return inferring {
             let src = source.rank == 1 ? source.unsqueezed(0) : source
             let one = encode(src)

@@ -119,7 +119,7 @@ public enum NumberWordsTask {
 
     /// `n` in words, as written in American English without "and" (0 ≤ n < 10 000).
     public static func words(_ n: Int) -> String {
-        precondition((0..<10_000).contains(n), "NumberWordsTask: \(n) is outside 0 … 9999")
+        require((0..<10_000).contains(n), "NumberWordsTask: \(n) is outside 0 … 9999")
         func below100(_ n: Int) -> String {
             n < 20 ? ones[n] : tens[n / 10] + (n % 10 == 0 ? "" : "-" + ones[n % 10])
         }

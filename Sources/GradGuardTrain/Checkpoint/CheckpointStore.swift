@@ -57,7 +57,7 @@ public final class CheckpointStore {
     public let lowerIsBetter: Bool
 
     public init(directory: String, keepLast: Int = 3, lowerIsBetter: Bool = true) {
-        precondition(keepLast >= 1, "CheckpointStore: keep at least one checkpoint")
+        require(keepLast >= 1, "CheckpointStore: keep at least one checkpoint")
         self.directory = directory
         self.keepLast = keepLast
         self.lowerIsBetter = lowerIsBetter

@@ -35,7 +35,7 @@ public struct TensorDataset: Dataset, @unchecked Sendable {
     public let targets: Tensor
 
     public init(inputs: Tensor, targets: Tensor) {
-        precondition(inputs.rank >= 1 && targets.rank >= 1 && inputs.shape[0] == targets.shape[0],
+        require(inputs.rank >= 1 && targets.rank >= 1 && inputs.shape[0] == targets.shape[0],
                      "TensorDataset: inputs \(inputs.shape) and targets \(targets.shape) must have the same first axis")
         self.inputs = inputs
         self.targets = targets
@@ -65,7 +65,7 @@ public final class DataLoader {
 
     public init(_ dataset: any Dataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, seed: UInt64 = 0,
                 prefetch: Bool = true) {
-        precondition(batchSize > 0, "DataLoader: batch size must be positive")
+        require(batchSize > 0, "DataLoader: batch size must be positive")
         self.dataset = dataset
         self.batchSize = batchSize
         self.shuffle = shuffle

@@ -1,4 +1,5 @@
 import Foundation
+import GradGuardTensor
 
 /// Writes TensorBoard event files: TFRecord framing (length, masked CRC-32C of the length,
 /// payload, masked CRC-32C of the payload) around `Event` protocol buffers, encoded here by
@@ -46,7 +47,7 @@ public final class EventWriter {
     /// A histogram under `tag`: `counts[i]` values fell in (limits[i−1], limits[i]].
     public func histogram(_ tag: String, limits: [Double], counts: [Double], min: Double, max: Double, sum: Double,
                           sumSquares: Double, step: Int, wallTime: Double = Date().timeIntervalSince1970) throws {
-        precondition(limits.count == counts.count, "EventWriter: one count per bucket limit")
+        require(limits.count == counts.count, "EventWriter: one count per bucket limit")
         var h = Proto()
         h.double(1, min)
         h.double(2, max)

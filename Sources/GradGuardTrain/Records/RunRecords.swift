@@ -34,10 +34,23 @@ public enum RunRecords {
                 throw FileError.cannotRead(path: dir + "/metrics.jsonl", reason: "line \(i + 1): \(error)")
             }
         }
-        // A resumed run repeats the steps after its checkpoint: keep the last record of each step.
-        var seen = Set<Int>()
-        steps = steps.reversed().filter { seen.insert($0.step).inserted }.reversed()
-        return (steps, evals)
+        return (lastOfEachAttempt(steps), evals)
+    }
+
+    /// A resumed run repeats the steps after its checkpoint: the last record of each attempt
+    /// is kept. Attempts at one step in a row (a skipped step tried again) are distinct —
+    /// the k-th record of a run of equal steps is attempt k — so they all stay.
+    static func lastOfEachAttempt(_ steps: [StepRecord]) -> [StepRecord] {
+        struct Key: Hashable { let step: Int, attempt: Int }
+        var keys: [Key] = []
+        var previous: Int? = nil, attempt = 0
+        for s in steps {
+            attempt = s.step == previous ? attempt + 1 : 0
+            previous = s.step
+            keys.append(Key(step: s.step, attempt: attempt))
+        }
+        var seen = Set<Key>()
+        return zip(steps, keys).reversed().filter { seen.insert($0.1).inserted }.map(\.0).reversed()
     }
 
     public static func incidents(in dir: String) throws -> [Incident] {
@@ -66,7 +79,7 @@ public enum RunRecords {
         let (steps, evals) = try metrics(in: dir)
         let incidents = try incidents(in: dir)
         let tail = steps.suffix(Swift.max(1, steps.count / 10)).map(\.loss).filter(\.isFinite)
-        return Summary(run: (dir as NSString).lastPathComponent, steps: steps.count,
+        return Summary(run: (dir as NSString).lastPathComponent, steps: Set(steps.map(\.step)).count,
                        finalLoss: tail.isEmpty ? nil : tail.reduce(0, +) / Float(tail.count),
                        bestEval: evals.compactMap { $0.metrics["loss"] }.min(), finalAccuracy: evals.last?.metrics["accuracy"],
                        incidents: incidents.count, skipped: steps.filter(\.skipped).count,

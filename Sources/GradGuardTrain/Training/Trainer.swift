@@ -101,7 +101,7 @@ public final class Trainer {
     public init(model: Module, optimizer: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy = GuardPolicy(),
                 monitor: HealthMonitor = HealthMonitor(), config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil,
                 runLock: RunLock? = nil, loss: @escaping (Module, Batch) -> Tensor) throws {
-        precondition(config.batchSize > 0 && config.accumulation > 0 && config.epochs > 0, "Trainer: sizes must be positive")
+        require(config.batchSize > 0 && config.accumulation > 0 && config.epochs > 0, "Trainer: sizes must be positive")
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
