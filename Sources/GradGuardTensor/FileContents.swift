@@ -13,6 +13,12 @@ public struct FileReadFailure: Error, CustomStringConvertible, Equatable, Sendab
     public var description: String { "\(path): \(reason)" }
 }
 
+/// Where bytes stop being UTF-8: the byte offset and its line (from 1).
+public struct InvalidUTF8: Error, Equatable, Sendable {
+    public let offset: Int
+    public let line: Int
+}
+
 /// Reading whole user files with a bounded allocation and a sentence for every failure,
 /// instead of Foundation's error dumps ("NSCocoaErrorDomain error 256").
 public enum FileContents {
@@ -70,6 +76,21 @@ public enum FileContents {
             throw FileReadFailure(path: path, kind: .notAFile, reason: what)
         }
         return Int(st.st_size)
+    }
+
+    /// The bytes as UTF-8 text, or the offset of the first byte that is not valid UTF-8.
+    public static func utf8Text(_ data: Data) -> Result<String, InvalidUTF8> {
+        if let text = String(data: data, encoding: .utf8) { return .success(text) }
+        var offset = 0
+        var it = data.makeIterator()
+        var decoder = UTF8()
+        loop: while true {
+            switch decoder.decode(&it) {
+            case .scalarValue(let s): offset += String(s).utf8.count
+            case .emptyInput, .error: break loop
+            }
+        }
+        return .failure(InvalidUTF8(offset: offset, line: data.prefix(offset).filter { $0 == 0x0A }.count + 1))
     }
 
     /// A byte count for messages: "512 bytes", "3.1 MB", "2.1 GB".

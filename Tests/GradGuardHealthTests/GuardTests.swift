@@ -37,6 +37,40 @@ final class GuardTests: XCTestCase {
         XCTAssertEqual(guardian.step, 400)
     }
 
+    /// A threshold below the typical norm clips every step: reported once, with a threshold
+    /// from the norms' 90th percentile; a threshold above them is never reported.
+    func testChronicOverClippingIsReportedOnceWithAThreshold() throws {
+        func run(maxNorm: Float, steps: Int = 300) throws -> GradientGuard {
+            let (model, _, _) = setup()
+            let opt = SGD(model.parameters(), lr: 0.05, momentum: 0.9)
+            let guardian = GradientGuard(model: model, optimizer: opt, policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: maxNorm)))
+            var g = RandomGenerator(seed: 3)
+            let teacher = Tensor.randn([4, 1], generator: &g)
+            for _ in 0..<steps {
+                let x = Tensor.randn([8, 4], generator: &g)
+                let y = withoutGrad { x.matmul(teacher).tanh() } + Tensor.randn([8, 1], std: 0.1, generator: &g)
+                _ = try guardian.step(loss: lossAndBackward(model, x, y))
+            }
+            return guardian
+        }
+        let tight = try run(maxNorm: 1e-3)
+        XCTAssertEqual(tight.incidents.count, 1, tight.incidents.map(\.summary).joined(separator: "\n"))
+        let inc = try XCTUnwrap(tight.incidents.first)
+        XCTAssertEqual(inc.step, 99, "after a full window of 100 steps")
+        XCTAssertEqual(inc.findings.map(\.kind), [.overClipping])
+        XCTAssertEqual(inc.findings[0].evidence["clip_rate"], 1)
+        XCTAssertEqual(inc.causes.first?.kind, .clippingThresholdTooLow)
+        XCTAssertTrue(inc.recommendations.contains { $0.hasPrefix("raise the clipping threshold to ") }, "\(inc.recommendations)")
+        XCTAssertEqual(inc.actions, ["reported"], "over-clipping changes nothing by itself")
+        XCTAssertTrue(try run(maxNorm: 100).incidents.isEmpty)
+        // The monitor's history is part of the guard's state: a resumed guard does not report again.
+        let state = tight.stateDict()
+        let (model, _, _) = setup()
+        let other = GradientGuard(model: model, optimizer: SGD(model.parameters(), lr: 0.05))
+        try other.load(state: state)
+        XCTAssertEqual(other.clipRate.rate, 1)
+    }
+
     func testSkippedStepLeavesEverythingBitIdentical() throws {
         let (model, x, y) = setup()
         let opt = Adam(model.parameters(), lr: 0.01)

@@ -6,9 +6,12 @@ public enum FindingKind: String, Sendable, Codable, CaseIterable {
     /// A global norm above the absolute ceiling (no baseline needed).
     case normCeiling
     case spike, growth, vanishing, lossDivergence
+    /// The clipper acts on most steps: it has become a smaller learning rate, not a guard
+    /// against spikes.
+    case overClipping
 
     /// Whether the step's gradients must not be applied as they are.
-    public var isExploding: Bool { self != .vanishing }
+    public var isExploding: Bool { self != .vanishing && self != .overClipping }
 }
 
 /// A module named in a finding, with how far it is from its own baseline.

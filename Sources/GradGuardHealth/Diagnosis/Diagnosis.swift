@@ -140,6 +140,22 @@ public struct Diagnostician {
             }
         }
 
+        // A clipper that acts on most steps.
+        if let over = findings.first(where: { $0.kind == .overClipping }) {
+            let norms = context.healthyNorms.suffix(100)
+            if norms.count >= 10 {
+                let p90 = AutoClip.linearPercentile(Array(norms), 90)
+                recs.append("raise the clipping threshold to \(formatNumber(roundToOneDigit(p90))) (the 90th percentile of the last \(norms.count) gradient norms), "
+                            + "so that it catches spikes only, or use an adaptive clipper (guard.clipper zclip or autoclip)")
+            } else {
+                recs.append("raise the clipping threshold, or use an adaptive clipper (guard.clipper zclip or autoclip)")
+            }
+            let median = over.evidence["median_norm"].map { ", the median gradient norm is \(formatNumber($0))" } ?? ""
+            let threshold = over.evidence["threshold"].map { "the threshold is \(formatNumber($0))" } ?? "the threshold is low"
+            causes.append(Cause(kind: .clippingThresholdTooLow, confidence: 0.8,
+                                evidence: "\(threshold)\(median): the clipper acted on \(Int(((over.evidence["clip_rate"] ?? 0) * 100).rounded())) % of the steps, so the effective learning rate is lower than the configured one"))
+        }
+
         // Weight growth suggests decay.
         if exploding, let top = findings.flatMap(\.blame).first, let m = stats.module(top.module),
            let ratio = m.updateRatio, ratio > 0.1 {

@@ -4,6 +4,8 @@ import Foundation
 public struct Cause: Sendable, Codable, Equatable {
     public enum Kind: String, Sendable, Codable {
         case learningRateTooHigh, initialisation, recurrentSpectralNorm, missingNormalisation, saturatingActivations
+        /// The clipping threshold sits below the typical gradient norm.
+        case clippingThresholdTooLow
     }
     public let kind: Kind
     /// 0…1, used to rank the causes.

@@ -54,6 +54,8 @@ public final class GradientGuard {
     public private(set) var lrScale = 1.0
     /// Update-to-weight ratios every this many steps (0: never).
     public var updateRatioEvery = 1
+    /// Watches how often the clipper acts (chronic over-clipping is reported once).
+    public var clipRate = ClipRateMonitor()
     /// Called with each incident as it happens.
     public var onIncident: ((Incident) -> Void)?
 
@@ -99,7 +101,7 @@ public final class GradientGuard {
     public func step(loss: Float?) throws -> StepOutcome {
         if snapshot == nil && policy.snapshotEvery > 0 { takeSnapshot() }
         var stats = health.observe(step: step, loss: loss)
-        let findings = monitor.inspect(stats)
+        var findings = monitor.inspect(stats)
         let exploding = findings.filter { $0.kind.isExploding }
         var actions = Set(findings.flatMap { policy.actions[$0.kind] ?? [.report] })
         // Non-finite gradients are never applied, whatever the policy says.
@@ -157,6 +159,9 @@ public final class GradientGuard {
             if let clipper = policy.clipper {
                 clipReport = try clipper.clip(health.parameters)
                 if let r = clipReport, r.clipped, !findings.isEmpty { done.append("clipped (\(clipper.name)) \(formatNumber(Double(r.normBefore))) → \(formatNumber(Double(r.normAfter)))") }
+                if let r = clipReport, let f = clipRate.record(step: stats.step, clip: r, recentNorms: Array(healthyNorms.values.suffix(clipRate.window))) {
+                    findings.append(f)
+                }
             }
             let wantRatios = updateRatioEvery > 0 && step % updateRatioEvery == 0
             if wantRatios { health.beforeUpdate() }
@@ -216,13 +221,15 @@ public final class GradientGuard {
         public var healthyNorms, lrHistory: [Double]
         public var monitor: [String: [Double]]
         public var clipper: ClipperState?
+        /// The clip-rate monitor's history (absent in checkpoints written before it existed).
+        public var clipRate: [String: [Double]]?
     }
 
     public func stateDict() -> State {
         State(step: step, skippedSteps: skippedSteps, rollbacks: rollbacks, healthyStreak: healthyStreak,
               failedRecoveries: failedRecoveries, attempts: attempts, lastRecovery: lastRecovery, lrScale: lrScale,
               healthyNorms: healthyNorms.values, lrHistory: lrHistory.values, monitor: monitor.stateDict(),
-              clipper: policy.clipper?.stateDict())
+              clipper: policy.clipper?.stateDict(), clipRate: clipRate.stateDict())
     }
 
     public func load(state s: State) throws {
@@ -234,6 +241,7 @@ public final class GradientGuard {
         healthyNorms.values = s.healthyNorms
         lrHistory.values = s.lrHistory
         monitor.load(stateDict: s.monitor)
+        clipRate.load(stateDict: s.clipRate ?? [:])
         snapshot = nil
         previousSnapshot = nil
     }

@@ -69,8 +69,14 @@ public struct DetectionDataConfig: Equatable, Sendable {
         do { data = try FileContents.read(path, limit: 1 << 20) } catch let e as FileReadFailure {
             throw DetectionDataError.config(path: path, line: nil, message: e.reason)
         }
+        return try parse(String(decoding: data, as: UTF8.self), path: path)
+    }
+
+    /// Parses the text of a data.yaml found at `path` (relative paths in it are resolved
+    /// against `path`'s folder).
+    public static func parse(_ text: String, path: String) throws -> DetectionDataConfig {
         let node: Node?
-        do { node = try Yams.compose(yaml: String(decoding: data, as: UTF8.self)) } catch {
+        do { node = try Yams.compose(yaml: text) } catch {
             throw DetectionDataError.config(path: path, line: nil, message: "not valid YAML: \(error)")
         }
         guard case .mapping(let map)? = node else {
@@ -216,20 +222,11 @@ public struct DetectionSplit: Sendable {
         do { data = try FileContents.read(path, limit: maxLabelFileBytes) } catch let e as FileReadFailure {
             throw DataIssue(file: path, message: e.reason)
         }
-        guard let text = String(data: data, encoding: .utf8) else {
-            var valid = 0
-            var it = data.makeIterator()
-            var decoder = UTF8()
-            loop: while true {
-                switch decoder.decode(&it) {
-                case .scalarValue(let s): valid += String(s).utf8.count
-                case .emptyInput, .error: break loop
-                }
-            }
-            let line = data.prefix(valid).filter { $0 == 0x0A }.count + 1
-            throw DataIssue(file: path, line: line, message: "not UTF-8 text (invalid byte at offset \(valid)); the image is left out")
+        switch FileContents.utf8Text(data) {
+        case .success(let text): return text
+        case .failure(let bad):
+            throw DataIssue(file: path, line: bad.line, message: "not UTF-8 text (invalid byte at offset \(bad.offset)); the image is left out")
         }
-        return text
     }
 
     /// Parses a label file's lines; every bad line becomes an issue and is left out.

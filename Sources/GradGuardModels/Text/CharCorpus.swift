@@ -71,21 +71,15 @@ public struct CharCorpus: Sendable {
         do { data = try FileContents.read(path) } catch let e as FileReadFailure {
             throw CorpusError.unreadable(path: path, reason: e.reason)
         }
-        guard let text = String(data: data, encoding: .utf8) else {
-            // Find the first invalid sequence for the message.
-            var offset = 0
-            var it = data.makeIterator()
-            var decoder = UTF8()
-            loop: while true {
-                switch decoder.decode(&it) {
-                case .scalarValue(let s): offset += String(s).utf8.count
-                case .emptyInput: break loop
-                case .error: break loop
-                }
-            }
-            throw CorpusError.notUTF8(path: path, byteOffset: offset)
+        return try text(data, source: path)
+    }
+
+    /// Bytes of a corpus as UTF-8 text, reporting the first invalid byte; `source` names them.
+    public static func text(_ data: Data, source: String) throws -> String {
+        switch FileContents.utf8Text(data) {
+        case .success(let text): return text
+        case .failure(let bad): throw CorpusError.notUTF8(path: source, byteOffset: bad.offset)
         }
-        return text
     }
 
     public func encode(_ s: String) -> [Int] { s.compactMap { index[$0] } }

@@ -1,0 +1,50 @@
+import Foundation
+
+/// Chronic over-clipping: more than `threshold` of the last `window` applied steps were
+/// clipped. A clipper that acts on nearly every step no longer catches spikes; it scales
+/// every update down, which with SGD is a smaller learning rate chosen by accident. Reported
+/// once, and again only after the clip rate has fallen below `rearm`.
+public struct ClipRateMonitor: Sendable {
+    public let window: Int, threshold: Double, rearm: Double
+    private var clipped: [Bool] = []
+    private var armed = true
+
+    public init(window: Int = 100, threshold: Double = 0.5, rearm: Double = 0.25) {
+        self.window = window
+        self.threshold = threshold
+        self.rearm = rearm
+    }
+
+    /// The fraction of the remembered steps that were clipped.
+    public var rate: Double { clipped.isEmpty ? 0 : Double(clipped.filter { $0 }.count) / Double(clipped.count) }
+
+    /// Records an applied step; returns a finding when the clip rate has just crossed the threshold.
+    public mutating func record(step: Int, clip: ClipReport, recentNorms: [Double]) -> Finding? {
+        clipped.append(clip.clipped)
+        if clipped.count > window { clipped.removeFirst(clipped.count - window) }
+        guard clipped.count >= window else { return nil }
+        if !armed {
+            if rate < rearm { armed = true }
+            return nil
+        }
+        guard rate > threshold else { return nil }
+        armed = false
+        let median = recentNorms.isEmpty ? .nan : recentNorms.sorted()[recentNorms.count / 2]
+        var evidence = ["clip_rate": rate, "window": Double(window)]
+        if let t = clip.threshold { evidence["threshold"] = Double(t) }
+        if median.isFinite { evidence["median_norm"] = median }
+        let thresholdText = clip.threshold.map { " at \(formatNumber(Double($0)))" } ?? ""
+        return Finding(kind: .overClipping, step: step,
+                       message: String(format: "%.0f %% of the last %d steps were clipped", 100 * rate, window)
+                           + thresholdText + (median.isFinite ? " (median gradient norm \(formatNumber(median)))" : "")
+                           + ": the clipper scales nearly every update down, acting as a smaller learning rate",
+                       evidence: evidence)
+    }
+
+    public func stateDict() -> [String: [Double]] { ["clipped": clipped.map { $0 ? 1 : 0 }, "armed": [armed ? 1 : 0]] }
+
+    public mutating func load(stateDict: [String: [Double]]) {
+        clipped = (stateDict["clipped"] ?? []).map { $0 != 0 }
+        armed = (stateDict["armed"]?.first ?? 1) != 0
+    }
+}
