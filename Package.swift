@@ -8,6 +8,8 @@ let package = Package(
         .library(name: "GradGuard", targets: ["GradGuard"]),
         .executable(name: "gradguard-mlp", targets: ["gradguard-mlp"]),
         .executable(name: "gradguard", targets: ["gradguard"]),
+        // The command line as a library: its settings and parsers (used by the fuzz targets in Fuzz/).
+        .library(name: "GradGuardCLI", targets: ["GradGuardCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
