@@ -64,6 +64,49 @@ final class ReportTests: TemporaryDirectoryTestCase {
         XCTAssertTrue(html.contains("clip threshold 1.0"))
     }
 
+    func testTicksAreRoundDistinctAndInRange() {
+        XCTAssertEqual(SVGChartProbe.niceTicks(0, 791, integers: true), [0, 200, 400, 600])   // not 198, 395, 593
+        XCTAssertEqual(SVGChartProbe.niceTicks(0, 1, integers: true), [0, 1])                 // not 0 0 1 1 1
+        XCTAssertEqual(SVGChartProbe.niceTicks(0.0027, 0.0033), [0.0028, 0.003, 0.0032])
+        // A constant learning rate: distinct labels, not "3e-03" on every tick.
+        let labels = SVGChartProbe.labels([0.0028, 0.003, 0.0032])
+        XCTAssertEqual(Set(labels).count, 3, "\(labels)")
+        XCTAssertEqual(SVGChartProbe.labels([0, 200, 400]), ["0", "200", "400"])
+        XCTAssertEqual(SVGChartProbe.labels([0.0028, 0.003, 0.0032]), ["0.0028", "0.0030", "0.0032"])
+        XCTAssertEqual(SVGChartProbe.labels([0, 0.5, 1]), ["0", "0.5", "1.0"])
+    }
+
+    /// A run that never got past step 0 (every attempt skipped) still draws its attempts as
+    /// a line, its incidents fold into one table row, and a comparison with a healthy run
+    /// switches to a log axis so both are visible.
+    func testAStuckRunIsDrawnByAttempts() throws {
+        XCTAssertEqual(RunRecords.chartPositions([0, 0, 0, 0, 0, 1, 2, 2]), [0, 0.2, 0.4, 0.6, 0.8, 1, 2, 2.5])
+        let dir = tmp + "/stuck"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let step = { (loss: Double, scale: Double) in
+            "{\"clipped\":false,\"epoch\":0,\"gradNorm\":1.2e16,\"kind\":\"step\",\"loss\":\(loss),\"lr\":0.003,\"lrScale\":\(scale),\"skipped\":true,\"step\":0}"
+        }
+        let lines = (0..<4).map { step(5e15 + Double($0) * 1e14, Foundation.pow(0.5, Double($0 + 1))) }
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: dir + "/metrics.jsonl"))
+        let incident = { (k: Int) -> String in
+            "{\"actions\":[\"skipped the step\",\"learning rate ×0.5\"],\"blame\":[],\"causes\":[{\"confidence\":0.9,\"evidence\":\"std 0.99\",\"kind\":\"initialisation\"}],"
+                + "\"findings\":[{\"blame\":[],\"evidence\":{},\"kind\":\"normCeiling\",\"message\":\"gradient norm 1.2e+16 is above the ceiling 1e+08\",\"step\":0,\"tensors\":[]}],"
+                + "\"recommendations\":[\"lower the learning rate to 0.00\(k + 1)\"],\"step\":0}"
+        }
+        try Data(((0..<5).map(incident).joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: dir + "/incidents.jsonl"))
+        let html = try RunReport.html(runDirectory: dir)
+        XCTAssertTrue(html.contains("data-series=\"train\" data-points=\"4\""), "four attempts, one line")
+        XCTAssertTrue(html.contains("steps: <b>1</b> (4 attempts)"))
+        XCTAssertTrue(html.contains("<td>0 (5 attempts)</td>"), "five incidents at step 0 are one row")
+        XCTAssertEqual(html.components(separatedBy: "lower the learning rate").count - 1, 1, "one recommendation, not five")
+        XCTAssertTrue(html.contains("no baseline yet"))
+        // Beside a healthy run, the loss axis is logarithmic.
+        let healthy = try makeRun()
+        let page = try RunReport.comparison([dir, healthy])
+        let lossChart = try XCTUnwrap(page.components(separatedBy: "id=\"chart-loss\"").dropFirst().first)
+        XCTAssertTrue(lossChart.prefix(4000).contains("1e+15") || lossChart.prefix(4000).contains("1e+16"), "decade ticks on the loss axis")
+    }
+
     func testDownsamplingKeepsSpikes() {
         var pts = (0..<100_000).map { (x: Double($0), y: 1.0) }
         pts[54_321].y = 1e6

@@ -37,6 +37,22 @@ public enum RunRecords {
         return (lastOfEachAttempt(steps), evals)
     }
 
+    /// Where each record goes on a chart's step axis: its step, with repeated attempts at one
+    /// step (skipped and tried again) spread evenly within it (5 attempts at step 0: 0, 0.2,
+    /// 0.4, 0.6, 0.8), so that a run stuck at one step still draws a line.
+    public static func chartPositions(_ steps: [Int]) -> [Double] {
+        var out = [Double](repeating: 0, count: steps.count)
+        var i = 0
+        while i < steps.count {
+            var j = i
+            while j + 1 < steps.count && steps[j + 1] == steps[i] { j += 1 }
+            let n = Double(j - i + 1)
+            for k in i...j { out[k] = Double(steps[i]) + Double(k - i) / n }
+            i = j + 1
+        }
+        return out
+    }
+
     /// A resumed run repeats the steps after its checkpoint: the last record of each attempt
     /// is kept. Attempts at one step in a row (a skipped step tried again) are distinct —
     /// the k-th record of a run of equal steps is attempt k — so they all stay.

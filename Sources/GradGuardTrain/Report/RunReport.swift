@@ -57,10 +57,16 @@ public enum RunReport {
         let config = (FileManager.default.contents(atPath: dir + "/config.yaml")).map { String(decoding: $0, as: UTF8.self) } ?? "(no config.yaml)"
         let environment = (FileManager.default.contents(atPath: dir + "/environment.txt")).map { String(decoding: $0, as: UTF8.self) } ?? ""
         let name = (dir as NSString).lastPathComponent
-        let markers = incidents.map { (x: Double($0.step), label: "step \($0.step): " + $0.findings.map(\.message).joined(separator: "; ")) }
+        let xs = RunRecords.chartPositions(steps.map(\.step))
+        func line(_ value: (StepRecord) -> Double?) -> [(x: Double, y: Double)] {
+            zip(xs, steps).compactMap { x, r in value(r).map { (x, $0) } }
+        }
+        let markerX = RunRecords.chartPositions(incidents.map(\.step))
+        let markers = zip(markerX, incidents).map { (x: $0, label: "step \($1.step): " + $1.findings.map(\.message).joined(separator: "; ")) }
         var body = "<h1>GradGuard run: \(SVGChart.escape(name))</h1>"
         let last = steps.last
-        body += "<p class=\"summary\"><span>steps: <b>\(steps.count)</b></span>"
+        let distinct = Set(steps.map(\.step)).count
+        body += "<p class=\"summary\"><span>steps: <b>\(distinct)</b>\(steps.count > distinct ? " (\(steps.count) attempts)" : "")</span>"
         if let l = last { body += "<span>last loss: <b>\(String(format: "%.4f", l.loss))</b></span>" }
         if let e = evals.last { body += e.metrics.sorted { $0.key < $1.key }.map { "<span>eval \($0.key): <b>\(String(format: "%.4f", $0.value))</b></span>" }.joined() }
         body += "<span class=\"\(incidents.isEmpty ? "ok" : "bad")\">incidents: <b>\(incidents.count)</b></span>"
@@ -68,14 +74,14 @@ public enum RunReport {
 
         body += "<h2>Loss</h2>"
         body += SVGChart(title: "loss", series: [
-            .init(name: "train", color: "#1f77b4", points: steps.map { (Double($0.step), Double($0.loss)) }),
+            .init(name: "train", color: "#1f77b4", points: line { Double($0.loss) }),
             .init(name: "validation", color: "#ff7f0e", points: evals.compactMap { e in e.metrics["loss"].map { (Double(e.step), $0) } }, dots: true),
         ], markers: markers, id: "chart-loss").render()
 
         body += "<h2>Gradient norm</h2>"
         body += SVGChart(title: "global gradient norm (log scale)", series: [
-            .init(name: "before clipping", color: "#2ca02c", points: steps.map { (Double($0.step), Double($0.gradNorm)) }),
-            .init(name: "after clipping", color: "#9467bd", points: steps.compactMap { r in r.gradNormAfterClip.map { (Double(r.step), Double($0)) } }),
+            .init(name: "before clipping", color: "#2ca02c", points: line { Double($0.gradNorm) }),
+            .init(name: "after clipping", color: "#9467bd", points: line { $0.gradNormAfterClip.map(Double.init) }),
         ], logY: true, markers: markers, reference: clipThreshold(config: config).map { ($0, "clip threshold \($0)") },
            id: "chart-gradnorm").render()
 
@@ -96,28 +102,57 @@ public enum RunReport {
 
         body += "<h2>Learning rate</h2>"
         body += SVGChart(title: "learning rate (with the guard's back-off)", series: [
-            .init(name: "lr", color: "#8c564b", points: steps.map { (Double($0.step), $0.lr * $0.lrScale) }),
-        ], markers: markers, id: "chart-lr").render()
+            .init(name: "lr", color: "#8c564b", points: line { $0.lr * $0.lrScale }),
+        ], logY: false, markers: markers, id: "chart-lr").render()
 
         body += "<h2>Incidents</h2>"
         if incidents.isEmpty {
             body += "<p class=\"ok\">None: the guard saw nothing to act on.</p>"
         } else {
             body += "<table id=\"incidents\"><tr><th>step</th><th>what was seen</th><th>done</th><th>blame</th><th>probable causes</th><th>recommendations</th></tr>"
-            for i in incidents.prefix(500) {
-                body += "<tr><td>\(i.step)</td><td>\(SVGChart.escape(i.findings.map(\.message).joined(separator: "; ")))</td>"
-                body += "<td>\(SVGChart.escape(i.actions.joined(separator: "; ")))</td>"
-                body += "<td>\(SVGChart.escape(i.blame.prefix(3).map { "\($0.module.isEmpty ? "(root)" : $0.module) ×\(SVGChart.label(Double($0.ratio)))" }.joined(separator: ", ")))</td>"
+            // Consecutive incidents at one step with the same findings and causes are one row.
+            let groups = foldedIncidents(incidents)
+            for g in groups.prefix(500) {
+                let i = g.first
+                let at = g.count > 1 ? "\(i.step) (\(g.count) attempts)" : "\(i.step)"
+                body += "<tr><td>\(at)</td><td>\(SVGChart.escape(i.findings.map(\.message).joined(separator: "; ")))</td>"
+                body += "<td>\(SVGChart.escape(g.actions.joined(separator: "; ")))</td>"
+                let blame = i.blame.prefix(3).map { "\($0.module.isEmpty ? "(root)" : $0.module) ×\(SVGChart.label(Double($0.ratio)))" }.joined(separator: ", ")
+                body += "<td>\(blame.isEmpty ? "— (no baseline yet: the run was abnormal from its first steps)" : SVGChart.escape(blame))</td>"
                 body += "<td>\(SVGChart.escape(i.causes.map { "\($0.kind.rawValue) (\(Int($0.confidence * 100)) %): \($0.evidence)" }.joined(separator: "; ")))</td>"
-                body += "<td>\(SVGChart.escape(i.recommendations.joined(separator: "; ")))</td></tr>"
+                body += "<td>\(SVGChart.escape(Recommendations.folded(g.recommendations).map(\.text).joined(separator: "; ")))</td></tr>"
             }
             body += "</table>"
-            if incidents.count > 500 { body += "<p>… \(incidents.count - 500) more in incidents.jsonl</p>" }
+            if groups.count > 500 { body += "<p>… \(groups.count - 500) more in incidents.jsonl</p>" }
         }
         body += "<h2>Configuration</h2><pre>\(SVGChart.escape(config))</pre>"
         if !environment.isEmpty { body += "<h2>Environment</h2><pre>\(SVGChart.escape(environment))</pre>" }
         return "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
             + "<title>GradGuard report: \(SVGChart.escape(name))</title><style>\(style)</style></head><body>\(body)</body></html>\n"
+    }
+
+    /// Incidents at one step with the same kinds of finding and cause, in a row: one group.
+    struct IncidentGroup {
+        let first: Incident
+        var count = 1
+        var actions: [String]
+        var recommendations: [[String]]
+    }
+
+    static func foldedIncidents(_ incidents: [Incident]) -> [IncidentGroup] {
+        var groups: [IncidentGroup] = []
+        for i in incidents {
+            if var g = groups.last, g.first.step == i.step, g.first.findings.map(\.kind) == i.findings.map(\.kind),
+               g.first.causes.map(\.kind) == i.causes.map(\.kind) {
+                g.count += 1
+                for a in i.actions where !g.actions.contains(a) { g.actions.append(a) }
+                g.recommendations.append(i.recommendations)
+                groups[groups.count - 1] = g
+            } else {
+                groups.append(IncidentGroup(first: i, actions: i.actions, recommendations: [i.recommendations]))
+            }
+        }
+        return groups
     }
 
     /// A page overlaying the loss and gradient norm of several runs.
@@ -127,8 +162,9 @@ public enum RunReport {
         for (i, d) in dirs.enumerated() {
             let steps = try RunRecords.metrics(in: d).steps
             let n = (d as NSString).lastPathComponent, c = palette[i % palette.count]
-            loss.append(.init(name: n, color: c, points: steps.map { (Double($0.step), Double($0.loss)) }))
-            norm.append(.init(name: n, color: c, points: steps.map { (Double($0.step), Double($0.gradNorm)) }))
+            let xs = RunRecords.chartPositions(steps.map(\.step))
+            loss.append(.init(name: n, color: c, points: zip(xs, steps).map { ($0, Double($1.loss)) }))
+            norm.append(.init(name: n, color: c, points: zip(xs, steps).map { ($0, Double($1.gradNorm)) }))
         }
         let table = RunRecords.table(try dirs.map { try RunRecords.summary(of: $0) })
         let body = "<h1>GradGuard: \(dirs.count) runs compared</h1><pre>\(SVGChart.escape(table))</pre>"

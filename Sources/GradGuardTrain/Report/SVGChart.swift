@@ -11,7 +11,10 @@ struct SVGChart {
 
     var title: String
     var series: [Series]
-    var logY = false
+    /// A logarithmic y axis; nil: chosen from the data (log when every value is positive and
+    /// they span three orders of magnitude or more, so a diverged run and a healthy one are
+    /// both visible).
+    var logY: Bool? = nil
     /// Vertical markers (incidents) with a label each.
     var markers: [(x: Double, label: String)] = []
     /// A horizontal reference line (the clip threshold).
@@ -46,8 +49,42 @@ struct SVGChart {
         return String(format: a < 1 ? "%.3g" : "%.4g", v)
     }
 
+    /// Labels for tick values, with the fewest significant digits that tell them apart.
+    static func labels(_ values: [Double]) -> [String] {
+        let largest = values.map { Swift.abs($0) }.max() ?? 0
+        let scientific = largest >= 1e5 || (largest > 0 && largest < 1e-3)
+        for digits in 0...8 {
+            let out = values.map { v -> String in
+                if v == 0 { return "0" }
+                return String(format: scientific ? "%.\(digits)e" : "%.\(digits)f", v)
+            }
+            if Set(out).count == out.count { return out }
+        }
+        return values.map { label($0) }
+    }
+
+    /// Round tick values (1, 2 or 5 × 10^k apart) inside `lo … hi`, about `count` of them;
+    /// `integers` keeps them whole (steps).
+    static func niceTicks(_ lo: Double, _ hi: Double, count: Int = 5, integers: Bool = false) -> [Double] {
+        guard lo.isFinite, hi.isFinite, hi > lo else { return lo.isFinite ? [lo] : [] }
+        let raw = (hi - lo) / Double(Swift.max(1, count - 1))
+        let magnitude = Foundation.pow(10, Foundation.floor(Foundation.log10(raw)))
+        var step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= raw * 0.999 } ?? 10 * magnitude
+        if integers { step = Swift.max(1, step.rounded()) }
+        var ticks: [Double] = []
+        var t = Foundation.ceil(lo / step - 1e-9) * step
+        while t <= hi + step * 1e-9 && ticks.count < 50 {
+            ticks.append(Swift.abs(t) < step * 1e-9 ? 0 : t)
+            t += step
+        }
+        return ticks
+    }
+
     func render() -> String {
         let plotW = width - left - right, plotH = height - top - bottom
+        let positive = series.flatMap(\.points).map(\.y).filter { $0.isFinite && $0 > 0 }
+        let logY = self.logY ?? (!positive.isEmpty && positive.count == series.flatMap(\.points).filter { $0.y.isFinite }.count
+                                 && positive.max()! / positive.min()! >= 1e3)
         let usable = series.map { s in (s, SVGChart.downsample(s.points.filter { $0.y.isFinite && (!logY || $0.y > 0) })) }
         let all = usable.flatMap(\.1)
         var svg = "<svg id=\"\(id)\" class=\"chart\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"100%\" role=\"img\" aria-label=\"\(SVGChart.escape(title))\">"
@@ -56,11 +93,12 @@ struct SVGChart {
             return svg + "<text x=\"\(left)\" y=\"\(top + plotH / 2)\" class=\"empty\">no data</text></svg>"
         }
         func ty(_ y: Double) -> Double { logY ? Foundation.log10(y) : y }
-        var (x0, x1) = (all.map(\.x).min()!, all.map(\.x).max()!)
+        let xAll = all.map(\.x)
+        var (x0, x1) = (xAll.min()!, xAll.max()!)
         var ys = all.map { ty($0.y) }
         if let r = reference, r.y.isFinite, !logY || r.y > 0 { ys.append(ty(r.y)) }
         var (y0, y1) = (ys.min()!, ys.max()!)
-        if x1 == x0 { x1 = x0 + 1 }
+        if x1 - x0 < 1 { x1 = x0 + 1 }
         if y1 == y0 { y0 -= logY ? 1 : Swift.max(Swift.abs(y0) * 0.1, 1e-9); y1 += logY ? 1 : Swift.max(Swift.abs(y1) * 0.1, 1e-9) }
         let pad = (y1 - y0) * 0.05
         y0 -= pad
@@ -68,13 +106,21 @@ struct SVGChart {
         func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * plotW }
         func py(_ y: Double) -> Double { top + (1 - (ty(y) - y0) / (y1 - y0)) * plotH }
         svg += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(plotW)\" height=\"\(plotH)\" class=\"frame\"/>"
-        for i in 0...4 {
-            let v = y0 + (y1 - y0) * Double(i) / 4
-            let yy = top + (1 - Double(i) / 4) * plotH
+        // Round ticks: powers of ten on a log axis, 1-2-5 steps otherwise; whole steps on x.
+        var yTicks = SVGChart.niceTicks(y0, y1)
+        if logY {
+            let decades = SVGChart.niceTicks(Foundation.ceil(y0), Foundation.floor(y1), integers: true).filter { $0 >= y0 && $0 <= y1 }
+            yTicks = decades.count >= 2 ? decades.map { Foundation.pow(10, $0) }
+                                        : SVGChart.niceTicks(Foundation.pow(10, y0), Foundation.pow(10, y1)).filter { $0 > 0 }
+        }
+        for (v, text) in zip(yTicks, SVGChart.labels(yTicks)) {
+            let yy = py(v)
             svg += "<line x1=\"\(left)\" x2=\"\(left + plotW)\" y1=\"\(yy)\" y2=\"\(yy)\" class=\"grid\"/>"
-            svg += "<text x=\"\(left - 6)\" y=\"\(yy + 4)\" class=\"tick\" text-anchor=\"end\">\(SVGChart.label(logY ? Foundation.pow(10, v) : v))</text>"
-            let xv = x0 + (x1 - x0) * Double(i) / 4
-            svg += "<text x=\"\(left + plotW * Double(i) / 4)\" y=\"\(height - 10)\" class=\"tick\" text-anchor=\"middle\">\(Int(xv.rounded()))</text>"
+            svg += "<text x=\"\(left - 6)\" y=\"\(yy + 4)\" class=\"tick\" text-anchor=\"end\">\(text)</text>"
+        }
+        let xTicks = SVGChart.niceTicks(x0, x1, integers: true)
+        for v in xTicks {
+            svg += "<text x=\"\(px(v))\" y=\"\(height - 10)\" class=\"tick\" text-anchor=\"middle\">\(Int(v))</text>"
         }
         if let r = reference, r.y.isFinite, !logY || r.y > 0 {
             let yy = py(r.y)
@@ -86,7 +132,7 @@ struct SVGChart {
         }
         for (s, pts) in usable where !pts.isEmpty {
             let coords = pts.map { String(format: "%.1f,%.1f", px($0.x), py($0.y)) }.joined(separator: " ")
-            if s.dots {
+            if s.dots || pts.count < 2 {   // a lone point draws no line
                 svg += "<g class=\"series\" data-series=\"\(SVGChart.escape(s.name))\" data-points=\"\(pts.count)\" fill=\"\(s.color)\">"
                 for p in pts { svg += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\"/>", px(p.x), py(p.y)) }
                 svg += "</g>"
@@ -149,6 +195,12 @@ struct SVGHeatmap {
 
 /// Test access to the chart helpers.
 public enum SVGChartProbe {
+    public static func niceTicks(_ lo: Double, _ hi: Double, integers: Bool = false) -> [Double] {
+        SVGChart.niceTicks(lo, hi, integers: integers)
+    }
+
+    public static func labels(_ values: [Double]) -> [String] { SVGChart.labels(values) }
+
     public static func downsample(_ pts: [(x: Double, y: Double)], limit: Int = 800) -> [(x: Double, y: Double)] {
         SVGChart.downsample(pts, limit: limit)
     }
