@@ -218,7 +218,7 @@ struct Workload {
 
     /// A JSON file saved in the run directory, if any.
     static func saved<T: Decodable>(_ name: String, in runDirectory: String?) -> T? {
-        guard let runDirectory, let data = FileManager.default.contents(atPath: runDirectory + "/" + name) else { return nil }
+        guard let runDirectory, let data = try? FileContents.read(runDirectory + "/" + name, limit: 64 << 20) else { return nil }
         return try? JSONDecoder().decode(T.self, from: data)
     }
 

@@ -138,7 +138,7 @@ public final class CheckpointStore {
 
     func manifest(at path: String) throws -> CheckpointManifest {
         let file = path + "/manifest.json"
-        guard let data = FileManager.default.contents(atPath: file) else { throw CheckpointError.missingManifest(checkpoint: path) }
+        guard let data = try? FileContents.read(file) else { throw CheckpointError.missingManifest(checkpoint: path) }
         do { return try JSONDecoder().decode(CheckpointManifest.self, from: data) } catch {
             throw CheckpointError.badManifest(checkpoint: path, reason: "\(error)")
         }
@@ -150,7 +150,7 @@ public final class CheckpointStore {
         var tensors: [String: [String: Tensor]] = [:]
         var state = Data()
         for (file, entry) in m.files.sorted(by: { $0.key < $1.key }) {
-            guard let data = FileManager.default.contents(atPath: path + "/" + file) else {
+            guard let data = try? FileContents.read(path + "/" + file) else {
                 throw CheckpointError.missingFile(checkpoint: path, file: file)
             }
             guard data.count == entry.bytes else {

@@ -1,4 +1,5 @@
 import Foundation
+import GradGuardTensor
 import GradGuardHealth
 
 /// Reads a run directory's records back.
@@ -10,9 +11,10 @@ public enum RunRecords {
     }
 
     static func lines(_ path: String) throws -> [Data] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            if !FileManager.default.fileExists(atPath: path) { return [] }
-            throw FileError.cannotRead(path: path, reason: "unreadable")
+        let data: Data
+        do { data = try FileContents.read(path) } catch let e as FileReadFailure {
+            if e.kind == .missing { return [] }
+            throw FileError.cannotRead(path: path, reason: e.reason)
         }
         return data.split(separator: 0x0A).map { Data($0) }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import GradGuardHealth
+import GradGuardTensor
 
 /// `report.html`: one self-contained page (inline SVG and CSS, no script, no network) with
 /// the run's loss, gradient norm on a log scale with the clip threshold and every incident
@@ -54,8 +55,8 @@ public enum RunReport {
     public static func html(runDirectory dir: String) throws -> String {
         let (steps, evals) = try RunRecords.metrics(in: dir)
         let incidents = try RunRecords.incidents(in: dir)
-        let config = (FileManager.default.contents(atPath: dir + "/config.yaml")).map { String(decoding: $0, as: UTF8.self) } ?? "(no config.yaml)"
-        let environment = (FileManager.default.contents(atPath: dir + "/environment.txt")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let config = (try? FileContents.read(dir + "/config.yaml")).map { String(decoding: $0, as: UTF8.self) } ?? "(no config.yaml)"
+        let environment = (try? FileContents.read(dir + "/environment.txt")).map { String(decoding: $0, as: UTF8.self) } ?? ""
         let name = (dir as NSString).lastPathComponent
         let xs = RunRecords.chartPositions(steps.map(\.step))
         func line(_ value: (StepRecord) -> Double?) -> [(x: Double, y: Double)] {
