@@ -136,8 +136,10 @@ public final class Trainer {
         let loader = DataLoader(train, batchSize: config.batchSize, shuffle: config.shuffle, dropLast: config.dropLast,
                                 seed: config.seed)
         var lastLoss: Float? = nil
+        // An incident that cannot be written (disk full) fails the step that raised it.
+        var incidentWriteError: Error? = nil
         guardian.onIncident = { [weak self] inc in
-            try? self?.recorder?.record(inc)
+            do { try self?.recorder?.record(inc) } catch { incidentWriteError = error }
             self?.callbacks.onIncident?(inc)
         }
         model.train()
@@ -165,6 +167,7 @@ public final class Trainer {
                 let meanLoss = micro.reduce(0, +) / Float(micro.count)
                 let stepBefore = guardian.step
                 let outcome = try guardian.step(loss: meanLoss)
+                if let e = incidentWriteError { throw e }
                 lastLoss = meanLoss
                 let record = stepRecord(stepBefore, meanLoss, outcome)
                 try recorder?.record(record)
