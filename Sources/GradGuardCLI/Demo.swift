@@ -30,21 +30,40 @@ struct Demo: ParsableCommand {
     @Option(name: .long, help: "Training examples of the init demo's CNN (default 2048; the MLP 4096) and the detector demo (256 images); validation a quarter as many (the MLP 512).")
     var examples: Int?
 
+    @Option(name: .long, help: "Run the demo with this many seeds (seed, seed + 1, …) and print medians with their range.") var seeds = 1
+
     func run() throws {
         if let examples, examples < 4 { throw fail("--examples must be at least 4", code: Exit.usage) }
+        guard (1...50).contains(seeds) else { throw fail("--seeds must be in 1 … 50", code: Exit.usage) }
+        guard ["rnn", "charlm", "init", "lr", "regularization", "detector"].contains(name) else {
+            throw fail("unknown demo '\(name)': available: rnn, init, lr, regularization, detector, charlm", code: Exit.usage)
+        }
+        var tables: [DemoTable] = []
+        for k in 0..<seeds {
+            var one = self
+            one.seed = seed + k
+            if seeds > 1 {
+                one.runsDirectoryOption = runsDirectory + "/seed-\(seed + k)"
+                print("seed \(seed + k):")
+            }
+            tables.append(try one.runOnce())
+        }
+        DemoTable.folded(tables).print(runsDirectory: runsDirectory)
+    }
+
+    func runOnce() throws -> DemoTable {
         switch name {
-        case "rnn": try rnn(steps: stepsOption ?? 3000, lr: lrOption ?? 0.5)
-        case "charlm": try charlm(steps: stepsOption ?? 600, lr: lrOption ?? 40)
-        case "init": try initialisation(steps: stepsOption ?? 300)
-        case "lr": try learningRates(steps: stepsOption ?? 400)
-        case "regularization": try regularization(steps: stepsOption ?? 1500)
-        case "detector": try detector(steps: stepsOption ?? 300, lr: lrOption ?? 0.1)
-        default: throw fail("unknown demo '\(name)': available: rnn, init, lr, regularization, detector, charlm", code: Exit.usage)
+        case "rnn": return try rnn(steps: stepsOption ?? 3000, lr: lrOption ?? 0.5)
+        case "charlm": return try charlm(steps: stepsOption ?? 600, lr: lrOption ?? 40)
+        case "init": return try initialisation(steps: stepsOption ?? 300)
+        case "lr": return try learningRates(steps: stepsOption ?? 400)
+        case "regularization": return try regularization(steps: stepsOption ?? 1500)
+        default: return try detector(steps: stepsOption ?? 300, lr: lrOption ?? 0.1)
         }
     }
 
     /// The char-LSTM at a learning rate that destabilises it, with and without the guard.
-    func charlm(steps: Int, lr: Double) throws {
+    func charlm(steps: Int, lr: Double) throws -> DemoTable {
         let source = text ?? "built-in corpus"
         let corpus: CharCorpus
         do { corpus = try text.map { try CharCorpus.load(path: $0) } ?? CharCorpus(text: BuiltinCorpus.text) } catch let e as CorpusError {
@@ -52,7 +71,11 @@ struct Demo: ParsableCommand {
         }
         let (train, valid) = try corpus.datasets(length: 64, source: source)
         var lines: [String] = []
-        for (gname, policy) in [("unguarded", GuardPolicy.monitorOnly), ("guarded: global-norm 1.0", GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)))] {
+        // The guarded run also watches the validation loss: at this rate the training
+        // gradients can stay healthy while the model drifts away from what generalises.
+        var guarded = GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1))
+        guarded.validationDivergence = 1.5
+        for (gname, policy) in [("unguarded", GuardPolicy.monitorOnly), ("guarded: global-norm 1.0, validation watch", guarded)] {
             DefaultGenerator.seed(UInt64(seed))
             let model = CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: 32, hiddenSize: 128)
             let dir = "\(runsDirectory)/charlm-\(gname.hasPrefix("un") ? "unguarded" : "guarded")"
@@ -63,15 +86,16 @@ struct Demo: ParsableCommand {
                 guard:
                   clipper: \(gname.hasPrefix("un") ? "none" : "global-norm")
                   max_norm: 1.0
+                  validation_divergence: \(gname.hasPrefix("un") ? "off" : "1.5")
                 """, train: train, validation: valid) { m, b in (m as! CharLanguageModel).loss(b.inputs, b.targets) }.trainer
-            let vb = try valid.batch(Array(0..<Swift.min(64, valid.count)))
+            let vb = try valid.batch(Array(0..<valid.count))   // the whole held-out tenth
             let loss = withoutGrad { Double(model.loss(vb.inputs, vb.targets).item) }
             let sample = corpus.decode(model.generate(prompt: corpus.encode("the "), length: 60, temperature: 0.5, seed: 1))
                 .replacingOccurrences(of: "\n", with: " / ")
             let bpc = loss / Foundation.log(2.0)
             lines.append("| \(gname) | \(bpc.isFinite ? String(format: "%.3f", bpc) : "\(bpc)") | \(trainer.guardian.incidents.count) | \(trainer.guardian.skippedSteps) | `the \(sample)` |")
         }
-        printTable("char-LSTM (Embedding 32 → LSTM 128 → Linear) on the \(source), \(optimizer) lr \(lr), \(steps) steps; unigram entropy \(String(format: "%.3f", corpus.unigramEntropy / Foundation.log(2.0))) bits/char", header: "run | validation bits/char | incidents | steps skipped | sample (temperature 0.5)", rows: lines)
+        return table("char-LSTM (Embedding 32 → LSTM 128 → Linear) on the \(source), \(optimizer) lr \(lr), \(steps) steps; unigram entropy \(String(format: "%.3f", corpus.unigramEntropy / Foundation.log(2.0))) bits/char", header: "run | validation bits/char | incidents | steps skipped | sample (temperature 0.5)", rows: lines)
     }
 
     /// The optimizer of the rnn and charlm demos (`--optimizer`, `--momentum`).
@@ -117,7 +141,7 @@ struct Demo: ParsableCommand {
         let mse: Double, incidents: Int, skipped: Int, rollbacks: Int, lost: Int, diverged: Bool, seconds: Double
     }
 
-    func rnn(steps: Int, lr: Double) throws {
+    func rnn(steps: Int, lr: Double) throws -> DemoTable {
         let task = LongDependencyTask.adding
         let train = task.dataset(count: 4096, t: length, seed: UInt64(seed) &+ 1)
         let valid = task.dataset(count: 256, t: length, seed: UInt64(seed) &+ 2)
@@ -161,20 +185,16 @@ struct Demo: ParsableCommand {
             }
         }
         try AtomicFile.write(Data(try RunReport.comparison(dirs).utf8), to: runsDirectory + "/compare.html")
-        printTable("adding problem, T = \(length); baseline (always predict 1): MSE \(String(format: "%.3f", task.baseline(length)))",
+        print("overlay: \(runsDirectory)/compare.html")
+        return table("adding problem, T = \(length); baseline (always predict 1): MSE \(String(format: "%.3f", task.baseline(length)))",
                    header: "model | guard | validation MSE | beats baseline | incidents | steps skipped | rollbacks | steps lost",
                    rows: rows.map { r in
                        "| \(r.cell) | \(r.guardName) | \(Demo.cell(r.mse, "%.4f"))\(r.diverged ? " (diverged)" : "") | \(r.mse < task.baseline(length) ? "yes" : "no") | \(r.incidents) | \(r.skipped) | \(r.rollbacks) | \(r.lost) |"
                    })
-        print("overlay: \(runsDirectory)/compare.html")
     }
 
-    /// Prints a demo's caption, its Markdown table (`rows` already formatted) and where its runs are.
-    func printTable(_ caption: String, header: String, rows: [String]) {
-        print("\n" + caption)
-        print("| \(header) |")
-        print("|" + String(repeating: "---|", count: header.components(separatedBy: " | ").count))
-        for r in rows { print(r) }
-        print("\nruns and reports: \(runsDirectory)/")
+    /// A demo's caption and Markdown table (`rows` already formatted as "| a | b |").
+    func table(_ caption: String, header: String, rows: [String]) -> DemoTable {
+        DemoTable(caption: caption, header: header, rows: rows.map(DemoTable.cells))
     }
 }

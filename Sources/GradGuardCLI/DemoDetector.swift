@@ -4,7 +4,7 @@ import GradGuard
 extension Demo {
     /// The YOLO-style detector on generated shapes at an aggressive learning rate, without
     /// protection and with Ultralytics' remedies (clip at 10, warm-up) plus the guard's rollback.
-    func detector(steps: Int, lr: Double) throws {
+    func detector(steps: Int, lr: Double) throws -> DemoTable {
         let size = 128
         let o = ShapesDataset.Options(train: examples ?? 256, val: (examples ?? 256) / 4, size: size, seed: UInt64(seed))
         let yaml = try ShapesDataset.write(to: runsDirectory + "/shapes", options: o)
@@ -53,6 +53,6 @@ extension Demo {
             lines.append("| \(v.name) | \(Demo.cell(map50)) | \(Demo.cell(map5095)) | \(run.diverged ? "yes" : "no") | \(Demo.cell(finite.max() ?? .nan, "%.3g")) | \(g.incidents.count) | \(g.skippedSteps) | \(g.rollbacks) |")
             print(String(format: "%@: mAP@0.5 %@ (%.0f s)", v.name, Demo.cell(map50), Date().timeIntervalSince(start)))
         }
-        printTable("YOLO-style detector on \(o.train) generated shapes images (\(size)×\(size), 3 classes), SGD lr \(lr) momentum 0.937, batch 16, \(steps) steps; validation on \(o.val) images", header: "run | mAP@0.5 | mAP@0.5:0.95 | diverged | largest ‖g‖ | incidents | steps skipped | rollbacks", rows: lines)
+        return table("YOLO-style detector on \(o.train) generated shapes images (\(size)×\(size), 3 classes), SGD lr \(lr) momentum 0.937, batch 16, \(steps) steps; validation on \(o.val) images", header: "run | mAP@0.5 | mAP@0.5:0.95 | diverged | largest ‖g‖ | incidents | steps skipped | rollbacks", rows: lines)
     }
 }

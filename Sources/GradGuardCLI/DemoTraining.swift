@@ -34,7 +34,7 @@ extension Demo {
 
     // MARK: init
 
-    func initialisation(steps: Int) throws {
+    func initialisation(steps: Int) throws -> DemoTable {
         let depth = 30
         let inits: [(String, Initializer)] = [("N(0,1)", .normal(std: 1)), ("xavier", .xavierUniform(gain: 1)),
                                               ("kaiming", .kaimingNormal(nonlinearity: .relu))]
@@ -91,12 +91,12 @@ extension Demo {
                 }
             }
         }
-        printTable("\(depth)-layer ReLU MLP (width 64, teacher data, 10 classes: chance 0.1) and CNN (16 channels, 16×16 shapes, 3 classes: chance 0.33); SGD lr 0.01 momentum 0.9, \(steps) steps, unguarded", header: "model | init | BatchNorm | ‖g‖ layers 1 / 15 / 30, step 0 | ‖g‖ layers 1 / 15 / 30, after | validation accuracy | incidents", rows: lines)
+        return table("\(depth)-layer ReLU MLP (width 64, teacher data, 10 classes: chance 0.1) and CNN (16 channels, 16×16 shapes, 3 classes: chance 0.33); SGD lr 0.01 momentum 0.9, \(steps) steps, unguarded", header: "model | init | BatchNorm | ‖g‖ layers 1 / 15 / 30, step 0 | ‖g‖ layers 1 / 15 / 30, after | validation accuracy | incidents", rows: lines)
     }
 
     // MARK: lr
 
-    func learningRates(steps: Int) throws {
+    func learningRates(steps: Int) throws -> DemoTable {
         let (train, valid) = teacherData(train: 4096, validation: 512)
         let rates = [0.01, 0.03, 0.1, 0.3, 1, 3]
         let warm = Swift.max(1, steps / 4)
@@ -123,22 +123,24 @@ extension Demo {
                                          guard: \(variant == "guard" ? "skip, back off ×0.5, roll back (no clipping)" : variant == "guard-clip" ? "clip the global norm at 1, back off ×0.5, roll back" : "monitor only")
                                          """, train: train, validation: valid) { m, b in crossEntropy((m as! Sequential)(b.inputs), b.targets) }
                 let (loss, accuracy) = classification(model, valid)
-                var text = run.diverged || !loss.isFinite || loss > 10 * Foundation.log(10.0) ? "diverged (loss \(Demo.cell(loss, "%.3g")))" : "\(Demo.cell(accuracy))"
+                let diverged = run.diverged || !loss.isFinite || loss > 10 * Foundation.log(10.0)
+                var details = diverged ? ["loss \(Demo.cell(loss, "%.3g"))"] : []
                 if variant.hasPrefix("guard") {
                     let g = run.trainer.guardian
-                    text += " · lr ×\(Demo.cell(g.lrScale, "%.3g")), \(g.incidents.count) incidents, \(g.skippedSteps + g.undoneSteps) steps lost"
+                    details += ["lr ×\(Demo.cell(g.lrScale, "%.3g"))", "\(g.incidents.count) incidents", "\(g.skippedSteps + g.undoneSteps) steps lost"]
                 }
-                cells.append(text)
+                let text = diverged ? "diverged" : Demo.cell(accuracy)
+                cells.append(details.isEmpty ? text : text + " (" + details.joined(separator: ", ") + ")")
             }
             lines.append("| \(lr) | " + cells.joined(separator: " | ") + " |")
             print("lr \(lr): " + cells.joined(separator: "; "))
         }
-        printTable("8-layer ReLU MLP (width 64, kaiming) on teacher data (10 classes), SGD momentum 0.9, batch 64, \(steps) steps: validation accuracy", header: "lr | plain | warm-up \(warm) steps + cosine | guard: skip and back off | guard: clip at 1, back off", rows: lines)
+        return table("8-layer ReLU MLP (width 64, kaiming) on teacher data (10 classes), SGD momentum 0.9, batch 64, \(steps) steps: validation accuracy", header: "lr | plain | warm-up \(warm) steps + cosine | guard: skip and back off | guard: clip at 1, back off", rows: lines)
     }
 
     // MARK: regularization
 
-    func regularization(steps: Int) throws {
+    func regularization(steps: Int) throws -> DemoTable {
         let (train, valid) = teacherData(train: 512, validation: 2048, labelNoise: 0.3)
         let variants: [(String, Double, Double, Bool)] = [   // name, L1 λ, L2 / weight decay, decoupled
             ("none", 0, 0, false), ("L1 penalty 1e-4", 1e-4, 0, false), ("L2 (Adam weight_decay 1e-3)", 0, 1e-3, false),
@@ -166,6 +168,6 @@ extension Demo {
             lines.append("| \(name) | \(Demo.cell(weightNorm, "%.1f")) | \(Demo.cell(tail.reduce(0, +) / Double(Swift.max(1, tail.count)))) | \(Demo.cell(trainLoss)) | \(Demo.cell(validLoss)) | \(Demo.cell(validAccuracy)) |")
             print("\(name): validation loss \(Demo.cell(validLoss))")
         }
-        printTable("MLP 32-256-256-256-10 on 512 teacher examples with 30 % noisy labels (validation clean), Adam lr 0.001, batch 64, \(steps) steps", header: "regularisation | ‖W‖ at the end | mean ‖g‖, last 100 steps | training loss | validation loss | validation accuracy", rows: lines)
+        return table("MLP 32-256-256-256-10 on 512 teacher examples with 30 % noisy labels (validation clean), Adam lr 0.001, batch 64, \(steps) steps", header: "regularisation | ‖W‖ at the end | mean ‖g‖, last 100 steps | training loss | validation loss | validation accuracy", rows: lines)
     }
 }

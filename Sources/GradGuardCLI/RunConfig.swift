@@ -62,6 +62,7 @@ public struct RunConfig: Equatable, Sendable {
     public var maxNorm = 5.0
     public var snapshotEvery = 50
     public var maxFailedRecoveries = 5
+    public var validationDivergence = 1.5
 
     public init() {}
 }
@@ -151,6 +152,8 @@ extension RunConfig {
                 help: "threshold: the norm (global-norm, per-module), the value (value), the ratio (agc)"),
         Setting(key: "guard.snapshot_every", kind: .int(0...Int(Int32.max), \.snapshotEvery), help: "in-memory rollback snapshot every N steps"),
         Setting(key: "guard.max_failed_recoveries", kind: .int(1...1000, \.maxFailedRecoveries), help: "halt after this many failed recoveries"),
+        Setting(key: "guard.validation_divergence", kind: .double(0...1e6, \.validationDivergence),
+                help: "a validation loss above this multiple of the best puts back the best weights and lowers the rate; the third time stops the run (0: off)"),
     ]
 
     static func setting(_ key: String) -> Setting? { settings.first { $0.key == key } }
@@ -233,7 +236,7 @@ extension RunConfig {
     /// model, the data or the optimizer state the checkpoint holds.
     static let resumable: Set<String> = ["training.epochs", "training.max_steps", "training.eval_every", "training.checkpoint_every",
                                          "training.keep_checkpoints", "training.module_norms_every", "guard.max_norm",
-                                         "guard.snapshot_every", "guard.max_failed_recoveries", "data.on_error"]
+                                         "guard.snapshot_every", "guard.max_failed_recoveries", "guard.validation_divergence", "data.on_error"]
 
     /// The first setting that differs from `saved` and may not change on resume.
     func unresumableChange(from saved: RunConfig) -> ConfigError? {

@@ -262,7 +262,8 @@ struct Workload {
             default: return ClipByGlobalNorm(maxNorm: Float(c.maxNorm))
             }
         }()
-        let policy = GuardPolicy(clipper: clipper, snapshotEvery: c.snapshotEvery, maxFailedRecoveries: c.maxFailedRecoveries)
+        var policy = GuardPolicy(clipper: clipper, snapshotEvery: c.snapshotEvery, maxFailedRecoveries: c.maxFailedRecoveries)
+        policy.validationDivergence = c.validationDivergence > 0 ? c.validationDivergence : nil
         var t = TrainerConfig()
         t.epochs = c.epochs
         t.maxSteps = c.maxSteps > 0 ? c.maxSteps : nil

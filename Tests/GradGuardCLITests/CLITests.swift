@@ -121,6 +121,25 @@ final class CLITests: CLITestCase {
         let lm = try run(["demo", "charlm", "--steps", "6", "--runs-directory", "demo"])
         XCTAssertEqual(lm.code, 0, lm.err)
         XCTAssertEqual(lm.out.split(separator: "\n").filter { $0.hasPrefix("| unguarded |") || $0.hasPrefix("| guarded") }.count, 2, lm.out)
+        // Several seeds: one table of medians with their range, each seed's runs kept apart.
+        let many = try run(["demo", "rnn", "--steps", "12", "--length", "12", "--cells", "lstm", "--seeds", "3", "--runs-directory", "demo3"])
+        XCTAssertEqual(many.code, 0, many.err)
+        XCTAssertTrue(many.out.contains("3 seeds: median [min – max]"), many.out)
+        let folded = many.out.split(separator: "\n").filter { $0.hasPrefix("| lstm |") }
+        XCTAssertEqual(folded.count, 4, many.out)
+        XCTAssertTrue(folded.contains { $0.contains(" [") && $0.contains(" – ") }, many.out)
+        for s in 0..<3 { XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/demo3/seed-\(s)/lstm-zclip/report.html")) }
+    }
+
+    func testDemoTablesFoldOverSeeds() {
+        let t = { (mse: String, beats: String, incidents: String) in
+            DemoTable(caption: "c", header: "guard | mse | beats | incidents | sample", rows: [["zclip", mse, beats, incidents, "the cat"]])
+        }
+        let f = DemoTable.folded([t("0.0046", "yes", "11"), t("NaN (diverged)", "no", "3"), t("0.0120", "yes", "7")])
+        XCTAssertEqual(f.rows[0], ["zclip", "0.0120 [0.0046 – NaN] (1/3 diverged)", "2/3 yes", "7 [3 – 11]", "the cat"])
+        XCTAssertEqual(DemoTable.folded([t("1.0e-3 / 2e-4", "no", "1"), t("3.0e-3 / 2e-4", "no", "1")]).rows[0][1], "1.0e-3 / 2e-4",
+                       "a cell of several numbers is not folded")
+        XCTAssertEqual(f.caption, "c; 3 seeds: median [min – max]")
     }
 
     /// The other demos run end to end at a few steps and print a row per run.

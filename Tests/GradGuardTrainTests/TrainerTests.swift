@@ -37,6 +37,39 @@ final class TrainerTests: TemporaryDirectoryTestCase {
 
     func params(_ t: Trainer) -> [[Float]] { t.model.parameters().map(\.scalars) }
 
+    /// Weights that drift away from what generalises, with healthy gradients: the guard's
+    /// statistics see nothing, the validation loss does. The best evaluation's weights come
+    /// back, the rate is backed off, and the third divergence stops the run.
+    func testValidationDivergenceRestoresTheBestWeights() throws {
+        var c = config(epochs: 20)
+        c.evalEvery = 3
+        let t = try makeTrainer(c)
+        t.guardian.policy.validationDivergence = 1.5
+        let train = data(96, seed: 3), valid = data(64, seed: 4)
+        var bestWeights: [[Float]]? = nil
+        var lowest = Double.infinity
+        t.callbacks.onEvaluation = { e in
+            if let l = e.metrics["loss"], l < lowest { lowest = l; bestWeights = self.params(t) }
+        }
+        var restored: [[Float]]? = nil
+        t.callbacks.onIncident = { inc in
+            if inc.findings.first?.kind == .validationDivergence, restored == nil { restored = self.params(t) }
+        }
+        // From step 12 on, the first layer's weights are scrambled before every step.
+        t.callbacks.beforeStep = { step, _ in
+            guard step >= 12 else { return }
+            withoutGrad { t.model.parameters()[0].withUnsafeMutableScalars { w in for i in w.indices { w[i] = w[i] * -3 + 0.5 } } }
+        }
+        let result = try t.fit(train: train, validation: valid)
+        let divergences = t.guardian.incidents.filter { $0.findings.first?.kind == .validationDivergence }
+        XCTAssertEqual(divergences.count, 3, t.guardian.incidents.map(\.summary).joined(separator: "\n"))
+        XCTAssertTrue(divergences[0].actions[0].hasPrefix("restored the weights and optimizer state of step "), "\(divergences[0].actions)")
+        XCTAssertTrue(divergences[2].actions.last?.hasPrefix("stopped") == true)
+        XCTAssertEqual(restored, bestWeights, "the weights of the best evaluation came back")
+        XCTAssertLessThan(result.epochs, 20, "stopped early")
+        XCTAssertEqual(t.guardian.lrScale, 0.125, "backed off once per divergence")
+    }
+
     func testDeterministicRunAfterRun() throws {
         var losses: [[Float]] = []
         for _ in 0..<2 {

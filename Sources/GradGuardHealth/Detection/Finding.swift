@@ -9,9 +9,11 @@ public enum FindingKind: String, Sendable, Codable, CaseIterable {
     /// The clipper acts on most steps: it has become a smaller learning rate, not a guard
     /// against spikes.
     case overClipping
+    /// The validation loss rose far above its best while training went on.
+    case validationDivergence
 
     /// Whether the step's gradients must not be applied as they are.
-    public var isExploding: Bool { self != .vanishing && self != .overClipping }
+    public var isExploding: Bool { self != .vanishing && self != .overClipping && self != .validationDivergence }
 }
 
 /// A module named in a finding, with how far it is from its own baseline.

@@ -199,6 +199,33 @@ public final class GradientGuard {
         return StepOutcome(decision: decision, stats: stats, clip: clipReport, findings: findings, incident: incident, lrScale: lrScale)
     }
 
+    /// Records that the validation loss diverged and that the trainer put back the weights of
+    /// the best evaluation (`bestStep`); backs off the learning rate. Returns the incident.
+    @discardableResult
+    public func validationDiverged(loss: Double, best: Double, bestStep: Int, restored: Bool, stopping: Bool) -> Incident {
+        lrScale *= policy.backOffFactor
+        healthyStreak = 0
+        var done = restored ? ["restored the weights and optimizer state of step \(bestStep) (the best validation loss)"] : []
+        done.append("learning rate ×\(formatNumber(policy.backOffFactor)) (scale now \(formatNumber(lrScale)))")
+        if stopping { done.append("stopped: the validation loss diverged \(policy.maxValidationRestores) times") }
+        let finding = Finding(kind: .validationDivergence, step: step,
+                              message: "validation loss \(formatNumber(loss)) is \(loss.isFinite ? formatNumber(loss / best) + "×" : "far above") the best \(formatNumber(best)) (step \(bestStep))",
+                              evidence: ["loss": loss, "best": best, "best_step": Double(bestStep)])
+        let causes = [Cause(kind: .learningRateTooHigh, confidence: 0.5,
+                            evidence: "the training gradients stayed healthy while the validation loss rose: the updates move the model away from what generalises (too high a rate, or overfitting)")]
+        let recs = ["lower the learning rate (or add a decaying schedule such as cosine), or stop earlier; add weight decay or dropout if the training loss keeps falling"]
+        let inc = Incident(step: step, findings: [finding], actions: done, blame: [], causes: causes, recommendations: recs)
+        incidents.append(inc)
+        onIncident?(inc)
+        return inc
+    }
+
+    /// Drops the in-memory rollback snapshots (the weights were replaced from outside).
+    public func forgetSnapshots() {
+        snapshot = nil
+        previousSnapshot = nil
+    }
+
     /// The optimizer step at the backed-off rate; the scheduled rates are put back after, so
     /// the schedule never sees the back-off.
     private func applyOptimizerStep() {

@@ -38,6 +38,14 @@ public struct GuardPolicy {
     /// hold) also backs off the learning rate, and a skip becomes a rollback to the last
     /// healthy snapshot: skipping leaves the weights where the gradient is large.
     public var escalateRepeats = true
+    /// When a validation loss exceeds this multiple of the best one so far (or is not
+    /// finite), the trainer puts back the weights and optimizer state of the best
+    /// evaluation and backs off the learning rate; after `maxValidationRestores` such
+    /// returns it stops with the best weights (early stopping). nil: off. The training
+    /// statistics cannot see this failure: a run can overfit or drift at a too-high rate
+    /// with healthy gradients.
+    public var validationDivergence: Double? = nil
+    public var maxValidationRestores = 3
 
     /// Watches and reports, changes nothing: no clipping, no skipping, NaN applied as it
     /// comes. The baseline of the demos.

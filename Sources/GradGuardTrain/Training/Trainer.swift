@@ -92,6 +92,10 @@ public final class Trainer {
     /// The next batch of the current epoch (in micro-batches).
     public private(set) var batchInEpoch = 0
     private var lastEvaluation: [String: Double]? = nil
+    /// The weights, buffers and optimizer state of the best validation loss so far, when the
+    /// policy watches validation divergence.
+    private var best: (loss: Double, step: Int, model: [String: Tensor], optimizer: [String: Tensor], hyperparameters: [[String: Double]])? = nil
+    private var validationRestores = 0
     private var stopRequested = false
 
     /// Ends `fit` after the current step (from a callback, for early stopping); the run is
@@ -241,6 +245,7 @@ public final class Trainer {
             metrics = sums.mapValues { $0 / Double(Swift.max(seen, 1)) }
         }
         lastEvaluation = metrics
+        try watchValidation(metrics["loss"])
         try openRecords()
         let record = EvaluationRecord(step: guardian.step, epoch: epoch, metrics: metrics)
         try recorder?.record(record)
@@ -248,6 +253,25 @@ public final class Trainer {
         events?.flush()
         callbacks.onEvaluation?(record)
         return metrics
+    }
+
+    /// Keeps the best evaluation's state; on a divergence (policy.validationDivergence),
+    /// puts it back and backs off the learning rate, and stops after repeated returns.
+    func watchValidation(_ loss: Double?) throws {
+        guard let factor = guardian.policy.validationDivergence, let loss else { return }
+        if loss.isFinite, best.map({ loss < $0.loss }) ?? true {
+            best = (loss, guardian.step, model.stateDict().mapValues { $0.copy() }, optimizer.stateDict(), optimizer.hyperparameters())
+            return
+        }
+        guard let b = best, !loss.isFinite || loss > factor * b.loss else { return }
+        _ = try model.load(stateDict: b.model)
+        try optimizer.load(stateDict: b.optimizer)
+        try optimizer.setHyperparameters(b.hyperparameters)
+        guardian.forgetSnapshots()
+        validationRestores += 1
+        let stopping = validationRestores >= guardian.policy.maxValidationRestores
+        guardian.validationDiverged(loss: loss, best: b.loss, bestStep: b.step, restored: true, stopping: stopping)
+        if stopping { requestStop() }
     }
 
     // MARK: Checkpoints
