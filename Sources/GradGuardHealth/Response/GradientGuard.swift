@@ -67,6 +67,9 @@ public final class GradientGuard {
     private var healthyStreak = 0
     private var failedRecoveries = 0
     private var lastRecovery: Int? = nil
+    /// The step of the snapshot the last rollback went to: going there again after a failed
+    /// recovery means its weights are already in the bad region.
+    private var lastRollbackTarget: Int? = nil
     /// Calls of `step(loss:)`, applied or not: the clock for recovery windows.
     private var attempts = 0
     private var healthyNorms = Window(500)
@@ -126,7 +129,11 @@ public final class GradientGuard {
         if recovering && policy.escalateRepeats && failedRecoveries >= 2 {
             if !actions.contains(.backOff) { actions.insert(.backOff); escalated = true }
             if actions.contains(.skip), !actions.contains(.rollback), var target = snapshot {
-                if target.step == step, let older = previousSnapshot { target = older }
+                // The newest snapshot is no refuge when it was taken at the failing step, or
+                // when the last rollback went there and trouble came back within the window.
+                if target.step == step || target.step == lastRollbackTarget, let older = previousSnapshot, older.step < target.step {
+                    target = older
+                }
                 if target.step < step {
                     snapshot = target
                     actions.insert(.rollback)
@@ -137,6 +144,8 @@ public final class GradientGuard {
         if !exploding.isEmpty { healthyStreak = 0 }
         if actions.contains(.rollback), let snap = snapshot {
             try snap.restore(optimizer: optimizer, scheduler: scheduler, clipper: policy.clipper)
+            if let m = snap.monitor { monitor.load(stateDict: m) }
+            lastRollbackTarget = snap.step
             decision = .rolledBack(toStep: snap.step, undone: snap.step..<(step + 1))
             done.append("rolled back to the snapshot of step \(snap.step) (\(step - snap.step) steps undone)")
             undoneSteps += step - snap.step
@@ -276,6 +285,6 @@ public final class GradientGuard {
     private func takeSnapshot() {
         previousSnapshot = snapshot
         snapshot = TrainingSnapshot(step: step, tensors: stateTensors, optimizer: optimizer, scheduler: scheduler,
-                                    clipper: policy.clipper)
+                                    clipper: policy.clipper, monitor: monitor.stateDict())
     }
 }

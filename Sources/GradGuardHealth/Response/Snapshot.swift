@@ -13,9 +13,15 @@ public struct TrainingSnapshot {
     let scheduler: [String: Double]?
     let clipper: ClipperState?
     let random: [UInt64]
+    /// The detectors' baselines when the snapshot was taken: after a rollback the weights are
+    /// those of that step, and so must be what "normal" means (a median learned later, at
+    /// other weights, would call the restored step's ordinary gradients a spike).
+    let monitor: [String: [Double]]?
 
     /// Copies the state of `tensors` (parameters and buffers) and of the rest.
-    init(step: Int, tensors: [Tensor], optimizer: Optimizer, scheduler: LRScheduler?, clipper: (any GradientClipper)?) {
+    init(step: Int, tensors: [Tensor], optimizer: Optimizer, scheduler: LRScheduler?, clipper: (any GradientClipper)?,
+         monitor: [String: [Double]]? = nil) {
+        self.monitor = monitor
         self.step = step
         self.tensors = tensors.map { ($0, $0.scalars) }   // copy-on-write: copied as training writes
         self.optimizer = optimizer.stateDict()
