@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Re-runs the README's demo commands (three seeds each, release build) and checks the claims
+the README makes about them, within the spread it states. Prints one line per claim and
+exits 1 if any fails.
+
+    python3 Scripts/check_claims.py [--demos rnn,lr,charlm] [--keep DIR]
+"""
+import argparse, math, os, re, subprocess, sys, tempfile
+
+def run_demo(name, runs):
+    cmd = ["swift", "run", "-c", "release", "gradguard", "demo", name, "--seeds", "3", "--runs-directory", runs]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stderr[-2000:]}")
+    return out.stdout
+
+def table(text):
+    """The last Markdown table of a demo's output: header cells and rows of cells."""
+    lines = [l for l in text.splitlines() if l.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("| ").split(" | ")]
+    rows = [[c.strip() for c in l.strip()[2:-2].split(" | ")] for l in lines[1:]]
+    return header, rows
+
+def median(cell):
+    """The median of a folded cell ("0.0033 [0.0033 – 0.0043]"); NaN for a diverged one."""
+    if cell.startswith("diverged"):
+        return math.nan
+    token = cell.split(" ")[0]
+    return math.nan if token == "NaN" else float(token)
+
+def diverged_count(cell):
+    if cell.startswith("diverged"):
+        return 3
+    m = re.search(r"\((\d+)/3 diverged\)", cell)
+    return int(m.group(1)) if m else (3 if cell.startswith("NaN") else 0)
+
+results = []
+def claim(text, ok):
+    results.append(ok)
+    print(("PASS " if ok else "FAIL ") + text)
+
+def check_rnn(out):
+    _, rows = table(out)
+    by = {(r[0], r[1]): r for r in rows}
+    for cell in ("rnn", "lstm"):
+        claim(f"rnn: the unguarded {cell} diverges on every seed", diverged_count(by[(cell, "unguarded")][2]) == 3)
+    for g in ("global-norm 1.0", "autoclip p10", "zclip"):
+        for cell in ("rnn", "lstm"):
+            claim(f"rnn: {cell} {g} stays finite on every seed", diverged_count(by[(cell, g)][2]) == 0)
+    for g in ("global-norm 1.0", "zclip"):
+        claim(f"rnn: lstm {g} median MSE below 0.01 (baseline 0.167)", median(by[("lstm", g)][2]) < 0.01)
+    claim("rnn: rnn autoclip beats the baseline on every seed", by[("rnn", "autoclip p10")][3] == "yes")
+
+def check_lr(out):
+    _, rows = table(out)
+    by = {r[0]: r for r in rows}
+    for lr in ("0.3", "1.0", "3.0"):
+        claim(f"lr: the guard (skip and back off) never diverges at lr {lr}", diverged_count(by[lr][3]) == 0)
+    claim("lr: plain SGD diverges on every seed at lr 1.0 and 3.0", diverged_count(by["1.0"][1]) == 3 and diverged_count(by["3.0"][1]) == 3)
+    for lr in ("0.3", "1.0"):
+        plain = median(by[lr][1])
+        claim(f"lr: at lr {lr} the guard's median accuracy beats plain SGD's", median(by[lr][3]) > (0 if math.isnan(plain) else plain))
+    claim("lr: warm-up + cosine helps at lr 0.1", median(by["0.1"][2]) > median(by["0.1"][1]))
+
+def check_charlm(out):
+    entropy = float(re.search(r"unigram entropy ([0-9.]+) bits/char", out).group(1))
+    _, rows = table(out)
+    by = {r[0].split(":")[0]: r for r in rows}
+    claim(f"charlm: unguarded median above the unigram entropy {entropy}", median(by["unguarded"][1]) > entropy)
+    g = by["guarded"][1]
+    top = float(re.search(r"– ([0-9.]+)\]", g).group(1)) if "[" in g else median(g)
+    claim(f"charlm: guarded below the unigram entropy {entropy} on every seed (worst {top})", top < entropy)
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--demos", default="rnn,lr,charlm")
+    p.add_argument("--keep", help="keep the run directories here")
+    a = p.parse_args()
+    os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    base = a.keep or tempfile.mkdtemp(prefix="gradguard-claims-")
+    for name in a.demos.split(","):
+        out = run_demo(name, os.path.join(base, name))
+        {"rnn": check_rnn, "lr": check_lr, "charlm": check_charlm}[name](out)
+    print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
+    sys.exit(0 if all(results) else 1)
+
+if __name__ == "__main__":
+    main()
