@@ -193,6 +193,11 @@ final class CLITests: CLITestCase {
         r = try run(["translate", "t", "one two", "six five", "--beam", "2"])
         XCTAssertEqual(r.code, 0, r.err)
         XCTAssertEqual(r.out.split(separator: "\n").map { String($0.split(separator: "\t")[0]) }, ["one two", "six five"])
+        XCTAssertEqual(r.err, "", "known words: no warning")
+        // Characters never seen in training: translated, with a warning naming them.
+        r = try run(["translate", "t", "zwölf"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(r.err.contains("sentence 1: the characters 'l', 'z', 'ö' never occurred in training"), r.err)
         // A malformed line is named; a wrong kind of run is refused.
         try "one\t1\ntwo 2\n".write(toFile: tmp + "/bad.tsv", atomically: true, encoding: .utf8)
         r = try run(["train", "--name", "b", "--quiet"] + settings + ["--set", "data.path=bad.tsv"])
