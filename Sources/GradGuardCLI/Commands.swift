@@ -15,8 +15,8 @@ struct SettingFlags: ParsableArguments {
     @Option(name: .customLong("max-norm"), help: "Clipping threshold.") var maxNorm: Double?
     @Option(name: .customLong("set"), parsing: .singleValue, help: "Any setting as key=value (repeatable).") var set: [String] = []
 
-    /// The overrides as key=value pairs, flags first.
-    var overrides: [String] {
+    /// The flags' settings as key=value pairs.
+    var flagOverrides: [String] {
         var o: [String] = []
         if let name { o.append("name=\(name)") }
         if let seed { o.append("seed=\(seed)") }
@@ -27,7 +27,7 @@ struct SettingFlags: ParsableArguments {
         if let optimizer { o.append("optimizer.kind=\(optimizer)") }
         if let clipper { o.append("guard.clipper=\(clipper)") }
         if let maxNorm { o.append("guard.max_norm=\(maxNorm)") }
-        return o + set
+        return o
     }
 }
 
@@ -47,7 +47,8 @@ struct Train: ParsableCommand {
         var c = RunConfig()
         do {
             if let config { c = try RunConfig.load(path: config) }
-            try c.apply(overrides: settings.overrides)
+            try c.apply(overrides: settings.flagOverrides, source: "flags")
+            try c.apply(overrides: settings.set)
             try c.validate(source: config ?? "settings")
         } catch let e as ConfigError {
             throw fail(e.description, code: e.message == "no such file" ? Exit.missing : Exit.usage)

@@ -344,14 +344,14 @@ extension RunConfig {
         }
     }
 
-    /// Applies `key=value` overrides (from `--set`).
-    public mutating func apply(overrides: [String]) throws {
+    /// Applies `key=value` overrides (from `--set`, or from the flags with `source` naming them).
+    public mutating func apply(overrides: [String], source: String = "--set") throws {
         for o in overrides {
             guard let eq = o.firstIndex(of: "=") else {
-                throw ConfigError(source: "--set", line: nil, key: nil, message: "expected key=value, got '\(o)'")
+                throw ConfigError(source: source, line: nil, key: nil, message: "expected key=value, got '\(o)'")
             }
             try set(String(o[..<eq]).trimmingCharacters(in: .whitespaces), text: String(o[o.index(after: eq)...]).trimmingCharacters(in: .whitespaces),
-                    source: "--set", line: nil)
+                    source: source, line: nil)
         }
     }
 

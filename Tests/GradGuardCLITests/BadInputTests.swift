@@ -12,7 +12,7 @@ final class BadInputTests: CLITestCase {
 
     func testRunNamesNeverLeaveTheRunsDirectory() throws {
         let keep = tmp + "/keep.txt"
-        FileManager.default.createFile(atPath: keep, contents: Data("precious".utf8))
+        _ = FileManager.default.createFile(atPath: keep, contents: Data("precious".utf8))
         try FileManager.default.createDirectory(atPath: tmp + "/runs", withIntermediateDirectories: true)
         for name in ["..", ".", "a/b", "/tmp/x", "../x", "x\ny", "x\ty", ".hidden", String(repeating: "n", count: 201)] {
             let r = try run(["train", "--name", name, "--overwrite"] + tiny)
@@ -25,7 +25,7 @@ final class BadInputTests: CLITestCase {
         XCTAssertThrowsError(try c.set("name", text: "x\u{0}y", source: "--set", line: nil))
         // --overwrite replaces runs only, not another folder that happens to be in the way.
         try FileManager.default.createDirectory(atPath: tmp + "/runs/photos", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: tmp + "/runs/photos/a.jpg", contents: Data([1, 2, 3]))
+        _ = FileManager.default.createFile(atPath: tmp + "/runs/photos/a.jpg", contents: Data([1, 2, 3]))
         let r = try run(["train", "--name", "photos", "--overwrite"] + tiny)
         XCTAssertEqual(r.code, 2, r.err)
         XCTAssertTrue(r.err.contains("not a run directory"), r.err)

@@ -283,7 +283,7 @@ final class CLITests: CLITestCase {
             XCTAssertEqual(r.code, 2, "\(bad): \(r.err)")
         }
         try fm.createDirectory(atPath: tmp + "/broken", withIntermediateDirectories: true)
-        fm.createFile(atPath: tmp + "/broken/x.png", contents: Data("not an image".utf8))
+        _ = fm.createFile(atPath: tmp + "/broken/x.png", contents: Data("not an image".utf8))
         r = try run(["detect", "det", "--images", "broken"])
         XCTAssertEqual(r.code, 3, r.err)
         XCTAssertTrue(r.err.contains("none of the 1 images in broken could be read"), r.err)
