@@ -17,11 +17,6 @@ let package = Package(
     ],
     targets: [
         // MARK: System libraries
-        .systemLibrary(
-            name: "COpenBLAS",
-            pkgConfig: "openblas",
-            providers: [.apt(["libopenblas-dev"])]
-        ),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
 
@@ -31,7 +26,9 @@ let package = Package(
         .target(name: "CGradGuardImage", dependencies: ["CPNG", "CJPEG"]),
 
         // MARK: Library, bottom to top
-        .target(name: "GradGuardTensor", dependencies: ["COpenBLAS", "CGradGuardKernels"]),
+        // OpenBLAS is opened at first use (CGradGuardKernels/blas_loader.c), not linked: its core
+        // type must be chosen before it loads.
+        .target(name: "GradGuardTensor", dependencies: ["CGradGuardKernels"]),
         .target(name: "GradGuardNN", dependencies: ["GradGuardTensor"]),
         .target(name: "GradGuardOptim", dependencies: ["GradGuardTensor", "GradGuardNN"]),
         .target(name: "GradGuardHealth", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim"]),

@@ -13,7 +13,7 @@ public struct GradGuardCommand: ParsableCommand {
         commandName: "gradguard",
         abstract: "Train neural networks with a guard against exploding and vanishing gradients.",
         discussion: "Exit codes: 0 ok, 1 training diverged, 2 usage or configuration error, 3 missing or unreadable file or run, or bad data, 4 no loadable checkpoint, 5 cannot write (disk full, read-only, permission), 6 run in use by another process.",
-        subcommands: [Train.self, Resume.self, Eval.self, Report.self, Diagnose.self, Inspect.self, Compare.self, Demo.self, Generate.self, Translate.self, DataCommand.self, Detect.self])
+        subcommands: [Train.self, Resume.self, Eval.self, Report.self, Diagnose.self, Inspect.self, Compare.self, Demo.self, Generate.self, Translate.self, DataCommand.self, Detect.self, Env.self])
 
     public init() {}
 

@@ -307,3 +307,15 @@ struct Translate: ParsableCommand {
         for (s, t) in zip(texts, out) { print("\(s)\t\(t)") }
     }
 }
+
+struct Env: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the machine as GradGuard sees it: cores, memory, CPU features, the BLAS kernels in use.")
+
+    func run() throws {
+        let p = ProcessInfo.processInfo
+        print("cores: \(p.activeProcessorCount)")
+        print("memory: \(p.physicalMemory / (1 << 20)) MiB")
+        print("cpu features: \(BLAS.cpuFeatures.isEmpty ? "no AVX" : BLAS.cpuFeatures.joined(separator: ", "))")
+        print("blas: OpenBLAS, core \(BLAS.core) (\(BLAS.coreSource))")
+    }
+}

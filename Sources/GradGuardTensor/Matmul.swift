@@ -1,4 +1,4 @@
-import COpenBLAS
+import CGradGuardKernels
 import Glibc
 import Synchronization
 
@@ -22,9 +22,9 @@ func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
         // Row block i0..<i0+mi of C reads rows of op(A); column block j0..<j0+nj reads columns of op(B).
         let aBlock = transA ? a + i0 : a + i0 * lda
         let bBlock = transB ? b + j0 * ldb : b + j0
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(mi), Int32(nj), Int32(k), alpha, aBlock, Int32(lda), bBlock, Int32(ldb), beta,
-                    c + i0 * ldc + j0, Int32(ldc))
+        gg_blas_sgemm(transA ? 1 : 0, transB ? 1 : 0,
+                      Int32(mi), Int32(nj), Int32(k), alpha, aBlock, Int32(lda), bBlock, Int32(ldb), beta,
+                      c + i0 * ldc + j0, Int32(ldc))
     }
     let workers = Kernels.threadCount
     guard split, workers > 1, m * n * k >= 1 << 18, Swift.max(m, n) >= 2 * workers else {
@@ -57,9 +57,28 @@ enum BLASThreads {
         let s = state.load(ordering: .relaxed)
         if s != 0 { return s == 1 }
         let split = getenv("GRADGUARD_GEMM_SPLIT").map { String(cString: $0) != "0" } ?? true
-        if split { openblas_set_num_threads(1) }
+        if split { gg_blas_set_num_threads(1) }
         state.store(split ? 1 : 2, ordering: .relaxed)
         return split
+    }
+}
+
+/// The BLAS behind the matrix products: OpenBLAS, opened at first use after its core type
+/// was chosen from the CPU's features (Intel: AVX-512 → SkylakeX, AVX2 + FMA → Haswell; AMD's
+/// parts are left to OpenBLAS, which detects them), unless `OPENBLAS_CORETYPE` was set.
+public enum BLAS {
+    /// The kernel family in use ("Haswell", "SkylakeX", "Zen", … ; "Prescott" is generic SSE3).
+    public static var core: String { String(cString: gg_blas_core()) }
+    /// Why that family: the environment, the CPU's features, or OpenBLAS's own detection.
+    public static var coreSource: String { String(cString: gg_blas_core_source()) }
+    /// The CPU's vector features as GradGuard sees them.
+    public static var cpuFeatures: [String] {
+        let f = gg_cpu_features()
+        return [(GG_CPU_AVX, "AVX"), (GG_CPU_AVX2_FMA, "AVX2+FMA"), (GG_CPU_AVX512, "AVX-512")].filter { f & $0.0 != 0 }.map(\.1)
+    }
+    /// One line for logs: "OpenBLAS core Haswell (chosen from the CPU's features; CPU: AVX, AVX2+FMA)".
+    public static var summary: String {
+        "OpenBLAS core \(core) (\(coreSource); CPU: \(cpuFeatures.isEmpty ? "no AVX" : cpuFeatures.joined(separator: ", ")))"
     }
 }
 

@@ -1,5 +1,4 @@
 import CGradGuardKernels
-import COpenBLAS
 
 /// A right-hand GEMM operand packed once into 16-column panels, for products repeated with
 /// the same matrix: the recurrent weight of an RNN is multiplied once per time step, and
@@ -68,8 +67,8 @@ struct StepProduct {
         } else {
             // Columns j of op(W): rows j of W (n × k) when transposed, else columns j of W (k × n).
             let wBlock = transB ? w + columns.lowerBound * k : w + columns.lowerBound
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, Int32(m), Int32(columns.count), Int32(k),
-                        1, a, Int32(k), wBlock, Int32(transB ? k : n), accumulate ? 1 : 0, c + columns.lowerBound, Int32(n))
+            gg_blas_sgemm(0, transB ? 1 : 0, Int32(m), Int32(columns.count), Int32(k),
+                          1, a, Int32(k), wBlock, Int32(transB ? k : n), accumulate ? 1 : 0, c + columns.lowerBound, Int32(n))
         }
     }
 }

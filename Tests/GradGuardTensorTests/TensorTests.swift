@@ -1,5 +1,6 @@
 import XCTest
 import GradGuard
+import CGradGuardKernels
 import _TestSupport
 
 final class TensorTests: XCTestCase {
@@ -154,3 +155,22 @@ final class TensorTests: XCTestCase {
 }
 
 import Foundation
+
+/// The BLAS runs vector kernels wherever the CPU has them (Debian's OpenBLAS falls back to
+/// SSE3 "Prescott" kernels on CPUs newer than its model list).
+final class BLASSelectionTests: XCTestCase {
+    func testGEMMDoesNotRunAGenericKernelOnAVX2OrAVX512() {
+        let generic: Set<String> = ["Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Katmai", "Coppermine",
+                                    "Northwood", "Banias", "Opteron", "Opteron(SSE3)", "Barcelona", "Bobcat", "Sandybridge", "Bulldozer"]
+        let features = BLAS.cpuFeatures
+        XCTAssertFalse(BLAS.core.isEmpty)
+        if ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil, features.contains("AVX2+FMA") {
+            XCTAssertFalse(generic.contains(BLAS.core), "a CPU with \(features) runs OpenBLAS's generic \(BLAS.core) kernels")
+        }
+        // The choice by features: Intel AVX-512 → SkylakeX, AVX2 → Haswell, AMD left to OpenBLAS.
+        XCTAssertEqual(gg_blas_core_for_features(GG_CPU_AVX | GG_CPU_AVX2_FMA | GG_CPU_AVX512).map { String(cString: $0) }, "SkylakeX")
+        XCTAssertEqual(gg_blas_core_for_features(GG_CPU_AVX | GG_CPU_AVX2_FMA).map { String(cString: $0) }, "Haswell")
+        XCTAssertNil(gg_blas_core_for_features(GG_CPU_AVX | GG_CPU_AVX2_FMA | GG_CPU_AMD))
+        XCTAssertNil(gg_blas_core_for_features(0))
+    }
+}

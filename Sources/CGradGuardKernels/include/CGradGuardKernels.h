@@ -67,4 +67,22 @@ void gg_im2col(const float *x, long h, long w, long channels, const gg_window *w
 /// The adjoint of gg_im2col: adds each column entry to the input position it came from.
 void gg_col2im(const float *cols, float *dx, long h, long w, long channels, const gg_window *win, long oh, long ow,
                int use_avx2);
+// MARK: BLAS, loaded at first use (blas_loader.c)
+
+/// CPU features: bits of gg_cpu_features().
+#define GG_CPU_AVX 1
+#define GG_CPU_AVX2_FMA 2
+#define GG_CPU_AVX512 4
+#define GG_CPU_AMD 8
+int gg_cpu_features(void);
+/// The OpenBLAS core type GradGuard sets for these features, or NULL to leave OpenBLAS's own detection.
+const char *gg_blas_core_for_features(int features);
+/// Row-major single-precision GEMM through OpenBLAS (loaded on the first call).
+void gg_blas_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
+                   float beta, float *c, int ldc);
+void gg_blas_set_num_threads(int n);
+/// The kernel family OpenBLAS runs ("Haswell", "SkylakeX", "Zen", "Prescott" …) and why.
+const char *gg_blas_core(void);
+const char *gg_blas_core_source(void);
+
 #endif
