@@ -33,11 +33,15 @@ def run(cmd):
 
 swift, torch = {}, {}
 rss = {"swift": 0, "torch": 0}
+labels = {}
 for _ in range(rounds):
     for name, cmd, into in [("torch", TORCH, torch), ("swift", SWIFT, swift)]:
         values, peak = run(cmd)
         rss[name] = max(rss[name], peak)
         for k, v in values.items():
+            if isinstance(v, str):
+                labels[f"{name} {k}"] = v
+                continue
             into.setdefault(k, []).append(v)
 
 med = lambda xs: statistics.median(xs)
@@ -48,6 +52,8 @@ rows = [("char-LSTM step (ms)", "char_lstm_step_ms", "char_lstm_step_ms", False)
         ("clip_grad_norm 100 × 50k (ms)", "clip100x50k_ms", "clip100x50k_ms", False),
         ("sgemm 1024³ (GFLOP/s)", "sgemm1024_tensor_gflops", "sgemm1024_gflops", True)]
 print(f"{rounds} alternating rounds, medians")
+for k, v in labels.items():
+    print(f"{k}: {v}")
 # The machine's load drifts over minutes; each round's two runs are back to back, so the
 # median of the per-round ratios is steadier than the ratio of the medians.
 print(f"| workload | GradGuard | PyTorch | ratio of medians (GradGuard time / PyTorch time) | median of per-round ratios |")

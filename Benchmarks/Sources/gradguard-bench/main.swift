@@ -236,6 +236,8 @@ if wanted("gemm-shapes") {
 }
 
 print("{")
+// The BLAS kernels behind the figures (a string; compare.py prints it beside the table).
+print("  \"blas\": \"\(BLAS.summary)\",")
 for (i, (k, v)) in results.enumerated() {
     print("  \"\(k)\": \(String(format: "%.3f", v))\(i + 1 < results.count ? "," : "")")
 }
