@@ -24,7 +24,6 @@ static sgemm_fn sgemm_ptr;
 static threads_fn threads_ptr;
 static corename_fn corename_ptr;
 static const char *core_source = "OpenBLAS's own detection";
-static char chosen_core[32];
 static char load_error[512];
 
 int gg_cpu_features(void) {
@@ -70,8 +69,7 @@ static void load(void) {
     } else {
         const char *core = gg_blas_core_for_features(gg_cpu_features());
         if (core) {
-            snprintf(chosen_core, sizeof chosen_core, "%s", core);
-            setenv("OPENBLAS_CORETYPE", chosen_core, 0);
+            setenv("OPENBLAS_CORETYPE", core, 0);   // setenv copies the text
             core_source = "chosen from the CPU's features";
         }
     }

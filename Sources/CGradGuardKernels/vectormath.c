@@ -5,13 +5,12 @@
 // tanh — Cephes tanhf polynomial below |x| = 0.625, 1 − 2/(e^{2|x|}+1) above.
 #include "CGradGuardKernels.h"
 
+// One CPU-feature reader for the whole package (blas_loader.c): CPUID with the OS state checked.
+int gg_has_avx2_fma(void) { return (gg_cpu_features() & GG_CPU_AVX2_FMA) != 0; }
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-int gg_has_avx2_fma(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
 
 #define GG_TARGET __attribute__((target("avx2,fma")))
 
@@ -119,7 +118,6 @@ GG_TARGET void gg_lstm_backward_avx2(const float *ai, const float *af, const flo
 }
 
 #else
-int gg_has_avx2_fma(void) { return 0; }
 void gg_exp_avx2(const float *x, float *y, long n) { (void)x; (void)y; (void)n; }
 void gg_sigmoid_avx2(const float *x, float *y, long n) { (void)x; (void)y; (void)n; }
 void gg_tanh_avx2(const float *x, float *y, long n) { (void)x; (void)y; (void)n; }

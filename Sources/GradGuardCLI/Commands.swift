@@ -315,7 +315,6 @@ struct Env: ParsableCommand {
         let p = ProcessInfo.processInfo
         print("cores: \(p.activeProcessorCount)")
         print("memory: \(p.physicalMemory / (1 << 20)) MiB")
-        print("cpu features: \(BLAS.cpuFeatures.isEmpty ? "no AVX" : BLAS.cpuFeatures.joined(separator: ", "))")
-        print("blas: OpenBLAS, core \(BLAS.core) (\(BLAS.coreSource))")
+        print("blas: \(BLAS.summary)")
     }
 }

@@ -29,18 +29,11 @@ public enum FileContents {
     /// other non-regular file, a file larger than `limit` bytes, or a read error.
     public static func read(_ path: String, limit: Int = defaultLimit) throws -> Data {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let e = errno
-            throw FileReadFailure(path: path, kind: e == ENOENT || e == ENOTDIR ? .missing : .unreadable,
-                                  reason: e == ENOENT ? "no such file" : String(cString: strerror(e)))
-        }
+        guard fd >= 0 else { throw failure(path, errno: errno) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw FileReadFailure(path: path, kind: .unreadable, reason: String(cString: strerror(errno))) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            let what = (st.st_mode & S_IFMT) == S_IFDIR ? "is a directory, expected a file" : "is not a regular file"
-            throw FileReadFailure(path: path, kind: .notAFile, reason: what)
-        }
+        try requireRegular(path, st)
         let size = Int(st.st_size)
         guard size <= limit else {
             throw FileReadFailure(path: path, kind: .tooLarge, reason: "is \(byteCount(size)), more than the \(byteCount(limit)) limit for this kind of file")
@@ -66,16 +59,23 @@ public enum FileContents {
     /// nothing read (for callers that map the file instead).
     public static func regularFileSize(_ path: String) throws -> Int {
         var st = stat()
-        guard stat(path, &st) == 0 else {
-            let e = errno
-            throw FileReadFailure(path: path, kind: e == ENOENT || e == ENOTDIR ? .missing : .unreadable,
-                                  reason: e == ENOENT ? "no such file" : String(cString: strerror(e)))
-        }
+        guard stat(path, &st) == 0 else { throw failure(path, errno: errno) }
+        try requireRegular(path, st)
+        return Int(st.st_size)
+    }
+
+    /// Why opening or stat'ing `path` failed with `errno`.
+    static func failure(_ path: String, errno e: Int32) -> FileReadFailure {
+        FileReadFailure(path: path, kind: e == ENOENT || e == ENOTDIR ? .missing : .unreadable,
+                        reason: e == ENOENT ? "no such file" : String(cString: strerror(e)))
+    }
+
+    /// Throws unless `st` describes a regular file.
+    static func requireRegular(_ path: String, _ st: stat) throws {
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             let what = (st.st_mode & S_IFMT) == S_IFDIR ? "is a directory, expected a file" : "is not a regular file"
             throw FileReadFailure(path: path, kind: .notAFile, reason: what)
         }
-        return Int(st.st_size)
     }
 
     /// The bytes as UTF-8 text, or the offset of the first byte that is not valid UTF-8.

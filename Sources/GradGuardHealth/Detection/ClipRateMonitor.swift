@@ -29,7 +29,7 @@ public struct ClipRateMonitor: Sendable {
         }
         guard rate > threshold else { return nil }
         armed = false
-        let median = recentNorms.isEmpty ? .nan : recentNorms.sorted()[recentNorms.count / 2]
+        let median = median(recentNorms)
         var evidence = ["clip_rate": rate, "window": Double(window)]
         if let t = clip.threshold { evidence["threshold"] = Double(t) }
         if median.isFinite { evidence["median_norm"] = median }

@@ -144,7 +144,7 @@ public final class GradientGuard {
         if !exploding.isEmpty { healthyStreak = 0 }
         if actions.contains(.rollback), let snap = snapshot {
             try snap.restore(optimizer: optimizer, scheduler: scheduler, clipper: policy.clipper)
-            if let m = snap.monitor { monitor.load(stateDict: m) }
+            monitor.load(stateDict: snap.monitor)
             lastRollbackTarget = snap.step
             decision = .rolledBack(toStep: snap.step, undone: snap.step..<(step + 1))
             done.append("rolled back to the snapshot of step \(snap.step) (\(step - snap.step) steps undone)")
@@ -211,10 +211,10 @@ public final class GradientGuard {
     /// Records that the validation loss diverged and that the trainer put back the weights of
     /// the best evaluation (`bestStep`); backs off the learning rate. Returns the incident.
     @discardableResult
-    public func validationDiverged(loss: Double, best: Double, bestStep: Int, restored: Bool, stopping: Bool) -> Incident {
+    public func validationDiverged(loss: Double, best: Double, bestStep: Int, stopping: Bool) -> Incident {
         lrScale *= policy.backOffFactor
         healthyStreak = 0
-        var done = restored ? ["restored the weights and optimizer state of step \(bestStep) (the best validation loss)"] : []
+        var done = ["restored the weights and optimizer state of step \(bestStep) (the best validation loss)"]
         done.append("learning rate ×\(formatNumber(policy.backOffFactor)) (scale now \(formatNumber(lrScale)))")
         if stopping { done.append("stopped: the validation loss diverged \(policy.maxValidationRestores) times") }
         let finding = Finding(kind: .validationDivergence, step: step,

@@ -16,11 +16,11 @@ public struct TrainingSnapshot {
     /// The detectors' baselines when the snapshot was taken: after a rollback the weights are
     /// those of that step, and so must be what "normal" means (a median learned later, at
     /// other weights, would call the restored step's ordinary gradients a spike).
-    let monitor: [String: [Double]]?
+    let monitor: [String: [Double]]
 
     /// Copies the state of `tensors` (parameters and buffers) and of the rest.
     init(step: Int, tensors: [Tensor], optimizer: Optimizer, scheduler: LRScheduler?, clipper: (any GradientClipper)?,
-         monitor: [String: [Double]]? = nil) {
+         monitor: [String: [Double]]) {
         self.monitor = monitor
         self.step = step
         self.tensors = tensors.map { ($0, $0.scalars) }   // copy-on-write: copied as training writes

@@ -32,8 +32,11 @@ public struct CharCorpus: Sendable {
 
     /// A corpus of `text`; at most `maxVocabulary` distinct characters are kept (use
     /// `checked(text:source:)` to have more refused).
-    public init(text: String) {
-        vocabulary = Array(Array(Set(text)).sorted().prefix(CharCorpus.maxVocabulary))
+    public init(text: String) { self.init(text: text, distinct: Set(text)) }
+
+    /// A corpus of `text` whose distinct characters are `distinct` (counted once by the caller).
+    private init(text: String, distinct: Set<Character>) {
+        vocabulary = Array(distinct.sorted().prefix(CharCorpus.maxVocabulary))
         var idx: [Character: Int] = [:]
         for (i, c) in vocabulary.enumerated() { idx[c] = i }
         index = idx
@@ -50,7 +53,7 @@ public struct CharCorpus: Sendable {
             distinct.insert(ch)
             if distinct.count > maxVocabulary { throw CorpusError.tooManyCharacters(path: source, distinct: distinct.count) }
         }
-        return CharCorpus(text: text)
+        return CharCorpus(text: text, distinct: distinct)
     }
 
     /// A corpus with a fixed vocabulary (restored from a run): characters outside it are dropped.

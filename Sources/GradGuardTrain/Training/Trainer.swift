@@ -270,7 +270,7 @@ public final class Trainer {
         guardian.forgetSnapshots()
         validationRestores += 1
         let stopping = validationRestores >= guardian.policy.maxValidationRestores
-        guardian.validationDiverged(loss: loss, best: b.loss, bestStep: b.step, restored: true, stopping: stopping)
+        guardian.validationDiverged(loss: loss, best: b.loss, bestStep: b.step, stopping: stopping)
         if stopping { requestStop() }
     }
 
