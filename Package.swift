@@ -30,7 +30,7 @@ let package = Package(
         // type must be chosen before it loads.
         .target(name: "GradGuardTensor", dependencies: ["CGradGuardKernels"]),
         .target(name: "GradGuardNN", dependencies: ["GradGuardTensor"]),
-        .target(name: "GradGuardOptim", dependencies: ["GradGuardTensor", "GradGuardNN"]),
+        .target(name: "GradGuardOptim", dependencies: ["CGradGuardKernels", "GradGuardTensor", "GradGuardNN"]),
         .target(name: "GradGuardHealth", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim"]),
         .target(name: "GradGuardTrain", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth"]),
         .target(name: "GradGuardModels", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardTrain",

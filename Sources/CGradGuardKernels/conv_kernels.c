@@ -1,8 +1,8 @@
 // im2col and its adjoint col2im for one image's channel group, written once as inline C
-// bodies and compiled twice: for the baseline processor and, behind a run-time check, with
-// AVX2 enabled for the auto-vectoriser. In the AVX2 copy (`vector_stride2`) the stride-2
-// gather and scatter-add run eight lanes at a time by hand: feature-map rows are short
-// (8 to 64 outputs), below the block sizes the auto-vectoriser picks.
+// bodies and compiled three times: for the baseline processor and, behind a run-time level,
+// with AVX2 or AVX-512 enabled for the auto-vectoriser. In the vector copies
+// (`vector_stride2`) the stride-2 gather and scatter-add run eight lanes at a time by hand:
+// feature-map rows are short (8 to 64 outputs), below the block sizes the auto-vectoriser picks.
 #include "CGradGuardKernels.h"
 #include <string.h>
 
@@ -134,6 +134,7 @@ GG_INLINE void gg_col2im_body(const float *restrict cols, float *restrict dx, lo
 }
 
 #if defined(__x86_64__)
+#define GG_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
 GG_AVX2 static void gg_im2col_avx2(const float *x, long h, long w, long channels, const gg_window *win,
                                    long oh, long ow, float *out) {
     gg_im2col_body(x, h, w, channels, win, oh, ow, out, 1);
@@ -142,28 +143,32 @@ GG_AVX2 static void gg_col2im_avx2(const float *cols, float *dx, long h, long w,
                                    long oh, long ow) {
     gg_col2im_body(cols, dx, h, w, channels, win, oh, ow, 1);
 }
+GG_AVX512 static void gg_im2col_avx512(const float *x, long h, long w, long channels, const gg_window *win,
+                                       long oh, long ow, float *out) {
+    gg_im2col_body(x, h, w, channels, win, oh, ow, out, 1);
+}
+GG_AVX512 static void gg_col2im_avx512(const float *cols, float *dx, long h, long w, long channels,
+                                       const gg_window *win, long oh, long ow) {
+    gg_col2im_body(cols, dx, h, w, channels, win, oh, ow, 1);
+}
 #endif
 
 void gg_im2col(const float *x, long h, long w, long channels, const gg_window *win, long oh, long ow, float *out,
-               int use_avx2) {
+               int level) {
 #if defined(__x86_64__)
-    if (use_avx2) {
-        gg_im2col_avx2(x, h, w, channels, win, oh, ow, out);
-        return;
-    }
+    if (level >= GG_LEVEL_AVX512) { gg_im2col_avx512(x, h, w, channels, win, oh, ow, out); return; }
+    if (level == GG_LEVEL_AVX2) { gg_im2col_avx2(x, h, w, channels, win, oh, ow, out); return; }
 #endif
-    (void)use_avx2;
+    (void)level;
     gg_im2col_body(x, h, w, channels, win, oh, ow, out, 0);
 }
 
 void gg_col2im(const float *cols, float *dx, long h, long w, long channels, const gg_window *win, long oh, long ow,
-               int use_avx2) {
+               int level) {
 #if defined(__x86_64__)
-    if (use_avx2) {
-        gg_col2im_avx2(cols, dx, h, w, channels, win, oh, ow);
-        return;
-    }
+    if (level >= GG_LEVEL_AVX512) { gg_col2im_avx512(cols, dx, h, w, channels, win, oh, ow); return; }
+    if (level == GG_LEVEL_AVX2) { gg_col2im_avx2(cols, dx, h, w, channels, win, oh, ow); return; }
 #endif
-    (void)use_avx2;
+    (void)level;
     gg_col2im_body(cols, dx, h, w, channels, win, oh, ow, 0);
 }

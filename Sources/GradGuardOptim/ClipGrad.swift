@@ -1,3 +1,4 @@
+import CGradGuardKernels
 import Foundation
 import GradGuardTensor
 
@@ -23,6 +24,8 @@ func bufferNorm(_ b: UnsafeBufferPointer<Float>, _ p: Float) -> Double {
         for v in b { let a = Swift.abs(v); if a > m || a.isNaN { m = a } }
         return Double(m)
     }
+    let level = Kernels.level
+    if p == 2 && level > .portable { return gg_sum(level.cValue, b.baseAddress!, b.count, 1).squareRoot() }
     if p == 2 {
         // Eight-lane partial sums keep float32 rounding error small and vectorise.
         var acc = SIMD8<Float>(repeating: 0)

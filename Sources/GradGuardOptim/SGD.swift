@@ -1,3 +1,4 @@
+import CGradGuardKernels
 import GradGuardTensor
 
 /// Stochastic gradient descent with momentum, dampening, Nesterov momentum and coupled
@@ -28,6 +29,19 @@ public final class SGD: Optimizer {
         let lr = Float(o["lr"]!), wd = Float(o["weight_decay"]!)
         let mu = Float(o["momentum"]!), damp = Float(o["dampening"]!), nesterov = o["nesterov"]! != 0
         let n = p.count
+        let level = Kernels.level
+        if level > .portable {
+            var args = gg_sgd_args(lr: lr, weight_decay: wd, momentum: mu, dampening: damp,
+                                   first: state["momentum_buffer"] == nil ? 1 : 0, nesterov: nesterov ? 1 : 0)
+            let buf = mu == 0 ? nil : state.buffer("momentum_buffer")
+            withOptionalScalars(buf) { b in
+                parallelFor(n, grain: 16_384) { r in
+                    gg_sgd(level.cValue, p.baseAddress! + r.lowerBound, grad.baseAddress! + r.lowerBound,
+                           b.map { $0 + r.lowerBound }, r.count, &args)
+                }
+            }
+            return
+        }
         if mu == 0 {
             parallelFor(n, grain: 16_384) { range in for i in range { p[i] -= lr * (grad[i] + wd * p[i]) } }
             return

@@ -191,7 +191,7 @@ struct ConvGeometry {
 func im2col(_ x: UnsafePointer<Float>, h: Int, w: Int, channels: Int, win: Window2D, oh: Int, ow: Int,
             into out: UnsafeMutablePointer<Float>) {
     var cw = win.c
-    gg_im2col(x, h, w, channels, &cw, oh, ow, out, VectorMath.hasAVX2 ? 1 : 0)
+    gg_im2col(x, h, w, channels, &cw, oh, ow, out, Kernels.level.cValue)
 }
 
 /// The adjoint of `im2col` for one image's channel group: adds each column entry back to the
@@ -200,5 +200,5 @@ func im2col(_ x: UnsafePointer<Float>, h: Int, w: Int, channels: Int, win: Windo
 func col2im(_ cols: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>, h: Int, w: Int, channels: Int,
             win: Window2D, oh: Int, ow: Int) {
     var cw = win.c
-    gg_col2im(cols, dx, h, w, channels, &cw, oh, ow, VectorMath.hasAVX2 ? 1 : 0)
+    gg_col2im(cols, dx, h, w, channels, &cw, oh, ow, Kernels.level.cValue)
 }

@@ -2,15 +2,17 @@ import CGradGuardKernels
 
 /// A right-hand GEMM operand packed once into 16-column panels, for products repeated with
 /// the same matrix: the recurrent weight of an RNN is multiplied once per time step, and
-/// OpenBLAS would re-pack it on every call. Used only where the AVX2/FMA kernel runs.
+/// OpenBLAS would re-pack it on every call. Used only where a vector kernel runs (AVX2 or AVX-512).
 struct PackedOperand {
     let k: Int, n: Int
     private let data: [Float]
+    private let level: KernelLevel
 
     /// Packs op(B), K × N: `b` is N × K (`transB`) or K × N, row-major with leading dimension `ldb`.
-    init(_ b: UnsafePointer<Float>, ldb: Int, transB: Bool, k: Int, n: Int) {
+    init(_ b: UnsafePointer<Float>, ldb: Int, transB: Bool, k: Int, n: Int, level: KernelLevel) {
         self.k = k
         self.n = n
+        self.level = level
         let size = gg_packed_size(k, n)
         let panels = (n + 15) / 16
         data = [Float](unsafeUninitializedCapacity: size) { buf, count in
@@ -27,13 +29,13 @@ struct PackedOperand {
     func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, panels: Range<Int>, into c: UnsafeMutablePointer<Float>,
                   ldc: Int, accumulate: Bool) {
         data.withUnsafeBufferPointer { p in
-            gg_gemm_packed_avx2(m, k, a, lda, p.baseAddress!, panels.lowerBound, panels.upperBound, n, c, ldc, accumulate ? 1 : 0)
+            gg_gemm_packed(level.cValue, m, k, a, lda, p.baseAddress!, panels.lowerBound, panels.upperBound, n, c, ldc, accumulate ? 1 : 0)
         }
     }
 }
 
 /// The per-step product of a recurrent layer, C (m × n) = or += A (m × k) · op(W): through
-/// a packed copy of W and the AVX2 kernel where it runs, else through OpenBLAS. A and C are
+/// a packed copy of W and the vector kernel where one runs, else through OpenBLAS. A and C are
 /// row-major with leading dimensions k and n.
 struct StepProduct {
     private let packed: PackedOperand?
@@ -49,7 +51,9 @@ struct StepProduct {
         self.k = k
         self.n = n
         _ = BLASThreads.splitHere   // OpenBLAS single-threaded before any call from a worker
-        packed = VectorMath.hasAVX2 && packable ? PackedOperand(w, ldb: transB ? k : n, transB: transB, k: k, n: n) : nil
+        let level = Kernels.level
+        packed = level > .portable && packable
+            ? PackedOperand(w, ldb: transB ? k : n, transB: transB, k: k, n: n, level: level) : nil
     }
 
     /// Whether the packed kernel runs: column blocks handed to `apply(_:m:columns:into:accumulate:)`

@@ -18,9 +18,65 @@ public enum Kernels {
         return Swift.max(1, Swift.min(System.activeProcessorCount, 8))
     }()
 
-    /// Whether exp, sigmoid and tanh may use the AVX2/FMA kernels when the processor has
-    /// them (default: yes, unless `GRADGUARD_NO_AVX2` is set); otherwise portable SIMD code runs.
-    nonisolated(unsafe) public static var allowAVX2: Bool = getenv("GRADGUARD_NO_AVX2") == nil
+    /// The highest instruction set GradGuard's own vector kernels may use (GEMM micro-kernel,
+    /// exp/sigmoid/tanh, LSTM cells, im2col/col2im, optimizer updates, sums): the
+    /// `GRADGUARD_KERNELS` environment variable (`portable`, `avx2` or `avx512`) when set,
+    /// `portable` when `GRADGUARD_NO_AVX2` is set, else `avx512`. Lower it to force a path,
+    /// for tests or to see what an older CPU gets; the processor caps it (`level`).
+    nonisolated(unsafe) public static var maxLevel: KernelLevel = KernelLevel.fromEnvironment()
+
+    /// The highest level this processor runs: AVX-512 needs F, DQ, BW and VL, AVX2 needs FMA.
+    public static let supportedLevel: KernelLevel = KernelLevel(rawValue: Int(gg_kernel_level_supported())) ?? .portable
+
+    /// The level the kernels run at: `maxLevel`, capped by what the processor supports.
+    @inline(__always) public static var level: KernelLevel { Swift.min(maxLevel, supportedLevel) }
+
+    /// Every level this processor runs, lowest first (for tests that compare paths).
+    public static var supportedLevels: [KernelLevel] { KernelLevel.allCases.filter { $0 <= supportedLevel } }
+
+    /// Runs `body` with `maxLevel` set to `level`, restoring it afterwards.
+    public static func withMaxLevel<R>(_ level: KernelLevel, _ body: () throws -> R) rethrows -> R {
+        let saved = maxLevel
+        maxLevel = level
+        defer { maxLevel = saved }
+        return try body()
+    }
+}
+
+/// The instruction sets GradGuard's own vector kernels are compiled for, lowest first.
+public enum KernelLevel: Int, Comparable, CaseIterable, Sendable, CustomStringConvertible {
+    /// Swift SIMD code the compiler maps to the baseline instruction set (SSE2 on x86-64, NEON on ARM).
+    case portable = 0
+    /// 8-lane kernels with AVX2 and FMA (Haswell, Zen and later).
+    case avx2 = 1
+    /// 16-lane kernels with AVX-512 F/DQ/BW/VL (Skylake-SP, Ice Lake, Sapphire Rapids, Zen 4 and later).
+    case avx512 = 2
+
+    public static func < (a: KernelLevel, b: KernelLevel) -> Bool { a.rawValue < b.rawValue }
+
+    /// The name used by `GRADGUARD_KERNELS`.
+    public var name: String { ["portable", "avx2", "avx512"][rawValue] }
+    public var description: String { ["portable", "AVX2+FMA", "AVX-512"][rawValue] }
+
+    public init?(name: String) {
+        guard let level = KernelLevel.allCases.first(where: { $0.name == name.lowercased() }) else { return nil }
+        self = level
+    }
+
+
+    @inline(__always) public var cValue: Int32 { Int32(rawValue) }
+
+    static func fromEnvironment() -> KernelLevel {
+        if let v = getenv("GRADGUARD_KERNELS") {
+            let text = String(cString: v)
+            if let level = KernelLevel(name: text) { return level }
+            if !text.isEmpty {
+                let message = "gradguard: GRADGUARD_KERNELS=\(text) is not one of portable, avx2, avx512; using the best the CPU runs\n"
+                _ = message.withCString { write(2, $0, strlen($0)) }
+            }
+        }
+        return getenv("GRADGUARD_NO_AVX2") != nil ? .portable : .avx512
+    }
 }
 
 /// Keeps freed tensor memory in the process heap for reuse. A training step allocates and

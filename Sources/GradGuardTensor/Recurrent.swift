@@ -132,15 +132,15 @@ extension Tensor {
                         }
                     case .lstm:
                         let c = c!, tc = tc!
-                        let fused = VectorMath.hasAVX2 && len % 8 == 0
+                        let level = Kernels.level
                         for b in 0..<batch {
                             // One pointer per gate at this block's first unit, so the loops carry no
                             // index arithmetic and vectorise.
                             let ig = pre + b * gw + lo, fg = ig + hidden, gg = fg + hidden, og = gg + hidden
                             let cPrev = c + t * bh + b * hidden + lo, cNext = c + (t + 1) * bh + b * hidden + lo
                             let tcp = tc + t * bh + b * hidden + lo, hRow = hNext + b * hidden + lo
-                            if fused {
-                                gg_lstm_forward_avx2(ig, fg, gg, og, cPrev, cNext, tcp, hRow, len)
+                            if level > .portable {
+                                gg_lstm_forward(level.cValue, ig, fg, gg, og, cPrev, cNext, tcp, hRow, len)
                                 continue
                             }
                             VectorMath.apply(ig, len, .sigmoid)
@@ -241,14 +241,15 @@ extension Tensor {
                 let t = steps - 1 - p
                 let dOt = dO + t * bh
                 let base = t * batch * gw
-                if isLSTM && VectorMath.hasAVX2 && len % 8 == 0 {
+                let level = Kernels.level
+                if isLSTM && level > .portable {
                     // dh = dO + dhNext is formed inside the fused kernel.
                     let cs = cs!, tcs = tcs!, dcNext = dcNext!
                     for b in 0..<batch {
                         let ai = acts + base + b * gw + lo, di = dgi + base + b * gw + lo
                         let o = b * hidden + lo
-                        gg_lstm_backward_avx2(ai, ai + hidden, ai + 2 * hidden, ai + 3 * hidden, tcs + t * bh + o, cs + t * bh + o,
-                                              dOt + o, dhNext + o, dcNext + o, di, di + hidden, di + 2 * hidden, di + 3 * hidden, len)
+                        gg_lstm_backward(level.cValue, ai, ai + hidden, ai + 2 * hidden, ai + 3 * hidden, tcs + t * bh + o, cs + t * bh + o,
+                                         dOt + o, dhNext + o, dcNext + o, di, di + hidden, di + 2 * hidden, di + 3 * hidden, len)
                     }
                     return
                 }

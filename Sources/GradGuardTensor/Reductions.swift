@@ -1,3 +1,5 @@
+import CGradGuardKernels
+
 // MARK: - Reductions along axes
 
 extension Tensor {
@@ -57,11 +59,16 @@ extension Tensor {
     func totalSum() -> Double {
         let chunks = Swift.max(1, Swift.min(Kernels.threadCount, count / 65_536))
         var partial = [Double](repeating: 0, count: chunks)
+        let level = Kernels.level
         scalars.withUnsafeBufferPointer { x in
             partial.withUnsafeMutableBufferPointer { out in
                 parallelFor(chunks, grain: 1) { range in
                     for c in range {
                         let lo = count * c / chunks, hi = count * (c + 1) / chunks
+                        if level > .portable {
+                            out[c] = gg_sum(level.cValue, x.baseAddress! + lo, hi - lo, 0)
+                            continue
+                        }
                         var acc = SIMD8<Float>(repeating: 0)
                         var i = lo
                         while i + 8 <= hi {

@@ -12,11 +12,6 @@ import Glibc
 typealias F8 = SIMD8<Float>
 
 enum VectorMath {
-    /// Whether the processor can run the AVX2/FMA versions in CGradGuardKernels.
-    static let cpuHasAVX2: Bool = gg_has_avx2_fma() == 1
-    /// Whether they run: supported and allowed (`Kernels.allowAVX2`).
-    @inline(__always) static var hasAVX2: Bool { cpuHasAVX2 && Kernels.allowAVX2 }
-
     @inline(__always)
     static func exp(_ x: F8) -> F8 {
         let hi: Float = 88.72283
@@ -99,12 +94,13 @@ enum VectorMath {
     @inline(__always)
     static func apply(_ src: UnsafeBufferPointer<Float>, _ dst: UnsafeMutableBufferPointer<Float>,
                       _ range: Range<Int>, _ op: VectorOp) {
-        if hasAVX2 {
+        let level = Kernels.level
+        if level > .portable {
             let x = src.baseAddress! + range.lowerBound, y = dst.baseAddress! + range.lowerBound, n = range.count
             switch op {
-            case .exp: gg_exp_avx2(x, y, n)
-            case .sigmoid: gg_sigmoid_avx2(x, y, n)
-            case .tanh: gg_tanh_avx2(x, y, n)
+            case .exp: gg_vexp(level.cValue, x, y, n)
+            case .sigmoid: gg_vsigmoid(level.cValue, x, y, n)
+            case .tanh: gg_vtanh(level.cValue, x, y, n)
             }
             return
         }

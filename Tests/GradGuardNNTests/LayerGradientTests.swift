@@ -114,19 +114,16 @@ final class WideConvolutionTests: XCTestCase {
         return out
     }
 
-    /// Rows wide enough for the eight-lane paths of im2col and col2im, with the AVX2 kernels
-    /// and without.
+    /// Rows wide enough for the eight-lane paths of im2col and col2im, at every kernel level
+    /// the processor runs.
     func testWideInputsMatchDirectConvolution() {
-        let saved = Kernels.allowAVX2
-        defer { Kernels.allowAVX2 = saved }
-        for avx2 in [true, false] {
-            Kernels.allowAVX2 = avx2
+        for level in Kernels.supportedLevels { Kernels.withMaxLevel(level) {
             let x = testTensor([3, 3, 5, 41], seed: 600)  // three images: uneven shares over two workers
             let w = testTensor([4, 3, 3, 3], seed: 601)
             for (stride, pad) in [(1, 1), (2, 1), (2, 0), (3, 1)] {
                 let y = x.conv2d(weight: w, stride: (stride, stride), padding: (pad, pad))
                 assertClose(y, Tensor(shape: y.shape, scalars: naiveConv(x, w, stride: stride, pad: pad)), rtol: 1e-5, atol: 1e-5,
-                            "stride \(stride) padding \(pad) avx2 \(avx2)")
+                            "stride \(stride) padding \(pad) \(level)")
             }
             checkGradients([testTensor([1, 2, 3, 37], seed: 602), testTensor([2, 2, 3, 3], seed: 603)]) {
                 $0[0].conv2d(weight: $0[1], stride: (2, 2), padding: (1, 1))
@@ -134,19 +131,21 @@ final class WideConvolutionTests: XCTestCase {
             checkGradients([testTensor([2, 2, 3, 36], seed: 604), testTensor([2, 2, 3, 3], seed: 605)]) {
                 $0[0].conv2d(weight: $0[1], stride: (2, 2), padding: (0, 0))
             }
-        }
+        } }
     }
 }
 
-/// The recurrent kernels have two code paths for the per-step products: a packed AVX2
-/// kernel (blocks of six rows and sixteen columns, with tails) and OpenBLAS. Both must give
-/// the same outputs and gradients, on shapes that exercise the blocks and the tails.
+/// The recurrent kernels have a code path per kernel level for the per-step products and
+/// the LSTM cell: packed AVX2 (blocks of six rows and sixteen columns) and AVX-512 (twelve
+/// rows and thirty-two columns) kernels with their tails, and OpenBLAS with the portable
+/// cell. All must give the same outputs and gradients, on shapes that exercise the blocks
+/// and the tails.
 final class RecurrentKernelPathTests: XCTestCase {
-    func run(_ kind: RecurrentKind, avx2: Bool, batch: Int, hidden: Int, threads: Int? = nil) -> [Tensor] {
-        let saved = (Kernels.allowAVX2, Kernels.threadCount)
-        Kernels.allowAVX2 = avx2
+    func run(_ kind: RecurrentKind, level: KernelLevel, batch: Int, hidden: Int, threads: Int? = nil) -> [Tensor] {
+        let saved = (Kernels.maxLevel, Kernels.threadCount)
+        Kernels.maxLevel = level
         if let threads { Kernels.threadCount = threads }
-        defer { (Kernels.allowAVX2, Kernels.threadCount) = saved }
+        defer { (Kernels.maxLevel, Kernels.threadCount) = saved }
         let gw = kind.gateCount * hidden
         let x = testTensor([5, batch, 7], seed: 700, low: -1, high: 1)
         let h0 = testTensor([batch, hidden], seed: 701, low: -0.5, high: 0.5)
@@ -167,15 +166,21 @@ final class RecurrentKernelPathTests: XCTestCase {
 
     func testPackedKernelMatchesOpenBLAS() {
         for kind in [RecurrentKind.lstm, .gru, .rnnTanh] {
-            // The packed kernel runs for hidden sizes that are multiples of 16: blocks of 6 rows and
-            // of 5, 4, 3, 2 and 1 at the end (13 = 6 + 4 + 3, 32 = 4·6 + 4 + 4); the others run
-            // through OpenBLAS either way.
-            for (batch, hidden) in [(13, 48), (6, 16), (32, 32), (11, 64), (5, 16), (8, 16), (2, 16), (1, 32), (13, 37), (5, 9)] {
-                let a = run(kind, avx2: true, batch: batch, hidden: hidden)
-                let b = run(kind, avx2: false, batch: batch, hidden: hidden)
-                XCTAssertEqual(a.count, b.count)
-                for (i, (u, v)) in zip(a, b).enumerated() {
-                    assertClose(u, v, rtol: 1e-5, atol: 1e-6, "\(kind) batch \(batch) hidden \(hidden) tensor \(i)")
+            // The packed kernels run for hidden sizes that are multiples of 16: AVX2 blocks of 6 rows
+            // and of 5, 4, 3, 2 and 1 at the end (13 = 6 + 4 + 3, 32 = 4·6 + 4 + 4); AVX-512 blocks
+            // of 12 rows (26 = 12 + 7 + 7, 37 = 2·12 + 7 + 6) over pairs of panels and a single last
+            // one (48 columns = 2 + 1 panels); the others run through OpenBLAS either way, with the
+            // vector LSTM cell's tails (37, 9 units).
+            let shapes = [(13, 48), (6, 16), (32, 32), (11, 64), (5, 16), (8, 16), (2, 16), (1, 32), (26, 48), (37, 16),
+                          (12, 80), (13, 37), (5, 9)]
+            for (batch, hidden) in shapes {
+                let reference = run(kind, level: .portable, batch: batch, hidden: hidden)
+                for level in Kernels.supportedLevels.dropFirst() {
+                    let a = run(kind, level: level, batch: batch, hidden: hidden)
+                    XCTAssertEqual(a.count, reference.count)
+                    for (i, (u, v)) in zip(a, reference).enumerated() {
+                        assertClose(u, v, rtol: 1e-5, atol: 1e-6, "\(kind) \(level) batch \(batch) hidden \(hidden) tensor \(i)")
+                    }
                 }
             }
         }
@@ -185,11 +190,14 @@ final class RecurrentKernelPathTests: XCTestCase {
     /// the packed kernel, any multiple of 8 for OpenBLAS); the result must not depend on it.
     func testStepsSplitOverWorkersMatchOneThread() {
         for kind in [RecurrentKind.lstm, .gru, .rnnTanh] {
-            for (avx2, hidden) in [(true, 64), (false, 40), (true, 40)] {
-                let one = run(kind, avx2: avx2, batch: 32, hidden: hidden, threads: 1)
-                let many = run(kind, avx2: avx2, batch: 32, hidden: hidden, threads: 3)
-                for (i, (u, v)) in zip(one, many).enumerated() {
-                    assertClose(u, v, rtol: 1e-5, atol: 1e-6, "\(kind) hidden \(hidden) avx2 \(avx2) tensor \(i)")
+            for level in Kernels.supportedLevels {
+                // OpenBLAS's kernels round differently for other column blocks: only 40 units there.
+                for hidden in level == .portable ? [40] : [64, 40] {
+                    let one = run(kind, level: level, batch: 32, hidden: hidden, threads: 1)
+                    let many = run(kind, level: level, batch: 32, hidden: hidden, threads: 3)
+                    for (i, (u, v)) in zip(one, many).enumerated() {
+                        assertClose(u, v, rtol: 1e-5, atol: 1e-6, "\(kind) hidden \(hidden) \(level) tensor \(i)")
+                    }
                 }
             }
         }

@@ -49,7 +49,37 @@ final class OptimizerTests: XCTestCase {
 
     func testTrajectoriesMatchTorchOptim() throws {
         let f = try fixture("optim.safetensors")
-        for (name, make) in configs { try run(name, make, f: f) }
+        // Every kernel level the processor runs (the update loops have AVX2 and AVX-512 versions).
+        for level in Kernels.supportedLevels {
+            try Kernels.withMaxLevel(level) { for (name, make) in configs { try run("\(name)", make, f: f) } }
+        }
+    }
+
+    /// Long parameters (split over the workers, with tails of every length) give the same
+    /// trajectory at every vector level as the portable loops, and so do their gradient norms.
+    func testVectorLevelsMatchPortableOnLongParameters() {
+        for count in [1, 13, 16, 37, 70_001] {
+            let start = (0..<count).map { Float(($0 * 7919) % 997) / 997 - 0.5 }
+            func trajectory(_ make: Make) -> ([Float], Float) {
+                let p = Tensor(start).copy(requiresGrad: true)
+                let opt = make([p])
+                var norm: Float = 0
+                for s in 0..<4 {
+                    p.grad = Tensor(start.enumerated().map { i, v in v * Float(s + 1) + Float(i % 7) * 0.01 })
+                    norm = gradNorm([p])
+                    opt.step()
+                }
+                return (p.scalars, norm)
+            }
+            for (name, make) in configs where !name.hasSuffix("groups") {
+                let (reference, refNorm) = Kernels.withMaxLevel(.portable) { trajectory(make) }
+                for level in Kernels.supportedLevels.dropFirst() {
+                    let (got, norm) = Kernels.withMaxLevel(level) { trajectory(make) }
+                    assertClose(Tensor(got), Tensor(reference), rtol: 1e-5, atol: 1e-6, "\(name) \(level) count \(count)")
+                    XCTAssertEqual(norm, refNorm, accuracy: refNorm * 1e-5, "\(name) \(level) count \(count)")
+                }
+            }
+        }
     }
 
     func testStateSavesAndRestoresMidway() throws {

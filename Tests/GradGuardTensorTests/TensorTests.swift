@@ -78,12 +78,9 @@ final class TensorTests: XCTestCase {
     }
 
     func testVectorisedFunctionsMatchLibm() {
-        // Both code paths: AVX2/FMA where the processor has it, and the portable SIMD8 one.
-        let saved = Kernels.allowAVX2
-        defer { Kernels.allowAVX2 = saved }
-        for allow in [true, false] {
-            Kernels.allowAVX2 = allow
-            checkVectorisedFunctionsAgainstLibm()
+        // Every code path the processor runs: portable SIMD8, AVX2/FMA, AVX-512.
+        for level in Kernels.supportedLevels {
+            Kernels.withMaxLevel(level) { checkVectorisedFunctionsAgainstLibm() }
         }
     }
 
@@ -172,5 +169,101 @@ final class BLASSelectionTests: XCTestCase {
         XCTAssertEqual(gg_blas_core_for_features(GG_CPU_AVX | GG_CPU_AVX2_FMA).map { String(cString: $0) }, "Haswell")
         XCTAssertNil(gg_blas_core_for_features(GG_CPU_AVX | GG_CPU_AVX2_FMA | GG_CPU_AMD))
         XCTAssertNil(gg_blas_core_for_features(0))
+    }
+}
+
+/// Every kernel level the processor runs against the portable one, so that the AVX2 paths
+/// stay tested on an AVX-512 machine (the levels are forced with `Kernels.withMaxLevel`).
+final class KernelLevelTests: XCTestCase {
+    func testLevelsAreNamedAndCappedByTheProcessor() {
+        XCTAssertEqual(KernelLevel(name: "AVX512"), .avx512)
+        XCTAssertEqual(KernelLevel(name: "avx2"), .avx2)
+        XCTAssertEqual(KernelLevel(name: "portable"), .portable)
+        XCTAssertNil(KernelLevel(name: "sse9"))
+        XCTAssertEqual(Kernels.supportedLevels.first, .portable)
+        XCTAssertEqual(Kernels.supportedLevels.last, Kernels.supportedLevel)
+        Kernels.withMaxLevel(.avx512) { XCTAssertEqual(Kernels.level, Kernels.supportedLevel) }
+        Kernels.withMaxLevel(.portable) { XCTAssertEqual(Kernels.level, .portable) }
+        // The features the C side reads agree with the level it reports.
+        let features = gg_cpu_features()
+        if features & GG_CPU_AVX512 != 0 && features & GG_CPU_AVX2_FMA != 0 {
+            XCTAssertEqual(Kernels.supportedLevel, .avx512)
+        } else if features & GG_CPU_AVX2_FMA != 0 {
+            XCTAssertEqual(Kernels.supportedLevel, .avx2)
+        }
+    }
+
+    /// The packed GEMM at every vector level against a double-precision product, over row
+    /// counts that hit every block size and tail (1…27), column counts with partial panels,
+    /// odd panel ranges (AVX-512 takes panels in pairs) and both store modes.
+    func testPackedGEMMMatchesNaiveProduct() {
+        var rng = SystemRandomNumberGenerator()
+        for level in Kernels.supportedLevels where level > .portable {
+            for (k, n, transB) in [(1, 16, false), (7, 40, true), (33, 80, false), (64, 48, true), (5, 5, false)] {
+                let b = (0..<(k * n)).map { _ in Float.random(in: -1...1, using: &rng) }
+                let packedCount = gg_packed_size(k, n)
+                var packed = [Float](repeating: .nan, count: packedCount)
+                let panels = (n + 15) / 16
+                b.withUnsafeBufferPointer { bp in
+                    // transB: B is n × k row-major; else k × n.
+                    gg_pack_b_panels(bp.baseAddress!, transB ? k : n, transB ? 1 : 0, k, n, 0, panels, &packed)
+                }
+                func bAt(_ kk: Int, _ j: Int) -> Double { Double(transB ? b[j * k + kk] : b[kk * n + j]) }
+                for m in 1...27 {
+                    let a = (0..<(m * k)).map { _ in Float.random(in: -1...1, using: &rng) }
+                    for (p0, p1) in [(0, panels), (panels > 1 ? 1 : 0, panels)] {
+                        for accumulate in [false, true] {
+                            let initial = (0..<(m * n)).map { _ in Float.random(in: -1...1, using: &rng) }
+                            var c = initial
+                            gg_gemm_packed(level.cValue, m, k, a, k, packed, p0, p1, n, &c, n, accumulate ? 1 : 0)
+                            for i in 0..<m {
+                                for j in 0..<n {
+                                    let inside = j >= p0 * 16 && j < p1 * 16
+                                    var ref = Double(initial[i * n + j])
+                                    if inside {
+                                        var s = 0.0
+                                        for kk in 0..<k { s += Double(a[i * k + kk]) * bAt(kk, j) }
+                                        ref = accumulate ? ref + s : s
+                                    }
+                                    XCTAssertEqual(Double(c[i * n + j]), ref, accuracy: 1e-4,
+                                                   "\(level) m \(m) k \(k) n \(n) panels \(p0)..<\(p1) acc \(accumulate) at \(i),\(j)")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testSumsMatchAtEveryLevel() {
+        for n in [0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 1000, 200_003] {
+            let values = (0..<n).map { Float(($0 * 7919) % 1013) / 1013 - 0.5 }
+            let exactSum = values.reduce(0.0) { $0 + Double($1) }
+            let exactSquares = values.reduce(0.0) { $0 + Double($1) * Double($1) }
+            let x = Tensor(values)
+            for level in Kernels.supportedLevels {
+                Kernels.withMaxLevel(level) {
+                    XCTAssertEqual(Double(x.sum().item), exactSum, accuracy: 1e-5 * Double(n) + 1e-6, "\(level) n \(n)")
+                    if level > .portable {
+                        XCTAssertEqual(gg_sum(level.cValue, values, n, 1), exactSquares, accuracy: 1e-6 * exactSquares + 1e-6, "\(level) n \(n)")
+                        XCTAssertEqual(gg_sum(level.cValue, values, n, 0), exactSum, accuracy: 1e-6 * Double(n) + 1e-6, "\(level) n \(n)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// exp, sigmoid and tanh over every tail length, in place and out of place.
+    func testVectorFunctionsAtEveryLevelMatchPortable() {
+        let values = (0..<203).map { Float($0) * 0.173 - 17 }
+        for count in [1, 5, 8, 13, 16, 31, 203] {
+            let x = Tensor(Array(values.prefix(count)))
+            let reference = Kernels.withMaxLevel(.portable) { [x.exp(), x.sigmoid(), x.tanh()] }
+            for level in Kernels.supportedLevels.dropFirst() {
+                let got = Kernels.withMaxLevel(level) { [x.exp(), x.sigmoid(), x.tanh()] }
+                for (g, r) in zip(got, reference) { assertClose(g, r, rtol: 2e-6, atol: 1e-7, "\(level) count \(count)") }
+            }
+        }
     }
 }

@@ -9,24 +9,44 @@ int gg_keep_freed_memory(void);
 
 #ifndef CGRADGUARD_VECTORMATH_H
 #define CGRADGUARD_VECTORMATH_H
-/// 1 when the processor has AVX2 and FMA, so that the functions below may be called.
+/// Kernel levels: the instruction sets the vector kernels below are compiled for. Level 0 is
+/// the callers' portable code; the functions below take level 1 or 2 and must only be
+/// given a level at most gg_kernel_level_supported().
+#define GG_LEVEL_PORTABLE 0
+#define GG_LEVEL_AVX2 1
+#define GG_LEVEL_AVX512 2
+/// The highest level this processor (and its OS) runs: AVX-512 needs F, DQ, BW and VL.
+int gg_kernel_level_supported(void);
+/// 1 when the processor has AVX2 and FMA.
 int gg_has_avx2_fma(void);
-/// y[i] = exp(x[i]), sigmoid(x[i]) or tanh(x[i]) for i < n, in 8-lane AVX2 (x and y may alias).
-/// Only call when gg_has_avx2_fma() returned 1.
-void gg_exp_avx2(const float *x, float *y, long n);
-void gg_sigmoid_avx2(const float *x, float *y, long n);
-void gg_tanh_avx2(const float *x, float *y, long n);
-/// One batch row of an LSTM step over n hidden units (n a multiple of 8): the gate
-/// pre-activations i, f, g, o are replaced by σ, σ, tanh, σ of themselves; then
-/// c' = f·c + i·g, tanh(c') and h' = o·tanh(c'). Requires AVX2 and FMA.
-void gg_lstm_forward_avx2(float *ig, float *fg, float *gg, float *og, const float *c_prev, float *c_next,
-                          float *tanh_c, float *h, long n);
+/// y[i] = exp(x[i]), sigmoid(x[i]) or tanh(x[i]) for i < n (x and y may alias).
+void gg_vexp(int level, const float *x, float *y, long n);
+void gg_vsigmoid(int level, const float *x, float *y, long n);
+void gg_vtanh(int level, const float *x, float *y, long n);
+/// One batch row of an LSTM step over n hidden units: the gate pre-activations i, f, g, o
+/// are replaced by σ, σ, tanh, σ of themselves; then c' = f·c + i·g, tanh(c') and h' = o·tanh(c').
+void gg_lstm_forward(int level, float *ig, float *fg, float *gg, float *og, const float *c_prev, float *c_next,
+                     float *tanh_c, float *h, long n);
 /// Its backward for one row: from the gate activations, tanh(c'), c, the output gradient plus
 /// the recurrent one (d_out + dh_next) and the cell gradient dc (replaced by dc·f for the
-/// step before), the gradients of the four gate pre-activations. n a multiple of 8.
-void gg_lstm_backward_avx2(const float *ai, const float *af, const float *ag, const float *ao, const float *tanh_c,
-                           const float *c_prev, const float *d_out, const float *dh_next, float *dc,
-                           float *di, float *df, float *dg, float *d_o, long n);
+/// step before), the gradients of the four gate pre-activations.
+void gg_lstm_backward(int level, const float *ai, const float *af, const float *ag, const float *ao,
+                      const float *tanh_c, const float *c_prev, const float *d_out, const float *dh_next, float *dc,
+                      float *di, float *df, float *dg, float *d_o, long n);
+/// One Adam/AdamW update of n parameters (see Adam.swift for the rule).
+typedef struct {
+    float step_size, bc2_sqrt, decay, c1, beta2, c2, eps, weight_decay;
+    int decoupled;
+} gg_adam_args;
+void gg_adam(int level, float *p, const float *g, float *m, float *v, float *vmax, long n, const gg_adam_args *args);
+/// One SGD update; `buf` NULL without momentum (see SGD.swift).
+typedef struct {
+    float lr, weight_decay, momentum, dampening;
+    int first, nesterov;
+} gg_sgd_args;
+void gg_sgd(int level, float *p, const float *g, float *buf, long n, const gg_sgd_args *args);
+/// Σ x[i] (squares = 0) or Σ x[i]² (squares = 1), float lanes summed in double.
+double gg_sum(int level, const float *x, long n, int squares);
 #endif
 
 #ifndef CGRADGUARD_PACKED_GEMM_H
@@ -38,9 +58,9 @@ long gg_packed_size(long K, long N);
 /// N × K row-major (leading dimension ldb), otherwise K × N row-major.
 void gg_pack_b_panels(const float *B, long ldb, int transB, long K, long N, long panel0, long panel1, float *packed);
 /// C[M × N] (=|+=) A[M × K] · op(B) for the panels [panel0, panel1) of a packed B,
-/// A and C row-major with leading dimensions lda and ldc. Requires AVX2 and FMA.
-void gg_gemm_packed_avx2(long M, long K, const float *A, long lda, const float *packed,
-                         long panel0, long panel1, long N, float *C, long ldc, int accumulate);
+/// A and C row-major with leading dimensions lda and ldc (level 1 or 2).
+void gg_gemm_packed(int level, long M, long K, const float *A, long lda, const float *packed,
+                    long panel0, long panel1, long N, float *C, long ldc, int accumulate);
 #endif
 
 #ifndef CGRADGUARD_RELAX_H
@@ -61,12 +81,12 @@ static inline void gg_cpu_relax(void) {
 typedef struct { long kh, kw, sh, sw, ph, pw, dh, dw; } gg_window;
 /// Columns of one image's channel group, [channels·kh·kw, oh·ow]: row (c, i, j) holds, for
 /// every output position, the input under kernel tap (i, j) of channel c (0 in the padding).
-/// `x` points at the group's first channel (h × w each). `use_avx2` only where the processor has it.
+/// `x` points at the group's first channel (h × w each); `level` as for the vector kernels.
 void gg_im2col(const float *x, long h, long w, long channels, const gg_window *win, long oh, long ow, float *out,
-               int use_avx2);
+               int level);
 /// The adjoint of gg_im2col: adds each column entry to the input position it came from.
 void gg_col2im(const float *cols, float *dx, long h, long w, long channels, const gg_window *win, long oh, long ow,
-               int use_avx2);
+               int level);
 // MARK: BLAS, loaded at first use (blas_loader.c)
 
 /// CPU features: bits of gg_cpu_features().

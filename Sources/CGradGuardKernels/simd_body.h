@@ -1,0 +1,292 @@
+// The vector kernels, written once over clang/GCC generic vectors of W floats and compiled
+// once per instruction set by simd_kernels.c (W = 8 with AVX2 + FMA, W = 16 with AVX-512).
+// The includer defines W, GG_TARGET (the function target attribute), SFX (the name suffix)
+// and MRMAX / NPMAX (the GEMM register block: rows × 16-column panels).
+//
+// Algorithms (the same as the portable Swift versions in VectorMath.swift):
+// exp — Cody–Waite reduction and the degree-6 polynomial of Cephes expf (S. L. Moshier);
+// tanh — Cephes tanhf polynomial below |x| = 0.625, 1 − 2/(e^{2|x|}+1) above;
+// GEMM — a register block of C kept in vector registers, one rank-1 update per k (the
+// micro-kernel of Goto & van de Geijn's GEMM, with B packed into 16-column panels).
+
+#define GG_CAT2(a, b) a##_##b
+#define GG_CAT(a, b) GG_CAT2(a, b)
+#define NAME(f) GG_CAT(f, SFX)
+#define VF NAME(gg_vf)
+#define VI NAME(gg_vi)
+#define FN static inline __attribute__((always_inline)) GG_TARGET
+
+typedef float VF __attribute__((ext_vector_type(W)));
+typedef int VI __attribute__((ext_vector_type(W)));
+
+FN VF NAME(ld)(const float *p) { VF v; __builtin_memcpy(&v, p, sizeof v); return v; }
+FN void NAME(st)(float *p, VF v) { __builtin_memcpy(p, &v, sizeof v); }
+/// The first `c` (1…W) floats at p, zeros after.
+FN VF NAME(ldc)(const float *p, long c) {
+    if (c >= W) return NAME(ld)(p);
+    VF v = (VF)0.0f;
+    for (long i = 0; i < c; i++) v[i] = p[i];
+    return v;
+}
+FN void NAME(stc)(float *p, VF v, long c) {
+    if (c >= W) { NAME(st)(p, v); return; }
+    for (long i = 0; i < c; i++) p[i] = v[i];
+}
+#define LD NAME(ld)
+#define ST NAME(st)
+#define LDC NAME(ldc)
+#define STC NAME(stc)
+#define FMA(a, b, c) __builtin_elementwise_fma(a, b, c)
+#define SPLAT(x) ((VF)(float)(x))
+
+FN VF NAME(vexp)(VF x) {
+    const VF hi = SPLAT(88.72283f), lo = SPLAT(-87.33654f), magic = SPLAT(12582912.0f);
+    VF xc = x >= lo ? x : lo;   // NaN lanes become lo here and are restored below
+    xc = xc > hi ? hi : xc;
+    // Round x·log₂e to an integer by adding 1.5·2²³: the sum's low mantissa bits hold n.
+    VF t = FMA(xc, SPLAT(1.44269504088896341f), magic);
+    VF n = t - magic;
+    VF r = FMA(-n, SPLAT(0.693359375f), xc);
+    r = FMA(-n, SPLAT(-2.12194440e-4f), r);
+    VF p = SPLAT(1.9875691500e-4f);
+    p = FMA(p, r, SPLAT(1.3981999507e-3f));
+    p = FMA(p, r, SPLAT(8.3334519073e-3f));
+    p = FMA(p, r, SPLAT(4.1665795894e-2f));
+    p = FMA(p, r, SPLAT(1.6666665459e-1f));
+    p = FMA(p, r, SPLAT(5.0000001201e-1f));
+    p = FMA(p, r * r, r + 1.0f);
+    // 2^n in two halves so that n = 128 does not overflow the exponent field.
+    VI ni = (VI)t - (VI)magic;
+    VI h = ni >> 1;
+    VF s1 = (VF)((h + 127) << 23), s2 = (VF)((ni - h + 127) << 23);
+    VF y = p * s1 * s2;
+    y = x > hi ? SPLAT(__builtin_inff()) : y;
+    y = x < lo ? SPLAT(0.0f) : y;
+    return x != x ? x : y;
+}
+
+FN VF NAME(vsigmoid)(VF x) { return 1.0f / (1.0f + NAME(vexp)(-x)); }
+
+FN VF NAME(vtanh)(VF x) {
+    VF ax = (VF)((VI)x & 0x7fffffff);
+    VF e = NAME(vexp)(2.0f * ax);
+    VF big = 1.0f - 2.0f / (e + 1.0f);
+    big = ax > 9.0f ? SPLAT(1.0f) : big;
+    big = (VF)((VI)big | ((VI)x & (int)0x80000000));   // the sign of x
+    VF z = x * x;
+    VF p = SPLAT(-5.70498872745e-3f);
+    p = FMA(p, z, SPLAT(2.06390887954e-2f));
+    p = FMA(p, z, SPLAT(-5.37397155531e-2f));
+    p = FMA(p, z, SPLAT(1.33314422036e-1f));
+    p = FMA(p, z, SPLAT(-3.33332819422e-1f));
+    VF small = FMA(x * z, p, x);
+    VF y = ax < 0.625f ? small : big;
+    return x != x ? x : y;
+}
+
+#define GG_MAP(FNAME, F)                                                  \
+    GG_TARGET void NAME(FNAME)(const float *x, float *y, long n) {        \
+        for (long i = 0; i < n; i += W) {                                 \
+            long c = n - i;                                               \
+            STC(y + i, F(LDC(x + i, c)), c);                              \
+        }                                                                 \
+    }
+GG_MAP(gg_exp, NAME(vexp))
+GG_MAP(gg_sigmoid, NAME(vsigmoid))
+GG_MAP(gg_tanh, NAME(vtanh))
+
+// One batch row of an LSTM step in one pass (PyTorch's equations, see Recurrent.swift).
+GG_TARGET void NAME(gg_lstm_forward)(float *ig, float *fg, float *gg, float *og, const float *c_prev, float *c_next,
+                                     float *tanh_c, float *h, long n) {
+    for (long k = 0; k < n; k += W) {
+        long c = n - k;
+        VF i = NAME(vsigmoid)(LDC(ig + k, c)), f = NAME(vsigmoid)(LDC(fg + k, c));
+        VF g = NAME(vtanh)(LDC(gg + k, c)), o = NAME(vsigmoid)(LDC(og + k, c));
+        STC(ig + k, i, c);
+        STC(fg + k, f, c);
+        STC(gg + k, g, c);
+        STC(og + k, o, c);
+        VF cn = FMA(f, LDC(c_prev + k, c), i * g);
+        STC(c_next + k, cn, c);
+        VF tc = NAME(vtanh)(cn);
+        STC(tanh_c + k, tc, c);
+        STC(h + k, o * tc, c);
+    }
+}
+
+GG_TARGET void NAME(gg_lstm_backward)(const float *ai, const float *af, const float *ag, const float *ao,
+                                      const float *tanh_c, const float *c_prev, const float *d_out,
+                                      const float *dh_next, float *dc, float *di, float *df, float *dg, float *d_o,
+                                      long n) {
+    for (long k = 0; k < n; k += W) {
+        long w = n - k;
+        VF i = LDC(ai + k, w), f = LDC(af + k, w), g = LDC(ag + k, w), o = LDC(ao + k, w);
+        VF tc = LDC(tanh_c + k, w);
+        VF dh = LDC(d_out + k, w) + LDC(dh_next + k, w);
+        // dc = dc_next + dh · o · (1 − tanh²c)
+        VF c = FMA(dh * o, FMA(-tc, tc, SPLAT(1.0f)), LDC(dc + k, w));
+        STC(di + k, (c * g) * (i * (1.0f - i)), w);
+        STC(df + k, (c * LDC(c_prev + k, w)) * (f * (1.0f - f)), w);
+        STC(dg + k, (c * i) * FMA(-g, g, SPLAT(1.0f)), w);
+        STC(d_o + k, (dh * tc) * (o * (1.0f - o)), w);
+        STC(dc + k, c * f, w);
+    }
+}
+
+// MARK: packed GEMM
+
+#define NV (16 / W)   // vectors per 16-column panel
+
+/// C[mr × up to np·16] (=|+=) A[mr × K] · np consecutive packed panels (each 16·K floats).
+/// `mr` and `np` are constants at every call, so the loops unroll and the accumulators stay
+/// in registers; `cols` is the number of valid columns of the block.
+FN void NAME(gemm_block)(const int mr, const int np, long K, const float *a, long lda, const float *bp, float *c,
+                         long ldc, long cols, int accumulate) {
+    VF acc[MRMAX][NPMAX * NV];
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < np * NV; j++) acc[r][j] = SPLAT(0.0f);
+    for (long k = 0; k < K; k++) {
+        VF b[NPMAX * NV];
+        for (int q = 0; q < np; q++)
+            for (int v = 0; v < NV; v++) b[q * NV + v] = LD(bp + q * 16 * K + k * 16 + v * W);
+        for (int r = 0; r < mr; r++) {
+            VF av = SPLAT(a[r * lda + k]);
+            for (int j = 0; j < np * NV; j++) acc[r][j] = FMA(av, b[j], acc[r][j]);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        float *row = c + r * ldc;
+        for (int j = 0; j < np * NV; j++) {
+            long left = cols - j * W;
+            if (left <= 0) break;
+            VF out = acc[r][j];
+            if (accumulate) out += LDC(row + j * W, left);
+            STC(row + j * W, out, left);
+        }
+    }
+}
+
+#define GG_ROWS_CASE(R, NP)                                                                         \
+    case R: NAME(gemm_block)(R, NP, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate); break;
+
+/// One block of `mr` (1…MRMAX) rows with `np` (1 or NPMAX) panels.
+GG_TARGET static void NAME(gemm_rows)(int mr, int np, long K, const float *A, long lda, long i, const float *bp,
+                                      float *C, long ldc, long col0, long cols, int accumulate) {
+    if (np == NPMAX) {
+        switch (mr) {
+        GG_ROWS_CASE(1, NPMAX) GG_ROWS_CASE(2, NPMAX) GG_ROWS_CASE(3, NPMAX) GG_ROWS_CASE(4, NPMAX)
+        GG_ROWS_CASE(5, NPMAX) GG_ROWS_CASE(6, NPMAX)
+#if MRMAX > 6
+        GG_ROWS_CASE(7, NPMAX) GG_ROWS_CASE(8, NPMAX) GG_ROWS_CASE(9, NPMAX) GG_ROWS_CASE(10, NPMAX)
+        GG_ROWS_CASE(11, NPMAX) GG_ROWS_CASE(12, NPMAX)
+#endif
+        default: break;
+        }
+        return;
+    }
+#if NPMAX > 1
+    switch (mr) {
+    GG_ROWS_CASE(1, 1) GG_ROWS_CASE(2, 1) GG_ROWS_CASE(3, 1) GG_ROWS_CASE(4, 1) GG_ROWS_CASE(5, 1) GG_ROWS_CASE(6, 1)
+#if MRMAX > 6
+    GG_ROWS_CASE(7, 1) GG_ROWS_CASE(8, 1) GG_ROWS_CASE(9, 1) GG_ROWS_CASE(10, 1) GG_ROWS_CASE(11, 1) GG_ROWS_CASE(12, 1)
+#endif
+    default: break;
+    }
+#endif
+}
+
+GG_TARGET void NAME(gg_gemm_packed)(long M, long K, const float *A, long lda, const float *packed, long panel0,
+                                    long panel1, long N, float *C, long ldc, int accumulate) {
+    for (long p = panel0; p < panel1; p += NPMAX) {
+        const int np = panel1 - p < NPMAX ? (int)(panel1 - p) : NPMAX;
+        const float *bp = packed + p * 16 * K;
+        const long col0 = p * 16;
+        const long cols = N - col0 < np * 16 ? N - col0 : np * 16;
+        // Blocks of MRMAX rows; a short last block is merged with the one before and the two
+        // split evenly, since a block of one or two rows keeps too few FMAs in flight.
+        long full = M / MRMAX, rem = M % MRMAX, i = 0;
+        if (rem > 0 && rem < MRMAX / 2 && full > 0) { full -= 1; rem += MRMAX; }
+        for (long b = 0; b < full; b++, i += MRMAX) NAME(gemm_rows)(MRMAX, np, K, A, lda, i, bp, C, ldc, col0, cols, accumulate);
+        if (rem > MRMAX) {
+            const int first = (int)(rem + 1) / 2;
+            NAME(gemm_rows)(first, np, K, A, lda, i, bp, C, ldc, col0, cols, accumulate);
+            i += first;
+            rem -= first;
+        }
+        if (rem > 0) NAME(gemm_rows)((int)rem, np, K, A, lda, i, bp, C, ldc, col0, cols, accumulate);
+    }
+}
+
+// MARK: optimizers and reductions
+
+GG_TARGET void NAME(gg_adam)(float *p, const float *g, float *m, float *v, float *vmax, long n, const gg_adam_args *a) {
+    for (long k = 0; k < n; k += W) {
+        long c = n - k;
+        VF gr = LDC(g + k, c), pr = LDC(p + k, c), mr = LDC(m + k, c), vr = LDC(v + k, c);
+        if (a->decoupled) pr = pr * a->decay; else gr = gr + a->weight_decay * pr;
+        mr = mr + a->c1 * (gr - mr);
+        vr = a->beta2 * vr + a->c2 * gr * gr;
+        VF second = vr;
+        if (vmax) {
+            second = __builtin_elementwise_max(LDC(vmax + k, c), vr);
+            STC(vmax + k, second, c);
+        }
+        pr = pr - a->step_size * mr / (__builtin_elementwise_sqrt(second) / a->bc2_sqrt + a->eps);
+        STC(m + k, mr, c);
+        STC(v + k, vr, c);
+        STC(p + k, pr, c);
+    }
+}
+
+GG_TARGET void NAME(gg_sgd)(float *p, const float *g, float *buf, long n, const gg_sgd_args *a) {
+    for (long k = 0; k < n; k += W) {
+        long c = n - k;
+        VF pr = LDC(p + k, c);
+        VF gr = LDC(g + k, c) + a->weight_decay * pr;
+        if (!buf) {
+            STC(p + k, pr - a->lr * gr, c);
+            continue;
+        }
+        VF b = a->first ? gr : a->momentum * LDC(buf + k, c) + (1.0f - a->dampening) * gr;
+        STC(buf + k, b, c);
+        STC(p + k, pr - a->lr * (a->nesterov ? gr + a->momentum * b : b), c);
+    }
+}
+
+/// Σ x (squares = 0) or Σ x² (squares = 1): float lanes over blocks of 4096 values, the
+/// blocks added in double (so the error does not grow with n).
+GG_TARGET double NAME(gg_sum)(const float *x, long n, int squares) {
+    double s = 0;
+    for (long start = 0; start < n; start += 4096) {
+        const long end = n - start > 4096 ? start + 4096 : n;
+        VF acc0 = SPLAT(0.0f), acc1 = SPLAT(0.0f);
+        long k = start;
+        for (; k + 2 * W <= end; k += 2 * W) {
+            VF a = LD(x + k), b = LD(x + k + W);
+            if (squares) { acc0 = FMA(a, a, acc0); acc1 = FMA(b, b, acc1); } else { acc0 += a; acc1 += b; }
+        }
+        for (; k < end; k += W) {
+            VF a = LDC(x + k, end - k);
+            if (squares) acc0 = FMA(a, a, acc0); else acc0 += a;
+        }
+        VF acc = acc0 + acc1;
+        for (int i = 0; i < W; i++) s += acc[i];
+    }
+    return s;
+}
+
+#undef GG_MAP
+#undef GG_ROWS_CASE
+#undef NV
+#undef LD
+#undef ST
+#undef LDC
+#undef STC
+#undef FMA
+#undef SPLAT
+#undef FN
+#undef VF
+#undef VI
+#undef NAME
+#undef GG_CAT
+#undef GG_CAT2
