@@ -8,8 +8,12 @@
 long gg_packed_size(long K, long N) { return ((N + 15) / 16) * 16 * K; }
 
 void gg_pack_b_panels(const float *B, long ldb, int transB, long K, long N, long panel0, long panel1, float *packed) {
+    gg_pack_b_panels_to(B, ldb, transB, K, N, panel0, panel1, packed + panel0 * 16 * K);
+}
+
+void gg_pack_b_panels_to(const float *B, long ldb, int transB, long K, long N, long panel0, long panel1, float *out) {
     for (long p = panel0; p < panel1; p++) {
-        float *dst = packed + p * 16 * K;
+        float *dst = out + (p - panel0) * 16 * K;
         const long cols = N - p * 16 < 16 ? N - p * 16 : 16;
         if (transB) {
             // Column j of the panel is row p·16 + j of B: read it contiguously.

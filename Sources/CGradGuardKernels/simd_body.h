@@ -38,6 +38,8 @@ FN void NAME(stc)(float *p, VF v, long c) {
 #define STC NAME(stc)
 #define FMA(a, b, c) __builtin_elementwise_fma(a, b, c)
 #define SPLAT(x) ((VF)(float)(x))
+/// Loops over register blocks unroll fully, so that the blocks stay in registers.
+#define UNROLL _Pragma("clang loop unroll(full)")
 
 FN VF NAME(vexp)(VF x) {
     const VF hi = SPLAT(88.72283f), lo = SPLAT(-87.33654f), magic = SPLAT(12582912.0f);
@@ -137,26 +139,29 @@ GG_TARGET void NAME(gg_lstm_backward)(const float *ai, const float *af, const fl
 
 #define NV (16 / W)   // vectors per 16-column panel
 
-/// C[mr × up to np·16] (=|+=) A[mr × K] · np consecutive packed panels (each 16·K floats).
-/// `mr` and `np` are constants at every call, so the loops unroll and the accumulators stay
-/// in registers; `cols` is the number of valid columns of the block.
-FN void NAME(gemm_block)(const int mr, const int np, long K, const float *a, long lda, const float *bp, float *c,
-                         long ldc, long cols, int accumulate) {
+/// C[mr × up to np·16] (=|+=) op(A)[mr × K] · np packed panels `pstride` floats apart (rows
+/// 0..<K of each). op(A) row r, column k is a[r·lda + k], or a[k·lda + r] with `ta` (A
+/// transposed: the mr values of one k are then adjacent). `mr`, `np` and `ta` are constants
+/// at every call, so the loops unroll and the accumulators stay in registers; `cols` is the
+/// number of valid columns of the block.
+FN void NAME(gemm_block)(const int mr, const int np, const int ta, long K, long pstride, const float *a, long lda,
+                         const float *bp, float *c, long ldc, long cols, int accumulate) {
     VF acc[MRMAX][NPMAX * NV];
-    for (int r = 0; r < mr; r++)
-        for (int j = 0; j < np * NV; j++) acc[r][j] = SPLAT(0.0f);
+    UNROLL for (int r = 0; r < mr; r++)
+        UNROLL for (int j = 0; j < np * NV; j++) acc[r][j] = SPLAT(0.0f);
     for (long k = 0; k < K; k++) {
         VF b[NPMAX * NV];
-        for (int q = 0; q < np; q++)
-            for (int v = 0; v < NV; v++) b[q * NV + v] = LD(bp + q * 16 * K + k * 16 + v * W);
-        for (int r = 0; r < mr; r++) {
-            VF av = SPLAT(a[r * lda + k]);
-            for (int j = 0; j < np * NV; j++) acc[r][j] = FMA(av, b[j], acc[r][j]);
+        UNROLL for (int q = 0; q < np; q++)
+            UNROLL for (int v = 0; v < NV; v++) b[q * NV + v] = LD(bp + q * pstride + k * 16 + v * W);
+        const float *ak = ta ? a + k * lda : a + k;
+        UNROLL for (int r = 0; r < mr; r++) {
+            VF av = SPLAT(ta ? ak[r] : ak[r * lda]);
+            UNROLL for (int j = 0; j < np * NV; j++) acc[r][j] = FMA(av, b[j], acc[r][j]);
         }
     }
-    for (int r = 0; r < mr; r++) {
+    UNROLL for (int r = 0; r < mr; r++) {
         float *row = c + r * ldc;
-        for (int j = 0; j < np * NV; j++) {
+        UNROLL for (int j = 0; j < np * NV; j++) {
             long left = cols - j * W;
             if (left <= 0) break;
             VF out = acc[r][j];
@@ -166,54 +171,81 @@ FN void NAME(gemm_block)(const int mr, const int np, long K, const float *a, lon
     }
 }
 
-#define GG_ROWS_CASE(R, NP)                                                                         \
-    case R: NAME(gemm_block)(R, NP, K, A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, accumulate); break;
+#define GG_ROWS_CASE(R, NP, TA)                                                                          \
+    case R:                                                                                              \
+        NAME(gemm_block)(R, NP, TA, K, pstride, TA ? A + i : A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, \
+                         accumulate);                                                                    \
+        break;
+#if MRMAX > 6
+#define GG_ROWS_SWITCH(NP, TA)                                                                           \
+    switch (mr) {                                                                                        \
+    GG_ROWS_CASE(1, NP, TA) GG_ROWS_CASE(2, NP, TA) GG_ROWS_CASE(3, NP, TA) GG_ROWS_CASE(4, NP, TA)      \
+    GG_ROWS_CASE(5, NP, TA) GG_ROWS_CASE(6, NP, TA) GG_ROWS_CASE(7, NP, TA) GG_ROWS_CASE(8, NP, TA)      \
+    GG_ROWS_CASE(9, NP, TA) GG_ROWS_CASE(10, NP, TA) GG_ROWS_CASE(11, NP, TA) GG_ROWS_CASE(12, NP, TA)   \
+    default: break;                                                                                      \
+    }
+#else
+#define GG_ROWS_SWITCH(NP, TA)                                                                           \
+    switch (mr) {                                                                                        \
+    GG_ROWS_CASE(1, NP, TA) GG_ROWS_CASE(2, NP, TA) GG_ROWS_CASE(3, NP, TA) GG_ROWS_CASE(4, NP, TA)      \
+    GG_ROWS_CASE(5, NP, TA) GG_ROWS_CASE(6, NP, TA)                                                      \
+    default: break;                                                                                      \
+    }
+#endif
 
-/// One block of `mr` (1…MRMAX) rows with `np` (1 or NPMAX) panels.
-GG_TARGET static void NAME(gemm_rows)(int mr, int np, long K, const float *A, long lda, long i, const float *bp,
-                                      float *C, long ldc, long col0, long cols, int accumulate) {
-    if (np == NPMAX) {
-        switch (mr) {
-        GG_ROWS_CASE(1, NPMAX) GG_ROWS_CASE(2, NPMAX) GG_ROWS_CASE(3, NPMAX) GG_ROWS_CASE(4, NPMAX)
-        GG_ROWS_CASE(5, NPMAX) GG_ROWS_CASE(6, NPMAX)
-#if MRMAX > 6
-        GG_ROWS_CASE(7, NPMAX) GG_ROWS_CASE(8, NPMAX) GG_ROWS_CASE(9, NPMAX) GG_ROWS_CASE(10, NPMAX)
-        GG_ROWS_CASE(11, NPMAX) GG_ROWS_CASE(12, NPMAX)
-#endif
-        default: break;
-        }
-        return;
-    }
+/// One block of `mr` (1…MRMAX) rows from row i with `np` (1 or NPMAX) panels.
+GG_TARGET static void NAME(gemm_rows)(int mr, int np, int ta, long K, long pstride, const float *A, long lda, long i,
+                                      const float *bp, float *C, long ldc, long col0, long cols, int accumulate) {
+    if (ta) {
+        if (np == NPMAX) { GG_ROWS_SWITCH(NPMAX, 1) }
 #if NPMAX > 1
-    switch (mr) {
-    GG_ROWS_CASE(1, 1) GG_ROWS_CASE(2, 1) GG_ROWS_CASE(3, 1) GG_ROWS_CASE(4, 1) GG_ROWS_CASE(5, 1) GG_ROWS_CASE(6, 1)
-#if MRMAX > 6
-    GG_ROWS_CASE(7, 1) GG_ROWS_CASE(8, 1) GG_ROWS_CASE(9, 1) GG_ROWS_CASE(10, 1) GG_ROWS_CASE(11, 1) GG_ROWS_CASE(12, 1)
+        else { GG_ROWS_SWITCH(1, 1) }
 #endif
-    default: break;
+    } else {
+        if (np == NPMAX) { GG_ROWS_SWITCH(NPMAX, 0) }
+#if NPMAX > 1
+        else { GG_ROWS_SWITCH(1, 0) }
+#endif
     }
-#endif
+}
+
+/// Every row of C against `np` packed panels at bp (columns col0 ..< col0 + cols). No K
+/// blocking: slices of 128–512 rows of K measured 5–10 % slower on the shapes here.
+FN void NAME(gemm_all_rows)(long M, long K, const float *A, long lda, int ta, int np, const float *bp, float *C,
+                            long ldc, long col0, long cols, int accumulate) {
+    const long pstride = 16 * K;
+    // Blocks of MRMAX rows; a short last block is merged with the one before and the two
+    // split evenly, since a block of one or two rows keeps too few FMAs in flight.
+    long full = M / MRMAX, rem = M % MRMAX, i = 0;
+    if (rem > 0 && rem < MRMAX / 2 && full > 0) { full -= 1; rem += MRMAX; }
+    for (long r = 0; r < full; r++, i += MRMAX)
+        NAME(gemm_rows)(MRMAX, np, ta, K, pstride, A, lda, i, bp, C, ldc, col0, cols, accumulate);
+    if (rem > MRMAX) {
+        const int first = (int)(rem + 1) / 2;
+        NAME(gemm_rows)(first, np, ta, K, pstride, A, lda, i, bp, C, ldc, col0, cols, accumulate);
+        i += first;
+        rem -= first;
+    }
+    if (rem > 0) NAME(gemm_rows)((int)rem, np, ta, K, pstride, A, lda, i, bp, C, ldc, col0, cols, accumulate);
 }
 
 GG_TARGET void NAME(gg_gemm_packed)(long M, long K, const float *A, long lda, const float *packed, long panel0,
                                     long panel1, long N, float *C, long ldc, int accumulate) {
     for (long p = panel0; p < panel1; p += NPMAX) {
         const int np = panel1 - p < NPMAX ? (int)(panel1 - p) : NPMAX;
-        const float *bp = packed + p * 16 * K;
-        const long col0 = p * 16;
-        const long cols = N - col0 < np * 16 ? N - col0 : np * 16;
-        // Blocks of MRMAX rows; a short last block is merged with the one before and the two
-        // split evenly, since a block of one or two rows keeps too few FMAs in flight.
-        long full = M / MRMAX, rem = M % MRMAX, i = 0;
-        if (rem > 0 && rem < MRMAX / 2 && full > 0) { full -= 1; rem += MRMAX; }
-        for (long b = 0; b < full; b++, i += MRMAX) NAME(gemm_rows)(MRMAX, np, K, A, lda, i, bp, C, ldc, col0, cols, accumulate);
-        if (rem > MRMAX) {
-            const int first = (int)(rem + 1) / 2;
-            NAME(gemm_rows)(first, np, K, A, lda, i, bp, C, ldc, col0, cols, accumulate);
-            i += first;
-            rem -= first;
-        }
-        if (rem > 0) NAME(gemm_rows)((int)rem, np, K, A, lda, i, bp, C, ldc, col0, cols, accumulate);
+        const long col0 = p * 16, cols = N - col0 < np * 16 ? N - col0 : np * 16;
+        NAME(gemm_all_rows)(M, K, A, lda, 0, np, packed + p * 16 * K, C, ldc, col0, cols, accumulate);
+    }
+}
+
+GG_TARGET void NAME(gg_sgemm_panels)(long M, long N, long K, const float *A, long lda, int transA, const float *B,
+                                     long ldb, int transB, float *C, long ldc, int accumulate, long panel0, long panel1,
+                                     float *scratch) {
+    for (long p = panel0; p < panel1; p += NPMAX) {
+        const int np = panel1 - p < NPMAX ? (int)(panel1 - p) : NPMAX;
+        const long col0 = p * 16, cols = N - col0 < np * 16 ? N - col0 : np * 16;
+        gg_pack_b_panels_to(B, ldb, transB, K, N, p, p + np, scratch);
+        NAME(gemm_all_rows)(M, K, A, lda, transA, np, scratch, C, ldc, col0, cols, accumulate);
     }
 }
 
@@ -277,6 +309,7 @@ GG_TARGET double NAME(gg_sum)(const float *x, long n, int squares) {
 
 #undef GG_MAP
 #undef GG_ROWS_CASE
+#undef GG_ROWS_SWITCH
 #undef NV
 #undef LD
 #undef ST
@@ -284,6 +317,7 @@ GG_TARGET double NAME(gg_sum)(const float *x, long n, int squares) {
 #undef STC
 #undef FMA
 #undef SPLAT
+#undef UNROLL
 #undef FN
 #undef VF
 #undef VI

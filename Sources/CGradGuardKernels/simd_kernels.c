@@ -73,6 +73,13 @@ void gg_gemm_packed(int level, long M, long K, const float *A, long lda, const f
     GG_DISPATCH(level, gg_gemm_packed, M, K, A, lda, packed, panel0, panel1, N, C, ldc, accumulate);
 }
 
+long gg_sgemm_scratch_size(long K) { return 32 * K; }
+
+void gg_sgemm_panels(int level, long M, long N, long K, const float *A, long lda, int transA, const float *B, long ldb,
+                     int transB, float *C, long ldc, int accumulate, long panel0, long panel1, float *scratch) {
+    GG_DISPATCH(level, gg_sgemm_panels, M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, panel0, panel1, scratch);
+}
+
 void gg_adam(int level, float *p, const float *g, float *m, float *v, float *vmax, long n, const gg_adam_args *args) {
     GG_DISPATCH(level, gg_adam, p, g, m, v, vmax, n, args);
 }

@@ -16,6 +16,14 @@ import Synchronization
 func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
            a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>,
            mayUseWorkers: Bool = true) {
+    let level = Kernels.level
+    // Aᵀ with a long K (weight gradients summed over many rows) reads one cache line per k and
+    // block of rows; OpenBLAS packs A first and runs those 1.3–1.7× faster (BENCHMARKS.md).
+    if level > .portable && Kernels.gemm == .own && alpha == 1 && (beta == 0 || beta == 1) && !(transA && k > 512) {
+        ownGEMM(level, transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b, accumulate: beta == 1, c: c,
+                mayUseWorkers: mayUseWorkers)
+        return
+    }
     let split = BLASThreads.splitHere && mayUseWorkers
     let lda = transA ? m : k, ldb = transB ? k : n, ldc = n
     func call(_ i0: Int, _ mi: Int, _ j0: Int, _ nj: Int) {
@@ -44,6 +52,42 @@ func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
             guard hi > lo else { continue }
             if alongRows { call(lo, hi - lo, 0, n) } else { call(0, m, lo, hi - lo) }
         }
+    }
+}
+
+/// The same product through GradGuard's own kernels (`gg_sgemm_panels`: 12 × 32 AVX-512 or
+/// 6 × 16 AVX2 register blocks, each pair of B panels packed just before use). Large products
+/// are split over the workers by panels of 16 columns, or by rows when C has few columns.
+/// On the shapes of the reference workloads it matches or beats OpenBLAS's single-thread rate
+/// (BENCHMARKS.md), and it needs no CPU model table: AVX-512 runs wherever the CPU has it.
+func ownGEMM(_ level: KernelLevel, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>,
+             b: UnsafePointer<Float>, accumulate: Bool, c: UnsafeMutablePointer<Float>, mayUseWorkers: Bool) {
+    guard m > 0, n > 0 else { return }
+    let lda = transA ? m : k, ldb = transB ? k : n
+    let panels = (n + 15) / 16
+    func run(rows: Range<Int>, panels range: Range<Int>) {
+        guard !rows.isEmpty, !range.isEmpty else { return }
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: gg_sgemm_scratch_size(k))
+        defer { scratch.deallocate() }
+        let aBlock = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
+        gg_sgemm_panels(level.cValue, rows.count, n, k, aBlock, lda, transA ? 1 : 0, b, ldb, transB ? 1 : 0,
+                        c + rows.lowerBound * n, n, accumulate ? 1 : 0, range.lowerBound, range.upperBound, scratch)
+    }
+    let workers = mayUseWorkers && m * n * k >= 1 << 18 ? Kernels.threadCount : 1
+    if workers > 1 && panels >= 2 * workers {
+        // Whole pairs of panels per worker where possible (the AVX-512 kernel takes two at a time).
+        let unit = panels >= 4 * workers ? 2 : 1, units = (panels + unit - 1) / unit
+        parallelFor(workers, grain: 1) { range in
+            for w in range {
+                run(rows: 0..<m, panels: Swift.min(panels, units * w / workers * unit)..<Swift.min(panels, units * (w + 1) / workers * unit))
+            }
+        }
+    } else if workers > 1 && m >= 12 * workers {
+        parallelFor(workers, grain: 1) { range in
+            for w in range { run(rows: (m * w / workers)..<(m * (w + 1) / workers), panels: 0..<panels) }
+        }
+    } else {
+        run(rows: 0..<m, panels: 0..<panels)
     }
 }
 

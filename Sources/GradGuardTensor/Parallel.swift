@@ -31,6 +31,11 @@ public enum Kernels {
     /// The level the kernels run at: `maxLevel`, capped by what the processor supports.
     @inline(__always) public static var level: KernelLevel { Swift.min(maxLevel, supportedLevel) }
 
+    /// Who computes matrix products at the vector levels: GradGuard's own kernels (default) or
+    /// OpenBLAS (`GRADGUARD_GEMM=openblas`). At the portable level OpenBLAS always does.
+    nonisolated(unsafe) public static var gemm: GEMMBackend =
+        getenv("GRADGUARD_GEMM").map { String(cString: $0).lowercased() == "openblas" } == true ? .openBLAS : .own
+
     /// Every level this processor runs, lowest first (for tests that compare paths).
     public static var supportedLevels: [KernelLevel] { KernelLevel.allCases.filter { $0 <= supportedLevel } }
 
@@ -41,6 +46,14 @@ public enum Kernels {
         defer { maxLevel = saved }
         return try body()
     }
+}
+
+/// Who computes the matrix products (`Kernels.gemm`).
+public enum GEMMBackend: String, Sendable, CaseIterable {
+    /// GradGuard's register-blocked kernels at the vector level in use.
+    case own
+    /// OpenBLAS, loaded at first use.
+    case openBLAS = "openblas"
 }
 
 /// The instruction sets GradGuard's own vector kernels are compiled for, lowest first.
@@ -115,12 +128,7 @@ public func parallelFor(_ count: Int, grain: Int = 32_768, _ body: (Range<Int>) 
         body(0..<count)
         return
     }
-    withoutActuallyEscaping(body) { escaping in
-        let box = UncheckedSendable(value: escaping)
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            box.value((count * w / workers)..<(count * (w + 1) / workers))
-        }
-    }
+    WorkerPool.shared.run(tasks: workers) { w in body((count * w / workers)..<(count * (w + 1) / workers)) }
 }
 
 #if canImport(Glibc)

@@ -1,7 +1,10 @@
 import XCTest
 import GradGuard
 import CGradGuardKernels
+@testable import GradGuardTensor
 import _TestSupport
+import Synchronization
+import Dispatch
 
 final class TensorTests: XCTestCase {
     func testCreation() {
@@ -265,5 +268,75 @@ final class KernelLevelTests: XCTestCase {
                 for (g, r) in zip(got, reference) { assertClose(g, r, rtol: 2e-6, atol: 1e-7, "\(level) count \(count)") }
             }
         }
+    }
+}
+
+/// GradGuard's own GEMM (`Kernels.gemm == .own`) against OpenBLAS, at every vector level,
+/// for every transpose combination, both store modes and the worker splits (by panels, by
+/// rows, none).
+final class OwnGEMMTests: XCTestCase {
+    func testOwnGEMMMatchesOpenBLAS() {
+        var rng = SystemRandomNumberGenerator()
+        let shapes = [(1, 1, 1), (5, 3, 7), (13, 40, 9), (128, 64, 96), (30, 17, 600), (7, 300, 129), (200, 16, 64), (64, 40, 700)]
+        for level in Kernels.supportedLevels where level > .portable {
+            for (m, n, k) in shapes {
+                let a = (0..<(m * k)).map { _ in Float.random(in: -1...1, using: &rng) }
+                let b = (0..<(k * n)).map { _ in Float.random(in: -1...1, using: &rng) }
+                let c0 = (0..<(m * n)).map { _ in Float.random(in: -1...1, using: &rng) }
+                for transA in [false, true] {
+                    for transB in [false, true] {
+                        for beta: Float in [0, 1] {
+                            for threads in [1, 2, 3] {
+                                func product(_ backend: GEMMBackend) -> [Float] {
+                                    let saved = (Kernels.gemm, Kernels.maxLevel, Kernels.threadCount)
+                                    defer { (Kernels.gemm, Kernels.maxLevel, Kernels.threadCount) = saved }
+                                    (Kernels.gemm, Kernels.maxLevel, Kernels.threadCount) = (backend, level, threads)
+                                    var c = c0
+                                    sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b, beta: beta, c: &c)
+                                    return c
+                                }
+                                let own = product(.own), blas = product(.openBLAS)
+                                let label = "\(level) \(m)×\(n)×\(k) tA \(transA) tB \(transB) β \(beta) threads \(threads)"
+                                // Rounding differs with the order of the k terms: a tolerance growing with k.
+                                assertClose(Tensor(own), Tensor(blas), rtol: 1e-5, atol: 3e-7 * Float(k) + 1e-6, label)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The persistent workers behind `parallelFor`.
+final class WorkerPoolTests: XCTestCase {
+    func testEveryIndexRunsOnceAcrossManyJobs() {
+        let saved = Kernels.threadCount
+        defer { Kernels.threadCount = saved }
+        for threads in [2, 3, 5] {
+            Kernels.threadCount = threads
+            for job in 0..<2000 {
+                let count = 1 + job % 37
+                let hits = UnsafeMutableBufferPointer<Int>.allocate(capacity: count)
+                hits.initialize(repeating: 0)
+                defer { hits.deallocate() }
+                parallelFor(count, grain: 1) { range in for i in range { hits[i] += 1 } }
+                XCTAssertEqual(Array(hits), [Int](repeating: 1, count: count), "threads \(threads) job \(job)")
+            }
+        }
+    }
+
+    func testNestedAndConcurrentCallersRunEverything() {
+        // A parallelFor inside a parallelFor body, and parallelFor from several user threads at once.
+        let total = Atomic<Int>(0)
+        parallelFor(8, grain: 1) { outer in
+            for _ in outer { parallelFor(100, grain: 1) { inner in total.add(inner.count, ordering: .relaxed) } }
+        }
+        XCTAssertEqual(total.load(ordering: .relaxed), 800)
+        let concurrent = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            for _ in 0..<200 { parallelFor(64, grain: 1) { r in concurrent.add(r.count, ordering: .relaxed) } }
+        }
+        XCTAssertEqual(concurrent.load(ordering: .relaxed), 4 * 200 * 64)
     }
 }

@@ -57,10 +57,21 @@ long gg_packed_size(long K, long N);
 /// panel p at packed + p·16·K. With `transB` B is
 /// N × K row-major (leading dimension ldb), otherwise K × N row-major.
 void gg_pack_b_panels(const float *B, long ldb, int transB, long K, long N, long panel0, long panel1, float *packed);
+/// The same panels written one after another from `out` (panel panel0 at out).
+void gg_pack_b_panels_to(const float *B, long ldb, int transB, long K, long N, long panel0, long panel1, float *out);
 /// C[M × N] (=|+=) A[M × K] · op(B) for the panels [panel0, panel1) of a packed B,
 /// A and C row-major with leading dimensions lda and ldc (level 1 or 2).
 void gg_gemm_packed(int level, long M, long K, const float *A, long lda, const float *packed,
                     long panel0, long panel1, long N, float *C, long ldc, int accumulate);
+/// Floats of scratch gg_sgemm_panels needs: two 16-column panels of K rows.
+long gg_sgemm_scratch_size(long K);
+/// A general product for the 16-column panels [panel0, panel1) of C: C[M × N] (=|+=)
+/// op(A) · op(B), all row-major: op(A) = A (M × K) or Aᵀ (A K × M), leading dimension lda;
+/// op(B) = B (K × N) or Bᵀ (B N × K), leading dimension ldb. Each pair of panels of op(B)
+/// is packed into `scratch` just before the blocks of rows use it, so it is read from
+/// cache; A is read in place (level 1 or 2).
+void gg_sgemm_panels(int level, long M, long N, long K, const float *A, long lda, int transA, const float *B, long ldb,
+                     int transB, float *C, long ldc, int accumulate, long panel0, long panel1, float *scratch);
 #endif
 
 #ifndef CGRADGUARD_RELAX_H
