@@ -50,4 +50,30 @@ final class CharModelTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(model.generate(prompt: corpus.encode("the "), length: 20, temperature: 0.5, seed: 1),
                        model.generate(prompt: corpus.encode("the "), length: 20, temperature: 0.5, seed: 1), "seeded sampling repeats")
     }
+
+    /// Generation carries the recurrent state: reading a text in pieces from the state each
+    /// piece leaves gives the logits of reading it whole, and greedy generation equals the
+    /// loop that re-reads the whole context for every character.
+    func testStatefulGenerationMatchesRereadingTheContext() {
+        DefaultGenerator.seed(8)
+        for cell in SequenceModel.Cell.allCases {
+            let model = CharLanguageModel(vocabularySize: 11, embeddingSize: 8, hiddenSize: 16, layers: 2, cell: cell)
+            let ids = (0..<30).map { Float(($0 * 7) % 11) }
+            let whole = model.inferring { model(Tensor(shape: [1, 30], scalars: ids)) }
+            let first = model.inferring { model.forward(Tensor(shape: [1, 17], scalars: Array(ids[..<17])), state: nil) }
+            let second = model.inferring { model.forward(Tensor(shape: [1, 13], scalars: Array(ids[17...])), state: first.state) }
+            assertClose(Tensor.concatenate([first.logits, second.logits], axis: 1), whole, rtol: 1e-5, atol: 1e-5, "\(cell)")
+
+            let prompt = [1, 2, 3]
+            var context = prompt
+            for _ in 0..<12 {
+                let input = Tensor(shape: [1, context.count], scalars: context.map(Float.init))
+                let logits: [Float] = Array(model.inferring { model(input) }.scalars.suffix(11))
+                var best = 0
+                for i in 1..<11 where logits[i] > logits[best] { best = i }
+                context.append(best)
+            }
+            XCTAssertEqual(model.generate(prompt: prompt, length: 12, temperature: 0), Array(context.suffix(12)), "\(cell)")
+        }
+    }
 }

@@ -187,6 +187,21 @@ final class TrainerTests: TemporaryDirectoryTestCase {
         XCTAssertGreaterThan(size, 1000)
     }
 
+    /// A run stopped by its step limit, or whose last step is not a multiple of the
+    /// evaluation cadence, ends with a validation pass at its last step (once).
+    func testARunEndsWithAValidationPassAtItsLastStep() throws {
+        for (maxSteps, evalEvery, expected) in [(7, 5, [5, 7]), (10, 5, [5, 10]), (7, 0, [6, 7]), (nil, 5, [5, 10, 12]) as (Int?, Int, [Int])] {
+            var c = config(epochs: 2)
+            c.maxSteps = maxSteps
+            c.evalEvery = evalEvery
+            let t = try makeTrainer(c)
+            var steps: [Int] = []
+            t.callbacks.onEvaluation = { steps.append($0.step) }
+            _ = try t.fit(train: data(96, seed: 3), validation: data(32, seed: 5))
+            XCTAssertEqual(steps, expected, "max_steps \(String(describing: maxSteps)) eval_every \(evalEvery)")
+        }
+    }
+
     /// The loader hands each batch its epoch (datasets with random augmentation draw from it),
     /// prefetched or not; `batch(_:)` alone serves a dataset that ignores it.
     func testLoaderPassesTheEpochToTheDataset() throws {

@@ -149,16 +149,38 @@ public final class SequenceModel: Module, UnaryLayer {
         if let forgetGateBias { lstm?.setForgetGateBias(forgetGateBias) }
     }
 
-    /// `[B, T, in]` → `[B, out]` (last step) or `[B, T, out]` (every step).
-    public func forward(_ x: Tensor) -> Tensor {
-        let output: Tensor
-        switch cell {
-        case .rnn: output = rnn!(x).output
-        case .lstm: output = lstm!(x).output
-        case .gru: output = gru!(x).output
+    /// The state a recurrent core carries from one call to the next: `h`, and `c` for an
+    /// LSTM, each `[layers, B, hidden]`.
+    public struct State {
+        public var h: Tensor
+        public var c: Tensor?
+        public init(h: Tensor, c: Tensor?) {
+            self.h = h
+            self.c = c
         }
-        if perStep { return head(output) }
+    }
+
+    /// `[B, T, in]` → `[B, out]` (last step) or `[B, T, out]` (every step).
+    public func forward(_ x: Tensor) -> Tensor { forward(x, state: nil).output }
+
+    /// As `forward(_:)`, starting from `state` (zeros when nil), and the state after the last
+    /// step: feeding a sequence in pieces, each from the state the previous piece left, gives
+    /// the outputs of feeding it whole.
+    public func forward(_ x: Tensor, state: State?) -> (output: Tensor, state: State) {
+        let output: Tensor, next: State
+        switch cell {
+        case .rnn:
+            let r = rnn!(x, state?.h)
+            (output, next) = (r.output, State(h: r.h, c: nil))
+        case .lstm:
+            let r = lstm!(x, state.flatMap { s in s.c.map { (s.h, $0) } })
+            (output, next) = (r.output, State(h: r.state.h, c: r.state.c))
+        case .gru:
+            let r = gru!(x, state?.h)
+            (output, next) = (r.output, State(h: r.h, c: nil))
+        }
+        if perStep { return (head(output), next) }
         let steps = output.shape[1]
-        return head(output.narrow(axis: 1, start: steps - 1, length: 1).squeezed(1))
+        return (head(output.narrow(axis: 1, start: steps - 1, length: 1).squeezed(1)), next)
     }
 }

@@ -26,18 +26,32 @@ public final class CharLanguageModel: Module, UnaryLayer {
         crossEntropy(self(inputs).reshaped([-1, vocabularySize]), targets.reshaped([-1]))
     }
 
+    /// `[B, T]` character ids from `state` (zeros when nil) → `[B, T, vocabulary]` logits and
+    /// the recurrent state after the last character.
+    public func forward(_ x: Tensor, state: SequenceModel.State?) -> (logits: Tensor, state: SequenceModel.State) {
+        let r = core.forward(embedding(x), state: state)
+        return (r.output, r.state)
+    }
+
     /// Continues `prompt` by `length` characters, sampling each from the softmax of the
     /// logits divided by `temperature` (0: the most likely character), restricted to the
-    /// `topK` most likely when given. The whole context is re-read each step (short texts).
+    /// `topK` most likely when given. The prompt is read once; each new character is then one
+    /// recurrent step from the state the previous one left (as char-rnn samples).
     public func generate(prompt: [Int], length: Int, temperature: Double = 1, topK: Int? = nil, seed: UInt64 = 0) -> [Int] {
         var g = RandomGenerator(seed: seed)
         var ids = prompt.isEmpty ? [0] : prompt
+        var state: SequenceModel.State? = nil
+        var pending = ids
         for _ in 0..<length {
-            let context = Array(ids.suffix(256))
-            let logits = inferring { self(Tensor(shape: [1, context.count], scalars: context.map(Float.init))) }
-            let last = Array(logits.scalars.suffix(vocabularySize)).map(Double.init)
+            let step = inferring { forward(Tensor(shape: [1, pending.count], scalars: pending.map(Float.init)), state: state) }
+            state = step.state
+            let last = Array(step.logits.scalars.suffix(vocabularySize)).map(Double.init)
             var order = Array(0..<vocabularySize).sorted { last[$0] > last[$1] }
-            if temperature <= 0 { ids.append(order[0]); continue }
+            if temperature <= 0 {
+                ids.append(order[0])
+                pending = [order[0]]
+                continue
+            }
             if let topK { order = Array(order.prefix(Swift.max(1, topK))) }
             let m = order.map { last[$0] }.max()!
             let weights = order.map { Foundation.exp((last[$0] - m) / temperature) }
@@ -48,6 +62,7 @@ public final class CharLanguageModel: Module, UnaryLayer {
                 if r <= 0 { pick = i; break }
             }
             ids.append(pick)
+            pending = [pick]
         }
         return Array(ids.suffix(length))
     }

@@ -92,6 +92,8 @@ public final class Trainer {
     /// The next batch of the current epoch (in micro-batches).
     public private(set) var batchInEpoch = 0
     private var lastEvaluation: [String: Double]? = nil
+    /// The step of the newest evaluation (a run ends with one at its last step).
+    private var lastEvaluatedStep: Int? = nil
     /// The weights, buffers and optimizer state of the best validation loss so far, when the
     /// policy watches validation divergence.
     private var best: (loss: Double, step: Int, model: [String: Tensor], optimizer: [String: Tensor], hyperparameters: [[String: Double]])? = nil
@@ -152,6 +154,8 @@ public final class Trainer {
             let batches = loader.batches(epoch: epoch, from: batchInEpoch)
             while true {
                 if stopRequested || config.maxSteps.map({ guardian.step >= $0 }) == true {
+                    // A run that reached its step limit ends with a validation pass at that step.
+                    if !stopRequested, let validation, lastEvaluatedStep != guardian.step { try runEvaluation(validation) }
                     try checkpoint()   // a stopped run can be resumed exactly
                     break outer
                 }
@@ -190,6 +194,7 @@ public final class Trainer {
             if let validation, config.evalEvery == 0 { try runEvaluation(validation) }
             if config.checkpointEvery == 0 { try checkpoint() }
         }
+        if !stopRequested, let validation, lastEvaluatedStep != guardian.step { try runEvaluation(validation) }
         if config.checkpointEvery > 0, let store, store.list().first?.step != guardian.step { try checkpoint() }
         return TrainingResult(steps: guardian.step, epochs: epoch, lastLoss: lastLoss, lastEvaluation: lastEvaluation,
                               incidents: guardian.incidents.count, skippedSteps: guardian.skippedSteps)
@@ -245,6 +250,7 @@ public final class Trainer {
             metrics = sums.mapValues { $0 / Double(Swift.max(seen, 1)) }
         }
         lastEvaluation = metrics
+        lastEvaluatedStep = guardian.step
         try watchValidation(metrics["loss"])
         try openRecords()
         let record = EvaluationRecord(step: guardian.step, epoch: epoch, metrics: metrics)
