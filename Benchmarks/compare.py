@@ -4,7 +4,10 @@ the median of every figure with the GradGuard/PyTorch ratio. The machine is shar
 noisy, so only figures taken side by side in one sitting are compared.
 
     swift build -c release --package-path Benchmarks
-    python3 Benchmarks/compare.py [ROUNDS]
+    python3 Benchmarks/compare.py [ROUNDS] [NAME=VALUE ...]
+
+NAME=VALUE pairs are set in GradGuard's environment only, e.g. GRADGUARD_KERNELS=avx2 for
+the figures an AVX2-only CPU gets, or GRADGUARD_GEMM=openblas.
 """
 import json
 import os
@@ -17,11 +20,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SWIFT = [os.path.join(HERE, ".build", "release", "gradguard-bench")]
 TORCH = [sys.executable, os.path.join(HERE, "pytorch_reference.py")]
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+swift_env = dict(os.environ, **dict(a.split("=", 1) for a in sys.argv[2:]))
 
 
-def run(cmd):
+def run(cmd, env=None):
     """The figures a benchmark printed, and its own peak resident set in KiB."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -36,7 +40,7 @@ rss = {"swift": 0, "torch": 0}
 labels = {}
 for _ in range(rounds):
     for name, cmd, into in [("torch", TORCH, torch), ("swift", SWIFT, swift)]:
-        values, peak = run(cmd)
+        values, peak = run(cmd, swift_env if name == "swift" else None)
         rss[name] = max(rss[name], peak)
         for k, v in values.items():
             if isinstance(v, str):
@@ -51,7 +55,21 @@ rows = [("char-LSTM step (ms)", "char_lstm_step_ms", "char_lstm_step_ms", False)
         ("deep MLP step (ms)", "mlp20_step_ms", "mlp20_step_ms", False),
         ("clip_grad_norm 100 × 50k (ms)", "clip100x50k_ms", "clip100x50k_ms", False),
         ("sgemm 1024³ (GFLOP/s)", "sgemm1024_tensor_gflops", "sgemm1024_gflops", True)]
-print(f"{rounds} alternating rounds, medians")
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+        name = re.search(r"model name\s*:\s*(.*)", info).group(1).strip()
+        family = re.search(r"cpu family\s*:\s*(\d+)", info).group(1)
+        model = re.search(r"^model\s*:\s*(\d+)", info, re.M).group(1)
+        avx512 = "AVX-512" if " avx512f " in info else "no AVX-512"
+        return f"{name} (family {family}, model {model}, {avx512}), {os.cpu_count()} cores"
+    except (OSError, AttributeError):
+        return "unknown"
+
+
+print(f"CPU: {cpu_model()}")
+print(f"{rounds} alternating rounds, medians" + (f"; GradGuard with {' '.join(sys.argv[2:])}" if sys.argv[2:] else ""))
 for k, v in labels.items():
     print(f"{k}: {v}")
 # The machine's load drifts over minutes; each round's two runs are back to back, so the
@@ -63,8 +81,8 @@ for label, sk, tk, is_rate in rows:
     ratio = t / s if is_rate else s / t
     pairs = med([(b / a if is_rate else a / b) for a, b in zip(swift[sk], torch[tk])])
     print(f"| {label} | {s:.2f} | {t:.2f} | {ratio:.2f} | {pairs:.2f} |")
-raw, via = med(swift["sgemm1024_raw_gflops"]), med(swift["sgemm1024_tensor_gflops"])
-print(f"| sgemm 1024³ through Tensor.matmul vs raw cblas_sgemm (GFLOP/s) | {via:.1f} | raw {raw:.1f} | {via / raw:.2f} of OpenBLAS's own rate |")
+raw, via = med(swift["sgemm1024_openblas_gflops"]), med(swift["sgemm1024_tensor_gflops"])
+print(f"| sgemm 1024³ through Tensor.matmul vs OpenBLAS (GFLOP/s) | {via:.1f} | OpenBLAS {raw:.1f} | {via / raw:.2f} of OpenBLAS's rate |")
 for k in ["linear256_fwd_gflops", "linear256_dx_gflops", "linear256_dw_gflops"]:
     print(f"| {k} (GFLOP/s) | {med(swift[k]):.1f} | | |")
 print(f"peak RSS: GradGuard {rss['swift'] / 1024:.0f} MiB, PyTorch {rss['torch'] / 1024:.0f} MiB")

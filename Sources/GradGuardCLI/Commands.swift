@@ -315,6 +315,6 @@ struct Env: ParsableCommand {
         let p = ProcessInfo.processInfo
         print("cores: \(p.activeProcessorCount)")
         print("memory: \(p.physicalMemory / (1 << 20)) MiB")
-        print("blas: \(BLAS.summary)")
+        print("kernels: \(Kernels.summary)")
     }
 }

@@ -126,6 +126,16 @@ public enum BLAS {
     }
 }
 
+extension Kernels {
+    /// Which code runs: the vector-kernel level and who computes the matrix products, in one
+    /// line (run environments, `gradguard env`, benchmark output).
+    public static var summary: String {
+        let products = level > .portable && gemm == .own
+            ? "GradGuard's \(level) GEMM (OpenBLAS for Aᵀ·B with K > 512)" : "OpenBLAS"
+        return "kernels \(level) (CPU supports up to \(supportedLevel)); matrix products: \(products); \(BLAS.summary)"
+    }
+}
+
 /// Public entry to the raw GEMM, for benchmarks and kernels outside this module.
 public func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                  a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {

@@ -7,8 +7,8 @@ import Synchronization
 /// A training step hands the workers hundreds of short jobs (a 128 × 256 × 256 product is
 /// 40 µs per core). Waking a parked thread through the kernel costs 5–50 µs each time, so
 /// the workers spin on the job word for a while after each job (`spinNanoseconds`, default
-/// 1 ms; `GRADGUARD_SPIN_US` sets it in microseconds, 0 parks at once) and only then park on a
-/// condition variable — the policy of OpenMP runtimes (`OMP_WAIT_POLICY`, `KMP_BLOCKTIME`).
+/// 200 µs — 50 µs to 1 ms measured the same on the reference workloads; `GRADGUARD_SPIN_US`
+/// sets it in microseconds, 0 parks at once) and only then park on a condition variable — the policy of OpenMP runtimes (`OMP_WAIT_POLICY`, `KMP_BLOCKTIME`).
 /// The calling thread takes tasks too. A job started while another runs (a nested
 /// `parallelFor`, or a second user thread) runs on its caller alone.
 @usableFromInline
@@ -34,7 +34,7 @@ final class WorkerPool: @unchecked Sendable {
         if let v = getenv("GRADGUARD_SPIN_US"), let us = UInt64(String(cString: v)) {
             spinNanoseconds = Swift.min(us, 1_000_000) * 1_000
         } else {
-            spinNanoseconds = 1_000_000
+            spinNanoseconds = 200_000
         }
     }
 

@@ -35,7 +35,7 @@ public enum RunReport {
         os: \(p.operatingSystemVersionString)
         cores: \(p.activeProcessorCount)
         memory: \(p.physicalMemory / (1 << 20)) MiB
-        blas: \(BLAS.summary)
+        kernels: \(Kernels.summary)
         started: \(ISO8601DateFormatter().string(from: Date()))
         command: \(CommandLine.arguments.joined(separator: " "))
         """
