@@ -68,7 +68,9 @@ extension Tensor {
             var gx: Tensor? = nil, gw: Tensor? = nil, gb: Tensor? = nil
             let wantW = weight.requiresGrad, wantX = x.requiresGrad
             let wsize = weight.count
-            // One partial weight gradient per share of images, summed at the end.
+            // One partial weight gradient per share of images, summed at the end. Each group's part
+            // is kept transposed, [rows × coutg] = columns · dYᵀ: the GEMM then transposes dY
+            // (coutg × hw) for its packed panels instead of the columns (rows × hw, 2–9× larger).
             var partials = [Float](repeating: 0, count: wantW ? geo.shares * wsize : 0)
             var dxStore = [Float](unsafeUninitializedCapacity: wantX ? x.count : 0) { _, c in c = wantX ? x.count : 0 }
             g.scalars.withUnsafeBufferPointer { pg in
@@ -84,8 +86,8 @@ extension Tensor {
                                             let dy = pg.baseAddress! + (img * cout + grp * geo.coutg) * geo.hw
                                             let wg = pw.baseAddress! + grp * geo.coutg * geo.rows
                                             if wantW {
-                                                sgemm(transA: false, transB: true, m: geo.coutg, n: geo.rows, k: geo.hw,
-                                                      a: dy, b: geo.columns(px.baseAddress!, img: img, group: grp, into: scratch),
+                                                sgemm(transA: false, transB: true, m: geo.rows, n: geo.coutg, k: geo.hw,
+                                                      a: geo.columns(px.baseAddress!, img: img, group: grp, into: scratch), b: dy,
                                                       beta: 1, c: pp.baseAddress! + share * wsize + grp * geo.coutg * geo.rows,
                                                       mayUseWorkers: !serial)
                                             }
@@ -122,10 +124,15 @@ extension Tensor {
             if wantW {
                 gw = Tensor(shape: weight.shape, uninitialized: { dst in
                     partials.withUnsafeBufferPointer { pp in
-                        for i in 0..<wsize {
-                            var s: Float = 0
-                            for sh in 0..<geo.shares { s += pp[sh * wsize + i] }
-                            dst[i] = s
+                        let part = geo.coutg * geo.rows
+                        for g in 0..<groups {
+                            for co in 0..<geo.coutg {
+                                for r in 0..<geo.rows {
+                                    var s: Float = 0
+                                    for sh in 0..<geo.shares { s += pp[sh * wsize + g * part + r * geo.coutg + co] }
+                                    dst[g * part + co * geo.rows + r] = s
+                                }
+                            }
                         }
                     }
                 })
