@@ -11,10 +11,11 @@ the figures an AVX2-only CPU gets, or GRADGUARD_GEMM=openblas.
 """
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
+
+from machine import cpu_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SWIFT = [os.path.join(HERE, ".build", "release", "gradguard-bench")]
@@ -55,19 +56,6 @@ rows = [("char-LSTM step (ms)", "char_lstm_step_ms", "char_lstm_step_ms", False)
         ("deep MLP step (ms)", "mlp20_step_ms", "mlp20_step_ms", False),
         ("clip_grad_norm 100 × 50k (ms)", "clip100x50k_ms", "clip100x50k_ms", False),
         ("sgemm 1024³ (GFLOP/s)", "sgemm1024_tensor_gflops", "sgemm1024_gflops", True)]
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = f.read()
-        name = re.search(r"model name\s*:\s*(.*)", info).group(1).strip()
-        family = re.search(r"cpu family\s*:\s*(\d+)", info).group(1)
-        model = re.search(r"^model\s*:\s*(\d+)", info, re.M).group(1)
-        avx512 = "AVX-512" if " avx512f " in info else "no AVX-512"
-        return f"{name} (family {family}, model {model}, {avx512}), {os.cpu_count()} cores"
-    except (OSError, AttributeError):
-        return "unknown"
-
-
 print(f"CPU: {cpu_model()}")
 print(f"{rounds} alternating rounds, medians" + (f"; GradGuard with {' '.join(sys.argv[2:])}" if sys.argv[2:] else ""))
 for k, v in labels.items():

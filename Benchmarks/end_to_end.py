@@ -13,27 +13,16 @@ Bible as Debian's bible-kjv prints it: `bible "gen1:1-rev22:21" > kjv.txt`, 4.3 
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
+
+from machine import cpu_model
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GRADGUARD = os.path.join(HERE, "..", ".build", "release", "gradguard")
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = f.read()
-        name = re.search(r"model name\s*:\s*(.*)", info).group(1).strip()
-        family = re.search(r"cpu family\s*:\s*(\d+)", info).group(1)
-        model = re.search(r"^model\s*:\s*(\d+)", info, re.M).group(1)
-        return f"{name} (family {family}, model {model}), {os.cpu_count()} cores"
-    except (OSError, AttributeError):
-        return "unknown"
 
 
 def main():
