@@ -132,7 +132,7 @@ extension Kernels {
     public static var summary: String {
         let products = level > .portable && gemm == .own
             ? "GradGuard's \(level) GEMM (OpenBLAS for Aᵀ·B with K > 512)" : "OpenBLAS"
-        return "kernels \(level) (CPU supports up to \(supportedLevel)); matrix products: \(products); \(BLAS.summary)"
+        return "\(level) vector kernels (the CPU supports up to \(supportedLevel)); matrix products: \(products); \(BLAS.summary)"
     }
 }
 
