@@ -144,15 +144,15 @@ GG_TARGET void NAME(gg_lstm_backward)(const float *ai, const float *af, const fl
 /// transposed: the mr values of one k are then adjacent). `mr`, `np` and `ta` are constants
 /// at every call, so the loops unroll and the accumulators stay in registers; `cols` is the
 /// number of valid columns of the block.
-FN void NAME(gemm_block)(const int mr, const int np, const int ta, long K, long pstride, const float *a, long lda,
-                         const float *bp, float *c, long ldc, long cols, int accumulate) {
+FN void NAME(gemm_block)(const int mr, const int np, const int ta, long K, long pstride, long bk, const float *a,
+                         long lda, const float *bp, float *c, long ldc, long cols, int accumulate) {
     VF acc[MRMAX][NPMAX * NV];
     UNROLL for (int r = 0; r < mr; r++)
         UNROLL for (int j = 0; j < np * NV; j++) acc[r][j] = SPLAT(0.0f);
     for (long k = 0; k < K; k++) {
         VF b[NPMAX * NV];
         UNROLL for (int q = 0; q < np; q++)
-            UNROLL for (int v = 0; v < NV; v++) b[q * NV + v] = LD(bp + q * pstride + k * 16 + v * W);
+            UNROLL for (int v = 0; v < NV; v++) b[q * NV + v] = LD(bp + q * pstride + k * bk + v * W);
         const float *ak = ta ? a + k * lda : a + k;
         UNROLL for (int r = 0; r < mr; r++) {
             VF av = SPLAT(ta ? ak[r] : ak[r * lda]);
@@ -173,7 +173,7 @@ FN void NAME(gemm_block)(const int mr, const int np, const int ta, long K, long 
 
 #define GG_ROWS_CASE(R, NP, TA)                                                                          \
     case R:                                                                                              \
-        NAME(gemm_block)(R, NP, TA, K, pstride, TA ? A + i : A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, \
+        NAME(gemm_block)(R, NP, TA, K, pstride, bk, TA ? A + i : A + i * lda, lda, bp, C + i * ldc + col0, ldc, cols, \
                          accumulate);                                                                    \
         break;
 #if MRMAX > 6
@@ -194,8 +194,8 @@ FN void NAME(gemm_block)(const int mr, const int np, const int ta, long K, long 
 #endif
 
 /// One block of `mr` (1…MRMAX) rows from row i with `np` (1 or NPMAX) panels.
-GG_TARGET static void NAME(gemm_rows)(int mr, int np, int ta, long K, long pstride, const float *A, long lda, long i,
-                                      const float *bp, float *C, long ldc, long col0, long cols, int accumulate) {
+GG_TARGET static void NAME(gemm_rows)(int mr, int np, int ta, long K, long pstride, long bk, const float *A, long lda,
+                                      long i, const float *bp, float *C, long ldc, long col0, long cols, int accumulate) {
     if (ta) {
         if (np == NPMAX) { GG_ROWS_SWITCH(NPMAX, 1) }
 #if NPMAX > 1
@@ -211,22 +211,21 @@ GG_TARGET static void NAME(gemm_rows)(int mr, int np, int ta, long K, long pstri
 
 /// Every row of C against `np` packed panels at bp (columns col0 ..< col0 + cols). No K
 /// blocking: slices of 128–512 rows of K measured 5–10 % slower on the shapes here.
-FN void NAME(gemm_all_rows)(long M, long K, const float *A, long lda, int ta, int np, const float *bp, float *C,
-                            long ldc, long col0, long cols, int accumulate) {
-    const long pstride = 16 * K;
+FN void NAME(gemm_all_rows)(long M, long K, const float *A, long lda, int ta, int np, const float *bp, long pstride,
+                            long bk, float *C, long ldc, long col0, long cols, int accumulate) {
     // Blocks of MRMAX rows; a short last block is merged with the one before and the two
     // split evenly, since a block of one or two rows keeps too few FMAs in flight.
     long full = M / MRMAX, rem = M % MRMAX, i = 0;
     if (rem > 0 && rem < MRMAX / 2 && full > 0) { full -= 1; rem += MRMAX; }
     for (long r = 0; r < full; r++, i += MRMAX)
-        NAME(gemm_rows)(MRMAX, np, ta, K, pstride, A, lda, i, bp, C, ldc, col0, cols, accumulate);
+        NAME(gemm_rows)(MRMAX, np, ta, K, pstride, bk, A, lda, i, bp, C, ldc, col0, cols, accumulate);
     if (rem > MRMAX) {
         const int first = (int)(rem + 1) / 2;
-        NAME(gemm_rows)(first, np, ta, K, pstride, A, lda, i, bp, C, ldc, col0, cols, accumulate);
+        NAME(gemm_rows)(first, np, ta, K, pstride, bk, A, lda, i, bp, C, ldc, col0, cols, accumulate);
         i += first;
         rem -= first;
     }
-    if (rem > 0) NAME(gemm_rows)((int)rem, np, ta, K, pstride, A, lda, i, bp, C, ldc, col0, cols, accumulate);
+    if (rem > 0) NAME(gemm_rows)((int)rem, np, ta, K, pstride, bk, A, lda, i, bp, C, ldc, col0, cols, accumulate);
 }
 
 GG_TARGET void NAME(gg_gemm_packed)(long M, long K, const float *A, long lda, const float *packed, long panel0,
@@ -234,7 +233,7 @@ GG_TARGET void NAME(gg_gemm_packed)(long M, long K, const float *A, long lda, co
     for (long p = panel0; p < panel1; p += NPMAX) {
         const int np = panel1 - p < NPMAX ? (int)(panel1 - p) : NPMAX;
         const long col0 = p * 16, cols = N - col0 < np * 16 ? N - col0 : np * 16;
-        NAME(gemm_all_rows)(M, K, A, lda, 0, np, packed + p * 16 * K, C, ldc, col0, cols, accumulate);
+        NAME(gemm_all_rows)(M, K, A, lda, 0, np, packed + p * 16 * K, 16 * K, 16, C, ldc, col0, cols, accumulate);
     }
 }
 
@@ -289,8 +288,18 @@ GG_TARGET void NAME(gg_sgemm_panels)(long M, long N, long K, const float *A, lon
     for (long p = panel0; p < panel1; p += NPMAX) {
         const int np = panel1 - p < NPMAX ? (int)(panel1 - p) : NPMAX;
         const long col0 = p * 16, cols = N - col0 < np * 16 ? N - col0 : np * 16;
+#if NPMAX > 1
+        // A pair of whole panels of a row-major B is two cache lines per k: read in place when
+        // few row blocks reuse it, which saves the packing copy (a convolution's columns:
+        // 16–128 output channels × K ≤ 1152 × 256–16384 positions ran 78–107 → 101–114
+        // GFLOP/s single-thread). With many row blocks, or Aᵀ, the packed copy is faster.
+        if (!transB && !transA && M <= 256 && cols == np * 16) {
+            NAME(gemm_all_rows)(M, K, A, lda, transA, np, B + col0, 16, ldb, C, ldc, col0, cols, accumulate);
+            continue;
+        }
+#endif
         NAME(pack_panels)(B, ldb, transB, K, N, p, p + np, scratch);
-        NAME(gemm_all_rows)(M, K, A, lda, transA, np, scratch, C, ldc, col0, cols, accumulate);
+        NAME(gemm_all_rows)(M, K, A, lda, transA, np, scratch, 16 * K, 16, C, ldc, col0, cols, accumulate);
     }
 }
 
