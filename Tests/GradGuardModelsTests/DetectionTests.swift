@@ -44,6 +44,25 @@ final class DetectionTests: TemporaryDirectoryTestCase {
         XCTAssertTrue(red[0, 0] == (100, 100, 100), "no saturation: grey at half the value")
     }
 
+    /// A whole-pixel shift at scale 1 (an image already at the input size) copies pixels:
+    /// each output pixel is the input pixel it lands on, or the grey fill.
+    func testWholePixelShiftCopiesPixels() {
+        let pixels = (0..<(7 * 5 * 3)).map { UInt8(($0 * 37) % 251) }
+        let image = RGBImage(width: 7, height: 5, pixels: pixels)
+        for (ox, oy) in [(0, 0), (1, 2), (-2, 0), (3, -1), (20, 0), (0, -9)] {
+            let out = image.resampled(size: 9, scale: 1, offsetX: Double(ox), offsetY: Double(oy))
+            for v in 0..<9 {
+                for u in 0..<9 {
+                    let (x, y) = (u - ox, v - oy)
+                    let inside = x >= 0 && x < 7 && y >= 0 && y < 5
+                    for k in 0..<3 {
+                        XCTAssertEqual(out.pixels[(v * 9 + u) * 3 + k], inside ? pixels[(y * 7 + x) * 3 + k] : 114, "offset \(ox),\(oy) at \(u),\(v)")
+                    }
+                }
+            }
+        }
+    }
+
     // MARK: Dataset layout and its errors
 
     func writeDataset(labels: [String: String], images: [String], yaml: String? = nil) throws -> String {

@@ -147,6 +147,22 @@ public struct RGBImage: Equatable, Sendable {
     /// (`letterbox(size:)`) and the scale/translate augmentation are both this map.
     public func resampled(size: Int, scale: Double, offsetX: Double, offsetY: Double, fill: UInt8 = 114) -> RGBImage {
         var out = [UInt8](repeating: fill, count: size * size * 3)
+        if scale == 1, offsetX == offsetX.rounded(), offsetY == offsetY.rounded(), Swift.abs(offsetX) < 1e9, Swift.abs(offsetY) < 1e9 {
+            // A whole-pixel shift: every bilinear weight below is 0, so each output pixel is one
+            // input pixel — copied a row at a time (an image already at the input size).
+            let ox = Int(offsetX), oy = Int(offsetY)
+            let u0 = Swift.max(0, ox), u1 = Swift.min(size, ox + width)
+            guard u1 > u0 else { return RGBImage(width: size, height: size, pixels: out) }
+            pixels.withUnsafeBufferPointer { src in
+                out.withUnsafeMutableBufferPointer { dst in
+                    for v in Swift.max(0, oy)..<Swift.max(Swift.max(0, oy), Swift.min(size, oy + height)) {
+                        let from = src.baseAddress! + ((v - oy) * width + (u0 - ox)) * 3
+                        (dst.baseAddress! + (v * size + u0) * 3).update(from: from, count: (u1 - u0) * 3)
+                    }
+                }
+            }
+            return RGBImage(width: size, height: size, pixels: out)
+        }
         let inv = 1 / scale
         let u0 = Swift.max(0, Int(offsetX.rounded(.down))), u1 = Swift.min(size, Int((offsetX + Double(width) * scale).rounded(.up)))
         let v0 = Swift.max(0, Int(offsetY.rounded(.down))), v1 = Swift.min(size, Int((offsetY + Double(height) * scale).rounded(.up)))
