@@ -76,4 +76,22 @@ final class CharModelTests: TemporaryDirectoryTestCase {
             XCTAssertEqual(model.generate(prompt: prompt, length: 12, temperature: 0), Array(context.suffix(12)), "\(cell)")
         }
     }
+
+    /// ASCII text takes a byte path; it must give what breaking the text into Characters
+    /// gives, "\r\n" (one Character) and lone "\r" included.
+    func testASCIIPathEqualsCharacterPath() throws {
+        let texts = ["to be\r\nor not\rto be\n\r!\r", "\r\n\r\n\r", "plain text, no line ends", "\t~\u{7f}\u{01} a"]
+        for text in texts {
+            let vocabulary = Set(text).sorted()
+            let ids = text.map { UInt16(vocabulary.firstIndex(of: $0)!) }
+            for corpus in [CharCorpus(text: text), try CharCorpus.checked(text: text, source: "t")] {
+                XCTAssertEqual(corpus.vocabulary, vocabulary, text.debugDescription)
+                XCTAssertEqual(corpus.ids, ids, text.debugDescription)
+                XCTAssertEqual(corpus.decode(corpus.ids.map(Int.init)), text)
+            }
+        }
+        // Not ASCII: the Character path, the same vocabulary rule.
+        let accented = "cafe\u{301} café"
+        XCTAssertEqual(CharCorpus(text: accented).vocabulary, Set(accented).sorted())
+    }
 }

@@ -172,6 +172,14 @@ final class BLASSelectionTests: XCTestCase {
         XCTAssertEqual(gg_blas_core_for_features(GG_CPU_AVX | GG_CPU_AVX2_FMA).map { String(cString: $0) }, "Haswell")
         XCTAssertNil(gg_blas_core_for_features(GG_CPU_AVX | GG_CPU_AVX2_FMA | GG_CPU_AMD))
         XCTAssertNil(gg_blas_core_for_features(0))
+        // GradGuard's own kernels: by default a CPU with AVX2 (AVX-512) runs them at that level,
+        // products included, unless the environment asks otherwise.
+        let env = ProcessInfo.processInfo.environment
+        if env["GRADGUARD_KERNELS"] == nil, env["GRADGUARD_NO_AVX2"] == nil, env["GRADGUARD_GEMM"] == nil {
+            if features.contains("AVX2+FMA") { XCTAssertGreaterThanOrEqual(KernelLevel.fromEnvironment(), .avx2) }
+            if features.contains("AVX-512") && features.contains("AVX2+FMA") { XCTAssertEqual(Kernels.supportedLevel, .avx512) }
+            XCTAssertEqual(Kernels.gemm, .own)
+        }
     }
 }
 
