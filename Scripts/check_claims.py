@@ -56,7 +56,8 @@ def check_lr(out):
     by = {r[0]: r for r in rows}
     for lr in ("0.3", "1.0", "3.0"):
         claim(f"lr: the guard (skip and back off) never diverges at lr {lr}", diverged_count(by[lr][3]) == 0)
-    claim("lr: plain SGD diverges on every seed at lr 1.0 and 3.0", diverged_count(by["1.0"][1]) == 3 and diverged_count(by["3.0"][1]) == 3)
+    claim("lr: plain SGD diverges on every seed at lr 3.0 and on two of three or more at 1.0",
+          diverged_count(by["1.0"][1]) >= 2 and diverged_count(by["3.0"][1]) == 3)
     for lr in ("0.3", "1.0"):
         plain = median(by[lr][1])
         claim(f"lr: at lr {lr} the guard's median accuracy beats plain SGD's", median(by[lr][3]) > (0 if math.isnan(plain) else plain))
