@@ -62,8 +62,8 @@ for k, v in labels.items():
     print(f"{k}: {v}")
 # The machine's load drifts over minutes; each round's two runs are back to back, so the
 # median of the per-round ratios is steadier than the ratio of the medians.
-print(f"| workload | GradGuard | PyTorch | ratio of medians (GradGuard time / PyTorch time) | median of per-round ratios |")
-print(f"|---|---|---|---|---|")
+print("| workload | GradGuard | PyTorch | ratio of medians (GradGuard time / PyTorch time) | median of per-round ratios |")
+print("|---|---|---|---|---|")
 for label, sk, tk, is_rate in rows:
     s, t = med(swift[sk]), med(torch[tk])
     ratio = t / s if is_rate else s / t

@@ -14,8 +14,6 @@ int gg_kernel_level_supported(void) {
     return level;
 }
 
-int gg_has_avx2_fma(void) { return gg_kernel_level_supported() >= GG_LEVEL_AVX2; }
-
 #if defined(__x86_64__) && defined(__clang__)
 #define GG_HAVE_VECTORS 1
 

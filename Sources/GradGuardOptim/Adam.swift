@@ -44,7 +44,7 @@ public class Adam: Optimizer {
         let decay = Float(1 - lr * Double(wd))
         let c1 = Float(1 - b1), fb2 = Float(b2), c2 = Float(1 - b2)
         let decoupled = decoupledWeightDecay
-        var args = gg_adam_args(step_size: stepSize, bc2_sqrt: bc2Sqrt, decay: decay, c1: c1, beta2: fb2, c2: c2,
+        let args = gg_adam_args(step_size: stepSize, bc2_sqrt: bc2Sqrt, decay: decay, c1: c1, beta2: fb2, c2: c2,
                                 eps: eps, weight_decay: wd, decoupled: decoupled ? 1 : 0)
         let level = Kernels.level
         // One pass per element, in PyTorch's order of operations; large tensors over the workers.
@@ -52,10 +52,12 @@ public class Adam: Optimizer {
             v.withUnsafeMutableScalars { vb in
                 withOptionalScalars(vmax) { mx in
                     if level > .portable {
-                        parallelFor(n, grain: 16_384) { r in
-                            gg_adam(level.cValue, p.baseAddress! + r.lowerBound, grad.baseAddress! + r.lowerBound,
-                                    mb.baseAddress! + r.lowerBound, vb.baseAddress! + r.lowerBound,
-                                    mx.map { $0 + r.lowerBound }, r.count, &args)
+                        withUnsafePointer(to: args) { a in
+                            parallelFor(n, grain: 16_384) { r in
+                                gg_adam(level.cValue, p.baseAddress! + r.lowerBound, grad.baseAddress! + r.lowerBound,
+                                        mb.baseAddress! + r.lowerBound, vb.baseAddress! + r.lowerBound,
+                                        mx.map { $0 + r.lowerBound }, r.count, a)
+                            }
                         }
                         return
                     }

@@ -31,13 +31,15 @@ public final class SGD: Optimizer {
         let n = p.count
         let level = Kernels.level
         if level > .portable {
-            var args = gg_sgd_args(lr: lr, weight_decay: wd, momentum: mu, dampening: damp,
+            let args = gg_sgd_args(lr: lr, weight_decay: wd, momentum: mu, dampening: damp,
                                    first: state["momentum_buffer"] == nil ? 1 : 0, nesterov: nesterov ? 1 : 0)
             let buf = mu == 0 ? nil : state.buffer("momentum_buffer")
             withOptionalScalars(buf) { b in
-                parallelFor(n, grain: 16_384) { r in
-                    gg_sgd(level.cValue, p.baseAddress! + r.lowerBound, grad.baseAddress! + r.lowerBound,
-                           b.map { $0 + r.lowerBound }, r.count, &args)
+                withUnsafePointer(to: args) { a in
+                    parallelFor(n, grain: 16_384) { r in
+                        gg_sgd(level.cValue, p.baseAddress! + r.lowerBound, grad.baseAddress! + r.lowerBound,
+                               b.map { $0 + r.lowerBound }, r.count, a)
+                    }
                 }
             }
             return

@@ -1,12 +1,5 @@
 import CGradGuardKernels
-import Dispatch
 import Synchronization
-
-/// Wraps a value the caller promises to use safely across the workers of one `parallelFor`.
-public struct UncheckedSendable<T>: @unchecked Sendable {
-    public let value: T
-    @inlinable public init(value: T) { self.value = value }
-}
 
 /// Runtime knobs of the kernels.
 public enum Kernels {
@@ -76,7 +69,7 @@ public enum KernelLevel: Int, Comparable, CaseIterable, Sendable, CustomStringCo
         self = level
     }
 
-
+    /// The `level` argument of the C kernels (GG_LEVEL_*).
     @inline(__always) public var cValue: Int32 { Int32(rawValue) }
 
     static func fromEnvironment() -> KernelLevel {

@@ -17,8 +17,6 @@ int gg_keep_freed_memory(void);
 #define GG_LEVEL_AVX512 2
 /// The highest level this processor (and its OS) runs: AVX-512 needs F, DQ, BW and VL.
 int gg_kernel_level_supported(void);
-/// 1 when the processor has AVX2 and FMA.
-int gg_has_avx2_fma(void);
 /// y[i] = exp(x[i]), sigmoid(x[i]) or tanh(x[i]) for i < n (x and y may alias).
 void gg_vexp(int level, const float *x, float *y, long n);
 void gg_vsigmoid(int level, const float *x, float *y, long n);
