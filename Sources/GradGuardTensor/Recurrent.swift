@@ -43,23 +43,46 @@ extension Tensor {
         let isGRU = kind == .gru, isLSTM = kind == .lstm
         let bh = batch * hidden
 
-        // Input projection of every step: gi = x · W_ihᵀ + b_ih (+ b_hh except for GRU).
+        // Input projection of every step: gi = x · W_ihᵀ + b_ih (+ b_hh except for GRU). When x
+        // is a lookup in a small table, the table's rows are projected once and gathered.
+        let fold = x.hooks.isEmpty && Autograd.context.anomaly == nil
+            ? x.rowSource.flatMap { $0.indices.count == steps * batch && $0.values.count == $0.rows * inSize ? $0 : nil } : nil
         var rowBias = biasIH?.scalars ?? [Float](repeating: 0, count: gw)
         if !isGRU, let bhh = biasHH { for k in 0..<gw { rowBias[k] += bhh.scalars[k] } }
-        var gi = [Float](unsafeUninitializedCapacity: steps * batch * gw) { g, count in
-            let base = g.baseAddress!
-            rowBias.withUnsafeBufferPointer { rb in
-                for r in 0..<(steps * batch) { (base + r * gw).update(from: rb.baseAddress!, count: gw) }
-            }
-            x.scalars.withUnsafeBufferPointer { px in
-                weightIH.scalars.withUnsafeBufferPointer { pw in
-                    if steps * batch > 0 {
-                        sgemm(transA: false, transB: true, m: steps * batch, n: gw, k: inSize,
-                              a: px.baseAddress!, b: pw.baseAddress!, beta: 1, c: base)
+        /// `rows` rows of `a` (`rows × inSize`) times W_ihᵀ plus the bias rows.
+        func project(_ a: [Float], rows: Int) -> [Float] {
+            [Float](unsafeUninitializedCapacity: rows * gw) { g, count in
+                let base = g.baseAddress!
+                rowBias.withUnsafeBufferPointer { rb in
+                    for r in 0..<rows { (base + r * gw).update(from: rb.baseAddress!, count: gw) }
+                }
+                a.withUnsafeBufferPointer { px in
+                    weightIH.scalars.withUnsafeBufferPointer { pw in
+                        if rows > 0 {
+                            sgemm(transA: false, transB: true, m: rows, n: gw, k: inSize,
+                                  a: px.baseAddress!, b: pw.baseAddress!, beta: 1, c: base)
+                        }
                     }
                 }
+                count = rows * gw
             }
-            count = steps * batch * gw
+        }
+        var gi: [Float]
+        if let fold {
+            let table = project(fold.values, rows: fold.rows)
+            gi = [Float](unsafeUninitializedCapacity: steps * batch * gw) { g, count in
+                let base = g.baseAddress!
+                table.withUnsafeBufferPointer { tb in
+                    fold.indices.withUnsafeBufferPointer { idx in
+                        parallelFor(steps * batch, grain: 64) { range in
+                            for r in range { (base + r * gw).update(from: tb.baseAddress! + idx[r] * gw, count: gw) }
+                        }
+                    }
+                }
+                count = steps * batch * gw
+            }
+        } else {
+            gi = project(x.scalars, rows: steps * batch)
         }
         var hs = [Float](repeating: 0, count: (steps + 1) * bh)       // hs[t+1] = h_t, hs[0] = h0
         var cs = [Float](repeating: 0, count: isLSTM ? (steps + 1) * bh : 0)
@@ -171,14 +194,15 @@ extension Tensor {
             hs.withUnsafeBufferPointer { dst.baseAddress!.update(from: $0.baseAddress! + bh, count: steps * bh) }
             if isLSTM { cs.withUnsafeBufferPointer { (dst.baseAddress! + steps * bh).update(from: $0.baseAddress! + steps * bh, count: bh) } }
         })
-        var inputs = [x, h0]
+        // With the fold, the gradient goes to the table itself rather than through the lookup.
+        var inputs = [fold?.table ?? x, h0]
         if isLSTM, let c0 { inputs.append(c0) }
         inputs += [weightIH, weightHH]
         if let biasIH { inputs.append(biasIH) }
         if let biasHH { inputs.append(biasHH) }
         let savedActs = isGRU ? acts : gi   // post-activation gates
         return record(kindLabel(kind), out, inputs) { dOut in
-            recurrentBackward(kind, dOut: dOut, x: x, weightIH: weightIH, weightHH: weightHH,
+            recurrentBackward(kind, dOut: dOut, x: x, fold: fold, weightIH: weightIH, weightHH: weightHH,
                               hasBiasIH: biasIH != nil, hasBiasHH: biasHH != nil, hasC0: isLSTM && c0 != nil,
                               acts: savedActs, hs: hs, cs: cs, tcs: tcs, ghn: ghn)
         }
@@ -193,7 +217,8 @@ extension Tensor {
         }
     }
 
-    private static func recurrentBackward(_ kind: RecurrentKind, dOut: Tensor, x: Tensor, weightIH: Tensor, weightHH: Tensor,
+    private static func recurrentBackward(_ kind: RecurrentKind, dOut: Tensor, x: Tensor, fold: RowSource?,
+                                          weightIH: Tensor, weightHH: Tensor,
                                           hasBiasIH: Bool, hasBiasHH: Bool, hasC0: Bool,
                                           acts: [Float], hs: [Float], cs: [Float], tcs: [Float], ghn: [Float]) -> [Tensor?] {
         let (steps, batch, inSize) = (x.shape[0], x.shape[1], x.shape[2])
@@ -332,29 +357,59 @@ extension Tensor {
                 dst.initialize(repeating: 0)
                 let d = dst.baseAddress!
                 m.withUnsafeBufferPointer { mb in
-                    for r in 0..<rows {
+                    for r in 0..<(m.count / gw) {
                         let row = mb.baseAddress! + r * gw
                         for k in 0..<gw { d[k] += row[k] }
                     }
                 }
             })
         }
-        var grads: [Tensor?] = []
-        // x
-        grads.append(x.requiresGrad ? Tensor(shape: x.shape, uninitialized: { dst in
-            dGi.withUnsafeBufferPointer { d in
-                weightIH.scalars.withUnsafeBufferPointer { w in
-                    if rows > 0 { sgemm(transA: false, transB: false, m: rows, n: inSize, k: gw, a: d.baseAddress!, b: w.baseAddress!, c: dst.baseAddress!) }
+        // With the fold: the gate gradients summed per table row, dP[v] = Σ_{r: index r = v} dG_i[r].
+        var dProj: [Float] = []
+        if let fold {
+            dProj = [Float](repeating: 0, count: fold.rows * gw)
+            dProj.withUnsafeMutableBufferPointer { dp in
+                dGi.withUnsafeBufferPointer { d in
+                    fold.indices.withUnsafeBufferPointer { idx in
+                        // Each worker owns a band of gate columns, so no two add into the same value.
+                        parallelFor(gw, grain: 128) { cols in
+                            let lo = cols.lowerBound, n = cols.count
+                            for r in 0..<rows {
+                                let src = d.baseAddress! + r * gw + lo, dst = dp.baseAddress! + idx[r] * gw + lo
+                                for k in 0..<n { dst[k] += src[k] }
+                            }
+                        }
+                    }
                 }
             }
-        }) : nil)
+        }
+        var grads: [Tensor?] = []
+        if let fold {
+            // The table: dP · W_ih.
+            grads.append(fold.table.requiresGrad ? Tensor(shape: fold.table.shape, uninitialized: { dst in
+                dProj.withUnsafeBufferPointer { d in
+                    weightIH.scalars.withUnsafeBufferPointer { w in
+                        sgemm(transA: false, transB: false, m: fold.rows, n: inSize, k: gw, a: d.baseAddress!, b: w.baseAddress!, c: dst.baseAddress!)
+                    }
+                }
+            }) : nil)
+        } else {
+            // x
+            grads.append(x.requiresGrad ? Tensor(shape: x.shape, uninitialized: { dst in
+                dGi.withUnsafeBufferPointer { d in
+                    weightIH.scalars.withUnsafeBufferPointer { w in
+                        if rows > 0 { sgemm(transA: false, transB: false, m: rows, n: inSize, k: gw, a: d.baseAddress!, b: w.baseAddress!, c: dst.baseAddress!) }
+                    }
+                }
+            }) : nil)
+        }
         grads.append(Tensor(shape: [batch, hidden], scalars: dhNext))           // h0
         if hasC0 { grads.append(Tensor(shape: [batch, hidden], scalars: dcNext)) }  // c0
         // Weight and bias gradients. Except for GRU, whose hidden-side gradient differs, the
         // three come out of one product dG_iᵀ · [x | h_{t-1} | 1]: one pass over dG_i instead of
         // three (the bias gradient, a column sum, is the product with the column of ones).
         var fusedWeights: (ih: Tensor, hh: Tensor, bias: Tensor)? = nil
-        if !isGRU && weightIH.requiresGrad && weightHH.requiresGrad && rows > 0 {
+        if fold == nil && !isGRU && weightIH.requiresGrad && weightHH.requiresGrad && rows > 0 {
             let wide = inSize + hidden + 1
             var rhs = [Float](unsafeUninitializedCapacity: rows * wide) { buf, count in
                 let b = buf.baseAddress!
@@ -392,10 +447,12 @@ extension Tensor {
             }
             product = []
         }
+        // dW_ih = dG_iᵀ · x, or with the fold dPᵀ · table: the same sum grouped by table row.
+        let (ihLeft, ihRight, ihRows) = fold.map { (dProj, $0.values, $0.rows) } ?? (dGi, x.scalars, rows)
         grads.append(weightIH.requiresGrad ? fusedWeights?.ih ?? Tensor(shape: weightIH.shape, uninitialized: { dst in
-            dGi.withUnsafeBufferPointer { d in
-                x.scalars.withUnsafeBufferPointer { px in
-                    if rows > 0 { sgemm(transA: true, transB: false, m: gw, n: inSize, k: rows, a: d.baseAddress!, b: px.baseAddress!, c: dst.baseAddress!) }
+            ihLeft.withUnsafeBufferPointer { d in
+                ihRight.withUnsafeBufferPointer { px in
+                    if ihRows > 0 { sgemm(transA: true, transB: false, m: gw, n: inSize, k: ihRows, a: d.baseAddress!, b: px.baseAddress!, c: dst.baseAddress!) }
                     else { dst.initialize(repeating: 0) }
                 }
             }
@@ -409,7 +466,7 @@ extension Tensor {
             }
         }) : nil)
         // The two biases enter every gate alike except GRU's n gate: one sum serves both otherwise.
-        let biasIHGrad = hasBiasIH || (hasBiasHH && !isGRU) ? fusedWeights?.bias ?? columnSums(dGi) : nil
+        let biasIHGrad = hasBiasIH || (hasBiasHH && !isGRU) ? fusedWeights?.bias ?? columnSums(fold == nil ? dGi : dProj) : nil
         if hasBiasIH { grads.append(biasIHGrad) }
         if hasBiasHH { grads.append(isGRU ? columnSums(dGh) : biasIHGrad!.copy()) }
         return grads

@@ -55,6 +55,9 @@ extension Tensor {
         })
         var inverse = [Int](repeating: 0, count: rank)
         for (i, p) in perm.enumerated() { inverse[p] = i }
+        if let source = rowSource, hooks.isEmpty, rank == 3, perm == [1, 0, 2] {
+            out.rowSource = source.swappingLeadingAxes()
+        }
         return Tensor.record("permute", out, [self]) { g in [g.permuted(inverse)] }
     }
 
@@ -226,6 +229,7 @@ extension Tensor {
             }
         })
         let inShape = shape
+        if a == 0 && rank == 2 && m >= 2 * n { out.rowSource = RowSource(table: self, indexShape: indices.shape, indices: idx) }
         return Tensor.record("indexSelect", out, [self]) { g in
             let grad = Tensor(shape: inShape, uninitialized: { dst in
                 dst.initialize(repeating: 0)

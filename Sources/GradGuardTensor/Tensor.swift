@@ -30,6 +30,8 @@ public final class Tensor {
     /// The tape node that produced this tensor, `nil` for leaves.
     internal var gradFn: TapeNode?
     internal var hooks: [(Tensor) -> Tensor?] = []
+    /// Set on the result of a lookup in a small table (see `RowSource`).
+    internal var rowSource: RowSource?
 
     // MARK: Initialisers
 
@@ -128,6 +130,45 @@ public final class Tensor {
 
     /// Sets `.grad` to `nil`.
     public func zeroGrad() { grad = nil }
+}
+
+/// Where the rows of a lookup result came from: `table`'s rows `indices`, the leading
+/// dimensions of the result being `indexShape`. A recurrent layer whose input is such a
+/// result projects the table once — `table · W_ihᵀ`, V rows — and gathers the projected
+/// rows, instead of projecting every gathered row; in backward it sums the gate gradients
+/// per table row and sends the table its gradient directly. The same values, with a
+/// V / (T·B) share of the input-side products (a character model's 65 rows against 2048).
+/// Only recorded when the table has at most half as many rows as were looked up.
+final class RowSource {
+    let table: Tensor
+    /// The table's values at lookup time (shared storage: the table may change later).
+    let values: [Float]
+    let rows: Int
+    let indexShape: [Int]
+    let indices: [Int]
+
+    init(table: Tensor, indexShape: [Int], indices: [Int]) {
+        self.table = table
+        self.values = table.scalars
+        self.rows = table.shape[0]
+        self.indexShape = indexShape
+        self.indices = indices
+    }
+
+    /// The same rows with the first two index dimensions swapped (a batch-first sequence
+    /// made time-major), or nil when the index is not two-dimensional.
+    func swappingLeadingAxes() -> RowSource? {
+        guard indexShape.count == 2 else { return nil }
+        let (a, b) = (indexShape[0], indexShape[1])
+        var swapped = [Int](repeating: 0, count: indices.count)
+        for i in 0..<a { for j in 0..<b { swapped[j * a + i] = indices[i * b + j] } }
+        let out = RowSource(table: table, values: values, rows: rows, indexShape: [b, a], indices: swapped)
+        return out
+    }
+
+    private init(table: Tensor, values: [Float], rows: Int, indexShape: [Int], indices: [Int]) {
+        (self.table, self.values, self.rows, self.indexShape, self.indices) = (table, values, rows, indexShape, indices)
+    }
 }
 
 extension Tensor: CustomStringConvertible {

@@ -1,5 +1,6 @@
 import XCTest
 import GradGuard
+@testable import GradGuardTensor
 import _TestSupport
 
 /// Finite-difference checks of the fused layers: every input and every parameter.
@@ -199,6 +200,86 @@ final class RecurrentKernelPathTests: XCTestCase {
                         assertClose(u, v, rtol: 1e-5, atol: 1e-6, "\(kind) hidden \(hidden) \(level) tensor \(i)")
                     }
                 }
+            }
+        }
+    }
+}
+
+/// A recurrent layer fed by a lookup in a small table projects the table's rows once and
+/// sends the table its gradient directly (`RowSource`). Outputs and every gradient must be
+/// those of the plain path, which a no-op hook on the lookup result forces.
+final class EmbeddingFoldTests: XCTestCase {
+    func run(_ kind: RecurrentKind, batchFirst: Bool, fold: Bool, alsoSummed: Bool = false) -> [Tensor] {
+        let (vocab, dim, hidden, batch, steps) = (7, 5, 16, 3, 9)
+        DefaultGenerator.seed(41)
+        let emb = Embedding(numEmbeddings: vocab, embeddingDim: dim)
+        let net: RecurrentNetwork
+        switch kind {
+        case .lstm: net = LSTM(inputSize: dim, hiddenSize: hidden, batchFirst: batchFirst)
+        case .gru: net = GRU(inputSize: dim, hiddenSize: hidden, batchFirst: batchFirst)
+        default: net = RNN(inputSize: dim, hiddenSize: hidden, batchFirst: batchFirst)
+        }
+        var g = RandomGenerator(seed: 42)
+        let shape = batchFirst ? [batch, steps] : [steps, batch]
+        let ids = Tensor(shape: shape, scalars: (0..<(batch * steps)).map { _ in Float(g.next() % UInt64(vocab)) })
+        let e = emb(ids)
+        XCTAssertNotNil(e.rowSource, "27 lookups in a 7-row table are recorded for the fold")
+        if !fold { e.registerHook { _ in nil } }
+        let out: Tensor
+        switch kind {
+        case .lstm: out = (net as! LSTM)(e).output
+        case .gru: out = (net as! GRU)(e).output
+        default: out = (net as! RNN)(e).output
+        }
+        var loss = (out * testTensor(out.shape, seed: 43)).sum()
+        if alsoSummed { loss = loss + (e * e).sum() }   // a second consumer of the lookup
+        loss.backward()
+        return [out] + ([emb.weight] + net.parameters()).map { $0.grad ?? Tensor.zeros($0.shape) }
+    }
+
+    func testFoldedLookupMatchesThePlainPath() {
+        for kind in [RecurrentKind.lstm, .gru, .rnnTanh] {
+            for batchFirst in [true, false] {
+                for alsoSummed in [false, true] {
+                    let plain = run(kind, batchFirst: batchFirst, fold: false, alsoSummed: alsoSummed)
+                    let folded = run(kind, batchFirst: batchFirst, fold: true, alsoSummed: alsoSummed)
+                    XCTAssertEqual(plain.count, folded.count)
+                    for (i, (u, v)) in zip(folded, plain).enumerated() {
+                        assertClose(u, v, rtol: 1e-5, atol: 1e-6, "\(kind) batchFirst \(batchFirst) summed \(alsoSummed) tensor \(i)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The fold is taken: the recurrent node's first input is the table, not the lookup.
+    func testFoldRoutesTheGradientToTheTable() {
+        let table = testTensor([4, 3], seed: 44)
+        table.requiresGrad = true
+        let ids = Tensor(shape: [5, 2], scalars: [0, 1, 2, 3, 3, 2, 1, 0, 0, 0])
+        let wih = testTensor([8, 3], seed: 45), whh = testTensor([8, 2], seed: 46)
+        let out = Tensor.recurrentLayer(.lstm, x: table.indexSelect(indices: ids), h0: Tensor.zeros([2, 2]), c0: Tensor.zeros([2, 2]),
+                                        weightIH: wih, weightHH: whh, biasIH: nil, biasHH: nil)
+        XCTAssertTrue(out.gradFn?.inputs.first === table)
+        // Fewer lookups than twice the table's rows: no fold.
+        let few = table.indexSelect(indices: Tensor(shape: [2, 1], scalars: [0, 1]))
+        XCTAssertNil(few.rowSource)
+    }
+
+    /// Finite differences through the folded path: the table, both weights and both biases.
+    func testFoldedLookupGradients() {
+        for kind in [RecurrentKind.lstm, .gru, .rnnTanh] {
+            let (vocab, dim, hidden, batch, steps) = (3, 2, 5, 2, 4)
+            let gw = kind.gateCount * hidden
+            let ids = Tensor(shape: [steps, batch], scalars: [0, 1, 2, 2, 1, 0, 0, 2])
+            let table = testTensor([vocab, dim], seed: 520)
+            let wih = testTensor([gw, dim], seed: 521, low: -0.6, high: 0.6)
+            let whh = testTensor([gw, hidden], seed: 522, low: -0.6, high: 0.6)
+            let bih = testTensor([gw], seed: 523, low: -0.3, high: 0.3), bhh = testTensor([gw], seed: 524, low: -0.3, high: 0.3)
+            checkGradients([table, wih, whh, bih, bhh]) { v in
+                Tensor.recurrentLayer(kind, x: v[0].indexSelect(indices: ids), h0: Tensor.zeros([batch, hidden]),
+                                      c0: kind == .lstm ? Tensor.zeros([batch, hidden]) : nil,
+                                      weightIH: v[1], weightHH: v[2], biasIH: v[3], biasHH: v[4])
             }
         }
     }
