@@ -7,8 +7,8 @@ import GradGuard
 final class ReportTests: TemporaryDirectoryTestCase {
 
     /// A short run with one incident (a NaN injected into a gradient at step 5).
-    func makeRun() throws -> String {
-        let dir = tmp + "/run"
+    func makeRun(clipper: any GradientClipper = ClipByGlobalNorm(maxNorm: 1), name: String = "run") throws -> String {
+        let dir = tmp + "/" + name
         DefaultGenerator.seed(2)
         let model = Sequential(Linear(inputSize: 4, outputSize: 8), ReLU(), Linear(inputSize: 8, outputSize: 3))
         var c = TrainerConfig()
@@ -16,7 +16,7 @@ final class ReportTests: TemporaryDirectoryTestCase {
         c.batchSize = 8
         c.moduleNormsEvery = 2
         let t = try Trainer(model: model, optimizer: SGD(model.parameters(), lr: 0.05),
-                            policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)), config: c, runDirectory: dir) { m, b in
+                            policy: GuardPolicy(clipper: clipper), config: c, runDirectory: dir) { m, b in
             crossEntropy((m as! Sequential)(b.inputs), b.targets)
         }
         var poisoned = false
@@ -62,6 +62,29 @@ final class ReportTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(html.components(separatedBy: "class=\"incident\"").count - 1, 3, "loss, gradient norm and lr charts mark it")
         XCTAssertTrue(html.contains("<table id=\"incidents\">") && html.contains("skipped the step"))
         XCTAssertTrue(html.contains("clip threshold 1.0"))
+    }
+
+    /// Every clipper's threshold is drawn from the step records alone (no config.yaml): a
+    /// series for the moving ZClip and AutoClip thresholds, a note for a value threshold.
+    func testClipThresholdsComeFromTheRecords() throws {
+        for (clipper, name) in [(ZClip(warmupSteps: 3) as any GradientClipper, "zclip"), (AutoClip(percentile: 50), "autoclip"),
+                                (ClipByValue(0.25), "value")] {
+            let dir = try makeRun(clipper: clipper, name: name)
+            try FileManager.default.removeItem(atPath: dir + "/config.yaml")
+            let (steps, _) = try RunRecords.metrics(in: dir)
+            XCTAssertTrue(steps.allSatisfy { $0.clipper == name }, name)
+            let html = try String(contentsOfFile: try RunReport.write(runDirectory: dir), encoding: .utf8)
+            if name == "value" {
+                XCTAssertTrue(html.contains("clipper <b>value</b>: threshold 0.25 (largest gradient magnitude)"), name)
+                continue
+            }
+            let thresholds = steps.compactMap(\.clipThreshold)
+            XCTAssertGreaterThan(Set(thresholds).count, 1, "\(name): the threshold moves")
+            let polylines = html.components(separatedBy: "<polyline").dropFirst().map { Substring($0.prefix { $0 != ">" }) }
+            let series = try XCTUnwrap(polylines.first { attribute("data-series", in: $0) == "clip threshold (\(name))" }, name)
+            XCTAssertEqual(attribute("data-points", in: series), "\(thresholds.count)", name)
+            XCTAssertEqual(Float(attribute("data-last", in: series) ?? "") ?? 0, thresholds.last!, accuracy: 1e-4 * thresholds.last!, name)
+        }
     }
 
     func testTicksAreRoundDistinctAndInRange() {

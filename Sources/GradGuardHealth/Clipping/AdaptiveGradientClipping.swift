@@ -51,18 +51,15 @@ public final class AdaptiveGradientClipping: GradientClipper {
             p.tensor.withUnsafeScalars { w in
                 g.withUnsafeMutableScalars { gb in
                     for u in 0..<count {
-                        let lo = u * size
-                        var wn = 0.0, gn = 0.0
-                        for k in lo..<(lo + size) {
-                            wn += Double(w[k]) * Double(w[k])
-                            gn += Double(gb[k]) * Double(gb[k])
-                        }
-                        sb += gn
-                        let gNorm = Float(gn.squareRoot()), maxNorm = clipping * Swift.max(Float(wn.squareRoot()), eps)
-                        guard !skip, gNorm.isFinite, !(gNorm < maxNorm) else { sa += gn; continue }
+                        let units = (u * size)..<((u + 1) * size)
+                        let wNorm = GradientClipping.norm(UnsafeBufferPointer(rebasing: w[units]))
+                        let gn = GradientClipping.norm(UnsafeBufferPointer(rebasing: gb[units]))
+                        sb += gn * gn
+                        let gNorm = Float(gn), maxNorm = clipping * Swift.max(Float(wNorm), eps)
+                        guard !skip, gNorm.isFinite, !(gNorm < maxNorm) else { sa += gn * gn; continue }
                         let factor = maxNorm / Swift.max(gNorm, 1e-6)
-                        for k in lo..<(lo + size) { gb[k] *= factor }
-                        sa += gn * Double(factor) * Double(factor)
+                        GradientClipping.scale(UnsafeMutableBufferPointer(rebasing: gb[units]), by: factor)
+                        sa += gn * gn * Double(factor) * Double(factor)
                         touched.append(count == 1 ? p.name : "\(p.name)[\(u)]")
                         smallest = Swift.min(smallest, factor)
                     }

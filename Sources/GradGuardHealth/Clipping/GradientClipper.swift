@@ -57,36 +57,25 @@ extension GradientClipper {
     public func load(stateDict: ClipperState) throws {}
 }
 
-// MARK: - Shared pieces
+// MARK: - Shared pieces, all on `GradientClipping`
 
 /// L2 norm of each gradient (0 for a parameter without one), over the workers.
 func gradientNorms(_ parameters: [NamedParameter]) -> [Double] {
-    scanAll(parameters, grads: true).map { $0?.norm(2) ?? 0 }
+    GradientClipping.norms(parameters.map(\.tensor.grad))
 }
 
 /// The L2 norm of a list of L2 norms.
-func l2(_ norms: [Double]) -> Double { combineNorms(norms, p: 2) }
-
-/// Multiplies one gradient in place.
-func scaleGradient(_ t: Tensor, by s: Float) {
-    t.grad?.withUnsafeMutableScalars { g in
-        parallelFor(g.count, grain: 65_536) { range in for i in range { g[i] *= s } }
-    }
-}
-
-/// `clip_grad_norm_`'s coefficient: maxNorm / (norm + 1e-6), at most 1.
-func clipCoefficient(norm: Double, maxNorm: Float) -> Float {
-    Swift.min(maxNorm / (Float(norm) + 1e-6), 1)
-}
+func l2(_ norms: [Double]) -> Double { GradientClipping.combine(norms) }
 
 /// Scales every gradient so that the global L2 norm `norm` becomes at most `maxNorm`
 /// (`clip_grad_norm_` semantics: a non-finite norm leaves the gradients untouched here, so
 /// that adaptive clippers never spread a NaN; detectors deal with it). Returns the report.
 func clipToGlobalNorm(_ parameters: [NamedParameter], norm: Double, maxNorm: Float) -> ClipReport {
     guard norm.isFinite else { return ClipReport(normBefore: Float(norm), normAfter: Float(norm), threshold: maxNorm) }
-    let coef = clipCoefficient(norm: norm, maxNorm: maxNorm)
+    let coef = GradientClipping.coefficient(norm: norm, maxNorm: maxNorm)
     guard coef < 1 else { return ClipReport(normBefore: Float(norm), normAfter: Float(norm), threshold: maxNorm) }
-    for p in parameters { scaleGradient(p.tensor, by: coef) }
+    let grads = parameters.compactMap(\.tensor.grad)
+    GradientClipping.scale(grads, by: coef)
     return ClipReport(normBefore: Float(norm), normAfter: Float(norm) * coef, scale: coef, threshold: maxNorm,
                       touched: parameters.filter { $0.tensor.grad != nil }.map(\.name))
 }

@@ -12,28 +12,11 @@ public final class ClipByValue: GradientClipper {
     }
 
     public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
-        var before: [Double] = [], after: [Double] = [], touched: [String] = []
-        for p in parameters {
-            guard let g = p.tensor.grad else { continue }
-            var sb = 0.0, sa = 0.0, changed = false
-            g.withUnsafeMutableScalars { b in
-                for i in 0..<b.count {
-                    let v = b[i]
-                    sb += Double(v * v)
-                    if !v.isNaN && Swift.abs(v) > clipValue {
-                        b[i] = v > 0 ? clipValue : -clipValue
-                        changed = true
-                    }
-                    sa += Double(b[i] * b[i])
-                }
-            }
-            before.append(sb.squareRoot())
-            after.append(sa.squareRoot())
-            if changed { touched.append(p.name) }
-        }
-        let nb = Float(l2(before)), na = Float(l2(after))
+        let present = parameters.filter { $0.tensor.grad != nil }
+        let results = GradientClipping.clamp(present.map { $0.tensor.grad! }, to: clipValue)
+        let nb = Float(l2(results.map(\.normBefore))), na = Float(l2(results.map(\.normAfter)))
         return ClipReport(normBefore: nb, normAfter: na, scale: nb > 0 && nb.isFinite ? na / nb : 1, threshold: clipValue,
-                          touched: touched)
+                          touched: zip(present, results).filter { $0.1.changed }.map { $0.0.name })
     }
 }
 
@@ -69,7 +52,7 @@ public final class ClipByGlobalNorm: GradientClipper {
     public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
         let total = measure(parameters)
         if errorIfNonfinite && !total.isFinite { throw NonFiniteNormError(norm: total, normType: normType) }
-        let coef = Swift.min(maxNorm / (total + 1e-6), 1)
+        let coef = GradientClipping.coefficient(norm: Double(total), maxNorm: maxNorm)
         guard coef < 1 || coef.isNaN else { return ClipReport(normBefore: total, normAfter: total, threshold: maxNorm) }
         scale(parameters, by: coef)
         // An infinite norm gives coefficient 0 (as in PyTorch): the gradients become zeros.
@@ -102,12 +85,10 @@ public final class ClipPerGroup: GradientClipper {
         for (label, members) in groups {
             let n = l2(members.map { norms[$0] })
             guard n.isFinite else { continue }
-            let coef = clipCoefficient(norm: n, maxNorm: maxNorm)
+            let coef = GradientClipping.coefficient(norm: n, maxNorm: maxNorm)
             guard coef < 1 else { continue }
-            for i in members {
-                scaleGradient(parameters[i].tensor, by: coef)
-                after[i] = norms[i] * Double(coef)
-            }
+            GradientClipping.scale(members.compactMap { parameters[$0].tensor.grad }, by: coef)
+            for i in members { after[i] = norms[i] * Double(coef) }
             touched.append(label.isEmpty ? "(root)" : label)
             smallest = Swift.min(smallest, coef)
         }
@@ -135,7 +116,7 @@ public final class ClipByBlockRMS: GradientClipper {
             let rms = norms[i] / Double(g.count).squareRoot()
             let denom = Swift.max(1, Float(rms) / threshold)
             guard denom > 1 else { continue }
-            scaleGradient(p.tensor, by: 1 / denom)
+            GradientClipping.scale([g], by: 1 / denom)
             after[i] = norms[i] / Double(denom)
             touched.append(p.name)
             smallest = Swift.min(smallest, 1 / denom)

@@ -61,8 +61,13 @@ public final class ZClip: GradientClipper {
         let adaptive = threshold(for: norm)
         var effective = adaptive ?? norm
         if let maxNorm { effective = Swift.min(effective, Double(maxNorm)) }
-        let report = norm > effective ? clipToGlobalNorm(parameters, norm: norm, maxNorm: Float(effective))
-                                      : ClipReport(normBefore: Float(norm), normAfter: Float(norm), threshold: Float(effective))
+        var report = norm > effective ? clipToGlobalNorm(parameters, norm: norm, maxNorm: Float(effective))
+                                      : ClipReport(normBefore: Float(norm), normAfter: Float(norm))
+        // The threshold reported is where clipping starts: the norm whose z-score is zThreshold
+        // (or maxNorm if lower). A norm above it is brought to `effective`, below the line.
+        var boundary = mu + zThreshold * (v.squareRoot() + eps)
+        if let maxNorm { boundary = Swift.min(boundary, Double(maxNorm)) }
+        report.threshold = Float(boundary)
         let x = adaptive ?? norm
         let newMean = alpha * mu + (1 - alpha) * x
         mean = newMean

@@ -1,4 +1,5 @@
 import GradGuardNN
+import GradGuardOptim
 import GradGuardTensor
 
 /// Measures the gradients (and weights) of a set of named parameters, every step.
@@ -53,15 +54,15 @@ public final class GradientHealth {
         let modules = groups.map { group -> ModuleStatistics in
             let members = group.indices.map { tensors[$0] }
             return ModuleStatistics(name: group.module,
-                                    gradNorm: Float(combineNorms(members.map { Double($0.gradNorm) }, p: 2)),
-                                    weightNorm: Float(combineNorms(members.map { Double($0.weightNorm) }, p: 2)),
+                                    gradNorm: Float(GradientClipping.combine(members.map { Double($0.gradNorm) }, order: 2)),
+                                    weightNorm: Float(GradientClipping.combine(members.map { Double($0.weightNorm) }, order: 2)),
                                     gradMaxAbs: members.map(\.gradMaxAbs).max() ?? 0,
                                     nonFiniteCount: members.reduce(0) { $0 + $1.nanCount + $1.infCount },
                                     updateRatio: nil)
         }
         let present = gradScans.compactMap { $0 }
-        let global = Float(combineNorms(present.map { $0.norm(normType) }, p: normType))
-        let l2 = normType == 2 ? global : Float(combineNorms(present.map { $0.norm(2) }, p: 2))
+        let global = Float(GradientClipping.combine(present.map { $0.norm(normType) }, order: normType))
+        let l2 = normType == 2 ? global : Float(GradientClipping.combine(present.map { $0.norm(2) }, order: 2))
         let histogram = histogramEvery > 0 && step % histogramEvery == 0 ? MagnitudeHistogram.ofGradients(parameters) : nil
         return StepStatistics(step: step, loss: loss, globalNorm: global, normType: normType, globalL2: l2,
                               maxAbs: tensors.map(\.gradMaxAbs).max() ?? 0, tensors: tensors, modules: modules,

@@ -90,16 +90,6 @@ struct TensorScan: Sendable {
     }
 }
 
-/// Combines per-tensor norms of order `p` into the norm of all of them together.
-func combineNorms(_ norms: [Double], p: Float) -> Double {
-    if norms.contains(where: \.isNaN) { return .nan }
-    if p == .infinity { return norms.max() ?? 0 }
-    if p == 2 { return norms.reduce(0) { $0 + $1 * $1 }.squareRoot() }
-    if p == 1 { return norms.reduce(0, +) }
-    let pd = Double(p)
-    return Foundation.pow(norms.reduce(0) { $0 + Foundation.pow($1, pd) }, 1 / pd)
-}
-
 /// Scans every tensor's gradient (`grads: true`) or values, over the workers: large
 /// tensors in chunks, so that one big weight does not leave the other cores idle.
 func scanAll(_ params: [NamedParameter], grads: Bool, p: Float = 2) -> [TensorScan?] {

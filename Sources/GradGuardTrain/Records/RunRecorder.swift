@@ -46,6 +46,12 @@ public struct StepRecord: Codable, Sendable {
     public let clipped: Bool
     public let skipped: Bool
     public let lrScale: Double
+    /// The clipper's name and its threshold at this step, in the clipper's own unit: a global
+    /// norm for `global-norm`, `zclip` (where clipping starts) and `autoclip`, a group norm for
+    /// `per-module`/`per-parameter`, a value for `value`, an RMS for `block-rms`, a ratio
+    /// for `agc`. Absent in records written before they were kept, and with no clipper.
+    public var clipper: String? = nil
+    public var clipThreshold: Float? = nil
     /// Per-module gradient norms (every `moduleNormsEvery` steps).
     public let moduleNorms: [String: Float]?
     /// Per-module update-to-weight ratios (same steps).

@@ -42,16 +42,11 @@ public enum RunReport {
         try AtomicFile.write(Data(text.utf8), to: dir + "/environment.txt")
     }
 
-    static func clipThreshold(config: String) -> Double? {
-        // The resolved config.yaml names the clipper and its threshold.
-        var clipper = "", maxNorm: Double? = nil
-        for line in config.split(separator: "\n") {
-            let t = line.trimmingCharacters(in: .whitespaces)
-            if t.hasPrefix("clipper:") { clipper = t.dropFirst(8).split(separator: "#")[0].trimmingCharacters(in: .whitespaces) }
-            if t.hasPrefix("max_norm:") { maxNorm = Double(t.dropFirst(9).split(separator: "#")[0].trimmingCharacters(in: .whitespaces)) }
-        }
-        return clipper == "global-norm" || clipper == "per-module" ? maxNorm : nil
-    }
+    /// The clippers whose threshold is a gradient norm, drawn on the gradient-norm chart.
+    static let normThresholdClippers: Set<String> = ["global-norm", "per-module", "zclip", "autoclip"]
+    /// What the threshold of the other clippers is.
+    static let thresholdUnits = ["value": "largest gradient magnitude", "block-rms": "RMS of each gradient tensor",
+                                 "agc": "gradient norm per unit of weight norm", "per-parameter": "norm of each gradient tensor"]
 
     public static func html(runDirectory dir: String) throws -> String {
         let (steps, evals) = try RunRecords.metrics(in: dir)
@@ -81,11 +76,29 @@ public enum RunReport {
         ], markers: markers, id: "chart-loss").render()
 
         body += "<h2>Gradient norm</h2>"
-        body += SVGChart(title: "global gradient norm (log scale)", series: [
+        // The clip threshold of every step, from the records: a line when it never moved,
+        // a series when it did (ZClip, AutoClip); below the chart when it is not a norm.
+        let clipper = steps.last { $0.clipper != nil }?.clipper
+        let thresholds = line { $0.clipThreshold.map(Double.init) }
+        let values = Set(thresholds.map(\.y))
+        var normSeries: [SVGChart.Series] = [
             .init(name: "before clipping", color: "#2ca02c", points: line { Double($0.gradNorm) }),
             .init(name: "after clipping", color: "#9467bd", points: line { $0.gradNormAfterClip.map(Double.init) }),
-        ], logY: true, markers: markers, reference: clipThreshold(config: config).map { ($0, "clip threshold \($0)") },
-           id: "chart-gradnorm").render()
+        ]
+        var reference: (y: Double, label: String)? = nil
+        let onNormChart = clipper.map { normThresholdClippers.contains($0) } ?? false
+        if onNormChart, values.count == 1, let v = values.first {
+            reference = (v, "clip threshold \(v)")
+        } else if onNormChart, !thresholds.isEmpty {
+            normSeries.append(.init(name: "clip threshold (\(clipper!))", color: "#7f7f7f", points: thresholds))
+        }
+        body += SVGChart(title: "global gradient norm (log scale)", series: normSeries, logY: true, markers: markers,
+                         reference: reference, id: "chart-gradnorm").render()
+        if let clipper, !onNormChart, let lo = values.min(), let hi = values.max() {
+            let range = lo == hi ? String(format: "%g", lo) : String(format: "%g to %g", lo, hi)
+            let unit = thresholdUnits[clipper].map { " (\($0))" } ?? ""
+            body += "<p>clipper <b>\(SVGChart.escape(clipper))</b>: threshold \(range)\(unit)</p>"
+        }
 
         let detailed = steps.filter { $0.moduleNorms != nil }
         // Modules in model order: dotted paths compared with numbers as numbers ("2" < "10").

@@ -210,7 +210,9 @@ public final class Trainer {
         }
         return StepRecord(step: step, epoch: epoch, loss: loss, lr: optimizer.paramGroups.first?.lr ?? 0,
                           gradNorm: o.stats.globalNorm, gradNormAfterClip: o.clip?.normAfter, clipped: o.clip?.clipped ?? false,
-                          skipped: o.decision != .applied, lrScale: o.lrScale, moduleNorms: norms, updateRatios: ratios)
+                          skipped: o.decision != .applied, lrScale: o.lrScale,
+                          clipper: guardian.policy.clipper?.name, clipThreshold: o.clip?.threshold,
+                          moduleNorms: norms, updateRatios: ratios)
     }
 
     func writeEvents(_ r: StepRecord, _ o: StepOutcome) throws {

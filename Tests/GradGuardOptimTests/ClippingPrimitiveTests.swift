@@ -1,0 +1,48 @@
+import Foundation
+import XCTest
+import GradGuard
+import _TestSupport
+
+/// `GradientClipping`, the primitive every clipper is built on: norms of any order over
+/// tensors split across the workers, the coefficient, scaling and clamping.
+final class ClippingPrimitiveTests: XCTestCase {
+    func naiveNorm(_ t: Tensor, _ p: Float) -> Double {
+        if p == .infinity { return Double(t.scalars.map { Swift.abs($0) }.max() ?? 0) }
+        return pow(t.scalars.reduce(0.0) { $0 + pow(Double(Swift.abs($1)), Double(p)) }, 1 / Double(p))
+    }
+
+    func testNormsOfEveryOrderOverChunkedTensors() {
+        // 200 003 values: four pieces of 65 536 for the workers, with a tail.
+        let tensors: [Tensor?] = [testTensor([200_003], seed: 900), nil, testTensor([7, 3], seed: 901), Tensor.zeros([0])]
+        for p: Float in [1, 2, 3, .infinity] {
+            let norms = GradientClipping.norms(tensors, order: p)
+            XCTAssertEqual(norms.count, 4)
+            for (i, t) in tensors.enumerated() {
+                let expected = t.map { naiveNorm($0, p) } ?? 0
+                XCTAssertEqual(norms[i], expected, accuracy: 1e-5 * Swift.max(1, expected), "order \(p) tensor \(i)")
+            }
+            let all = Tensor(shape: [200_024], scalars: tensors[0]!.scalars + tensors[2]!.scalars)
+            XCTAssertEqual(GradientClipping.combine(norms, order: p), naiveNorm(all, p), accuracy: 1e-5 * naiveNorm(all, p))
+        }
+        XCTAssertTrue(GradientClipping.combine([1, .nan], order: 2).isNaN)
+        var withNaN = testTensor([70_000], seed: 902).scalars
+        withNaN[68_000] = .nan
+        XCTAssertTrue(GradientClipping.norms([Tensor(withNaN)], order: .infinity)[0].isNaN, "a NaN in a later piece")
+    }
+
+    func testCoefficientScaleAndClamp() {
+        XCTAssertEqual(GradientClipping.coefficient(norm: 10, maxNorm: 1), 1 / (10 + 1e-6), accuracy: 1e-7)
+        XCTAssertEqual(GradientClipping.coefficient(norm: 0.5, maxNorm: 1), 1)
+        XCTAssertEqual(GradientClipping.coefficient(norm: .infinity, maxNorm: 1), 0)
+        XCTAssertTrue(GradientClipping.coefficient(norm: .nan, maxNorm: 1).isNaN)
+        let t = Tensor([3, -4, 0.5, .nan])
+        GradientClipping.scale([t], by: 0.5)
+        XCTAssertEqual(Array(t.scalars.prefix(3)), [1.5, -2, 0.25])
+        let clamped = GradientClipping.clamp([t, Tensor([0.1, -0.2])], to: 1)
+        XCTAssertEqual(Array(t.scalars.prefix(3)), [1, -1, 0.25])
+        XCTAssertTrue(t.scalars[3].isNaN, "NaN stays NaN")
+        XCTAssertEqual(clamped.map(\.changed), [true, false])
+        XCTAssertEqual(clamped[1].normBefore, clamped[1].normAfter)
+        XCTAssertEqual(clamped[1].normAfter, (0.01 + 0.04).squareRoot(), accuracy: 1e-7)
+    }
+}
