@@ -196,3 +196,66 @@ final class GuardTests: XCTestCase {
         XCTAssertEqual(Double(stats.module("0")!.updateRatio!), (d / n).squareRoot(), accuracy: 1e-5)
     }
 }
+
+/// The decide phase alone: a pure function of findings, policy and memory.
+final class GuardDecisionTests: XCTestCase {
+    func finding(_ kind: FindingKind, step: Int = 0) -> Finding { Finding(kind: kind, step: step, message: "\(kind)") }
+
+    func testDecisionsFromFindingsPolicyAndMemory() {
+        let policy = GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1))
+        var memory = GuardMemory()
+        memory.step = 30
+        memory.snapshotStep = 30
+        memory.previousSnapshotStep = 20
+        // Healthy: apply, nothing counted but the attempt.
+        let healthy = GuardDecision.decide(findings: [], policy: policy, memory: memory)
+        XCTAssertEqual(healthy.disposition, .apply)
+        XCTAssertFalse(healthy.recovering || healthy.backOff || healthy.halt)
+        XCTAssertEqual(healthy.memory.attempts, 1)
+        // A NaN gradient: skip and back off (the standard actions); the first recovery.
+        let nan = GuardDecision.decide(findings: [finding(.nonFiniteGradient)], policy: policy, memory: healthy.memory)
+        XCTAssertEqual(nan.disposition, .skip(noSnapshot: false))
+        XCTAssertTrue(nan.backOff && nan.recovering && !nan.escalated)
+        XCTAssertEqual(nan.memory.failedRecoveries, 1)
+        // Again within the window: escalated to a rollback; the newest snapshot was taken at
+        // the failing step, so it goes to the one before.
+        let again = GuardDecision.decide(findings: [finding(.nonFiniteGradient)], policy: policy, memory: nan.memory)
+        XCTAssertEqual(again.disposition, .rollback(toStep: 20, previous: true))
+        XCTAssertTrue(again.escalated)
+        XCTAssertEqual(again.memory.lastRollbackTarget, 20)
+        XCTAssertEqual(again.memory.failedRecoveries, 2)
+        // The same memory gives the same decision: nothing else is read.
+        XCTAssertEqual(GuardDecision.decide(findings: [finding(.nonFiniteGradient)], policy: policy, memory: nan.memory), again)
+        // Without snapshots a wanted rollback is a skip, and the fifth failure in a row halts.
+        var none = nan.memory
+        none.snapshotStep = nil
+        none.previousSnapshotStep = nil
+        none.failedRecoveries = 4
+        let last = GuardDecision.decide(findings: [finding(.lossDivergence)], policy: policy, memory: none)
+        XCTAssertEqual(last.disposition, .skip(noSnapshot: true))
+        XCTAssertTrue(last.halt)
+        // A spike with a clipper is only reported: applied, no recovery.
+        let spike = GuardDecision.decide(findings: [finding(.spike)], policy: policy, memory: memory)
+        XCTAssertEqual(spike.disposition, .apply)
+        XCTAssertFalse(spike.recovering)
+    }
+
+    /// Incidents keep the typed actions and render their text from them; records written
+    /// before the typed actions existed still load.
+    func testIncidentActionsAreTypedAndRendered() throws {
+        let taken: [TakenAction] = [.rolledBack(toStep: 20, undone: 10), .backedOff(factor: 0.5, scale: 0.25),
+                                    .escalated(window: 10), .clipped(clipper: "zclip", normBefore: 12.5, normAfter: 3)]
+        let inc = Incident(step: 30, findings: [finding(.spike, step: 30)], taken: taken, blame: [], causes: [], recommendations: [])
+        XCTAssertEqual(inc.actions, ["rolled back to the snapshot of step 20 (10 steps undone)", "learning rate ×0.5 (scale now 0.25)",
+                                     "escalated: the last recovery was within 10 steps", "clipped (zclip) 12.5 → 3"])
+        let data = try JSONEncoder().encode(inc)
+        let back = try JSONDecoder().decode(Incident.self, from: data)
+        XCTAssertEqual(back.taken, taken)
+        XCTAssertEqual(back.actions, inc.actions)
+        var old = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+        old.removeValue(forKey: "taken")
+        let legacy = try JSONDecoder().decode(Incident.self, from: JSONSerialization.data(withJSONObject: old))
+        XCTAssertEqual(legacy.taken, [])
+        XCTAssertEqual(legacy.actions, inc.actions)
+    }
+}

@@ -13,17 +13,73 @@ public struct Cause: Sendable, Codable, Equatable {
     public let evidence: String
 }
 
+/// One thing the guard did at a step. Incidents record these; their text is rendered from them.
+public enum TakenAction: Sendable, Codable, Equatable {
+    /// Went back to the snapshot of `toStep`, undoing `undone` applied steps.
+    case rolledBack(toStep: Int, undone: Int)
+    /// Did not apply the step; `noSnapshot` when a rollback was wanted but there was none.
+    case skipped(noSnapshot: Bool)
+    /// Multiplied the learning rate by `factor`; `scale` is the multiplier now in force.
+    case backedOff(factor: Double, scale: Double)
+    /// Made the recovery stronger because the previous one, within `window` steps, did not hold.
+    case escalated(window: Int)
+    /// The clipper scaled the gradients from one global norm to another.
+    case clipped(clipper: String, normBefore: Float, normAfter: Float)
+    /// Recorded the finding and changed nothing.
+    case reported
+    /// Put back the weights and optimizer state of the best evaluation, at `step`.
+    case restoredBest(step: Int)
+    /// Stopped the run after the validation loss diverged `times` times.
+    case stopped(times: Int)
+
+    /// The sentence shown in summaries, the report and `incidents.jsonl`'s `actions`.
+    public var text: String {
+        switch self {
+        case let .rolledBack(to, undone): return "rolled back to the snapshot of step \(to) (\(undone) steps undone)"
+        case let .skipped(noSnapshot): return noSnapshot ? "skipped the step (no snapshot to roll back to)" : "skipped the step"
+        case let .backedOff(factor, scale): return "learning rate ×\(formatNumber(factor)) (scale now \(formatNumber(scale)))"
+        case let .escalated(window): return "escalated: the last recovery was within \(window) steps"
+        case let .clipped(name, before, after):
+            return "clipped (\(name)) \(formatNumber(Double(before))) → \(formatNumber(Double(after)))"
+        case .reported: return "reported"
+        case let .restoredBest(step): return "restored the weights and optimizer state of step \(step) (the best validation loss)"
+        case let .stopped(times): return "stopped: the validation loss diverged \(times) times"
+        }
+    }
+}
+
 /// One intervention of the guard: what was seen, what was done, who is to blame, why it
 /// probably happened and what to change.
 public struct Incident: Sendable, Codable {
     public let step: Int
     public let findings: [Finding]
-    /// What the guard did: `"skipped the step"`, `"learning rate ×0.5 (now 5e-4)"`, …
-    public var actions: [String]
+    /// What the guard did, in order.
+    public let taken: [TakenAction]
+    /// The same as sentences: `"skipped the step"`, `"learning rate ×0.5 (scale now 0.5)"`, …
+    /// (all that records written before `taken` existed hold).
+    public let actions: [String]
     public let blame: [Blame]
     /// Ranked, most likely first.
     public let causes: [Cause]
     public let recommendations: [String]
+
+    public init(step: Int, findings: [Finding], taken: [TakenAction], blame: [Blame], causes: [Cause], recommendations: [String]) {
+        (self.step, self.findings, self.taken, self.blame, self.causes, self.recommendations) = (step, findings, taken, blame, causes, recommendations)
+        actions = taken.map(\.text)
+    }
+
+    enum CodingKeys: String, CodingKey { case step, findings, taken, actions, blame, causes, recommendations }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        step = try c.decode(Int.self, forKey: .step)
+        findings = try c.decode([Finding].self, forKey: .findings)
+        taken = try c.decodeIfPresent([TakenAction].self, forKey: .taken) ?? []
+        actions = try c.decode([String].self, forKey: .actions)
+        blame = try c.decode([Blame].self, forKey: .blame)
+        causes = try c.decode([Cause].self, forKey: .causes)
+        recommendations = try c.decode([String].self, forKey: .recommendations)
+    }
 
     /// One paragraph for a terminal.
     public var summary: String {

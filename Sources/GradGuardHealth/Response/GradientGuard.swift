@@ -24,6 +24,10 @@ public struct StepOutcome: Sendable {
     public let lrScale: Double
 }
 
+/// When a learning-rate schedule advances: after every applied optimizer step, or at the
+/// end of every epoch. `GradientGuard` is the one owner that steps it.
+public enum ScheduleCadence: String, Codable, Sendable { case step, epoch }
+
 /// Gradient health for a training loop: measures every step, runs the detectors, applies
 /// the policy (clip, skip, back off, roll back, halt) and calls the optimizer. It replaces
 /// `optimizer.step()` in a hand-written loop:
@@ -43,9 +47,12 @@ public final class GradientGuard {
     public var policy: GuardPolicy
     public let optimizer: Optimizer
     public let scheduler: LRScheduler?
+    public let scheduleCadence: ScheduleCadence
     public let diagnostician: Diagnostician
     /// Applied steps (skipped ones do not count).
-    public private(set) var step = 0
+    public var step: Int { memory.step }
+    /// The recovery history and snapshot positions that decisions depend on.
+    public private(set) var memory = GuardMemory()
     public private(set) var skippedSteps = 0
     public private(set) var rollbacks = 0
     /// Applied steps undone by rollbacks (each rollback also loses the failed step itself).
@@ -65,13 +72,6 @@ public final class GradientGuard {
     /// taken at the very step that went wrong (its weights already in the bad region).
     private var previousSnapshot: TrainingSnapshot?
     private var healthyStreak = 0
-    private var failedRecoveries = 0
-    private var lastRecovery: Int? = nil
-    /// The step of the snapshot the last rollback went to: going there again after a failed
-    /// recovery means its weights are already in the bad region.
-    private var lastRollbackTarget: Int? = nil
-    /// Calls of `step(loss:)`, applied or not: the clock for recovery windows.
-    private var attempts = 0
     private var healthyNorms = Window(500)
     private var lrHistory = Window(21)
 
@@ -79,7 +79,7 @@ public final class GradientGuard {
     /// `layerTypes` maps module names to their layer type (`"Linear"`, `"Conv2d"`, …) for the
     /// initialisation checks; `init(model:…)` fills it.
     public init(parameters: [NamedParameter], buffers: [Tensor] = [], layerTypes: [String: String] = [:],
-                optimizer: Optimizer, scheduler: LRScheduler? = nil,
+                optimizer: Optimizer, scheduler: LRScheduler? = nil, scheduleCadence: ScheduleCadence = .step,
                 policy: GuardPolicy = GuardPolicy(), monitor: HealthMonitor = HealthMonitor(),
                 probe: ActivationGradientProbe = ActivationGradientProbe()) {
         health = GradientHealth(parameters: parameters, probe: probe)
@@ -87,88 +87,70 @@ public final class GradientGuard {
         self.policy = policy
         self.optimizer = optimizer
         self.scheduler = scheduler
+        self.scheduleCadence = scheduleCadence
         diagnostician = Diagnostician(parameters: parameters, layerTypes: layerTypes)
         stateTensors = parameters.map(\.tensor) + buffers
     }
 
-    public convenience init(model: Module, optimizer: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy = GuardPolicy(),
+    public convenience init(model: Module, optimizer: Optimizer, scheduler: LRScheduler? = nil, scheduleCadence: ScheduleCadence = .step,
+                            policy: GuardPolicy = GuardPolicy(),
                             monitor: HealthMonitor = HealthMonitor(), probe: ActivationGradientProbe = ActivationGradientProbe()) {
         self.init(parameters: NamedParameter.of(model), buffers: model.namedBuffers().map(\.tensor),
                   layerTypes: Dictionary(model.namedModules().map { ($0.name, String(describing: type(of: $0.module))) },
                                          uniquingKeysWith: { a, _ in a }),
                   optimizer: optimizer,
-                  scheduler: scheduler, policy: policy, monitor: monitor, probe: probe)
+                  scheduler: scheduler, scheduleCadence: scheduleCadence, policy: policy, monitor: monitor, probe: probe)
     }
 
-    /// Inspects the gradients of the current step and applies or withholds it.
+    /// Inspects the gradients of the current step and applies or withholds it, in three
+    /// phases: measure (statistics and detectors), decide (`GuardDecision.decide`, a pure
+    /// function of the findings, the policy and the guard's memory), act.
     public func step(loss: Float?) throws -> StepOutcome {
         if snapshot == nil && policy.snapshotEvery > 0 { takeSnapshot() }
+        // Measure.
         var stats = health.observe(step: step, loss: loss)
         var findings = monitor.inspect(stats)
         let exploding = findings.filter { $0.kind.isExploding }
-        var actions = Set(findings.flatMap { policy.actions[$0.kind] ?? [.report] })
-        // Non-finite gradients are never applied, whatever the policy says.
-        if policy.protectNonFinite, findings.contains(where: { $0.kind == .nonFiniteGradient || $0.kind == .nonFiniteLoss }),
-           !actions.contains(.rollback) {
-            actions.insert(.skip)
-        }
-        var done: [String] = []
-        var decision = StepOutcome.Decision.applied
+        // Decide.
+        memory.snapshotStep = snapshot?.step
+        memory.previousSnapshotStep = previousSnapshot?.step
+        let decision = GuardDecision.decide(findings: findings, policy: policy, memory: memory)
+        memory = decision.memory
+        // Act.
+        var taken: [TakenAction] = []
+        var outcome = StepOutcome.Decision.applied
         var clipReport: ClipReport? = nil
-
-        attempts += 1
-        let recovering = !actions.isDisjoint(with: [.skip, .backOff, .rollback])
-        if recovering {
-            if let last = lastRecovery, attempts - last <= policy.recoveryWindow { failedRecoveries += 1 } else { failedRecoveries = 1 }
-            lastRecovery = attempts
-        }
-        // A recovery that did not hold (another within the window) is escalated: a skip
-        // leaves the weights where the gradient is large, so the next batch spikes again;
-        // go back to the last healthy snapshot, and lower the learning rate.
-        var escalated = false
-        if recovering && policy.escalateRepeats && failedRecoveries >= 2 {
-            if !actions.contains(.backOff) { actions.insert(.backOff); escalated = true }
-            if actions.contains(.skip), !actions.contains(.rollback), var target = snapshot {
-                // The newest snapshot is no refuge when it was taken at the failing step, or
-                // when the last rollback went there and trouble came back within the window.
-                if target.step == step || target.step == lastRollbackTarget, let older = previousSnapshot, older.step < target.step {
-                    target = older
-                }
-                if target.step < step {
-                    snapshot = target
-                    actions.insert(.rollback)
-                    escalated = true
-                }
-            }
-        }
         if !exploding.isEmpty { healthyStreak = 0 }
-        if actions.contains(.rollback), let snap = snapshot {
+        switch decision.disposition {
+        case let .rollback(toStep, previous):
+            if previous { snapshot = previousSnapshot }
+            guard let snap = snapshot, snap.step == toStep else { preconditionFailure("the guard's snapshot is not the one decided on") }
             try snap.restore(optimizer: optimizer, scheduler: scheduler, clipper: policy.clipper)
             monitor.load(stateDict: snap.monitor)
-            lastRollbackTarget = snap.step
-            decision = .rolledBack(toStep: snap.step, undone: snap.step..<(step + 1))
-            done.append("rolled back to the snapshot of step \(snap.step) (\(step - snap.step) steps undone)")
+            outcome = .rolledBack(toStep: snap.step, undone: snap.step..<(step + 1))
+            taken.append(.rolledBack(toStep: snap.step, undone: step - snap.step))
             undoneSteps += step - snap.step
-            step = snap.step
+            memory.step = snap.step
             rollbacks += 1
-        } else if actions.contains(.skip) || actions.contains(.rollback) {
-            decision = .skipped
+        case let .skip(noSnapshot):
+            outcome = .skipped
             skippedSteps += 1
-            done.append(actions.contains(.rollback) ? "skipped the step (no snapshot to roll back to)" : "skipped the step")
+            taken.append(.skipped(noSnapshot: noSnapshot))
+        case .apply:
+            break
         }
-        if actions.contains(.backOff) {
+        if decision.backOff {
             lrScale *= policy.backOffFactor
-            done.append("learning rate ×\(formatNumber(policy.backOffFactor)) (scale now \(formatNumber(lrScale)))")
+            taken.append(.backedOff(factor: policy.backOffFactor, scale: lrScale))
         }
-        if escalated {
-            done.append("escalated: the last recovery was within \(policy.recoveryWindow) steps")
-        }
+        if decision.escalated { taken.append(.escalated(window: policy.recoveryWindow)) }
 
-        if decision == .applied {
+        if outcome == .applied {
             if let clipper = policy.clipper {
-                clipReport = try clipper.clip(health.parameters)
-                if let r = clipReport, r.clipped, !findings.isEmpty { done.append("clipped (\(clipper.name)) \(formatNumber(Double(r.normBefore))) → \(formatNumber(Double(r.normAfter)))") }
-                if let r = clipReport, let f = clipRate.record(step: stats.step, clip: r, recentNorms: Array(healthyNorms.values.suffix(clipRate.window))) {
+                let r = try clipper.clip(health.parameters)
+                clipReport = r
+                if r.clipped, !findings.isEmpty { taken.append(.clipped(clipper: clipper.name, normBefore: r.normBefore, normAfter: r.normAfter)) }
+                if let f = clipRate.record(step: stats.step, clip: r, recentNorms: Array(healthyNorms.values.suffix(clipRate.window))) {
                     findings.append(f)
                 }
             }
@@ -176,7 +158,7 @@ public final class GradientGuard {
             if wantRatios { health.beforeUpdate() }
             applyOptimizerStep()
             if wantRatios { health.recordUpdate(into: &stats) }
-            step += 1
+            memory.step += 1
             if exploding.isEmpty {
                 healthyStreak += 1
                 if stats.globalL2.isFinite { healthyNorms.append(Double(stats.globalL2)) }
@@ -186,26 +168,26 @@ public final class GradientGuard {
                 if policy.snapshotEvery > 0 && step % policy.snapshotEvery == 0 { takeSnapshot() }
             }
         }
-        monitor.record(stats, healthy: exploding.isEmpty && decision == .applied)
+        monitor.record(stats, healthy: exploding.isEmpty && outcome == .applied)
         lrHistory.append(optimizer.paramGroups.first?.lr ?? 0)
 
         var incident: Incident? = nil
         if !findings.isEmpty {
             let context = Diagnostician.Context(stats: stats, healthyNorms: healthyNorms.values,
                                                 learningRate: optimizer.paramGroups.first.map { $0.lr * lrScale },
-                                                earlierLearningRate: lrHistory.values.first, stepsSeen: attempts)
+                                                earlierLearningRate: lrHistory.values.first, stepsSeen: memory.attempts)
             let (causes, recs) = diagnostician.diagnose(findings, context: context)
-            if done.isEmpty { done.append("reported") }
-            let inc = Incident(step: stats.step, findings: findings, actions: done, blame: findings.first!.blame, causes: causes,
+            if taken.isEmpty { taken.append(.reported) }
+            let inc = Incident(step: stats.step, findings: findings, taken: taken, blame: findings.first!.blame, causes: causes,
                                recommendations: recs)
             incidents.append(inc)
             onIncident?(inc)
             incident = inc
-            if recovering && failedRecoveries >= policy.maxFailedRecoveries {
-                throw TrainingDiverged(step: stats.step, failedRecoveries: failedRecoveries, incidents: incidents)
+            if decision.halt {
+                throw TrainingDiverged(step: stats.step, failedRecoveries: memory.failedRecoveries, incidents: incidents)
             }
         }
-        return StepOutcome(decision: decision, stats: stats, clip: clipReport, findings: findings, incident: incident, lrScale: lrScale)
+        return StepOutcome(decision: outcome, stats: stats, clip: clipReport, findings: findings, incident: incident, lrScale: lrScale)
     }
 
     /// Records that the validation loss diverged and that the trainer put back the weights of
@@ -214,16 +196,15 @@ public final class GradientGuard {
     public func validationDiverged(loss: Double, best: Double, bestStep: Int, stopping: Bool) -> Incident {
         lrScale *= policy.backOffFactor
         healthyStreak = 0
-        var done = ["restored the weights and optimizer state of step \(bestStep) (the best validation loss)"]
-        done.append("learning rate ×\(formatNumber(policy.backOffFactor)) (scale now \(formatNumber(lrScale)))")
-        if stopping { done.append("stopped: the validation loss diverged \(policy.maxValidationRestores) times") }
+        var taken: [TakenAction] = [.restoredBest(step: bestStep), .backedOff(factor: policy.backOffFactor, scale: lrScale)]
+        if stopping { taken.append(.stopped(times: policy.maxValidationRestores)) }
         let finding = Finding(kind: .validationDivergence, step: step,
                               message: "validation loss \(formatNumber(loss)) is \(loss.isFinite ? formatNumber(loss / best) + "×" : "far above") the best \(formatNumber(best)) (step \(bestStep))",
                               evidence: ["loss": loss, "best": best, "best_step": Double(bestStep)])
         let causes = [Cause(kind: .learningRateTooHigh, confidence: 0.5,
                             evidence: "the training gradients stayed healthy while the validation loss rose: the updates move the model away from what generalises (too high a rate, or overfitting)")]
         let recs = ["lower the learning rate (or add a decaying schedule such as cosine), or stop earlier; add weight decay or dropout if the training loss keeps falling"]
-        let inc = Incident(step: step, findings: [finding], actions: done, blame: [], causes: causes, recommendations: recs)
+        let inc = Incident(step: step, findings: [finding], taken: taken, blame: [], causes: causes, recommendations: recs)
         incidents.append(inc)
         onIncident?(inc)
         return inc
@@ -242,7 +223,12 @@ public final class GradientGuard {
         if lrScale != 1 { for i in optimizer.paramGroups.indices { optimizer.paramGroups[i].lr = scheduled[i] * lrScale } }
         optimizer.step()
         if lrScale != 1 { for i in optimizer.paramGroups.indices { optimizer.paramGroups[i].lr = scheduled[i] } }
-        scheduler?.step()
+        if scheduleCadence == .step { scheduler?.step() }
+    }
+
+    /// Steps an epoch-cadence schedule; call at the end of every epoch (the trainer does).
+    public func epochEnded() {
+        if scheduleCadence == .epoch { scheduler?.step() }
     }
 
     // MARK: Saving and restoring
@@ -262,17 +248,17 @@ public final class GradientGuard {
     }
 
     public func stateDict() -> State {
-        State(step: step, skippedSteps: skippedSteps, rollbacks: rollbacks, healthyStreak: healthyStreak,
-              failedRecoveries: failedRecoveries, attempts: attempts, lastRecovery: lastRecovery, lrScale: lrScale,
+        State(step: memory.step, skippedSteps: skippedSteps, rollbacks: rollbacks, healthyStreak: healthyStreak,
+              failedRecoveries: memory.failedRecoveries, attempts: memory.attempts, lastRecovery: memory.lastRecovery, lrScale: lrScale,
               healthyNorms: healthyNorms.values, lrHistory: lrHistory.values, monitor: monitor.stateDict(),
               clipper: policy.clipper?.stateDict(), clipRate: clipRate.stateDict())
     }
 
     public func load(state s: State) throws {
         if let c = s.clipper { try policy.clipper?.load(stateDict: c) }
-        (step, skippedSteps, rollbacks, healthyStreak, failedRecoveries, attempts) =
+        (memory.step, skippedSteps, rollbacks, healthyStreak, memory.failedRecoveries, memory.attempts) =
             (s.step, s.skippedSteps, s.rollbacks, s.healthyStreak, s.failedRecoveries, s.attempts)
-        lastRecovery = s.lastRecovery
+        memory.lastRecovery = s.lastRecovery
         lrScale = s.lrScale
         healthyNorms.values = s.healthyNorms
         lrHistory.values = s.lrHistory

@@ -6,7 +6,7 @@ import GradGuardTensor
 
 /// How a `Trainer` runs.
 public struct TrainerConfig: Codable, Sendable, Equatable {
-    public enum ScheduleStep: String, Codable, Sendable { case step, epoch }
+    public typealias ScheduleStep = ScheduleCadence
     public var epochs = 1
     /// Stop after this many applied optimizer steps (nil: run all epochs).
     public var maxSteps: Int? = nil
@@ -113,7 +113,7 @@ public final class Trainer {
         self.scheduler = scheduler
         self.config = config
         self.loss = loss
-        guardian = GradientGuard(model: model, optimizer: optimizer, scheduler: config.scheduleStep == .step ? scheduler : nil,
+        guardian = GradientGuard(model: model, optimizer: optimizer, scheduler: scheduler, scheduleCadence: config.scheduleStep,
                                  policy: policy, monitor: monitor)
         guardian.updateRatioEvery = config.moduleNormsEvery
         if let runDirectory {
@@ -190,7 +190,7 @@ public final class Trainer {
             }
             epoch += 1
             batchInEpoch = 0
-            if config.scheduleStep == .epoch { scheduler?.step() }
+            guardian.epochEnded()
             if let validation, config.evalEvery == 0 { try runEvaluation(validation) }
             if config.checkpointEvery == 0 { try checkpoint() }
         }
