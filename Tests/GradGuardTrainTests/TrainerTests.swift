@@ -83,6 +83,26 @@ final class TrainerTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(losses[0], losses[1])
     }
 
+    /// The guard steps the schedule, once a step or once an epoch.
+    func testScheduleCadence() throws {
+        for cadence in [ScheduleCadence.step, .epoch] {
+            DefaultGenerator.seed(9)
+            let model = Sequential(Linear(inputSize: 6, outputSize: 4))
+            let opt = SGD(model.parameters(), lr: 0.1)
+            var c = config(epochs: 3, batch: 16)
+            c.scheduleStep = cadence
+            let t = try Trainer(model: model, optimizer: opt, scheduler: LRScheduler(opt, StepLR(stepSize: 1, gamma: 0.5)),
+                                config: c) { m, b in crossEntropy((m as! Sequential)(b.inputs), b.targets) }
+            var rates: [Double] = []
+            t.callbacks.beforeStep = { _, _ in rates.append(opt.paramGroups[0].lr) }
+            try t.fit(train: data(32, seed: 4))
+            XCTAssertEqual(t.guardian.step, 6)
+            let expected: [Double] = cadence == .step ? (0..<6).map { 0.1 * pow(0.5, Double($0)) } : [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
+            for (r, e) in zip(rates, expected) { XCTAssertEqual(r, e, accuracy: 1e-12, "\(cadence)") }
+            XCTAssertEqual(rates.count, 6)
+        }
+    }
+
     func testAccumulationEqualsOneBigBatch() throws {
         // No dropout, no shuffle: micro-batches of 8 × 4 against batches of 32.
         func run(batch: Int, accumulation: Int) throws -> [[Float]] {
