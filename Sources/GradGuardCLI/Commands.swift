@@ -10,9 +10,9 @@ struct SettingFlags: ParsableArguments {
     @Option(name: .customLong("max-steps"), help: "Stop after this many steps.") var maxSteps: Int?
     @Option(name: .customLong("batch-size"), help: "Examples per micro-batch.") var batchSize: Int?
     @Option(name: .long, help: "Learning rate.") var lr: Double?
-    @Option(name: .long, help: "Optimizer: sgd, adam, adamw, rmsprop.") var optimizer: String?
-    @Option(name: .long, help: "Clipper: none, global-norm, value, zclip, autoclip, agc, per-module.") var clipper: String?
-    @Option(name: .customLong("max-norm"), help: "Clipping threshold.") var maxNorm: Double?
+    @Option(name: .long, help: ArgumentHelp("Optimizer.", discussion: OptimizerKind.helpLines)) var optimizer: OptimizerKind?
+    @Option(name: .long, help: ArgumentHelp("Gradient clipper.", discussion: ClipperKind.helpLines)) var clipper: ClipperKind?
+    @Option(name: .customLong("max-norm"), help: "The norm threshold of global-norm and per-module clipping (guard.max_norm).") var maxNorm: Double?
     @Option(name: .customLong("set"), parsing: .singleValue, help: "Any setting as key=value (repeatable).") var set: [String] = []
 
     /// The flags' settings as key=value pairs.
@@ -24,8 +24,8 @@ struct SettingFlags: ParsableArguments {
         if let maxSteps { o.append("training.max_steps=\(maxSteps)") }
         if let batchSize { o.append("training.batch_size=\(batchSize)") }
         if let lr { o.append("optimizer.lr=\(lr)") }
-        if let optimizer { o.append("optimizer.kind=\(optimizer)") }
-        if let clipper { o.append("guard.clipper=\(clipper)") }
+        if let optimizer { o.append("optimizer.kind=\(optimizer.rawValue)") }
+        if let clipper { o.append("guard.clipper=\(clipper.rawValue)") }
         if let maxNorm { o.append("guard.max_norm=\(maxNorm)") }
         return o
     }
@@ -99,8 +99,8 @@ struct Resume: ParsableCommand {
             let saved = try RunConfig.load(path: dir + "/config.yaml")
             c = saved
             try c.apply(overrides: set)
-            try c.validate(source: set.isEmpty ? dir + "/config.yaml" : "--set")
             if let e = c.unresumableChange(from: saved) { throw e }
+            try c.validate(source: set.isEmpty ? dir + "/config.yaml" : "--set")
         } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
         let w = try workload(c, runDirectory: dir)
         let trainer = try w.makeTrainer(runDirectory: dir, lock: lock)
@@ -220,11 +220,11 @@ func workload(_ c: RunConfig, runDirectory: String?) throws -> Workload {
 
 /// A run's directory and configuration, read from wherever the command runs: the built-in
 /// data that a run generated under its runs directory are found beside the run.
-func runConfig(_ runName: String, kind: String?, command: String) throws -> (directory: String, config: RunConfig) {
+func runConfig(_ runName: String, kind: ModelKind?, command: String) throws -> (directory: String, config: RunConfig) {
     let dir = try runDirectory(runName)
     var c: RunConfig
     do { c = try RunConfig.load(path: dir + "/config.yaml") } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
-    if let kind, c.model != kind { throw fail("run \(runName) is a '\(c.model)' run: \(command) needs model.kind \(kind)", code: Exit.usage) }
+    if let kind, c.model != kind { throw fail("run \(runName) is a '\(c.model.rawValue)' run: \(command) needs model.kind \(kind.rawValue)", code: Exit.usage) }
     c.runsDirectory = (dir as NSString).deletingLastPathComponent
     return (dir, c)
 }
@@ -248,7 +248,7 @@ func trainedRun(_ runName: String, command: String) throws -> (config: RunConfig
 }
 
 /// A run's configuration and model (no data read) with the newest checkpoint's weights.
-func trainedModel(_ runName: String, kind: String, command: String) throws -> (config: RunConfig, trained: TrainedModel) {
+func trainedModel(_ runName: String, kind: ModelKind, command: String) throws -> (config: RunConfig, trained: TrainedModel) {
     let (dir, c) = try runConfig(runName, kind: kind, command: command)
     let t = try TrainedModel(c, runDirectory: dir)
     _ = try loadNewestWeights(t.model, runDirectory: dir)
@@ -266,7 +266,7 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         guard length > 0, temperature >= 0 else { throw fail("--length must be positive and --temperature not negative", code: Exit.usage) }
-        let w = try trainedModel(runName, kind: "charlm", command: "generate").trained
+        let w = try trainedModel(runName, kind: .charlm, command: "generate").trained
         guard let corpus = w.corpus else { throw fail("run \(runName) has no vocabulary", code: Exit.missing) }
         let unknown = prompt.filter { !corpus.vocabulary.contains($0) }
         if !unknown.isEmpty {
@@ -288,7 +288,7 @@ struct Translate: ParsableCommand {
 
     func run() throws {
         guard beam >= 1 else { throw fail("--beam must be at least 1", code: Exit.usage) }
-        let w = try trainedModel(runName, kind: "seq2seq", command: "translate").trained
+        let w = try trainedModel(runName, kind: .seq2seq, command: "translate").trained
         guard let set = w.translation else { throw fail("run \(runName) has no vocabularies", code: Exit.missing) }
         var texts = sentences
         if texts.isEmpty {

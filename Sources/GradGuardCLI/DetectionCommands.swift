@@ -77,7 +77,7 @@ struct Detect: ParsableCommand {
     }
 
     func run() throws {
-        let (c, w) = try trainedModel(runName, kind: "detector", command: "detect")
+        let (c, w) = try trainedModel(runName, kind: .detector, command: "detect")
         guard let model = w.model as? YOLODetector else { throw fail("run \(runName) holds no detector", code: Exit.usage) }
         let names = w.classNames
         let dir = try runDirectory(runName)

@@ -22,15 +22,15 @@ struct MemoryBudget {
     }
 
     /// Floats of a recurrent stack: gate count 4 (LSTM), 3 (GRU) or 1 (RNN).
-    static func recurrentParameters(cell: String, input: Int, hidden: Int, layers: Int) -> Double {
-        let g = Double(cell == "lstm" ? 4 : cell == "gru" ? 3 : 1), h = Double(hidden)
+    static func recurrentParameters(cell: SequenceModel.Cell, input: Int, hidden: Int, layers: Int) -> Double {
+        let g = Double(cell == .lstm ? 4 : cell == .gru ? 3 : 1), h = Double(hidden)
         return (0..<layers).reduce(0.0) { sum, l in sum + g * h * (Double(l == 0 ? input : hidden) + h + 2) }
     }
 
     /// Floats the tape keeps per time step and example in a recurrent stack (gates, cell and
     /// hidden states, their gradients).
-    static func recurrentActivations(cell: String, hidden: Int, layers: Int) -> Double {
-        Double(cell == "lstm" ? 12 : cell == "gru" ? 10 : 4) * Double(hidden * layers) * 2
+    static func recurrentActivations(cell: SequenceModel.Cell, hidden: Int, layers: Int) -> Double {
+        Double(cell == .lstm ? 12 : cell == .gru ? 10 : 4) * Double(hidden * layers) * 2
     }
 
     /// The budget of run `c`, with the vocabulary sizes its data gave.
@@ -38,31 +38,31 @@ struct MemoryBudget {
                    classes: Int = 0) -> MemoryBudget {
         let b = Double(c.batchSize), w = c.widthValue, layers = c.layerCount
         switch c.model {
-        case "charlm":
+        case .charlm:
             let t = Double(c.sequenceLength), v = Double(vocabulary), e = Double(c.embedding)
             let p = v * e + recurrentParameters(cell: c.cell, input: c.embedding, hidden: w, layers: layers) + Double(w) * v + v
             let a = b * t * (2 * e + recurrentActivations(cell: c.cell, hidden: w, layers: layers) + 4 * v)
             return MemoryBudget(parameters: p, activations: a)
-        case "seq2seq":
+        case .seq2seq:
             let vs = Double(vocabulary), vt = Double(targetVocabulary), e = Double(c.embedding)
-            let p = (vs + vt) * e + 2 * recurrentParameters(cell: "lstm", input: c.embedding, hidden: w, layers: layers)
+            let p = (vs + vt) * e + 2 * recurrentParameters(cell: .lstm, input: c.embedding, hidden: w, layers: layers)
                 + Double(2 * w * w) + Double(w) * vt + vt
             let steps = Double(sourceLength + targetLength)
-            let a = b * steps * (2 * e + recurrentActivations(cell: "lstm", hidden: w, layers: layers) + 4 * vt)
+            let a = b * steps * (2 * e + recurrentActivations(cell: .lstm, hidden: w, layers: layers) + 4 * vt)
                 + b * Double(targetLength) * Double(sourceLength) * 4   // attention weights
             return MemoryBudget(parameters: p, activations: a)
-        case "sequence":
+        case .sequence:
             let p = recurrentParameters(cell: c.cell, input: 10, hidden: w, layers: layers) + Double(w) * 10
             let data = Double(c.trainSize + c.validationSize) * Double(c.sequenceLength) * 12   // the generated sequences
             return MemoryBudget(parameters: p, activations: b * Double(c.sequenceLength) * (recurrentActivations(cell: c.cell, hidden: w, layers: layers) + 20) + data)
-        case "detector":
+        case .detector:
             let s2 = Double(c.imageSize) * Double(c.imageSize), wd = Double(w)
             // Convolution weights of the backbone, neck and heads: ≈ 2 200·width².
             let p = 2_200 * wd * wd + 12 * wd * Double(5 + classes)
             // Outputs of conv, BatchNorm and SiLU at strides 2–16 (≈ 0.8·width·S² values an image), with gradients.
             let a = b * (6 * 0.8 * wd * s2 + 4 * 3 * s2)
             return MemoryBudget(parameters: p, activations: a)
-        default:
+        case .mlp:
             let p = Double(c.inputs * w + w) + Double(max(0, layers - 1)) * Double(w * w + w) + Double(w * c.classes + c.classes)
             let data = Double(c.trainSize + c.validationSize) * Double(c.inputs + 1)   // the generated examples
             let a = b * Double(layers) * Double(w) * 6 + b * Double(c.inputs + c.classes) * 2 + data
@@ -74,8 +74,8 @@ struct MemoryBudget {
     /// fit in `available` bytes (default: 90 % of the physical memory).
     func check(_ c: RunConfig, available: Double = 0.9 * MemoryBudget.physicalMemory) throws {
         guard bytes > available else { return }
-        let keys = c.model == "detector" ? "model.width \(c.widthValue), data.image_size \(c.imageSize), training.batch_size \(c.batchSize)"
-            : c.model == "mlp" ? "model.width \(c.widthValue), model.layers \(c.layerCount), data.inputs \(c.inputs), data.classes \(c.classes), training.batch_size \(c.batchSize)"
+        let keys = c.model == .detector ? "model.width \(c.widthValue), data.image_size \(c.imageSize), training.batch_size \(c.batchSize)"
+            : c.model == .mlp ? "model.width \(c.widthValue), model.layers \(c.layerCount), data.inputs \(c.inputs), data.classes \(c.classes), training.batch_size \(c.batchSize)"
             : "model.width \(c.widthValue), model.layers \(c.layerCount), data.sequence_length \(c.sequenceLength), training.batch_size \(c.batchSize)"
         let what = 24 * parameters > 4 * activations
             ? "≈ \(FileContents.byteCount(Int(24 * parameters))) of parameters and optimizer state (\(Self.count(parameters)) parameters)"

@@ -10,19 +10,19 @@ public struct RunConfig: Equatable, Sendable {
     public var seed = 0
 
     // model
-    public var model = "mlp"
+    public var model = ModelKind.mlp
     public var layers = 0
     public var width = 0
-    public var activation = "relu"
-    public var initialisation = "kaiming"
+    public var activation = ActivationKind.relu
+    public var initialisation = InitKind.kaiming
     public var batchNorm = false
 
-    public var cell = "lstm"
+    public var cell = SequenceModel.Cell.lstm
     public var embedding = 64
     public var attention = true
 
     // data
-    public var data = "teacher"
+    public var data = DataKind.teacher
     public var dataPath = ""
     public var sequenceLength = 64
     public var trainSize = 4096
@@ -32,10 +32,10 @@ public struct RunConfig: Equatable, Sendable {
     public var labelNoise = 0.0
     public var successLoss = 0.0
     public var imageSize = 128
-    public var boxLoss = "giou"
+    public var boxLoss = BoxLoss.giou
     public var augment = true
     public var maxImagePixels = RGBImage.defaultMaxPixels
-    public var onError = "skip"
+    public var onError = DataIssuePolicy.skip
 
     // training
     public var epochs = 3
@@ -48,36 +48,75 @@ public struct RunConfig: Equatable, Sendable {
     public var moduleNormsEvery = 10
 
     // optimizer and schedule
-    public var optimizer = "sgd"
+    public var optimizer = OptimizerKind.sgd
     public var lr = 0.05
     public var momentum = 0.9
     public var weightDecay = 0.0
-    public var schedule = "constant"
+    public var schedule = ScheduleKind.constant
     public var warmupSteps = 0
 
     // guard
-    public var clipper = "global-norm"
-    // 5 (as char-rnn): above the typical norm of the built-in workloads, so clipping catches spikes
-    // and does not scale every step down (the quickstart clipped 95 % of its steps at 1).
-    public var maxNorm = 5.0
+    public var clipper = ClipperKind.globalNorm
+    /// Every clipper's settings; `clipper` reads its own (`ClipperKind.settings`). The norm
+    /// defaults to 5 (as char-rnn): above the typical norm of the built-in workloads, so
+    /// clipping catches spikes and does not scale every step down.
+    public var clipping = ClipperSettings()
     public var snapshotEvery = 50
     public var maxFailedRecoveries = 5
     public var validationDivergence = 1.5
+
+    /// The keys set from a file, `--set` or a flag (the rest are defaults). Not part of the
+    /// configuration's value: two configurations are equal when every setting is.
+    public var given: Set<String> = []
+
+    public static func == (a: RunConfig, b: RunConfig) -> Bool { a.values == b.values }
+
+    /// The optimizer's hyper-parameters.
+    public var optimizerSettings: OptimizerSettings { OptimizerSettings(lr: lr, momentum: momentum, weightDecay: weightDecay) }
 
     public init() {}
 }
 
 /// A setting's place in the YAML file, its type and its allowed values.
-struct Setting: @unchecked Sendable {   // key paths into a value type: immutable
+struct Setting: @unchecked Sendable {   // key paths into a value type and pure closures over them: immutable
     enum Kind {
         case int(ClosedRange<Int>, WritableKeyPath<RunConfig, Int>)
         case double(ClosedRange<Double>, WritableKeyPath<RunConfig, Double>)
-        case string([String]?, WritableKeyPath<RunConfig, String>)
+        case string(WritableKeyPath<RunConfig, String>)
         case bool(WritableKeyPath<RunConfig, Bool>)
+        /// One of a `SettingChoice`'s values, read and written by name.
+        case choice(names: [String], get: (RunConfig) -> String, set: (inout RunConfig, String) -> Bool)
     }
     let key: String
     let kind: Kind
     let help: String
+
+    init(key: String, kind: Kind, help: String) {
+        (self.key, self.kind, self.help) = (key, kind, help)
+    }
+
+    /// A setting whose values are `E`'s; the help lists them.
+    init<E: SettingChoice>(key: String, choice path: WritableKeyPath<RunConfig, E>, help: String) {
+        self.key = key
+        self.help = "\(help): \(E.names)"
+        kind = .choice(names: E.allCases.map(\.rawValue), get: { $0[keyPath: path].rawValue },
+                       set: { c, text in
+                           guard let v = E(rawValue: text) else { return false }
+                           c[keyPath: path] = v
+                           return true
+                       })
+    }
+
+    /// One of the clipper settings, under `guard.`.
+    init(clipper s: ClipperSetting) {
+        key = "guard." + s.rawValue
+        help = s.help
+        let root: WritableKeyPath<RunConfig, ClipperSettings> = \.clipping
+        switch s.value {
+        case let .double(range, path): kind = .double(range, root.appending(path: path))
+        case let .int(range, path): kind = .int(range, root.appending(path: path))
+        }
+    }
 }
 
 /// A configuration error, naming the file, the line and the key.
@@ -96,26 +135,23 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
 
 extension RunConfig {
     static let settings: [Setting] = [
-        Setting(key: "name", kind: .string(nil, \.name), help: "run name: runs/<name>/"),
-        Setting(key: "runs_directory", kind: .string(nil, \.runsDirectory), help: "where run directories go"),
+        Setting(key: "name", kind: .string(\.name), help: "run name: runs/<name>/"),
+        Setting(key: "runs_directory", kind: .string(\.runsDirectory), help: "where run directories go"),
         Setting(key: "seed", kind: .int(0...Int(Int32.max), \.seed), help: "seed of data, initialisation and dropout"),
-        Setting(key: "model.kind", kind: .string(["mlp", "charlm", "seq2seq", "sequence", "detector"], \.model),
-                help: "mlp (teacher data), charlm (text), seq2seq (pairs), sequence (adding, temporal-order, copy-memory), detector (yolo)"),
+        Setting(key: "model.kind", choice: \.model, help: "the model (and the data it takes)"),
         Setting(key: "model.layers", kind: .int(0...1000, \.layers),
                 help: "hidden layers (mlp) or stacked recurrent layers, at most 4 (0: 8 for mlp, 1 otherwise)"),
         Setting(key: "model.width", kind: .int(0...100_000, \.width),
                 help: "hidden width, recurrent hidden size, or a detector's first-layer channels (0: 16 for detector, 64 otherwise)"),
-        Setting(key: "model.cell", kind: .string(["lstm", "gru", "rnn"], \.cell), help: "recurrent cell (charlm, sequence)"),
+        Setting(key: "model.cell", choice: \.cell, help: "recurrent cell (charlm, sequence)"),
         Setting(key: "model.embedding", kind: .int(1...100_000, \.embedding), help: "embedding size (charlm, seq2seq)"),
         Setting(key: "model.attention", kind: .bool(\.attention), help: "dot-product attention over the source (seq2seq)"),
-        Setting(key: "model.box_loss", kind: .string(BoxLoss.allCases.map(\.rawValue), \.boxLoss), help: "detector box loss: 1 − GIoU or 1 − CIoU"),
-        Setting(key: "model.activation", kind: .string(["relu", "tanh"], \.activation), help: "hidden activation"),
-        Setting(key: "model.init", kind: .string(["default", "kaiming", "xavier", "normal"], \.initialisation),
-                help: "weight initialisation (default: PyTorch's)"),
+        Setting(key: "model.box_loss", choice: \.boxLoss, help: "detector box loss, 1 − GIoU or 1 − CIoU"),
+        Setting(key: "model.activation", choice: \.activation, help: "hidden activation"),
+        Setting(key: "model.init", choice: \.initialisation, help: "weight initialisation (default: PyTorch's)"),
         Setting(key: "model.batch_norm", kind: .bool(\.batchNorm), help: "BatchNorm1d after every hidden layer"),
-        Setting(key: "data.kind", kind: .string(["teacher", "text", "pairs", "yolo"] + LongDependencyTask.allCases.map(\.rawValue), \.data),
-                help: "teacher: Gaussian inputs labelled by a random linear teacher; text: characters of data.path; pairs: tab-separated translation pairs; yolo: a data.yaml dataset; adding, temporal-order, copy-memory: long-dependency tasks"),
-        Setting(key: "data.path", kind: .string(nil, \.dataPath),
+        Setting(key: "data.kind", choice: \.data, help: "the data"),
+        Setting(key: "data.path", kind: .string(\.dataPath),
                 help: "UTF-8 text (text), tab-separated pairs (pairs) or data.yaml (yolo); empty: the built-in corpus, number words → digits, or generated shapes"),
         Setting(key: "data.sequence_length", kind: .int(2...100_000, \.sequenceLength),
                 help: "characters per training window (text); T of a long-dependency task"),
@@ -128,8 +164,7 @@ extension RunConfig {
         Setting(key: "data.augment", kind: .bool(\.augment), help: "detector training augmentations (scale/translate, flip, HSV)"),
         Setting(key: "data.max_image_pixels", kind: .int(1...Int(Int32.max), \.maxImagePixels),
                 help: "images declaring more pixels (width × height) are refused before decoding, as a decompression bomb"),
-        Setting(key: "data.on_error", kind: .string(DataIssuePolicy.allCases.map(\.rawValue), \.onError),
-                help: "bad label lines, orphan labels, unreadable images: skip (reported) or fail"),
+        Setting(key: "data.on_error", choice: \.onError, help: "bad label lines, orphan labels, unreadable images"),
         Setting(key: "data.success_loss", kind: .double(0...1e6, \.successLoss),
                 help: "long-dependency task solved below this validation loss (0: a tenth of the memoryless baseline)"),
         Setting(key: "training.epochs", kind: .int(1...1_000_000, \.epochs), help: "epochs"),
@@ -140,16 +175,14 @@ extension RunConfig {
         Setting(key: "training.checkpoint_every", kind: .int(0...Int(Int32.max), \.checkpointEvery), help: "checkpoint every N steps (0: each epoch)"),
         Setting(key: "training.keep_checkpoints", kind: .int(1...1000, \.keepCheckpoints), help: "checkpoints kept besides the best"),
         Setting(key: "training.module_norms_every", kind: .int(0...Int(Int32.max), \.moduleNormsEvery), help: "per-module norms in the records every N steps"),
-        Setting(key: "optimizer.kind", kind: .string(["sgd", "adam", "adamw", "rmsprop"], \.optimizer), help: "optimizer"),
+        Setting(key: "optimizer.kind", choice: \.optimizer, help: "optimizer"),
         Setting(key: "optimizer.lr", kind: .double(1e-12...100, \.lr), help: "learning rate"),
         Setting(key: "optimizer.momentum", kind: .double(0...0.9999, \.momentum), help: "momentum (SGD, RMSprop)"),
         Setting(key: "optimizer.weight_decay", kind: .double(0...1, \.weightDecay), help: "weight decay"),
-        Setting(key: "schedule.kind", kind: .string(["constant", "cosine", "warmup", "warmup-cosine"], \.schedule), help: "learning-rate schedule"),
+        Setting(key: "schedule.kind", choice: \.schedule, help: "learning-rate schedule"),
         Setting(key: "schedule.warmup_steps", kind: .int(0...Int(Int32.max), \.warmupSteps), help: "linear warm-up steps (warmup: 0 means YOLOv5's max(3 epochs, 100 steps), at most half the run; warmup-cosine)"),
-        Setting(key: "guard.clipper", kind: .string(["none", "global-norm", "value", "zclip", "autoclip", "agc", "per-module"], \.clipper),
-                help: "gradient clipper"),
-        Setting(key: "guard.max_norm", kind: .double(1e-12...1e12, \.maxNorm),
-                help: "threshold: the norm (global-norm, per-module), the value (value), the ratio (agc)"),
+        Setting(key: "guard.clipper", choice: \.clipper, help: "gradient clipper"),
+    ] + ClipperSetting.allCases.map(Setting.init(clipper:)) + [
         Setting(key: "guard.snapshot_every", kind: .int(0...Int(Int32.max), \.snapshotEvery), help: "in-memory rollback snapshot every N steps"),
         Setting(key: "guard.max_failed_recoveries", kind: .int(1...1000, \.maxFailedRecoveries), help: "halt after this many failed recoveries"),
         Setting(key: "guard.validation_divergence", kind: .double(0...1e6, \.validationDivergence),
@@ -200,8 +233,7 @@ extension RunConfig {
             guard let v = Double(text), v.isFinite else { throw fail("a number") }
             guard range.contains(v) else { throw fail("a number in \(range.lowerBound)...\(range.upperBound)") }
             self[keyPath: path] = v
-        case let .string(allowed, path):
-            if let allowed, !allowed.contains(text) { throw fail("one of \(allowed.joined(separator: ", "))") }
+        case let .string(path):
             guard !text.isEmpty || key == "data.path" else { throw fail("a non-empty text") }
             if key == "name", let why = Self.runNameProblem(text) {
                 throw ConfigError(source: source, line: line, key: key, message: why)
@@ -209,6 +241,8 @@ extension RunConfig {
             if text.unicodeScalars.contains(where: { $0.value == 0 }) { throw fail("a text without NUL characters") }
             if text.unicodeScalars.first == "\u{FEFF}" { throw fail("a text that does not start with a byte-order mark (U+FEFF)") }
             self[keyPath: path] = text
+        case let .choice(names, _, set):
+            guard set(&self, text) else { throw fail("one of \(names.joined(separator: ", "))") }
         case let .bool(path):
             switch text.lowercased() {
             case "true", "yes", "on": self[keyPath: path] = true
@@ -216,6 +250,7 @@ extension RunConfig {
             default: throw fail("true or false")
             }
         }
+        given.insert(key)
     }
 
     /// Why `name` cannot name a run directory inside the runs directory, or nil when it can:
@@ -234,9 +269,10 @@ extension RunConfig {
     /// Settings that `resume --set` may change: the length of the run, how often it
     /// evaluates and checkpoints, and the guard's thresholds. Everything else shapes the
     /// model, the data or the optimizer state the checkpoint holds.
-    static let resumable: Set<String> = ["training.epochs", "training.max_steps", "training.eval_every", "training.checkpoint_every",
-                                         "training.keep_checkpoints", "training.module_norms_every", "guard.max_norm",
+    static let resumable = Set(["training.epochs", "training.max_steps", "training.eval_every", "training.checkpoint_every",
+                                         "training.keep_checkpoints", "training.module_norms_every",
                                          "guard.snapshot_every", "guard.max_failed_recoveries", "guard.validation_divergence", "data.on_error"]
+        + ClipperSetting.allCases.map { "guard." + $0.rawValue })
 
     /// The first setting that differs from `saved` and may not change on resume.
     func unresumableChange(from saved: RunConfig) -> ConfigError? {
@@ -256,8 +292,9 @@ extension RunConfig {
             switch s.kind {
             case let .int(_, p): out[s.key] = String(self[keyPath: p])
             case let .double(_, p): out[s.key] = "\(self[keyPath: p])"
-            case let .string(_, p): out[s.key] = Self.quoted(self[keyPath: p])
+            case let .string(p): out[s.key] = Self.quoted(self[keyPath: p])
             case let .bool(p): out[s.key] = self[keyPath: p] ? "true" : "false"
+            case let .choice(_, get, _): out[s.key] = get(self)
             }
         }
         return out
@@ -275,30 +312,42 @@ extension RunConfig {
     }
 
     /// The width with 0 resolved to the model's default.
-    public var widthValue: Int { width > 0 ? width : model == "detector" ? 16 : 64 }
+    public var widthValue: Int { width > 0 ? width : model.defaultWidth }
 
     /// Hidden layers of the MLP, or stacked recurrent layers, with 0 resolved to the model's default.
-    public var layerCount: Int { layers > 0 ? layers : model == "mlp" ? 8 : 1 }
+    public var layerCount: Int { layers > 0 ? layers : model.defaultLayers }
+
+    /// The keys of clipper settings (`guard.…`) that the chosen clipper reads.
+    var clipperKeys: Set<String> { Set(clipper.settings.map { "guard." + $0.rawValue }) }
 
     /// Checks settings that depend on each other.
     public func validate(source: String) throws {
-        let needs: [String: [String]] = ["mlp": ["teacher"], "charlm": ["text"], "seq2seq": ["pairs"], "detector": ["yolo"],
-                                         "sequence": LongDependencyTask.allCases.map(\.rawValue)]
-        if let allowed = needs[model], !allowed.contains(data) {
+        if !model.dataKinds.contains(data) {
             throw ConfigError(source: source, line: nil, key: "model.kind",
-                              message: "'\(model)' needs data.kind \(allowed.joined(separator: ", ")), got '\(data)'")
+                              message: "'\(model.rawValue)' needs data.kind \(model.dataKinds.map(\.rawValue).joined(separator: ", ")), got '\(data.rawValue)'")
         }
-        if model != "mlp" && layers > 4 {
+        // A clipper setting given for another clipper is a mistake (it would be ignored).
+        for s in ClipperSetting.allCases where given.contains("guard." + s.rawValue) && !clipper.settings.contains(s) {
+            let takes = clipper.settings.map { "guard." + $0.rawValue }
+            let users = ClipperKind.allCases.filter { $0.settings.contains(s) }.map(\.rawValue).joined(separator: ", ")
+            throw ConfigError(source: source, line: nil, key: "guard." + s.rawValue,
+                              message: "does not apply to guard.clipper \(clipper.rawValue) (it is for \(users)); "
+                                  + (takes.isEmpty ? "\(clipper.rawValue) takes no threshold" : "\(clipper.rawValue) reads \(takes.joined(separator: ", "))"))
+        }
+        if model != .mlp && layers > 4 {
             throw ConfigError(source: source, line: nil, key: "model.layers", message: "at most 4 recurrent layers, got \(layers)")
         }
-        if model == "detector" && imageSize % 16 != 0 {
+        if model == .detector && imageSize % 16 != 0 {
             throw ConfigError(source: source, line: nil, key: "data.image_size", message: "expected a multiple of 16 (the detector's coarsest stride), got \(imageSize)")
         }
-        if let task = LongDependencyTask(rawValue: data), sequenceLength < (task == .copyMemory ? 11 : 4) {
+        if let task = data.task, sequenceLength < (task == .copyMemory ? 11 : 4) {
             throw ConfigError(source: source, line: nil, key: "data.sequence_length",
-                              message: "\(data) needs a sequence length of at least \(task == .copyMemory ? 11 : 4), got \(sequenceLength)")
+                              message: "\(data.rawValue) needs a sequence length of at least \(task == .copyMemory ? 11 : 4), got \(sequenceLength)")
         }
     }
+
+    /// The first line of every config.yaml gradguard writes.
+    static let resolvedHeader = "# resolved by gradguard; every setting, defaults included"
 
     /// Applies the settings of a YAML document.
     public mutating func apply(yaml: String, source: String) throws {
@@ -311,6 +360,15 @@ extension RunConfig {
             throw ConfigError(source: source, line: root.mark.map { $0.line }, key: nil, message: "expected a mapping of settings at the top")
         }
         try walk(top, prefix: "", source: source)
+        // A config.yaml resolved before each clipper had its own keys holds guard.max_norm
+        // whatever the clipper: it was the value clipper's value and AGC's ratio, and the
+        // others ignored it. Read it as it was meant.
+        if yaml.hasPrefix(Self.resolvedHeader), given.contains("guard.max_norm"), !clipperKeys.contains("guard.max_norm") {
+            if clipper == .value && !given.contains("guard.clip_value") { clipping.clipValue = clipping.maxNorm }
+            if clipper == .agc && !given.contains("guard.agc_ratio") { clipping.agcRatio = clipping.maxNorm }
+            clipping.maxNorm = ClipperSettings().maxNorm
+            given.remove("guard.max_norm")
+        }
     }
 
     static func line(of e: YamlError) -> Int? {
@@ -355,23 +413,26 @@ extension RunConfig {
         }
     }
 
-    /// The resolved settings as YAML, grouped by section, each with its help as a comment.
+    /// The resolved settings as YAML, grouped by section, each with its help as a comment;
+    /// of the clipper settings, those of the chosen clipper (and any given).
     public var yaml: String {
-        var out = "# resolved by gradguard; every setting, defaults included\n"
-        var section = ""
-        let values = self.values
+        var out = Self.resolvedHeader + "\n"
+        var open: [String] = []
+        let values = self.values, clipperKeys = self.clipperKeys
         for s in Self.settings {
-            let parts = s.key.split(separator: ".")
-            let value = values[s.key] ?? ""
-            if parts.count == 2 {
-                if String(parts[0]) != section {
-                    section = String(parts[0])
-                    out += "\(section):\n"
-                }
-                out += "  \(parts[1]): \(value)   # \(s.help)\n"
-            } else {
-                out += "\(s.key): \(value)   # \(s.help)\n"
+            // Another clipper's setting only when given (which `validate` refuses).
+            if s.key.hasPrefix("guard."), ClipperSetting(rawValue: String(s.key.dropFirst(6))) != nil, !clipperKeys.contains(s.key),
+               !given.contains(s.key) { continue }
+            let parts = s.key.split(separator: ".").map(String.init)
+            let sections = Array(parts.dropLast())
+            var depth = 0
+            while depth < open.count && depth < sections.count && open[depth] == sections[depth] { depth += 1 }
+            open = Array(open.prefix(depth))
+            for d in depth..<sections.count {
+                out += String(repeating: "  ", count: d) + sections[d] + ":\n"
+                open.append(sections[d])
             }
+            out += String(repeating: "  ", count: sections.count) + "\(parts.last!): \(values[s.key] ?? "")   # \(s.help)\n"
         }
         return out
     }

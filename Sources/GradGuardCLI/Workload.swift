@@ -47,11 +47,11 @@ struct Workload {
     init(_ c: RunConfig, runDirectory: String? = nil) throws {
         DefaultGenerator.seed(UInt64(c.seed))
         switch c.model {
-        case "charlm": try self.init(charlm: c, runDirectory: runDirectory)
-        case "seq2seq": try self.init(seq2seq: c, runDirectory: runDirectory)
-        case "sequence": try self.init(sequence: c)
-        case "detector": try self.init(detector: c)
-        default: try self.init(mlp: c)
+        case .charlm: try self.init(charlm: c, runDirectory: runDirectory)
+        case .seq2seq: try self.init(seq2seq: c, runDirectory: runDirectory)
+        case .sequence: try self.init(sequence: c)
+        case .detector: try self.init(detector: c)
+        case .mlp: try self.init(mlp: c)
         }
     }
 
@@ -84,7 +84,7 @@ struct Workload {
         let yaml = c.dataPath.isEmpty ? try Workload.builtinShapes(c) : c.dataPath
         let config = try DetectionDataConfig.load(path: yaml)
         try MemoryBudget.of(c, classes: config.names.count).check(c)
-        let policy = DataIssuePolicy(rawValue: c.onError) ?? .skip
+        let policy = c.onError
         let trainSplit = try DetectionSplit.load(config, split: "train", policy: policy, maxPixels: c.maxImagePixels)
         let validSplit = try DetectionSplit.load(config, split: "val", policy: policy, maxPixels: c.maxImagePixels)
         let size = c.imageSize
@@ -92,7 +92,7 @@ struct Workload {
         let valid = DetectionDataset(validSplit.samples, size: size)
         let model = Workload.detector(c, classes: config.names.count)
         var criterion = YOLOLoss(classes: config.names.count, imageSize: size)
-        criterion.box = BoxLoss(rawValue: c.boxLoss) ?? .giou
+        criterion.box = c.boxLoss
         let loss: (Module, Batch) -> Tensor = { m, b in criterion((m as! YOLODetector)(b.inputs), targets: b.targets).total }
         self.init(model: model, data: (train, valid), config: c, loss: loss, metrics: { m, b in ["loss": Double(loss(m, b).item)] })
         dataIssues = trainSplit.issues + validSplit.issues
@@ -153,11 +153,11 @@ struct Workload {
 
     private init(sequence c: RunConfig) throws {
         try MemoryBudget.of(c).check(c)
-        let task = LongDependencyTask(rawValue: c.data) ?? .adding
+        let task = c.data.task ?? .adding
         let t = c.sequenceLength
-        let model = SequenceModel(cell: SequenceModel.Cell(rawValue: c.cell) ?? .lstm, inputSize: task.inputSize, hiddenSize: c.widthValue,
+        let model = SequenceModel(cell: c.cell, inputSize: task.inputSize, hiddenSize: c.widthValue,
                                   outputSize: task.outputSize, layers: c.layerCount, perStep: task == .copyMemory,
-                                  forgetGateBias: c.cell == "lstm" ? 1 : nil)
+                                  forgetGateBias: c.cell == .lstm ? 1 : nil)
         let baseline = task.baseline(t)
         let success = c.successLoss > 0 ? c.successLoss : 0.1 * baseline
         self.init(model: model, data: (task.dataset(count: c.trainSize, t: t, seed: UInt64(c.seed) &+ 1),
@@ -174,20 +174,13 @@ struct Workload {
 
     private init(mlp c: RunConfig) throws {
         try MemoryBudget.of(c).check(c)
-        let weightInit: Initializer? = {
-            switch c.initialisation {
-            case "kaiming": return .kaimingNormal(nonlinearity: c.activation == "tanh" ? .tanh : .relu)
-            case "xavier": return .xavierUniform(gain: c.activation == "tanh" ? 5.0 / 3 : 1)
-            case "normal": return .normal(std: 1)
-            default: return nil
-            }
-        }()
+        let weightInit = c.initialisation.initializer(for: c.activation)
         var layers: [any UnaryLayer] = []
         var width = c.inputs
         for _ in 0..<c.layerCount {
             layers.append(Linear(inputSize: width, outputSize: c.widthValue, weightInit: weightInit))
             if c.batchNorm { layers.append(BatchNorm1d(numFeatures: c.widthValue)) }
-            layers.append(c.activation == "tanh" ? Tanh() as any UnaryLayer : ReLU())
+            layers.append(c.activation.layer())
             width = c.widthValue
         }
         layers.append(Linear(inputSize: width, outputSize: c.classes, weightInit: weightInit))
@@ -208,7 +201,7 @@ struct Workload {
 
     static func charModel(_ c: RunConfig, vocabularySize: Int) -> CharLanguageModel {
         CharLanguageModel(vocabularySize: vocabularySize, embeddingSize: c.embedding, hiddenSize: c.widthValue,
-                          layers: c.layerCount, cell: SequenceModel.Cell(rawValue: c.cell) ?? .lstm)
+                          layers: c.layerCount, cell: c.cell)
     }
 
     static func seq2seqModel(_ c: RunConfig, set: TranslationSet) -> Seq2SeqModel {
@@ -224,44 +217,19 @@ struct Workload {
 
     /// Optimizer, schedule, guard policy and trainer settings of a run.
     static func training(_ c: RunConfig, model: Module, trainSize: Int) -> (Optimizer, LRScheduler?, GuardPolicy, TrainerConfig) {
-        let optimizer: Optimizer, scheduler: LRScheduler?
         // A detector's groups: BatchNorm weights and biases without weight decay (Ultralytics).
-        let groups = (model as? YOLODetector)?.parameterGroups(weightDecay: c.weightDecay) ?? [ParamGroup(params: model.parameters())]
-        switch c.optimizer {
-        case "adam": optimizer = Adam(groups, lr: c.lr, weightDecay: c.weightDecay)
-        case "adamw": optimizer = AdamW(groups, lr: c.lr, weightDecay: c.weightDecay)
-        case "rmsprop": optimizer = RMSprop(groups, lr: c.lr, weightDecay: c.weightDecay, momentum: c.momentum)
-        default: optimizer = SGD(groups, lr: c.lr, momentum: c.momentum, weightDecay: c.weightDecay)
-        }
+        let detector = model as? YOLODetector
+        let groups = detector?.parameterGroups(weightDecay: c.weightDecay) ?? [ParamGroup(params: model.parameters())]
+        let optimizer = c.optimizer.make(groups, c.optimizerSettings)
         let perStep = c.batchSize * c.accumulation
         let stepsPerEpoch = Swift.max(1, (trainSize + perStep - 1) / perStep)
         let total = c.maxSteps > 0 ? c.maxSteps : stepsPerEpoch * c.epochs
-        switch c.schedule {
-        case "cosine": scheduler = LRScheduler(optimizer, CosineAnnealingLR(tMax: total))
-        case "warmup":
-            // Ultralytics' warm-up: rates from 0 (a detector's biases from 0.1) and momentum
-            // from 0.8, linearly to their values over the warm-up steps.
-            // Without warmup_steps, YOLOv5's length: max(3 epochs, 100 steps), at most half the run.
-            let w = c.warmupSteps > 0 ? c.warmupSteps : Swift.max(1, Swift.min(total / 2, Swift.max(3 * stepsPerEpoch, 100)))
-            scheduler = LRScheduler(optimizer, Warmup(steps: w, startLR: model is YOLODetector ? [2: 0.1] : [:],
-                                                      startMomentum: c.optimizer == "sgd" && c.momentum > 0.8 ? 0.8 : nil))
-        case "warmup-cosine":
-            let w = Swift.max(1, c.warmupSteps)
-            scheduler = LRScheduler(optimizer, SequentialSchedule([LinearLR(startFactor: 0.01, totalIters: w),
-                                                                     CosineAnnealingLR(tMax: Swift.max(1, total - w))], milestones: [w]))
-        default: scheduler = nil
-        }
-        let clipper: (any GradientClipper)? = {
-            switch c.clipper {
-            case "none": return nil
-            case "value": return ClipByValue(Float(c.maxNorm))
-            case "zclip": return ZClip()
-            case "autoclip": return AutoClip()
-            case "agc": return AdaptiveGradientClipping(clipping: Float(c.maxNorm), excludeFinalLayer: true)
-            case "per-module": return ClipPerGroup(maxNorm: Float(c.maxNorm), per: .module)
-            default: return ClipByGlobalNorm(maxNorm: Float(c.maxNorm))
-            }
-        }()
+        // Ultralytics' warm-up: rates from 0 (a detector's biases from 0.1) and momentum from
+        // 0.8, linearly to their values over the warm-up steps.
+        let scheduler = c.schedule.make(optimizer, totalSteps: total, stepsPerEpoch: stepsPerEpoch, warmupSteps: c.warmupSteps,
+                                        startLR: detector == nil ? [:] : [YOLODetector.biasGroup: 0.1],
+                                        startMomentum: c.optimizer == .sgd && c.momentum > 0.8 ? 0.8 : nil)
+        let clipper = c.clipper.make(c.clipping)
         var policy = GuardPolicy(clipper: clipper, snapshotEvery: c.snapshotEvery, maxFailedRecoveries: c.maxFailedRecoveries)
         policy.validationDivergence = c.validationDivergence > 0 ? c.validationDivergence : nil
         var t = TrainerConfig()
@@ -318,23 +286,23 @@ struct TrainedModel {
             FileError.cannotRead(path: dir + "/" + file, reason: "missing or not what gradguard train saves there; the run cannot be used without it")
         }
         switch c.model {
-        case "charlm":
+        case .charlm:
             guard let chars: [String] = Workload.saved("vocabulary.json", in: dir) else { throw missing("vocabulary.json") }
             let corpus = CharCorpus(text: "", vocabulary: chars.compactMap(\.first))
             self.corpus = corpus
             model = Workload.charModel(c, vocabularySize: corpus.vocabulary.count)
-        case "seq2seq":
+        case .seq2seq:
             guard let saved: SavedTranslationSet = Workload.saved("translation.json", in: dir) else { throw missing("translation.json") }
             translation = saved.set
             model = Workload.seq2seqModel(c, set: saved.set)
-        case "detector":
+        case .detector:
             if let names: [String] = Workload.saved("classes.json", in: dir) {
                 classNames = names
             } else {
                 classNames = try Workload(c, runDirectory: dir).classNames   // a run saved before classes.json existed
             }
             model = Workload.detector(c, classes: classNames.count)
-        default:
+        case .mlp, .sequence:
             model = try Workload(c, runDirectory: dir).model
         }
     }

@@ -30,10 +30,57 @@ final class CLITests: CLITestCase {
 
     func testResolvedYAMLReadsBackTheSame() throws {
         var c = RunConfig()
-        try c.apply(overrides: ["name=x y", "optimizer.lr=0.003", "model.batch_norm=true", "guard.clipper=zclip"])
+        try c.apply(overrides: ["name=x y", "optimizer.lr=0.003", "model.batch_norm=true", "guard.clipper=zclip", "guard.zclip.z_threshold=3"])
         var back = RunConfig()
         try back.apply(yaml: c.yaml, source: "config.yaml")
         XCTAssertEqual(back, c)
+        XCTAssertEqual(back.clipping.zThreshold, 3)
+        try back.validate(source: "config.yaml")
+        // Of the clipper settings, the resolved file holds the chosen clipper's, nested.
+        XCTAssertTrue(c.yaml.contains("guard:\n  clipper: zclip"), c.yaml)
+        XCTAssertTrue(c.yaml.contains("  zclip:\n    z_threshold: 3.0"), c.yaml)
+        XCTAssertFalse(c.yaml.contains("max_norm") || c.yaml.contains("autoclip:"), c.yaml)
+    }
+
+    /// Each clipper reads its own keys; a key for another clipper is an error naming both,
+    /// and a config.yaml resolved before the keys were split still loads as it was meant.
+    func testClipperKeys() throws {
+        func validated(_ overrides: [String]) -> String {
+            var c = RunConfig()
+            do {
+                try c.apply(overrides: overrides)
+                try c.validate(source: "f.yaml")
+            } catch { return "\(error)" }
+            return "ok"
+        }
+        XCTAssertEqual(validated(["guard.clipper=value", "guard.clip_value=0.5"]), "ok")
+        XCTAssertEqual(validated(["guard.clipper=zclip", "guard.max_norm=1"]),
+                       "f.yaml: guard.max_norm: does not apply to guard.clipper zclip (it is for global-norm, per-module); zclip reads guard.zclip.z_threshold, guard.zclip.alpha, guard.zclip.warmup_steps")
+        XCTAssertEqual(validated(["guard.clipper=value", "guard.max_norm=0.5"]),
+                       "f.yaml: guard.max_norm: does not apply to guard.clipper value (it is for global-norm, per-module); value reads guard.clip_value")
+        XCTAssertEqual(validated(["guard.clipper=none", "guard.autoclip.percentile=5"]),
+                       "f.yaml: guard.autoclip.percentile: does not apply to guard.clipper none (it is for autoclip); none takes no threshold")
+        XCTAssertEqual(validated(["guard.clipper=agc", "guard.agc_ratio=200"]), "ok")
+        XCTAssertTrue(validated(["guard.autoclip.percentile=101"]).contains("expected a number in 0.0...100.0"))
+        // An older resolved file: every key written, max_norm the value clipper's value.
+        var old = RunConfig()
+        try old.apply(yaml: RunConfig.resolvedHeader + "\nguard:\n  clipper: value\n  max_norm: 0.25\n", source: "config.yaml")
+        try old.validate(source: "config.yaml")
+        XCTAssertEqual(old.clipping.clipValue, 0.25)
+        let clipper = try XCTUnwrap(old.clipper.make(old.clipping) as? ClipByValue)
+        XCTAssertEqual(clipper.clipValue, 0.25)
+        var oldZ = RunConfig()
+        try oldZ.apply(yaml: RunConfig.resolvedHeader + "\nguard:\n  clipper: zclip\n  max_norm: 5.0\n", source: "config.yaml")
+        try oldZ.validate(source: "config.yaml")
+        // The same lines written by hand are a mistake, and said so.
+        var hand = RunConfig()
+        try hand.apply(yaml: "guard:\n  clipper: value\n  max_norm: 0.25\n", source: "mine.yaml")
+        XCTAssertThrowsError(try hand.validate(source: "mine.yaml")) { XCTAssertTrue("\($0)".contains("value reads guard.clip_value"), "\($0)") }
+        // Every enumerated setting names its values, and every value has its own help.
+        for s in RunConfig.settings {
+            if case let .choice(names, _, _) = s.kind { XCTAssertTrue(s.help.hasSuffix(names.joined(separator: ", ")), s.key) }
+        }
+        XCTAssertTrue(ClipperKind.allCases.allSatisfy { !$0.help.isEmpty && ($0 == .none || !$0.settings.isEmpty) })
     }
 
     // MARK: The binary
@@ -218,7 +265,7 @@ final class CLITests: CLITestCase {
         XCTAssertThrowsError(try c.validate(source: "f.yaml")) {
             XCTAssertEqual("\($0)", "f.yaml: data.sequence_length: copy-memory needs a sequence length of at least 11, got 5")
         }
-        c.data = "text"
+        c.data = .text
         XCTAssertThrowsError(try c.validate(source: "f.yaml")) {
             XCTAssertEqual("\($0)", "f.yaml: model.kind: 'sequence' needs data.kind adding, temporal-order, copy-memory, got 'text'")
         }

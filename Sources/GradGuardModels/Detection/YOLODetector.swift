@@ -71,16 +71,20 @@ public final class YOLODetector: Module {
         return [heads[0](n3), heads[1](n4)]
     }
 
-    /// Parameter groups as Ultralytics builds them: weights of convolutions with weight
-    /// decay; BatchNorm weights and all biases without (the biases are group 2, which the
-    /// warm-up starts at a rate of 0.1).
+    /// The position of the biases' group in `parameterGroups` (Ultralytics' warm-up starts
+    /// its rate at 0.1).
+    public static let biasGroup = 2
+
+    /// Parameter groups as Ultralytics builds them: BatchNorm weights without weight decay,
+    /// weights of convolutions with it, all biases without (group `biasGroup`).
     public func parameterGroups(weightDecay: Double) -> [ParamGroup] {
         var decayed: [Tensor] = [], norms: [Tensor] = [], biases: [Tensor] = []
         for (name, p) in namedParameters() {
             if name.hasSuffix(".bias") { biases.append(p) } else if name.contains(".bn.") { norms.append(p) } else { decayed.append(p) }
         }
-        return [ParamGroup(params: norms, weightDecay: 0), ParamGroup(params: decayed, weightDecay: weightDecay),
-                ParamGroup(params: biases, weightDecay: 0)]
+        var groups = [ParamGroup(params: norms, weightDecay: 0), ParamGroup(params: decayed, weightDecay: weightDecay)]
+        groups.insert(ParamGroup(params: biases, weightDecay: 0), at: Self.biasGroup)
+        return groups
     }
 
     // MARK: Decoding

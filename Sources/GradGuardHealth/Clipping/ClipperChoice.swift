@@ -1,0 +1,105 @@
+import GradGuardOptim
+import GradGuardTensor
+
+/// The thresholds and parameters of every clipper a run can name; each clipper reads its own
+/// (`ClipperKind.settings`).
+public struct ClipperSettings: Sendable, Equatable {
+    /// global-norm, per-module: the largest global (or per-module) L2 norm.
+    public var maxNorm = 5.0
+    /// value: the largest gradient magnitude.
+    public var clipValue = 1.0
+    /// agc: the largest ratio of a unit's gradient norm to its weight norm.
+    public var agcRatio = 0.01
+    /// zclip: the z-score above which a norm is clipped, the EMA factor, the warm-up steps.
+    public var zThreshold = 2.5
+    public var zAlpha = 0.97
+    public var zWarmupSteps = 25
+    /// autoclip: the percentile of the norm history that is the threshold.
+    public var percentile = 10.0
+
+    public init() {}
+}
+
+/// One setting of `ClipperSettings`: its key under `guard.`, range and help.
+public enum ClipperSetting: String, CaseIterable, Sendable {
+    case maxNorm = "max_norm"
+    case clipValue = "clip_value"
+    case agcRatio = "agc_ratio"
+    case zThreshold = "zclip.z_threshold"
+    case zAlpha = "zclip.alpha"
+    case zWarmupSteps = "zclip.warmup_steps"
+    case percentile = "autoclip.percentile"
+
+    public enum Value {
+        case double(ClosedRange<Double>, WritableKeyPath<ClipperSettings, Double>)
+        case int(ClosedRange<Int>, WritableKeyPath<ClipperSettings, Int>)
+    }
+
+    public var value: Value {
+        switch self {
+        case .maxNorm: return .double(1e-12...1e12, \.maxNorm)
+        case .clipValue: return .double(1e-12...1e12, \.clipValue)
+        case .agcRatio: return .double(1e-12...1e6, \.agcRatio)
+        case .zThreshold: return .double(1e-6...1e6, \.zThreshold)
+        case .zAlpha: return .double(1e-6...0.999999, \.zAlpha)
+        case .zWarmupSteps: return .int(1...1_000_000, \.zWarmupSteps)
+        case .percentile: return .double(0...100, \.percentile)
+        }
+    }
+
+    public var help: String {
+        switch self {
+        case .maxNorm: return "global-norm, per-module: the largest L2 norm of all gradients (of each module's)"
+        case .clipValue: return "value: the largest gradient magnitude"
+        case .agcRatio: return "agc: the largest ratio of a unit's gradient norm to its weight norm"
+        case .zThreshold: return "zclip: the z-score of the gradient norm above which it is clipped"
+        case .zAlpha: return "zclip: the factor of the running mean and variance of the norm"
+        case .zWarmupSteps: return "zclip: steps whose norms start the statistics"
+        case .percentile: return "autoclip: the percentile of the norms so far that is the threshold"
+        }
+    }
+}
+
+/// The clippers a run can name.
+public enum ClipperKind: String, SettingChoice {
+    case none
+    case globalNorm = "global-norm"
+    case value, zclip, autoclip, agc
+    case perModule = "per-module"
+
+    public var help: String {
+        switch self {
+        case .none: return "no clipping"
+        case .globalNorm: return "scale all gradients to a global L2 norm of at most guard.max_norm (clip_grad_norm_)"
+        case .value: return "clamp every gradient value to ±guard.clip_value (clip_grad_value_)"
+        case .zclip: return "ZClip: clip norms whose z-score exceeds guard.zclip.z_threshold (Kumar et al. 2025)"
+        case .autoclip: return "AutoClip: clip at the guard.autoclip.percentile-th percentile of past norms (Seetharaman et al. 2020)"
+        case .agc: return "adaptive gradient clipping, unit-wise, at guard.agc_ratio of the weight norm (Brock et al. 2021)"
+        case .perModule: return "each module's gradients to an L2 norm of at most guard.max_norm"
+        }
+    }
+
+    /// The settings this clipper reads; any other clipper setting does not apply to it.
+    public var settings: [ClipperSetting] {
+        switch self {
+        case .none: return []
+        case .globalNorm, .perModule: return [.maxNorm]
+        case .value: return [.clipValue]
+        case .agc: return [.agcRatio]
+        case .zclip: return [.zThreshold, .zAlpha, .zWarmupSteps]
+        case .autoclip: return [.percentile]
+        }
+    }
+
+    public func make(_ s: ClipperSettings) -> (any GradientClipper)? {
+        switch self {
+        case .none: return nil
+        case .globalNorm: return ClipByGlobalNorm(maxNorm: Float(s.maxNorm))
+        case .perModule: return ClipPerGroup(maxNorm: Float(s.maxNorm), per: .module)
+        case .value: return ClipByValue(Float(s.clipValue))
+        case .agc: return AdaptiveGradientClipping(clipping: Float(s.agcRatio), excludeFinalLayer: true)
+        case .zclip: return ZClip(alpha: s.zAlpha, zThreshold: s.zThreshold, warmupSteps: s.zWarmupSteps)
+        case .autoclip: return AutoClip(percentile: s.percentile)
+        }
+    }
+}

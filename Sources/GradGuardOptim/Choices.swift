@@ -1,0 +1,73 @@
+import GradGuardTensor
+
+/// The hyper-parameters a run gives its optimizer.
+public struct OptimizerSettings: Sendable, Equatable {
+    public var lr: Double
+    /// SGD's momentum, RMSprop's momentum; unused by Adam and AdamW.
+    public var momentum: Double
+    public var weightDecay: Double
+
+    public init(lr: Double = 0.05, momentum: Double = 0.9, weightDecay: Double = 0) {
+        (self.lr, self.momentum, self.weightDecay) = (lr, momentum, weightDecay)
+    }
+}
+
+/// The optimizers a run can name.
+public enum OptimizerKind: String, SettingChoice {
+    case sgd, adam, adamw, rmsprop
+
+    public var help: String {
+        switch self {
+        case .sgd: return "SGD with momentum (torch.optim.SGD)"
+        case .adam: return "Adam, L2 weight decay added to the gradient (torch.optim.Adam)"
+        case .adamw: return "AdamW, decoupled weight decay (torch.optim.AdamW)"
+        case .rmsprop: return "RMSprop with momentum (torch.optim.RMSprop)"
+        }
+    }
+
+    /// Whether `OptimizerSettings.momentum` means anything to this optimizer.
+    public var usesMomentum: Bool { self == .sgd || self == .rmsprop }
+
+    public func make(_ groups: [ParamGroup], _ s: OptimizerSettings) -> Optimizer {
+        switch self {
+        case .sgd: return SGD(groups, lr: s.lr, momentum: s.momentum, weightDecay: s.weightDecay)
+        case .adam: return Adam(groups, lr: s.lr, weightDecay: s.weightDecay)
+        case .adamw: return AdamW(groups, lr: s.lr, weightDecay: s.weightDecay)
+        case .rmsprop: return RMSprop(groups, lr: s.lr, weightDecay: s.weightDecay, momentum: s.momentum)
+        }
+    }
+}
+
+/// The learning-rate schedules a run can name.
+public enum ScheduleKind: String, SettingChoice {
+    case constant, cosine, warmup
+    case warmupCosine = "warmup-cosine"
+
+    public var help: String {
+        switch self {
+        case .constant: return "the optimizer's rate throughout"
+        case .cosine: return "cosine annealing to 0 over the run (CosineAnnealingLR)"
+        case .warmup: return "Ultralytics' linear warm-up of rates (from 0) and momentum (from 0.8), then constant"
+        case .warmupCosine: return "linear warm-up from 1 % over schedule.warmup_steps, then cosine annealing"
+        }
+    }
+
+    /// The schedule for a run of `totalSteps` optimizer steps, `stepsPerEpoch` a epoch.
+    /// `warmupSteps` 0 means, for `.warmup`, YOLOv5's length: max(3 epochs, 100 steps), at
+    /// most half the run. `startLR` gives some parameter groups another starting rate for
+    /// `.warmup` (a detector's biases start at 0.1); `startMomentum` warms momentum up too.
+    public func make(_ optimizer: Optimizer, totalSteps: Int, stepsPerEpoch: Int, warmupSteps: Int,
+                     startLR: [Int: Double] = [:], startMomentum: Double? = nil) -> LRScheduler? {
+        switch self {
+        case .constant: return nil
+        case .cosine: return LRScheduler(optimizer, CosineAnnealingLR(tMax: totalSteps))
+        case .warmup:
+            let w = warmupSteps > 0 ? warmupSteps : Swift.max(1, Swift.min(totalSteps / 2, Swift.max(3 * stepsPerEpoch, 100)))
+            return LRScheduler(optimizer, Warmup(steps: w, startLR: startLR, startMomentum: startMomentum))
+        case .warmupCosine:
+            let w = Swift.max(1, warmupSteps)
+            return LRScheduler(optimizer, SequentialSchedule([LinearLR(startFactor: 0.01, totalIters: w),
+                                                              CosineAnnealingLR(tMax: Swift.max(1, totalSteps - w))], milestones: [w]))
+        }
+    }
+}
