@@ -91,6 +91,16 @@ public enum ClipperKind: String, SettingChoice {
         }
     }
 
+    /// What the threshold this clipper reports (`ClipReport.threshold`) measures; nil when
+    /// it is the global gradient norm, which the report draws on the gradient-norm chart.
+    public var thresholdUnit: String? {
+        switch self {
+        case .none, .globalNorm, .zclip, .autoclip, .perModule: return nil
+        case .value: return "largest gradient magnitude"
+        case .agc: return "gradient norm per unit of weight norm"
+        }
+    }
+
     public func make(_ s: ClipperSettings) -> (any GradientClipper)? {
         switch self {
         case .none: return nil

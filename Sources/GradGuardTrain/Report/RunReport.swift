@@ -42,12 +42,6 @@ public enum RunReport {
         try AtomicFile.write(Data(text.utf8), to: dir + "/environment.txt")
     }
 
-    /// The clippers whose threshold is a gradient norm, drawn on the gradient-norm chart.
-    static let normThresholdClippers: Set<String> = ["global-norm", "per-module", "zclip", "autoclip"]
-    /// What the threshold of the other clippers is.
-    static let thresholdUnits = ["value": "largest gradient magnitude", "block-rms": "RMS of each gradient tensor",
-                                 "agc": "gradient norm per unit of weight norm", "per-parameter": "norm of each gradient tensor"]
-
     public static func html(runDirectory dir: String) throws -> String {
         let (steps, evals) = try RunRecords.metrics(in: dir)
         let incidents = try RunRecords.incidents(in: dir)
@@ -86,7 +80,9 @@ public enum RunReport {
             .init(name: "after clipping", color: "#9467bd", points: line { $0.gradNormAfterClip.map(Double.init) }),
         ]
         var reference: (y: Double, label: String)? = nil
-        let onNormChart = clipper.map { normThresholdClippers.contains($0) } ?? false
+        // The built-in clippers say what their threshold measures; another clipper's is noted below the chart.
+        let kind = clipper.flatMap(ClipperKind.init(rawValue:))
+        let onNormChart = kind != nil && kind?.thresholdUnit == nil
         if onNormChart, values.count == 1, let v = values.first {
             reference = (v, "clip threshold \(v)")
         } else if onNormChart, !thresholds.isEmpty {
@@ -96,7 +92,7 @@ public enum RunReport {
                          reference: reference, id: "chart-gradnorm").render()
         if let clipper, !onNormChart, let lo = values.min(), let hi = values.max() {
             let range = lo == hi ? String(format: "%g", lo) : String(format: "%g to %g", lo, hi)
-            let unit = thresholdUnits[clipper].map { " (\($0))" } ?? ""
+            let unit = kind?.thresholdUnit.map { " (\($0))" } ?? ""
             body += "<p>clipper <b>\(SVGChart.escape(clipper))</b>: threshold \(range)\(unit)</p>"
         }
 
