@@ -32,11 +32,13 @@ let package = Package(
         .target(name: "GradGuardNN", dependencies: ["GradGuardTensor"]),
         .target(name: "GradGuardOptim", dependencies: ["CGradGuardKernels", "GradGuardTensor", "GradGuardNN"]),
         .target(name: "GradGuardHealth", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim"]),
-        .target(name: "GradGuardTrain", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth"]),
-        .target(name: "GradGuardModels", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardTrain",
+        // Datasets, batches and the loader: below both the models and the trainer.
+        .target(name: "GradGuardData", dependencies: ["GradGuardTensor"]),
+        .target(name: "GradGuardTrain", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardData"]),
+        .target(name: "GradGuardModels", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardData",
                                                          "CGradGuardImage", .product(name: "Yams", package: "Yams")]),
-        .target(name: "GradGuard", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardTrain",
-                                                  "GradGuardModels"]),
+        .target(name: "GradGuard", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardData",
+                                                  "GradGuardTrain", "GradGuardModels"]),
 
         // MARK: Executables
         .executableTarget(name: "gradguard-mlp", dependencies: ["GradGuard"]),

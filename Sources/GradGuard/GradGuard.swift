@@ -4,5 +4,6 @@
 @_exported import GradGuardNN
 @_exported import GradGuardOptim
 @_exported import GradGuardHealth
+@_exported import GradGuardData
 @_exported import GradGuardTrain
 @_exported import GradGuardModels

@@ -1,6 +1,6 @@
 import Foundation
 import GradGuardTensor
-import GradGuardTrain
+import GradGuardData
 import Yams
 
 /// One box of a label file: the class and the centre, width and height normalised to the

@@ -1,6 +1,6 @@
 import Foundation
 import GradGuardTensor
-import GradGuardTrain
+import GradGuardData
 
 /// Augmentations of Ultralytics' defaults (hyp.scratch-low): HSV gains 1 ± (0.015, 0.7,
 /// 0.4), left-right flip with probability 0.5, scale 1 ± 0.5 and translation ± 0.1 of the

@@ -1,7 +1,7 @@
 import CGradGuardImage
 import Foundation
 import GradGuardTensor
-import GradGuardTrain
+import GradGuardData
 
 /// What is wrong with an image file, naming it.
 public enum ImageError: Error, CustomStringConvertible, Equatable {

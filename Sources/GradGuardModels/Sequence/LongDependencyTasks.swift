@@ -1,7 +1,7 @@
 import Foundation
 import GradGuardNN
 import GradGuardTensor
-import GradGuardTrain
+import GradGuardData
 
 /// The classic long-dependency benchmarks of exploding and vanishing gradients, generated
 /// from a seed. Inputs are batch-first `[N, T, features]`.

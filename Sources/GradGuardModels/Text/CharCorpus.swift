@@ -1,6 +1,6 @@
 import Foundation
 import GradGuardTensor
-import GradGuardTrain
+import GradGuardData
 
 /// What is wrong with a text corpus, naming the file.
 public enum CorpusError: Error, CustomStringConvertible, Equatable {

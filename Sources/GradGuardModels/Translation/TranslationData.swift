@@ -1,6 +1,6 @@
 import Foundation
 import GradGuardTensor
-import GradGuardTrain
+import GradGuardData
 
 /// What is wrong with a file of translation pairs, naming the file and the line.
 public enum TranslationDataError: Error, CustomStringConvertible, Equatable {

@@ -1,4 +1,5 @@
 import Foundation
+import GradGuardTensor
 import Glibc
 
 /// A run directory held by another process.

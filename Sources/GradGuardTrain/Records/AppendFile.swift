@@ -1,4 +1,5 @@
 import Foundation
+import GradGuardTensor
 import Glibc
 
 /// A file written by appending whole records, each with one `write` call loop; a failure

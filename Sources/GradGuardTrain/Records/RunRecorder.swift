@@ -1,4 +1,5 @@
 import Foundation
+import GradGuardTensor
 import GradGuardHealth
 
 /// Appends the run's records as JSON Lines: `metrics.jsonl` (one object per step and per

@@ -2,6 +2,7 @@ import Foundation
 import GradGuardHealth
 import GradGuardNN
 import GradGuardOptim
+import GradGuardData
 import GradGuardTensor
 
 /// How a `Trainer` runs.

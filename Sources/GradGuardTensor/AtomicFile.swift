@@ -1,6 +1,5 @@
 import Foundation
 import Glibc
-import GradGuardTensor
 
 /// What went wrong writing or reading a file, naming the path.
 public enum FileError: Error, CustomStringConvertible, Equatable {
@@ -19,7 +18,7 @@ public enum FileError: Error, CustomStringConvertible, Equatable {
 /// to disk (fsync), renamed over the destination, and the directory entry is flushed too.
 /// A process killed at any point leaves either the old file or the new one, never a mix.
 public enum AtomicFile {
-    static func errnoText() -> String { String(cString: strerror(errno)) }
+    public static func errnoText() -> String { String(cString: strerror(errno)) }
 
     /// A sentence for a Foundation file error ("no space left on device", "permission
     /// denied"), from its POSIX cause where it has one, instead of its domain and code.
