@@ -75,7 +75,7 @@ struct Train: ParsableCommand {
             if existed { try lock.clear() }
             try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml")
             try RunReport.writeEnvironment(runDirectory: dir)
-            let trainer = try w.makeTrainer(runDirectory: dir, lock: lock)
+            let trainer = try w.makeTrainer(dir, lock)
             try w.saveArtifacts(runDirectory: dir)
             try runTraining(trainer, workload: w, config: c, directory: dir, quiet: output.quiet, json: output.json)
         } catch let e as FileError where !existed && !FileManager.default.fileExists(atPath: dir + "/metrics.jsonl") {
@@ -103,7 +103,7 @@ struct Resume: ParsableCommand {
             try c.validate(source: set.isEmpty ? dir + "/config.yaml" : "--set")
         } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
         let w = try workload(c, runDirectory: dir)
-        let trainer = try w.makeTrainer(runDirectory: dir, lock: lock)
+        let trainer = try w.makeTrainer(dir, lock)
         // Everything is checked against the checkpoint before anything in the run changes.
         do { try trainer.resume() } catch let e as CheckpointError { throw fail(e.description, code: Exit.checkpoint) }
         catch let e as StateDictError { throw fail("\(dir): the checkpoint does not fit the run's model: \(e)", code: Exit.checkpoint) }
@@ -121,9 +121,7 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         let (_, w, step) = try trainedRun(runName, command: "eval")
-        let trainer = try Trainer(model: w.model, optimizer: w.optimizer, config: w.trainer, runDirectory: nil, loss: w.loss)
-        trainer.evaluate = w.metrics
-        trainer.evaluateDataset = w.datasetMetrics
+        let trainer = try w.makeTrainer(nil, nil)
         guard let validation = w.validation else { throw fail("run \(runName) has no validation data (data.validation is 0)", code: Exit.usage) }
         let m = try trainer.runEvaluation(validation)
         print("checkpoint step \(step): " + m.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.4f", $0.value))" }.joined(separator: ", "))
@@ -211,8 +209,8 @@ struct Compare: ParsableCommand {
 }
 
 /// The run's workload, with a corpus problem reported as a missing-file error.
-func workload(_ c: RunConfig, runDirectory: String?) throws -> Workload {
-    do { return try Workload(c, runDirectory: runDirectory) } catch let e as CorpusError { throw fail(e.description, code: Exit.missing) }
+func workload(_ c: RunConfig, runDirectory: String?) throws -> RunSetup {
+    do { return try RunSetup(c, runDirectory: runDirectory) } catch let e as CorpusError { throw fail(e.description, code: Exit.missing) }
     catch let e as TranslationDataError { throw fail(e.description, code: Exit.missing) }
     catch let e as DetectionDataError { throw fail(e.description, code: Exit.missing) }
     catch let e as ImageError { throw fail(e.description, code: Exit.missing) }
@@ -241,7 +239,7 @@ func loadNewestWeights(_ model: Module, runDirectory dir: String) throws -> Int 
 
 /// A run's configuration and whole workload (with its data) with the newest checkpoint's
 /// weights loaded, and that checkpoint's step.
-func trainedRun(_ runName: String, command: String) throws -> (config: RunConfig, workload: Workload, step: Int) {
+func trainedRun(_ runName: String, command: String) throws -> (config: RunConfig, workload: RunSetup, step: Int) {
     let (dir, c) = try runConfig(runName, kind: nil, command: command)
     let w = try workload(c, runDirectory: dir)
     return (c, w, try loadNewestWeights(w.model, runDirectory: dir))
@@ -266,13 +264,14 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         guard length > 0, temperature >= 0 else { throw fail("--length must be positive and --temperature not negative", code: Exit.usage) }
-        let w = try trainedModel(runName, kind: .charlm, command: "generate").trained
-        guard let corpus = w.corpus else { throw fail("run \(runName) has no vocabulary", code: Exit.missing) }
+        guard case let .charlm(model, corpus) = try trainedModel(runName, kind: .charlm, command: "generate").trained else {
+            throw fail("run \(runName) holds no character model", code: Exit.usage)
+        }
         let unknown = prompt.filter { !corpus.vocabulary.contains($0) }
         if !unknown.isEmpty {
             FileHandle.standardError.write(Data("gradguard: the prompt's characters \(Array(Set(unknown)).map { "'\($0)'" }.joined(separator: ", ")) are not in the vocabulary; left out\n".utf8))
         }
-        let ids = (w.model as! CharLanguageModel).generate(prompt: corpus.encode(prompt), length: length, temperature: temperature,
+        let ids = model.generate(prompt: corpus.encode(prompt), length: length, temperature: temperature,
                                                             topK: topK, seed: UInt64(seed))
         print(prompt + corpus.decode(ids))
     }
@@ -288,8 +287,9 @@ struct Translate: ParsableCommand {
 
     func run() throws {
         guard beam >= 1 else { throw fail("--beam must be at least 1", code: Exit.usage) }
-        let w = try trainedModel(runName, kind: .seq2seq, command: "translate").trained
-        guard let set = w.translation else { throw fail("run \(runName) has no vocabularies", code: Exit.missing) }
+        guard case let .seq2seq(model, set) = try trainedModel(runName, kind: .seq2seq, command: "translate").trained else {
+            throw fail("run \(runName) holds no translation model", code: Exit.usage)
+        }
         var texts = sentences
         if texts.isEmpty {
             while let line = readLine() { if !line.isEmpty { texts.append(line) } }
@@ -303,7 +303,7 @@ struct Translate: ParsableCommand {
                 FileHandle.standardError.write(Data("gradguard: sentence \(i + 1) has \(t.count) characters, more than the longest training sentence (\(set.sourceLength)); the translation is unreliable\n".utf8))
             }
         }
-        let out = (w.model as! Seq2SeqModel).translate(texts, set: set, beamWidth: beam > 1 ? beam : nil)
+        let out = model.translate(texts, set: set, beamWidth: beam > 1 ? beam : nil)
         for (s, t) in zip(texts, out) { print("\(s)\t\(t)") }
     }
 }

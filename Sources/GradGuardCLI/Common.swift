@@ -113,7 +113,7 @@ final class Progress {
 }
 
 /// Runs a trainer with progress, writes the report, and maps the outcome to an exit code.
-func runTraining(_ trainer: Trainer, workload: Workload, config: RunConfig, directory: String, quiet: Bool, json: Bool) throws {
+func runTraining(_ trainer: Trainer, workload: RunSetup, config: RunConfig, directory: String, quiet: Bool, json: Bool) throws {
     let perStep = config.batchSize * config.accumulation
     let stepsPerEpoch = Swift.max(1, (workload.train.count + perStep - 1) / perStep)
     let total = config.maxSteps > 0 ? config.maxSteps : stepsPerEpoch * config.epochs

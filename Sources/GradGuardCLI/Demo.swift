@@ -87,7 +87,7 @@ struct Demo: ParsableCommand {
                   clipper: \(gname.hasPrefix("un") ? "none" : "global-norm")
                   max_norm: 1.0
                   validation_divergence: \(gname.hasPrefix("un") ? "off" : "1.5")
-                """, train: train, validation: valid) { m, b in (m as! CharLanguageModel).loss(b.inputs, b.targets) }.trainer
+                """, train: train, validation: valid) { _, b in model.loss(b.inputs, b.targets) }.trainer
             let vb = try valid.batch(Array(0..<valid.count))   // the whole held-out tenth
             let loss = withoutGrad { Double(model.loss(vb.inputs, vb.targets).item) }
             let sample = corpus.decode(model.generate(prompt: corpus.encode("the "), length: 60, temperature: 0.5, seed: 1))
@@ -171,7 +171,7 @@ struct Demo: ParsableCommand {
                     guard:
                       clipper: \(gname.hasPrefix("global-norm") ? "global-norm" : gname)
                       max_norm: 1.0
-                    """, train: train, validation: valid) { m, b in task.loss((m as! SequenceModel)(b.inputs), b.targets) }
+                    """, train: train, validation: valid) { _, b in task.loss(model(b.inputs), b.targets) }
                 let trainer = run.trainer
                 let mse = withoutGrad { Double(task.loss(model(valid.inputs), valid.targets).item) }
                 rows.append(Row(cell: cell.rawValue, guardName: gname, mse: mse, incidents: trainer.guardian.incidents.count,

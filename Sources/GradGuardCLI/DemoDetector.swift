@@ -22,7 +22,7 @@ extension Demo {
             DefaultGenerator.seed(UInt64(seed))
             let model = YOLODetector(classes: config.names.count, width: 16, imageSize: size)
             let opt = SGD(model.parameterGroups(weightDecay: 5e-4), lr: lr, momentum: 0.937, nesterov: true)
-            let scheduler = v.warmup ? LRScheduler(opt, Warmup(steps: warm, startLR: [2: 0.1], startMomentum: 0.8)) : nil
+            let scheduler = v.warmup ? LRScheduler(opt, Warmup(steps: warm, startLR: [YOLODetector.biasGroup: 0.1], startMomentum: 0.8)) : nil
             var policy: GuardPolicy
             if v.guarded {
                 policy = GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 10))
@@ -43,10 +43,10 @@ extension Demo {
                   clipper: \(v.clip ? "global-norm" : "none")
                   max_norm: 10
                   actions: \(v.guarded ? "skip, back off, roll back" : "report only")
-                """, train: train, validation: valid, evaluate: { m, data in
-                    let r = try (data as! DetectionDataset).evaluate(m as! YOLODetector)
+                """, train: train, validation: valid, evaluate: { _, data in
+                    let r = try DetectionDataset.evaluate(model, on: data)
                     return ["map50": r.map50, "map50_95": r.map50to95]
-                }) { m, b in criterion((m as! YOLODetector)(b.inputs), targets: b.targets).total }
+                }) { _, b in criterion(model(b.inputs), targets: b.targets).total }
             let (map50, map5095, _) = run.diverged ? (0, 0, nil) : try valid.evaluate(model)
             let g = run.trainer.guardian
             let finite = run.gradNorms.filter(\.isFinite)

@@ -5,10 +5,10 @@ import GradGuard
 extension Demo {
     /// Teacher data of the MLP demos (`gradguard train`'s built-in data).
     func teacherData(train: Int, validation: Int, inputs: Int = 32, classes: Int = 10, labelNoise: Double = 0) -> (TensorDataset, TensorDataset) {
-        var c = RunConfig()
-        (c.seed, c.trainSize, c.validationSize, c.inputs, c.classes, c.labelNoise) = (seed, train, validation, inputs, classes, labelNoise)
-        let (t, v) = TeacherData.make(c)
-        return (t, v!)
+        var s = TeacherClassification.Settings()
+        (s.seed, s.trainSize, s.validationSize, s.inputs, s.classes, s.labelNoise) = (UInt64(seed), train, Swift.max(1, validation), inputs, classes, labelNoise)
+        let (t, v) = TeacherClassification.teacherData(s)
+        return (t, v ?? t)
     }
 
     /// Cross-entropy and accuracy of a classifier on a whole dataset, in evaluation mode.
@@ -81,7 +81,7 @@ extension Demo {
                                              model: \(depth)-layer \(kind), \(initName) initialisation\(batchNorm ? ", BatchNorm" : "")
                                              optimizer: SGD lr 0.01 momentum 0.9, batch 32, \(steps) steps
                                              guard: monitor only
-                                             """, train: train, validation: valid) { m, b in crossEntropy((m as! Sequential)(b.inputs), b.targets) }
+                                             """, train: train, validation: valid) { _, b in crossEntropy(model(b.inputs), b.targets) }
                     let after = layerGradientNorms(model, inputs: probe.0, targets: probe.1)
                     let (_, accuracy) = classification(model, valid)
                     let mid = depth / 2
@@ -121,7 +121,7 @@ extension Demo {
                                          optimizer: SGD lr \(lr) momentum 0.9, batch 64, \(steps) steps
                                          schedule: \(variant == "warmup-cosine" ? "linear warm-up over \(warm) steps, then cosine" : "constant")
                                          guard: \(variant == "guard" ? "skip, back off ×0.5, roll back (no clipping)" : variant == "guard-clip" ? "clip the global norm at 1, back off ×0.5, roll back" : "monitor only")
-                                         """, train: train, validation: valid) { m, b in crossEntropy((m as! Sequential)(b.inputs), b.targets) }
+                                         """, train: train, validation: valid) { _, b in crossEntropy(model(b.inputs), b.targets) }
                 let (loss, accuracy) = classification(model, valid)
                 let diverged = run.diverged || !loss.isFinite || loss > 10 * Foundation.log(10.0)
                 var details = diverged ? ["loss \(Demo.cell(loss, "%.3g"))"] : []
@@ -157,8 +157,8 @@ extension Demo {
                                      # gradguard demo regularization
                                      model: MLP 32-256-256-256-10, ReLU; 512 training examples, 30 % of labels noisy
                                      optimizer: \(decoupled ? "AdamW" : "Adam") lr 0.001, weight decay \(decay), L1 \(l1), batch 64, \(steps) steps
-                                     """, train: train, validation: valid) { m, b in
-                let ce = crossEntropy((m as! Sequential)(b.inputs), b.targets)
+                                     """, train: train, validation: valid) { _, b in
+                let ce = crossEntropy(model(b.inputs), b.targets)
                 return l1 > 0 ? ce + l1Penalty(weights) * Float(l1) : ce
             }
             let weightNorm = Foundation.sqrt(weights.reduce(0.0) { $0 + $1.scalars.reduce(0.0) { $0 + Double($1) * Double($1) } })

@@ -77,9 +77,8 @@ struct Detect: ParsableCommand {
     }
 
     func run() throws {
-        let (c, w) = try trainedModel(runName, kind: .detector, command: "detect")
-        guard let model = w.model as? YOLODetector else { throw fail("run \(runName) holds no detector", code: Exit.usage) }
-        let names = w.classNames
+        let (c, trained) = try trainedModel(runName, kind: .detector, command: "detect")
+        guard case let .detector(model, names) = trained else { throw fail("run \(runName) holds no detector", code: Exit.usage) }
         let dir = try runDirectory(runName)
         let outDir = out ?? dir + "/detect"
         guard let files = try? FileManager.default.contentsOfDirectory(atPath: images) else {

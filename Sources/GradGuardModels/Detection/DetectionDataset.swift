@@ -114,10 +114,17 @@ public final class DetectionDataset: Dataset, Sendable {
     /// of its total over the batches.
     public func evaluate(_ model: YOLODetector, loss: YOLOLoss? = nil, batchSize: Int = 32) throws
         -> (map50: Double, map50to95: Double, loss: Double?) {
+        try Self.evaluate(model, on: self, loss: loss, batchSize: batchSize)
+    }
+
+    /// The same over any dataset of images and YOLO targets (`batch` gives the inputs and
+    /// the `[n, 6]` targets this type makes).
+    public static func evaluate(_ model: YOLODetector, on data: any Dataset, loss: YOLOLoss? = nil, batchSize: Int = 32) throws
+        -> (map50: Double, map50to95: Double, loss: Double?) {
         var predictions: [[Box]] = [], truths: [[Box]] = []
         var lossSum = 0.0, batches = 0
-        for start in stride(from: 0, to: count, by: batchSize) {
-            let b = try batch(Array(start..<Swift.min(count, start + batchSize)))
+        for start in stride(from: 0, to: data.count, by: batchSize) {
+            let b = try data.batch(Array(start..<Swift.min(data.count, start + batchSize)))
             let outputs = model.inferring { model(b.inputs) }
             if let loss { lossSum += Double(loss(outputs, targets: b.targets).total.item) }
             batches += 1

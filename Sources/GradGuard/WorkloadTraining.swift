@@ -1,0 +1,25 @@
+import GradGuardData
+import GradGuardHealth
+import GradGuardModels
+import GradGuardOptim
+import GradGuardTrain
+
+extension Trainer {
+    /// A trainer of `workload`'s model with its loss and metrics (mAP over the whole
+    /// validation set for the detector).
+    public convenience init<W: Workload>(_ workload: W, optimizer: Optimizer, scheduler: LRScheduler? = nil,
+                                         policy: GuardPolicy = GuardPolicy(), monitor: HealthMonitor = HealthMonitor(),
+                                         config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil, runLock: RunLock? = nil) throws {
+        let model = workload.model
+        try self.init(model: model, optimizer: optimizer, scheduler: scheduler, policy: policy, monitor: monitor, config: config,
+                      runDirectory: runDirectory, runLock: runLock) { _, batch in workload.loss(model, batch) }
+        evaluate = { _, batch in workload.metrics(model, batch) }
+        if workload.evaluatesWholeDataset { evaluateDataset = { _, data in try workload.datasetMetrics(model, data) } }
+    }
+
+    /// Trains on the workload's training set, evaluating on its validation set.
+    @discardableResult
+    public func fit<W: Workload>(_ workload: W) throws -> TrainingResult {
+        try fit(train: workload.train, validation: workload.validation)
+    }
+}

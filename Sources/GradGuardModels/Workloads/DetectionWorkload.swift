@@ -1,0 +1,66 @@
+import GradGuardData
+import GradGuardNN
+import GradGuardOptim
+import GradGuardTensor
+
+/// The YOLO-style detector on a dataset in Ultralytics' layout (`data.yaml`): YOLOv5's loss,
+/// Ultralytics' parameter groups (BatchNorm weights and biases without weight decay, the
+/// biases' warm-up from a rate of 0.1), and COCO mAP@0.5 and mAP@0.5:0.95 over the whole
+/// validation set.
+public struct DetectionWorkload: Workload {
+    public struct Settings: Sendable, Equatable {
+        /// Input side in pixels, a multiple of 16.
+        public var imageSize = 128
+        /// The first layer's channels.
+        public var width = 16
+        /// Training augmentations: scale and translation, flips, HSV.
+        public var augment = true
+        public var boxLoss = BoxLoss.giou
+        /// Bad label lines, orphan labels and unreadable images: skipped and reported, or fatal.
+        public var onError = DataIssuePolicy.skip
+        /// Images declaring more pixels are refused before decoding.
+        public var maxImagePixels = RGBImage.defaultMaxPixels
+        public var seed: UInt64 = 0
+        public init() {}
+    }
+
+    public let config: DetectionDataConfig
+    public let model: YOLODetector
+    public let train: any Dataset
+    public let validation: (any Dataset)?
+    public let criterion: YOLOLoss
+    /// Problems found in the data and passed over (`onError` skip).
+    public let issues: [DataIssue]
+    public var classNames: [String] { config.names }
+
+    public init(config: DetectionDataConfig, settings s: Settings = Settings()) throws {
+        self.config = config
+        let trainSplit = try DetectionSplit.load(config, split: "train", policy: s.onError, maxPixels: s.maxImagePixels)
+        let validSplit = try DetectionSplit.load(config, split: "val", policy: s.onError, maxPixels: s.maxImagePixels)
+        train = DetectionDataset(trainSplit.samples, size: s.imageSize, augmentation: s.augment ? Augmentation() : .none, seed: s.seed)
+        validation = DetectionDataset(validSplit.samples, size: s.imageSize)
+        issues = trainSplit.issues + validSplit.issues
+        model = YOLODetector(classes: config.names.count, width: s.width, imageSize: s.imageSize)
+        var criterion = YOLOLoss(classes: config.names.count, imageSize: s.imageSize)
+        criterion.box = s.boxLoss
+        self.criterion = criterion
+    }
+
+    /// The dataset described by the `data.yaml` at `path`.
+    public init(dataYAML path: String, settings: Settings = Settings()) throws {
+        try self.init(config: try DetectionDataConfig.load(path: path), settings: settings)
+    }
+
+    public func loss(_ model: YOLODetector, _ batch: Batch) -> Tensor { criterion(model(batch.inputs), targets: batch.targets).total }
+
+    public var evaluatesWholeDataset: Bool { true }
+
+    public func datasetMetrics(_ model: YOLODetector, _ data: any Dataset) throws -> [String: Double] {
+        let r = try DetectionDataset.evaluate(model, on: data, loss: criterion)
+        return ["loss": r.loss ?? .nan, "map50": r.map50, "map50_95": r.map50to95]
+    }
+
+    public func parameterGroups(weightDecay: Double) -> [ParamGroup] { model.parameterGroups(weightDecay: weightDecay) }
+
+    public var warmupStartLR: [Int: Double] { [YOLODetector.biasGroup: 0.1] }
+}

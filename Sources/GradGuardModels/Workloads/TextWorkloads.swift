@@ -1,0 +1,190 @@
+import Foundation
+import GradGuardData
+import GradGuardNN
+import GradGuardTensor
+
+/// A character language model on a text: windows of `sequenceLength` characters with the
+/// next characters as targets, the last tenth of the text held out; loss cross-entropy,
+/// metrics loss and bits per character.
+public struct CharLanguageModelling: Workload {
+    public struct Settings: Sendable, Equatable {
+        public var sequenceLength = 64
+        public var embedding = 64
+        public var hidden = 64
+        public var layers = 1
+        public var cell = SequenceModel.Cell.lstm
+        public init() {}
+    }
+
+    public let corpus: CharCorpus
+    public let model: CharLanguageModel
+    public let train: any Dataset
+    public let validation: (any Dataset)?
+
+    /// `source` names the text in errors (a path, or "built-in corpus").
+    public init(corpus: CharCorpus, source: String = "text", settings s: Settings = Settings()) throws {
+        self.corpus = corpus
+        let data = try corpus.datasets(length: s.sequenceLength, source: source)
+        (train, validation) = (data.train, data.validation)
+        model = CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: s.embedding, hiddenSize: s.hidden,
+                                  layers: s.layers, cell: s.cell)
+    }
+
+    /// A text checked for use (`CharCorpus.checked`).
+    public init(text: String, source: String = "text", settings: Settings = Settings()) throws {
+        try self.init(corpus: try CharCorpus.checked(text: text, source: source), source: source, settings: settings)
+    }
+
+    public func loss(_ model: CharLanguageModel, _ batch: Batch) -> Tensor { model.loss(batch.inputs, batch.targets) }
+
+    public func metrics(_ model: CharLanguageModel, _ batch: Batch) -> [String: Double] {
+        let l = Double(loss(model, batch).item)
+        return ["loss": l, "bits_per_char": l / Foundation.log(2.0)]
+    }
+}
+
+/// Translation with an encoder-decoder over characters: loss cross-entropy with teacher
+/// forcing; metrics loss and the fraction of sentences greedy decoding gets exactly right.
+public struct TranslationTask: Workload {
+    public struct Settings: Sendable, Equatable {
+        public var embedding = 64
+        public var hidden = 64
+        public var layers = 1
+        public var attention = true
+        public init() {}
+    }
+
+    public let set: TranslationSet
+    public let model: Seq2SeqModel
+    public let train: any Dataset
+    public let validation: (any Dataset)?
+
+    public init(train: [TranslationPair], validation: [TranslationPair], set: TranslationSet, settings s: Settings = Settings()) {
+        self.set = set
+        model = Seq2SeqModel(sourceVocabularySize: set.source.count, targetVocabularySize: set.target.count, embeddingSize: s.embedding,
+                             hiddenSize: s.hidden, layers: s.layers, attention: s.attention)
+        self.train = set.dataset(train)
+        self.validation = set.dataset(validation)
+    }
+
+    public func loss(_ model: Seq2SeqModel, _ batch: Batch) -> Tensor { model.loss(source: batch.inputs, target: batch.targets) }
+
+    public func metrics(_ model: Seq2SeqModel, _ batch: Batch) -> [String: Double] {
+        let decoded = model.greedyDecode(batch.inputs, maxLength: set.targetLength - 1)
+        let truth = batch.targets.scalars.map { Int($0) }, width = set.targetLength
+        // A target row is begin, characters, end, padding: decode stops at the end.
+        let exact = decoded.enumerated().filter { i, ids in
+            set.target.decode(ids) == set.target.decode(Array(truth[(i * width + 1)..<((i + 1) * width)]))
+        }.count
+        return ["loss": Double(loss(model, batch).item), "exact_match": Double(exact) / Double(decoded.count)]
+    }
+}
+
+/// A recurrent model on a long-dependency task (adding, temporal order, copy memory):
+/// metrics loss, the memoryless baseline, their ratio, whether the task counts as solved,
+/// and accuracy where the task has one.
+public struct LongDependencyWorkload: Workload {
+    public struct Settings: Sendable, Equatable {
+        public var length = 64
+        public var trainSize = 4096
+        public var validationSize = 512
+        public var hidden = 64
+        public var layers = 1
+        public var cell = SequenceModel.Cell.lstm
+        /// Solved below this validation loss (0: a tenth of the memoryless baseline).
+        public var successLoss = 0.0
+        public var seed: UInt64 = 0
+        public init() {}
+    }
+
+    public let task: LongDependencyTask
+    public let model: SequenceModel
+    public let train: any Dataset
+    public let validation: (any Dataset)?
+    public let baseline: Double
+    public let successLoss: Double
+
+    public init(_ task: LongDependencyTask, settings s: Settings = Settings()) {
+        self.task = task
+        model = SequenceModel(cell: s.cell, inputSize: task.inputSize, hiddenSize: s.hidden, outputSize: task.outputSize, layers: s.layers,
+                              perStep: task == .copyMemory, forgetGateBias: s.cell == .lstm ? 1 : nil)
+        baseline = task.baseline(s.length)
+        successLoss = s.successLoss > 0 ? s.successLoss : 0.1 * baseline
+        train = task.dataset(count: s.trainSize, t: s.length, seed: s.seed &+ 1)
+        validation = s.validationSize > 0 ? task.dataset(count: s.validationSize, t: s.length, seed: s.seed &+ 2) : nil
+    }
+
+    public func loss(_ model: SequenceModel, _ batch: Batch) -> Tensor { task.loss(model(batch.inputs), batch.targets) }
+
+    public func metrics(_ model: SequenceModel, _ batch: Batch) -> [String: Double] {
+        let out = model(batch.inputs)
+        let l = Double(task.loss(out, batch.targets).item)
+        var r = ["loss": l, "baseline": baseline, "loss_over_baseline": l / baseline, "solved": l < successLoss ? 1 : 0]
+        if let a = task.accuracy(out, batch.targets) { r["accuracy"] = a }
+        return r
+    }
+}
+
+/// A multilayer perceptron classifying Gaussian inputs labelled by the arg-max of a fixed
+/// random linear teacher (learnable, so accuracy means something), with optional label
+/// noise on the training set; metrics loss and accuracy.
+public struct TeacherClassification: Workload {
+    public struct Settings: Sendable, Equatable {
+        public var inputs = 32
+        public var classes = 10
+        public var trainSize = 4096
+        public var validationSize = 512
+        /// Fraction of training labels replaced at random.
+        public var labelNoise = 0.0
+        public var layers = 8
+        public var width = 64
+        public var activation = ActivationKind.relu
+        public var initialisation = InitKind.kaiming
+        public var batchNorm = false
+        public var seed: UInt64 = 0
+        public init() {}
+    }
+
+    public let model: Sequential
+    public let train: any Dataset
+    public let validation: (any Dataset)?
+
+    public init(settings s: Settings = Settings()) {
+        let weightInit = s.initialisation.initializer(for: s.activation)
+        var layers: [any UnaryLayer] = []
+        var width = s.inputs
+        for _ in 0..<s.layers {
+            layers.append(Linear(inputSize: width, outputSize: s.width, weightInit: weightInit))
+            if s.batchNorm { layers.append(BatchNorm1d(numFeatures: s.width)) }
+            layers.append(s.activation.layer())
+            width = s.width
+        }
+        layers.append(Linear(inputSize: width, outputSize: s.classes, weightInit: weightInit))
+        model = Sequential(layers)
+        (train, validation) = Self.teacherData(s)
+    }
+
+    /// The teacher data of `s` (training set, and validation set unless its size is 0).
+    public static func teacherData(_ s: Settings) -> (TensorDataset, TensorDataset?) {
+        var g = RandomGenerator(seed: s.seed &+ 7)
+        let teacher = Tensor.randn([s.classes, s.inputs], generator: &g)
+        func sample(_ n: Int, noisy: Bool) -> TensorDataset {
+            let x = Tensor.randn([n, s.inputs], generator: &g)
+            var y = withoutGrad { Tensor.linear(x, weight: teacher, bias: nil).argmax(axis: 1) }.scalars
+            if noisy && s.labelNoise > 0 {
+                for i in 0..<n where g.nextUniform() < s.labelNoise { y[i] = Float(Int(g.next() % UInt64(s.classes))) }
+            }
+            return TensorDataset(inputs: x, targets: Tensor(shape: [n], scalars: y))
+        }
+        let train = sample(s.trainSize, noisy: true)
+        return (train, s.validationSize > 0 ? sample(s.validationSize, noisy: false) : nil)
+    }
+
+    public func loss(_ model: Sequential, _ batch: Batch) -> Tensor { crossEntropy(model(batch.inputs), batch.targets) }
+
+    public func metrics(_ model: Sequential, _ batch: Batch) -> [String: Double] {
+        let logits = model(batch.inputs)
+        return ["loss": Double(crossEntropy(logits, batch.targets).item),
+                "accuracy": Double(logits.argmax(axis: 1).eq(batch.targets).mean().item)]
+    }
+}
