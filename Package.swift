@@ -45,6 +45,9 @@ let package = Package(
         .target(name: "GradGuardCLI", dependencies: ["GradGuard", .product(name: "Yams", package: "Yams"),
                                                      .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "gradguard", dependencies: ["GradGuardCLI"]),
+        // The Swift programs of the README, built and run by the tests.
+        .executableTarget(name: "train-detector", dependencies: ["GradGuard"], path: "Examples/train-detector"),
+        .executableTarget(name: "train-charlm", dependencies: ["GradGuard"], path: "Examples/train-charlm"),
 
         // MARK: Tests
         .target(name: "_TestSupport", dependencies: ["GradGuard"], path: "Tests/_TestSupport"),

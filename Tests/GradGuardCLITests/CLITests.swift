@@ -348,3 +348,45 @@ final class CLITests: CLITestCase {
         for l in lines { XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any]) }
     }
 }
+
+/// The README's Swift programs are `Examples/`: the README shows them as they are, and they
+/// build and train.
+final class ExampleProgramTests: CLITestCase {
+    func example(_ name: String) -> (path: String, source: String) {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let source = (try? String(contentsOf: root.appendingPathComponent("Examples/\(name)/main.swift"), encoding: .utf8)) ?? ""
+        return ((URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent(name)).path, source)
+    }
+
+    func testREADMEShowsTheExamplesAsTheyAre() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        for name in ["train-detector", "train-charlm"] {
+            let source = example(name).source
+            XCTAssertFalse(source.isEmpty, name)
+            XCTAssertTrue(readme.contains("```swift\n" + source + "```"), "README shows \(name) as it is")
+            XCTAssertLessThanOrEqual(source.split(separator: "\n", omittingEmptySubsequences: false).count - 1, 25, name)
+        }
+    }
+
+    func testDetectorExampleTrainsAndPrintsMAP() throws {
+        XCTAssertEqual(try run(["data", "shapes", "--out", "shapes", "--train", "32", "--val", "8", "--size", "64"]).code, 0)
+        let r = try runProcess(example("train-detector").path, ["shapes/data.yaml", "1"], in: tmp)
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(r.out.hasPrefix("mAP@0.5 ") && r.out.contains("after 2 steps"), r.out)
+        // Bad input: one sentence, exit 1.
+        let bad = try runProcess(example("train-detector").path, ["missing.yaml"], in: tmp)
+        XCTAssertEqual(bad.code, 1)
+        XCTAssertTrue(bad.err.hasPrefix("train-detector: ") && bad.err.contains("missing.yaml"), bad.err)
+    }
+
+    func testCharLMExampleTrainsAndSamples() throws {
+        let text = String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 200)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: tmp + "/book.txt"))
+        let r = try runProcess(example("train-charlm").path, ["book.txt", "5"], in: tmp)
+        XCTAssertEqual(r.code, 0, r.err)
+        let lines = r.out.split(separator: "\n")
+        XCTAssertTrue(lines.first?.hasPrefix("validation bits/char ") == true, r.out)
+        XCTAssertTrue(lines.count >= 2 && lines[1].hasPrefix("The "), r.out)
+    }
+}
