@@ -210,7 +210,7 @@ struct Compare: ParsableCommand {
 
 /// The run's workload, with a corpus problem reported as a missing-file error.
 func workload(_ c: RunConfig, runDirectory: String?) throws -> RunSetup {
-    do { return try RunSetup(c, runDirectory: runDirectory) } catch let e as CorpusError { throw fail(e.description, code: Exit.missing) }
+    do { return try RunSetup.seeded(c, runDirectory: runDirectory) } catch let e as CorpusError { throw fail(e.description, code: Exit.missing) }
     catch let e as TranslationDataError { throw fail(e.description, code: Exit.missing) }
     catch let e as DetectionDataError { throw fail(e.description, code: Exit.missing) }
     catch let e as ImageError { throw fail(e.description, code: Exit.missing) }

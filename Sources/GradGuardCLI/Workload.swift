@@ -24,8 +24,8 @@ struct RunSetup {
 
     /// Builds the run; a character or translation model reads its data (or the built-in
     /// data) and, in an existing run directory, keeps the vocabulary saved there.
+    /// The default generator must be seeded first (`seeded(_:)`): models draw their weights from it.
     init(_ c: RunConfig, runDirectory: String? = nil) throws {
-        DefaultGenerator.seed(UInt64(c.seed))
         switch c.model {
         case .charlm:
             let source = c.dataPath.isEmpty ? "built-in corpus" : c.dataPath
@@ -111,6 +111,12 @@ struct RunSetup {
         makeTrainer = { dir, lock in
             try Trainer(workload, optimizer: optimizer, scheduler: scheduler, policy: policy, config: trainerConfig, runDirectory: dir, runLock: lock)
         }
+    }
+
+    /// The run of `c` with its models drawn from the default generator seeded with `c.seed`.
+    static func seeded(_ c: RunConfig, runDirectory: String? = nil) throws -> RunSetup {
+        DefaultGenerator.seed(UInt64(c.seed))
+        return try RunSetup(c, runDirectory: runDirectory)
     }
 
     /// The built-in detection data: the shapes dataset, generated once per seed and size.
@@ -222,10 +228,10 @@ enum TrainedModel {
                                          hiddenSize: s.hidden, layers: s.layers, attention: s.attention), set)
         case .detector:
             // A run saved before classes.json existed: the names come from its data.yaml.
-            let names: [String] = try RunSetup.saved("classes.json", in: dir) ?? RunSetup(c, runDirectory: dir).classNames
+            let names: [String] = try RunSetup.saved("classes.json", in: dir) ?? RunSetup.seeded(c, runDirectory: dir).classNames
             self = .detector(YOLODetector(classes: names.count, width: c.widthValue, imageSize: c.imageSize), classNames: names)
         case .mlp, .sequence:
-            self = .other(try RunSetup(c, runDirectory: dir).model)
+            self = .other(try RunSetup.seeded(c, runDirectory: dir).model)
         }
     }
 }

@@ -2,6 +2,9 @@ import Dispatch
 import GradGuardTensor
 
 /// One batch: inputs, targets and the dataset indices they came from.
+// @unchecked: a batch is made on the loader's prefetch thread and handed over once, whole, to
+// the training thread (through `ResultBox` and a semaphore); its tensors are never touched by
+// two threads at once.
 public struct Batch: @unchecked Sendable {
     public var inputs: Tensor
     public var targets: Tensor
@@ -30,6 +33,8 @@ extension Dataset {
 }
 
 /// Examples held as two tensors whose first axis indexes the examples.
+// @unchecked: the two tensors are only read (a batch copies its rows out), so the prefetch
+// thread and the training thread may share them.
 public struct TensorDataset: Dataset, @unchecked Sendable {
     public let inputs: Tensor
     public let targets: Tensor
@@ -121,6 +126,8 @@ public final class DataLoader {
             position = next
         }
 
+        // @unchecked: written by the prefetch thread before it signals the semaphore, read by the
+        // training thread after it waits on it; the semaphore orders the two.
         final class ResultBox: @unchecked Sendable { var result: Result<Batch, Error>? }
 
         func indices(_ b: Int) -> [Int]? {

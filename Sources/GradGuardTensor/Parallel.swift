@@ -6,17 +6,20 @@ public enum Kernels {
     /// Number of worker threads used for element-wise and reduction work: the
     /// `GRADGUARD_NUM_THREADS` environment variable when set, else the online cores (at most 8).
     /// Matrix products use OpenBLAS's own threads (`OPENBLAS_NUM_THREADS`).
-    nonisolated(unsafe) public static var threadCount: Int = {
-        if let v = getenv("GRADGUARD_NUM_THREADS"), let n = Int(String(cString: v)), n > 0 { return n }
-        return Swift.max(1, Swift.min(System.activeProcessorCount, 8))
-    }()
+    public static var threadCount: Int {
+        get { settings.threadCount.load(ordering: .relaxed) }
+        set { settings.threadCount.store(newValue, ordering: .relaxed) }
+    }
 
     /// The highest instruction set GradGuard's own vector kernels may use (GEMM micro-kernel,
     /// exp/sigmoid/tanh, LSTM cells, im2col/col2im, optimizer updates, sums): the
     /// `GRADGUARD_KERNELS` environment variable (`portable`, `avx2` or `avx512`) when set,
     /// `portable` when `GRADGUARD_NO_AVX2` is set, else `avx512`. Lower it to force a path,
     /// for tests or to see what an older CPU gets; the processor caps it (`level`).
-    nonisolated(unsafe) public static var maxLevel: KernelLevel = KernelLevel.fromEnvironment()
+    public static var maxLevel: KernelLevel {
+        get { KernelLevel(rawValue: settings.maxLevel.load(ordering: .relaxed)) ?? .portable }
+        set { settings.maxLevel.store(newValue.rawValue, ordering: .relaxed) }
+    }
 
     /// The highest level this processor runs: AVX-512 needs F, DQ, BW and VL, AVX2 needs FMA.
     public static let supportedLevel: KernelLevel = KernelLevel(rawValue: Int(gg_kernel_level_supported())) ?? .portable
@@ -26,8 +29,27 @@ public enum Kernels {
 
     /// Who computes matrix products at the vector levels: GradGuard's own kernels (default) or
     /// OpenBLAS (`GRADGUARD_GEMM=openblas`). At the portable level OpenBLAS always does.
-    nonisolated(unsafe) public static var gemm: GEMMBackend =
-        getenv("GRADGUARD_GEMM").map { String(cString: $0).lowercased() == "openblas" } == true ? .openBLAS : .own
+    public static var gemm: GEMMBackend {
+        get { settings.openBLAS.load(ordering: .relaxed) ? .openBLAS : .own }
+        set { settings.openBLAS.store(newValue == .openBLAS, ordering: .relaxed) }
+    }
+
+    /// The knobs' storage: atomics, so that a setting changed on one thread is seen whole on
+    /// every other (the kernels read them on the workers).
+    private final class Settings: Sendable {
+        let threadCount: Atomic<Int>
+        let maxLevel: Atomic<Int>
+        let openBLAS: Atomic<Bool>
+
+        init() {
+            var threads = Swift.max(1, Swift.min(System.activeProcessorCount, 8))
+            if let v = getenv("GRADGUARD_NUM_THREADS"), let n = Int(String(cString: v)), n > 0 { threads = n }
+            threadCount = Atomic(threads)
+            maxLevel = Atomic(KernelLevel.fromEnvironment().rawValue)
+            openBLAS = Atomic(getenv("GRADGUARD_GEMM").map { String(cString: $0).lowercased() == "openblas" } == true)
+        }
+    }
+    private static let settings = Settings()
 
     /// Every level this processor runs, lowest first (for tests that compare paths).
     public static var supportedLevels: [KernelLevel] { KernelLevel.allCases.filter { $0 <= supportedLevel } }

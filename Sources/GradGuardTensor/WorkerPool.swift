@@ -11,6 +11,8 @@ import Synchronization
 /// sets it in microseconds, 0 parks at once) and only then park on a condition variable — the policy of OpenMP runtimes (`OMP_WAIT_POLICY`, `KMP_BLOCKTIME`).
 /// The calling thread takes tasks too. A job started while another runs (a nested
 /// `parallelFor`, or a second user thread) runs on its caller alone.
+// @unchecked: every mutable field is an Atomic, or the mutex-guarded parking state; the job's
+// closure pointer is published through `context` before the job word that lets workers read it.
 @usableFromInline
 final class WorkerPool: @unchecked Sendable {
     @usableFromInline static let shared = WorkerPool()

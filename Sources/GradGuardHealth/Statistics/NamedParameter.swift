@@ -4,6 +4,8 @@ import GradGuardTensor
 /// A parameter as the health layer sees it: its dotted name and the tensor, whose `grad`
 /// holds the gradient. Nothing else about the model is needed, so a hand-written training
 /// loop can hand over any list of named tensors.
+// @unchecked: the tensor is a reference to a model's parameter; the health layer reads it (and
+// clippers scale its gradient) on the training thread only, or split over the workers by range.
 public struct NamedParameter: @unchecked Sendable {
     public let name: String
     public let tensor: Tensor

@@ -93,6 +93,8 @@ public final class Trainer {
     /// The next batch of the current epoch (in micro-batches).
     public private(set) var batchInEpoch = 0
     private var lastEvaluation: [String: Double]? = nil
+    /// Whether the default generator has been seeded (first fit) or restored (resume).
+    private var generatorStarted = false
     /// The step of the newest evaluation (a run ends with one at its last step).
     private var lastEvaluatedStep: Int? = nil
     /// The weights, buffers and optimizer state of the best validation loss so far, when the
@@ -126,7 +128,6 @@ public final class Trainer {
             store = nil
         }
         self.runDirectory = runDirectory
-        DefaultGenerator.seed(config.seed)
     }
 
     /// Trains until `config.epochs` epochs or `config.maxSteps` steps are done.
@@ -139,6 +140,10 @@ public final class Trainer {
 
     @discardableResult
     public func fit(train: any Dataset, validation: (any Dataset)? = nil) throws -> TrainingResult {
+        // A fresh run starts the default generator (dropout) from the run's seed; a resumed
+        // one has the checkpoint's state, and a second fit goes on from where the first ended.
+        if !generatorStarted { DefaultGenerator.seed(config.seed) }
+        generatorStarted = true
         try openRecords()
         let loader = DataLoader(train, batchSize: config.batchSize, shuffle: config.shuffle, dropLast: config.dropLast,
                                 seed: config.seed)
@@ -333,6 +338,7 @@ public final class Trainer {
         if let s = state.scheduler { try scheduler?.load(stateDict: s) }
         try guardian.load(state: state.guardState)
         if let g = RandomGenerator(state: state.random) { DefaultGenerator.with { $0 = g } }
+        generatorStarted = true
         epoch = state.epoch
         batchInEpoch = state.batchInEpoch
     }
