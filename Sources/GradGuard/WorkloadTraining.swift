@@ -7,12 +7,16 @@ import GradGuardTrain
 extension Trainer {
     /// A trainer of `workload`'s model with its loss and metrics (mAP over the whole
     /// validation set for the detector).
-    public convenience init<W: Workload>(_ workload: W, optimizer: Optimizer, scheduler: LRScheduler? = nil,
-                                         policy: GuardPolicy = GuardPolicy(), monitor: HealthMonitor = HealthMonitor(),
-                                         config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil, runLock: RunLock? = nil) throws {
+    public convenience init<W: Workload>(
+        _ workload: W, optimizer: Optimizer, scheduler: LRScheduler? = nil,
+        policy: GuardPolicy = GuardPolicy(), monitor: HealthMonitor = HealthMonitor(),
+        config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil, runLock: RunLock? = nil
+    ) throws {
         let model = workload.model
-        try self.init(model: model, optimizer: optimizer, scheduler: scheduler, policy: policy, monitor: monitor, config: config,
-                      runDirectory: runDirectory, runLock: runLock) { _, batch in workload.loss(model, batch) }
+        try self.init(
+            model: model, optimizer: optimizer, scheduler: scheduler, policy: policy, monitor: monitor, config: config,
+            runDirectory: runDirectory, runLock: runLock
+        ) { _, batch in workload.loss(model, batch) }
         evaluate = { _, batch in workload.metrics(model, batch) }
         if workload.evaluatesWholeDataset { evaluateDataset = { _, data in try workload.datasetMetrics(model, data) } }
     }

@@ -12,8 +12,12 @@ public struct GradGuardCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "gradguard",
         abstract: "Train neural networks with a guard against exploding and vanishing gradients.",
-        discussion: "Exit codes: 0 ok, 1 training diverged, 2 usage or configuration error, 3 missing or unreadable file or run, or bad data, 4 no loadable checkpoint, 5 cannot write (disk full, read-only, permission), 6 run in use by another process.",
-        subcommands: [Train.self, Resume.self, Eval.self, Report.self, Diagnose.self, Inspect.self, Compare.self, Demo.self, Generate.self, Translate.self, DataCommand.self, Detect.self, Env.self])
+        discussion:
+            "Exit codes: 0 ok, 1 training diverged, 2 usage or configuration error, 3 missing or unreadable file or run, or bad data, 4 no loadable checkpoint, 5 cannot write (disk full, read-only, permission), 6 run in use by another process.",
+        subcommands: [
+            Train.self, Resume.self, Eval.self, Report.self, Diagnose.self, Inspect.self, Compare.self, Demo.self, Generate.self, Translate.self,
+            DataCommand.self, Detect.self, Env.self
+        ])
 
     public init() {}
 
@@ -31,12 +35,12 @@ public struct GradGuardCommand: ParsableCommand {
             Foundation.exit(code.rawValue)
         } catch {
             let parserCode = exitCode(for: error)
-            if parserCode == .success { exit(withError: error) }                 // --help, --version
+            if parserCode == .success { exit(withError: error) }  // --help, --version
             if let (message, code) = userError(error) {
                 _ = fail(message, code: code)
                 Foundation.exit(code)
             }
-            if parserCode == .validationFailure {                                 // a usage error
+            if parserCode == .validationFailure {  // a usage error
                 FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
                 Foundation.exit(Exit.usage)
             }

@@ -79,7 +79,7 @@ struct Train: ParsableCommand {
             try w.saveArtifacts(runDirectory: dir)
             try runTraining(trainer, workload: w, config: c, directory: dir, quiet: output.quiet, json: output.json)
         } catch let e as FileError where !existed && !FileManager.default.fileExists(atPath: dir + "/metrics.jsonl") {
-            try? FileManager.default.removeItem(atPath: dir)   // nothing was trained: leave no half-made run
+            try? FileManager.default.removeItem(atPath: dir)  // nothing was trained: leave no half-made run
             throw e
         }
     }
@@ -105,9 +105,9 @@ struct Resume: ParsableCommand {
         let w = try workload(c, runDirectory: dir)
         let trainer = try w.makeTrainer(dir, lock)
         // Everything is checked against the checkpoint before anything in the run changes.
-        do { try trainer.resume() } catch let e as CheckpointError { throw fail(e.description, code: Exit.checkpoint) }
-        catch let e as StateDictError { throw fail("\(dir): the checkpoint does not fit the run's model: \(e)", code: Exit.checkpoint) }
-        catch let e as OptimizerStateError { throw fail("\(dir): the checkpoint does not fit the run's optimizer: \(e)", code: Exit.checkpoint) }
+        do { try trainer.resume() } catch let e as CheckpointError { throw fail(e.description, code: Exit.checkpoint) } catch let e as StateDictError {
+            throw fail("\(dir): the checkpoint does not fit the run's model: \(e)", code: Exit.checkpoint)
+        } catch let e as OptimizerStateError { throw fail("\(dir): the checkpoint does not fit the run's optimizer: \(e)", code: Exit.checkpoint) }
         if !set.isEmpty { try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml") }
         for e in trainer.skippedCheckpoints { FileHandle.standardError.write(Data("gradguard: skipped \(e); using an older checkpoint\n".utf8)) }
         if !output.quiet && !output.json { print("resumed \(dir) at step \(trainer.guardian.step)") }
@@ -184,7 +184,9 @@ struct Inspect: ParsableCommand {
                 }
                 path = newest
             }
-            do { tensors = try CheckpointStore(directory: (path as NSString).deletingLastPathComponent).load(path).tensors["model"] ?? [:] } catch let e as CheckpointError {
+            do { tensors = try CheckpointStore(directory: (path as NSString).deletingLastPathComponent).load(path).tensors["model"] ?? [:] } catch let e
+                as CheckpointError
+            {
                 throw fail(e.description, code: Exit.checkpoint)
             }
         }
@@ -210,10 +212,11 @@ struct Compare: ParsableCommand {
 
 /// The run's workload, with a corpus problem reported as a missing-file error.
 func workload(_ c: RunConfig, runDirectory: String?) throws -> RunSetup {
-    do { return try RunSetup.seeded(c, runDirectory: runDirectory) } catch let e as CorpusError { throw fail(e.description, code: Exit.missing) }
-    catch let e as TranslationDataError { throw fail(e.description, code: Exit.missing) }
-    catch let e as DetectionDataError { throw fail(e.description, code: Exit.missing) }
-    catch let e as ImageError { throw fail(e.description, code: Exit.missing) }
+    do { return try RunSetup.seeded(c, runDirectory: runDirectory) } catch let e as CorpusError { throw fail(e.description, code: Exit.missing) } catch let e
+        as TranslationDataError
+    { throw fail(e.description, code: Exit.missing) } catch let e as DetectionDataError { throw fail(e.description, code: Exit.missing) } catch let e
+        as ImageError
+    { throw fail(e.description, code: Exit.missing) }
 }
 
 /// A run's directory and configuration, read from wherever the command runs: the built-in
@@ -269,10 +272,14 @@ struct Generate: ParsableCommand {
         }
         let unknown = prompt.filter { !corpus.vocabulary.contains($0) }
         if !unknown.isEmpty {
-            FileHandle.standardError.write(Data("gradguard: the prompt's characters \(Array(Set(unknown)).map { "'\($0)'" }.joined(separator: ", ")) are not in the vocabulary; left out\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    "gradguard: the prompt's characters \(Array(Set(unknown)).map { "'\($0)'" }.joined(separator: ", ")) are not in the vocabulary; left out\n"
+                        .utf8))
         }
-        let ids = model.generate(prompt: corpus.encode(prompt), length: length, temperature: temperature,
-                                                            topK: topK, seed: UInt64(seed))
+        let ids = model.generate(
+            prompt: corpus.encode(prompt), length: length, temperature: temperature,
+            topK: topK, seed: UInt64(seed))
         print(prompt + corpus.decode(ids))
     }
 }
@@ -297,10 +304,16 @@ struct Translate: ParsableCommand {
         for (i, t) in texts.enumerated() {
             let unknown = Set(t.filter { set.source.encode(String($0)) == [TokenVocabulary.unknown] })
             if !unknown.isEmpty {
-                FileHandle.standardError.write(Data("gradguard: sentence \(i + 1): the characters \(unknown.sorted().map { "'\($0)'" }.joined(separator: ", ")) never occurred in training; the translation is unreliable\n".utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        "gradguard: sentence \(i + 1): the characters \(unknown.sorted().map { "'\($0)'" }.joined(separator: ", ")) never occurred in training; the translation is unreliable\n"
+                            .utf8))
             }
             if t.count > set.sourceLength {
-                FileHandle.standardError.write(Data("gradguard: sentence \(i + 1) has \(t.count) characters, more than the longest training sentence (\(set.sourceLength)); the translation is unreliable\n".utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        "gradguard: sentence \(i + 1) has \(t.count) characters, more than the longest training sentence (\(set.sourceLength)); the translation is unreliable\n"
+                            .utf8))
             }
         }
         let out = model.translate(texts, set: set, beamWidth: beam > 1 ? beam : nil)

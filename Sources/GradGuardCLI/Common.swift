@@ -84,8 +84,9 @@ final class Progress {
         let elapsed = Date().timeIntervalSince(start)
         let rate = Double(seen) / Swift.max(elapsed, 1e-9)
         let eta = rate > 0 ? Double(Swift.max(total - done, 0)) / rate : 0
-        let line = String(format: "step %d/%d  loss %.4f  |g| %.3g  clip %d%%  %.1f steps/s  ETA %d:%02d", done, total, r.loss,
-                          r.gradNorm, seen > 0 ? 100 * clipped / seen : 0, rate, Int(eta) / 60, Int(eta) % 60)
+        let line = String(
+            format: "step %d/%d  loss %.4f  |g| %.3g  clip %d%%  %.1f steps/s  ETA %d:%02d", done, total, r.loss,
+            r.gradNorm, seen > 0 ? 100 * clipped / seen : 0, rate, Int(eta) / 60, Int(eta) % 60)
         switch mode {
         case .quiet: break
         case .json:
@@ -121,15 +122,18 @@ func runTraining(_ trainer: Trainer, workload: RunSetup, config: RunConfig, dire
     trainer.callbacks.afterStep = { r, _ in progress.step(r) }
     trainer.callbacks.onIncident = { progress.message($0.summary) }
     trainer.callbacks.onEvaluation = { e in
-        progress.message("eval at step \(e.step): " + e.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.4f", $0.value))" }.joined(separator: ", "))
+        progress.message(
+            "eval at step \(e.step): " + e.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.4f", $0.value))" }.joined(separator: ", "))
     }
     if !workload.dataIssues.isEmpty {
         // Problems passed over (data.on_error skip) are listed in full in the run directory.
         let lines = workload.dataIssues.map(\.description)
         try AtomicFile.write(Data((lines.joined(separator: "\n") + "\n").utf8), to: directory + "/data_issues.txt")
         let shown = lines.prefix(10).map { "  \($0)\n" }.joined()
-        FileHandle.standardError.write(Data(("gradguard: \(lines.count) data problem\(lines.count == 1 ? "" : "s") skipped (all in \(directory)/data_issues.txt):\n"
-            + shown + (lines.count > 10 ? "  …\n" : "")).utf8))
+        FileHandle.standardError.write(
+            Data(
+                ("gradguard: \(lines.count) data problem\(lines.count == 1 ? "" : "s") skipped (all in \(directory)/data_issues.txt):\n"
+                    + shown + (lines.count > 10 ? "  …\n" : "")).utf8))
     }
     do {
         let result = try trainer.fit(train: workload.train, validation: workload.validation)

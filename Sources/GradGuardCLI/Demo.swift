@@ -27,7 +27,11 @@ struct Demo: ParsableCommand {
     @Option(name: .customLong("runs-directory"), help: "Where the run directories go (default runs/demo-NAME).") var runsDirectoryOption: String?
     var runsDirectory: String { runsDirectoryOption ?? "runs/demo-\(name)" }
     @Option(name: .long, help: "Seed.") var seed = 0
-    @Option(name: .long, help: "Training examples of the init demo's CNN (default 2048; the MLP 4096) and the detector demo (256 images); validation a quarter as many (the MLP 512).")
+    @Option(
+        name: .long,
+        help:
+            "Training examples of the init demo's CNN (default 2048; the MLP 4096) and the detector demo (256 images); validation a quarter as many (the MLP 512)."
+    )
     var examples: Int?
 
     @Option(name: .long, help: "Run the demo with this many seeds (seed, seed + 1, …) and print medians with their range.") var seeds = 1
@@ -79,23 +83,30 @@ struct Demo: ParsableCommand {
             DefaultGenerator.seed(UInt64(seed))
             let model = CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: 32, hiddenSize: 128)
             let dir = "\(runsDirectory)/charlm-\(gname.hasPrefix("un") ? "unguarded" : "guarded")"
-            let trainer = try fitRun(model, optimizer: demoOptimizer(model, lr: lr), policy: policy, steps: steps, directory: dir, config: """
-                # gradguard demo charlm
-                corpus: \(source)
-                optimizer: \(optimizer) lr \(lr), \(steps) steps
-                guard:
-                  clipper: \(gname.hasPrefix("un") ? "none" : "global-norm")
-                  max_norm: 1.0
-                  validation_divergence: \(gname.hasPrefix("un") ? "off" : "1.5")
-                """, train: train, validation: valid) { _, b in model.loss(b.inputs, b.targets) }.trainer
-            let vb = try valid.batch(Array(0..<valid.count))   // the whole held-out tenth
+            let trainer = try fitRun(
+                model, optimizer: demoOptimizer(model, lr: lr), policy: policy, steps: steps, directory: dir,
+                config: """
+                    # gradguard demo charlm
+                    corpus: \(source)
+                    optimizer: \(optimizer) lr \(lr), \(steps) steps
+                    guard:
+                      clipper: \(gname.hasPrefix("un") ? "none" : "global-norm")
+                      max_norm: 1.0
+                      validation_divergence: \(gname.hasPrefix("un") ? "off" : "1.5")
+                    """, train: train, validation: valid
+            ) { _, b in model.loss(b.inputs, b.targets) }.trainer
+            let vb = try valid.batch(Array(0..<valid.count))  // the whole held-out tenth
             let loss = withoutGrad { Double(model.loss(vb.inputs, vb.targets).item) }
             let sample = corpus.decode(model.generate(prompt: corpus.encode("the "), length: 60, temperature: 0.5, seed: 1))
                 .replacingOccurrences(of: "\n", with: " / ")
             let bpc = loss / Foundation.log(2.0)
-            lines.append("| \(gname) | \(bpc.isFinite ? String(format: "%.3f", bpc) : "\(bpc)") | \(trainer.guardian.incidents.count) | \(trainer.guardian.skippedSteps) | `the \(sample)` |")
+            lines.append(
+                "| \(gname) | \(bpc.isFinite ? String(format: "%.3f", bpc) : "\(bpc)") | \(trainer.guardian.incidents.count) | \(trainer.guardian.skippedSteps) | `the \(sample)` |"
+            )
         }
-        return table("char-LSTM (Embedding 32 → LSTM 128 → Linear) on the \(source), \(optimizer) lr \(lr), \(steps) steps; unigram entropy \(String(format: "%.3f", corpus.unigramEntropy / Foundation.log(2.0))) bits/char", header: "run | validation bits/char | incidents | steps skipped | sample (temperature 0.5)", rows: lines)
+        return table(
+            "char-LSTM (Embedding 32 → LSTM 128 → Linear) on the \(source), \(optimizer) lr \(lr), \(steps) steps; unigram entropy \(String(format: "%.3f", corpus.unigramEntropy / Foundation.log(2.0))) bits/char",
+            header: "run | validation bits/char | incidents | steps skipped | sample (temperature 0.5)", rows: lines)
     }
 
     /// The optimizer of the rnn and charlm demos (`--optimizer`, `--momentum`).
@@ -106,10 +117,12 @@ struct Demo: ParsableCommand {
     /// Trains one demo run into a fresh `dir` (holding `config`) for `steps` steps, evaluating
     /// every tenth of them, and writes its report. A run the guard halts, or whose loss is not
     /// finite at the end, counts as diverged.
-    func fitRun(_ model: Module, optimizer opt: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy, steps: Int, batchSize: Int = 32,
-                directory dir: String, config: String, train: any Dataset, validation: (any Dataset)?,
-                evaluate: ((Module, any Dataset) throws -> [String: Double])? = nil,
-                loss: @escaping (Module, Batch) -> Tensor) throws -> (trainer: Trainer, diverged: Bool, gradNorms: [Double]) {
+    func fitRun(
+        _ model: Module, optimizer opt: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy, steps: Int, batchSize: Int = 32,
+        directory dir: String, config: String, train: any Dataset, validation: (any Dataset)?,
+        evaluate: ((Module, any Dataset) throws -> [String: Double])? = nil,
+        loss: @escaping (Module, Batch) -> Tensor
+    ) throws -> (trainer: Trainer, diverged: Bool, gradNorms: [Double]) {
         var c = TrainerConfig()
         c.epochs = 1_000_000
         c.maxSteps = steps
@@ -149,7 +162,7 @@ struct Demo: ParsableCommand {
             ("unguarded", { GuardPolicy.monitorOnly }),
             ("global-norm 1.0", { GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)) }),
             ("autoclip p10", { GuardPolicy(clipper: AutoClip(percentile: 10)) }),
-            ("zclip", { GuardPolicy(clipper: ZClip(maxNorm: 1)) }),
+            ("zclip", { GuardPolicy(clipper: ZClip(maxNorm: 1)) })
         ]
         var rows: [Row] = []
         var dirs: [String] = []
@@ -163,34 +176,42 @@ struct Demo: ParsableCommand {
                 let model = SequenceModel(cell: cell, inputSize: 2, hiddenSize: 32, outputSize: 1, forgetGateBias: 1, relu: relu)
                 let dir = "\(runsDirectory)/\(cell.rawValue)-\(gname.split(separator: " ")[0])"
                 let start = Date()
-                let run = try fitRun(model, optimizer: demoOptimizer(model, lr: lr), policy: policy(), steps: steps, directory: dir, config: """
-                    # gradguard demo rnn
-                    task: adding, length: \(length)
-                    model: \(cell.rawValue), hidden 32
-                    optimizer: \(optimizer) lr \(lr)\(optimizer == "sgd" ? " momentum \(momentum)" : ""), batch 32, \(steps) steps
-                    guard:
-                      clipper: \(gname.hasPrefix("global-norm") ? "global-norm" : gname)
-                      max_norm: 1.0
-                    """, train: train, validation: valid) { _, b in task.loss(model(b.inputs), b.targets) }
+                let run = try fitRun(
+                    model, optimizer: demoOptimizer(model, lr: lr), policy: policy(), steps: steps, directory: dir,
+                    config: """
+                        # gradguard demo rnn
+                        task: adding, length: \(length)
+                        model: \(cell.rawValue), hidden 32
+                        optimizer: \(optimizer) lr \(lr)\(optimizer == "sgd" ? " momentum \(momentum)" : ""), batch 32, \(steps) steps
+                        guard:
+                          clipper: \(gname.hasPrefix("global-norm") ? "global-norm" : gname)
+                          max_norm: 1.0
+                        """, train: train, validation: valid
+                ) { _, b in task.loss(model(b.inputs), b.targets) }
                 let trainer = run.trainer
                 let mse = withoutGrad { Double(task.loss(model(valid.inputs), valid.targets).item) }
-                rows.append(Row(cell: cell.rawValue, guardName: gname, mse: mse, incidents: trainer.guardian.incidents.count,
-                                skipped: trainer.guardian.skippedSteps, rollbacks: trainer.guardian.rollbacks,
-                                lost: trainer.guardian.skippedSteps + trainer.guardian.undoneSteps + trainer.guardian.rollbacks,
-                                diverged: run.diverged || !mse.isFinite || mse > 10 * task.baseline(length),
-                                seconds: Date().timeIntervalSince(start)))
+                rows.append(
+                    Row(
+                        cell: cell.rawValue, guardName: gname, mse: mse, incidents: trainer.guardian.incidents.count,
+                        skipped: trainer.guardian.skippedSteps, rollbacks: trainer.guardian.rollbacks,
+                        lost: trainer.guardian.skippedSteps + trainer.guardian.undoneSteps + trainer.guardian.rollbacks,
+                        diverged: run.diverged || !mse.isFinite || mse > 10 * task.baseline(length),
+                        seconds: Date().timeIntervalSince(start)))
                 dirs.append(dir)
-                print(String(format: "%@ %@: validation MSE %@ (%.1f s)", cell.rawValue, gname, rows.last!.mse.isFinite ? String(format: "%.4f", mse) : "\(mse)",
-                             rows.last!.seconds))
+                print(
+                    String(
+                        format: "%@ %@: validation MSE %@ (%.1f s)", cell.rawValue, gname, rows.last!.mse.isFinite ? String(format: "%.4f", mse) : "\(mse)",
+                        rows.last!.seconds))
             }
         }
         try AtomicFile.write(Data(try RunReport.comparison(dirs).utf8), to: runsDirectory + "/compare.html")
         print("overlay: \(runsDirectory)/compare.html")
-        return table("adding problem, T = \(length); baseline (always predict 1): MSE \(String(format: "%.3f", task.baseline(length)))",
-                   header: "model | guard | validation MSE | beats baseline | incidents | steps skipped | rollbacks | steps lost",
-                   rows: rows.map { r in
-                       "| \(r.cell) | \(r.guardName) | \(Demo.cell(r.mse, "%.4f"))\(r.diverged ? " (diverged)" : "") | \(r.mse < task.baseline(length) ? "yes" : "no") | \(r.incidents) | \(r.skipped) | \(r.rollbacks) | \(r.lost) |"
-                   })
+        return table(
+            "adding problem, T = \(length); baseline (always predict 1): MSE \(String(format: "%.3f", task.baseline(length)))",
+            header: "model | guard | validation MSE | beats baseline | incidents | steps skipped | rollbacks | steps lost",
+            rows: rows.map { r in
+                "| \(r.cell) | \(r.guardName) | \(Demo.cell(r.mse, "%.4f"))\(r.diverged ? " (diverged)" : "") | \(r.mse < task.baseline(length) ? "yes" : "no") | \(r.incidents) | \(r.skipped) | \(r.rollbacks) | \(r.lost) |"
+            })
     }
 
     /// A demo's caption and Markdown table (`rows` already formatted as "| a | b |").

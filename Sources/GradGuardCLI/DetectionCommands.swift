@@ -4,8 +4,9 @@ import GradGuard
 
 /// `gradguard data`: datasets in the Ultralytics YOLO layout.
 struct DataCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "data", abstract: "Make or check detection datasets.",
-                                                    subcommands: [Shapes.self, Check.self])
+    static let configuration = CommandConfiguration(
+        commandName: "data", abstract: "Make or check detection datasets.",
+        subcommands: [Shapes.self, Check.self])
 
     struct Shapes: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -22,7 +23,9 @@ struct DataCommand: ParsableCommand {
 
         func run() throws {
             guard train >= 0, val >= 0, size >= 16, size * size <= RGBImage.defaultMaxPixels, maxObjects >= 1, (0...1).contains(maxOverlap) else {
-                throw fail("--train and --val must not be negative, --size in 16 … \(Int(Double(RGBImage.defaultMaxPixels).squareRoot())) (the decoded-pixel limit), --max-objects at least 1, --max-overlap in 0 … 1", code: Exit.usage)
+                throw fail(
+                    "--train and --val must not be negative, --size in 16 … \(Int(Double(RGBImage.defaultMaxPixels).squareRoot())) (the decoded-pixel limit), --max-objects at least 1, --max-overlap in 0 … 1",
+                    code: Exit.usage)
             }
             var o = ShapesDataset.Options(train: train, val: val, size: size, seed: UInt64(seed))
             (o.maxObjects, o.maxOverlap, o.jpeg) = (maxObjects, maxOverlap, jpeg)
@@ -107,10 +110,13 @@ struct Detect: ParsableCommand {
                 let x0 = Swift.max(0, (b.x0 - ox) / scale), x1 = Swift.min(Double(image.width), (b.x1 - ox) / scale)
                 let y0 = Swift.max(0, (b.y0 - oy) / scale), y1 = Swift.min(Double(image.height), (b.y1 - oy) / scale)
                 guard x1 > x0, y1 > y0 else { continue }
-                lines.append(String(format: "%d %.6f %.6f %.6f %.6f %.4f", b.classIndex, (x0 + x1) / 2 / Double(image.width),
-                                    (y0 + y1) / 2 / Double(image.height), (x1 - x0) / Double(image.width), (y1 - y0) / Double(image.height), b.score))
-                drawn.strokeRectangle(x0: Int(x0), y0: Int(y0), x1: Int(x1.rounded(.up)), y1: Int(y1.rounded(.up)),
-                                      color: palette[b.classIndex % palette.count], thickness: Swift.max(1, image.width / 160))
+                lines.append(
+                    String(
+                        format: "%d %.6f %.6f %.6f %.6f %.4f", b.classIndex, (x0 + x1) / 2 / Double(image.width),
+                        (y0 + y1) / 2 / Double(image.height), (x1 - x0) / Double(image.width), (y1 - y0) / Double(image.height), b.score))
+                drawn.strokeRectangle(
+                    x0: Int(x0), y0: Int(y0), x1: Int(x1.rounded(.up)), y1: Int(y1.rounded(.up)),
+                    color: palette[b.classIndex % palette.count], thickness: Swift.max(1, image.width / 160))
             }
             let stem = shared.contains(fileStem) ? fileStem + "_" + (f as NSString).pathExtension : fileStem
             try AtomicFile.write(Data(lines.map { $0 + "\n" }.joined().utf8), to: outDir + "/labels/" + stem + ".txt")

@@ -22,8 +22,10 @@ enum InspectTable {
                 note = String(format: "spectral norm %.3g", s) + (s > 1 ? " > 1: can explode through time" : " ≤ 1")
             }
             if values.contains(where: { !$0.isFinite }) { note = "NaN or Inf values!" }
-            rows.append([name, "[" + t.shape.map(String.init).joined(separator: ", ") + "]", String(format: "%.4g", norm),
-                         String(format: "%.4g", std), ratio, note])
+            rows.append([
+                name, "[" + t.shape.map(String.init).joined(separator: ", ") + "]", String(format: "%.4g", norm),
+                String(format: "%.4g", std), ratio, note
+            ])
         }
         let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max()! }
         return rows.enumerated().map { i, r in

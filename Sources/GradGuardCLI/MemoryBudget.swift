@@ -12,7 +12,7 @@ import GradGuard
 /// merely tight.
 struct MemoryBudget {
     var parameters: Double
-    var activations: Double   // floats held for one micro-batch (forward and backward)
+    var activations: Double  // floats held for one micro-batch (forward and backward)
 
     var bytes: Double { 4 * (6 * parameters + activations) }
 
@@ -34,8 +34,10 @@ struct MemoryBudget {
     }
 
     /// The budget of run `c`, with the vocabulary sizes its data gave.
-    static func of(_ c: RunConfig, vocabulary: Int = 0, targetVocabulary: Int = 0, sourceLength: Int = 0, targetLength: Int = 0,
-                   classes: Int = 0) -> MemoryBudget {
+    static func of(
+        _ c: RunConfig, vocabulary: Int = 0, targetVocabulary: Int = 0, sourceLength: Int = 0, targetLength: Int = 0,
+        classes: Int = 0
+    ) -> MemoryBudget {
         let b = Double(c.batchSize), w = c.widthValue, layers = c.layerCount
         switch c.model {
         case .charlm:
@@ -45,16 +47,19 @@ struct MemoryBudget {
             return MemoryBudget(parameters: p, activations: a)
         case .seq2seq:
             let vs = Double(vocabulary), vt = Double(targetVocabulary), e = Double(c.embedding)
-            let p = (vs + vt) * e + 2 * recurrentParameters(cell: .lstm, input: c.embedding, hidden: w, layers: layers)
+            let p =
+                (vs + vt) * e + 2 * recurrentParameters(cell: .lstm, input: c.embedding, hidden: w, layers: layers)
                 + Double(2 * w * w) + Double(w) * vt + vt
             let steps = Double(sourceLength + targetLength)
-            let a = b * steps * (2 * e + recurrentActivations(cell: .lstm, hidden: w, layers: layers) + 4 * vt)
-                + b * Double(targetLength) * Double(sourceLength) * 4   // attention weights
+            let a =
+                b * steps * (2 * e + recurrentActivations(cell: .lstm, hidden: w, layers: layers) + 4 * vt)
+                + b * Double(targetLength) * Double(sourceLength) * 4  // attention weights
             return MemoryBudget(parameters: p, activations: a)
         case .sequence:
             let p = recurrentParameters(cell: c.cell, input: 10, hidden: w, layers: layers) + Double(w) * 10
-            let data = Double(c.trainSize + c.validationSize) * Double(c.sequenceLength) * 12   // the generated sequences
-            return MemoryBudget(parameters: p, activations: b * Double(c.sequenceLength) * (recurrentActivations(cell: c.cell, hidden: w, layers: layers) + 20) + data)
+            let data = Double(c.trainSize + c.validationSize) * Double(c.sequenceLength) * 12  // the generated sequences
+            return MemoryBudget(
+                parameters: p, activations: b * Double(c.sequenceLength) * (recurrentActivations(cell: c.cell, hidden: w, layers: layers) + 20) + data)
         case .detector:
             let s2 = Double(c.imageSize) * Double(c.imageSize), wd = Double(w)
             // Convolution weights of the backbone, neck and heads: ≈ 2 200·width².
@@ -64,7 +69,7 @@ struct MemoryBudget {
             return MemoryBudget(parameters: p, activations: a)
         case .mlp:
             let p = Double(c.inputs * w + w) + Double(max(0, layers - 1)) * Double(w * w + w) + Double(w * c.classes + c.classes)
-            let data = Double(c.trainSize + c.validationSize) * Double(c.inputs + 1)   // the generated examples
+            let data = Double(c.trainSize + c.validationSize) * Double(c.inputs + 1)  // the generated examples
             let a = b * Double(layers) * Double(w) * 6 + b * Double(c.inputs + c.classes) * 2 + data
             return MemoryBudget(parameters: p, activations: a)
         }
@@ -74,14 +79,21 @@ struct MemoryBudget {
     /// fit in `available` bytes (default: 90 % of the physical memory).
     func check(_ c: RunConfig, available: Double = 0.9 * MemoryBudget.physicalMemory) throws {
         guard bytes > available else { return }
-        let keys = c.model == .detector ? "model.width \(c.widthValue), data.image_size \(c.imageSize), training.batch_size \(c.batchSize)"
-            : c.model == .mlp ? "model.width \(c.widthValue), model.layers \(c.layerCount), data.inputs \(c.inputs), data.classes \(c.classes), training.batch_size \(c.batchSize)"
-            : "model.width \(c.widthValue), model.layers \(c.layerCount), data.sequence_length \(c.sequenceLength), training.batch_size \(c.batchSize)"
-        let what = 24 * parameters > 4 * activations
+        let keys =
+            c.model == .detector
+            ? "model.width \(c.widthValue), data.image_size \(c.imageSize), training.batch_size \(c.batchSize)"
+            : c.model == .mlp
+                ? "model.width \(c.widthValue), model.layers \(c.layerCount), data.inputs \(c.inputs), data.classes \(c.classes), training.batch_size \(c.batchSize)"
+                : "model.width \(c.widthValue), model.layers \(c.layerCount), data.sequence_length \(c.sequenceLength), training.batch_size \(c.batchSize)"
+        let what =
+            24 * parameters > 4 * activations
             ? "≈ \(FileContents.byteCount(Int(24 * parameters))) of parameters and optimizer state (\(Self.count(parameters)) parameters)"
             : "≈ \(FileContents.byteCount(Int(4 * activations))) of activations for one batch"
-        throw ConfigError(source: "settings", line: nil, key: nil,
-                          message: "\(keys) need \(what), ≈ \(FileContents.byteCount(Int(bytes))) in all, more than this machine's \(FileContents.byteCount(Int(MemoryBudget.physicalMemory))) of memory: make the model, the sequences, the images or the batch smaller")
+        throw ConfigError(
+            source: "settings", line: nil, key: nil,
+            message:
+                "\(keys) need \(what), ≈ \(FileContents.byteCount(Int(bytes))) in all, more than this machine's \(FileContents.byteCount(Int(MemoryBudget.physicalMemory))) of memory: make the model, the sequences, the images or the batch smaller"
+        )
     }
 
     static func count(_ n: Double) -> String {

@@ -78,7 +78,7 @@ public struct RunConfig: Equatable, Sendable {
 }
 
 /// A setting's place in the YAML file, its type and its allowed values.
-struct Setting: @unchecked Sendable {   // key paths into a value type and pure closures over them: immutable
+struct Setting: @unchecked Sendable {  // key paths into a value type and pure closures over them: immutable
     enum Kind {
         case int(ClosedRange<Int>, WritableKeyPath<RunConfig, Int>)
         case double(ClosedRange<Double>, WritableKeyPath<RunConfig, Double>)
@@ -99,12 +99,13 @@ struct Setting: @unchecked Sendable {   // key paths into a value type and pure 
     init<E: SettingChoice>(key: String, choice path: WritableKeyPath<RunConfig, E>, help: String) {
         self.key = key
         self.help = "\(help): \(E.names)"
-        kind = .choice(names: E.allCases.map(\.rawValue), get: { $0[keyPath: path].rawValue },
-                       set: { c, text in
-                           guard let v = E(rawValue: text) else { return false }
-                           c[keyPath: path] = v
-                           return true
-                       })
+        kind = .choice(
+            names: E.allCases.map(\.rawValue), get: { $0[keyPath: path].rawValue },
+            set: { c, text in
+                guard let v = E(rawValue: text) else { return false }
+                c[keyPath: path] = v
+                return true
+            })
     }
 
     /// One of the clipper settings, under `guard.`.
@@ -127,67 +128,80 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public let message: String
 
     public var description: String {
-        var where_ = source
-        if let line { where_ += ":\(line)" }
-        return key.map { "\(where_): \($0): \(message)" } ?? "\(where_): \(message)"
+        var place = source
+        if let line { place += ":\(line)" }
+        return key.map { "\(place): \($0): \(message)" } ?? "\(place): \(message)"
     }
 }
 
 extension RunConfig {
-    static let settings: [Setting] = [
-        Setting(key: "name", kind: .string(\.name), help: "run name: runs/<name>/"),
-        Setting(key: "runs_directory", kind: .string(\.runsDirectory), help: "where run directories go"),
-        Setting(key: "seed", kind: .int(0...Int(Int32.max), \.seed), help: "seed of data, initialisation and dropout"),
-        Setting(key: "model.kind", choice: \.model, help: "the model (and the data it takes)"),
-        Setting(key: "model.layers", kind: .int(0...1000, \.layers),
+    static let settings: [Setting] =
+        [
+            Setting(key: "name", kind: .string(\.name), help: "run name: runs/<name>/"),
+            Setting(key: "runs_directory", kind: .string(\.runsDirectory), help: "where run directories go"),
+            Setting(key: "seed", kind: .int(0...Int(Int32.max), \.seed), help: "seed of data, initialisation and dropout"),
+            Setting(key: "model.kind", choice: \.model, help: "the model (and the data it takes)"),
+            Setting(
+                key: "model.layers", kind: .int(0...1000, \.layers),
                 help: "hidden layers (mlp) or stacked recurrent layers, at most 4 (0: 8 for mlp, 1 otherwise)"),
-        Setting(key: "model.width", kind: .int(0...100_000, \.width),
+            Setting(
+                key: "model.width", kind: .int(0...100_000, \.width),
                 help: "hidden width, recurrent hidden size, or a detector's first-layer channels (0: 16 for detector, 64 otherwise)"),
-        Setting(key: "model.cell", choice: \.cell, help: "recurrent cell (charlm, sequence)"),
-        Setting(key: "model.embedding", kind: .int(1...100_000, \.embedding), help: "embedding size (charlm, seq2seq)"),
-        Setting(key: "model.attention", kind: .bool(\.attention), help: "dot-product attention over the source (seq2seq)"),
-        Setting(key: "model.box_loss", choice: \.boxLoss, help: "detector box loss, 1 − GIoU or 1 − CIoU"),
-        Setting(key: "model.activation", choice: \.activation, help: "hidden activation"),
-        Setting(key: "model.init", choice: \.initialisation, help: "weight initialisation (default: PyTorch's)"),
-        Setting(key: "model.batch_norm", kind: .bool(\.batchNorm), help: "BatchNorm1d after every hidden layer"),
-        Setting(key: "data.kind", choice: \.data, help: "the data"),
-        Setting(key: "data.path", kind: .string(\.dataPath),
-                help: "UTF-8 text (text), tab-separated pairs (pairs) or data.yaml (yolo); empty: the built-in corpus, number words → digits, or generated shapes"),
-        Setting(key: "data.sequence_length", kind: .int(2...100_000, \.sequenceLength),
+            Setting(key: "model.cell", choice: \.cell, help: "recurrent cell (charlm, sequence)"),
+            Setting(key: "model.embedding", kind: .int(1...100_000, \.embedding), help: "embedding size (charlm, seq2seq)"),
+            Setting(key: "model.attention", kind: .bool(\.attention), help: "dot-product attention over the source (seq2seq)"),
+            Setting(key: "model.box_loss", choice: \.boxLoss, help: "detector box loss, 1 − GIoU or 1 − CIoU"),
+            Setting(key: "model.activation", choice: \.activation, help: "hidden activation"),
+            Setting(key: "model.init", choice: \.initialisation, help: "weight initialisation (default: PyTorch's)"),
+            Setting(key: "model.batch_norm", kind: .bool(\.batchNorm), help: "BatchNorm1d after every hidden layer"),
+            Setting(key: "data.kind", choice: \.data, help: "the data"),
+            Setting(
+                key: "data.path", kind: .string(\.dataPath),
+                help:
+                    "UTF-8 text (text), tab-separated pairs (pairs) or data.yaml (yolo); empty: the built-in corpus, number words → digits, or generated shapes"
+            ),
+            Setting(
+                key: "data.sequence_length", kind: .int(2...100_000, \.sequenceLength),
                 help: "characters per training window (text); T of a long-dependency task"),
-        Setting(key: "data.train", kind: .int(1...10_000_000, \.trainSize), help: "training examples"),
-        Setting(key: "data.validation", kind: .int(0...10_000_000, \.validationSize), help: "validation examples"),
-        Setting(key: "data.inputs", kind: .int(1...100_000, \.inputs), help: "input dimensions"),
-        Setting(key: "data.classes", kind: .int(2...100_000, \.classes), help: "classes"),
-        Setting(key: "data.label_noise", kind: .double(0...1, \.labelNoise), help: "fraction of training labels replaced at random"),
-        Setting(key: "data.image_size", kind: .int(32...4096, \.imageSize), help: "detector input side in pixels (a multiple of 16)"),
-        Setting(key: "data.augment", kind: .bool(\.augment), help: "detector training augmentations (scale/translate, flip, HSV)"),
-        Setting(key: "data.max_image_pixels", kind: .int(1...Int(Int32.max), \.maxImagePixels),
+            Setting(key: "data.train", kind: .int(1...10_000_000, \.trainSize), help: "training examples"),
+            Setting(key: "data.validation", kind: .int(0...10_000_000, \.validationSize), help: "validation examples"),
+            Setting(key: "data.inputs", kind: .int(1...100_000, \.inputs), help: "input dimensions"),
+            Setting(key: "data.classes", kind: .int(2...100_000, \.classes), help: "classes"),
+            Setting(key: "data.label_noise", kind: .double(0...1, \.labelNoise), help: "fraction of training labels replaced at random"),
+            Setting(key: "data.image_size", kind: .int(32...4096, \.imageSize), help: "detector input side in pixels (a multiple of 16)"),
+            Setting(key: "data.augment", kind: .bool(\.augment), help: "detector training augmentations (scale/translate, flip, HSV)"),
+            Setting(
+                key: "data.max_image_pixels", kind: .int(1...Int(Int32.max), \.maxImagePixels),
                 help: "images declaring more pixels (width × height) are refused before decoding, as a decompression bomb"),
-        Setting(key: "data.on_error", choice: \.onError, help: "bad label lines, orphan labels, unreadable images"),
-        Setting(key: "data.success_loss", kind: .double(0...1e6, \.successLoss),
+            Setting(key: "data.on_error", choice: \.onError, help: "bad label lines, orphan labels, unreadable images"),
+            Setting(
+                key: "data.success_loss", kind: .double(0...1e6, \.successLoss),
                 help: "long-dependency task solved below this validation loss (0: a tenth of the memoryless baseline)"),
-        Setting(key: "training.epochs", kind: .int(1...1_000_000, \.epochs), help: "epochs"),
-        Setting(key: "training.batch_size", kind: .int(1...1_000_000, \.batchSize), help: "examples per micro-batch"),
-        Setting(key: "training.accumulation", kind: .int(1...10_000, \.accumulation), help: "micro-batches per optimizer step"),
-        Setting(key: "training.max_steps", kind: .int(0...Int(Int32.max), \.maxSteps), help: "stop after this many steps (0: no limit)"),
-        Setting(key: "training.eval_every", kind: .int(0...Int(Int32.max), \.evalEvery), help: "evaluate every N steps (0: each epoch)"),
-        Setting(key: "training.checkpoint_every", kind: .int(0...Int(Int32.max), \.checkpointEvery), help: "checkpoint every N steps (0: each epoch)"),
-        Setting(key: "training.keep_checkpoints", kind: .int(1...1000, \.keepCheckpoints), help: "checkpoints kept besides the best"),
-        Setting(key: "training.module_norms_every", kind: .int(0...Int(Int32.max), \.moduleNormsEvery), help: "per-module norms in the records every N steps"),
-        Setting(key: "optimizer.kind", choice: \.optimizer, help: "optimizer"),
-        Setting(key: "optimizer.lr", kind: .double(1e-12...100, \.lr), help: "learning rate"),
-        Setting(key: "optimizer.momentum", kind: .double(0...0.9999, \.momentum), help: "momentum (SGD, RMSprop)"),
-        Setting(key: "optimizer.weight_decay", kind: .double(0...1, \.weightDecay), help: "weight decay"),
-        Setting(key: "schedule.kind", choice: \.schedule, help: "learning-rate schedule"),
-        Setting(key: "schedule.warmup_steps", kind: .int(0...Int(Int32.max), \.warmupSteps), help: "linear warm-up steps (warmup: 0 means YOLOv5's max(3 epochs, 100 steps), at most half the run; warmup-cosine)"),
-        Setting(key: "guard.clipper", choice: \.clipper, help: "gradient clipper"),
-    ] + ClipperSetting.allCases.map(Setting.init(clipper:)) + [
-        Setting(key: "guard.snapshot_every", kind: .int(0...Int(Int32.max), \.snapshotEvery), help: "in-memory rollback snapshot every N steps"),
-        Setting(key: "guard.max_failed_recoveries", kind: .int(1...1000, \.maxFailedRecoveries), help: "halt after this many failed recoveries"),
-        Setting(key: "guard.validation_divergence", kind: .double(0...1e6, \.validationDivergence),
-                help: "a validation loss above this multiple of the best puts back the best weights and lowers the rate; the third time stops the run (0: off)"),
-    ]
+            Setting(key: "training.epochs", kind: .int(1...1_000_000, \.epochs), help: "epochs"),
+            Setting(key: "training.batch_size", kind: .int(1...1_000_000, \.batchSize), help: "examples per micro-batch"),
+            Setting(key: "training.accumulation", kind: .int(1...10_000, \.accumulation), help: "micro-batches per optimizer step"),
+            Setting(key: "training.max_steps", kind: .int(0...Int(Int32.max), \.maxSteps), help: "stop after this many steps (0: no limit)"),
+            Setting(key: "training.eval_every", kind: .int(0...Int(Int32.max), \.evalEvery), help: "evaluate every N steps (0: each epoch)"),
+            Setting(key: "training.checkpoint_every", kind: .int(0...Int(Int32.max), \.checkpointEvery), help: "checkpoint every N steps (0: each epoch)"),
+            Setting(key: "training.keep_checkpoints", kind: .int(1...1000, \.keepCheckpoints), help: "checkpoints kept besides the best"),
+            Setting(
+                key: "training.module_norms_every", kind: .int(0...Int(Int32.max), \.moduleNormsEvery), help: "per-module norms in the records every N steps"),
+            Setting(key: "optimizer.kind", choice: \.optimizer, help: "optimizer"),
+            Setting(key: "optimizer.lr", kind: .double(1e-12...100, \.lr), help: "learning rate"),
+            Setting(key: "optimizer.momentum", kind: .double(0...0.9999, \.momentum), help: "momentum (SGD, RMSprop)"),
+            Setting(key: "optimizer.weight_decay", kind: .double(0...1, \.weightDecay), help: "weight decay"),
+            Setting(key: "schedule.kind", choice: \.schedule, help: "learning-rate schedule"),
+            Setting(
+                key: "schedule.warmup_steps", kind: .int(0...Int(Int32.max), \.warmupSteps),
+                help: "linear warm-up steps (warmup: 0 means YOLOv5's max(3 epochs, 100 steps), at most half the run; warmup-cosine)"),
+            Setting(key: "guard.clipper", choice: \.clipper, help: "gradient clipper")
+        ] + ClipperSetting.allCases.map(Setting.init(clipper:)) + [
+            Setting(key: "guard.snapshot_every", kind: .int(0...Int(Int32.max), \.snapshotEvery), help: "in-memory rollback snapshot every N steps"),
+            Setting(key: "guard.max_failed_recoveries", kind: .int(1...1000, \.maxFailedRecoveries), help: "halt after this many failed recoveries"),
+            Setting(
+                key: "guard.validation_divergence", kind: .double(0...1e6, \.validationDivergence),
+                help: "a validation loss above this multiple of the best puts back the best weights and lowers the rate; the third time stops the run (0: off)")
+        ]
 
     static func setting(_ key: String) -> Setting? { settings.first { $0.key == key } }
 
@@ -208,8 +222,10 @@ extension RunConfig {
             }
             return row[b.count]
         }
-        let candidates = sections ? Array(Set(settings.compactMap { $0.key.contains(".") ? String($0.key.split(separator: ".")[0]) : nil })).sorted()
-                                  : settings.map(\.key)
+        let candidates =
+            sections
+            ? Array(Set(settings.compactMap { $0.key.contains(".") ? String($0.key.split(separator: ".")[0]) : nil })).sorted()
+            : settings.map(\.key)
         let best = candidates.map { ($0, distance(key, $0)) }.min { $0.1 < $1.1 }
         guard let (k, d) = best, d <= Swift.max(2, key.count / 3) else { return nil }
         return k
@@ -269,18 +285,22 @@ extension RunConfig {
     /// Settings that `resume --set` may change: the length of the run, how often it
     /// evaluates and checkpoints, and the guard's thresholds. Everything else shapes the
     /// model, the data or the optimizer state the checkpoint holds.
-    static let resumable = Set(["training.epochs", "training.max_steps", "training.eval_every", "training.checkpoint_every",
-                                         "training.keep_checkpoints", "training.module_norms_every",
-                                         "guard.snapshot_every", "guard.max_failed_recoveries", "guard.validation_divergence", "data.on_error"]
-        + ClipperSetting.allCases.map { "guard." + $0.rawValue })
+    static let resumable = Set(
+        [
+            "training.epochs", "training.max_steps", "training.eval_every", "training.checkpoint_every",
+            "training.keep_checkpoints", "training.module_norms_every",
+            "guard.snapshot_every", "guard.max_failed_recoveries", "guard.validation_divergence", "data.on_error"
+        ]
+            + ClipperSetting.allCases.map { "guard." + $0.rawValue })
 
     /// The first setting that differs from `saved` and may not change on resume.
     func unresumableChange(from saved: RunConfig) -> ConfigError? {
         let old = saved.values, new = values
         for s in Self.settings where !Self.resumable.contains(s.key) && old[s.key] != new[s.key] {
-            return ConfigError(source: "--set", line: nil, key: s.key,
-                               message: "cannot change when resuming (the run was trained with \(old[s.key] ?? "?"), the checkpoint holds its state); "
-                                   + "resume can change \(Self.resumable.sorted().joined(separator: ", ")) — start a new run for anything else")
+            return ConfigError(
+                source: "--set", line: nil, key: s.key,
+                message: "cannot change when resuming (the run was trained with \(old[s.key] ?? "?"), the checkpoint holds its state); "
+                    + "resume can change \(Self.resumable.sorted().joined(separator: ", ")) — start a new run for anything else")
         }
         return nil
     }
@@ -323,26 +343,30 @@ extension RunConfig {
     /// Checks settings that depend on each other.
     public func validate(source: String) throws {
         if !model.dataKinds.contains(data) {
-            throw ConfigError(source: source, line: nil, key: "model.kind",
-                              message: "'\(model.rawValue)' needs data.kind \(model.dataKinds.map(\.rawValue).joined(separator: ", ")), got '\(data.rawValue)'")
+            throw ConfigError(
+                source: source, line: nil, key: "model.kind",
+                message: "'\(model.rawValue)' needs data.kind \(model.dataKinds.map(\.rawValue).joined(separator: ", ")), got '\(data.rawValue)'")
         }
         // A clipper setting given for another clipper is a mistake (it would be ignored).
         for s in ClipperSetting.allCases where given.contains("guard." + s.rawValue) && !clipper.settings.contains(s) {
             let takes = clipper.settings.map { "guard." + $0.rawValue }
             let users = ClipperKind.allCases.filter { $0.settings.contains(s) }.map(\.rawValue).joined(separator: ", ")
-            throw ConfigError(source: source, line: nil, key: "guard." + s.rawValue,
-                              message: "does not apply to guard.clipper \(clipper.rawValue) (it is for \(users)); "
-                                  + (takes.isEmpty ? "\(clipper.rawValue) takes no threshold" : "\(clipper.rawValue) reads \(takes.joined(separator: ", "))"))
+            throw ConfigError(
+                source: source, line: nil, key: "guard." + s.rawValue,
+                message: "does not apply to guard.clipper \(clipper.rawValue) (it is for \(users)); "
+                    + (takes.isEmpty ? "\(clipper.rawValue) takes no threshold" : "\(clipper.rawValue) reads \(takes.joined(separator: ", "))"))
         }
         if model != .mlp && layers > 4 {
             throw ConfigError(source: source, line: nil, key: "model.layers", message: "at most 4 recurrent layers, got \(layers)")
         }
         if model == .detector && imageSize % 16 != 0 {
-            throw ConfigError(source: source, line: nil, key: "data.image_size", message: "expected a multiple of 16 (the detector's coarsest stride), got \(imageSize)")
+            throw ConfigError(
+                source: source, line: nil, key: "data.image_size", message: "expected a multiple of 16 (the detector's coarsest stride), got \(imageSize)")
         }
         if let task = data.task, sequenceLength < (task == .copyMemory ? 11 : 4) {
-            throw ConfigError(source: source, line: nil, key: "data.sequence_length",
-                              message: "\(data.rawValue) needs a sequence length of at least \(task == .copyMemory ? 11 : 4), got \(sequenceLength)")
+            throw ConfigError(
+                source: source, line: nil, key: "data.sequence_length",
+                message: "\(data.rawValue) needs a sequence length of at least \(task == .copyMemory ? 11 : 4), got \(sequenceLength)")
         }
     }
 
@@ -355,7 +379,7 @@ extension RunConfig {
         do { root = try Yams.compose(yaml: yaml) } catch let e as YamlError {
             throw ConfigError(source: source, line: Self.line(of: e), key: nil, message: "not valid YAML: \(e)")
         }
-        guard let root else { return }   // an empty file: all defaults
+        guard let root else { return }  // an empty file: all defaults
         guard case .mapping(let top) = root else {
             throw ConfigError(source: source, line: root.mark.map { $0.line }, key: nil, message: "expected a mapping of settings at the top")
         }
@@ -408,8 +432,9 @@ extension RunConfig {
             guard let eq = o.firstIndex(of: "=") else {
                 throw ConfigError(source: source, line: nil, key: nil, message: "expected key=value, got '\(o)'")
             }
-            try set(String(o[..<eq]).trimmingCharacters(in: .whitespaces), text: String(o[o.index(after: eq)...]).trimmingCharacters(in: .whitespaces),
-                    source: source, line: nil)
+            try set(
+                String(o[..<eq]).trimmingCharacters(in: .whitespaces), text: String(o[o.index(after: eq)...]).trimmingCharacters(in: .whitespaces),
+                source: source, line: nil)
         }
     }
 
@@ -422,7 +447,10 @@ extension RunConfig {
         for s in Self.settings {
             // Another clipper's setting only when given (which `validate` refuses).
             if s.key.hasPrefix("guard."), ClipperSetting(rawValue: String(s.key.dropFirst(6))) != nil, !clipperKeys.contains(s.key),
-               !given.contains(s.key) { continue }
+                !given.contains(s.key)
+            {
+                continue
+            }
             let parts = s.key.split(separator: ".").map(String.init)
             let sections = Array(parts.dropLast())
             var depth = 0
@@ -454,7 +482,8 @@ extension RunConfig {
             case "\r": out += "\\r"
             default:
                 let v = u.value
-                let printable = (v >= 0x20 && v < 0x7F) || v == 0x85 || (v >= 0xA0 && v <= 0xD7FF && v != 0x2028 && v != 0x2029)
+                let printable =
+                    (v >= 0x20 && v < 0x7F) || v == 0x85 || (v >= 0xA0 && v <= 0xD7FF && v != 0x2028 && v != 0x2029)
                     || (v >= 0xE000 && v <= 0xFFFD && v != 0xFEFF) || v >= 0x10000
                 out += printable && v != 0x85 ? String(u) : (v <= 0xFF ? String(format: "\\x%02X", v) : String(format: "\\u%04X", v))
             }

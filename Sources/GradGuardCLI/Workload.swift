@@ -50,10 +50,13 @@ struct RunSetup {
                 let v = Swift.max(1, Swift.min(c.validationSize, pairs.count / 5))
                 (trainPairs, validPairs) = (Array(pairs[v...]), Array(pairs[..<v]))
             }
-            let set = RunSetup.saved("translation.json", in: runDirectory).map { (s: SavedTranslationSet) in s.set }
+            let set =
+                RunSetup.saved("translation.json", in: runDirectory).map { (s: SavedTranslationSet) in s.set }
                 ?? TranslationSet(pairs: trainPairs + validPairs)
-            try MemoryBudget.of(c, vocabulary: set.source.count, targetVocabulary: set.target.count, sourceLength: set.sourceLength,
-                                targetLength: set.targetLength).check(c)
+            try MemoryBudget.of(
+                c, vocabulary: set.source.count, targetVocabulary: set.target.count, sourceLength: set.sourceLength,
+                targetLength: set.targetLength
+            ).check(c)
             self.init(TranslationTask(train: trainPairs, validation: validPairs, set: set, settings: RunSetup.translationSettings(c)), config: c)
             translation = set
         case .sequence:
@@ -63,7 +66,7 @@ struct RunSetup {
             (s.cell, s.successLoss, s.seed) = (c.cell, c.successLoss, UInt64(c.seed))
             self.init(LongDependencyWorkload(c.data.task ?? .adding, settings: s), config: c)
         case .detector:
-            if c.dataPath.isEmpty { try MemoryBudget.of(c, classes: ShapesDataset.names.count).check(c) }   // before generating the shapes
+            if c.dataPath.isEmpty { try MemoryBudget.of(c, classes: ShapesDataset.names.count).check(c) }  // before generating the shapes
             let yaml = c.dataPath.isEmpty ? try RunSetup.builtinShapes(c) : c.dataPath
             let config = try DetectionDataConfig.load(path: yaml)
             try MemoryBudget.of(c, classes: config.names.count).check(c)
@@ -91,9 +94,10 @@ struct RunSetup {
         let total = c.maxSteps > 0 ? c.maxSteps : stepsPerEpoch * c.epochs
         // Ultralytics' warm-up: rates from 0 (some groups from their own start, a detector's
         // biases from 0.1) and momentum from 0.8, linearly to their values.
-        let scheduler = c.schedule.make(optimizer, totalSteps: total, stepsPerEpoch: stepsPerEpoch, warmupSteps: c.warmupSteps,
-                                        startLR: workload.warmupStartLR,
-                                        startMomentum: c.optimizer == .sgd && c.momentum > 0.8 ? 0.8 : nil)
+        let scheduler = c.schedule.make(
+            optimizer, totalSteps: total, stepsPerEpoch: stepsPerEpoch, warmupSteps: c.warmupSteps,
+            startLR: workload.warmupStartLR,
+            startMomentum: c.optimizer == .sgd && c.momentum > 0.8 ? 0.8 : nil)
         var policy = GuardPolicy(clipper: c.clipper.make(c.clipping), snapshotEvery: c.snapshotEvery, maxFailedRecoveries: c.maxFailedRecoveries)
         policy.validationDivergence = c.validationDivergence > 0 ? c.validationDivergence : nil
         var t = TrainerConfig()
@@ -159,13 +163,15 @@ struct RunSetup {
     }
 
     static func charModel(_ c: RunConfig, vocabularySize: Int) -> CharLanguageModel {
-        CharLanguageModel(vocabularySize: vocabularySize, embeddingSize: c.embedding, hiddenSize: c.widthValue,
-                          layers: c.layerCount, cell: c.cell)
+        CharLanguageModel(
+            vocabularySize: vocabularySize, embeddingSize: c.embedding, hiddenSize: c.widthValue,
+            layers: c.layerCount, cell: c.cell)
     }
 
     static func seq2seqModel(_ c: RunConfig, set: TranslationSet) -> Seq2SeqModel {
-        Seq2SeqModel(sourceVocabularySize: set.source.count, targetVocabularySize: set.target.count, embeddingSize: c.embedding,
-                     hiddenSize: c.widthValue, layers: c.layerCount, attention: c.attention)
+        Seq2SeqModel(
+            sourceVocabularySize: set.source.count, targetVocabularySize: set.target.count, embeddingSize: c.embedding,
+            hiddenSize: c.widthValue, layers: c.layerCount, attention: c.attention)
     }
 
     /// A JSON file saved in the run directory, if any.
@@ -219,13 +225,17 @@ enum TrainedModel {
             guard let chars: [String] = RunSetup.saved("vocabulary.json", in: dir) else { throw missing("vocabulary.json") }
             let corpus = CharCorpus(text: "", vocabulary: chars.compactMap(\.first))
             let s = RunSetup.charSettings(c)
-            self = .charlm(CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: s.embedding, hiddenSize: s.hidden,
-                                             layers: s.layers, cell: s.cell), corpus)
+            self = .charlm(
+                CharLanguageModel(
+                    vocabularySize: corpus.vocabulary.count, embeddingSize: s.embedding, hiddenSize: s.hidden,
+                    layers: s.layers, cell: s.cell), corpus)
         case .seq2seq:
             guard let saved: SavedTranslationSet = RunSetup.saved("translation.json", in: dir) else { throw missing("translation.json") }
             let s = RunSetup.translationSettings(c), set = saved.set
-            self = .seq2seq(Seq2SeqModel(sourceVocabularySize: set.source.count, targetVocabularySize: set.target.count, embeddingSize: s.embedding,
-                                         hiddenSize: s.hidden, layers: s.layers, attention: s.attention), set)
+            self = .seq2seq(
+                Seq2SeqModel(
+                    sourceVocabularySize: set.source.count, targetVocabularySize: set.target.count, embeddingSize: s.embedding,
+                    hiddenSize: s.hidden, layers: s.layers, attention: s.attention), set)
         case .detector:
             // A run saved before classes.json existed: the names come from its data.yaml.
             let names: [String] = try RunSetup.saved("classes.json", in: dir) ?? RunSetup.seeded(c, runDirectory: dir).classNames
@@ -251,7 +261,8 @@ struct SavedTranslationSet: Codable {
     }
 
     var set: TranslationSet {
-        TranslationSet(source: TokenVocabulary(characters: source.compactMap(\.first)), target: TokenVocabulary(characters: target.compactMap(\.first)),
-                       sourceLength: sourceLength, targetLength: targetLength)
+        TranslationSet(
+            source: TokenVocabulary(characters: source.compactMap(\.first)), target: TokenVocabulary(characters: target.compactMap(\.first)),
+            sourceLength: sourceLength, targetLength: targetLength)
     }
 }

@@ -40,8 +40,9 @@ public struct TensorDataset: Dataset, @unchecked Sendable {
     public let targets: Tensor
 
     public init(inputs: Tensor, targets: Tensor) {
-        require(inputs.rank >= 1 && targets.rank >= 1 && inputs.shape[0] == targets.shape[0],
-                     "TensorDataset: inputs \(inputs.shape) and targets \(targets.shape) must have the same first axis")
+        require(
+            inputs.rank >= 1 && targets.rank >= 1 && inputs.shape[0] == targets.shape[0],
+            "TensorDataset: inputs \(inputs.shape) and targets \(targets.shape) must have the same first axis")
         self.inputs = inputs
         self.targets = targets
     }
@@ -68,8 +69,10 @@ public final class DataLoader {
     public let seed: UInt64
     public let prefetch: Bool
 
-    public init(_ dataset: any Dataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, seed: UInt64 = 0,
-                prefetch: Bool = true) {
+    public init(
+        _ dataset: any Dataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, seed: UInt64 = 0,
+        prefetch: Bool = true
+    ) {
         require(batchSize > 0, "DataLoader: batch size must be positive")
         self.dataset = dataset
         self.batchSize = batchSize

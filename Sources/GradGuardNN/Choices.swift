@@ -34,7 +34,7 @@ public enum InitKind: String, SettingChoice {
         switch self {
         case .default: return nil
         case .kaiming: return .kaimingNormal(nonlinearity: activation.nonlinearity)
-        case .xavier: return .xavierUniform(gain: activation == .tanh ? 5.0 / 3 : 1)   // ReLU layers with gain 1, as before
+        case .xavier: return .xavierUniform(gain: activation == .tanh ? 5.0 / 3 : 1)  // ReLU layers with gain 1, as before
         case .normal: return .normal(std: 1)
         }
     }

@@ -13,11 +13,14 @@ public final class Conv2d: Module, UnaryLayer {
     public let dilation: (Int, Int)
     public let groups: Int
 
-    public init(inChannels: Int, outChannels: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
-                padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1, bias: Bool = true,
-                weightInit: Initializer? = nil, biasInit: Initializer? = nil) {
-        require(inChannels % groups == 0 && outChannels % groups == 0,
-                     "Conv2d: channels \(inChannels)→\(outChannels) do not divide into \(groups) groups")
+    public init(
+        inChannels: Int, outChannels: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
+        padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1, bias: Bool = true,
+        weightInit: Initializer? = nil, biasInit: Initializer? = nil
+    ) {
+        require(
+            inChannels % groups == 0 && outChannels % groups == 0,
+            "Conv2d: channels \(inChannels)→\(outChannels) do not divide into \(groups) groups")
         let shape = [outChannels, inChannels / groups, kernelSize.0, kernelSize.1]
         let bound = 1 / Float(Init.fanIn(shape)).squareRoot()
         let fallback = Initializer.uniform(low: -bound, high: bound)
@@ -31,12 +34,15 @@ public final class Conv2d: Module, UnaryLayer {
     }
 
     /// Square kernel, stride, padding and dilation.
-    public convenience init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
-                            dilation: Int = 1, groups: Int = 1, bias: Bool = true,
-                            weightInit: Initializer? = nil, biasInit: Initializer? = nil) {
-        self.init(inChannels: inChannels, outChannels: outChannels, kernelSize: (kernelSize, kernelSize),
-                  stride: (stride, stride), padding: (padding, padding), dilation: (dilation, dilation),
-                  groups: groups, bias: bias, weightInit: weightInit, biasInit: biasInit)
+    public convenience init(
+        _ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+        dilation: Int = 1, groups: Int = 1, bias: Bool = true,
+        weightInit: Initializer? = nil, biasInit: Initializer? = nil
+    ) {
+        self.init(
+            inChannels: inChannels, outChannels: outChannels, kernelSize: (kernelSize, kernelSize),
+            stride: (stride, stride), padding: (padding, padding), dilation: (dilation, dilation),
+            groups: groups, bias: bias, weightInit: weightInit, biasInit: biasInit)
     }
 
     public func forward(_ x: Tensor) -> Tensor {

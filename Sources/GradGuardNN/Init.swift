@@ -107,15 +107,19 @@ public enum Init {
 
     /// He et al. (2015): U(−b, b), b = gain·√(3/fan). PyTorch's default for Linear and
     /// Conv weights is this with `.leakyRelu(negativeSlope: √5)`, which gives b = 1/√fan-in.
-    public static func kaimingUniform(_ shape: [Int], mode: FanMode = .fanIn,
-                                      nonlinearity: Nonlinearity = .leakyRelu(negativeSlope: 0)) -> Tensor {
+    public static func kaimingUniform(
+        _ shape: [Int], mode: FanMode = .fanIn,
+        nonlinearity: Nonlinearity = .leakyRelu(negativeSlope: 0)
+    ) -> Tensor {
         let b = Float(3).squareRoot() * kaimingStd(shape, mode: mode, nonlinearity: nonlinearity)
         return uniform(shape, low: -b, high: b)
     }
 
     /// He et al. (2015): N(0, σ²), σ = gain/√fan (ReLU gain √2 by default).
-    public static func kaimingNormal(_ shape: [Int], mode: FanMode = .fanIn,
-                                     nonlinearity: Nonlinearity = .leakyRelu(negativeSlope: 0)) -> Tensor {
+    public static func kaimingNormal(
+        _ shape: [Int], mode: FanMode = .fanIn,
+        nonlinearity: Nonlinearity = .leakyRelu(negativeSlope: 0)
+    ) -> Tensor {
         normal(shape, std: kaimingStd(shape, mode: mode, nonlinearity: nonlinearity))
     }
 
@@ -132,7 +136,7 @@ public enum Init {
         require(shape.count >= 2, "orthogonal needs a weight of rank ≥ 2, got \(shape)")
         let rows = shape[0], cols = shape.dropFirst().reduce(1, *)
         let tall = rows >= cols
-        let (m, n) = tall ? (rows, cols) : (cols, rows)   // factor an m × n matrix, m ≥ n
+        let (m, n) = tall ? (rows, cols) : (cols, rows)  // factor an m × n matrix, m ≥ n
         var a = DefaultGenerator.with { g in (0..<(m * n)).map { _ in g.nextNormal() } }
         // Modified Gram–Schmidt on the columns of a (row-major m × n), in Double.
         for j in 0..<n {

@@ -11,8 +11,10 @@ public final class Linear: Module, UnaryLayer {
     public var weight: Tensor
     public var bias: Tensor?
 
-    public init(inputSize: Int, outputSize: Int, bias: Bool = true,
-                weightInit: Initializer? = nil, biasInit: Initializer? = nil) {
+    public init(
+        inputSize: Int, outputSize: Int, bias: Bool = true,
+        weightInit: Initializer? = nil, biasInit: Initializer? = nil
+    ) {
         let bound = 1 / Float(inputSize).squareRoot()
         let fallback = Initializer.uniform(low: -bound, high: bound)
         weight = (weightInit ?? fallback).make([outputSize, inputSize])

@@ -27,8 +27,10 @@ public func mseLoss(_ input: Tensor, _ target: Tensor, reduction: Reduction = .m
 /// `torch.nn.functional.cross_entropy`. Targets equal to `ignoreIndex` contribute nothing,
 /// and `.mean` divides by the number of the others. Forward and backward are fused:
 /// the gradient is `(softmax − onehot) / count`.
-public func crossEntropy(_ logits: Tensor, _ targets: Tensor, ignoreIndex: Int = -100,
-                         reduction: Reduction = .mean) -> Tensor {
+public func crossEntropy(
+    _ logits: Tensor, _ targets: Tensor, ignoreIndex: Int = -100,
+    reduction: Reduction = .mean
+) -> Tensor {
     let x = logits.rank == 1 ? logits.unsqueezed(0) : logits
     require(x.rank == 2, "crossEntropy: logits must be [N, C], got \(logits.shape)")
     let n = x.shape[0], c = x.shape[1]
@@ -48,21 +50,23 @@ public func crossEntropy(_ logits: Tensor, _ targets: Tensor, ignoreIndex: Int =
     case .mean: out = Tensor(valid == 0 ? .nan : perRow.reduce(0, +) / Float(valid))
     }
     let result = Tensor.recordOp("crossEntropy", out, [x]) { g in
-        let grad = Tensor(shape: [n, c], scalars: [Float](unsafeUninitializedCapacity: n * c) { buf, count in
-            for i in 0..<n {
-                let gi: Float
-                switch reduction {
-                case .none: gi = g.scalars[i]
-                case .sum: gi = g.scalars[0]
-                case .mean: gi = g.scalars[0] / Float(Swift.max(valid, 1))
+        let grad = Tensor(
+            shape: [n, c],
+            scalars: [Float](unsafeUninitializedCapacity: n * c) { buf, count in
+                for i in 0..<n {
+                    let gi: Float
+                    switch reduction {
+                    case .none: gi = g.scalars[i]
+                    case .sum: gi = g.scalars[0]
+                    case .mean: gi = g.scalars[0] / Float(Swift.max(valid, 1))
+                    }
+                    for j in 0..<c {
+                        let p = Foundation.exp(logp.scalars[i * c + j])
+                        buf[i * c + j] = t[i] == ignoreIndex ? 0 : gi * (p - (j == t[i] ? 1 : 0))
+                    }
                 }
-                for j in 0..<c {
-                    let p = Foundation.exp(logp.scalars[i * c + j])
-                    buf[i * c + j] = t[i] == ignoreIndex ? 0 : gi * (p - (j == t[i] ? 1 : 0))
-                }
-            }
-            count = n * c
-        })
+                count = n * c
+            })
         return [grad]
     }
     return result
@@ -71,8 +75,10 @@ public func crossEntropy(_ logits: Tensor, _ targets: Tensor, ignoreIndex: Int =
 /// Binary cross-entropy on logits, `torch.nn.functional.binary_cross_entropy_with_logits`:
 /// `(1 − y)·x + (1 + (w−1)·y) · softplus(−x)` with `w` the optional positive-class weight
 /// (broadcast over the last dimension), computed without overflow.
-public func binaryCrossEntropyWithLogits(_ logits: Tensor, _ targets: Tensor, posWeight: Tensor? = nil,
-                                         reduction: Reduction = .mean) -> Tensor {
+public func binaryCrossEntropyWithLogits(
+    _ logits: Tensor, _ targets: Tensor, posWeight: Tensor? = nil,
+    reduction: Reduction = .mean
+) -> Tensor {
     require(logits.shape == targets.shape, "bce: logits \(logits.shape) and targets \(targets.shape) differ")
     let w = (posWeight ?? Tensor(1)).detach().expanded(to: logits.shape)
     func softplus(_ v: Float) -> Float { Swift.max(v, 0) + Foundation.log1p(Foundation.exp(-Swift.abs(v))) }

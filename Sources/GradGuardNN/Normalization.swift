@@ -37,8 +37,9 @@ public class BatchNorm: Module, UnaryLayer {
     }
 
     public func forward(_ x: Tensor) -> Tensor {
-        require(expectedRanks.contains(x.rank) && x.shape[1] == numFeatures,
-                     "\(type(of: self)): expected \(expectedRanks.sorted())-D input with \(numFeatures) channels, got \(x.shape)")
+        require(
+            expectedRanks.contains(x.rank) && x.shape[1] == numFeatures,
+            "\(type(of: self)): expected \(expectedRanks.sorted())-D input with \(numFeatures) channels, got \(x.shape)")
         let n = x.shape[0], c = numFeatures, s = x.count / Swift.max(n * c, 1)
         let m = n * s
         let useBatch = training
@@ -86,64 +87,68 @@ public class BatchNorm: Module, UnaryLayer {
             }
         }
         // y = γ·x̂ + β with x̂ = (x − μ)·σ⁻¹; backward recomputes x̂ from x rather than keep it.
-        let out = Tensor(shape: x.shape, uninitialized: { y in
-            x.withUnsafeScalars { px in
-                parallelFor(n * c, grain: Swift.max(1, 32_768 / Swift.max(s, 1))) { range in
-                    for plane in range {
-                        let ch = plane % c
-                        let src = px.baseAddress! + plane * s, yo = y.baseAddress! + plane * s
-                        let scale = gamma[ch] * invStd[ch], shift = beta[ch] - gamma[ch] * invStd[ch] * mean[ch]
-                        for j in 0..<s { yo[j] = scale * src[j] + shift }
+        let out = Tensor(
+            shape: x.shape,
+            uninitialized: { y in
+                x.withUnsafeScalars { px in
+                    parallelFor(n * c, grain: Swift.max(1, 32_768 / Swift.max(s, 1))) { range in
+                        for plane in range {
+                            let ch = plane % c
+                            let src = px.baseAddress! + plane * s, yo = y.baseAddress! + plane * s
+                            let scale = gamma[ch] * invStd[ch], shift = beta[ch] - gamma[ch] * invStd[ch] * mean[ch]
+                            for j in 0..<s { yo[j] = scale * src[j] + shift }
+                        }
                     }
                 }
-            }
-        })
+            })
         var inputs = [x]
         if let weight, let bias { inputs += [weight, bias] }
         return Tensor.recordOp("batchNorm", out, inputs) { g in
             var sumDy = [Float](repeating: 0, count: c), sumDyXhat = [Float](repeating: 0, count: c)
-            let dx = Tensor(shape: x.shape, uninitialized: { dx in
-                g.withUnsafeScalars { pg in
-                    x.withUnsafeScalars { px in
-                        sumDy.withUnsafeMutableBufferPointer { sd in
-                            sumDyXhat.withUnsafeMutableBufferPointer { sdx in
-                                parallelFor(c, grain: Swift.max(1, 65_536 / Swift.max(m, 1))) { range in
-                                    for ch in range {
-                                        // Σdy and Σdy·x̂ = σ⁻¹·(Σdy·x − μ·Σdy).
-                                        let mu = mean[ch], inv = invStd[ch]
-                                        var a: Float = 0, dx0: Float = 0
-                                        for i in 0..<n {
-                                            let gp = pg.baseAddress! + (i * c + ch) * s, xp = px.baseAddress! + (i * c + ch) * s
-                                            var va = SIMD8<Float>(repeating: 0), vd = SIMD8<Float>(repeating: 0)
-                                            var j = 0
-                                            while j + 8 <= s {
-                                                let gv = UnsafeRawPointer(gp + j).loadUnaligned(as: SIMD8<Float>.self)
-                                                va += gv
-                                                vd += gv * (UnsafeRawPointer(xp + j).loadUnaligned(as: SIMD8<Float>.self) - mu)
-                                                j += 8
+            let dx = Tensor(
+                shape: x.shape,
+                uninitialized: { dx in
+                    g.withUnsafeScalars { pg in
+                        x.withUnsafeScalars { px in
+                            sumDy.withUnsafeMutableBufferPointer { sd in
+                                sumDyXhat.withUnsafeMutableBufferPointer { sdx in
+                                    parallelFor(c, grain: Swift.max(1, 65_536 / Swift.max(m, 1))) { range in
+                                        for ch in range {
+                                            // Σdy and Σdy·x̂ = σ⁻¹·(Σdy·x − μ·Σdy).
+                                            let mu = mean[ch], inv = invStd[ch]
+                                            var a: Float = 0, dx0: Float = 0
+                                            for i in 0..<n {
+                                                let gp = pg.baseAddress! + (i * c + ch) * s, xp = px.baseAddress! + (i * c + ch) * s
+                                                var va = SIMD8<Float>(repeating: 0), vd = SIMD8<Float>(repeating: 0)
+                                                var j = 0
+                                                while j + 8 <= s {
+                                                    let gv = UnsafeRawPointer(gp + j).loadUnaligned(as: SIMD8<Float>.self)
+                                                    va += gv
+                                                    vd += gv * (UnsafeRawPointer(xp + j).loadUnaligned(as: SIMD8<Float>.self) - mu)
+                                                    j += 8
+                                                }
+                                                a += va.sum(); dx0 += vd.sum()
+                                                while j < s { a += gp[j]; dx0 += gp[j] * (xp[j] - mu); j += 1 }
                                             }
-                                            a += va.sum(); dx0 += vd.sum()
-                                            while j < s { a += gp[j]; dx0 += gp[j] * (xp[j] - mu); j += 1 }
-                                        }
-                                        let d = dx0 * inv
-                                        sd[ch] = a
-                                        sdx[ch] = d
-                                        // training: dx = γ·σ⁻¹/M · (M·dy − Σdy − x̂·Σ(dy·x̂)); evaluation: dx = γ·σ⁻¹·dy
-                                        let k = useBatch ? gamma[ch] * invStd[ch] / Float(m) : gamma[ch] * invStd[ch]
-                                        let fm: Float = useBatch ? Float(m) : 1
-                                        let (ma, md): (Float, Float) = useBatch ? (a, d) : (0, 0)
-                                        for i in 0..<n {
-                                            let off = (i * c + ch) * s
-                                            let gp = pg.baseAddress! + off, xp = px.baseAddress! + off, dp = dx.baseAddress! + off
-                                            for j in 0..<s { dp[j] = k * (fm * gp[j] - ma - (xp[j] - mu) * inv * md) }
+                                            let d = dx0 * inv
+                                            sd[ch] = a
+                                            sdx[ch] = d
+                                            // training: dx = γ·σ⁻¹/M · (M·dy − Σdy − x̂·Σ(dy·x̂)); evaluation: dx = γ·σ⁻¹·dy
+                                            let k = useBatch ? gamma[ch] * invStd[ch] / Float(m) : gamma[ch] * invStd[ch]
+                                            let fm: Float = useBatch ? Float(m) : 1
+                                            let (ma, md): (Float, Float) = useBatch ? (a, d) : (0, 0)
+                                            for i in 0..<n {
+                                                let off = (i * c + ch) * s
+                                                let gp = pg.baseAddress! + off, xp = px.baseAddress! + off, dp = dx.baseAddress! + off
+                                                for j in 0..<s { dp[j] = k * (fm * gp[j] - ma - (xp[j] - mu) * inv * md) }
+                                            }
                                         }
                                     }
                                 }
                             }
                         }
                     }
-                }
-            })
+                })
             return [dx, Tensor(sumDyXhat), Tensor(sumDy)]
         }
     }
@@ -182,8 +187,9 @@ public final class LayerNorm: Module, UnaryLayer {
     }
 
     public func forward(_ x: Tensor) -> Tensor {
-        require(Array(x.shape.suffix(normalizedShape.count)) == normalizedShape,
-                     "LayerNorm: input \(x.shape) does not end in \(normalizedShape)")
+        require(
+            Array(x.shape.suffix(normalizedShape.count)) == normalizedShape,
+            "LayerNorm: input \(x.shape) does not end in \(normalizedShape)")
         let axes = Array((x.rank - normalizedShape.count)..<x.rank)
         var y = normalize(x, axes: axes, eps: eps)
         if let weight { y = y * weight }

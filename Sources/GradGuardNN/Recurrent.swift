@@ -17,8 +17,10 @@ public class RecurrentNetwork: Module {
     public var biasesIH: [Tensor]
     public var biasesHH: [Tensor]
 
-    init(kind: RecurrentKind, inputSize: Int, hiddenSize: Int, numLayers: Int, bias: Bool, batchFirst: Bool,
-         dropout: Float, weightInit: Initializer?, recurrentInit: Initializer?, biasInit: Initializer?) {
+    init(
+        kind: RecurrentKind, inputSize: Int, hiddenSize: Int, numLayers: Int, bias: Bool, batchFirst: Bool,
+        dropout: Float, weightInit: Initializer?, recurrentInit: Initializer?, biasInit: Initializer?
+    ) {
         require(numLayers >= 1, "a recurrent network needs at least one layer")
         require(dropout >= 0 && dropout < 1, "dropout \(dropout) is outside [0, 1)")
         self.kind = kind
@@ -63,8 +65,9 @@ public class RecurrentNetwork: Module {
     /// last layer's outputs and the final `h` (and `c`) of every layer.
     func run(_ input: Tensor, h0: Tensor?, c0: Tensor?) -> (output: Tensor, h: Tensor, c: Tensor?) {
         scoped {
-            require(input.rank == 3 && input.shape[2] == inputSize,
-                         "\(type(of: self)): expected input [\(batchFirst ? "batch, time" : "time, batch"), \(inputSize)], got \(input.shape)")
+            require(
+                input.rank == 3 && input.shape[2] == inputSize,
+                "\(type(of: self)): expected input [\(batchFirst ? "batch, time" : "time, batch"), \(inputSize)], got \(input.shape)")
             var x = batchFirst ? input.transposed(0, 1) : input
             let batch = x.shape[1]
             let stateShape = [numLayers, batch, hiddenSize]
@@ -76,9 +79,10 @@ public class RecurrentNetwork: Module {
             for l in 0..<numLayers {
                 let hl = h0.map { $0.narrow(axis: 0, start: l, length: 1).squeezed(0) } ?? Tensor.zeros([batch, hiddenSize])
                 let cl: Tensor? = isLSTM ? (c0.map { $0.narrow(axis: 0, start: l, length: 1).squeezed(0) } ?? Tensor.zeros([batch, hiddenSize])) : nil
-                let packed = Tensor.recurrentLayer(kind, x: x, h0: hl, c0: cl, weightIH: weightsIH[l], weightHH: weightsHH[l],
-                                                   biasIH: biasesIH.isEmpty ? nil : biasesIH[l],
-                                                   biasHH: biasesHH.isEmpty ? nil : biasesHH[l])
+                let packed = Tensor.recurrentLayer(
+                    kind, x: x, h0: hl, c0: cl, weightIH: weightsIH[l], weightHH: weightsHH[l],
+                    biasIH: biasesIH.isEmpty ? nil : biasesIH[l],
+                    biasHH: biasesHH.isEmpty ? nil : biasesHH[l])
                 let outputs = isLSTM ? packed.narrow(axis: 0, start: 0, length: steps) : packed
                 hs.append(packed.narrow(axis: 0, start: steps - 1, length: 1).squeezed(0))
                 if isLSTM { cs.append(packed.narrow(axis: 0, start: steps, length: 1).squeezed(0)) }
@@ -97,13 +101,16 @@ public class RecurrentNetwork: Module {
 
 /// Elman RNN, `torch.nn.RNN`: `h' = tanh(W_ih x + b_ih + W_hh h + b_hh)` (or ReLU).
 public final class RNN: RecurrentNetwork {
-    public init(inputSize: Int, hiddenSize: Int, numLayers: Int = 1, nonlinearity: Nonlinearity = .tanh, bias: Bool = true,
-                batchFirst: Bool = false, dropout: Float = 0, weightInit: Initializer? = nil,
-                recurrentInit: Initializer? = nil, biasInit: Initializer? = nil) {
+    public init(
+        inputSize: Int, hiddenSize: Int, numLayers: Int = 1, nonlinearity: Nonlinearity = .tanh, bias: Bool = true,
+        batchFirst: Bool = false, dropout: Float = 0, weightInit: Initializer? = nil,
+        recurrentInit: Initializer? = nil, biasInit: Initializer? = nil
+    ) {
         require(nonlinearity == .tanh || nonlinearity == .relu, "RNN: nonlinearity must be .tanh or .relu")
-        super.init(kind: nonlinearity == .relu ? .rnnRelu : .rnnTanh, inputSize: inputSize, hiddenSize: hiddenSize,
-                   numLayers: numLayers, bias: bias, batchFirst: batchFirst, dropout: dropout,
-                   weightInit: weightInit, recurrentInit: recurrentInit, biasInit: biasInit)
+        super.init(
+            kind: nonlinearity == .relu ? .rnnRelu : .rnnTanh, inputSize: inputSize, hiddenSize: hiddenSize,
+            numLayers: numLayers, bias: bias, batchFirst: batchFirst, dropout: dropout,
+            weightInit: weightInit, recurrentInit: recurrentInit, biasInit: biasInit)
     }
 
     /// Returns the outputs `[T, B, H]` (or `[B, T, H]`) and the final states `[numLayers, B, H]`.
@@ -115,12 +122,15 @@ public final class RNN: RecurrentNetwork {
 
 /// Long short-term memory (Hochreiter & Schmidhuber, 1997), `torch.nn.LSTM`; gates i, f, g, o.
 public final class LSTM: RecurrentNetwork {
-    public init(inputSize: Int, hiddenSize: Int, numLayers: Int = 1, bias: Bool = true, batchFirst: Bool = false,
-                dropout: Float = 0, weightInit: Initializer? = nil, recurrentInit: Initializer? = nil,
-                biasInit: Initializer? = nil) {
-        super.init(kind: .lstm, inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers, bias: bias,
-                   batchFirst: batchFirst, dropout: dropout, weightInit: weightInit, recurrentInit: recurrentInit,
-                   biasInit: biasInit)
+    public init(
+        inputSize: Int, hiddenSize: Int, numLayers: Int = 1, bias: Bool = true, batchFirst: Bool = false,
+        dropout: Float = 0, weightInit: Initializer? = nil, recurrentInit: Initializer? = nil,
+        biasInit: Initializer? = nil
+    ) {
+        super.init(
+            kind: .lstm, inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers, bias: bias,
+            batchFirst: batchFirst, dropout: dropout, weightInit: weightInit, recurrentInit: recurrentInit,
+            biasInit: biasInit)
     }
 
     /// Returns the outputs and the final `(h, c)`, each `[numLayers, B, H]`.
@@ -140,12 +150,15 @@ public final class LSTM: RecurrentNetwork {
 
 /// Gated recurrent unit (Cho et al., 2014), `torch.nn.GRU`; gates r, z, n.
 public final class GRU: RecurrentNetwork {
-    public init(inputSize: Int, hiddenSize: Int, numLayers: Int = 1, bias: Bool = true, batchFirst: Bool = false,
-                dropout: Float = 0, weightInit: Initializer? = nil, recurrentInit: Initializer? = nil,
-                biasInit: Initializer? = nil) {
-        super.init(kind: .gru, inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers, bias: bias,
-                   batchFirst: batchFirst, dropout: dropout, weightInit: weightInit, recurrentInit: recurrentInit,
-                   biasInit: biasInit)
+    public init(
+        inputSize: Int, hiddenSize: Int, numLayers: Int = 1, bias: Bool = true, batchFirst: Bool = false,
+        dropout: Float = 0, weightInit: Initializer? = nil, recurrentInit: Initializer? = nil,
+        biasInit: Initializer? = nil
+    ) {
+        super.init(
+            kind: .gru, inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers, bias: bias,
+            batchFirst: batchFirst, dropout: dropout, weightInit: weightInit, recurrentInit: recurrentInit,
+            biasInit: biasInit)
     }
 
     public func callAsFunction(_ x: Tensor, _ h0: Tensor? = nil) -> (output: Tensor, h: Tensor) {
@@ -166,8 +179,10 @@ public class RecurrentCell: Module {
     public var biasIH: Tensor?
     public var biasHH: Tensor?
 
-    init(kind: RecurrentKind, inputSize: Int, hiddenSize: Int, bias: Bool, weightInit: Initializer?,
-         recurrentInit: Initializer?, biasInit: Initializer?) {
+    init(
+        kind: RecurrentKind, inputSize: Int, hiddenSize: Int, bias: Bool, weightInit: Initializer?,
+        recurrentInit: Initializer?, biasInit: Initializer?
+    ) {
         self.kind = kind
         self.hiddenSize = hiddenSize
         let k = 1 / Float(hiddenSize).squareRoot()
@@ -192,8 +207,9 @@ public class RecurrentCell: Module {
             let batch = x.shape[0]
             let h0 = h ?? Tensor.zeros([batch, hiddenSize])
             let c0: Tensor? = kind == .lstm ? (c ?? Tensor.zeros([batch, hiddenSize])) : nil
-            let packed = Tensor.recurrentLayer(kind, x: x.unsqueezed(0), h0: h0, c0: c0, weightIH: weightIH,
-                                               weightHH: weightHH, biasIH: biasIH, biasHH: biasHH)
+            let packed = Tensor.recurrentLayer(
+                kind, x: x.unsqueezed(0), h0: h0, c0: c0, weightIH: weightIH,
+                weightHH: weightHH, biasIH: biasIH, biasHH: biasHH)
             let hNew = packed.narrow(axis: 0, start: 0, length: 1).squeezed(0)
             let cNew = kind == .lstm ? packed.narrow(axis: 0, start: 1, length: 1).squeezed(0) : nil
             return (hNew, cNew)
@@ -202,20 +218,26 @@ public class RecurrentCell: Module {
 }
 
 public final class RNNCell: RecurrentCell {
-    public init(inputSize: Int, hiddenSize: Int, bias: Bool = true, nonlinearity: Nonlinearity = .tanh,
-                weightInit: Initializer? = nil, recurrentInit: Initializer? = nil, biasInit: Initializer? = nil) {
+    public init(
+        inputSize: Int, hiddenSize: Int, bias: Bool = true, nonlinearity: Nonlinearity = .tanh,
+        weightInit: Initializer? = nil, recurrentInit: Initializer? = nil, biasInit: Initializer? = nil
+    ) {
         require(nonlinearity == .tanh || nonlinearity == .relu, "RNNCell: nonlinearity must be .tanh or .relu")
-        super.init(kind: nonlinearity == .relu ? .rnnRelu : .rnnTanh, inputSize: inputSize, hiddenSize: hiddenSize,
-                   bias: bias, weightInit: weightInit, recurrentInit: recurrentInit, biasInit: biasInit)
+        super.init(
+            kind: nonlinearity == .relu ? .rnnRelu : .rnnTanh, inputSize: inputSize, hiddenSize: hiddenSize,
+            bias: bias, weightInit: weightInit, recurrentInit: recurrentInit, biasInit: biasInit)
     }
     public func callAsFunction(_ x: Tensor, _ h: Tensor? = nil) -> Tensor { step(x, h: h, c: nil).h }
 }
 
 public final class LSTMCell: RecurrentCell {
-    public init(inputSize: Int, hiddenSize: Int, bias: Bool = true,
-                weightInit: Initializer? = nil, recurrentInit: Initializer? = nil, biasInit: Initializer? = nil) {
-        super.init(kind: .lstm, inputSize: inputSize, hiddenSize: hiddenSize, bias: bias,
-                   weightInit: weightInit, recurrentInit: recurrentInit, biasInit: biasInit)
+    public init(
+        inputSize: Int, hiddenSize: Int, bias: Bool = true,
+        weightInit: Initializer? = nil, recurrentInit: Initializer? = nil, biasInit: Initializer? = nil
+    ) {
+        super.init(
+            kind: .lstm, inputSize: inputSize, hiddenSize: hiddenSize, bias: bias,
+            weightInit: weightInit, recurrentInit: recurrentInit, biasInit: biasInit)
     }
     public func callAsFunction(_ x: Tensor, _ state: (h: Tensor, c: Tensor)? = nil) -> (h: Tensor, c: Tensor) {
         let r = step(x, h: state?.h, c: state?.c)
@@ -224,10 +246,13 @@ public final class LSTMCell: RecurrentCell {
 }
 
 public final class GRUCell: RecurrentCell {
-    public init(inputSize: Int, hiddenSize: Int, bias: Bool = true,
-                weightInit: Initializer? = nil, recurrentInit: Initializer? = nil, biasInit: Initializer? = nil) {
-        super.init(kind: .gru, inputSize: inputSize, hiddenSize: hiddenSize, bias: bias,
-                   weightInit: weightInit, recurrentInit: recurrentInit, biasInit: biasInit)
+    public init(
+        inputSize: Int, hiddenSize: Int, bias: Bool = true,
+        weightInit: Initializer? = nil, recurrentInit: Initializer? = nil, biasInit: Initializer? = nil
+    ) {
+        super.init(
+            kind: .gru, inputSize: inputSize, hiddenSize: hiddenSize, bias: bias,
+            weightInit: weightInit, recurrentInit: recurrentInit, biasInit: biasInit)
     }
     public func callAsFunction(_ x: Tensor, _ h: Tensor? = nil) -> Tensor { step(x, h: h, c: nil).h }
 }

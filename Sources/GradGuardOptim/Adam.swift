@@ -13,23 +13,34 @@ public class Adam: Optimizer {
     /// Whether weight decay is decoupled (AdamW) or added to the gradient (Adam).
     public let decoupledWeightDecay: Bool
 
-    public init(_ groups: [ParamGroup], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
-                eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false, decoupled: Bool = false) {
+    public init(
+        _ groups: [ParamGroup], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
+        eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false, decoupled: Bool = false
+    ) {
         decoupledWeightDecay = decoupled
-        super.init(groups: groups, defaults: ["lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps,
-                                              "weight_decay": weightDecay, "amsgrad": amsgrad ? 1 : 0])
+        super.init(
+            groups: groups,
+            defaults: [
+                "lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps,
+                "weight_decay": weightDecay, "amsgrad": amsgrad ? 1 : 0
+            ])
     }
 
-    public convenience init(_ params: [Tensor], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
-                            eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false) {
-        self.init([ParamGroup(params: params)], lr: lr, beta1: beta1, beta2: beta2, eps: eps,
-                  weightDecay: weightDecay, amsgrad: amsgrad)
+    public convenience init(
+        _ params: [Tensor], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
+        eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false
+    ) {
+        self.init(
+            [ParamGroup(params: params)], lr: lr, beta1: beta1, beta2: beta2, eps: eps,
+            weightDecay: weightDecay, amsgrad: amsgrad)
     }
 
     public override var stateNames: Set<String>? { ["step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"] }
 
-    public override func update(_ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
-                                state: inout ParamState, options o: [String: Double]) {
+    public override func update(
+        _ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
+        state: inout ParamState, options o: [String: Double]
+    ) {
         let lr = o["lr"]!, b1 = o["beta1"]!, b2 = o["beta2"]!
         let eps = Float(o["eps"]!), wd = Float(o["weight_decay"]!), amsgrad = o["amsgrad"]! != 0
         let n = p.count
@@ -44,8 +55,9 @@ public class Adam: Optimizer {
         let decay = Float(1 - lr * Double(wd))
         let c1 = Float(1 - b1), fb2 = Float(b2), c2 = Float(1 - b2)
         let decoupled = decoupledWeightDecay
-        let args = gg_adam_args(step_size: stepSize, bc2_sqrt: bc2Sqrt, decay: decay, c1: c1, beta2: fb2, c2: c2,
-                                eps: eps, weight_decay: wd, decoupled: decoupled ? 1 : 0)
+        let args = gg_adam_args(
+            step_size: stepSize, bc2_sqrt: bc2Sqrt, decay: decay, c1: c1, beta2: fb2, c2: c2,
+            eps: eps, weight_decay: wd, decoupled: decoupled ? 1 : 0)
         let level = Kernels.level
         // One pass per element, in PyTorch's order of operations; large tensors over the workers.
         m.withUnsafeMutableScalars { mb in
@@ -54,9 +66,10 @@ public class Adam: Optimizer {
                     if level > .portable {
                         withUnsafePointer(to: args) { a in
                             parallelFor(n, grain: 16_384) { r in
-                                gg_adam(level.cValue, p.baseAddress! + r.lowerBound, grad.baseAddress! + r.lowerBound,
-                                        mb.baseAddress! + r.lowerBound, vb.baseAddress! + r.lowerBound,
-                                        mx.map { $0 + r.lowerBound }, r.count, a)
+                                gg_adam(
+                                    level.cValue, p.baseAddress! + r.lowerBound, grad.baseAddress! + r.lowerBound,
+                                    mb.baseAddress! + r.lowerBound, vb.baseAddress! + r.lowerBound,
+                                    mx.map { $0 + r.lowerBound }, r.count, a)
                             }
                         }
                         return
@@ -83,15 +96,21 @@ public class Adam: Optimizer {
 
 /// AdamW: Adam with decoupled weight decay (default 0.01, as `torch.optim.AdamW`).
 public final class AdamW: Adam {
-    public init(_ groups: [ParamGroup], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
-                eps: Double = 1e-8, weightDecay: Double = 0.01, amsgrad: Bool = false) {
-        super.init(groups, lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay,
-                   amsgrad: amsgrad, decoupled: true)
+    public init(
+        _ groups: [ParamGroup], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
+        eps: Double = 1e-8, weightDecay: Double = 0.01, amsgrad: Bool = false
+    ) {
+        super.init(
+            groups, lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay,
+            amsgrad: amsgrad, decoupled: true)
     }
 
-    public convenience init(_ params: [Tensor], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
-                            eps: Double = 1e-8, weightDecay: Double = 0.01, amsgrad: Bool = false) {
-        self.init([ParamGroup(params: params)], lr: lr, beta1: beta1, beta2: beta2, eps: eps,
-                  weightDecay: weightDecay, amsgrad: amsgrad)
+    public convenience init(
+        _ params: [Tensor], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
+        eps: Double = 1e-8, weightDecay: Double = 0.01, amsgrad: Bool = false
+    ) {
+        self.init(
+            [ParamGroup(params: params)], lr: lr, beta1: beta1, beta2: beta2, eps: eps,
+            weightDecay: weightDecay, amsgrad: amsgrad)
     }
 }

@@ -56,8 +56,10 @@ public enum ScheduleKind: String, SettingChoice {
     /// `warmupSteps` 0 means, for `.warmup`, YOLOv5's length: max(3 epochs, 100 steps), at
     /// most half the run. `startLR` gives some parameter groups another starting rate for
     /// `.warmup` (a detector's biases start at 0.1); `startMomentum` warms momentum up too.
-    public func make(_ optimizer: Optimizer, totalSteps: Int, stepsPerEpoch: Int, warmupSteps: Int,
-                     startLR: [Int: Double] = [:], startMomentum: Double? = nil) -> LRScheduler? {
+    public func make(
+        _ optimizer: Optimizer, totalSteps: Int, stepsPerEpoch: Int, warmupSteps: Int,
+        startLR: [Int: Double] = [:], startMomentum: Double? = nil
+    ) -> LRScheduler? {
         switch self {
         case .constant: return nil
         case .cosine: return LRScheduler(optimizer, CosineAnnealingLR(tMax: totalSteps))
@@ -66,8 +68,13 @@ public enum ScheduleKind: String, SettingChoice {
             return LRScheduler(optimizer, Warmup(steps: w, startLR: startLR, startMomentum: startMomentum))
         case .warmupCosine:
             let w = Swift.max(1, warmupSteps)
-            return LRScheduler(optimizer, SequentialSchedule([LinearLR(startFactor: 0.01, totalIters: w),
-                                                              CosineAnnealingLR(tMax: Swift.max(1, totalSteps - w))], milestones: [w]))
+            return LRScheduler(
+                optimizer,
+                SequentialSchedule(
+                    [
+                        LinearLR(startFactor: 0.01, totalIters: w),
+                        CosineAnnealingLR(tMax: Swift.max(1, totalSteps - w))
+                    ], milestones: [w]))
         }
     }
 }

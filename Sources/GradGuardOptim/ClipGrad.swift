@@ -179,8 +179,10 @@ public func clipGradNorm(_ parameters: [Tensor], maxNorm: Float, normType: Float
 /// As `clipGradNorm(_:maxNorm:normType:)`, and with `errorIfNonfinite` throws
 /// `NonFiniteNormError` (leaving the gradients untouched) when the norm is NaN or infinite.
 @discardableResult
-public func clipGradNorm(_ parameters: [Tensor], maxNorm: Float, normType: Float = 2,
-                         errorIfNonfinite: Bool) throws -> Float {
+public func clipGradNorm(
+    _ parameters: [Tensor], maxNorm: Float, normType: Float = 2,
+    errorIfNonfinite: Bool
+) throws -> Float {
     let total = gradNorm(parameters, normType: normType)
     if errorIfNonfinite && !total.isFinite { throw NonFiniteNormError(norm: total, normType: normType) }
     scaleGradients(parameters, by: GradientClipping.coefficient(norm: Double(total), maxNorm: maxNorm))

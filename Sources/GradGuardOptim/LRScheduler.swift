@@ -82,8 +82,10 @@ public final class ReduceLROnPlateau {
     public private(set) var cooldownCounter = 0
     public private(set) var lastEpoch = 0
 
-    public init(_ optimizer: Optimizer, mode: Mode = .min, factor: Double = 0.1, patience: Int = 10, threshold: Double = 1e-4,
-                thresholdMode: ThresholdMode = .rel, cooldown: Int = 0, minLR: [Double] = [0], eps: Double = 1e-8) {
+    public init(
+        _ optimizer: Optimizer, mode: Mode = .min, factor: Double = 0.1, patience: Int = 10, threshold: Double = 1e-4,
+        thresholdMode: ThresholdMode = .rel, cooldown: Int = 0, minLR: [Double] = [0], eps: Double = 1e-8
+    ) {
         require(factor < 1, "ReduceLROnPlateau: factor must be below 1")
         self.optimizer = optimizer
         self.mode = mode; self.factor = factor; self.patience = patience; self.threshold = threshold
@@ -128,8 +130,10 @@ public final class ReduceLROnPlateau {
     public var lastLR: [Double] { optimizer.paramGroups.map(\.lr) }
 
     public func stateDict() -> [String: Double] {
-        ["best": best, "num_bad_epochs": Double(numBadEpochs), "cooldown_counter": Double(cooldownCounter),
-         "last_epoch": Double(lastEpoch)]
+        [
+            "best": best, "num_bad_epochs": Double(numBadEpochs), "cooldown_counter": Double(cooldownCounter),
+            "last_epoch": Double(lastEpoch)
+        ]
     }
 
     public func load(stateDict s: [String: Double]) throws {

@@ -70,8 +70,10 @@ open class Optimizer {
 
     /// Applies one update to `param` (values changed in place) given its gradient.
     /// `state` starts empty for a parameter's first step.
-    open func update(_ param: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
-                     state: inout ParamState, options: [String: Double]) {
+    open func update(
+        _ param: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
+        state: inout ParamState, options: [String: Double]
+    ) {
         fatalError("\(type(of: self)) must implement update(_:grad:state:options:)")
     }
 

@@ -7,22 +7,33 @@ import GradGuardTensor
 ///     centered: ḡ ← ḡ + (1 − α)(g − ḡ),  d = √(v − ḡ²) + ε;  else d = √v + ε
 ///     momentum: b ← μ·b + g/d,  θ ← θ − η·b;  else θ ← θ − η·g/d
 public final class RMSprop: Optimizer {
-    public init(_ groups: [ParamGroup], lr: Double = 0.01, alpha: Double = 0.99, eps: Double = 1e-8,
-                weightDecay: Double = 0, momentum: Double = 0, centered: Bool = false) {
-        super.init(groups: groups, defaults: ["lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weightDecay,
-                                              "momentum": momentum, "centered": centered ? 1 : 0])
+    public init(
+        _ groups: [ParamGroup], lr: Double = 0.01, alpha: Double = 0.99, eps: Double = 1e-8,
+        weightDecay: Double = 0, momentum: Double = 0, centered: Bool = false
+    ) {
+        super.init(
+            groups: groups,
+            defaults: [
+                "lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weightDecay,
+                "momentum": momentum, "centered": centered ? 1 : 0
+            ])
     }
 
-    public convenience init(_ params: [Tensor], lr: Double = 0.01, alpha: Double = 0.99, eps: Double = 1e-8,
-                            weightDecay: Double = 0, momentum: Double = 0, centered: Bool = false) {
-        self.init([ParamGroup(params: params)], lr: lr, alpha: alpha, eps: eps, weightDecay: weightDecay,
-                  momentum: momentum, centered: centered)
+    public convenience init(
+        _ params: [Tensor], lr: Double = 0.01, alpha: Double = 0.99, eps: Double = 1e-8,
+        weightDecay: Double = 0, momentum: Double = 0, centered: Bool = false
+    ) {
+        self.init(
+            [ParamGroup(params: params)], lr: lr, alpha: alpha, eps: eps, weightDecay: weightDecay,
+            momentum: momentum, centered: centered)
     }
 
     public override var stateNames: Set<String>? { ["step", "square_avg", "grad_avg", "momentum_buffer"] }
 
-    public override func update(_ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
-                                state: inout ParamState, options o: [String: Double]) {
+    public override func update(
+        _ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
+        state: inout ParamState, options o: [String: Double]
+    ) {
         let lr = Float(o["lr"]!), alpha = Float(o["alpha"]!), eps = Float(o["eps"]!)
         let wd = Float(o["weight_decay"]!), mu = Float(o["momentum"]!), centered = o["centered"]! != 0
         state["step"] = Tensor((state["step"]?.item ?? 0) + 1)

@@ -9,36 +9,49 @@ import GradGuardTensor
 ///     g ← g + μ·b (Nesterov) or b
 ///     θ ← θ − η·g
 public final class SGD: Optimizer {
-    public init(_ groups: [ParamGroup], lr: Double, momentum: Double = 0, dampening: Double = 0,
-                weightDecay: Double = 0, nesterov: Bool = false) {
+    public init(
+        _ groups: [ParamGroup], lr: Double, momentum: Double = 0, dampening: Double = 0,
+        weightDecay: Double = 0, nesterov: Bool = false
+    ) {
         require(!nesterov || (momentum > 0 && dampening == 0), "Nesterov momentum requires a momentum and zero dampening")
-        super.init(groups: groups, defaults: ["lr": lr, "momentum": momentum, "dampening": dampening,
-                                              "weight_decay": weightDecay, "nesterov": nesterov ? 1 : 0])
+        super.init(
+            groups: groups,
+            defaults: [
+                "lr": lr, "momentum": momentum, "dampening": dampening,
+                "weight_decay": weightDecay, "nesterov": nesterov ? 1 : 0
+            ])
     }
 
-    public convenience init(_ params: [Tensor], lr: Double, momentum: Double = 0, dampening: Double = 0,
-                            weightDecay: Double = 0, nesterov: Bool = false) {
-        self.init([ParamGroup(params: params)], lr: lr, momentum: momentum, dampening: dampening,
-                  weightDecay: weightDecay, nesterov: nesterov)
+    public convenience init(
+        _ params: [Tensor], lr: Double, momentum: Double = 0, dampening: Double = 0,
+        weightDecay: Double = 0, nesterov: Bool = false
+    ) {
+        self.init(
+            [ParamGroup(params: params)], lr: lr, momentum: momentum, dampening: dampening,
+            weightDecay: weightDecay, nesterov: nesterov)
     }
 
     public override var stateNames: Set<String>? { ["momentum_buffer"] }
 
-    public override func update(_ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
-                                state: inout ParamState, options o: [String: Double]) {
+    public override func update(
+        _ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
+        state: inout ParamState, options o: [String: Double]
+    ) {
         let lr = Float(o["lr"]!), wd = Float(o["weight_decay"]!)
         let mu = Float(o["momentum"]!), damp = Float(o["dampening"]!), nesterov = o["nesterov"]! != 0
         let n = p.count
         let level = Kernels.level
         if level > .portable {
-            let args = gg_sgd_args(lr: lr, weight_decay: wd, momentum: mu, dampening: damp,
-                                   first: state["momentum_buffer"] == nil ? 1 : 0, nesterov: nesterov ? 1 : 0)
+            let args = gg_sgd_args(
+                lr: lr, weight_decay: wd, momentum: mu, dampening: damp,
+                first: state["momentum_buffer"] == nil ? 1 : 0, nesterov: nesterov ? 1 : 0)
             let buf = mu == 0 ? nil : state.buffer("momentum_buffer")
             withOptionalScalars(buf) { b in
                 withUnsafePointer(to: args) { a in
                     parallelFor(n, grain: 16_384) { r in
-                        gg_sgd(level.cValue, p.baseAddress! + r.lowerBound, grad.baseAddress! + r.lowerBound,
-                               b.map { $0 + r.lowerBound }, r.count, a)
+                        gg_sgd(
+                            level.cValue, p.baseAddress! + r.lowerBound, grad.baseAddress! + r.lowerBound,
+                            b.map { $0 + r.lowerBound }, r.count, a)
                     }
                 }
             }

@@ -109,8 +109,10 @@ public struct OneCycleLR: LRSchedule {
     public let cycleMomentum: Bool, baseMomentum: Double, maxMomentum: Double
 
     /// `maxLR` holds one rate per group, or one for all.
-    public init(maxLR: [Double], totalSteps: Int, pctStart: Double = 0.3, anneal: Anneal = .cos, divFactor: Double = 25,
-                finalDivFactor: Double = 1e4, cycleMomentum: Bool = true, baseMomentum: Double = 0.85, maxMomentum: Double = 0.95) {
+    public init(
+        maxLR: [Double], totalSteps: Int, pctStart: Double = 0.3, anneal: Anneal = .cos, divFactor: Double = 25,
+        finalDivFactor: Double = 1e4, cycleMomentum: Bool = true, baseMomentum: Double = 0.85, maxMomentum: Double = 0.95
+    ) {
         self.maxLR = maxLR; self.totalSteps = totalSteps; self.pctStart = pctStart; self.anneal = anneal
         self.divFactor = divFactor; self.finalDivFactor = finalDivFactor
         self.cycleMomentum = cycleMomentum; self.baseMomentum = baseMomentum; self.maxMomentum = maxMomentum

@@ -32,16 +32,20 @@ final class AnomalyRecorder: Sendable {
         guard first.withLock({ $0 == nil }) else { return }
         let (nan, inf) = t.nonFiniteCounts()
         guard nan + inf > 0 else { return }
-        record(AnomalyError(phase: .forward, op: op, nodeIndex: index, backwardStep: nil,
-                            module: module, nanCount: nan, infCount: inf))
+        record(
+            AnomalyError(
+                phase: .forward, op: op, nodeIndex: index, backwardStep: nil,
+                module: module, nanCount: nan, infCount: inf))
     }
 
     func checkBackward(_ g: Tensor, node: TapeNode, step: Int) {
         guard first.withLock({ $0 == nil }) else { return }
         let (nan, inf) = g.nonFiniteCounts()
         guard nan + inf > 0 else { return }
-        record(AnomalyError(phase: .backward, op: node.op, nodeIndex: node.index, backwardStep: step,
-                            module: node.module, nanCount: nan, infCount: inf))
+        record(
+            AnomalyError(
+                phase: .backward, op: node.op, nodeIndex: node.index, backwardStep: step,
+                module: node.module, nanCount: nan, infCount: inf))
     }
 
     private func record(_ e: AnomalyError) {

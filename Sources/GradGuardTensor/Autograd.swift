@@ -62,8 +62,10 @@ extension Tensor {
     /// and recording is on; `rule` maps the gradient of `out` to one gradient (or `nil`)
     /// per input, each already in that input's shape.
     @inline(__always)
-    static func record(_ op: String, _ out: Tensor, _ inputs: [Tensor],
-                       _ rule: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+    static func record(
+        _ op: String, _ out: Tensor, _ inputs: [Tensor],
+        _ rule: @escaping (Tensor) -> [Tensor?]
+    ) -> Tensor {
         let ctx = Autograd.context
         let recording = ctx.gradEnabled && inputs.contains(where: { $0.requiresGrad })
         guard recording || ctx.anomaly != nil else { return out }
@@ -110,7 +112,8 @@ extension Tensor {
                     continue
                 }
                 guard let rule = node.rule else {
-                    preconditionFailure("backward through the graph of '\(node.op)' a second time: its values were released; pass retainGraph: true to the first backward")
+                    preconditionFailure(
+                        "backward through the graph of '\(node.op)' a second time: its values were released; pass retainGraph: true to the first backward")
                 }
                 let inputGrads = rule(g)
                 for (input, ig) in zip(node.inputs, inputGrads) {
@@ -160,8 +163,10 @@ extension Tensor {
     /// Records a custom differentiable op (like `torch.autograd.Function`): `out` was
     /// computed from `inputs` outside the tape, and `rule` maps the gradient of `out` to one
     /// gradient (or `nil`) per input, each in that input's shape.
-    public static func recordOp(_ op: String, _ out: Tensor, _ inputs: [Tensor],
-                                _ rule: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+    public static func recordOp(
+        _ op: String, _ out: Tensor, _ inputs: [Tensor],
+        _ rule: @escaping (Tensor) -> [Tensor?]
+    ) -> Tensor {
         record(op, out, inputs, rule)
     }
 }

@@ -25,44 +25,51 @@ extension Tensor {
     /// smaller than the worker count runs image by image with each product split over the
     /// workers instead. A 1×1 kernel with stride 1 and no padding needs no columns at all:
     /// the image itself is the right-hand matrix.
-    public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
-                       dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
+    public func conv2d(
+        weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+        dilation: (Int, Int) = (1, 1), groups: Int = 1
+    ) -> Tensor {
         let x = self
         require(x.rank == 4 && weight.rank == 4, "conv2d: input \(x.shape) and weight \(weight.shape) must be 4-D")
         let (n, cin, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (cout, cg, kh, kw) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
-        require(cin % groups == 0 && cout % groups == 0 && cg == cin / groups,
-                     "conv2d: \(cin) input channels, weight \(weight.shape) and \(groups) groups do not agree")
+        require(
+            cin % groups == 0 && cout % groups == 0 && cg == cin / groups,
+            "conv2d: \(cin) input channels, weight \(weight.shape) and \(groups) groups do not agree")
         if let bias { require(bias.shape == [cout], "conv2d: bias \(bias.shape) is not [\(cout)]") }
-        let win = Window2D(kh: kh, kw: kw, sh: stride.0, sw: stride.1, ph: padding.0, pw: padding.1,
-                           dh: dilation.0, dw: dilation.1)
+        let win = Window2D(
+            kh: kh, kw: kw, sh: stride.0, sw: stride.1, ph: padding.0, pw: padding.1,
+            dh: dilation.0, dw: dilation.1)
         let (oh, ow) = win.outputSize(h: h, w: w)
         require(oh > 0 && ow > 0, "conv2d: input \(h)×\(w) is smaller than the kernel")
         let geo = ConvGeometry(n: n, cin: cin, h: h, w: w, cout: cout, groups: groups, win: win, oh: oh, ow: ow)
-        let out = Tensor(shape: [n, cout, oh, ow], uninitialized: { dst in
-            x.scalars.withUnsafeBufferPointer { px in
-                weight.scalars.withUnsafeBufferPointer { pw in
-                    let b = bias?.scalars
-                    geo.forEachImage(scratch: true) { _, imgs, serial, scratch, _ in
-                        for img in imgs {
-                            for g in 0..<groups {
-                                let y = dst.baseAddress! + (img * cout + g * geo.coutg) * geo.hw
-                                sgemm(transA: false, transB: false, m: geo.coutg, n: geo.hw, k: geo.rows,
-                                      a: pw.baseAddress! + g * geo.coutg * geo.rows,
-                                      b: geo.columns(px.baseAddress!, img: img, group: g, into: scratch),
-                                      c: y, mayUseWorkers: !serial)
-                                if let b {
-                                    for co in 0..<geo.coutg {
-                                        let add = b[g * geo.coutg + co], row = y + co * geo.hw
-                                        for p in 0..<geo.hw { row[p] += add }
+        let out = Tensor(
+            shape: [n, cout, oh, ow],
+            uninitialized: { dst in
+                x.scalars.withUnsafeBufferPointer { px in
+                    weight.scalars.withUnsafeBufferPointer { pw in
+                        let b = bias?.scalars
+                        geo.forEachImage(scratch: true) { _, imgs, serial, scratch, _ in
+                            for img in imgs {
+                                for g in 0..<groups {
+                                    let y = dst.baseAddress! + (img * cout + g * geo.coutg) * geo.hw
+                                    sgemm(
+                                        transA: false, transB: false, m: geo.coutg, n: geo.hw, k: geo.rows,
+                                        a: pw.baseAddress! + g * geo.coutg * geo.rows,
+                                        b: geo.columns(px.baseAddress!, img: img, group: g, into: scratch),
+                                        c: y, mayUseWorkers: !serial)
+                                    if let b {
+                                        for co in 0..<geo.coutg {
+                                            let add = b[g * geo.coutg + co], row = y + co * geo.hw
+                                            for p in 0..<geo.hw { row[p] += add }
+                                        }
                                     }
                                 }
                             }
                         }
                     }
                 }
-            }
-        })
+            })
         let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
         return Tensor.record("conv2d", out, inputs) { g in
             var gx: Tensor? = nil, gw: Tensor? = nil, gb: Tensor? = nil
@@ -86,17 +93,19 @@ extension Tensor {
                                             let dy = pg.baseAddress! + (img * cout + grp * geo.coutg) * geo.hw
                                             let wg = pw.baseAddress! + grp * geo.coutg * geo.rows
                                             if wantW {
-                                                sgemm(transA: false, transB: true, m: geo.rows, n: geo.coutg, k: geo.hw,
-                                                      a: geo.columns(px.baseAddress!, img: img, group: grp, into: scratch), b: dy,
-                                                      beta: 1, c: pp.baseAddress! + share * wsize + grp * geo.coutg * geo.rows,
-                                                      mayUseWorkers: !serial)
+                                                sgemm(
+                                                    transA: false, transB: true, m: geo.rows, n: geo.coutg, k: geo.hw,
+                                                    a: geo.columns(px.baseAddress!, img: img, group: grp, into: scratch), b: dy,
+                                                    beta: 1, c: pp.baseAddress! + share * wsize + grp * geo.coutg * geo.rows,
+                                                    mayUseWorkers: !serial)
                                             }
                                             if let dxImg {
                                                 let dxg = dxImg + grp * cg * h * w
                                                 // dcols = W_gᵀ · dY; a plain 1×1 kernel's columns are the input itself.
                                                 let target = geo.plain ? dxg : dcols!
-                                                sgemm(transA: true, transB: false, m: geo.rows, n: geo.hw, k: geo.coutg,
-                                                      a: wg, b: dy, c: target, mayUseWorkers: !serial)
+                                                sgemm(
+                                                    transA: true, transB: false, m: geo.rows, n: geo.hw, k: geo.coutg,
+                                                    a: wg, b: dy, c: target, mayUseWorkers: !serial)
                                                 if !geo.plain { col2im(UnsafePointer(target), into: dxg, h: h, w: w, channels: cg, win: win, oh: oh, ow: ow) }
                                             }
                                         }
@@ -107,35 +116,39 @@ extension Tensor {
                     }
                 }
                 if let bias, bias.requiresGrad {
-                    gb = Tensor(shape: [cout], uninitialized: { dst in
-                        parallelFor(cout, grain: 8) { range in
-                            for co in range {
-                                var s: Float = 0
-                                for img in 0..<n {
-                                    let row = pg.baseAddress! + (img * cout + co) * geo.hw
-                                    for j in 0..<geo.hw { s += row[j] }
+                    gb = Tensor(
+                        shape: [cout],
+                        uninitialized: { dst in
+                            parallelFor(cout, grain: 8) { range in
+                                for co in range {
+                                    var s: Float = 0
+                                    for img in 0..<n {
+                                        let row = pg.baseAddress! + (img * cout + co) * geo.hw
+                                        for j in 0..<geo.hw { s += row[j] }
+                                    }
+                                    dst[co] = s
                                 }
-                                dst[co] = s
                             }
-                        }
-                    })
+                        })
                 }
             }
             if wantW {
-                gw = Tensor(shape: weight.shape, uninitialized: { dst in
-                    partials.withUnsafeBufferPointer { pp in
-                        let part = geo.coutg * geo.rows
-                        for g in 0..<groups {
-                            for co in 0..<geo.coutg {
-                                for r in 0..<geo.rows {
-                                    var s: Float = 0
-                                    for sh in 0..<geo.shares { s += pp[sh * wsize + g * part + r * geo.coutg + co] }
-                                    dst[g * part + co * geo.rows + r] = s
+                gw = Tensor(
+                    shape: weight.shape,
+                    uninitialized: { dst in
+                        partials.withUnsafeBufferPointer { pp in
+                            let part = geo.coutg * geo.rows
+                            for g in 0..<groups {
+                                for co in 0..<geo.coutg {
+                                    for r in 0..<geo.rows {
+                                        var s: Float = 0
+                                        for sh in 0..<geo.shares { s += pp[sh * wsize + g * part + r * geo.coutg + co] }
+                                        dst[g * part + co * geo.rows + r] = s
+                                    }
                                 }
                             }
                         }
-                    }
-                })
+                    })
             }
             if wantX { gx = Tensor(shape: x.shape, scalars: dxStore) }
             return [gx, gw, gb]
@@ -169,8 +182,10 @@ struct ConvGeometry {
     /// Runs `body` once per share of the images, at once, with that share's scratch buffers
     /// of `rows × hw` floats for columns (`scratch`, unless the kernel is plain) and for their
     /// gradient (`dScratch`, unless the kernel is plain).
-    func forEachImage(scratch: Bool, dScratch: Bool = false,
-                      _ body: (_ share: Int, Range<Int>, _ serial: Bool, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void) {
+    func forEachImage(
+        scratch: Bool, dScratch: Bool = false,
+        _ body: (_ share: Int, Range<Int>, _ serial: Bool, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void
+    ) {
         let size = plain ? 0 : rows * hw
         parallelFor(shares, grain: 1) { range in
             for s in range {
@@ -195,8 +210,10 @@ struct ConvGeometry {
 /// Columns of one image's channel group, `[channels·kh·kw, oh·ow]` (see `gg_im2col`).
 /// `x` points at the group's first channel.
 @inline(__always)
-func im2col(_ x: UnsafePointer<Float>, h: Int, w: Int, channels: Int, win: Window2D, oh: Int, ow: Int,
-            into out: UnsafeMutablePointer<Float>) {
+func im2col(
+    _ x: UnsafePointer<Float>, h: Int, w: Int, channels: Int, win: Window2D, oh: Int, ow: Int,
+    into out: UnsafeMutablePointer<Float>
+) {
     var cw = win.c
     gg_im2col(x, h, w, channels, &cw, oh, ow, out, Kernels.level.cValue)
 }
@@ -204,8 +221,10 @@ func im2col(_ x: UnsafePointer<Float>, h: Int, w: Int, channels: Int, win: Windo
 /// The adjoint of `im2col` for one image's channel group: adds each column entry back to the
 /// input position it came from. `dx` points at the group's first channel.
 @inline(__always)
-func col2im(_ cols: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>, h: Int, w: Int, channels: Int,
-            win: Window2D, oh: Int, ow: Int) {
+func col2im(
+    _ cols: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>, h: Int, w: Int, channels: Int,
+    win: Window2D, oh: Int, ow: Int
+) {
     var cw = win.c
     gg_col2im(cols, dx, h, w, channels, &cw, oh, ow, Kernels.level.cValue)
 }

@@ -1,31 +1,37 @@
 // MARK: - Element-wise kernels and broadcasting binary ops
 
+import Foundation
+
 extension Tensor {
     /// Applies `f` to every value (parallel for large tensors).
     @inline(__always)
     func map(_ f: (Float) -> Float) -> Tensor {
-        Tensor(shape: shape, uninitialized: { out in
-            scalars.withUnsafeBufferPointer { src in
-                parallelFor(src.count) { r in
-                    for i in r { out[i] = f(src[i]) }
+        Tensor(
+            shape: shape,
+            uninitialized: { out in
+                scalars.withUnsafeBufferPointer { src in
+                    parallelFor(src.count) { r in
+                        for i in r { out[i] = f(src[i]) }
+                    }
                 }
-            }
-        })
+            })
     }
 
     /// Applies `f` to pairs of values of two tensors of the same shape.
     @inline(__always)
     static func zipMap(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
         require(a.shape == b.shape, "shapes \(a.shape) and \(b.shape) differ")
-        return Tensor(shape: a.shape, uninitialized: { out in
-            a.scalars.withUnsafeBufferPointer { pa in
-                b.scalars.withUnsafeBufferPointer { pb in
-                    parallelFor(pa.count) { r in
-                        for i in r { out[i] = f(pa[i], pb[i]) }
+        return Tensor(
+            shape: a.shape,
+            uninitialized: { out in
+                a.scalars.withUnsafeBufferPointer { pa in
+                    b.scalars.withUnsafeBufferPointer { pb in
+                        parallelFor(pa.count) { r in
+                            for i in r { out[i] = f(pa[i], pb[i]) }
+                        }
                     }
                 }
-            }
-        })
+            })
     }
 
     /// Applies `f` with NumPy broadcasting.
@@ -47,26 +53,28 @@ extension Tensor {
         let inner = outShape[rank - 1]
         let ia = sa[rank - 1], ib = sb[rank - 1]
         let rows = outShape.reduce(1, *) / Swift.max(inner, 1)
-        return Tensor(shape: outShape, uninitialized: { out in
-            a.scalars.withUnsafeBufferPointer { pa in
-                b.scalars.withUnsafeBufferPointer { pb in
-                    parallelFor(rows, grain: Swift.max(1, 32_768 / Swift.max(inner, 1))) { range in
-                        for row in range {
-                            // Offsets of this row in a and b from its multi-index.
-                            var rem = row, oa = 0, ob = 0
-                            for d in stride(from: rank - 2, through: 0, by: -1) {
-                                let idx = rem % outShape[d]
-                                rem /= outShape[d]
-                                oa += idx * sa[d]
-                                ob += idx * sb[d]
+        return Tensor(
+            shape: outShape,
+            uninitialized: { out in
+                a.scalars.withUnsafeBufferPointer { pa in
+                    b.scalars.withUnsafeBufferPointer { pb in
+                        parallelFor(rows, grain: Swift.max(1, 32_768 / Swift.max(inner, 1))) { range in
+                            for row in range {
+                                // Offsets of this row in a and b from its multi-index.
+                                var rem = row, oa = 0, ob = 0
+                                for d in stride(from: rank - 2, through: 0, by: -1) {
+                                    let idx = rem % outShape[d]
+                                    rem /= outShape[d]
+                                    oa += idx * sa[d]
+                                    ob += idx * sb[d]
+                                }
+                                let o = row * inner
+                                for j in 0..<inner { out[o + j] = f(pa[oa + j * ia], pb[ob + j * ib]) }
                             }
-                            let o = row * inner
-                            for j in 0..<inner { out[o + j] = f(pa[oa + j * ia], pb[ob + j * ib]) }
                         }
                     }
                 }
-            }
-        })
+            })
     }
 
     /// Sums a gradient over broadcast dimensions so that it has `target` shape. Every
@@ -97,16 +105,20 @@ extension Tensor {
     public static func * (a: Tensor, b: Tensor) -> Tensor {
         let out = broadcastMap(a, b, *)
         return record("mul", out, [a, b]) { g in
-            [a.requiresGrad ? (g * b).sumToShape(a.shape) : nil,
-             b.requiresGrad ? (g * a).sumToShape(b.shape) : nil]
+            [
+                a.requiresGrad ? (g * b).sumToShape(a.shape) : nil,
+                b.requiresGrad ? (g * a).sumToShape(b.shape) : nil
+            ]
         }
     }
 
     public static func / (a: Tensor, b: Tensor) -> Tensor {
         let out = broadcastMap(a, b, /)
         return record("div", out, [a, b]) { g in
-            [a.requiresGrad ? (g / b).sumToShape(a.shape) : nil,
-             b.requiresGrad ? (-(g * a) / (b * b)).sumToShape(b.shape) : nil]
+            [
+                a.requiresGrad ? (g / b).sumToShape(a.shape) : nil,
+                b.requiresGrad ? (-(g * a) / (b * b)).sumToShape(b.shape) : nil
+            ]
         }
     }
 
@@ -141,8 +153,10 @@ extension Tensor {
         let out = Tensor.broadcastMap(x, e) { Foundation.pow($0, $1) }
         let y = out.detach()
         return Tensor.record("pow", out, [x, e]) { g in
-            [x.requiresGrad ? (g * e * Tensor.broadcastMap(x, e) { Foundation.pow($0, $1 - 1) }).sumToShape(x.shape) : nil,
-             e.requiresGrad ? (g * y * x.map { Foundation.log($0) }).sumToShape(e.shape) : nil]
+            [
+                x.requiresGrad ? (g * e * Tensor.broadcastMap(x, e) { Foundation.pow($0, $1 - 1) }).sumToShape(x.shape) : nil,
+                e.requiresGrad ? (g * y * x.map { Foundation.log($0) }).sumToShape(e.shape) : nil
+            ]
         }
     }
 }
@@ -171,14 +185,16 @@ extension Tensor {
         let c = condition.expanded(to: shape).detach()
         let ea = a.shape == shape ? a.detach() : a.detach().expanded(to: shape)
         let eb = b.shape == shape ? b.detach() : b.detach().expanded(to: shape)
-        let out = Tensor(shape: shape, uninitialized: { o in
-            for i in 0..<o.count { o[i] = c.scalars[i] != 0 ? ea.scalars[i] : eb.scalars[i] }
-        })
+        let out = Tensor(
+            shape: shape,
+            uninitialized: { o in
+                for i in 0..<o.count { o[i] = c.scalars[i] != 0 ? ea.scalars[i] : eb.scalars[i] }
+            })
         return record("where", out, [a, b]) { g in
-            [zipMap(g, c) { $1 != 0 ? $0 : 0 }.sumToShape(a.shape),
-             zipMap(g, c) { $1 != 0 ? 0 : $0 }.sumToShape(b.shape)]
+            [
+                zipMap(g, c) { $1 != 0 ? $0 : 0 }.sumToShape(a.shape),
+                zipMap(g, c) { $1 != 0 ? 0 : $0 }.sumToShape(b.shape)
+            ]
         }
     }
 }
-
-import Foundation

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Why a file could not be read, in words a user can act on ("no such file", "is a
@@ -47,7 +48,7 @@ public enum FileContents {
                     if errno == EINTR { continue }
                     throw FileReadFailure(path: path, kind: .unreadable, reason: String(cString: strerror(errno)))
                 }
-                if n == 0 { break }   // the file shrank while being read
+                if n == 0 { break }  // the file shrank while being read
                 filled += n
             }
         }
@@ -66,8 +67,9 @@ public enum FileContents {
 
     /// Why opening or stat'ing `path` failed with `errno`.
     static func failure(_ path: String, errno e: Int32) -> FileReadFailure {
-        FileReadFailure(path: path, kind: e == ENOENT || e == ENOTDIR ? .missing : .unreadable,
-                        reason: e == ENOENT ? "no such file" : String(cString: strerror(e)))
+        FileReadFailure(
+            path: path, kind: e == ENOENT || e == ENOTDIR ? .missing : .unreadable,
+            reason: e == ENOENT ? "no such file" : String(cString: strerror(e)))
     }
 
     /// Throws unless `st` describes a regular file.

@@ -13,15 +13,18 @@ import Synchronization
 /// spins (`sched_yield`) between calls and competed with the element-wise kernels for the
 /// same cores.
 @inline(__always)
-func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
-           a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>,
-           mayUseWorkers: Bool = true) {
+func sgemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+    a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>,
+    mayUseWorkers: Bool = true
+) {
     let level = Kernels.level
     // Aᵀ with a long K (weight gradients summed over many rows) reads one cache line per k and
     // block of rows; OpenBLAS packs A first and runs those 1.3–1.7× faster (BENCHMARKS.md).
     if level > .portable && Kernels.gemm == .own && alpha == 1 && (beta == 0 || beta == 1) && !(transA && k > 512) {
-        ownGEMM(level, transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b, accumulate: beta == 1, c: c,
-                mayUseWorkers: mayUseWorkers)
+        ownGEMM(
+            level, transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b, accumulate: beta == 1, c: c,
+            mayUseWorkers: mayUseWorkers)
         return
     }
     let split = BLASThreads.splitHere && mayUseWorkers
@@ -30,9 +33,10 @@ func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
         // Row block i0..<i0+mi of C reads rows of op(A); column block j0..<j0+nj reads columns of op(B).
         let aBlock = transA ? a + i0 : a + i0 * lda
         let bBlock = transB ? b + j0 * ldb : b + j0
-        gg_blas_sgemm(transA ? 1 : 0, transB ? 1 : 0,
-                      Int32(mi), Int32(nj), Int32(k), alpha, aBlock, Int32(lda), bBlock, Int32(ldb), beta,
-                      c + i0 * ldc + j0, Int32(ldc))
+        gg_blas_sgemm(
+            transA ? 1 : 0, transB ? 1 : 0,
+            Int32(mi), Int32(nj), Int32(k), alpha, aBlock, Int32(lda), bBlock, Int32(ldb), beta,
+            c + i0 * ldc + j0, Int32(ldc))
     }
     let workers = Kernels.threadCount
     guard split, workers > 1, m * n * k >= 1 << 18, Swift.max(m, n) >= 2 * workers else {
@@ -60,8 +64,10 @@ func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
 /// are split over the workers by panels of 16 columns, or by rows when C has few columns.
 /// On the shapes of the reference workloads it matches or beats OpenBLAS's single-thread rate
 /// (BENCHMARKS.md), and it needs no CPU model table: AVX-512 runs wherever the CPU has it.
-func ownGEMM(_ level: KernelLevel, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>,
-             b: UnsafePointer<Float>, accumulate: Bool, c: UnsafeMutablePointer<Float>, mayUseWorkers: Bool) {
+func ownGEMM(
+    _ level: KernelLevel, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>,
+    b: UnsafePointer<Float>, accumulate: Bool, c: UnsafeMutablePointer<Float>, mayUseWorkers: Bool
+) {
     guard m > 0, n > 0 else { return }
     let lda = transA ? m : k, ldb = transB ? k : n
     let panels = (n + 15) / 16
@@ -70,8 +76,9 @@ func ownGEMM(_ level: KernelLevel, transA: Bool, transB: Bool, m: Int, n: Int, k
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: gg_sgemm_scratch_size(k))
         defer { scratch.deallocate() }
         let aBlock = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
-        gg_sgemm_panels(level.cValue, rows.count, n, k, aBlock, lda, transA ? 1 : 0, b, ldb, transB ? 1 : 0,
-                        c + rows.lowerBound * n, n, accumulate ? 1 : 0, range.lowerBound, range.upperBound, scratch)
+        gg_sgemm_panels(
+            level.cValue, rows.count, n, k, aBlock, lda, transA ? 1 : 0, b, ldb, transB ? 1 : 0,
+            c + rows.lowerBound * n, n, accumulate ? 1 : 0, range.lowerBound, range.upperBound, scratch)
     }
     let workers = mayUseWorkers && m * n * k >= 1 << 18 ? Kernels.threadCount : 1
     if workers > 1 && panels >= 2 * workers {
@@ -95,7 +102,7 @@ func ownGEMM(_ level: KernelLevel, transA: Bool, transB: Bool, m: Int, n: Int, k
 /// `OPENBLAS_NUM_THREADS` is thereby overridden; `GRADGUARD_NUM_THREADS` sets the split.
 /// With `GRADGUARD_GEMM_SPLIT=0` OpenBLAS keeps its own threads and nothing is split here.
 enum BLASThreads {
-    private static let state = Atomic<Int>(0)   // 0 unknown, 1 split here, 2 OpenBLAS threads
+    private static let state = Atomic<Int>(0)  // 0 unknown, 1 split here, 2 OpenBLAS threads
 
     static var splitHere: Bool {
         let s = state.load(ordering: .relaxed)
@@ -130,15 +137,18 @@ extension Kernels {
     /// Which code runs: the vector-kernel level and who computes the matrix products, in one
     /// line (run environments, `gradguard env`, benchmark output).
     public static var summary: String {
-        let products = level > .portable && gemm == .own
+        let products =
+            level > .portable && gemm == .own
             ? "GradGuard's \(level) GEMM (OpenBLAS for Aᵀ·B with K > 512)" : "OpenBLAS"
         return "\(level) vector kernels (the CPU supports up to \(supportedLevel)); matrix products: \(products); \(BLAS.summary)"
     }
 }
 
 /// Public entry to the raw GEMM, for benchmarks and kernels outside this module.
-public func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
-                 a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
+public func gemm(
+    transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+    a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>
+) {
     sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b, c: c)
 }
 
@@ -152,8 +162,9 @@ extension Tensor {
         let k2 = b.shape[b.rank - 2], n = b.shape[b.rank - 1]
         require(k == k2, "matmul: inner dimensions differ, \(a.shape) × \(b.shape)")
         let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
-        require(batchA == batchB || batchA.isEmpty || batchB.isEmpty,
-                     "matmul: batch dimensions \(batchA) and \(batchB) differ")
+        require(
+            batchA == batchB || batchA.isEmpty || batchB.isEmpty,
+            "matmul: batch dimensions \(batchA) and \(batchB) differ")
         let batchShape = batchA.isEmpty ? batchB : batchA
         let batch = batchShape.reduce(1, *)
         let strideA = batchA.isEmpty ? 0 : m * k, strideB = batchB.isEmpty ? 0 : k * n
@@ -162,47 +173,57 @@ extension Tensor {
             let flat = a.reshaped([batch * m, k]).matmul(b)
             return flat.reshaped(batchShape + [m, n])
         }
-        let out = Tensor(shape: batchShape + [m, n], uninitialized: { c in
-            a.scalars.withUnsafeBufferPointer { pa in
-                b.scalars.withUnsafeBufferPointer { pb in
-                    for i in 0..<batch {
-                        sgemm(transA: false, transB: false, m: m, n: n, k: k,
-                              a: pa.baseAddress! + i * strideA, b: pb.baseAddress! + i * strideB,
-                              c: c.baseAddress! + i * m * n)
+        let out = Tensor(
+            shape: batchShape + [m, n],
+            uninitialized: { c in
+                a.scalars.withUnsafeBufferPointer { pa in
+                    b.scalars.withUnsafeBufferPointer { pb in
+                        for i in 0..<batch {
+                            sgemm(
+                                transA: false, transB: false, m: m, n: n, k: k,
+                                a: pa.baseAddress! + i * strideA, b: pb.baseAddress! + i * strideB,
+                                c: c.baseAddress! + i * m * n)
+                        }
                     }
                 }
-            }
-        })
+            })
         return Tensor.record("matmul", out, [a, b]) { g in
             var ga: Tensor? = nil, gb: Tensor? = nil
             if a.requiresGrad {
                 // dA = dC · Bᵀ
-                ga = Tensor(shape: batchShape + [m, k], uninitialized: { dst in
-                    g.scalars.withUnsafeBufferPointer { pg in
-                        b.scalars.withUnsafeBufferPointer { pb in
-                            for i in 0..<batch {
-                                sgemm(transA: false, transB: true, m: m, n: k, k: n,
-                                      a: pg.baseAddress! + i * m * n, b: pb.baseAddress! + i * strideB,
-                                      c: dst.baseAddress! + i * m * k)
+                ga = Tensor(
+                    shape: batchShape + [m, k],
+                    uninitialized: { dst in
+                        g.scalars.withUnsafeBufferPointer { pg in
+                            b.scalars.withUnsafeBufferPointer { pb in
+                                for i in 0..<batch {
+                                    sgemm(
+                                        transA: false, transB: true, m: m, n: k, k: n,
+                                        a: pg.baseAddress! + i * m * n, b: pb.baseAddress! + i * strideB,
+                                        c: dst.baseAddress! + i * m * k)
+                                }
                             }
                         }
                     }
-                }).sumToShape(a.shape)
+                ).sumToShape(a.shape)
             }
             if b.requiresGrad {
                 // dB = Aᵀ · dC, summed over the batch when B is shared
-                gb = Tensor(shape: b.shape, uninitialized: { dst in
-                    a.scalars.withUnsafeBufferPointer { pa in
-                        g.scalars.withUnsafeBufferPointer { pg in
-                            for i in 0..<batch {
-                                sgemm(transA: true, transB: false, m: k, n: n, k: m,
-                                      a: pa.baseAddress! + i * strideA, b: pg.baseAddress! + i * m * n,
-                                      beta: (strideB == 0 && i > 0) ? 1 : 0,
-                                      c: dst.baseAddress! + i * strideB)
+                gb = Tensor(
+                    shape: b.shape,
+                    uninitialized: { dst in
+                        a.scalars.withUnsafeBufferPointer { pa in
+                            g.scalars.withUnsafeBufferPointer { pg in
+                                for i in 0..<batch {
+                                    sgemm(
+                                        transA: true, transB: false, m: k, n: n, k: m,
+                                        a: pa.baseAddress! + i * strideA, b: pg.baseAddress! + i * m * n,
+                                        beta: (strideB == 0 && i > 0) ? 1 : 0,
+                                        c: dst.baseAddress! + i * strideB)
+                                }
                             }
                         }
-                    }
-                })
+                    })
             }
             return [ga, gb]
         }
@@ -216,53 +237,64 @@ extension Tensor {
         require(x.shape.last == inF, "linear: input \(x.shape) does not end in \(inF)")
         let rows = x.count / inF
         let outShape = Array(x.shape.dropLast()) + [outF]
-        let out = Tensor(shape: outShape, uninitialized: { y in
-            if let bias {
-                require(bias.shape == [outF], "linear: bias \(bias.shape) is not [\(outF)]")
-                bias.withUnsafeScalars { pb in
-                    for r in 0..<rows { (y.baseAddress! + r * outF).update(from: pb.baseAddress!, count: outF) }
+        let out = Tensor(
+            shape: outShape,
+            uninitialized: { y in
+                if let bias {
+                    require(bias.shape == [outF], "linear: bias \(bias.shape) is not [\(outF)]")
+                    bias.withUnsafeScalars { pb in
+                        for r in 0..<rows { (y.baseAddress! + r * outF).update(from: pb.baseAddress!, count: outF) }
+                    }
                 }
-            }
-            x.scalars.withUnsafeBufferPointer { px in
-                w.scalars.withUnsafeBufferPointer { pw in
-                    sgemm(transA: false, transB: true, m: rows, n: outF, k: inF,
-                          a: px.baseAddress!, b: pw.baseAddress!, beta: bias == nil ? 0 : 1, c: y.baseAddress!)
+                x.scalars.withUnsafeBufferPointer { px in
+                    w.scalars.withUnsafeBufferPointer { pw in
+                        sgemm(
+                            transA: false, transB: true, m: rows, n: outF, k: inF,
+                            a: px.baseAddress!, b: pw.baseAddress!, beta: bias == nil ? 0 : 1, c: y.baseAddress!)
+                    }
                 }
-            }
-        })
+            })
         let inputs = bias.map { [x, w, $0] } ?? [x, w]
         return record("linear", out, inputs) { g in
             var gx: Tensor? = nil, gw: Tensor? = nil, gb: Tensor? = nil
             g.scalars.withUnsafeBufferPointer { pg in
                 // dX = dY · W
                 func inputGrad() {
-                    gx = Tensor(shape: x.shape, uninitialized: { dst in
-                        w.scalars.withUnsafeBufferPointer { pw in
-                            sgemm(transA: false, transB: false, m: rows, n: inF, k: outF,
-                                  a: pg.baseAddress!, b: pw.baseAddress!, c: dst.baseAddress!)
-                        }
-                    })
+                    gx = Tensor(
+                        shape: x.shape,
+                        uninitialized: { dst in
+                            w.scalars.withUnsafeBufferPointer { pw in
+                                sgemm(
+                                    transA: false, transB: false, m: rows, n: inF, k: outF,
+                                    a: pg.baseAddress!, b: pw.baseAddress!, c: dst.baseAddress!)
+                            }
+                        })
                 }
                 // dW = dYᵀ · X
                 func weightGrad() {
-                    gw = Tensor(shape: w.shape, uninitialized: { dst in
-                        x.scalars.withUnsafeBufferPointer { px in
-                            sgemm(transA: true, transB: false, m: outF, n: inF, k: rows,
-                                  a: pg.baseAddress!, b: px.baseAddress!, c: dst.baseAddress!)
-                        }
-                    })
+                    gw = Tensor(
+                        shape: w.shape,
+                        uninitialized: { dst in
+                            x.scalars.withUnsafeBufferPointer { px in
+                                sgemm(
+                                    transA: true, transB: false, m: outF, n: inF, k: rows,
+                                    a: pg.baseAddress!, b: px.baseAddress!, c: dst.baseAddress!)
+                            }
+                        })
                 }
                 if x.requiresGrad { inputGrad() }
                 if w.requiresGrad { weightGrad() }
                 if let bias, bias.requiresGrad {
-                    gb = Tensor(shape: [outF], uninitialized: { dst in
-                        dst.initialize(repeating: 0)
-                        let d = dst.baseAddress!
-                        for r in 0..<rows {
-                            let row = pg.baseAddress! + r * outF
-                            for j in 0..<outF { d[j] += row[j] }
-                        }
-                    })
+                    gb = Tensor(
+                        shape: [outF],
+                        uninitialized: { dst in
+                            dst.initialize(repeating: 0)
+                            let d = dst.baseAddress!
+                            for r in 0..<rows {
+                                let row = pg.baseAddress! + r * outF
+                                for j in 0..<outF { d[j] += row[j] }
+                            }
+                        })
                 }
             }
             return [gx, gw, gb]

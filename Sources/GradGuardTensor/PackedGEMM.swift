@@ -26,8 +26,10 @@ struct PackedOperand {
 
     /// The columns `panels.lowerBound·16 ..< min(panels.upperBound·16, n)` of the product, on
     /// the calling thread.
-    func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, panels: Range<Int>, into c: UnsafeMutablePointer<Float>,
-                  ldc: Int, accumulate: Bool) {
+    func multiply(
+        _ a: UnsafePointer<Float>, lda: Int, m: Int, panels: Range<Int>, into c: UnsafeMutablePointer<Float>,
+        ldc: Int, accumulate: Bool
+    ) {
         data.withUnsafeBufferPointer { p in
             gg_gemm_packed(level.cValue, m, k, a, lda, p.baseAddress!, panels.lowerBound, panels.upperBound, n, c, ldc, accumulate ? 1 : 0)
         }
@@ -50,9 +52,10 @@ struct StepProduct {
         self.transB = transB
         self.k = k
         self.n = n
-        _ = BLASThreads.splitHere   // OpenBLAS single-threaded before any call from a worker
+        _ = BLASThreads.splitHere  // OpenBLAS single-threaded before any call from a worker
         let level = Kernels.level
-        packed = level > .portable && packable
+        packed =
+            level > .portable && packable
             ? PackedOperand(w, ldb: transB ? k : n, transB: transB, k: k, n: n, level: level) : nil
     }
 
@@ -64,15 +67,18 @@ struct StepProduct {
     func apply(_ a: UnsafePointer<Float>, m: Int, columns: Range<Int>, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
         guard !columns.isEmpty, m > 0 else { return }
         if let packed {
-            require(columns.lowerBound % 16 == 0 && (columns.upperBound % 16 == 0 || columns.upperBound == n),
-                         "StepProduct: column block \(columns) is not aligned to the packed panels")
-            packed.multiply(a, lda: k, m: m, panels: (columns.lowerBound / 16)..<((columns.upperBound + 15) / 16),
-                            into: c, ldc: n, accumulate: accumulate)
+            require(
+                columns.lowerBound % 16 == 0 && (columns.upperBound % 16 == 0 || columns.upperBound == n),
+                "StepProduct: column block \(columns) is not aligned to the packed panels")
+            packed.multiply(
+                a, lda: k, m: m, panels: (columns.lowerBound / 16)..<((columns.upperBound + 15) / 16),
+                into: c, ldc: n, accumulate: accumulate)
         } else {
             // Columns j of op(W): rows j of W (n × k) when transposed, else columns j of W (k × n).
             let wBlock = transB ? w + columns.lowerBound * k : w + columns.lowerBound
-            gg_blas_sgemm(0, transB ? 1 : 0, Int32(m), Int32(columns.count), Int32(k),
-                          1, a, Int32(k), wBlock, Int32(transB ? k : n), accumulate ? 1 : 0, c + columns.lowerBound, Int32(n))
+            gg_blas_sgemm(
+                0, transB ? 1 : 0, Int32(m), Int32(columns.count), Int32(k),
+                1, a, Int32(k), wBlock, Int32(transB ? k : n), accumulate ? 1 : 0, c + columns.lowerBound, Int32(n))
         }
     }
 }
@@ -101,16 +107,19 @@ struct UnitBlocks {
 
     /// C += A · op(W) for the columns of `units` in every gate (all columns at once when the
     /// block is the whole layer).
-    func product(_ op: StepProduct, _ a: UnsafePointer<Float>, m: Int, units: Range<Int>, into c: UnsafeMutablePointer<Float>,
-                 accumulate: Bool = true) {
+    func product(
+        _ op: StepProduct, _ a: UnsafePointer<Float>, m: Int, units: Range<Int>, into c: UnsafeMutablePointer<Float>,
+        accumulate: Bool = true
+    ) {
         if units.count == hidden {
             op.apply(a, m: m, columns: 0..<op.n, into: c, accumulate: accumulate)
             return
         }
-        let perGate = op.n / hidden   // gate blocks along C's columns: one per gate forward, one backward
+        let perGate = op.n / hidden  // gate blocks along C's columns: one per gate forward, one backward
         for q in 0..<perGate {
-            op.apply(a, m: m, columns: (q * hidden + units.lowerBound)..<(q * hidden + units.upperBound), into: c,
-                     accumulate: accumulate)
+            op.apply(
+                a, m: m, columns: (q * hidden + units.lowerBound)..<(q * hidden + units.upperBound), into: c,
+                accumulate: accumulate)
         }
     }
 }

@@ -147,7 +147,7 @@ public func parallelFor(_ count: Int, grain: Int = 32_768, _ body: (Range<Int>) 
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs `phases × chunks` pieces of work phase by phase: no chunk of phase p starts before

@@ -11,10 +11,10 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
     public init(seed: UInt64) {
         var x = seed
         func splitmix() -> UInt64 {
-            x &+= 0x9E3779B97F4A7C15
+            x &+= 0x9E37_79B9_7F4A_7C15
             var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-            z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
             return z ^ (z >> 31)
         }
         s = (splitmix(), splitmix(), splitmix(), splitmix())
@@ -76,16 +76,20 @@ public enum DefaultGenerator {
 
 extension Tensor {
     /// Values from N(mean, std²).
-    public static func randn(_ shape: [Int], mean: Float = 0, std: Float = 1, requiresGrad: Bool = false,
-                             generator: inout RandomGenerator) -> Tensor {
+    public static func randn(
+        _ shape: [Int], mean: Float = 0, std: Float = 1, requiresGrad: Bool = false,
+        generator: inout RandomGenerator
+    ) -> Tensor {
         let n = shape.reduce(1, *)
         let v = (0..<n).map { _ in Float(Double(mean) + Double(std) * generator.nextNormal()) }
         return Tensor(shape: shape, scalars: v, requiresGrad: requiresGrad)
     }
 
     /// Values from U[low, high).
-    public static func rand(_ shape: [Int], low: Float = 0, high: Float = 1, requiresGrad: Bool = false,
-                            generator: inout RandomGenerator) -> Tensor {
+    public static func rand(
+        _ shape: [Int], low: Float = 0, high: Float = 1, requiresGrad: Bool = false,
+        generator: inout RandomGenerator
+    ) -> Tensor {
         let n = shape.reduce(1, *)
         let v = (0..<n).map { _ in Float(Double(low) + Double(high - low) * generator.nextUniform()) }
         return Tensor(shape: shape, scalars: v, requiresGrad: requiresGrad)

@@ -1,4 +1,5 @@
 import CGradGuardKernels
+import Foundation
 
 // MARK: - Reductions along axes
 
@@ -15,22 +16,24 @@ extension Tensor {
         let (outer, n, inner) = axisView(axis)
         var outShape = shape
         outShape[axis] = 1
-        return Tensor(shape: outShape, uninitialized: { out in
-            scalars.withUnsafeBufferPointer { x in
-                parallelFor(outer, grain: Swift.max(1, 32_768 / Swift.max(n * inner, 1))) { range in
-                    for o in range {
-                        let base = o * n * inner
-                        for i in 0..<inner { out[o * inner + i] = initial }
-                        for k in 0..<n {
-                            let row = base + k * inner
-                            for i in 0..<inner {
-                                out[o * inner + i] = combine(out[o * inner + i], x[row + i])
+        return Tensor(
+            shape: outShape,
+            uninitialized: { out in
+                scalars.withUnsafeBufferPointer { x in
+                    parallelFor(outer, grain: Swift.max(1, 32_768 / Swift.max(n * inner, 1))) { range in
+                        for o in range {
+                            let base = o * n * inner
+                            for i in 0..<inner { out[o * inner + i] = initial }
+                            for k in 0..<n {
+                                let row = base + k * inner
+                                for i in 0..<inner {
+                                    out[o * inner + i] = combine(out[o * inner + i], x[row + i])
+                                }
                             }
                         }
                     }
                 }
-            }
-        })
+            })
     }
 
     /// Sum over `axes` (negative axes count from the end); all axes when `axes` is nil.
@@ -124,43 +127,49 @@ extension Tensor {
     /// Index of the maximum along `axis` (as Float values).
     public func argmax(axis: Int, keepDims: Bool = false) -> Tensor { max(axis: axis, keepDims: keepDims).indices }
 
-    private func extremum(axis: Int, keepDims: Bool, op: String,
-                          better: (Float, Float) -> Bool) -> (values: Tensor, indices: Tensor) {
+    private func extremum(
+        axis: Int, keepDims: Bool, op: String,
+        better: (Float, Float) -> Bool
+    ) -> (values: Tensor, indices: Tensor) {
         let a = Shape.normalize(axis, rank: rank)
         let (outer, n, inner) = axisView(a)
         require(n > 0, "\(op) over an empty axis")
         var kept = shape
         kept[a] = 1
         var idx = [Int](repeating: 0, count: outer * inner)
-        let values = Tensor(shape: kept, uninitialized: { out in
-            for o in 0..<outer {
-                for i in 0..<inner {
-                    var best = scalars[o * n * inner + i], bi = 0
-                    if !best.isNaN {
-                        for k in 1..<Swift.max(n, 1) {
-                            let v = scalars[(o * n + k) * inner + i]
-                            if v.isNaN { best = v; bi = k; break }   // NaN propagates, as PyTorch
-                            if better(v, best) { best = v; bi = k }
+        let values = Tensor(
+            shape: kept,
+            uninitialized: { out in
+                for o in 0..<outer {
+                    for i in 0..<inner {
+                        var best = scalars[o * n * inner + i], bi = 0
+                        if !best.isNaN {
+                            for k in 1..<Swift.max(n, 1) {
+                                let v = scalars[(o * n + k) * inner + i]
+                                if v.isNaN { best = v; bi = k; break }  // NaN propagates, as PyTorch
+                                if better(v, best) { best = v; bi = k }
+                            }
                         }
+                        out[o * inner + i] = best
+                        idx[o * inner + i] = bi
                     }
-                    out[o * inner + i] = best
-                    idx[o * inner + i] = bi
                 }
-            }
-        })
+            })
         let finalShape = keepDims ? kept : shape.enumerated().filter { $0.offset != a }.map(\.element)
         let indices = Tensor(shape: finalShape, scalars: idx.map { Float($0) })
         let out = Tensor(shape: finalShape, scalars: values.scalars)
         let inShape = shape
         let result = Tensor.record(op, out, [self]) { g in
-            let grad = Tensor(shape: inShape, uninitialized: { dst in
-                dst.initialize(repeating: 0)
-                for o in 0..<outer {
-                    for i in 0..<inner {
-                        dst[(o * n + idx[o * inner + i]) * inner + i] = g.scalars[o * inner + i]
+            let grad = Tensor(
+                shape: inShape,
+                uninitialized: { dst in
+                    dst.initialize(repeating: 0)
+                    for o in 0..<outer {
+                        for i in 0..<inner {
+                            dst[(o * n + idx[o * inner + i]) * inner + i] = g.scalars[o * inner + i]
+                        }
                     }
-                }
-            })
+                })
             return [grad]
         }
         return (result, indices)
@@ -204,38 +213,38 @@ extension Tensor {
     /// either normalise (softmax) or subtract the log of the sum (log-softmax).
     private func softmaxKernel(axis a: Int, log: Bool) -> Tensor {
         let (outer, n, inner) = axisView(a)
-        return Tensor(shape: shape, uninitialized: { out in
-            scalars.withUnsafeBufferPointer { x in
-                parallelFor(outer * inner, grain: Swift.max(1, 16_384 / Swift.max(n, 1))) { range in
-                    var e = [Float](repeating: 0, count: n)
-                    var col = [Float](repeating: 0, count: n)
-                    for s in range {
-                        let o = s / inner, i = s % inner
-                        let base = o * n * inner + i
-                        var m = -Float.infinity
-                        for k in 0..<n {
-                            col[k] = x[base + k * inner]
-                            m = Swift.max(m, col[k])
-                        }
-                        if m == -.infinity { m = 0 }
-                        for k in 0..<n { col[k] -= m }
-                        e.withUnsafeMutableBufferPointer { eb in
-                            col.withUnsafeBufferPointer { cb in VectorMath.apply(cb, eb, 0..<n, .exp) }
-                        }
-                        var total: Float = 0
-                        for k in 0..<n { total += e[k] }
-                        if log {
-                            let lt = Foundation.log(total)
-                            for k in 0..<n { out[base + k * inner] = col[k] - lt }
-                        } else {
-                            let inv = 1 / total
-                            for k in 0..<n { out[base + k * inner] = e[k] * inv }
+        return Tensor(
+            shape: shape,
+            uninitialized: { out in
+                scalars.withUnsafeBufferPointer { x in
+                    parallelFor(outer * inner, grain: Swift.max(1, 16_384 / Swift.max(n, 1))) { range in
+                        var e = [Float](repeating: 0, count: n)
+                        var col = [Float](repeating: 0, count: n)
+                        for s in range {
+                            let o = s / inner, i = s % inner
+                            let base = o * n * inner + i
+                            var m = -Float.infinity
+                            for k in 0..<n {
+                                col[k] = x[base + k * inner]
+                                m = Swift.max(m, col[k])
+                            }
+                            if m == -.infinity { m = 0 }
+                            for k in 0..<n { col[k] -= m }
+                            e.withUnsafeMutableBufferPointer { eb in
+                                col.withUnsafeBufferPointer { cb in VectorMath.apply(cb, eb, 0..<n, .exp) }
+                            }
+                            var total: Float = 0
+                            for k in 0..<n { total += e[k] }
+                            if log {
+                                let lt = Foundation.log(total)
+                                for k in 0..<n { out[base + k * inner] = col[k] - lt }
+                            } else {
+                                let inv = 1 / total
+                                for k in 0..<n { out[base + k * inner] = e[k] * inv }
+                            }
                         }
                     }
                 }
-            }
-        })
+            })
     }
 }
-
-import Foundation

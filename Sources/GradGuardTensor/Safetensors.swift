@@ -49,8 +49,10 @@ public enum Safetensors {
     /// The largest header accepted, as in the reference implementation (100 MB).
     public static let maxHeaderLength: UInt64 = 100_000_000
 
-    static let dtypeSizes: [String: Int] = ["F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4,
-                                            "I16": 2, "I8": 1, "U8": 1, "BOOL": 1]
+    static let dtypeSizes: [String: Int] = [
+        "F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4,
+        "I16": 2, "I8": 1, "U8": 1, "BOOL": 1
+    ]
 
     /// Reads every tensor of the file at `path`, converting to Float32.
     public static func read(_ path: String) throws -> [String: Tensor] {

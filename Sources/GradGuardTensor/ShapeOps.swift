@@ -47,12 +47,14 @@ extension Tensor {
         if perm == Array(0..<rank) { return self }
         let outShape = perm.map { shape[$0] }
         let inStrides = strides
-        let srcStrides = perm.map { inStrides[$0] }   // stride in the input for each output dim
-        let out = Tensor(shape: outShape, uninitialized: { dst in
-            scalars.withUnsafeBufferPointer { src in
-                Tensor.stridedCopy(src, dst, shape: outShape, srcStrides: srcStrides, srcOffset: 0)
-            }
-        })
+        let srcStrides = perm.map { inStrides[$0] }  // stride in the input for each output dim
+        let out = Tensor(
+            shape: outShape,
+            uninitialized: { dst in
+                scalars.withUnsafeBufferPointer { src in
+                    Tensor.stridedCopy(src, dst, shape: outShape, srcStrides: srcStrides, srcOffset: 0)
+                }
+            })
         var inverse = [Int](repeating: 0, count: rank)
         for (i, p) in perm.enumerated() { inverse[p] = i }
         if let source = rowSource, hooks.isEmpty, rank == 3, perm == [1, 0, 2] {
@@ -69,8 +71,10 @@ extension Tensor {
     }
 
     /// Copies a strided view of `src` into contiguous `dst`.
-    static func stridedCopy(_ src: UnsafeBufferPointer<Float>, _ dst: UnsafeMutableBufferPointer<Float>,
-                            shape: [Int], srcStrides: [Int], srcOffset: Int) {
+    static func stridedCopy(
+        _ src: UnsafeBufferPointer<Float>, _ dst: UnsafeMutableBufferPointer<Float>,
+        shape: [Int], srcStrides: [Int], srcOffset: Int
+    ) {
         let rank = shape.count
         if rank == 0 { if dst.count > 0 { dst[0] = src[srcOffset] }; return }
         let inner = shape[rank - 1], innerStride = srcStrides[rank - 1]
@@ -97,11 +101,13 @@ extension Tensor {
         if target == shape { return self }
         let s = Shape.broadcastStrides(shape, to: target)
         require(Shape.broadcast(shape, target) == target, "cannot expand \(shape) to \(target)")
-        let out = Tensor(shape: target, uninitialized: { dst in
-            scalars.withUnsafeBufferPointer { src in
-                Tensor.stridedCopy(src, dst, shape: target, srcStrides: s, srcOffset: 0)
-            }
-        })
+        let out = Tensor(
+            shape: target,
+            uninitialized: { dst in
+                scalars.withUnsafeBufferPointer { src in
+                    Tensor.stridedCopy(src, dst, shape: target, srcStrides: s, srcOffset: 0)
+                }
+            })
         let inShape = shape
         return Tensor.record("expand", out, [self]) { g in [g.sumToShape(inShape)] }
     }
@@ -119,24 +125,28 @@ extension Tensor {
         var srcStrides = strides
         let offset = lo * srcStrides[a]
         srcStrides[a] *= step
-        let out = Tensor(shape: outShape, uninitialized: { dst in
-            scalars.withUnsafeBufferPointer { src in
-                Tensor.stridedCopy(src, dst, shape: outShape, srcStrides: srcStrides, srcOffset: offset)
-            }
-        })
-        let inShape = shape
-        return Tensor.record("slice", out, [self]) { g in
-            let grad = Tensor(shape: inShape, uninitialized: { dst in
-                dst.initialize(repeating: 0)
-                let (outer, _, inner) = g.axisView(a)
-                for o in 0..<outer {
-                    for k in 0..<len {
-                        let srcRow = (o * len + k) * inner
-                        let dstRow = (o * n + lo + k * step) * inner
-                        for i in 0..<inner { dst[dstRow + i] = g.scalars[srcRow + i] }
-                    }
+        let out = Tensor(
+            shape: outShape,
+            uninitialized: { dst in
+                scalars.withUnsafeBufferPointer { src in
+                    Tensor.stridedCopy(src, dst, shape: outShape, srcStrides: srcStrides, srcOffset: offset)
                 }
             })
+        let inShape = shape
+        return Tensor.record("slice", out, [self]) { g in
+            let grad = Tensor(
+                shape: inShape,
+                uninitialized: { dst in
+                    dst.initialize(repeating: 0)
+                    let (outer, _, inner) = g.axisView(a)
+                    for o in 0..<outer {
+                        for k in 0..<len {
+                            let srcRow = (o * len + k) * inner
+                            let dstRow = (o * n + lo + k * step) * inner
+                            for i in 0..<inner { dst[dstRow + i] = g.scalars[srcRow + i] }
+                        }
+                    }
+                })
             return [grad]
         }
     }
@@ -152,8 +162,9 @@ extension Tensor {
         let first = tensors[0]
         let a = Shape.normalize(axis, rank: first.rank)
         for t in tensors {
-            require(t.rank == first.rank && t.shape.enumerated().allSatisfy { $0.offset == a || $0.element == first.shape[$0.offset] },
-                         "concatenate: shape \(t.shape) does not match \(first.shape) outside axis \(a)")
+            require(
+                t.rank == first.rank && t.shape.enumerated().allSatisfy { $0.offset == a || $0.element == first.shape[$0.offset] },
+                "concatenate: shape \(t.shape) does not match \(first.shape) outside axis \(a)")
         }
         let sizes = tensors.map { $0.shape[a] }
         var outShape = first.shape
@@ -161,19 +172,21 @@ extension Tensor {
         let outer = first.shape[..<a].reduce(1, *)
         let inner = first.shape[(a + 1)...].reduce(1, *)
         let total = outShape[a]
-        let out = Tensor(shape: outShape, uninitialized: { dst in
-            var at = 0
-            for t in tensors {
-                let n = t.shape[a]
-                t.scalars.withUnsafeBufferPointer { src in
-                    for o in 0..<outer {
-                        let s = o * n * inner, d = (o * total + at) * inner
-                        for j in 0..<(n * inner) { dst[d + j] = src[s + j] }
+        let out = Tensor(
+            shape: outShape,
+            uninitialized: { dst in
+                var at = 0
+                for t in tensors {
+                    let n = t.shape[a]
+                    t.scalars.withUnsafeBufferPointer { src in
+                        for o in 0..<outer {
+                            let s = o * n * inner, d = (o * total + at) * inner
+                            for j in 0..<(n * inner) { dst[d + j] = src[s + j] }
+                        }
                     }
+                    at += n
                 }
-                at += n
-            }
-        })
+            })
         return record("concatenate", out, tensors) { g in g.split(sizes: sizes, axis: a).map { Optional($0) } }
     }
 
@@ -213,35 +226,40 @@ extension Tensor {
         let (outer, n, inner) = axisView(a)
         let idx = indices.scalars.map { Int($0) }
         for (k, i) in idx.enumerated() {
-            require(i >= 0 && i < n && Float(i) == indices.scalars[k],
-                         "indexSelect: index \(indices.scalars[k]) out of range 0..<\(n)")
+            require(
+                i >= 0 && i < n && Float(i) == indices.scalars[k],
+                "indexSelect: index \(indices.scalars[k]) out of range 0..<\(n)")
         }
         let m = idx.count
         let outShape = Array(shape[..<a]) + indices.shape + Array(shape[(a + 1)...])
-        let out = Tensor(shape: outShape, uninitialized: { dst in
-            scalars.withUnsafeBufferPointer { src in
-                for o in 0..<outer {
-                    for (k, i) in idx.enumerated() {
-                        let s = (o * n + i) * inner, d = (o * m + k) * inner
-                        for j in 0..<inner { dst[d + j] = src[s + j] }
-                    }
-                }
-            }
-        })
-        let inShape = shape
-        if a == 0 && rank == 2 && m >= 2 * n { out.rowSource = RowSource(table: self, indexShape: indices.shape, indices: idx) }
-        return Tensor.record("indexSelect", out, [self]) { g in
-            let grad = Tensor(shape: inShape, uninitialized: { dst in
-                dst.initialize(repeating: 0)
-                g.scalars.withUnsafeBufferPointer { src in
+        let out = Tensor(
+            shape: outShape,
+            uninitialized: { dst in
+                scalars.withUnsafeBufferPointer { src in
                     for o in 0..<outer {
                         for (k, i) in idx.enumerated() {
-                            let d = (o * n + i) * inner, s = (o * m + k) * inner
-                            for j in 0..<inner { dst[d + j] += src[s + j] }
+                            let s = (o * n + i) * inner, d = (o * m + k) * inner
+                            for j in 0..<inner { dst[d + j] = src[s + j] }
                         }
                     }
                 }
             })
+        let inShape = shape
+        if a == 0 && rank == 2 && m >= 2 * n { out.rowSource = RowSource(table: self, indexShape: indices.shape, indices: idx) }
+        return Tensor.record("indexSelect", out, [self]) { g in
+            let grad = Tensor(
+                shape: inShape,
+                uninitialized: { dst in
+                    dst.initialize(repeating: 0)
+                    g.scalars.withUnsafeBufferPointer { src in
+                        for o in 0..<outer {
+                            for (k, i) in idx.enumerated() {
+                                let d = (o * n + i) * inner, s = (o * m + k) * inner
+                                for j in 0..<inner { dst[d + j] += src[s + j] }
+                            }
+                        }
+                    }
+                })
             return [grad]
         }
     }
@@ -265,15 +283,19 @@ extension Tensor {
             }
             offsets[flat] = off
         }
-        let out = Tensor(shape: outShape, uninitialized: { dst in
-            for (k, off) in offsets.enumerated() { dst[k] = scalars[off] }
-        })
+        let out = Tensor(
+            shape: outShape,
+            uninitialized: { dst in
+                for (k, off) in offsets.enumerated() { dst[k] = scalars[off] }
+            })
         let inShape = shape
         return Tensor.record("gather", out, [self]) { g in
-            let grad = Tensor(shape: inShape, uninitialized: { dst in
-                dst.initialize(repeating: 0)
-                for (k, off) in offsets.enumerated() { dst[off] += g.scalars[k] }
-            })
+            let grad = Tensor(
+                shape: inShape,
+                uninitialized: { dst in
+                    dst.initialize(repeating: 0)
+                    for (k, off) in offsets.enumerated() { dst[off] += g.scalars[k] }
+                })
             return [grad]
         }
     }

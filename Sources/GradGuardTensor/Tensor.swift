@@ -38,8 +38,9 @@ public final class Tensor {
     /// Creates a tensor from row-major values. The count must equal the product of `shape`.
     public init(shape: [Int], scalars: [Float], requiresGrad: Bool = false) {
         require(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
-        require(shape.reduce(1, *) == scalars.count,
-                     "shape \(shape) needs \(shape.reduce(1, *)) values, got \(scalars.count)")
+        require(
+            shape.reduce(1, *) == scalars.count,
+            "shape \(shape) needs \(shape.reduce(1, *)) values, got \(scalars.count)")
         self.shape = shape
         self.scalars = scalars
         self.requiresGrad = requiresGrad

@@ -5,7 +5,7 @@ import Foundation
 extension Tensor {
     public func exp() -> Tensor {
         let out = mapSIMD(.exp)
-        let y = out.detach()   // saved without its node: a rule must not retain its own output
+        let y = out.detach()  // saved without its node: a rule must not retain its own output
         return Tensor.record("exp", out, [self]) { g in [g * y] }
     }
 
@@ -68,28 +68,38 @@ extension Tensor {
     public func silu() -> Tensor {
         let x = self
         // σ(x) is kept for backward; x·σ(x) is formed chunk by chunk while σ(x) is in cache.
-        var product = [Float](unsafeUninitializedCapacity: x.count) { _, c in c = x.count }   // written below
-        let s = Tensor(shape: x.shape, uninitialized: { sig in
-            x.withUnsafeScalars { px in
-                product.withUnsafeMutableBufferPointer { py in
-                    let y = py.baseAddress!
-                    parallelFor(px.count) { r in
-                        VectorMath.apply(px, sig, r, .sigmoid)
-                        for i in r { y[i] = px[i] * sig[i] }
+        var product = [Float](unsafeUninitializedCapacity: x.count) { _, c in c = x.count }  // written below
+        let s = Tensor(
+            shape: x.shape,
+            uninitialized: { sig in
+                x.withUnsafeScalars { px in
+                    product.withUnsafeMutableBufferPointer { py in
+                        let y = py.baseAddress!
+                        parallelFor(px.count) { r in
+                            VectorMath.apply(px, sig, r, .sigmoid)
+                            for i in r { y[i] = px[i] * sig[i] }
+                        }
                     }
                 }
-            }
-        })
+            })
         let out = Tensor(shape: x.shape, scalars: product)
         return Tensor.record("silu", out, [x]) { g in
             // d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x))), in one pass over g, x and σ(x)
-            [Tensor(shape: x.shape, uninitialized: { d in
-                g.withUnsafeScalars { pg in x.withUnsafeScalars { px in s.withUnsafeScalars { ps in
-                    parallelFor(d.count) { r in
-                        for i in r { d[i] = pg[i] * ps[i] * (1 + px[i] * (1 - ps[i])) }
-                    }
-                } } }
-            })]
+            [
+                Tensor(
+                    shape: x.shape,
+                    uninitialized: { d in
+                        g.withUnsafeScalars { pg in
+                            x.withUnsafeScalars { px in
+                                s.withUnsafeScalars { ps in
+                                    parallelFor(d.count) { r in
+                                        for i in r { d[i] = pg[i] * ps[i] * (1 + px[i] * (1 - ps[i])) }
+                                    }
+                                }
+                            }
+                        }
+                    })
+            ]
         }
     }
 
@@ -98,7 +108,7 @@ extension Tensor {
     public func gelu(approximate: Bool = false) -> Tensor {
         let x = self
         if approximate {
-            let k: Float = 0.7978845608028654   // sqrt(2/pi)
+            let k: Float = 0.7978845608028654  // sqrt(2/pi)
             let inner = x.map { k * ($0 + 0.044715 * $0 * $0 * $0) }
             let t = inner.mapSIMD(.tanh)
             let out = Tensor.zipMap(x, t) { 0.5 * $0 * (1 + $1) }

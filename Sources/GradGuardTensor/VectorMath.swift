@@ -15,13 +15,13 @@ enum VectorMath {
     @inline(__always)
     static func exp(_ x: F8) -> F8 {
         let hi: Float = 88.72283
-        let lo: Float = -87.33654   // below this the result is sub-normal: flushed to 0
+        let lo: Float = -87.33654  // below this the result is sub-normal: flushed to 0
         var xc = x.replacing(with: hi, where: x .> hi)
         xc = xc.replacing(with: lo, where: xc .< lo)
-        xc.replace(with: 0, where: xc .!= xc)   // NaN lanes computed as 0, restored below
+        xc.replace(with: 0, where: xc .!= xc)  // NaN lanes computed as 0, restored below
         // Round x·log₂e to the nearest integer by adding 1.5·2²³: the sum's low mantissa bits
         // then hold n as an integer, which also gives 2^n without a float-to-int conversion.
-        let magic = F8(repeating: 12582912)
+        let magic = F8(repeating: 12_582_912)
         let shifted = xc * 1.44269504088896341 + magic
         let n = shifted - magic
         var r = xc - n * 0.693359375
@@ -42,7 +42,7 @@ enum VectorMath {
         var y = p * s1 * s2
         y.replace(with: Float.infinity, where: x .> hi)
         y.replace(with: 0, where: x .< lo)
-        y.replace(with: x, where: x .!= x)   // NaN in, NaN out
+        y.replace(with: x, where: x .!= x)  // NaN in, NaN out
         return y
     }
 
@@ -92,8 +92,10 @@ enum VectorMath {
     /// Applies one of the vectorised functions to `src[range]`, writing `dst[range]` (the
     /// two may be the same memory). Each function has its own loop so that it is inlined.
     @inline(__always)
-    static func apply(_ src: UnsafeBufferPointer<Float>, _ dst: UnsafeMutableBufferPointer<Float>,
-                      _ range: Range<Int>, _ op: VectorOp) {
+    static func apply(
+        _ src: UnsafeBufferPointer<Float>, _ dst: UnsafeMutableBufferPointer<Float>,
+        _ range: Range<Int>, _ op: VectorOp
+    ) {
         let level = Kernels.level
         if level > .portable {
             let x = src.baseAddress! + range.lowerBound, y = dst.baseAddress! + range.lowerBound, n = range.count
@@ -112,8 +114,10 @@ enum VectorMath {
     }
 
     @inline(__always)
-    private static func loop(_ src: UnsafeBufferPointer<Float>, _ dst: UnsafeMutableBufferPointer<Float>,
-                             _ range: Range<Int>, _ f: (F8) -> F8) {
+    private static func loop(
+        _ src: UnsafeBufferPointer<Float>, _ dst: UnsafeMutableBufferPointer<Float>,
+        _ range: Range<Int>, _ f: (F8) -> F8
+    ) {
         var i = range.lowerBound
         let end = range.upperBound
         let s = src.baseAddress!, d = dst.baseAddress!
@@ -137,10 +141,12 @@ enum VectorOp { case exp, sigmoid, tanh }
 extension Tensor {
     /// Applies a vectorised function to every value.
     func mapSIMD(_ op: VectorOp) -> Tensor {
-        Tensor(shape: shape, uninitialized: { out in
-            scalars.withUnsafeBufferPointer { src in
-                parallelFor(src.count) { r in VectorMath.apply(src, out, r, op) }
-            }
-        })
+        Tensor(
+            shape: shape,
+            uninitialized: { out in
+                scalars.withUnsafeBufferPointer { src in
+                    parallelFor(src.count) { r in VectorMath.apply(src, out, r, op) }
+                }
+            })
     }
 }

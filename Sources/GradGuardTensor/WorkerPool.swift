@@ -106,15 +106,17 @@ final class WorkerPool: @unchecked Sendable {
                 var attr = pthread_attr_t()
                 pthread_attr_init(&attr)
                 pthread_attr_setstacksize(&attr, 8 << 20)
-                let rc = pthread_create(&thread, &attr, { arg in
-                    let pool = Unmanaged<WorkerPool>.fromOpaque(arg!).takeRetainedValue()
-                    pool.loop()
-                    return nil
-                }, box)
+                let rc = pthread_create(
+                    &thread, &attr,
+                    { arg in
+                        let pool = Unmanaged<WorkerPool>.fromOpaque(arg!).takeRetainedValue()
+                        pool.loop()
+                        return nil
+                    }, box)
                 pthread_attr_destroy(&attr)
                 if rc != 0 {
                     Unmanaged<WorkerPool>.fromOpaque(box).release()
-                    return   // fewer workers: the calling thread does the rest
+                    return  // fewer workers: the calling thread does the rest
                 }
                 pthread_detach(thread)
                 count += 1

@@ -30,7 +30,8 @@ func parseOptions() -> Options {
     var o = Options()
     var args = CommandLine.arguments.dropFirst().makeIterator()
     func fail(_ message: String) -> Never {
-        FileHandle.standardError.write(Data("gradguard-mlp: \(message)\nusage: gradguard-mlp [--steps N] [--lr LR] [--seed S] [--every K] [--init default|kaiming|normal]\n".utf8))
+        FileHandle.standardError.write(
+            Data("gradguard-mlp: \(message)\nusage: gradguard-mlp [--steps N] [--lr LR] [--seed S] [--every K] [--init default|kaiming|normal]\n".utf8))
         exit(2)
     }
     while let a = args.next() {
@@ -91,10 +92,11 @@ guardian.onIncident = { incident in
 }
 let (testX, testY) = data.batch(1024)
 
-print("deep MLP: 20 × (Linear 256 + ReLU) + Linear(256, 10), \(named.count) tensors, "
-      + "\(model.parameters().reduce(0) { $0 + $1.count }) parameters; "
-      + "\(["default": "PyTorch default", "kaiming": "Kaiming-normal", "normal": "N(0, 1)"][options.initialisation]!) init; "
-      + "SGD lr \(options.lr) momentum 0.9, guarded, clip 1.0")
+print(
+    "deep MLP: 20 × (Linear 256 + ReLU) + Linear(256, 10), \(named.count) tensors, "
+        + "\(model.parameters().reduce(0) { $0 + $1.count }) parameters; "
+        + "\(["default": "PyTorch default", "kaiming": "Kaiming-normal", "normal": "N(0, 1)"][options.initialisation]!) init; "
+        + "SGD lr \(options.lr) momentum 0.9, guarded, clip 1.0")
 print("  step       loss   grad norm    ‖g‖ 0.w    ‖g‖ 20.w    ‖g‖ 40.w")
 let start = Date()
 for step in 1...options.steps {
@@ -111,14 +113,19 @@ for step in 1...options.steps {
     }
     if step == 1 || step % options.every == 0 || step == options.steps {
         let layerNorms = watched.map { name in outcome.stats.tensors.first { $0.name == name }!.gradNorm }
-        print(String(format: "%6d  %9.4f  %10.3e  %10.3e  %10.3e  %10.3e", step, loss.item, outcome.stats.globalL2,
-                     layerNorms[0], layerNorms[1], layerNorms[2]))
+        print(
+            String(
+                format: "%6d  %9.4f  %10.3e  %10.3e  %10.3e  %10.3e", step, loss.item, outcome.stats.globalL2,
+                layerNorms[0], layerNorms[1], layerNorms[2]))
     }
 }
 let elapsed = Date().timeIntervalSince(start)
 model.eval()
 let accuracy = withoutGrad { model(testX).argmax(axis: 1).eq(testY).mean().item }
-print(String(format: "%d steps in %.2f s (%.1f ms/step); held-out accuracy %.1f%% (chance 10%%)",
-             options.steps, elapsed, elapsed / Double(options.steps) * 1000, accuracy * 100))
-print("guard: \(guardian.incidents.count) incidents, \(guardian.skippedSteps) steps skipped, \(guardian.rollbacks) rollbacks"
-      + (shown > 3 ? " (first 3 shown)" : ""))
+print(
+    String(
+        format: "%d steps in %.2f s (%.1f ms/step); held-out accuracy %.1f%% (chance 10%%)",
+        options.steps, elapsed, elapsed / Double(options.steps) * 1000, accuracy * 100))
+print(
+    "guard: \(guardian.incidents.count) incidents, \(guardian.skippedSteps) steps skipped, \(guardian.rollbacks) rollbacks"
+        + (shown > 3 ? " (first 3 shown)" : ""))

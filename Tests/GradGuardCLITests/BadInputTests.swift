@@ -1,14 +1,17 @@
 import Foundation
+import GradGuard
 import XCTest
 import _TestSupport
-import GradGuard
+
 @testable import GradGuardCLI
 
 /// What a user can get wrong, run through the binary: every case ends in a sentence and its
 /// documented exit code, and nothing already saved is lost or corrupted.
 final class BadInputTests: CLITestCase {
-    let tiny = ["--set", "data.train=128", "--set", "data.validation=32", "--set", "model.layers=2", "--set", "training.epochs=1",
-                "--quiet"]
+    let tiny = [
+        "--set", "data.train=128", "--set", "data.validation=32", "--set", "model.layers=2", "--set", "training.epochs=1",
+        "--quiet"
+    ]
 
     func testRunNamesNeverLeaveTheRunsDirectory() throws {
         let keep = tmp + "/keep.txt"
@@ -35,8 +38,10 @@ final class BadInputTests: CLITestCase {
     func testResumeRefusesChangesTheCheckpointCannotTakeAndLeavesTheRunIntact() throws {
         XCTAssertEqual(try run(["train", "--name", "a"] + tiny).code, 0)
         let config = FileManager.default.contents(atPath: tmp + "/runs/a/config.yaml")
-        for change in ["optimizer.kind=adam", "model.width=128", "model.layers=3", "model.batch_norm=true", "data.inputs=16",
-                       "data.classes=5", "guard.clipper=zclip"] {
+        for change in [
+            "optimizer.kind=adam", "model.width=128", "model.layers=3", "model.batch_norm=true", "data.inputs=16",
+            "data.classes=5", "guard.clipper=zclip"
+        ] {
             let r = try run(["resume", "a", "--set", change])
             XCTAssertEqual(r.code, 2, "\(change): \(r.err)")
             XCTAssertTrue(r.err.contains("cannot change when resuming"), r.err)
@@ -60,7 +65,7 @@ final class BadInputTests: CLITestCase {
         XCTAssertThrowsError(try adam.load(stateDict: sgd.stateDict())) {
             XCTAssertTrue("\($0)".contains("another kind of optimizer"), "\($0)")
         }
-        adam.step()   // still usable: nothing was changed
+        adam.step()  // still usable: nothing was changed
     }
 
     func testAFullDiskIsAnErrorNamingTheFile() throws {
@@ -108,10 +113,12 @@ final class BadInputTests: CLITestCase {
     }
 
     func testSettingsTheMachineCannotHoldAreRefusedUpFront() throws {
-        for (settings, says) in [(["model.width=100000"], "of parameters and optimizer state"),
-                                 (["model.kind=charlm", "data.kind=text", "data.sequence_length=100000"], "of activations for one batch"),
-                                 (["model.kind=detector", "data.kind=yolo", "data.image_size=4096"], "data.image_size 4096"),
-                                 (["model.kind=sequence", "data.kind=adding", "data.sequence_length=100000"], "data.sequence_length 100000")] {
+        for (settings, says) in [
+            (["model.width=100000"], "of parameters and optimizer state"),
+            (["model.kind=charlm", "data.kind=text", "data.sequence_length=100000"], "of activations for one batch"),
+            (["model.kind=detector", "data.kind=yolo", "data.image_size=4096"], "data.image_size 4096"),
+            (["model.kind=sequence", "data.kind=adding", "data.sequence_length=100000"], "data.sequence_length 100000")
+        ] {
             let r = try run(["train", "--name", "big"] + settings.flatMap { ["--set", $0] })
             XCTAssertEqual(r.code, 2, "\(settings): \(r.err)")
             XCTAssertTrue(r.err.contains(says) && r.err.contains("more than this machine's"), r.err)
@@ -126,8 +133,9 @@ final class BadInputTests: CLITestCase {
         let corpus = CharCorpus(text: text)
         XCTAssertEqual(MemoryLayout<UInt16>.stride * corpus.ids.count, 2 * text.count)
         let (train, _) = try corpus.datasets(length: 64)
-        XCTAssertEqual(train.ids.withUnsafeBufferPointer { $0.baseAddress }, corpus.ids.withUnsafeBufferPointer { $0.baseAddress },
-                       "the windows share the corpus's ids")
+        XCTAssertEqual(
+            train.ids.withUnsafeBufferPointer { $0.baseAddress }, corpus.ids.withUnsafeBufferPointer { $0.baseAddress },
+            "the windows share the corpus's ids")
     }
 
     /// A run that diverges at step 0: diagnose gives each recommendation once, and the
@@ -147,8 +155,10 @@ final class BadInputTests: CLITestCase {
 
     func testEveryStringRoundTripsThroughConfigYAML() throws {
         var g = RandomGenerator(seed: 11)
-        let pool: [Unicode.Scalar] = ["\\", "\"", "'", "\t", "\n", "\r", " ", "#", ":", "-", "{", "[", "&", "*", "!", "|", ">", "%", "@", "`",
-                                      "\u{1}", "\u{7F}", "\u{85}", "\u{A0}", "\u{2028}", "\u{2029}", "\u{FEFF}", "\u{FFFE}", "é", "日", "🙂", "a", "Z", "0", "."]
+        let pool: [Unicode.Scalar] = [
+            "\\", "\"", "'", "\t", "\n", "\r", " ", "#", ":", "-", "{", "[", "&", "*", "!", "|", ">", "%", "@", "`",
+            "\u{1}", "\u{7F}", "\u{85}", "\u{A0}", "\u{2028}", "\u{2029}", "\u{FEFF}", "\u{FFFE}", "é", "日", "🙂", "a", "Z", "0", "."
+        ]
         for _ in 0..<500 {
             let n = Int(g.next() % 12) + 1
             var s = String.UnicodeScalarView()

@@ -1,7 +1,8 @@
 import Foundation
+import GradGuard
 import XCTest
 import _TestSupport
-import GradGuard
+
 @testable import GradGuardCLI
 
 /// Configuration parsing, and the built `gradguard` binary run as a user would.
@@ -18,8 +19,9 @@ final class CLITests: CLITestCase {
         XCTAssertEqual(configError("optimizer:\n  lrr: 0.1\n"), "f.yaml:2: optimizer.lrr: unknown key (did you mean 'optimizer.lr'?)")
         XCTAssertEqual(configError("trainig:\n  epochs: 2\n"), "f.yaml:1: trainig: unknown section (did you mean 'training'?)")
         XCTAssertEqual(configError("optimizer:\n  lr: -1\n"), "f.yaml:2: optimizer.lr: expected a number in 1e-12...100.0, got '-1'")
-        XCTAssertEqual(configError("guard:\n  clipper: zlcip\n"),
-                       "f.yaml:2: guard.clipper: expected one of none, global-norm, value, zclip, autoclip, agc, per-module, got 'zlcip'")
+        XCTAssertEqual(
+            configError("guard:\n  clipper: zlcip\n"),
+            "f.yaml:2: guard.clipper: expected one of none, global-norm, value, zclip, autoclip, agc, per-module, got 'zlcip'")
         XCTAssertEqual(configError("training: 3\n"), "f.yaml:1: training: expected a section of settings, got '3'")
         XCTAssertEqual(configError("model:\n  layers: [1, 2]\n"), "f.yaml:2: model.layers: expected a single value, got a list")
         XCTAssertTrue(configError("name: [x\n").hasPrefix("f.yaml:"), configError("name: [x\n"))
@@ -54,12 +56,16 @@ final class CLITests: CLITestCase {
             return "ok"
         }
         XCTAssertEqual(validated(["guard.clipper=value", "guard.clip_value=0.5"]), "ok")
-        XCTAssertEqual(validated(["guard.clipper=zclip", "guard.max_norm=1"]),
-                       "f.yaml: guard.max_norm: does not apply to guard.clipper zclip (it is for global-norm, per-module); zclip reads guard.zclip.z_threshold, guard.zclip.alpha, guard.zclip.warmup_steps")
-        XCTAssertEqual(validated(["guard.clipper=value", "guard.max_norm=0.5"]),
-                       "f.yaml: guard.max_norm: does not apply to guard.clipper value (it is for global-norm, per-module); value reads guard.clip_value")
-        XCTAssertEqual(validated(["guard.clipper=none", "guard.autoclip.percentile=5"]),
-                       "f.yaml: guard.autoclip.percentile: does not apply to guard.clipper none (it is for autoclip); none takes no threshold")
+        XCTAssertEqual(
+            validated(["guard.clipper=zclip", "guard.max_norm=1"]),
+            "f.yaml: guard.max_norm: does not apply to guard.clipper zclip (it is for global-norm, per-module); zclip reads guard.zclip.z_threshold, guard.zclip.alpha, guard.zclip.warmup_steps"
+        )
+        XCTAssertEqual(
+            validated(["guard.clipper=value", "guard.max_norm=0.5"]),
+            "f.yaml: guard.max_norm: does not apply to guard.clipper value (it is for global-norm, per-module); value reads guard.clip_value")
+        XCTAssertEqual(
+            validated(["guard.clipper=none", "guard.autoclip.percentile=5"]),
+            "f.yaml: guard.autoclip.percentile: does not apply to guard.clipper none (it is for autoclip); none takes no threshold")
         XCTAssertEqual(validated(["guard.clipper=agc", "guard.agc_ratio=200"]), "ok")
         XCTAssertTrue(validated(["guard.autoclip.percentile=101"]).contains("expected a number in 0.0...100.0"))
         // An older resolved file: every key written, max_norm the value clipper's value.
@@ -124,7 +130,7 @@ final class CLITests: CLITestCase {
         XCTAssertEqual(try run(["train", "--config", "missing.yaml"]).code, 3)
         XCTAssertEqual(try run(["train", "--set", "optimizer.lr=fast"]).code, 2)
         XCTAssertEqual(try run(["diagnose", "nothere"]).code, 3)
-        XCTAssertEqual(try run(["frobnicate"]).code, 2)   // a usage error, as documented
+        XCTAssertEqual(try run(["frobnicate"]).code, 2)  // a usage error, as documented
     }
 
     /// Kills `gradguard train` (SIGKILL) at different moments while it checkpoints every
@@ -135,8 +141,10 @@ final class CLITests: CLITestCase {
         for (i, delay) in [0.0, 0.05, 0.15].enumerated() {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["train", "--name", "k\(i)", "--quiet", "--set", "training.checkpoint_every=1", "--set", "training.epochs=50",
-                           "--set", "model.width=256", "--set", "data.train=2048"]
+            p.arguments = [
+                "train", "--name", "k\(i)", "--quiet", "--set", "training.checkpoint_every=1", "--set", "training.epochs=50",
+                "--set", "model.width=256", "--set", "data.train=2048"
+            ]
             p.currentDirectoryURL = URL(fileURLWithPath: tmp)
             try p.run()
             // Once checkpoints are being written, kill it a moment later, mid-save or not.
@@ -147,7 +155,7 @@ final class CLITests: CLITestCase {
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
             let store = CheckpointStore(directory: tmp + "/runs/k\(i)/checkpoints")
-            guard !store.list().isEmpty else { continue }   // killed before the first checkpoint
+            guard !store.list().isEmpty else { continue }  // killed before the first checkpoint
             exercised += 1
             let step = try XCTUnwrap(try? store.loadLatest().checkpoint.step, "run k\(i) killed after \(delay) s has no loadable checkpoint")
             let r = try run(["resume", "k\(i)", "--quiet", "--set", "training.max_steps=\(step + 2)"])
@@ -184,21 +192,26 @@ final class CLITests: CLITestCase {
         }
         let f = DemoTable.folded([t("0.0046", "yes", "11"), t("NaN (diverged)", "no", "3"), t("0.0120", "yes", "7")])
         XCTAssertEqual(f.rows[0], ["zclip", "0.0120 [0.0046 – NaN] (1/3 diverged)", "2/3 yes", "7 [3 – 11]", "the cat"])
-        XCTAssertEqual(DemoTable.folded([t("1.0e-3 / 2e-4", "no", "1"), t("3.0e-3 / 2e-4", "no", "1")]).rows[0][1], "1.0e-3 / 2e-4",
-                       "a cell of several numbers is not folded")
+        XCTAssertEqual(
+            DemoTable.folded([t("1.0e-3 / 2e-4", "no", "1"), t("3.0e-3 / 2e-4", "no", "1")]).rows[0][1], "1.0e-3 / 2e-4",
+            "a cell of several numbers is not folded")
         XCTAssertEqual(f.caption, "c; 3 seeds: median [min – max]")
     }
 
     /// The other demos run end to end at a few steps and print a row per run.
     func testInitLRRegularizationAndDetectorDemosPrintTheirTables() throws {
-        let cases: [(String, [String], Int)] = [("lr", ["--steps", "4"], 6), ("regularization", ["--steps", "3"], 4),
-                                                ("init", ["--steps", "1", "--examples", "64"], 12),
-                                                ("detector", ["--steps", "1", "--examples", "8"], 4)]
+        let cases: [(String, [String], Int)] = [
+            ("lr", ["--steps", "4"], 6), ("regularization", ["--steps", "3"], 4),
+            ("init", ["--steps", "1", "--examples", "64"], 12),
+            ("detector", ["--steps", "1", "--examples", "8"], 4)
+        ]
         for (name, args, rows) in cases {
             let r = try run(["demo", name] + args)
             XCTAssertEqual(r.code, 0, name + ": " + r.err)
-            let table = r.out.split(separator: "\n").filter { $0.hasPrefix("| ") && !$0.hasPrefix("| lr |") && !$0.hasPrefix("| model |")
-                && !$0.hasPrefix("| regularisation |") && !$0.hasPrefix("| run |") }
+            let table = r.out.split(separator: "\n").filter {
+                $0.hasPrefix("| ") && !$0.hasPrefix("| lr |") && !$0.hasPrefix("| model |")
+                    && !$0.hasPrefix("| regularisation |") && !$0.hasPrefix("| run |")
+            }
             XCTAssertEqual(table.count, rows, name + ":\n" + r.out)
             XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/runs/demo-\(name)"), name)
         }
@@ -206,9 +219,11 @@ final class CLITests: CLITestCase {
 
     func testCharacterModelTrainsAndGenerates() throws {
         try String(repeating: "the gradient grows and the guard clips it.\n", count: 40).write(toFile: tmp + "/corpus.txt", atomically: true, encoding: .utf8)
-        var r = try run(["train", "--name", "lm", "--quiet", "--set", "model.kind=charlm", "--set", "data.kind=text", "--set", "data.path=corpus.txt",
-                         "--set", "model.width=32", "--set", "model.embedding=16", "--set", "data.sequence_length=16", "--set", "training.epochs=1",
-                         "--set", "optimizer.kind=adam", "--set", "optimizer.lr=0.01", "--set", "training.batch_size=16"])
+        var r = try run([
+            "train", "--name", "lm", "--quiet", "--set", "model.kind=charlm", "--set", "data.kind=text", "--set", "data.path=corpus.txt",
+            "--set", "model.width=32", "--set", "model.embedding=16", "--set", "data.sequence_length=16", "--set", "training.epochs=1",
+            "--set", "optimizer.kind=adam", "--set", "optimizer.lr=0.01", "--set", "training.batch_size=16"
+        ])
         XCTAssertEqual(r.code, 0, r.err)
         XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/runs/lm/vocabulary.json"))
         let metrics = try String(contentsOfFile: tmp + "/runs/lm/metrics.jsonl", encoding: .utf8)
@@ -229,9 +244,11 @@ final class CLITests: CLITestCase {
         let words = ["one", "two", "three", "four", "five", "six"]
         let pairs = (0..<6).flatMap { i in (0..<6).map { j in "\(words[i]) \(words[j])\t\(i + 1)\(j + 1)" } }
         try ("# word pairs\n" + pairs.joined(separator: "\n")).write(toFile: tmp + "/pairs.tsv", atomically: true, encoding: .utf8)
-        let settings = ["--set", "model.kind=seq2seq", "--set", "data.kind=pairs", "--set", "data.path=pairs.tsv", "--set", "model.width=32",
-                        "--set", "model.embedding=8", "--set", "training.epochs=2", "--set", "training.batch_size=8", "--set", "optimizer.kind=adam",
-                        "--set", "optimizer.lr=0.01"]
+        let settings = [
+            "--set", "model.kind=seq2seq", "--set", "data.kind=pairs", "--set", "data.path=pairs.tsv", "--set", "model.width=32",
+            "--set", "model.embedding=8", "--set", "training.epochs=2", "--set", "training.batch_size=8", "--set", "optimizer.kind=adam",
+            "--set", "optimizer.lr=0.01"
+        ]
         var r = try run(["train", "--name", "t", "--quiet"] + settings)
         XCTAssertEqual(r.code, 0, r.err)
         let saved = try String(contentsOfFile: tmp + "/runs/t/translation.json", encoding: .utf8)
@@ -254,8 +271,10 @@ final class CLITests: CLITestCase {
     }
 
     func testLongDependencyTaskRunReportsItsBaseline() throws {
-        let r = try run(["train", "--name", "add", "--quiet", "--set", "model.kind=sequence", "--set", "data.kind=adding", "--set", "data.sequence_length=10",
-                         "--set", "data.train=128", "--set", "data.validation=64", "--set", "model.width=8", "--set", "training.epochs=1"])
+        let r = try run([
+            "train", "--name", "add", "--quiet", "--set", "model.kind=sequence", "--set", "data.kind=adding", "--set", "data.sequence_length=10",
+            "--set", "data.train=128", "--set", "data.validation=64", "--set", "model.width=8", "--set", "training.epochs=1"
+        ])
         XCTAssertEqual(r.code, 0, r.err)
         let metrics = try String(contentsOfFile: tmp + "/runs/add/metrics.jsonl", encoding: .utf8)
         XCTAssertTrue(metrics.contains("\"baseline\":0.16666666666666666"), metrics)
@@ -282,9 +301,11 @@ final class CLITests: CLITestCase {
         r = try run(["data", "check", "shapes/data.yaml"])
         XCTAssertEqual(r.code, 3)
         XCTAssertTrue(r.out.contains("shapes/labels/train/train_00001.txt:1: expected 5 values 'class cx cy w h', found 4"), r.out)
-        let settings = ["--set", "model.kind=detector", "--set", "data.kind=yolo", "--set", "data.path=shapes/data.yaml", "--set", "data.image_size=64",
-                        "--set", "model.width=4", "--set", "training.epochs=1", "--set", "training.batch_size=8", "--set", "schedule.kind=warmup",
-                        "--set", "schedule.warmup_steps=1", "--set", "guard.max_norm=10", "--set", "model.box_loss=ciou"]
+        let settings = [
+            "--set", "model.kind=detector", "--set", "data.kind=yolo", "--set", "data.path=shapes/data.yaml", "--set", "data.image_size=64",
+            "--set", "model.width=4", "--set", "training.epochs=1", "--set", "training.batch_size=8", "--set", "schedule.kind=warmup",
+            "--set", "schedule.warmup_steps=1", "--set", "guard.max_norm=10", "--set", "model.box_loss=ciou"
+        ]
         r = try run(["train", "--name", "det", "--quiet"] + settings)
         XCTAssertEqual(r.code, 0, r.err)
         XCTAssertTrue(r.err.contains("1 data problem skipped"), r.err)
@@ -317,7 +338,7 @@ final class CLITests: CLITestCase {
         let fm = FileManager.default
         try fm.createDirectory(atPath: tmp + "/imgs", withIntermediateDirectories: true)
         try fm.copyItem(atPath: tmp + "/shapes/images/val/val_00003.png", toPath: tmp + "/imgs/a.png")
-        try fm.copyItem(atPath: tmp + "/shapes/images/val/val_00003.png", toPath: tmp + "/imgs/a.jpg")   // decoded by its bytes
+        try fm.copyItem(atPath: tmp + "/shapes/images/val/val_00003.png", toPath: tmp + "/imgs/a.jpg")  // decoded by its bytes
         try fm.moveItem(atPath: tmp + "/shapes/labels", toPath: tmp + "/labels-away")
         var r = try run(["detect", "det", "--images", "imgs", "--out", "out"])
         XCTAssertEqual(r.code, 0, r.err)

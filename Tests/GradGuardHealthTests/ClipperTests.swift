@@ -1,5 +1,5 @@
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 /// Clippers against `torch.nn.utils` and optax (Tests/Fixtures/health.safetensors from
@@ -53,8 +53,9 @@ final class ClipperTests: XCTestCase {
 
     func agcParams(_ f: [String: Tensor]) throws -> [NamedParameter] {
         let names = ["fc.weight", "fc.bias", "conv.weight", "emb.weight", "rnn.weight_hh_l0"]
-        return params(try names.map { ($0, try f.at("agc.grad.\($0)")) },
-                      weights: Dictionary(uniqueKeysWithValues: try names.map { ($0, try f.at("agc.param.\($0)")) }))
+        return params(
+            try names.map { ($0, try f.at("agc.grad.\($0)")) },
+            weights: Dictionary(uniqueKeysWithValues: try names.map { ($0, try f.at("agc.param.\($0)")) }))
     }
 
     func testAdaptiveGradientClippingMatchesOptax() throws {
@@ -88,8 +89,10 @@ final class ClipperTests: XCTestCase {
     }
 
     func testPerModuleAndPerParameter() throws {
-        let ps = params([("a.weight", Tensor(shape: [2], scalars: [3, 4])), ("a.bias", Tensor(shape: [1], scalars: [12])),
-                         ("b.weight", Tensor(shape: [2], scalars: [0.3, 0.4]))])
+        let ps = params([
+            ("a.weight", Tensor(shape: [2], scalars: [3, 4])), ("a.bias", Tensor(shape: [1], scalars: [12])),
+            ("b.weight", Tensor(shape: [2], scalars: [0.3, 0.4]))
+        ])
         let r = try ClipPerGroup(maxNorm: 1, per: .module).clip(ps)
         XCTAssertEqual(r.touched, ["a"])
         XCTAssertEqual(r.normBefore, Float((9 + 16 + 144 + 0.25).squareRoot()), accuracy: 1e-4)
@@ -141,8 +144,9 @@ final class ClipperTests: XCTestCase {
         XCTAssertEqual(z.mean!, Double(try f.at("zclip.final_mean").item), accuracy: 1e-4)
         XCTAssertEqual(z.variance!, Double(try f.at("zclip.final_var").item), accuracy: 1e-3)
         // The spikes at steps 35 and 50 were clipped to μ + z²σ/z, far below their norms.
-        XCTAssertLessThan(out[35].scalars.map { $0 * $0 }.reduce(0, +).squareRoot(),
-                          seq.narrow(axis: 0, start: 35, length: 1).scalars.map { $0 * $0 }.reduce(0, +).squareRoot() / 3)
+        XCTAssertLessThan(
+            out[35].scalars.map { $0 * $0 }.reduce(0, +).squareRoot(),
+            seq.narrow(axis: 0, start: 35, length: 1).scalars.map { $0 * $0 }.reduce(0, +).squareRoot() / 3)
         // A NaN or Inf norm leaves the statistics as they were.
         let (m, v) = (z.mean, z.variance)
         _ = try z.clip(params([("w", Tensor(shape: [2], scalars: [.infinity, 1]))]))
@@ -153,7 +157,8 @@ final class ClipperTests: XCTestCase {
             let a = ZClip(), b = ZClip()
             _ = try runSequence(a, seq, to: cut)
             try b.load(stateDict: a.stateDict())
-            assertClose(Tensor.stack(try runSequence(b, seq, from: cut)), Tensor.stack(try runSequence(a, seq, from: cut)), rtol: 0, atol: 0, "resumed at \(cut)")
+            assertClose(
+                Tensor.stack(try runSequence(b, seq, from: cut)), Tensor.stack(try runSequence(a, seq, from: cut)), rtol: 0, atol: 0, "resumed at \(cut)")
         }
         XCTAssertThrowsError(try ZClip().load(stateDict: ["warmup": [], "mean": [1]]))
     }

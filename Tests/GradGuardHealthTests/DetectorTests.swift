@@ -1,5 +1,5 @@
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 /// Detectors on scripted traces: a noisy but healthy run, then each fault injected at a
@@ -8,8 +8,10 @@ final class DetectorTests: XCTestCase {
     let baseNorms: [(String, Double)] = [("embed", 0.3), ("rnn", 1.0), ("head", 0.5)]
 
     /// A noisy healthy step: each module's norm varies ×e^±0.35, the loss falls slowly with noise.
-    func healthy(_ step: Int, _ g: inout RandomGenerator, scale: [String: Double] = [:], loss lossScale: Double = 1,
-                 nan: String? = nil) -> StepStatistics {
+    func healthy(
+        _ step: Int, _ g: inout RandomGenerator, scale: [String: Double] = [:], loss lossScale: Double = 1,
+        nan: String? = nil
+    ) -> StepStatistics {
         var modules: [ModuleStatistics] = [], tensors: [TensorStatistics] = []
         for (name, base) in baseNorms {
             let noise = Foundation.exp(0.35 * g.nextNormal())
@@ -24,8 +26,10 @@ final class DetectorTests: XCTestCase {
     }
 
     /// Feeds steps to a monitor (healthy steps enter the history) and returns every finding.
-    func run(_ monitor: HealthMonitor, steps: Range<Int>, seed: UInt64 = 7,
-             make: (Int, inout RandomGenerator) -> StepStatistics) -> [Finding] {
+    func run(
+        _ monitor: HealthMonitor, steps: Range<Int>, seed: UInt64 = 7,
+        make: (Int, inout RandomGenerator) -> StepStatistics
+    ) -> [Finding] {
         var g = RandomGenerator(seed: seed)
         var all: [Finding] = []
         for s in steps {
@@ -111,14 +115,16 @@ final class DetectorTests: XCTestCase {
     func testVanishingSustainedForItsPatience() {
         let findings = run(HealthMonitor(), steps: 0..<320) { s, g in healthy(s, &g, scale: s >= 300 ? ["embed": 1e-5] : [:]) }
         XCTAssertEqual(findings.map(\.kind), [.vanishing])
-        XCTAssertEqual(findings.first?.step, 304)   // patience 5: steps 300…304
+        XCTAssertEqual(findings.first?.step, 304)  // patience 5: steps 300…304
         XCTAssertEqual(findings.first?.blame.first?.module, "embed")
         // Activation gradients: the signal reaching the first layer a thousand times fainter.
         let v = VanishingDetector(patience: 1)
         var g = RandomGenerator(seed: 9)
         var st = healthy(0, &g)
-        st.activations = [ActivationGradient(name: "3", norm: 0.2), ActivationGradient(name: "2", norm: 0.01),
-                          ActivationGradient(name: "1", norm: 1e-5)]
+        st.activations = [
+            ActivationGradient(name: "3", norm: 0.2), ActivationGradient(name: "2", norm: 0.01),
+            ActivationGradient(name: "1", norm: 1e-5)
+        ]
         let found = v.inspect(st, baselines: ModuleBaselines())
         XCTAssertEqual(found?.blame.first?.module, "1")
         XCTAssertTrue(found?.message.contains("activation") ?? false)

@@ -1,5 +1,5 @@
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 /// The guard's responses: skipping, rolling back, backing off the learning rate, halting.
@@ -97,7 +97,7 @@ final class GuardTests: XCTestCase {
         let (params, state) = (model.parameters().map(\.scalars), stateCopy(opt))
         let random = DefaultGenerator.with { $0.state }
         for _ in 0..<2 { _ = try guardian.step(loss: lossAndBackward(model, x, y)) }
-        _ = Tensor.randn([10])   // the random stream moves on
+        _ = Tensor.randn([10])  // the random stream moves on
         XCTAssertNotEqual(model.parameters().map(\.scalars), params)
         // Weights turn NaN: roll back to the snapshot of step 4.
         _ = lossAndBackward(model, x, y)
@@ -185,13 +185,15 @@ final class GuardTests: XCTestCase {
         XCTAssertEqual(stats.modules.map(\.name), ["0", "2"])
         XCTAssertEqual(stats.module("2")!.gradNorm, gradNorm(Array(model.parameters()[2...])), accuracy: 1e-6)
         XCTAssertEqual(stats.activations.map(\.name), ["2", "1", "0"], "backward reaches the last layer's input first")
-        XCTAssertEqual(stats.histogram.map { $0.counts.reduce(0, +) + $0.zeros + $0.underflow + $0.overflow },
-                       grads.map(\.count).reduce(0, +))
+        XCTAssertEqual(
+            stats.histogram.map { $0.counts.reduce(0, +) + $0.zeros + $0.underflow + $0.overflow },
+            grads.map(\.count).reduce(0, +))
         health.beforeUpdate()
         let w0 = model.parameters().map(\.scalars)
         SGD(model.parameters(), lr: 0.5).step()
         health.recordUpdate(into: &stats)
-        let d = zip(model.parameters().prefix(2), w0.prefix(2)).map { p, w in zip(p.scalars, w).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +) }.reduce(0, +)
+        let d = zip(model.parameters().prefix(2), w0.prefix(2)).map { p, w in zip(p.scalars, w).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +) }.reduce(
+            0, +)
         let n = w0.prefix(2).map { $0.map { Double($0 * $0) }.reduce(0, +) }.reduce(0, +)
         XCTAssertEqual(Double(stats.module("0")!.updateRatio!), (d / n).squareRoot(), accuracy: 1e-5)
     }
@@ -243,11 +245,17 @@ final class GuardDecisionTests: XCTestCase {
     /// Incidents keep the typed actions and render their text from them; records written
     /// before the typed actions existed still load.
     func testIncidentActionsAreTypedAndRendered() throws {
-        let taken: [TakenAction] = [.rolledBack(toStep: 20, undone: 10), .backedOff(factor: 0.5, scale: 0.25),
-                                    .escalated(window: 10), .clipped(clipper: "zclip", normBefore: 12.5, normAfter: 3)]
+        let taken: [TakenAction] = [
+            .rolledBack(toStep: 20, undone: 10), .backedOff(factor: 0.5, scale: 0.25),
+            .escalated(window: 10), .clipped(clipper: "zclip", normBefore: 12.5, normAfter: 3)
+        ]
         let inc = Incident(step: 30, findings: [finding(.spike, step: 30)], taken: taken, blame: [], causes: [], recommendations: [])
-        XCTAssertEqual(inc.actions, ["rolled back to the snapshot of step 20 (10 steps undone)", "learning rate ×0.5 (scale now 0.25)",
-                                     "escalated: the last recovery was within 10 steps", "clipped (zclip) 12.5 → 3"])
+        XCTAssertEqual(
+            inc.actions,
+            [
+                "rolled back to the snapshot of step 20 (10 steps undone)", "learning rate ×0.5 (scale now 0.25)",
+                "escalated: the last recovery was within 10 steps", "clipped (zclip) 12.5 → 3"
+            ])
         let data = try JSONEncoder().encode(inc)
         let back = try JSONDecoder().decode(Incident.self, from: data)
         XCTAssertEqual(back.taken, taken)

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 final class CharModelTests: TemporaryDirectoryTestCase {
@@ -38,8 +38,10 @@ final class CharModelTests: TemporaryDirectoryTestCase {
         let (train, valid) = try corpus.datasets(length: 32)
         let model = CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: 24, hiddenSize: 64)
         let c = testTrainerConfig(epochs: 3, batchSize: 32, seed: 6)
-        let trainer = try Trainer(model: model, optimizer: Adam(model.parameters(), lr: 0.01),
-                                  policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)), config: c) { m, b in
+        let trainer = try Trainer(
+            model: model, optimizer: Adam(model.parameters(), lr: 0.01),
+            policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)), config: c
+        ) { m, b in
             (m as! CharLanguageModel).loss(b.inputs, b.targets)
         }
         let result = try trainer.fit(train: train, validation: valid)
@@ -47,8 +49,9 @@ final class CharModelTests: TemporaryDirectoryTestCase {
         XCTAssertLessThan(loss, 0.6 * corpus.unigramEntropy, "validation \(loss) nats/char against the unigram entropy \(corpus.unigramEntropy)")
         let sample = corpus.decode(model.generate(prompt: corpus.encode("the "), length: 40, temperature: 0.5, seed: 1))
         XCTAssertEqual(sample.count, 40)
-        XCTAssertEqual(model.generate(prompt: corpus.encode("the "), length: 20, temperature: 0.5, seed: 1),
-                       model.generate(prompt: corpus.encode("the "), length: 20, temperature: 0.5, seed: 1), "seeded sampling repeats")
+        XCTAssertEqual(
+            model.generate(prompt: corpus.encode("the "), length: 20, temperature: 0.5, seed: 1),
+            model.generate(prompt: corpus.encode("the "), length: 20, temperature: 0.5, seed: 1), "seeded sampling repeats")
     }
 
     /// Generation carries the recurrent state: reading a text in pieces from the state each

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 final class DetectionTests: TemporaryDirectoryTestCase {
@@ -90,24 +90,27 @@ final class DetectionTests: TemporaryDirectoryTestCase {
             0 0.5 0.5 0.2 0.4
 
             """
-        let yaml = try writeDataset(labels: ["a.txt": bad, "b.txt": "1 0.25 0.5 0.5 1\n", "orphan.txt": "0 0.5 0.5 0.1 0.1\n"],
-                                    images: ["a.png", "b.jpg", "c.png"])
+        let yaml = try writeDataset(
+            labels: ["a.txt": bad, "b.txt": "1 0.25 0.5 0.5 1\n", "orphan.txt": "0 0.5 0.5 0.1 0.1\n"],
+            images: ["a.png", "b.jpg", "c.png"])
         try Data("not an image".utf8).write(to: URL(fileURLWithPath: tmp + "/data/images/train/d.png"))
         let config = try DetectionDataConfig.load(path: yaml)
         XCTAssertEqual(config.names, ["circle", "square"])
         let split = try DetectionSplit.load(config, split: "train", policy: .skip)
         let a = tmp + "/data/labels/train/a.txt"
-        XCTAssertEqual(split.issues.map(\.description), [
-            tmp + "/data/labels/train/orphan.txt: no image for this label file in \(tmp)/data/images/train",
-            "\(a):2: expected 5 values 'class cx cy w h', found 4",
-            "\(a):3: 'x' is not a number",
-            "\(a):4: class 2 is out of range: data.yaml names 2 classes (0 … 1)",
-            "\(a):5: box outside the image: x from 0.85 to 1.05, y from 0.4 to 0.6 (normalised coordinates lie in 0 … 1)",
-            "\(a):6: width and height must be positive, got 0 and 0.2",
-            "\(a):7: class '1.5' is not an integer",
-            "\(a):8: duplicate of an earlier line",
-            tmp + "/data/images/train/d.png: not a PNG or JPEG image",
-        ])
+        XCTAssertEqual(
+            split.issues.map(\.description),
+            [
+                tmp + "/data/labels/train/orphan.txt: no image for this label file in \(tmp)/data/images/train",
+                "\(a):2: expected 5 values 'class cx cy w h', found 4",
+                "\(a):3: 'x' is not a number",
+                "\(a):4: class 2 is out of range: data.yaml names 2 classes (0 … 1)",
+                "\(a):5: box outside the image: x from 0.85 to 1.05, y from 0.4 to 0.6 (normalised coordinates lie in 0 … 1)",
+                "\(a):6: width and height must be positive, got 0 and 0.2",
+                "\(a):7: class '1.5' is not an integer",
+                "\(a):8: duplicate of an earlier line",
+                tmp + "/data/images/train/d.png: not a PNG or JPEG image"
+            ])
         XCTAssertEqual(split.samples.map { ($0.imagePath as NSString).lastPathComponent }, ["a.png", "b.jpg", "c.png"])
         XCTAssertEqual(split.samples[0].boxes, [BoxLabel(classIndex: 0, cx: 0.5, cy: 0.5, w: 0.2, h: 0.4)])
         XCTAssertEqual(split.samples[1].boxes.count, 1)
@@ -124,8 +127,12 @@ final class DetectionTests: TemporaryDirectoryTestCase {
         // A class number beyond Int's range was converted before the range check (a trap).
         let boxes = DetectionSplit.parseLabels("99999999999999999999999 0.5 0.5 0.2 0.2\n-1e300 0.5 0.5 0.2 0.2\n", file: "l.txt", classes: 3, issues: &issues)
         XCTAssertEqual(boxes, [])
-        XCTAssertEqual(issues.map(\.description), ["l.txt:1: class 99999999999999999999999 is out of range: data.yaml names 3 classes (0 … 2)",
-                                                    "l.txt:2: class -1e300 is out of range: data.yaml names 3 classes (0 … 2)"])
+        XCTAssertEqual(
+            issues.map(\.description),
+            [
+                "l.txt:1: class 99999999999999999999999 is out of range: data.yaml names 3 classes (0 … 2)",
+                "l.txt:2: class -1e300 is out of range: data.yaml names 3 classes (0 … 2)"
+            ])
         // A label file that is not UTF-8 is a problem, not "no objects".
         let yaml = try writeDataset(labels: ["a.txt": "0 0.5 0.5 0.2 0.4\n"], images: ["a.png", "b.png"])
         try Data([0x30, 0x20, 0x0A, 0xFF, 0xFE, 0x0A]).write(to: URL(fileURLWithPath: tmp + "/data/labels/train/b.txt"))
@@ -169,13 +176,16 @@ final class DetectionTests: TemporaryDirectoryTestCase {
     func testDataYAMLErrors() throws {
         func error(_ yaml: String) throws -> String {
             let path = try writeDataset(labels: [:], images: [], yaml: yaml)
-            do { _ = try DetectionSplit.load(try DetectionDataConfig.load(path: path), split: "train") } catch { return "\(error)".replacingOccurrences(of: tmp, with: "") }
+            do { _ = try DetectionSplit.load(try DetectionDataConfig.load(path: path), split: "train") } catch {
+                return "\(error)".replacingOccurrences(of: tmp, with: "")
+            }
             return "no error"
         }
         XCTAssertEqual(try error("train: images/train\nval: images/val\n"), "/data/data.yaml: missing key 'names'")
         XCTAssertEqual(try error("val: images/val\nnames: [a]\n"), "/data/data.yaml: missing key 'train'")
-        XCTAssertEqual(try error("train: images/train\nval: images/val\nnames: {0: a, 2: b}\n"),
-                       "/data/data.yaml:3: names: class indices must run 0 … 1 without gaps")
+        XCTAssertEqual(
+            try error("train: images/train\nval: images/val\nnames: {0: a, 2: b}\n"),
+            "/data/data.yaml:3: names: class indices must run 0 … 1 without gaps")
         XCTAssertEqual(try error("train: images/train\nval: images/val\nnc: 3\nnames: [a, b]\n"), "/data/data.yaml:3: nc is 3 but names lists 2 classes")
         XCTAssertEqual(try error("train: [a, b]\nval: images/val\nnames: [a]\n"), "/data/data.yaml:1: train: expected a path, got a list")
         XCTAssertEqual(try error("train: images/nowhere\nval: images/val\nnames: [a]\n"), "/data/data.yaml: train: /data/images/nowhere does not exist")
@@ -185,8 +195,9 @@ final class DetectionTests: TemporaryDirectoryTestCase {
 
     /// `train` as a list of image paths: a listed image that does not exist is named by the list's line.
     func testImageListWithAMissingImage() throws {
-        let yaml = try writeDataset(labels: ["a.txt": "1 0.5 0.5 0.2 0.2\n"], images: ["a.png"],
-                                    yaml: "path: .\ntrain: train.txt\nval: images/val\nnames: [a, b]\n")
+        let yaml = try writeDataset(
+            labels: ["a.txt": "1 0.5 0.5 0.2 0.2\n"], images: ["a.png"],
+            yaml: "path: .\ntrain: train.txt\nval: images/val\nnames: [a, b]\n")
         try "./images/train/a.png\n\nimages/train/gone.png\n".write(toFile: tmp + "/data/train.txt", atomically: true, encoding: .utf8)
         let split = try DetectionSplit.load(try DetectionDataConfig.load(path: yaml), split: "train")
         XCTAssertEqual(split.samples.count, 1)
@@ -241,7 +252,7 @@ final class DetectionTests: TemporaryDirectoryTestCase {
         let plain = DetectionDataset([sample], size: 64)
         let batch = try plain.batch([0])
         XCTAssertEqual(batch.targets.shape, [1, 1, 5])
-        assertClose(batch.targets, Tensor(shape: [1, 1, 5], scalars: [0, 24, 30.4, 16, 16]), rtol: 1e-6, atol: 1e-5)   // scale 1.6, offset (0, 16)
+        assertClose(batch.targets, Tensor(shape: [1, 1, 5], scalars: [0, 24, 30.4, 16, 16]), rtol: 1e-6, atol: 1e-5)  // scale 1.6, offset (0, 16)
     }
 
     // MARK: NMS and mAP, by hand
@@ -275,19 +286,21 @@ final class DetectionTests: TemporaryDirectoryTestCase {
         // A false positive ranked first: precision 1/2 at every recall.
         XCTAssertEqual(ap([[box(50, 50, 60, 60, 0, 0.9), box(0, 0, 10, 10, 0, 0.8)]], one)!, 0.5, accuracy: 1e-12)
         // Hit, miss, hit over two GTs: points 0 … 0.5 at 1, 0.51 … 1 at 2/3 → (51 + 50·2/3)/101.
-        XCTAssertEqual(ap([[box(0, 0, 10, 10, 0, 0.9), box(50, 50, 60, 60, 0, 0.8), box(20, 20, 30, 30, 0, 0.7)]], gt)!,
-                       (51 + 50 * 2.0 / 3) / 101, accuracy: 1e-12)
+        XCTAssertEqual(
+            ap([[box(0, 0, 10, 10, 0, 0.9), box(50, 50, 60, 60, 0, 0.8), box(20, 20, 30, 30, 0, 0.7)]], gt)!,
+            (51 + 50 * 2.0 / 3) / 101, accuracy: 1e-12)
         // Empty images: no ground truth and no detections change nothing; detections on them are false positives.
         XCTAssertEqual(ap([[box(0, 0, 10, 10, 0, 0.9)], [], []], [[box(0, 0, 10, 10)], [], []])!, 1, accuracy: 1e-12)
         XCTAssertEqual(ap([[box(0, 0, 10, 10, 0, 0.8)], [box(0, 0, 10, 10, 0, 0.9)]], [[box(0, 0, 10, 10)], []])!, 0.5, accuracy: 1e-12)
         XCTAssertNil(ap([[box(0, 0, 10, 10)]], [[]]), "no ground truth of the class: AP undefined")
         // IoU thresholds: a box with IoU 0.75 counts at 0.75, not at 0.8.
-        let shifted = [[box(0, 0, 10, 7.5)]]   // 10 × 7.5 inside 10 × 10: IoU 0.75
+        let shifted = [[box(0, 0, 10, 7.5)]]  // 10 × 7.5 inside 10 × 10: IoU 0.75
         XCTAssertEqual(ap(shifted, one, 0.75)!, 1, accuracy: 1e-12)
         XCTAssertEqual(ap(shifted, one, 0.8)!, 0, accuracy: 1e-12)
         // mAP over classes skips classes without ground truth; 0.5:0.95 averages the ten thresholds.
-        let r = DetectionMetrics.meanAveragePrecision(predictions: [[box(0, 0, 10, 10, 0, 0.9), box(0, 0, 10, 10, 1, 0.9)]],
-                                                      truths: [[box(0, 0, 10, 10, 0), box(0, 0, 10, 7.5, 1)]], classes: 3)
+        let r = DetectionMetrics.meanAveragePrecision(
+            predictions: [[box(0, 0, 10, 10, 0, 0.9), box(0, 0, 10, 10, 1, 0.9)]],
+            truths: [[box(0, 0, 10, 10, 0), box(0, 0, 10, 7.5, 1)]], classes: 3)
         XCTAssertEqual(r.perClass50[0]!, 1, accuracy: 1e-12)
         XCTAssertNil(r.perClass50[2])
         XCTAssertEqual(r.map50, 1, accuracy: 1e-12)
@@ -333,8 +346,12 @@ final class DetectionTests: TemporaryDirectoryTestCase {
         let x = Tensor.rand([2, 3, 64, 64])
         let outputs = model(x)
         XCTAssertEqual(outputs.map(\.shape), [[2, 7, 8, 8], [2, 7, 4, 4]])
-        let targets = Tensor(shape: [2, 2, 5], scalars: [0, 20, 20, 10, 12, 1, 40, 40, 50, 40,
-                                                         -1, 0, 0, 0, 0, -1, 0, 0, 0, 0])
+        let targets = Tensor(
+            shape: [2, 2, 5],
+            scalars: [
+                0, 20, 20, 10, 12, 1, 40, 40, 50, 40,
+                -1, 0, 0, 0, 0, -1, 0, 0, 0, 0
+            ])
         let loss = YOLOLoss(classes: 2, imageSize: 64)
         let parts = loss(outputs, targets: targets)
         XCTAssertTrue(parts.total.item.isFinite)

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 final class DetectorTrainingTests: TemporaryDirectoryTestCase {

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 final class LongDependencyTests: XCTestCase {
@@ -59,8 +59,12 @@ final class LongDependencyTests: XCTestCase {
 
     func testSequenceModelShapesAndNames() {
         let m = SequenceModel(cell: .lstm, inputSize: 2, hiddenSize: 8, outputSize: 1)
-        XCTAssertEqual(m.namedParameters().map(\.name), ["lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0", "lstm.bias_hh_l0",
-                                                         "head.weight", "head.bias"])
+        XCTAssertEqual(
+            m.namedParameters().map(\.name),
+            [
+                "lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0", "lstm.bias_hh_l0",
+                "head.weight", "head.bias"
+            ])
         XCTAssertEqual(m(Tensor.randn([3, 7, 2])).shape, [3, 1])
         let p = SequenceModel(cell: .gru, inputSize: 10, hiddenSize: 8, outputSize: 10, perStep: true)
         XCTAssertEqual(p(Tensor.randn([3, 7, 10])).shape, [3, 7, 10])
@@ -73,15 +77,17 @@ final class LongDependencyTests: XCTestCase {
         let task = LongDependencyTask.adding
         let model = SequenceModel(cell: .lstm, inputSize: 2, hiddenSize: 32, outputSize: 1, forgetGateBias: 1)
         let c = testTrainerConfig(epochs: 40, batchSize: 32, seed: 4, evalEvery: 16)
-        let trainer = try Trainer(model: model, optimizer: Adam(model.parameters(), lr: 0.03),
-                                  policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)), config: c) { m, b in
+        let trainer = try Trainer(
+            model: model, optimizer: Adam(model.parameters(), lr: 0.03),
+            policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)), config: c
+        ) { m, b in
             task.loss((m as! SequenceModel)(b.inputs), b.targets)
         }
         let valid = task.dataset(count: 256, t: 50, seed: 99)
         var best = Double.infinity
         trainer.callbacks.onEvaluation = { e in
             best = Swift.min(best, e.metrics["loss"]!)
-            if best < 0.01 { trainer.requestStop() }   // early stopping keeps the test short
+            if best < 0.01 { trainer.requestStop() }  // early stopping keeps the test short
         }
         try trainer.fit(train: task.dataset(count: 1024, t: 50, seed: 5), validation: valid)
         XCTAssertLessThan(best, 0.01, "validation MSE against the baseline \(task.baseline(50))")

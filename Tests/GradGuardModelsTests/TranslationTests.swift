@@ -1,14 +1,16 @@
 import Foundation
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 final class TranslationTests: TemporaryDirectoryTestCase {
     func testNumberWords() {
-        let cases: [(Int, String)] = [(0, "zero"), (7, "seven"), (15, "fifteen"), (20, "twenty"), (42, "forty-two"), (100, "one hundred"),
-                                      (101, "one hundred one"), (990, "nine hundred ninety"), (1000, "one thousand"),
-                                      (1907, "one thousand nine hundred seven"), (2010, "two thousand ten"),
-                                      (9999, "nine thousand nine hundred ninety-nine")]
+        let cases: [(Int, String)] = [
+            (0, "zero"), (7, "seven"), (15, "fifteen"), (20, "twenty"), (42, "forty-two"), (100, "one hundred"),
+            (101, "one hundred one"), (990, "nine hundred ninety"), (1000, "one thousand"),
+            (1907, "one thousand nine hundred seven"), (2010, "two thousand ten"),
+            (9999, "nine thousand nine hundred ninety-nine")
+        ]
         for (n, w) in cases { XCTAssertEqual(NumberWordsTask.words(n), w) }
         let (train, valid) = NumberWordsTask.pairs(train: 500, validation: 100, seed: 3)
         XCTAssertEqual(train.count, 500)
@@ -105,11 +107,14 @@ final class TranslationTests: TemporaryDirectoryTestCase {
         DefaultGenerator.seed(4)
         let (trainPairs, validPairs) = NumberWordsTask.pairs(train: 1500, validation: 200, seed: 4)
         let set = TranslationSet(pairs: trainPairs + validPairs)
-        let model = Seq2SeqModel(sourceVocabularySize: set.source.count, targetVocabularySize: set.target.count,
-                                 embeddingSize: 16, hiddenSize: 64)
+        let model = Seq2SeqModel(
+            sourceVocabularySize: set.source.count, targetVocabularySize: set.target.count,
+            embeddingSize: 16, hiddenSize: 64)
         let c = testTrainerConfig(epochs: 3, batchSize: 32, seed: 4)
-        let trainer = try Trainer(model: model, optimizer: Adam(model.parameters(), lr: 0.01),
-                                  policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)), config: c) { m, b in
+        let trainer = try Trainer(
+            model: model, optimizer: Adam(model.parameters(), lr: 0.01),
+            policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1)), config: c
+        ) { m, b in
             (m as! Seq2SeqModel).loss(source: b.inputs, target: b.targets)
         }
         _ = try trainer.fit(train: set.dataset(trainPairs))

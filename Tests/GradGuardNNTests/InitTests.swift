@@ -1,5 +1,5 @@
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 /// Statistics of large draws against the formulas of torch.nn.init. With n values the
@@ -10,19 +10,21 @@ final class InitTests: XCTestCase {
 
     func testVarianceOfEachInitialiser() {
         DefaultGenerator.seed(11)
-        let shape = [300, 200, 3, 3]     // fan-in 1800, fan-out 2700, 540 000 values → std rel. error ≈ 0.1 %
+        let shape = [300, 200, 3, 3]  // fan-in 1800, fan-out 2700, 540 000 values → std rel. error ≈ 0.1 %
         let (fi, fo) = (Float(1800), Float(2700))
         let cases: [(String, Tensor, Float)] = [
             ("xavierUniform", Init.xavierUniform(shape, gain: 2), 2 * (2 / (fi + fo)).squareRoot()),
             ("xavierNormal", Init.xavierNormal(shape), (2 / (fi + fo)).squareRoot()),
             ("kaimingUniform fan-in relu", Init.kaimingUniform(shape, nonlinearity: .relu), (2 / fi).squareRoot()),
             ("kaimingNormal fan-out", Init.kaimingNormal(shape, mode: .fanOut, nonlinearity: .relu), (2 / fo).squareRoot()),
-            ("kaimingNormal leaky", Init.kaimingNormal(shape, nonlinearity: .leakyRelu(negativeSlope: 0.2)),
-             (2 / (1 + 0.04) / fi).squareRoot()),
+            (
+                "kaimingNormal leaky", Init.kaimingNormal(shape, nonlinearity: .leakyRelu(negativeSlope: 0.2)),
+                (2 / (1 + 0.04) / fi).squareRoot()
+            ),
             ("lecunNormal", Init.lecunNormal(shape), (1 / fi).squareRoot()),
             ("normal", Init.normal(shape, mean: 0, std: 0.3), 0.3),
             ("uniform", Init.uniform(shape, low: -0.5, high: 0.5), (1.0 / 12).squareRoot()),
-            ("PyTorch Linear default", Linear(inputSize: 1800, outputSize: 300).weight, (1 / (3 * fi)).squareRoot()),
+            ("PyTorch Linear default", Linear(inputSize: 1800, outputSize: 300).weight, (1 / (3 * fi)).squareRoot())
         ]
         for (name, t, expected) in cases {
             XCTAssertEqual(std(t), expected, accuracy: expected * 0.01, name)
@@ -54,7 +56,7 @@ final class InitTests: XCTestCase {
         XCTAssertEqual(fc.weight.scalars, [Float](repeating: 0.5, count: 12))
         XCTAssertEqual(fc.bias!.scalars, [0, 0, 0])
         let lstm = LSTM(inputSize: 3, hiddenSize: 8, recurrentInit: .orthogonal(), biasInit: .zeros)
-        let whh = lstm.weightsHH[0]   // [32, 8]: orthonormal columns
+        let whh = lstm.weightsHH[0]  // [32, 8]: orthonormal columns
         assertClose(whh.transposed().matmul(whh), Tensor(shape: [8, 8], scalars: (0..<64).map { $0 % 9 == 0 ? 1 : 0 }), atol: 1e-5)
         XCTAssertTrue(lstm.biasesIH[0].scalars.allSatisfy { $0 == 0 })
         let conv = Conv2d(2, 3, kernelSize: 3, weightInit: .kaimingNormal(nonlinearity: .relu))
@@ -63,9 +65,12 @@ final class InitTests: XCTestCase {
 
     func testRecurrentNamesAndShapesFollowPyTorch() {
         let gru = GRU(inputSize: 3, hiddenSize: 5, numLayers: 2)
-        XCTAssertEqual(gru.namedParameters().map(\.name),
-                       ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
-                        "weight_ih_l1", "weight_hh_l1", "bias_ih_l1", "bias_hh_l1"])
+        XCTAssertEqual(
+            gru.namedParameters().map(\.name),
+            [
+                "weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
+                "weight_ih_l1", "weight_hh_l1", "bias_ih_l1", "bias_hh_l1"
+            ])
         XCTAssertEqual(gru.parameters().map(\.shape), [[15, 3], [15, 5], [15], [15], [15, 5], [15, 5], [15], [15]])
         let cell = LSTMCell(inputSize: 3, hiddenSize: 2)
         XCTAssertEqual(cell.namedParameters().map(\.name), ["weight_ih", "weight_hh", "bias_ih", "bias_hh"])

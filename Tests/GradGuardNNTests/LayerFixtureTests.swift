@@ -1,5 +1,5 @@
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 /// Layers, activations and losses against values PyTorch computed (Scripts/make_fixtures.py).
@@ -8,8 +8,10 @@ final class LayerFixtureTests: XCTestCase {
         let f = try fixture("layers.safetensors")
         let lin = Linear(inputSize: 5, outputSize: 3)
         try lin.load(stateDict: ["weight": f.at("linear.weight"), "bias": f.at("linear.bias")])
-        checkForwardBackward(input: try f.at("linear.x"), output: try f.at("linear.out"), upstream: try f.at("linear.up"),
-                             inputGrad: try f.at("linear.grad_x"), "linear") { lin($0) }
+        checkForwardBackward(
+            input: try f.at("linear.x"), output: try f.at("linear.out"), upstream: try f.at("linear.up"),
+            inputGrad: try f.at("linear.grad_x"), "linear"
+        ) { lin($0) }
         assertClose(lin.weight.grad!, try f.at("linear.grad_weight"))
         assertClose(lin.bias!.grad!, try f.at("linear.grad_bias"))
     }
@@ -32,11 +34,12 @@ final class LayerFixtureTests: XCTestCase {
             ("gelu", { GELU()($0) }), ("gelu_tanh", { GELU(approximate: true)($0) }),
             ("exp", { ($0 / 4).exp() }),
             ("softmax1", { $0.softmax(axis: 1) }), ("softmax0", { $0.softmax(axis: 0) }),
-            ("log_softmax1", { $0.logSoftmax(axis: 1) }), ("log_softmax0", { $0.logSoftmax(axis: 0) }),
+            ("log_softmax1", { $0.logSoftmax(axis: 1) }), ("log_softmax0", { $0.logSoftmax(axis: 0) })
         ]
         for (name, fn) in cases {
-            checkForwardBackward(input: try f.at("act.x"), output: try f.at("act.\(name).out"), upstream: try f.at("act.up"),
-                                 inputGrad: try f.at("act.\(name).grad"), name, fn)
+            checkForwardBackward(
+                input: try f.at("act.x"), output: try f.at("act.\(name).out"), upstream: try f.at("act.up"),
+                inputGrad: try f.at("act.\(name).grad"), name, fn)
         }
     }
 

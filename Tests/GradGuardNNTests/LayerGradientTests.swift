@@ -1,14 +1,15 @@
-import XCTest
 import GradGuard
-@testable import GradGuardTensor
+import XCTest
 import _TestSupport
+
+@testable import GradGuardTensor
 
 /// Finite-difference checks of the fused layers: every input and every parameter.
 final class LayerGradientTests: XCTestCase {
     func testConv2dAllConfigurations() {
         let configs: [(cin: Int, cout: Int, k: Int, s: Int, p: Int, d: Int, g: Int, bias: Bool)] = [
             (2, 3, 3, 1, 1, 1, 1, true), (2, 4, 3, 2, 1, 1, 2, true), (3, 2, 3, 1, 2, 2, 1, false),
-            (4, 2, 1, 1, 0, 1, 1, true), (2, 2, 2, 2, 0, 1, 2, true),
+            (4, 2, 1, 1, 0, 1, 1, true), (2, 2, 2, 2, 0, 1, 2, true)
         ]
         for (i, c) in configs.enumerated() {
             let x = testTensor([2, c.cin, 5, 6], seed: UInt64(100 + i))
@@ -16,8 +17,9 @@ final class LayerGradientTests: XCTestCase {
             let b = testTensor([c.cout], seed: UInt64(300 + i))
             let inputs = c.bias ? [x, w, b] : [x, w]
             checkGradients(inputs) { t in
-                t[0].conv2d(weight: t[1], bias: c.bias ? t[2] : nil, stride: (c.s, c.s), padding: (c.p, c.p),
-                            dilation: (c.d, c.d), groups: c.g)
+                t[0].conv2d(
+                    weight: t[1], bias: c.bias ? t[2] : nil, stride: (c.s, c.s), padding: (c.p, c.p),
+                    dilation: (c.d, c.d), groups: c.g)
             }
         }
     }
@@ -75,9 +77,10 @@ final class LayerGradientTests: XCTestCase {
             if kind == .lstm { inputs.insert(c0, at: 2) }
             checkGradients(inputs) { v in
                 let lstm = kind == .lstm
-                return Tensor.recurrentLayer(kind, x: v[0], h0: v[1], c0: lstm ? v[2] : nil,
-                                             weightIH: v[lstm ? 3 : 2], weightHH: v[lstm ? 4 : 3],
-                                             biasIH: v[lstm ? 5 : 4], biasHH: v[lstm ? 6 : 5])
+                return Tensor.recurrentLayer(
+                    kind, x: v[0], h0: v[1], c0: lstm ? v[2] : nil,
+                    weightIH: v[lstm ? 3 : 2], weightHH: v[lstm ? 4 : 3],
+                    biasIH: v[lstm ? 5 : 4], biasHH: v[lstm ? 6 : 5])
             }
         }
     }
@@ -102,37 +105,50 @@ final class WideConvolutionTests: XCTestCase {
         let (co, k) = (w.shape[0], w.shape[2])
         let oh = (h + 2 * pad - k) / stride + 1, ow = (wd + 2 * pad - k) / stride + 1
         var out = [Float](repeating: 0, count: n * co * oh * ow)
-        for i in 0..<n { for o in 0..<co { for y in 0..<oh { for xo in 0..<ow {
-            var s: Float = 0
-            for ci in 0..<c { for ky in 0..<k { for kx in 0..<k {
-                let iy = y * stride - pad + ky, ix = xo * stride - pad + kx
-                if iy >= 0 && iy < h && ix >= 0 && ix < wd {
-                    s += x.scalars[((i * c + ci) * h + iy) * wd + ix] * w.scalars[((o * c + ci) * k + ky) * k + kx]
+        for i in 0..<n {
+            for o in 0..<co {
+                for y in 0..<oh {
+                    for xo in 0..<ow {
+                        var s: Float = 0
+                        for ci in 0..<c {
+                            for ky in 0..<k {
+                                for kx in 0..<k {
+                                    let iy = y * stride - pad + ky, ix = xo * stride - pad + kx
+                                    if iy >= 0 && iy < h && ix >= 0 && ix < wd {
+                                        s += x.scalars[((i * c + ci) * h + iy) * wd + ix] * w.scalars[((o * c + ci) * k + ky) * k + kx]
+                                    }
+                                }
+                            }
+                        }
+                        out[((i * co + o) * oh + y) * ow + xo] = s
+                    }
                 }
-            } } }
-            out[((i * co + o) * oh + y) * ow + xo] = s
-        } } } }
+            }
+        }
         return out
     }
 
     /// Rows wide enough for the eight-lane paths of im2col and col2im, at every kernel level
     /// the processor runs.
     func testWideInputsMatchDirectConvolution() {
-        for level in Kernels.supportedLevels { Kernels.withMaxLevel(level) {
-            let x = testTensor([3, 3, 5, 41], seed: 600)  // three images: uneven shares over two workers
-            let w = testTensor([4, 3, 3, 3], seed: 601)
-            for (stride, pad) in [(1, 1), (2, 1), (2, 0), (3, 1)] {
-                let y = x.conv2d(weight: w, stride: (stride, stride), padding: (pad, pad))
-                assertClose(y, Tensor(shape: y.shape, scalars: naiveConv(x, w, stride: stride, pad: pad)), rtol: 1e-5, atol: 1e-5,
-                            "stride \(stride) padding \(pad) \(level)")
+        for level in Kernels.supportedLevels {
+            Kernels.withMaxLevel(level) {
+                let x = testTensor([3, 3, 5, 41], seed: 600)  // three images: uneven shares over two workers
+                let w = testTensor([4, 3, 3, 3], seed: 601)
+                for (stride, pad) in [(1, 1), (2, 1), (2, 0), (3, 1)] {
+                    let y = x.conv2d(weight: w, stride: (stride, stride), padding: (pad, pad))
+                    assertClose(
+                        y, Tensor(shape: y.shape, scalars: naiveConv(x, w, stride: stride, pad: pad)), rtol: 1e-5, atol: 1e-5,
+                        "stride \(stride) padding \(pad) \(level)")
+                }
+                checkGradients([testTensor([1, 2, 3, 37], seed: 602), testTensor([2, 2, 3, 3], seed: 603)]) {
+                    $0[0].conv2d(weight: $0[1], stride: (2, 2), padding: (1, 1))
+                }
+                checkGradients([testTensor([2, 2, 3, 36], seed: 604), testTensor([2, 2, 3, 3], seed: 605)]) {
+                    $0[0].conv2d(weight: $0[1], stride: (2, 2), padding: (0, 0))
+                }
             }
-            checkGradients([testTensor([1, 2, 3, 37], seed: 602), testTensor([2, 2, 3, 3], seed: 603)]) {
-                $0[0].conv2d(weight: $0[1], stride: (2, 2), padding: (1, 1))
-            }
-            checkGradients([testTensor([2, 2, 3, 36], seed: 604), testTensor([2, 2, 3, 3], seed: 605)]) {
-                $0[0].conv2d(weight: $0[1], stride: (2, 2), padding: (0, 0))
-            }
-        } }
+        }
     }
 }
 
@@ -159,8 +175,9 @@ final class RecurrentKernelPathTests: XCTestCase {
         let bih = testTensor([gw], seed: 705, low: -0.1, high: 0.1), bhh = testTensor([gw], seed: 706, low: -0.1, high: 0.1)
         let leaves = [x, h0, c0, wih, whh, bih, bhh]
         for t in leaves { t.requiresGrad = true }
-        let out = Tensor.recurrentLayer(kind, x: x, h0: h0, c0: kind == .lstm ? c0 : nil, weightIH: wih, weightHH: whh,
-                                        biasIH: bih, biasHH: bhh)
+        let out = Tensor.recurrentLayer(
+            kind, x: x, h0: h0, c0: kind == .lstm ? c0 : nil, weightIH: wih, weightHH: whh,
+            biasIH: bih, biasHH: bhh)
         out.backward(gradient: testTensor(out.shape, seed: 707))
         return [out] + leaves.compactMap { $0.grad }
     }
@@ -172,8 +189,10 @@ final class RecurrentKernelPathTests: XCTestCase {
             // of 12 rows (26 = 12 + 7 + 7, 37 = 2·12 + 7 + 6) over pairs of panels and a single last
             // one (48 columns = 2 + 1 panels); the others run through OpenBLAS either way, with the
             // vector LSTM cell's tails (37, 9 units).
-            let shapes = [(13, 48), (6, 16), (32, 32), (11, 64), (5, 16), (8, 16), (2, 16), (1, 32), (26, 48), (37, 16),
-                          (12, 80), (13, 37), (5, 9)]
+            let shapes = [
+                (13, 48), (6, 16), (32, 32), (11, 64), (5, 16), (8, 16), (2, 16), (1, 32), (26, 48), (37, 16),
+                (12, 80), (13, 37), (5, 9)
+            ]
             for (batch, hidden) in shapes {
                 let reference = run(kind, level: .portable, batch: batch, hidden: hidden)
                 for level in Kernels.supportedLevels.dropFirst() {
@@ -232,7 +251,7 @@ final class EmbeddingFoldTests: XCTestCase {
         default: out = (net as! RNN)(e).output
         }
         var loss = (out * testTensor(out.shape, seed: 43)).sum()
-        if alsoSummed { loss = loss + (e * e).sum() }   // a second consumer of the lookup
+        if alsoSummed { loss = loss + (e * e).sum() }  // a second consumer of the lookup
         loss.backward()
         return [out] + ([emb.weight] + net.parameters()).map { $0.grad ?? Tensor.zeros($0.shape) }
     }
@@ -258,8 +277,9 @@ final class EmbeddingFoldTests: XCTestCase {
         table.requiresGrad = true
         let ids = Tensor(shape: [5, 2], scalars: [0, 1, 2, 3, 3, 2, 1, 0, 0, 0])
         let wih = testTensor([8, 3], seed: 45), whh = testTensor([8, 2], seed: 46)
-        let out = Tensor.recurrentLayer(.lstm, x: table.indexSelect(indices: ids), h0: Tensor.zeros([2, 2]), c0: Tensor.zeros([2, 2]),
-                                        weightIH: wih, weightHH: whh, biasIH: nil, biasHH: nil)
+        let out = Tensor.recurrentLayer(
+            .lstm, x: table.indexSelect(indices: ids), h0: Tensor.zeros([2, 2]), c0: Tensor.zeros([2, 2]),
+            weightIH: wih, weightHH: whh, biasIH: nil, biasHH: nil)
         XCTAssertTrue(out.gradFn?.inputs.first === table)
         // Fewer lookups than twice the table's rows: no fold.
         let few = table.indexSelect(indices: Tensor(shape: [2, 1], scalars: [0, 1]))
@@ -277,9 +297,10 @@ final class EmbeddingFoldTests: XCTestCase {
             let whh = testTensor([gw, hidden], seed: 522, low: -0.6, high: 0.6)
             let bih = testTensor([gw], seed: 523, low: -0.3, high: 0.3), bhh = testTensor([gw], seed: 524, low: -0.3, high: 0.3)
             checkGradients([table, wih, whh, bih, bhh]) { v in
-                Tensor.recurrentLayer(kind, x: v[0].indexSelect(indices: ids), h0: Tensor.zeros([batch, hidden]),
-                                      c0: kind == .lstm ? Tensor.zeros([batch, hidden]) : nil,
-                                      weightIH: v[1], weightHH: v[2], biasIH: v[3], biasHH: v[4])
+                Tensor.recurrentLayer(
+                    kind, x: v[0].indexSelect(indices: ids), h0: Tensor.zeros([batch, hidden]),
+                    c0: kind == .lstm ? Tensor.zeros([batch, hidden]) : nil,
+                    weightIH: v[1], weightHH: v[2], biasIH: v[3], biasHH: v[4])
             }
         }
     }

@@ -1,5 +1,5 @@
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 final class Block: Module, UnaryLayer {
@@ -22,9 +22,12 @@ final class TwoLevel: Module, UnaryLayer {
 final class ModuleTests: XCTestCase {
     func testDottedNamesLikePyTorch() {
         let m = TwoLevel()
-        XCTAssertEqual(m.namedParameters().map(\.name),
-                       ["encoder.scale_param", "encoder.fc.weight", "encoder.fc.bias",
-                        "heads.0.weight", "heads.0.bias", "heads.1.weight"])
+        XCTAssertEqual(
+            m.namedParameters().map(\.name),
+            [
+                "encoder.scale_param", "encoder.fc.weight", "encoder.fc.bias",
+                "heads.0.weight", "heads.0.bias", "heads.1.weight"
+            ])
         XCTAssertEqual(m.namedBuffers().map(\.name), ["encoder.seen"])
         XCTAssertEqual(m.namedModules().map(\.name), ["", "encoder", "encoder.fc", "encoder.act", "heads.0", "heads.1"])
         XCTAssertEqual(Set(m.stateDict().keys).count, 7)
@@ -104,8 +107,9 @@ final class ModuleTests: XCTestCase {
     func testPyTorchStateDictLoadsAndGivesPyTorchOutputs() throws {
         // Sequential(Linear(6,8), Tanh, Linear(8,8), ReLU, Linear(8,3)) saved by
         // safetensors.torch.save_file; the first step's logits come from the same weights.
-        let mlp = Sequential(Linear(inputSize: 6, outputSize: 8), Tanh(), Linear(inputSize: 8, outputSize: 8),
-                             ReLU(), Linear(inputSize: 8, outputSize: 3))
+        let mlp = Sequential(
+            Linear(inputSize: 6, outputSize: 8), Tanh(), Linear(inputSize: 8, outputSize: 8),
+            ReLU(), Linear(inputSize: 8, outputSize: 3))
         try mlp.load(stateDict: Safetensors.read(fixturePath("mlp_state.safetensors")))
         let f = try fixture("mlp_train.safetensors")
         assertClose(mlp(try f.at("mlp.x")), try f.at("mlp.step0.logits"))

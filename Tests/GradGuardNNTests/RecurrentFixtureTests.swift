@@ -1,5 +1,5 @@
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 /// RNN, LSTM, GRU and the cells against PyTorch: weights loaded from PyTorch's state dict,
@@ -17,10 +17,10 @@ final class RecurrentFixtureTests: XCTestCase {
             ("rnn_tanh", RNN(inputSize: 3, hiddenSize: 5, numLayers: 2, batchFirst: true)),
             ("rnn_relu", RNN(inputSize: 3, hiddenSize: 5, nonlinearity: .relu)),
             ("lstm", LSTM(inputSize: 3, hiddenSize: 5, numLayers: 2, batchFirst: true)),
-            ("gru", GRU(inputSize: 3, hiddenSize: 5, numLayers: 2)),
+            ("gru", GRU(inputSize: 3, hiddenSize: 5, numLayers: 2))
         ]
         for (name, net) in nets {
-            try net.load(stateDict: params(f, name))   // strict: names and shapes as PyTorch's
+            try net.load(stateDict: params(f, name))  // strict: names and shapes as PyTorch's
             let x = try f.at("\(name).x").copy(requiresGrad: true)
             let h0 = try f.at("\(name).h0").copy(requiresGrad: true)
             var outs: [Tensor], leaves = [x, h0]
@@ -57,7 +57,7 @@ final class RecurrentFixtureTests: XCTestCase {
         let f = try fixture("recurrent.safetensors")
         let cells: [(String, RecurrentCell)] = [
             ("rnn_cell", RNNCell(inputSize: 3, hiddenSize: 4)), ("lstm_cell", LSTMCell(inputSize: 3, hiddenSize: 4)),
-            ("gru_cell", GRUCell(inputSize: 3, hiddenSize: 4)),
+            ("gru_cell", GRUCell(inputSize: 3, hiddenSize: 4))
         ]
         for (name, cell) in cells {
             try cell.load(stateDict: params(f, name))
@@ -94,14 +94,16 @@ final class ConvNormFixtureTests: XCTestCase {
             ("strided", Conv2d(2, 4, kernelSize: 3, stride: 2, padding: 1, groups: 2)),
             ("dilated", Conv2d(3, 2, kernelSize: 3, padding: 2, dilation: 2, bias: false)),
             ("pointwise", Conv2d(4, 3, kernelSize: 1)),
-            ("depthwise", Conv2d(4, 4, kernelSize: 3, stride: 2, padding: 1, groups: 4)),
+            ("depthwise", Conv2d(4, 4, kernelSize: 3, stride: 2, padding: 1, groups: 4))
         ]
         for (name, conv) in cases {
             var sd: [String: Tensor] = [:]
             for (k, v) in f where k.hasPrefix("conv.\(name).param.") { sd[String(k.dropFirst("conv.\(name).param.".count))] = v }
             try conv.load(stateDict: sd)
-            checkForwardBackward(input: try f.at("conv.\(name).x"), output: try f.at("conv.\(name).out"),
-                                 upstream: try f.at("conv.\(name).up"), inputGrad: try f.at("conv.\(name).grad.x"), "conv \(name)") { conv($0) }
+            checkForwardBackward(
+                input: try f.at("conv.\(name).x"), output: try f.at("conv.\(name).out"),
+                upstream: try f.at("conv.\(name).up"), inputGrad: try f.at("conv.\(name).grad.x"), "conv \(name)"
+            ) { conv($0) }
             for (k, p) in conv.namedParameters() { assertClose(p.grad!, try f.at("conv.\(name).grad.\(k)"), "conv \(name) grad \(k)") }
         }
     }
@@ -112,18 +114,22 @@ final class ConvNormFixtureTests: XCTestCase {
             ("max", MaxPool2d(kernelSize: 3, stride: 2, padding: 1)), ("max2", MaxPool2d(kernelSize: 2)),
             ("avg", AvgPool2d(kernelSize: 3, stride: 2, padding: 1)),
             ("avg_exclude_pad", AvgPool2d(kernelSize: 3, stride: 2, padding: 1, countIncludePad: false)),
-            ("adaptive", AdaptiveAvgPool2d(outputSize: (3, 5))), ("upsample", Upsample(scaleFactor: 2)),
+            ("adaptive", AdaptiveAvgPool2d(outputSize: (3, 5))), ("upsample", Upsample(scaleFactor: 2))
         ]
         for (name, layer) in layers {
-            checkForwardBackward(input: try f.at("pool.x"), output: try f.at("pool.\(name).out"), upstream: try f.at("pool.\(name).up"),
-                                 inputGrad: try f.at("pool.\(name).grad"), name) { layer($0) }
+            checkForwardBackward(
+                input: try f.at("pool.x"), output: try f.at("pool.\(name).out"), upstream: try f.at("pool.\(name).up"),
+                inputGrad: try f.at("pool.\(name).grad"), name
+            ) { layer($0) }
         }
     }
 
     func testBatchNormTrainEvalAndRunningStatisticsMatchPyTorch() throws {
         let f = try fixture("norm.safetensors")
-        for (name, bn) in [("bn2d", BatchNorm2d(numFeatures: 3) as BatchNorm), ("bn1d", BatchNorm1d(numFeatures: 3)),
-                           ("bn1d_seq", BatchNorm1d(numFeatures: 3, momentum: 0.3))] {
+        for (name, bn) in [
+            ("bn2d", BatchNorm2d(numFeatures: 3) as BatchNorm), ("bn1d", BatchNorm1d(numFeatures: 3)),
+            ("bn1d_seq", BatchNorm1d(numFeatures: 3, momentum: 0.3))
+        ] {
             bn.weight!.assign(try f.at("\(name).weight"))
             bn.bias!.assign(try f.at("\(name).bias"))
             bn.train()
@@ -151,8 +157,10 @@ final class ConvNormFixtureTests: XCTestCase {
         let f = try fixture("norm.safetensors")
         for (name, m) in [("layernorm", LayerNorm([4, 5]) as Module & UnaryLayer), ("groupnorm", GroupNorm(numGroups: 2, numChannels: 6))] {
             try m.load(stateDict: ["weight": f.at("\(name).weight"), "bias": f.at("\(name).bias")])
-            checkForwardBackward(input: try f.at("\(name).x"), output: try f.at("\(name).out"), upstream: try f.at("\(name).up"),
-                                 inputGrad: try f.at("\(name).grad.x"), name) { m($0) }
+            checkForwardBackward(
+                input: try f.at("\(name).x"), output: try f.at("\(name).out"), upstream: try f.at("\(name).up"),
+                inputGrad: try f.at("\(name).grad.x"), name
+            ) { m($0) }
             for (k, p) in m.namedParameters() { assertClose(p.grad!, try f.at("\(name).grad.\(k)"), "\(name) grad \(k)") }
         }
     }

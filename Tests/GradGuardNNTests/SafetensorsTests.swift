@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 final class SafetensorsTests: XCTestCase {
@@ -35,7 +35,7 @@ final class SafetensorsTests: XCTestCase {
         let expected: [Float] = [0.5, -1.25, 3.0, 1e-3, 65504.0, -2.0]
         XCTAssertEqual(t["f32"]!.scalars, expected)
         XCTAssertEqual(t["f64"]!.scalars, expected)
-        assertClose(t["f16"]!, Tensor(shape: [2, 3], scalars: expected), rtol: 1e-3, atol: 0)   // F16: 11-bit mantissa
+        assertClose(t["f16"]!, Tensor(shape: [2, 3], scalars: expected), rtol: 1e-3, atol: 0)  // F16: 11-bit mantissa
         assertClose(t["bf16"]!, Tensor(shape: [2, 3], scalars: expected), rtol: 8e-3, atol: 0)  // BF16: 8-bit mantissa
         XCTAssertEqual(t["f16"]!.shape, [2, 3])
         XCTAssertEqual(t["i64"]!.scalars, [1, -2, 300000])
@@ -60,8 +60,10 @@ final class SafetensorsTests: XCTestCase {
         return d
     }
 
-    private func expectFault(_ data: Data, tensor: String? = nil, _ check: (SafetensorsError.Fault) -> Bool,
-                             file: StaticString = #filePath, line: UInt = #line) {
+    private func expectFault(
+        _ data: Data, tensor: String? = nil, _ check: (SafetensorsError.Fault) -> Bool,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         let path = self.file(data)
         XCTAssertThrowsError(try Safetensors.read(path), file: file, line: line) { error in
             guard let e = error as? SafetensorsError else { return XCTFail("untyped error \(error)", file: file, line: line) }
@@ -111,8 +113,11 @@ final class SafetensorsTests: XCTestCase {
         expectFault(build(header: #"{"w": {"dtype": "F32", "shape": [1], "data_offsets": [8, 4]}}"#, dataBytes: 8), tensor: "w") {
             if case .offsetsOutOfRange = $0 { return true } else { return false }
         }
-        expectFault(build(header: #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}"#,
-                          dataBytes: 12), tensor: "b") { $0 == .overlappingOffsets(other: "a") }
+        expectFault(
+            build(
+                header: #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}"#,
+                dataBytes: 12), tensor: "b"
+        ) { $0 == .overlappingOffsets(other: "a") }
         expectFault(build(header: #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}"#, dataBytes: 8)) {
             $0 == .uncoveredBytes(from: 4, to: 8)
         }

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 /// `GradientClipping`, the primitive every clipper is built on: norms of any order over

@@ -1,5 +1,6 @@
-import XCTest
+import Foundation
 import GradGuard
+import XCTest
 import _TestSupport
 
 /// Optimizer trajectories against torch.optim (Scripts/make_fixtures.py): two parameters,
@@ -15,14 +16,20 @@ final class OptimizerTests: XCTestCase {
         ("adam_wd_amsgrad", { Adam($0, lr: 0.02, beta1: 0.8, beta2: 0.99, eps: 1e-6, weightDecay: 0.1, amsgrad: true) }),
         ("adamw", { AdamW($0, lr: 0.01, weightDecay: 0.05) }),
         ("adamw_amsgrad", { AdamW($0, lr: 0.01, weightDecay: 0.05, amsgrad: true) }),
-        ("sgd_groups", { ps in
-            SGD([ParamGroup(params: [ps[0]]), ParamGroup(params: [ps[1]], lr: 0.01, weightDecay: 0.5)], lr: 0.1, momentum: 0.9)
-        }),
-        ("adamw_groups", { ps in
-            AdamW([ParamGroup(params: [ps[0]], weightDecay: 0), ParamGroup(params: [ps[1]], lr: 0.003)], lr: 0.01, weightDecay: 0.1)
-        }),
+        (
+            "sgd_groups",
+            { ps in
+                SGD([ParamGroup(params: [ps[0]]), ParamGroup(params: [ps[1]], lr: 0.01, weightDecay: 0.5)], lr: 0.1, momentum: 0.9)
+            }
+        ),
+        (
+            "adamw_groups",
+            { ps in
+                AdamW([ParamGroup(params: [ps[0]], weightDecay: 0), ParamGroup(params: [ps[1]], lr: 0.003)], lr: 0.01, weightDecay: 0.1)
+            }
+        ),
         ("rmsprop", { RMSprop($0, lr: 0.01) }),
-        ("rmsprop_centered_momentum", { RMSprop($0, lr: 0.005, alpha: 0.9, eps: 1e-6, weightDecay: 0.1, momentum: 0.8, centered: true) }),
+        ("rmsprop_centered_momentum", { RMSprop($0, lr: 0.005, alpha: 0.9, eps: 1e-6, weightDecay: 0.1, momentum: 0.8, centered: true) })
     ]
 
     func run(_ name: String, _ make: Make, f: [String: Tensor], restartAt: Int? = nil) throws {
@@ -173,8 +180,9 @@ final class ClipGradTests: XCTestCase {
 /// backward, clip_grad_norm_(0.5), SGD with momentum.
 final class EndToEndTests: XCTestCase {
     func testSmallMLPTrainsLikePyTorch() throws {
-        let mlp = Sequential(Linear(inputSize: 6, outputSize: 8), Tanh(), Linear(inputSize: 8, outputSize: 8),
-                             ReLU(), Linear(inputSize: 8, outputSize: 3))
+        let mlp = Sequential(
+            Linear(inputSize: 6, outputSize: 8), Tanh(), Linear(inputSize: 8, outputSize: 8),
+            ReLU(), Linear(inputSize: 8, outputSize: 3))
         try mlp.load(stateDict: Safetensors.read(fixturePath("mlp_state.safetensors")))
         let f = try fixture("mlp_train.safetensors")
         let opt = SGD(mlp.parameters(), lr: 0.1, momentum: 0.9)
@@ -196,5 +204,3 @@ final class EndToEndTests: XCTestCase {
         for (name, t) in mlp.stateDict() { assertClose(t, try f.at("mlp.final.\(name)"), "final \(name)") }
     }
 }
-
-import Foundation

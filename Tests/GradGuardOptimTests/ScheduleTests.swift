@@ -1,18 +1,23 @@
-import XCTest
+import Foundation
 import GradGuard
+import XCTest
 import _TestSupport
 
 /// Each schedule's learning rate (and momentum) over 120 steps against torch.optim.lr_scheduler,
 /// with two parameter groups (lr 0.1 / momentum 0.9 and lr 0.05 / momentum 0.8).
 final class ScheduleTests: XCTestCase {
     func optimizer(adam: Bool = false) -> Optimizer {
-        let groups = [ParamGroup(params: [Tensor.zeros([1], requiresGrad: true)], options: ["lr": 0.1, adam ? "beta1" : "momentum": 0.9]),
-                      ParamGroup(params: [Tensor.zeros([1], requiresGrad: true)], options: ["lr": 0.05, adam ? "beta1" : "momentum": 0.8])]
+        let groups = [
+            ParamGroup(params: [Tensor.zeros([1], requiresGrad: true)], options: ["lr": 0.1, adam ? "beta1" : "momentum": 0.9]),
+            ParamGroup(params: [Tensor.zeros([1], requiresGrad: true)], options: ["lr": 0.05, adam ? "beta1" : "momentum": 0.8])
+        ]
         return adam ? Adam(groups, lr: 0.1) : SGD(groups, lr: 0.1)
     }
 
-    func check(_ name: String, _ schedule: any LRSchedule, adam: Bool = false, momentum: Bool = false,
-               file: StaticString = #filePath, line: UInt = #line) throws {
+    func check(
+        _ name: String, _ schedule: any LRSchedule, adam: Bool = false, momentum: Bool = false,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let f = try fixture("schedules.safetensors")
         let lrs = try f.at("sched.\(name).lr"), moms = try f.at("sched.\(name).momentum")
         let opt = optimizer(adam: adam)
@@ -20,12 +25,14 @@ final class ScheduleTests: XCTestCase {
         for step in 0..<120 {
             for g in 0..<2 {
                 let expected = Double(lrs.scalars[step * 2 + g])
-                XCTAssertEqual(opt.paramGroups[g].lr, expected, accuracy: 1e-6 * Swift.max(expected, 1e-3),
-                               "\(name) lr step \(step) group \(g)", file: file, line: line)
+                XCTAssertEqual(
+                    opt.paramGroups[g].lr, expected, accuracy: 1e-6 * Swift.max(expected, 1e-3),
+                    "\(name) lr step \(step) group \(g)", file: file, line: line)
                 if momentum {
                     let key = adam ? "beta1" : "momentum"
-                    XCTAssertEqual(opt.paramGroups[g][key]!, Double(moms.scalars[step * 2 + g]), accuracy: 1e-6,
-                                   "\(name) momentum step \(step) group \(g)", file: file, line: line)
+                    XCTAssertEqual(
+                        opt.paramGroups[g][key]!, Double(moms.scalars[step * 2 + g]), accuracy: 1e-6,
+                        "\(name) momentum step \(step) group \(g)", file: file, line: line)
                 }
             }
             scheduler.step()
@@ -41,8 +48,11 @@ final class ScheduleTests: XCTestCase {
         try check("warm_restarts", CosineAnnealingWarmRestarts(t0: 10, tMult: 2, etaMin: 0.002))
         try check("linear", LinearLR(startFactor: 0.1, endFactor: 1, totalIters: 25))
         try check("polynomial", PolynomialLR(totalIters: 100, power: 2))
-        try check("warmup_cosine", SequentialSchedule([LinearLR(startFactor: 0.1, totalIters: 10), CosineAnnealingLR(tMax: 110)],
-                                                      milestones: [10]))
+        try check(
+            "warmup_cosine",
+            SequentialSchedule(
+                [LinearLR(startFactor: 0.1, totalIters: 10), CosineAnnealingLR(tMax: 110)],
+                milestones: [10]))
     }
 
     func testOneCycleRateAndMomentumMatchPyTorch() throws {
@@ -56,7 +66,8 @@ final class ScheduleTests: XCTestCase {
         let metrics = try f.at("plateau.metrics").scalars.map(Double.init)
         for name in ["plateau", "plateau_abs_max"] {
             let opt = optimizer()
-            let sched = name == "plateau"
+            let sched =
+                name == "plateau"
                 ? ReduceLROnPlateau(opt, mode: .min, factor: 0.5, patience: 5, threshold: 1e-3, cooldown: 3, minLR: [0.002, 0.001])
                 : ReduceLROnPlateau(opt, mode: .max, factor: 0.7, patience: 2, threshold: 0.01, thresholdMode: .abs)
             let lrs = try f.at("\(name).lr")
@@ -123,7 +134,7 @@ final class RegularizationTests: XCTestCase {
         XCTAssertEqual(l1.item, 7)
         XCTAssertEqual(l2.item, 14.5)
         (l1 + 0.5 * l2).backward()
-        XCTAssertEqual(a.grad!.scalars, [2, -3, 4])    // sign(θ) + θ
+        XCTAssertEqual(a.grad!.scalars, [2, -3, 4])  // sign(θ) + θ
         XCTAssertEqual(b.grad!.scalars, [1.5, -1.5])
     }
 
@@ -137,13 +148,15 @@ final class RegularizationTests: XCTestCase {
     }
 
     func testDecayGroupsExcludeBiasesNormsAndPatterns() {
-        let model = Sequential(Conv2d(3, 4, kernelSize: 3), BatchNorm2d(numFeatures: 4), Flatten(),
-                               Linear(inputSize: 4, outputSize: 2), Embedding(numEmbeddings: 5, embeddingDim: 2))
+        let model = Sequential(
+            Conv2d(3, 4, kernelSize: 3), BatchNorm2d(numFeatures: 4), Flatten(),
+            Linear(inputSize: 4, outputSize: 2), Embedding(numEmbeddings: 5, embeddingDim: 2))
         let groups = ParamGroup.decayGroups(model, weightDecay: 5e-4, excluding: ["4.*"])
         let names = Dictionary(uniqueKeysWithValues: model.namedParameters().map { (ObjectIdentifier($0.tensor), $0.name) })
         XCTAssertEqual(groups[0].params.map { names[ObjectIdentifier($0)]! }, ["0.weight", "3.weight"])
-        XCTAssertEqual(Set(groups[1].params.map { names[ObjectIdentifier($0)]! }),
-                       ["0.bias", "1.weight", "1.bias", "3.bias", "4.weight"])
+        XCTAssertEqual(
+            Set(groups[1].params.map { names[ObjectIdentifier($0)]! }),
+            ["0.bias", "1.weight", "1.bias", "3.bias", "4.weight"])
         XCTAssertEqual(groups[0]["weight_decay"], 5e-4)
         XCTAssertEqual(groups[1]["weight_decay"], 0)
         XCTAssertTrue(globMatch("*.bias", "encoder.fc.bias"))
@@ -151,5 +164,3 @@ final class RegularizationTests: XCTestCase {
         XCTAssertTrue(globMatch("layer?.w*", "layer3.weight"))
     }
 }
-
-import Foundation

@@ -1,5 +1,5 @@
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 final class AutogradTests: XCTestCase {
@@ -47,11 +47,13 @@ final class AutogradTests: XCTestCase {
         let x = Tensor([1, 2, 3], requiresGrad: true)
         let h = x * 2
         var seen: [Float] = []
-        h.registerHook { g in seen = g.scalars; return nil }
+        h.registerHook { g in
+            seen = g.scalars; return nil
+        }
         x.registerHook { g in g * 0.5 }
         (h * h).sum().backward()
-        XCTAssertEqual(seen, [4, 8, 12])            // d(h²)/dh = 2h
-        XCTAssertEqual(x.grad?.scalars, [4, 8, 12]) // 2 · 2h · ½
+        XCTAssertEqual(seen, [4, 8, 12])  // d(h²)/dh = 2h
+        XCTAssertEqual(x.grad?.scalars, [4, 8, 12])  // 2 · 2h · ½
     }
 
     func testNodesCarryOpLabelsAndModuleNames() {
@@ -66,10 +68,12 @@ final class AutogradTests: XCTestCase {
 
     func testAnomalyModeNamesTheForwardOpAndModule() {
         let x = Tensor([1, -1], requiresGrad: true)
-        XCTAssertThrowsError(try withAnomalyDetection {
-            let y = Autograd.withModule("decoder.0") { (x - 1).log() }   // log(0) = -inf, log(-2) = nan
-            y.sum().backward()
-        }) { error in
+        XCTAssertThrowsError(
+            try withAnomalyDetection {
+                let y = Autograd.withModule("decoder.0") { (x - 1).log() }  // log(0) = -inf, log(-2) = nan
+                y.sum().backward()
+            }
+        ) { error in
             guard let e = error as? AnomalyError else { return XCTFail("wrong error \(error)") }
             XCTAssertEqual(e.phase, .forward)
             XCTAssertEqual(e.op, "log")
@@ -83,9 +87,11 @@ final class AutogradTests: XCTestCase {
 
     func testAnomalyModeCatchesNonFiniteGradientsInBackward() {
         let x = Tensor([0, 4], requiresGrad: true)
-        XCTAssertThrowsError(try withAnomalyDetection {
-            x.sqrt().sum().backward()   // finite forward, d√x/dx = ∞ at 0
-        }) { error in
+        XCTAssertThrowsError(
+            try withAnomalyDetection {
+                x.sqrt().sum().backward()  // finite forward, d√x/dx = ∞ at 0
+            }
+        ) { error in
             let e = error as! AnomalyError
             XCTAssertEqual(e.phase, .backward)
             XCTAssertEqual(e.op, "sqrt")
@@ -120,7 +126,7 @@ final class GraphLifetimeTests: XCTestCase {
             ("exp", { $0.exp() }), ("sqrt", { $0.abs().sqrt() }), ("tanh", { $0.tanh() }), ("sigmoid", { $0.sigmoid() }),
             ("softmax", { $0.softmax(axis: 1) }), ("logSoftmax", { $0.logSoftmax(axis: 0) }),
             ("pow", { $0.abs().pow(Tensor(2)) }), ("relu", { $0.relu() }), ("silu", { $0.silu() }), ("gelu", { $0.gelu() }),
-            ("matmul", { $0.matmul($0.transposed()) }), ("max", { $0.max(axis: 1).values }),
+            ("matmul", { $0.matmul($0.transposed()) }), ("max", { $0.max(axis: 1).values })
         ]
         for (name, op) in ops {
             weak var weakOut: Tensor?

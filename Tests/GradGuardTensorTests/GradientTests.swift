@@ -1,5 +1,5 @@
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 /// Every differentiable op against central finite differences (see `checkGradients`).

@@ -1,10 +1,12 @@
-import XCTest
-import GradGuard
 import CGradGuardKernels
-@testable import GradGuardTensor
-import _TestSupport
-import Synchronization
 import Dispatch
+import Foundation
+import GradGuard
+import Synchronization
+import XCTest
+import _TestSupport
+
+@testable import GradGuardTensor
 
 final class TensorTests: XCTestCase {
     func testCreation() {
@@ -23,7 +25,7 @@ final class TensorTests: XCTestCase {
         // First outputs of xoshiro256** seeded by SplitMix64(42), from an independent
         // Python implementation of the published algorithms.
         var g = RandomGenerator(seed: 42)
-        XCTAssertEqual([g.next(), g.next(), g.next()], [1546998764402558742, 6990951692964543102, 12544586762248559009])
+        XCTAssertEqual([g.next(), g.next(), g.next()], [1_546_998_764_402_558_742, 6_990_951_692_964_543_102, 12_544_586_762_248_559_009])
         var g1 = RandomGenerator(seed: 7), g2 = RandomGenerator(seed: 7)
         XCTAssertEqual(Tensor.randn([10], generator: &g1).scalars, Tensor.randn([10], generator: &g2).scalars)
         let r = Tensor.randint([1000], low: 3, high: 9, generator: &g1)
@@ -41,7 +43,7 @@ final class TensorTests: XCTestCase {
     func testNormalSamplesHaveTheRightMoments() {
         var g = RandomGenerator(seed: 3)
         let x = Tensor.randn([100_000], mean: 2, std: 3, generator: &g)
-        XCTAssertEqual(x.mean().item, 2, accuracy: 0.05)      // 4σ of the mean estimate is 0.038
+        XCTAssertEqual(x.mean().item, 2, accuracy: 0.05)  // 4σ of the mean estimate is 0.038
         XCTAssertEqual(x.variance().item.squareRoot(), 3, accuracy: 0.05)
     }
 
@@ -154,14 +156,14 @@ final class TensorTests: XCTestCase {
     }
 }
 
-import Foundation
-
 /// The BLAS runs vector kernels wherever the CPU has them (Debian's OpenBLAS falls back to
 /// SSE3 "Prescott" kernels on CPUs newer than its model list).
 final class BLASSelectionTests: XCTestCase {
     func testGEMMDoesNotRunAGenericKernelOnAVX2OrAVX512() {
-        let generic: Set<String> = ["Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Katmai", "Coppermine",
-                                    "Northwood", "Banias", "Opteron", "Opteron(SSE3)", "Barcelona", "Bobcat", "Sandybridge", "Bulldozer"]
+        let generic: Set<String> = [
+            "Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Katmai", "Coppermine",
+            "Northwood", "Banias", "Opteron", "Opteron(SSE3)", "Barcelona", "Bobcat", "Sandybridge", "Bulldozer"
+        ]
         let features = BLAS.cpuFeatures
         XCTAssertFalse(BLAS.core.isEmpty)
         if ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil, features.contains("AVX2+FMA") {
@@ -236,8 +238,9 @@ final class KernelLevelTests: XCTestCase {
                                         for kk in 0..<k { s += Double(a[i * k + kk]) * bAt(kk, j) }
                                         ref = accumulate ? ref + s : s
                                     }
-                                    XCTAssertEqual(Double(c[i * n + j]), ref, accuracy: 1e-4,
-                                                   "\(level) m \(m) k \(k) n \(n) panels \(p0)..<\(p1) acc \(accumulate) at \(i),\(j)")
+                                    XCTAssertEqual(
+                                        Double(c[i * n + j]), ref, accuracy: 1e-4,
+                                        "\(level) m \(m) k \(k) n \(n) panels \(p0)..<\(p1) acc \(accumulate) at \(i),\(j)")
                                 }
                             }
                         }

@@ -1,19 +1,20 @@
 import Foundation
+import GradGuard
 import XCTest
 import _TestSupport
-import GradGuard
 
 final class EventWriterTests: XCTestCase {
     func testCRC32CKnownValues() {
-        XCTAssertEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283)   // the standard check value
-        XCTAssertEqual(CRC32C.checksum([UInt8](repeating: 0, count: 32)), 0x8A91_36AA)   // RFC 3720 B.4
+        XCTAssertEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283)  // the standard check value
+        XCTAssertEqual(CRC32C.checksum([UInt8](repeating: 0, count: 32)), 0x8A91_36AA)  // RFC 3720 B.4
     }
 
     /// Where Python with TensorBoard can be found (CI installs it: `pip install tensorboard`).
     func python() -> String? {
         // The first python3 on PATH (the one `pip install` served), then the system's.
         for p in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map({ "\($0)/python3" })
-            + ["/usr/local/bin/python3", "/usr/bin/python3"] where FileManager.default.isExecutableFile(atPath: p) {
+            + ["/usr/local/bin/python3", "/usr/bin/python3"] where FileManager.default.isExecutableFile(atPath: p)
+        {
             return p
         }
         return nil
@@ -33,21 +34,21 @@ final class EventWriterTests: XCTestCase {
             w.flush()
         }
         let script = """
-        import json, sys
-        try:
-            from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-        except ImportError:
-            print("NO_TENSORBOARD"); sys.exit(0)
-        acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0, "histograms": 0})
-        acc.Reload()
-        out = {"tags": acc.Tags()["scalars"], "hist": acc.Tags()["histograms"]}
-        out["loss"] = [[e.step, e.value] for e in acc.Scalars("train/loss")]
-        out["wall"] = acc.Scalars("train/loss")[0].wall_time
-        h = acc.Histograms("grads/fc.weight")[0]
-        out["h"] = {"step": h.step, "num": h.histogram_value.num, "min": h.histogram_value.min, "max": h.histogram_value.max,
-                    "buckets": len(h.histogram_value.bucket), "sum": h.histogram_value.sum}
-        print(json.dumps(out))
-        """
+            import json, sys
+            try:
+                from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+            except ImportError:
+                print("NO_TENSORBOARD"); sys.exit(0)
+            acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0, "histograms": 0})
+            acc.Reload()
+            out = {"tags": acc.Tags()["scalars"], "hist": acc.Tags()["histograms"]}
+            out["loss"] = [[e.step, e.value] for e in acc.Scalars("train/loss")]
+            out["wall"] = acc.Scalars("train/loss")[0].wall_time
+            h = acc.Histograms("grads/fc.weight")[0]
+            out["h"] = {"step": h.step, "num": h.histogram_value.num, "min": h.histogram_value.min, "max": h.histogram_value.max,
+                        "buckets": len(h.histogram_value.bucket), "sum": h.histogram_value.sum}
+            print(json.dumps(out))
+            """
         let (code, text, _) = try runProcess(py, ["-c", script, dir])
         // Python is here, so the reader must be too (Scripts/setup.sh installs it).
         XCTAssertFalse(text.contains("NO_TENSORBOARD"), "\(py) cannot import tensorboard: run python3 -m pip install tensorboard")
@@ -81,7 +82,7 @@ final class EventWriterFileTests: TemporaryDirectoryTestCase {
         try b.scalar("x", 2, step: 1)
         XCTAssertNotEqual(a.path, b.path)
         let sizes = try [a.path, b.path].map { try FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int ?? 0 }
-        XCTAssertTrue(sizes.allSatisfy { $0 > 40 }, "\(sizes)")   // the header record and one scalar each
+        XCTAssertTrue(sizes.allSatisfy { $0 > 40 }, "\(sizes)")  // the header record and one scalar each
     }
 
     func testAFullDiskIsThrownNamingTheFile() throws {

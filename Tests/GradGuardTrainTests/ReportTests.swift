@@ -1,7 +1,7 @@
 import Foundation
+import GradGuard
 import XCTest
 import _TestSupport
-import GradGuard
 
 /// The report against the records it was drawn from, and rendered by a real browser.
 final class ReportTests: TemporaryDirectoryTestCase {
@@ -15,8 +15,10 @@ final class ReportTests: TemporaryDirectoryTestCase {
         c.epochs = 2
         c.batchSize = 8
         c.moduleNormsEvery = 2
-        let t = try Trainer(model: model, optimizer: SGD(model.parameters(), lr: 0.05),
-                            policy: GuardPolicy(clipper: clipper), config: c, runDirectory: dir) { m, b in
+        let t = try Trainer(
+            model: model, optimizer: SGD(model.parameters(), lr: 0.05),
+            policy: GuardPolicy(clipper: clipper), config: c, runDirectory: dir
+        ) { m, b in
             crossEntropy((m as! Sequential)(b.inputs), b.targets)
         }
         var poisoned = false
@@ -67,8 +69,10 @@ final class ReportTests: TemporaryDirectoryTestCase {
     /// Every clipper's threshold is drawn from the step records alone (no config.yaml): a
     /// series for the moving ZClip and AutoClip thresholds, a note for a value threshold.
     func testClipThresholdsComeFromTheRecords() throws {
-        for (clipper, name) in [(ZClip(warmupSteps: 3) as any GradientClipper, "zclip"), (AutoClip(percentile: 50), "autoclip"),
-                                (ClipByValue(0.25), "value")] {
+        for (clipper, name) in [
+            (ZClip(warmupSteps: 3) as any GradientClipper, "zclip"), (AutoClip(percentile: 50), "autoclip"),
+            (ClipByValue(0.25), "value")
+        ] {
             let dir = try makeRun(clipper: clipper, name: name)
             try FileManager.default.removeItem(atPath: dir + "/config.yaml")
             let (steps, _) = try RunRecords.metrics(in: dir)
@@ -88,8 +92,8 @@ final class ReportTests: TemporaryDirectoryTestCase {
     }
 
     func testTicksAreRoundDistinctAndInRange() {
-        XCTAssertEqual(SVGChartProbe.niceTicks(0, 791, integers: true), [0, 200, 400, 600])   // not 198, 395, 593
-        XCTAssertEqual(SVGChartProbe.niceTicks(0, 1, integers: true), [0, 1])                 // not 0 0 1 1 1
+        XCTAssertEqual(SVGChartProbe.niceTicks(0, 791, integers: true), [0, 200, 400, 600])  // not 198, 395, 593
+        XCTAssertEqual(SVGChartProbe.niceTicks(0, 1, integers: true), [0, 1])  // not 0 0 1 1 1
         XCTAssertEqual(SVGChartProbe.niceTicks(0.0027, 0.0033), [0.0028, 0.003, 0.0032])
         // A constant learning rate: distinct labels, not "3e-03" on every tick.
         let labels = SVGChartProbe.labels([0.0028, 0.003, 0.0032])
@@ -147,8 +151,12 @@ final class ReportTests: TemporaryDirectoryTestCase {
         let dir = try makeRun()
         let report = try RunReport.write(runDirectory: dir)
         func chromium(_ args: [String]) throws -> (String, String) {
-            let r = try runProcess(browser, ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
-                                             "--v=0"] + args)
+            let r = try runProcess(
+                browser,
+                [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
+                    "--v=0"
+                ] + args)
             return (r.out, r.err)
         }
         let (dom, log) = try chromium(["--dump-dom", "file://" + report])

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import GradGuard
+import XCTest
 import _TestSupport
 
 final class TrainerTests: TemporaryDirectoryTestCase {
@@ -19,8 +19,10 @@ final class TrainerTests: TemporaryDirectoryTestCase {
         let model = Sequential(Linear(inputSize: 6, outputSize: 16), Tanh(), Dropout(p: 0.1), Linear(inputSize: 16, outputSize: 4))
         let opt = Adam(model.parameters(), lr: 0.01)
         let sched = LRScheduler(opt, CosineAnnealingLR(tMax: 40))
-        return try Trainer(model: model, optimizer: opt, scheduler: sched, policy: GuardPolicy(clipper: ZClip()), config: config,
-                           runDirectory: run) { model, batch in
+        return try Trainer(
+            model: model, optimizer: opt, scheduler: sched, policy: GuardPolicy(clipper: ZClip()), config: config,
+            runDirectory: run
+        ) { model, batch in
             crossEntropy((model as! Sequential)(batch.inputs), batch.targets)
         }
     }
@@ -91,8 +93,10 @@ final class TrainerTests: TemporaryDirectoryTestCase {
             let opt = SGD(model.parameters(), lr: 0.1)
             var c = config(epochs: 3, batch: 16)
             c.scheduleStep = cadence
-            let t = try Trainer(model: model, optimizer: opt, scheduler: LRScheduler(opt, StepLR(stepSize: 1, gamma: 0.5)),
-                                config: c) { m, b in crossEntropy((m as! Sequential)(b.inputs), b.targets) }
+            let t = try Trainer(
+                model: model, optimizer: opt, scheduler: LRScheduler(opt, StepLR(stepSize: 1, gamma: 0.5)),
+                config: c
+            ) { m, b in crossEntropy((m as! Sequential)(b.inputs), b.targets) }
             var rates: [Double] = []
             t.callbacks.beforeStep = { _, _ in rates.append(opt.paramGroups[0].lr) }
             try t.fit(train: data(32, seed: 4))

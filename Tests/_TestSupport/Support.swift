@@ -28,8 +28,10 @@ extension Dictionary where Key == String, Value == Tensor {
 
 /// Asserts equal shapes and |a − b| ≤ atol + rtol·|b| element-wise. The defaults suit
 /// float32 results of a few dozen operations compared with PyTorch's float32 results.
-public func assertClose(_ a: Tensor, _ b: Tensor, rtol: Float = 1e-4, atol: Float = 1e-5,
-                        _ message: @autoclosure () -> String = "", file: StaticString = #filePath, line: UInt = #line) {
+public func assertClose(
+    _ a: Tensor, _ b: Tensor, rtol: Float = 1e-4, atol: Float = 1e-5,
+    _ message: @autoclosure () -> String = "", file: StaticString = #filePath, line: UInt = #line
+) {
     XCTAssertEqual(a.shape, b.shape, "shape \(message())", file: file, line: line)
     guard a.shape == b.shape else { return }
     var worst = 0, worstErr: Float = 0
@@ -41,8 +43,9 @@ public func assertClose(_ a: Tensor, _ b: Tensor, rtol: Float = 1e-4, atol: Floa
         if !(err <= 0) && (err > worstErr || worstErr == 0) { worst = i; worstErr = err.isNaN ? .infinity : err }
     }
     if worstErr > 0 {
-        XCTFail("\(message()): element \(worst) is \(a.scalars[worst]), expected \(b.scalars[worst]) (rtol \(rtol), atol \(atol))",
-                file: file, line: line)
+        XCTFail(
+            "\(message()): element \(worst) is \(a.scalars[worst]), expected \(b.scalars[worst]) (rtol \(rtol), atol \(atol))",
+            file: file, line: line)
     }
 }
 
@@ -53,9 +56,11 @@ public func assertClose(_ a: Tensor, _ b: Tensor, rtol: Float = 1e-4, atol: Floa
 /// in Double; with eps 1e-2 the truncation error is O(eps²·f''') and float32 rounding of
 /// the sum is ~1e-6 relative, so |analytic − numeric| ≤ atol + rtol·|numeric| with
 /// atol 2e-3, rtol 2e-2 separates a correct rule from a wrong one.
-public func checkGradients(_ inputs: [Tensor], eps: Float = 1e-2, atol: Double = 2e-3, rtol: Double = 2e-2,
-                           file: StaticString = #filePath, line: UInt = #line,
-                           _ f: ([Tensor]) -> Tensor) {
+public func checkGradients(
+    _ inputs: [Tensor], eps: Float = 1e-2, atol: Double = 2e-3, rtol: Double = 2e-2,
+    file: StaticString = #filePath, line: UInt = #line,
+    _ f: ([Tensor]) -> Tensor
+) {
     for x in inputs { x.requiresGrad = true; x.grad = nil }
     let out = f(inputs)
     var gen = RandomGenerator(seed: 99)
@@ -104,8 +109,10 @@ public func awayFromZero(_ t: Tensor, margin: Float = 0.1) -> Tensor {
 /// Runs `forward` on a copy of `input` that requires gradients, compares the output with
 /// `output`, back-propagates `upstream` and compares the input's gradient with `inputGrad`
 /// (the fixture pattern of every layer test; parameters' gradients are left for the caller).
-public func checkForwardBackward(input: Tensor, output: Tensor, upstream: Tensor, inputGrad: Tensor, _ label: String,
-                                 file: StaticString = #filePath, line: UInt = #line, _ forward: (Tensor) -> Tensor) {
+public func checkForwardBackward(
+    input: Tensor, output: Tensor, upstream: Tensor, inputGrad: Tensor, _ label: String,
+    file: StaticString = #filePath, line: UInt = #line, _ forward: (Tensor) -> Tensor
+) {
     let x = input.copy(requiresGrad: true)
     let y = forward(x)
     assertClose(y, output, label, file: file, line: line)

@@ -211,7 +211,7 @@ if wanted("sgemm") {
     for i in 0..<24 {
         rawTimes.append(bench(1, warm: 0, rawCall))
         tensorTimes.append(bench(1, warm: 0) { _ = a.matmul(b) })
-        if i < 4 { rawTimes.removeAll(); tensorTimes.removeAll() }   // warm-up
+        if i < 4 { rawTimes.removeAll(); tensorTimes.removeAll() }  // warm-up
     }
     let raw = median(rawTimes), viaTensor = median(tensorTimes)
     results.append(("sgemm1024_openblas_gflops", flop / raw / 1e9))
@@ -223,8 +223,10 @@ if wanted("gemm-shapes") {
     let x = Tensor.randn([128, 256]), w = Tensor.randn([256, 256])
     var c = [Float](repeating: 0, count: 256 * 256)
     let flop = 2.0 * 128 * 256 * 256
-    for (label, ta, tb, m, n, k) in [("linear256_fwd", false, true, 128, 256, 256), ("linear256_dx", false, false, 128, 256, 256),
-                                     ("linear256_dw", true, false, 256, 256, 128)] {
+    for (label, ta, tb, m, n, k) in [
+        ("linear256_fwd", false, true, 128, 256, 256), ("linear256_dx", false, false, 128, 256, 256),
+        ("linear256_dw", true, false, 256, 256, 128)
+    ] {
         let t = bench(200) {
             x.withUnsafeScalars { px in
                 w.withUnsafeScalars { pw in
@@ -252,16 +254,25 @@ if only == "lstm-gemms" {
     let rows = 64 * 32, gw = 1024
     let big = Tensor.randn([rows, gw]), x = Tensor.randn([rows, 385]), w = Tensor.randn([gw, 385])
     var c = [Float](repeating: 0, count: rows * gw)
-    for (label, ta, tb, m, n, k) in [("proj x·W_ihᵀ", false, true, rows, gw, 128), ("dX dG·W_ih", false, false, rows, 128, gw),
-                                     ("dW dGᵀ·[x|h|1]", true, false, gw, 385, rows)] {
+    for (label, ta, tb, m, n, k) in [
+        ("proj x·W_ihᵀ", false, true, rows, gw, 128), ("dX dG·W_ih", false, false, rows, 128, gw),
+        ("dW dGᵀ·[x|h|1]", true, false, gw, 385, rows)
+    ] {
         let t = bench(30) {
-            big.withUnsafeScalars { pb in x.withUnsafeScalars { px in w.withUnsafeScalars { pw in c.withUnsafeMutableBufferPointer { pc in
-                switch label.first! {
-                case "p": gemm(transA: ta, transB: tb, m: m, n: n, k: k, a: px.baseAddress!, b: pw.baseAddress!, c: pc.baseAddress!)
-                case "d" where label.hasPrefix("dX"): gemm(transA: ta, transB: tb, m: m, n: n, k: k, a: pb.baseAddress!, b: pw.baseAddress!, c: pc.baseAddress!)
-                default: gemm(transA: ta, transB: tb, m: m, n: n, k: k, a: pb.baseAddress!, b: px.baseAddress!, c: pc.baseAddress!)
+            big.withUnsafeScalars { pb in
+                x.withUnsafeScalars { px in
+                    w.withUnsafeScalars { pw in
+                        c.withUnsafeMutableBufferPointer { pc in
+                            switch label.first! {
+                            case "p": gemm(transA: ta, transB: tb, m: m, n: n, k: k, a: px.baseAddress!, b: pw.baseAddress!, c: pc.baseAddress!)
+                            case "d" where label.hasPrefix("dX"):
+                                gemm(transA: ta, transB: tb, m: m, n: n, k: k, a: pb.baseAddress!, b: pw.baseAddress!, c: pc.baseAddress!)
+                            default: gemm(transA: ta, transB: tb, m: m, n: n, k: k, a: pb.baseAddress!, b: px.baseAddress!, c: pc.baseAddress!)
+                            }
+                        }
+                    }
                 }
-            } } } }
+            }
         }
         print(String(format: "%@: %.2f ms, %.1f GFLOP/s", label, t * 1e3, 2.0 * Double(m * n * k) / t / 1e9))
     }
@@ -279,19 +290,29 @@ if only == "lstm-parts" {
     let xs = Tensor.randn([32, 256]), w = Tensor.randn([1024, 256])
     var c = [Float](repeating: 0, count: 32 * 1024)
     let step = bench(200) {
-        xs.withUnsafeScalars { a in w.withUnsafeScalars { b in c.withUnsafeMutableBufferPointer { cc in
-            gemm(transA: false, transB: true, m: 32, n: 1024, k: 256, a: a.baseAddress!, b: b.baseAddress!, c: cc.baseAddress!)
-        } } }
+        xs.withUnsafeScalars { a in
+            w.withUnsafeScalars { b in
+                c.withUnsafeMutableBufferPointer { cc in
+                    gemm(transA: false, transB: true, m: 32, n: 1024, k: 256, a: a.baseAddress!, b: b.baseAddress!, c: cc.baseAddress!)
+                }
+            }
+        }
     }
     let g = Tensor.randn([32, 1024])
     var d = [Float](repeating: 0, count: 32 * 256)
     let stepBack = bench(200) {
-        g.withUnsafeScalars { a in w.withUnsafeScalars { b in d.withUnsafeMutableBufferPointer { cc in
-            gemm(m: 32, n: 256, k: 1024, a: a.baseAddress!, b: b.baseAddress!, c: cc.baseAddress!)
-        } } }
+        g.withUnsafeScalars { a in
+            w.withUnsafeScalars { b in
+                d.withUnsafeMutableBufferPointer { cc in
+                    gemm(m: 32, n: 256, k: 1024, a: a.baseAddress!, b: b.baseAddress!, c: cc.baseAddress!)
+                }
+            }
+        }
     }
-    print(String(format: "lstm forward %.1f ms, forward+backward %.1f ms, step gemm fwd %.1f µs, bwd %.1f µs",
-                 fwd * 1e3, both * 1e3, step * 1e6, stepBack * 1e6))
+    print(
+        String(
+            format: "lstm forward %.1f ms, forward+backward %.1f ms, step gemm fwd %.1f µs, bwd %.1f µs",
+            fwd * 1e3, both * 1e3, step * 1e6, stepBack * 1e6))
 }
 
 if only == "lstm-fwd" {

@@ -68,7 +68,8 @@ public final class AdaptiveGradientClipping: GradientClipper {
             before[i] = sb.squareRoot()
             after[i] = sa.squareRoot()
         }
-        return ClipReport(normBefore: Float(l2(before)), normAfter: Float(l2(after)), scale: smallest, threshold: clipping,
-                          touched: touched)
+        return ClipReport(
+            normBefore: Float(l2(before)), normAfter: Float(l2(after)), scale: smallest, threshold: clipping,
+            touched: touched)
     }
 }

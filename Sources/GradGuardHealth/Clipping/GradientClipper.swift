@@ -76,6 +76,7 @@ func clipToGlobalNorm(_ parameters: [NamedParameter], norm: Double, maxNorm: Flo
     guard coef < 1 else { return ClipReport(normBefore: Float(norm), normAfter: Float(norm), threshold: maxNorm) }
     let grads = parameters.compactMap(\.tensor.grad)
     GradientClipping.scale(grads, by: coef)
-    return ClipReport(normBefore: Float(norm), normAfter: Float(norm) * coef, scale: coef, threshold: maxNorm,
-                      touched: parameters.filter { $0.tensor.grad != nil }.map(\.name))
+    return ClipReport(
+        normBefore: Float(norm), normAfter: Float(norm) * coef, scale: coef, threshold: maxNorm,
+        touched: parameters.filter { $0.tensor.grad != nil }.map(\.name))
 }

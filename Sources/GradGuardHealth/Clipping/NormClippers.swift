@@ -15,8 +15,9 @@ public final class ClipByValue: GradientClipper {
         let present = parameters.filter { $0.tensor.grad != nil }
         let results = GradientClipping.clamp(present.map { $0.tensor.grad! }, to: clipValue)
         let nb = Float(l2(results.map(\.normBefore))), na = Float(l2(results.map(\.normAfter)))
-        return ClipReport(normBefore: nb, normAfter: na, scale: nb > 0 && nb.isFinite ? na / nb : 1, threshold: clipValue,
-                          touched: zip(present, results).filter { $0.1.changed }.map { $0.0.name })
+        return ClipReport(
+            normBefore: nb, normAfter: na, scale: nb > 0 && nb.isFinite ? na / nb : 1, threshold: clipValue,
+            touched: zip(present, results).filter { $0.1.changed }.map { $0.0.name })
     }
 }
 
@@ -56,8 +57,9 @@ public final class ClipByGlobalNorm: GradientClipper {
         guard coef < 1 || coef.isNaN else { return ClipReport(normBefore: total, normAfter: total, threshold: maxNorm) }
         scale(parameters, by: coef)
         // An infinite norm gives coefficient 0 (as in PyTorch): the gradients become zeros.
-        return ClipReport(normBefore: total, normAfter: coef == 0 ? 0 : total * coef, scale: coef, threshold: maxNorm,
-                          touched: parameters.filter { $0.tensor.grad != nil }.map(\.name))
+        return ClipReport(
+            normBefore: total, normAfter: coef == 0 ? 0 : total * coef, scale: coef, threshold: maxNorm,
+            touched: parameters.filter { $0.tensor.grad != nil }.map(\.name))
     }
 }
 
@@ -78,7 +80,8 @@ public final class ClipPerGroup: GradientClipper {
 
     public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
         let norms = gradientNorms(parameters)
-        let groups: [(String, [Int])] = grouping == .module
+        let groups: [(String, [Int])] =
+            grouping == .module
             ? parameters.moduleGroups.map { ($0.module, $0.indices) }
             : parameters.indices.map { (parameters[$0].name, [$0]) }
         var after = norms, touched: [String] = [], smallest: Float = 1
@@ -92,8 +95,9 @@ public final class ClipPerGroup: GradientClipper {
             touched.append(label.isEmpty ? "(root)" : label)
             smallest = Swift.min(smallest, coef)
         }
-        return ClipReport(normBefore: Float(l2(norms)), normAfter: Float(l2(after)), scale: smallest, threshold: maxNorm,
-                          touched: touched)
+        return ClipReport(
+            normBefore: Float(l2(norms)), normAfter: Float(l2(after)), scale: smallest, threshold: maxNorm,
+            touched: touched)
     }
 }
 
@@ -121,7 +125,8 @@ public final class ClipByBlockRMS: GradientClipper {
             touched.append(p.name)
             smallest = Swift.min(smallest, 1 / denom)
         }
-        return ClipReport(normBefore: Float(l2(norms)), normAfter: Float(l2(after)), scale: smallest, threshold: threshold,
-                          touched: touched)
+        return ClipReport(
+            normBefore: Float(l2(norms)), normAfter: Float(l2(after)), scale: smallest, threshold: threshold,
+            touched: touched)
     }
 }

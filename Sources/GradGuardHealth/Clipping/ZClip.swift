@@ -24,8 +24,10 @@ public final class ZClip: GradientClipper {
     private var warmup: [Double] = []
     public var name: String { "zclip" }
 
-    public init(alpha: Double = 0.97, zThreshold: Double = 2.5, warmupSteps: Int = 25, clipFactor: Double = 1,
-                maxNorm: Float? = nil, eps: Double = 1e-6) {
+    public init(
+        alpha: Double = 0.97, zThreshold: Double = 2.5, warmupSteps: Int = 25, clipFactor: Double = 1,
+        maxNorm: Float? = nil, eps: Double = 1e-6
+    ) {
         require(alpha > 0 && alpha < 1 && zThreshold > 0 && warmupSteps > 0, "ZClip: alpha in (0, 1), positive threshold and warm-up")
         self.alpha = alpha
         self.zThreshold = zThreshold
@@ -61,8 +63,10 @@ public final class ZClip: GradientClipper {
         let adaptive = threshold(for: norm)
         var effective = adaptive ?? norm
         if let maxNorm { effective = Swift.min(effective, Double(maxNorm)) }
-        var report = norm > effective ? clipToGlobalNorm(parameters, norm: norm, maxNorm: Float(effective))
-                                      : ClipReport(normBefore: Float(norm), normAfter: Float(norm))
+        var report =
+            norm > effective
+            ? clipToGlobalNorm(parameters, norm: norm, maxNorm: Float(effective))
+            : ClipReport(normBefore: Float(norm), normAfter: Float(norm))
         // The threshold reported is where clipping starts: the norm whose z-score is zThreshold
         // (or maxNorm if lower). A norm above it is brought to `effective`, below the line.
         var boundary = mu + zThreshold * (v.squareRoot() + eps)
@@ -85,7 +89,8 @@ public final class ZClip: GradientClipper {
         guard let w = stateDict["warmup"] else { throw ClipperStateError.missingKey(clipper: name, key: "warmup") }
         let m = stateDict["mean"], v = stateDict["variance"]
         guard (m == nil) == (v == nil), m.map({ $0.count == 1 && $0[0].isFinite }) ?? true,
-              v.map({ $0.count == 1 && $0[0].isFinite && $0[0] >= 0 }) ?? true else {
+            v.map({ $0.count == 1 && $0[0].isFinite && $0[0] >= 0 }) ?? true
+        else {
             throw ClipperStateError.badValue(clipper: name, key: "mean/variance", expected: "one finite number each, or neither")
         }
         warmup = w

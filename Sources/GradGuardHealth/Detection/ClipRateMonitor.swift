@@ -34,11 +34,12 @@ public struct ClipRateMonitor: Sendable {
         if let t = clip.threshold { evidence["threshold"] = Double(t) }
         if median.isFinite { evidence["median_norm"] = median }
         let thresholdText = clip.threshold.map { " at \(formatNumber(Double($0)))" } ?? ""
-        return Finding(kind: .overClipping, step: step,
-                       message: String(format: "%.0f %% of the last %d steps were clipped", 100 * rate, window)
-                           + thresholdText + (median.isFinite ? " (median gradient norm \(formatNumber(median)))" : "")
-                           + ": the clipper scales nearly every update down, acting as a smaller learning rate",
-                       evidence: evidence)
+        return Finding(
+            kind: .overClipping, step: step,
+            message: String(format: "%.0f %% of the last %d steps were clipped", 100 * rate, window)
+                + thresholdText + (median.isFinite ? " (median gradient norm \(formatNumber(median)))" : "")
+                + ": the clipper scales nearly every update down, acting as a smaller learning rate",
+            evidence: evidence)
     }
 
     public func stateDict() -> [String: [Double]] { ["clipped": clipped.map { $0 ? 1 : 0 }, "armed": [armed ? 1 : 0]] }

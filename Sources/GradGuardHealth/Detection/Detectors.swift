@@ -10,24 +10,27 @@ public final class NonFiniteDetector: GradientDetector {
         let badWeights = stats.nonFiniteWeights
         if !badWeights.isEmpty {
             let modules = Set(stats.tensors.filter { !$0.weightsFinite }.map(\.module))
-            return Finding(kind: .nonFiniteWeights, step: stats.step,
-                           message: "weights are NaN or infinite in \(badWeights.joined(separator: ", "))",
-                           evidence: ["tensors": Double(badWeights.count)], blame: baselines.rank(stats, among: modules),
-                           tensors: badWeights)
+            return Finding(
+                kind: .nonFiniteWeights, step: stats.step,
+                message: "weights are NaN or infinite in \(badWeights.joined(separator: ", "))",
+                evidence: ["tensors": Double(badWeights.count)], blame: baselines.rank(stats, among: modules),
+                tensors: badWeights)
         }
         if let loss = stats.loss, !loss.isFinite {
-            return Finding(kind: .nonFiniteLoss, step: stats.step, message: "the loss is \(loss)",
-                           evidence: ["loss": Double(loss)], blame: baselines.rank(stats))
+            return Finding(
+                kind: .nonFiniteLoss, step: stats.step, message: "the loss is \(loss)",
+                evidence: ["loss": Double(loss)], blame: baselines.rank(stats))
         }
         // Values that are NaN or ±Inf, or finite values so large that the norm overflows float32.
         let bad = stats.tensors.filter { !$0.gradientFinite || !$0.gradNorm.isFinite }
         guard !bad.isEmpty else { return nil }
         let nan = bad.reduce(0) { $0 + $1.nanCount }, inf = bad.reduce(0) { $0 + $1.infCount }
         let what = nan + inf > 0 ? "gradients hold \(nan) NaN and \(inf) infinite values" : "gradient norms overflow float32"
-        return Finding(kind: .nonFiniteGradient, step: stats.step,
-                       message: "\(what) in \(bad.map(\.name).joined(separator: ", "))",
-                       evidence: ["nan": Double(nan), "inf": Double(inf), "tensors": Double(bad.count)],
-                       blame: baselines.rank(stats, among: Set(bad.map(\.module))), tensors: bad.map(\.name))
+        return Finding(
+            kind: .nonFiniteGradient, step: stats.step,
+            message: "\(what) in \(bad.map(\.name).joined(separator: ", "))",
+            evidence: ["nan": Double(nan), "inf": Double(inf), "tensors": Double(bad.count)],
+            blame: baselines.rank(stats, among: Set(bad.map(\.module))), tensors: bad.map(\.name))
     }
 }
 
@@ -56,16 +59,18 @@ public final class SpikeDetector: GradientDetector {
         let n = Double(stats.globalL2)
         guard n.isFinite else { return nil }
         if n > ceiling {
-            return Finding(kind: .normCeiling, step: stats.step,
-                           message: String(format: "gradient norm %.4g is above the ceiling %.4g", n, ceiling),
-                           evidence: ["norm": n, "ceiling": ceiling], blame: baselines.rank(stats))
+            return Finding(
+                kind: .normCeiling, step: stats.step,
+                message: String(format: "gradient norm %.4g is above the ceiling %.4g", n, ceiling),
+                evidence: ["norm": n, "ceiling": ceiling], blame: baselines.rank(stats))
         }
         guard norms.count >= 2 else { return nil }
         let base = median(norms.values)
         guard n > (norms.count >= warmup ? factor : extremeFactor) * base else { return nil }
-        return Finding(kind: .spike, step: stats.step,
-                       message: String(format: "gradient norm %.4g is %.1f× its running median %.4g", n, n / base, base),
-                       evidence: ["norm": n, "median": base, "ratio": n / base], blame: baselines.rank(stats))
+        return Finding(
+            kind: .spike, step: stats.step,
+            message: String(format: "gradient norm %.4g is %.1f× its running median %.4g", n, n / base, base),
+            evidence: ["norm": n, "median": base, "ratio": n / base], blame: baselines.rank(stats))
     }
 
     public func record(_ stats: StepStatistics, healthy: Bool) {
@@ -108,9 +113,10 @@ public final class GrowthDetector: GradientDetector {
         let rising = zip(v.dropFirst(), v).filter { $0 - $1 >= Foundation.log(minStepGrowth) }.count
         guard rise >= minRise, r2 >= minR2, rising >= window - 2 else { return nil }
         quietUntil = stats.step + window
-        return Finding(kind: .growth, step: stats.step,
-                       message: String(format: "gradient norm grew %.3g× over %d steps (×%.2f per step)", rise, window - 1, Foundation.exp(slope)),
-                       evidence: ["rise": rise, "perStep": Foundation.exp(slope), "r2": r2, "norm": n], blame: baselines.rank(stats))
+        return Finding(
+            kind: .growth, step: stats.step,
+            message: String(format: "gradient norm grew %.3g× over %d steps (×%.2f per step)", rise, window - 1, Foundation.exp(slope)),
+            evidence: ["rise": rise, "perStep": Foundation.exp(slope), "r2": r2, "norm": n], blame: baselines.rank(stats))
     }
 }
 
@@ -156,11 +162,12 @@ public final class VanishingDetector: GradientDetector {
         guard streak == patience else { return nil }
         let worst = (acts + mods).min { $0.1 < $1.1 }!
         let source = acts.isEmpty ? "module gradient norms" : "activation gradients"
-        return Finding(kind: .vanishing, step: stats.step,
-                       message: String(format: "%@ vanish for %d steps: %@ at %.2g of the largest", source, patience, worst.0, worst.1),
-                       evidence: ["ratio": worst.1, "steps": Double(patience)],
-                       blame: (acts.isEmpty ? mods : acts).prefix(5).map { Blame(module: $0.0, ratio: Float($0.1), departedAt: nil) },
-                       tensors: stats.tensors.filter { t in mods.contains { $0.0 == t.module } }.map(\.name))
+        return Finding(
+            kind: .vanishing, step: stats.step,
+            message: String(format: "%@ vanish for %d steps: %@ at %.2g of the largest", source, patience, worst.0, worst.1),
+            evidence: ["ratio": worst.1, "steps": Double(patience)],
+            blame: (acts.isEmpty ? mods : acts).prefix(5).map { Blame(module: $0.0, ratio: Float($0.1), departedAt: nil) },
+            tensors: stats.tensors.filter { t in mods.contains { $0.0 == t.module } }.map(\.name))
     }
 }
 
@@ -177,8 +184,10 @@ public final class LossDivergenceDetector: GradientDetector {
     private var quietUntil = Int.min
     public var name: String { "loss-divergence" }
 
-    public init(factor: Double = 4, smoothedFactor: Double = 1.5, window: Int = 20, warmup: Int = 20, minRise: Double = 1.5,
-                minR2: Double = 0.8) {
+    public init(
+        factor: Double = 4, smoothedFactor: Double = 1.5, window: Int = 20, warmup: Int = 20, minRise: Double = 1.5,
+        minR2: Double = 0.8
+    ) {
         self.factor = factor
         self.smoothedFactor = smoothedFactor
         self.window = window
@@ -193,9 +202,10 @@ public final class LossDivergenceDetector: GradientDetector {
         let smoothedNow = smoothed.map { 0.9 * $0 + 0.1 * l } ?? l
         if seen >= warmup, best.isFinite, l > factor * best, smoothedNow > smoothedFactor * best, l - best > 1e-6 {
             quietUntil = stats.step + window
-            return Finding(kind: .lossDivergence, step: stats.step,
-                           message: String(format: "loss %.4g is %.1f× its best %.4g", l, l / best, best),
-                           evidence: ["loss": l, "best": best, "ratio": l / best], blame: baselines.rank(stats))
+            return Finding(
+                kind: .lossDivergence, step: stats.step,
+                message: String(format: "loss %.4g is %.1f× its best %.4g", l, l / best, best),
+                evidence: ["loss": l, "best": best, "ratio": l / best], blame: baselines.rank(stats))
         }
         let trial = recent.values + [l]
         if trial.count >= window, seen >= warmup {
@@ -203,17 +213,20 @@ public final class LossDivergenceDetector: GradientDetector {
             let (_, r2) = linearTrend(v)
             if r2 >= minR2, v.last! > minRise * v.first!, v.first! > 0 {
                 quietUntil = stats.step + window
-                return Finding(kind: .lossDivergence, step: stats.step,
-                               message: String(format: "loss rose steadily from %.4g to %.4g over %d steps", v.first!, v.last!, window),
-                               evidence: ["from": v.first!, "to": v.last!, "r2": r2], blame: baselines.rank(stats))
+                return Finding(
+                    kind: .lossDivergence, step: stats.step,
+                    message: String(format: "loss rose steadily from %.4g to %.4g over %d steps", v.first!, v.last!, window),
+                    evidence: ["from": v.first!, "to": v.last!, "r2": r2], blame: baselines.rank(stats))
             }
         }
         return nil
     }
 
     public func stateDict() -> [String: [Double]] {
-        ["best": [best], "smoothed": smoothed.map { [$0] } ?? [], "seen": [Double(seen)], "recent": recent.values,
-         "quietUntil": [Double(quietUntil)]]
+        [
+            "best": [best], "smoothed": smoothed.map { [$0] } ?? [], "seen": [Double(seen)], "recent": recent.values,
+            "quietUntil": [Double(quietUntil)]
+        ]
     }
 
     public func load(stateDict s: [String: [Double]]) {

@@ -36,8 +36,10 @@ public struct Finding: Sendable, Codable {
     /// Tensors concerned (non-finite gradients or weights, vanishing parameters).
     public let tensors: [String]
 
-    public init(kind: FindingKind, step: Int, message: String, evidence: [String: Double] = [:], blame: [Blame] = [],
-                tensors: [String] = []) {
+    public init(
+        kind: FindingKind, step: Int, message: String, evidence: [String: Double] = [:], blame: [Blame] = [],
+        tensors: [String] = []
+    ) {
         self.kind = kind
         self.step = step
         self.message = message

@@ -12,16 +12,21 @@ public final class HealthMonitor {
 
     /// The standard set: non-finite values, spikes, sustained growth, vanishing and loss divergence.
     public init(detectors: [any GradientDetector]? = nil, baselines: ModuleBaselines = ModuleBaselines()) {
-        self.detectors = detectors ?? [NonFiniteDetector(), SpikeDetector(), GrowthDetector(), VanishingDetector(),
-                                       LossDivergenceDetector()]
+        self.detectors =
+            detectors ?? [
+                NonFiniteDetector(), SpikeDetector(), GrowthDetector(), VanishingDetector(),
+                LossDivergenceDetector()
+            ]
         self.baselines = baselines
     }
 
     /// Every finding of this step, most severe first (non-finite values, then a norm above
     /// the ceiling, spikes, growth, loss divergence and vanishing).
     public func inspect(_ stats: StepStatistics) -> [Finding] {
-        let order: [FindingKind] = [.nonFiniteWeights, .nonFiniteLoss, .nonFiniteGradient, .normCeiling, .spike, .growth,
-                                    .lossDivergence, .vanishing]
+        let order: [FindingKind] = [
+            .nonFiniteWeights, .nonFiniteLoss, .nonFiniteGradient, .normCeiling, .spike, .growth,
+            .lossDivergence, .vanishing
+        ]
         return detectors.compactMap { $0.inspect(stats, baselines: baselines) }
             .sorted { order.firstIndex(of: $0.kind)! < order.firstIndex(of: $1.kind)! }
     }
@@ -45,11 +50,15 @@ public final class HealthMonitor {
     public func load(stateDict: [String: [Double]]) {
         for d in detectors {
             let prefix = d.name + "."
-            d.load(stateDict: Dictionary(uniqueKeysWithValues: stateDict.filter { $0.key.hasPrefix(prefix) }
-                .map { (String($0.key.dropFirst(prefix.count)), $0.value) }))
+            d.load(
+                stateDict: Dictionary(
+                    uniqueKeysWithValues: stateDict.filter { $0.key.hasPrefix(prefix) }
+                        .map { (String($0.key.dropFirst(prefix.count)), $0.value) }))
         }
-        baselines.load(stateDict: Dictionary(uniqueKeysWithValues: stateDict.filter { $0.key.hasPrefix("baselines.") }
-            .map { (String($0.key.dropFirst(10)), $0.value) }))
+        baselines.load(
+            stateDict: Dictionary(
+                uniqueKeysWithValues: stateDict.filter { $0.key.hasPrefix("baselines.") }
+                    .map { (String($0.key.dropFirst(10)), $0.value) }))
     }
 
     /// The first detector of a type, to read its history.

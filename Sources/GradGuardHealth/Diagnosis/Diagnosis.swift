@@ -41,8 +41,10 @@ public struct Diagnostician {
         public var earlierLearningRate: Double?
         /// Steps seen so far, applied or not (a finding in the first few points at initialisation).
         public var stepsSeen: Int
-        public init(stats: StepStatistics, healthyNorms: [Double] = [], learningRate: Double? = nil, earlierLearningRate: Double? = nil,
-                    stepsSeen: Int? = nil) {
+        public init(
+            stats: StepStatistics, healthyNorms: [Double] = [], learningRate: Double? = nil, earlierLearningRate: Double? = nil,
+            stepsSeen: Int? = nil
+        ) {
             self.stats = stats
             self.healthyNorms = healthyNorms
             self.learningRate = learningRate
@@ -66,8 +68,10 @@ public struct Diagnostician {
         }
         if exploding, let (name, s) = worstRecurrent, s > 1 {
             let blamedHere = findings.flatMap(\.blame).prefix(2).contains { name.hasPrefix($0.module) }
-            causes.append(Cause(kind: .recurrentSpectralNorm, confidence: blamedHere ? 0.8 : 0.5,
-                                evidence: "\(name) has spectral norm \(formatNumber(s)) > 1: the backward signal can grow by up to that factor per time step"))
+            causes.append(
+                Cause(
+                    kind: .recurrentSpectralNorm, confidence: blamedHere ? 0.8 : 0.5,
+                    evidence: "\(name) has spectral norm \(formatNumber(s)) > 1: the backward signal can grow by up to that factor per time step"))
             recs.append("initialise \(name) orthogonally (spectral norm 1), or use an LSTM/GRU")
         }
 
@@ -98,7 +102,9 @@ public struct Diagnostician {
         if exploding {
             let ranked = stats.modules.filter { $0.gradNorm > 0 }
             let moved = findings.flatMap(\.blame).filter { $0.ratio > 2 }.count
-            let together = !ranked.isEmpty && Double(Set(findings.flatMap(\.blame).filter { $0.ratio > 2 }.map(\.module)).count) >= 0.6 * Double(Swift.min(ranked.count, 5))
+            let together =
+                !ranked.isEmpty
+                && Double(Set(findings.flatMap(\.blame).filter { $0.ratio > 2 }.map(\.module)).count) >= 0.6 * Double(Swift.min(ranked.count, 5))
             var ev: [String] = []
             if together && moved > 1 { ev.append("\(Set(findings.flatMap(\.blame).map(\.module)).count) modules left their baselines together") }
             if let now = context.learningRate, let before = context.earlierLearningRate, now > before * 1.05 {
@@ -125,8 +131,11 @@ public struct Diagnostician {
             let consistent = steps.allSatisfy { $0 * meanStep > 0 }
             if consistent && Swift.abs(meanStep) > Foundation.log(1.5) {
                 let deepest = stats.activations.first!.name
-                causes.append(Cause(kind: .missingNormalisation, confidence: 0.5,
-                                    evidence: "the gradient reaching each layer's input changes ×\(formatNumber(Foundation.exp(meanStep))) per layer over \(acts.count) layers"))
+                causes.append(
+                    Cause(
+                        kind: .missingNormalisation, confidence: 0.5,
+                        evidence:
+                            "the gradient reaching each layer's input changes ×\(formatNumber(Foundation.exp(meanStep))) per layer over \(acts.count) layers"))
                 recs.append("add BatchNorm (or LayerNorm) after \(deepest.isEmpty ? "each layer" : "layer \(deepest)") so that the scale stays put with depth")
             }
         }
@@ -134,8 +143,10 @@ public struct Diagnostician {
         if vanishing {
             let recurrent = parameters.contains { $0.name.contains("weight_hh") }
             if recurrent {
-                causes.append(Cause(kind: .saturatingActivations, confidence: 0.5,
-                                    evidence: "gradients vanish through a recurrent network: tanh/sigmoid saturate and ‖W_hh‖ < 1 shrinks the signal every step"))
+                causes.append(
+                    Cause(
+                        kind: .saturatingActivations, confidence: 0.5,
+                        evidence: "gradients vanish through a recurrent network: tanh/sigmoid saturate and ‖W_hh‖ < 1 shrinks the signal every step"))
                 recs.append("use an LSTM or GRU, initialise weight_hh orthogonally, or shorten the sequences (truncated backpropagation)")
             }
         }
@@ -145,20 +156,26 @@ public struct Diagnostician {
             let norms = context.healthyNorms.suffix(100)
             if norms.count >= 10 {
                 let p90 = AutoClip.linearPercentile(Array(norms), 90)
-                recs.append("raise the clipping threshold to \(formatNumber(roundToOneDigit(p90))) (the 90th percentile of the last \(norms.count) gradient norms), "
-                            + "so that it catches spikes only, or use an adaptive clipper (guard.clipper zclip or autoclip)")
+                recs.append(
+                    "raise the clipping threshold to \(formatNumber(roundToOneDigit(p90))) (the 90th percentile of the last \(norms.count) gradient norms), "
+                        + "so that it catches spikes only, or use an adaptive clipper (guard.clipper zclip or autoclip)")
             } else {
                 recs.append("raise the clipping threshold, or use an adaptive clipper (guard.clipper zclip or autoclip)")
             }
             let median = over.evidence["median_norm"].map { ", the median gradient norm is \(formatNumber($0))" } ?? ""
             let threshold = over.evidence["threshold"].map { "the threshold is \(formatNumber($0))" } ?? "the threshold is low"
-            causes.append(Cause(kind: .clippingThresholdTooLow, confidence: 0.8,
-                                evidence: "\(threshold)\(median): the clipper acted on \(Int(((over.evidence["clip_rate"] ?? 0) * 100).rounded())) % of the steps, so the effective learning rate is lower than the configured one"))
+            causes.append(
+                Cause(
+                    kind: .clippingThresholdTooLow, confidence: 0.8,
+                    evidence:
+                        "\(threshold)\(median): the clipper acted on \(Int(((over.evidence["clip_rate"] ?? 0) * 100).rounded())) % of the steps, so the effective learning rate is lower than the configured one"
+                ))
         }
 
         // Weight growth suggests decay.
         if exploding, let top = findings.flatMap(\.blame).first, let m = stats.module(top.module),
-           let ratio = m.updateRatio, ratio > 0.1 {
+            let ratio = m.updateRatio, ratio > 0.1
+        {
             recs.append("add weight decay 1e-4: \(top.module) moved by \(formatNumber(Double(ratio))) of its norm in one step")
         }
         return (causes.sorted { $0.confidence > $1.confidence }, recs)

@@ -85,10 +85,12 @@ public struct Incident: Sendable, Codable {
     public var summary: String {
         var lines = ["step \(step): " + findings.map(\.message).joined(separator: "; ")]
         if !blame.isEmpty {
-            lines.append("  blame: " + blame.prefix(3).map { b in
-                let since = b.departedAt.map { " since step \($0)" } ?? ""
-                return "\(b.module.isEmpty ? "(root)" : b.module) (×\(formatNumber(Double(b.ratio)))\(since))"
-            }.joined(separator: ", "))
+            lines.append(
+                "  blame: "
+                    + blame.prefix(3).map { b in
+                        let since = b.departedAt.map { " since step \($0)" } ?? ""
+                        return "\(b.module.isEmpty ? "(root)" : b.module) (×\(formatNumber(Double(b.ratio)))\(since))"
+                    }.joined(separator: ", "))
         }
         if !actions.isEmpty { lines.append("  done: " + actions.joined(separator: "; ")) }
         for c in causes { lines.append("  cause (\(Int((c.confidence * 100).rounded())) %): \(c.kind.rawValue) — \(c.evidence)") }
@@ -130,4 +132,3 @@ extension Double {
 }
 
 func pow10(_ e: Int) -> Double { Foundation.pow(10, Double(e)) }
-

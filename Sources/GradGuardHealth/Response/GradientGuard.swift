@@ -78,10 +78,12 @@ public final class GradientGuard {
     /// Guards the named `parameters`; `buffers` (running statistics) are included in snapshots.
     /// `layerTypes` maps module names to their layer type (`"Linear"`, `"Conv2d"`, …) for the
     /// initialisation checks; `init(model:…)` fills it.
-    public init(parameters: [NamedParameter], buffers: [Tensor] = [], layerTypes: [String: String] = [:],
-                optimizer: Optimizer, scheduler: LRScheduler? = nil, scheduleCadence: ScheduleCadence = .step,
-                policy: GuardPolicy = GuardPolicy(), monitor: HealthMonitor = HealthMonitor(),
-                probe: ActivationGradientProbe = ActivationGradientProbe()) {
+    public init(
+        parameters: [NamedParameter], buffers: [Tensor] = [], layerTypes: [String: String] = [:],
+        optimizer: Optimizer, scheduler: LRScheduler? = nil, scheduleCadence: ScheduleCadence = .step,
+        policy: GuardPolicy = GuardPolicy(), monitor: HealthMonitor = HealthMonitor(),
+        probe: ActivationGradientProbe = ActivationGradientProbe()
+    ) {
         health = GradientHealth(parameters: parameters, probe: probe)
         self.monitor = monitor
         self.policy = policy
@@ -92,14 +94,18 @@ public final class GradientGuard {
         stateTensors = parameters.map(\.tensor) + buffers
     }
 
-    public convenience init(model: Module, optimizer: Optimizer, scheduler: LRScheduler? = nil, scheduleCadence: ScheduleCadence = .step,
-                            policy: GuardPolicy = GuardPolicy(),
-                            monitor: HealthMonitor = HealthMonitor(), probe: ActivationGradientProbe = ActivationGradientProbe()) {
-        self.init(parameters: NamedParameter.of(model), buffers: model.namedBuffers().map(\.tensor),
-                  layerTypes: Dictionary(model.namedModules().map { ($0.name, String(describing: type(of: $0.module))) },
-                                         uniquingKeysWith: { a, _ in a }),
-                  optimizer: optimizer,
-                  scheduler: scheduler, scheduleCadence: scheduleCadence, policy: policy, monitor: monitor, probe: probe)
+    public convenience init(
+        model: Module, optimizer: Optimizer, scheduler: LRScheduler? = nil, scheduleCadence: ScheduleCadence = .step,
+        policy: GuardPolicy = GuardPolicy(),
+        monitor: HealthMonitor = HealthMonitor(), probe: ActivationGradientProbe = ActivationGradientProbe()
+    ) {
+        self.init(
+            parameters: NamedParameter.of(model), buffers: model.namedBuffers().map(\.tensor),
+            layerTypes: Dictionary(
+                model.namedModules().map { ($0.name, String(describing: type(of: $0.module))) },
+                uniquingKeysWith: { a, _ in a }),
+            optimizer: optimizer,
+            scheduler: scheduler, scheduleCadence: scheduleCadence, policy: policy, monitor: monitor, probe: probe)
     }
 
     /// Inspects the gradients of the current step and applies or withholds it, in three
@@ -173,13 +179,15 @@ public final class GradientGuard {
 
         var incident: Incident? = nil
         if !findings.isEmpty {
-            let context = Diagnostician.Context(stats: stats, healthyNorms: healthyNorms.values,
-                                                learningRate: optimizer.paramGroups.first.map { $0.lr * lrScale },
-                                                earlierLearningRate: lrHistory.values.first, stepsSeen: memory.attempts)
+            let context = Diagnostician.Context(
+                stats: stats, healthyNorms: healthyNorms.values,
+                learningRate: optimizer.paramGroups.first.map { $0.lr * lrScale },
+                earlierLearningRate: lrHistory.values.first, stepsSeen: memory.attempts)
             let (causes, recs) = diagnostician.diagnose(findings, context: context)
             if taken.isEmpty { taken.append(.reported) }
-            let inc = Incident(step: stats.step, findings: findings, taken: taken, blame: findings.first!.blame, causes: causes,
-                               recommendations: recs)
+            let inc = Incident(
+                step: stats.step, findings: findings, taken: taken, blame: findings.first!.blame, causes: causes,
+                recommendations: recs)
             incidents.append(inc)
             onIncident?(inc)
             incident = inc
@@ -198,12 +206,21 @@ public final class GradientGuard {
         healthyStreak = 0
         var taken: [TakenAction] = [.restoredBest(step: bestStep), .backedOff(factor: policy.backOffFactor, scale: lrScale)]
         if stopping { taken.append(.stopped(times: policy.maxValidationRestores)) }
-        let finding = Finding(kind: .validationDivergence, step: step,
-                              message: "validation loss \(formatNumber(loss)) is \(loss.isFinite ? formatNumber(loss / best) + "×" : "far above") the best \(formatNumber(best)) (step \(bestStep))",
-                              evidence: ["loss": loss, "best": best, "best_step": Double(bestStep)])
-        let causes = [Cause(kind: .learningRateTooHigh, confidence: 0.5,
-                            evidence: "the training gradients stayed healthy while the validation loss rose: the updates move the model away from what generalises (too high a rate, or overfitting)")]
-        let recs = ["lower the learning rate (or add a decaying schedule such as cosine), or stop earlier; add weight decay or dropout if the training loss keeps falling"]
+        let finding = Finding(
+            kind: .validationDivergence, step: step,
+            message:
+                "validation loss \(formatNumber(loss)) is \(loss.isFinite ? formatNumber(loss / best) + "×" : "far above") the best \(formatNumber(best)) (step \(bestStep))",
+            evidence: ["loss": loss, "best": best, "best_step": Double(bestStep)])
+        let causes = [
+            Cause(
+                kind: .learningRateTooHigh, confidence: 0.5,
+                evidence:
+                    "the training gradients stayed healthy while the validation loss rose: the updates move the model away from what generalises (too high a rate, or overfitting)"
+            )
+        ]
+        let recs = [
+            "lower the learning rate (or add a decaying schedule such as cosine), or stop earlier; add weight decay or dropout if the training loss keeps falling"
+        ]
         let inc = Incident(step: step, findings: [finding], taken: taken, blame: [], causes: causes, recommendations: recs)
         incidents.append(inc)
         onIncident?(inc)
@@ -248,10 +265,11 @@ public final class GradientGuard {
     }
 
     public func stateDict() -> State {
-        State(step: memory.step, skippedSteps: skippedSteps, rollbacks: rollbacks, healthyStreak: healthyStreak,
-              failedRecoveries: memory.failedRecoveries, attempts: memory.attempts, lastRecovery: memory.lastRecovery, lrScale: lrScale,
-              healthyNorms: healthyNorms.values, lrHistory: lrHistory.values, monitor: monitor.stateDict(),
-              clipper: policy.clipper?.stateDict(), clipRate: clipRate.stateDict())
+        State(
+            step: memory.step, skippedSteps: skippedSteps, rollbacks: rollbacks, healthyStreak: healthyStreak,
+            failedRecoveries: memory.failedRecoveries, attempts: memory.attempts, lastRecovery: memory.lastRecovery, lrScale: lrScale,
+            healthyNorms: healthyNorms.values, lrHistory: lrHistory.values, monitor: monitor.stateDict(),
+            clipper: policy.clipper?.stateDict(), clipRate: clipRate.stateDict())
     }
 
     public func load(state s: State) throws {
@@ -270,7 +288,8 @@ public final class GradientGuard {
 
     private func takeSnapshot() {
         previousSnapshot = snapshot
-        snapshot = TrainingSnapshot(step: step, tensors: stateTensors, optimizer: optimizer, scheduler: scheduler,
-                                    clipper: policy.clipper, monitor: monitor.stateDict())
+        snapshot = TrainingSnapshot(
+            step: step, tensors: stateTensors, optimizer: optimizer, scheduler: scheduler,
+            clipper: policy.clipper, monitor: monitor.stateDict())
     }
 }

@@ -50,7 +50,8 @@ public struct GuardDecision: Sendable, Equatable {
         var actions = Set(findings.flatMap { policy.actions[$0.kind] ?? [.report] })
         // Non-finite gradients are never applied, whatever the policy says.
         if policy.protectNonFinite, findings.contains(where: { $0.kind == .nonFiniteGradient || $0.kind == .nonFiniteLoss }),
-           !actions.contains(.rollback) {
+            !actions.contains(.rollback)
+        {
             actions.insert(.skip)
         }
         m.attempts += 1
@@ -90,7 +91,8 @@ public struct GuardDecision: Sendable, Equatable {
         } else {
             disposition = .apply
         }
-        return GuardDecision(disposition: disposition, backOff: actions.contains(.backOff), escalated: escalated, recovering: recovering,
-                             memory: m, halt: recovering && m.failedRecoveries >= policy.maxFailedRecoveries)
+        return GuardDecision(
+            disposition: disposition, backOff: actions.contains(.backOff), escalated: escalated, recovering: recovering,
+            memory: m, halt: recovering && m.failedRecoveries >= policy.maxFailedRecoveries)
     }
 }

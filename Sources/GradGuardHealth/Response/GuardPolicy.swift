@@ -1,4 +1,5 @@
 import GradGuardTensor
+
 /// What the guard may do about a finding.
 public enum GuardAction: String, Sendable, Codable {
     /// Do not apply this step: optimizer state, step counters and the schedule stay as they
@@ -50,16 +51,19 @@ public struct GuardPolicy {
     /// Watches and reports, changes nothing: no clipping, no skipping, NaN applied as it
     /// comes. The baseline of the demos.
     public static var monitorOnly: GuardPolicy {
-        var p = GuardPolicy(actions: Dictionary(uniqueKeysWithValues: FindingKind.allCases.map { ($0, [GuardAction.report]) }),
-                            snapshotEvery: 0)
+        var p = GuardPolicy(
+            actions: Dictionary(uniqueKeysWithValues: FindingKind.allCases.map { ($0, [GuardAction.report]) }),
+            snapshotEvery: 0)
         p.protectNonFinite = false
         return p
     }
 
     /// `actions` defaults to `standardActions(clipping:)` for the given clipper.
-    public init(clipper: (any GradientClipper)? = nil, actions: [FindingKind: [GuardAction]]? = nil,
-                backOffFactor: Double = 0.5, growAfter: Int = 100, growFactor: Double = 2, snapshotEvery: Int = 50,
-                maxFailedRecoveries: Int = 5, recoveryWindow: Int = 10) {
+    public init(
+        clipper: (any GradientClipper)? = nil, actions: [FindingKind: [GuardAction]]? = nil,
+        backOffFactor: Double = 0.5, growAfter: Int = 100, growFactor: Double = 2, snapshotEvery: Int = 50,
+        maxFailedRecoveries: Int = 5, recoveryWindow: Int = 10
+    ) {
         require(backOffFactor > 0 && backOffFactor < 1 && growFactor >= 1 && growAfter > 0, "GuardPolicy: back-off in (0, 1), growth ≥ 1")
         self.clipper = clipper
         self.actions = actions ?? GuardPolicy.standardActions(clipping: clipper != nil)
@@ -76,8 +80,10 @@ public struct GuardPolicy {
     /// there is a clipper (it clips every kept step) and skipped when there is none.
     /// Vanishing: report.
     public static func standardActions(clipping: Bool) -> [FindingKind: [GuardAction]] {
-        [.nonFiniteLoss: [.skip, .backOff], .nonFiniteGradient: [.skip, .backOff], .nonFiniteWeights: [.rollback, .backOff],
-         .normCeiling: [.skip, .backOff],
-         .spike: clipping ? [.report] : [.skip], .growth: [.backOff], .lossDivergence: [.rollback, .backOff], .vanishing: [.report]]
+        [
+            .nonFiniteLoss: [.skip, .backOff], .nonFiniteGradient: [.skip, .backOff], .nonFiniteWeights: [.rollback, .backOff],
+            .normCeiling: [.skip, .backOff],
+            .spike: clipping ? [.report] : [.skip], .growth: [.backOff], .lossDivergence: [.rollback, .backOff], .vanishing: [.report]
+        ]
     }
 }

@@ -19,11 +19,13 @@ public struct TrainingSnapshot {
     let monitor: [String: [Double]]
 
     /// Copies the state of `tensors` (parameters and buffers) and of the rest.
-    init(step: Int, tensors: [Tensor], optimizer: Optimizer, scheduler: LRScheduler?, clipper: (any GradientClipper)?,
-         monitor: [String: [Double]]) {
+    init(
+        step: Int, tensors: [Tensor], optimizer: Optimizer, scheduler: LRScheduler?, clipper: (any GradientClipper)?,
+        monitor: [String: [Double]]
+    ) {
         self.monitor = monitor
         self.step = step
-        self.tensors = tensors.map { ($0, $0.scalars) }   // copy-on-write: copied as training writes
+        self.tensors = tensors.map { ($0, $0.scalars) }  // copy-on-write: copied as training writes
         self.optimizer = optimizer.stateDict()
         hyperparameters = optimizer.hyperparameters()
         self.scheduler = scheduler?.stateDict()

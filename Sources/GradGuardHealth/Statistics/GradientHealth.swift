@@ -21,8 +21,10 @@ public final class GradientHealth {
     private let groups: [(module: String, indices: [Int])]
     private var weightsBefore: [[Float]]? = nil
 
-    public init(parameters: [NamedParameter], normType: Float = 2, histogramEvery: Int = 0,
-                probe: ActivationGradientProbe = ActivationGradientProbe()) {
+    public init(
+        parameters: [NamedParameter], normType: Float = 2, histogramEvery: Int = 0,
+        probe: ActivationGradientProbe = ActivationGradientProbe()
+    ) {
         require(normType > 0, "GradientHealth: norm order must be positive, got \(normType)")
         self.parameters = parameters
         self.normType = normType
@@ -31,8 +33,10 @@ public final class GradientHealth {
         groups = parameters.moduleGroups
     }
 
-    public convenience init(model: Module, normType: Float = 2, histogramEvery: Int = 0,
-                            probe: ActivationGradientProbe = ActivationGradientProbe()) {
+    public convenience init(
+        model: Module, normType: Float = 2, histogramEvery: Int = 0,
+        probe: ActivationGradientProbe = ActivationGradientProbe()
+    ) {
         self.init(parameters: NamedParameter.of(model), normType: normType, histogramEvery: histogramEvery, probe: probe)
     }
 
@@ -45,28 +49,32 @@ public final class GradientHealth {
         tensors.reserveCapacity(parameters.count)
         for (i, p) in parameters.enumerated() {
             let g = gradScans[i], w = weightScans[i]!
-            tensors.append(TensorStatistics(name: p.name, module: p.module, gradNorm: Float(g?.norm(2) ?? 0),
-                                            gradMaxAbs: g?.maxAbs ?? 0, nanCount: g?.nan ?? 0,
-                                            infCount: (g?.posInf ?? 0) + (g?.negInf ?? 0),
-                                            weightNorm: Float(w.norm(2)), weightsFinite: w.nonFinite == 0,
-                                            hasGradient: g != nil))
+            tensors.append(
+                TensorStatistics(
+                    name: p.name, module: p.module, gradNorm: Float(g?.norm(2) ?? 0),
+                    gradMaxAbs: g?.maxAbs ?? 0, nanCount: g?.nan ?? 0,
+                    infCount: (g?.posInf ?? 0) + (g?.negInf ?? 0),
+                    weightNorm: Float(w.norm(2)), weightsFinite: w.nonFinite == 0,
+                    hasGradient: g != nil))
         }
         let modules = groups.map { group -> ModuleStatistics in
             let members = group.indices.map { tensors[$0] }
-            return ModuleStatistics(name: group.module,
-                                    gradNorm: Float(GradientClipping.combine(members.map { Double($0.gradNorm) }, order: 2)),
-                                    weightNorm: Float(GradientClipping.combine(members.map { Double($0.weightNorm) }, order: 2)),
-                                    gradMaxAbs: members.map(\.gradMaxAbs).max() ?? 0,
-                                    nonFiniteCount: members.reduce(0) { $0 + $1.nanCount + $1.infCount },
-                                    updateRatio: nil)
+            return ModuleStatistics(
+                name: group.module,
+                gradNorm: Float(GradientClipping.combine(members.map { Double($0.gradNorm) }, order: 2)),
+                weightNorm: Float(GradientClipping.combine(members.map { Double($0.weightNorm) }, order: 2)),
+                gradMaxAbs: members.map(\.gradMaxAbs).max() ?? 0,
+                nonFiniteCount: members.reduce(0) { $0 + $1.nanCount + $1.infCount },
+                updateRatio: nil)
         }
         let present = gradScans.compactMap { $0 }
         let global = Float(GradientClipping.combine(present.map { $0.norm(normType) }, order: normType))
         let l2 = normType == 2 ? global : Float(GradientClipping.combine(present.map { $0.norm(2) }, order: 2))
         let histogram = histogramEvery > 0 && step % histogramEvery == 0 ? MagnitudeHistogram.ofGradients(parameters) : nil
-        return StepStatistics(step: step, loss: loss, globalNorm: global, normType: normType, globalL2: l2,
-                              maxAbs: tensors.map(\.gradMaxAbs).max() ?? 0, tensors: tensors, modules: modules,
-                              activations: probe.collect(), histogram: histogram)
+        return StepStatistics(
+            step: step, loss: loss, globalNorm: global, normType: normType, globalL2: l2,
+            maxAbs: tensors.map(\.gradMaxAbs).max() ?? 0, tensors: tensors, modules: modules,
+            activations: probe.collect(), histogram: histogram)
     }
 
     /// Remembers the weights before an optimizer step (copy-on-write: the copy happens only

@@ -39,8 +39,10 @@ public struct MagnitudeHistogram: Sendable, Codable, Equatable {
     }
 
     /// The histogram of every gradient of `parameters`.
-    public static func ofGradients(_ parameters: [NamedParameter], lowestExponent: Int = -12, highestExponent: Int = 4,
-                                   binsPerDecade: Int = 2) -> MagnitudeHistogram {
+    public static func ofGradients(
+        _ parameters: [NamedParameter], lowestExponent: Int = -12, highestExponent: Int = 4,
+        binsPerDecade: Int = 2
+    ) -> MagnitudeHistogram {
         var h = MagnitudeHistogram(lowestExponent: lowestExponent, highestExponent: highestExponent, binsPerDecade: binsPerDecade)
         for p in parameters { p.tensor.grad?.withUnsafeScalars { h.add($0) } }
         return h

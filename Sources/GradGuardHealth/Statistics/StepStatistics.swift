@@ -13,8 +13,10 @@ public struct TensorStatistics: Sendable, Codable, Equatable {
     public var weightsFinite: Bool
     public var hasGradient: Bool
 
-    public init(name: String, module: String, gradNorm: Float, gradMaxAbs: Float = 0, nanCount: Int = 0, infCount: Int = 0,
-                weightNorm: Float = 1, weightsFinite: Bool = true, hasGradient: Bool = true) {
+    public init(
+        name: String, module: String, gradNorm: Float, gradMaxAbs: Float = 0, nanCount: Int = 0, infCount: Int = 0,
+        weightNorm: Float = 1, weightsFinite: Bool = true, hasGradient: Bool = true
+    ) {
         (self.name, self.module, self.gradNorm, self.gradMaxAbs, self.nanCount, self.infCount) =
             (name, module, gradNorm, gradMaxAbs, nanCount, infCount)
         (self.weightNorm, self.weightsFinite, self.hasGradient) = (weightNorm, weightsFinite, hasGradient)
@@ -35,8 +37,10 @@ public struct ModuleStatistics: Sendable, Codable, Equatable {
     /// ‖Δw‖ / ‖w‖ of the last optimizer step, filled by `GradientHealth.recordUpdate()`.
     public var updateRatio: Float?
 
-    public init(name: String, gradNorm: Float, weightNorm: Float = 1, gradMaxAbs: Float = 0, nonFiniteCount: Int = 0,
-                updateRatio: Float? = nil) {
+    public init(
+        name: String, gradNorm: Float, weightNorm: Float = 1, gradMaxAbs: Float = 0, nonFiniteCount: Int = 0,
+        updateRatio: Float? = nil
+    ) {
         (self.name, self.gradNorm, self.weightNorm, self.gradMaxAbs, self.nonFiniteCount, self.updateRatio) =
             (name, gradNorm, weightNorm, gradMaxAbs, nonFiniteCount, updateRatio)
     }
@@ -70,9 +74,11 @@ public struct StepStatistics: Sendable, Codable {
     /// Filled every `histogramEvery` steps.
     public var histogram: MagnitudeHistogram?
 
-    public init(step: Int, loss: Float?, globalNorm: Float, normType: Float = 2, globalL2: Float? = nil, maxAbs: Float = 0,
-                tensors: [TensorStatistics], modules: [ModuleStatistics], activations: [ActivationGradient] = [],
-                histogram: MagnitudeHistogram? = nil) {
+    public init(
+        step: Int, loss: Float?, globalNorm: Float, normType: Float = 2, globalL2: Float? = nil, maxAbs: Float = 0,
+        tensors: [TensorStatistics], modules: [ModuleStatistics], activations: [ActivationGradient] = [],
+        histogram: MagnitudeHistogram? = nil
+    ) {
         (self.step, self.loss, self.globalNorm, self.normType, self.globalL2, self.maxAbs) =
             (step, loss, globalNorm, normType, globalL2 ?? globalNorm, maxAbs)
         (self.tensors, self.modules, self.activations, self.histogram) = (tensors, modules, activations, histogram)

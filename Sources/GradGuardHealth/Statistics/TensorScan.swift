@@ -6,7 +6,7 @@ import GradGuardTensor
 struct TensorScan: Sendable {
     var sumSquares = 0.0
     var sumAbs = 0.0
-    var sumPow = 0.0   // Σ|x|^p for another norm order, when asked
+    var sumPow = 0.0  // Σ|x|^p for another norm order, when asked
     var maxAbs: Float = 0
     var nan = 0, posInf = 0, negInf = 0
 
@@ -66,7 +66,13 @@ struct TensorScan: Sendable {
             sumAbs = 0
             for k in 0..<n {
                 let v = base[k]
-                if v.isNaN { nan += 1 } else if v == .infinity { posInf += 1 } else if v == -.infinity { negInf += 1 } else {
+                if v.isNaN {
+                    nan += 1
+                } else if v == .infinity {
+                    posInf += 1
+                } else if v == -.infinity {
+                    negInf += 1
+                } else {
                     let a = Swift.abs(v)
                     maxAbs = Swift.max(maxAbs, a)
                     sumSquares += Double(a) * Double(a)

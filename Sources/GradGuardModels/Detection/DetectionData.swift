@@ -1,6 +1,6 @@
 import Foundation
-import GradGuardTensor
 import GradGuardData
+import GradGuardTensor
 import Yams
 
 /// One box of a label file: the class and the centre, width and height normalised to the
@@ -88,7 +88,8 @@ public struct DetectionDataConfig: Equatable, Sendable {
                 return nil
             }
             guard case .scalar(let s) = v else {
-                throw DetectionDataError.config(path: path, line: v.mark?.line, message: "\(key): expected a path, got a \(v.mapping != nil ? "mapping" : "list")")
+                throw DetectionDataError.config(
+                    path: path, line: v.mark?.line, message: "\(key): expected a path, got a \(v.mapping != nil ? "mapping" : "list")")
             }
             return s.string
         }
@@ -111,7 +112,8 @@ public struct DetectionDataConfig: Equatable, Sendable {
                 byIndex[i] = v.string ?? ""
             }
             guard byIndex.keys.sorted() == Array(0..<byIndex.count) else {
-                throw DetectionDataError.config(path: path, line: namesNode.mark?.line, message: "names: class indices must run 0 … \(byIndex.count - 1) without gaps")
+                throw DetectionDataError.config(
+                    path: path, line: namesNode.mark?.line, message: "names: class indices must run 0 … \(byIndex.count - 1) without gaps")
             }
             names = (0..<byIndex.count).map { byIndex[$0]! }
         default:
@@ -156,8 +158,10 @@ public struct DetectionSplit: Sendable {
     }
 
     /// Reads split `split` ("train" or "val") of `config`.
-    public static func load(_ config: DetectionDataConfig, split: String, policy: DataIssuePolicy = .skip,
-                            maxPixels: Int = RGBImage.defaultMaxPixels) throws -> DetectionSplit {
+    public static func load(
+        _ config: DetectionDataConfig, split: String, policy: DataIssuePolicy = .skip,
+        maxPixels: Int = RGBImage.defaultMaxPixels
+    ) throws -> DetectionSplit {
         let entry = split == "train" ? config.train : config.val
         let location = entry.hasPrefix("/") ? entry : config.root + "/" + entry
         let fm = FileManager.default
@@ -181,12 +185,16 @@ public struct DetectionSplit: Sendable {
         } else {
             // A text file listing image paths, relative to the dataset root.
             let text: String
-            do { text = try readLabelText(location) } catch let e as DataIssue { throw DetectionDataError.config(path: config.file, line: nil, message: "\(split): \(e)") }
+            do { text = try readLabelText(location) } catch let e as DataIssue {
+                throw DetectionDataError.config(path: config.file, line: nil, message: "\(split): \(e)")
+            }
             for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                 let p = line.trimmingCharacters(in: .whitespaces)
                 if p.isEmpty { continue }
                 let full = p.hasPrefix("/") ? p : config.root + "/" + (p.hasPrefix("./") ? String(p.dropFirst(2)) : p)
-                if fm.fileExists(atPath: full) { imagePaths.append(full) } else {
+                if fm.fileExists(atPath: full) {
+                    imagePaths.append(full)
+                } else {
                     issues.append(DataIssue(file: location, line: i + 1, message: "image \(full) does not exist"))
                 }
             }
@@ -202,10 +210,10 @@ public struct DetectionSplit: Sendable {
             var boxes: [BoxLabel] = []
             if FileManager.default.fileExists(atPath: labels) {
                 do { boxes = parseLabels(try readLabelText(labels), file: labels, classes: config.names.count, issues: &issues) } catch let e as DataIssue {
-                    issues.append(e)   // an unreadable label file: the image is left out, not taken as background
+                    issues.append(e)  // an unreadable label file: the image is left out, not taken as background
                     continue
                 }
-            }   // no label file: an image without objects (a background image)
+            }  // no label file: an image without objects (a background image)
             samples.append(DetectionSample(imagePath: path, image: image, boxes: boxes))
         }
         if policy == .fail && !issues.isEmpty { throw DetectionDataError.invalid(issues) }

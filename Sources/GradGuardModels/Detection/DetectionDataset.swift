@@ -1,6 +1,6 @@
 import Foundation
-import GradGuardTensor
 import GradGuardData
+import GradGuardTensor
 
 /// Augmentations of Ultralytics' defaults (hyp.scratch-low): HSV gains 1 ± (0.015, 0.7,
 /// 0.4), left-right flip with probability 0.5, scale 1 ± 0.5 and translation ± 0.1 of the
@@ -57,8 +57,9 @@ public final class DetectionDataset: Dataset, Sendable {
         let flip = a.flip > 0 && g.nextUniform() < a.flip
         if flip { image = image.flippedHorizontally() }
         if a.hue > 0 || a.saturation > 0 || a.value > 0 {
-            image = image.hsvAdjusted(hue: uniform(1 - a.hue, 1 + a.hue), saturation: uniform(1 - a.saturation, 1 + a.saturation),
-                                      value: uniform(1 - a.value, 1 + a.value))
+            image = image.hsvAdjusted(
+                hue: uniform(1 - a.hue, 1 + a.hue), saturation: uniform(1 - a.saturation, 1 + a.saturation),
+                value: uniform(1 - a.value, 1 + a.value))
         }
         var boxes: [Box] = []
         let side = Double(size)
@@ -92,8 +93,9 @@ public final class DetectionDataset: Dataset, Sendable {
                 targets[o + 4] = Float(b.y1 - b.y0)
             }
         }
-        return Batch(inputs: withoutGrad { Tensor.stack(images) },
-                     targets: Tensor(shape: [indices.count, maxBoxes, 5], scalars: targets), indices: indices)
+        return Batch(
+            inputs: withoutGrad { Tensor.stack(images) },
+            targets: Tensor(shape: [indices.count, maxBoxes, 5], scalars: targets), indices: indices)
     }
 
     /// The ground-truth boxes of a batch's targets, per image.
@@ -113,14 +115,16 @@ public final class DetectionDataset: Dataset, Sendable {
     /// augmented; detections above confidence 0.001, NMS at IoU 0.6), and with `loss` the mean
     /// of its total over the batches.
     public func evaluate(_ model: YOLODetector, loss: YOLOLoss? = nil, batchSize: Int = 32) throws
-        -> (map50: Double, map50to95: Double, loss: Double?) {
+        -> (map50: Double, map50to95: Double, loss: Double?)
+    {
         try Self.evaluate(model, on: self, loss: loss, batchSize: batchSize)
     }
 
     /// The same over any dataset of images and YOLO targets (`batch` gives the inputs and
     /// the `[n, 6]` targets this type makes).
     public static func evaluate(_ model: YOLODetector, on data: any Dataset, loss: YOLOLoss? = nil, batchSize: Int = 32) throws
-        -> (map50: Double, map50to95: Double, loss: Double?) {
+        -> (map50: Double, map50to95: Double, loss: Double?)
+    {
         var predictions: [[Box]] = [], truths: [[Box]] = []
         var lossSum = 0.0, batches = 0
         for start in stride(from: 0, to: data.count, by: batchSize) {

@@ -92,7 +92,8 @@ public enum DetectionMetrics {
     /// mAP@0.5, mAP@0.5:0.95 (the mean over thresholds 0.50, 0.55, …, 0.95) and the per-class
     /// AP@0.5 (nil for a class without ground truth; such classes are left out of the means).
     public static func meanAveragePrecision(predictions: [[Box]], truths: [[Box]], classes: Int)
-        -> (map50: Double, map50to95: Double, perClass50: [Double?]) {
+        -> (map50: Double, map50to95: Double, perClass50: [Double?])
+    {
         let thresholds = (0..<10).map { 0.5 + 0.05 * Double($0) }
         var perClass50: [Double?] = []
         var all: [Double] = []
@@ -102,7 +103,9 @@ public enum DetectionMetrics {
             if aps[0] != nil { all.append(aps.map { $0! }.reduce(0, +) / Double(thresholds.count)) }
         }
         let present = perClass50.compactMap { $0 }
-        return (present.isEmpty ? 0 : present.reduce(0, +) / Double(present.count),
-                all.isEmpty ? 0 : all.reduce(0, +) / Double(all.count), perClass50)
+        return (
+            present.isEmpty ? 0 : present.reduce(0, +) / Double(present.count),
+            all.isEmpty ? 0 : all.reduce(0, +) / Double(all.count), perClass50
+        )
     }
 }

@@ -1,7 +1,7 @@
 import CGradGuardImage
 import Foundation
-import GradGuardTensor
 import GradGuardData
+import GradGuardTensor
 
 /// What is wrong with an image file, naming it.
 public enum ImageError: Error, CustomStringConvertible, Equatable {
@@ -65,8 +65,9 @@ public struct RGBImage: Equatable, Sendable {
         var w: Int32 = 0, h: Int32 = 0
         var message = [CChar](repeating: 0, count: 256)
         let status = bytes.withUnsafeBufferPointer { b in
-            isPNG ? gg_decode_png(b.baseAddress, b.count, Swift.max(0, maxPixels), &out, &w, &h, &message, message.count)
-                  : gg_decode_jpeg(b.baseAddress, b.count, Swift.max(0, maxPixels), &out, &w, &h, &message, message.count)
+            isPNG
+                ? gg_decode_png(b.baseAddress, b.count, Swift.max(0, maxPixels), &out, &w, &h, &message, message.count)
+                : gg_decode_jpeg(b.baseAddress, b.count, Swift.max(0, maxPixels), &out, &w, &h, &message, message.count)
         }
         if status == 2 { throw ImageError.tooManyPixels(path: path, width: Int(w), height: Int(h), limit: maxPixels) }
         guard status == 0, let out else {
@@ -121,8 +122,10 @@ public struct RGBImage: Equatable, Sendable {
 
     /// Paints the pixels whose centres `inside(x, y)` accepts within the clipped rectangle,
     /// blending `color` with weight `alpha`.
-    public mutating func fill(x0: Int, y0: Int, x1: Int, y1: Int, color: (UInt8, UInt8, UInt8), alpha: Double = 1,
-                              where inside: (Double, Double) -> Bool = { _, _ in true }) {
+    public mutating func fill(
+        x0: Int, y0: Int, x1: Int, y1: Int, color: (UInt8, UInt8, UInt8), alpha: Double = 1,
+        where inside: (Double, Double) -> Bool = { _, _ in true }
+    ) {
         let c = [Double(color.0), Double(color.1), Double(color.2)]
         for y in Swift.max(0, y0)..<Swift.min(height, Swift.max(y1, 0)) {
             for x in Swift.max(0, x0)..<Swift.min(width, Swift.max(x1, 0)) where inside(Double(x) + 0.5, Double(y) + 0.5) {

@@ -26,8 +26,10 @@ public enum ShapesDataset {
     }
 
     /// One image and its labels.
-    public static func sample(size: Int, generator g: inout RandomGenerator, maxObjects: Int, maxOverlap: Double,
-                              minSide: Double, maxSide: Double) -> (RGBImage, [BoxLabel]) {
+    public static func sample(
+        size: Int, generator g: inout RandomGenerator, maxObjects: Int, maxOverlap: Double,
+        minSide: Double, maxSide: Double
+    ) -> (RGBImage, [BoxLabel]) {
         func uniform(_ a: Double, _ b: Double) -> Double { a + (b - a) * g.nextUniform() }
         let base = (0..<3).map { _ in uniform(20, 120) }
         var pixels = [UInt8](repeating: 0, count: size * size * 3)
@@ -43,8 +45,9 @@ public enum ShapesDataset {
                 let aspect = uniform(0.8, 1.25)
                 let w = (side * aspect).rounded(), h = (side / aspect).rounded()
                 let x0 = uniform(0, Double(size) - w).rounded(.down), y0 = uniform(0, Double(size) - h).rounded(.down)
-                let box = BoxLabel(classIndex: Int(g.next() % 3), cx: (x0 + w / 2) / Double(size), cy: (y0 + h / 2) / Double(size),
-                                   w: w / Double(size), h: h / Double(size))
+                let box = BoxLabel(
+                    classIndex: Int(g.next() % 3), cx: (x0 + w / 2) / Double(size), cy: (y0 + h / 2) / Double(size),
+                    w: w / Double(size), h: h / Double(size))
                 if boxes.contains(where: { DetectionMetrics.iou($0.corners, box.corners) > maxOverlap }) { continue }
                 let color = palette[Int(g.next() % UInt64(palette.count))]
                 let (ix0, iy0, ix1, iy1) = (Int(x0), Int(y0), Int(x0 + w), Int(y0 + h))
@@ -85,8 +88,9 @@ public enum ShapesDataset {
                 }
             }
             for i in 0..<n {
-                let (image, boxes) = sample(size: o.size, generator: &g, maxObjects: o.maxObjects, maxOverlap: o.maxOverlap,
-                                            minSide: o.minSide, maxSide: o.maxSide)
+                let (image, boxes) = sample(
+                    size: o.size, generator: &g, maxObjects: o.maxObjects, maxOverlap: o.maxOverlap,
+                    minSide: o.minSide, maxSide: o.maxSide)
                 let stem = String(format: "%@_%05d", split, i)
                 try image.write(path: images + "/" + stem + (o.jpeg ? ".jpg" : ".png"), jpegQuality: 95)
                 let text = boxes.map { String(format: "%d %.6f %.6f %.6f %.6f", $0.classIndex, $0.cx, $0.cy, $0.w, $0.h) }.joined(separator: "\n")

@@ -38,9 +38,11 @@ public final class YOLODetector: Module {
     public init(classes: Int, width: Int = 16, imageSize: Int = 128) {
         self.classes = classes
         let w = width
-        backbone = [ConvBNSiLU(3, w, stride: 2), ConvBNSiLU(w, 2 * w, stride: 2), ConvBNSiLU(2 * w, 2 * w),
-                    ConvBNSiLU(2 * w, 4 * w, stride: 2), ConvBNSiLU(4 * w, 4 * w),           // stride 8: P3
-                    ConvBNSiLU(4 * w, 8 * w, stride: 2), ConvBNSiLU(8 * w, 8 * w)]           // stride 16: P4
+        backbone = [
+            ConvBNSiLU(3, w, stride: 2), ConvBNSiLU(w, 2 * w, stride: 2), ConvBNSiLU(2 * w, 2 * w),
+            ConvBNSiLU(2 * w, 4 * w, stride: 2), ConvBNSiLU(4 * w, 4 * w),  // stride 8: P3
+            ConvBNSiLU(4 * w, 8 * w, stride: 2), ConvBNSiLU(8 * w, 8 * w)
+        ]  // stride 16: P4
         lateral = ConvBNSiLU(8 * w, 4 * w, kernel: 1)
         fuse3 = ConvBNSiLU(8 * w, 4 * w)
         down = ConvBNSiLU(4 * w, 4 * w, stride: 2)
@@ -99,8 +101,10 @@ public final class YOLODetector: Module {
     static func sigmoid(_ v: Float) -> Double { 1 / (1 + Foundation.exp(-Double(v))) }
 
     /// Boxes of raw head outputs (see `detect`).
-    public static func decode(_ outputs: [Tensor], strides: [Int], classes: Int, confidence: Double, iou: Double,
-                              maxDetections: Int = 300) -> [[Box]] {
+    public static func decode(
+        _ outputs: [Tensor], strides: [Int], classes: Int, confidence: Double, iou: Double,
+        maxDetections: Int = 300
+    ) -> [[Box]] {
         let batch = outputs[0].shape[0]
         var result = [[Box]](repeating: [], count: batch)
         for b in 0..<batch {

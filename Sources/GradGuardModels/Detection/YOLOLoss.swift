@@ -79,9 +79,11 @@ public struct YOLOLoss: Sendable {
         let batch = outputs[0].shape[0], m = targets.shape[1]
         let t = targets.scalars
         let layers = Double(outputs.count)
-        let gains = (box: boxGain * 3 / layers,
-                     obj: objectnessGain * Foundation.pow(Double(imageSize) / 640, 2) * 3 / layers,
-                     cls: classGain * Double(classes) / 80 * 3 / layers)
+        let gains = (
+            box: boxGain * 3 / layers,
+            obj: objectnessGain * Foundation.pow(Double(imageSize) / 640, 2) * 3 / layers,
+            cls: classGain * Double(classes) / 80 * 3 / layers
+        )
         var boxLoss = Tensor(0), objLoss = Tensor(0), clsLoss = Tensor(0)
         for (k, (out, stride)) in zip(outputs, strides).enumerated() {
             let h = out.shape[2], w = out.shape[3], channels = 5 + classes
@@ -136,8 +138,11 @@ public struct YOLOLoss: Sendable {
                 let iouValues = overlap.detach().scalars
                 for (i, cell) in cells.enumerated() { objTarget[cell] = Swift.max(0, iouValues[i]) }
                 if classes > 1 {
-                    clsLoss = clsLoss + binaryCrossEntropyWithLogits(picked.narrow(axis: 1, start: 5, length: classes),
-                                                                     Tensor(shape: [n, classes], scalars: oneHot))
+                    clsLoss =
+                        clsLoss
+                        + binaryCrossEntropyWithLogits(
+                            picked.narrow(axis: 1, start: 5, length: classes),
+                            Tensor(shape: [n, classes], scalars: oneHot))
                 }
             }
             let balance = k < self.balance.count ? self.balance[k] : 1

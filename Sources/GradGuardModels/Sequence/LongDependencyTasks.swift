@@ -1,7 +1,7 @@
 import Foundation
+import GradGuardData
 import GradGuardNN
 import GradGuardTensor
-import GradGuardData
 
 /// The classic long-dependency benchmarks of exploding and vanishing gradients, generated
 /// from a seed. Inputs are batch-first `[N, T, features]`.
@@ -23,7 +23,7 @@ public enum LongDependencyTask: String, Sendable, CaseIterable {
     public var inputSize: Int {
         switch self {
         case .adding: return 2
-        case .temporalOrder: return 6    // a, b, c, d (distractors), X, Y
+        case .temporalOrder: return 6  // a, b, c, d (distractors), X, Y
         case .copyMemory: return 10
         }
     }
@@ -134,13 +134,17 @@ public final class SequenceModel: Module, UnaryLayer {
     /// this value (1 in Gers et al. 2000 and Jozefowicz et al. 2015), so the cell keeps its
     /// memory from the first step; nil keeps PyTorch's default initialisation.
     /// `relu`: a vanilla RNN with ReLU instead of tanh (unbounded: it explodes where tanh saturates).
-    public init(cell: Cell, inputSize: Int, hiddenSize: Int, outputSize: Int, layers: Int = 1, perStep: Bool = false,
-                recurrentInit: Initializer? = nil, forgetGateBias: Float? = nil, relu: Bool = false) {
+    public init(
+        cell: Cell, inputSize: Int, hiddenSize: Int, outputSize: Int, layers: Int = 1, perStep: Bool = false,
+        recurrentInit: Initializer? = nil, forgetGateBias: Float? = nil, relu: Bool = false
+    ) {
         self.cell = cell
         self.perStep = perStep
         switch cell {
-        case .rnn: rnn = RNN(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: layers, nonlinearity: relu ? .relu : .tanh,
-                             batchFirst: true, recurrentInit: recurrentInit)
+        case .rnn:
+            rnn = RNN(
+                inputSize: inputSize, hiddenSize: hiddenSize, numLayers: layers, nonlinearity: relu ? .relu : .tanh,
+                batchFirst: true, recurrentInit: recurrentInit)
         case .lstm: lstm = LSTM(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: layers, batchFirst: true, recurrentInit: recurrentInit)
         case .gru: gru = GRU(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: layers, batchFirst: true, recurrentInit: recurrentInit)
         }

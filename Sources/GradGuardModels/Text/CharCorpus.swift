@@ -1,6 +1,6 @@
 import Foundation
-import GradGuardTensor
 import GradGuardData
+import GradGuardTensor
 
 /// What is wrong with a text corpus, naming the file.
 public enum CorpusError: Error, CustomStringConvertible, Equatable {
@@ -147,14 +147,18 @@ public struct CharCorpus: Sendable {
     /// Training and validation windows of `length` characters (inputs) with the next
     /// characters as targets, the last `validationFraction` of the text held out.
     public func datasets(length: Int, validationFraction: Double = 0.1, stride: Int? = nil, source: String = "corpus") throws
-        -> (train: CharWindows, validation: CharWindows) {
+        -> (train: CharWindows, validation: CharWindows)
+    {
         let cut = Int(Double(ids.count) * (1 - validationFraction))
         guard length >= 1, cut > length + 1, ids.count - cut > length + 1 else {
-            throw CorpusError.tooShort(path: source, characters: ids.count, needed: Int(Double(2 * (length + 2)) / Swift.min(validationFraction, 1 - validationFraction)))
+            throw CorpusError.tooShort(
+                path: source, characters: ids.count, needed: Int(Double(2 * (length + 2)) / Swift.min(validationFraction, 1 - validationFraction)))
         }
         let step = Swift.max(1, stride ?? length)
-        return (CharWindows(ids: ids, range: 0..<cut, length: length, step: step),
-                CharWindows(ids: ids, range: cut..<ids.count, length: length, step: step))
+        return (
+            CharWindows(ids: ids, range: 0..<cut, length: length, step: step),
+            CharWindows(ids: ids, range: cut..<ids.count, length: length, step: step)
+        )
     }
 }
 
@@ -179,7 +183,8 @@ public struct CharWindows: Dataset {
                 y[row * length + k] = Float(ids[start + k + 1])
             }
         }
-        return Batch(inputs: Tensor(shape: [indices.count, length], scalars: x), targets: Tensor(shape: [indices.count, length], scalars: y),
-                     indices: indices)
+        return Batch(
+            inputs: Tensor(shape: [indices.count, length], scalars: x), targets: Tensor(shape: [indices.count, length], scalars: y),
+            indices: indices)
     }
 }

@@ -9,12 +9,15 @@ public final class CharLanguageModel: Module, UnaryLayer {
     public var core: SequenceModel
     public let vocabularySize: Int
 
-    public init(vocabularySize: Int, embeddingSize: Int = 64, hiddenSize: Int = 128, layers: Int = 1,
-                cell: SequenceModel.Cell = .lstm) {
+    public init(
+        vocabularySize: Int, embeddingSize: Int = 64, hiddenSize: Int = 128, layers: Int = 1,
+        cell: SequenceModel.Cell = .lstm
+    ) {
         self.vocabularySize = vocabularySize
         embedding = Embedding(numEmbeddings: vocabularySize, embeddingDim: embeddingSize)
-        core = SequenceModel(cell: cell, inputSize: embeddingSize, hiddenSize: hiddenSize, outputSize: vocabularySize,
-                             layers: layers, perStep: true, forgetGateBias: cell == .lstm ? 1 : nil)
+        core = SequenceModel(
+            cell: cell, inputSize: embeddingSize, hiddenSize: hiddenSize, outputSize: vocabularySize,
+            layers: layers, perStep: true, forgetGateBias: cell == .lstm ? 1 : nil)
         super.init()
     }
 

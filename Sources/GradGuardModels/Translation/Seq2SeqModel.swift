@@ -17,8 +17,10 @@ public final class Seq2SeqModel: Module {
     public var output: Linear
     public let targetVocabularySize: Int
 
-    public init(sourceVocabularySize: Int, targetVocabularySize: Int, embeddingSize: Int = 32, hiddenSize: Int = 128,
-                layers: Int = 1, attention: Bool = true) {
+    public init(
+        sourceVocabularySize: Int, targetVocabularySize: Int, embeddingSize: Int = 32, hiddenSize: Int = 128,
+        layers: Int = 1, attention: Bool = true
+    ) {
         self.targetVocabularySize = targetVocabularySize
         sourceEmbedding = Embedding(numEmbeddings: sourceVocabularySize, embeddingDim: embeddingSize)
         targetEmbedding = Embedding(numEmbeddings: targetVocabularySize, embeddingDim: embeddingSize)
@@ -51,8 +53,8 @@ public final class Seq2SeqModel: Module {
     public func decode(_ inputs: Tensor, state: (h: Tensor, c: Tensor), encoded: Encoded) -> (logits: Tensor, state: (h: Tensor, c: Tensor)) {
         let (hidden, next) = decoder(targetEmbedding(inputs), state)
         guard let combine else { return (output(hidden), next) }
-        let scores = hidden.matmul(encoded.outputs.transposed(1, 2)) + encoded.mask   // [B, T, S]
-        let context = scores.softmax(axis: -1).matmul(encoded.outputs)                 // [B, T, H]
+        let scores = hidden.matmul(encoded.outputs.transposed(1, 2)) + encoded.mask  // [B, T, S]
+        let context = scores.softmax(axis: -1).matmul(encoded.outputs)  // [B, T, H]
         return (output(combine(Tensor.concatenate([context, hidden], axis: 2)).tanh()), next)
     }
 
@@ -62,8 +64,9 @@ public final class Seq2SeqModel: Module {
         let steps = target.shape[1] - 1
         let encoded = encode(source)
         let logits = decode(target.narrow(axis: 1, start: 0, length: steps), state: encoded.state, encoded: encoded).logits
-        return crossEntropy(logits.reshaped([-1, targetVocabularySize]),
-                            target.narrow(axis: 1, start: 1, length: steps).reshaped([-1]), ignoreIndex: TokenVocabulary.pad)
+        return crossEntropy(
+            logits.reshaped([-1, targetVocabularySize]),
+            target.narrow(axis: 1, start: 1, length: steps).reshaped([-1]), ignoreIndex: TokenVocabulary.pad)
     }
 
     /// Greedy decoding of `[B, S]` sources: the most likely character each step, up to
@@ -108,8 +111,9 @@ public final class Seq2SeqModel: Module {
             func normalised(_ logp: Double, _ length: Int) -> Double { logp / Foundation.pow(Double(Swift.max(1, length)), lengthPenalty) }
             for _ in 0..<maxLength {
                 let k = live.count
-                let encoded = Encoded(outputs: one.outputs.expanded(to: [k] + Array(one.outputs.shape.dropFirst())),
-                                      state: state, mask: one.mask.expanded(to: [k, 1, one.mask.shape[2]]))
+                let encoded = Encoded(
+                    outputs: one.outputs.expanded(to: [k] + Array(one.outputs.shape.dropFirst())),
+                    state: state, mask: one.mask.expanded(to: [k, 1, one.mask.shape[2]]))
                 let inputs = live.map { Float($0.ids.last ?? TokenVocabulary.begin) }
                 let step = decode(Tensor(shape: [k, 1], scalars: inputs), state: state, encoded: encoded)
                 let logp = step.logits.reshaped([k, targetVocabularySize]).logSoftmax(axis: 1).scalars

@@ -1,6 +1,6 @@
 import Foundation
-import GradGuardTensor
 import GradGuardData
+import GradGuardTensor
 
 /// What is wrong with a file of translation pairs, naming the file and the line.
 public enum TranslationDataError: Error, CustomStringConvertible, Equatable {
@@ -92,7 +92,8 @@ extension TranslationPair {
             if line.allSatisfy(\.isWhitespace) || line.hasPrefix("#") { continue }
             let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
             guard fields.count == 2 else {
-                throw TranslationDataError.malformedLine(path: source, line: i + 1,
+                throw TranslationDataError.malformedLine(
+                    path: source, line: i + 1,
                     reason: "expected 'source<TAB>target', found \(fields.count - 1) tab\(fields.count == 2 ? "" : "s")")
             }
             let s = fields[0].trimmingCharacters(in: .whitespaces), t = fields[1].trimmingCharacters(in: .whitespaces)
@@ -100,8 +101,9 @@ extension TranslationPair {
                 throw TranslationDataError.malformedLine(path: source, line: i + 1, reason: "the \(s.isEmpty ? "source" : "target") is empty")
             }
             for (side, text) in [("source", s), ("target", t)] where text.count > maxLength {
-                throw TranslationDataError.malformedLine(path: source, line: i + 1,
-                                                         reason: "the \(side) has \(text.count) characters, more than the \(maxLength) a pair may have")
+                throw TranslationDataError.malformedLine(
+                    path: source, line: i + 1,
+                    reason: "the \(side) has \(text.count) characters, more than the \(maxLength) a pair may have")
             }
             pairs.append(TranslationPair(source: s, target: t))
         }
@@ -113,8 +115,10 @@ extension TranslationPair {
 /// ("four thousand two hundred seven" → "4207"). Numbers are split between training and
 /// validation by a seeded shuffle, so validation measures generalisation to unseen numbers.
 public enum NumberWordsTask {
-    static let ones = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-                       "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+    static let ones = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+        "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"
+    ]
     static let tens = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 
     /// `n` in words, as written in American English without "and" (0 ≤ n < 10 000).

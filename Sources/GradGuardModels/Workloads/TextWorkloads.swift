@@ -26,8 +26,9 @@ public struct CharLanguageModelling: Workload {
         self.corpus = corpus
         let data = try corpus.datasets(length: s.sequenceLength, source: source)
         (train, validation) = (data.train, data.validation)
-        model = CharLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: s.embedding, hiddenSize: s.hidden,
-                                  layers: s.layers, cell: s.cell)
+        model = CharLanguageModel(
+            vocabularySize: corpus.vocabulary.count, embeddingSize: s.embedding, hiddenSize: s.hidden,
+            layers: s.layers, cell: s.cell)
     }
 
     /// A text checked for use (`CharCorpus.checked`).
@@ -61,8 +62,9 @@ public struct TranslationTask: Workload {
 
     public init(train: [TranslationPair], validation: [TranslationPair], set: TranslationSet, settings s: Settings = Settings()) {
         self.set = set
-        model = Seq2SeqModel(sourceVocabularySize: set.source.count, targetVocabularySize: set.target.count, embeddingSize: s.embedding,
-                             hiddenSize: s.hidden, layers: s.layers, attention: s.attention)
+        model = Seq2SeqModel(
+            sourceVocabularySize: set.source.count, targetVocabularySize: set.target.count, embeddingSize: s.embedding,
+            hiddenSize: s.hidden, layers: s.layers, attention: s.attention)
         self.train = set.dataset(train)
         self.validation = set.dataset(validation)
     }
@@ -106,8 +108,9 @@ public struct LongDependencyWorkload: Workload {
 
     public init(_ task: LongDependencyTask, settings s: Settings = Settings()) {
         self.task = task
-        model = SequenceModel(cell: s.cell, inputSize: task.inputSize, hiddenSize: s.hidden, outputSize: task.outputSize, layers: s.layers,
-                              perStep: task == .copyMemory, forgetGateBias: s.cell == .lstm ? 1 : nil)
+        model = SequenceModel(
+            cell: s.cell, inputSize: task.inputSize, hiddenSize: s.hidden, outputSize: task.outputSize, layers: s.layers,
+            perStep: task == .copyMemory, forgetGateBias: s.cell == .lstm ? 1 : nil)
         baseline = task.baseline(s.length)
         successLoss = s.successLoss > 0 ? s.successLoss : 0.1 * baseline
         train = task.dataset(count: s.trainSize, t: s.length, seed: s.seed &+ 1)
@@ -184,7 +187,9 @@ public struct TeacherClassification: Workload {
 
     public func metrics(_ model: Sequential, _ batch: Batch) -> [String: Double] {
         let logits = model(batch.inputs)
-        return ["loss": Double(crossEntropy(logits, batch.targets).item),
-                "accuracy": Double(logits.argmax(axis: 1).eq(batch.targets).mean().item)]
+        return [
+            "loss": Double(crossEntropy(logits, batch.targets).item),
+            "accuracy": Double(logits.argmax(axis: 1).eq(batch.targets).mean().item)
+        ]
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
-import GradGuardTensor
 import Glibc
+import GradGuardTensor
 
 /// A run directory held by another process.
 public struct RunInUse: Error, CustomStringConvertible, Equatable {

@@ -1,6 +1,6 @@
 import Foundation
-import GradGuardTensor
 import Glibc
+import GradGuardTensor
 
 /// A file written by appending whole records, each with one `write` call loop; a failure
 /// (disk full, file system gone read-only) is thrown as `FileError.cannotWrite` naming the

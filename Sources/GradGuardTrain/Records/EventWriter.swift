@@ -45,8 +45,10 @@ public final class EventWriter {
     }
 
     /// A histogram under `tag`: `counts[i]` values fell in (limits[i−1], limits[i]].
-    public func histogram(_ tag: String, limits: [Double], counts: [Double], min: Double, max: Double, sum: Double,
-                          sumSquares: Double, step: Int, wallTime: Double = Date().timeIntervalSince1970) throws {
+    public func histogram(
+        _ tag: String, limits: [Double], counts: [Double], min: Double, max: Double, sum: Double,
+        sumSquares: Double, step: Int, wallTime: Double = Date().timeIntervalSince1970
+    ) throws {
         require(limits.count == counts.count, "EventWriter: one count per bucket limit")
         var h = Proto()
         h.double(1, min)
@@ -71,8 +73,9 @@ public final class EventWriter {
         var counts = [Double](repeating: 0, count: bins)
         for x in xs { counts[Swift.min(bins - 1, Int((x - lo) / width))] += 1 }
         let limits = (1...bins).map { lo + Double($0) * width }
-        try histogram(tag, limits: limits, counts: counts, min: lo, max: hi, sum: xs.reduce(0, +),
-                  sumSquares: xs.reduce(0) { $0 + $1 * $1 }, step: step, wallTime: wallTime)
+        try histogram(
+            tag, limits: limits, counts: counts, min: lo, max: hi, sum: xs.reduce(0, +),
+            sumSquares: xs.reduce(0) { $0 + $1 * $1 }, step: step, wallTime: wallTime)
     }
 
     /// Pushes what was written to the file.

@@ -1,6 +1,6 @@
 import Foundation
-import GradGuardTensor
 import GradGuardHealth
+import GradGuardTensor
 
 /// Appends the run's records as JSON Lines: `metrics.jsonl` (one object per step and per
 /// evaluation) and `incidents.jsonl` (one per guard incident). Each line is written and

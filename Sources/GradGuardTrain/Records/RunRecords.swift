@@ -1,6 +1,6 @@
 import Foundation
-import GradGuardTensor
 import GradGuardHealth
+import GradGuardTensor
 
 /// Reads a run directory's records back.
 public enum RunRecords {
@@ -97,12 +97,13 @@ public enum RunRecords {
         let (steps, evals) = try metrics(in: dir)
         let incidents = try incidents(in: dir)
         let tail = steps.suffix(Swift.max(1, steps.count / 10)).map(\.loss).filter(\.isFinite)
-        return Summary(run: (dir as NSString).lastPathComponent, steps: Set(steps.map(\.step)).count,
-                       finalLoss: tail.isEmpty ? nil : tail.reduce(0, +) / Float(tail.count),
-                       bestEval: evals.compactMap { $0.metrics["loss"] }.min(), finalAccuracy: evals.last?.metrics["accuracy"],
-                       incidents: incidents.count, skipped: steps.filter(\.skipped).count,
-                       clipRate: steps.isEmpty ? 0 : Double(steps.filter(\.clipped).count) / Double(steps.count),
-                       maxGradNorm: steps.map(\.gradNorm).filter(\.isFinite).max())
+        return Summary(
+            run: (dir as NSString).lastPathComponent, steps: Set(steps.map(\.step)).count,
+            finalLoss: tail.isEmpty ? nil : tail.reduce(0, +) / Float(tail.count),
+            bestEval: evals.compactMap { $0.metrics["loss"] }.min(), finalAccuracy: evals.last?.metrics["accuracy"],
+            incidents: incidents.count, skipped: steps.filter(\.skipped).count,
+            clipRate: steps.isEmpty ? 0 : Double(steps.filter(\.clipped).count) / Double(steps.count),
+            maxGradNorm: steps.map(\.gradNorm).filter(\.isFinite).max())
     }
 
     /// A plain-text table of summaries.
@@ -111,13 +112,18 @@ public enum RunRecords {
         func d(_ x: Double?) -> String { x.map { String(format: "%.4f", $0) } ?? "—" }
         let header = ["run", "steps", "final loss", "best eval loss", "accuracy", "incidents", "skipped", "clip rate", "max |g|"]
         let body = rows.map { r in
-            [r.run, "\(r.steps)", f(r.finalLoss), d(r.bestEval), d(r.finalAccuracy), "\(r.incidents)", "\(r.skipped)",
-             String(format: "%.0f%%", r.clipRate * 100), r.maxGradNorm.map { String(format: "%.3g", $0) } ?? "—"]
+            [
+                r.run, "\(r.steps)", f(r.finalLoss), d(r.bestEval), d(r.finalAccuracy), "\(r.incidents)", "\(r.skipped)",
+                String(format: "%.0f%%", r.clipRate * 100), r.maxGradNorm.map { String(format: "%.3g", $0) } ?? "—"
+            ]
         }
         let widths = header.indices.map { c in ([header[c]] + body.map { $0[c] }).map(\.count).max()! }
         func line(_ cells: [String]) -> String {
-            cells.enumerated().map { c, s in c == 0 ? s.padding(toLength: widths[c], withPad: " ", startingAt: 0)
-                : String(repeating: " ", count: widths[c] - s.count) + s }.joined(separator: "  ")
+            cells.enumerated().map { c, s in
+                c == 0
+                    ? s.padding(toLength: widths[c], withPad: " ", startingAt: 0)
+                    : String(repeating: " ", count: widths[c] - s.count) + s
+            }.joined(separator: "  ")
         }
         return ([line(header), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")] + body.map(line)).joined(separator: "\n")
     }

@@ -9,15 +9,15 @@ import GradGuardTensor
 /// environment. Long runs are thinned keeping each bucket's extremes, so spikes stay visible.
 public enum RunReport {
     static let style = """
-    body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:980px;color:#222;padding:0 12px}
-    h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
-    .ct{font-weight:600;font-size:13px}.tick{font-size:11px;fill:#555}.empty{fill:#999}
-    .frame{fill:#fcfcfc;stroke:#ccc}.grid{stroke:#eee}.ref{stroke:#e67e22;stroke-dasharray:6 4}
-    .incident{stroke:#d62728;stroke-width:1.5;opacity:.7}
-    table{border-collapse:collapse;width:100%;font-size:13px}td,th{border:1px solid #ddd;padding:4px 6px;vertical-align:top;text-align:left}
-    th{background:#f4f4f4}pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}
-    .summary span{display:inline-block;margin-right:18px}.ok{color:#2a7}.bad{color:#c33}
-    """
+        body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:980px;color:#222;padding:0 12px}
+        h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+        .ct{font-weight:600;font-size:13px}.tick{font-size:11px;fill:#555}.empty{fill:#999}
+        .frame{fill:#fcfcfc;stroke:#ccc}.grid{stroke:#eee}.ref{stroke:#e67e22;stroke-dasharray:6 4}
+        .incident{stroke:#d62728;stroke-width:1.5;opacity:.7}
+        table{border-collapse:collapse;width:100%;font-size:13px}td,th{border:1px solid #ddd;padding:4px 6px;vertical-align:top;text-align:left}
+        th{background:#f4f4f4}pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}
+        .summary span{display:inline-block;margin-right:18px}.ok{color:#2a7}.bad{color:#c33}
+        """
 
     /// Writes `report.html` in the run directory and returns its path.
     @discardableResult
@@ -31,14 +31,14 @@ public enum RunReport {
     public static func writeEnvironment(runDirectory dir: String) throws {
         let p = ProcessInfo.processInfo
         let text = """
-        host: \(p.hostName)
-        os: \(p.operatingSystemVersionString)
-        cores: \(p.activeProcessorCount)
-        memory: \(p.physicalMemory / (1 << 20)) MiB
-        kernels: \(Kernels.summary)
-        started: \(ISO8601DateFormatter().string(from: Date()))
-        command: \(CommandLine.arguments.joined(separator: " "))
-        """
+            host: \(p.hostName)
+            os: \(p.operatingSystemVersionString)
+            cores: \(p.activeProcessorCount)
+            memory: \(p.physicalMemory / (1 << 20)) MiB
+            kernels: \(Kernels.summary)
+            started: \(ISO8601DateFormatter().string(from: Date()))
+            command: \(CommandLine.arguments.joined(separator: " "))
+            """
         try AtomicFile.write(Data(text.utf8), to: dir + "/environment.txt")
     }
 
@@ -59,15 +59,20 @@ public enum RunReport {
         let distinct = Set(steps.map(\.step)).count
         body += "<p class=\"summary\"><span>steps: <b>\(distinct)</b>\(steps.count > distinct ? " (\(steps.count) attempts)" : "")</span>"
         if let l = last { body += "<span>last loss: <b>\(String(format: "%.4f", l.loss))</b></span>" }
-        if let e = evals.last { body += e.metrics.sorted { $0.key < $1.key }.map { "<span>eval \($0.key): <b>\(String(format: "%.4f", $0.value))</b></span>" }.joined() }
+        if let e = evals.last {
+            body += e.metrics.sorted { $0.key < $1.key }.map { "<span>eval \($0.key): <b>\(String(format: "%.4f", $0.value))</b></span>" }.joined()
+        }
         body += "<span class=\"\(incidents.isEmpty ? "ok" : "bad")\">incidents: <b>\(incidents.count)</b></span>"
         body += "<span>skipped steps: <b>\(steps.filter(\.skipped).count)</b></span></p>"
 
         body += "<h2>Loss</h2>"
-        body += SVGChart(title: "loss", series: [
-            .init(name: "train", color: "#1f77b4", points: line { Double($0.loss) }),
-            .init(name: "validation", color: "#ff7f0e", points: evals.compactMap { e in e.metrics["loss"].map { (Double(e.step), $0) } }, dots: true),
-        ], markers: markers, id: "chart-loss").render()
+        body += SVGChart(
+            title: "loss",
+            series: [
+                .init(name: "train", color: "#1f77b4", points: line { Double($0.loss) }),
+                .init(name: "validation", color: "#ff7f0e", points: evals.compactMap { e in e.metrics["loss"].map { (Double(e.step), $0) } }, dots: true)
+            ], markers: markers, id: "chart-loss"
+        ).render()
 
         body += "<h2>Gradient norm</h2>"
         // The clip threshold of every step, from the records: a line when it never moved,
@@ -77,7 +82,7 @@ public enum RunReport {
         let values = Set(thresholds.map(\.y))
         var normSeries: [SVGChart.Series] = [
             .init(name: "before clipping", color: "#2ca02c", points: line { Double($0.gradNorm) }),
-            .init(name: "after clipping", color: "#9467bd", points: line { $0.gradNormAfterClip.map(Double.init) }),
+            .init(name: "after clipping", color: "#9467bd", points: line { $0.gradNormAfterClip.map(Double.init) })
         ]
         var reference: (y: Double, label: String)? = nil
         // The built-in clippers say what their threshold measures; another clipper's is noted below the chart.
@@ -88,8 +93,10 @@ public enum RunReport {
         } else if onNormChart, !thresholds.isEmpty {
             normSeries.append(.init(name: "clip threshold (\(clipper!))", color: "#7f7f7f", points: thresholds))
         }
-        body += SVGChart(title: "global gradient norm (log scale)", series: normSeries, logY: true, markers: markers,
-                         reference: reference, id: "chart-gradnorm").render()
+        body += SVGChart(
+            title: "global gradient norm (log scale)", series: normSeries, logY: true, markers: markers,
+            reference: reference, id: "chart-gradnorm"
+        ).render()
         if let clipper, !onNormChart, let lo = values.min(), let hi = values.max() {
             let range = lo == hi ? String(format: "%g", lo) : String(format: "%g to %g", lo, hi)
             let unit = kind?.thresholdUnit.map { " (\($0))" } ?? ""
@@ -101,26 +108,35 @@ public enum RunReport {
         let byPath: (String, String) -> Bool = { $0.compare($1, options: .numeric) == .orderedAscending }
         let modules = Array(Set(detailed.flatMap { $0.moduleNorms!.keys })).sorted(by: byPath)
         body += "<h2>Per-module gradient norms</h2>"
-        body += SVGHeatmap(id: "chart-heatmap", title: "gradient norm per module over steps",
-                           modules: modules, columns: detailed.map { ($0.step, $0.moduleNorms!) }).render()
+        body += SVGHeatmap(
+            id: "chart-heatmap", title: "gradient norm per module over steps",
+            modules: modules, columns: detailed.map { ($0.step, $0.moduleNorms!) }
+        ).render()
 
         let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
         let ratioModules = Array(Set(detailed.flatMap { ($0.updateRatios ?? [:]).keys })).sorted(by: byPath)
         body += "<h2>Update-to-weight ratios</h2>"
-        body += SVGChart(title: "‖Δw‖ / ‖w‖ per module (log scale)", series: ratioModules.prefix(10).enumerated().map { i, m in
-            .init(name: m, color: palette[i % palette.count], points: detailed.compactMap { r in r.updateRatios?[m].map { (Double(r.step), Double($0)) } })
-        }, logY: true, id: "chart-update").render()
+        body += SVGChart(
+            title: "‖Δw‖ / ‖w‖ per module (log scale)",
+            series: ratioModules.prefix(10).enumerated().map { i, m in
+                .init(name: m, color: palette[i % palette.count], points: detailed.compactMap { r in r.updateRatios?[m].map { (Double(r.step), Double($0)) } })
+            }, logY: true, id: "chart-update"
+        ).render()
 
         body += "<h2>Learning rate</h2>"
-        body += SVGChart(title: "learning rate (with the guard's back-off)", series: [
-            .init(name: "lr", color: "#8c564b", points: line { $0.lr * $0.lrScale }),
-        ], logY: false, markers: markers, id: "chart-lr").render()
+        body += SVGChart(
+            title: "learning rate (with the guard's back-off)",
+            series: [
+                .init(name: "lr", color: "#8c564b", points: line { $0.lr * $0.lrScale })
+            ], logY: false, markers: markers, id: "chart-lr"
+        ).render()
 
         body += "<h2>Incidents</h2>"
         if incidents.isEmpty {
             body += "<p class=\"ok\">None: the guard saw nothing to act on.</p>"
         } else {
-            body += "<table id=\"incidents\"><tr><th>step</th><th>what was seen</th><th>done</th><th>blame</th><th>probable causes</th><th>recommendations</th></tr>"
+            body +=
+                "<table id=\"incidents\"><tr><th>step</th><th>what was seen</th><th>done</th><th>blame</th><th>probable causes</th><th>recommendations</th></tr>"
             // Consecutive incidents at one step with the same findings and causes are one row.
             let groups = foldedIncidents(incidents)
             for g in groups.prefix(500) {
@@ -130,7 +146,8 @@ public enum RunReport {
                 body += "<td>\(SVGChart.escape(g.actions.joined(separator: "; ")))</td>"
                 let blame = i.blame.prefix(3).map { "\($0.module.isEmpty ? "(root)" : $0.module) ×\(SVGChart.label(Double($0.ratio)))" }.joined(separator: ", ")
                 body += "<td>\(blame.isEmpty ? "— (no baseline yet: the run was abnormal from its first steps)" : SVGChart.escape(blame))</td>"
-                body += "<td>\(SVGChart.escape(i.causes.map { "\($0.kind.rawValue) (\(Int($0.confidence * 100)) %): \($0.evidence)" }.joined(separator: "; ")))</td>"
+                body +=
+                    "<td>\(SVGChart.escape(i.causes.map { "\($0.kind.rawValue) (\(Int($0.confidence * 100)) %): \($0.evidence)" }.joined(separator: "; ")))</td>"
                 body += "<td>\(SVGChart.escape(Recommendations.folded(g.recommendations).map(\.text).joined(separator: "; ")))</td></tr>"
             }
             body += "</table>"
@@ -154,7 +171,8 @@ public enum RunReport {
         var groups: [IncidentGroup] = []
         for i in incidents {
             if var g = groups.last, g.first.step == i.step, g.first.findings.map(\.kind) == i.findings.map(\.kind),
-               g.first.causes.map(\.kind) == i.causes.map(\.kind) {
+                g.first.causes.map(\.kind) == i.causes.map(\.kind)
+            {
                 g.count += 1
                 for a in i.actions where !g.actions.contains(a) { g.actions.append(a) }
                 g.recommendations.append(i.recommendations)
@@ -178,9 +196,11 @@ public enum RunReport {
             norm.append(.init(name: n, color: c, points: zip(xs, steps).map { ($0, Double($1.gradNorm)) }))
         }
         let table = RunRecords.table(try dirs.map { try RunRecords.summary(of: $0) })
-        let body = "<h1>GradGuard: \(dirs.count) runs compared</h1><pre>\(SVGChart.escape(table))</pre>"
+        let body =
+            "<h1>GradGuard: \(dirs.count) runs compared</h1><pre>\(SVGChart.escape(table))</pre>"
             + SVGChart(title: "loss", series: loss, id: "chart-loss").render()
             + SVGChart(title: "global gradient norm (log scale)", series: norm, logY: true, id: "chart-gradnorm").render()
-        return "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>GradGuard comparison</title><style>\(style)</style></head><body>\(body)</body></html>\n"
+        return
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>GradGuard comparison</title><style>\(style)</style></head><body>\(body)</body></html>\n"
     }
 }

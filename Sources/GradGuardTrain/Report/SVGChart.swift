@@ -83,11 +83,14 @@ struct SVGChart {
     func render() -> String {
         let plotW = width - left - right, plotH = height - top - bottom
         let positive = series.flatMap(\.points).map(\.y).filter { $0.isFinite && $0 > 0 }
-        let logY = self.logY ?? (!positive.isEmpty && positive.count == series.flatMap(\.points).filter { $0.y.isFinite }.count
-                                 && positive.max()! / positive.min()! >= 1e3)
+        let logY =
+            self.logY
+            ?? (!positive.isEmpty && positive.count == series.flatMap(\.points).filter { $0.y.isFinite }.count
+                && positive.max()! / positive.min()! >= 1e3)
         let usable = series.map { s in (s, SVGChart.downsample(s.points.filter { $0.y.isFinite && (!logY || $0.y > 0) })) }
         let all = usable.flatMap(\.1)
-        var svg = "<svg id=\"\(id)\" class=\"chart\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"100%\" role=\"img\" aria-label=\"\(SVGChart.escape(title))\">"
+        var svg =
+            "<svg id=\"\(id)\" class=\"chart\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"100%\" role=\"img\" aria-label=\"\(SVGChart.escape(title))\">"
         svg += "<text x=\"\(left)\" y=\"18\" class=\"ct\">\(SVGChart.escape(title))</text>"
         guard !all.isEmpty else {
             return svg + "<text x=\"\(left)\" y=\"\(top + plotH / 2)\" class=\"empty\">no data</text></svg>"
@@ -110,8 +113,10 @@ struct SVGChart {
         var yTicks = SVGChart.niceTicks(y0, y1)
         if logY {
             let decades = SVGChart.niceTicks(Foundation.ceil(y0), Foundation.floor(y1), integers: true).filter { $0 >= y0 && $0 <= y1 }
-            yTicks = decades.count >= 2 ? decades.map { Foundation.pow(10, $0) }
-                                        : SVGChart.niceTicks(Foundation.pow(10, y0), Foundation.pow(10, y1)).filter { $0 > 0 }
+            yTicks =
+                decades.count >= 2
+                ? decades.map { Foundation.pow(10, $0) }
+                : SVGChart.niceTicks(Foundation.pow(10, y0), Foundation.pow(10, y1)).filter { $0 > 0 }
         }
         for (v, text) in zip(yTicks, SVGChart.labels(yTicks)) {
             let yy = py(v)
@@ -124,7 +129,8 @@ struct SVGChart {
         }
         if let r = reference, r.y.isFinite, !logY || r.y > 0 {
             let yy = py(r.y)
-            svg += "<line x1=\"\(left)\" x2=\"\(left + plotW)\" y1=\"\(yy)\" y2=\"\(yy)\" class=\"ref\"/><text x=\"\(left + plotW - 4)\" y=\"\(yy - 4)\" class=\"tick\" text-anchor=\"end\">\(SVGChart.escape(r.label))</text>"
+            svg +=
+                "<line x1=\"\(left)\" x2=\"\(left + plotW)\" y1=\"\(yy)\" y2=\"\(yy)\" class=\"ref\"/><text x=\"\(left + plotW - 4)\" y=\"\(yy - 4)\" class=\"tick\" text-anchor=\"end\">\(SVGChart.escape(r.label))</text>"
         }
         for m in markers where m.x >= x0 && m.x <= x1 {
             let xx = px(m.x)
@@ -132,17 +138,19 @@ struct SVGChart {
         }
         for (s, pts) in usable where !pts.isEmpty {
             let coords = pts.map { String(format: "%.1f,%.1f", px($0.x), py($0.y)) }.joined(separator: " ")
-            if s.dots || pts.count < 2 {   // a lone point draws no line
+            if s.dots || pts.count < 2 {  // a lone point draws no line
                 svg += "<g class=\"series\" data-series=\"\(SVGChart.escape(s.name))\" data-points=\"\(pts.count)\" fill=\"\(s.color)\">"
                 for p in pts { svg += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\"/>", px(p.x), py(p.y)) }
                 svg += "</g>"
             } else {
-                svg += "<polyline class=\"series\" data-series=\"\(SVGChart.escape(s.name))\" data-points=\"\(pts.count)\" data-last=\"\(pts.last!.y)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"1.5\" points=\"\(coords)\"/>"
+                svg +=
+                    "<polyline class=\"series\" data-series=\"\(SVGChart.escape(s.name))\" data-points=\"\(pts.count)\" data-last=\"\(pts.last!.y)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"1.5\" points=\"\(coords)\"/>"
             }
         }
         var lx = left + 8
         for s in series {
-            svg += "<rect x=\"\(lx)\" y=\"\(top + 6)\" width=\"10\" height=\"10\" fill=\"\(s.color)\"/><text x=\"\(lx + 14)\" y=\"\(top + 15)\" class=\"tick\">\(SVGChart.escape(s.name))</text>"
+            svg +=
+                "<rect x=\"\(lx)\" y=\"\(top + 6)\" width=\"10\" height=\"10\" fill=\"\(s.color)\"/><text x=\"\(lx + 14)\" y=\"\(top + 15)\" class=\"tick\">\(SVGChart.escape(s.name))</text>"
             lx += 24 + Double(s.name.count) * 6.5
         }
         return svg + "</svg>"
@@ -160,7 +168,8 @@ struct SVGHeatmap {
     func render() -> String {
         let width = 920.0, left = 120.0, top = 28.0, row = 16.0
         let height = top + row * Double(Swift.max(modules.count, 1)) + 24
-        var svg = "<svg id=\"\(id)\" class=\"chart\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"100%\" role=\"img\" aria-label=\"\(SVGChart.escape(title))\">"
+        var svg =
+            "<svg id=\"\(id)\" class=\"chart\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"100%\" role=\"img\" aria-label=\"\(SVGChart.escape(title))\">"
         svg += "<text x=\"\(left)\" y=\"18\" class=\"ct\">\(SVGChart.escape(title))</text>"
         guard !columns.isEmpty, !modules.isEmpty else { return svg + "<text x=\"\(left)\" y=\"50\" class=\"empty\">no data</text></svg>" }
         // At most 300 columns: each keeps the largest norm of the steps it covers.
@@ -184,11 +193,15 @@ struct SVGHeatmap {
                 if v.isFinite {
                     let t = Double((v - lo) / (hi - lo))
                     color = String(format: "hsl(%.0f,75%%,%.0f%%)", 240 - 240 * t, 35 + 25 * t)
-                } else { color = "#eee" }
-                svg += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"%@\"/>", left + Double(k) * cw, y, cw + 0.3, row - 1, color)
+                } else {
+                    color = "#eee"
+                }
+                svg += String(
+                    format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"%@\"/>", left + Double(k) * cw, y, cw + 0.3, row - 1, color)
             }
         }
-        svg += "<text x=\"\(left)\" y=\"\(height - 6)\" class=\"tick\">steps \(columns.first!.step)–\(columns.last!.step); colour: log10 norm from \(String(format: "%.1f", lo)) (blue) to \(String(format: "%.1f", hi)) (red)</text>"
+        svg +=
+            "<text x=\"\(left)\" y=\"\(height - 6)\" class=\"tick\">steps \(columns.first!.step)–\(columns.last!.step); colour: log10 norm from \(String(format: "%.1f", lo)) (blue) to \(String(format: "%.1f", hi)) (red)</text>"
         return svg + "</svg>"
     }
 }

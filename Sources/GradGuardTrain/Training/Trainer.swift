@@ -1,8 +1,8 @@
 import Foundation
+import GradGuardData
 import GradGuardHealth
 import GradGuardNN
 import GradGuardOptim
-import GradGuardData
 import GradGuardTensor
 
 /// How a `Trainer` runs.
@@ -107,17 +107,20 @@ public final class Trainer {
     /// checkpointed and can be resumed.
     public func requestStop() { stopRequested = true }
 
-    public init(model: Module, optimizer: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy = GuardPolicy(),
-                monitor: HealthMonitor = HealthMonitor(), config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil,
-                runLock: RunLock? = nil, loss: @escaping (Module, Batch) -> Tensor) throws {
+    public init(
+        model: Module, optimizer: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy = GuardPolicy(),
+        monitor: HealthMonitor = HealthMonitor(), config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil,
+        runLock: RunLock? = nil, loss: @escaping (Module, Batch) -> Tensor
+    ) throws {
         require(config.batchSize > 0 && config.accumulation > 0 && config.epochs > 0, "Trainer: sizes must be positive")
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.config = config
         self.loss = loss
-        guardian = GradientGuard(model: model, optimizer: optimizer, scheduler: scheduler, scheduleCadence: config.scheduleStep,
-                                 policy: policy, monitor: monitor)
+        guardian = GradientGuard(
+            model: model, optimizer: optimizer, scheduler: scheduler, scheduleCadence: config.scheduleStep,
+            policy: policy, monitor: monitor)
         guardian.updateRatioEvery = config.moduleNormsEvery
         if let runDirectory {
             // One process per run: a second trainer on the same directory is refused (RunInUse).
@@ -145,8 +148,9 @@ public final class Trainer {
         if !generatorStarted { DefaultGenerator.seed(config.seed) }
         generatorStarted = true
         try openRecords()
-        let loader = DataLoader(train, batchSize: config.batchSize, shuffle: config.shuffle, dropLast: config.dropLast,
-                                seed: config.seed)
+        let loader = DataLoader(
+            train, batchSize: config.batchSize, shuffle: config.shuffle, dropLast: config.dropLast,
+            seed: config.seed)
         var lastLoss: Float? = nil
         // An incident that cannot be written (disk full) fails the step that raised it.
         var incidentWriteError: Error? = nil
@@ -162,7 +166,7 @@ public final class Trainer {
                 if stopRequested || config.maxSteps.map({ guardian.step >= $0 }) == true {
                     // A run that reached its step limit ends with a validation pass at that step.
                     if !stopRequested, let validation, lastEvaluatedStep != guardian.step { try runEvaluation(validation) }
-                    try checkpoint()   // a stopped run can be resumed exactly
+                    try checkpoint()  // a stopped run can be resumed exactly
                     break outer
                 }
                 // One optimizer step: `accumulation` micro-batches, their gradients summed.
@@ -202,8 +206,9 @@ public final class Trainer {
         }
         if !stopRequested, let validation, lastEvaluatedStep != guardian.step { try runEvaluation(validation) }
         if config.checkpointEvery > 0, let store, store.list().first?.step != guardian.step { try checkpoint() }
-        return TrainingResult(steps: guardian.step, epochs: epoch, lastLoss: lastLoss, lastEvaluation: lastEvaluation,
-                              incidents: guardian.incidents.count, skippedSteps: guardian.skippedSteps)
+        return TrainingResult(
+            steps: guardian.step, epochs: epoch, lastLoss: lastLoss, lastEvaluation: lastEvaluation,
+            incidents: guardian.incidents.count, skippedSteps: guardian.skippedSteps)
     }
 
     func stepRecord(_ step: Int, _ loss: Float, _ o: StepOutcome) -> StepRecord {
@@ -214,11 +219,12 @@ public final class Trainer {
             let r = o.stats.modules.compactMap { m in m.updateRatio.map { (m.name.isEmpty ? "(root)" : m.name, $0) } }
             ratios = r.isEmpty ? nil : Dictionary(r, uniquingKeysWith: { a, _ in a })
         }
-        return StepRecord(step: step, epoch: epoch, loss: loss, lr: optimizer.paramGroups.first?.lr ?? 0,
-                          gradNorm: o.stats.globalNorm, gradNormAfterClip: o.clip?.normAfter, clipped: o.clip?.clipped ?? false,
-                          skipped: o.decision != .applied, lrScale: o.lrScale,
-                          clipper: guardian.policy.clipper?.name, clipThreshold: o.clip?.threshold,
-                          moduleNorms: norms, updateRatios: ratios)
+        return StepRecord(
+            step: step, epoch: epoch, loss: loss, lr: optimizer.paramGroups.first?.lr ?? 0,
+            gradNorm: o.stats.globalNorm, gradNormAfterClip: o.clip?.normAfter, clipped: o.clip?.clipped ?? false,
+            skipped: o.decision != .applied, lrScale: o.lrScale,
+            clipper: guardian.policy.clipper?.name, clipThreshold: o.clip?.threshold,
+            moduleNorms: norms, updateRatios: ratios)
     }
 
     func writeEvents(_ r: StepRecord, _ o: StepOutcome) throws {
@@ -306,15 +312,17 @@ public final class Trainer {
     @discardableResult
     public func checkpoint() throws -> String? {
         guard let store else { return nil }
-        let state = State(step: guardian.step, epoch: epoch, batchInEpoch: batchInEpoch, random: DefaultGenerator.with { $0.state },
-                          scheduler: scheduler?.stateDict(), hyperparameters: optimizer.hyperparameters(),
-                          guardState: guardian.stateDict(), config: config)
+        let state = State(
+            step: guardian.step, epoch: epoch, batchInEpoch: batchInEpoch, random: DefaultGenerator.with { $0.state },
+            scheduler: scheduler?.stateDict(), hyperparameters: optimizer.hyperparameters(),
+            guardState: guardian.stateDict(), config: config)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         let metric = lastEvaluation?["loss"]
-        return try store.save(step: guardian.step, tensors: ["model": model.stateDict(), "optimizer": optimizer.stateDict()],
-                              state: try encoder.encode(state), metric: metric)
+        return try store.save(
+            step: guardian.step, tensors: ["model": model.stateDict(), "optimizer": optimizer.stateDict()],
+            state: try encoder.encode(state), metric: metric)
     }
 
     /// Restores the newest checkpoint that verifies (or the one at `path`); corrupt newer
