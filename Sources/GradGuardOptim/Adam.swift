@@ -13,17 +13,33 @@ public class Adam: Optimizer {
     /// Whether weight decay is decoupled (AdamW) or added to the gradient (Adam).
     public let decoupledWeightDecay: Bool
 
+    /// One group's hyper-parameters, typed; a group's `options` hold them under PyTorch's names.
+    public struct Hyperparameters: Sendable, Equatable {
+        public var lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0.0, amsgrad = false
+
+        public init(lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999, eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false) {
+            (self.lr, self.beta1, self.beta2, self.eps, self.weightDecay, self.amsgrad) = (lr, beta1, beta2, eps, weightDecay, amsgrad)
+        }
+
+        /// Read from a group's options (each missing one at PyTorch's default).
+        public init(options o: [String: Double]) {
+            self.init(
+                lr: o["lr"] ?? 1e-3, beta1: o["beta1"] ?? 0.9, beta2: o["beta2"] ?? 0.999, eps: o["eps"] ?? 1e-8,
+                weightDecay: o["weight_decay"] ?? 0, amsgrad: (o["amsgrad"] ?? 0) != 0)
+        }
+
+        public var options: [String: Double] {
+            ["lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": weightDecay, "amsgrad": amsgrad ? 1 : 0]
+        }
+    }
+
     public init(
         _ groups: [ParamGroup], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
         eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false, decoupled: Bool = false
     ) {
         decoupledWeightDecay = decoupled
         super.init(
-            groups: groups,
-            defaults: [
-                "lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps,
-                "weight_decay": weightDecay, "amsgrad": amsgrad ? 1 : 0
-            ])
+            groups: groups, defaults: Hyperparameters(lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay, amsgrad: amsgrad).options)
     }
 
     public convenience init(
@@ -41,8 +57,9 @@ public class Adam: Optimizer {
         _ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
         state: inout ParamState, options o: [String: Double]
     ) {
-        let lr = o["lr"]!, b1 = o["beta1"]!, b2 = o["beta2"]!
-        let eps = Float(o["eps"]!), wd = Float(o["weight_decay"]!), amsgrad = o["amsgrad"]! != 0
+        let h = Hyperparameters(options: o)
+        let lr = h.lr, b1 = h.beta1, b2 = h.beta2
+        let eps = Float(h.eps), wd = Float(h.weightDecay), amsgrad = h.amsgrad
         let n = p.count
         let stepTensor = state["step"] ?? Tensor(0)
         let t = Double(stepTensor.item) + 1

@@ -3,10 +3,26 @@ import GradGuardTensor
 /// What restoring a schedule's state found wrong.
 public enum SchedulerStateError: Error, CustomStringConvertible, Equatable {
     case missingKey(String)
+    /// A count that is not a whole number from 0 to 2⁵³.
+    case badCount(key: String, value: Double)
     public var description: String {
         switch self {
         case .missingKey(let k): return "scheduler state: missing key '\(k)'"
+        case let .badCount(k, v): return "scheduler state: '\(k)' must be a whole number from 0 to 2^53, got \(v)"
         }
+    }
+
+    /// `state[key]`, which must be there.
+    static func value(_ state: [String: Double], _ key: String) throws -> Double {
+        guard let v = state[key] else { throw SchedulerStateError.missingKey(key) }
+        return v
+    }
+
+    /// `state[key]` as a count.
+    static func count(_ state: [String: Double], _ key: String) throws -> Int {
+        let v = try value(state, key)
+        guard v.isFinite, v >= 0, v <= 9_007_199_254_740_992, v == v.rounded() else { throw SchedulerStateError.badCount(key: key, value: v) }
+        return Int(v)
     }
 }
 
@@ -61,8 +77,7 @@ public final class LRScheduler {
 
     /// Restores `stateDict()` and sets the groups' values for that step.
     public func load(stateDict: [String: Double]) throws {
-        guard let e = stateDict["last_epoch"] else { throw SchedulerStateError.missingKey("last_epoch") }
-        stepCount = Int(e)
+        stepCount = try SchedulerStateError.count(stateDict, "last_epoch")
         apply()
     }
 }
@@ -137,12 +152,11 @@ public final class ReduceLROnPlateau {
     }
 
     public func load(stateDict s: [String: Double]) throws {
-        for k in ["best", "num_bad_epochs", "cooldown_counter", "last_epoch"] where s[k] == nil {
-            throw SchedulerStateError.missingKey(k)
-        }
-        best = s["best"]!
-        numBadEpochs = Int(s["num_bad_epochs"]!)
-        cooldownCounter = Int(s["cooldown_counter"]!)
-        lastEpoch = Int(s["last_epoch"]!)
+        // Everything is checked before anything changes.
+        let values = (
+            try SchedulerStateError.value(s, "best"), try SchedulerStateError.count(s, "num_bad_epochs"),
+            try SchedulerStateError.count(s, "cooldown_counter"), try SchedulerStateError.count(s, "last_epoch")
+        )
+        (best, numBadEpochs, cooldownCounter, lastEpoch) = values
     }
 }

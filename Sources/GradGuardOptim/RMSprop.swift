@@ -7,16 +7,33 @@ import GradGuardTensor
 ///     centered: ḡ ← ḡ + (1 − α)(g − ḡ),  d = √(v − ḡ²) + ε;  else d = √v + ε
 ///     momentum: b ← μ·b + g/d,  θ ← θ − η·b;  else θ ← θ − η·g/d
 public final class RMSprop: Optimizer {
+    /// One group's hyper-parameters, typed; a group's `options` hold them under PyTorch's names.
+    public struct Hyperparameters: Sendable, Equatable {
+        public var lr = 0.01, alpha = 0.99, eps = 1e-8, weightDecay = 0.0, momentum = 0.0, centered = false
+
+        public init(lr: Double = 0.01, alpha: Double = 0.99, eps: Double = 1e-8, weightDecay: Double = 0, momentum: Double = 0, centered: Bool = false) {
+            (self.lr, self.alpha, self.eps, self.weightDecay, self.momentum, self.centered) = (lr, alpha, eps, weightDecay, momentum, centered)
+        }
+
+        /// Read from a group's options (each missing one at PyTorch's default).
+        public init(options o: [String: Double]) {
+            self.init(
+                lr: o["lr"] ?? 0.01, alpha: o["alpha"] ?? 0.99, eps: o["eps"] ?? 1e-8, weightDecay: o["weight_decay"] ?? 0,
+                momentum: o["momentum"] ?? 0, centered: (o["centered"] ?? 0) != 0)
+        }
+
+        public var options: [String: Double] {
+            ["lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weightDecay, "momentum": momentum, "centered": centered ? 1 : 0]
+        }
+    }
+
     public init(
         _ groups: [ParamGroup], lr: Double = 0.01, alpha: Double = 0.99, eps: Double = 1e-8,
         weightDecay: Double = 0, momentum: Double = 0, centered: Bool = false
     ) {
         super.init(
             groups: groups,
-            defaults: [
-                "lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weightDecay,
-                "momentum": momentum, "centered": centered ? 1 : 0
-            ])
+            defaults: Hyperparameters(lr: lr, alpha: alpha, eps: eps, weightDecay: weightDecay, momentum: momentum, centered: centered).options)
     }
 
     public convenience init(
@@ -34,8 +51,9 @@ public final class RMSprop: Optimizer {
         _ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
         state: inout ParamState, options o: [String: Double]
     ) {
-        let lr = Float(o["lr"]!), alpha = Float(o["alpha"]!), eps = Float(o["eps"]!)
-        let wd = Float(o["weight_decay"]!), mu = Float(o["momentum"]!), centered = o["centered"]! != 0
+        let h = Hyperparameters(options: o)
+        let lr = Float(h.lr), alpha = Float(h.alpha), eps = Float(h.eps)
+        let wd = Float(h.weightDecay), mu = Float(h.momentum), centered = h.centered
         state["step"] = Tensor((state["step"]?.item ?? 0) + 1)
         let sq = state.buffer("square_avg")
         let avgGrad = centered ? state.buffer("grad_avg") : nil

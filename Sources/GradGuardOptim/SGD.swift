@@ -9,6 +9,26 @@ import GradGuardTensor
 ///     g ← g + μ·b (Nesterov) or b
 ///     θ ← θ − η·g
 public final class SGD: Optimizer {
+    /// One group's hyper-parameters, typed; a group's `options` hold them under PyTorch's names.
+    public struct Hyperparameters: Sendable, Equatable {
+        public var lr: Double, momentum = 0.0, dampening = 0.0, weightDecay = 0.0, nesterov = false
+
+        public init(lr: Double, momentum: Double = 0, dampening: Double = 0, weightDecay: Double = 0, nesterov: Bool = false) {
+            (self.lr, self.momentum, self.dampening, self.weightDecay, self.nesterov) = (lr, momentum, dampening, weightDecay, nesterov)
+        }
+
+        /// Read from a group's options (each missing one at PyTorch's default).
+        public init(options o: [String: Double]) {
+            self.init(
+                lr: o["lr"] ?? 0, momentum: o["momentum"] ?? 0, dampening: o["dampening"] ?? 0, weightDecay: o["weight_decay"] ?? 0,
+                nesterov: (o["nesterov"] ?? 0) != 0)
+        }
+
+        public var options: [String: Double] {
+            ["lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weightDecay, "nesterov": nesterov ? 1 : 0]
+        }
+    }
+
     public init(
         _ groups: [ParamGroup], lr: Double, momentum: Double = 0, dampening: Double = 0,
         weightDecay: Double = 0, nesterov: Bool = false
@@ -16,10 +36,7 @@ public final class SGD: Optimizer {
         require(!nesterov || (momentum > 0 && dampening == 0), "Nesterov momentum requires a momentum and zero dampening")
         super.init(
             groups: groups,
-            defaults: [
-                "lr": lr, "momentum": momentum, "dampening": dampening,
-                "weight_decay": weightDecay, "nesterov": nesterov ? 1 : 0
-            ])
+            defaults: Hyperparameters(lr: lr, momentum: momentum, dampening: dampening, weightDecay: weightDecay, nesterov: nesterov).options)
     }
 
     public convenience init(
@@ -37,8 +54,8 @@ public final class SGD: Optimizer {
         _ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
         state: inout ParamState, options o: [String: Double]
     ) {
-        let lr = Float(o["lr"]!), wd = Float(o["weight_decay"]!)
-        let mu = Float(o["momentum"]!), damp = Float(o["dampening"]!), nesterov = o["nesterov"]! != 0
+        let h = Hyperparameters(options: o)
+        let lr = Float(h.lr), wd = Float(h.weightDecay), mu = Float(h.momentum), damp = Float(h.dampening), nesterov = h.nesterov
         let n = p.count
         let level = Kernels.level
         if level > .portable {

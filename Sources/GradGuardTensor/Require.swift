@@ -8,3 +8,12 @@ public func require(
 ) {
     if _slowPath(!condition()) { fatalError(message(), file: file, line: line) }
 }
+
+extension Int {
+    /// A count or step saved as a `Double` (checkpoint state), or nil when it is not a whole
+    /// number within ±2⁵³: a damaged or hand-edited file must not trap the conversion.
+    public init?(savedValue v: Double) {
+        guard v.isFinite, v == v.rounded(), Swift.abs(v) <= 9_007_199_254_740_992 else { return nil }
+        self = Int(v)
+    }
+}

@@ -46,3 +46,31 @@ final class ClippingPrimitiveTests: XCTestCase {
         XCTAssertEqual(clamped[1].normAfter, (0.01 + 0.04).squareRoot(), accuracy: 1e-7)
     }
 }
+
+/// Saved state from a damaged or hand-edited checkpoint is refused with an error, never a
+/// trapped conversion; optimizers read their hyper-parameters typed.
+final class SavedStateTests: XCTestCase {
+    func testSchedulerStateWithBadCountsIsRefused() {
+        let opt = SGD([Tensor.zeros([2])], lr: 0.1)
+        let s = LRScheduler(opt, StepLR(stepSize: 2))
+        for bad in [Double.nan, .infinity, 1e300, -1, 2.5] {
+            XCTAssertThrowsError(try s.load(stateDict: ["last_epoch": bad])) {
+                XCTAssertEqual("\($0)", "\(SchedulerStateError.badCount(key: "last_epoch", value: bad))", "\(bad)")
+            }
+        }
+        XCTAssertNoThrow(try s.load(stateDict: ["last_epoch": 3]))
+        let plateau = ReduceLROnPlateau(opt)
+        XCTAssertThrowsError(try plateau.load(stateDict: ["best": 1, "num_bad_epochs": 1e30, "cooldown_counter": 0, "last_epoch": 0]))
+        XCTAssertEqual(Int(savedValue: 1e30), nil)
+        XCTAssertEqual(Int(savedValue: 42), 42)
+    }
+
+    func testHyperparametersAreTyped() {
+        let sgd = SGD([Tensor.zeros([2])], lr: 0.1, momentum: 0.9, nesterov: true)
+        XCTAssertEqual(SGD.Hyperparameters(options: sgd.paramGroups[0].options), SGD.Hyperparameters(lr: 0.1, momentum: 0.9, nesterov: true))
+        let adam = Adam([Tensor.zeros([2])], lr: 0.002, amsgrad: true)
+        XCTAssertEqual(Adam.Hyperparameters(options: adam.paramGroups[0].options), Adam.Hyperparameters(lr: 0.002, amsgrad: true))
+        let rms = RMSprop([Tensor.zeros([2])], momentum: 0.5, centered: true)
+        XCTAssertEqual(RMSprop.Hyperparameters(options: rms.paramGroups[0].options), RMSprop.Hyperparameters(momentum: 0.5, centered: true))
+    }
+}

@@ -124,7 +124,7 @@ extension GrowthDetector {
     public func stateDict() -> [String: [Double]] { ["logs": logs.values, "quietUntil": [Double(quietUntil)]] }
     public func load(stateDict: [String: [Double]]) {
         logs.values = stateDict["logs"] ?? []
-        quietUntil = stateDict["quietUntil"]?.first.map { Int($0) } ?? Int.min
+        quietUntil = stateDict["quietUntil"]?.first.flatMap(Int.init(savedValue:)) ?? Int.min
     }
 }
 
@@ -137,7 +137,7 @@ public final class VanishingDetector: GradientDetector {
     public var name: String { "vanishing" }
 
     public func stateDict() -> [String: [Double]] { ["streak": [Double(streak)]] }
-    public func load(stateDict: [String: [Double]]) { streak = Int(stateDict["streak"]?.first ?? 0) }
+    public func load(stateDict: [String: [Double]]) { streak = stateDict["streak"]?.first.flatMap(Int.init(savedValue:)) ?? 0 }
 
     public init(peerRatio: Double = 1e-3, floor: Double = 1e-10, patience: Int = 5) {
         require(peerRatio > 0 && peerRatio < 1 && patience >= 1, "VanishingDetector: ratio in (0, 1), patience ≥ 1")
@@ -232,9 +232,9 @@ public final class LossDivergenceDetector: GradientDetector {
     public func load(stateDict s: [String: [Double]]) {
         best = s["best"]?.first ?? .infinity
         smoothed = s["smoothed"]?.first
-        seen = Int(s["seen"]?.first ?? 0)
+        seen = s["seen"]?.first.flatMap(Int.init(savedValue:)) ?? 0
         recent.values = s["recent"] ?? []
-        quietUntil = s["quietUntil"]?.first.map { Int($0) } ?? Int.min
+        quietUntil = s["quietUntil"]?.first.flatMap(Int.init(savedValue:)) ?? Int.min
     }
 
     public func record(_ stats: StepStatistics, healthy: Bool) {

@@ -30,8 +30,8 @@ public final class ModuleBaselines {
                 var w = Window(window)
                 w.values = v
                 history[String(k.dropFirst(8))] = w
-            } else if k.hasPrefix("departed."), v.count == 2 {
-                departed[String(k.dropFirst(9))] = (Int(v[0]), v[1])
+            } else if k.hasPrefix("departed."), v.count == 2, let step = Int(savedValue: v[0]) {
+                departed[String(k.dropFirst(9))] = (step, v[1])
             }
         }
     }
