@@ -66,15 +66,7 @@ public enum GradientClipping {
 
     /// The p-norm of each tensor (0 for nil), over the workers.
     public static func norms(_ tensors: [Tensor?], order p: Float = 2) -> [Double] {
-        var pieces: [(tensor: Int, range: Range<Int>)] = []
-        for (i, t) in tensors.enumerated() {
-            guard let t else { continue }
-            var lo = 0
-            repeat {
-                pieces.append((i, lo..<Swift.min(lo + chunk, t.count)))
-                lo += chunk
-            } while lo < t.count
-        }
+        let pieces = pieces(of: tensors.map { $0?.count })
         var partial = [Double](repeating: 0, count: pieces.count)
         partial.withUnsafeMutableBufferPointer { out in
             parallelFor(pieces.count, grain: 1) { range in
@@ -114,9 +106,29 @@ public enum GradientClipping {
         Swift.min(maxNorm / (Float(norm) + 1e-6), 1)
     }
 
-    /// Multiplies every tensor's values by `factor`, in place, over the workers.
+    /// Multiplies every tensor's values by `factor`, in place, over the workers: tensors of up
+    /// to `chunk` values shared out whole (many small gradients keep every core busy), larger
+    /// ones split. Each tensor is opened by one thread only.
     public static func scale(_ tensors: [Tensor], by factor: Float) {
-        for t in tensors { t.withUnsafeMutableScalars { scale($0, by: factor) } }
+        let small = tensors.filter { $0.count <= chunk }
+        parallelFor(small.count, grain: 1) { range in
+            for k in range { small[k].withUnsafeMutableScalars { b in for j in 0..<b.count { b[j] *= factor } } }
+        }
+        for t in tensors where t.count > chunk { t.withUnsafeMutableScalars { scale($0, by: factor) } }
+    }
+
+    /// Pieces of at most `chunk` values of buffers of `counts` values: (buffer, range).
+    static func pieces(of counts: [Int?]) -> [(tensor: Int, range: Range<Int>)] {
+        var pieces: [(tensor: Int, range: Range<Int>)] = []
+        for (i, n) in counts.enumerated() {
+            guard let n, n > 0 else { continue }
+            var lo = 0
+            repeat {
+                pieces.append((i, lo..<Swift.min(lo + chunk, n)))
+                lo += chunk
+            } while lo < n
+        }
+        return pieces
     }
 
     /// Multiplies a buffer's values by `factor`, in place, over the workers.

@@ -35,6 +35,11 @@ final class ClippingPrimitiveTests: XCTestCase {
         XCTAssertEqual(GradientClipping.coefficient(norm: 0.5, maxNorm: 1), 1)
         XCTAssertEqual(GradientClipping.coefficient(norm: .infinity, maxNorm: 1), 0)
         XCTAssertTrue(GradientClipping.coefficient(norm: .nan, maxNorm: 1).isNaN)
+        // Many small tensors shared out whole, a large one split: every value scaled once.
+        let many = (0..<9).map { testTensor([1_000 + $0], seed: 903 + UInt64($0)) } + [testTensor([150_001], seed: 912)]
+        let before = many.map(\.scalars)
+        GradientClipping.scale(many, by: 0.25)
+        for (t, b) in zip(many, before) { XCTAssertEqual(t.scalars, b.map { $0 * 0.25 }) }
         let t = Tensor([3, -4, 0.5, .nan])
         GradientClipping.scale([t], by: 0.5)
         XCTAssertEqual(Array(t.scalars.prefix(3)), [1.5, -2, 0.25])
