@@ -8,8 +8,10 @@ let package = Package(
         .library(name: "GradGuard", targets: ["GradGuard"]),
         .executable(name: "gradguard-mlp", targets: ["gradguard-mlp"]),
         .executable(name: "gradguard", targets: ["gradguard"]),
-        // The command line as a library: its settings and parsers (used by the fuzz targets in Fuzz/).
+        // The command line as a library (the tests drive it), and the run settings beneath it
+        // (used by the fuzz targets in Fuzz/).
         .library(name: "GradGuardCLI", targets: ["GradGuardCLI"]),
+        .library(name: "GradGuardRuns", targets: ["GradGuardRuns"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -42,7 +44,11 @@ let package = Package(
 
         // MARK: Executables
         .executableTarget(name: "gradguard-mlp", dependencies: ["GradGuard"]),
-        .target(name: "GradGuardCLI", dependencies: ["GradGuard", .product(name: "Yams", package: "Yams"),
+        // Runs from settings: the configuration (RunConfig), building a run of a workload from it
+        // (RunSetup), the memory budget, the demo experiments. The command line parses, dispatches
+        // and prints.
+        .target(name: "GradGuardRuns", dependencies: ["GradGuard", .product(name: "Yams", package: "Yams")]),
+        .target(name: "GradGuardCLI", dependencies: ["GradGuard", "GradGuardRuns",
                                                      .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "gradguard", dependencies: ["GradGuardCLI"]),
         // The Swift programs of the README, built and run by the tests.
@@ -56,7 +62,7 @@ let package = Package(
         .testTarget(name: "GradGuardOptimTests", dependencies: ["GradGuard", "_TestSupport"]),
         .testTarget(name: "GradGuardHealthTests", dependencies: ["GradGuard", "_TestSupport"]),
         .testTarget(name: "GradGuardTrainTests", dependencies: ["GradGuard", "_TestSupport"]),
-        .testTarget(name: "GradGuardCLITests", dependencies: ["GradGuardCLI", "_TestSupport"]),
+        .testTarget(name: "GradGuardCLITests", dependencies: ["GradGuardCLI", "GradGuardRuns", "_TestSupport"]),
         .testTarget(name: "GradGuardModelsTests", dependencies: ["GradGuard", "_TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

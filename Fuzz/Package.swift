@@ -12,7 +12,7 @@ let package = Package(
     dependencies: [.package(name: "GradGuard", path: "..")],
     targets: [.target(name: "CFuzzDriver")] + targets.map { name in
         .executableTarget(name: name, dependencies: ["CFuzzDriver", .product(name: "GradGuard", package: "GradGuard"),
-                                                     .product(name: "GradGuardCLI", package: "GradGuard")],
+                                                     .product(name: "GradGuardRuns", package: "GradGuard")],
                           path: "Sources/\(name)")
     },
     swiftLanguageModes: [.v6]

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GradGuard
+import GradGuardRuns
 
 /// `gradguard`: train, resume, evaluate, report on, diagnose, inspect and compare runs.
 ///
@@ -15,7 +16,7 @@ public struct GradGuardCommand: ParsableCommand {
         discussion:
             "Exit codes: 0 ok, 1 training diverged, 2 usage or configuration error, 3 missing or unreadable file or run, or bad data, 4 no loadable checkpoint, 5 cannot write (disk full, read-only, permission), 6 run in use by another process.",
         subcommands: [
-            Train.self, Resume.self, Eval.self, Report.self, Diagnose.self, Inspect.self, Compare.self, Demo.self, Generate.self, Translate.self,
+            Train.self, Resume.self, Eval.self, Report.self, Diagnose.self, Inspect.self, Compare.self, DemoCommand.self, Generate.self, Translate.self,
             DataCommand.self, Detect.self, Env.self
         ])
 

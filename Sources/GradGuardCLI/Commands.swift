@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GradGuard
+import GradGuardRuns
 
 /// Settings that can be given as flags as well as in the YAML file.
 struct SettingFlags: ParsableArguments {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GradGuard
+import GradGuardRuns
 
 /// Exit codes of `gradguard`.
 enum Exit {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GradGuard
+import GradGuardRuns
 
 /// `gradguard data`: datasets in the Ultralytics YOLO layout.
 struct DataCommand: ParsableCommand {

@@ -1,5 +1,6 @@
 import Foundation
 import GradGuard
+import GradGuardRuns
 
 /// The parameter table of `gradguard inspect`.
 enum InspectTable {

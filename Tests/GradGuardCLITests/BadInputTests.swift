@@ -4,6 +4,7 @@ import XCTest
 import _TestSupport
 
 @testable import GradGuardCLI
+@testable import GradGuardRuns
 
 /// What a user can get wrong, run through the binary: every case ends in a sentence and its
 /// documented exit code, and nothing already saved is lost or corrupted.

@@ -4,6 +4,7 @@ import XCTest
 import _TestSupport
 
 @testable import GradGuardCLI
+@testable import GradGuardRuns
 
 /// Configuration parsing, and the built `gradguard` binary run as a user would.
 final class CLITests: CLITestCase {

@@ -1,5 +1,5 @@
 import Foundation
-import GradGuardCLI
+import GradGuardRuns
 
 /// Any bytes as a run's config.yaml: a ConfigError naming the line, or settings that write
 /// back to YAML and read back the same.

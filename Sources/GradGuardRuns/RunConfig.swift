@@ -294,7 +294,7 @@ extension RunConfig {
             + ClipperSetting.allCases.map { "guard." + $0.rawValue })
 
     /// The first setting that differs from `saved` and may not change on resume.
-    func unresumableChange(from saved: RunConfig) -> ConfigError? {
+    public func unresumableChange(from saved: RunConfig) -> ConfigError? {
         let old = saved.values, new = values
         for s in Self.settings where !Self.resumable.contains(s.key) && old[s.key] != new[s.key] {
             return ConfigError(

@@ -3,29 +3,29 @@ import GradGuard
 
 /// Everything a run needs, built from its configuration: one of the library's workloads
 /// with the optimizer, schedule, guard policy and trainer settings the configuration names.
-struct RunSetup {
-    let model: Module
-    let optimizer: Optimizer
-    let scheduler: LRScheduler?
-    let policy: GuardPolicy
-    let train: any Dataset
-    let validation: (any Dataset)?
-    let trainer: TrainerConfig
+public struct RunSetup {
+    public let model: Module
+    public let optimizer: Optimizer
+    public let scheduler: LRScheduler?
+    public let policy: GuardPolicy
+    public let train: any Dataset
+    public let validation: (any Dataset)?
+    public let trainer: TrainerConfig
     /// Builds the trainer of the workload (its loss and metrics), writing into a run directory.
-    let makeTrainer: (_ runDirectory: String?, _ lock: RunLock?) throws -> Trainer
+    public let makeTrainer: (_ runDirectory: String?, _ lock: RunLock?) throws -> Trainer
     /// Problems found in a detection dataset and passed over (data.on_error skip).
-    var dataIssues: [DataIssue] = []
+    public var dataIssues: [DataIssue] = []
     /// A detector's class names, from its data.yaml.
-    var classNames: [String] = []
+    public var classNames: [String] = []
     /// The text corpus of a character model (its vocabulary is saved in the run directory).
-    var corpus: CharCorpus? = nil
+    public var corpus: CharCorpus? = nil
     /// The vocabularies and lengths of a translation model (saved in the run directory).
-    var translation: TranslationSet? = nil
+    public var translation: TranslationSet? = nil
 
     /// Builds the run; a character or translation model reads its data (or the built-in
     /// data) and, in an existing run directory, keeps the vocabulary saved there.
     /// The default generator must be seeded first (`seeded(_:)`): models draw their weights from it.
-    init(_ c: RunConfig, runDirectory: String? = nil) throws {
+    public init(_ c: RunConfig, runDirectory: String? = nil) throws {
         switch c.model {
         case .charlm:
             let source = c.dataPath.isEmpty ? "built-in corpus" : c.dataPath
@@ -85,7 +85,7 @@ struct RunSetup {
     }
 
     /// The run of `workload` with the optimizer, schedule, guard and trainer settings of `c`.
-    init<W: Workload>(_ workload: W, config c: RunConfig) {
+    public init<W: Workload>(_ workload: W, config c: RunConfig) {
         model = workload.model
         (train, validation) = (workload.train, workload.validation)
         let optimizer = c.optimizer.make(workload.parameterGroups(weightDecay: c.weightDecay), c.optimizerSettings)
@@ -118,7 +118,7 @@ struct RunSetup {
     }
 
     /// The run of `c` with its models drawn from the default generator seeded with `c.seed`.
-    static func seeded(_ c: RunConfig, runDirectory: String? = nil) throws -> RunSetup {
+    public static func seeded(_ c: RunConfig, runDirectory: String? = nil) throws -> RunSetup {
         DefaultGenerator.seed(UInt64(c.seed))
         return try RunSetup(c, runDirectory: runDirectory)
     }
@@ -156,33 +156,15 @@ struct RunSetup {
         return s
     }
 
-    // MARK: Models from settings (shared with TrainedModel)
-
-    static func detector(_ c: RunConfig, classes: Int) -> YOLODetector {
-        YOLODetector(classes: classes, width: c.widthValue, imageSize: c.imageSize)
-    }
-
-    static func charModel(_ c: RunConfig, vocabularySize: Int) -> CharLanguageModel {
-        CharLanguageModel(
-            vocabularySize: vocabularySize, embeddingSize: c.embedding, hiddenSize: c.widthValue,
-            layers: c.layerCount, cell: c.cell)
-    }
-
-    static func seq2seqModel(_ c: RunConfig, set: TranslationSet) -> Seq2SeqModel {
-        Seq2SeqModel(
-            sourceVocabularySize: set.source.count, targetVocabularySize: set.target.count, embeddingSize: c.embedding,
-            hiddenSize: c.widthValue, layers: c.layerCount, attention: c.attention)
-    }
-
     /// A JSON file saved in the run directory, if any.
-    static func saved<T: Decodable>(_ name: String, in runDirectory: String?) -> T? {
+    public static func saved<T: Decodable>(_ name: String, in runDirectory: String?) -> T? {
         guard let runDirectory, let data = try? FileContents.read(runDirectory + "/" + name, limit: 64 << 20) else { return nil }
         return try? JSONDecoder().decode(T.self, from: data)
     }
 
     /// Saves what later commands need besides the checkpoints: a character model's
     /// vocabulary, a translation model's vocabularies and lengths.
-    func saveArtifacts(runDirectory: String) throws {
+    public func saveArtifacts(runDirectory: String) throws {
         if let corpus {
             let chars = corpus.vocabulary.map { String($0) }
             try AtomicFile.write(try JSONEncoder().encode(chars), to: runDirectory + "/vocabulary.json")
@@ -201,13 +183,13 @@ struct RunSetup {
 /// What `generate`, `translate` and `detect` need of a trained run: its model, built from
 /// config.yaml and the files the run saved (vocabularies, class names), without reading or
 /// decoding its training data.
-enum TrainedModel {
+public enum TrainedModel {
     case charlm(CharLanguageModel, CharCorpus)
     case seq2seq(Seq2SeqModel, TranslationSet)
     case detector(YOLODetector, classNames: [String])
     case other(Module)
 
-    var model: Module {
+    public var model: Module {
         switch self {
         case let .charlm(m, _): return m
         case let .seq2seq(m, _): return m
@@ -216,7 +198,7 @@ enum TrainedModel {
         }
     }
 
-    init(_ c: RunConfig, runDirectory dir: String) throws {
+    public init(_ c: RunConfig, runDirectory dir: String) throws {
         func missing(_ file: String) -> FileError {
             FileError.cannotRead(path: dir + "/" + file, reason: "missing or not what gradguard train saves there; the run cannot be used without it")
         }
@@ -247,20 +229,20 @@ enum TrainedModel {
 }
 
 /// A translation model's vocabularies and lengths as saved in `translation.json`.
-struct SavedTranslationSet: Codable {
-    var source: [String]
-    var target: [String]
-    var sourceLength: Int
-    var targetLength: Int
+public struct SavedTranslationSet: Codable {
+    public var source: [String]
+    public var target: [String]
+    public var sourceLength: Int
+    public var targetLength: Int
 
-    init(_ s: TranslationSet) {
+    public init(_ s: TranslationSet) {
         source = s.source.characters.map { String($0) }
         target = s.target.characters.map { String($0) }
         sourceLength = s.sourceLength
         targetLength = s.targetLength
     }
 
-    var set: TranslationSet {
+    public var set: TranslationSet {
         TranslationSet(
             source: TokenVocabulary(characters: source.compactMap(\.first)), target: TokenVocabulary(characters: target.compactMap(\.first)),
             sourceLength: sourceLength, targetLength: targetLength)
