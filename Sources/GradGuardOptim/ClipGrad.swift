@@ -111,9 +111,13 @@ public enum GradientClipping {
     /// ones split. Each tensor is opened by one thread only.
     public static func scale(_ tensors: [Tensor], by factor: Float) {
         let small = tensors.filter { $0.count <= chunk }
-        parallelFor(small.count, grain: 1) { range in
+        // A tensor listed twice (one gradient shared by two parameters) is scaled twice, as
+        // before; its two turns then stay on one thread.
+        let distinct = Set(small.map(ObjectIdentifier.init)).count == small.count
+        parallelFor(distinct ? small.count : 0, grain: 1) { range in
             for k in range { small[k].withUnsafeMutableScalars { b in for j in 0..<b.count { b[j] *= factor } } }
         }
+        if !distinct { for t in small { t.withUnsafeMutableScalars { b in for j in 0..<b.count { b[j] *= factor } } } }
         for t in tensors where t.count > chunk { t.withUnsafeMutableScalars { scale($0, by: factor) } }
     }
 

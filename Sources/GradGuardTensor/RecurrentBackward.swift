@@ -192,7 +192,7 @@ extension Tensor {
         var fusedWeights: (ih: Tensor, hh: Tensor, bias: Tensor)? = nil
         if fold == nil && !isGRU && weightIH.requiresGrad && weightHH.requiresGrad && rows > 0 {
             let wide = inSize + hidden + 1
-            let rhs = FloatBuffer(count: rows * wide), whole = FloatBuffer(count: gw * wide)
+            let rhs = FloatBuffer(count: rows * wide, zeroed: false), whole = FloatBuffer(count: gw * wide, zeroed: false)
             let rp = rhs.pointer
             x.withUnsafeScalars { px in
                 parallelFor(rows, grain: 256) { range in

@@ -67,10 +67,10 @@ extension Tensor {
         let tape = RecurrentTape(kind, steps: steps, batch: batch, hidden: hidden)
         // The input projection: LSTM and RNN turn it into their gates in place (the tape's
         // gates); GRU keeps it apart and saves r, z, n.
-        let projection = isGRU ? FloatBuffer(count: steps * batch * gw) : tape.gates
+        let projection = isGRU ? FloatBuffer(count: steps * batch * gw, zeroed: false) : tape.gates
         let gi = projection.pointer
         if let fold {
-            let table = FloatBuffer(count: fold.rows * gw)
+            let table = FloatBuffer(count: fold.rows * gw, zeroed: false)
             fold.values.withUnsafeBufferPointer { project($0.baseAddress!, rows: fold.rows, into: table.pointer) }
             fold.indices.withUnsafeBufferPointer { idx in
                 parallelFor(steps * batch, grain: 64) { range in

@@ -1,13 +1,15 @@
-/// A heap buffer of floats, zeroed, freed with its owner: the recurrent passes keep raw
-/// pointers into these instead of nesting one `withUnsafe…` scope per array.
+/// A heap buffer of floats, freed with its owner: the recurrent passes keep raw pointers
+/// into these instead of nesting one `withUnsafe…` scope per array.
 final class FloatBuffer {
     let count: Int
     let pointer: UnsafeMutablePointer<Float>
 
-    init(count: Int) {
+    /// Zeroed, unless `zeroed` is false for a buffer that is written in full before it is read
+    /// (a product's result), which then skips a pass over its memory.
+    init(count: Int, zeroed: Bool = true) {
         self.count = count
         pointer = .allocate(capacity: Swift.max(count, 1))
-        pointer.initialize(repeating: 0, count: Swift.max(count, 1))
+        if zeroed { pointer.initialize(repeating: 0, count: Swift.max(count, 1)) }
     }
 
     /// A copy of `values` (`count` of them), or zeros when nil.
@@ -36,7 +38,8 @@ final class RecurrentTape {
 
     init(_ kind: RecurrentKind, steps: Int, batch: Int, hidden: Int) {
         let bh = batch * hidden, isLSTM = kind == .lstm, isGRU = kind == .gru
-        gates = FloatBuffer(count: steps * batch * kind.gateCount * hidden)
+        // LSTM and RNN gates start as the input projection, written in full; GRU's are zeroed.
+        gates = FloatBuffer(count: steps * batch * kind.gateCount * hidden, zeroed: isGRU)
         hs = FloatBuffer(count: (steps + 1) * bh)
         cs = FloatBuffer(count: isLSTM ? (steps + 1) * bh : 0)
         tcs = FloatBuffer(count: isLSTM ? steps * bh : 0)

@@ -40,6 +40,10 @@ final class ClippingPrimitiveTests: XCTestCase {
         let before = many.map(\.scalars)
         GradientClipping.scale(many, by: 0.25)
         for (t, b) in zip(many, before) { XCTAssertEqual(t.scalars, b.map { $0 * 0.25 }) }
+        // One tensor listed twice is scaled twice (serially).
+        let shared = Tensor([4, -8])
+        GradientClipping.scale([shared, Tensor([1]), shared], by: 0.5)
+        XCTAssertEqual(shared.scalars, [1, -2])
         let t = Tensor([3, -4, 0.5, .nan])
         GradientClipping.scale([t], by: 0.5)
         XCTAssertEqual(Array(t.scalars.prefix(3)), [1.5, -2, 0.25])
