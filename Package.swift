@@ -21,11 +21,14 @@ let package = Package(
         // MARK: System libraries
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
 
         // MARK: C kernels (no unsafe flags: per-function target attributes only)
         .target(name: "CGradGuardKernels"),
         // PNG and JPEG coding with errors returned, never a process exit (libjpeg's default).
         .target(name: "CGradGuardImage", dependencies: ["CPNG", "CJPEG"]),
+        // Open MPI's collectives through plain C types (its handles are macros Swift cannot import).
+        .target(name: "CGradGuardMPI", dependencies: ["CMPI"]),
 
         // MARK: Library, bottom to top
         // OpenBLAS is opened at first use (CGradGuardKernels/blas_loader.c), not linked: its core
@@ -39,8 +42,10 @@ let package = Package(
         .target(name: "GradGuardTrain", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardData"]),
         .target(name: "GradGuardModels", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardData",
                                                          "CGradGuardImage", .product(name: "Yams", package: "Yams")]),
+        // The Communicator over Open MPI (data-parallel training under mpirun).
+        .target(name: "GradGuardMPI", dependencies: ["CGradGuardMPI", "GradGuardTensor"]),
         .target(name: "GradGuard", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardData",
-                                                  "GradGuardTrain", "GradGuardModels"]),
+                                                  "GradGuardTrain", "GradGuardModels", "GradGuardMPI"]),
 
         // MARK: Executables
         .executableTarget(name: "gradguard-mlp", dependencies: ["GradGuard"]),

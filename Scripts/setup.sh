@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages GradGuard builds against (OpenBLAS, libpng, libjpeg-turbo and
-# pkg-config) and the ones its tests use (chromium renders the HTML report; Python's
+# Installs the Debian packages GradGuard builds against (OpenBLAS, libpng, libjpeg-turbo, Open MPI
+# and pkg-config) and the ones its tests use (chromium renders the HTML report; Python's
 # tensorboard package reads the event files). Safe to run again: it does nothing when they are already installed.
 set -euo pipefail
-packages=(libopenblas-dev libpng-dev libjpeg62-turbo-dev pkg-config chromium)
+packages=(libopenblas-dev libpng-dev libjpeg62-turbo-dev libopenmpi-dev openmpi-bin pkg-config chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,7 +15,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
 fi
-for lib in openblas libpng libjpeg; do
+for lib in openblas libpng libjpeg ompi-c; do
     pkg-config --exists "$lib" || { echo "setup: pkg-config cannot find $lib after installing ${packages[*]}" >&2; exit 1; }
 done
 

@@ -1,5 +1,6 @@
 @_exported import GradGuardData
 @_exported import GradGuardHealth
+@_exported import GradGuardMPI
 @_exported import GradGuardModels
 @_exported import GradGuardNN
 @_exported import GradGuardOptim

@@ -10,12 +10,13 @@ extension Trainer {
     public convenience init<W: Workload>(
         _ workload: W, optimizer: Optimizer, scheduler: LRScheduler? = nil,
         policy: GuardPolicy = GuardPolicy(), monitor: HealthMonitor = HealthMonitor(),
-        config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil, runLock: RunLock? = nil
+        config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil, runLock: RunLock? = nil,
+        communicator: (any Communicator)? = nil, bucketBytes: Int = 25 << 20
     ) throws {
         let model = workload.model
         try self.init(
             model: model, optimizer: optimizer, scheduler: scheduler, policy: policy, monitor: monitor, config: config,
-            runDirectory: runDirectory, runLock: runLock
+            runDirectory: runDirectory, runLock: runLock, communicator: communicator, bucketBytes: bucketBytes
         ) { _, batch in workload.loss(model, batch) }
         evaluate = { _, batch in workload.metrics(model, batch) }
         if workload.evaluatesWholeDataset { evaluateDataset = { _, data in try workload.datasetMetrics(model, data) } }

@@ -69,17 +69,32 @@ struct Train: ParsableCommand {
                 throw fail("\(dir) is not a run directory (it has no config.yaml) and is not empty: --overwrite replaces runs only", code: Exit.usage)
             }
         }
-        // The data are read before any directory is made: a missing file leaves nothing behind.
-        let w = try workload(c, runDirectory: nil)
-        let lock = try RunLock(directory: dir)
+        // Under mpirun: rank 0 makes the run directory; every rank then reads the data and trains.
+        let world = try Launch.communicator(timeout: c.distributedTimeout)
+        c.worldSize = world.size
+        var lock: RunLock? = nil
+        var w: RunSetup? = nil
+        try Launch.onRankZero(world) {
+            // The data are read before any directory is made: a missing file leaves nothing behind.
+            w = try workload(c, runDirectory: nil)
+            let l = try RunLock(directory: dir)
+            lock = l
+            do {
+                if existed { try l.clear() }
+                try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml")
+                try RunReport.writeEnvironment(runDirectory: dir, communicator: world)
+                try w!.saveArtifacts(runDirectory: dir)
+            } catch let e as FileError where !existed {
+                try? FileManager.default.removeItem(atPath: dir)  // nothing was trained: leave no half-made run
+                throw e
+            }
+        }
+        let setup = try w ?? workload(c, runDirectory: nil)
         do {
-            if existed { try lock.clear() }
-            try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml")
-            try RunReport.writeEnvironment(runDirectory: dir)
-            let trainer = try w.makeTrainer(dir, lock)
-            try w.saveArtifacts(runDirectory: dir)
-            try runTraining(trainer, workload: w, config: c, directory: dir, quiet: output.quiet, json: output.json)
-        } catch let e as FileError where !existed && !FileManager.default.fileExists(atPath: dir + "/metrics.jsonl") {
+            let trainer = try setup.makeTrainer(dir, lock, world)
+            if let fault = try InjectedFault.fromEnvironment() { fault.install(trainer, rank: world.rank) }
+            try runTraining(trainer, workload: setup, config: c, directory: dir, quiet: output.quiet, json: output.json)
+        } catch let e as FileError where !existed && world.rank == 0 && !FileManager.default.fileExists(atPath: dir + "/metrics.jsonl") {
             try? FileManager.default.removeItem(atPath: dir)  // nothing was trained: leave no half-made run
             throw e
         }
@@ -94,7 +109,6 @@ struct Resume: ParsableCommand {
 
     func run() throws {
         let dir = try runDirectory(runName)
-        let lock = try RunLock(directory: dir)
         var c: RunConfig
         do {
             let saved = try RunConfig.load(path: dir + "/config.yaml")
@@ -103,15 +117,24 @@ struct Resume: ParsableCommand {
             if let e = c.unresumableChange(from: saved) { throw e }
             try c.validate(source: set.isEmpty ? dir + "/config.yaml" : "--set")
         } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
+        // Under mpirun every rank resumes from the checkpoint rank 0 picks (the run directory is
+        // shared); rank 0 holds the lock.
+        let world = try Launch.communicator(timeout: c.distributedTimeout)
+        c.worldSize = world.size
+        var lock: RunLock? = nil
+        try Launch.onRankZero(world) { lock = try RunLock(directory: dir) }
         let w = try workload(c, runDirectory: dir)
-        let trainer = try w.makeTrainer(dir, lock)
+        let trainer = try w.makeTrainer(dir, lock, world)
+        if let fault = try InjectedFault.fromEnvironment() { fault.install(trainer, rank: world.rank) }
         // Everything is checked against the checkpoint before anything in the run changes.
         do { try trainer.resume() } catch let e as CheckpointError { throw fail(e.description, code: Exit.checkpoint) } catch let e as StateDictError {
             throw fail("\(dir): the checkpoint does not fit the run's model: \(e)", code: Exit.checkpoint)
         } catch let e as OptimizerStateError { throw fail("\(dir): the checkpoint does not fit the run's optimizer: \(e)", code: Exit.checkpoint) }
-        if !set.isEmpty { try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml") }
-        for e in trainer.skippedCheckpoints { FileHandle.standardError.write(Data("gradguard: skipped \(e); using an older checkpoint\n".utf8)) }
-        if !output.quiet && !output.json { print("resumed \(dir) at step \(trainer.guardian.step)") }
+        if !set.isEmpty && world.rank == 0 { try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml") }
+        if world.rank == 0 {
+            for e in trainer.skippedCheckpoints { FileHandle.standardError.write(Data("gradguard: skipped \(e); using an older checkpoint\n".utf8)) }
+            if !output.quiet && !output.json { print("resumed \(dir) at step \(trainer.guardian.step)" + (world.isDistributed ? " on \(world.size) ranks" : "")) }
+        }
         try runTraining(trainer, workload: w, config: c, directory: dir, quiet: output.quiet, json: output.json)
     }
 }
@@ -122,7 +145,7 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         let (_, w, step) = try trainedRun(runName, command: "eval")
-        let trainer = try w.makeTrainer(nil, nil)
+        let trainer = try w.makeTrainer(nil, nil, nil)
         guard let validation = w.validation else { throw fail("run \(runName) has no validation data (data.validation is 0)", code: Exit.usage) }
         let m = try trainer.runEvaluation(validation)
         print("checkpoint step \(step): " + m.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.4f", $0.value))" }.joined(separator: ", "))

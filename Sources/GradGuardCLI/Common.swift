@@ -7,6 +7,8 @@ import GradGuardRuns
 enum Exit {
     static let ok: Int32 = 0, diverged: Int32 = 1, usage: Int32 = 2, missing: Int32 = 3, checkpoint: Int32 = 4
     static let cannotWrite: Int32 = 5, inUse: Int32 = 6
+    /// Data-parallel training failed: a rank died or stalled (the watchdog), or the ranks disagreed.
+    static let distributed: Int32 = 7
     /// A defect of gradguard itself (EX_SOFTWARE).
     static let internalError: Int32 = 70
 }
@@ -16,6 +18,7 @@ func userError(_ error: Error) -> (String, Int32)? {
     switch error {
     case let e as ConfigError: return (e.description, e.message == "no such file" ? Exit.missing : Exit.usage)
     case let e as RunInUse: return (e.description, Exit.inUse)
+    case let e as CommunicatorError: return (e.description, Exit.distributed)
     case let e as FileError:
         if case .cannotWrite = e { return (e.description, Exit.cannotWrite) }
         return (e.description, Exit.missing)
@@ -116,8 +119,11 @@ final class Progress {
 
 /// Runs a trainer with progress, writes the report, and maps the outcome to an exit code.
 func runTraining(_ trainer: Trainer, workload: RunSetup, config: RunConfig, directory: String, quiet: Bool, json: Bool) throws {
-    let perStep = config.batchSize * config.accumulation
-    let stepsPerEpoch = Swift.max(1, (workload.train.count + perStep - 1) / perStep)
+    // In a data-parallel job rank 0 prints and writes; the others train silently.
+    let recording = trainer.isRecording
+    let quiet = quiet || !recording
+        let perStep = config.batchSize * config.accumulation, perRank = (workload.train.count + config.worldSize - 1) / config.worldSize
+    let stepsPerEpoch = Swift.max(1, (perRank + perStep - 1) / perStep)
     let total = config.maxSteps > 0 ? config.maxSteps : stepsPerEpoch * config.epochs
     let progress = Progress(quiet: quiet, json: json, total: total)
     trainer.callbacks.afterStep = { r, _ in progress.step(r) }
@@ -126,7 +132,7 @@ func runTraining(_ trainer: Trainer, workload: RunSetup, config: RunConfig, dire
         progress.message(
             "eval at step \(e.step): " + e.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.4f", $0.value))" }.joined(separator: ", "))
     }
-    if !workload.dataIssues.isEmpty {
+    if !workload.dataIssues.isEmpty && recording {
         // Problems passed over (data.on_error skip) are listed in full in the run directory.
         let lines = workload.dataIssues.map(\.description)
         try AtomicFile.write(Data((lines.joined(separator: "\n") + "\n").utf8), to: directory + "/data_issues.txt")
@@ -139,12 +145,15 @@ func runTraining(_ trainer: Trainer, workload: RunSetup, config: RunConfig, dire
     do {
         let result = try trainer.fit(train: workload.train, validation: workload.validation)
         progress.finish()
+        guard recording else { return }
         let report = try RunReport.write(runDirectory: directory)
         if !quiet && !json {
             print("\(result.steps) steps, \(result.incidents) incidents, \(result.skippedSteps) skipped; report: \(report)")
         }
     } catch let d as TrainingDiverged {
         progress.finish()
+        // Every rank took the same decisions: each halts here, rank 0 says why.
+        guard recording else { throw ExitCode(Exit.diverged) }
         let report = try? RunReport.write(runDirectory: directory)
         FileHandle.standardError.write(Data("\(d.description)\nreport: \(report ?? "(not written)")\n".utf8))
         throw ExitCode(Exit.diverged)

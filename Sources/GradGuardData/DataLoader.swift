@@ -68,23 +68,46 @@ public final class DataLoader {
     public let dropLast: Bool
     public let seed: UInt64
     public let prefetch: Bool
+    /// This process's share of every epoch in data-parallel training: rank `rank` of
+    /// `replicas` (0 of 1: the whole epoch).
+    public let rank: Int
+    public let replicas: Int
 
+    /// `rank`/`replicas`: the sampler semantics of PyTorch's `DistributedSampler` — each epoch's
+    /// global order (the same on every rank) is padded by repeating its start to a multiple of
+    /// `replicas`, and rank r takes every `replicas`-th example from position r. Batch b of
+    /// every rank together is then batch b of one process with `replicas × batchSize`.
     public init(
         _ dataset: any Dataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, seed: UInt64 = 0,
-        prefetch: Bool = true
+        prefetch: Bool = true, rank: Int = 0, replicas: Int = 1
     ) {
         require(batchSize > 0, "DataLoader: batch size must be positive")
+        require(replicas > 0 && rank >= 0 && rank < replicas, "DataLoader: rank \(rank) of \(replicas) replicas")
         self.dataset = dataset
         self.batchSize = batchSize
         self.shuffle = shuffle
         self.dropLast = dropLast
         self.seed = seed
         self.prefetch = prefetch
+        self.rank = rank
+        self.replicas = replicas
     }
 
-    /// Batches per epoch.
+    /// Examples of one epoch that this rank sees (all of them in a single process).
+    public var examplesPerRank: Int { dataset.count == 0 ? 0 : (dataset.count + replicas - 1) / replicas }
+
+    /// Batches per epoch (the same on every rank).
     public var batchesPerEpoch: Int {
-        dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
+        dropLast ? examplesPerRank / batchSize : (examplesPerRank + batchSize - 1) / batchSize
+    }
+
+    /// This rank's examples of epoch `epoch`, in order: positions rank, rank + replicas, … of
+    /// the global order padded to a multiple of `replicas`.
+    public func shard(epoch: Int) -> [Int] {
+        let o = order(epoch: epoch)
+        guard replicas > 1, !o.isEmpty else { return o }
+        let total = examplesPerRank * replicas
+        return stride(from: rank, to: total, by: replicas).map { o[$0 % o.count] }
     }
 
     /// The example order of epoch `epoch` (Fisher–Yates with a generator seeded from the
@@ -102,15 +125,15 @@ public final class DataLoader {
         return ids
     }
 
-    /// The indices of batch `b` of epoch `epoch`.
+    /// The indices of batch `b` of epoch `epoch` (this rank's).
     public func indices(epoch: Int, batch b: Int) -> [Int] {
-        let o = order(epoch: epoch)
+        let o = shard(epoch: epoch)
         return Array(o[(b * batchSize)..<Swift.min((b + 1) * batchSize, o.count)])
     }
 
     /// Iterates the batches of `epoch` from batch `start`, prefetching the next one.
     public func batches(epoch: Int, from start: Int = 0) -> BatchIterator {
-        BatchIterator(loader: self, epoch: epoch, order: order(epoch: epoch), next: start)
+        BatchIterator(loader: self, epoch: epoch, order: shard(epoch: epoch), next: start)
     }
 
     /// A pass over one epoch's batches.

@@ -47,6 +47,17 @@ public struct RunConfig: Equatable, Sendable {
     public var keepCheckpoints = 3
     public var moduleNormsEvery = 10
 
+    // data-parallel training (under mpirun)
+    /// Seconds a collective waits for the other ranks before the job is ended (the watchdog).
+    public var distributedTimeout = 300.0
+    /// Check that every rank holds the same parameters every this many steps (0: never).
+    public var parameterCheckEvery = 100
+    /// Largest gradient bucket averaged in one collective, in MiB.
+    public var bucketMB = 25.0
+    /// Processes training together (set from the launcher, not a setting: `training.batch_size`
+    /// is per process, so a step takes `batchSize × worldSize` examples).
+    public var worldSize = 1
+
     // optimizer and schedule
     public var optimizer = OptimizerKind.sgd
     public var lr = 0.05
@@ -186,6 +197,13 @@ extension RunConfig {
             Setting(key: "training.keep_checkpoints", kind: .int(1...1000, \.keepCheckpoints), help: "checkpoints kept besides the best"),
             Setting(
                 key: "training.module_norms_every", kind: .int(0...Int(Int32.max), \.moduleNormsEvery), help: "per-module norms in the records every N steps"),
+            Setting(
+                key: "distributed.timeout", kind: .double(1...86_400, \.distributedTimeout),
+                help: "under mpirun: seconds a collective waits for every rank before the job ends (a rank died or stalled)"),
+            Setting(
+                key: "distributed.check_every", kind: .int(0...Int(Int32.max), \.parameterCheckEvery),
+                help: "under mpirun: check that every rank holds the same parameters every N steps (0: never)"),
+            Setting(key: "distributed.bucket_mb", kind: .double(0.001...4096, \.bucketMB), help: "under mpirun: largest gradient bucket averaged in one collective (MiB)"),
             Setting(key: "optimizer.kind", choice: \.optimizer, help: "optimizer"),
             Setting(key: "optimizer.lr", kind: .double(1e-12...100, \.lr), help: "learning rate"),
             Setting(key: "optimizer.momentum", kind: .double(0...0.9999, \.momentum), help: "momentum (SGD, RMSprop)"),
@@ -289,7 +307,8 @@ extension RunConfig {
         [
             "training.epochs", "training.max_steps", "training.eval_every", "training.checkpoint_every",
             "training.keep_checkpoints", "training.module_norms_every",
-            "guard.snapshot_every", "guard.max_failed_recoveries", "guard.validation_divergence", "data.on_error"
+            "guard.snapshot_every", "guard.max_failed_recoveries", "guard.validation_divergence", "data.on_error",
+            "distributed.timeout", "distributed.check_every", "distributed.bucket_mb"
         ]
             + ClipperSetting.allCases.map { "guard." + $0.rawValue })
 

@@ -11,8 +11,9 @@ public struct RunSetup {
     public let train: any Dataset
     public let validation: (any Dataset)?
     public let trainer: TrainerConfig
-    /// Builds the trainer of the workload (its loss and metrics), writing into a run directory.
-    public let makeTrainer: (_ runDirectory: String?, _ lock: RunLock?) throws -> Trainer
+    /// Builds the trainer of the workload (its loss and metrics), writing into a run directory,
+    /// one of the ranks of `communicator` (nil: a single process).
+    public let makeTrainer: (_ runDirectory: String?, _ lock: RunLock?, _ communicator: (any Communicator)?) throws -> Trainer
     /// Problems found in a detection dataset and passed over (data.on_error skip).
     public var dataIssues: [DataIssue] = []
     /// A detector's class names, from its data.yaml.
@@ -89,8 +90,9 @@ public struct RunSetup {
         model = workload.model
         (train, validation) = (workload.train, workload.validation)
         let optimizer = c.optimizer.make(workload.parameterGroups(weightDecay: c.weightDecay), c.optimizerSettings)
-        let perStep = c.batchSize * c.accumulation
-        let stepsPerEpoch = Swift.max(1, (workload.train.count + perStep - 1) / perStep)
+                // Each rank's share of an epoch (DataLoader's padded shard), in steps of its batches.
+        let perStep = c.batchSize * c.accumulation, perRank = (workload.train.count + c.worldSize - 1) / c.worldSize
+        let stepsPerEpoch = Swift.max(1, (perRank + perStep - 1) / perStep)
         let total = c.maxSteps > 0 ? c.maxSteps : stepsPerEpoch * c.epochs
         // Ultralytics' warm-up: rates from 0 (some groups from their own start, a detector's
         // biases from 0.1) and momentum from 0.8, linearly to their values.
@@ -112,8 +114,13 @@ public struct RunSetup {
         t.moduleNormsEvery = c.moduleNormsEvery
         (self.optimizer, self.scheduler, self.policy, trainer) = (optimizer, scheduler, policy, t)
         let trainerConfig = t
-        makeTrainer = { dir, lock in
-            try Trainer(workload, optimizer: optimizer, scheduler: scheduler, policy: policy, config: trainerConfig, runDirectory: dir, runLock: lock)
+        let checkEvery = c.parameterCheckEvery, bucketBytes = Int(c.bucketMB * 1_048_576)
+        makeTrainer = { dir, lock, world in
+            let t = try Trainer(
+                workload, optimizer: optimizer, scheduler: scheduler, policy: policy, config: trainerConfig, runDirectory: dir, runLock: lock,
+                communicator: world, bucketBytes: bucketBytes)
+            t.guardian.parameterCheckEvery = checkEvery
+            return t
         }
     }
 

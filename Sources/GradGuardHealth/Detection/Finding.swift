@@ -11,9 +11,14 @@ public enum FindingKind: String, Sendable, Codable, CaseIterable {
     case overClipping
     /// The validation loss rose far above its best while training went on.
     case validationDivergence
+    /// One rank's local gradient norm stands out among the ranks on most recent steps
+    /// (data-parallel training: a bad shard or a faulty host).
+    case rankOutlier
 
     /// Whether the step's gradients must not be applied as they are.
-    public var isExploding: Bool { self != .vanishing && self != .overClipping && self != .validationDivergence }
+    public var isExploding: Bool {
+        self != .vanishing && self != .overClipping && self != .validationDivergence && self != .rankOutlier
+    }
 }
 
 /// A module named in a finding, with how far it is from its own baseline.
@@ -35,6 +40,8 @@ public struct Finding: Sendable, Codable {
     public var blame: [Blame]
     /// Tensors concerned (non-finite gradients or weights, vanishing parameters).
     public let tensors: [String]
+    /// The ranks of a data-parallel job behind the finding (nil: one process, or not known).
+    public var ranks: [Int]? = nil
 
     public init(
         kind: FindingKind, step: Int, message: String, evidence: [String: Double] = [:], blame: [Blame] = [],

@@ -65,6 +65,16 @@ public final class GradientGuard {
     public var clipRate = ClipRateMonitor()
     /// Called with each incident as it happens.
     public var onIncident: ((Incident) -> Void)?
+    /// The ranks this guard trains with (nil or a world of one: a single process). In
+    /// data-parallel training the guard averages the gradients over the ranks, sees every
+    /// rank's statistics and takes the same decision as every other rank.
+    public let communicator: (any Communicator)?
+    /// Reports a rank whose local gradient norm keeps standing out.
+    public var rankOutliers = RankOutlierMonitor()
+    /// Checks that every rank holds the same parameters every this many applied steps (0: never).
+    public var parameterCheckEvery = 100
+    private let exchange: RankExchange?
+    private var lastStepEnd = Date()
 
     private let stateTensors: [Tensor]
     private var snapshot: TrainingSnapshot?
@@ -82,9 +92,15 @@ public final class GradientGuard {
         parameters: [NamedParameter], buffers: [Tensor] = [], layerTypes: [String: String] = [:],
         optimizer: Optimizer, scheduler: LRScheduler? = nil, scheduleCadence: ScheduleCadence = .step,
         policy: GuardPolicy = GuardPolicy(), monitor: HealthMonitor = HealthMonitor(),
-        probe: ActivationGradientProbe = ActivationGradientProbe()
+        probe: ActivationGradientProbe = ActivationGradientProbe(), communicator: (any Communicator)? = nil,
+        bucketBytes: Int = 25 << 20
     ) {
         health = GradientHealth(parameters: parameters, probe: probe)
+        self.communicator = communicator
+        exchange = communicator.flatMap { c in
+            c.isDistributed
+                ? RankExchange(communicator: c, sync: GradientSync(parameters: parameters, communicator: c, bucketBytes: bucketBytes)) : nil
+        }
         self.monitor = monitor
         self.policy = policy
         self.optimizer = optimizer
@@ -97,7 +113,8 @@ public final class GradientGuard {
     public convenience init(
         model: Module, optimizer: Optimizer, scheduler: LRScheduler? = nil, scheduleCadence: ScheduleCadence = .step,
         policy: GuardPolicy = GuardPolicy(),
-        monitor: HealthMonitor = HealthMonitor(), probe: ActivationGradientProbe = ActivationGradientProbe()
+        monitor: HealthMonitor = HealthMonitor(), probe: ActivationGradientProbe = ActivationGradientProbe(),
+        communicator: (any Communicator)? = nil, bucketBytes: Int = 25 << 20
     ) {
         self.init(
             parameters: NamedParameter.of(model), buffers: model.namedBuffers().map(\.tensor),
@@ -105,23 +122,48 @@ public final class GradientGuard {
                 model.namedModules().map { ($0.name, String(describing: type(of: $0.module))) },
                 uniquingKeysWith: { a, _ in a }),
             optimizer: optimizer,
-            scheduler: scheduler, scheduleCadence: scheduleCadence, policy: policy, monitor: monitor, probe: probe)
+            scheduler: scheduler, scheduleCadence: scheduleCadence, policy: policy, monitor: monitor, probe: probe,
+            communicator: communicator, bucketBytes: bucketBytes)
     }
 
     /// Inspects the gradients of the current step and applies or withholds it, in three
     /// phases: measure (statistics and detectors), decide (`GuardDecision.decide`, a pure
     /// function of the findings, the policy and the guard's memory), act.
+    ///
+    /// In data-parallel training (a `communicator` of more than one rank) measuring starts by
+    /// exchanging every rank's local statistics and averaging the gradients; every rank then
+    /// measures the same averaged gradient, takes the same decision (checked) and issues the
+    /// same collectives. `loss` is this rank's; the step's is the mean over the ranks.
     public func step(loss: Float?) throws -> StepOutcome {
         if snapshot == nil && policy.snapshotEvery > 0 { takeSnapshot() }
         // Measure.
-        var stats = health.observe(step: step, loss: loss)
+        var gathered: RankExchange.Gathered? = nil
+        var stepLoss = loss
+        if let exchange {
+            let compute = Date().timeIntervalSince(lastStepEnd)
+            let g = try exchange.gather(loss: loss, activations: health.probe.collect(), computeSeconds: compute)
+            let start = Date()
+            try exchange.sync.average(present: g.present)
+            gathered = g
+            gathered!.ranks[exchange.communicator.rank].communicationSeconds = Date().timeIntervalSince(start)
+            stepLoss = g.loss
+        }
+        var stats = health.observe(step: step, loss: stepLoss, activations: gathered?.activations)
         var findings = monitor.inspect(stats)
+        if let g = gathered {
+            findings = findings.map { $0.namingRanks(g.ranks) }
+            if let f = rankOutliers.observe(step: stats.step, ranks: g.ranks) { findings.append(f) }
+        }
         let exploding = findings.filter { $0.kind.isExploding }
         // Decide.
         memory.snapshotStep = snapshot?.step
         memory.previousSnapshotStep = previousSnapshot?.step
         let decision = GuardDecision.decide(findings: findings, policy: policy, memory: memory)
         memory = decision.memory
+        if let exchange, var g = gathered {
+            g.ranks = try exchange.agree(on: decision, ranks: g.ranks, step: stats.step)
+            stats.ranks = g.ranks
+        }
         // Act.
         var taken: [TakenAction] = []
         var outcome = StepOutcome.Decision.applied
@@ -133,6 +175,8 @@ public final class GradientGuard {
             guard let snap = snapshot, snap.step == toStep else { preconditionFailure("the guard's snapshot is not the one decided on") }
             try snap.restore(optimizer: optimizer, scheduler: scheduler, clipper: policy.clipper)
             monitor.load(stateDict: snap.monitor)
+            // Every rank restored its own copy of the same snapshot: check that they agree.
+            try exchange?.checkParameters(what: "after the rollback to step \(snap.step)")
             outcome = .rolledBack(toStep: snap.step, undone: snap.step..<(step + 1))
             taken.append(.rolledBack(toStep: snap.step, undone: step - snap.step))
             undoneSteps += step - snap.step
@@ -165,6 +209,9 @@ public final class GradientGuard {
             applyOptimizerStep()
             if wantRatios { health.recordUpdate(into: &stats) }
             memory.step += 1
+            if let exchange, parameterCheckEvery > 0, step % parameterCheckEvery == 0 {
+                try exchange.checkParameters(what: "at step \(step)")
+            }
             if exploding.isEmpty {
                 healthyStreak += 1
                 if stats.globalL2.isFinite { healthyNorms.append(Double(stats.globalL2)) }
@@ -195,7 +242,23 @@ public final class GradientGuard {
                 throw TrainingDiverged(step: stats.step, failedRecoveries: memory.failedRecoveries, incidents: incidents)
             }
         }
+        lastStepEnd = Date()
         return StepOutcome(decision: outcome, stats: stats, clip: clipReport, findings: findings, incident: incident, lrScale: lrScale)
+    }
+
+    /// Checks that every rank holds the same parameters (a digest per tensor); throws
+    /// `CommunicatorError.mismatch` naming the first tensor that differs. Does nothing in a
+    /// single process.
+    public func checkParameters() throws {
+        try exchange?.checkParameters(what: "at step \(step)")
+    }
+
+    /// Makes every rank's parameters and buffers rank 0's (at the start of training).
+    public func broadcastParameters() throws {
+        guard let c = communicator, c.isDistributed else { return }
+        for t in stateTensors {
+            try t.withUnsafeMutableScalars { try c.broadcast(UnsafeMutableRawBufferPointer($0), root: 0) }
+        }
     }
 
     /// Records that the validation loss diverged and that the trainer put back the weights of

@@ -41,7 +41,9 @@ public final class GradientHealth {
     }
 
     /// Statistics of the current gradients: one pass over every gradient and every weight.
-    public func observe(step: Int, loss: Float? = nil) -> StepStatistics {
+    /// `activations`: activation-gradient norms collected elsewhere (a data-parallel step
+    /// combines every rank's); by default those the probe recorded.
+    public func observe(step: Int, loss: Float? = nil, activations: [ActivationGradient]? = nil) -> StepStatistics {
         let extra: Float = normType == 1 || normType == 2 || normType == .infinity ? 2 : normType
         let gradScans = scanAll(parameters, grads: true, p: extra)
         let weightScans = scanAll(parameters, grads: false)
@@ -74,7 +76,7 @@ public final class GradientHealth {
         return StepStatistics(
             step: step, loss: loss, globalNorm: global, normType: normType, globalL2: l2,
             maxAbs: tensors.map(\.gradMaxAbs).max() ?? 0, tensors: tensors, modules: modules,
-            activations: probe.collect(), histogram: histogram)
+            activations: activations ?? probe.collect(), histogram: histogram)
     }
 
     /// Remembers the weights before an optimizer step (copy-on-write: the copy happens only

@@ -73,6 +73,9 @@ public struct StepStatistics: Sendable, Codable {
     public var activations: [ActivationGradient]
     /// Filled every `histogramEvery` steps.
     public var histogram: MagnitudeHistogram?
+    /// Each rank's local view of the step, in data-parallel training (nil: one process). The
+    /// other fields describe the gradient averaged over the ranks.
+    public var ranks: [RankStatistics]? = nil
 
     public init(
         step: Int, loss: Float?, globalNorm: Float, normType: Float = 2, globalL2: Float? = nil, maxAbs: Float = 0,

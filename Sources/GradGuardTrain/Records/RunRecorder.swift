@@ -57,6 +57,11 @@ public struct StepRecord: Codable, Sendable {
     public let moduleNorms: [String: Float]?
     /// Per-module update-to-weight ratios (same steps).
     public let updateRatios: [String: Float]?
+    /// Examples in this step over every rank (absent in records written before it was kept).
+    public var batch: Int? = nil
+    /// In data-parallel training, every rank's loss, local gradient norm and compute, wait
+    /// and communication seconds (`loss` and `gradNorm` above are over all ranks).
+    public var ranks: [RankStatistics]? = nil
 }
 
 /// One line of `metrics.jsonl` for an evaluation.

@@ -28,10 +28,11 @@ public enum RunReport {
     }
 
     /// Records the machine and versions beside the run (`environment.txt`).
-    public static func writeEnvironment(runDirectory dir: String) throws {
+    public static func writeEnvironment(runDirectory dir: String, communicator: (any Communicator)? = nil) throws {
         let p = ProcessInfo.processInfo
         let text = """
             host: \(p.hostName)
+            processes: \(communicator?.label ?? "single process")
             os: \(p.operatingSystemVersionString)
             cores: \(p.activeProcessorCount)
             memory: \(p.physicalMemory / (1 << 20)) MiB

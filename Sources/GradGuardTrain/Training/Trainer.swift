@@ -33,6 +33,8 @@ public struct TrainerConfig: Codable, Sendable, Equatable {
 /// User hooks, called on the training thread.
 public struct TrainerCallbacks {
     public var beforeStep: ((_ step: Int, _ batch: Batch) -> Void)?
+    /// After backward, before the guard sees the gradients (this rank's own, not yet averaged).
+    public var afterBackward: ((_ step: Int) -> Void)?
     public var afterStep: ((_ record: StepRecord, _ outcome: StepOutcome) -> Void)?
     public var onIncident: ((Incident) -> Void)?
     public var onEvaluation: ((EvaluationRecord) -> Void)?
@@ -88,6 +90,15 @@ public final class Trainer {
     public let runLock: RunLock?
     /// Checkpoints passed over because they did not verify, from the last `resume`.
     public private(set) var skippedCheckpoints: [CheckpointError] = []
+    /// The ranks of a data-parallel job (a world of one by default). Rank 0 writes the records
+    /// and checkpoints; `config.batchSize` is per rank, as in PyTorch's DDP.
+    public let communicator: any Communicator
+    /// Whether this process writes records and checkpoints (rank 0).
+    public var isRecording: Bool { communicator.rank == 0 }
+    /// Whether the ranks were made to start from rank 0's parameters.
+    private var ranksAligned = false
+    /// The step of the newest checkpoint written or loaded.
+    private var lastCheckpointStep: Int? = nil
 
     public private(set) var epoch = 0
     /// The next batch of the current epoch (in micro-batches).
@@ -110,7 +121,8 @@ public final class Trainer {
     public init(
         model: Module, optimizer: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy = GuardPolicy(),
         monitor: HealthMonitor = HealthMonitor(), config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil,
-        runLock: RunLock? = nil, loss: @escaping (Module, Batch) -> Tensor
+        runLock: RunLock? = nil, communicator: (any Communicator)? = nil, bucketBytes: Int = 25 << 20,
+        loss: @escaping (Module, Batch) -> Tensor
     ) throws {
         require(config.batchSize > 0 && config.accumulation > 0 && config.epochs > 0, "Trainer: sizes must be positive")
         self.model = model
@@ -118,13 +130,16 @@ public final class Trainer {
         self.scheduler = scheduler
         self.config = config
         self.loss = loss
+        let world = communicator ?? SingleProcessCommunicator()
+        self.communicator = world
         guardian = GradientGuard(
             model: model, optimizer: optimizer, scheduler: scheduler, scheduleCadence: config.scheduleStep,
-            policy: policy, monitor: monitor)
+            policy: policy, monitor: monitor, communicator: world, bucketBytes: bucketBytes)
         guardian.updateRatioEvery = config.moduleNormsEvery
         if let runDirectory {
             // One process per run: a second trainer on the same directory is refused (RunInUse).
-            self.runLock = try runLock ?? RunLock(directory: runDirectory)
+            // In a data-parallel job rank 0 holds the lock for all.
+            self.runLock = world.rank == 0 ? try runLock ?? RunLock(directory: runDirectory) : runLock
             store = CheckpointStore(directory: runDirectory + "/checkpoints", keepLast: config.keepCheckpoints)
         } else {
             self.runLock = runLock
@@ -136,7 +151,7 @@ public final class Trainer {
     /// Trains until `config.epochs` epochs or `config.maxSteps` steps are done.
     /// Opens the run's record files (once).
     func openRecords() throws {
-        guard let runDirectory, recorder == nil else { return }
+        guard let runDirectory, recorder == nil, isRecording else { return }
         recorder = try RunRecorder(directory: runDirectory)
         events = try EventWriter(directory: runDirectory)
     }
@@ -148,9 +163,16 @@ public final class Trainer {
         if !generatorStarted { DefaultGenerator.seed(config.seed) }
         generatorStarted = true
         try openRecords()
+        // Every rank starts from rank 0's weights (a resumed run loaded the same checkpoint:
+        // checked).
+        if communicator.isDistributed && !ranksAligned {
+            try guardian.broadcastParameters()
+            try guardian.checkParameters()
+            ranksAligned = true
+        }
         let loader = DataLoader(
             train, batchSize: config.batchSize, shuffle: config.shuffle, dropLast: config.dropLast,
-            seed: config.seed)
+            seed: config.seed, rank: communicator.rank, replicas: communicator.size)
         var lastLoss: Float? = nil
         // An incident that cannot be written (disk full) fails the step that raised it.
         var incidentWriteError: Error? = nil
@@ -182,12 +204,16 @@ public final class Trainer {
                     batchInEpoch = index + 1
                 }
                 guard !micro.isEmpty else { break }
-                let meanLoss = micro.reduce(0, +) / Float(micro.count)
+                callbacks.afterBackward?(guardian.step)
+                let localLoss = micro.reduce(0, +) / Float(micro.count)
                 let stepBefore = guardian.step
-                let outcome = try guardian.step(loss: meanLoss)
+                let outcome = try guardian.step(loss: localLoss)
                 if let e = incidentWriteError { throw e }
+                // The loss over every rank's samples (this rank's in a single process).
+                let meanLoss = outcome.stats.loss ?? localLoss
                 lastLoss = meanLoss
-                let record = stepRecord(stepBefore, meanLoss, outcome)
+                var record = stepRecord(stepBefore, meanLoss, outcome)
+                record.batch = (first?.indices.count ?? 0) * micro.count * communicator.size
                 try recorder?.record(record)
                 try writeEvents(record, outcome)
                 callbacks.afterStep?(record, outcome)
@@ -205,7 +231,7 @@ public final class Trainer {
             if config.checkpointEvery == 0 { try checkpoint() }
         }
         if !stopRequested, let validation, lastEvaluatedStep != guardian.step { try runEvaluation(validation) }
-        if config.checkpointEvery > 0, let store, store.list().first?.step != guardian.step { try checkpoint() }
+        if config.checkpointEvery > 0, store != nil, lastCheckpointStep != guardian.step { try checkpoint() }
         return TrainingResult(
             steps: guardian.step, epochs: epoch, lastLoss: lastLoss, lastEvaluation: lastEvaluation,
             incidents: guardian.incidents.count, skippedSteps: guardian.skippedSteps)
@@ -224,7 +250,7 @@ public final class Trainer {
             gradNorm: o.stats.globalNorm, gradNormAfterClip: o.clip?.normAfter, clipped: o.clip?.clipped ?? false,
             skipped: o.decision != .applied, lrScale: o.lrScale,
             clipper: guardian.policy.clipper?.name, clipThreshold: o.clip?.threshold,
-            moduleNorms: norms, updateRatios: ratios)
+            moduleNorms: norms, updateRatios: ratios, ranks: o.stats.ranks)
     }
 
     func writeEvents(_ r: StepRecord, _ o: StepOutcome) throws {
@@ -252,15 +278,17 @@ public final class Trainer {
         if let evaluateDataset {
             metrics = try withoutGrad { try evaluateDataset(model, dataset) }
         } else {
-            let loader = DataLoader(dataset, batchSize: config.batchSize, shuffle: false, prefetch: false)
+            // Each rank evaluates every size-th example (none twice), and the sums are combined.
+            let mine = stride(from: communicator.rank, to: dataset.count, by: communicator.size).map { $0 }
             var sums: [String: Double] = [:]
             var seen = 0
-            let batches = loader.batches(epoch: 0)
-            while let (_, batch) = try batches.nextBatch() {
+            for start in stride(from: 0, to: mine.count, by: config.batchSize) {
+                let batch = try dataset.batch(Array(mine[start..<Swift.min(start + config.batchSize, mine.count)]))
                 let m = withoutGrad { evaluate?(model, batch) ?? ["loss": Double(loss(model, batch).item)] }
                 for (k, v) in m { sums[k, default: 0] += v * Double(batch.indices.count) }
                 seen += batch.indices.count
             }
+            if communicator.isDistributed { (sums, seen) = try combineEvaluation(sums, seen) }
             metrics = sums.mapValues { $0 / Double(Swift.max(seen, 1)) }
         }
         lastEvaluation = metrics
@@ -268,11 +296,24 @@ public final class Trainer {
         try watchValidation(metrics["loss"])
         try openRecords()
         let record = EvaluationRecord(step: guardian.step, epoch: epoch, metrics: metrics)
+        guard isRecording else { return metrics }
         try recorder?.record(record)
         for (k, v) in metrics.sorted(by: { $0.key < $1.key }) { try events?.scalar("eval/\(k)", Float(v), step: guardian.step) }
         events?.flush()
         callbacks.onEvaluation?(record)
         return metrics
+    }
+
+    /// Every rank's evaluation sums, added in rank order (the same bits on every rank).
+    func combineEvaluation(_ sums: [String: Double], _ seen: Int) throws -> ([String: Double], Int) {
+        let keys = sums.keys.sorted()
+        let all = try communicator.allGatherVariable([Double(seen)] + keys.map { sums[$0]! })
+        guard all.allSatisfy({ $0.count == keys.count + 1 }) else {
+            throw CommunicatorError.mismatch(what: "set of evaluation metrics", ranks: all.indices.filter { all[$0].count != keys.count + 1 })
+        }
+        var total = [Double](repeating: 0, count: keys.count + 1)
+        for v in all { for i in v.indices { total[i] += v[i] } }
+        return (Dictionary(uniqueKeysWithValues: zip(keys, total.dropFirst())), Int(total[0]))
     }
 
     /// Keeps the best evaluation's state; on a divergence (policy.validationDivergence),
@@ -306,20 +347,31 @@ public final class Trainer {
         var hyperparameters: [[String: Double]]
         var guardState: GradientGuard.State
         var config: TrainerConfig
+        /// Ranks of the job that wrote it (absent: one process). `batchInEpoch` counts batches
+        /// of `config.batchSize` per rank, so a run resumed with another number of ranks
+        /// starts at the same example of the epoch's global order.
+        var worldSize: Int?
     }
 
     /// Writes a checkpoint of everything needed to continue (into the run directory).
     @discardableResult
     public func checkpoint() throws -> String? {
         guard let store else { return nil }
+        // Rank 0 writes; the others wait until the checkpoint is complete.
+        defer { if communicator.isDistributed { try? communicator.barrier() } }
+        guard isRecording else {
+            lastCheckpointStep = guardian.step
+            return nil
+        }
         let state = State(
             step: guardian.step, epoch: epoch, batchInEpoch: batchInEpoch, random: DefaultGenerator.with { $0.state },
             scheduler: scheduler?.stateDict(), hyperparameters: optimizer.hyperparameters(),
-            guardState: guardian.stateDict(), config: config)
+            guardState: guardian.stateDict(), config: config, worldSize: communicator.size)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         let metric = lastEvaluation?["loss"]
+        lastCheckpointStep = guardian.step
         return try store.save(
             step: guardian.step, tensors: ["model": model.stateDict(), "optimizer": optimizer.stateDict()],
             state: try encoder.encode(state), metric: metric)
@@ -329,12 +381,19 @@ public final class Trainer {
     /// ones are passed over and listed in `skippedCheckpoints`.
     public func resume(from path: String? = nil) throws {
         guard let store else { throw CheckpointError.noCheckpoint(directory: "(no run directory)") }
-        let loaded: LoadedCheckpoint
+        var loaded: LoadedCheckpoint
         if let path {
             loaded = try store.load(path)
             skippedCheckpoints = []
         } else {
             (loaded, skippedCheckpoints) = try store.loadLatest()
+        }
+        if communicator.isDistributed {
+            // Every rank loads the checkpoint rank 0 chose (the run directory is shared).
+            let chosen = try communicator.broadcast(bytes: Array(loaded.path.utf8))
+            let path = String(decoding: chosen, as: UTF8.self)
+            if path != loaded.path { loaded = try store.load(path) }
+            ranksAligned = false
         }
         let state: State
         do { state = try RunRecords.decoder().decode(State.self, from: loaded.state) } catch {
@@ -348,6 +407,10 @@ public final class Trainer {
         if let g = RandomGenerator(state: state.random) { DefaultGenerator.with { $0 = g } }
         generatorStarted = true
         epoch = state.epoch
-        batchInEpoch = state.batchInEpoch
+        // Where the epoch's global order was: examples seen over all ranks, in batches of this
+        // run's (when they do not divide, the examples of a partial batch are seen again).
+        let seen = state.batchInEpoch * state.config.batchSize * (state.worldSize ?? 1)
+        batchInEpoch = seen / (config.batchSize * communicator.size)
+        lastCheckpointStep = state.step
     }
 }

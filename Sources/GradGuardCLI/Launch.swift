@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import GradGuard
+import GradGuardRuns
+
+/// The job this process belongs to: the ranks of `mpirun -np N gradguard …`, or a world of one.
+enum Launch {
+    nonisolated(unsafe) private static var world: (any Communicator)? = nil
+
+    /// Whether an MPI launcher started this process.
+    static var underMPI: Bool { MPICommunicator.launched }
+
+    /// The job's communicator (joined once; `timeout` is the watchdog's limit in seconds).
+    static func communicator(timeout: Double) throws -> any Communicator {
+        if let w = world {
+            w.timeout = timeout
+            return w
+        }
+        let w: any Communicator
+        do { w = try MPICommunicator.launchedOrSingle(timeout: timeout) } catch let e as CommunicatorError {
+            throw fail(e.description, code: Exit.distributed)
+        }
+        world = w
+        return w
+    }
+
+    /// Runs `body` on rank 0 only and tells every rank how it went: the others end with rank
+    /// 0's exit code (rank 0 prints the message) instead of waiting for it forever.
+    static func onRankZero(_ world: any Communicator, _ body: () throws -> Void) throws {
+        guard world.isDistributed else { return try body() }
+        var code: Int32 = 0
+        var failure: Error? = nil
+        if world.rank == 0 {
+            do { try body() } catch let e as ExitCode {
+                code = e.rawValue
+                failure = e
+            } catch {
+                code = userError(error)?.1 ?? Exit.internalError
+                failure = error
+            }
+        }
+        let status = try world.broadcast(bytes: withUnsafeBytes(of: code.littleEndian) { Array($0) })
+        let shared = status.withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(as: Int32.self)) }
+        if let failure { throw failure }
+        if shared != 0 { throw ExitCode(shared) }
+    }
+
+    /// Ends the job: MPI_Finalize when every rank reaches the end together (success, or an
+    /// outcome the ranks agreed on), MPI_Abort of every rank otherwise.
+    static func end(code: Int32, agreed: Bool) -> Never {
+        if let w = world, w.isDistributed {
+            if !agreed { w.abort(code: code, message: "gradguard: rank \(w.rank) ends the job (exit \(code))") }
+            MPICommunicator.finish()
+        } else if world != nil {
+            MPICommunicator.finish()
+        }
+        Foundation.exit(code)
+    }
+}
+
+/// A fault injected for the data-parallel tests, from the GRADGUARD_FAULT environment variable:
+/// `KIND@rank=R,step=S[,tensor=NAME][,factor=F]` with KIND one of nan (a NaN in one gradient),
+/// spike (a gradient multiplied by F, default 1000), kill (SIGKILL at the step), stall (sleep).
+struct InjectedFault {
+    enum Kind: String { case nan, spike, kill, stall }
+    let kind: Kind
+    let rank: Int
+    let step: Int
+    let tensor: String?
+    let factor: Float
+
+    static func fromEnvironment() throws -> InjectedFault? {
+        guard let spec = ProcessInfo.processInfo.environment["GRADGUARD_FAULT"], !spec.isEmpty else { return nil }
+        let bad = fail("GRADGUARD_FAULT '\(spec)': expected KIND@rank=R,step=S[,tensor=NAME][,factor=F] with KIND nan, spike, kill or stall", code: Exit.usage)
+        let parts = spec.split(separator: "@", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let kind = Kind(rawValue: parts[0]) else { throw bad }
+        var fields: [String: String] = [:]
+        for f in parts[1].split(separator: ",") {
+            let kv = f.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2, ["rank", "step", "tensor", "factor"].contains(kv[0]) else { throw bad }
+            fields[kv[0]] = kv[1]
+        }
+        guard let rank = fields["rank"].flatMap({ Int($0) }), let step = fields["step"].flatMap({ Int($0) }) else { throw bad }
+        let factor = fields["factor"].map { Float($0) } ?? 1000
+        guard let factor, factor.isFinite else { throw bad }
+        return InjectedFault(kind: kind, rank: rank, step: step, tensor: fields["tensor"], factor: factor)
+    }
+
+    /// Installs the fault into `trainer` (on the rank it names).
+    func install(_ trainer: Trainer, rank here: Int) {
+        guard here == rank else { return }
+        let params = trainer.guardian.health.parameters
+        var fired = false
+        trainer.callbacks.afterBackward = { step in
+            guard step == self.step, !fired else { return }
+            fired = true
+            let target = params.first { $0.name == tensor } ?? params.first { $0.tensor.grad != nil }
+            switch kind {
+            case .nan: target?.tensor.grad?.withUnsafeMutableScalars { $0[0] = .nan }
+            case .spike: target?.tensor.grad?.withUnsafeMutableScalars { g in for i in g.indices { g[i] *= factor } }
+            case .kill: kill(getpid(), SIGKILL)
+            case .stall: while true { sleep(3600) }
+            }
+        }
+    }
+}

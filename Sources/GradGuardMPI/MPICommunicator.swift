@@ -1,0 +1,113 @@
+import CGradGuardMPI
+import Foundation
+import GradGuardTensor
+
+/// The ranks of an Open MPI job (`mpirun -np N …`), over MPI_COMM_WORLD.
+///
+/// ```swift
+/// let world = try MPICommunicator.launchedOrSingle()   // one process without mpirun
+/// let trainer = try Trainer(workload, …, communicator: world)
+/// ```
+///
+/// Every collective is started non-blocking and waited for at most `timeout` seconds, so a
+/// rank that died or stalls ends the job with `CommunicatorError.timeout` naming this rank
+/// and the collective, instead of a hang.
+public final class MPICommunicator: Communicator {
+    public let rank: Int
+    public let size: Int
+    public var timeout: Double
+    /// The host this rank runs on.
+    public let host: String
+    private var seconds = 0.0
+
+    /// Whether an MPI launcher started this process.
+    public static var launched: Bool { gg_mpi_launched() != 0 }
+
+    /// Joins the job (MPI_Init on first use). `timeout`: the watchdog's limit in seconds.
+    public init(timeout: Double = 300) throws {
+        var r: Int32 = 0, s: Int32 = 0
+        var error = [CChar](repeating: 0, count: 512)
+        guard gg_mpi_init(&r, &s, &error, error.count) == GG_MPI_OK else {
+            throw CommunicatorError.failed(rank: 0, operation: "joining the MPI job", reason: String(cString: error))
+        }
+        rank = Int(r)
+        size = Int(s)
+        self.timeout = timeout
+        var name = [CChar](repeating: 0, count: 256)
+        gg_mpi_processor_name(&name, name.count)
+        host = String(cString: name)
+    }
+
+    /// An `MPICommunicator` when started by `mpirun`, else a `SingleProcessCommunicator`.
+    public static func launchedOrSingle(timeout: Double = 300) throws -> any Communicator {
+        launched ? try MPICommunicator(timeout: timeout) : SingleProcessCommunicator()
+    }
+
+    public var label: String { "Open MPI, \(size) rank\(size == 1 ? "" : "s") (this one: \(rank) on \(host))" }
+
+    public func takeSeconds() -> Double {
+        defer { seconds = 0 }
+        return seconds
+    }
+
+    /// Runs one collective, timing it and turning its status into an error.
+    private func call(_ operation: String, _ body: (UnsafeMutablePointer<CChar>, Int) -> Int32) throws {
+        var error = [CChar](repeating: 0, count: 512)
+        let start = gg_mpi_wtime()
+        let rc = error.withUnsafeMutableBufferPointer { body($0.baseAddress!, $0.count) }
+        seconds += gg_mpi_wtime() - start
+        switch rc {
+        case GG_MPI_OK: return
+        case GG_MPI_TIMEOUT: throw CommunicatorError.timeout(rank: rank, operation: operation, seconds: timeout, context: "")
+        default: throw CommunicatorError.failed(rank: rank, operation: operation, reason: String(cString: error))
+        }
+    }
+
+    private static func code(_ op: ReduceOp) -> Int32 {
+        switch op {
+        case .sum: return Int32(GG_MPI_SUM)
+        case .max: return Int32(GG_MPI_MAX)
+        case .min: return Int32(GG_MPI_MIN)
+        }
+    }
+
+    public func allReduce(_ values: UnsafeMutableBufferPointer<Float>, _ op: ReduceOp) throws {
+        guard let base = values.baseAddress else { return }
+        try call("all-reduce") { gg_mpi_allreduce(base, Int64(values.count), Int32(GG_MPI_FLOAT), Self.code(op), timeout, $0, $1) }
+    }
+
+    public func allReduce(_ values: UnsafeMutableBufferPointer<Double>, _ op: ReduceOp) throws {
+        guard let base = values.baseAddress else { return }
+        try call("all-reduce") { gg_mpi_allreduce(base, Int64(values.count), Int32(GG_MPI_DOUBLE), Self.code(op), timeout, $0, $1) }
+    }
+
+    public func reduceScatterSum(_ send: UnsafeBufferPointer<Float>, into recv: UnsafeMutableBufferPointer<Float>) throws {
+        require(send.count == recv.count * size, "reduceScatterSum: \(send.count) values do not split into \(size) blocks of \(recv.count)")
+        guard let s = send.baseAddress, let r = recv.baseAddress else { return }
+        try call("reduce-scatter") { gg_mpi_reduce_scatter_float(s, r, Int64(recv.count), timeout, $0, $1) }
+    }
+
+    public func allGather(_ send: UnsafeRawBufferPointer, into recv: UnsafeMutableRawBufferPointer) throws {
+        require(recv.count == send.count * size, "allGather: \(recv.count) bytes do not hold \(size) × \(send.count)")
+        guard let s = send.baseAddress, let r = recv.baseAddress else { return }
+        try call("all-gather") { gg_mpi_allgather(s, r, Int64(send.count), timeout, $0, $1) }
+    }
+
+    public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
+        guard let base = buffer.baseAddress else { return }
+        try call("broadcast") { gg_mpi_broadcast(base, Int64(buffer.count), Int32(root), timeout, $0, $1) }
+    }
+
+    public func barrier() throws {
+        try call("barrier") { gg_mpi_barrier(timeout, $0, $1) }
+    }
+
+    public func abort(code: Int32, message: String) -> Never {
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+        gg_mpi_abort(code)
+        exit(code)
+    }
+
+    /// Leaves the job cleanly (MPI_Finalize); call once, at the end of the program.
+    public static func finish() { _ = gg_mpi_finalize() }
+}
