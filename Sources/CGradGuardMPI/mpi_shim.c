@@ -185,6 +185,83 @@ int gg_mpi_barrier(double timeout, char *error, size_t error_len) {
     return wait_for(&r, timeout, "barrier", error, error_len);
 }
 
+// Heartbeats: small point-to-point messages outside the collectives, so that a rank whose
+// watchdog fires can say which rank has not arrived. Rank 0 hears from every rank, the others
+// from rank 0.
+enum { HEARTBEAT_TAG = 7301 };
+static int hb_size = 0;
+static int64_t *hb_last;        // the newest step heard from each rank (-1: none)
+static int64_t *hb_in;          // receive buffers
+static MPI_Request *hb_recv;    // one posted receive per peer
+static int64_t *hb_out;         // send buffers
+static MPI_Request *hb_send;    // one send in flight per peer at most
+
+static int is_peer(int me, int r) { return r != me && (me == 0 || r == 0); }
+
+static void heartbeat_start(void) {
+    if (hb_size) return;
+    int me = 0, n = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &me);
+    MPI_Comm_size(MPI_COMM_WORLD, &n);
+    hb_last = malloc(sizeof(int64_t) * n);
+    hb_in = malloc(sizeof(int64_t) * n);
+    hb_out = malloc(sizeof(int64_t) * n);
+    hb_recv = malloc(sizeof(MPI_Request) * n);
+    hb_send = malloc(sizeof(MPI_Request) * n);
+    if (!hb_last || !hb_in || !hb_out || !hb_recv || !hb_send) return;
+    for (int r = 0; r < n; r++) {
+        hb_last[r] = -1;
+        hb_recv[r] = MPI_REQUEST_NULL;
+        hb_send[r] = MPI_REQUEST_NULL;
+        if (is_peer(me, r)) MPI_Irecv(&hb_in[r], 1, MPI_INT64_T, r, HEARTBEAT_TAG, MPI_COMM_WORLD, &hb_recv[r]);
+    }
+    hb_size = n;
+}
+
+// Takes in every heartbeat that has arrived, reposting the receives.
+static void heartbeat_drain(void) {
+    for (int r = 0; r < hb_size; r++) {
+        while (hb_recv[r] != MPI_REQUEST_NULL) {
+            int done = 0;
+            if (MPI_Test(&hb_recv[r], &done, MPI_STATUS_IGNORE) != MPI_SUCCESS || !done) break;
+            if (hb_in[r] > hb_last[r]) hb_last[r] = hb_in[r];
+            MPI_Irecv(&hb_in[r], 1, MPI_INT64_T, r, HEARTBEAT_TAG, MPI_COMM_WORLD, &hb_recv[r]);
+        }
+    }
+}
+
+void gg_mpi_heartbeat(int64_t step) {
+    if (!gg_mpi_initialized()) return;
+    heartbeat_start();
+    if (!hb_size) return;
+    int me = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &me);
+    hb_last[me] = step;
+    for (int r = 0; r < hb_size; r++) {
+        if (!is_peer(me, r)) continue;
+        int done = 1;
+        if (hb_send[r] != MPI_REQUEST_NULL) MPI_Test(&hb_send[r], &done, MPI_STATUS_IGNORE);
+        if (!done) continue;
+        hb_out[r] = step;
+        MPI_Isend(&hb_out[r], 1, MPI_INT64_T, r, HEARTBEAT_TAG, MPI_COMM_WORLD, &hb_send[r]);
+    }
+    heartbeat_drain();
+}
+
+int gg_mpi_lagging(int64_t step, int *ranks, int64_t *last, int max) {
+    if (!hb_size) return 0;
+    heartbeat_drain();
+    int me = 0, count = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &me);
+    for (int r = 0; r < hb_size && count < max; r++) {
+        if (!is_peer(me, r) || hb_last[r] >= step) continue;
+        ranks[count] = r;
+        last[count] = hb_last[r];
+        count++;
+    }
+    return count;
+}
+
 void gg_mpi_abort(int code) {
     if (gg_mpi_initialized()) MPI_Abort(MPI_COMM_WORLD, code);
     exit(code);

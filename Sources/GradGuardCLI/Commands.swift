@@ -133,7 +133,9 @@ struct Resume: ParsableCommand {
         if !set.isEmpty && world.rank == 0 { try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml") }
         if world.rank == 0 {
             for e in trainer.skippedCheckpoints { FileHandle.standardError.write(Data("gradguard: skipped \(e); using an older checkpoint\n".utf8)) }
-            if !output.quiet && !output.json { print("resumed \(dir) at step \(trainer.guardian.step)" + (world.isDistributed ? " on \(world.size) ranks" : "")) }
+            if !output.quiet && !output.json {
+                print("resumed \(dir) at step \(trainer.guardian.step)" + (world.isDistributed ? " on \(world.size) ranks" : ""))
+            }
         }
         try runTraining(trainer, workload: w, config: c, directory: dir, quiet: output.quiet, json: output.json)
     }

@@ -122,7 +122,7 @@ func runTraining(_ trainer: Trainer, workload: RunSetup, config: RunConfig, dire
     // In a data-parallel job rank 0 prints and writes; the others train silently.
     let recording = trainer.isRecording
     let quiet = quiet || !recording
-        let perStep = config.batchSize * config.accumulation, perRank = (workload.train.count + config.worldSize - 1) / config.worldSize
+    let perStep = config.batchSize * config.accumulation, perRank = (workload.train.count + config.worldSize - 1) / config.worldSize
     let stepsPerEpoch = Swift.max(1, (perRank + perStep - 1) / perStep)
     let total = config.maxSteps > 0 ? config.maxSteps : stepsPerEpoch * config.epochs
     let progress = Progress(quiet: quiet, json: json, total: total)

@@ -59,41 +59,49 @@ enum Launch {
 }
 
 /// A fault injected for the data-parallel tests, from the GRADGUARD_FAULT environment variable:
-/// `KIND@rank=R,step=S[,tensor=NAME][,factor=F]` with KIND one of nan (a NaN in one gradient),
-/// spike (a gradient multiplied by F, default 1000), kill (SIGKILL at the step), stall (sleep).
+/// `KIND@rank=R,step=S[,count=C][,tensor=NAME][,factor=F]` with KIND one of nan (a NaN in one
+/// gradient), spike (a gradient multiplied by F, default 1000), kill (SIGKILL at the step),
+/// stall (sleep); nan and spike strike the C attempts from the step (default 1).
 struct InjectedFault {
     enum Kind: String { case nan, spike, kill, stall }
     let kind: Kind
     let rank: Int
     let step: Int
+    let count: Int
     let tensor: String?
     let factor: Float
 
     static func fromEnvironment() throws -> InjectedFault? {
         guard let spec = ProcessInfo.processInfo.environment["GRADGUARD_FAULT"], !spec.isEmpty else { return nil }
-        let bad = fail("GRADGUARD_FAULT '\(spec)': expected KIND@rank=R,step=S[,tensor=NAME][,factor=F] with KIND nan, spike, kill or stall", code: Exit.usage)
+        func bad() -> ExitCode {
+            fail(
+                "GRADGUARD_FAULT '\(spec)': expected KIND@rank=R,step=S[,count=C][,tensor=NAME][,factor=F] with KIND nan, spike, kill or stall",
+                code: Exit.usage)
+        }
         let parts = spec.split(separator: "@", maxSplits: 1).map(String.init)
-        guard parts.count == 2, let kind = Kind(rawValue: parts[0]) else { throw bad }
+        guard parts.count == 2, let kind = Kind(rawValue: parts[0]) else { throw bad() }
         var fields: [String: String] = [:]
         for f in parts[1].split(separator: ",") {
             let kv = f.split(separator: "=", maxSplits: 1).map(String.init)
-            guard kv.count == 2, ["rank", "step", "tensor", "factor"].contains(kv[0]) else { throw bad }
+            guard kv.count == 2, ["rank", "step", "count", "tensor", "factor"].contains(kv[0]) else { throw bad() }
             fields[kv[0]] = kv[1]
         }
-        guard let rank = fields["rank"].flatMap({ Int($0) }), let step = fields["step"].flatMap({ Int($0) }) else { throw bad }
+        guard let rank = fields["rank"].flatMap({ Int($0) }), let step = fields["step"].flatMap({ Int($0) }) else { throw bad() }
         let factor = fields["factor"].map { Float($0) } ?? 1000
-        guard let factor, factor.isFinite else { throw bad }
-        return InjectedFault(kind: kind, rank: rank, step: step, tensor: fields["tensor"], factor: factor)
+        let count = fields["count"].map { Int($0) } ?? 1
+        guard let factor, factor.isFinite, let count, count > 0 else { throw bad() }
+        return InjectedFault(kind: kind, rank: rank, step: step, count: count, tensor: fields["tensor"], factor: factor)
     }
 
     /// Installs the fault into `trainer` (on the rank it names).
     func install(_ trainer: Trainer, rank here: Int) {
         guard here == rank else { return }
         let params = trainer.guardian.health.parameters
-        var fired = false
+        // The guard's attempts (applied or not) count the strikes, so a skipped step is struck again.
+        var struck = 0
         trainer.callbacks.afterBackward = { step in
-            guard step == self.step, !fired else { return }
-            fired = true
+            guard step >= self.step, struck < count else { return }
+            struck += 1
             let target = params.first { $0.name == tensor } ?? params.first { $0.tensor.grad != nil }
             switch kind {
             case .nan: target?.tensor.grad?.withUnsafeMutableScalars { $0[0] = .nan }

@@ -19,6 +19,8 @@ public final class MPICommunicator: Communicator {
     /// The host this rank runs on.
     public let host: String
     private var seconds = 0.0
+    /// The step of the last heartbeat.
+    private var step: Int? = nil
 
     /// Whether an MPI launcher started this process.
     public static var launched: Bool { gg_mpi_launched() != 0 }
@@ -28,14 +30,19 @@ public final class MPICommunicator: Communicator {
         var r: Int32 = 0, s: Int32 = 0
         var error = [CChar](repeating: 0, count: 512)
         guard gg_mpi_init(&r, &s, &error, error.count) == GG_MPI_OK else {
-            throw CommunicatorError.failed(rank: 0, operation: "joining the MPI job", reason: String(cString: error))
+            throw CommunicatorError.failed(rank: 0, operation: "joining the MPI job", reason: Self.text(error))
         }
         rank = Int(r)
         size = Int(s)
         self.timeout = timeout
         var name = [CChar](repeating: 0, count: 256)
         gg_mpi_processor_name(&name, name.count)
-        host = String(cString: name)
+        host = Self.text(name)
+    }
+
+    /// A C string from a buffer that the shim filled.
+    static func text(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// An `MPICommunicator` when started by `mpirun`, else a `SingleProcessCommunicator`.
@@ -58,8 +65,8 @@ public final class MPICommunicator: Communicator {
         seconds += gg_mpi_wtime() - start
         switch rc {
         case GG_MPI_OK: return
-        case GG_MPI_TIMEOUT: throw CommunicatorError.timeout(rank: rank, operation: operation, seconds: timeout, context: "")
-        default: throw CommunicatorError.failed(rank: rank, operation: operation, reason: String(cString: error))
+        case GG_MPI_TIMEOUT: throw CommunicatorError.timeout(rank: rank, operation: operation, seconds: timeout, context: lagging())
+        default: throw CommunicatorError.failed(rank: rank, operation: operation, reason: Self.text(error))
         }
     }
 
@@ -100,6 +107,21 @@ public final class MPICommunicator: Communicator {
 
     public func barrier() throws {
         try call("barrier") { gg_mpi_barrier(timeout, $0, $1) }
+    }
+
+    public func heartbeat(step: Int) {
+        self.step = step
+        gg_mpi_heartbeat(Int64(step))
+    }
+
+    /// Which ranks have not reached this rank's step, as far as it has heard.
+    private func lagging() -> String {
+        guard let step else { return "" }
+        var ranks = [Int32](repeating: 0, count: 16), last = [Int64](repeating: 0, count: 16)
+        let n = Int(gg_mpi_lagging(Int64(step), &ranks, &last, 16))
+        guard n > 0 else { return "at step \(step)" }
+        let named = (0..<n).map { "rank \(ranks[$0]) " + (last[$0] < 0 ? "never reported a step" : "last reported step \(last[$0])") }
+        return "at step \(step); " + named.joined(separator: ", ")
     }
 
     public func abort(code: Int32, message: String) -> Never {

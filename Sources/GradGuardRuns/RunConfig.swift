@@ -203,7 +203,9 @@ extension RunConfig {
             Setting(
                 key: "distributed.check_every", kind: .int(0...Int(Int32.max), \.parameterCheckEvery),
                 help: "under mpirun: check that every rank holds the same parameters every N steps (0: never)"),
-            Setting(key: "distributed.bucket_mb", kind: .double(0.001...4096, \.bucketMB), help: "under mpirun: largest gradient bucket averaged in one collective (MiB)"),
+            Setting(
+                key: "distributed.bucket_mb", kind: .double(0.001...4096, \.bucketMB),
+                help: "under mpirun: largest gradient bucket averaged in one collective (MiB)"),
             Setting(key: "optimizer.kind", choice: \.optimizer, help: "optimizer"),
             Setting(key: "optimizer.lr", kind: .double(1e-12...100, \.lr), help: "learning rate"),
             Setting(key: "optimizer.momentum", kind: .double(0...0.9999, \.momentum), help: "momentum (SGD, RMSprop)"),

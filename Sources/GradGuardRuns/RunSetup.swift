@@ -90,7 +90,7 @@ public struct RunSetup {
         model = workload.model
         (train, validation) = (workload.train, workload.validation)
         let optimizer = c.optimizer.make(workload.parameterGroups(weightDecay: c.weightDecay), c.optimizerSettings)
-                // Each rank's share of an epoch (DataLoader's padded shard), in steps of its batches.
+        // Each rank's share of an epoch (DataLoader's padded shard), in steps of its batches.
         let perStep = c.batchSize * c.accumulation, perRank = (workload.train.count + c.worldSize - 1) / c.worldSize
         let stepsPerEpoch = Swift.max(1, (perRank + perStep - 1) / perStep)
         let total = c.maxSteps > 0 ? c.maxSteps : stepsPerEpoch * c.epochs

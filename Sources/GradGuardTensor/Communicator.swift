@@ -52,6 +52,9 @@ public protocol Communicator: AnyObject {
     func barrier() throws
     /// Ends every process of the job with `code`, after printing `message` to standard error.
     func abort(code: Int32, message: String) -> Never
+    /// Tells the other ranks that this one reached `step` (so that a watchdog that fires can
+    /// name the rank that did not arrive). Never blocks.
+    func heartbeat(step: Int)
 }
 
 extension Communicator {
@@ -132,6 +135,7 @@ public final class SingleProcessCommunicator: Communicator {
     }
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {}
     public func barrier() throws {}
+    public func heartbeat(step: Int) {}
     public func abort(code: Int32, message: String) -> Never {
         FileHandle.standardError.write(Data((message + "\n").utf8))
         exit(code)

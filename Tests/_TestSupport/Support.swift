@@ -139,10 +139,13 @@ open class TemporaryDirectoryTestCase: XCTestCase {
 
 /// Runs a program to completion and returns its exit code, standard output and standard error.
 @discardableResult
-public func runProcess(_ executable: String, _ arguments: [String], in directory: String? = nil) throws -> (code: Int32, out: String, err: String) {
+public func runProcess(
+    _ executable: String, _ arguments: [String], in directory: String? = nil, environment: [String: String] = [:]
+) throws -> (code: Int32, out: String, err: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = arguments
+    if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
     if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
     let out = Pipe(), err = Pipe()
     p.standardOutput = out

@@ -36,6 +36,13 @@ int gg_mpi_allgather(const void *send, void *recv, int64_t bytes, double timeout
 /// `bytes` bytes of `root`'s buffer into every rank's.
 int gg_mpi_broadcast(void *buffer, int64_t bytes, int root, double timeout, char *error, size_t error_len);
 int gg_mpi_barrier(double timeout, char *error, size_t error_len);
+/// Tells the other ranks that this one reached step `step` (rank 0 tells every rank; the others
+/// tell rank 0). Never blocks: a message still in flight from the last call is not repeated.
+void gg_mpi_heartbeat(int64_t step);
+/// The ranks whose last heartbeat, as far as this rank knows, is older than `step` (rank 0
+/// knows every rank; the others know rank 0). Writes at most `max` ranks into `ranks`, and
+/// their last steps (-1: none yet) into `last`; returns how many.
+int gg_mpi_lagging(int64_t step, int *ranks, int64_t *last, int max);
 /// Ends every process of the job with `code`.
 void gg_mpi_abort(int code);
 int gg_mpi_finalize(void);

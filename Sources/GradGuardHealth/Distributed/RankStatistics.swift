@@ -102,7 +102,7 @@ extension Finding {
         case .nonFiniteGradient, .nonFiniteWeights:
             for r in ranks {
                 for (tensor, count) in r.nonFinite.sorted(by: { $0.key < $1.key }) {
-                    notes.append("rank \(r.rank), \(tensor): \(count) NaN/Inf value\(count == 1 ? "" : "s")")
+                    notes.append("rank \(r.rank), \(tensor): NaN or ±Inf (\(count) value\(count == 1 ? "" : "s"))")
                 }
                 if !r.nonFinite.isEmpty { named.append(r.rank) }
             }

@@ -140,6 +140,7 @@ public final class GradientGuard {
         var gathered: RankExchange.Gathered? = nil
         var stepLoss = loss
         if let exchange {
+            exchange.communicator.heartbeat(step: memory.attempts)
             let compute = Date().timeIntervalSince(lastStepEnd)
             let g = try exchange.gather(loss: loss, activations: health.probe.collect(), computeSeconds: compute)
             let start = Date()
