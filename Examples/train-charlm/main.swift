@@ -1,5 +1,5 @@
 // Trains a character LSTM on a text file under a guard, prints bits per character and a sample.
-// Usage: train-charlm TEXT [STEPS]
+// Usage: train-charlm TEXT [STEPS], or data-parallel: mpirun -np N train-charlm TEXT [STEPS]
 import Foundation
 import GradGuard
 
@@ -11,8 +11,11 @@ do {
     config.maxSteps = args.count > 2 ? Int(args[2]) ?? 300 : 300
     config.batchSize = 32
     let guardPolicy = GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 5))
-    let trainer = try Trainer(lm, optimizer: Adam(lm.model.parameters(), lr: 0.002), policy: guardPolicy, config: config)
+    let world = try MPICommunicator.launchedOrSingle()  // one process without mpirun
+    let trainer = try Trainer(lm, optimizer: Adam(lm.model.parameters(), lr: 0.002), policy: guardPolicy, config: config, communicator: world)
     let result = try trainer.fit(lm)
+    MPICommunicator.finish()
+    guard world.rank == 0 else { exit(0) }
     print(String(format: "validation bits/char %.3f", result.lastEvaluation?["bits_per_char"] ?? .nan))
     let sample = lm.model.generate(prompt: lm.corpus.encode("The "), length: 120, temperature: 0.8, topK: nil, seed: 0)
     print("The " + lm.corpus.decode(sample))

@@ -163,4 +163,16 @@ final class DistributedTests: CLITestCase {
         XCTAssertTrue(r.err.contains("rank 1 last reported step 5"), r.err)
         XCTAssertLessThan(Date().timeIntervalSince(start), 30)
     }
+
+    func testASwiftProgramRunsUnderMPIRunThroughTheLibrary() throws {
+        let text = String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 200)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: tmp + "/book.txt"))
+        let program = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("train-charlm").path
+        guard let mpirun else { return XCTFail("mpirun is missing: Scripts/setup.sh installs openmpi-bin") }
+        let env = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]
+        let r = try runProcess(mpirun, ["-np", "2", "--oversubscribe", program, "book.txt", "5"], in: tmp, environment: env)
+        XCTAssertEqual(r.code, 0, r.err)
+        // Rank 0 alone prints the result and the sample.
+        XCTAssertEqual(r.out.components(separatedBy: "validation bits/char ").count - 1, 1, r.out)
+    }
 }

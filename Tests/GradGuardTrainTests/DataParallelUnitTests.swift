@@ -1,0 +1,94 @@
+import GradGuard
+import XCTest
+import _TestSupport
+
+@testable import GradGuardHealth
+
+/// The parts of data-parallel training that need no second process: the sampler, the world
+/// of one, the bucketing, and how findings name ranks.
+final class DataParallelUnitTests: XCTestCase {
+    func data(_ n: Int) -> TensorDataset {
+        TensorDataset(inputs: Tensor(shape: [n, 1], scalars: (0..<n).map(Float.init)), targets: Tensor(shape: [n], scalars: [Float](repeating: 0, count: n)))
+    }
+
+    func testShardsTogetherAreTheGlobalBatchesOfOneProcess() {
+        // 4 ranks × batch 3 see, batch by batch, what one process sees with batch 12 (same seed).
+        let n = 48
+        let one = DataLoader(data(n), batchSize: 12, seed: 7)
+        let ranks = (0..<4).map { DataLoader(data(n), batchSize: 3, seed: 7, rank: $0, replicas: 4) }
+        for epoch in 0..<3 {
+            XCTAssertEqual(ranks[0].batchesPerEpoch, one.batchesPerEpoch)
+            for b in 0..<one.batchesPerEpoch {
+                let together = ranks.flatMap { $0.indices(epoch: epoch, batch: b) }
+                XCTAssertEqual(Set(together), Set(one.indices(epoch: epoch, batch: b)), "epoch \(epoch) batch \(b)")
+                XCTAssertEqual(together.count, 12)
+            }
+        }
+    }
+
+    func testShardsArePaddedToEqualCountsAndDisjointOtherwise() {
+        // 10 examples over 4 ranks: 3 each, the first two examples of the order seen twice (as
+        // DistributedSampler pads).
+        let loaders = (0..<4).map { DataLoader(data(10), batchSize: 2, seed: 1, rank: $0, replicas: 4) }
+        let shards = loaders.map { $0.shard(epoch: 0) }
+        XCTAssertEqual(shards.map(\.count), [3, 3, 3, 3])
+        XCTAssertEqual(Set(shards.flatMap { $0 }), Set(0..<10))
+        let order = loaders[0].order(epoch: 0)
+        XCTAssertEqual(shards.flatMap { $0 }.sorted(), (order + order.prefix(2)).sorted())
+        XCTAssertEqual(loaders.map(\.batchesPerEpoch), [2, 2, 2, 2])
+        // Every epoch reshuffles the global order, the same on every rank.
+        XCTAssertNotEqual(loaders[0].shard(epoch: 0), loaders[0].shard(epoch: 1))
+    }
+
+    func testTheWorldOfOneGivesBackWhatItWasGiven() throws {
+        let world = SingleProcessCommunicator()
+        XCTAssertFalse(world.isDistributed)
+        XCTAssertEqual(try world.allGather([1, 2, 3]), [[1, 2, 3]])
+        XCTAssertEqual(try world.allGatherVariable([4, 5]), [[4, 5]])
+        XCTAssertEqual(try world.broadcast(bytes: [9, 8]), [9, 8])
+        var v: [Float] = [2, 4]
+        try v.withUnsafeMutableBufferPointer { try world.sumIdentically($0, scale: 0.5) }
+        XCTAssertEqual(v, [1, 2])
+        try world.checkSame(42, what: "anything")
+    }
+
+    func testBucketsHoldAtMostTheirBytesLastParametersFirst() {
+        let params = (0..<5).map { i in NamedParameter(name: "m\(i).p", tensor: Tensor.zeros([100], requiresGrad: true)) }
+        let sync = GradientSync(parameters: params, communicator: SingleProcessCommunicator(), bucketBytes: 800)
+        XCTAssertEqual(sync.buckets, [[4, 3], [2, 1], [0]])
+    }
+
+    func rank(_ r: Int, norm: Float, nonFinite: [String: Int] = [:], loss: Float = 1) -> RankStatistics {
+        RankStatistics(rank: r, loss: loss, gradNorm: norm, nonFinite: nonFinite, computeSeconds: 0, waitSeconds: 0, communicationSeconds: 0)
+    }
+
+    func testFindingsNameTheRanksBehindThem() {
+        let nan = Finding(kind: .nonFiniteGradient, step: 3, message: "gradients hold 1 NaN", tensors: ["lstm.weight_hh_l0"])
+            .namingRanks([rank(0, norm: 1), rank(1, norm: .nan, nonFinite: ["lstm.weight_hh_l0": 1]), rank(2, norm: 1)])
+        XCTAssertEqual(nan.ranks, [1])
+        XCTAssertTrue(nan.message.contains("rank 1, lstm.weight_hh_l0: NaN"), nan.message)
+        let loss = Finding(kind: .nonFiniteLoss, step: 3, message: "the loss is nan").namingRanks([rank(0, norm: 1), rank(1, norm: 1, loss: .infinity)])
+        XCTAssertEqual(loss.ranks, [1])
+        let spike = Finding(kind: .spike, step: 3, message: "spike").namingRanks([rank(0, norm: 1), rank(1, norm: 1.2), rank(2, norm: 40)])
+        XCTAssertEqual(spike.ranks, [2])
+        XCTAssertTrue(spike.message.contains("rank 2's local gradient norm is 36.4× the median of the ranks (1.1)"), spike.message)
+        // No rank stands out: the finding is left as it was.
+        let even = Finding(kind: .spike, step: 3, message: "spike").namingRanks([rank(0, norm: 1), rank(1, norm: 1.1)])
+        XCTAssertNil(even.ranks)
+    }
+
+    func testARankThatKeepsStandingOutIsReportedOnce() {
+        let monitor = RankOutlierMonitor()
+        var findings: [Finding] = []
+        for step in 0..<60 {
+            // Rank 2 carries 5× the others' norm on every other step.
+            let ranks = [rank(0, norm: 1), rank(1, norm: 1.1), rank(2, norm: step % 2 == 0 ? 5 : 1)]
+            if let f = monitor.observe(step: step, ranks: ranks) { findings.append(f) }
+        }
+        XCTAssertEqual(findings.count, 1)
+        XCTAssertEqual(findings.first?.kind, .rankOutlier)
+        XCTAssertEqual(findings.first?.ranks, [2])
+        XCTAssertEqual(findings.first?.step, 38)  // the 20th outlier step
+        XCTAssertFalse(FindingKind.rankOutlier.isExploding)
+    }
+}
