@@ -22,6 +22,28 @@ public class BatchNorm: Module, UnaryLayer {
     /// Weight of the newest batch in the running statistics (PyTorch's `momentum`).
     public let momentum: Float
     let expectedRanks: Set<Int>
+    /// The ranks whose batches are normalised together (PyTorch's `SyncBatchNorm`): in
+    /// training, the mean and variance are those of every rank's batch, and backward sums the
+    /// gradient terms over the ranks. Nil: this process's batch alone (as DDP without sync).
+    public var statisticsSync: (any Communicator)? = nil
+
+    /// Makes every batch normalisation in `model` normalise over the ranks of `communicator`
+    /// (`torch.nn.SyncBatchNorm.convert_sync_batchnorm`); returns how many there are.
+    @discardableResult
+    public static func synchronise(_ model: Module, over communicator: any Communicator) -> Int {
+        let layers = model.namedModules().compactMap { $0.module as? BatchNorm }
+        for bn in layers { bn.statisticsSync = communicator.isDistributed ? communicator : nil }
+        return layers.count
+    }
+
+    /// Every rank's `values`, in rank order. A collective that fails inside a layer cannot be
+    /// thrown through the tape: it ends the job (exit 7, as the command line's other failures
+    /// of a data-parallel job).
+    static func gather(_ values: [Double], _ world: any Communicator) -> [[Double]] {
+        do { return try world.allGather(values) } catch {
+            world.abort(code: 7, message: "gradguard: synchronised batch normalisation: \(error)")
+        }
+    }
 
     init(numFeatures: Int, eps: Float, momentum: Float, affine: Bool, ranks: Set<Int>) {
         self.numFeatures = numFeatures
@@ -48,6 +70,8 @@ public class BatchNorm: Module, UnaryLayer {
         let beta = bias?.scalars ?? [Float](repeating: 0, count: c)
         var mean = [Float](repeating: 0, count: c), invStd = [Float](repeating: 0, count: c)
         var batchVar = [Double](repeating: 0, count: c)
+        // Values per channel that the statistics cover: this batch's, or every rank's.
+        var globalCount = m
         if useBatch {
             x.withUnsafeScalars { px in
                 mean.withUnsafeMutableBufferPointer { pm in
@@ -70,13 +94,38 @@ public class BatchNorm: Module, UnaryLayer {
                     }
                 }
             }
+            if let world = statisticsSync {
+                // Chan et al.'s pairwise combination of counts, means and centred sums of squares:
+                // M = Σm_r, μ = Σm_r·μ_r / M, M2 = Σ(M2_r + m_r·(μ_r − μ)²). (Each rank's mean
+                // travels in Double; the float mean above is this rank's rounded.)
+                var local = [Double](repeating: 0, count: 1 + 2 * c)
+                local[0] = Double(m)
+                x.withUnsafeScalars { px in
+                    for ch in 0..<c {
+                        var sum = 0.0
+                        for i in 0..<n { sum += planeSum(px.baseAddress! + (i * c + ch) * s, s, shift: 0) }
+                        local[1 + ch] = sum / Double(m)
+                        local[1 + c + ch] = batchVar[ch] * Double(m)
+                    }
+                }
+                let all = Self.gather(local, world)
+                let total = all.reduce(0.0) { $0 + $1[0] }
+                globalCount = Int(total)
+                for ch in 0..<c {
+                    let mu = all.reduce(0.0) { $0 + $1[0] * $1[1 + ch] } / total
+                    let m2 = all.reduce(0.0) { $0 + $1[1 + c + ch] + $1[0] * ($1[1 + ch] - mu) * ($1[1 + ch] - mu) }
+                    batchVar[ch] = m2 / total
+                    mean[ch] = Float(mu)
+                    invStd[ch] = Float(1 / (batchVar[ch] + Double(eps)).squareRoot())
+                }
+            }
             let mom = momentum
             if mom > 0 {
                 runningMean.withUnsafeMutableScalars { rm in
                     for ch in 0..<c { rm[ch] = (1 - mom) * rm[ch] + mom * mean[ch] }
                 }
                 runningVar.withUnsafeMutableScalars { rv in
-                    for ch in 0..<c { rv[ch] = (1 - mom) * rv[ch] + mom * Float(batchVar[ch] * Double(m) / Double(m - 1)) }
+                    for ch in 0..<c { rv[ch] = (1 - mom) * rv[ch] + mom * Float(batchVar[ch] * Double(globalCount) / Double(globalCount - 1)) }
                 }
             }
             numBatchesTracked.assign(Tensor(numBatchesTracked.item + 1))
@@ -103,7 +152,9 @@ public class BatchNorm: Module, UnaryLayer {
             })
         var inputs = [x]
         if let weight, let bias { inputs += [weight, bias] }
+        let world = useBatch ? statisticsSync : nil, total = globalCount
         return Tensor.recordOp("batchNorm", out, inputs) { g in
+            if let world { return Self.synchronisedBackward(g, x, mean: mean, invStd: invStd, gamma: gamma, count: total, world) }
             var sumDy = [Float](repeating: 0, count: c), sumDyXhat = [Float](repeating: 0, count: c)
             let dx = Tensor(
                 shape: x.shape,
@@ -151,6 +202,56 @@ public class BatchNorm: Module, UnaryLayer {
                 })
             return [dx, Tensor(sumDyXhat), Tensor(sumDy)]
         }
+    }
+}
+
+extension BatchNorm {
+    /// Backward of a training pass normalised over the ranks: Σdy and Σdy·(x − μ) are summed
+    /// over the ranks for the input gradient, dx = γσ⁻¹/M·(M·dy − Σdy − x̂·Σdy·x̂) with M every
+    /// rank's count; the weight and bias gradients stay this rank's (averaged with the others'
+    /// afterwards, as PyTorch's SyncBatchNorm under DDP).
+    static func synchronisedBackward(
+        _ g: Tensor, _ x: Tensor, mean: [Float], invStd: [Float], gamma: [Float], count: Int, _ world: any Communicator
+    ) -> [Tensor] {
+        let n = x.shape[0], c = mean.count, s = x.count / Swift.max(n * c, 1)
+        var local = [Double](repeating: 0, count: 2 * c)
+        g.withUnsafeScalars { pg in
+            x.withUnsafeScalars { px in
+                for ch in 0..<c {
+                    var a = 0.0, d = 0.0
+                    for i in 0..<n {
+                        let off = (i * c + ch) * s
+                        for j in 0..<s {
+                            a += Double(pg[off + j])
+                            d += Double(pg[off + j]) * Double(px[off + j] - mean[ch])
+                        }
+                    }
+                    local[ch] = a
+                    local[c + ch] = d
+                }
+            }
+        }
+        var sums = [Double](repeating: 0, count: 2 * c)
+        for v in gather(local, world) { for i in v.indices { sums[i] += v[i] } }
+        let m = Float(count)
+        let dx = Tensor(
+            shape: x.shape,
+            uninitialized: { dx in
+                g.withUnsafeScalars { pg in
+                    x.withUnsafeScalars { px in
+                        for ch in 0..<c {
+                            let inv = invStd[ch], k = gamma[ch] * inv / m
+                            let a = Float(sums[ch]), md = Float(sums[c + ch]) * inv
+                            for i in 0..<n {
+                                let off = (i * c + ch) * s
+                                for j in 0..<s { dx[off + j] = k * (m * pg[off + j] - a - (px[off + j] - mean[ch]) * inv * md) }
+                            }
+                        }
+                    }
+                }
+            })
+        let weightGrad = (0..<c).map { Float(local[c + $0]) * invStd[$0] }, biasGrad = (0..<c).map { Float(local[$0]) }
+        return [dx, Tensor(weightGrad), Tensor(biasGrad)]
     }
 }
 

@@ -54,6 +54,9 @@ public struct RunConfig: Equatable, Sendable {
     public var parameterCheckEvery = 100
     /// Largest gradient bucket averaged in one collective, in MiB.
     public var bucketMB = 25.0
+    /// Batch normalisation over every rank's batch (PyTorch's SyncBatchNorm) instead of each
+    /// rank's own.
+    public var syncBatchNorm = false
     /// Processes training together (set from the launcher, not a setting: `training.batch_size`
     /// is per process, so a step takes `batchSize × worldSize` examples).
     public var worldSize = 1
@@ -164,6 +167,9 @@ extension RunConfig {
             Setting(key: "model.box_loss", choice: \.boxLoss, help: "detector box loss, 1 − GIoU or 1 − CIoU"),
             Setting(key: "model.activation", choice: \.activation, help: "hidden activation"),
             Setting(key: "model.init", choice: \.initialisation, help: "weight initialisation (default: PyTorch's)"),
+            Setting(
+                key: "model.sync_batch_norm", kind: .bool(\.syncBatchNorm),
+                help: "under mpirun: batch statistics over every rank's batch (SyncBatchNorm), not each rank's own"),
             Setting(key: "model.batch_norm", kind: .bool(\.batchNorm), help: "BatchNorm1d after every hidden layer"),
             Setting(key: "data.kind", choice: \.data, help: "the data"),
             Setting(
@@ -310,7 +316,7 @@ extension RunConfig {
             "training.epochs", "training.max_steps", "training.eval_every", "training.checkpoint_every",
             "training.keep_checkpoints", "training.module_norms_every",
             "guard.snapshot_every", "guard.max_failed_recoveries", "guard.validation_divergence", "data.on_error",
-            "distributed.timeout", "distributed.check_every", "distributed.bucket_mb"
+            "distributed.timeout", "distributed.check_every", "distributed.bucket_mb", "model.sync_batch_norm"
         ]
             + ClipperSetting.allCases.map { "guard." + $0.rawValue })
 

@@ -114,8 +114,9 @@ public struct RunSetup {
         t.moduleNormsEvery = c.moduleNormsEvery
         (self.optimizer, self.scheduler, self.policy, trainer) = (optimizer, scheduler, policy, t)
         let trainerConfig = t
-        let checkEvery = c.parameterCheckEvery, bucketBytes = Int(c.bucketMB * 1_048_576)
+        let checkEvery = c.parameterCheckEvery, bucketBytes = Int(c.bucketMB * 1_048_576), syncBN = c.syncBatchNorm
         makeTrainer = { dir, lock, world in
+            if syncBN, let world { BatchNorm.synchronise(workload.model, over: world) }
             let t = try Trainer(
                 workload, optimizer: optimizer, scheduler: scheduler, policy: policy, config: trainerConfig, runDirectory: dir, runLock: lock,
                 communicator: world, bucketBytes: bucketBytes)

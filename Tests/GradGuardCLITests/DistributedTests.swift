@@ -82,6 +82,19 @@ final class DistributedTests: CLITestCase {
         }
     }
 
+    func testSyncBatchNormEqualsOneProcessAndPerRankStatisticsDoNot() throws {
+        let common = ["train", "--set", "model.batch_norm=true", "--set", "training.max_steps=20", "--quiet"]
+        XCTAssertEqual(try run(common + ["--name", "bn-one", "--batch-size", "16"]).code, 0)
+        let synced = try runRanks(2, common + ["--name", "bn-sync", "--batch-size", "8", "--set", "model.sync_batch_norm=true"])
+        XCTAssertEqual(synced.code, 0, synced.err)
+        try assertSameTraining("bn-one", "bn-sync", steps: 20)
+        // Per-rank statistics (DDP's default) normalise each half-batch alone: another run.
+        let own = try runRanks(2, common + ["--name", "bn-own", "--batch-size", "8"])
+        XCTAssertEqual(own.code, 0, own.err)
+        let a = try steps("bn-one").last!["loss"] as! Double, b = try steps("bn-own").last!["loss"] as! Double
+        XCTAssertGreaterThan(abs(a - b), 1e-3)
+    }
+
     func testNaNOnOneRankIsSkippedByBothAndNamed() throws {
         let r = try runRanks(
             2, ["train", "--name", "nan", "--set", "training.max_steps=10", "--set", "distributed.check_every=1", "--quiet"],

@@ -48,6 +48,27 @@ final class LayerGradientTests: XCTestCase {
         }
     }
 
+    func testSynchronisedBatchNormOverOneRankIsBatchNorm() {
+        // The synchronised path (statistics combined over the ranks, gradient terms summed over
+        // them) over a world of one: the same values as the plain path, and gradients that pass
+        // the finite-difference check.
+        for shape in [[6, 3], [3, 3, 4, 2]] {
+            let make = { shape.count == 4 ? BatchNorm2d(numFeatures: 3) as BatchNorm : BatchNorm1d(numFeatures: 3) }
+            let plain = make(), synced = make()
+            synced.statisticsSync = SingleProcessCommunicator()
+            let x = testTensor(shape, seed: 420)
+            let w = testTensor([3], seed: 421, low: 0.5, high: 1.5), b = testTensor([3], seed: 422)
+            for bn in [plain, synced] {
+                bn.weight = w
+                bn.bias = b
+            }
+            let y0 = plain(x), y1 = synced(x)
+            XCTAssertEqual(zip(y0.scalars, y1.scalars).map { abs($0 - $1) }.max() ?? 1, 0, accuracy: 1e-5)
+            XCTAssertEqual(plain.runningVar.scalars, synced.runningVar.scalars)
+            checkGradients([x, w, b]) { _ in synced(x) }
+        }
+    }
+
     func testLayerAndGroupNorm() {
         let ln = LayerNorm([4, 5])
         ln.weight = testTensor([4, 5], seed: 410)
