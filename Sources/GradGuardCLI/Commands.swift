@@ -170,6 +170,15 @@ struct Diagnose: ParsableCommand {
     func run() throws {
         let dir = try runDirectory(runName)
         let incidents = try RunRecords.incidents(in: dir)
+        // A data-parallel run: the ranks' times and the batch size its gradients suggest.
+        if let dp = DataParallelSummary(steps: try RunRecords.metrics(in: dir).steps) {
+            let slowest = dp.ranks.max { $0.compute < $1.compute }!
+            print(
+                String(
+                    format: "%d ranks, global batch %d; slowest rank %d computes %.1f ms/step, communication %.1f ms/step", dp.ranks.count,
+                    dp.globalBatch, slowest.rank, 1000 * slowest.compute, 1000 * (dp.ranks.map(\.communication).max() ?? 0)))
+            if let note = dp.batchNote { print("batch size: " + note) }
+        }
         guard !incidents.isEmpty else {
             print("\(dir): no incidents — the guard saw nothing to act on")
             return

@@ -3,6 +3,7 @@ import XCTest
 import _TestSupport
 
 @testable import GradGuardHealth
+@testable import GradGuardTrain
 
 /// The parts of data-parallel training that need no second process: the sampler, the world
 /// of one, the bucketing, and how findings name ranks.
@@ -90,5 +91,36 @@ final class DataParallelUnitTests: XCTestCase {
         XCTAssertEqual(findings.first?.ranks, [2])
         XCTAssertEqual(findings.first?.step, 38)  // the 20th outlier step
         XCTAssertFalse(FindingKind.rankOutlier.isExploding)
+    }
+}
+
+/// The records' summary of a data-parallel run: times per rank and the gradient noise scale.
+final class DataParallelSummaryTests: XCTestCase {
+    func record(_ step: Int, global: Float, local: [Float], compute: [Double]) -> StepRecord {
+        var r = StepRecord(
+            step: step, epoch: 0, loss: 1, lr: 0.1, gradNorm: global, gradNormAfterClip: nil, clipped: false, skipped: false, lrScale: 1,
+            moduleNorms: nil, updateRatios: nil)
+        r.batch = 8 * local.count
+        r.ranks = local.enumerated().map { i, n in
+            RankStatistics(rank: i, loss: 1, gradNorm: n, nonFinite: [:], computeSeconds: compute[i], waitSeconds: 0.001, communicationSeconds: 0.002)
+        }
+        return r
+    }
+
+    func testNoiseScaleFollowsMcCandlishEtAl() {
+        // |G|² = 1 and tr(Σ) = 64: a batch of B has E|g_B|² = 1 + 64/B, so 9 at B = 8 (each
+        // rank) and 5 at B = 16 (their average): B_simple = 64.
+        let steps = (0..<20).map { record($0, global: Float(5).squareRoot(), local: [3, 3], compute: [0.010, 0.030]) }
+        let s = DataParallelSummary(steps: steps)!
+        XCTAssertEqual(s.noiseScale!, 64, accuracy: 1e-3)
+        XCTAssertEqual(s.noiseSteps, 10)
+        XCTAssertEqual(s.globalBatch, 16)
+        XCTAssertTrue(s.batchNote!.contains("above the global batch of 16"), s.batchNote!)
+        XCTAssertEqual(s.ranks.map { $0.rank }, [0, 1])
+        XCTAssertEqual(s.ranks[1].compute, 0.030, accuracy: 1e-12)
+        // Noise that hides the gradient (the average's norm as large as each rank's): no estimate.
+        XCTAssertNil(DataParallelSummary(steps: (0..<20).map { record($0, global: 3, local: [3, 3], compute: [0, 0]) })!.noiseScale)
+        // One process: no summary.
+        XCTAssertNil(DataParallelSummary(steps: [record(0, global: 1, local: [1], compute: [0])]))
     }
 }

@@ -132,6 +132,27 @@ public enum RunReport {
             ], logY: false, markers: markers, id: "chart-lr"
         ).render()
 
+        if let dp = DataParallelSummary(steps: steps) {
+            body += "<h2>Ranks</h2>"
+            let rows = steps.filter { ($0.ranks?.count ?? 0) > 1 }
+            let xr = RunRecords.chartPositions(rows.map(\.step))
+            body += SVGChart(
+                title: "compute seconds per step, by rank (a straggler stands above the others)",
+                series: dp.ranks.prefix(10).enumerated().map { i, r in
+                    .init(
+                        name: "rank \(r.rank)", color: palette[i % palette.count],
+                        points: zip(xr, rows).compactMap { x, s in s.ranks?.first { $0.rank == r.rank }.map { (x, $0.computeSeconds) } })
+                }, logY: false, id: "chart-ranks"
+            ).render()
+            body += "<table id=\"ranks\"><tr><th>rank</th><th>compute (ms/step)</th><th>wait (ms/step)</th><th>communication (ms/step)</th></tr>"
+            for r in dp.ranks {
+                body += String(
+                    format: "<tr><td>%d</td><td>%.2f</td><td>%.2f</td><td>%.2f</td></tr>", r.rank, 1000 * r.compute, 1000 * r.wait, 1000 * r.communication)
+            }
+            body += "</table><p>global batch: <b>\(dp.globalBatch)</b> examples per step over \(dp.ranks.count) ranks</p>"
+            if let note = dp.batchNote { body += "<p id=\"batch-note\">\(SVGChart.escape(note))</p>" }
+        }
+
         body += "<h2>Incidents</h2>"
         if incidents.isEmpty {
             body += "<p class=\"ok\">None: the guard saw nothing to act on.</p>"
