@@ -175,6 +175,69 @@ int gg_mpi_broadcast(void *buffer, int64_t bytes, int root, double timeout, char
     return GG_MPI_OK;
 }
 
+struct gg_request {
+    MPI_Request request;
+    int done;
+    const char *what;
+};
+
+static void *started(int rc, MPI_Request r, const char *what, char *error, size_t len) {
+    if (rc != MPI_SUCCESS) {
+        say(error, len, what, rc);
+        return NULL;
+    }
+    struct gg_request *h = malloc(sizeof *h);
+    if (!h) {
+        MPI_Wait(&r, MPI_STATUS_IGNORE);
+        say(error, len, "out of memory for a request", MPI_SUCCESS);
+        return NULL;
+    }
+    h->request = r;
+    h->done = 0;
+    h->what = what;
+    return h;
+}
+
+void *gg_mpi_start_reduce_scatter_float(const float *send, float *recv, int64_t per_rank, char *error, size_t error_len) {
+    if (per_rank > INT_MAX) {
+        say(error, error_len, "reduce-scatter: a block of more than 2^31 floats", MPI_SUCCESS);
+        return NULL;
+    }
+    MPI_Request r;
+    int rc = MPI_Ireduce_scatter_block(send, recv, (int)per_rank, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &r);
+    return started(rc, r, "reduce-scatter", error, error_len);
+}
+
+void *gg_mpi_start_allgather(const void *send, void *recv, int64_t bytes, char *error, size_t error_len) {
+    if (bytes > INT_MAX) {
+        say(error, error_len, "all-gather: more than 2 GiB from one rank", MPI_SUCCESS);
+        return NULL;
+    }
+    MPI_Request r;
+    int rc = MPI_Iallgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD, &r);
+    return started(rc, r, "all-gather", error, error_len);
+}
+
+int gg_mpi_test_request(void *handle, int *done, char *error, size_t error_len) {
+    struct gg_request *h = handle;
+    if (!h->done) {
+        int rc = MPI_Test(&h->request, &h->done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) {
+            say(error, error_len, h->what, rc);
+            return GG_MPI_ERROR;
+        }
+    }
+    *done = h->done;
+    return GG_MPI_OK;
+}
+
+int gg_mpi_wait_request(void *handle, double timeout, char *error, size_t error_len) {
+    struct gg_request *h = handle;
+    int rc = h->done ? GG_MPI_OK : wait_for(&h->request, timeout, h->what, error, error_len);
+    free(h);
+    return rc;
+}
+
 int gg_mpi_barrier(double timeout, char *error, size_t error_len) {
     MPI_Request r;
     int rc = MPI_Ibarrier(MPI_COMM_WORLD, &r);

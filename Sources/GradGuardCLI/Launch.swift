@@ -93,21 +93,36 @@ struct InjectedFault {
         return InjectedFault(kind: kind, rank: rank, step: step, count: count, tensor: fields["tensor"], factor: factor)
     }
 
-    /// Installs the fault into `trainer` (on the rank it names).
+    /// Installs the fault into `trainer` (on the rank it names). A NaN or a spike goes into
+    /// the gradient as backward computes it (a hook on the parameter), as a real one would,
+    /// before any bucket of the average can start.
     func install(_ trainer: Trainer, rank here: Int) {
         guard here == rank else { return }
-        let params = trainer.guardian.health.parameters
+        let guardian = trainer.guardian
+        let params = guardian.health.parameters
         // The guard's attempts (applied or not) count the strikes, so a skipped step is struck again.
-        var struck = 0
-        trainer.callbacks.afterBackward = { step in
-            guard step >= self.step, struck < count else { return }
+        var struck = 0, lastAttempt = -1
+        func strikes() -> Bool {
+            let attempt = guardian.memory.attempts
+            guard attempt >= step, struck < count, attempt != lastAttempt else { return false }
+            lastAttempt = attempt
             struck += 1
-            let target = params.first { $0.name == tensor } ?? params.first { $0.tensor.grad != nil }
-            switch kind {
-            case .nan: target?.tensor.grad?.withUnsafeMutableScalars { $0[0] = .nan }
-            case .spike: target?.tensor.grad?.withUnsafeMutableScalars { g in for i in g.indices { g[i] *= factor } }
-            case .kill: kill(getpid(), SIGKILL)
-            case .stall: while true { sleep(3600) }
+            return true
+        }
+        switch kind {
+        case .nan, .spike:
+            let target = params.first { $0.name == tensor } ?? params.first
+            target?.tensor.registerHook { g in
+                guard strikes() else { return nil }
+                var v = g.scalars
+                if kind == .nan { v[0] = .nan } else { for i in v.indices { v[i] *= factor } }
+                return Tensor(shape: g.shape, scalars: v)
+            }
+        case .kill, .stall:
+            trainer.callbacks.afterBackward = { _ in
+                guard strikes() else { return }
+                if kind == .kill { kill(getpid(), SIGKILL) }
+                while true { sleep(3600) }
             }
         }
     }

@@ -58,7 +58,7 @@ public final class MPICommunicator: Communicator {
     }
 
     /// Runs one collective, timing it and turning its status into an error.
-    private func call(_ operation: String, _ body: (UnsafeMutablePointer<CChar>, Int) -> Int32) throws {
+    fileprivate func call(_ operation: String, _ body: (UnsafeMutablePointer<CChar>, Int) -> Int32) throws {
         var error = [CChar](repeating: 0, count: 512)
         let start = gg_mpi_wtime()
         let rc = error.withUnsafeMutableBufferPointer { body($0.baseAddress!, $0.count) }
@@ -98,6 +98,52 @@ public final class MPICommunicator: Communicator {
         require(recv.count == send.count * size, "allGather: \(recv.count) bytes do not hold \(size) × \(send.count)")
         guard let s = send.baseAddress, let r = recv.baseAddress else { return }
         try call("all-gather") { gg_mpi_allgather(s, r, Int64(send.count), timeout, $0, $1) }
+    }
+
+    /// A started collective over MPI.
+    final class Pending: PendingCollective {
+        let owner: MPICommunicator
+        var handle: UnsafeMutableRawPointer?
+        let operation: String
+        init(_ owner: MPICommunicator, _ handle: UnsafeMutableRawPointer, _ operation: String) {
+            (self.owner, self.handle, self.operation) = (owner, handle, operation)
+        }
+        func test() throws -> Bool {
+            guard let handle else { return true }
+            var done: Int32 = 0
+            try owner.call(operation) { gg_mpi_test_request(handle, &done, $0, $1) }
+            return done != 0
+        }
+        func wait() throws {
+            guard let h = handle else { return }
+            handle = nil
+            try owner.call(operation) { gg_mpi_wait_request(h, owner.timeout, $0, $1) }
+        }
+        deinit {
+            // Never waited for: wait now, so the buffers outlive the transfer.
+            if let h = handle { _ = gg_mpi_wait_request(h, owner.timeout, nil, 0) }
+        }
+    }
+
+    private func start(_ operation: String, _ body: (UnsafeMutablePointer<CChar>, Int) -> UnsafeMutableRawPointer?) throws -> any PendingCollective {
+        var error = [CChar](repeating: 0, count: 512)
+        let start = gg_mpi_wtime()
+        let handle = error.withUnsafeMutableBufferPointer { body($0.baseAddress!, $0.count) }
+        seconds += gg_mpi_wtime() - start
+        guard let handle else { throw CommunicatorError.failed(rank: rank, operation: operation, reason: Self.text(error)) }
+        return Pending(self, handle, operation)
+    }
+
+    public func startReduceScatterSum(_ send: UnsafeBufferPointer<Float>, into recv: UnsafeMutableBufferPointer<Float>) throws -> any PendingCollective {
+        require(send.count == recv.count * size, "startReduceScatterSum: \(send.count) values do not split into \(size) blocks of \(recv.count)")
+        guard let s = send.baseAddress, let r = recv.baseAddress else { return FinishedCollective() }
+        return try start("reduce-scatter") { gg_mpi_start_reduce_scatter_float(s, r, Int64(recv.count), $0, $1) }
+    }
+
+    public func startAllGather(_ send: UnsafeRawBufferPointer, into recv: UnsafeMutableRawBufferPointer) throws -> any PendingCollective {
+        require(recv.count == send.count * size, "startAllGather: \(recv.count) bytes do not hold \(size) × \(send.count)")
+        guard let s = send.baseAddress, let r = recv.baseAddress else { return FinishedCollective() }
+        return try start("all-gather") { gg_mpi_start_allgather(s, r, Int64(send.count), $0, $1) }
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {

@@ -84,7 +84,19 @@ extension Tensor {
     }
 
     /// Removes all hooks of this tensor.
-    public func removeHooks() { hooks.removeAll() }
+    public func removeHooks() {
+        hooks.removeAll()
+        postAccumulateHooks.removeAll()
+    }
+
+    /// Registers a hook called on this leaf after backward has added its whole gradient for
+    /// this pass into `.grad` (PyTorch's `register_post_accumulate_grad_hook`): a backward
+    /// reaches every leaf once, with every contribution summed, so `.grad` is final for the
+    /// pass when the hook runs. Data-parallel training starts averaging a bucket of gradients
+    /// from here while backward goes on.
+    public func registerPostAccumulateGradHook(_ hook: @escaping (Tensor) -> Void) {
+        postAccumulateHooks.append(hook)
+    }
 
     /// Back-propagates from a one-element tensor (gradient 1).
     public func backward(retainGraph: Bool = false) {
@@ -109,6 +121,7 @@ extension Tensor {
                 }
                 guard let node = t.gradFn else {
                     t.accumulateGrad(g)
+                    for hook in t.postAccumulateHooks { hook(t) }
                     continue
                 }
                 guard let rule = node.rule else {

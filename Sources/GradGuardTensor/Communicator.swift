@@ -24,6 +24,22 @@ public enum CommunicatorError: Error, CustomStringConvertible, Equatable {
 
 private func formatSeconds(_ s: Double) -> String { s == s.rounded() ? String(Int(s)) : String(format: "%.1f", s) }
 
+/// A collective that was started and is waited for later. Its buffers must stay in place
+/// until `wait()` returns.
+public protocol PendingCollective: AnyObject {
+    /// Whether it has finished (and, for transports that progress only when called, moves it on).
+    func test() throws -> Bool
+    /// Waits until it has finished (at most the communicator's timeout).
+    func wait() throws
+}
+
+/// A collective that finished when it was started (a world of one).
+public final class FinishedCollective: PendingCollective {
+    public init() {}
+    public func test() throws -> Bool { true }
+    public func wait() throws {}
+}
+
 /// The processes that train one model together, and the collectives they need: all-reduce,
 /// reduce-scatter, all-gather, broadcast, barrier, abort. Every collective must be called by
 /// every rank, in the same order, with the same sizes. `SingleProcessCommunicator` is the
@@ -47,6 +63,10 @@ public protocol Communicator: AnyObject {
     func reduceScatterSum(_ send: UnsafeBufferPointer<Float>, into recv: UnsafeMutableBufferPointer<Float>) throws
     /// Every rank's `send` bytes, in rank order, into `recv` (size × send.count bytes).
     func allGather(_ send: UnsafeRawBufferPointer, into recv: UnsafeMutableRawBufferPointer) throws
+    /// `reduceScatterSum` and `allGather`, started now and waited for later: every rank must
+    /// start the same collectives in the same order.
+    func startReduceScatterSum(_ send: UnsafeBufferPointer<Float>, into recv: UnsafeMutableBufferPointer<Float>) throws -> any PendingCollective
+    func startAllGather(_ send: UnsafeRawBufferPointer, into recv: UnsafeMutableRawBufferPointer) throws -> any PendingCollective
     /// `root`'s bytes into every rank's `buffer`.
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws
     func barrier() throws
@@ -132,6 +152,14 @@ public final class SingleProcessCommunicator: Communicator {
     }
     public func allGather(_ send: UnsafeRawBufferPointer, into recv: UnsafeMutableRawBufferPointer) throws {
         recv.copyMemory(from: send)
+    }
+    public func startReduceScatterSum(_ send: UnsafeBufferPointer<Float>, into recv: UnsafeMutableBufferPointer<Float>) throws -> any PendingCollective {
+        try reduceScatterSum(send, into: recv)
+        return FinishedCollective()
+    }
+    public func startAllGather(_ send: UnsafeRawBufferPointer, into recv: UnsafeMutableRawBufferPointer) throws -> any PendingCollective {
+        try allGather(send, into: recv)
+        return FinishedCollective()
     }
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {}
     public func barrier() throws {}

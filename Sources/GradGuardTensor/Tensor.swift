@@ -30,6 +30,7 @@ public final class Tensor {
     /// The tape node that produced this tensor, `nil` for leaves.
     internal var gradFn: TapeNode?
     internal var hooks: [(Tensor) -> Tensor?] = []
+    internal var postAccumulateHooks: [(Tensor) -> Void] = []
     /// Set on the result of a lookup in a small table (see `RowSource`).
     internal var rowSource: RowSource?
 

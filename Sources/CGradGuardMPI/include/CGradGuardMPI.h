@@ -36,6 +36,17 @@ int gg_mpi_allgather(const void *send, void *recv, int64_t bytes, double timeout
 /// `bytes` bytes of `root`'s buffer into every rank's.
 int gg_mpi_broadcast(void *buffer, int64_t bytes, int root, double timeout, char *error, size_t error_len);
 int gg_mpi_barrier(double timeout, char *error, size_t error_len);
+
+/// Collectives started and waited for later (gradient buckets launched while backward runs).
+/// A start returns a handle, or NULL with a sentence in `error`. Every rank must start the
+/// same collectives in the same order.
+void *gg_mpi_start_reduce_scatter_float(const float *send, float *recv, int64_t per_rank, char *error, size_t error_len);
+void *gg_mpi_start_allgather(const void *send, void *recv, int64_t bytes, char *error, size_t error_len);
+/// Whether a started collective has finished (`*done`); drives its progress. The handle stays
+/// valid until `gg_mpi_wait_request`.
+int gg_mpi_test_request(void *handle, int *done, char *error, size_t error_len);
+/// Waits for a started collective at most `timeout` seconds, then frees its handle (also on failure).
+int gg_mpi_wait_request(void *handle, double timeout, char *error, size_t error_len);
 /// Tells the other ranks that this one reached step `step` (rank 0 tells every rank; the others
 /// tell rank 0). Never blocks: a message still in flight from the last call is not repeated.
 void gg_mpi_heartbeat(int64_t step);

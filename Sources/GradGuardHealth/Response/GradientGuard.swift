@@ -74,6 +74,8 @@ public final class GradientGuard {
     /// Checks that every rank holds the same parameters every this many applied steps (0: never).
     public var parameterCheckEvery = 100
     private let exchange: RankExchange?
+    /// The gradient averaging of a data-parallel guard (nil in a single process).
+    public var gradientSync: GradientSync? { exchange?.sync }
     private var lastStepEnd = Date()
 
     private let stateTensors: [Tensor]
@@ -142,9 +144,12 @@ public final class GradientGuard {
         if let exchange {
             exchange.communicator.heartbeat(step: memory.attempts)
             let compute = Date().timeIntervalSince(lastStepEnd)
+            // Every bucket's reduce-scatter starts (those backward has not started) before the
+            // statistics exchange: collectives go in the same order on every rank.
+            try exchange.sync.launchRemaining()
             let g = try exchange.gather(loss: loss, activations: health.probe.collect(), computeSeconds: compute)
             let start = Date()
-            try exchange.sync.average(present: g.present)
+            try exchange.sync.finish(present: g.present)
             gathered = g
             gathered!.ranks[exchange.communicator.rank].communicationSeconds = Date().timeIntervalSince(start)
             stepLoss = g.loss
@@ -252,6 +257,12 @@ public final class GradientGuard {
     /// single process.
     public func checkParameters() throws {
         try exchange?.checkParameters(what: "at step \(step)")
+    }
+
+    /// Call before the last backward of a step in data-parallel training: the gradient
+    /// buckets then start averaging while backward runs (without it they all start in `step`).
+    public func prepareGradientSync() {
+        exchange?.sync.arm()
     }
 
     /// Makes every rank's parameters and buffers rank 0's (at the start of training).

@@ -195,9 +195,11 @@ public final class Trainer {
                 optimizer.zeroGrad()
                 var micro: [Float] = []
                 var first: Batch? = nil
-                for _ in 0..<config.accumulation {
+                for k in 0..<config.accumulation {
                     guard let (index, batch) = try batches.nextBatch() else { break }
                     if first == nil { first = batch; callbacks.beforeStep?(guardian.step, batch) }
+                    // The last micro-batch's backward starts averaging the gradients (data-parallel).
+                    if k == config.accumulation - 1 { guardian.prepareGradientSync() }
                     let l = loss(model, batch)
                     (config.accumulation > 1 ? l / Float(config.accumulation) : l).backward()
                     micro.append(l.item)
