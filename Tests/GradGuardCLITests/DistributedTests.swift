@@ -28,6 +28,13 @@ final class DistributedTests: CLITestCase {
         return try runProcess(mpirun, launch + [binary] + args, in: tmp, environment: env)
     }
 
+    /// `gradguard train --name NAME --set S…` on two ranks with `fault`, and how long it took.
+    func trainTwo(_ name: String, _ settings: [String], fault: String) throws -> (result: (code: Int32, out: String, err: String), seconds: Double) {
+        let start = Date()
+        let r = try runRanks(2, ["train", "--name", name, "--quiet"] + settings.flatMap { ["--set", $0] }, fault: fault)
+        return (r, Date().timeIntervalSince(start))
+    }
+
     func steps(_ run: String) throws -> [[String: Any]] {
         let text = try String(contentsOfFile: tmp + "/runs/\(run)/metrics.jsonl", encoding: .utf8)
         return text.split(separator: "\n").compactMap {
@@ -140,23 +147,17 @@ final class DistributedTests: CLITestCase {
     }
 
     func testHaltEndsEveryRankWithExitOne() throws {
-        let start = Date()
-        let r = try runRanks(
-            2, ["train", "--name", "halt", "--set", "training.max_steps=40", "--set", "guard.max_failed_recoveries=2", "--quiet"],
-            fault: "nan@rank=1,step=3,count=100")
+        let (r, seconds) = try trainTwo("halt", ["training.max_steps=40", "guard.max_failed_recoveries=2"], fault: "nan@rank=1,step=3,count=100")
         XCTAssertEqual(r.code, 1, r.err)
         XCTAssertTrue(r.err.contains("diverged") || r.err.contains("halt"), r.err)
-        XCTAssertLessThan(Date().timeIntervalSince(start), 60)
+        XCTAssertLessThan(seconds, 60)
     }
 
     func testKilledRankEndsTheJobAndTheCheckpointResumesOnOneOrTwo() throws {
-        let start = Date()
-        let r = try runRanks(
-            2, ["train", "--name", "kill", "--set", "training.max_steps=20", "--set", "training.checkpoint_every=5", "--quiet"],
-            fault: "kill@rank=1,step=8")
+        let (r, seconds) = try trainTwo("kill", ["training.max_steps=20", "training.checkpoint_every=5"], fault: "kill@rank=1,step=8")
         XCTAssertNotEqual(r.code, 0)
         XCTAssertTrue((r.out + r.err).contains("rank 1"), r.out + r.err)
-        XCTAssertLessThan(Date().timeIntervalSince(start), 60)
+        XCTAssertLessThan(seconds, 60)
         // 2 → 1: the checkpoint of step 5 continues in one process…
         let one = try run(["resume", "kill", "--set", "training.max_steps=12", "--quiet"])
         XCTAssertEqual(one.code, 0, one.err)
@@ -170,13 +171,10 @@ final class DistributedTests: CLITestCase {
     }
 
     func testStalledRankEndsTheJobWithinTheWatchdogTimeAndIsNamed() throws {
-        let start = Date()
-        let r = try runRanks(
-            2, ["train", "--name", "stall", "--set", "training.max_steps=20", "--set", "distributed.timeout=3", "--quiet"],
-            fault: "stall@rank=1,step=6")
+        let (r, seconds) = try trainTwo("stall", ["training.max_steps=20", "distributed.timeout=3"], fault: "stall@rank=1,step=6")
         XCTAssertEqual(r.code, 7, r.err)
         XCTAssertTrue(r.err.contains("rank 1 last reported step 5"), r.err)
-        XCTAssertLessThan(Date().timeIntervalSince(start), 30)
+        XCTAssertLessThan(seconds, 30)
     }
 
     func testASwiftProgramRunsUnderMPIRunThroughTheLibrary() throws {

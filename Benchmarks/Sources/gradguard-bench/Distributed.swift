@@ -74,27 +74,17 @@ func distributedBenchmark() -> (rank: Int, results: [(String, Double)]) {
     }
     DefaultGenerator.seed(0)
     do {
-        final class CharLSTM: Module {
-            let emb = Embedding(numEmbeddings: 65, embeddingDim: 128)
-            let lstm = LSTM(inputSize: 128, hiddenSize: 256, batchFirst: true)
-            let head = Linear(inputSize: 256, outputSize: 65)
-        }
-        let m = CharLSTM()
+        let m = BenchCharLSTM()
         let b = 32 / n
         let x = Tensor.randint([b, 64], high: 65), y = Tensor.randint([b * 64], high: 65)
         for (tag, bytes) in [("", 25 << 20), ("_1MB_buckets", 1 << 20)] where n > 1 || tag.isEmpty {
             steps("char_lstm" + tag, model: m, optimizer: Adam(m.parameters(), lr: 1e-3), maxNorm: 1, bucketBytes: bytes) {
-                crossEntropy(m.head(m.lstm(m.emb(x)).output).reshaped([-1, 65]), y)
+                m.loss(x, y)
             }
         }
     }
     do {
-        var layers: [any UnaryLayer] = []
-        for (i, o, st) in [(3, 16, 2), (16, 32, 2), (32, 64, 2), (64, 64, 1), (64, 128, 2), (128, 128, 1)] {
-            layers += [Conv2d(i, o, kernelSize: 3, stride: st, padding: 1, bias: false), BatchNorm2d(numFeatures: o), SiLU()]
-        }
-        layers.append(Conv2d(128, 3 * (5 + 3), kernelSize: 1))
-        let det = Sequential(layers)
+        let det = benchTinyDetector()
         let x = Tensor.randn([16 / n, 3, 128, 128])
         steps("tiny_det", model: det, optimizer: SGD(det.parameters(), lr: 0.01, momentum: 0.9), maxNorm: 10, bucketBytes: 25 << 20) {
             let o = det(x)

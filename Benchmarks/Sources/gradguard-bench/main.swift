@@ -64,13 +64,7 @@ if wanted("lstm") {
 
 // MARK: tiny detector: 6 × (Conv3×3-BN-SiLU) + 1×1 head, batch 16 × 3×128×128, mean(out²), clip 10, SGD momentum 0.9
 if wanted("detector") {
-    func cbs(_ i: Int, _ o: Int, _ s: Int) -> [any UnaryLayer] {
-        [Conv2d(i, o, kernelSize: 3, stride: s, padding: 1, bias: false), BatchNorm2d(numFeatures: o), SiLU()]
-    }
-    var layers: [any UnaryLayer] = []
-    for (i, o, s) in [(3, 16, 2), (16, 32, 2), (32, 64, 2), (64, 64, 1), (64, 128, 2), (128, 128, 1)] { layers += cbs(i, o, s) }
-    layers.append(Conv2d(128, 3 * (5 + 3), kernelSize: 1))
-    let det = Sequential(layers)
+    let det = benchTinyDetector()
     let opt = SGD(det.parameters(), lr: 0.01, momentum: 0.9)
     let x = Tensor.randn([16, 3, 128, 128])
     let t = bench {
@@ -143,24 +137,14 @@ if only == "health" {
         results.append(("\(label)_observe_alone_ms", alone * 1e3))
     }
     do {
-        final class CharLSTM: Module {
-            let emb = Embedding(numEmbeddings: 65, embeddingDim: 128)
-            let lstm = LSTM(inputSize: 128, hiddenSize: 256, batchFirst: true)
-            let head = Linear(inputSize: 256, outputSize: 65)
-        }
-        let m = CharLSTM()
+        let m = BenchCharLSTM()
         let x = Tensor.randint([32, 64], high: 65), y = Tensor.randint([32 * 64], high: 65)
         measure("char_lstm", model: m, opt: Adam(m.parameters(), lr: 1e-3), maxNorm: 1) {
-            crossEntropy(m.head(m.lstm(m.emb(x)).output).reshaped([-1, 65]), y)
+            m.loss(x, y)
         }
     }
     do {
-        var layers: [any UnaryLayer] = []
-        for (i, o, st) in [(3, 16, 2), (16, 32, 2), (32, 64, 2), (64, 64, 1), (64, 128, 2), (128, 128, 1)] {
-            layers += [Conv2d(i, o, kernelSize: 3, stride: st, padding: 1, bias: false), BatchNorm2d(numFeatures: o), SiLU()]
-        }
-        layers.append(Conv2d(128, 3 * (5 + 3), kernelSize: 1))
-        let det = Sequential(layers)
+        let det = benchTinyDetector()
         let x = Tensor.randn([16, 3, 128, 128])
         measure("tiny_det", model: det, opt: SGD(det.parameters(), lr: 0.01, momentum: 0.9), maxNorm: 10) {
             let out = det(x)

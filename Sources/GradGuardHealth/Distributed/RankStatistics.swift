@@ -11,7 +11,8 @@ public struct RankStatistics: Sendable, Codable, Equatable {
     public let gradNorm: Float
     /// Tensors whose local gradient holds NaN or ±Inf, with the count of such values.
     public let nonFinite: [String: Int]
-    /// Forward and backward, since the previous step.
+    /// Time since the previous step outside the collectives: forward and backward, and the
+    /// rank's own work (rank 0 writes the records).
     public var computeSeconds: Double
     /// Waiting for the slowest rank (the statistics exchange, which every rank must reach).
     public var waitSeconds: Double

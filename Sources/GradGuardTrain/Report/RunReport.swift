@@ -137,7 +137,7 @@ public enum RunReport {
             let rows = steps.filter { ($0.ranks?.count ?? 0) > 1 }
             let xr = RunRecords.chartPositions(rows.map(\.step))
             body += SVGChart(
-                title: "compute seconds per step, by rank (a straggler stands above the others)",
+                title: "seconds per step outside the collectives, by rank (rank 0 also writes the records; a straggler stands above the others)",
                 series: dp.ranks.prefix(10).enumerated().map { i, r in
                     .init(
                         name: "rank \(r.rank)", color: palette[i % palette.count],
