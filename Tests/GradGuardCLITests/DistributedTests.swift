@@ -73,18 +73,23 @@ final class DistributedTests: CLITestCase {
     }
 
     func testTwoRanksWithBatchBEqualOneProcessWithBatch2B() throws {
-        for (model, extra) in [("mlp", [String]()), ("charlm", ["--set", "data.kind=text", "--set", "model.width=32", "--set", "data.sequence_length=32"])] {
-            let common = ["train", "--set", "model.kind=\(model)", "--set", "training.max_steps=20", "--quiet"] + extra
+        // The char LM with small buckets (many, started while backward runs), the MLP with one,
+        // and the MLP over two micro-batches a step (only the last one's backward starts buckets).
+        let cases: [(name: String, settings: [String], twoRanks: [String])] = [
+            ("mlp", ["model.kind=mlp"], []),
+            ("charlm", ["model.kind=charlm", "data.kind=text", "model.width=32", "data.sequence_length=32"], ["distributed.bucket_mb=0.05"]),
+            ("accumulated", ["model.kind=mlp", "training.accumulation=2"], ["distributed.bucket_mb=0.01"])
+        ]
+        for (model, settings, twoRanks) in cases {
+            let common = ["train", "--set", "training.max_steps=20", "--quiet"] + settings.flatMap { ["--set", $0] }
             let one = try run(common + ["--name", "\(model)-one", "--batch-size", "16"])
             XCTAssertEqual(one.code, 0, one.err)
-            // Small buckets (many, started while backward runs) for the char LM; one for the MLP.
-            let buckets = model == "charlm" ? ["--set", "distributed.bucket_mb=0.05"] : []
-            let two = try runRanks(2, common + ["--name", "\(model)-two", "--batch-size", "8"] + buckets)
+            let two = try runRanks(2, common + ["--name", "\(model)-two", "--batch-size", "8"] + twoRanks.flatMap { ["--set", $0] })
             XCTAssertEqual(two.code, 0, two.err)
             try assertSameTraining("\(model)-one", "\(model)-two", steps: 20)
             // The records show the global batch and every rank.
             let last = try steps("\(model)-two").last!
-            XCTAssertEqual(last["batch"] as? Int, 16)
+            XCTAssertEqual(last["batch"] as? Int, model == "accumulated" ? 32 : 16)
             XCTAssertEqual((last["ranks"] as? [Any])?.count, 2)
             let env = try String(contentsOfFile: tmp + "/runs/\(model)-two/environment.txt", encoding: .utf8)
             XCTAssertTrue(env.contains("Open MPI, 2 ranks"), env)

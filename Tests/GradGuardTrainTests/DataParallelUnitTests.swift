@@ -124,3 +124,68 @@ final class DataParallelSummaryTests: XCTestCase {
         XCTAssertNil(DataParallelSummary(steps: [record(0, global: 1, local: [1], compute: [0])]))
     }
 }
+
+/// Rank 0 of a pretend world of two whose other rank holds the same gradients: counts the
+/// collectives started (the values of the other rank's blocks are not modelled).
+final class CountingCommunicator: Communicator {
+    let rank = 0, size = 2
+    var timeout = 0.0
+    var label: String { "counting" }
+    var reduceScatters = 0, allGathers = 0
+    func takeSeconds() -> Double { 0 }
+    func allReduce(_ values: UnsafeMutableBufferPointer<Float>, _ op: ReduceOp) throws {}
+    func allReduce(_ values: UnsafeMutableBufferPointer<Double>, _ op: ReduceOp) throws {}
+    func reduceScatterSum(_ send: UnsafeBufferPointer<Float>, into recv: UnsafeMutableBufferPointer<Float>) throws {
+        reduceScatters += 1
+        for i in recv.indices { recv[i] = 2 * send[i] }
+    }
+    func allGather(_ send: UnsafeRawBufferPointer, into recv: UnsafeMutableRawBufferPointer) throws {
+        allGathers += 1
+        for r in 0..<size { UnsafeMutableRawBufferPointer(rebasing: recv[(r * send.count)..<((r + 1) * send.count)]).copyMemory(from: send) }
+    }
+    func startReduceScatterSum(_ send: UnsafeBufferPointer<Float>, into recv: UnsafeMutableBufferPointer<Float>) throws -> any PendingCollective {
+        try reduceScatterSum(send, into: recv)
+        return FinishedCollective()
+    }
+    func startAllGather(_ send: UnsafeRawBufferPointer, into recv: UnsafeMutableRawBufferPointer) throws -> any PendingCollective {
+        try allGather(send, into: recv)
+        return FinishedCollective()
+    }
+    func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {}
+    func barrier() throws {}
+    func heartbeat(step: Int) {}
+    func abort(code: Int32, message: String) -> Never { fatalError(message) }
+}
+
+final class GradientSyncOverlapTests: XCTestCase {
+    func testArmedBackwardStartsEveryBucketOnceAndInOrder() throws {
+        DefaultGenerator.seed(3)
+        let model = Sequential([
+            Linear(inputSize: 8, outputSize: 64), ReLU(), Linear(inputSize: 64, outputSize: 64), ReLU(), Linear(inputSize: 64, outputSize: 4)
+        ])
+        let world = CountingCommunicator()
+        // Buckets of at most 1 KiB: the last layer's and the middle layer's weights fill their own.
+        let sync = GradientSync(parameters: NamedParameter.of(model), communicator: world, bucketBytes: 1024)
+        XCTAssertGreaterThan(sync.buckets.count, 2)
+        let x = Tensor.randn([5, 8])
+        for step in 0..<3 {
+            for p in model.parameters() { p.grad = nil }
+            sync.arm()
+            model(x).sum().backward()
+            // Every bucket's gradients were final before backward ended: all started from the hooks.
+            XCTAssertEqual(sync.startedDuringBackward, sync.buckets.count)
+            XCTAssertEqual(world.reduceScatters, (step + 1) * sync.buckets.count)
+            let local = model.parameters().map { $0.grad!.scalars }
+            try sync.finish(present: [Bool](repeating: true, count: local.count))
+            XCTAssertEqual(world.reduceScatters, (step + 1) * sync.buckets.count, "no bucket started twice")
+            XCTAssertEqual(world.allGathers, (step + 1) * sync.buckets.count)
+            // Rank 0's block of the mean of two equal gradients is the gradient itself.
+            XCTAssertEqual(model.parameters().last!.grad!.scalars, local.last!)
+        }
+        // Not armed: every bucket starts in launchRemaining, none from backward.
+        model(x).sum().backward()
+        try sync.average(present: [Bool](repeating: true, count: model.parameters().count))
+        XCTAssertEqual(sync.startedDuringBackward, 0)
+        XCTAssertEqual(world.reduceScatters, 4 * sync.buckets.count)
+    }
+}

@@ -134,9 +134,12 @@ public final class GradientSync {
     /// Starts the reduce-scatter of every bucket not started yet, in bucket order. Call before
     /// any other collective of the step (the guard does, before exchanging statistics).
     public func launchRemaining() throws {
-        if !armed { reset() }
+        if !armed && launched == 0 { startedDuringBackward = 0 }
         armed = false
-        if let e = hookError { throw e }
+        if let e = hookError {
+            hookError = nil
+            throw e
+        }
         while launched < buckets.count {
             try start(launched)
             launched += 1
@@ -147,7 +150,7 @@ public final class GradientSync {
     /// 1/size, gathers them and writes the mean into every gradient present on some rank
     /// (`present[i]`; a rank without one receives the mean).
     public func finish(present: [Bool]) throws {
-        try launchRemaining()
+        if launched < buckets.count { try launchRemaining() }
         let scale = 1 / Float(communicator.size)
         var gathers: [any PendingCollective] = []
         for k in buckets.indices {
@@ -169,7 +172,10 @@ public final class GradientSync {
                 t.grad!.withUnsafeMutableScalars { d in _ = d.initialize(from: UnsafeMutableBufferPointer(rebasing: f[offset..<(offset + d.count)])) }
             }
         }
+        // The step is over: later backwards (the next step's first micro-batches) start nothing
+        // until `arm()`.
         launched = 0
+        armed = false
     }
 
     /// Replaces every gradient by its mean over the ranks (`launchRemaining` and `finish`).
