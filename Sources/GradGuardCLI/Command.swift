@@ -36,6 +36,8 @@ public struct GradGuardCommand: ParsableCommand {
             // The ranks of a job halt together (their guards decide alike); other failures may be
             // one rank's, so they end the whole job.
             Launch.end(code: code.rawValue, agreed: code.rawValue == Exit.diverged || !Launch.underMPI)
+        } catch let agreed as Launch.AgreedExit {
+            Launch.end(code: agreed.code, agreed: true)
         } catch let e as CommunicatorError {
             // A rank died, stalled or disagreed: end every process of the job.
             _ = fail(e.description, code: Exit.distributed)

@@ -59,22 +59,23 @@ struct Train: ParsableCommand {
             c.dataPath = (FileManager.default.currentDirectoryPath + "/" + c.dataPath as NSString).standardizingPath
         }
         let dir = c.runsDirectory + "/" + c.name
-        let existed = FileManager.default.fileExists(atPath: dir)
-        if existed {
-            guard overwrite else {
-                throw fail("run directory \(dir) exists: resume it with `gradguard resume \(c.name)`, or pass --overwrite", code: Exit.usage)
-            }
-            let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-            guard isRunDirectory(dir) || entries.allSatisfy({ $0 == RunLock.fileName }) else {
-                throw fail("\(dir) is not a run directory (it has no config.yaml) and is not empty: --overwrite replaces runs only", code: Exit.usage)
-            }
-        }
-        // Under mpirun: rank 0 makes the run directory; every rank then reads the data and trains.
+        // Under mpirun: rank 0 checks and makes the run directory; every rank then reads the
+        // data and trains.
         let world = try Launch.communicator(timeout: c.distributedTimeout)
         c.worldSize = world.size
+        let existed = FileManager.default.fileExists(atPath: dir)
         var lock: RunLock? = nil
         var w: RunSetup? = nil
         try Launch.onRankZero(world) {
+            if existed {
+                guard overwrite else {
+                    throw fail("run directory \(dir) exists: resume it with `gradguard resume \(c.name)`, or pass --overwrite", code: Exit.usage)
+                }
+                let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+                guard isRunDirectory(dir) || entries.allSatisfy({ $0 == RunLock.fileName }) else {
+                    throw fail("\(dir) is not a run directory (it has no config.yaml) and is not empty: --overwrite replaces runs only", code: Exit.usage)
+                }
+            }
             // The data are read before any directory is made: a missing file leaves nothing behind.
             w = try workload(c, runDirectory: nil)
             let l = try RunLock(directory: dir)

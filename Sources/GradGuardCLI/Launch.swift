@@ -24,25 +24,26 @@ enum Launch {
         return w
     }
 
-    /// Runs `body` on rank 0 only and tells every rank how it went: the others end with rank
-    /// 0's exit code (rank 0 prints the message) instead of waiting for it forever.
+    /// An exit code every rank of the job reached together (they end with MPI_Finalize, not
+    /// MPI_Abort); the message, if any, was printed by rank 0.
+    struct AgreedExit: Error { let code: Int32 }
+
+    /// Runs `body` on rank 0 only and tells every rank how it went: on failure rank 0 prints
+    /// the sentence and every rank ends with its exit code, instead of the others waiting for
+    /// rank 0 forever.
     static func onRankZero(_ world: any Communicator, _ body: () throws -> Void) throws {
         guard world.isDistributed else { return try body() }
         var code: Int32 = 0
-        var failure: Error? = nil
         if world.rank == 0 {
-            do { try body() } catch let e as ExitCode {
-                code = e.rawValue
-                failure = e
-            } catch {
-                code = userError(error)?.1 ?? Exit.internalError
-                failure = error
+            do { try body() } catch let e as ExitCode { code = e.rawValue } catch {
+                let (message, c) = userError(error) ?? ("internal error: \(error) — please report it with the command that caused it", Exit.internalError)
+                _ = fail(message, code: c)
+                code = c
             }
         }
         let status = try world.broadcast(bytes: withUnsafeBytes(of: code.littleEndian) { Array($0) })
         let shared = status.withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(as: Int32.self)) }
-        if let failure { throw failure }
-        if shared != 0 { throw ExitCode(shared) }
+        if shared != 0 { throw AgreedExit(code: shared) }
     }
 
     /// Ends the job: MPI_Finalize when every rank reaches the end together (success, or an
