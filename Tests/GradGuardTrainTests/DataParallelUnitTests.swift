@@ -189,3 +189,17 @@ final class GradientSyncOverlapTests: XCTestCase {
         XCTAssertEqual(world.reduceScatters, 4 * sync.buckets.count)
     }
 }
+
+final class CheckpointMessageTests: XCTestCase {
+    func testFilesTravelAsRecordsAndBadMessagesAreRefused() {
+        let records: [(String, Data)] = [("path", Data("runs/a/checkpoints/step-00000005".utf8)), ("manifest.json", Data("{}".utf8)), ("empty", Data())]
+        let back = Trainer.unpack(Trainer.pack(records))!
+        XCTAssertEqual(back.map(\.0), records.map(\.0))
+        XCTAssertEqual(back.map(\.1), records.map(\.1))
+        XCTAssertNil(Trainer.unpack([]))
+        // Truncated anywhere, or a length past the end: refused, never read out of bounds.
+        let whole = Trainer.pack(records)
+        for cut in [1, 7, 9, 20, whole.count - 1] { XCTAssertNil(Trainer.unpack(Array(whole.prefix(cut))), "cut at \(cut)") }
+        XCTAssertNil(Trainer.unpack([255, 255, 255, 255, 255, 255, 255, 255, 1]))
+    }
+}

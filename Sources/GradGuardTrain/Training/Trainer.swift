@@ -379,23 +379,103 @@ public final class Trainer {
             state: try encoder.encode(state), metric: metric)
     }
 
+    /// The checkpoint rank 0 loads, on every rank: rank 0 sends the files (the manifest first,
+    /// then each file it lists, as length-prefixed records), the others write them to a
+    /// temporary directory and load that. A rank 0 that finds no loadable checkpoint sends an
+    /// empty message, and every rank throws.
+    func receiveCheckpoint(from store: CheckpointStore, path: String?) throws -> LoadedCheckpoint {
+        var mine: LoadedCheckpoint? = nil
+        var failure: Error? = nil
+        var message: [UInt8] = []
+        if communicator.rank == 0 {
+            do {
+                if let path {
+                    mine = try store.load(path)
+                    skippedCheckpoints = []
+                } else {
+                    (mine, skippedCheckpoints) = try store.loadLatest()
+                }
+                let manifest = try FileContents.read(mine!.path + "/manifest.json")
+                let files = try JSONDecoder().decode(CheckpointManifest.self, from: manifest).files.keys.sorted()
+                var records: [(String, Data)] = [("manifest.json", manifest)]
+                for f in files { records.append((f, try FileContents.read(mine!.path + "/" + f))) }
+                message = Self.pack([("path", Data(mine!.path.utf8))] + records)
+            } catch { failure = error }
+        }
+        let received = try communicator.broadcast(bytes: message)
+        if let failure { throw failure }
+        if let mine { return mine }
+        guard let records = Self.unpack(received), let origin = records.first, origin.0 == "path" else {
+            throw CheckpointError.noCheckpoint(directory: store.directory + " (rank 0 found no checkpoint that loads)")
+        }
+        let tmp = NSTemporaryDirectory() + "gradguard-rank\(communicator.rank)-\(getpid())-" + "checkpoint"
+        try? FileManager.default.removeItem(atPath: tmp)
+        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        do { try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true) } catch {
+            throw FileError.cannotWrite(path: tmp, reason: AtomicFile.reason(error))
+        }
+        for (name, data) in records.dropFirst() {
+            // The names come from rank 0's manifest: plain file names, nothing that leaves the folder.
+            guard !name.contains("/"), !name.hasPrefix(".") else {
+                throw CheckpointError.badManifest(checkpoint: String(decoding: origin.1, as: UTF8.self), reason: "file name '\(name)'")
+            }
+            try AtomicFile.write(data, to: tmp + "/" + name)
+        }
+        let copy = try store.load(tmp)
+        return LoadedCheckpoint(path: String(decoding: origin.1, as: UTF8.self), step: copy.step, metric: copy.metric, tensors: copy.tensors, state: copy.state)
+    }
+
+    /// Named byte strings as one message: per record, the name's and the data's lengths (8
+    /// bytes each, little-endian) and their bytes.
+    static func pack(_ records: [(String, Data)]) -> [UInt8] {
+        var out: [UInt8] = []
+        func length(_ n: Int) { withUnsafeBytes(of: UInt64(n).littleEndian) { out += $0 } }
+        for (name, data) in records {
+            let n = Array(name.utf8)
+            length(n.count)
+            out += n
+            length(data.count)
+            out += data
+        }
+        return out
+    }
+
+    /// The records of `pack`, or nil for a message that is empty or does not parse.
+    static func unpack(_ bytes: [UInt8]) -> [(String, Data)]? {
+        var records: [(String, Data)] = []
+        var i = 0
+        func length() -> Int? {
+            guard i + 8 <= bytes.count else { return nil }
+            let v = bytes[i..<(i + 8)].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+            i += 8
+            return v <= UInt64(bytes.count - i) ? Int(v) : nil
+        }
+        while i < bytes.count {
+            guard let n = length() else { return nil }
+            let name = String(decoding: bytes[i..<(i + n)], as: UTF8.self)
+            i += n
+            guard let d = length() else { return nil }
+            records.append((name, Data(bytes[i..<(i + d)])))
+            i += d
+        }
+        return records.isEmpty ? nil : records
+    }
+
     /// Restores the newest checkpoint that verifies (or the one at `path`); corrupt newer
     /// ones are passed over and listed in `skippedCheckpoints`.
     public func resume(from path: String? = nil) throws {
         guard let store else { throw CheckpointError.noCheckpoint(directory: "(no run directory)") }
-        var loaded: LoadedCheckpoint
-        if let path {
+        let loaded: LoadedCheckpoint
+        if communicator.isDistributed {
+            // Rank 0 picks and verifies the checkpoint and sends its files to every rank (the
+            // ranks need not share a file system); each rank verifies its copy again.
+            loaded = try receiveCheckpoint(from: store, path: path)
+            ranksAligned = false
+        } else if let path {
             loaded = try store.load(path)
             skippedCheckpoints = []
         } else {
             (loaded, skippedCheckpoints) = try store.loadLatest()
-        }
-        if communicator.isDistributed {
-            // Every rank loads the checkpoint rank 0 chose (the run directory is shared).
-            let chosen = try communicator.broadcast(bytes: Array(loaded.path.utf8))
-            let path = String(decoding: chosen, as: UTF8.self)
-            if path != loaded.path { loaded = try store.load(path) }
-            ranksAligned = false
         }
         let state: State
         do { state = try RunRecords.decoder().decode(State.self, from: loaded.state) } catch {
