@@ -23,6 +23,23 @@ public func mseLoss(_ input: Tensor, _ target: Tensor, reduction: Reduction = .m
     return (d * d).reduced(reduction)
 }
 
+/// PaLM's z-loss (Chowdhery et al. 2022, "PaLM: Scaling Language Modeling with Pathways",
+/// §5 "Training instability"): `weight · mean((log Z)²)` over the rows of logits `[N, C]`,
+/// Z = Σ exp(logits). It pulls the softmax normaliser towards 1 (log Z towards 0), which keeps
+/// the logits from drifting to large values; PaLM uses weight 1e-4. Rows whose `targets` equal
+/// `ignoreIndex` (padding) are left out of the mean, as in `crossEntropy`.
+public func zLoss(_ logits: Tensor, weight: Float = 1e-4, targets: Tensor? = nil, ignoreIndex: Int? = nil) -> Tensor {
+    require(logits.rank == 2, "zLoss: logits must be [N, C], got \(logits.shape)")
+    // log Z = x − logSoftmax(x), the same in every column: take the first.
+    let logZ = (logits - logits.logSoftmax(axis: 1)).narrow(axis: 1, start: 0, length: 1).reshaped([-1])
+    let squared = logZ * logZ
+    guard let targets, let ignoreIndex else { return squared.mean() * weight }
+    require(targets.count == logits.shape[0], "zLoss: \(targets.count) targets for \(logits.shape[0]) rows")
+    let keep = Tensor(shape: [targets.count], scalars: targets.scalars.map { Int($0) == ignoreIndex ? 0 : 1 })
+    let count = keep.scalars.reduce(0, +)
+    return (squared * keep).sum() * (weight / Swift.max(count, 1))
+}
+
 /// Cross-entropy between logits `[N, C]` (or `[C]`) and class indices `[N]` (or `[]`), as
 /// `torch.nn.functional.cross_entropy`. Targets equal to `ignoreIndex` contribute nothing,
 /// and `.mean` divides by the number of the others. Forward and backward are fused:

@@ -9,6 +9,13 @@ import GradGuardTensor
 ///     θ ← θ·(1 − η·λ) (AdamW)      or   g ← ∇ + λ·θ (Adam)
 ///     m ← m + (1 − β₁)(g − m),     v ← β₂·v + (1 − β₂)·g²
 ///     θ ← θ − η/(1 − β₁ᵗ) · m / (√v̂ / √(1 − β₂ᵗ) + ε),   v̂ = v or max(v̂, v) with AMSGrad
+///
+/// With `updateClip` d > 0, StableAdamW's update clipping (Wortsman et al. 2023, "Stable and
+/// low-precision training for large-scale vision-language models", arXiv 2304.13013, after
+/// Adafactor's): each tensor's step is scaled by 1/max(1, RMS/d), RMS = √mean(g² / max(v/(1 −
+/// β₂ᵗ), ε²)) with the second moment already updated — the authors' reference
+/// (`StableAdamWUnfused`) folds the bias correction into β̂₂ = β₂(1 − β₂ᵗ⁻¹)/(1 − β₂ᵗ), which is
+/// the same debiased average. Weight decay keeps the unscaled rate, as there.
 public class Adam: Optimizer {
     /// Whether weight decay is decoupled (AdamW) or added to the gradient (Adam).
     public let decoupledWeightDecay: Bool
@@ -16,39 +23,68 @@ public class Adam: Optimizer {
     /// One group's hyper-parameters, typed; a group's `options` hold them under PyTorch's names.
     public struct Hyperparameters: Sendable, Equatable {
         public var lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0.0, amsgrad = false
+        /// StableAdamW's update-clipping threshold d (0: off).
+        public var updateClip = 0.0
 
-        public init(lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999, eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false) {
+        public init(
+            lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999, eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false,
+            updateClip: Double = 0
+        ) {
             (self.lr, self.beta1, self.beta2, self.eps, self.weightDecay, self.amsgrad) = (lr, beta1, beta2, eps, weightDecay, amsgrad)
+            self.updateClip = updateClip
         }
 
         /// Read from a group's options (each missing one at PyTorch's default).
         public init(options o: [String: Double]) {
             self.init(
                 lr: o["lr"] ?? 1e-3, beta1: o["beta1"] ?? 0.9, beta2: o["beta2"] ?? 0.999, eps: o["eps"] ?? 1e-8,
-                weightDecay: o["weight_decay"] ?? 0, amsgrad: (o["amsgrad"] ?? 0) != 0)
+                weightDecay: o["weight_decay"] ?? 0, amsgrad: (o["amsgrad"] ?? 0) != 0, updateClip: o["update_clip"] ?? 0)
         }
 
         public var options: [String: Double] {
-            ["lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": weightDecay, "amsgrad": amsgrad ? 1 : 0]
+            var o = ["lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": weightDecay, "amsgrad": amsgrad ? 1 : 0]
+            if updateClip > 0 { o["update_clip"] = updateClip }
+            return o
         }
     }
 
     public init(
         _ groups: [ParamGroup], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
-        eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false, decoupled: Bool = false
+        eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false, decoupled: Bool = false, updateClip: Double = 0
     ) {
         decoupledWeightDecay = decoupled
         super.init(
-            groups: groups, defaults: Hyperparameters(lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay, amsgrad: amsgrad).options)
+            groups: groups,
+            defaults: Hyperparameters(lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay, amsgrad: amsgrad, updateClip: updateClip)
+                .options)
+    }
+
+    /// The factor 1/max(1, RMS/d) of StableAdamW's update clipping for one tensor, from its
+    /// gradient (after coupled weight decay) and its second moment before this step's update.
+    static func updateClipScale(
+        _ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>, v: UnsafeBufferPointer<Float>, h: Hyperparameters,
+        t: Double, decoupled: Bool
+    ) -> Float {
+        let n = p.count
+        guard n > 0 else { return 1 }
+        let b2 = h.beta2, bc2 = 1 - Foundation.pow(b2, t), wd = h.weightDecay, floor = h.eps * h.eps
+        var sum = 0.0
+        for i in 0..<n {
+            let g = decoupled ? Double(grad[i]) : Double(grad[i]) + wd * Double(p[i])
+            let second = (b2 * Double(v[i]) + (1 - b2) * g * g) / bc2
+            sum += g * g / Swift.max(second, floor)
+        }
+        let rms = (sum / Double(n)).squareRoot()
+        return Float(1 / Swift.max(1, rms / h.updateClip))
     }
 
     public convenience init(
         _ params: [Tensor], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
-        eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false
+        eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false, updateClip: Double = 0
     ) {
         self.init(
             [ParamGroup(params: params)], lr: lr, beta1: beta1, beta2: beta2, eps: eps,
-            weightDecay: weightDecay, amsgrad: amsgrad)
+            weightDecay: weightDecay, amsgrad: amsgrad, updateClip: updateClip)
     }
 
     public override var stateNames: Set<String>? { ["step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"] }
@@ -66,8 +102,11 @@ public class Adam: Optimizer {
         state["step"] = Tensor(Float(t))
         let m = state.buffer("exp_avg"), v = state.buffer("exp_avg_sq")
         let vmax = amsgrad ? state.buffer("max_exp_avg_sq") : nil
+        let clipScale =
+            h.updateClip > 0
+            ? v.withUnsafeScalars { Self.updateClipScale(p, grad: grad, v: $0, h: h, t: t, decoupled: decoupledWeightDecay) } : 1
         // Bias corrections in Double, as PyTorch computes them in Python floats.
-        let stepSize = Float(lr / (1 - Foundation.pow(b1, t)))
+        let stepSize = Float(lr / (1 - Foundation.pow(b1, t))) * clipScale
         let bc2Sqrt = Float((1 - Foundation.pow(b2, t)).squareRoot())
         let decay = Float(1 - lr * Double(wd))
         let c1 = Float(1 - b1), fb2 = Float(b2), c2 = Float(1 - b2)
@@ -115,19 +154,19 @@ public class Adam: Optimizer {
 public final class AdamW: Adam {
     public init(
         _ groups: [ParamGroup], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
-        eps: Double = 1e-8, weightDecay: Double = 0.01, amsgrad: Bool = false
+        eps: Double = 1e-8, weightDecay: Double = 0.01, amsgrad: Bool = false, updateClip: Double = 0
     ) {
         super.init(
             groups, lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay,
-            amsgrad: amsgrad, decoupled: true)
+            amsgrad: amsgrad, decoupled: true, updateClip: updateClip)
     }
 
     public convenience init(
         _ params: [Tensor], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
-        eps: Double = 1e-8, weightDecay: Double = 0.01, amsgrad: Bool = false
+        eps: Double = 1e-8, weightDecay: Double = 0.01, amsgrad: Bool = false, updateClip: Double = 0
     ) {
         self.init(
             [ParamGroup(params: params)], lr: lr, beta1: beta1, beta2: beta2, eps: eps,
-            weightDecay: weightDecay, amsgrad: amsgrad)
+            weightDecay: weightDecay, amsgrad: amsgrad, updateClip: updateClip)
     }
 }

@@ -6,9 +6,11 @@ public struct OptimizerSettings: Sendable, Equatable {
     /// SGD's momentum, RMSprop's momentum; unused by Adam and AdamW.
     public var momentum: Double
     public var weightDecay: Double
+    /// Adam and AdamW: StableAdamW's update-clipping threshold d (0: off).
+    public var updateClip: Double
 
-    public init(lr: Double = 0.05, momentum: Double = 0.9, weightDecay: Double = 0) {
-        (self.lr, self.momentum, self.weightDecay) = (lr, momentum, weightDecay)
+    public init(lr: Double = 0.05, momentum: Double = 0.9, weightDecay: Double = 0, updateClip: Double = 0) {
+        (self.lr, self.momentum, self.weightDecay, self.updateClip) = (lr, momentum, weightDecay, updateClip)
     }
 }
 
@@ -31,8 +33,8 @@ public enum OptimizerKind: String, SettingChoice {
     public func make(_ groups: [ParamGroup], _ s: OptimizerSettings) -> Optimizer {
         switch self {
         case .sgd: return SGD(groups, lr: s.lr, momentum: s.momentum, weightDecay: s.weightDecay)
-        case .adam: return Adam(groups, lr: s.lr, weightDecay: s.weightDecay)
-        case .adamw: return AdamW(groups, lr: s.lr, weightDecay: s.weightDecay)
+        case .adam: return Adam(groups, lr: s.lr, weightDecay: s.weightDecay, updateClip: s.updateClip)
+        case .adamw: return AdamW(groups, lr: s.lr, weightDecay: s.weightDecay, updateClip: s.updateClip)
         case .rmsprop: return RMSprop(groups, lr: s.lr, weightDecay: s.weightDecay, momentum: s.momentum)
         }
     }

@@ -66,6 +66,14 @@ public struct RunConfig: Equatable, Sendable {
     public var lr = 0.05
     public var momentum = 0.9
     public var weightDecay = 0.0
+    /// Adam and AdamW: StableAdamW's per-tensor update clipping at this RMS (0: off).
+    public var updateClip = 0.0
+    /// Skip a step whose loss or gradient norm is this many standard deviations above its
+    /// rolling mean (0: off; OLMo-core uses 6), over `zScoreWindow` steps.
+    public var zScoreSigma = 0.0
+    public var zScoreWindow = 128
+    /// The char LM and the translation model: weight of PaLM's z-loss, 1e-4·log²Z (0: off).
+    public var zLoss = 0.0
     public var schedule = ScheduleKind.constant
     public var warmupSteps = 0
 
@@ -86,7 +94,9 @@ public struct RunConfig: Equatable, Sendable {
     public static func == (a: RunConfig, b: RunConfig) -> Bool { a.values == b.values }
 
     /// The optimizer's hyper-parameters.
-    public var optimizerSettings: OptimizerSettings { OptimizerSettings(lr: lr, momentum: momentum, weightDecay: weightDecay) }
+    public var optimizerSettings: OptimizerSettings {
+        OptimizerSettings(lr: lr, momentum: momentum, weightDecay: weightDecay, updateClip: updateClip)
+    }
 
     public init() {}
 }
@@ -161,6 +171,9 @@ extension RunConfig {
             Setting(
                 key: "model.width", kind: .int(0...100_000, \.width),
                 help: "hidden width, recurrent hidden size, or a detector's first-layer channels (0: 16 for detector, 64 otherwise)"),
+            Setting(
+                key: "model.z_loss", kind: .double(0...1, \.zLoss),
+                help: "charlm, seq2seq: weight of the z-loss on the output logits, weight·log²Z (PaLM: 1e-4; 0: off)"),
             Setting(key: "model.cell", choice: \.cell, help: "recurrent cell (charlm, sequence)"),
             Setting(key: "model.embedding", kind: .int(1...100_000, \.embedding), help: "embedding size (charlm, seq2seq)"),
             Setting(key: "model.attention", kind: .bool(\.attention), help: "dot-product attention over the source (seq2seq)"),
@@ -216,6 +229,9 @@ extension RunConfig {
             Setting(key: "optimizer.lr", kind: .double(1e-12...100, \.lr), help: "learning rate"),
             Setting(key: "optimizer.momentum", kind: .double(0...0.9999, \.momentum), help: "momentum (SGD, RMSprop)"),
             Setting(key: "optimizer.weight_decay", kind: .double(0...1, \.weightDecay), help: "weight decay"),
+            Setting(
+                key: "optimizer.update_clip", kind: .double(0...1e6, \.updateClip),
+                help: "adam, adamw: StableAdamW's update clipping, each tensor's step scaled down when the RMS of g²/v exceeds this (0: off; 1 in the paper)"),
             Setting(key: "schedule.kind", choice: \.schedule, help: "learning-rate schedule"),
             Setting(
                 key: "schedule.warmup_steps", kind: .int(0...Int(Int32.max), \.warmupSteps),
@@ -224,6 +240,12 @@ extension RunConfig {
         ] + ClipperSetting.allCases.map(Setting.init(clipper:)) + [
             Setting(key: "guard.snapshot_every", kind: .int(0...Int(Int32.max), \.snapshotEvery), help: "in-memory rollback snapshot every N steps"),
             Setting(key: "guard.max_failed_recoveries", kind: .int(1...1000, \.maxFailedRecoveries), help: "halt after this many failed recoveries"),
+            Setting(
+                key: "guard.zscore_sigma", kind: .double(0...1e6, \.zScoreSigma),
+                help: "skip a step whose loss or gradient norm is this many σ above its rolling mean (0: off; 6 in OLMo-core)"),
+            Setting(
+                key: "guard.zscore_window", kind: .int(2...1_000_000, \.zScoreWindow),
+                help: "steps of the rolling mean and σ of guard.zscore_sigma"),
             Setting(
                 key: "guard.validation_divergence", kind: .double(0...1e6, \.validationDivergence),
                 help: "a validation loss above this multiple of the best puts back the best weights and lowers the rate; the third time stops the run (0: off)")
@@ -316,6 +338,7 @@ extension RunConfig {
             "training.epochs", "training.max_steps", "training.eval_every", "training.checkpoint_every",
             "training.keep_checkpoints", "training.module_norms_every",
             "guard.snapshot_every", "guard.max_failed_recoveries", "guard.validation_divergence", "data.on_error",
+            "guard.zscore_sigma", "guard.zscore_window",
             "distributed.timeout", "distributed.check_every", "distributed.bucket_mb", "model.sync_batch_norm"
         ]
             + ClipperSetting.allCases.map { "guard." + $0.rawValue })
@@ -382,6 +405,15 @@ extension RunConfig {
                 source: source, line: nil, key: "guard." + s.rawValue,
                 message: "does not apply to guard.clipper \(clipper.rawValue) (it is for \(users)); "
                     + (takes.isEmpty ? "\(clipper.rawValue) takes no threshold" : "\(clipper.rawValue) reads \(takes.joined(separator: ", "))"))
+        }
+        if updateClip > 0 && optimizer != .adam && optimizer != .adamw {
+            throw ConfigError(
+                source: source, line: nil, key: "optimizer.update_clip",
+                message: "StableAdamW's update clipping is for optimizer.kind adam or adamw, got '\(optimizer.rawValue)'")
+        }
+        if zLoss > 0 && model != .charlm && model != .seq2seq {
+            throw ConfigError(
+                source: source, line: nil, key: "model.z_loss", message: "the z-loss is for model.kind charlm or seq2seq, got '\(model.rawValue)'")
         }
         if model != .mlp && layers > 4 {
             throw ConfigError(source: source, line: nil, key: "model.layers", message: "at most 4 recurrent layers, got \(layers)")

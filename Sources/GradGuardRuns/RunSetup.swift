@@ -115,11 +115,14 @@ public struct RunSetup {
         (self.optimizer, self.scheduler, self.policy, trainer) = (optimizer, scheduler, policy, t)
         let trainerConfig = t
         let checkEvery = c.parameterCheckEvery, bucketBytes = Int(c.bucketMB * 1_048_576), syncBN = c.syncBatchNorm
+        let zSigma = c.zScoreSigma, zWindow = c.zScoreWindow
         makeTrainer = { dir, lock, world in
             if syncBN, let world { BatchNorm.synchronise(workload.model, over: world) }
+            let monitor = HealthMonitor()
+            if zSigma > 0 { monitor.detectors.append(RollingZScoreDetector(sigma: zSigma, window: zWindow)) }
             let t = try Trainer(
-                workload, optimizer: optimizer, scheduler: scheduler, policy: policy, config: trainerConfig, runDirectory: dir, runLock: lock,
-                communicator: world, bucketBytes: bucketBytes)
+                workload, optimizer: optimizer, scheduler: scheduler, policy: policy, monitor: monitor, config: trainerConfig, runDirectory: dir,
+                runLock: lock, communicator: world, bucketBytes: bucketBytes)
             t.guardian.parameterCheckEvery = checkEvery
             return t
         }
@@ -148,12 +151,14 @@ public struct RunSetup {
     static func charSettings(_ c: RunConfig) -> CharLanguageModelling.Settings {
         var s = CharLanguageModelling.Settings()
         (s.sequenceLength, s.embedding, s.hidden, s.layers, s.cell) = (c.sequenceLength, c.embedding, c.widthValue, c.layerCount, c.cell)
+        s.zLoss = c.zLoss
         return s
     }
 
     static func translationSettings(_ c: RunConfig) -> TranslationTask.Settings {
         var s = TranslationTask.Settings()
         (s.embedding, s.hidden, s.layers, s.attention) = (c.embedding, c.widthValue, c.layerCount, c.attention)
+        s.zLoss = c.zLoss
         return s
     }
 

@@ -69,6 +69,19 @@ final class LayerGradientTests: XCTestCase {
         }
     }
 
+    func testZLossMatchesPyTorchAndItsGradientChecks() throws {
+        let f = try fixture("stabilizers.safetensors")
+        let logits = try f.at("zloss.logits"), targets = try f.at("zloss.targets")
+        for masked in [false, true] {
+            let x = logits.copy(requiresGrad: true)
+            let z = masked ? zLoss(x, weight: 1e-4, targets: targets, ignoreIndex: 0) : zLoss(x, weight: 1e-4)
+            z.backward()
+            XCTAssertEqual(z.item, try f.at(masked ? "zloss.masked_value" : "zloss.value").item, accuracy: 1e-8)
+            assertClose(x.grad!, try f.at(masked ? "zloss.masked_grad" : "zloss.grad"), rtol: 1e-4, atol: 1e-9)
+        }
+        checkGradients([testTensor([4, 5], seed: 430)]) { t in zLoss(t[0], weight: 0.5) }
+    }
+
     func testLayerAndGroupNorm() {
         let ln = LayerNorm([4, 5])
         ln.weight = testTensor([4, 5], seed: 410)

@@ -16,6 +16,12 @@ public struct ClipperSettings: Sendable, Equatable {
     public var zWarmupSteps = 25
     /// autoclip: the percentile of the norm history that is the threshold.
     public var percentile = 10.0
+    /// adagc: the global threshold of its warm-up, the relative threshold, the EMA factor of
+    /// each tensor's clipped norm, the warm-up steps.
+    public var adagcLambdaAbs = 1.0
+    public var adagcLambdaRel = 1.05
+    public var adagcBeta = 0.98
+    public var adagcWarmupSteps = 100
 
     public init() {}
 }
@@ -29,6 +35,10 @@ public enum ClipperSetting: String, CaseIterable, Sendable {
     case zAlpha = "zclip.alpha"
     case zWarmupSteps = "zclip.warmup_steps"
     case percentile = "autoclip.percentile"
+    case adagcLambdaAbs = "adagc.lambda_abs"
+    case adagcLambdaRel = "adagc.lambda_rel"
+    case adagcBeta = "adagc.beta"
+    case adagcWarmupSteps = "adagc.warmup_steps"
 
     public enum Value {
         case double(ClosedRange<Double>, WritableKeyPath<ClipperSettings, Double>)
@@ -44,6 +54,10 @@ public enum ClipperSetting: String, CaseIterable, Sendable {
         case .zAlpha: return .double(1e-6...0.999999, \.zAlpha)
         case .zWarmupSteps: return .int(1...1_000_000, \.zWarmupSteps)
         case .percentile: return .double(0...100, \.percentile)
+        case .adagcLambdaAbs: return .double(1e-12...1e12, \.adagcLambdaAbs)
+        case .adagcLambdaRel: return .double(1e-6...1e6, \.adagcLambdaRel)
+        case .adagcBeta: return .double(0...0.999999, \.adagcBeta)
+        case .adagcWarmupSteps: return .int(0...1_000_000, \.adagcWarmupSteps)
         }
     }
 
@@ -56,6 +70,10 @@ public enum ClipperSetting: String, CaseIterable, Sendable {
         case .zAlpha: return "zclip: the factor of the running mean and variance of the norm"
         case .zWarmupSteps: return "zclip: steps whose norms start the statistics"
         case .percentile: return "autoclip: the percentile of the norms so far that is the threshold"
+        case .adagcLambdaAbs: return "adagc: the global L2 norm its warm-up clips to"
+        case .adagcLambdaRel: return "adagc: a tensor's norm is clipped to this multiple of its own running clipped norm"
+        case .adagcBeta: return "adagc: the EMA factor of each tensor's clipped norm"
+        case .adagcWarmupSteps: return "adagc: steps of global clipping before the per-tensor thresholds"
         }
     }
 }
@@ -64,7 +82,7 @@ public enum ClipperSetting: String, CaseIterable, Sendable {
 public enum ClipperKind: String, SettingChoice {
     case none
     case globalNorm = "global-norm"
-    case value, zclip, autoclip, agc
+    case value, zclip, autoclip, agc, adagc
     case perModule = "per-module"
 
     public var help: String {
@@ -76,6 +94,7 @@ public enum ClipperKind: String, SettingChoice {
         case .autoclip: return "AutoClip: clip at the guard.autoclip.percentile-th percentile of past norms (Seetharaman et al. 2020)"
         case .agc: return "adaptive gradient clipping, unit-wise, at guard.agc_ratio of the weight norm (Brock et al. 2021)"
         case .perModule: return "each module's gradients to an L2 norm of at most guard.max_norm"
+        case .adagc: return "AdaGC: each tensor against the EMA of its own clipped norms, global during warm-up (Wang et al. 2025)"
         }
     }
 
@@ -88,6 +107,7 @@ public enum ClipperKind: String, SettingChoice {
         case .agc: return [.agcRatio]
         case .zclip: return [.zThreshold, .zAlpha, .zWarmupSteps]
         case .autoclip: return [.percentile]
+        case .adagc: return [.adagcLambdaAbs, .adagcLambdaRel, .adagcBeta, .adagcWarmupSteps]
         }
     }
 
@@ -98,6 +118,7 @@ public enum ClipperKind: String, SettingChoice {
         case .none, .globalNorm, .zclip, .autoclip, .perModule: return nil
         case .value: return "largest gradient magnitude"
         case .agc: return "gradient norm per unit of weight norm"
+        case .adagc: return "global L2 norm of the warm-up (per-tensor thresholds after it)"
         }
     }
 
@@ -110,6 +131,8 @@ public enum ClipperKind: String, SettingChoice {
         case .agc: return AdaptiveGradientClipping(clipping: Float(s.agcRatio), excludeFinalLayer: true)
         case .zclip: return ZClip(alpha: s.zAlpha, zThreshold: s.zThreshold, warmupSteps: s.zWarmupSteps)
         case .autoclip: return AutoClip(percentile: s.percentile)
+        case .adagc:
+            return AdaGC(lambdaAbs: s.adagcLambdaAbs, lambdaRel: s.adagcLambdaRel, beta: s.adagcBeta, warmupSteps: s.adagcWarmupSteps)
         }
     }
 }

@@ -246,3 +246,67 @@ public final class LossDivergenceDetector: GradientDetector {
         best = Swift.min(best, s)
     }
 }
+
+/// A loss or gradient norm more than `sigma` standard deviations above its mean over the last
+/// `window` steps — the rolling z-score rule of OLMo-core's `SkipStepOptimizer`
+/// (`get_step_factor`: at least max(20, window/2) earlier values, the unbiased standard
+/// deviation of the earlier values only, defaults window 128 and σ factor 6). Two differences,
+/// on purpose: only a value *above* the mean counts (OLMo-core takes |z|, so an unusually low
+/// loss would skip a step too), and NaN/±Inf values never enter the history (the non-finite
+/// detector handles those steps). Every step's finite values enter it, skipped or not, as there.
+public final class RollingZScoreDetector: GradientDetector {
+    public let sigma: Double, window: Int
+    private var losses: Window, norms: Window
+    public var name: String { "zscore" }
+
+    public init(sigma: Double = 6, window: Int = 128) {
+        require(sigma > 0 && window >= 2, "RollingZScoreDetector: σ > 0, window ≥ 2")
+        self.sigma = sigma
+        self.window = window
+        losses = Window(window)
+        norms = Window(window)
+    }
+
+    /// Values needed before the rule applies.
+    public var minimumHistory: Int { Swift.max(20, window / 2) }
+
+    /// The z-score of `x` against `history` (unbiased standard deviation); nil with too short
+    /// a history. A value above a constant history has z = ∞.
+    func zScore(_ x: Double, _ history: [Double]) -> Double? {
+        guard history.count >= minimumHistory, history.count >= 2, x.isFinite else { return nil }
+        let mean = history.reduce(0, +) / Double(history.count)
+        let variance = history.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(history.count - 1)
+        let std = variance.squareRoot()
+        if std == 0 { return x > mean ? .infinity : 0 }
+        return (x - mean) / std
+    }
+
+    public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
+        var worst: (what: String, value: Double, z: Double, mean: Double)? = nil
+        let candidates: [(String, Double?, [Double])] = [
+            ("loss", stats.loss.map(Double.init), losses.values), ("gradient norm", Double(stats.globalL2), norms.values)
+        ]
+        for (what, value, history) in candidates {
+            guard let value, let z = zScore(value, history), z > sigma, z > (worst?.z ?? -.infinity) else { continue }
+            worst = (what, value, z, history.reduce(0, +) / Double(history.count))
+        }
+        guard let w = worst else { return nil }
+        return Finding(
+            kind: .zScoreSpike, step: stats.step,
+            message: String(
+                format: "%@ %.4g is %@σ above its mean %.4g over the last %d steps (limit %gσ)", w.what, w.value,
+                w.z.isFinite ? String(format: "%.1f", w.z) : "∞", w.mean, w.what == "loss" ? losses.count : norms.count, sigma),
+            evidence: ["value": w.value, "z": w.z.isFinite ? w.z : 1e300, "mean": w.mean, "sigma": sigma], blame: baselines.rank(stats))
+    }
+
+    public func record(_ stats: StepStatistics, healthy: Bool) {
+        if let l = stats.loss, l.isFinite { losses.append(Double(l)) }
+        if stats.globalL2.isFinite { norms.append(Double(stats.globalL2)) }
+    }
+
+    public func stateDict() -> [String: [Double]] { ["losses": losses.values, "norms": norms.values] }
+    public func load(stateDict: [String: [Double]]) {
+        losses.values = stateDict["losses"] ?? []
+        norms.values = stateDict["norms"] ?? []
+    }
+}

@@ -6,6 +6,9 @@ public enum FindingKind: String, Sendable, Codable, CaseIterable {
     /// A global norm above the absolute ceiling (no baseline needed).
     case normCeiling
     case spike, growth, vanishing, lossDivergence
+    /// The loss or the gradient norm far above its rolling mean in standard deviations
+    /// (`RollingZScoreDetector`, OLMo-core's skip-step rule).
+    case zScoreSpike
     /// The clipper acts on most steps: it has become a smaller learning rate, not a guard
     /// against spikes.
     case overClipping

@@ -24,11 +24,13 @@ public final class HealthMonitor {
     /// the ceiling, spikes, growth, loss divergence and vanishing).
     public func inspect(_ stats: StepStatistics) -> [Finding] {
         let order: [FindingKind] = [
-            .nonFiniteWeights, .nonFiniteLoss, .nonFiniteGradient, .normCeiling, .spike, .growth,
+            .nonFiniteWeights, .nonFiniteLoss, .nonFiniteGradient, .normCeiling, .spike, .zScoreSpike, .growth,
             .lossDivergence, .vanishing
         ]
+        // Kinds outside the list (a detector of the user's, the rank monitor's) come last.
+        func rank(_ k: FindingKind) -> Int { order.firstIndex(of: k) ?? order.count }
         return detectors.compactMap { $0.inspect(stats, baselines: baselines) }
-            .sorted { order.firstIndex(of: $0.kind)! < order.firstIndex(of: $1.kind)! }
+            .sorted { rank($0.kind) < rank($1.kind) }
     }
 
     /// Tells the detectors and baselines whether the step was healthy and applied, so that

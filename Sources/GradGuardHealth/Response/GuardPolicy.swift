@@ -83,7 +83,8 @@ public struct GuardPolicy {
         [
             .nonFiniteLoss: [.skip, .backOff], .nonFiniteGradient: [.skip, .backOff], .nonFiniteWeights: [.rollback, .backOff],
             .normCeiling: [.skip, .backOff],
-            .spike: clipping ? [.report] : [.skip], .growth: [.backOff], .lossDivergence: [.rollback, .backOff], .vanishing: [.report]
+            .spike: clipping ? [.report] : [.skip], .zScoreSpike: [.skip], .growth: [.backOff], .lossDivergence: [.rollback, .backOff],
+            .vanishing: [.report]
         ]
     }
 }

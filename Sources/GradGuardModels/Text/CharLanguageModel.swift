@@ -25,8 +25,12 @@ public final class CharLanguageModel: Module, UnaryLayer {
     public func forward(_ x: Tensor) -> Tensor { core(embedding(x)) }
 
     /// Mean cross-entropy of the next-character predictions, in nats.
-    public func loss(_ inputs: Tensor, _ targets: Tensor) -> Tensor {
-        crossEntropy(self(inputs).reshaped([-1, vocabularySize]), targets.reshaped([-1]))
+    /// Cross-entropy of the next characters, plus `zLossWeight`·log²Z of the logits (PaLM's
+    /// z-loss, `zLoss`) when it is positive.
+    public func loss(_ inputs: Tensor, _ targets: Tensor, zLossWeight: Float = 0) -> Tensor {
+        let logits = self(inputs).reshaped([-1, vocabularySize])
+        let ce = crossEntropy(logits, targets.reshaped([-1]))
+        return zLossWeight > 0 ? ce + zLoss(logits, weight: zLossWeight) : ce
     }
 
     /// `[B, T]` character ids from `state` (zeros when nil) → `[B, T, vocabulary]` logits and

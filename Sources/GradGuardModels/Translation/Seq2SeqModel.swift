@@ -60,13 +60,17 @@ public final class Seq2SeqModel: Module {
 
     /// Mean cross-entropy (nats) of the next target character under teacher forcing;
     /// `target` rows are `begin, characters, end, padding` and padding is ignored.
-    public func loss(source: Tensor, target: Tensor) -> Tensor {
+    /// Teacher-forced cross-entropy, padding ignored, plus `zLossWeight`·log²Z of the logits at
+    /// the positions that count (PaLM's z-loss, `zLoss`) when it is positive.
+    public func loss(source: Tensor, target: Tensor, zLossWeight: Float = 0) -> Tensor {
         let steps = target.shape[1] - 1
         let encoded = encode(source)
         let logits = decode(target.narrow(axis: 1, start: 0, length: steps), state: encoded.state, encoded: encoded).logits
-        return crossEntropy(
-            logits.reshaped([-1, targetVocabularySize]),
-            target.narrow(axis: 1, start: 1, length: steps).reshaped([-1]), ignoreIndex: TokenVocabulary.pad)
+            .reshaped([-1, targetVocabularySize])
+        let next = target.narrow(axis: 1, start: 1, length: steps).reshaped([-1])
+        let ce = crossEntropy(logits, next, ignoreIndex: TokenVocabulary.pad)
+        guard zLossWeight > 0 else { return ce }
+        return ce + zLoss(logits, weight: zLossWeight, targets: next, ignoreIndex: TokenVocabulary.pad)
     }
 
     /// Greedy decoding of `[B, S]` sources: the most likely character each step, up to

@@ -13,10 +13,14 @@ public struct CharLanguageModelling: Workload {
         public var hidden = 64
         public var layers = 1
         public var cell = SequenceModel.Cell.lstm
+        /// Weight of PaLM's z-loss on the logits (0: none).
+        public var zLoss = 0.0
         public init() {}
     }
 
     public let corpus: CharCorpus
+    /// The z-loss weight of the training loss.
+    public let zLossWeight: Float
     public let model: CharLanguageModel
     public let train: any Dataset
     public let validation: (any Dataset)?
@@ -24,6 +28,7 @@ public struct CharLanguageModelling: Workload {
     /// `source` names the text in errors (a path, or "built-in corpus").
     public init(corpus: CharCorpus, source: String = "text", settings s: Settings = Settings()) throws {
         self.corpus = corpus
+        zLossWeight = Float(s.zLoss)
         let data = try corpus.datasets(length: s.sequenceLength, source: source)
         (train, validation) = (data.train, data.validation)
         model = CharLanguageModel(
@@ -36,10 +41,11 @@ public struct CharLanguageModelling: Workload {
         try self.init(corpus: try CharCorpus.checked(text: text, source: source), source: source, settings: settings)
     }
 
-    public func loss(_ model: CharLanguageModel, _ batch: Batch) -> Tensor { model.loss(batch.inputs, batch.targets) }
+    public func loss(_ model: CharLanguageModel, _ batch: Batch) -> Tensor { model.loss(batch.inputs, batch.targets, zLossWeight: zLossWeight) }
 
+    /// Loss and bits per character of the cross-entropy alone (without the z-loss).
     public func metrics(_ model: CharLanguageModel, _ batch: Batch) -> [String: Double] {
-        let l = Double(loss(model, batch).item)
+        let l = Double(model.loss(batch.inputs, batch.targets).item)
         return ["loss": l, "bits_per_char": l / Foundation.log(2.0)]
     }
 }
@@ -52,16 +58,21 @@ public struct TranslationTask: Workload {
         public var hidden = 64
         public var layers = 1
         public var attention = true
+        /// Weight of PaLM's z-loss on the logits (0: none).
+        public var zLoss = 0.0
         public init() {}
     }
 
     public let set: TranslationSet
+    /// The z-loss weight of the training loss.
+    public let zLossWeight: Float
     public let model: Seq2SeqModel
     public let train: any Dataset
     public let validation: (any Dataset)?
 
     public init(train: [TranslationPair], validation: [TranslationPair], set: TranslationSet, settings s: Settings = Settings()) {
         self.set = set
+        zLossWeight = Float(s.zLoss)
         model = Seq2SeqModel(
             sourceVocabularySize: set.source.count, targetVocabularySize: set.target.count, embeddingSize: s.embedding,
             hiddenSize: s.hidden, layers: s.layers, attention: s.attention)
@@ -69,7 +80,9 @@ public struct TranslationTask: Workload {
         self.validation = set.dataset(validation)
     }
 
-    public func loss(_ model: Seq2SeqModel, _ batch: Batch) -> Tensor { model.loss(source: batch.inputs, target: batch.targets) }
+    public func loss(_ model: Seq2SeqModel, _ batch: Batch) -> Tensor {
+        model.loss(source: batch.inputs, target: batch.targets, zLossWeight: zLossWeight)
+    }
 
     public func metrics(_ model: Seq2SeqModel, _ batch: Batch) -> [String: Double] {
         let decoded = model.greedyDecode(batch.inputs, maxLength: set.targetLength - 1)
@@ -78,7 +91,7 @@ public struct TranslationTask: Workload {
         let exact = decoded.enumerated().filter { i, ids in
             set.target.decode(ids) == set.target.decode(Array(truth[(i * width + 1)..<((i + 1) * width)]))
         }.count
-        return ["loss": Double(loss(model, batch).item), "exact_match": Double(exact) / Double(decoded.count)]
+        return ["loss": Double(model.loss(source: batch.inputs, target: batch.targets).item), "exact_match": Double(exact) / Double(decoded.count)]
     }
 }
 
