@@ -11,6 +11,10 @@ each computed here from the authors' published algorithm:
   least max(20, N/2) earlier values, unbiased std), one-sided and with non-finite values kept
   out of the history, as GradGuard documents.
 - PaLM's z-loss (Chowdhery et al. 2022): weight * mean(logsumexp(logits)^2), value and gradient.
+- SPAM (Huang et al. 2025, arXiv 2501.06842), dense, as the step() of the authors' AdamW in the
+  SPAM-Optimizer repository: momentum reset when (T+1) % DeltaT == 0, spike clipping of
+  g^2 > threshold*v to sign(g)*sqrt(threshold*v) after grad_accu_steps, the cosine warm-up
+  (CosineDecay: torch's CosineAnnealingLR over warmup+1 steps from 0.99) after each reset.
 
 Run by hand: python3 -m pip install torch safetensors pytorch_optimizer; python3 Scripts/make_stabilizer_fixtures.py
 """
@@ -156,6 +160,66 @@ zm = W * (torch.logsumexp(logits, dim=1).pow(2) * keep).sum() / keep.sum()
 t["zloss.logits"], t["zloss.targets"] = logits.detach(), targets.float()
 t["zloss.value"], t["zloss.grad"] = zl.detach(), gz
 t["zloss.masked_value"], t["zloss.masked_grad"] = zm.detach(), gm
+
+# ---------------------------------------------------------------- SPAM
+import warnings
+
+warnings.filterwarnings("ignore")
+
+
+class CosineDecay:
+    """The authors' warm-up helper: torch's CosineAnnealingLR stepped to a given step."""
+
+    def __init__(self, death_rate, t_max):
+        self.sgd = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=death_rate)
+        self.stepper = torch.optim.lr_scheduler.CosineAnnealingLR(self.sgd, t_max + 1, 0, -1)
+        self.t_max = t_max
+
+    def get_dr(self, current_step):
+        if current_step >= self.t_max:
+            return 0.0
+        self.stepper.step(current_step)
+        return self.sgd.param_groups[0]["lr"]
+
+
+S_LR, S_WD, S_B1, S_B2, S_EPS, THRES, DELTA_T, S_WARM, GAS = 0.01, 0.1, 0.9, 0.999, 1e-6, 50.0, 12, 5, 3
+s_p0 = torch.randn(2, 5)
+s_grads = torch.randn(40, 2, 5) * 0.2
+for s_, f in [(6, 80.0), (15, 40.0), (27, 100.0), (28, 30.0)]:
+    s_grads[s_, 0] *= f
+t["spam.p0"], t["spam.grads"] = s_p0, s_grads
+p = s_p0.clone()
+exp_avg = torch.zeros_like(p)
+exp_avg_sq = torch.zeros_like(p)
+pstep, total_step, current_step = 0, 0, S_WARM + 1
+warm = CosineDecay(0.99, S_WARM)
+s_trace, s_scales = [], []
+for i in range(40):
+    scale_factor = 1 - warm.get_dr(current_step)
+    grad = s_grads[i].clone()
+    if (total_step + 1) % DELTA_T == 0:
+        exp_avg = torch.zeros_like(grad)
+        exp_avg_sq = torch.zeros_like(grad)
+    pstep += 1
+    cs = total_step + 1
+    if cs >= GAS and cs % DELTA_T >= GAS:
+        mask = grad ** 2 > THRES * exp_avg_sq
+        grad[mask] = grad[mask].sign() * torch.sqrt(exp_avg_sq[mask] * THRES)
+    exp_avg.mul_(S_B1).add_(grad, alpha=1.0 - S_B1)
+    exp_avg_sq.mul_(S_B2).addcmul_(grad, grad, value=1.0 - S_B2)
+    denom = exp_avg_sq.sqrt().add_(S_EPS)
+    step_size = S_LR * math.sqrt(1.0 - S_B2 ** pstep) / (1.0 - S_B1 ** pstep)
+    p.add_(exp_avg / denom, alpha=-step_size * scale_factor)
+    p.add_(p, alpha=-S_LR * S_WD)
+    total_step += 1
+    current_step += 1
+    if total_step != 0 and (total_step + 1) % DELTA_T == 0:
+        current_step = 0
+        warm = CosineDecay(0.99, S_WARM)
+    s_trace.append(p.clone())
+    s_scales.append(scale_factor)
+t["spam.params"] = torch.stack(s_trace)
+t["spam.scales"] = torch.tensor(s_scales, dtype=torch.float64)
 
 save_file({k: v.detach().contiguous() for k, v in t.items()}, os.path.join(OUT, "stabilizers.safetensors"))
 print(f"stabilizers.safetensors: {len(t)} tensors; torch {torch.__version__}")

@@ -8,6 +8,10 @@ public struct OptimizerSettings: Sendable, Equatable {
     public var weightDecay: Double
     /// Adam and AdamW: StableAdamW's update-clipping threshold d (0: off).
     public var updateClip: Double
+    /// SPAM: the spike threshold θ, the steps between momentum resets, the warm-up after each.
+    public var spamThreshold = 5000.0
+    public var spamResetEvery = 500
+    public var spamWarmup = 150
 
     public init(lr: Double = 0.05, momentum: Double = 0.9, weightDecay: Double = 0, updateClip: Double = 0) {
         (self.lr, self.momentum, self.weightDecay, self.updateClip) = (lr, momentum, weightDecay, updateClip)
@@ -16,7 +20,7 @@ public struct OptimizerSettings: Sendable, Equatable {
 
 /// The optimizers a run can name.
 public enum OptimizerKind: String, SettingChoice {
-    case sgd, adam, adamw, rmsprop
+    case sgd, adam, adamw, rmsprop, spam
 
     public var help: String {
         switch self {
@@ -24,6 +28,7 @@ public enum OptimizerKind: String, SettingChoice {
         case .adam: return "Adam, L2 weight decay added to the gradient (torch.optim.Adam)"
         case .adamw: return "AdamW, decoupled weight decay (torch.optim.AdamW)"
         case .rmsprop: return "RMSprop with momentum (torch.optim.RMSprop)"
+        case .spam: return "SPAM: Adam with momentum resets, spike-aware clipping and warm-up after each reset (Huang et al. 2025)"
         }
     }
 
@@ -36,6 +41,10 @@ public enum OptimizerKind: String, SettingChoice {
         case .adam: return Adam(groups, lr: s.lr, weightDecay: s.weightDecay, updateClip: s.updateClip)
         case .adamw: return AdamW(groups, lr: s.lr, weightDecay: s.weightDecay, updateClip: s.updateClip)
         case .rmsprop: return RMSprop(groups, lr: s.lr, weightDecay: s.weightDecay, momentum: s.momentum)
+        case .spam:
+            var h = SPAM.Hyperparameters()
+            (h.lr, h.weightDecay, h.threshold, h.resetEvery, h.warmupSteps) = (s.lr, s.weightDecay, s.spamThreshold, s.spamResetEvery, s.spamWarmup)
+            return SPAM(groups, h)
         }
     }
 }

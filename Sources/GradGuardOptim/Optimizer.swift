@@ -82,7 +82,7 @@ open class Optimizer {
     open var stateNames: Set<String>? { nil }
 
     /// Updates every parameter that has a gradient.
-    public func step() {
+    open func step() {
         for group in paramGroups {
             for p in group.params {
                 guard let g = p.grad else { continue }

@@ -68,6 +68,10 @@ public struct RunConfig: Equatable, Sendable {
     public var weightDecay = 0.0
     /// Adam and AdamW: StableAdamW's per-tensor update clipping at this RMS (0: off).
     public var updateClip = 0.0
+    /// SPAM's spike threshold, momentum-reset interval and warm-up after each reset.
+    public var spamThreshold = 5000.0
+    public var spamResetEvery = 500
+    public var spamWarmup = 150
     /// Skip a step whose loss or gradient norm is this many standard deviations above its
     /// rolling mean (0: off; OLMo-core uses 6), over `zScoreWindow` steps.
     public var zScoreSigma = 0.0
@@ -95,7 +99,9 @@ public struct RunConfig: Equatable, Sendable {
 
     /// The optimizer's hyper-parameters.
     public var optimizerSettings: OptimizerSettings {
-        OptimizerSettings(lr: lr, momentum: momentum, weightDecay: weightDecay, updateClip: updateClip)
+        var s = OptimizerSettings(lr: lr, momentum: momentum, weightDecay: weightDecay, updateClip: updateClip)
+        (s.spamThreshold, s.spamResetEvery, s.spamWarmup) = (spamThreshold, spamResetEvery, spamWarmup)
+        return s
     }
 
     public init() {}
@@ -232,6 +238,11 @@ extension RunConfig {
             Setting(
                 key: "optimizer.update_clip", kind: .double(0...1e6, \.updateClip),
                 help: "adam, adamw: StableAdamW's update clipping, each tensor's step scaled down when the RMS of g²/v exceeds this (0: off; 1 in the paper)"),
+            Setting(
+                key: "optimizer.spam_threshold", kind: .double(0...1e12, \.spamThreshold),
+                help: "spam: clip entries with g² above this multiple of v (0: no spike clipping)"),
+            Setting(key: "optimizer.spam_reset_every", kind: .int(1...Int(Int32.max), \.spamResetEvery), help: "spam: steps between momentum resets"),
+            Setting(key: "optimizer.spam_warmup", kind: .int(0...Int(Int32.max), \.spamWarmup), help: "spam: cosine warm-up steps after each momentum reset"),
             Setting(key: "schedule.kind", choice: \.schedule, help: "learning-rate schedule"),
             Setting(
                 key: "schedule.warmup_steps", kind: .int(0...Int(Int32.max), \.warmupSteps),
@@ -410,6 +421,9 @@ extension RunConfig {
             throw ConfigError(
                 source: source, line: nil, key: "optimizer.update_clip",
                 message: "StableAdamW's update clipping is for optimizer.kind adam or adamw, got '\(optimizer.rawValue)'")
+        }
+        for key in ["optimizer.spam_threshold", "optimizer.spam_reset_every", "optimizer.spam_warmup"] where given.contains(key) && optimizer != .spam {
+            throw ConfigError(source: source, line: nil, key: key, message: "is for optimizer.kind spam, got '\(optimizer.rawValue)'")
         }
         if zLoss > 0 && model != .charlm && model != .seq2seq {
             throw ConfigError(
