@@ -72,16 +72,27 @@ def check_charlm(out):
     top = float(re.search(r"– ([0-9.]+)\]", g).group(1)) if "[" in g else median(g)
     claim(f"charlm: guarded below the unigram entropy {entropy} on every seed (worst {top})", top < entropy)
 
+def check_stabilizers(out):
+    _, rows = table(out)
+    by = {r[0]: r for r in rows}
+    spikes = lambda name: median(by[name][2])
+    claim("stabilizers: unstabilized Adam at lr 0.1 spikes (median ≥ 1 loss spike)", spikes("none") >= 1)
+    for name in ("adagc", "autoclip p10", "update clipping (StableAdamW)"):
+        claim(f"stabilizers: {name} keeps the median at ≤ 1 loss spike", spikes(name) <= 1)
+    claim("stabilizers: SPAM has the most spikes", all(spikes("spam") >= spikes(n) for n in by))
+    claim("stabilizers: the full guard ends below no stabilizer (median validation loss)",
+          median(by["full guard (global-norm 1, z-score skip)"][1]) < median(by["none"][1]))
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--demos", default="rnn,lr,charlm")
+    p.add_argument("--demos", default="rnn,lr,charlm,stabilizers")
     p.add_argument("--keep", help="keep the run directories here")
     a = p.parse_args()
     os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     base = a.keep or tempfile.mkdtemp(prefix="gradguard-claims-")
     for name in a.demos.split(","):
         out = run_demo(name, os.path.join(base, name))
-        {"rnn": check_rnn, "lr": check_lr, "charlm": check_charlm}[name](out)
+        {"rnn": check_rnn, "lr": check_lr, "charlm": check_charlm, "stabilizers": check_stabilizers}[name](out)
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
     sys.exit(0 if all(results) else 1)
 

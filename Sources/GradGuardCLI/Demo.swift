@@ -6,7 +6,7 @@ import GradGuardRuns
 /// `gradguard demo NAME`: the demo experiments of `GradGuardRuns.Demo`.
 struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "demo", abstract: "Run a canned experiment and print its table (rnn, init, lr, regularization, detector, charlm).",
+        commandName: "demo", abstract: "Run a canned experiment and print its table (rnn, init, lr, regularization, detector, charlm, stabilizers).",
         discussion: Demo.help)
     @Argument(help: "Demo: rnn, init, lr, regularization, detector or charlm.") var name: String
     @Option(name: .long, help: "charlm: a UTF-8 text file instead of the built-in corpus.") var text: String?

@@ -17,7 +17,7 @@ public enum DemoError: Error, CustomStringConvertible, Equatable {
 /// each trains a few runs into `runsDirectory` and returns (and prints) a table.
 public struct Demo: Sendable {
     /// The demos, with what each does.
-    public static let names = ["rnn", "init", "lr", "regularization", "detector", "charlm"]
+    public static let names = ["rnn", "init", "lr", "regularization", "detector", "charlm", "stabilizers"]
     public static let help = """
         rnn: a vanilla RNN and an LSTM on the adding problem at a learning rate that explodes unguarded; unguarded vs global-norm clipping vs AutoClip vs ZClip.
         init: 30-layer MLP and CNN with N(0,1), Xavier and Kaiming initialisation, with and without BatchNorm: per-layer gradient norms at step 0 and after training, accuracy.
@@ -25,6 +25,7 @@ public struct Demo: Sendable {
         regularization: no penalty vs L1 vs L2 vs decoupled weight decay on noisy labels: weight and gradient norms, validation loss.
         detector: the YOLO-style detector on generated shapes at an aggressive learning rate, unguarded vs guarded (clip at 10, warm-up, rollback): mAP.
         charlm: a char-LSTM on the built-in corpus (or --text FILE) at a high learning rate, unguarded vs guarded: bits per character and generated samples.
+        stabilizers: a char-LSTM with Adam at a rate that spikes: none, global norm, AGC, AutoClip, ZClip, AdaGC, SPAM, StableAdamW update clipping, the full guard.
         """
 
     public var name: String
@@ -78,6 +79,7 @@ public struct Demo: Sendable {
         case "init": return try initialisation(steps: stepsOption ?? 300)
         case "lr": return try learningRates(steps: stepsOption ?? 400)
         case "regularization": return try regularization(steps: stepsOption ?? 1500)
+        case "stabilizers": return try stabilizers(steps: stepsOption ?? 400, lr: lrOption ?? 0.1)
         default: return try detector(steps: stepsOption ?? 300, lr: lrOption ?? 0.1)
         }
     }
@@ -134,9 +136,9 @@ public struct Demo: Sendable {
     /// every tenth of them, and writes its report. A run the guard halts, or whose loss is not
     /// finite at the end, counts as diverged.
     func fitRun(
-        _ model: Module, optimizer opt: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy, steps: Int, batchSize: Int = 32,
-        directory dir: String, config: String, train: any Dataset, validation: (any Dataset)?,
-        evaluate: ((Module, any Dataset) throws -> [String: Double])? = nil,
+        _ model: Module, optimizer opt: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy, monitor: HealthMonitor = HealthMonitor(),
+        steps: Int, batchSize: Int = 32, directory dir: String, config: String, train: any Dataset, validation: (any Dataset)?,
+        evaluate: ((Module, any Dataset) throws -> [String: Double])? = nil, afterStep: ((StepRecord) -> Void)? = nil,
         loss: @escaping (Module, Batch) -> Tensor
     ) throws -> (trainer: Trainer, diverged: Bool, gradNorms: [Double]) {
         var c = TrainerConfig()
@@ -149,10 +151,14 @@ public struct Demo: Sendable {
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try AtomicFile.write(Data(config.utf8), to: dir + "/config.yaml")
-        let trainer = try Trainer(model: model, optimizer: opt, scheduler: scheduler, policy: policy, config: c, runDirectory: dir, loss: loss)
+        let trainer = try Trainer(
+            model: model, optimizer: opt, scheduler: scheduler, policy: policy, monitor: monitor, config: c, runDirectory: dir, loss: loss)
         trainer.evaluateDataset = evaluate
         var norms: [Double] = []
-        trainer.callbacks.afterStep = { r, _ in norms.append(Double(r.gradNorm)) }
+        trainer.callbacks.afterStep = { r, _ in
+            norms.append(Double(r.gradNorm))
+            afterStep?(r)
+        }
         var diverged = false
         do {
             let result = try trainer.fit(train: train, validation: validation)

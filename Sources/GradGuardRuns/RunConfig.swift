@@ -524,6 +524,8 @@ extension RunConfig {
             {
                 continue
             }
+            // SPAM's settings only with SPAM (or when given, which `validate` refuses).
+            if s.key.hasPrefix("optimizer.spam_"), optimizer != .spam, !given.contains(s.key) { continue }
             let parts = s.key.split(separator: ".").map(String.init)
             let sections = Array(parts.dropLast())
             var depth = 0

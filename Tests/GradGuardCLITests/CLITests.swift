@@ -15,6 +15,30 @@ final class CLITests: CLITestCase {
         return "no error"
     }
 
+    func testStabilizerSettingsApplyOnlyWhereTheyMeanSomething() throws {
+        func error(_ overrides: [String]) -> String? {
+            var c = RunConfig()
+            do {
+                try c.apply(overrides: overrides)
+                try c.validate(source: "--set")
+                return nil
+            } catch { return "\(error)" }
+        }
+        XCTAssertEqual(
+            error(["optimizer.update_clip=1"]), "--set: optimizer.update_clip: StableAdamW's update clipping is for optimizer.kind adam or adamw, got 'sgd'")
+        XCTAssertNil(error(["optimizer.kind=adamw", "optimizer.update_clip=1"]))
+        XCTAssertEqual(error(["optimizer.spam_reset_every=100"]), "--set: optimizer.spam_reset_every: is for optimizer.kind spam, got 'sgd'")
+        XCTAssertNil(error(["optimizer.kind=spam", "optimizer.spam_reset_every=100"]))
+        XCTAssertEqual(error(["model.z_loss=1e-4"]), "--set: model.z_loss: the z-loss is for model.kind charlm or seq2seq, got 'mlp'")
+        XCTAssertNil(error(["model.kind=charlm", "data.kind=text", "model.z_loss=1e-4", "guard.clipper=adagc", "guard.adagc.warmup_steps=10"]))
+        XCTAssertNotNil(error(["guard.adagc.beta=0.9"]), "an AdaGC setting with another clipper")
+        // Each builds what it names.
+        var c = RunConfig()
+        try c.apply(overrides: ["optimizer.kind=spam", "optimizer.spam_threshold=100"])
+        let spam = c.optimizer.make([ParamGroup(params: [Tensor.zeros([2], requiresGrad: true)])], c.optimizerSettings)
+        XCTAssertEqual(spam.paramGroups[0].options["threshold"], 100)
+    }
+
     func testConfigErrorsNameTheKeyAndLine() {
         XCTAssertEqual(configError("name: a\ntraining:\n  epochs: three\n"), "f.yaml:3: training.epochs: expected an integer, got 'three'")
         XCTAssertEqual(configError("optimizer:\n  lrr: 0.1\n"), "f.yaml:2: optimizer.lrr: unknown key (did you mean 'optimizer.lr'?)")
@@ -22,7 +46,7 @@ final class CLITests: CLITestCase {
         XCTAssertEqual(configError("optimizer:\n  lr: -1\n"), "f.yaml:2: optimizer.lr: expected a number in 1e-12...100.0, got '-1'")
         XCTAssertEqual(
             configError("guard:\n  clipper: zlcip\n"),
-            "f.yaml:2: guard.clipper: expected one of none, global-norm, value, zclip, autoclip, agc, per-module, got 'zlcip'")
+            "f.yaml:2: guard.clipper: expected one of none, global-norm, value, zclip, autoclip, agc, adagc, per-module, got 'zlcip'")
         XCTAssertEqual(configError("training: 3\n"), "f.yaml:1: training: expected a section of settings, got '3'")
         XCTAssertEqual(configError("model:\n  layers: [1, 2]\n"), "f.yaml:2: model.layers: expected a single value, got a list")
         XCTAssertTrue(configError("name: [x\n").hasPrefix("f.yaml:"), configError("name: [x\n"))
@@ -204,14 +228,15 @@ final class CLITests: CLITestCase {
         let cases: [(String, [String], Int)] = [
             ("lr", ["--steps", "4"], 6), ("regularization", ["--steps", "3"], 4),
             ("init", ["--steps", "1", "--examples", "64"], 12),
-            ("detector", ["--steps", "1", "--examples", "8"], 4)
+            ("detector", ["--steps", "1", "--examples", "8"], 4),
+            ("stabilizers", ["--steps", "3"], 9)
         ]
         for (name, args, rows) in cases {
             let r = try run(["demo", name] + args)
             XCTAssertEqual(r.code, 0, name + ": " + r.err)
             let table = r.out.split(separator: "\n").filter {
                 $0.hasPrefix("| ") && !$0.hasPrefix("| lr |") && !$0.hasPrefix("| model |")
-                    && !$0.hasPrefix("| regularisation |") && !$0.hasPrefix("| run |")
+                    && !$0.hasPrefix("| regularisation |") && !$0.hasPrefix("| run |") && !$0.hasPrefix("| stabilizer |")
             }
             XCTAssertEqual(table.count, rows, name + ":\n" + r.out)
             XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/runs/demo-\(name)"), name)
