@@ -80,8 +80,8 @@ extension Demo {
                     corpus: built-in, char-LSTM embedding 32, hidden 128
                     optimizer: adam lr \(lr), \(steps) steps (spam: SPAM at the same rate, momentum reset every \(Swift.max(20, steps / 3)) steps)
                     stabilizer: \(s.name)
-                    """, train: train, validation: valid, afterStep: { losses.append(Double($0.loss)) }
-            ) { _, b in model.loss(b.inputs, b.targets) }
+                    """, train: train, validation: valid, afterStep: { losses.append(Double($0.loss)) },
+                loss: { _, b in model.loss(b.inputs, b.targets) })
             let seconds = Date().timeIntervalSince(start)
             let vb = try valid.batch(Array(0..<valid.count))
             let loss = withoutGrad { Double(model.loss(vb.inputs, vb.targets).item) }
