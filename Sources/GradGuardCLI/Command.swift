@@ -16,7 +16,8 @@ public struct GradGuardCommand: ParsableCommand {
         discussion:
             "Exit codes: 0 ok, 1 training diverged, 2 usage or configuration error, 3 missing or unreadable file or run, or bad data, 4 no loadable checkpoint, 5 cannot write (disk full, read-only, permission), 6 run in use by another process, 7 data-parallel job failed (a rank died, stalled or disagreed). Under `mpirun -np N` train and resume run data-parallel over the N processes.",
         subcommands: [
-            Train.self, Resume.self, Eval.self, Report.self, Diagnose.self, Inspect.self, Compare.self, DemoCommand.self, Generate.self, Translate.self,
+            Train.self, Resume.self, Eval.self, Report.self, Diagnose.self, Replay.self, Inspect.self, Compare.self, DemoCommand.self, Generate.self,
+            Translate.self,
             DataCommand.self, Detect.self, Env.self
         ])
 

@@ -32,6 +32,18 @@ extension Dataset {
     public func batch(_ indices: [Int], epoch: Int) throws -> Batch { try batch(indices) }
 }
 
+/// A dataset that can say where an example comes from — an image and its label file, a line
+/// of a file, a stretch of a text — for the data blame of an incident's replay.
+public protocol SampleDescribing {
+    /// Where example `index` comes from, in a few words.
+    func describe(_ index: Int) -> String
+}
+
+/// Where example `index` of `dataset` comes from (the dataset's own words, or its position).
+public func describeSample(_ dataset: any Dataset, _ index: Int) -> String {
+    (dataset as? any SampleDescribing)?.describe(index) ?? "example \(index)"
+}
+
 /// Examples held as two tensors whose first axis indexes the examples.
 // @unchecked: the two tensors are only read (a batch copies its rows out), so the prefetch
 // thread and the training thread may share them.

@@ -427,6 +427,20 @@ final class ExampleProgramTests: CLITestCase {
         XCTAssertTrue(bad.err.hasPrefix("train-detector: ") && bad.err.contains("missing.yaml"), bad.err)
     }
 
+    func testReplayReRunsAnIncidentsStepBitForBit() throws {
+        // An MLP at a learning rate that spikes: its first incident keeps a replay record.
+        let t = try run(["train", "--name", "rp", "--lr", "3", "--set", "training.max_steps=30", "--quiet"])
+        XCTAssertEqual(t.code, 0, t.err)
+        let r = try run(["replay", "rp", "--incident", "1", "--top", "3"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(r.out.contains("every norm identical to the step's, bit for bit"), r.out)
+        XCTAssertFalse(r.out.contains("recorded "), r.out)
+        XCTAssertEqual(r.out.components(separatedBy: "%  norm").count - 1, 3, r.out)
+        let missing = try run(["replay", "rp", "--incident", "99"])
+        XCTAssertEqual(missing.code, 3)
+        XCTAssertTrue(missing.err.contains("there is no incident 99"), missing.err)
+    }
+
     func testCharLMExampleTrainsAndSamples() throws {
         let text = String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 200)
         try Data(text.utf8).write(to: URL(fileURLWithPath: tmp + "/book.txt"))

@@ -127,3 +127,20 @@ final class TranslationTests: TemporaryDirectoryTestCase {
         XCTAssertGreaterThanOrEqual(zip(translated, some).filter { $0.0 == $0.1.target }.count, 8, "\(translated)")
     }
 }
+
+final class TranslationBlameTests: XCTestCase {
+    func testDataBlameNamesTheFileAndLineOfACorruptPair() throws {
+        // Line 5 pairs a short sentence with a long garbled target (a corrupt label).
+        var lines = ["# en\tfr"]
+        let words = ["one", "two", "three", "four", "five", "six", "seven", "eight"]
+        for (i, w) in words.enumerated() { lines.append("\(w)\t\(w.reversed().map(String.init).joined())\(i)") }
+        lines[4] = "four\t" + String(repeating: "qzxj", count: 12)
+        let pairs = try TranslationPair.parse(lines.joined(separator: "\n"), source: "pairs.tsv")
+        let set = TranslationSet(pairs: pairs)
+        DefaultGenerator.seed(0)
+        let task = TranslationTask(train: pairs, validation: [], set: set)
+        let ranked = try DataBlame.rank(model: task.model, dataset: task.train, indices: Array(0..<pairs.count), epoch: 0) { _, b in task.loss(task.model, b) }
+        XCTAssertTrue(ranked.first?.source.hasPrefix("pairs.tsv:5: \"four\" → \"qzxj") == true, "\(ranked.map { $0.source })")
+        XCTAssertEqual(describeSample(task.train, 0), "pairs.tsv:2: \"one\" → \"eno0\"")
+    }
+}

@@ -61,14 +61,18 @@ public struct Incident: Sendable, Codable {
     public let blame: [Blame]
     /// Ranked, most likely first.
     public let causes: [Cause]
-    public let recommendations: [String]
+    public var recommendations: [String]
+    /// The replay record of the step (`replay/…` in the run directory), when one was kept.
+    public var replay: String? = nil
+    /// The batch's examples ranked by their gradient norm, when the data blame ran.
+    public var samples: [SampleBlame]? = nil
 
     public init(step: Int, findings: [Finding], taken: [TakenAction], blame: [Blame], causes: [Cause], recommendations: [String]) {
         (self.step, self.findings, self.taken, self.blame, self.causes, self.recommendations) = (step, findings, taken, blame, causes, recommendations)
         actions = taken.map(\.text)
     }
 
-    enum CodingKeys: String, CodingKey { case step, findings, taken, actions, blame, causes, recommendations }
+    enum CodingKeys: String, CodingKey { case step, findings, taken, actions, blame, causes, recommendations, replay, samples }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -79,6 +83,8 @@ public struct Incident: Sendable, Codable {
         blame = try c.decode([Blame].self, forKey: .blame)
         causes = try c.decode([Cause].self, forKey: .causes)
         recommendations = try c.decode([String].self, forKey: .recommendations)
+        replay = try c.decodeIfPresent(String.self, forKey: .replay)
+        samples = try c.decodeIfPresent([SampleBlame].self, forKey: .samples)
     }
 
     /// One paragraph for a terminal.
@@ -95,7 +101,26 @@ public struct Incident: Sendable, Codable {
         if !actions.isEmpty { lines.append("  done: " + actions.joined(separator: "; ")) }
         for c in causes { lines.append("  cause (\(Int((c.confidence * 100).rounded())) %): \(c.kind.rawValue) — \(c.evidence)") }
         for r in recommendations { lines.append("  try: \(r)") }
+        if let replay { lines.append("  replay record: \(replay) (gradguard replay RUN --incident K re-runs the step)") }
+        if let top = samples?.first { lines.append("  largest share of the gradient: \(top.source), \(Int((top.share * 100).rounded())) %") }
         return lines.joined(separator: "\n")
+    }
+}
+
+/// One example of a step's batch and its share of the gradient: its loss and the L2 norm of the
+/// gradient it alone gives (the batch run one example at a time).
+public struct SampleBlame: Sendable, Codable, Equatable {
+    /// The example's index in the dataset.
+    public let index: Int
+    /// Where it comes from: an image and its label file, a file and line, a stretch of text.
+    public let source: String
+    public let loss: Float
+    public let gradNorm: Float
+    /// Its gradient norm over the sum of the batch's (0 … 1).
+    public let share: Float
+
+    public init(index: Int, source: String, loss: Float, gradNorm: Float, share: Float) {
+        (self.index, self.source, self.loss, self.gradNorm, self.share) = (index, source, loss, gradNorm, share)
     }
 }
 

@@ -65,6 +65,9 @@ public final class GradientGuard {
     public var clipRate = ClipRateMonitor()
     /// Called with each incident as it happens.
     public var onIncident: ((Incident) -> Void)?
+    /// Called when a step has findings, after measuring and before acting: the weights are
+    /// still those the step's forward pass used (a trainer keeps them for the step's replay).
+    public var onFindings: ((StepStatistics, [Finding]) -> Void)?
     /// The ranks this guard trains with (nil or a world of one: a single process). In
     /// data-parallel training the guard averages the gradients over the ranks, sees every
     /// rank's statistics and takes the same decision as every other rank.
@@ -161,6 +164,7 @@ public final class GradientGuard {
             if let f = rankOutliers.observe(step: stats.step, ranks: g.ranks) { findings.append(f) }
         }
         let exploding = findings.filter { $0.kind.isExploding }
+        if !findings.isEmpty { onFindings?(stats, findings) }
         // Decide.
         memory.snapshotStep = snapshot?.step
         memory.previousSnapshotStep = previousSnapshot?.step

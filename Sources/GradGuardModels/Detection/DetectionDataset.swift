@@ -25,7 +25,7 @@ public struct Augmentation: Sendable, Equatable {
 ///
 /// The random draws of an example depend only on the seed, the example and the epoch, so
 /// a run repeats exactly and a resumed run sees the same images as an unbroken one.
-public final class DetectionDataset: Dataset, Sendable {
+public final class DetectionDataset: Dataset, SampleDescribing, Sendable {
     public let samples: [DetectionSample]
     public let size: Int
     public let augmentation: Augmentation
@@ -41,6 +41,13 @@ public final class DetectionDataset: Dataset, Sendable {
     }
 
     public var count: Int { samples.count }
+
+    /// "images/train/0042.png (labels/train/0042.txt, 3 boxes)".
+    public func describe(_ index: Int) -> String {
+        guard samples.indices.contains(index) else { return "image \(index)" }
+        let s = samples[index]
+        return "\(s.imagePath) (\(DetectionSplit.labelPath(forImage: s.imagePath)), \(s.boxes.count) box\(s.boxes.count == 1 ? "" : "es"))"
+    }
 
     /// Example `index` as the model sees it in epoch `epoch`: the image and its boxes in input pixels.
     public func example(_ index: Int, epoch: Int) -> (image: RGBImage, boxes: [Box]) {

@@ -156,8 +156,8 @@ public struct CharCorpus: Sendable {
         }
         let step = Swift.max(1, stride ?? length)
         return (
-            CharWindows(ids: ids, range: 0..<cut, length: length, step: step),
-            CharWindows(ids: ids, range: cut..<ids.count, length: length, step: step)
+            CharWindows(ids: ids, range: 0..<cut, length: length, step: step, source: source, vocabulary: vocabulary),
+            CharWindows(ids: ids, range: cut..<ids.count, length: length, step: step, source: source, vocabulary: vocabulary)
         )
     }
 }
@@ -165,11 +165,28 @@ public struct CharCorpus: Sendable {
 /// Windows of `length` characters cut from a corpus's ids (inputs) with the next characters
 /// as targets, starting every `step` characters within `range`. The ids are shared, not
 /// copied: a batch is assembled when it is asked for.
-public struct CharWindows: Dataset {
+public struct CharWindows: Dataset, SampleDescribing {
     public let ids: [UInt16]
     public let range: Range<Int>
     public let length: Int
     public let step: Int
+    /// The text's name (a path, "built-in corpus") and its characters, for `describe`.
+    public let source: String
+    public let vocabulary: [Character]
+
+    public init(ids: [UInt16], range: Range<Int>, length: Int, step: Int, source: String = "text", vocabulary: [Character] = []) {
+        (self.ids, self.range, self.length, self.step, self.source, self.vocabulary) = (ids, range, length, step, source, vocabulary)
+    }
+
+    /// "built-in corpus, characters 5120–5184: "the quick …"" — the window's offsets in the text
+    /// (the input characters and the last target) and its text.
+    public func describe(_ index: Int) -> String {
+        guard index >= 0 && index < count else { return "window \(index)" }
+        let start = range.lowerBound + index * step
+        let text = String(ids[start...(start + length)].map { Int($0) < vocabulary.count ? vocabulary[Int($0)] : "?" })
+        let shown = text.replacingOccurrences(of: "\n", with: "⏎")
+        return "\(source), characters \(start)–\(start + length): \"\(shown)\""
+    }
 
     public var count: Int { range.count > length + 1 ? (range.count - length - 2) / step + 1 : 0 }
 

@@ -23,9 +23,12 @@ public enum TranslationDataError: Error, CustomStringConvertible, Equatable {
 public struct TranslationPair: Equatable, Sendable {
     public var source: String
     public var target: String
-    public init(source: String, target: String) {
+    /// Where the pair was read ("pairs.tsv:17"), when it came from a file.
+    public var origin: String? = nil
+    public init(source: String, target: String, origin: String? = nil) {
         self.source = source
         self.target = target
+        self.origin = origin
     }
 }
 
@@ -105,7 +108,7 @@ extension TranslationPair {
                     path: source, line: i + 1,
                     reason: "the \(side) has \(text.count) characters, more than the \(maxLength) a pair may have")
             }
-            pairs.append(TranslationPair(source: s, target: t))
+            pairs.append(TranslationPair(source: s, target: t, origin: "\(source):\(i + 1)"))
         }
         return pairs
     }
@@ -191,7 +194,24 @@ public struct TranslationSet: Sendable {
     }
 
     /// Inputs are the sources, targets the full target rows (the model shifts them).
-    public func dataset(_ pairs: [TranslationPair]) -> TensorDataset {
-        TensorDataset(inputs: encodeSources(pairs.map(\.source)), targets: encodeTargets(pairs.map(\.target)))
+    public func dataset(_ pairs: [TranslationPair]) -> TranslationPairs {
+        TranslationPairs(
+            tensors: TensorDataset(inputs: encodeSources(pairs.map(\.source)), targets: encodeTargets(pairs.map(\.target))), pairs: pairs)
+    }
+}
+
+/// Encoded translation pairs that say where each came from (a file and line).
+public struct TranslationPairs: Dataset, SampleDescribing {
+    public let tensors: TensorDataset
+    public let pairs: [TranslationPair]
+
+    public var count: Int { tensors.count }
+    public func batch(_ indices: [Int]) throws -> Batch { try tensors.batch(indices) }
+
+    /// "pairs.tsv:17: "the cat" → "le chat"".
+    public func describe(_ index: Int) -> String {
+        guard pairs.indices.contains(index) else { return "pair \(index)" }
+        let p = pairs[index]
+        return "\(p.origin ?? "pair \(index)"): \"\(p.source)\" → \"\(p.target)\""
     }
 }

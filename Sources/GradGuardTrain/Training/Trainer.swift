@@ -99,6 +99,29 @@ public final class Trainer {
     private var ranksAligned = false
     /// The step of the newest checkpoint written or loaded.
     private var lastCheckpointStep: Int? = nil
+    /// Replay records kept for incidents (`replay/` in the run directory), within this many
+    /// bytes, oldest removed first (0: none).
+    public var replayBudgetBytes = 256 << 20
+    /// Rank the examples of an incident's batch by their gradient norm (the batch run one
+    /// example at a time) when it has at most this many examples (0: never).
+    public var dataBlameLimit = 256
+    /// A run with incidents on step after step (a run the guard only watches) keeps a replay
+    /// record at most every this many steps, and ranks examples for at most `dataBlameRuns`
+    /// incidents: both cost time at every incident.
+    public var replaySpacing = 10
+    public var dataBlameRuns = 10
+    private var lastReplayStep: Int? = nil
+    private var blameRuns = 0
+    /// What the current step needs for its replay, and what its findings captured.
+    private struct StepContext {
+        var step: Int
+        var epoch: Int
+        var microBatches: [[Int]]
+        var random: [UInt64]
+        var weights: [String: Tensor]? = nil
+        var stats: StepStatistics? = nil
+    }
+    private var context: StepContext? = nil
 
     public private(set) var epoch = 0
     /// The next batch of the current epoch (in micro-batches).
@@ -176,9 +199,18 @@ public final class Trainer {
         var lastLoss: Float? = nil
         // An incident that cannot be written (disk full) fails the step that raised it.
         var incidentWriteError: Error? = nil
+        guardian.onFindings = { [weak self] stats, _ in
+            guard let self, self.context != nil else { return }
+            // The weights the step's forward pass used (the guard has not acted yet).
+            self.context!.weights = self.model.stateDict().mapValues { $0.copy() }
+            self.context!.stats = stats
+        }
         guardian.onIncident = { [weak self] inc in
-            do { try self?.recorder?.record(inc) } catch { incidentWriteError = error }
-            self?.callbacks.onIncident?(inc)
+            guard let self else { return }
+            var inc = inc
+            do { inc = try self.keepReplay(inc, train: train) } catch { incidentWriteError = error }
+            do { try self.recorder?.record(inc) } catch { incidentWriteError = error }
+            self.callbacks.onIncident?(inc)
         }
         model.train()
         stopRequested = false
@@ -195,6 +227,7 @@ public final class Trainer {
                 optimizer.zeroGrad()
                 var micro: [Float] = []
                 var first: Batch? = nil
+                context = StepContext(step: guardian.step, epoch: epoch, microBatches: [], random: DefaultGenerator.with { $0.state })
                 for k in 0..<config.accumulation {
                     guard let (index, batch) = try batches.nextBatch() else { break }
                     if first == nil { first = batch; callbacks.beforeStep?(guardian.step, batch) }
@@ -203,6 +236,7 @@ public final class Trainer {
                     let l = loss(model, batch)
                     (config.accumulation > 1 ? l / Float(config.accumulation) : l).backward()
                     micro.append(l.item)
+                    context?.microBatches.append(batch.indices)
                     batchInEpoch = index + 1
                 }
                 guard !micro.isEmpty else { break }
@@ -210,6 +244,7 @@ public final class Trainer {
                 let localLoss = micro.reduce(0, +) / Float(micro.count)
                 let stepBefore = guardian.step
                 let outcome = try guardian.step(loss: localLoss)
+                context = nil
                 if let e = incidentWriteError { throw e }
                 // The loss over every rank's samples (this rank's in a single process).
                 let meanLoss = outcome.stats.loss ?? localLoss
@@ -304,6 +339,31 @@ public final class Trainer {
         events?.flush()
         callbacks.onEvaluation?(record)
         return metrics
+    }
+
+    /// Keeps the replay record of an incident's step (single process, run directory, within
+    /// the budget) and ranks its batch's examples; returns the incident with both noted.
+    func keepReplay(_ inc: Incident, train: any Dataset) throws -> Incident {
+        guard let c = context, c.step == inc.step, let weights = c.weights, let stats = c.stats, !communicator.isDistributed else { return inc }
+        var inc = inc
+        if let runDirectory, isRecording, replayBudgetBytes > 0, lastReplayStep.map({ c.step - $0 >= replaySpacing || c.step < $0 }) ?? true {
+            lastReplayStep = c.step
+            let record = ReplayRecord(
+                step: c.step, epoch: c.epoch, microBatches: c.microBatches, accumulation: config.accumulation, random: c.random,
+                threads: Kernels.threadCount,
+                loss: stats.loss ?? .nan, globalNormBits: stats.globalL2.bitPattern,
+                tensorNormBits: Dictionary(stats.tensors.map { ($0.name, $0.gradNorm.bitPattern) }, uniquingKeysWith: { a, _ in a }))
+            inc.replay = try ReplayStore(runDirectory: runDirectory, budgetBytes: replayBudgetBytes).save(
+                record, weights: weights, attempt: guardian.memory.attempts)
+        }
+        let indices = c.microBatches.flatMap { $0 }
+        if dataBlameLimit > 0, indices.count <= dataBlameLimit, indices.count >= 2, blameRuns < dataBlameRuns {
+            blameRuns += 1
+            let ranked = try DataBlame.rank(model: model, weights: weights, dataset: train, indices: indices, epoch: c.epoch, loss: loss)
+            inc.samples = Array(ranked.prefix(10))
+            if let note = DataBlame.note(ranked) { inc.recommendations.insert(note, at: 0) }
+        }
+        return inc
     }
 
     /// Every rank's evaluation sums, added in rank order (the same bits on every rank).
