@@ -76,6 +76,10 @@ public struct RunConfig: Equatable, Sendable {
     /// rolling mean (0: off; OLMo-core uses 6), over `zScoreWindow` steps.
     public var zScoreSigma = 0.0
     public var zScoreWindow = 128
+    /// Replay records of incidents kept within this many MiB (0: none), and the batch's
+    /// examples ranked for an incident when the batch has at most `dataBlame` of them (0: never).
+    public var replayBudgetMB = 256.0
+    public var dataBlame = 256
     /// The char LM and the translation model: weight of PaLM's z-loss, 1e-4·log²Z (0: off).
     public var zLoss = 0.0
     public var schedule = ScheduleKind.constant
@@ -255,6 +259,12 @@ extension RunConfig {
                 key: "guard.zscore_sigma", kind: .double(0...1e6, \.zScoreSigma),
                 help: "skip a step whose loss or gradient norm is this many σ above its rolling mean (0: off; 6 in OLMo-core)"),
             Setting(
+                key: "guard.replay_budget_mb", kind: .double(0...1e6, \.replayBudgetMB),
+                help: "replay records of incidents (gradguard replay) kept within this many MiB, oldest removed (0: none)"),
+            Setting(
+                key: "guard.data_blame", kind: .int(0...1_000_000, \.dataBlame),
+                help: "rank an incident's examples by their gradient when its batch has at most this many (0: never)"),
+            Setting(
                 key: "guard.zscore_window", kind: .int(2...1_000_000, \.zScoreWindow),
                 help: "steps of the rolling mean and σ of guard.zscore_sigma"),
             Setting(
@@ -349,7 +359,7 @@ extension RunConfig {
             "training.epochs", "training.max_steps", "training.eval_every", "training.checkpoint_every",
             "training.keep_checkpoints", "training.module_norms_every",
             "guard.snapshot_every", "guard.max_failed_recoveries", "guard.validation_divergence", "data.on_error",
-            "guard.zscore_sigma", "guard.zscore_window",
+            "guard.zscore_sigma", "guard.zscore_window", "guard.replay_budget_mb", "guard.data_blame",
             "distributed.timeout", "distributed.check_every", "distributed.bucket_mb", "model.sync_batch_norm"
         ]
             + ClipperSetting.allCases.map { "guard." + $0.rawValue })

@@ -115,7 +115,7 @@ public struct RunSetup {
         (self.optimizer, self.scheduler, self.policy, trainer) = (optimizer, scheduler, policy, t)
         let trainerConfig = t
         let checkEvery = c.parameterCheckEvery, bucketBytes = Int(c.bucketMB * 1_048_576), syncBN = c.syncBatchNorm
-        let zSigma = c.zScoreSigma, zWindow = c.zScoreWindow
+        let zSigma = c.zScoreSigma, zWindow = c.zScoreWindow, replayBytes = Int(c.replayBudgetMB * 1_048_576), blame = c.dataBlame
         makeTrainer = { dir, lock, world in
             if syncBN, let world { BatchNorm.synchronise(workload.model, over: world) }
             let monitor = HealthMonitor()
@@ -124,6 +124,8 @@ public struct RunSetup {
                 workload, optimizer: optimizer, scheduler: scheduler, policy: policy, monitor: monitor, config: trainerConfig, runDirectory: dir,
                 runLock: lock, communicator: world, bucketBytes: bucketBytes)
             t.guardian.parameterCheckEvery = checkEvery
+            t.replayBudgetBytes = replayBytes
+            t.dataBlameLimit = blame
             return t
         }
     }

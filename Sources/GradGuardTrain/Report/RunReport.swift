@@ -158,7 +158,7 @@ public enum RunReport {
             body += "<p class=\"ok\">None: the guard saw nothing to act on.</p>"
         } else {
             body +=
-                "<table id=\"incidents\"><tr><th>step</th><th>what was seen</th><th>done</th><th>blame</th><th>probable causes</th><th>recommendations</th></tr>"
+                "<table id=\"incidents\"><tr><th>step</th><th>what was seen</th><th>done</th><th>blame</th><th>examples with the largest gradients</th><th>probable causes</th><th>recommendations</th></tr>"
             // Consecutive incidents at one step with the same findings and causes are one row.
             let groups = foldedIncidents(incidents)
             for g in groups.prefix(500) {
@@ -168,6 +168,8 @@ public enum RunReport {
                 body += "<td>\(SVGChart.escape(g.actions.joined(separator: "; ")))</td>"
                 let blame = i.blame.prefix(3).map { "\($0.module.isEmpty ? "(root)" : $0.module) ×\(SVGChart.label(Double($0.ratio)))" }.joined(separator: ", ")
                 body += "<td>\(blame.isEmpty ? "— (no baseline yet: the run was abnormal from its first steps)" : SVGChart.escape(blame))</td>"
+                let top = (i.samples ?? []).prefix(3).map { "\($0.source) (\(Int(($0.share * 100).rounded())) %)" }.joined(separator: "; ")
+                body += "<td>\(top.isEmpty ? "—" : SVGChart.escape(top))\(i.replay.map { "<br><small>replay: \(SVGChart.escape($0))</small>" } ?? "")</td>"
                 body +=
                     "<td>\(SVGChart.escape(i.causes.map { "\($0.kind.rawValue) (\(Int($0.confidence * 100)) %): \($0.evidence)" }.joined(separator: "; ")))</td>"
                 body += "<td>\(SVGChart.escape(Recommendations.folded(g.recommendations).map(\.text).joined(separator: "; ")))</td></tr>"
