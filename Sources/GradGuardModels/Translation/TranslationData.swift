@@ -30,6 +30,9 @@ public struct TranslationPair: Equatable, Sendable {
         self.target = target
         self.origin = origin
     }
+
+    /// The same sentences, wherever they were read.
+    public static func == (a: TranslationPair, b: TranslationPair) -> Bool { a.source == b.source && a.target == b.target }
 }
 
 /// A character vocabulary with the four special tokens every sequence-to-sequence model
