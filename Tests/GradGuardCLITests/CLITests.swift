@@ -441,6 +441,34 @@ final class ExampleProgramTests: CLITestCase {
         XCTAssertTrue(missing.err.contains("there is no incident 99"), missing.err)
     }
 
+    func testReplayNamesAPlantedCorruptLabelFirst() throws {
+        // 200 pairs "a b → reversed", line 58 with a garbled target: the steps whose batch
+        // holds it spike (loss against its best), and the replay ranks it first.
+        let words = [
+            "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "red", "blue", "green", "cat", "dog", "sun", "moon", "tree", "house",
+            "car"
+        ]
+        var lines = (0..<200).map { i -> String in
+            let a = words[(i * 7) % 20], b = words[(i * 13 + 3) % 20]
+            return "\(a) \(b)\t\(String(b.reversed())) \(String(a.reversed()))"
+        }
+        lines[57] = "two cat\t" + String(repeating: "qzxjwv", count: 5)
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: tmp + "/pairs.tsv"))
+        let t = try run([
+            "train", "--name", "tr", "--quiet", "--set", "model.kind=seq2seq", "--set", "data.kind=pairs", "--set", "data.path=pairs.tsv",
+            "--batch-size", "8", "--set", "training.epochs=20", "--set", "optimizer.kind=adam", "--set", "optimizer.lr=0.01",
+            "--set", "model.width=32"
+        ])
+        XCTAssertEqual(t.code, 0, t.err)
+        let incidents = try RunRecords.incidents(in: tmp + "/runs/tr")
+        let k = try XCTUnwrap(incidents.firstIndex { $0.replay != nil && $0.samples != nil }, "no incident with a replay record") + 1
+        let r = try run(["replay", "tr", "--incident", "\(k)", "--top", "3"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(r.out.contains("bit for bit"), r.out)
+        let first = r.out.split(separator: "\n").first { $0.contains("%  norm") } ?? ""
+        XCTAssertTrue(first.contains("pairs.tsv:58: \"two cat\" → \"qzxjwv"), r.out)
+    }
+
     func testCharLMExampleTrainsAndSamples() throws {
         let text = String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 200)
         try Data(text.utf8).write(to: URL(fileURLWithPath: tmp + "/book.txt"))
