@@ -300,7 +300,8 @@ func loadNewestWeights(_ model: Module, runDirectory dir: String) throws -> Int 
     do { loaded = try CheckpointStore(directory: dir + "/checkpoints").loadLatest().checkpoint } catch let e as CheckpointError {
         throw fail(e.description, code: Exit.checkpoint)
     }
-    _ = try model.load(stateDict: loaded.tensors["model"] ?? [:])
+    // A run with a weight average delivers the average.
+    _ = try model.load(stateDict: loaded.tensors["ema"] ?? loaded.tensors["model"] ?? [:])
     return loaded.step
 }
 

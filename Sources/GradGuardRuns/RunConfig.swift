@@ -76,6 +76,11 @@ public struct RunConfig: Equatable, Sendable {
     /// rolling mean (0: off; OLMo-core uses 6), over `zScoreWindow` steps.
     public var zScoreSigma = 0.0
     public var zScoreWindow = 128
+    /// An exponential moving average of the weights for evaluation and checkpoints (Ultralytics'
+    /// ModelEMA), its decay and ramp.
+    public var ema = false
+    public var emaDecay = 0.9999
+    public var emaTau = 2000.0
     /// Replay records of incidents kept within this many MiB (0: none), and the batch's
     /// examples ranked for an incident when the batch has at most `dataBlame` of them (0: never).
     public var replayBudgetMB = 256.0
@@ -181,6 +186,11 @@ extension RunConfig {
             Setting(
                 key: "model.width", kind: .int(0...100_000, \.width),
                 help: "hidden width, recurrent hidden size, or a detector's first-layer channels (0: 16 for detector, 64 otherwise)"),
+            Setting(key: "model.ema", kind: .bool(\.ema), help: "evaluate and deliver a moving average of the weights (Ultralytics' ModelEMA)"),
+            Setting(key: "model.ema_decay", kind: .double(0.5...0.999999999, \.emaDecay), help: "model.ema: the average's decay once ramped up"),
+            Setting(
+                key: "model.ema_tau", kind: .double(1...1e9, \.emaTau),
+                help: "model.ema: updates over which the decay ramps up, d = decay·(1 − e^(−updates/tau))"),
             Setting(
                 key: "model.z_loss", kind: .double(0...1, \.zLoss),
                 help: "charlm, seq2seq: weight of the z-loss on the output logits, weight·log²Z (PaLM: 1e-4; 0: off)"),

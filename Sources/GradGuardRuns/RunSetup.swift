@@ -116,6 +116,7 @@ public struct RunSetup {
         let trainerConfig = t
         let checkEvery = c.parameterCheckEvery, bucketBytes = Int(c.bucketMB * 1_048_576), syncBN = c.syncBatchNorm
         let zSigma = c.zScoreSigma, zWindow = c.zScoreWindow, replayBytes = Int(c.replayBudgetMB * 1_048_576), blame = c.dataBlame
+        let ema = c.ema ? (decay: c.emaDecay, tau: c.emaTau) : nil
         makeTrainer = { dir, lock, world in
             if syncBN, let world { BatchNorm.synchronise(workload.model, over: world) }
             let monitor = HealthMonitor()
@@ -125,6 +126,7 @@ public struct RunSetup {
                 runLock: lock, communicator: world, bucketBytes: bucketBytes)
             t.guardian.parameterCheckEvery = checkEvery
             t.replayBudgetBytes = replayBytes
+            if let ema { t.ema = WeightEMA(model: workload.model, decay: ema.decay, tau: ema.tau) }
             t.dataBlameLimit = blame
             return t
         }

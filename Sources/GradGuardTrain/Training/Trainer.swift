@@ -99,6 +99,9 @@ public final class Trainer {
     private var ranksAligned = false
     /// The step of the newest checkpoint written or loaded.
     private var lastCheckpointStep: Int? = nil
+    /// The moving average of the weights (`WeightEMA`): updated after every applied step,
+    /// used for every evaluation, saved in checkpoints. Nil: none.
+    public var ema: WeightEMA?
     /// Replay records kept for incidents (`replay/` in the run directory), within this many
     /// bytes, oldest removed first (0: none).
     public var replayBudgetBytes = 256 << 20
@@ -256,6 +259,7 @@ public final class Trainer {
                 callbacks.afterStep?(record, outcome)
                 if case .rolledBack = outcome.decision { continue }
                 let applied = outcome.decision == .applied
+                if applied { ema?.update(model) }
                 if applied, config.evalEvery > 0, guardian.step % config.evalEvery == 0, let validation {
                     try runEvaluation(validation)
                 }
@@ -311,6 +315,16 @@ public final class Trainer {
     public func runEvaluation(_ dataset: any Dataset) throws -> [String: Double] {
         model.eval()
         defer { model.train() }
+        if let ema {
+            // The averaged weights are what the run evaluates (and delivers).
+            let metrics = try ema.withAveragedWeights(in: model) { try evaluationMetrics(dataset) }
+            return try recordEvaluation(metrics)
+        }
+        return try recordEvaluation(try evaluationMetrics(dataset))
+    }
+
+    /// The metrics of `dataset` with the model's current weights.
+    func evaluationMetrics(_ dataset: any Dataset) throws -> [String: Double] {
         let metrics: [String: Double]
         if let evaluateDataset {
             metrics = try withoutGrad { try evaluateDataset(model, dataset) }
@@ -328,6 +342,11 @@ public final class Trainer {
             if communicator.isDistributed { (sums, seen) = try combineEvaluation(sums, seen) }
             metrics = sums.mapValues { $0 / Double(Swift.max(seen, 1)) }
         }
+        return metrics
+    }
+
+    /// Records an evaluation's metrics and watches the validation loss.
+    func recordEvaluation(_ metrics: [String: Double]) throws -> [String: Double] {
         lastEvaluation = metrics
         lastEvaluatedStep = guardian.step
         try watchValidation(metrics["loss"])
@@ -413,6 +432,8 @@ public final class Trainer {
         /// of `config.batchSize` per rank, so a run resumed with another number of ranks
         /// starts at the same example of the epoch's global order.
         var worldSize: Int?
+        /// Updates of the weight average (absent: no average, or written before it existed).
+        var emaUpdates: Int?
     }
 
     /// Writes a checkpoint of everything needed to continue (into the run directory).
@@ -428,14 +449,15 @@ public final class Trainer {
         let state = State(
             step: guardian.step, epoch: epoch, batchInEpoch: batchInEpoch, random: DefaultGenerator.with { $0.state },
             scheduler: scheduler?.stateDict(), hyperparameters: optimizer.hyperparameters(),
-            guardState: guardian.stateDict(), config: config, worldSize: communicator.size)
+            guardState: guardian.stateDict(), config: config, worldSize: communicator.size, emaUpdates: ema?.updates)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         let metric = lastEvaluation?["loss"]
         lastCheckpointStep = guardian.step
         return try store.save(
-            step: guardian.step, tensors: ["model": model.stateDict(), "optimizer": optimizer.stateDict()],
+            step: guardian.step,
+            tensors: ["model": model.stateDict(), "optimizer": optimizer.stateDict()].merging(ema.map { ["ema": $0.shadow] } ?? [:]) { a, _ in a },
             state: try encoder.encode(state), metric: metric)
     }
 
@@ -546,6 +568,7 @@ public final class Trainer {
         try optimizer.setHyperparameters(state.hyperparameters)
         if let s = state.scheduler { try scheduler?.load(stateDict: s) }
         try guardian.load(state: state.guardState)
+        if let ema, let saved = loaded.tensors["ema"], let u = state.emaUpdates { try ema.load(shadow: saved, updates: u) }
         if let g = RandomGenerator(state: state.random) { DefaultGenerator.with { $0 = g } }
         generatorStarted = true
         epoch = state.epoch
