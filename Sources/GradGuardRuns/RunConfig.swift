@@ -76,6 +76,9 @@ public struct RunConfig: Equatable, Sendable {
     /// rolling mean (0: off; OLMo-core uses 6), over `zScoreWindow` steps.
     public var zScoreSigma = 0.0
     public var zScoreWindow = 128
+    /// Detector training images as mosaics of four, but for the last `closeMosaic` epochs.
+    public var mosaic = false
+    public var closeMosaic = 10
     /// An exponential moving average of the weights for evaluation and checkpoints (Ultralytics'
     /// ModelEMA), its decay and ramp.
     public var ema = false
@@ -223,6 +226,10 @@ extension RunConfig {
             Setting(
                 key: "data.max_image_pixels", kind: .int(1...Int(Int32.max), \.maxImagePixels),
                 help: "images declaring more pixels (width × height) are refused before decoding, as a decompression bomb"),
+            Setting(key: "data.mosaic", kind: .bool(\.mosaic), help: "detector: train on mosaics of four images (Ultralytics' mosaic), with data.augment"),
+            Setting(
+                key: "data.close_mosaic", kind: .int(0...1_000_000, \.closeMosaic),
+                help: "detector: the last epochs train on single images again (Ultralytics' close_mosaic)"),
             Setting(key: "data.on_error", choice: \.onError, help: "bad label lines, orphan labels, unreadable images"),
             Setting(
                 key: "data.success_loss", kind: .double(0...1e6, \.successLoss),

@@ -170,6 +170,7 @@ public struct RunSetup {
         var s = DetectionWorkload.Settings()
         (s.imageSize, s.width, s.augment, s.boxLoss, s.onError, s.maxImagePixels, s.seed) =
             (c.imageSize, c.widthValue, c.augment, c.boxLoss, c.onError, c.maxImagePixels, UInt64(c.seed))
+        s.mosaicUntilEpoch = c.mosaic ? Swift.max(0, c.epochs - c.closeMosaic) : 0
         return s
     }
 

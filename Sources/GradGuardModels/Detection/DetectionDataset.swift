@@ -31,13 +31,17 @@ public final class DetectionDataset: Dataset, SampleDescribing, Sendable {
     public let augmentation: Augmentation
     public let seed: UInt64
     public let maxBoxes: Int
+    /// Training epochs before this one draw mosaics (four images around a random centre),
+    /// the later ones single images — Ultralytics' `close_mosaic` (0: no mosaics).
+    public let mosaicUntilEpoch: Int
 
-    public init(_ samples: [DetectionSample], size: Int, augmentation: Augmentation = .none, seed: UInt64 = 0) {
+    public init(_ samples: [DetectionSample], size: Int, augmentation: Augmentation = .none, seed: UInt64 = 0, mosaicUntilEpoch: Int = 0) {
         self.samples = samples
         self.size = size
         self.augmentation = augmentation
         self.seed = seed
-        maxBoxes = Swift.max(1, samples.map(\.boxes.count).max() ?? 1)
+        self.mosaicUntilEpoch = samples.count >= 4 ? mosaicUntilEpoch : 0
+        maxBoxes = Swift.max(1, samples.map(\.boxes.count).max() ?? 1) * (self.mosaicUntilEpoch > 0 ? 4 : 1)
     }
 
     public var count: Int { samples.count }
@@ -51,6 +55,7 @@ public final class DetectionDataset: Dataset, SampleDescribing, Sendable {
 
     /// Example `index` as the model sees it in epoch `epoch`: the image and its boxes in input pixels.
     public func example(_ index: Int, epoch: Int) -> (image: RGBImage, boxes: [Box]) {
+        if epoch < mosaicUntilEpoch { return mosaic(index, epoch: epoch) }
         let s = samples[index]
         let a = augmentation
         var g = RandomGenerator(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index) &* 0xBF58_476D_1CE4_E5B9 &+ UInt64(epoch))
@@ -61,13 +66,7 @@ public final class DetectionDataset: Dataset, SampleDescribing, Sendable {
         let ox = ((Double(size) - w) / 2 + (a.translate > 0 ? uniform(-a.translate, a.translate) * Double(size) : 0)).rounded(.down)
         let oy = ((Double(size) - h) / 2 + (a.translate > 0 ? uniform(-a.translate, a.translate) * Double(size) : 0)).rounded(.down)
         var image = s.image.resampled(size: size, scale: scale, offsetX: ox, offsetY: oy)
-        let flip = a.flip > 0 && g.nextUniform() < a.flip
-        if flip { image = image.flippedHorizontally() }
-        if a.hue > 0 || a.saturation > 0 || a.value > 0 {
-            image = image.hsvAdjusted(
-                hue: uniform(1 - a.hue, 1 + a.hue), saturation: uniform(1 - a.saturation, 1 + a.saturation),
-                value: uniform(1 - a.value, 1 + a.value))
-        }
+        let flip = flipAndColour(&image, &g)
         var boxes: [Box] = []
         let side = Double(size)
         for b in s.boxes {
@@ -79,6 +78,61 @@ public final class DetectionDataset: Dataset, SampleDescribing, Sendable {
             let kept = (c.x1 - c.x0) * (c.y1 - c.y0), before = (x1 - x0) * (y1 - y0)
             if c.x1 - c.x0 >= 2, c.y1 - c.y0 >= 2, kept >= 0.1 * before { boxes.append(c) }
         }
+        return (image, boxes)
+    }
+
+    /// Left-right flip and HSV jitter of an augmented image (drawn from `g`); whether it flipped.
+    func flipAndColour(_ image: inout RGBImage, _ g: inout RandomGenerator) -> Bool {
+        let a = augmentation
+        func uniform(_ lo: Double, _ hi: Double) -> Double { lo + (hi - lo) * g.nextUniform() }
+        let flip = a.flip > 0 && g.nextUniform() < a.flip
+        if flip { image = image.flippedHorizontally() }
+        if a.hue > 0 || a.saturation > 0 || a.value > 0 {
+            image = image.hsvAdjusted(
+                hue: uniform(1 - a.hue, 1 + a.hue), saturation: uniform(1 - a.saturation, 1 + a.saturation),
+                value: uniform(1 - a.value, 1 + a.value))
+        }
+        return flip
+    }
+
+    /// Ultralytics' mosaic at the input size: example `index` and three others drawn from the
+    /// seed, the example and the epoch, each scaled to half the side (its longer side), meeting
+    /// at a centre drawn in the middle half of the image — the top-left one ending at it, the
+    /// others starting from it — each cut to its quarter; then the flip and colour jitter of
+    /// a single image. A box keeps the part inside its quarter, if at least 2 pixels a side and
+    /// 10 % of its area remain (Ultralytics' box_candidates).
+    func mosaic(_ index: Int, epoch: Int) -> (image: RGBImage, boxes: [Box]) {
+        var g = RandomGenerator(seed: (seed ^ 0x6D6F_7361_6963) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index) &* 0xBF58_476D_1CE4_E5B9 &+ UInt64(epoch))
+        let side = Double(size)
+        let xc = Int((side / 4 + g.nextUniform() * side / 2).rounded()), yc = Int((side / 4 + g.nextUniform() * side / 2).rounded())
+        let tiles = [index] + (0..<3).map { _ in Int(g.next() % UInt64(samples.count)) }
+        // Quarters: top-left, top-right, bottom-left, bottom-right, as pixel ranges.
+        let quarters = [(0..<xc, 0..<yc), (xc..<size, 0..<yc), (0..<xc, yc..<size), (xc..<size, yc..<size)]
+        var pixels = [UInt8](repeating: 114, count: size * size * 3)
+        var boxes: [Box] = []
+        for (q, i) in tiles.enumerated() {
+            let s = samples[i]
+            let scale = side / 2 / Double(Swift.max(s.image.width, s.image.height))
+            let w = Double(s.image.width) * scale, h = Double(s.image.height) * scale
+            let ox = q % 2 == 0 ? Double(xc) - w : Double(xc), oy = q < 2 ? Double(yc) - h : Double(yc)
+            let tile = s.image.resampled(size: size, scale: scale, offsetX: ox, offsetY: oy)
+            let (us, vs) = quarters[q]
+            for v in vs where !us.isEmpty {
+                let o = (v * size + us.lowerBound) * 3
+                pixels.replaceSubrange(o..<(o + us.count * 3), with: tile.pixels[o..<(o + us.count * 3)])
+            }
+            for b in s.boxes {
+                let x0 = (b.cx - b.w / 2) * Double(s.image.width) * scale + ox, x1 = (b.cx + b.w / 2) * Double(s.image.width) * scale + ox
+                let y0 = (b.cy - b.h / 2) * Double(s.image.height) * scale + oy, y1 = (b.cy + b.h / 2) * Double(s.image.height) * scale + oy
+                let c = Box(
+                    x0: Swift.max(Double(us.lowerBound), x0), y0: Swift.max(Double(vs.lowerBound), y0), x1: Swift.min(Double(us.upperBound), x1),
+                    y1: Swift.min(Double(vs.upperBound), y1), classIndex: b.classIndex)
+                let kept = (c.x1 - c.x0) * (c.y1 - c.y0), before = (x1 - x0) * (y1 - y0)
+                if c.x1 - c.x0 >= 2, c.y1 - c.y0 >= 2, kept >= 0.1 * before { boxes.append(c) }
+            }
+        }
+        var image = RGBImage(width: size, height: size, pixels: pixels)
+        if flipAndColour(&image, &g) { boxes = boxes.map { Box(x0: side - $0.x1, y0: $0.y0, x1: side - $0.x0, y1: $0.y1, classIndex: $0.classIndex) } }
         return (image, boxes)
     }
 

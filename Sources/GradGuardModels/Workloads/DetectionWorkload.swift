@@ -21,6 +21,9 @@ public struct DetectionWorkload: Workload {
         /// Images declaring more pixels are refused before decoding.
         public var maxImagePixels = RGBImage.defaultMaxPixels
         public var seed: UInt64 = 0
+        /// Training epochs before this one draw mosaics (0: none; Ultralytics: every epoch but
+        /// the last `close_mosaic` ones).
+        public var mosaicUntilEpoch = 0
         public init() {}
     }
 
@@ -37,7 +40,9 @@ public struct DetectionWorkload: Workload {
         self.config = config
         let trainSplit = try DetectionSplit.load(config, split: "train", policy: s.onError, maxPixels: s.maxImagePixels)
         let validSplit = try DetectionSplit.load(config, split: "val", policy: s.onError, maxPixels: s.maxImagePixels)
-        train = DetectionDataset(trainSplit.samples, size: s.imageSize, augmentation: s.augment ? Augmentation() : .none, seed: s.seed)
+        train = DetectionDataset(
+            trainSplit.samples, size: s.imageSize, augmentation: s.augment ? Augmentation() : .none, seed: s.seed,
+            mosaicUntilEpoch: s.augment ? s.mosaicUntilEpoch : 0)
         validation = DetectionDataset(validSplit.samples, size: s.imageSize)
         issues = trainSplit.issues + validSplit.issues
         model = YOLODetector(classes: config.names.count, width: s.width, imageSize: s.imageSize)
