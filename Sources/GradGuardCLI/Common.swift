@@ -117,6 +117,23 @@ final class Progress {
     func finish() { if mode == .terminal { print("") } }
 }
 
+/// The model's size: parameters, and for feed-forward models the FLOPs of one example's
+/// forward pass (its matrix products; evaluation mode, so no random draw and no statistics
+/// change).
+func modelSummary(_ trainer: Trainer, workload: RunSetup, config: RunConfig) throws -> String {
+    let params = trainer.model.parameters().reduce(0) { $0 + $1.count }
+    var line = "model: \(config.model.rawValue)"
+    if config.model == .detector { line += " size \(config.width > 0 ? "width \(config.width)" : config.size.rawValue)" }
+    line += ", \(params.formatted()) parameters"
+    guard config.model == .detector || config.model == .mlp, workload.train.count > 0 else { return line }
+    let example = try workload.train.batch([0])
+    trainer.model.eval()
+    defer { trainer.model.train() }
+    let flops = FLOPCounter.count { _ = withoutGrad { trainer.loss(trainer.model, example) } }
+    let at = config.model == .detector ? " at \(config.imageSize)×\(config.imageSize)" : ""
+    return line + String(format: ", %.3g GFLOPs per example%@", Double(flops) / 1e9, at)
+}
+
 /// Runs a trainer with progress, writes the report, and maps the outcome to an exit code.
 func runTraining(_ trainer: Trainer, workload: RunSetup, config: RunConfig, directory: String, quiet: Bool, json: Bool) throws {
     // In a data-parallel job rank 0 prints and writes; the others train silently.
@@ -126,6 +143,7 @@ func runTraining(_ trainer: Trainer, workload: RunSetup, config: RunConfig, dire
     let stepsPerEpoch = Swift.max(1, (perRank + perStep - 1) / perStep)
     let total = config.maxSteps > 0 ? config.maxSteps : stepsPerEpoch * config.epochs
     let progress = Progress(quiet: quiet, json: json, total: total)
+    progress.message(try modelSummary(trainer, workload: workload, config: config))
     trainer.callbacks.afterStep = { r, _ in progress.step(r) }
     trainer.callbacks.onIncident = { progress.message($0.summary) }
     trainer.callbacks.onEvaluation = { e in

@@ -76,6 +76,8 @@ public struct RunConfig: Equatable, Sendable {
     /// rolling mean (0: off; OLMo-core uses 6), over `zScoreWindow` steps.
     public var zScoreSigma = 0.0
     public var zScoreWindow = 128
+    /// The detector's size (`model.width` overrides its channels).
+    public var size = DetectorSize.n
     /// Detector training images as mosaics of four, but for the last `closeMosaic` epochs.
     public var mosaic = false
     public var closeMosaic = 10
@@ -188,7 +190,8 @@ extension RunConfig {
                 help: "hidden layers (mlp) or stacked recurrent layers, at most 4 (0: 8 for mlp, 1 otherwise)"),
             Setting(
                 key: "model.width", kind: .int(0...100_000, \.width),
-                help: "hidden width, recurrent hidden size, or a detector's first-layer channels (0: 16 for detector, 64 otherwise)"),
+                help: "hidden width, recurrent hidden size, or a detector's first-layer channels (0: the detector's model.size, 64 otherwise)"),
+            Setting(key: "model.size", choice: \.size, help: "detector size (its first-layer channels, unless model.width is set)"),
             Setting(key: "model.ema", kind: .bool(\.ema), help: "evaluate and deliver a moving average of the weights (Ultralytics' ModelEMA)"),
             Setting(key: "model.ema_decay", kind: .double(0.5...0.999999999, \.emaDecay), help: "model.ema: the average's decay once ramped up"),
             Setting(
@@ -420,7 +423,7 @@ extension RunConfig {
     }
 
     /// The width with 0 resolved to the model's default.
-    public var widthValue: Int { width > 0 ? width : model.defaultWidth }
+    public var widthValue: Int { width > 0 ? width : model == .detector ? size.width : model.defaultWidth }
 
     /// Hidden layers of the MLP, or stacked recurrent layers, with 0 resolved to the model's default.
     public var layerCount: Int { layers > 0 ? layers : model.defaultLayers }

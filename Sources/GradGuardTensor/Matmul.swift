@@ -18,6 +18,7 @@ func sgemm(
     a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>,
     mayUseWorkers: Bool = true
 ) {
+    if FLOPCounter.counting.load(ordering: .relaxed) { FLOPCounter.total.add(2 * m * n * k, ordering: .relaxed) }
     let level = Kernels.level
     // Aᵀ with a long K (weight gradients summed over many rows) reads one cache line per k and
     // block of rows; OpenBLAS packs A first and runs those 1.3–1.7× faster (BENCHMARKS.md).
@@ -56,6 +57,24 @@ func sgemm(
             guard hi > lo else { continue }
             if alongRows { call(lo, hi - lo, 0, n) } else { call(0, m, lo, hi - lo) }
         }
+    }
+}
+
+/// Counts the floating-point operations of the matrix products a piece of code runs (2·m·n·k
+/// each: every convolution and linear layer goes through `sgemm`) — the FLOPs of a model's
+/// forward pass, as Ultralytics prints them.
+public enum FLOPCounter {
+    static let counting = Atomic<Bool>(false)
+    static let total = Atomic<Int>(0)
+
+    /// The operations of the products `body` runs (one counter for the process: not for use
+    /// from two threads at once).
+    public static func count(_ body: () throws -> Void) rethrows -> Int {
+        total.store(0, ordering: .relaxed)
+        counting.store(true, ordering: .relaxed)
+        defer { counting.store(false, ordering: .relaxed) }
+        try body()
+        return total.load(ordering: .relaxed)
     }
 }
 

@@ -82,6 +82,21 @@ final class LayerGradientTests: XCTestCase {
         checkGradients([testTensor([4, 5], seed: 430)]) { t in zLoss(t[0], weight: 0.5) }
     }
 
+    func testFLOPsAreCountedFromTheMatrixProducts() {
+        let linear = Linear(inputSize: 4, outputSize: 3)
+        XCTAssertEqual(FLOPCounter.count { _ = withoutGrad { linear(Tensor.zeros([1, 4])) } }, 2 * 1 * 3 * 4)
+        let conv = Conv2d(3, 8, kernelSize: 3, padding: 1)
+        XCTAssertEqual(FLOPCounter.count { _ = withoutGrad { conv(Tensor.zeros([1, 3, 8, 8])) } }, 2 * 8 * 64 * 27)
+        // Nothing is counted outside the call.
+        _ = withoutGrad { linear(Tensor.zeros([5, 4])) }
+        XCTAssertEqual(FLOPCounter.count {}, 0)
+        // The detector's sizes: s has four times n's convolution work (twice the channels).
+        let n = YOLODetector(classes: 3, width: DetectorSize.n.width), s = YOLODetector(classes: 3, width: DetectorSize.s.width)
+        let x = Tensor.zeros([1, 3, 64, 64])
+        let fn = FLOPCounter.count { _ = n.inferring { n(x) } }, fs = FLOPCounter.count { _ = s.inferring { s(x) } }
+        XCTAssertEqual(Double(fs) / Double(fn), 4, accuracy: 0.2)
+    }
+
     func testLayerAndGroupNorm() {
         let ln = LayerNorm([4, 5])
         ln.weight = testTensor([4, 5], seed: 410)

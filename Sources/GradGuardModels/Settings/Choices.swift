@@ -39,3 +39,26 @@ extension LongDependencyTask: SettingChoice {
         }
     }
 }
+
+/// The detector's sizes, as Ultralytics' scales: n and s share the depth and differ in width
+/// (YOLOv8's width multiples 0.25 and 0.5 of 64 channels give a first layer of 16 and 32).
+public enum DetectorSize: String, SettingChoice {
+    case n, s, m
+
+    /// Channels of the first layer.
+    public var width: Int {
+        switch self {
+        case .n: return 16
+        case .s: return 32
+        case .m: return 48
+        }
+    }
+
+    public var help: String {
+        switch self {
+        case .n: return "nano: first layer 16 channels (as YOLOv8n)"
+        case .s: return "small: 32 channels (as YOLOv8s)"
+        case .m: return "medium: 48 channels (YOLOv8m's width, this depth)"
+        }
+    }
+}
