@@ -76,6 +76,8 @@ public struct RunConfig: Equatable, Sendable {
     /// rolling mean (0: off; OLMo-core uses 6), over `zScoreWindow` steps.
     public var zScoreSigma = 0.0
     public var zScoreWindow = 128
+    /// The detector's box-loss gain.
+    public var boxGain = YOLOLoss.defaultBoxGain
     /// The detector's size (`model.width` overrides its channels).
     public var size = DetectorSize.n
     /// Detector training images as mosaics of four, but for the last `closeMosaic` epochs.
@@ -204,6 +206,7 @@ extension RunConfig {
             Setting(key: "model.embedding", kind: .int(1...100_000, \.embedding), help: "embedding size (charlm, seq2seq)"),
             Setting(key: "model.attention", kind: .bool(\.attention), help: "dot-product attention over the source (seq2seq)"),
             Setting(key: "model.box_loss", choice: \.boxLoss, help: "detector box loss, 1 − GIoU or 1 − CIoU"),
+            Setting(key: "model.box_gain", kind: .double(0...1e6, \.boxGain), help: "detector: weight of the box loss (YOLOv5's 0.05)"),
             Setting(key: "model.activation", choice: \.activation, help: "hidden activation"),
             Setting(key: "model.init", choice: \.initialisation, help: "weight initialisation (default: PyTorch's)"),
             Setting(

@@ -117,6 +117,21 @@ public struct RunSetup {
         let checkEvery = c.parameterCheckEvery, bucketBytes = Int(c.bucketMB * 1_048_576), syncBN = c.syncBatchNorm
         let zSigma = c.zScoreSigma, zWindow = c.zScoreWindow, replayBytes = Int(c.replayBudgetMB * 1_048_576), blame = c.dataBlame
         let ema = c.ema ? (decay: c.emaDecay, tau: c.emaTau) : nil
+        // The detector's usual failure modes, for the diagnosis: its warm-up against Ultralytics'
+        // max(3 epochs, 100 steps), its box gain, its SGD rate against 0.01 at a batch of 64.
+        var hints: Diagnostician.TrainingHints? = nil
+        if c.model == .detector {
+            var h = Diagnostician.TrainingHints()
+            let usual = Swift.max(3 * stepsPerEpoch, 100)
+            let warms = c.schedule == .warmup || c.schedule == .warmupCosine
+            h.warmupSteps = warms ? (c.warmupSteps > 0 ? c.warmupSteps : Swift.min(usual, total / 2)) : 0
+            h.usualWarmupSteps = Swift.min(usual, Swift.max(total / 2, 1))
+            (h.boxGain, h.defaultBoxGain) = (c.boxGain, YOLOLoss.defaultBoxGain)
+            if c.optimizer == .sgd {
+                (h.learningRate, h.batchSize, h.referenceRate, h.referenceBatch) = (c.lr, c.batchSize * c.accumulation * c.worldSize, 0.01, 64)
+            }
+            hints = h
+        }
         makeTrainer = { dir, lock, world in
             if syncBN, let world { BatchNorm.synchronise(workload.model, over: world) }
             let monitor = HealthMonitor()
@@ -127,6 +142,7 @@ public struct RunSetup {
             t.guardian.parameterCheckEvery = checkEvery
             t.replayBudgetBytes = replayBytes
             if let ema { t.ema = WeightEMA(model: workload.model, decay: ema.decay, tau: ema.tau) }
+            t.guardian.diagnostician.hints = hints
             t.dataBlameLimit = blame
             return t
         }
@@ -171,6 +187,7 @@ public struct RunSetup {
         (s.imageSize, s.width, s.augment, s.boxLoss, s.onError, s.maxImagePixels, s.seed) =
             (c.imageSize, c.widthValue, c.augment, c.boxLoss, c.onError, c.maxImagePixels, UInt64(c.seed))
         s.mosaicUntilEpoch = c.mosaic ? Swift.max(0, c.epochs - c.closeMosaic) : 0
+        s.boxGain = c.boxGain
         return s
     }
 

@@ -469,6 +469,27 @@ final class ExampleProgramTests: CLITestCase {
         XCTAssertTrue(first.contains("pairs.tsv:58: \"two cat\" → \"qzxjwv"), r.out)
     }
 
+    func testDetectorFailureModesAreDiagnosed() throws {
+        let base = [
+            "train", "--quiet", "--set", "model.kind=detector", "--set", "data.kind=yolo", "--set", "data.validation=8", "--set", "data.image_size=64"
+        ]
+        // No warm-up and a rate 1600× the linear-scaling rate for a batch of 8.
+        XCTAssertEqual(try run(base + ["--name", "hot", "--set", "data.train=32", "--batch-size", "8", "--set", "training.epochs=6", "--lr", "2"]).code, 0)
+        let hot = try run(["diagnose", "hot"]).out
+        XCTAssertTrue(hot.contains("warmupTooShort") && hot.contains("lengthen the warm-up"), hot)
+        XCTAssertTrue(hot.contains("learningRateTooHighForBatch") && hot.contains("for a batch of 8"), hot)
+        // A box-loss gain 10⁵× its default, with a warm-up and a rate that suit the batch.
+        let gain = try run(
+            base + [
+                "--name", "gain", "--set", "data.train=64", "--batch-size", "32", "--set", "training.epochs=6", "--lr", "0.01", "--clipper", "none",
+                "--set", "model.box_gain=5000", "--set", "schedule.kind=warmup", "--set", "schedule.warmup_steps=12"
+            ])
+        XCTAssertEqual(gain.code, 0, gain.err)
+        let g = try run(["diagnose", "gain"]).out
+        XCTAssertTrue(g.contains("boxLossGainTooHigh") && g.contains("lower the box-loss gain to 0.05"), g)
+        XCTAssertFalse(g.contains("warmupTooShort") || g.contains("learningRateTooHighForBatch"), g)
+    }
+
     func testCharLMExampleTrainsAndSamples() throws {
         let text = String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 200)
         try Data(text.utf8).write(to: URL(fileURLWithPath: tmp + "/book.txt"))

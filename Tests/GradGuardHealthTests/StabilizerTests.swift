@@ -75,3 +75,30 @@ final class StabilizerTests: XCTestCase {
         XCTAssertEqual(GuardPolicy.standardActions(clipping: true)[.zScoreSpike], [.skip])
     }
 }
+
+/// The detector's usual failure modes, each from the setting that causes it.
+final class DetectorDiagnosisTests: XCTestCase {
+    func causes(_ edit: (inout Diagnostician.TrainingHints) -> Void, step: Int = 10) -> [Cause.Kind] {
+        var h = Diagnostician.TrainingHints()
+        (h.warmupSteps, h.usualWarmupSteps, h.boxGain, h.defaultBoxGain) = (100, 100, 0.05, 0.05)
+        (h.learningRate, h.batchSize, h.referenceRate, h.referenceBatch) = (0.01, 64, 0.01, 64)
+        edit(&h)
+        var d = Diagnostician(parameters: [])
+        d.hints = h
+        return d.settingCauses(step: step).map(\.0.kind)
+    }
+
+    func testEachSettingNamesItsOwnCause() {
+        XCTAssertEqual(causes { _ in }, [], "the usual settings explain nothing")
+        XCTAssertEqual(causes { $0.warmupSteps = 0 }, [.warmupTooShort])
+        XCTAssertEqual(causes({ $0.warmupSteps = 0 }, step: 500), [], "long after the start, the warm-up is not the cause")
+        XCTAssertEqual(causes { $0.boxGain = 1 }, [.boxLossGainTooHigh])
+        XCTAssertEqual(causes { $0.batchSize = 8 }, [.learningRateTooHighForBatch])
+        XCTAssertEqual(causes { $0.learningRate = 0.02 }, [], "twice the linear-scaling rate is within reason")
+        var d = Diagnostician(parameters: [])
+        var h = Diagnostician.TrainingHints()
+        (h.learningRate, h.batchSize, h.referenceRate, h.referenceBatch) = (0.5, 8, 0.01, 64)
+        d.hints = h
+        XCTAssertEqual(d.settingCauses(step: 3).first?.1, "lower the learning rate to 0.001 for a batch of 8, or raise the batch towards 64")
+    }
+}

@@ -3,6 +3,8 @@ import GradGuard
 import XCTest
 import _TestSupport
 
+@testable import GradGuardTrain
+
 final class WeightEMATests: TemporaryDirectoryTestCase {
     func testTheAverageFollowsItsFormula() throws {
         let model = Sequential(Linear(inputSize: 2, outputSize: 1), BatchNorm1d(numFeatures: 1))
@@ -66,5 +68,20 @@ final class WeightEMATests: TemporaryDirectoryTestCase {
         try resumed.resume()
         XCTAssertEqual(resumed.ema?.updates, updates)
         XCTAssertEqual(resumed.ema?.shadow["2.bias"]?.scalars, bias)
+    }
+}
+
+final class DetectorReportTests: XCTestCase {
+    func testTheDetectorsModulesFallIntoBackboneNeckAndHead() {
+        XCTAssertEqual(RunReport.detectorPart("backbone.3.conv"), "backbone")
+        for m in ["lateral.bn", "fuse3.conv", "down.conv", "fuse4.bn"] { XCTAssertEqual(RunReport.detectorPart(m), "neck", m) }
+        XCTAssertEqual(RunReport.detectorPart("heads.1"), "head")
+        XCTAssertNil(RunReport.detectorPart("lstm"), "other models are not grouped")
+        // Every module of the detector has a part.
+        let model = YOLODetector(classes: 3, width: 8)
+        for (name, _) in model.namedParameters() {
+            let module = name.split(separator: ".").dropLast().joined(separator: ".")
+            XCTAssertNotNil(RunReport.detectorPart(module), name)
+        }
     }
 }

@@ -18,9 +18,68 @@ public struct Diagnostician {
     /// layers that chain (Linear, Conv2d) enter the initialisation checks.
     public let layerTypes: [String: String]
 
+    /// Settings of the run that its usual failure modes depend on (a detector's warm-up, box
+    /// gain, rate and batch), when the run says them.
+    public var hints: TrainingHints? = nil
+
+    /// What a run tells the diagnostician about its settings, with the usual values to compare.
+    public struct TrainingHints: Sendable {
+        /// Warm-up steps, and the usual (Ultralytics: max(3 epochs, 100 steps)).
+        public var warmupSteps: Int?, usualWarmupSteps: Int?
+        /// The box-loss gain and its default.
+        public var boxGain: Double?, defaultBoxGain: Double?
+        /// The base learning rate, the batch, and the rate at a reference batch (linear scaling,
+        /// Goyal et al. 2017: Ultralytics' SGD 0.01 at its nominal batch 64).
+        public var learningRate: Double?, batchSize: Int?
+        public var referenceRate: Double?, referenceBatch: Int?
+        public init() {}
+    }
+
     public init(parameters: [NamedParameter], layerTypes: [String: String] = [:]) {
         self.parameters = parameters
         self.layerTypes = layerTypes
+    }
+
+    /// The causes and recommendations that the run's settings explain (a detector's usual
+    /// failure modes), for an exploding finding at `step`.
+    public func settingCauses(step: Int) -> [(Cause, String)] {
+        guard let h = hints else { return [] }
+        var out: [(Cause, String)] = []
+        if let w = h.warmupSteps, let usual = h.usualWarmupSteps, w < usual / 2, step < 2 * usual {
+            out.append(
+                (
+                    Cause(
+                        kind: .warmupTooShort, confidence: 0.7,
+                        evidence: "the trouble came at step \(step), within \(2 * usual) steps of the start, and the warm-up is \(w) steps (usual: \(usual))"),
+                    "lengthen the warm-up to \(usual) steps (schedule.warmup_steps \(usual); schedule.kind warmup or warmup-cosine)"
+                ))
+        }
+        if let g = h.boxGain, let d = h.defaultBoxGain, g > 4 * d {
+            out.append(
+                (
+                    Cause(
+                        kind: .boxLossGainTooHigh, confidence: 0.65,
+                        evidence:
+                            "the box-loss gain \(formatNumber(g)) is \(formatNumber(g / d))× its default \(formatNumber(d)): box regression dominates the head's gradient"
+                    ),
+                    "lower the box-loss gain to \(formatNumber(d)) (model.box_gain)"
+                ))
+        }
+        if let lr = h.learningRate, let b = h.batchSize, let r = h.referenceRate, let rb = h.referenceBatch {
+            let scaled = r * Double(b) / Double(rb)
+            if lr > 3 * scaled {
+                out.append(
+                    (
+                        Cause(
+                            kind: .learningRateTooHighForBatch, confidence: 0.6,
+                            evidence:
+                                "the learning rate \(formatNumber(lr)) is \(formatNumber(lr / scaled))× the linear-scaling rate for a batch of \(b) (\(formatNumber(r)) at \(rb) → \(formatNumber(scaled)))"
+                        ),
+                        "lower the learning rate to \(formatNumber(roundToOneDigit(scaled))) for a batch of \(b), or raise the batch towards \(rb)"
+                    ))
+            }
+        }
+        return out
     }
 
     /// Whether a parameter is the weight of a feed-forward layer (Linear, Conv2d, …).
@@ -120,6 +179,15 @@ public struct Diagnostician {
             if context.healthyNorms.count >= 10 {
                 let p90 = AutoClip.linearPercentile(context.healthyNorms, 90)
                 recs.append("clip the global norm at \(formatNumber(p90)) (the 90th percentile of the last \(context.healthyNorms.count) healthy steps)")
+            }
+        }
+
+        // The run's settings (a detector's usual failure modes): whatever the finding — weights
+        // that a too-large box gain blew up show as vanishing gradients, for one.
+        if exploding || vanishing {
+            for (cause, rec) in settingCauses(step: stats.step) {
+                causes.append(cause)
+                recs.insert(rec, at: 0)
             }
         }
 

@@ -4,6 +4,9 @@ import Foundation
 public struct Cause: Sendable, Codable, Equatable {
     public enum Kind: String, Sendable, Codable {
         case learningRateTooHigh, initialisation, recurrentSpectralNorm, missingNormalisation, saturatingActivations
+        /// A detector's usual failure modes: a warm-up shorter than the usual, a box-loss gain far
+        /// above its default, a learning rate far above the linear-scaling rate for the batch.
+        case warmupTooShort, boxLossGainTooHigh, learningRateTooHighForBatch
         /// The clipping threshold sits below the typical gradient norm.
         case clippingThresholdTooLow
     }

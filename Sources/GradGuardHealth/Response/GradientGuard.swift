@@ -48,7 +48,7 @@ public final class GradientGuard {
     public let optimizer: Optimizer
     public let scheduler: LRScheduler?
     public let scheduleCadence: ScheduleCadence
-    public let diagnostician: Diagnostician
+    public var diagnostician: Diagnostician
     /// Applied steps (skipped ones do not count).
     public var step: Int { memory.step }
     /// The recovery history and snapshot positions that decisions depend on.
@@ -290,16 +290,20 @@ public final class GradientGuard {
             message:
                 "validation loss \(formatNumber(loss)) is \(loss.isFinite ? formatNumber(loss / best) + "×" : "far above") the best \(formatNumber(best)) (step \(bestStep))",
             evidence: ["loss": loss, "best": best, "best_step": Double(bestStep)])
-        let causes = [
+        var causes = [
             Cause(
                 kind: .learningRateTooHigh, confidence: 0.5,
                 evidence:
                     "the training gradients stayed healthy while the validation loss rose: the updates move the model away from what generalises (too high a rate, or overfitting)"
             )
         ]
-        let recs = [
+        var recs = [
             "lower the learning rate (or add a decaying schedule such as cosine), or stop earlier; add weight decay or dropout if the training loss keeps falling"
         ]
+        // The run's settings that explain a divergence (a detector's warm-up, gain, rate for its batch) come first.
+        let explained = diagnostician.settingCauses(step: step)
+        causes.insert(contentsOf: explained.map(\.0), at: 0)
+        recs.insert(contentsOf: explained.map(\.1), at: 0)
         let inc = Incident(step: step, findings: [finding], taken: taken, blame: [], causes: causes, recommendations: recs)
         incidents.append(inc)
         onIncident?(inc)

@@ -59,7 +59,9 @@ public enum BoxLoss: String, Sendable, CaseIterable {
 public struct YOLOLoss: Sendable {
     public var classes: Int
     public var imageSize: Int
-    public var boxGain = 0.05, objectnessGain = 1.0, classGain = 0.5
+    public var boxGain = YOLOLoss.defaultBoxGain, objectnessGain = 1.0, classGain = 0.5
+    /// YOLOv5's box gain.
+    public static let defaultBoxGain = 0.05
     public var balance = [4.0, 1.0]
     public var box: BoxLoss = .giou
 

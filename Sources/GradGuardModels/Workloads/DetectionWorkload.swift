@@ -24,6 +24,8 @@ public struct DetectionWorkload: Workload {
         /// Training epochs before this one draw mosaics (0: none; Ultralytics: every epoch but
         /// the last `close_mosaic` ones).
         public var mosaicUntilEpoch = 0
+        /// The box-loss gain (YOLOLoss.boxGain).
+        public var boxGain = YOLOLoss.defaultBoxGain
         public init() {}
     }
 
@@ -48,6 +50,7 @@ public struct DetectionWorkload: Workload {
         model = YOLODetector(classes: config.names.count, width: s.width, imageSize: s.imageSize)
         var criterion = YOLOLoss(classes: config.names.count, imageSize: s.imageSize)
         criterion.box = s.boxLoss
+        criterion.boxGain = s.boxGain
         self.criterion = criterion
     }
 

@@ -107,12 +107,36 @@ public enum RunReport {
         let detailed = steps.filter { $0.moduleNorms != nil }
         // Modules in model order: dotted paths compared with numbers as numbers ("2" < "10").
         let byPath: (String, String) -> Bool = { $0.compare($1, options: .numeric) == .orderedAscending }
-        let modules = Array(Set(detailed.flatMap { $0.moduleNorms!.keys })).sorted(by: byPath)
+        var modules = Array(Set(detailed.flatMap { $0.moduleNorms!.keys })).sorted(by: byPath)
         body += "<h2>Per-module gradient norms</h2>"
-        body += SVGHeatmap(
-            id: "chart-heatmap", title: "gradient norm per module over steps",
-            modules: modules, columns: detailed.map { ($0.step, $0.moduleNorms!) }
-        ).render()
+        // A detector's modules in its three parts, backbone, neck and head, each labelled.
+        let parts = ["backbone", "neck", "head"]
+        let grouped = modules.contains { Self.detectorPart($0) != nil }
+        var columns = detailed.map { ($0.step, $0.moduleNorms!) }
+        if grouped {
+            func label(_ m: String) -> String {
+                let part = Self.detectorPart(m) ?? "other"
+                return m.hasPrefix(part) ? m : "\(part) · \(m)"
+            }
+            modules = modules.sorted { a, b in
+                let pa = parts.firstIndex(of: Self.detectorPart(a) ?? "") ?? 3, pb = parts.firstIndex(of: Self.detectorPart(b) ?? "") ?? 3
+                return pa != pb ? pa < pb : byPath(a, b)
+            }.map(label)
+            columns = columns.map { step, norms in (step, Dictionary(norms.map { (label($0.key), $0.value) }, uniquingKeysWith: { a, _ in a })) }
+        }
+        body += SVGHeatmap(id: "chart-heatmap", title: "gradient norm per module over steps", modules: modules, columns: columns).render()
+        if grouped {
+            body += "<table id=\"parts\"><tr><th>part</th><th>gradient norm, median over the recorded steps</th><th>last</th></tr>"
+            for part in parts {
+                let perStep = detailed.map { r -> Double in
+                    r.moduleNorms!.filter { Self.detectorPart($0.key) == part }.reduce(0.0) { $0 + Double($1.value) * Double($1.value) }.squareRoot()
+                }.filter(\.isFinite)
+                guard !perStep.isEmpty else { continue }
+                let sorted = perStep.sorted()
+                body += String(format: "<tr><td>%@</td><td>%.4g</td><td>%.4g</td></tr>", part, sorted[sorted.count / 2], perStep.last!)
+            }
+            body += "</table>"
+        }
 
         let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
         let ratioModules = Array(Set(detailed.flatMap { ($0.updateRatios ?? [:]).keys })).sorted(by: byPath)
@@ -181,6 +205,16 @@ public enum RunReport {
         if !environment.isEmpty { body += "<h2>Environment</h2><pre>\(SVGChart.escape(environment))</pre>" }
         return "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
             + "<title>GradGuard report: \(SVGChart.escape(name))</title><style>\(style)</style></head><body>\(body)</body></html>\n"
+    }
+
+    /// The part of the YOLO-style detector a module belongs to (nil for other models' modules).
+    static func detectorPart(_ module: String) -> String? {
+        switch module.split(separator: ".").first.map(String.init) ?? module {
+        case "backbone": return "backbone"
+        case "lateral", "fuse3", "down", "fuse4": return "neck"
+        case "heads": return "head"
+        default: return nil
+        }
     }
 
     /// Incidents at one step with the same kinds of finding and cause, in a row: one group.
