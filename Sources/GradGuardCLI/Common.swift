@@ -143,7 +143,7 @@ func runTraining(_ trainer: Trainer, workload: RunSetup, config: RunConfig, dire
     let stepsPerEpoch = Swift.max(1, (perRank + perStep - 1) / perStep)
     let total = config.maxSteps > 0 ? config.maxSteps : stepsPerEpoch * config.epochs
     let progress = Progress(quiet: quiet, json: json, total: total)
-    progress.message(try modelSummary(trainer, workload: workload, config: config))
+    if !quiet && !json { progress.message(try modelSummary(trainer, workload: workload, config: config)) }  // its forward pass only when shown
     trainer.callbacks.afterStep = { r, _ in progress.step(r) }
     trainer.callbacks.onIncident = { progress.message($0.summary) }
     trainer.callbacks.onEvaluation = { e in

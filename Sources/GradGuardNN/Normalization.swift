@@ -69,7 +69,7 @@ public class BatchNorm: Module, UnaryLayer {
         let gamma = weight?.scalars ?? [Float](repeating: 1, count: c)
         let beta = bias?.scalars ?? [Float](repeating: 0, count: c)
         var mean = [Float](repeating: 0, count: c), invStd = [Float](repeating: 0, count: c)
-        var batchVar = [Double](repeating: 0, count: c)
+        var batchVar = [Double](repeating: 0, count: c), batchMean = [Double](repeating: 0, count: c)
         // Values per channel that the statistics cover: this batch's, or every rank's.
         var globalCount = m
         if useBatch {
@@ -77,17 +77,20 @@ public class BatchNorm: Module, UnaryLayer {
                 mean.withUnsafeMutableBufferPointer { pm in
                     invStd.withUnsafeMutableBufferPointer { pi in
                         batchVar.withUnsafeMutableBufferPointer { pv in
-                            parallelFor(c, grain: Swift.max(1, 65_536 / Swift.max(m, 1))) { range in
-                                for ch in range {
-                                    // Eight-lane float partial sums per plane, combined in Double.
-                                    var sum = 0.0
-                                    for i in 0..<n { sum += planeSum(px.baseAddress! + (i * c + ch) * s, s, shift: 0) }
-                                    let mu = sum / Double(m)
-                                    var sq = 0.0
-                                    for i in 0..<n { sq += planeSum(px.baseAddress! + (i * c + ch) * s, s, shift: Float(mu), squared: true) }
-                                    pv[ch] = sq / Double(m)
-                                    pm[ch] = Float(mu)
-                                    pi[ch] = Float(1 / (pv[ch] + Double(eps)).squareRoot())
+                            batchMean.withUnsafeMutableBufferPointer { pbm in
+                                parallelFor(c, grain: Swift.max(1, 65_536 / Swift.max(m, 1))) { range in
+                                    for ch in range {
+                                        // Eight-lane float partial sums per plane, combined in Double.
+                                        var sum = 0.0
+                                        for i in 0..<n { sum += planeSum(px.baseAddress! + (i * c + ch) * s, s, shift: 0) }
+                                        let mu = sum / Double(m)
+                                        var sq = 0.0
+                                        for i in 0..<n { sq += planeSum(px.baseAddress! + (i * c + ch) * s, s, shift: Float(mu), squared: true) }
+                                        pv[ch] = sq / Double(m)
+                                        pbm[ch] = mu
+                                        pm[ch] = Float(mu)
+                                        pi[ch] = Float(1 / (pv[ch] + Double(eps)).squareRoot())
+                                    }
                                 }
                             }
                         }
@@ -97,17 +100,8 @@ public class BatchNorm: Module, UnaryLayer {
             if let world = statisticsSync {
                 // Chan et al.'s pairwise combination of counts, means and centred sums of squares:
                 // M = Σm_r, μ = Σm_r·μ_r / M, M2 = Σ(M2_r + m_r·(μ_r − μ)²). (Each rank's mean
-                // travels in Double; the float mean above is this rank's rounded.)
-                var local = [Double](repeating: 0, count: 1 + 2 * c)
-                local[0] = Double(m)
-                x.withUnsafeScalars { px in
-                    for ch in 0..<c {
-                        var sum = 0.0
-                        for i in 0..<n { sum += planeSum(px.baseAddress! + (i * c + ch) * s, s, shift: 0) }
-                        local[1 + ch] = sum / Double(m)
-                        local[1 + c + ch] = batchVar[ch] * Double(m)
-                    }
-                }
+                // travels in Double; the float mean above is its rounding.)
+                let local = [Double(m)] + batchMean + batchVar.map { $0 * Double(m) }
                 let all = Self.gather(local, world)
                 let total = all.reduce(0.0) { $0 + $1[0] }
                 globalCount = Int(total)

@@ -178,9 +178,6 @@ public final class GradientSync {
         armed = false
     }
 
-    /// Replaces every gradient by its mean over the ranks (`launchRemaining` and `finish`).
-    public func average(present: [Bool]) throws {
-        try launchRemaining()
-        try finish(present: present)
-    }
+    /// Replaces every gradient by its mean over the ranks (`finish`, which starts what has not started).
+    public func average(present: [Bool]) throws { try finish(present: present) }
 }

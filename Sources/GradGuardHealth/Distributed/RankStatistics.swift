@@ -88,7 +88,8 @@ struct RankExchange {
             }
         }
         let meanLoss: Float? = lossCount == 0 ? nil : lossSum / Float(lossCount)
-        return Gathered(ranks: ranks, loss: lossCount == communicator.size ? meanLoss : (loss == nil ? nil : meanLoss), present: present, activations: combined)
+        // The same on every rank, whichever ranks gave a loss.
+        return Gathered(ranks: ranks, loss: meanLoss, present: present, activations: combined)
     }
 }
 

@@ -108,7 +108,7 @@ public enum DataBlame {
     ) throws -> [SampleBlame] {
         let params = model.parameters()
         let saved = model.stateDict().mapValues { $0.copy() }
-        if let weights { _ = try model.load(stateDict: weights.mapValues { $0.copy() }) }
+        if let weights { _ = try model.load(stateDict: weights) }  // load copies the values in
         let savedGrads = params.map { $0.grad?.copy() }
         let random = DefaultGenerator.with { $0.state }
         let wasTraining = model.training

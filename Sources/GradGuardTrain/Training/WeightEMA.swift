@@ -57,7 +57,7 @@ public final class WeightEMA {
     /// Runs `body` with the averaged weights in `model`, then puts its own back.
     public func withAveragedWeights<R>(in model: Module, _ body: () throws -> R) throws -> R {
         let own = model.stateDict().mapValues { $0.copy() }
-        _ = try model.load(stateDict: shadow.mapValues { $0.copy() })
+        _ = try model.load(stateDict: shadow)  // load copies the values in
         defer { _ = try? model.load(stateDict: own) }
         return try body()
     }
