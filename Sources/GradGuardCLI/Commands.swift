@@ -50,6 +50,7 @@ struct Train: ParsableCommand {
             if let config { c = try RunConfig.load(path: config) }
             try c.apply(overrides: settings.flagOverrides, source: "flags")
             try c.apply(overrides: settings.set)
+            try c.resolveModelDefaults()
             try c.validate(source: config ?? "settings")
         } catch let e as ConfigError {
             throw fail(e.description, code: e.message == "no such file" ? Exit.missing : Exit.usage)

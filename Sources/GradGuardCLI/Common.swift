@@ -123,7 +123,10 @@ final class Progress {
 func modelSummary(_ trainer: Trainer, workload: RunSetup, config: RunConfig) throws -> String {
     let params = trainer.model.parameters().reduce(0) { $0 + $1.count }
     var line = "model: \(config.model.rawValue)"
-    if config.model == .detector { line += " size \(config.width > 0 ? "width \(config.width)" : config.size.rawValue)" }
+    if config.model == .detector {
+        line +=
+            " size \(config.width > 0 ? "width \(config.width)" : config.size.rawValue) (\(config.head.rawValue) head, \(config.scales) scales, \(config.block.rawValue) blocks)"
+    }
     line += ", \(params.formatted()) parameters"
     guard config.model == .detector || config.model == .mlp, workload.train.count > 0 else { return line }
     let example = try workload.train.batch([0])

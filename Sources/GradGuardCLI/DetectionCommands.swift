@@ -20,16 +20,21 @@ struct DataCommand: ParsableCommand {
         @Option(name: .long, help: "Seed.") var seed = 0
         @Option(name: .customLong("max-objects"), help: "Objects per image: 1 to this.") var maxObjects = 4
         @Option(name: .customLong("max-overlap"), help: "Largest IoU between two objects of an image.") var maxOverlap = 0.1
+        @Option(name: .customLong("min-side"), help: "Smallest object side, as a fraction of the image side.") var minSide = 0.12
+        @Option(name: .customLong("max-side"), help: "Largest object side, as a fraction of the image side.") var maxSide = 0.4
         @Flag(name: .long, help: "Write JPEG instead of PNG.") var jpeg = false
 
         func run() throws {
-            guard train >= 0, val >= 0, size >= 16, size * size <= RGBImage.defaultMaxPixels, maxObjects >= 1, (0...1).contains(maxOverlap) else {
+            guard train >= 0, val >= 0, size >= 16, size * size <= RGBImage.defaultMaxPixels, maxObjects >= 1, maxObjects <= 1000,
+                (0...1).contains(maxOverlap), minSide > 0, minSide <= maxSide, maxSide <= 0.8, Double(size) * minSide >= 2
+            else {
                 throw fail(
-                    "--train and --val must not be negative, --size in 16 … \(Int(Double(RGBImage.defaultMaxPixels).squareRoot())) (the decoded-pixel limit), --max-objects at least 1, --max-overlap in 0 … 1",
+                    "--train and --val must not be negative, --size in 16 … \(Int(Double(RGBImage.defaultMaxPixels).squareRoot())) (the decoded-pixel limit), --max-objects in 1 … 1000, --max-overlap in 0 … 1, "
+                        + "0 < --min-side ≤ --max-side ≤ 0.8 (a side may be stretched by 1.25) with objects of at least 2 pixels",
                     code: Exit.usage)
             }
             var o = ShapesDataset.Options(train: train, val: val, size: size, seed: UInt64(seed))
-            (o.maxObjects, o.maxOverlap, o.jpeg) = (maxObjects, maxOverlap, jpeg)
+            (o.maxObjects, o.maxOverlap, o.jpeg, o.minSide, o.maxSide) = (maxObjects, maxOverlap, jpeg, minSide, maxSide)
             do {
                 let path = try ShapesDataset.write(to: out, options: o)
                 print("wrote \(train) training and \(val) validation images of \(size)×\(size); dataset: \(path)")

@@ -53,6 +53,7 @@ public enum OptimizerKind: String, SettingChoice {
 public enum ScheduleKind: String, SettingChoice {
     case constant, cosine, warmup
     case warmupCosine = "warmup-cosine"
+    case warmupLinear = "warmup-linear"
 
     public var help: String {
         switch self {
@@ -60,6 +61,7 @@ public enum ScheduleKind: String, SettingChoice {
         case .cosine: return "cosine annealing to 0 over the run (CosineAnnealingLR)"
         case .warmup: return "Ultralytics' linear warm-up of rates (from 0) and momentum (from 0.8), then constant"
         case .warmupCosine: return "linear warm-up from 1 % over schedule.warmup_steps, then cosine annealing"
+        case .warmupLinear: return "Ultralytics' default: the warm-up of warmup towards a rate that falls linearly, epoch by epoch, to 1 % at the last epoch"
         }
     }
 
@@ -77,6 +79,14 @@ public enum ScheduleKind: String, SettingChoice {
         case .warmup:
             let w = warmupSteps > 0 ? warmupSteps : Swift.max(1, Swift.min(totalSteps / 2, Swift.max(3 * stepsPerEpoch, 100)))
             return LRScheduler(optimizer, Warmup(steps: w, startLR: startLR, startMomentum: startMomentum))
+        case .warmupLinear:
+            let w = warmupSteps > 0 ? warmupSteps : Swift.max(1, Swift.min(totalSteps / 2, Swift.max(3 * stepsPerEpoch, 100)))
+            let epochs = Swift.max(1, (totalSteps + stepsPerEpoch - 1) / Swift.max(1, stepsPerEpoch))
+            return LRScheduler(
+                optimizer,
+                Warmup(
+                    steps: w, startLR: startLR, startMomentum: startMomentum,
+                    then: EpochLinearDecay(stepsPerEpoch: stepsPerEpoch, epochs: epochs)))
         case .warmupCosine:
             let w = Swift.max(1, warmupSteps)
             return LRScheduler(

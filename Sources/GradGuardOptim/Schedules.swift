@@ -200,3 +200,21 @@ public struct Warmup: LRSchedule {
         return step >= steps ? (target ?? baseMomentum) : interp(step, start, target ?? baseMomentum)
     }
 }
+
+/// Ultralytics' default decay (`lf` with `cos_lr` off): the rate falls linearly from the base
+/// rate to `final` times it, epoch by epoch, reaching it at the last epoch:
+/// lr = base · ((1 − e/E)·(1 − final) + final), e = ⌊step / stepsPerEpoch⌋.
+public struct EpochLinearDecay: LRSchedule {
+    public let stepsPerEpoch: Int
+    public let epochs: Int
+    public let final: Double
+
+    public init(stepsPerEpoch: Int, epochs: Int, final: Double = 0.01) {
+        self.stepsPerEpoch = Swift.max(1, stepsPerEpoch); self.epochs = Swift.max(1, epochs); self.final = final
+    }
+
+    public func learningRate(step: Int, baseLR: Double, group: Int) -> Double {
+        let e = Double(Swift.min(step / stepsPerEpoch, epochs))
+        return baseLR * ((1 - e / Double(epochs)) * (1 - final) + final)
+    }
+}

@@ -80,6 +80,10 @@ public struct RunConfig: Equatable, Sendable {
     public var boxGain = YOLOLoss.defaultBoxGain
     /// The detector's size (`model.width` overrides its channels).
     public var size = DetectorSize.n
+    /// The detector's head, output scales and blocks.
+    public var head = DetectorHead.coupled
+    public var scales = 2
+    public var block = DetectorBlock.conv
     /// Detector training images as mosaics of four, but for the last `closeMosaic` epochs.
     public var mosaic = false
     public var closeMosaic = 10
@@ -206,7 +210,12 @@ extension RunConfig {
             Setting(key: "model.embedding", kind: .int(1...100_000, \.embedding), help: "embedding size (charlm, seq2seq)"),
             Setting(key: "model.attention", kind: .bool(\.attention), help: "dot-product attention over the source (seq2seq)"),
             Setting(key: "model.box_loss", choice: \.boxLoss, help: "detector box loss, 1 − GIoU or 1 − CIoU"),
-            Setting(key: "model.box_gain", kind: .double(0...1e6, \.boxGain), help: "detector: weight of the box loss (YOLOv5's 0.05)"),
+            Setting(
+                key: "model.box_gain", kind: .double(0...1e6, \.boxGain),
+                help: "detector: weight of the box loss (YOLOv5's 0.05 with the coupled head, YOLOv8's 7.5 with the decoupled one)"),
+            Setting(key: "model.head", choice: \.head, help: "detector head and its loss"),
+            Setting(key: "model.scales", kind: .int(2...3, \.scales), help: "detector output scales: 2 (strides 8, 16) or 3 (8, 16, 32)"),
+            Setting(key: "model.block", choice: \.block, help: "detector blocks after each downsampling and in the neck"),
             Setting(key: "model.activation", choice: \.activation, help: "hidden activation"),
             Setting(key: "model.init", choice: \.initialisation, help: "weight initialisation (default: PyTorch's)"),
             Setting(
@@ -425,6 +434,36 @@ extension RunConfig {
         return c
     }
 
+    /// The detector's recommended settings, each where the run did not give one: YOLOv8's
+    /// decoupled head with three scales and C2f blocks, and Ultralytics' training defaults —
+    /// SGD lr 0.01, momentum 0.937 (warmed up from 0.8), weight decay 5e-4, warm-up over
+    /// max(3 epochs, 100 steps) towards a rate falling linearly to 1 %, gradient norm clipped
+    /// at 10, batch 16, weight EMA, mosaics but for the last 10 epochs, CIoU box loss with the
+    /// head's gains, data in a `data.yaml`; and no validation-divergence watch: under mosaics and
+    /// a ramping weight average a detector's validation loss swings threefold in the first
+    /// epochs while its mAP rises (BENCHMARKS.md: on the shapes data the watch halved the rate
+    /// twice and cost 0.044 mAP@0.5:0.95). Other models keep the global defaults.
+    public static let detectorDefaults: [(key: String, value: String)] = [
+        ("data.kind", "yolo"), ("model.head", "decoupled"), ("model.scales", "3"), ("model.block", "c2f"),
+        ("model.box_loss", "ciou"), ("model.ema", "true"), ("data.mosaic", "true"), ("optimizer.kind", "sgd"),
+        ("optimizer.lr", "0.01"), ("optimizer.momentum", "0.937"), ("optimizer.weight_decay", "0.0005"),
+        ("schedule.kind", "warmup-linear"), ("guard.clipper", "global-norm"), ("guard.max_norm", "10"), ("training.batch_size", "16"),
+        ("guard.validation_divergence", "0")
+    ]
+
+    /// Fills in the model's own defaults (so far the detector's, `detectorDefaults`) for the
+    /// settings not given, and the box gain of the chosen head. Call after every file, flag
+    /// and `--set` is applied, before `validate`.
+    public mutating func resolveModelDefaults() throws {
+        guard model == .detector else { return }
+        for (key, value) in Self.detectorDefaults where !given.contains(key) {
+            if key == "guard.max_norm" && !clipperKeys.contains(key) { continue }
+            try set(key, text: value, source: "detector defaults", line: nil)
+            given.remove(key)
+        }
+        if !given.contains("model.box_gain") { boxGain = YOLOLoss.defaultBoxGain(for: head) }
+    }
+
     /// The width with 0 resolved to the model's default.
     public var widthValue: Int { width > 0 ? width : model == .detector ? size.width : model.defaultWidth }
 
@@ -465,9 +504,11 @@ extension RunConfig {
         if model != .mlp && layers > 4 {
             throw ConfigError(source: source, line: nil, key: "model.layers", message: "at most 4 recurrent layers, got \(layers)")
         }
-        if model == .detector && imageSize % 16 != 0 {
+        let coarsest = scales == 3 ? 32 : 16
+        if model == .detector && imageSize % coarsest != 0 {
             throw ConfigError(
-                source: source, line: nil, key: "data.image_size", message: "expected a multiple of 16 (the detector's coarsest stride), got \(imageSize)")
+                source: source, line: nil, key: "data.image_size",
+                message: "expected a multiple of \(coarsest) (the detector's coarsest stride with model.scales \(scales)), got \(imageSize)")
         }
         if let task = data.task, sequenceLength < (task == .copyMemory ? 11 : 4) {
             throw ConfigError(

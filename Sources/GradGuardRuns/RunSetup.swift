@@ -123,10 +123,11 @@ public struct RunSetup {
         if c.model == .detector {
             var h = Diagnostician.TrainingHints()
             let usual = Swift.max(3 * stepsPerEpoch, 100)
-            let warms = c.schedule == .warmup || c.schedule == .warmupCosine
+            let warms = c.schedule == .warmup || c.schedule == .warmupCosine || c.schedule == .warmupLinear
             h.warmupSteps = warms ? (c.warmupSteps > 0 ? c.warmupSteps : Swift.min(usual, total / 2)) : 0
             h.usualWarmupSteps = Swift.min(usual, Swift.max(total / 2, 1))
-            (h.boxGain, h.defaultBoxGain) = (c.boxGain, YOLOLoss.defaultBoxGain)
+            (h.boxGain, h.defaultBoxGain) = (c.boxGain, YOLOLoss.defaultBoxGain(for: c.head))
+            if c.head == .decoupled { h.headStrides = c.scales == 3 ? [8, 16, 32] : [8, 16] }
             if c.optimizer == .sgd {
                 (h.learningRate, h.batchSize, h.referenceRate, h.referenceBatch) = (c.lr, c.batchSize * c.accumulation * c.worldSize, 0.01, 64)
             }
@@ -187,7 +188,7 @@ public struct RunSetup {
         (s.imageSize, s.width, s.augment, s.boxLoss, s.onError, s.maxImagePixels, s.seed) =
             (c.imageSize, c.widthValue, c.augment, c.boxLoss, c.onError, c.maxImagePixels, UInt64(c.seed))
         s.mosaicUntilEpoch = c.mosaic ? Swift.max(0, c.epochs - c.closeMosaic) : 0
-        s.boxGain = c.boxGain
+        (s.boxGain, s.head, s.scales, s.block) = (c.boxGain, c.head, c.scales, c.block)
         return s
     }
 
@@ -256,7 +257,9 @@ public enum TrainedModel {
         case .detector:
             // A run saved before classes.json existed: the names come from its data.yaml.
             let names: [String] = try RunSetup.saved("classes.json", in: dir) ?? RunSetup.seeded(c, runDirectory: dir).classNames
-            self = .detector(YOLODetector(classes: names.count, width: c.widthValue, imageSize: c.imageSize), classNames: names)
+            self = .detector(
+                YOLODetector(classes: names.count, width: c.widthValue, imageSize: c.imageSize, head: c.head, scales: c.scales, block: c.block),
+                classNames: names)
         case .mlp, .sequence:
             self = .other(try RunSetup.seeded(c, runDirectory: dir).model)
         }

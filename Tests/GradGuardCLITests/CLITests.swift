@@ -15,6 +15,51 @@ final class CLITests: CLITestCase {
         return "no error"
     }
 
+    /// `model.kind detector` alone gives the recommended detector (YOLOv8n's architecture and
+    /// Ultralytics' training defaults); what the run gives wins; other models and resolved
+    /// config.yaml files of older detector runs keep what they had.
+    func testDetectorDefaultsAreTheRecommendedSettings() throws {
+        var c = RunConfig()
+        try c.apply(overrides: ["model.kind=detector", "data.path=d.yaml"])
+        try c.resolveModelDefaults()
+        try c.validate(source: "--set")
+        XCTAssertEqual(c.data, .yolo)
+        XCTAssertEqual([c.head.rawValue, c.block.rawValue, c.boxLoss.rawValue, c.schedule.rawValue], ["decoupled", "c2f", "ciou", "warmup-linear"])
+        XCTAssertEqual(c.scales, 3)
+        XCTAssertEqual([c.lr, c.momentum, c.weightDecay, c.clipping.maxNorm, c.boxGain], [0.01, 0.937, 0.0005, 10, 7.5])
+        XCTAssertEqual([c.ema, c.mosaic, c.augment], [true, true, true])
+        XCTAssertEqual(c.batchSize, 16)
+        XCTAssertEqual(c.validationDivergence, 0)
+        XCTAssertFalse(c.given.contains("model.head"), "defaults are not settings the run gave")
+        // Given settings win; the box gain follows the head.
+        var v5 = RunConfig()
+        try v5.apply(overrides: ["model.kind=detector", "model.head=coupled", "optimizer.lr=0.02", "guard.clipper=zclip"])
+        try v5.resolveModelDefaults()
+        XCTAssertEqual([v5.lr, v5.boxGain], [0.02, YOLOLoss.defaultBoxGain])
+        XCTAssertEqual(v5.clipper, .zclip)
+        XCTAssertEqual(v5.clipping.maxNorm, ClipperSettings().maxNorm, "no max_norm for a clipper without one")
+        // Another model: untouched.
+        var mlp = RunConfig()
+        try mlp.resolveModelDefaults()
+        XCTAssertEqual(mlp, RunConfig())
+        // A resolved config.yaml written before model.head existed loads as the detector it trained.
+        var old = RunConfig()
+        try old.apply(overrides: ["model.kind=detector", "data.kind=yolo"])
+        let yaml = old.yaml.split(separator: "\n").filter { !$0.contains("head:") && !$0.contains("scales:") && !$0.contains("block:") }.joined(separator: "\n")
+        var back = RunConfig()
+        try back.apply(yaml: yaml, source: "config.yaml")
+        XCTAssertEqual([back.head.rawValue, back.block.rawValue], ["coupled", "conv"])
+        XCTAssertEqual(back.scales, 2)
+        XCTAssertThrowsError(
+            try {
+                var c = RunConfig(); try c.apply(overrides: ["model.kind=detector", "data.image_size=48"]); try c.resolveModelDefaults();
+                try c.validate(source: "--set")
+            }()
+        ) {
+            XCTAssertTrue("\($0)".contains("expected a multiple of 32"), "\($0)")
+        }
+    }
+
     func testStabilizerSettingsApplyOnlyWhereTheyMeanSomething() throws {
         func error(_ overrides: [String]) -> String? {
             var c = RunConfig()

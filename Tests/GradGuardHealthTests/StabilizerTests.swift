@@ -1,3 +1,4 @@
+import Foundation
 import GradGuard
 import XCTest
 import _TestSupport
@@ -100,5 +101,39 @@ final class DetectorDiagnosisTests: XCTestCase {
         (h.learningRate, h.batchSize, h.referenceRate, h.referenceBatch) = (0.5, 8, 0.01, 64)
         d.hints = h
         XCTAssertEqual(d.settingCauses(step: 3).first?.1, "lower the learning rate to 0.001 for a batch of 8, or raise the batch towards 64")
+    }
+
+    /// A vanishing finding confined to one scale of the decoupled head is that scale getting no
+    /// assigned objects; a deep stack of convolutions each followed by BatchNorm at PyTorch's
+    /// default scale is not an initialisation problem (BatchNorm is scale-invariant), while the
+    /// same stack without BatchNorm is.
+    func testUnassignedScaleAndBatchNormScaleInvariance() {
+        func stack(batchNorm: Bool) -> Diagnostician {
+            var params: [NamedParameter] = [], types: [String: String] = [:]
+            for i in 0..<12 {
+                // PyTorch's default: uniform ±1/√fan_in, 0.41 of the √2/√fan_in scale.
+                let w = (Tensor.rand([16, 16, 3, 3]) * 2 - 1) * Float(1 / Foundation.sqrt(144.0))
+                params.append(NamedParameter(name: "backbone.\(i).conv.weight", tensor: w))
+                types["backbone.\(i).conv"] = "Conv2d"
+                if batchNorm { types["backbone.\(i).bn"] = "BatchNorm2d" }
+            }
+            var d = Diagnostician(parameters: params, layerTypes: types)
+            var h = Diagnostician.TrainingHints()
+            h.headStrides = [8, 16, 32]
+            d.hints = h
+            return d
+        }
+        let blame = ["decoupled.2.box.0.bn", "decoupled.2.box.1.bn", "decoupled.2.boxOut"].map { Blame(module: $0, ratio: 1e-11, departedAt: nil) }
+        let finding = Finding(kind: .vanishing, step: 4, message: "module gradient norms vanish", blame: blame)
+        let context = Diagnostician.Context(stats: StepStatistics(step: 4, loss: 1, globalNorm: 1, tensors: [], modules: []), stepsSeen: 5)
+        let withBN = stack(batchNorm: true).diagnose([finding], context: context)
+        XCTAssertEqual(withBN.causes.map(\.kind), [.unassignedScale])
+        XCTAssertTrue(withBN.recommendations.first?.contains("model.scales 2") ?? false, "\(withBN.recommendations)")
+        XCTAssertTrue(stack(batchNorm: false).diagnose([finding], context: context).causes.contains { $0.kind == .initialisation })
+        // Faint modules spread over the network are not one unassigned scale.
+        let spread = Finding(
+            kind: .vanishing, step: 4, message: "",
+            blame: [Blame(module: "decoupled.2.box.0.bn", ratio: 1e-11, departedAt: nil), Blame(module: "backbone.3.conv", ratio: 1e-9, departedAt: nil)])
+        XCTAssertFalse(stack(batchNorm: true).diagnose([spread], context: context).causes.contains { $0.kind == .unassignedScale })
     }
 }

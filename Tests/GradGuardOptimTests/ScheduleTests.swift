@@ -125,6 +125,21 @@ final class ScheduleTests: XCTestCase {
         XCTAssertEqual(opt.paramGroups[1].lr, 0.05 * (1 + cos(Double.pi * 15 / 100)) / 2, accuracy: 1e-12)
         XCTAssertEqual(opt.paramGroups[0]["momentum"]!, 0.9, accuracy: 1e-12)
     }
+
+    /// Ultralytics' default schedule: warm-up over max(3 epochs, 100 steps) towards
+    /// lr·lf(e), lf(e) = (1 − e/E)·(1 − 0.01) + 0.01, the epoch e counted in whole epochs.
+    func testWarmupLinearIsUltralyticsDefault() {
+        let opt = optimizer()
+        let sched = ScheduleKind.warmupLinear.make(opt, totalSteps: 300, stepsPerEpoch: 10, warmupSteps: 0, startLR: [0: 0.1])!
+        let lf = { (e: Double) in (1 - e / 30) * 0.99 + 0.01 }
+        for _ in 0..<50 { sched.step() }
+        XCTAssertEqual(opt.paramGroups[1].lr, 0.05 * lf(5) * 0.5, accuracy: 1e-12)  // halfway through the 100-step warm-up
+        for _ in 0..<100 { sched.step() }
+        XCTAssertEqual(opt.paramGroups[1].lr, 0.05 * lf(15), accuracy: 1e-12)
+        for _ in 0..<149 { sched.step() }
+        XCTAssertEqual(opt.paramGroups[1].lr, 0.05 * lf(29), accuracy: 1e-12)
+        XCTAssertEqual(opt.paramGroups[0].lr, 0.1 * lf(29), accuracy: 1e-12)
+    }
 }
 
 final class RegularizationTests: XCTestCase {

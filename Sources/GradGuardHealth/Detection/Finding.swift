@@ -31,6 +31,10 @@ public struct Blame: Sendable, Codable, Equatable {
     public let ratio: Float
     /// The step since which the module has been above `departureFactor` × its baseline.
     public let departedAt: Int?
+
+    public init(module: String, ratio: Float, departedAt: Int? = nil) {
+        (self.module, self.ratio, self.departedAt) = (module, ratio, departedAt)
+    }
 }
 
 /// A typed finding: the step, the evidence in numbers, and the modules ranked by blame

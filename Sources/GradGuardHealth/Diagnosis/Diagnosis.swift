@@ -32,6 +32,8 @@ public struct Diagnostician {
         /// Goyal et al. 2017: Ultralytics' SGD 0.01 at its nominal batch 64).
         public var learningRate: Double?, batchSize: Int?
         public var referenceRate: Double?, referenceBatch: Int?
+        /// A detector's decoupled head: the stride of each scale's branch `decoupled.K`.
+        public var headStrides: [Int]?
         public init() {}
     }
 
@@ -81,6 +83,30 @@ public struct Diagnostician {
         }
         return out
     }
+
+    /// A vanishing finding confined to one scale of a detector's decoupled head: its box branch
+    /// gets gradient only through the anchor points the assigner gives it, and when no object
+    /// of the data is matched at that stride (objects far smaller than its cells) the branch
+    /// receives none. Not an initialisation or depth problem.
+    func unassignedScaleCause(_ findings: [Finding]) -> (Cause, String)? {
+        guard let strides = hints?.headStrides, let blame = findings.first(where: { $0.kind == .vanishing })?.blame, !blame.isEmpty else { return nil }
+        let scales = Set(blame.map { $0.module.split(separator: ".").prefix(2).joined(separator: ".") })
+        guard scales.count == 1, let only = scales.first, only.hasPrefix("decoupled."), let k = Int(only.dropFirst(10)), k < strides.count else { return nil }
+        let s = strides[k]
+        return (
+            Cause(
+                kind: .unassignedScale, confidence: 0.85,
+                evidence:
+                    "the faint modules are all in the head of stride \(s) (\(only)): the task-aligned assigner matched no object there, so its box branch receives no gradient (objects well under \(4 * s) pixels go to finer strides)"
+            ),
+            strides.count == 3 && k == 2
+                ? "if the objects stay smaller than about \(4 * s) pixels at this image size, drop the stride-\(s) scale (model.scales 2) or raise data.image_size; otherwise nothing to do: the branch learns once objects reach it"
+                : "nothing to change if the data has no objects of that size; otherwise check the labels' box sizes"
+        )
+    }
+
+    /// The module holding `module` (`a.b` of `a.b.conv`; "" at the top).
+    func parent(of module: String) -> String { module.split(separator: ".").dropLast().joined(separator: ".") }
 
     /// Whether a parameter is the weight of a feed-forward layer (Linear, Conv2d, …).
     func isChainWeight(_ p: NamedParameter) -> Bool {
@@ -137,7 +163,10 @@ public struct Diagnostician {
         // Initialisation: weight scale and its compounding over depth.
         var initEvidence: [String] = []
         var logProduct = 0.0, layers = 0
-        for p in parameters where isChainWeight(p) {
+        // A layer followed by BatchNorm is scale-invariant (Ioffe & Szegedy 2015: BN(a·Wx) =
+        // BN(Wx)): its weights' scale neither compounds nor matters at initialisation.
+        let normalised = Set(layerTypes.filter { $0.value.hasPrefix("BatchNorm") }.map { parent(of: $0.key) })
+        for p in parameters where isChainWeight(p) && !normalised.contains(parent(of: p.module)) {
             guard let r = WeightChecks.initialisationRatio(p.tensor), r.expected > 0, r.std > 0 else { continue }
             let ratio = r.std / r.expected
             logProduct += Foundation.log(ratio)
@@ -184,6 +213,10 @@ public struct Diagnostician {
 
         // The run's settings (a detector's usual failure modes): whatever the finding — weights
         // that a too-large box gain blew up show as vanishing gradients, for one.
+        if vanishing, let (cause, rec) = unassignedScaleCause(findings) {
+            causes.append(cause)
+            recs.insert(rec, at: 0)
+        }
         if exploding || vanishing {
             for (cause, rec) in settingCauses(step: stats.step) {
                 causes.append(cause)

@@ -7,6 +7,8 @@ public struct Cause: Sendable, Codable, Equatable {
         /// A detector's usual failure modes: a warm-up shorter than the usual, a box-loss gain far
         /// above its default, a learning rate far above the linear-scaling rate for the batch.
         case warmupTooShort, boxLossGainTooHigh, learningRateTooHighForBatch
+        /// One scale of a detector's decoupled head gets no assigned objects, hence no gradient.
+        case unassignedScale
         /// The clipping threshold sits below the typical gradient norm.
         case clippingThresholdTooLow
     }

@@ -193,7 +193,7 @@ public final class DetectionDataset: Dataset, SampleDescribing, Sendable {
             let outputs = model.inferring { model(b.inputs) }
             if let loss { lossSum += Double(loss(outputs, targets: b.targets).total.item) }
             batches += 1
-            predictions += YOLODetector.decode(outputs, strides: model.strides, classes: model.classes, confidence: 0.001, iou: 0.6)
+            predictions += model.decode(outputs, confidence: 0.001, iou: 0.6)
             truths += Self.truths(b.targets)
         }
         let r = DetectionMetrics.meanAveragePrecision(predictions: predictions, truths: truths, classes: model.classes)

@@ -18,59 +18,223 @@ public final class ConvBNSiLU: Module, UnaryLayer {
     public func forward(_ x: Tensor) -> Tensor { bn(conv(x)).silu() }
 }
 
-/// A small YOLO-style, anchor-free detector: a Conv-BN-SiLU backbone to strides 8 and 16,
-/// a light feature-pyramid neck (top-down, then bottom-up as PANet) and a 1×1 head per
-/// scale predicting, for every cell, 4 box values, objectness and one logit per class.
+/// YOLOv8's C2f block (Ultralytics' `C2f`): a 1×1 convolution to twice the hidden width,
+/// split in two halves; `n` bottlenecks (two 3×3 convolutions, with a residual when
+/// `shortcut`) each take the last output; every piece is concatenated and mixed by a 1×1
+/// convolution.
+public final class C2f: Module, UnaryLayer {
+    public var cv1: ConvBNSiLU
+    public var cv2: ConvBNSiLU
+    public var m: [Bottleneck]
+    let hidden: Int
+
+    public init(_ inChannels: Int, _ outChannels: Int, n: Int = 1, shortcut: Bool = false) {
+        hidden = outChannels / 2
+        cv1 = ConvBNSiLU(inChannels, 2 * hidden, kernel: 1)
+        cv2 = ConvBNSiLU((2 + n) * hidden, outChannels, kernel: 1)
+        m = (0..<n).map { _ in Bottleneck(outChannels / 2, shortcut: shortcut) }
+        super.init()
+    }
+
+    public func forward(_ x: Tensor) -> Tensor {
+        let y = cv1(x)
+        var pieces = [y.narrow(axis: 1, start: 0, length: hidden), y.narrow(axis: 1, start: hidden, length: hidden)]
+        for b in m { pieces.append(b(pieces[pieces.count - 1])) }
+        return cv2(Tensor.concatenate(pieces, axis: 1))
+    }
+}
+
+/// Two 3×3 Conv-BN-SiLU layers of the same width, added to their input when `shortcut`.
+public final class Bottleneck: Module, UnaryLayer {
+    public var cv1: ConvBNSiLU
+    public var cv2: ConvBNSiLU
+    let shortcut: Bool
+
+    public init(_ channels: Int, shortcut: Bool) {
+        cv1 = ConvBNSiLU(channels, channels)
+        cv2 = ConvBNSiLU(channels, channels)
+        self.shortcut = shortcut
+        super.init()
+    }
+
+    public func forward(_ x: Tensor) -> Tensor { shortcut ? x + cv2(cv1(x)) : cv2(cv1(x)) }
+}
+
+/// Spatial pyramid pooling, fast (YOLOv5/v8's `SPPF`): halve the channels, max-pool 5×5
+/// three times in a row, concatenate the four and mix them back by a 1×1 convolution.
+public final class SPPF: Module, UnaryLayer {
+    public var cv1: ConvBNSiLU
+    public var cv2: ConvBNSiLU
+
+    public init(_ channels: Int) {
+        cv1 = ConvBNSiLU(channels, channels / 2, kernel: 1)
+        cv2 = ConvBNSiLU(channels / 2 * 4, channels, kernel: 1)
+        super.init()
+    }
+
+    public func forward(_ x: Tensor) -> Tensor {
+        var pieces = [cv1(x)]
+        for _ in 0..<3 { pieces.append(pieces[pieces.count - 1].maxPool2d(kernel: (5, 5), stride: (1, 1), padding: (2, 2))) }
+        return cv2(Tensor.concatenate(pieces, axis: 1))
+    }
+}
+
+/// YOLOv8's decoupled head for one scale (Ultralytics' `Detect`): a box branch ending in
+/// 4 × `regMax` logits (a distribution over distances, in strides, for each side of the box)
+/// and a class branch ending in one logit per class; `[B, 4·regMax + classes, H, W]`.
+public final class DecoupledHead: Module, UnaryLayer {
+    public var box: [ConvBNSiLU]
+    public var boxOut: Conv2d
+    public var cls: [ConvBNSiLU]
+    public var clsOut: Conv2d
+
+    public init(_ channels: Int, boxWidth: Int, classWidth: Int, classes: Int, regMax: Int) {
+        box = [ConvBNSiLU(channels, boxWidth), ConvBNSiLU(boxWidth, boxWidth)]
+        boxOut = Conv2d(boxWidth, 4 * regMax, kernelSize: 1)
+        cls = [ConvBNSiLU(channels, classWidth), ConvBNSiLU(classWidth, classWidth)]
+        clsOut = Conv2d(classWidth, classes, kernelSize: 1)
+        super.init()
+    }
+
+    public func forward(_ x: Tensor) -> Tensor {
+        Tensor.concatenate([boxOut(box[1](box[0](x))), clsOut(cls[1](cls[0](x)))], axis: 1)
+    }
+}
+
+/// A small YOLO-style, anchor-free detector: a Conv-BN-SiLU backbone to strides 8 and 16
+/// (and 32 with `scales` 3), a feature-pyramid neck (top-down, then bottom-up as PANet) and
+/// a head per scale.
 ///
-/// Box decoding follows YOLOv5: centre = (cell + 2σ(t) − 0.5)·stride, side =
-/// (2σ(t))²·4·stride (so at most 16 strides, bounded and stable).
+/// - `head` coupled (YOLOv5's): a 1×1 convolution predicting, for every cell, 4 box values,
+///   objectness and one logit per class; centre = (cell + 2σ(t) − 0.5)·stride, side =
+///   (2σ(t))²·4·stride (at most 16 strides, bounded and stable).
+/// - `head` decoupled (YOLOv8's): `DecoupledHead`; each side of a box is the expected value
+///   of a distribution over `regMax` bins, in strides from the cell's centre.
+/// - `block` conv: one 3×3 Conv-BN-SiLU after each downsampling and in the neck; c2f:
+///   YOLOv8n's C2f blocks (1, 2, 2, 1 bottlenecks in the backbone, 1 in the neck) and SPPF.
 public final class YOLODetector: Module {
     public let classes: Int
-    public let strides = [8, 16]
-    public var backbone: [ConvBNSiLU]
-    public var lateral: ConvBNSiLU
-    public var fuse3: ConvBNSiLU
+    public let strides: [Int]
+    public let head: DetectorHead
+    public let block: DetectorBlock
+    /// Bins of a box side's distribution (decoupled head).
+    public let regMax: Int
+    public var backbone: [any UnaryLayer]
+    /// Two scales: the 1×1 convolution taking stride 16 to the width of stride 8.
+    public var lateral: ConvBNSiLU?
+    /// Three scales: stride 32 upsampled and fused with stride 16.
+    public var top4: (any UnaryLayer)?
+    public var fuse3: any UnaryLayer
     public var down: ConvBNSiLU
-    public var fuse4: ConvBNSiLU
+    public var fuse4: any UnaryLayer
+    /// Three scales: the bottom-up path to stride 32.
+    public var down5: ConvBNSiLU?
+    public var fuse5: (any UnaryLayer)?
+    /// The coupled head's 1×1 convolutions (empty for the decoupled head).
     public var heads: [Conv2d]
+    /// The decoupled head of every scale (empty for the coupled head).
+    public var decoupled: [DecoupledHead]
 
-    /// `width`: channels of the first layer (the deeper ones are 2, 4 and 8 times that).
-    public init(classes: Int, width: Int = 16, imageSize: Int = 128) {
+    /// `width`: channels of the first layer (the deeper ones are 2, 4, 8 and 16 times that).
+    public init(
+        classes: Int, width: Int = 16, imageSize: Int = 128, head: DetectorHead = .coupled, scales: Int = 2,
+        block: DetectorBlock = .conv, regMax: Int = 16
+    ) {
+        precondition(scales == 2 || scales == 3, "YOLODetector: 2 or 3 scales")
         self.classes = classes
+        self.head = head
+        self.block = block
+        self.regMax = regMax
+        strides = scales == 3 ? [8, 16, 32] : [8, 16]
         let w = width
-        backbone = [
-            ConvBNSiLU(3, w, stride: 2), ConvBNSiLU(w, 2 * w, stride: 2), ConvBNSiLU(2 * w, 2 * w),
-            ConvBNSiLU(2 * w, 4 * w, stride: 2), ConvBNSiLU(4 * w, 4 * w),  // stride 8: P3
-            ConvBNSiLU(4 * w, 8 * w, stride: 2), ConvBNSiLU(8 * w, 8 * w)
-        ]  // stride 16: P4
-        lateral = ConvBNSiLU(8 * w, 4 * w, kernel: 1)
-        fuse3 = ConvBNSiLU(8 * w, 4 * w)
-        down = ConvBNSiLU(4 * w, 4 * w, stride: 2)
-        fuse4 = ConvBNSiLU(8 * w, 8 * w)
-        heads = [Conv2d(4 * w, 5 + classes, kernelSize: 1), Conv2d(8 * w, 5 + classes, kernelSize: 1)]
+        func stage(_ cin: Int, _ cout: Int, n: Int, shortcut: Bool) -> any UnaryLayer {
+            block == .conv ? ConvBNSiLU(cin, cout) : C2f(cin, cout, n: n, shortcut: shortcut)
+        }
+        var layers: [any UnaryLayer] = [
+            ConvBNSiLU(3, w, stride: 2), ConvBNSiLU(w, 2 * w, stride: 2), stage(2 * w, 2 * w, n: 1, shortcut: true),
+            ConvBNSiLU(2 * w, 4 * w, stride: 2), stage(4 * w, 4 * w, n: 2, shortcut: true),  // stride 8: P3
+            ConvBNSiLU(4 * w, 8 * w, stride: 2), stage(8 * w, 8 * w, n: 2, shortcut: true)  // stride 16: P4
+        ]
+        let channels: [Int]
+        if scales == 3 {
+            layers += [ConvBNSiLU(8 * w, 16 * w, stride: 2), stage(16 * w, 16 * w, n: 1, shortcut: true)]  // stride 32: P5
+            if block == .c2f { layers.append(SPPF(16 * w)) }
+            top4 = stage(24 * w, 8 * w, n: 1, shortcut: false)
+            fuse3 = stage(12 * w, 4 * w, n: 1, shortcut: false)
+            down = ConvBNSiLU(4 * w, 4 * w, stride: 2)
+            fuse4 = stage(12 * w, 8 * w, n: 1, shortcut: false)
+            down5 = ConvBNSiLU(8 * w, 8 * w, stride: 2)
+            fuse5 = stage(24 * w, 16 * w, n: 1, shortcut: false)
+            channels = [4 * w, 8 * w, 16 * w]
+        } else {
+            lateral = ConvBNSiLU(8 * w, 4 * w, kernel: 1)
+            fuse3 = stage(8 * w, 4 * w, n: 1, shortcut: false)
+            down = ConvBNSiLU(4 * w, 4 * w, stride: 2)
+            fuse4 = stage(8 * w, 8 * w, n: 1, shortcut: false)
+            channels = [4 * w, 8 * w]
+        }
+        backbone = layers
+        switch head {
+        case .coupled:
+            heads = channels.map { Conv2d($0, 5 + classes, kernelSize: 1) }
+            decoupled = []
+        case .decoupled:
+            // Ultralytics' Detect: c2 = max(16, ch₀/4, 4·reg_max), c3 = max(ch₀, min(classes, 100)).
+            let boxWidth = Swift.max(16, channels[0] / 4, 4 * regMax), classWidth = Swift.max(channels[0], Swift.min(classes, 100))
+            heads = []
+            decoupled = channels.map { DecoupledHead($0, boxWidth: boxWidth, classWidth: classWidth, classes: classes, regMax: regMax) }
+        }
         super.init()
-        // Prior biases (YOLOv5's initialize_biases): about 8 objects per 640² image for
-        // objectness, 0.6 / classes for the class logits.
-        for (head, stride) in zip(heads, strides) {
-            head.bias!.withUnsafeMutableScalars { b in
-                b[4] = Float(Foundation.log(8 / Foundation.pow(Double(imageSize) / Double(stride), 2)))
-                for c in 0..<classes { b[5 + c] = Float(Foundation.log(0.6 / (Double(classes) - 0.99))) }
+        let area = { (stride: Int) in Foundation.pow(Double(imageSize) / Double(stride), 2) }
+        // Prior biases. Coupled (YOLOv5's initialize_biases): about 8 objects per 640² image
+        // for objectness, 0.6 / classes for the class logits. Decoupled (YOLOv8's
+        // Detect.bias_init): box logits 1, class logits about 5 objects per 640² image.
+        for (k, stride) in strides.enumerated() {
+            switch head {
+            case .coupled:
+                heads[k].bias!.withUnsafeMutableScalars { b in
+                    b[4] = Float(Foundation.log(8 / area(stride)))
+                    for c in 0..<classes { b[5 + c] = Float(Foundation.log(0.6 / (Double(classes) - 0.99))) }
+                }
+            case .decoupled:
+                decoupled[k].boxOut.bias!.withUnsafeMutableScalars { b in for i in 0..<b.count { b[i] = 1 } }
+                decoupled[k].clsOut.bias!.withUnsafeMutableScalars { b in
+                    for c in 0..<classes { b[c] = Float(Foundation.log(5 / Double(classes) / area(stride))) }
+                }
             }
         }
     }
 
-    /// `[B, 3, S, S]` images in [0, 1] → one `[B, 5 + classes, S/stride, S/stride]` map per stride.
+    /// Channels of one scale's output map.
+    public var outputChannels: Int { head == .coupled ? 5 + classes : 4 * regMax + classes }
+
+    /// `[B, 3, S, S]` images in [0, 1] → one `[B, outputChannels, S/stride, S/stride]` map per stride.
     public func callAsFunction(_ x: Tensor) -> [Tensor] {
         var h = x
-        var p3 = x
+        var taps: [Tensor] = []
         for (i, layer) in backbone.enumerated() {
             h = layer(h)
-            if i == 4 { p3 = h }
+            if i == 4 || i == 6 { taps.append(h) }
         }
-        let l4 = lateral(h)
-        let n3 = fuse3(Tensor.concatenate([l4.upsampleNearest(scale: (2, 2)), p3], axis: 1))
-        let n4 = fuse4(Tensor.concatenate([down(n3), l4], axis: 1))
-        return [heads[0](n3), heads[1](n4)]
+        let features: [Tensor]
+        if let top4, let down5, let fuse5 {
+            let p3 = taps[0], p4 = taps[1], p5 = h
+            let t4 = top4(Tensor.concatenate([p5.upsampleNearest(scale: (2, 2)), p4], axis: 1))
+            let o3 = fuse3(Tensor.concatenate([t4.upsampleNearest(scale: (2, 2)), p3], axis: 1))
+            let o4 = fuse4(Tensor.concatenate([down(o3), t4], axis: 1))
+            let o5 = fuse5(Tensor.concatenate([down5(o4), p5], axis: 1))
+            features = [o3, o4, o5]
+        } else {
+            let p3 = taps[0]
+            let l4 = lateral.map { $0(h) } ?? h
+            let n3 = fuse3(Tensor.concatenate([l4.upsampleNearest(scale: (2, 2)), p3], axis: 1))
+            let n4 = fuse4(Tensor.concatenate([down(n3), l4], axis: 1))
+            features = [n3, n4]
+        }
+        switch head {
+        case .coupled: return zip(heads, features).map { $0($1) }
+        case .decoupled: return zip(decoupled, features).map { $0($1) }
+        }
     }
 
     /// The position of the biases' group in `parameterGroups` (Ultralytics' warm-up starts
@@ -91,16 +255,28 @@ public final class YOLODetector: Module {
 
     // MARK: Decoding
 
-    /// Detections of every image of a batch in the `S`×`S` input's pixels: cells whose
-    /// σ(objectness)·σ(class) exceeds `confidence`, then per-class NMS at `iou`.
+    /// Detections of every image of a batch in the `S`×`S` input's pixels: for the coupled
+    /// head, cells whose σ(objectness)·σ(class) exceeds `confidence`; for the decoupled head,
+    /// cells whose σ(class) does; then per-class NMS at `iou`.
     public func detect(_ images: Tensor, confidence: Double = 0.001, iou: Double = 0.6, maxDetections: Int = 300) -> [[Box]] {
         let outputs = inferring { self(images) }
-        return Self.decode(outputs, strides: strides, classes: classes, confidence: confidence, iou: iou, maxDetections: maxDetections)
+        return decode(outputs, confidence: confidence, iou: iou, maxDetections: maxDetections)
+    }
+
+    /// Boxes of this model's raw outputs (see `detect`).
+    public func decode(_ outputs: [Tensor], confidence: Double, iou: Double, maxDetections: Int = 300) -> [[Box]] {
+        switch head {
+        case .coupled:
+            return Self.decode(outputs, strides: strides, classes: classes, confidence: confidence, iou: iou, maxDetections: maxDetections)
+        case .decoupled:
+            return Self.decodeDistributions(
+                outputs, strides: strides, classes: classes, regMax: regMax, confidence: confidence, iou: iou, maxDetections: maxDetections)
+        }
     }
 
     static func sigmoid(_ v: Float) -> Double { 1 / (1 + Foundation.exp(-Double(v))) }
 
-    /// Boxes of raw head outputs (see `detect`).
+    /// Boxes of the coupled head's raw outputs.
     public static func decode(
         _ outputs: [Tensor], strides: [Int], classes: Int, confidence: Double, iou: Double,
         maxDetections: Int = 300
@@ -128,6 +304,57 @@ public final class YOLODetector: Module {
                             if score >= confidence {
                                 candidates.append(Box(x0: cx - bw / 2, y0: cy - bh / 2, x1: cx + bw / 2, y1: cy + bh / 2, classIndex: c, score: score))
                             }
+                        }
+                    }
+                }
+            }
+            result[b] = DetectionMetrics.nms(candidates, iouThreshold: iou, maxDetections: maxDetections)
+        }
+        return result
+    }
+
+    /// The expected distance, in bins, of the distribution whose `regMax` logits start at
+    /// `v[start]` and lie `step` apart.
+    static func expectedDistance(_ v: [Float], start: Int, step: Int, regMax: Int) -> Double {
+        var top = -Double.infinity
+        for i in 0..<regMax { top = Swift.max(top, Double(v[start + i * step])) }
+        var total = 0.0, weighted = 0.0
+        for i in 0..<regMax {
+            let e = Foundation.exp(Double(v[start + i * step]) - top)
+            total += e
+            weighted += e * Double(i)
+        }
+        return weighted / total
+    }
+
+    /// Boxes of the decoupled head's raw outputs: sides are the expected distances of their
+    /// distributions, in strides from the cell's centre (Ultralytics' `dist2bbox`).
+    public static func decodeDistributions(
+        _ outputs: [Tensor], strides: [Int], classes: Int, regMax: Int, confidence: Double, iou: Double, maxDetections: Int = 300
+    ) -> [[Box]] {
+        let batch = outputs[0].shape[0]
+        var result = [[Box]](repeating: [], count: batch)
+        for b in 0..<batch {
+            var candidates: [Box] = []
+            for (out, stride) in zip(outputs, strides) {
+                let h = out.shape[2], w = out.shape[3], plane = h * w, channels = 4 * regMax + classes
+                let v = out.scalars
+                let base = b * channels * plane
+                let s = Double(stride)
+                for y in 0..<h {
+                    for x in 0..<w {
+                        let cell = y * w + x
+                        var scores = [Double](repeating: 0, count: classes)
+                        var best = 0.0
+                        for c in 0..<classes {
+                            scores[c] = sigmoid(v[base + (4 * regMax + c) * plane + cell])
+                            best = Swift.max(best, scores[c])
+                        }
+                        if best < confidence { continue }
+                        let d = (0..<4).map { expectedDistance(v, start: base + $0 * regMax * plane + cell, step: plane, regMax: regMax) * s }
+                        let px = (Double(x) + 0.5) * s, py = (Double(y) + 0.5) * s
+                        for c in 0..<classes where scores[c] >= confidence {
+                            candidates.append(Box(x0: px - d[0], y0: py - d[1], x1: px + d[2], y1: py + d[3], classIndex: c, score: scores[c]))
                         }
                     }
                 }

@@ -62,3 +62,28 @@ public enum DetectorSize: String, SettingChoice {
         }
     }
 }
+
+/// The detector's head and the loss that goes with it.
+public enum DetectorHead: String, SettingChoice {
+    case coupled, decoupled
+
+    public var help: String {
+        switch self {
+        case .coupled: return "YOLOv5's: one 1×1 convolution per scale for box, objectness and classes; centre-cell assignment, bounded box decoding"
+        case .decoupled:
+            return "YOLOv8's: separate box and class branches, box sides as distributions over 16 bins (DFL), task-aligned assignment"
+        }
+    }
+}
+
+/// The detector's blocks after each downsampling convolution.
+public enum DetectorBlock: String, SettingChoice {
+    case conv, c2f
+
+    public var help: String {
+        switch self {
+        case .conv: return "one 3×3 Conv-BN-SiLU"
+        case .c2f: return "YOLOv8's C2f: a split, bottlenecks of two 3×3 convolutions, every output concatenated (SPPF at the top with 3 scales)"
+        }
+    }
+}

@@ -3,7 +3,8 @@ import GradGuardNN
 import GradGuardOptim
 import GradGuardTensor
 
-/// The YOLO-style detector on a dataset in Ultralytics' layout (`data.yaml`): YOLOv5's loss,
+/// The YOLO-style detector on a dataset in Ultralytics' layout (`data.yaml`): YOLOv5's or
+/// YOLOv8's loss (with the head),
 /// Ultralytics' parameter groups (BatchNorm weights and biases without weight decay, the
 /// biases' warm-up from a rate of 0.1), and COCO mAP@0.5 and mAP@0.5:0.95 over the whole
 /// validation set.
@@ -24,8 +25,13 @@ public struct DetectionWorkload: Workload {
         /// Training epochs before this one draw mosaics (0: none; Ultralytics: every epoch but
         /// the last `close_mosaic` ones).
         public var mosaicUntilEpoch = 0
-        /// The box-loss gain (YOLOLoss.boxGain).
-        public var boxGain = YOLOLoss.defaultBoxGain
+        /// The box-loss gain (nil: the head's, `YOLOLoss.defaultBoxGain(for:)`).
+        public var boxGain: Double? = nil
+        /// YOLOv5's coupled head or YOLOv8's decoupled one (DFL, task-aligned assignment).
+        public var head = DetectorHead.coupled
+        /// Output scales: 2 (strides 8, 16) or 3 (8, 16, 32).
+        public var scales = 2
+        public var block = DetectorBlock.conv
         public init() {}
     }
 
@@ -47,10 +53,11 @@ public struct DetectionWorkload: Workload {
             mosaicUntilEpoch: s.augment ? s.mosaicUntilEpoch : 0)
         validation = DetectionDataset(validSplit.samples, size: s.imageSize)
         issues = trainSplit.issues + validSplit.issues
-        model = YOLODetector(classes: config.names.count, width: s.width, imageSize: s.imageSize)
-        var criterion = YOLOLoss(classes: config.names.count, imageSize: s.imageSize)
+        model = YOLODetector(
+            classes: config.names.count, width: s.width, imageSize: s.imageSize, head: s.head, scales: s.scales, block: s.block)
+        var criterion = YOLOLoss(for: model, imageSize: s.imageSize)
         criterion.box = s.boxLoss
-        criterion.boxGain = s.boxGain
+        if let gain = s.boxGain { criterion.boxGain = gain }
         self.criterion = criterion
     }
 

@@ -211,8 +211,8 @@ public enum RunReport {
     static func detectorPart(_ module: String) -> String? {
         switch module.split(separator: ".").first.map(String.init) ?? module {
         case "backbone": return "backbone"
-        case "lateral", "fuse3", "down", "fuse4": return "neck"
-        case "heads": return "head"
+        case "lateral", "top4", "fuse3", "down", "fuse4", "down5", "fuse5": return "neck"
+        case "heads", "decoupled": return "head"
         default: return nil
         }
     }
