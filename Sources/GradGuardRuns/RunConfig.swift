@@ -435,25 +435,29 @@ extension RunConfig {
     }
 
     /// The detector's recommended settings, each where the run did not give one: YOLOv8's
-    /// decoupled head with three scales and C2f blocks, and Ultralytics' training defaults —
-    /// SGD lr 0.01, momentum 0.937 (warmed up from 0.8), weight decay 5e-4, warm-up over
-    /// max(3 epochs, 100 steps) towards a rate falling linearly to 1 %, gradient norm clipped
-    /// at 10, batch 16, weight EMA, mosaics but for the last 10 epochs, CIoU box loss with the
-    /// head's gains, data in a `data.yaml`; and no validation-divergence watch: under mosaics and
-    /// a ramping weight average a detector's validation loss swings threefold in the first
-    /// epochs while its mAP rises (BENCHMARKS.md: on the shapes data the watch halved the rate
-    /// twice and cost 0.044 mAP@0.5:0.95). Other models keep the global defaults.
+    /// decoupled head and C2f blocks, with three scales from 256-pixel inputs (two below: at
+    /// 128 pixels a stride-32 grid is 4×4 and, on the shapes data, its box branch never gets
+    /// an object — BENCHMARKS.md), and Ultralytics' training defaults — SGD lr 0.01, momentum
+    /// 0.937 (warmed up from 0.8), weight decay 5e-4, warm-up over max(3 epochs, 100 steps)
+    /// towards a rate falling linearly to 1 %, batch 16, weight EMA, mosaics but for the last
+    /// 10 epochs, CIoU box loss with the head's gains, data in a `data.yaml`. Two measured
+    /// departures: the gradient norm is clipped at 100, not Ultralytics' 10 (with the loss
+    /// summed × batch, 10 clips every step; 100 clips the first steps' norms of thousands and
+    /// later spikes); and no validation-divergence watch (under mosaics and a ramping weight
+    /// average a detector's validation loss swings threefold in the first epochs while its
+    /// mAP rises; the watch halved the rate twice on the shapes data and cost 0.044
+    /// mAP@0.5:0.95). Other models keep the global defaults.
     public static let detectorDefaults: [(key: String, value: String)] = [
-        ("data.kind", "yolo"), ("model.head", "decoupled"), ("model.scales", "3"), ("model.block", "c2f"),
+        ("data.kind", "yolo"), ("model.head", "decoupled"), ("model.block", "c2f"),
         ("model.box_loss", "ciou"), ("model.ema", "true"), ("data.mosaic", "true"), ("optimizer.kind", "sgd"),
         ("optimizer.lr", "0.01"), ("optimizer.momentum", "0.937"), ("optimizer.weight_decay", "0.0005"),
-        ("schedule.kind", "warmup-linear"), ("guard.clipper", "global-norm"), ("guard.max_norm", "10"), ("training.batch_size", "16"),
+        ("schedule.kind", "warmup-linear"), ("guard.clipper", "global-norm"), ("guard.max_norm", "100"), ("training.batch_size", "16"),
         ("guard.validation_divergence", "0")
     ]
 
     /// Fills in the model's own defaults (so far the detector's, `detectorDefaults`) for the
-    /// settings not given, and the box gain of the chosen head. Call after every file, flag
-    /// and `--set` is applied, before `validate`.
+    /// settings not given, the detector's scales for its input size, and the box gain of the
+    /// chosen head. Call after every file, flag and `--set` is applied, before `validate`.
     public mutating func resolveModelDefaults() throws {
         guard model == .detector else { return }
         for (key, value) in Self.detectorDefaults where !given.contains(key) {
@@ -461,6 +465,7 @@ extension RunConfig {
             try set(key, text: value, source: "detector defaults", line: nil)
             given.remove(key)
         }
+        if !given.contains("model.scales") { scales = imageSize >= 256 ? 3 : 2 }
         if !given.contains("model.box_gain") { boxGain = YOLOLoss.defaultBoxGain(for: head) }
     }
 

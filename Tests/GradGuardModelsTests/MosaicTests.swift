@@ -61,4 +61,17 @@ final class MosaicTests: XCTestCase {
         // The same example and epoch draw the same mosaic.
         XCTAssertEqual(data.example(5, epoch: 1).image, data.example(5, epoch: 1).image)
     }
+
+    /// As Ultralytics', a mosaic keeps its objects at their letterboxed size (it cuts a window
+    /// of a canvas twice the side, without the scale draw here): the largest boxes of the
+    /// mosaics are as large as the single images' boxes, not a quarter of their area.
+    func testMosaicObjectsKeepTheirSize() {
+        let data = DetectionDataset((0..<9).map(sample), size: 64, augmentation: .none, seed: 4, mosaicUntilEpoch: 1)
+        let single = DetectionDataset((0..<9).map(sample), size: 64)
+        let area = { (b: Box) in (b.x1 - b.x0) * (b.y1 - b.y0) }
+        let singleLargest = (0..<9).compactMap { single.example($0, epoch: 0).boxes.map(area).max() }.max()!
+        let mosaicLargest = (0..<9).compactMap { data.example($0, epoch: 0).boxes.map(area).max() }.max()!
+        XCTAssertGreaterThan(mosaicLargest, 0.5 * singleLargest, "images at half the side would give at most a quarter")
+        XCTAssertLessThanOrEqual(mosaicLargest, singleLargest + 1e-6)
+    }
 }

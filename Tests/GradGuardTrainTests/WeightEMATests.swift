@@ -78,10 +78,13 @@ final class DetectorReportTests: XCTestCase {
         XCTAssertEqual(RunReport.detectorPart("heads.1"), "head")
         XCTAssertNil(RunReport.detectorPart("lstm"), "other models are not grouped")
         // Every module of the detector has a part.
-        let model = YOLODetector(classes: 3, width: 8)
-        for (name, _) in model.namedParameters() {
-            let module = name.split(separator: ".").dropLast().joined(separator: ".")
-            XCTAssertNotNil(RunReport.detectorPart(module), name)
+        for model in [YOLODetector(classes: 3, width: 8), YOLODetector(classes: 3, width: 8, head: .decoupled, scales: 3, block: .c2f)] {
+            for (name, _) in model.namedParameters() {
+                let module = name.split(separator: ".").dropLast().joined(separator: ".")
+                XCTAssertNotNil(RunReport.detectorPart(module), name)
+            }
         }
+        XCTAssertEqual(RunReport.detectorPart("decoupled.2.box.0.bn"), "head")
+        XCTAssertEqual(RunReport.detectorPart("fuse5.m.0.cv1.conv"), "neck")
     }
 }

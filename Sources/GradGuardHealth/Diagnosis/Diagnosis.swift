@@ -85,23 +85,27 @@ public struct Diagnostician {
     }
 
     /// A vanishing finding confined to one scale of a detector's decoupled head: its box branch
-    /// gets gradient only through the anchor points the assigner gives it, and when no object
-    /// of the data is matched at that stride (objects far smaller than its cells) the branch
-    /// receives none. Not an initialisation or depth problem.
+    /// gets gradient only through the anchor points the assigner gives it. At the start every
+    /// scale predicts sides of 7.5 strides (uniform bins), so for objects much smaller than
+    /// that the finest scale's boxes overlap them most, the alignment's IoU⁶ gives it every
+    /// top-k place, and a coarser branch may never be matched. Not an initialisation or
+    /// depth problem.
     func unassignedScaleCause(_ findings: [Finding]) -> (Cause, String)? {
         guard let strides = hints?.headStrides, let blame = findings.first(where: { $0.kind == .vanishing })?.blame, !blame.isEmpty else { return nil }
         let scales = Set(blame.map { $0.module.split(separator: ".").prefix(2).joined(separator: ".") })
-        guard scales.count == 1, let only = scales.first, only.hasPrefix("decoupled."), let k = Int(only.dropFirst(10)), k < strides.count else { return nil }
+        guard scales.count == 1, let only = scales.first, only.hasPrefix("decoupled."), let k = Int(only.dropFirst(10)), k < strides.count, k > 0
+        else { return nil }
         let s = strides[k]
         return (
             Cause(
                 kind: .unassignedScale, confidence: 0.85,
                 evidence:
-                    "the faint modules are all in the head of stride \(s) (\(only)): the task-aligned assigner matched no object there, so its box branch receives no gradient (objects well under \(4 * s) pixels go to finer strides)"
+                    "the faint modules are all in the head of stride \(s) (\(only)): the task-aligned assigner matched no object there, so its box branch receives no gradient "
+                    + "(objects under about \(8 * s) pixels are matched at the finer strides first)"
             ),
-            strides.count == 3 && k == 2
-                ? "if the objects stay smaller than about \(4 * s) pixels at this image size, drop the stride-\(s) scale (model.scales 2) or raise data.image_size; otherwise nothing to do: the branch learns once objects reach it"
-                : "nothing to change if the data has no objects of that size; otherwise check the labels' box sizes"
+            k == strides.count - 1
+                ? "if the objects stay under about \(8 * s) pixels at this image size, drop the stride-\(s) scale (model.scales \(strides.count - 1)) to save its time; otherwise nothing to change: the branch learns once objects are matched there"
+                : "nothing to change if the objects are under about \(8 * s) pixels (the finer scale takes them); otherwise check the labels' box sizes"
         )
     }
 

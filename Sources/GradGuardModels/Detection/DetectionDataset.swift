@@ -95,45 +95,60 @@ public final class DetectionDataset: Dataset, SampleDescribing, Sendable {
         return flip
     }
 
-    /// Ultralytics' mosaic at the input size: example `index` and three others drawn from the
-    /// seed, the example and the epoch, each scaled to half the side (its longer side), meeting
-    /// at a centre drawn in the middle half of the image — the top-left one ending at it, the
-    /// others starting from it — each cut to its quarter; then the flip and colour jitter of
-    /// a single image. A box keeps the part inside its quarter, if at least 2 pixels a side and
-    /// 10 % of its area remain (Ultralytics' box_candidates).
+    /// Ultralytics' mosaic (`Mosaic._mosaic4` then `RandomPerspective`): example `index` and
+    /// three others drawn from the seed, the example and the epoch, each letterboxed to the
+    /// input side S (its longer side), placed on a 2S×2S grey canvas around a centre drawn in
+    /// [S/2, 3S/2] — the first ending at it, the others starting from it — then the canvas
+    /// scaled by 1 ± `scale` about its middle and an S×S window cut at the middle shifted by ±
+    /// `translate`·S; then the flip and colour jitter of a single image. Objects keep their
+    /// size (up to the scale draw). A box keeps the part inside the window, if at least 2
+    /// pixels a side and 10 % of its scaled area remain (Ultralytics' box_candidates).
     func mosaic(_ index: Int, epoch: Int) -> (image: RGBImage, boxes: [Box]) {
         var g = RandomGenerator(seed: (seed ^ 0x6D6F_7361_6963) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index) &* 0xBF58_476D_1CE4_E5B9 &+ UInt64(epoch))
-        let side = Double(size)
-        let xc = Int((side / 4 + g.nextUniform() * side / 2).rounded()), yc = Int((side / 4 + g.nextUniform() * side / 2).rounded())
+        func uniform(_ lo: Double, _ hi: Double) -> Double { lo + (hi - lo) * g.nextUniform() }
+        let side = Double(size), big = 2 * size
+        let xc = Int(uniform(side / 2, 3 * side / 2).rounded()), yc = Int(uniform(side / 2, 3 * side / 2).rounded())
         let tiles = [index] + (0..<3).map { _ in Int(g.next() % UInt64(samples.count)) }
-        // Quarters: top-left, top-right, bottom-left, bottom-right, as pixel ranges.
-        let quarters = [(0..<xc, 0..<yc), (xc..<size, 0..<yc), (0..<xc, yc..<size), (xc..<size, yc..<size)]
-        var pixels = [UInt8](repeating: 114, count: size * size * 3)
+        // Quarters of the canvas: top-left, top-right, bottom-left, bottom-right.
+        let quarters = [(0..<xc, 0..<yc), (xc..<big, 0..<yc), (0..<xc, yc..<big), (xc..<big, yc..<big)]
+        var canvas = [UInt8](repeating: 114, count: big * big * 3)
         var boxes: [Box] = []
         for (q, i) in tiles.enumerated() {
             let s = samples[i]
-            let scale = side / 2 / Double(Swift.max(s.image.width, s.image.height))
-            let w = Double(s.image.width) * scale, h = Double(s.image.height) * scale
+            let fit = side / Double(Swift.max(s.image.width, s.image.height))
+            let w = (Double(s.image.width) * fit).rounded(), h = (Double(s.image.height) * fit).rounded()
             let ox = q % 2 == 0 ? Double(xc) - w : Double(xc), oy = q < 2 ? Double(yc) - h : Double(yc)
-            let tile = s.image.resampled(size: size, scale: scale, offsetX: ox, offsetY: oy)
+            let tile = s.image.resampled(size: big, scale: fit, offsetX: ox, offsetY: oy)
             let (us, vs) = quarters[q]
             for v in vs where !us.isEmpty {
-                let o = (v * size + us.lowerBound) * 3
-                pixels.replaceSubrange(o..<(o + us.count * 3), with: tile.pixels[o..<(o + us.count * 3)])
+                let o = (v * big + us.lowerBound) * 3
+                canvas.replaceSubrange(o..<(o + us.count * 3), with: tile.pixels[o..<(o + us.count * 3)])
             }
             for b in s.boxes {
-                let x0 = (b.cx - b.w / 2) * Double(s.image.width) * scale + ox, x1 = (b.cx + b.w / 2) * Double(s.image.width) * scale + ox
-                let y0 = (b.cy - b.h / 2) * Double(s.image.height) * scale + oy, y1 = (b.cy + b.h / 2) * Double(s.image.height) * scale + oy
-                let c = Box(
-                    x0: Swift.max(Double(us.lowerBound), x0), y0: Swift.max(Double(vs.lowerBound), y0), x1: Swift.min(Double(us.upperBound), x1),
-                    y1: Swift.min(Double(vs.upperBound), y1), classIndex: b.classIndex)
-                let kept = (c.x1 - c.x0) * (c.y1 - c.y0), before = (x1 - x0) * (y1 - y0)
-                if c.x1 - c.x0 >= 2, c.y1 - c.y0 >= 2, kept >= 0.1 * before { boxes.append(c) }
+                let x0 = (b.cx - b.w / 2) * Double(s.image.width) * fit + ox, x1 = (b.cx + b.w / 2) * Double(s.image.width) * fit + ox
+                let y0 = (b.cy - b.h / 2) * Double(s.image.height) * fit + oy, y1 = (b.cy + b.h / 2) * Double(s.image.height) * fit + oy
+                boxes.append(
+                    Box(
+                        x0: Swift.max(Double(us.lowerBound), x0), y0: Swift.max(Double(vs.lowerBound), y0), x1: Swift.min(Double(us.upperBound), x1),
+                        y1: Swift.min(Double(vs.upperBound), y1), classIndex: b.classIndex))
             }
         }
-        var image = RGBImage(width: size, height: size, pixels: pixels)
-        if flipAndColour(&image, &g) { boxes = boxes.map { Box(x0: side - $0.x1, y0: $0.y0, x1: side - $0.x0, y1: $0.y1, classIndex: $0.classIndex) } }
-        return (image, boxes)
+        // RandomPerspective with only scale and translation: canvas point p ↦ k·(p − S) + (½ + t)·S.
+        let a = augmentation
+        let k = a.scale > 0 ? uniform(1 - a.scale, 1 + a.scale) : 1
+        let tx = a.translate > 0 ? uniform(0.5 - a.translate, 0.5 + a.translate) : 0.5
+        let ty = a.translate > 0 ? uniform(0.5 - a.translate, 0.5 + a.translate) : 0.5
+        let offX = (tx - k) * side, offY = (ty - k) * side
+        var image = RGBImage(width: big, height: big, pixels: canvas).resampled(size: size, scale: k, offsetX: offX, offsetY: offY)
+        var kept: [Box] = []
+        for b in boxes {
+            let x0 = b.x0 * k + offX, x1 = b.x1 * k + offX, y0 = b.y0 * k + offY, y1 = b.y1 * k + offY
+            let c = Box(x0: Swift.max(0, x0), y0: Swift.max(0, y0), x1: Swift.min(side, x1), y1: Swift.min(side, y1), classIndex: b.classIndex)
+            let area = (c.x1 - c.x0) * (c.y1 - c.y0), before = (x1 - x0) * (y1 - y0)
+            if c.x1 - c.x0 >= 2, c.y1 - c.y0 >= 2, area >= 0.1 * before { kept.append(c) }
+        }
+        if flipAndColour(&image, &g) { kept = kept.map { Box(x0: side - $0.x1, y0: $0.y0, x1: side - $0.x0, y1: $0.y1, classIndex: $0.classIndex) } }
+        return (image, kept)
     }
 
     /// Batch without a training epoch (evaluation): epoch 0's draws.
