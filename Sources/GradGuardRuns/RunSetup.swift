@@ -118,7 +118,7 @@ public struct RunSetup {
         let zSigma = c.zScoreSigma, zWindow = c.zScoreWindow, replayBytes = Int(c.replayBudgetMB * 1_048_576), blame = c.dataBlame
         let ema = c.ema ? (decay: c.emaDecay, tau: c.emaTau) : nil
         // The detector's usual failure modes, for the diagnosis: its warm-up against Ultralytics'
-        // max(3 epochs, 100 steps), its box gain, its SGD rate against 0.01 at a batch of 64.
+        // max(3 epochs, 100 steps), its box gain, its SGD rate against the recommended 0.01 at a batch of 16.
         var hints: Diagnostician.TrainingHints? = nil
         if c.model == .detector {
             var h = Diagnostician.TrainingHints()
@@ -129,7 +129,7 @@ public struct RunSetup {
             (h.boxGain, h.defaultBoxGain) = (c.boxGain, YOLOLoss.defaultBoxGain(for: c.head))
             if c.head == .decoupled { h.headStrides = c.scales == 3 ? [8, 16, 32] : [8, 16] }
             if c.optimizer == .sgd {
-                (h.learningRate, h.batchSize, h.referenceRate, h.referenceBatch) = (c.lr, c.batchSize * c.accumulation * c.worldSize, 0.01, 64)
+                (h.learningRate, h.batchSize, h.referenceRate, h.referenceBatch) = (c.lr, c.batchSize * c.accumulation * c.worldSize, 0.01, 16)
             }
             hints = h
         }

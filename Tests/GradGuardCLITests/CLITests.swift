@@ -52,7 +52,7 @@ final class CLITests: CLITestCase {
         XCTAssertEqual(back.scales, 2)
         XCTAssertThrowsError(
             try {
-                var c = RunConfig(); try c.apply(overrides: ["model.kind=detector", "data.image_size=48"]); try c.resolveModelDefaults();
+                var c = RunConfig(); try c.apply(overrides: ["model.kind=detector", "data.image_size=48", "model.scales=3"]); try c.resolveModelDefaults();
                 try c.validate(source: "--set")
             }()
         ) {
@@ -518,12 +518,18 @@ final class ExampleProgramTests: CLITestCase {
         let base = [
             "train", "--quiet", "--set", "model.kind=detector", "--set", "data.kind=yolo", "--set", "data.validation=8", "--set", "data.image_size=64"
         ]
-        // No warm-up and a rate 1600× the linear-scaling rate for a batch of 8.
-        XCTAssertEqual(try run(base + ["--name", "hot", "--set", "data.train=32", "--batch-size", "8", "--set", "training.epochs=6", "--lr", "2"]).code, 0)
+        // No warm-up, no clipping and a rate 400× the linear-scaling rate for a batch of 8 (0.01 at 16).
+        XCTAssertEqual(
+            try run(
+                base + [
+                    "--name", "hot", "--set", "data.train=32", "--batch-size", "8", "--set", "training.epochs=6", "--lr", "2", "--set",
+                    "schedule.kind=constant", "--clipper", "none"
+                ]
+            ).code, 0)
         let hot = try run(["diagnose", "hot"]).out
         XCTAssertTrue(hot.contains("warmupTooShort") && hot.contains("lengthen the warm-up"), hot)
         XCTAssertTrue(hot.contains("learningRateTooHighForBatch") && hot.contains("for a batch of 8"), hot)
-        // A box-loss gain 10⁵× its default, with a warm-up and a rate that suit the batch.
+        // A box-loss gain 670× the decoupled head's default, with a warm-up and a rate that suit the batch.
         let gain = try run(
             base + [
                 "--name", "gain", "--set", "data.train=64", "--batch-size", "32", "--set", "training.epochs=6", "--lr", "0.01", "--clipper", "none",
@@ -531,7 +537,7 @@ final class ExampleProgramTests: CLITestCase {
             ])
         XCTAssertEqual(gain.code, 0, gain.err)
         let g = try run(["diagnose", "gain"]).out
-        XCTAssertTrue(g.contains("boxLossGainTooHigh") && g.contains("lower the box-loss gain to 0.05"), g)
+        XCTAssertTrue(g.contains("boxLossGainTooHigh") && g.contains("lower the box-loss gain to 7.5"), g)
         XCTAssertFalse(g.contains("warmupTooShort") || g.contains("learningRateTooHighForBatch"), g)
     }
 

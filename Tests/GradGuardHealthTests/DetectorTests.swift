@@ -130,6 +130,18 @@ final class DetectorTests: XCTestCase {
         XCTAssertTrue(found?.message.contains("activation") ?? false)
     }
 
+    /// Every gradient exactly zero (a detector collapsed at one step of a huge rate: every
+    /// class logit saturated, the loss exactly 0) is vanishing too, though no module stands
+    /// below another.
+    func testEveryGradientZeroIsVanishing() {
+        let findings = run(HealthMonitor(), steps: 0..<20) { s, g in
+            healthy(s, &g, scale: s >= 10 ? Dictionary(uniqueKeysWithValues: self.baseNorms.map { ($0.0, 0) }) : [:])
+        }
+        XCTAssertEqual(findings.map(\.kind), [.vanishing])
+        XCTAssertEqual(findings.first?.step, 14)
+        XCTAssertTrue(findings.first?.message.contains("every gradient has been exactly zero for 5 steps") ?? false, findings.first?.message ?? "")
+    }
+
     func testLossDivergenceCaughtAtItsStep() {
         let jump = run(HealthMonitor(), steps: 0..<360) { s, g in healthy(s, &g, loss: s >= 350 ? 8 : 1) }
         XCTAssertEqual(jump.first?.kind, .lossDivergence)

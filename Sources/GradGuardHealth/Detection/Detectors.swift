@@ -156,7 +156,11 @@ public final class VanishingDetector: GradientDetector {
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
         let acts = faint(stats.activations.map { ($0.name, Double($0.norm)) })
         let withGrad = Set(stats.tensors.filter(\.hasGradient).map(\.module))
-        let mods = faint(stats.modules.filter { withGrad.contains($0.name) }.map { ($0.name, Double($0.gradNorm)) })
+        let graded = stats.modules.filter { withGrad.contains($0.name) }.map { ($0.name, Double($0.gradNorm)) }
+        // Every gradient exactly zero: nothing trains (a collapse that drove the loss to an exact
+        // minimum, saturated outputs, or a graph cut from the loss). No largest to compare with.
+        let dead = !graded.isEmpty && graded.allSatisfy { $0.1 == 0 }
+        let mods = dead ? graded.map { ($0.0, 0.0) } : faint(graded)
         guard !acts.isEmpty || !mods.isEmpty else { streak = 0; return nil }
         streak += 1
         guard streak == patience else { return nil }
@@ -164,7 +168,10 @@ public final class VanishingDetector: GradientDetector {
         let source = acts.isEmpty ? "module gradient norms" : "activation gradients"
         return Finding(
             kind: .vanishing, step: stats.step,
-            message: String(format: "%@ vanish for %d steps: %@ at %.2g of the largest", source, patience, worst.0, worst.1),
+            message: dead
+                ? "every gradient has been exactly zero for \(patience) steps" + (stats.loss.map { " (loss \(formatNumber(Double($0))))" } ?? "")
+                    + ": nothing trains"
+                : String(format: "%@ vanish for %d steps: %@ at %.2g of the largest", source, patience, worst.0, worst.1),
             evidence: ["ratio": worst.1, "steps": Double(patience)],
             blame: (acts.isEmpty ? mods : acts).prefix(5).map { Blame(module: $0.0, ratio: Float($0.1), departedAt: nil) },
             tensors: stats.tensors.filter { t in mods.contains { $0.0 == t.module } }.map(\.name))

@@ -29,7 +29,7 @@ public struct Diagnostician {
         /// The box-loss gain and its default.
         public var boxGain: Double?, defaultBoxGain: Double?
         /// The base learning rate, the batch, and the rate at a reference batch (linear scaling,
-        /// Goyal et al. 2017: Ultralytics' SGD 0.01 at its nominal batch 64).
+        /// Goyal et al. 2017; for the detector, its recommended SGD 0.01 at a batch of 16).
         public var learningRate: Double?, batchSize: Int?
         public var referenceRate: Double?, referenceBatch: Int?
         /// A detector's decoupled head: the stride of each scale's branch `decoupled.K`.
@@ -103,7 +103,7 @@ public struct Diagnostician {
                     "the faint modules are all in the head of stride \(s) (\(only)): the task-aligned assigner matched no object there, so its box branch receives no gradient "
                     + "(objects under about \(8 * s) pixels are matched at the finer strides first)"
             ),
-            k == strides.count - 1
+            k == strides.count - 1 && strides.count > 2
                 ? "if the objects stay under about \(8 * s) pixels at this image size, drop the stride-\(s) scale (model.scales \(strides.count - 1)) to save its time; otherwise nothing to change: the branch learns once objects are matched there"
                 : "nothing to change if the objects are under about \(8 * s) pixels (the finer scale takes them); otherwise check the labels' box sizes"
         )
