@@ -4,7 +4,7 @@ import XCTest
 import _TestSupport
 
 /// YOLOv8's decoupled head, C2f blocks and the third scale in the detector, and their loss.
-final class DecoupledHeadTests: TemporaryDirectoryTestCase {
+final class DecoupledHeadTests: XCTestCase {
     /// The n size with three scales, C2f blocks and the decoupled head is YOLOv8n: for three
     /// classes Ultralytics 8.4 counts 3,011,433 parameters (`YOLO("yolov8n.yaml")` trained on
     /// a three-class data.yaml), 16 of them the fixed weights 0…15 of its DFL convolution
@@ -91,26 +91,5 @@ final class DecoupledHeadTests: TemporaryDirectoryTestCase {
             }
         }
         XCTAssertEqual(Double(parts.classes.item), bce * 0.5 * 2, accuracy: bce * 1e-5)
-    }
-
-    /// The decoupled head and its loss (DFL, task-aligned assignment) overfit 64 shapes images.
-    func testDecoupledDetectorOverfitsShapes() throws {
-        var o = ShapesDataset.Options(train: 64, val: 1, size: 64, seed: 5)
-        o.maxObjects = 2
-        let yaml = try ShapesDataset.write(to: tmp + "/shapes", options: o)
-        let split = try DetectionSplit.load(try DetectionDataConfig.load(path: yaml), split: "train", policy: .fail)
-        let data = DetectionDataset(split.samples, size: 64)
-        DefaultGenerator.seed(5)
-        let model = YOLODetector(classes: 3, width: 8, imageSize: 64, head: .decoupled)
-        let loss = YOLOLoss(for: model, imageSize: 64)
-        let c = testTrainerConfig(epochs: 1000, batchSize: 16, seed: 5, maxSteps: 240)
-        let opt = Adam(model.parameterGroups(weightDecay: 0), lr: 0.006)
-        let trainer = try Trainer(model: model, optimizer: opt, policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 10)), config: c) { m, b in
-            loss(model(b.inputs), targets: b.targets).total
-        }
-        _ = try trainer.fit(train: data)
-        let (map50, map5095, _) = try data.evaluate(model)
-        print("decoupled detector overfit: mAP@0.5 \(map50), mAP@0.5:0.95 \(map5095)")
-        XCTAssertGreaterThan(map50, 0.9)
     }
 }

@@ -276,41 +276,52 @@ public final class YOLODetector: Module {
 
     static func sigmoid(_ v: Float) -> Double { 1 / (1 + Foundation.exp(-Double(v))) }
 
+    /// One cell of one image in a raw output map.
+    struct Cell {
+        let values: [Float]
+        let base, plane, x, y, index: Int
+        let stride: Double
+        /// The cell's value in `channel`.
+        func at(_ channel: Int) -> Float { values[base + channel * plane + index] }
+    }
+
+    /// Every image's candidates from every cell of every scale (`candidates` adds a cell's),
+    /// then per-class NMS at `iou`.
+    static func decodeCells(_ outputs: [Tensor], strides: [Int], iou: Double, maxDetections: Int, _ candidates: (Cell, inout [Box]) -> Void) -> [[Box]] {
+        let batch = outputs[0].shape[0]
+        let values = outputs.map(\.scalars)
+        var result = [[Box]](repeating: [], count: batch)
+        for b in 0..<batch {
+            var found: [Box] = []
+            for (k, (out, stride)) in zip(outputs, strides).enumerated() {
+                let h = out.shape[2], w = out.shape[3], plane = h * w, base = b * out.shape[1] * plane
+                for y in 0..<h {
+                    for x in 0..<w {
+                        candidates(Cell(values: values[k], base: base, plane: plane, x: x, y: y, index: y * w + x, stride: Double(stride)), &found)
+                    }
+                }
+            }
+            result[b] = DetectionMetrics.nms(found, iouThreshold: iou, maxDetections: maxDetections)
+        }
+        return result
+    }
+
     /// Boxes of the coupled head's raw outputs.
     public static func decode(
         _ outputs: [Tensor], strides: [Int], classes: Int, confidence: Double, iou: Double,
         maxDetections: Int = 300
     ) -> [[Box]] {
-        let batch = outputs[0].shape[0]
-        var result = [[Box]](repeating: [], count: batch)
-        for b in 0..<batch {
-            var candidates: [Box] = []
-            for (out, stride) in zip(outputs, strides) {
-                let h = out.shape[2], w = out.shape[3], plane = h * w, channels = 5 + classes
-                let v = out.scalars
-                let base = b * channels * plane
-                let s = Double(stride)
-                for y in 0..<h {
-                    for x in 0..<w {
-                        let cell = y * w + x
-                        let obj = sigmoid(v[base + 4 * plane + cell])
-                        if obj < confidence { continue }
-                        let cx = (Double(x) + 2 * sigmoid(v[base + cell]) - 0.5) * s
-                        let cy = (Double(y) + 2 * sigmoid(v[base + plane + cell]) - 0.5) * s
-                        let bw = Foundation.pow(2 * sigmoid(v[base + 2 * plane + cell]), 2) * 4 * s
-                        let bh = Foundation.pow(2 * sigmoid(v[base + 3 * plane + cell]), 2) * 4 * s
-                        for c in 0..<classes {
-                            let score = obj * sigmoid(v[base + (5 + c) * plane + cell])
-                            if score >= confidence {
-                                candidates.append(Box(x0: cx - bw / 2, y0: cy - bh / 2, x1: cx + bw / 2, y1: cy + bh / 2, classIndex: c, score: score))
-                            }
-                        }
-                    }
-                }
+        decodeCells(outputs, strides: strides, iou: iou, maxDetections: maxDetections) { c, found in
+            let obj = sigmoid(c.at(4))
+            if obj < confidence { return }
+            let s = c.stride
+            let cx = (Double(c.x) + 2 * sigmoid(c.at(0)) - 0.5) * s, cy = (Double(c.y) + 2 * sigmoid(c.at(1)) - 0.5) * s
+            let bw = Foundation.pow(2 * sigmoid(c.at(2)), 2) * 4 * s, bh = Foundation.pow(2 * sigmoid(c.at(3)), 2) * 4 * s
+            for k in 0..<classes {
+                let score = obj * sigmoid(c.at(5 + k))
+                if score >= confidence { found.append(Box(x0: cx - bw / 2, y0: cy - bh / 2, x1: cx + bw / 2, y1: cy + bh / 2, classIndex: k, score: score)) }
             }
-            result[b] = DetectionMetrics.nms(candidates, iouThreshold: iou, maxDetections: maxDetections)
         }
-        return result
     }
 
     /// The expected distance, in bins, of the distribution whose `regMax` logits start at
@@ -332,35 +343,14 @@ public final class YOLODetector: Module {
     public static func decodeDistributions(
         _ outputs: [Tensor], strides: [Int], classes: Int, regMax: Int, confidence: Double, iou: Double, maxDetections: Int = 300
     ) -> [[Box]] {
-        let batch = outputs[0].shape[0]
-        var result = [[Box]](repeating: [], count: batch)
-        for b in 0..<batch {
-            var candidates: [Box] = []
-            for (out, stride) in zip(outputs, strides) {
-                let h = out.shape[2], w = out.shape[3], plane = h * w, channels = 4 * regMax + classes
-                let v = out.scalars
-                let base = b * channels * plane
-                let s = Double(stride)
-                for y in 0..<h {
-                    for x in 0..<w {
-                        let cell = y * w + x
-                        var scores = [Double](repeating: 0, count: classes)
-                        var best = 0.0
-                        for c in 0..<classes {
-                            scores[c] = sigmoid(v[base + (4 * regMax + c) * plane + cell])
-                            best = Swift.max(best, scores[c])
-                        }
-                        if best < confidence { continue }
-                        let d = (0..<4).map { expectedDistance(v, start: base + $0 * regMax * plane + cell, step: plane, regMax: regMax) * s }
-                        let px = (Double(x) + 0.5) * s, py = (Double(y) + 0.5) * s
-                        for c in 0..<classes where scores[c] >= confidence {
-                            candidates.append(Box(x0: px - d[0], y0: py - d[1], x1: px + d[2], y1: py + d[3], classIndex: c, score: scores[c]))
-                        }
-                    }
-                }
+        decodeCells(outputs, strides: strides, iou: iou, maxDetections: maxDetections) { c, found in
+            let scores = (0..<classes).map { sigmoid(c.at(4 * regMax + $0)) }
+            guard let best = scores.max(), best >= confidence else { return }
+            let d = (0..<4).map { expectedDistance(c.values, start: c.base + $0 * regMax * c.plane + c.index, step: c.plane, regMax: regMax) * c.stride }
+            let px = (Double(c.x) + 0.5) * c.stride, py = (Double(c.y) + 0.5) * c.stride
+            for k in 0..<classes where scores[k] >= confidence {
+                found.append(Box(x0: px - d[0], y0: py - d[1], x1: px + d[2], y1: py + d[3], classIndex: k, score: scores[k]))
             }
-            result[b] = DetectionMetrics.nms(candidates, iouThreshold: iou, maxDetections: maxDetections)
         }
-        return result
     }
 }
