@@ -77,5 +77,14 @@ final class ReplayTests: TemporaryDirectoryTestCase {
         XCTAssertLessThanOrEqual(store.records().reduce(0) { $0 + $1.bytes }, 3000)
         // One record larger than the whole budget is not kept.
         XCTAssertNil(try ReplayStore(runDirectory: tmp, budgetBytes: 100).save(r, weights: w, attempt: 9))
+        // The step of a NaN or infinite loss (the incidents most worth replaying) is kept and read back.
+        let wide = ReplayStore(runDirectory: tmp + "/nan", budgetBytes: 1 << 20)
+        for bad in [Float.nan, .infinity] {
+            r.loss = bad
+            let folder = try XCTUnwrap(try wide.save(r, weights: w, attempt: bad.isNaN ? 1 : 2))
+            let back = try wide.load(folder).record
+            XCTAssertEqual(back.loss.isNaN, bad.isNaN)
+            XCTAssertEqual(back.loss.isInfinite, bad.isInfinite)
+        }
     }
 }

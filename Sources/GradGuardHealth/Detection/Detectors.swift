@@ -159,7 +159,7 @@ public final class VanishingDetector: GradientDetector {
         let graded = stats.modules.filter { withGrad.contains($0.name) }.map { ($0.name, Double($0.gradNorm)) }
         // Every gradient exactly zero: nothing trains (a collapse that drove the loss to an exact
         // minimum, saturated outputs, or a graph cut from the loss). No largest to compare with.
-        let dead = !graded.isEmpty && graded.allSatisfy { $0.1 == 0 }
+        let dead = !graded.isEmpty && graded.allSatisfy { $0.1 == 0 } && (stats.loss?.isFinite ?? true)
         let mods = dead ? graded.map { ($0.0, 0.0) } : faint(graded)
         guard !acts.isEmpty || !mods.isEmpty else { streak = 0; return nil }
         streak += 1

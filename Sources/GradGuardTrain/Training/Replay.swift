@@ -63,6 +63,8 @@ public struct ReplayStore {
     public func save(_ record: ReplayRecord, weights: [String: Tensor], attempt: Int) throws -> String? {
         let tensors = try Safetensors.encode(weights)
         let encoder = JSONEncoder()
+        // A step's loss may be NaN or infinite (the incidents worth replaying): written as text, as the run's records do.
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let json = try encoder.encode(record)
         let size = tensors.count + json.count
@@ -89,7 +91,7 @@ public struct ReplayStore {
         let dir = runDirectory + "/" + folder
         let json = try FileContents.read(dir + "/replay.json", limit: 64 << 20)
         let record: ReplayRecord
-        do { record = try JSONDecoder().decode(ReplayRecord.self, from: json) } catch {
+        do { record = try RunRecords.decoder().decode(ReplayRecord.self, from: json) } catch {
             throw FileError.cannotRead(path: dir + "/replay.json", reason: "not a replay record: \(error)")
         }
         return (record, try Safetensors.read(dir + "/weights.safetensors"))
