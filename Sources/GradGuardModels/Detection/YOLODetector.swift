@@ -140,7 +140,7 @@ public final class YOLODetector: Module {
         classes: Int, width: Int = 16, imageSize: Int = 128, head: DetectorHead = .coupled, scales: Int = 2,
         block: DetectorBlock = .conv, regMax: Int = 16
     ) {
-        precondition(scales == 2 || scales == 3, "YOLODetector: 2 or 3 scales")
+        require(scales == 2 || scales == 3, "YOLODetector: 2 or 3 scales, got \(scales)")
         self.classes = classes
         self.head = head
         self.block = block

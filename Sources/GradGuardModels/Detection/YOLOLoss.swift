@@ -207,7 +207,7 @@ public struct YOLOLoss: Sendable {
     }
 
     func decoupled(_ outputs: [Tensor], targets: Tensor) -> Parts {
-        let batch = outputs[0].shape[0], m = targets.shape[1], r = regMax, channels = 4 * r + classes
+        let batch = outputs[0].shape[0], r = regMax, channels = 4 * r + classes
         let anchors = Self.anchorPoints(outputs, strides: strides)
         let a = anchors.x.count
         // [B·A, 4R + classes]: every cell of every scale, image by image.
@@ -217,19 +217,14 @@ public struct YOLOLoss: Sendable {
         let distLogits = rows.narrow(axis: 1, start: 0, length: 4 * r)
         let clsLogits = rows.narrow(axis: 1, start: 4 * r, length: classes)
         // Detached predictions for the assigner.
-        let dv = distLogits.scalars, cv = clsLogits.scalars, t = targets.scalars
+        let dv = distLogits.scalars, cv = clsLogits.scalars
+        let points = (0..<a).map { (x: anchors.x[$0], y: anchors.y[$0]) }
+        let truthsPerImage = DetectionDataset.truths(targets)
         var targetScores = [Float](repeating: 0, count: batch * a * classes)
         var fgRows: [Int] = [], fgBoxes: [Float] = [], fgPoints: [Float] = [], fgStrides: [Float] = [], fgWeights: [Float] = []
         var sideTargets: [Float] = []
         for b in 0..<batch {
-            var truths: [Box] = []
-            for j in 0..<m {
-                let o = (b * m + j) * 5
-                let cls = Int(t[o])
-                if cls < 0 || cls >= classes { continue }
-                let (cx, cy, bw, bh) = (Double(t[o + 1]), Double(t[o + 2]), Double(t[o + 3]), Double(t[o + 4]))
-                truths.append(Box(x0: cx - bw / 2, y0: cy - bh / 2, x1: cx + bw / 2, y1: cy + bh / 2, classIndex: cls, score: 1))
-            }
+            let truths = truthsPerImage[b].filter { $0.classIndex < classes }
             if truths.isEmpty { continue }
             var scores = [[Double]](), predicted = [Box]()
             scores.reserveCapacity(a)
@@ -243,7 +238,7 @@ public struct YOLOLoss: Sendable {
                 predicted.append(
                     Box(x0: anchors.x[i] - d[0], y0: anchors.y[i] - d[1], x1: anchors.x[i] + d[2], y1: anchors.y[i] + d[3], classIndex: 0, score: 0))
             }
-            let assignment = assigner.assign(points: (0..<a).map { (anchors.x[$0], anchors.y[$0]) }, scores: scores, predicted: predicted, truths: truths)
+            let assignment = assigner.assign(points: points, scores: scores, predicted: predicted, truths: truths)
             for i in 0..<a {
                 guard let g = assignment.box[i] else { continue }
                 let row = b * a + i, truth = truths[g], score = Float(assignment.score[i])

@@ -19,9 +19,7 @@ public final class RunRecorder {
         }
         metrics = try AppendFile(path: directory + "/metrics.jsonl")
         incidents = try AppendFile(path: directory + "/incidents.jsonl")
-        encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        encoder = RunRecords.encoder([.sortedKeys])
     }
 
     func append<T: Encodable>(_ value: T, to file: AppendFile) throws {

@@ -4,6 +4,15 @@ import GradGuardTensor
 
 /// Reads a run directory's records back.
 public enum RunRecords {
+    /// The encoder of every record a run writes: NaN and ±∞ (a step's loss or norm may be
+    /// either) as the text `decoder` reads back.
+    static func encoder(_ formatting: JSONEncoder.OutputFormatting) -> JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = formatting
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return e
+    }
+
     static func decoder() -> JSONDecoder {
         let d = JSONDecoder()
         d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")

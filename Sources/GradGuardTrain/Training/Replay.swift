@@ -62,11 +62,8 @@ public struct ReplayStore {
     /// record alone is larger than the budget.
     public func save(_ record: ReplayRecord, weights: [String: Tensor], attempt: Int) throws -> String? {
         let tensors = try Safetensors.encode(weights)
-        let encoder = JSONEncoder()
-        // A step's loss may be NaN or infinite (the incidents worth replaying): written as text, as the run's records do.
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let json = try encoder.encode(record)
+        // A step's loss may be NaN or infinite (the incidents worth replaying).
+        let json = try RunRecords.encoder([.prettyPrinted, .sortedKeys]).encode(record)
         let size = tensors.count + json.count
         guard size <= budgetBytes else { return nil }
         var present = records()

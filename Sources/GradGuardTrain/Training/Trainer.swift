@@ -450,9 +450,7 @@ public final class Trainer {
             step: guardian.step, epoch: epoch, batchInEpoch: batchInEpoch, random: DefaultGenerator.with { $0.state },
             scheduler: scheduler?.stateDict(), hyperparameters: optimizer.hyperparameters(),
             guardState: guardian.stateDict(), config: config, worldSize: communicator.size, emaUpdates: ema?.updates)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let encoder = RunRecords.encoder([.prettyPrinted, .sortedKeys])
         let metric = lastEvaluation?["loss"]
         lastCheckpointStep = guardian.step
         return try store.save(
