@@ -6,14 +6,14 @@ import GradGuardRuns
 /// Settings that can be given as flags as well as in the YAML file.
 struct SettingFlags: ParsableArguments {
     @Option(name: .long, help: "Run name (runs/<name>/).") var name: String?
-    @Option(name: .long, help: "Seed.") var seed: Int?
-    @Option(name: .long, help: "Epochs.") var epochs: Int?
-    @Option(name: .customLong("max-steps"), help: "Stop after this many steps.") var maxSteps: Int?
-    @Option(name: .customLong("batch-size"), help: "Examples per micro-batch.") var batchSize: Int?
-    @Option(name: .long, help: "Learning rate.") var lr: Double?
+    @Option(name: .long, parsing: .unconditional, help: "Seed.") var seed: Int?
+    @Option(name: .long, parsing: .unconditional, help: "Epochs.") var epochs: Int?
+    @Option(name: .customLong("max-steps"), parsing: .unconditional, help: "Stop after this many steps.") var maxSteps: Int?
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Examples per micro-batch.") var batchSize: Int?
+    @Option(name: .long, parsing: .unconditional, help: "Learning rate.") var lr: Double?
     @Option(name: .long, help: ArgumentHelp("Optimizer.", discussion: OptimizerKind.helpLines)) var optimizer: OptimizerKind?
     @Option(name: .long, help: ArgumentHelp("Gradient clipper.", discussion: ClipperKind.helpLines)) var clipper: ClipperKind?
-    @Option(name: .customLong("max-norm"), help: "The norm threshold of global-norm and per-module clipping (guard.max_norm).") var maxNorm: Double?
+    @Option(name: .customLong("max-norm"), parsing: .unconditional, help: "The norm threshold of global-norm and per-module clipping (guard.max_norm).") var maxNorm: Double?
     @Option(name: .customLong("set"), parsing: .singleValue, help: "Any setting as key=value (repeatable).") var set: [String] = []
 
     /// The flags' settings as key=value pairs.
@@ -65,6 +65,9 @@ struct Train: ParsableCommand {
         let world = try Launch.communicator(timeout: c.distributedTimeout)
         c.worldSize = world.size
         let existed = FileManager.default.fileExists(atPath: dir)
+        if existed && overwrite && !c.dataPath.isEmpty && isInside(c.dataPath, dir) {
+            throw fail("data.path \(c.dataPath) is inside the run \(dir) that --overwrite would replace: move the data out first", code: Exit.usage)
+        }
         var lock: RunLock? = nil
         var w: RunSetup? = nil
         try Launch.onRankZero(world) {
@@ -72,9 +75,16 @@ struct Train: ParsableCommand {
                 guard overwrite else {
                     throw fail("run directory \(dir) exists: resume it with `gradguard resume \(c.name)`, or pass --overwrite", code: Exit.usage)
                 }
+                // Only a directory GradGuard itself made as a run is replaced; one that merely
+                // holds a config.yaml (a project folder, a run made before runs were marked) is not.
                 let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-                guard isRunDirectory(dir) || entries.allSatisfy({ $0 == RunLock.fileName }) else {
-                    throw fail("\(dir) is not a run directory (it has no config.yaml) and is not empty: --overwrite replaces runs only", code: Exit.usage)
+                guard RunMarker.isMarked(dir) || entries.allSatisfy({ $0 == RunLock.fileName }) else {
+                    let looksLikeRun = isRunDirectory(dir)
+                    throw fail(
+                        "\(dir) is not a run directory GradGuard made (it has no \(RunMarker.fileName) marker"
+                            + (looksLikeRun ? ", though it holds a config.yaml" : "") + "): --overwrite replaces only runs made by gradguard train; "
+                            + "remove it yourself or choose another --name",
+                        code: Exit.usage)
                 }
             }
             // The data are read before any directory is made: a missing file leaves nothing behind.
@@ -206,8 +216,13 @@ struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Re-run the step of an incident from its replay record: its gradient norms (compared bit for bit) and the examples behind them.")
     @Argument(help: "Run name or directory.") var runName: String
-    @Option(name: .long, help: "The incident, counted from 1 in incidents.jsonl (gradguard diagnose lists them in order).") var incident: Int
-    @Option(name: .long, help: "Examples to list, largest gradient first.") var top = 10
+    @Option(name: .long, parsing: .unconditional, help: "The incident, counted from 1 in incidents.jsonl (gradguard diagnose lists them in order).") var incident: Int
+    @Option(name: .long, parsing: .unconditional, help: "Examples to list, largest gradient first.") var top = 10
+
+    func validate() throws {
+        try Bounds.check(incident, 1...Int(Int32.max), "--incident")
+        try Bounds.check(top, 0...100_000, "--top")
+    }
 
     func run() throws {
         let (dir, c) = try runConfig(runName, kind: nil, command: "replay")
@@ -268,6 +283,7 @@ struct Compare: ParsableCommand {
         guard runs.count >= 1 else { throw fail("name at least one run", code: Exit.usage) }
         let dirs = try runs.map { try runDirectory($0) }
         let output = self.output ?? (dirs[0] as NSString).deletingLastPathComponent + "/compare.html"
+        try refuseOutput(output, flag: "--output", over: dirs.map { ($0, "a file of the run") })
         let summaries = try dirs.map { try RunRecords.summary(of: $0) }
         print(RunRecords.table(summaries))
         try AtomicFile.write(Data(RunReport.comparison(dirs).utf8), to: output)
@@ -325,28 +341,46 @@ func trainedModel(_ runName: String, kind: ModelKind, command: String) throws ->
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate text with a character-model run's newest checkpoint.")
     @Argument(help: "Run name or directory.") var runName: String
-    @Option(name: .long, help: "Text to continue.") var prompt = ""
-    @Option(name: .long, help: "Characters to generate.") var length = 200
-    @Option(name: .long, help: "Sampling temperature (0: always the most likely character).") var temperature = 0.8
-    @Option(name: .customLong("top-k"), help: "Sample among the k most likely characters only.") var topK: Int?
-    @Option(name: .long, help: "Seed of the sampling.") var seed = 0
+    @Option(name: .long, parsing: .unconditional, help: "Text to continue.") var prompt = ""
+    @Option(name: .long, parsing: .unconditional, help: "Characters to generate.") var length = 200
+    @Option(name: .long, parsing: .unconditional, help: "Sampling temperature (0: always the most likely character).") var temperature = 0.8
+    @Option(name: .customLong("top-k"), parsing: .unconditional, help: "Sample among the k most likely characters only.") var topK: Int?
+    @Option(name: .long, parsing: .unconditional, help: "Seed of the sampling.") var seed = 0
+
+    func validate() throws {
+        try Bounds.check(length, Bounds.generateLength, "--length")
+        try Bounds.check(temperature, 0...100, "--temperature")
+        if let topK { try Bounds.check(topK, 1...Int(UInt16.max), "--top-k") }
+        try Bounds.check(seed, Bounds.seed, "--seed")
+        guard prompt.count <= Bounds.promptCharacters else {
+            throw ValidationError("--prompt must be at most \(Bounds.promptCharacters) characters, got \(prompt.count)")
+        }
+    }
 
     func run() throws {
-        guard length > 0, temperature >= 0 else { throw fail("--length must be positive and --temperature not negative", code: Exit.usage) }
         guard case let .charlm(model, corpus) = try trainedModel(runName, kind: .charlm, command: "generate").trained else {
             throw fail("run \(runName) holds no character model", code: Exit.usage)
         }
         let unknown = prompt.filter { !corpus.vocabulary.contains($0) }
         if !unknown.isEmpty {
-            FileHandle.standardError.write(
-                Data(
-                    "gradguard: the prompt's characters \(Array(Set(unknown)).map { "'\($0)'" }.joined(separator: ", ")) are not in the vocabulary; left out\n"
-                        .utf8))
+            let shown = Array(Set(unknown.unicodeScalars)).sorted().map { "'\(printable(String($0)))'" }.joined(separator: ", ")
+            FileHandle.standardError.write(Data("gradguard: the prompt's characters \(shown) are not in the vocabulary; left out\n".utf8))
         }
-        let ids = model.generate(
-            prompt: corpus.encode(prompt), length: length, temperature: temperature,
-            topK: topK, seed: UInt64(seed))
-        print(prompt + corpus.decode(ids))
+        // The prompt as the model reads it, then each character as it is drawn (a long text
+        // appears as it is written, not at the end); control characters of the prompt are
+        // shown as escapes, never sent raw to a terminal.
+        let ids = corpus.encode(prompt)
+        var out = Data(printable(corpus.decode(ids)).utf8)
+        func flush() {
+            FileHandle.standardOutput.write(out)
+            out.removeAll(keepingCapacity: true)
+        }
+        _ = model.generate(prompt: ids, length: length, temperature: temperature, topK: topK, seed: UInt64(seed)) { id in
+            out.append(contentsOf: corpus.decode([id]).utf8)
+            if out.count >= 4096 || out.last == 0x0A { flush() }
+        }
+        out.append(0x0A)
+        flush()
     }
 }
 
@@ -356,34 +390,61 @@ struct Translate: ParsableCommand {
         discussion: "Reads the sentences from the arguments, or one per line from standard input when none is given.")
     @Argument(help: "Run name or directory.") var runName: String
     @Argument(help: "Sentences to translate.") var sentences: [String] = []
-    @Option(name: .long, help: "Beam width (1: greedy decoding).") var beam = 1
+    @Option(name: .long, parsing: .unconditional, help: "Beam width (1: greedy decoding).") var beam = 1
+
+    func validate() throws {
+        try Bounds.check(beam, 1...64, "--beam")
+        for (i, t) in sentences.enumerated() where t.count > Bounds.sentenceCharacters {
+            throw ValidationError("sentence \(i + 1) has \(t.count) characters, more than the limit of \(Bounds.sentenceCharacters)")
+        }
+    }
 
     func run() throws {
-        guard beam >= 1 else { throw fail("--beam must be at least 1", code: Exit.usage) }
         guard case let .seq2seq(model, set) = try trainedModel(runName, kind: .seq2seq, command: "translate").trained else {
             throw fail("run \(runName) holds no translation model", code: Exit.usage)
         }
-        var texts = sentences
-        if texts.isEmpty {
-            while let line = readLine() { if !line.isEmpty { texts.append(line) } }
-        }
-        for (i, t) in texts.enumerated() {
-            let unknown = Set(t.filter { set.source.encode(String($0)) == [TokenVocabulary.unknown] })
-            if !unknown.isEmpty {
-                FileHandle.standardError.write(
-                    Data(
-                        "gradguard: sentence \(i + 1): the characters \(unknown.sorted().map { "'\($0)'" }.joined(separator: ", ")) never occurred in training; the translation is unreliable\n"
-                            .utf8))
+        func translate(_ texts: [String], from first: Int) {
+            for (k, t) in texts.enumerated() {
+                let i = first + k
+                let unknown = Set(t.filter { set.source.encode(String($0)) == [TokenVocabulary.unknown] })
+                if !unknown.isEmpty {
+                    FileHandle.standardError.write(
+                        Data(
+                            "gradguard: sentence \(i + 1): the characters \(unknown.sorted().map { "'\(printable(String($0)))'" }.joined(separator: ", ")) never occurred in training; the translation is unreliable\n"
+                                .utf8))
+                }
+                if t.count > set.sourceLength {
+                    FileHandle.standardError.write(
+                        Data(
+                            "gradguard: sentence \(i + 1) has \(t.count) characters, more than the longest training sentence (\(set.sourceLength)); the translation is unreliable\n"
+                                .utf8))
+                }
             }
-            if t.count > set.sourceLength {
-                FileHandle.standardError.write(
-                    Data(
-                        "gradguard: sentence \(i + 1) has \(t.count) characters, more than the longest training sentence (\(set.sourceLength)); the translation is unreliable\n"
-                            .utf8))
-            }
+            let out = model.translate(texts, set: set, beamWidth: beam > 1 ? beam : nil)
+            for (s, t) in zip(texts, out) { print("\(printable(s))\t\(printable(t))") }
         }
-        let out = model.translate(texts, set: set, beamWidth: beam > 1 ? beam : nil)
-        for (s, t) in zip(texts, out) { print("\(s)\t\(t)") }
+        guard sentences.isEmpty else { return translate(sentences, from: 0) }
+        // Standard input is translated as it comes, a batch of lines at a time: memory stays
+        // bounded whatever its length, and each batch is printed before the next is read.
+        var batch: [String] = [], first = 0
+        do {
+            try FileContents.forEachLine(fd: 0, name: "standard input", maxLineBytes: 4 * Bounds.sentenceCharacters) { number, bytes in
+                guard let line = String(validating: bytes, as: UTF8.self) else {
+                    throw fail("standard input, line \(number): not valid UTF-8 text", code: Exit.usage)
+                }
+                guard line.count <= Bounds.sentenceCharacters else {
+                    throw fail("standard input, line \(number): \(line.count) characters, more than the limit of \(Bounds.sentenceCharacters) for one sentence", code: Exit.usage)
+                }
+                if line.isEmpty { return }
+                batch.append(line)
+                if batch.count == 64 {
+                    translate(batch, from: first)
+                    first += batch.count
+                    batch.removeAll(keepingCapacity: true)
+                }
+            }
+        } catch let e as FileReadFailure { throw fail(e.description, code: Exit.usage) }
+        if !batch.isEmpty { translate(batch, from: first) }
     }
 }
 

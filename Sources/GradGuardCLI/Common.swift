@@ -180,3 +180,81 @@ func runTraining(_ trainer: Trainer, workload: RunSetup, config: RunConfig, dire
         throw ExitCode(Exit.diverged)
     }
 }
+
+/// Where `path` really is: symbolic links and `..` resolved for the part that exists.
+func canonicalPath(_ path: String) -> String {
+    let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    var existing = (absolute as NSString).standardizingPath
+    var rest: [String] = []
+    while !existing.isEmpty && existing != "/" {
+        if let r = realpath(existing, nil) {
+            defer { free(r) }
+            return ([String(cString: r)] + rest.reversed()).joined(separator: "/").replacingOccurrences(of: "//", with: "/")
+        }
+        rest.append((existing as NSString).lastPathComponent)
+        existing = (existing as NSString).deletingLastPathComponent
+    }
+    return "/" + rest.reversed().joined(separator: "/")
+}
+
+/// Whether `path` is `folder` or lies inside it, once both are resolved.
+func isInside(_ path: String, _ folder: String) -> Bool {
+    let p = canonicalPath(path), f = canonicalPath(folder)
+    return p == f || p.hasPrefix(f.hasSuffix("/") ? f : f + "/")
+}
+
+/// Refuses an output that would replace an input of the same command: an output folder that
+/// is an input folder, an output file that is an input file or an existing file inside an
+/// input folder (a run's records).
+func refuseOutput(_ output: String, flag: String, over inputs: [(path: String, what: String)]) throws {
+    let out = canonicalPath(output)
+    for (input, what) in inputs {
+        let same = out == canonicalPath(input)
+        let replacesFileInside = isDirectory(input) && isInside(output, input) && FileManager.default.fileExists(atPath: output) && !isDirectory(output)
+        if same || replacesFileInside {
+            throw fail("\(flag) \(output) would write over \(what) \(input): choose an output outside it", code: Exit.usage)
+        }
+    }
+}
+
+/// Whether `path` is a directory (after links).
+func isDirectory(_ path: String) -> Bool {
+    var isDir: ObjCBool = false
+    return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
+}
+
+/// The documented bounds of the numbers a user gives on the command line, checked before any
+/// allocation or work (a usage error, exit 2).
+enum Bounds {
+    /// Seeds, as `seed` in a config: 0 … 2³¹ − 1.
+    static let seed = 0...Int(Int32.max)
+    /// Characters `generate` writes in one call.
+    static let generateLength = 1...1_000_000
+    /// Characters of a prompt, and of one sentence to translate.
+    static let promptCharacters = 100_000
+    static let sentenceCharacters = 10_000
+    /// Images of one split of `data shapes`.
+    static let shapesImages = 0...100_000
+
+    static func check<T: Comparable>(_ value: T, _ range: ClosedRange<T>, _ flag: String) throws {
+        guard range.contains(value) else { throw ValidationError("\(flag) must be in \(range.lowerBound) … \(range.upperBound), got \(value)") }
+    }
+
+    static func check(_ value: Double, _ range: ClosedRange<Double>, _ flag: String) throws {
+        guard value.isFinite, range.contains(value) else { throw ValidationError("\(flag) must be a number in \(range.lowerBound) … \(range.upperBound), got \(value)") }
+    }
+}
+
+/// `text` with control characters shown as escapes (`\u{1B}`), for messages and echoes of
+/// what a user typed: a terminal never receives raw escape sequences from gradguard.
+func printable(_ text: String) -> String {
+    var out = ""
+    for u in text.unicodeScalars {
+        if u.properties.generalCategory == .control || u.properties.generalCategory == .format && u.value != 0x200D {
+            out += u == "\n" ? "\\n" : u == "\t" ? "\\t" : "\\u{\(String(u.value, radix: 16, uppercase: true))}"
+        } else {
+            out.unicodeScalars.append(u)
+        }
+    }
+    return out
+}

@@ -14,14 +14,14 @@ struct DataCommand: ParsableCommand {
             abstract: "Write a synthetic shapes dataset (circles, squares, triangles) in the YOLO layout.",
             discussion: "Writes DIR/data.yaml, DIR/images/{train,val} and DIR/labels/{train,val}; the same seed gives the same files.")
         @Option(name: .long, help: "Output directory.") var out: String
-        @Option(name: .long, help: "Training images.") var train = 256
-        @Option(name: .long, help: "Validation images.") var val = 64
-        @Option(name: .long, help: "Image side in pixels.") var size = 128
-        @Option(name: .long, help: "Seed.") var seed = 0
-        @Option(name: .customLong("max-objects"), help: "Objects per image: 1 to this.") var maxObjects = 4
-        @Option(name: .customLong("max-overlap"), help: "Largest IoU between two objects of an image.") var maxOverlap = 0.1
-        @Option(name: .customLong("min-side"), help: "Smallest object side, as a fraction of the image side.") var minSide = 0.12
-        @Option(name: .customLong("max-side"), help: "Largest object side, as a fraction of the image side.") var maxSide = 0.4
+        @Option(name: .long, parsing: .unconditional, help: "Training images.") var train = 256
+        @Option(name: .long, parsing: .unconditional, help: "Validation images.") var val = 64
+        @Option(name: .long, parsing: .unconditional, help: "Image side in pixels.") var size = 128
+        @Option(name: .long, parsing: .unconditional, help: "Seed.") var seed = 0
+        @Option(name: .customLong("max-objects"), parsing: .unconditional, help: "Objects per image: 1 to this.") var maxObjects = 4
+        @Option(name: .customLong("max-overlap"), parsing: .unconditional, help: "Largest IoU between two objects of an image.") var maxOverlap = 0.1
+        @Option(name: .customLong("min-side"), parsing: .unconditional, help: "Smallest object side, as a fraction of the image side.") var minSide = 0.12
+        @Option(name: .customLong("max-side"), parsing: .unconditional, help: "Largest object side, as a fraction of the image side.") var maxSide = 0.4
         @Flag(name: .long, help: "Write JPEG instead of PNG.") var jpeg = false
 
         func run() throws {
@@ -75,9 +75,9 @@ struct Detect: ParsableCommand {
     @Argument(help: "Run name or directory.") var runName: String
     @Option(name: .long, help: "Directory of images.") var images: String
     @Option(name: .long, help: "Output directory (default: RUN/detect).") var out: String?
-    @Option(name: .long, help: "Smallest confidence kept.") var conf = 0.25
-    @Option(name: .long, help: "IoU above which NMS drops the weaker box of a class.") var iou = 0.6
-    @Option(name: .customLong("max-pixels"), help: "Largest image (width × height) decoded.") var maxPixels = RGBImage.defaultMaxPixels
+    @Option(name: .long, parsing: .unconditional, help: "Smallest confidence kept.") var conf = 0.25
+    @Option(name: .long, parsing: .unconditional, help: "IoU above which NMS drops the weaker box of a class.") var iou = 0.6
+    @Option(name: .customLong("max-pixels"), parsing: .unconditional, help: "Largest image (width × height) decoded.") var maxPixels = RGBImage.defaultMaxPixels
 
     func validate() throws {
         guard conf.isFinite, (0...1).contains(conf) else { throw ValidationError("--conf must be a confidence in 0 … 1, got \(conf)") }
@@ -90,6 +90,9 @@ struct Detect: ParsableCommand {
         guard case let .detector(model, names) = trained else { throw fail("run \(runName) holds no detector", code: Exit.usage) }
         let dir = try runDirectory(runName)
         let outDir = out ?? dir + "/detect"
+        // The annotated copies never replace the images they were made from.
+        try refuseOutput(outDir, flag: "--out", over: [(images, "the images of --images")])
+        try refuseOutput(outDir + "/labels", flag: "--out", over: [(images, "the images of --images")])
         guard let files = try? FileManager.default.contentsOfDirectory(atPath: images) else {
             throw fail("\(images): no such directory", code: Exit.missing)
         }

@@ -54,8 +54,15 @@ public struct Demo: Sendable {
     /// Runs the demo with `seeds` seeds (seed, seed + 1, …) and prints the table, folded to
     /// medians with their range when there are several.
     public func run(seeds: Int = 1) throws {
-        if let examples, examples < 4 { throw DemoError.usage("--examples must be at least 4") }
+        // Every number is checked against its documented range before any work.
+        if let examples, !(4...1_000_000).contains(examples) { throw DemoError.usage("--examples must be in 4 … 1000000, got \(examples)") }
         guard (1...50).contains(seeds) else { throw DemoError.usage("--seeds must be in 1 … 50") }
+        guard seed >= 0, seed <= Int(Int32.max) - seeds else { throw DemoError.usage("--seed must be in 0 … \(Int(Int32.max) - seeds), got \(seed)") }
+        guard (2...1000).contains(length) else { throw DemoError.usage("--length must be in 2 … 1000 (steps of the adding problem), got \(length)") }
+        if let s = stepsOption, !(1...1_000_000).contains(s) { throw DemoError.usage("--steps must be in 1 … 1000000, got \(s)") }
+        if let lr = lrOption, !(lr.isFinite && lr > 0 && lr <= 1e6) { throw DemoError.usage("--lr must be a positive number up to 1e6, got \(lr)") }
+        guard momentum.isFinite, (0..<1).contains(momentum) else { throw DemoError.usage("--momentum must be in 0 … 1 (excluded), got \(momentum)") }
+        guard ["sgd", "adam"].contains(optimizer) else { throw DemoError.usage("--optimizer must be sgd or adam, got '\(optimizer)'") }
         guard Self.names.contains(name) else {
             throw DemoError.usage("unknown demo '\(name)': available: \(Self.names.joined(separator: ", "))")
         }

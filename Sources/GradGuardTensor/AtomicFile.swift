@@ -41,11 +41,17 @@ public enum AtomicFile {
         return ns.localizedFailureReason ?? "\(error)"
     }
 
-    /// Writes `data` to `path` (which must not be a directory), durably.
+    /// Writes `data` to `path` (which must not be a directory), durably. A symbolic link at
+    /// `path` is replaced, never written through; the temporary file is created afresh (never
+    /// through a link planted at its name) and removed when anything fails.
     public static func write(_ data: Data, to path: String) throws {
         let dir = (path as NSString).deletingLastPathComponent
         let tmp = (dir.isEmpty ? "." : dir) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
-        try writeAndSync(data, to: tmp)
+        unlink(tmp)  // a leftover of this process id, or anything planted there
+        do { try writeAndSync(data, to: tmp, exclusive: true) } catch {
+            unlink(tmp)
+            throw error
+        }
         guard rename(tmp, path) == 0 else {
             let reason = errnoText()
             unlink(tmp)
@@ -54,11 +60,14 @@ public enum AtomicFile {
         try syncDirectory(dir.isEmpty ? "." : dir)
     }
 
-    /// Writes `data` to a new file and flushes it to disk (no rename).
-    public static func writeAndSync(_ data: Data, to path: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FileError.cannotWrite(path: path, reason: errnoText()) }
+    /// Writes `data` to a new file and flushes it to disk (no rename). A symbolic link at
+    /// `path` is refused (`O_NOFOLLOW`); with `exclusive` the file must not exist.
+    public static func writeAndSync(_ data: Data, to path: String, exclusive: Bool = false) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (exclusive ? O_EXCL : O_TRUNC), 0o644)
+        guard fd >= 0 else { throw FileError.cannotWrite(path: path, reason: errno == ELOOP ? "is a symbolic link" : errnoText()) }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw FileError.cannotWrite(path: path, reason: "is not a regular file") }
         try data.withUnsafeBytes { raw in
             var off = 0
             while off < raw.count {
@@ -84,5 +93,42 @@ public enum AtomicFile {
     /// Reads a whole file.
     public static func read(_ path: String) throws -> Data {
         do { return try FileContents.read(path) } catch let e as FileReadFailure { throw FileError.cannotRead(path: path, reason: e.reason) }
+    }
+}
+
+/// A record file (JSON) that does not decode, in a sentence: the key that is missing or of
+/// the wrong type, with its path in the record, never Swift's `DecodingError` dump.
+public enum RecordProblem {
+    public static func describe(_ error: Error) -> String {
+        func path(_ codingPath: [CodingKey], _ last: CodingKey? = nil) -> String {
+            let keys = (codingPath + (last.map { [$0] } ?? [])).map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+            return keys.reduce("") { $0.isEmpty || $1.hasPrefix("[") ? $0 + $1 : $0 + "." + $1 }
+        }
+        guard let e = error as? DecodingError else {
+            return "not valid JSON"
+        }
+        switch e {
+        case let .keyNotFound(key, c): return "missing key '\(path(c.codingPath, key))'"
+        case let .typeMismatch(type, c): return "'\(path(c.codingPath))': expected \(describe(type))"
+        case let .valueNotFound(type, c): return "'\(path(c.codingPath))': expected \(describe(type)), got null"
+        case let .dataCorrupted(c):
+            if c.codingPath.isEmpty { return "not valid JSON" }
+            return "'\(path(c.codingPath))': \(c.debugDescription.prefix(120))"
+        @unknown default: return "not a valid record"
+        }
+    }
+
+    static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is Int.Type, is Int32.Type, is Int64.Type, is UInt32.Type, is UInt64.Type, is UInt8.Type: return "an integer"
+        case is Double.Type, is Float.Type: return "a number"
+        case is String.Type: return "text"
+        case is Bool.Type: return "true or false"
+        default:
+            let name = "\(type)"
+            if name.hasPrefix("Array") { return "a list" }
+            if name.hasPrefix("Dictionary") { return "an object" }
+            return "an object"
+        }
     }
 }

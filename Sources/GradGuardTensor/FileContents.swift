@@ -29,16 +29,8 @@ public enum FileContents {
     /// The bytes of the regular file at `path`; fails on a missing file, a directory or
     /// other non-regular file, a file larger than `limit` bytes, or a read error.
     public static func read(_ path: String, limit: Int = defaultLimit) throws -> Data {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw failure(path, errno: errno) }
+        let (fd, size) = try openRegular(path, limit: limit)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw FileReadFailure(path: path, kind: .unreadable, reason: String(cString: strerror(errno))) }
-        try requireRegular(path, st)
-        let size = Int(st.st_size)
-        guard size <= limit else {
-            throw FileReadFailure(path: path, kind: .tooLarge, reason: "is \(byteCount(size)), more than the \(byteCount(limit)) limit for this kind of file")
-        }
         var data = Data(count: size)
         var filled = 0
         try data.withUnsafeMutableBytes { raw in
@@ -54,6 +46,86 @@ public enum FileContents {
         }
         if filled < size { data.removeSubrange(filled...) }
         return data
+    }
+
+    /// Opens the regular file at `path` for reading and returns it with its size, or fails
+    /// as `read` does. A FIFO, a device or a directory is refused before anything waits on
+    /// it: the file is opened without blocking (a FIFO's open would wait for a writer) and
+    /// checked with `fstat` on the open descriptor (no race with a rename).
+    public static func openRegular(_ path: String, limit: Int = defaultLimit) throws -> (fd: Int32, size: Int) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        guard fd >= 0 else { throw failure(path, errno: errno) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw FileReadFailure(path: path, kind: .unreadable, reason: reason)
+        }
+        do { try requireRegular(path, st) } catch {
+            close(fd)
+            throw error
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        let size = Int(st.st_size)
+        guard size <= limit else {
+            close(fd)
+            throw FileReadFailure(path: path, kind: .tooLarge, reason: "is \(byteCount(size)), more than the \(byteCount(limit)) limit for this kind of file")
+        }
+        return (fd, size)
+    }
+
+    /// Calls `body` with each line of the regular file at `path` (without its line break, a
+    /// trailing `\r` removed) and its number from 1, reading the file in 1 MiB pieces: an
+    /// error on an early line is thrown before the rest is read, and no more than one line is
+    /// held beyond the piece. A line longer than `maxLineBytes` fails with its number.
+    public static func forEachLine(
+        _ path: String, limit: Int = defaultLimit, maxLineBytes: Int = 1 << 20, _ body: (_ line: Int, _ bytes: ArraySlice<UInt8>) throws -> Void
+    ) throws {
+        let (fd, _) = try openRegular(path, limit: limit)
+        defer { close(fd) }
+        try forEachLine(fd: fd, name: path, limit: limit, maxLineBytes: maxLineBytes, body)
+    }
+
+    /// `forEachLine` over an open descriptor (standard input, say), named `name` in errors.
+    public static func forEachLine(
+        fd: Int32, name path: String, limit: Int = Int.max, maxLineBytes: Int = 1 << 20, _ body: (_ line: Int, _ bytes: ArraySlice<UInt8>) throws -> Void
+    ) throws {
+        var pending: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var lineNumber = 0, total = 0
+        func tooLong(_ line: Int) -> FileReadFailure {
+            FileReadFailure(
+                path: path, kind: .tooLarge, reason: "line \(line) is longer than \(byteCount(maxLineBytes)), the limit for one line of this kind of file")
+        }
+        func emit(_ bytes: ArraySlice<UInt8>) throws {
+            lineNumber += 1
+            guard bytes.count <= maxLineBytes else { throw tooLong(lineNumber) }
+            try body(lineNumber, bytes.last == 0x0D ? bytes.dropLast() : bytes)
+        }
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileReadFailure(path: path, kind: .unreadable, reason: String(cString: strerror(errno)))
+            }
+            if n == 0 { break }
+            total += n
+            guard total <= limit else {
+                throw FileReadFailure(path: path, kind: .tooLarge, reason: "grew past the \(byteCount(limit)) limit for this kind of file while being read")
+            }
+            var start = 0
+            for i in 0..<n where chunk[i] == 0x0A {
+                if pending.isEmpty { try emit(chunk[start..<i]) } else {
+                    pending += chunk[start..<i]
+                    try emit(pending[...])
+                    pending.removeAll(keepingCapacity: true)
+                }
+                start = i + 1
+            }
+            pending += chunk[start..<n]
+            guard pending.count <= maxLineBytes else { throw tooLong(lineNumber + 1) }
+        }
+        if !pending.isEmpty { try emit(pending[...]) }
     }
 
     /// The size of the regular file at `path`, with the same failures as `read` but

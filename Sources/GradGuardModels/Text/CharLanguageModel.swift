@@ -43,8 +43,11 @@ public final class CharLanguageModel: Module, UnaryLayer {
     /// Continues `prompt` by `length` characters, sampling each from the softmax of the
     /// logits divided by `temperature` (0: the most likely character), restricted to the
     /// `topK` most likely when given. The prompt is read once; each new character is then one
-    /// recurrent step from the state the previous one left (as char-rnn samples).
-    public func generate(prompt: [Int], length: Int, temperature: Double = 1, topK: Int? = nil, seed: UInt64 = 0) -> [Int] {
+    /// recurrent step from the state the previous one left (as char-rnn samples). `emit`
+    /// receives each new character as it is drawn (to print a long text as it comes).
+    public func generate(
+        prompt: [Int], length: Int, temperature: Double = 1, topK: Int? = nil, seed: UInt64 = 0, emit: ((Int) -> Void)? = nil
+    ) -> [Int] {
         var g = RandomGenerator(seed: seed)
         var ids = prompt.isEmpty ? [0] : prompt
         var state: SequenceModel.State? = nil
@@ -57,6 +60,7 @@ public final class CharLanguageModel: Module, UnaryLayer {
             if temperature <= 0 {
                 ids.append(order[0])
                 pending = [order[0]]
+                emit?(order[0])
                 continue
             }
             if let topK { order = Array(order.prefix(Swift.max(1, topK))) }
@@ -70,6 +74,7 @@ public final class CharLanguageModel: Module, UnaryLayer {
             }
             ids.append(pick)
             pending = [pick]
+            emit?(pick)
         }
         return Array(ids.suffix(length))
     }

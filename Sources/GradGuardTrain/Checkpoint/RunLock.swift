@@ -22,14 +22,24 @@ public final class RunLock {
     public let directory: String
     private let fd: Int32
 
-    /// Locks `directory`, creating it (and its parents) when missing.
+    /// Locks `directory`, creating it (and its parents) when missing; a directory made here
+    /// (or found empty) is marked as a run (`RunMarker`).
     public init(directory: String) throws {
+        let fresh = RunMarker.isFresh(directory)
         do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
             throw FileError.cannotWrite(path: directory, reason: AtomicFile.reason(error))
         }
         let path = directory + "/" + RunLock.fileName
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FileError.cannotWrite(path: path, reason: AtomicFile.errnoText()) }
+        // Never through a symbolic link: the process id would be written into its target.
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
+        guard fd >= 0 else {
+            throw FileError.cannotWrite(path: path, reason: errno == ELOOP ? "is a symbolic link, not the run's lock file" : AtomicFile.errnoText())
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw FileError.cannotWrite(path: path, reason: "is not a regular file, not the run's lock file")
+        }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let busy = errno == EWOULDBLOCK
             let reason = AtomicFile.errnoText()
@@ -45,6 +55,7 @@ public final class RunLock {
         _ = pwrite(fd, pid, pid.count, 0)
         self.fd = fd
         self.directory = directory
+        if fresh { try RunMarker.write(in: directory) }
     }
 
     deinit {
@@ -55,15 +66,15 @@ public final class RunLock {
     /// The lock file's name inside a run directory.
     public static let fileName = ".lock"
 
-    /// Removes everything in the locked directory but the lock itself (a run replaced by
-    /// `train --overwrite`).
+    /// Removes everything in the locked directory but the lock and the run marker (a run
+    /// replaced by `train --overwrite`).
     public func clear() throws {
         let fm = FileManager.default
         let entries: [String]
         do { entries = try fm.contentsOfDirectory(atPath: directory) } catch {
             throw FileError.cannotRead(path: directory, reason: AtomicFile.reason(error))
         }
-        for e in entries where e != RunLock.fileName {
+        for e in entries where e != RunLock.fileName && e != RunMarker.fileName {
             do { try fm.removeItem(atPath: directory + "/" + e) } catch {
                 throw FileError.cannotWrite(path: directory + "/" + e, reason: "cannot remove: " + AtomicFile.reason(error))
             }

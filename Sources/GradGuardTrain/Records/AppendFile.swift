@@ -10,13 +10,48 @@ public final class AppendFile {
     public let path: String
     private let fd: Int32
 
+    /// Bytes of a torn last line (a record cut short by a crash, with no line break) that
+    /// opening with `wholeLines` removed; 0 when the file ended with a whole line.
+    public private(set) var tornBytes = 0
+
     /// Opens `path` for appending, creating it when missing; with `exclusive` the file
-    /// must not exist yet.
-    public init(path: String, exclusive: Bool = false) throws {
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | (exclusive ? O_EXCL : 0), 0o644)
-        guard fd >= 0 else { throw FileError.cannotWrite(path: path, reason: AtomicFile.errnoText()) }
+    /// must not exist yet. A symbolic link or any other non-regular file at `path` is refused
+    /// (records are never written outside the run through a link). With `wholeLines`, a torn
+    /// last line is cut off, so the next record starts on a line of its own.
+    public init(path: String, exclusive: Bool = false, wholeLines: Bool = false) throws {
+        let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (exclusive ? O_EXCL : 0), 0o644)
+        guard fd >= 0 else {
+            throw FileError.cannotWrite(path: path, reason: errno == ELOOP ? "is a symbolic link; records are written only to regular files" : AtomicFile.errnoText())
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw FileError.cannotWrite(path: path, reason: "is not a regular file")
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         self.fd = fd
         self.path = path
+        if wholeLines { tornBytes = try Self.cutTornLine(fd, size: Int(st.st_size), path: path) }
+    }
+
+    /// Truncates the file after its last line break; returns the bytes removed.
+    static func cutTornLine(_ fd: Int32, size: Int, path: String) throws -> Int {
+        guard size > 0 else { return 0 }
+        var end = size
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while end > 0 {
+            let start = Swift.max(0, end - buffer.count)
+            let n = pread(fd, &buffer, end - start, off_t(start))
+            guard n == end - start else { throw FileError.cannotRead(path: path, reason: AtomicFile.errnoText()) }
+            if let i = buffer[0..<n].lastIndex(of: 0x0A) {
+                let keep = start + i + 1
+                if keep < size { guard ftruncate(fd, off_t(keep)) == 0 else { throw FileError.cannotWrite(path: path, reason: AtomicFile.errnoText()) } }
+                return size - keep
+            }
+            end = start
+        }
+        guard ftruncate(fd, 0) == 0 else { throw FileError.cannotWrite(path: path, reason: AtomicFile.errnoText()) }
+        return size
     }
 
     deinit { close(fd) }

@@ -17,8 +17,9 @@ public final class RunRecorder {
         do { try fm.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
             throw FileError.cannotWrite(path: directory, reason: AtomicFile.reason(error))
         }
-        metrics = try AppendFile(path: directory + "/metrics.jsonl")
-        incidents = try AppendFile(path: directory + "/incidents.jsonl")
+        // A torn last line (a crash mid-write) is cut off, so new records start whole.
+        metrics = try AppendFile(path: directory + "/metrics.jsonl", wholeLines: true)
+        incidents = try AppendFile(path: directory + "/incidents.jsonl", wholeLines: true)
         encoder = RunRecords.encoder([.sortedKeys])
     }
 

@@ -19,13 +19,42 @@ public enum RunRecords {
         return d
     }
 
-    static func lines(_ path: String) throws -> [Data] {
+    /// The lines of a JSON Lines file (none when it is missing), and whether its last line is
+    /// torn: cut short with no line break, as a crash in the middle of a write leaves it.
+    static func lines(_ path: String) throws -> (lines: [Data], torn: Bool) {
         let data: Data
         do { data = try FileContents.read(path) } catch let e as FileReadFailure {
-            if e.kind == .missing { return [] }
+            if e.kind == .missing { return ([], false) }
             throw FileError.cannotRead(path: path, reason: e.reason)
         }
-        return data.split(separator: 0x0A).map { Data($0) }
+        return (data.split(separator: 0x0A).map { Data($0) }, !data.isEmpty && data.last != 0x0A)
+    }
+
+    /// Decodes each line of a JSON Lines file with `decode`; a line that does not decode is an
+    /// error naming its number, except a torn last line, which is skipped (see `tornRecords`).
+    static func decodeLines<T>(_ path: String, _ decode: (Data) throws -> T?) throws -> [T] {
+        let (lines, torn) = try lines(path)
+        var out: [T] = []
+        for (i, line) in lines.enumerated() {
+            do { if let v = try decode(line) { out.append(v) } } catch {
+                if torn && i == lines.count - 1 { break }
+                throw FileError.cannotRead(path: path, reason: "line \(i + 1): \(RecordProblem.describe(error))")
+            }
+        }
+        return out
+    }
+
+    /// The record files of a run whose last line is torn (an interrupted write), each with a
+    /// sentence saying so; readers skip that line, and a resumed run cuts it off.
+    public static func tornRecords(in dir: String) -> [String] {
+        ["metrics.jsonl", "incidents.jsonl"].compactMap { name in
+            let path = dir + "/" + name
+            guard let (fd, size) = try? FileContents.openRegular(path), size > 0 else { return nil }
+            defer { close(fd) }
+            var last: UInt8 = 0
+            guard pread(fd, &last, 1, off_t(size - 1)) == 1, last != 0x0A else { return nil }
+            return "\(path): its last line is cut short (an interrupted write); it is skipped"
+        }
     }
 
     private struct Kind: Decodable { let kind: String }
@@ -34,16 +63,13 @@ public enum RunRecords {
     public static func metrics(in dir: String) throws -> (steps: [StepRecord], evaluations: [EvaluationRecord]) {
         let d = decoder()
         var steps: [StepRecord] = [], evals: [EvaluationRecord] = []
-        for (i, line) in try lines(dir + "/metrics.jsonl").enumerated() {
-            do {
-                switch try d.decode(Kind.self, from: line).kind {
-                case "step": steps.append(try d.decode(StepRecord.self, from: line))
-                case "eval": evals.append(try d.decode(EvaluationRecord.self, from: line))
-                default: continue
-                }
-            } catch {
-                throw FileError.cannotRead(path: dir + "/metrics.jsonl", reason: "line \(i + 1): \(error)")
+        _ = try decodeLines(dir + "/metrics.jsonl") { line -> Void? in
+            switch try d.decode(Kind.self, from: line).kind {
+            case "step": steps.append(try d.decode(StepRecord.self, from: line))
+            case "eval": evals.append(try d.decode(EvaluationRecord.self, from: line))
+            default: break
             }
+            return nil
         }
         return (lastOfEachAttempt(steps), evals)
     }
@@ -82,11 +108,7 @@ public enum RunRecords {
 
     public static func incidents(in dir: String) throws -> [Incident] {
         let d = decoder()
-        return try lines(dir + "/incidents.jsonl").enumerated().map { i, line in
-            do { return try d.decode(Incident.self, from: line) } catch {
-                throw FileError.cannotRead(path: dir + "/incidents.jsonl", reason: "line \(i + 1): \(error)")
-            }
-        }
+        return try decodeLines(dir + "/incidents.jsonl") { try d.decode(Incident.self, from: $0) }
     }
 
     /// One line of a comparison.
