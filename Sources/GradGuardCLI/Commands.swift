@@ -53,7 +53,7 @@ struct Train: ParsableCommand {
             try c.resolveModelDefaults()
             try c.validate(source: config ?? "settings")
         } catch let e as ConfigError {
-            throw fail(e.description, code: e.message == "no such file" ? Exit.missing : Exit.usage)
+            throw fail(e.description, code: e.unreadable ? Exit.missing : Exit.usage)
         }
         // The run records where its data are, whichever folder later commands run from.
         if !c.dataPath.isEmpty && !c.dataPath.hasPrefix("/") {
@@ -128,7 +128,7 @@ struct Resume: ParsableCommand {
             try c.apply(overrides: set)
             if let e = c.unresumableChange(from: saved) { throw e }
             try c.validate(source: set.isEmpty ? dir + "/config.yaml" : "--set")
-        } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
+        } catch let e as ConfigError { throw fail(e.description, code: e.unreadable ? Exit.missing : Exit.usage) }
         // Under mpirun every rank resumes from the checkpoint rank 0 picks (the run directory is
         // shared); rank 0 holds the lock.
         let world = try Launch.communicator(timeout: c.distributedTimeout)
@@ -141,7 +141,13 @@ struct Resume: ParsableCommand {
         // Everything is checked against the checkpoint before anything in the run changes.
         do { try trainer.resume() } catch let e as CheckpointError { throw fail(e.description, code: Exit.checkpoint) } catch let e as StateDictError {
             throw fail("\(dir): the checkpoint does not fit the run's model: \(e)", code: Exit.checkpoint)
-        } catch let e as OptimizerStateError { throw fail("\(dir): the checkpoint does not fit the run's optimizer: \(e)", code: Exit.checkpoint) }
+        } catch let e as OptimizerStateError { throw fail("\(dir): the checkpoint does not fit the run's optimizer: \(e)", code: Exit.checkpoint) } catch
+            let e as ClipperStateError
+        {
+            throw fail("\(dir): the checkpoint does not fit the run's clipper (was config.yaml edited?): \(e)", code: Exit.checkpoint)
+        } catch let e as SchedulerStateError {
+            throw fail("\(dir): the checkpoint does not fit the run's schedule (was config.yaml edited?): \(e)", code: Exit.checkpoint)
+        }
         if !set.isEmpty && world.rank == 0 { try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml") }
         if world.rank == 0 {
             for e in trainer.skippedCheckpoints { FileHandle.standardError.write(Data("gradguard: skipped \(e); using an older checkpoint\n".utf8)) }
@@ -305,7 +311,9 @@ func workload(_ c: RunConfig, runDirectory: String?) throws -> RunSetup {
 func runConfig(_ runName: String, kind: ModelKind?, command: String) throws -> (directory: String, config: RunConfig) {
     let dir = try runDirectory(runName)
     var c: RunConfig
-    do { c = try RunConfig.load(path: dir + "/config.yaml") } catch let e as ConfigError { throw fail(e.description, code: Exit.usage) }
+    do { c = try RunConfig.load(path: dir + "/config.yaml") } catch let e as ConfigError {
+        throw fail(e.description, code: e.unreadable ? Exit.missing : Exit.usage)
+    }
     if let kind, c.model != kind { throw fail("run \(runName) is a '\(c.model.rawValue)' run: \(command) needs model.kind \(kind.rawValue)", code: Exit.usage) }
     c.runsDirectory = (dir as NSString).deletingLastPathComponent
     return (dir, c)

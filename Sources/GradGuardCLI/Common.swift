@@ -16,7 +16,7 @@ enum Exit {
 /// The sentence and exit code of an error a user can cause, or nil for an unexpected one.
 func userError(_ error: Error) -> (String, Int32)? {
     switch error {
-    case let e as ConfigError: return (e.description, e.message == "no such file" ? Exit.missing : Exit.usage)
+    case let e as ConfigError: return (e.description, e.unreadable ? Exit.missing : Exit.usage)
     case let e as RunInUse: return (e.description, Exit.inUse)
     case let e as CommunicatorError: return (e.description, Exit.distributed)
     case let e as FileError:
@@ -29,10 +29,15 @@ func userError(_ error: Error) -> (String, Int32)? {
         return (e.description, Exit.missing)
     case let e as StateDictError: return ("the weights do not fit the model: \(e)", Exit.checkpoint)
     case let e as OptimizerStateError: return ("the optimizer state does not fit: \(e)", Exit.checkpoint)
+    // A checkpoint written under other settings (config.yaml edited by hand since).
+    case let e as ClipperStateError: return ("the checkpoint's clipper state does not fit the run's clipper (was config.yaml edited?): \(e)", Exit.checkpoint)
+    case let e as SchedulerStateError: return ("the checkpoint's schedule state does not fit the run's schedule (was config.yaml edited?): \(e)", Exit.checkpoint)
     case let e as CorpusError: return (e.description, Exit.missing)
     case let e as TranslationDataError: return (e.description, Exit.missing)
     case let e as DetectionDataError: return (e.description, Exit.missing)
-    case let e as ImageError: return (e.description, Exit.missing)
+    case let e as ImageError:
+        if case .cannotWrite = e { return (e.description, Exit.cannotWrite) }
+        return (e.description, Exit.missing)
     case let e as DataIssue: return (e.description, Exit.missing)
     case let e as CocoaError:
         let path = (e.userInfo[NSFilePathErrorKey] as? String) ?? e.userInfo[NSURLErrorKey].map { "\($0)" } ?? "a file"

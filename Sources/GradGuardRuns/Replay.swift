@@ -43,6 +43,9 @@ public struct ReplayOutcome {
         guard let folder = inc.replay else { throw ReplayError.noRecord(run: directory, incident: k, step: inc.step) }
         let (record, weights) = try ReplayStore(runDirectory: directory, budgetBytes: .max).load(folder)
         let setup = try RunSetup.seeded(config, runDirectory: directory)
+        if let problem = record.examplesProblem(count: setup.train.count) {
+            throw FileError.cannotRead(path: directory + "/" + folder + "/replay.json", reason: problem)
+        }
         let trainer = try setup.makeTrainer(nil, nil, nil)
         let model = trainer.model
         _ = try model.load(stateDict: weights)

@@ -176,6 +176,13 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public let line: Int?
     public let key: String?
     public let message: String
+    /// The file itself could not be read (missing, a directory, unreadable): exit code 3,
+    /// where a file that reads but says something wrong is a usage error (2).
+    public var unreadable = false
+
+    public init(source: String, line: Int?, key: String?, message: String, unreadable: Bool = false) {
+        (self.source, self.line, self.key, self.message, self.unreadable) = (source, line, key, message, unreadable)
+    }
 
     public var description: String {
         var place = source
@@ -427,10 +434,17 @@ extension RunConfig {
     public static func load(path: String) throws -> RunConfig {
         let data: Data
         do { data = try FileContents.read(path, limit: 1 << 20) } catch let e as FileReadFailure {
-            throw ConfigError(source: path, line: nil, key: nil, message: e.kind == .missing ? "no such file" : e.reason)
+            throw ConfigError(source: path, line: nil, key: nil, message: e.kind == .missing ? "no such file" : e.reason, unreadable: e.kind != .tooLarge)
+        }
+        // Never decoded lossily: a stray byte would become a replacement character in a name.
+        let text: String
+        switch FileContents.utf8Text(data) {
+        case .success(let t): text = t
+        case .failure(let bad):
+            throw ConfigError(source: path, line: bad.line, key: nil, message: "not UTF-8 text (byte \(bad.offset) is not valid UTF-8)")
         }
         var c = RunConfig()
-        try c.apply(yaml: String(decoding: data, as: UTF8.self), source: path)
+        try c.apply(yaml: text, source: path)
         return c
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// A fault in a safetensors file, naming the file, the tensor (when one is concerned) and
 /// what was expected.
@@ -16,6 +17,7 @@ public struct SafetensorsError: Error, CustomStringConvertible, Equatable {
         case offsetsOutOfRange(begin: Int, end: Int, dataSize: Int)
         case overlappingOffsets(other: String)
         case uncoveredBytes(from: Int, to: Int)
+        case tooLarge(bytes: Int, limit: Int)
     }
 
     public let file: String
@@ -37,6 +39,8 @@ public struct SafetensorsError: Error, CustomStringConvertible, Equatable {
         case let .offsetsOutOfRange(b, e, size): return "\(subject): data_offsets [\(b), \(e)] are outside the \(size)-byte data section"
         case .overlappingOffsets(let other): return "\(subject): data overlaps tensor '\(other)'"
         case let .uncoveredBytes(from, to): return "\(subject): bytes \(from)..<\(to) of the data section belong to no tensor"
+        case let .tooLarge(b, l):
+            return "\(subject): its tensors take \(FileContents.byteCount(b)) as Float32, more than the \(FileContents.byteCount(l)) limit (half this machine's memory)"
         }
     }
 }
@@ -59,22 +63,31 @@ public enum Safetensors {
         try readWithMetadata(path).tensors
     }
 
-    /// Reads every tensor and the `__metadata__` strings.
-    public static func readWithMetadata(_ path: String) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
-        let data: Data
-        do {
-            _ = try FileContents.regularFileSize(path)
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
-        } catch let e as FileReadFailure {
+    /// Reads every tensor and the `__metadata__` strings. The file is mapped, not read: its
+    /// header is checked (lengths, offsets, and the memory the tensors take as Float32 against
+    /// `maxTensorBytes`, half this machine's memory by default) before any byte of the data
+    /// section is touched, so a huge or lying file is refused at the cost of its header.
+    public static func readWithMetadata(_ path: String, maxTensorBytes: Int? = nil) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
+        let fd: Int32, size: Int
+        do { (fd, size) = try FileContents.openRegular(path, limit: Int.max) } catch let e as FileReadFailure {
             throw SafetensorsError(file: path, tensor: nil, fault: .cannotRead(e.reason))
-        } catch {
+        }
+        defer { close(fd) }
+        guard size > 0 else { return try decode(Data(), file: path, maxTensorBytes: maxTensorBytes) }
+        guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
             throw SafetensorsError(file: path, tensor: nil, fault: .cannotRead(String(cString: strerror(errno))))
         }
-        return try decode(data, file: path)
+        let data = Data(bytesNoCopy: base, count: size, deallocator: .custom { p, n in munmap(p, n) })
+        return try decode(data, file: path, maxTensorBytes: maxTensorBytes)
     }
 
+    /// Half the machine's memory: the default ceiling on the tensors of one file.
+    public static var defaultMaxTensorBytes: Int { Int(clamping: ProcessInfo.processInfo.physicalMemory / 2) }
+
     /// Decodes a safetensors image held in memory; `file` names it in errors.
-    public static func decode(_ data: Data, file: String = "<memory>") throws -> (tensors: [String: Tensor], metadata: [String: String]) {
+    public static func decode(_ data: Data, file: String = "<memory>", maxTensorBytes: Int? = nil) throws -> (
+        tensors: [String: Tensor], metadata: [String: String]
+    ) {
         func fail(_ f: SafetensorsError.Fault, _ tensor: String? = nil) -> SafetensorsError {
             SafetensorsError(file: file, tensor: tensor, fault: f)
         }
@@ -146,6 +159,11 @@ public enum Safetensors {
             if e.end > e.begin { previous = e.name }
         }
         if covered < dataSize { throw fail(.uncoveredBytes(from: covered, to: dataSize)) }
+        // Every tensor becomes Float32: a file of small types (or a lying header) may ask for
+        // more than its own size.
+        let limit = maxTensorBytes ?? defaultMaxTensorBytes
+        let floats = entries.reduce(0) { $0 + ($1.end - $1.begin) / (dtypeSizes[$1.dtype] ?? 1) }
+        guard floats <= limit / 4 else { throw fail(.tooLarge(bytes: floats * 4, limit: limit)) }
 
         var tensors: [String: Tensor] = [:]
         data.withUnsafeBytes { raw in
@@ -206,10 +224,9 @@ public enum Safetensors {
     /// Writes tensors to `path` as F32 safetensors. The file is written to a temporary
     /// name and renamed, so an existing file is replaced whole or not at all.
     public static func write(_ tensors: [String: Tensor], to path: String, metadata: [String: String]? = nil) throws {
-        do {
-            try encode(tensors, metadata: metadata).write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw SafetensorsError(file: path, tensor: nil, fault: .cannotWrite(error.localizedDescription))
+        do { try AtomicFile.write(encode(tensors, metadata: metadata), to: path) } catch let e as FileError {
+            if case let .cannotWrite(_, reason) = e { throw SafetensorsError(file: path, tensor: nil, fault: .cannotWrite(reason)) }
+            throw SafetensorsError(file: path, tensor: nil, fault: .cannotWrite(e.description))
         }
     }
 }

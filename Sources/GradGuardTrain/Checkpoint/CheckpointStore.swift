@@ -10,6 +10,8 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     case sizeMismatch(checkpoint: String, file: String, expected: Int, found: Int)
     case noCheckpoint(directory: String)
     case unreadable(checkpoint: String, file: String, reason: String)
+    /// `state.json` verified against the manifest but holds something no run writes.
+    case badState(checkpoint: String, reason: String)
 
     public var description: String {
         switch self {
@@ -21,6 +23,7 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
         case let .sizeMismatch(c, f, e, x): return "checkpoint \(c): \(f) is truncated or padded (\(x) bytes, manifest says \(e))"
         case let .noCheckpoint(d): return "no loadable checkpoint in \(d)"
         case let .unreadable(c, f, r): return "checkpoint \(c): cannot read \(f): \(r)"
+        case let .badState(c, r): return "checkpoint \(c): state.json is invalid: \(r)"
         }
     }
 }
@@ -139,9 +142,18 @@ public final class CheckpointStore {
     func manifest(at path: String) throws -> CheckpointManifest {
         let file = path + "/manifest.json"
         guard let data = try? FileContents.read(file) else { throw CheckpointError.missingManifest(checkpoint: path) }
-        do { return try JSONDecoder().decode(CheckpointManifest.self, from: data) } catch {
-            throw CheckpointError.badManifest(checkpoint: path, reason: "\(error)")
+        let m: CheckpointManifest
+        do { m = try JSONDecoder().decode(CheckpointManifest.self, from: data) } catch {
+            throw CheckpointError.badManifest(checkpoint: path, reason: RecordProblem.describe(error))
         }
+        // Plain file names only: nothing the manifest lists is read from outside the checkpoint.
+        for (file, entry) in m.files {
+            guard !file.isEmpty, !file.contains("/"), !file.hasPrefix("."), entry.bytes >= 0 else {
+                throw CheckpointError.badManifest(checkpoint: path, reason: "file entry '\(file)' is not a plain file name with a size")
+            }
+        }
+        guard m.step >= 0 else { throw CheckpointError.badManifest(checkpoint: path, reason: "step \(m.step) is negative") }
+        return m
     }
 
     /// Reads one checkpoint, verifying every file against the manifest.
@@ -162,7 +174,7 @@ public final class CheckpointStore {
             }
             if file == "state.json" { state = data; continue }
             guard file.hasSuffix(".safetensors") else { continue }
-            do { tensors[String(file.dropLast(".safetensors".count))] = try Safetensors.read(path + "/" + file) } catch {
+            do { tensors[String(file.dropLast(".safetensors".count))] = try Safetensors.decode(data, file: path + "/" + file).tensors } catch {
                 throw CheckpointError.unreadable(checkpoint: path, file: file, reason: "\(error)")
             }
         }

@@ -30,6 +30,28 @@ public struct ReplayRecord: Codable, Sendable, Equatable {
         (self.loss, self.globalNormBits, self.tensorNormBits) = (loss, globalNormBits, tensorNormBits)
     }
 
+    /// What is out of range, for a record no run writes (its example indices are checked
+    /// against the data by `examplesProblem`).
+    public var problem: String? {
+        if step < 0 || epoch < 0 { return "step \(step) and epoch \(epoch) must not be negative" }
+        if !(1...4096).contains(accumulation) { return "accumulation \(accumulation) is out of range (1 … 4096)" }
+        if microBatches.isEmpty || microBatches.count > 4096 { return "expected 1 … 4096 micro-batches, got \(microBatches.count)" }
+        if !(1...1024).contains(threads) { return "threads \(threads) is out of range (1 … 1024)" }
+        if RandomGenerator(state: random) == nil { return "its random state is not one the generator writes" }
+        return nil
+    }
+
+    /// The first example index that `count` examples do not have, in words, or nil.
+    public func examplesProblem(count: Int) -> String? {
+        for (b, batch) in microBatches.enumerated() {
+            if batch.isEmpty || batch.count > 1 << 20 { return "micro-batch \(b + 1) has \(batch.count) examples" }
+            if let bad = batch.first(where: { $0 < 0 || $0 >= count }) {
+                return "micro-batch \(b + 1) names example \(bad), but the data have \(count) examples (0 … \(count - 1)): the data changed since the run, or the record is damaged"
+            }
+        }
+        return nil
+    }
+
     /// The folder of a record in a run directory.
     public static func folder(step: Int, attempt: Int) -> String { String(format: "replay/step-%08d-%d", step, attempt) }
 }
@@ -80,18 +102,58 @@ public struct ReplayStore {
         }
         try AtomicFile.write(tensors, to: dir + "/weights.safetensors")
         try AtomicFile.write(json, to: dir + "/replay.json")
+        // Sizes and CRC-32C of both files, as a checkpoint's manifest: a damaged record is
+        // refused before anything is read from it.
+        let manifest = CheckpointManifest(
+            step: record.step, metric: nil,
+            files: [
+                "weights.safetensors": .init(bytes: tensors.count, crc32c: CRC32C.checksum(tensors)),
+                "replay.json": .init(bytes: json.count, crc32c: CRC32C.checksum(json))
+            ])
+        try AtomicFile.write(try RunRecords.encoder([.prettyPrinted, .sortedKeys]).encode(manifest), to: dir + "/manifest.json")
         return folder
+    }
+
+    /// Whether `folder` is a record's folder as `save` names it (`replay/step-NNNNNNNN-K`):
+    /// an incident's `replay` field never leads outside the run.
+    public static func isRecordFolder(_ folder: String) -> Bool {
+        let parts = folder.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0] == "replay", parts[1].hasPrefix("step-") else { return false }
+        return parts[1].dropFirst(5).allSatisfy { $0.isASCII && ($0.isNumber || $0 == "-") }
     }
 
     /// Reads the record in `folder` (relative to the run directory).
     public func load(_ folder: String) throws -> (record: ReplayRecord, weights: [String: Tensor]) {
         let dir = runDirectory + "/" + folder
-        let json = try FileContents.read(dir + "/replay.json", limit: 64 << 20)
+        guard Self.isRecordFolder(folder) else { throw FileError.cannotRead(path: dir, reason: "not a replay record's folder (replay/step-…)") }
+        func read(_ name: String) throws -> Data {
+            do { return try FileContents.read(dir + "/" + name, limit: 1 << 31) } catch let e as FileReadFailure {
+                throw FileError.cannotRead(path: dir + "/" + name, reason: e.reason)
+            }
+        }
+        let json = try read("replay.json"), weights = try read("weights.safetensors")
+        // Records written before they carried a manifest are read unverified.
+        if FileManager.default.fileExists(atPath: dir + "/manifest.json") {
+            let manifest: CheckpointManifest
+            do { manifest = try JSONDecoder().decode(CheckpointManifest.self, from: try read("manifest.json")) } catch let e as FileError { throw e } catch {
+                throw FileError.cannotRead(path: dir + "/manifest.json", reason: "not a replay manifest: \(RecordProblem.describe(error))")
+            }
+            for (name, data) in [("replay.json", json), ("weights.safetensors", weights)] {
+                guard let entry = manifest.files[name] else { throw FileError.cannotRead(path: dir + "/manifest.json", reason: "\(name) is not listed") }
+                let crc = CRC32C.checksum(data)
+                guard data.count == entry.bytes, crc == entry.crc32c else {
+                    throw FileError.cannotRead(
+                        path: dir + "/" + name,
+                        reason: "corrupt (\(data.count) bytes, CRC-32C \(String(format: "%08x", crc)); the manifest says \(entry.bytes) bytes, \(String(format: "%08x", entry.crc32c)))")
+                }
+            }
+        }
         let record: ReplayRecord
         do { record = try RunRecords.decoder().decode(ReplayRecord.self, from: json) } catch {
-            throw FileError.cannotRead(path: dir + "/replay.json", reason: "not a replay record: \(error)")
+            throw FileError.cannotRead(path: dir + "/replay.json", reason: "not a replay record: \(RecordProblem.describe(error))")
         }
-        return (record, try Safetensors.read(dir + "/weights.safetensors"))
+        if let problem = record.problem { throw FileError.cannotRead(path: dir + "/replay.json", reason: problem) }
+        return (record, try Safetensors.decode(weights, file: dir + "/weights.safetensors").tensors)
     }
 }
 

@@ -434,6 +434,18 @@ public final class Trainer {
         var worldSize: Int?
         /// Updates of the weight average (absent: no average, or written before it existed).
         var emaUpdates: Int?
+
+        /// What is out of range, for a state no run writes (edited, or from another program).
+        var problem: String? {
+            if step < 0 { return "step \(step) is negative" }
+            if epoch < 0 { return "epoch \(epoch) is negative" }
+            if batchInEpoch < 0 { return "batchInEpoch \(batchInEpoch) is negative" }
+            if config.batchSize < 1 { return "config.batchSize \(config.batchSize) is not positive" }
+            if let w = worldSize, w < 1 { return "worldSize \(w) is not positive" }
+            if let u = emaUpdates, u < 0 { return "emaUpdates \(u) is negative" }
+            if batchInEpoch > Int(Int32.max) / Swift.max(1, config.batchSize * (worldSize ?? 1)) { return "batchInEpoch \(batchInEpoch) is out of range" }
+            return nil
+        }
     }
 
     /// Writes a checkpoint of everything needed to continue (into the run directory).
@@ -559,8 +571,9 @@ public final class Trainer {
         }
         let state: State
         do { state = try RunRecords.decoder().decode(State.self, from: loaded.state) } catch {
-            throw CheckpointError.badManifest(checkpoint: loaded.path, reason: "state.json: \(error)")
+            throw CheckpointError.badState(checkpoint: loaded.path, reason: RecordProblem.describe(error))
         }
+        if let problem = state.problem { throw CheckpointError.badState(checkpoint: loaded.path, reason: problem) }
         _ = try model.load(stateDict: loaded.tensors["model"] ?? [:])
         try optimizer.load(stateDict: loaded.tensors["optimizer"] ?? [:])
         try optimizer.setHyperparameters(state.hyperparameters)
