@@ -127,18 +127,36 @@ int gg_decode_jpeg(const uint8_t *data, size_t size, size_t max_pixels, uint8_t 
         jpeg_destroy_decompress(&info);
         return 2;
     }
-    info.out_color_space = JCS_RGB;
+    // CMYK and YCCK (print) JPEGs: libjpeg gives CMYK, which becomes RGB here as Pillow
+    // converts it, R = (255 − C)(255 − K)/255; Adobe's files store the inks inverted.
+    int cmyk = info.jpeg_color_space == JCS_CMYK || info.jpeg_color_space == JCS_YCCK;
+    info.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     jpeg_start_decompress(&info);
     size_t stride = (size_t)info.output_width * 3;
-    buffer = malloc(stride * info.output_height);
+    buffer = malloc(stride * info.output_height + (cmyk ? (size_t)info.output_width * 4 : 0));
     if (!buffer) {
         jpeg_destroy_decompress(&info);
         set_message(message, message_size, "out of memory");
         return 1;
     }
     while (info.output_scanline < info.output_height) {
-        JSAMPROW row = buffer + stride * info.output_scanline;
-        jpeg_read_scanlines(&info, &row, 1);
+        size_t y = info.output_scanline;
+        if (cmyk) {
+            uint8_t *ink = buffer + stride * info.output_height;
+            JSAMPROW row = ink;
+            jpeg_read_scanlines(&info, &row, 1);
+            uint8_t *rgb = buffer + stride * y;
+            for (size_t x = 0; x < info.output_width; x++) {
+                unsigned c = ink[4 * x], m = ink[4 * x + 1], ye = ink[4 * x + 2], k = ink[4 * x + 3];
+                if (!info.saw_Adobe_marker) { c = 255 - c; m = 255 - m; ye = 255 - ye; k = 255 - k; }
+                rgb[3 * x] = (uint8_t)((c * k + 127) / 255);
+                rgb[3 * x + 1] = (uint8_t)((m * k + 127) / 255);
+                rgb[3 * x + 2] = (uint8_t)((ye * k + 127) / 255);
+            }
+        } else {
+            JSAMPROW row = buffer + stride * y;
+            jpeg_read_scanlines(&info, &row, 1);
+        }
     }
     jpeg_finish_decompress(&info);
     *width = (int)info.output_width;

@@ -542,9 +542,9 @@ extension RunConfig {
     /// Applies the settings of a YAML document.
     public mutating func apply(yaml: String, source: String) throws {
         let root: Node?
-        do { root = try Yams.compose(yaml: yaml) } catch let e as YamlError {
+        do { root = try SafeYAML.compose(yaml) } catch let e as YamlError {
             throw ConfigError(source: source, line: Self.line(of: e), key: nil, message: "not valid YAML: \(e)")
-        }
+        } catch let r as SafeYAML.Refusal { throw ConfigError(source: source, line: r.line, key: nil, message: r.message) }
         guard let root else { return }  // an empty file: all defaults
         guard case .mapping(let top) = root else {
             throw ConfigError(source: source, line: root.mark.map { $0.line }, key: nil, message: "expected a mapping of settings at the top")

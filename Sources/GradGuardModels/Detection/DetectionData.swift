@@ -64,19 +64,29 @@ public struct DetectionDataConfig: Equatable, Sendable {
     public var val: String
     public var names: [String]
 
+    /// The most classes a dataset may name (LVIS has 1 203; the head's class branch grows
+    /// with the count, and 100 000 names took 2.4 GB).
+    public static let maxClasses = 2_000
+
     public static func load(path: String) throws -> DetectionDataConfig {
         let data: Data
         do { data = try FileContents.read(path, limit: 1 << 20) } catch let e as FileReadFailure {
             throw DetectionDataError.config(path: path, line: nil, message: e.reason)
         }
-        return try parse(String(decoding: data, as: UTF8.self), path: path)
+        switch FileContents.utf8Text(data) {
+        case .success(let text): return try parse(text, path: path)
+        case .failure(let bad):
+            throw DetectionDataError.config(path: path, line: bad.line, message: "not UTF-8 text (byte \(bad.offset) is not valid UTF-8)")
+        }
     }
 
     /// Parses the text of a data.yaml found at `path` (relative paths in it are resolved
     /// against `path`'s folder).
     public static func parse(_ text: String, path: String) throws -> DetectionDataConfig {
         let node: Node?
-        do { node = try Yams.compose(yaml: text) } catch {
+        do { node = try SafeYAML.compose(text) } catch let r as SafeYAML.Refusal {
+            throw DetectionDataError.config(path: path, line: r.line, message: r.message)
+        } catch {
             throw DetectionDataError.config(path: path, line: nil, message: "not valid YAML: \(error)")
         }
         guard case .mapping(let map)? = node else {
@@ -120,6 +130,10 @@ public struct DetectionDataConfig: Equatable, Sendable {
             throw DetectionDataError.config(path: path, line: namesNode.mark?.line, message: "names: expected a list or a mapping of class names")
         }
         guard !names.isEmpty else { throw DetectionDataError.config(path: path, line: namesNode.mark?.line, message: "names: no classes") }
+        guard names.count <= maxClasses else {
+            throw DetectionDataError.config(
+                path: path, line: namesNode.mark?.line, message: "names: \(names.count) classes, more than the \(maxClasses) a detector may have")
+        }
         if let nc = map[Node("nc")]?.int, nc != names.count {
             throw DetectionDataError.config(path: path, line: map[Node("nc")]?.mark?.line, message: "nc is \(nc) but names lists \(names.count) classes")
         }

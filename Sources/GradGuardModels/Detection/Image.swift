@@ -46,10 +46,27 @@ public struct RGBImage: Equatable, Sendable {
     /// decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`, 89 478 485 ≈ 0.27 GB of RGB).
     public static let defaultMaxPixels = 89_478_485
 
+    /// The largest image file read for `maxPixels` pixels: an uncompressed PNG of 16-bit RGBA
+    /// (8 bytes a pixel) and 1 MiB of other chunks; anything larger is padding or not an image.
+    public static func maxFileBytes(maxPixels: Int) -> Int { Swift.min(Int(Int32.max), 8 * Swift.max(0, maxPixels) + (1 << 20)) }
+
     /// Reads a PNG or JPEG file (recognised by its first bytes, not its name).
     public static func read(path: String, maxPixels: Int = defaultMaxPixels) throws -> RGBImage {
         let data: Data
-        do { data = try FileContents.read(path, limit: 1 << 30) } catch let e as FileReadFailure {
+        do {
+            // A PNG declares its size in its first 24 bytes: the file may then be no larger
+            // than that many pixels can take, so padding is refused before it is read.
+            var limit = maxFileBytes(maxPixels: maxPixels)
+            let (fd, _) = try FileContents.openRegular(path, limit: limit)
+            var head = [UInt8](repeating: 0, count: 24)
+            let n = pread(fd, &head, 24, 0)
+            close(fd)
+            if n == 24, head.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
+                let w = head[16..<20].reduce(0) { $0 << 8 | Int($1) }, h = head[20..<24].reduce(0) { $0 << 8 | Int($1) }
+                if w > 0, h > 0, w <= maxPixels, h <= maxPixels, w * h <= maxPixels { limit = Swift.min(limit, maxFileBytes(maxPixels: w * h)) }
+            }
+            data = try FileContents.read(path, limit: limit)
+        } catch let e as FileReadFailure {
             throw ImageError.unreadable(path: path, reason: e.reason)
         }
         return try decode(data, path: path, maxPixels: maxPixels)
@@ -58,14 +75,14 @@ public struct RGBImage: Equatable, Sendable {
     /// Decodes PNG or JPEG bytes; `path` names them in errors. An image whose header
     /// declares more than `maxPixels` pixels is refused before anything is allocated.
     public static func decode(_ data: Data, path: String = "<memory>", maxPixels: Int = defaultMaxPixels) throws -> RGBImage {
-        let bytes = [UInt8](data)
-        let isPNG = bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]), isJPEG = bytes.starts(with: [0xFF, 0xD8, 0xFF])
+        let isPNG = data.starts(with: [0x89, 0x50, 0x4E, 0x47]), isJPEG = data.starts(with: [0xFF, 0xD8, 0xFF])
         guard isPNG || isJPEG else { throw ImageError.unsupportedFormat(path: path) }
         var out: UnsafeMutablePointer<UInt8>?
         var w: Int32 = 0, h: Int32 = 0
         var message = [CChar](repeating: 0, count: 256)
-        let status = bytes.withUnsafeBufferPointer { b in
-            isPNG
+        let status = data.withUnsafeBytes { raw in
+            let b = raw.bindMemory(to: UInt8.self)
+            return isPNG
                 ? gg_decode_png(b.baseAddress, b.count, Swift.max(0, maxPixels), &out, &w, &h, &message, message.count)
                 : gg_decode_jpeg(b.baseAddress, b.count, Swift.max(0, maxPixels), &out, &w, &h, &message, message.count)
         }

@@ -77,43 +77,55 @@ extension TranslationPair {
     /// Reads tab-separated pairs, one per line (`source<TAB>target`); blank lines and lines
     /// starting with `#` are skipped. A line without exactly one tab, or with an empty side,
     /// is an error naming the line.
+    /// The file is read line by line (an error on an early line is reported before the rest
+    /// is read), up to `maxFileBytes`.
     public static func load(path: String) throws -> [TranslationPair] {
-        let data: Data
-        do { data = try FileContents.read(path) } catch let e as FileReadFailure {
+        var pairs: [TranslationPair] = []
+        do {
+            try FileContents.forEachLine(path, limit: maxFileBytes, maxLineBytes: 8 * maxLength + 16) { number, bytes in
+                guard let line = String(validating: bytes, as: UTF8.self) else { throw TranslationDataError.notUTF8(path: path) }
+                if let pair = try parseLine(line, number: number, source: path) { pairs.append(pair) }
+            }
+        } catch let e as FileReadFailure {
             throw TranslationDataError.unreadable(path: path, reason: e.reason)
         }
-        guard let text = String(data: data, encoding: .utf8) else { throw TranslationDataError.notUTF8(path: path) }
-        return try parse(text, source: path)
+        return pairs
     }
 
-    /// Parses tab-separated pairs; `source` names the text in errors.
-    /// The longest side of a pair, in characters: a pair's tensors are as wide as the
-    /// longest sentence of the file, so one runaway line would size every batch.
-    public static let maxLength = 1_000
+    /// The largest pairs file read (256 MiB).
+    public static let maxFileBytes = 256 << 20
 
+    /// The longest side of a pair, in characters: a pair's tensors are as wide as the
+    /// longest sentence of the file, so one runaway line would size every batch (a pair of
+    /// 1 000 characters took 2.3 GB; 256 keeps the worst case near a tenth of that).
+    public static let maxLength = 256
+
+    /// Parses tab-separated pairs; `source` names the text in errors.
     public static func parse(_ text: String, source: String) throws -> [TranslationPair] {
-        var pairs: [TranslationPair] = []
         // "\r\n" is one Character (a newline) to Swift, so CRLF files split the same way.
-        for (i, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
-            if line.allSatisfy(\.isWhitespace) || line.hasPrefix("#") { continue }
-            let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
-            guard fields.count == 2 else {
-                throw TranslationDataError.malformedLine(
-                    path: source, line: i + 1,
-                    reason: "expected 'source<TAB>target', found \(fields.count - 1) tab\(fields.count == 2 ? "" : "s")")
-            }
-            let s = fields[0].trimmingCharacters(in: .whitespaces), t = fields[1].trimmingCharacters(in: .whitespaces)
-            guard !s.isEmpty, !t.isEmpty else {
-                throw TranslationDataError.malformedLine(path: source, line: i + 1, reason: "the \(s.isEmpty ? "source" : "target") is empty")
-            }
-            for (side, text) in [("source", s), ("target", t)] where text.count > maxLength {
-                throw TranslationDataError.malformedLine(
-                    path: source, line: i + 1,
-                    reason: "the \(side) has \(text.count) characters, more than the \(maxLength) a pair may have")
-            }
-            pairs.append(TranslationPair(source: s, target: t, origin: "\(source):\(i + 1)"))
+        try text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated().compactMap { i, line in
+            try parseLine(String(line), number: i + 1, source: source)
         }
-        return pairs
+    }
+
+    /// One line of a pairs file: a pair, nil for a blank or `#` line, or an error naming it.
+    static func parseLine(_ line: String, number: Int, source: String) throws -> TranslationPair? {
+        if line.allSatisfy(\.isWhitespace) || line.hasPrefix("#") { return nil }
+        let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
+        guard fields.count == 2 else {
+            throw TranslationDataError.malformedLine(
+                path: source, line: number,
+                reason: "expected 'source<TAB>target', found \(fields.count - 1) tab\(fields.count == 2 ? "" : "s")")
+        }
+        let s = fields[0].trimmingCharacters(in: .whitespaces), t = fields[1].trimmingCharacters(in: .whitespaces)
+        guard !s.isEmpty, !t.isEmpty else {
+            throw TranslationDataError.malformedLine(path: source, line: number, reason: "the \(s.isEmpty ? "source" : "target") is empty")
+        }
+        for (side, text) in [("source", s), ("target", t)] where text.count > maxLength {
+            throw TranslationDataError.malformedLine(
+                path: source, line: number, reason: "the \(side) has \(text.count) characters, more than the \(maxLength) a pair may have")
+        }
+        return TranslationPair(source: s, target: t, origin: "\(source):\(number)")
     }
 }
 
