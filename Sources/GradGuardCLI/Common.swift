@@ -239,7 +239,7 @@ enum Bounds {
     static let promptCharacters = 100_000
     static let sentenceCharacters = 10_000
     /// Images of one split of `data shapes`.
-    static let shapesImages = 0...100_000
+    static let shapesImages = 0...ShapesDataset.maxImages
 
     static func check<T: Comparable>(_ value: T, _ range: ClosedRange<T>, _ flag: String) throws {
         guard range.contains(value) else { throw ValidationError("\(flag) must be in \(range.lowerBound) … \(range.upperBound), got \(value)") }

@@ -23,6 +23,13 @@ struct DataCommand: ParsableCommand {
         @Option(name: .customLong("min-side"), parsing: .unconditional, help: "Smallest object side, as a fraction of the image side.") var minSide = 0.12
         @Option(name: .customLong("max-side"), parsing: .unconditional, help: "Largest object side, as a fraction of the image side.") var maxSide = 0.4
         @Flag(name: .long, help: "Write JPEG instead of PNG.") var jpeg = false
+        @Flag(name: .long, help: "Replace a shapes dataset written to --out before (never another folder).") var overwrite = false
+
+        func validate() throws {
+            try Bounds.check(train, Bounds.shapesImages, "--train")
+            try Bounds.check(val, Bounds.shapesImages, "--val")
+            try Bounds.check(seed, Bounds.seed, "--seed")
+        }
 
         func run() throws {
             guard train >= 0, val >= 0, size >= 16, size * size <= RGBImage.defaultMaxPixels, maxObjects >= 1, maxObjects <= 1000,
@@ -36,9 +43,9 @@ struct DataCommand: ParsableCommand {
             var o = ShapesDataset.Options(train: train, val: val, size: size, seed: UInt64(seed))
             (o.maxObjects, o.maxOverlap, o.jpeg, o.minSide, o.maxSide) = (maxObjects, maxOverlap, jpeg, minSide, maxSide)
             do {
-                let path = try ShapesDataset.write(to: out, options: o)
+                let path = try ShapesDataset.write(to: out, options: o, replace: overwrite)
                 print("wrote \(train) training and \(val) validation images of \(size)×\(size); dataset: \(path)")
-            } catch let e as ImageError { throw fail(e.description, code: Exit.missing) }
+            } catch let e as ShapesDataset.OutputRefused { throw fail(e.description, code: Exit.usage) }
         }
     }
 

@@ -7,7 +7,7 @@ extension Demo {
     func detector(steps: Int, lr: Double) throws -> DemoTable {
         let size = 128
         let o = ShapesDataset.Options(train: examples ?? 256, val: (examples ?? 256) / 4, size: size, seed: UInt64(seed))
-        let yaml = try ShapesDataset.write(to: runsDirectory + "/shapes", options: o)
+        let yaml = try ShapesDataset.write(to: runsDirectory + "/shapes", options: o, replace: true)
         let config = try DetectionDataConfig.load(path: yaml)
         let train = DetectionDataset(
             try DetectionSplit.load(config, split: "train", policy: .fail).samples, size: size,

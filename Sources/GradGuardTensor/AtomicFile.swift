@@ -27,7 +27,7 @@ public enum AtomicFile {
         if let e = error as? FileReadFailure { return e.reason }
         let ns = error as NSError
         if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError { return reason(underlying) }
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? Error { return reason(underlying) }
         if let e = error as? CocoaError {
             switch e.code {
             case .fileNoSuchFile, .fileReadNoSuchFile: return "no such file or directory"
@@ -38,7 +38,8 @@ public enum AtomicFile {
             default: break
             }
         }
-        return ns.localizedFailureReason ?? "\(error)"
+        // Never Foundation's dump of the error's domain and user info.
+        return ns.localizedFailureReason ?? "error \(ns.code)"
     }
 
     /// Writes `data` to `path` (which must not be a directory), durably. A symbolic link at

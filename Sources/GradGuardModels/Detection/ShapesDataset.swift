@@ -74,17 +74,85 @@ public enum ShapesDataset {
         return (image, boxes)
     }
 
-    /// Writes `data.yaml`, `images/{train,val}` and `labels/{train,val}` under `directory`.
-    /// Returns the path of `data.yaml`.
-    @discardableResult
-    public static func write(to directory: String, options o: Options = Options()) throws -> String {
+    /// Why a dataset cannot be written where it was asked to go.
+    public struct OutputRefused: Error, CustomStringConvertible, Equatable {
+        public let directory: String
+        public let reason: String
+        public var description: String { "\(directory): \(reason)" }
+    }
+
+    /// The file that marks a folder as a dataset this command wrote (JSON with a format).
+    public static let markerName = ".gradguard-dataset"
+
+    /// The most images of one split, and the disk the images of `o` may take at most (an
+    /// uncompressed image and its label each).
+    public static let maxImages = 100_000
+    static func worstCaseBytes(_ o: Options) -> Int { (o.train + o.val) * (o.size * o.size * 3 + 8192) }
+
+    /// Checks that `directory` may receive the dataset of `o`, clearing it when it holds an
+    /// earlier one and `replace` is set: the folder must be missing, empty, or a dataset this
+    /// command marked (never a folder of other files, whose data.yaml and images would be
+    /// replaced or mixed in); the counts within `maxImages`; and the disk must have room for
+    /// the worst case.
+    public static func prepare(_ directory: String, options o: Options, replace: Bool) throws {
         let fm = FileManager.default
+        guard (0...maxImages).contains(o.train), (0...maxImages).contains(o.val) else {
+            throw OutputRefused(directory: directory, reason: "at most \(maxImages) images a split, asked for \(o.train) and \(o.val)")
+        }
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: directory, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw OutputRefused(directory: directory, reason: "exists and is not a directory") }
+            let entries = (try? fm.contentsOfDirectory(atPath: directory)) ?? []
+            if !entries.isEmpty {
+                let marked = fm.fileExists(atPath: directory + "/" + markerName)
+                guard marked && replace else {
+                    throw OutputRefused(
+                        directory: directory,
+                        reason: marked
+                            ? "holds a shapes dataset already: pass --overwrite to replace it"
+                            : "is not empty and is not a dataset written by gradguard data shapes: choose a new or empty folder")
+                }
+                for e in ["images", "labels", "data.yaml", markerName] where fm.fileExists(atPath: directory + "/" + e) {
+                    do { try fm.removeItem(atPath: directory + "/" + e) } catch {
+                        throw ImageError.cannotWrite(path: directory + "/" + e, reason: "cannot remove: " + AtomicFile.reason(error))
+                    }
+                }
+            }
+        }
+        var existing = directory.isEmpty ? "." : directory
+        while !fm.fileExists(atPath: existing) && existing != "/" && !existing.isEmpty {
+            existing = (existing as NSString).deletingLastPathComponent
+            if existing.isEmpty { existing = "." }
+        }
+        var st = statvfs()
+        if statvfs(existing, &st) == 0, st.f_blocks > 0 {  // a pseudo file system has no size: its write fails instead
+            let free = Int(st.f_bavail) &* Int(st.f_frsize), need = worstCaseBytes(o)
+            guard need <= free else {
+                throw OutputRefused(
+                    directory: directory,
+                    reason: "\(o.train + o.val) images of \(o.size)×\(o.size) may take \(FileContents.byteCount(need)); the disk has \(FileContents.byteCount(free)) free")
+            }
+        }
+    }
+
+    /// Writes `data.yaml`, `images/{train,val}` and `labels/{train,val}` under `directory`
+    /// (see `prepare`), and marks the folder. Returns the path of `data.yaml`.
+    @discardableResult
+    public static func write(to directory: String, options o: Options = Options(), replace: Bool = false) throws -> String {
+        let fm = FileManager.default
+        try prepare(directory, options: o, replace: replace)
+        do { try fm.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
+            throw ImageError.cannotWrite(path: directory, reason: AtomicFile.reason(error))
+        }
+        do { try AtomicFile.write(Data("{\"kind\": \"gradguard-shapes\", \"format\": 1}\n".utf8), to: directory + "/" + markerName) } catch let e as FileError {
+            throw ImageError.cannotWrite(path: directory + "/" + markerName, reason: e.description)
+        }
         var g = RandomGenerator(seed: o.seed)
         for (split, n) in [("train", o.train), ("val", o.val)] {
             let images = directory + "/images/" + split, labels = directory + "/labels/" + split
             for d in [images, labels] {
                 do { try fm.createDirectory(atPath: d, withIntermediateDirectories: true) } catch {
-                    throw ImageError.cannotWrite(path: d, reason: error.localizedDescription)
+                    throw ImageError.cannotWrite(path: d, reason: AtomicFile.reason(error))
                 }
             }
             for i in 0..<n {
@@ -94,8 +162,8 @@ public enum ShapesDataset {
                 let stem = String(format: "%@_%05d", split, i)
                 try image.write(path: images + "/" + stem + (o.jpeg ? ".jpg" : ".png"), jpegQuality: 95)
                 let text = boxes.map { String(format: "%d %.6f %.6f %.6f %.6f", $0.classIndex, $0.cx, $0.cy, $0.w, $0.h) }.joined(separator: "\n")
-                do { try (text + "\n").write(toFile: labels + "/" + stem + ".txt", atomically: true, encoding: .utf8) } catch {
-                    throw ImageError.cannotWrite(path: labels + "/" + stem + ".txt", reason: error.localizedDescription)
+                do { try AtomicFile.write(Data((text + "\n").utf8), to: labels + "/" + stem + ".txt") } catch {
+                    throw ImageError.cannotWrite(path: labels + "/" + stem + ".txt", reason: AtomicFile.reason(error))
                 }
             }
         }
@@ -109,8 +177,8 @@ public enum ShapesDataset {
 
             """
         let path = directory + "/data.yaml"
-        do { try yaml.write(toFile: path, atomically: true, encoding: .utf8) } catch {
-            throw ImageError.cannotWrite(path: path, reason: error.localizedDescription)
+        do { try AtomicFile.write(Data(yaml.utf8), to: path) } catch {
+            throw ImageError.cannotWrite(path: path, reason: AtomicFile.reason(error))
         }
         return path
     }

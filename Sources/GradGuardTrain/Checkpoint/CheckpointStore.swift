@@ -82,13 +82,13 @@ public final class CheckpointStore {
     public func save(step: Int, tensors: [String: [String: Tensor]], state: Data, metric: Double? = nil) throws -> String {
         let fm = FileManager.default
         do { try fm.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
-            throw FileError.cannotWrite(path: directory, reason: error.localizedDescription)
+            throw FileError.cannotWrite(path: directory, reason: AtomicFile.reason(error))
         }
         let final = directory + "/" + Self.name(step)
         let tmp = directory + "/.partial-\(Self.name(step))-\(getpid())"
         try? fm.removeItem(atPath: tmp)
         do { try fm.createDirectory(atPath: tmp, withIntermediateDirectories: false) } catch {
-            throw FileError.cannotWrite(path: tmp, reason: error.localizedDescription)
+            throw FileError.cannotWrite(path: tmp, reason: AtomicFile.reason(error))
         }
         var entries: [String: CheckpointManifest.Entry] = [:]
         func put(_ data: Data, _ file: String) throws {
