@@ -96,6 +96,8 @@ struct Train: ParsableCommand {
                 try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml")
                 try RunReport.writeEnvironment(runDirectory: dir, communicator: world)
                 try w!.saveArtifacts(runDirectory: dir)
+                // The data files' sizes and checksums, for `resume` to tell when they change.
+                try DataFingerprint.of(c)?.save(runDirectory: dir)
             } catch let e as FileError where !existed {
                 try? FileManager.default.removeItem(atPath: dir)  // nothing was trained: leave no half-made run
                 throw e
@@ -117,10 +119,12 @@ struct Resume: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Continue a run from its newest checkpoint that verifies.")
     @Argument(help: "Run name or directory.") var runName: String
     @Option(name: .customLong("set"), parsing: .singleValue, help: "Override a setting, e.g. training.epochs=10.") var set: [String] = []
+    @Flag(name: .customLong("allow-data-change"), help: "Resume even when the data files changed since the run started.") var allowDataChange = false
     @OptionGroup var output: OutputFlags
 
     func run() throws {
         let dir = try runDirectory(runName)
+        for note in RunRecords.tornRecords(in: dir) { FileHandle.standardError.write(Data("gradguard: \(note); resuming cuts it off\n".utf8)) }
         var c: RunConfig
         do {
             let saved = try RunConfig.load(path: dir + "/config.yaml")
@@ -134,7 +138,21 @@ struct Resume: ParsableCommand {
         let world = try Launch.communicator(timeout: c.distributedTimeout)
         c.worldSize = world.size
         var lock: RunLock? = nil
-        try Launch.onRankZero(world) { lock = try RunLock(directory: dir) }
+        try Launch.onRankZero(world) {
+            lock = try RunLock(directory: dir)
+            // Data that changed since `train` make another experiment: said, and refused unless allowed.
+            if let old = try DataFingerprint.saved(runDirectory: dir), let now = try DataFingerprint.of(c) {
+                let changes = now.changes(since: old)
+                if !changes.isEmpty {
+                    let listed = changes.prefix(5).joined(separator: "; ") + (changes.count > 5 ? "; and \(changes.count - 5) more" : "")
+                    guard allowDataChange else {
+                        throw fail("\(dir): the data changed since the run started: \(listed); resume with --allow-data-change to train on them anyway", code: Exit.usage)
+                    }
+                    FileHandle.standardError.write(Data("gradguard: the data changed since the run started (allowed): \(listed)\n".utf8))
+                    try now.save(runDirectory: dir)
+                }
+            }
+        }
         let w = try workload(c, runDirectory: dir)
         let trainer = try w.makeTrainer(dir, lock, world)
         if let fault = try InjectedFault.fromEnvironment() { fault.install(trainer, rank: world.rank) }

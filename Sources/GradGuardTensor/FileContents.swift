@@ -12,6 +12,8 @@ public struct FileReadFailure: Error, CustomStringConvertible, Equatable, Sendab
     public let kind: Kind
     public let reason: String
     public var description: String { "\(path): \(reason)" }
+
+    public init(path: String, kind: Kind, reason: String) { (self.path, self.kind, self.reason) = (path, kind, reason) }
 }
 
 /// Where bytes stop being UTF-8: the byte offset and its line (from 1).
