@@ -29,6 +29,9 @@ public struct GradGuardCommand: ParsableCommand {
     public static func runAndExit(_ arguments: [String]? = nil) -> Never {
         // Progress lines reach a log as they are printed, not in blocks.
         lineBufferStandardOutput()
+        // A file-size limit (ulimit -f) makes writes fail with EFBIG, reported as any failed
+        // write is, instead of killing the process mid-record.
+        signal(SIGXFSZ, SIG_IGN)
         do {
             var command = try parseAsRoot(arguments)
             try command.run()

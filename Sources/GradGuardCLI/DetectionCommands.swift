@@ -93,13 +93,15 @@ struct Detect: ParsableCommand {
     }
 
     func run() throws {
+        let dir = try runDirectory(runName)
+        // The annotated copies never replace the images they were made from (checked before
+        // anything is loaded).
+        for folder in [out ?? dir + "/detect", (out ?? dir + "/detect") + "/labels"] {
+            try refuseOutput(folder, flag: "--out", over: [(images, "the images of --images")])
+        }
         let (c, trained) = try trainedModel(runName, kind: .detector, command: "detect")
         guard case let .detector(model, names) = trained else { throw fail("run \(runName) holds no detector", code: Exit.usage) }
-        let dir = try runDirectory(runName)
         let outDir = out ?? dir + "/detect"
-        // The annotated copies never replace the images they were made from.
-        try refuseOutput(outDir, flag: "--out", over: [(images, "the images of --images")])
-        try refuseOutput(outDir + "/labels", flag: "--out", over: [(images, "the images of --images")])
         guard let files = try? FileManager.default.contentsOfDirectory(atPath: images) else {
             throw fail("\(images): no such directory", code: Exit.missing)
         }

@@ -70,13 +70,7 @@ final class BadInputTests: CLITestCase {
     }
 
     func testAFullDiskIsAnErrorNamingTheFile() throws {
-        XCTAssertEqual(try run(["train", "--name", "a"] + tiny).code, 0)
-        // /dev/full answers every write with ENOSPC, as a full disk does.
-        try FileManager.default.removeItem(atPath: tmp + "/runs/a/metrics.jsonl")
-        try FileManager.default.createSymbolicLink(atPath: tmp + "/runs/a/metrics.jsonl", withDestinationPath: "/dev/full")
-        let r = try run(["resume", "a", "--set", "training.epochs=2"])
-        XCTAssertEqual(r.code, 5, r.err)
-        XCTAssertTrue(r.err.contains("cannot write runs/a/metrics.jsonl: No space left on device"), r.err)
+        // (A write that fails for want of room: HostileInputTests.testAFailedWriteNamesTheFile.)
         // A runs directory that cannot be made.
         let ro = try run(["train", "--name", "b", "--set", "runs_directory=/proc/gradguard-runs"] + tiny)
         XCTAssertEqual(ro.code, 5, ro.err)

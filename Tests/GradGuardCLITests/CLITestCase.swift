@@ -18,6 +18,22 @@ class CLITestCase: TemporaryDirectoryTestCase {
             XCTFail("the gradguard executable is missing at \(binary): `swift test` builds it with the tests")
             return (-1, "", "")
         }
-        return try runProcess(binary, args, in: tmp)
+        let r = try runProcess(binary, args, in: tmp)
+        // Every error a user can cause is a sentence: never Foundation's or Codable's dump.
+        for dump in ["Domain=", "CodingKeys", "UserInfo", "DecodingError", "Fatal error"] {
+            XCTAssertFalse(r.err.contains(dump), "\(args): the error output shows '\(dump)': \(r.err)")
+        }
+        return r
+    }
+
+    /// Runs `gradguard` with a time limit (a hang is a failure, not a stuck test) and, when
+    /// given, a file-size limit in KiB (`ulimit -f`: writes past it fail as on a full disk).
+    @discardableResult
+    func run(_ args: [String], seconds: Int, fileSizeKiB: Int? = nil) throws -> (code: Int32, out: String, err: String) {
+        let limit = fileSizeKiB.map { "ulimit -f \($0 * 2) 2>/dev/null || exit 99; " } ?? ""
+        let r = try runProcess("/bin/sh", ["-c", limit + "exec timeout \(seconds) \"$0\" \"$@\"", binary] + args, in: tmp)
+        XCTAssertNotEqual(r.code, 124, "\(args): still running after \(seconds) s")
+        XCTAssertNotEqual(r.code, 99, "ulimit -f is not available")
+        return r
     }
 }

@@ -119,10 +119,10 @@ public enum ShapesDataset {
                 }
             }
         }
-        var existing = directory.isEmpty ? "." : directory
-        while !fm.fileExists(atPath: existing) && existing != "/" && !existing.isEmpty {
-            existing = (existing as NSString).deletingLastPathComponent
-            if existing.isEmpty { existing = "." }
+        // The nearest folder that exists, where the disk's free space is read.
+        var existing = directory.hasPrefix("/") ? directory : fm.currentDirectoryPath + "/" + directory
+        while !fm.fileExists(atPath: existing), let slash = existing.lastIndex(of: "/") {
+            existing = slash == existing.startIndex ? "/" : String(existing[..<slash])
         }
         var st = statvfs()
         if statvfs(existing, &st) == 0, st.f_blocks > 0 {  // a pseudo file system has no size: its write fails instead
