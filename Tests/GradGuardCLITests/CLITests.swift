@@ -203,35 +203,36 @@ final class CLITests: CLITestCase {
         XCTAssertEqual(try run(["frobnicate"]).code, 2)  // a usage error, as documented
     }
 
-    /// Kills `gradguard train` (SIGKILL) at different moments while it checkpoints every
-    /// step: the run must always resume from a checkpoint that verifies.
+    /// Kills `gradguard train` (SIGKILL) while it checkpoints every step: the run must always
+    /// resume from a checkpoint that verifies. The first kill is deterministic (the process
+    /// kills itself after the backward pass of step 3, GRADGUARD_FAULT); two more strike at
+    /// moments after the first checkpoint appears, mid-save or not, and are checked when they
+    /// left a checkpoint (a kill before the first one has nothing to check).
     func testKilledDuringCheckpointingTheRunStillLoads() throws {
         guard FileManager.default.isExecutableFile(atPath: binary) else { return XCTFail("missing \(binary)") }
-        var exercised = 0
-        for (i, delay) in [0.0, 0.05, 0.15].enumerated() {
+        let settings = ["--quiet", "--set", "training.checkpoint_every=1", "--set", "training.epochs=50", "--set", "model.width=256", "--set", "data.train=2048"]
+        let killed = try runProcess(binary, ["train", "--name", "k0"] + settings, in: tmp, environment: ["GRADGUARD_FAULT": "kill@rank=0,step=3"])
+        XCTAssertTrue([SIGKILL, 128 + SIGKILL].contains(killed.code), "the fault did not kill the run (exit \(killed.code)): \(killed.err)")
+        let step = try XCTUnwrap(try? CheckpointStore(directory: tmp + "/runs/k0/checkpoints").loadLatest().checkpoint.step)
+        XCTAssertGreaterThanOrEqual(step, 1, "checkpoints were complete before the kill")
+        XCTAssertEqual(try run(["resume", "k0", "--quiet", "--set", "training.max_steps=\(step + 2)"]).code, 0)
+        for (i, delay) in [0.0, 0.05].enumerated() {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = [
-                "train", "--name", "k\(i)", "--quiet", "--set", "training.checkpoint_every=1", "--set", "training.epochs=50",
-                "--set", "model.width=256", "--set", "data.train=2048"
-            ]
+            p.arguments = ["train", "--name", "k\(i + 1)"] + settings
             p.currentDirectoryURL = URL(fileURLWithPath: tmp)
             try p.run()
-            // Once checkpoints are being written, kill it a moment later, mid-save or not.
-            let store0 = CheckpointStore(directory: tmp + "/runs/k\(i)/checkpoints")
-            let deadline = Date().addingTimeInterval(60)
-            while store0.list().isEmpty && p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+            let store0 = CheckpointStore(directory: tmp + "/runs/k\(i + 1)/checkpoints")
+            while store0.list().isEmpty && p.isRunning { Thread.sleep(forTimeInterval: 0.01) }
             Thread.sleep(forTimeInterval: delay)
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
-            let store = CheckpointStore(directory: tmp + "/runs/k\(i)/checkpoints")
-            guard !store.list().isEmpty else { continue }  // killed before the first checkpoint
-            exercised += 1
-            let step = try XCTUnwrap(try? store.loadLatest().checkpoint.step, "run k\(i) killed after \(delay) s has no loadable checkpoint")
-            let r = try run(["resume", "k\(i)", "--quiet", "--set", "training.max_steps=\(step + 2)"])
+            let store = CheckpointStore(directory: tmp + "/runs/k\(i + 1)/checkpoints")
+            guard !store.list().isEmpty else { continue }
+            let step = try XCTUnwrap(try? store.loadLatest().checkpoint.step, "run k\(i + 1) killed after \(delay) s has no loadable checkpoint")
+            let r = try run(["resume", "k\(i + 1)", "--quiet", "--set", "training.max_steps=\(step + 2)"])
             XCTAssertEqual(r.code, 0, r.err)
         }
-        XCTAssertEqual(exercised, 3)
     }
 
     func testDemoRNNPrintsItsTable() throws {

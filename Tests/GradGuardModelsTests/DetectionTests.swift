@@ -28,6 +28,15 @@ final class DetectionTests: TemporaryDirectoryTestCase {
         XCTAssertThrowsError(try RGBImage.read(path: tmp + "/none.png")) { XCTAssertEqual("\($0)", tmp + "/none.png: cannot read the image: no such file") }
     }
 
+    /// A CMYK JPEG (Adobe's, inks inverted, as Pillow and Photoshop write them) decodes to
+    /// the RGB Pillow's `convert("RGB")` gives: (215, 215, 0) first, (38, 63, 177) last.
+    func testCMYKJPEGDecodesAsPillowConvertsIt() throws {
+        let image = try RGBImage.read(path: fixturePath("cmyk.jpg"))
+        XCTAssertEqual([image.width, image.height], [8, 4])
+        let first = Array(image.pixels[0..<3]).map(Int.init), last = Array(image.pixels.suffix(3)).map(Int.init)
+        for (got, want) in zip(first + last, [215, 215, 0, 38, 63, 177]) { XCTAssertEqual(Double(got), Double(want), accuracy: 2, "\(first) \(last)") }
+    }
+
     func testLetterboxFlipAndHSV() {
         var image = RGBImage(width: 4, height: 2, fill: (0, 0, 0))
         image[0, 0] = (255, 255, 255)

@@ -32,7 +32,7 @@ final class TranslationTests: TemporaryDirectoryTestCase {
         // One runaway line would size every batch: refused, naming the line.
         let long = Array(repeating: "word", count: 200_000).joined(separator: " ")
         XCTAssertThrowsError(try TranslationPair.parse("a\tb\n\(long)\tx\n", source: "p.tsv")) {
-            XCTAssertEqual("\($0)", "p.tsv:2: the source has 999999 characters, more than the 1000 a pair may have")
+            XCTAssertEqual("\($0)", "p.tsv:2: the source has 999999 characters, more than the \(TranslationPair.maxLength) a pair may have")
         }
         let bad = tmp + "/bad.tsv"
         try Data([0x61, 0x09, 0xFF]).write(to: URL(fileURLWithPath: bad))

@@ -244,7 +244,7 @@ final class RecurrentKernelPathTests: XCTestCase {
             ]
             for (batch, hidden) in shapes {
                 let reference = run(kind, level: .portable, batch: batch, hidden: hidden)
-                for level in Kernels.supportedLevels.dropFirst() {
+                forEachVectorLevel("\(kind) cell") { level in
                     let a = run(kind, level: level, batch: batch, hidden: hidden)
                     XCTAssertEqual(a.count, reference.count)
                     for (i, (u, v)) in zip(a, reference).enumerated() {

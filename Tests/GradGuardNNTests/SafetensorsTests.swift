@@ -147,7 +147,29 @@ final class SafetensorsTests: XCTestCase {
     func testFailedWriteLeavesTheExistingFileIntact() throws {
         let path = dir.appendingPathComponent("keep.safetensors").path
         try Safetensors.write(["w": Tensor([1, 2])], to: path)
-        XCTAssertThrowsError(try Safetensors.write(["w": Tensor([3])], to: dir.appendingPathComponent("no/such/dir/x").path))
+        // The write fails at the very path it would replace (a file-size limit: as a full disk).
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        try withFileSizeLimit(4096) {
+            XCTAssertThrowsError(try Safetensors.write(["w": Tensor.ones([4096])], to: path)) { XCTAssertTrue("\($0)".contains("File too large"), "\($0)") }
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), before)
         XCTAssertEqual(try Safetensors.read(path)["w"]?.scalars, [1, 2])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains(".tmp-") }, [])
+    }
+
+    /// The header is checked before the data: tensors that would take more memory as Float32
+    /// than allowed are refused, in a file that is mostly a hole (no disk, no reading).
+    func testTensorsBeyondTheMemoryLimitAreRefusedFromTheHeader() throws {
+        let path = dir.appendingPathComponent("huge.safetensors").path
+        var header = Data(#"{"w":{"dtype":"F32","shape":[268435456],"data_offsets":[0,1073741824]}}"#.utf8)
+        while header.count % 8 != 0 { header.append(0x20) }
+        var file = Data()
+        withUnsafeBytes(of: UInt64(header.count).littleEndian) { file.append(contentsOf: $0) }
+        file.append(header)
+        try file.write(to: URL(fileURLWithPath: path))
+        XCTAssertEqual(truncate(path, off_t(file.count + (1 << 30))), 0)
+        XCTAssertThrowsError(try Safetensors.readWithMetadata(path, maxTensorBytes: 1 << 20)) {
+            guard case .tooLarge = ($0 as? SafetensorsError)?.fault else { return XCTFail("\($0)") }
+        }
     }
 }

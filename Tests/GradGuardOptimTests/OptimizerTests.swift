@@ -80,7 +80,7 @@ final class OptimizerTests: XCTestCase {
             }
             for (name, make) in configs where !name.hasSuffix("groups") {
                 let (reference, refNorm) = Kernels.withMaxLevel(.portable) { trajectory(make) }
-                for level in Kernels.supportedLevels.dropFirst() {
+                forEachVectorLevel("\(name) update") { level in
                     let (got, norm) = Kernels.withMaxLevel(level) { trajectory(make) }
                     assertClose(Tensor(got), Tensor(reference), rtol: 1e-5, atol: 1e-6, "\(name) \(level) count \(count)")
                     XCTAssertEqual(norm, refNorm, accuracy: refNorm * 1e-5, "\(name) \(level) count \(count)")

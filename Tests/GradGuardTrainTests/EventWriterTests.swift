@@ -85,11 +85,23 @@ final class EventWriterFileTests: TemporaryDirectoryTestCase {
         XCTAssertTrue(sizes.allSatisfy { $0 > 40 }, "\(sizes)")  // the header record and one scalar each
     }
 
-    func testAFullDiskIsThrownNamingTheFile() throws {
-        try FileManager.default.createSymbolicLink(atPath: tmp + "/full", withDestinationPath: "/dev/full")
-        let full = try AppendFile(path: tmp + "/full")
-        XCTAssertThrowsError(try full.append([1, 2, 3])) {
-            XCTAssertEqual("\($0)", "cannot write \(self.tmp)/full: No space left on device")
+    /// A write refused for want of room (a file-size limit here: the process ignores SIGXFSZ,
+    /// as `gradguard` does, so the write fails with EFBIG as on a full disk) names the file,
+    /// leaves the record file with whole records only, and leaves no temporary file behind.
+    func testAFailedWriteIsThrownNamingTheFileAndLeavesNothingHalfWritten() throws {
+        try withFileSizeLimit(4096) {
+        let records = try AppendFile(path: tmp + "/records")
+        try records.append([UInt8](repeating: 1, count: 3000))
+        XCTAssertThrowsError(try records.append([UInt8](repeating: 2, count: 3000))) {
+            XCTAssertEqual("\($0)", "cannot write \(self.tmp)/records: File too large")
         }
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: tmp + "/records")[.size] as? Int, 3000, "the record that did not fit is cut off")
+        XCTAssertThrowsError(try AtomicFile.write(Data(count: 8000), to: tmp + "/report.html"))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp).sorted(), ["records"], "no temporary file is left")
+        }
+        // Records are never written through a link, nor into a device or a FIFO.
+        try FileManager.default.createSymbolicLink(atPath: tmp + "/link", withDestinationPath: tmp + "/records")
+        XCTAssertThrowsError(try AppendFile(path: tmp + "/link")) { XCTAssertTrue("\($0)".contains("symbolic link"), "\($0)") }
+        XCTAssertThrowsError(try AppendFile(path: "/dev/null")) { XCTAssertTrue("\($0)".contains("not a regular file"), "\($0)") }
     }
 }

@@ -64,7 +64,7 @@ final class ReplayTests: TemporaryDirectoryTestCase {
         let store = ReplayStore(runDirectory: tmp, budgetBytes: 3000)
         let w = ["w": Tensor.zeros([100])]
         var r = ReplayRecord(
-            step: 1, epoch: 0, microBatches: [[1, 2]], accumulation: 1, random: [1, 2, 3, 4], threads: 2, loss: 1, globalNormBits: 0,
+            step: 1, epoch: 0, microBatches: [[1, 2]], accumulation: 1, random: RandomGenerator(seed: 1).state, threads: 2, loss: 1, globalNormBits: 0,
             tensorNormBits: [:])
         var kept: [String] = []
         for s in 1...6 {
@@ -85,6 +85,38 @@ final class ReplayTests: TemporaryDirectoryTestCase {
             let back = try wide.load(folder).record
             XCTAssertEqual(back.loss.isNaN, bad.isNaN)
             XCTAssertEqual(back.loss.isInfinite, bad.isInfinite)
+        }
+    }
+
+    /// A replay record carries a manifest: a flipped byte in either file, a record whose
+    /// numbers no run writes, and a folder that leads out of the run are refused by name.
+    func testDamagedReplayRecordsAreRefused() throws {
+        let store = ReplayStore(runDirectory: tmp, budgetBytes: 1 << 20)
+        var r = ReplayRecord(
+            step: 4, epoch: 0, microBatches: [[0, 3]], accumulation: 1, random: RandomGenerator(seed: 2).state, threads: 1, loss: 1,
+            globalNormBits: 0, tensorNormBits: [:])
+        let folder = try XCTUnwrap(try store.save(r, weights: ["w": Tensor.ones([8])], attempt: 0))
+        XCTAssertNoThrow(try store.load(folder))
+        for file in ["replay.json", "weights.safetensors"] {
+            let path = tmp + "/" + folder + "/" + file
+            let original = try Data(contentsOf: URL(fileURLWithPath: path))
+            var flipped = original
+            flipped[flipped.count - 2] ^= 0x01
+            try flipped.write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try store.load(folder)) { XCTAssertTrue("\($0)".contains("\(file): corrupt"), "\($0)") }
+            try original.write(to: URL(fileURLWithPath: path))
+        }
+        XCTAssertNil(r.examplesProblem(count: 4))
+        XCTAssertNotNil(r.examplesProblem(count: 3), "example 3 of 3")
+        r.microBatches = [[-1]]
+        XCTAssertNotNil(r.examplesProblem(count: 4))
+        for bad in [{ (x: inout ReplayRecord) in x.threads = 0 }, { $0.accumulation = -2 }, { $0.random = [1, 2] }, { $0.step = -1 }, { $0.microBatches = [] }] {
+            var x = r
+            bad(&x)
+            XCTAssertNotNil(x.problem)
+        }
+        for escape in ["../x", "replay/../../x", "/etc", "replay/step-1/../../.."] {
+            XCTAssertThrowsError(try store.load(escape)) { XCTAssertTrue("\($0)".contains("not a replay record's folder"), "\($0)") }
         }
     }
 }

@@ -19,8 +19,9 @@ extension Dictionary where Key == String, Value == Tensor {
     /// The tensor named `key`, failing the test when absent.
     public func at(_ key: String, file: StaticString = #filePath, line: UInt = #line) throws -> Tensor {
         guard let t = self[key] else {
+            // A missing key is a failure and an error, never a skip.
             XCTFail("fixture has no tensor '\(key)'", file: file, line: line)
-            throw XCTSkip("missing fixture key \(key)")
+            throw MissingFixtureKey(key: key)
         }
         return t
     }
@@ -168,4 +169,65 @@ public func testTrainerConfig(epochs: Int, batchSize: Int, seed: UInt64, maxStep
     c.evalEvery = evalEvery
     c.moduleNormsEvery = 0
     return c
+}
+
+/// A fixture without the tensor a test needs: the test fails (it is not skipped).
+public struct MissingFixtureKey: Error, CustomStringConvertible {
+    public let key: String
+    public var description: String { "fixture has no tensor '\(key)': run Scripts/make_fixtures.py" }
+}
+
+/// The vector levels this processor has by its own word (`/proc/cpuinfo`'s flags), read
+/// apart from the kernels' own detection: AVX2 with FMA, and AVX-512 F/DQ/BW/VL.
+public var processorVectorLevels: [KernelLevel] {
+    guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+        let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+    else { return [] }
+    let flags = Set(line.split(separator: " ").map(String.init))
+    var levels: [KernelLevel] = []
+    if flags.isSuperset(of: ["avx2", "fma"]) { levels.append(.avx2) }
+    if flags.isSuperset(of: ["avx512f", "avx512dq", "avx512bw", "avx512vl"]) { levels.append(.avx512) }
+    return levels
+}
+
+/// Runs `body` at every vector level above the portable one that this processor supports,
+/// prints which ran, and fails when the processor has a level the loop did not exercise (a
+/// loop over the kernels' own list would run zero times, silently, if their detection broke).
+public func forEachVectorLevel(_ what: String, file: StaticString = #filePath, line: UInt = #line, _ body: (KernelLevel) throws -> Void) rethrows {
+    let levels = Kernels.supportedLevels.filter { $0 > .portable }
+    for level in levels { try body(level) }
+    print("\(what): vector levels exercised: \(levels.isEmpty ? "none" : levels.map(\.name).joined(separator: ", "))")
+    for missing in processorVectorLevels where !levels.contains(missing) {
+        XCTFail("\(what): this processor has \(missing) but its kernels were not exercised", file: file, line: line)
+    }
+}
+
+/// A seeded generator for test inputs (SplitMix64): the same values on every run, so a
+/// failure can be reproduced.
+public struct SeededGenerator: RandomNumberGenerator {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Runs `body` with writes limited to files of `bytes` (RLIMIT_FSIZE, SIGXFSZ ignored): a
+/// write past the limit fails with EFBIG, as one on a full disk fails with ENOSPC.
+public func withFileSizeLimit<R>(_ bytes: Int, _ body: () throws -> R) rethrows -> R {
+    let previous = signal(SIGXFSZ, SIG_IGN)
+    var saved = rlimit()
+    getrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved)
+    var small = saved
+    small.rlim_cur = rlim_t(bytes)
+    setrlimit(Int32(RLIMIT_FSIZE.rawValue), &small)
+    defer {
+        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved)
+        signal(SIGXFSZ, previous)
+    }
+    return try body()
 }

@@ -86,7 +86,16 @@ public struct ReplayStore {
         let tensors = try Safetensors.encode(weights)
         // A step's loss may be NaN or infinite (the incidents worth replaying).
         let json = try RunRecords.encoder([.prettyPrinted, .sortedKeys]).encode(record)
-        let size = tensors.count + json.count
+        // Sizes and CRC-32C of both files, as a checkpoint's manifest: a damaged record is
+        // refused before anything is read from it.
+        let manifest = try RunRecords.encoder([.prettyPrinted, .sortedKeys]).encode(
+            CheckpointManifest(
+                step: record.step, metric: nil,
+                files: [
+                    "weights.safetensors": .init(bytes: tensors.count, crc32c: CRC32C.checksum(tensors)),
+                    "replay.json": .init(bytes: json.count, crc32c: CRC32C.checksum(json))
+                ]))
+        let size = tensors.count + json.count + manifest.count
         guard size <= budgetBytes else { return nil }
         var present = records()
         var used = present.reduce(0) { $0 + $1.bytes }
@@ -102,15 +111,7 @@ public struct ReplayStore {
         }
         try AtomicFile.write(tensors, to: dir + "/weights.safetensors")
         try AtomicFile.write(json, to: dir + "/replay.json")
-        // Sizes and CRC-32C of both files, as a checkpoint's manifest: a damaged record is
-        // refused before anything is read from it.
-        let manifest = CheckpointManifest(
-            step: record.step, metric: nil,
-            files: [
-                "weights.safetensors": .init(bytes: tensors.count, crc32c: CRC32C.checksum(tensors)),
-                "replay.json": .init(bytes: json.count, crc32c: CRC32C.checksum(json))
-            ])
-        try AtomicFile.write(try RunRecords.encoder([.prettyPrinted, .sortedKeys]).encode(manifest), to: dir + "/manifest.json")
+        try AtomicFile.write(manifest, to: dir + "/manifest.json")
         return folder
     }
 
