@@ -5,7 +5,9 @@
 //   -Xcc -fsanitize=fuzzer-no-link,address
 import PackageDescription
 
-let targets = ["FuzzSafetensors", "FuzzConfig", "FuzzLabels", "FuzzDataYAML", "FuzzPairs", "FuzzText", "FuzzImage"]
+let targets = [
+    "FuzzSafetensors", "FuzzConfig", "FuzzLabels", "FuzzDataYAML", "FuzzPairs", "FuzzText", "FuzzImage", "FuzzRunRecords", "FuzzReplayRecord"
+]
 
 let package = Package(
     name: "GradGuardFuzz",

@@ -11,7 +11,7 @@ seconds="${1:-30}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(FuzzSafetensors FuzzConfig FuzzLabels FuzzDataYAML FuzzPairs FuzzText FuzzImage)
+    targets=(FuzzSafetensors FuzzConfig FuzzLabels FuzzDataYAML FuzzPairs FuzzText FuzzImage FuzzRunRecords FuzzReplayRecord)
 fi
 swift build --package-path Fuzz --scratch-path .build-fuzz \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xcc -fsanitize=fuzzer-no-link,address

@@ -33,15 +33,27 @@ final class AnchorFreeHeadTests: XCTestCase {
             Box(x0: 0, y0: 0, x1: 10, y1: 10, classIndex: 0), Box(x0: 0, y0: 0, x1: 5, y1: 10, classIndex: 0),
             Box(x0: 0, y0: 0, x1: 10, y1: 10, classIndex: 0), Box(x0: 0, y0: 0, x1: 10, y1: 10, classIndex: 0)
         ]
-        // t = s^0.5·u^6: 0.949, 0.707·0.5⁶ = 0.0110, 0.316; the point outside is no candidate.
+        // u is the CIoU: 1 for the exact boxes; for the left half, IoU 0.5 less the centres'
+        // distance² over the enclosing diagonal² (2.5² / 200) and α·v with
+        // v = 4/π²·(atan 1 − atan 0.5)², α = v / (v + 0.5).
+        let v = 4 / (Double.pi * Double.pi) * Foundation.pow(Foundation.atan(1.0) - Foundation.atan(0.5), 2)
+        let half = 0.5 - 6.25 / 200 - v * v / (v + 0.5)
+        XCTAssertEqual(TaskAlignedAssigner.completeIoU([0, 0, 10, 10], [0, 0, 5, 10]), half, accuracy: 1e-6)
+        // t = s^0.5·u^6: 0.949, 0.707·u⁶ = 0.0071, 0.316; the point outside is no candidate.
         let a = TaskAlignedAssigner(topK: 2).assign(points: points, scores: scores, predicted: predicted, truths: [truth])
         XCTAssertEqual(a.box, [0, nil, 0, nil])
-        XCTAssertEqual(a.score[0], 1, accuracy: 1e-8)  // the best point gets the best IoU, 1
-        XCTAssertEqual(a.score[2], 0.1.squareRoot() / 0.9.squareRoot(), accuracy: 1e-8)
+        XCTAssertEqual(a.score[0], 1, accuracy: 1e-6)  // the best point gets the best overlap, 1
+        XCTAssertEqual(a.score[2], 0.1.squareRoot() / 0.9.squareRoot(), accuracy: 1e-6)
         XCTAssertEqual(a.score[1], 0)
         // With k = 3 the weak point joins, scaled the same way.
         let k3 = TaskAlignedAssigner(topK: 3).assign(points: points, scores: scores, predicted: predicted, truths: [truth])
-        XCTAssertEqual(k3.score[1], 0.5.squareRoot() * Foundation.pow(0.5, 6) / 0.9.squareRoot(), accuracy: 1e-8)
+        XCTAssertEqual(k3.score[1], 0.5.squareRoot() * Foundation.pow(half, 6) / 0.9.squareRoot(), accuracy: 1e-6)
+        // A box smaller than `minSide` is widened to it about its centre: the point at (6, 6)
+        // lies outside the 4×4 box at (1, 1)–(5, 5) but inside it widened to 16.
+        let small = Box(x0: 1, y0: 1, x1: 5, y1: 5, classIndex: 0)
+        let near = [Box(x0: 1, y0: 1, x1: 5, y1: 5, classIndex: 0)]
+        XCTAssertEqual(TaskAlignedAssigner().assign(points: [(6, 6)], scores: [[0.5]], predicted: near, truths: [small]).box, [nil])
+        XCTAssertEqual(TaskAlignedAssigner(minSide: 16).assign(points: [(6, 6)], scores: [[0.5]], predicted: near, truths: [small]).box, [0])
         // A point inside two boxes keeps the one its predicted box overlaps most.
         let other = Box(x0: 4, y0: 4, x1: 20, y1: 20, classIndex: 1)
         let both = TaskAlignedAssigner().assign(

@@ -50,6 +50,30 @@ final class DecoupledHeadTests: XCTestCase {
         }
     }
 
+    /// The decoupled head's loss against Ultralytics' own `v8DetectionLoss` (8.4) on fixed
+    /// head outputs and targets (Scripts/make_detector_loss_fixture.py): the box (CIoU), class
+    /// (BCE) and DFL parts, each with its gain and × batch, and the gradient of their sum with
+    /// respect to every output. Tolerances: float32 sums over 2 × 84 cells, and the assigner's
+    /// top-k ties broken in the same order.
+    func testLossMatchesUltralyticsV8DetectionLoss() throws {
+        let f = try fixture("detector_loss.safetensors")
+        let outputs = try (0..<3).map { k -> Tensor in
+            let t = try f.at("out\(k)")
+            return Tensor(shape: t.shape, scalars: t.scalars, requiresGrad: true)
+        }
+        var loss = YOLOLoss(classes: 3, imageSize: 64, head: .decoupled, strides: [8, 16, 32])
+        loss.box = .ciou
+        loss.boxGain = 7.5
+        let parts = loss(outputs, targets: try f.at("targets"))
+        XCTAssertEqual(parts.box.item, try f.at("box").item, accuracy: 1e-4 * (try f.at("box").item))
+        XCTAssertEqual(parts.classes.item, try f.at("cls").item, accuracy: 1e-4 * (try f.at("cls").item))
+        XCTAssertEqual(parts.dfl.item, try f.at("dfl").item, accuracy: 1e-4 * (try f.at("dfl").item))
+        parts.total.backward()
+        for k in 0..<3 {
+            assertClose(try XCTUnwrap(outputs[k].grad), try f.at("grad\(k)"), rtol: 1e-3, atol: 1e-5, "scale \(k)")
+        }
+    }
+
     /// Decoding the decoupled head by hand: a side's distribution peaked on bin 2 (logit 30,
     /// the rest 0) is 2 strides long; the class probability is σ(logit).
     func testDecodingDistributionsByHand() {

@@ -56,6 +56,7 @@ final class MosaicTests: XCTestCase {
             }
         }
         XCTAssertGreaterThan(boxesSeen, 20)
+        XCTAssertEqual(flippedOrNot, [true, false], "some examples have a box right of the centre and some none")
         // After the mosaic epochs, single letterboxed images with their one box.
         XCTAssertEqual(data.example(4, epoch: 2).boxes.count, 1)
         // The same example and epoch draw the same mosaic.

@@ -91,6 +91,8 @@ public struct YOLOLoss: Sendable {
         self.strides = strides
         boxGain = Self.defaultBoxGain(for: head)
         box = head == .coupled ? .giou : .ciou
+        // Ultralytics widens a box's candidate region to the middle stride.
+        assigner.minSide = Double(strides.count > 1 ? strides[1] : strides[0])
     }
 
     /// The loss that goes with `model`: its head, strides and bins.
