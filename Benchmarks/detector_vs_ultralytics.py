@@ -58,7 +58,7 @@ def ultralytics(data):
 results = {}
 for name, options in DATASETS.items():
     folder = os.path.join(out, name)
-    subprocess.run([GRADGUARD, "data", "shapes", "--out", folder, *options], check=True, capture_output=True)
+    subprocess.run([GRADGUARD, "data", "shapes", "--out", folder, "--overwrite", *options], check=True, capture_output=True)
     data = os.path.join(folder, "data.yaml")
     results[name] = {"ultralytics": ultralytics(data), "gradguard": gradguard(f"defaults-{name}", data)}
     print(name, json.dumps(results[name]), flush=True)
