@@ -79,7 +79,10 @@ def check_stabilizers(out):
     claim("stabilizers: unstabilized Adam at lr 0.1 spikes (median ≥ 1 loss spike)", spikes("none") >= 1)
     for name in ("adagc", "autoclip p10", "update clipping (StableAdamW)"):
         claim(f"stabilizers: {name} keeps the median at ≤ 1 loss spike", spikes(name) <= 1)
-    claim("stabilizers: SPAM has the most spikes", all(spikes("spam") >= spikes(n) for n in by))
+    # Whether SPAM spikes most of all depends on the CPU (it did on an AMD EPYC, not on an Intel
+    # Xeon): the claim is only that it spikes more than the three that keep runs smooth.
+    claim("stabilizers: SPAM spikes more than AdaGC, AutoClip and update clipping",
+          all(spikes("spam") > spikes(n) for n in ("adagc", "autoclip p10", "update clipping (StableAdamW)")))
     claim("stabilizers: the full guard ends below no stabilizer (median validation loss)",
           median(by["full guard (global-norm 1, z-score skip)"][1]) < median(by["none"][1]))
 

@@ -23,7 +23,11 @@ public enum AtomicFile {
     /// A sentence for a Foundation file error ("no space left on device", "permission
     /// denied"), from its POSIX cause where it has one, instead of its domain and code.
     public static func reason(_ error: Error) -> String {
-        if let e = error as? FileError { return e.description }
+        if let e = error as? FileError {
+            switch e {
+            case let .cannotWrite(_, r), let .cannotRead(_, r): return r
+            }
+        }
         if let e = error as? FileReadFailure { return e.reason }
         let ns = error as NSError
         if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
@@ -61,14 +65,26 @@ public enum AtomicFile {
         try syncDirectory(dir.isEmpty ? "." : dir)
     }
 
+    /// Opens the regular file at `path` for writing with `flags` (O_CREAT, O_APPEND, …) and
+    /// returns it with its size. Never through a symbolic link (`O_NOFOLLOW`), and never a
+    /// FIFO, a device or a directory (refused before anything waits on it).
+    public static func openRegularForWriting(_ path: String, flags: Int32) throws -> (fd: Int32, size: Int) {
+        let fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
+        guard fd >= 0 else { throw FileError.cannotWrite(path: path, reason: errno == ELOOP ? "is a symbolic link" : errnoText()) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw FileError.cannotWrite(path: path, reason: "is not a regular file")
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        return (fd, Int(st.st_size))
+    }
+
     /// Writes `data` to a new file and flushes it to disk (no rename). A symbolic link at
     /// `path` is refused (`O_NOFOLLOW`); with `exclusive` the file must not exist.
     public static func writeAndSync(_ data: Data, to path: String, exclusive: Bool = false) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (exclusive ? O_EXCL : O_TRUNC), 0o644)
-        guard fd >= 0 else { throw FileError.cannotWrite(path: path, reason: errno == ELOOP ? "is a symbolic link" : errnoText()) }
+        let (fd, _) = try openRegularForWriting(path, flags: O_WRONLY | O_CREAT | (exclusive ? O_EXCL : O_TRUNC))
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw FileError.cannotWrite(path: path, reason: "is not a regular file") }
         try data.withUnsafeBytes { raw in
             var off = 0
             while off < raw.count {

@@ -9,11 +9,6 @@ import _TestSupport
 /// What a user can get wrong, run through the binary: every case ends in a sentence and its
 /// documented exit code, and nothing already saved is lost or corrupted.
 final class BadInputTests: CLITestCase {
-    let tiny = [
-        "--set", "data.train=128", "--set", "data.validation=32", "--set", "model.layers=2", "--set", "training.epochs=1",
-        "--quiet"
-    ]
-
     func testRunNamesNeverLeaveTheRunsDirectory() throws {
         let keep = tmp + "/keep.txt"
         _ = FileManager.default.createFile(atPath: keep, contents: Data("precious".utf8))

@@ -4,6 +4,12 @@ import _TestSupport
 
 /// A test case with a temporary working directory that runs the built `gradguard` binary in it.
 class CLITestCase: TemporaryDirectoryTestCase {
+    /// A run small enough for a debug build: the built-in MLP, 2 layers, 128 examples, 1 epoch.
+    let tiny = [
+        "--set", "data.train=128", "--set", "data.validation=32", "--set", "model.layers=2", "--set", "training.epochs=1",
+        "--quiet"
+    ]
+
     var binary: String {
         // The executables are built beside the test bundle (.build/<triple>/debug/).
         let here = Bundle(for: CLITestCase.self).bundleURL

@@ -10,11 +10,6 @@ import _TestSupport
 /// variant: nothing a user owns is deleted or written through, nothing traps, nothing waits
 /// on a FIFO or expands without bound, and every failure is a sentence with its exit code.
 final class HostileInputTests: CLITestCase {
-    let tiny = [
-        "--set", "data.train=128", "--set", "data.validation=32", "--set", "model.layers=2", "--set", "training.epochs=1",
-        "--quiet"
-    ]
-
     func write(_ text: String, _ name: String) {
         let path = tmp + "/" + name
         try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)

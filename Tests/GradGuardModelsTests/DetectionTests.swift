@@ -349,6 +349,24 @@ final class DetectionTests: TemporaryDirectoryTestCase {
         XCTAssertTrue(parts.box.item.isFinite && parts.box.item > 0)
     }
 
+    /// The coupled head's loss by hand, on outputs of all-zero logits: every prediction is a
+    /// 32×32 box centred on its cell (σ(0)·2 − 0.5 + cell, (σ(0)·2)²·4·stride), and every BCE
+    /// against a target in [0, 1] is ln 2. One 10×12 box of class 1 at (20, 20) goes to stride
+    /// 8 (its side ≤ 64), cells (2, 2), (3, 2) and (2, 3) (the centre's and the nearer
+    /// neighbours, its fractions being 0.5); each of the three predictions holds the whole box,
+    /// so GIoU = IoU = 120/1024. Parts, with YOLOv5's gains at 64 pixels over two scales:
+    /// box 0.05·3/2·(1 − 120/1024); objectness ln 2·(4 + 1)·(64/640)²·3/2; classes
+    /// ln 2·0.5·(2/80)·3/2.
+    func testCoupledLossByHand() {
+        let outputs = [Tensor.zeros([1, 7, 8, 8]), Tensor.zeros([1, 7, 4, 4])]
+        let parts = YOLOLoss(classes: 2, imageSize: 64)(outputs, targets: Tensor(shape: [1, 1, 5], scalars: [1, 20, 20, 10, 12]))
+        let ln2 = Foundation.log(2.0)
+        XCTAssertEqual(Double(parts.box.item), 0.05 * 1.5 * (1 - 120.0 / 1024), accuracy: 1e-6)
+        XCTAssertEqual(Double(parts.objectness.item), ln2 * 5 * 0.01 * 1.5, accuracy: 1e-6)
+        XCTAssertEqual(Double(parts.classes.item), ln2 * 0.5 * 2 / 80 * 1.5, accuracy: 1e-6)
+        XCTAssertEqual(parts.total.item, parts.box.item + parts.objectness.item + parts.classes.item, accuracy: 1e-6)
+    }
+
     func testLossPartsAndGradientsReachEveryParameter() {
         DefaultGenerator.seed(1)
         let model = YOLODetector(classes: 2, width: 4, imageSize: 64)

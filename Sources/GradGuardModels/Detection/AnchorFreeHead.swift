@@ -79,40 +79,53 @@ public struct TaskAlignedAssigner: Sendable {
         let a = points.count, n = truths.count
         var box = [Int?](repeating: nil, count: a), score = [Double](repeating: 0, count: a)
         guard n > 0, a > 0 else { return Assignment(box: box, score: score) }
-        // Overlap and alignment of every point inside every box's candidate region.
-        var overlap = [[Double]](repeating: [Double](repeating: 0, count: a), count: n)
-        var metric = overlap
-        var chosen = [[Bool]](repeating: [Bool](repeating: false, count: a), count: n)
+        // Overlap and alignment of every point inside every box's candidate region, box-major
+        // ([g · a + i]); the number of boxes that chose each point, and the last that did.
+        var overlap = [Double](repeating: 0, count: n * a), metric = overlap
+        var claims = [Int](repeating: 0, count: a), claimant = [Int](repeating: 0, count: a)
+        var inside: [Int] = []
         for (gi, g) in truths.enumerated() {
             let cx = (g.x0 + g.x1) / 2, cy = (g.y0 + g.y1) / 2
             let hw = Swift.max(g.x1 - g.x0, minSide) / 2, hh = Swift.max(g.y1 - g.y0, minSide) / 2
-            var inside: [Int] = []
+            let truth = [g.x0, g.y0, g.x1, g.y1]
+            inside.removeAll(keepingCapacity: true)
             for (i, p) in points.enumerated() where p.x - (cx - hw) > 1e-9 && p.y - (cy - hh) > 1e-9 && (cx + hw) - p.x > 1e-9 && (cy + hh) - p.y > 1e-9 {
-                let u = Swift.max(
-                    0, Self.completeIoU([g.x0, g.y0, g.x1, g.y1], [predicted[i].x0, predicted[i].y0, predicted[i].x1, predicted[i].y1]))
-                overlap[gi][i] = u
-                metric[gi][i] = Foundation.pow(scores[i][g.classIndex], alpha) * Foundation.pow(u, beta)
+                let q = predicted[i]
+                let u = Swift.max(0, Self.completeIoU(truth, [q.x0, q.y0, q.x1, q.y1]))
+                overlap[gi * a + i] = u
+                metric[gi * a + i] = Foundation.pow(scores[i][g.classIndex], alpha) * Foundation.pow(u, beta)
                 inside.append(i)
             }
             // Largest alignment first; ties keep the lower point index, as a stable top-k.
-            for i in inside.sorted(by: { metric[gi][$0] != metric[gi][$1] ? metric[gi][$0] > metric[gi][$1] : $0 < $1 }).prefix(topK) {
-                chosen[gi][i] = true
+            let row = gi * a
+            inside.sort { metric[row + $0] != metric[row + $1] ? metric[row + $0] > metric[row + $1] : $0 < $1 }
+            for i in inside.prefix(topK) {
+                claims[i] += 1
+                claimant[i] = gi
             }
         }
         // A point chosen by several boxes goes to the box it overlaps most (the first on a tie).
-        var owner = [Int?](repeating: nil, count: a)
-        for i in 0..<a {
-            let claims = (0..<n).filter { chosen[$0][i] }
-            guard !claims.isEmpty else { continue }
-            owner[i] = claims.count == 1 ? claims[0] : (0..<n).max { overlap[$0][i] < overlap[$1][i] || overlap[$0][i] == overlap[$1][i] && $0 > $1 }
-        }
-        for gi in 0..<n {
-            let kept = (0..<a).filter { owner[$0] == gi }
-            guard let maxMetric = kept.map({ metric[gi][$0] }).max(), let maxOverlap = kept.map({ overlap[gi][$0] }).max() else { continue }
-            for i in kept {
-                box[i] = gi
-                score[i] = metric[gi][i] * maxOverlap / (maxMetric + 1e-9)
+        var owner = [Int](repeating: -1, count: a)
+        for i in 0..<a where claims[i] > 0 {
+            if claims[i] == 1 {
+                owner[i] = claimant[i]
+                continue
             }
+            var best = 0
+            for gi in 1..<n where overlap[gi * a + i] > overlap[best * a + i] { best = gi }
+            owner[i] = best
+        }
+        // Per box, the largest alignment and overlap among its points.
+        var maxMetric = [Double](repeating: -1, count: n), maxOverlap = [Double](repeating: 0, count: n)
+        for i in 0..<a where owner[i] >= 0 {
+            let gi = owner[i]
+            maxMetric[gi] = Swift.max(maxMetric[gi], metric[gi * a + i])
+            maxOverlap[gi] = Swift.max(maxOverlap[gi], overlap[gi * a + i])
+        }
+        for i in 0..<a where owner[i] >= 0 {
+            let gi = owner[i]
+            box[i] = gi
+            score[i] = metric[gi * a + i] * maxOverlap[gi] / (maxMetric[gi] + 1e-9)
         }
         return Assignment(box: box, score: score)
     }

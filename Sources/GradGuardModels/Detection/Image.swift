@@ -119,7 +119,8 @@ public struct RGBImage: Equatable, Sendable {
     public func write(path: String, jpegQuality: Int = 90) throws {
         let lower = path.lowercased()
         let data = lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg") ? try jpegData(quality: jpegQuality) : try pngData()
-        do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+        // Through a fresh temporary file, never through a link at `path`; removed on failure.
+        do { try AtomicFile.write(data, to: path) } catch {
             throw ImageError.cannotWrite(path: path, reason: AtomicFile.reason(error))
         }
     }

@@ -145,7 +145,7 @@ public enum ShapesDataset {
             throw ImageError.cannotWrite(path: directory, reason: AtomicFile.reason(error))
         }
         do { try AtomicFile.write(Data("{\"kind\": \"gradguard-shapes\", \"format\": 1}\n".utf8), to: directory + "/" + markerName) } catch let e as FileError {
-            throw ImageError.cannotWrite(path: directory + "/" + markerName, reason: e.description)
+            throw ImageError.cannotWrite(path: directory + "/" + markerName, reason: AtomicFile.reason(e))
         }
         var g = RandomGenerator(seed: o.seed)
         for (split, n) in [("train", o.train), ("val", o.val)] {

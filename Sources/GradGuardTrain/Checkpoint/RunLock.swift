@@ -31,15 +31,7 @@ public final class RunLock {
         }
         let path = directory + "/" + RunLock.fileName
         // Never through a symbolic link: the process id would be written into its target.
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
-        guard fd >= 0 else {
-            throw FileError.cannotWrite(path: path, reason: errno == ELOOP ? "is a symbolic link, not the run's lock file" : AtomicFile.errnoText())
-        }
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
-            close(fd)
-            throw FileError.cannotWrite(path: path, reason: "is not a regular file, not the run's lock file")
-        }
+        let (fd, _) = try AtomicFile.openRegularForWriting(path, flags: O_RDWR | O_CREAT)
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let busy = errno == EWOULDBLOCK
             let reason = AtomicFile.errnoText()

@@ -19,19 +19,10 @@ public final class AppendFile {
     /// (records are never written outside the run through a link). With `wholeLines`, a torn
     /// last line is cut off, so the next record starts on a line of its own.
     public init(path: String, exclusive: Bool = false, wholeLines: Bool = false) throws {
-        let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (exclusive ? O_EXCL : 0), 0o644)
-        guard fd >= 0 else {
-            throw FileError.cannotWrite(path: path, reason: errno == ELOOP ? "is a symbolic link; records are written only to regular files" : AtomicFile.errnoText())
-        }
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
-            close(fd)
-            throw FileError.cannotWrite(path: path, reason: "is not a regular file")
-        }
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        let (fd, size) = try AtomicFile.openRegularForWriting(path, flags: O_RDWR | O_APPEND | O_CREAT | (exclusive ? O_EXCL : 0))
         self.fd = fd
         self.path = path
-        if wholeLines { tornBytes = try Self.cutTornLine(fd, size: Int(st.st_size), path: path) }
+        if wholeLines { tornBytes = try Self.cutTornLine(fd, size: size, path: path) }
     }
 
     /// Truncates the file after its last line break; returns the bytes removed.
