@@ -13,7 +13,8 @@ struct SettingFlags: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "Learning rate.") var lr: Double?
     @Option(name: .long, help: ArgumentHelp("Optimizer.", discussion: OptimizerKind.helpLines)) var optimizer: OptimizerKind?
     @Option(name: .long, help: ArgumentHelp("Gradient clipper.", discussion: ClipperKind.helpLines)) var clipper: ClipperKind?
-    @Option(name: .customLong("max-norm"), parsing: .unconditional, help: "The norm threshold of global-norm and per-module clipping (guard.max_norm).") var maxNorm: Double?
+    @Option(name: .customLong("max-norm"), parsing: .unconditional, help: "The norm threshold of global-norm and per-module clipping (guard.max_norm).")
+    var maxNorm: Double?
     @Option(name: .customLong("set"), parsing: .singleValue, help: "Any setting as key=value (repeatable).") var set: [String] = []
 
     /// The flags' settings as key=value pairs.
@@ -146,7 +147,9 @@ struct Resume: ParsableCommand {
                 if !changes.isEmpty {
                     let listed = changes.prefix(5).joined(separator: "; ") + (changes.count > 5 ? "; and \(changes.count - 5) more" : "")
                     guard allowDataChange else {
-                        throw fail("\(dir): the data changed since the run started: \(listed); resume with --allow-data-change to train on them anyway", code: Exit.usage)
+                        throw fail(
+                            "\(dir): the data changed since the run started: \(listed); resume with --allow-data-change to train on them anyway",
+                            code: Exit.usage)
                     }
                     FileHandle.standardError.write(Data("gradguard: the data changed since the run started (allowed): \(listed)\n".utf8))
                     try now.save(runDirectory: dir)
@@ -159,8 +162,8 @@ struct Resume: ParsableCommand {
         // Everything is checked against the checkpoint before anything in the run changes.
         do { try trainer.resume() } catch let e as CheckpointError { throw fail(e.description, code: Exit.checkpoint) } catch let e as StateDictError {
             throw fail("\(dir): the checkpoint does not fit the run's model: \(e)", code: Exit.checkpoint)
-        } catch let e as OptimizerStateError { throw fail("\(dir): the checkpoint does not fit the run's optimizer: \(e)", code: Exit.checkpoint) } catch
-            let e as ClipperStateError
+        } catch let e as OptimizerStateError { throw fail("\(dir): the checkpoint does not fit the run's optimizer: \(e)", code: Exit.checkpoint) } catch let e
+            as ClipperStateError
         {
             throw fail("\(dir): the checkpoint does not fit the run's clipper (was config.yaml edited?): \(e)", code: Exit.checkpoint)
         } catch let e as SchedulerStateError {
@@ -240,7 +243,8 @@ struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Re-run the step of an incident from its replay record: its gradient norms (compared bit for bit) and the examples behind them.")
     @Argument(help: "Run name or directory.") var runName: String
-    @Option(name: .long, parsing: .unconditional, help: "The incident, counted from 1 in incidents.jsonl (gradguard diagnose lists them in order).") var incident: Int
+    @Option(name: .long, parsing: .unconditional, help: "The incident, counted from 1 in incidents.jsonl (gradguard diagnose lists them in order).")
+    var incident: Int
     @Option(name: .long, parsing: .unconditional, help: "Examples to list, largest gradient first.") var top = 10
 
     func validate() throws {
@@ -459,7 +463,9 @@ struct Translate: ParsableCommand {
                     throw fail("standard input, line \(number): not valid UTF-8 text", code: Exit.usage)
                 }
                 guard line.count <= Bounds.sentenceCharacters else {
-                    throw fail("standard input, line \(number): \(line.count) characters, more than the limit of \(Bounds.sentenceCharacters) for one sentence", code: Exit.usage)
+                    throw fail(
+                        "standard input, line \(number): \(line.count) characters, more than the limit of \(Bounds.sentenceCharacters) for one sentence",
+                        code: Exit.usage)
                 }
                 if line.isEmpty { return }
                 batch.append(line)

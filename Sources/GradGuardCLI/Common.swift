@@ -31,7 +31,8 @@ func userError(_ error: Error) -> (String, Int32)? {
     case let e as OptimizerStateError: return ("the optimizer state does not fit: \(e)", Exit.checkpoint)
     // A checkpoint written under other settings (config.yaml edited by hand since).
     case let e as ClipperStateError: return ("the checkpoint's clipper state does not fit the run's clipper (was config.yaml edited?): \(e)", Exit.checkpoint)
-    case let e as SchedulerStateError: return ("the checkpoint's schedule state does not fit the run's schedule (was config.yaml edited?): \(e)", Exit.checkpoint)
+    case let e as SchedulerStateError:
+        return ("the checkpoint's schedule state does not fit the run's schedule (was config.yaml edited?): \(e)", Exit.checkpoint)
     case let e as CorpusError: return (e.description, Exit.missing)
     case let e as TranslationDataError: return (e.description, Exit.missing)
     case let e as DetectionDataError: return (e.description, Exit.missing)
@@ -246,7 +247,9 @@ enum Bounds {
     }
 
     static func check(_ value: Double, _ range: ClosedRange<Double>, _ flag: String) throws {
-        guard value.isFinite, range.contains(value) else { throw ValidationError("\(flag) must be a number in \(range.lowerBound) … \(range.upperBound), got \(value)") }
+        guard value.isFinite, range.contains(value) else {
+            throw ValidationError("\(flag) must be a number in \(range.lowerBound) … \(range.upperBound), got \(value)")
+        }
     }
 }
 

@@ -11,9 +11,13 @@ struct DemoCommand: ParsableCommand {
     @Argument(help: "Demo: rnn, init, lr, regularization, detector or charlm.") var name: String
     @Option(name: .long, help: "charlm: a UTF-8 text file instead of the built-in corpus.") var text: String?
     @Option(name: .long, parsing: .unconditional, help: "Sequence length of the adding problem.") var length = 20
-    @Option(name: .customLong("steps"), parsing: .unconditional, help: "Optimizer steps per run (rnn 3000, init 300, lr 400, regularization 1500, detector 300, charlm 600).")
+    @Option(
+        name: .customLong("steps"), parsing: .unconditional,
+        help: "Optimizer steps per run (rnn 3000, init 300, lr 400, regularization 1500, detector 300, charlm 600).")
     var stepsOption: Int?
-    @Option(name: .customLong("lr"), parsing: .unconditional, help: "Learning rate, high enough to explode without protection (rnn 0.5, detector 0.1, charlm 40).") var lrOption: Double?
+    @Option(
+        name: .customLong("lr"), parsing: .unconditional, help: "Learning rate, high enough to explode without protection (rnn 0.5, detector 0.1, charlm 40).")
+    var lrOption: Double?
     @Option(name: .long, help: "Optimizer: sgd or adam.") var optimizer = "sgd"
     @Option(name: .long, parsing: .unconditional, help: "SGD momentum.") var momentum = 0.0
     @Option(name: .long, help: "Cells to run, comma-separated: rnn, lstm.") var cells = "rnn,lstm"
@@ -26,7 +30,8 @@ struct DemoCommand: ParsableCommand {
             "Training examples of the init demo's CNN (default 2048; the MLP 4096) and the detector demo (256 images); validation a quarter as many (the MLP 512)."
     )
     var examples: Int?
-    @Option(name: .long, parsing: .unconditional, help: "Run the demo with this many seeds (seed, seed + 1, …) and print medians with their range.") var seeds = 1
+    @Option(name: .long, parsing: .unconditional, help: "Run the demo with this many seeds (seed, seed + 1, …) and print medians with their range.")
+    var seeds = 1
 
     func run() throws {
         var demo = Demo(name: name, runsDirectory: runsDirectory)

@@ -117,7 +117,9 @@ public enum FileContents {
             }
             var start = 0
             for i in 0..<n where chunk[i] == 0x0A {
-                if pending.isEmpty { try emit(chunk[start..<i]) } else {
+                if pending.isEmpty {
+                    try emit(chunk[start..<i])
+                } else {
                     pending += chunk[start..<i]
                     try emit(pending[...])
                     pending.removeAll(keepingCapacity: true)

@@ -40,7 +40,8 @@ public struct SafetensorsError: Error, CustomStringConvertible, Equatable {
         case .overlappingOffsets(let other): return "\(subject): data overlaps tensor '\(other)'"
         case let .uncoveredBytes(from, to): return "\(subject): bytes \(from)..<\(to) of the data section belong to no tensor"
         case let .tooLarge(b, l):
-            return "\(subject): its tensors take \(FileContents.byteCount(b)) as Float32, more than the \(FileContents.byteCount(l)) limit (half this machine's memory)"
+            return
+                "\(subject): its tensors take \(FileContents.byteCount(b)) as Float32, more than the \(FileContents.byteCount(l)) limit (half this machine's memory)"
         }
     }
 }

@@ -210,7 +210,9 @@ final class CLITests: CLITestCase {
     /// left a checkpoint (a kill before the first one has nothing to check).
     func testKilledDuringCheckpointingTheRunStillLoads() throws {
         guard FileManager.default.isExecutableFile(atPath: binary) else { return XCTFail("missing \(binary)") }
-        let settings = ["--quiet", "--set", "training.checkpoint_every=1", "--set", "training.epochs=50", "--set", "model.width=256", "--set", "data.train=2048"]
+        let settings = [
+            "--quiet", "--set", "training.checkpoint_every=1", "--set", "training.epochs=50", "--set", "model.width=256", "--set", "data.train=2048"
+        ]
         let killed = try runProcess(binary, ["train", "--name", "k0"] + settings, in: tmp, environment: ["GRADGUARD_FAULT": "kill@rank=0,step=3"])
         XCTAssertTrue([SIGKILL, 128 + SIGKILL].contains(killed.code), "the fault did not kill the run (exit \(killed.code)): \(killed.err)")
         let step = try XCTUnwrap(try? CheckpointStore(directory: tmp + "/runs/k0/checkpoints").loadLatest().checkpoint.step)

@@ -144,7 +144,8 @@ final class HostileInputTests: CLITestCase {
         state["batchInEpoch"] = -5
         let data = try JSONSerialization.data(withJSONObject: state)
         try data.write(to: URL(fileURLWithPath: checkpoint + "/state.json"))
-        var manifest = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: checkpoint + "/manifest.json"))) as? [String: Any])
+        var manifest = try XCTUnwrap(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: checkpoint + "/manifest.json"))) as? [String: Any])
         var files = try XCTUnwrap(manifest["files"] as? [String: Any])
         files["state.json"] = ["bytes": data.count, "crc32c": CRC32C.checksum(data)]
         manifest["files"] = files
@@ -327,7 +328,9 @@ final class HostileInputTests: CLITestCase {
         XCTAssertEqual(try run(["train", "--name", "p"] + settings).code, 0)
         XCTAssertEqual(try run(["resume", "p", "--set", "training.max_steps=3", "--quiet"]).code, 0)
         // Same size, other contents: the checksum sees it.
-        write((0..<300).map { "\($0)\t\($0 * 3 % 10 == 0 ? $0 * 2 : $0 * 2)" }.joined(separator: "\n").replacingOccurrences(of: "7\t14", with: "7\t41") + "\n", "pairs.tsv")
+        write(
+            (0..<300).map { "\($0)\t\($0 * 3 % 10 == 0 ? $0 * 2 : $0 * 2)" }.joined(separator: "\n").replacingOccurrences(of: "7\t14", with: "7\t41") + "\n",
+            "pairs.tsv")
         var r = try run(["resume", "p", "--set", "training.max_steps=4", "--quiet"])
         XCTAssertEqual(r.code, 2, r.err)
         XCTAssertTrue(r.err.contains("the data changed since the run started") && r.err.contains("same size but other contents"), r.err)

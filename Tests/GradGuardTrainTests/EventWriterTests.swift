@@ -90,14 +90,14 @@ final class EventWriterFileTests: TemporaryDirectoryTestCase {
     /// leaves the record file with whole records only, and leaves no temporary file behind.
     func testAFailedWriteIsThrownNamingTheFileAndLeavesNothingHalfWritten() throws {
         try withFileSizeLimit(4096) {
-        let records = try AppendFile(path: tmp + "/records")
-        try records.append([UInt8](repeating: 1, count: 3000))
-        XCTAssertThrowsError(try records.append([UInt8](repeating: 2, count: 3000))) {
-            XCTAssertEqual("\($0)", "cannot write \(self.tmp)/records: File too large")
-        }
-        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: tmp + "/records")[.size] as? Int, 3000, "the record that did not fit is cut off")
-        XCTAssertThrowsError(try AtomicFile.write(Data(count: 8000), to: tmp + "/report.html"))
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp).sorted(), ["records"], "no temporary file is left")
+            let records = try AppendFile(path: tmp + "/records")
+            try records.append([UInt8](repeating: 1, count: 3000))
+            XCTAssertThrowsError(try records.append([UInt8](repeating: 2, count: 3000))) {
+                XCTAssertEqual("\($0)", "cannot write \(self.tmp)/records: File too large")
+            }
+            XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: tmp + "/records")[.size] as? Int, 3000, "the record that did not fit is cut off")
+            XCTAssertThrowsError(try AtomicFile.write(Data(count: 8000), to: tmp + "/report.html"))
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp).sorted(), ["records"], "no temporary file is left")
         }
         // Records are never written through a link, nor into a device or a FIFO.
         try FileManager.default.createSymbolicLink(atPath: tmp + "/link", withDestinationPath: tmp + "/records")

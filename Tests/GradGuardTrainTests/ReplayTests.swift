@@ -110,7 +110,8 @@ final class ReplayTests: TemporaryDirectoryTestCase {
         XCTAssertNotNil(r.examplesProblem(count: 3), "example 3 of 3")
         r.microBatches = [[-1]]
         XCTAssertNotNil(r.examplesProblem(count: 4))
-        for bad in [{ (x: inout ReplayRecord) in x.threads = 0 }, { $0.accumulation = -2 }, { $0.random = [1, 2] }, { $0.step = -1 }, { $0.microBatches = [] }] {
+        for bad in [{ (x: inout ReplayRecord) in x.threads = 0 }, { $0.accumulation = -2 }, { $0.random = [1, 2] }, { $0.step = -1 }, { $0.microBatches = [] }]
+        {
             var x = r
             bad(&x)
             XCTAssertNotNil(x.problem)

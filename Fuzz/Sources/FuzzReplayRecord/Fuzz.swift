@@ -1,7 +1,6 @@
 import Foundation
 import GradGuard
 
-
 /// Any bytes as a replay record's replay.json (beside valid weights, with no manifest, as a
 /// record written before they had one): read back, it is a record whose numbers are in range
 /// and whose examples are checked against the data, or a sentence, never a trap.

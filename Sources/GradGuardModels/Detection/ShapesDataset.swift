@@ -130,7 +130,9 @@ public enum ShapesDataset {
             guard need <= free else {
                 throw OutputRefused(
                     directory: directory,
-                    reason: "\(o.train + o.val) images of \(o.size)×\(o.size) may take \(FileContents.byteCount(need)); the disk has \(FileContents.byteCount(free)) free")
+                    reason:
+                        "\(o.train + o.val) images of \(o.size)×\(o.size) may take \(FileContents.byteCount(need)); the disk has \(FileContents.byteCount(free)) free"
+                )
             }
         }
     }

@@ -46,7 +46,8 @@ public struct ReplayRecord: Codable, Sendable, Equatable {
         for (b, batch) in microBatches.enumerated() {
             if batch.isEmpty || batch.count > 1 << 20 { return "micro-batch \(b + 1) has \(batch.count) examples" }
             if let bad = batch.first(where: { $0 < 0 || $0 >= count }) {
-                return "micro-batch \(b + 1) names example \(bad), but the data have \(count) examples (0 … \(count - 1)): the data changed since the run, or the record is damaged"
+                return
+                    "micro-batch \(b + 1) names example \(bad), but the data have \(count) examples (0 … \(count - 1)): the data changed since the run, or the record is damaged"
             }
         }
         return nil
@@ -145,7 +146,9 @@ public struct ReplayStore {
                 guard data.count == entry.bytes, crc == entry.crc32c else {
                     throw FileError.cannotRead(
                         path: dir + "/" + name,
-                        reason: "corrupt (\(data.count) bytes, CRC-32C \(String(format: "%08x", crc)); the manifest says \(entry.bytes) bytes, \(String(format: "%08x", entry.crc32c)))")
+                        reason:
+                            "corrupt (\(data.count) bytes, CRC-32C \(String(format: "%08x", crc)); the manifest says \(entry.bytes) bytes, \(String(format: "%08x", entry.crc32c)))"
+                    )
                 }
             }
         }
