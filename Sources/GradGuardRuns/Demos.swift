@@ -155,8 +155,22 @@ public struct Demo: Sendable {
         c.seed = UInt64(seed)
         c.evalEvery = Swift.max(5, steps / 10)
         c.checkpointEvery = steps
-        try? FileManager.default.removeItem(atPath: dir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // An earlier run of the demo is replaced; any other folder of that name is left whole.
+        let fm = FileManager.default
+        if fm.fileExists(atPath: dir) {
+            let entries = (try? fm.contentsOfDirectory(atPath: dir)) ?? []
+            guard RunMarker.isMarked(dir) || entries.isEmpty else {
+                throw DemoError.usage(
+                    "\(dir) exists and is not a run GradGuard made: the demo replaces only its own runs; choose another --runs-directory")
+            }
+            do { try fm.removeItem(atPath: dir) } catch {
+                throw FileError.cannotWrite(path: dir, reason: "cannot remove: " + AtomicFile.reason(error))
+            }
+        }
+        do { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+            throw FileError.cannotWrite(path: dir, reason: AtomicFile.reason(error))
+        }
+        try RunMarker.write(in: dir)
         try AtomicFile.write(Data(config.utf8), to: dir + "/config.yaml")
         let trainer = try Trainer(
             model: model, optimizer: opt, scheduler: scheduler, policy: policy, monitor: monitor, config: c, runDirectory: dir, loss: loss)

@@ -98,6 +98,21 @@ final class HostileInputTests: CLITestCase {
         XCTAssertTrue(r.err.contains("cannot write runs/a/") && r.err.contains("File too large"), r.err)
     }
 
+    /// A demo replaces only its own earlier runs, never a folder of the same name that
+    /// GradGuard did not make.
+    func testDemosReplaceOnlyTheirOwnRuns() throws {
+        let demo = ["demo", "rnn", "--steps", "4", "--length", "6", "--cells", "lstm", "--runs-directory", "mine"]
+        write("keep", "mine/lstm-unguarded/notes.txt")
+        var r = try run(demo)
+        XCTAssertEqual(r.code, 2, r.err)
+        XCTAssertTrue(r.err.contains("is not a run GradGuard made"), r.err)
+        XCTAssertEqual(contents("mine/lstm-unguarded/notes.txt"), "keep")
+        try FileManager.default.removeItem(atPath: tmp + "/mine")
+        XCTAssertEqual(try run(demo).code, 0)
+        r = try run(demo)
+        XCTAssertEqual(r.code, 0, "a demo's own runs are replaced: \(r.err)")
+    }
+
     /// `data shapes` writes only into a new or empty folder, or over a dataset it made.
     func testShapesNeverMixesIntoAnotherFolder() throws {
         write("path: .\ntrain: images/train\nval: images/val\nnames: [cat]\n", "mine/data.yaml")
