@@ -141,11 +141,7 @@ public enum RecordProblem {
         case is Double.Type, is Float.Type: return "a number"
         case is String.Type: return "text"
         case is Bool.Type: return "true or false"
-        default:
-            let name = "\(type)"
-            if name.hasPrefix("Array") { return "a list" }
-            if name.hasPrefix("Dictionary") { return "an object" }
-            return "an object"
+        default: return "\(type)".hasPrefix("Array") ? "a list" : "an object"
         }
     }
 }

@@ -225,9 +225,8 @@ public enum Safetensors {
     /// Writes tensors to `path` as F32 safetensors. The file is written to a temporary
     /// name and renamed, so an existing file is replaced whole or not at all.
     public static func write(_ tensors: [String: Tensor], to path: String, metadata: [String: String]? = nil) throws {
-        do { try AtomicFile.write(encode(tensors, metadata: metadata), to: path) } catch let e as FileError {
-            if case let .cannotWrite(_, reason) = e { throw SafetensorsError(file: path, tensor: nil, fault: .cannotWrite(reason)) }
-            throw SafetensorsError(file: path, tensor: nil, fault: .cannotWrite(e.description))
+        do { try AtomicFile.write(encode(tensors, metadata: metadata), to: path) } catch {
+            throw SafetensorsError(file: path, tensor: nil, fault: .cannotWrite(AtomicFile.reason(error)))
         }
     }
 }

@@ -136,8 +136,9 @@ public struct ReplayStore {
         let json = try read("replay.json"), weights = try read("weights.safetensors")
         // Records written before they carried a manifest are read unverified.
         if FileManager.default.fileExists(atPath: dir + "/manifest.json") {
+            let bytes = try read("manifest.json")
             let manifest: CheckpointManifest
-            do { manifest = try JSONDecoder().decode(CheckpointManifest.self, from: try read("manifest.json")) } catch let e as FileError { throw e } catch {
+            do { manifest = try JSONDecoder().decode(CheckpointManifest.self, from: bytes) } catch {
                 throw FileError.cannotRead(path: dir + "/manifest.json", reason: "not a replay manifest: \(RecordProblem.describe(error))")
             }
             for (name, data) in [("replay.json", json), ("weights.safetensors", weights)] {
