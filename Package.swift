@@ -53,7 +53,9 @@ let package = Package(
         // (RunSetup), the memory budget, the demo experiments. The command line parses, dispatches
         // and prints.
         .target(name: "GradGuardRuns", dependencies: ["GradGuard", .product(name: "Yams", package: "Yams")]),
-        .target(name: "GradGuardCLI", dependencies: ["GradGuard", "GradGuardRuns",
+        // GuardBench: healthy and failing training runs the guard is measured on.
+        .target(name: "GradGuardBench", dependencies: ["GradGuard"]),
+        .target(name: "GradGuardCLI", dependencies: ["GradGuard", "GradGuardRuns", "GradGuardBench",
                                                      .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "gradguard", dependencies: ["GradGuardCLI"]),
         // The Swift programs of the README, built and run by the tests.
@@ -65,7 +67,7 @@ let package = Package(
         .testTarget(name: "GradGuardTensorTests", dependencies: ["GradGuard", "_TestSupport"]),
         .testTarget(name: "GradGuardNNTests", dependencies: ["GradGuard", "_TestSupport"]),
         .testTarget(name: "GradGuardOptimTests", dependencies: ["GradGuard", "_TestSupport"]),
-        .testTarget(name: "GradGuardHealthTests", dependencies: ["GradGuard", "_TestSupport"]),
+        .testTarget(name: "GradGuardHealthTests", dependencies: ["GradGuard", "GradGuardBench", "_TestSupport"]),
         .testTarget(name: "GradGuardTrainTests", dependencies: ["GradGuard", "_TestSupport"]),
         .testTarget(name: "GradGuardCLITests", dependencies: ["GradGuardCLI", "GradGuardRuns", "_TestSupport"]),
         .testTarget(name: "GradGuardModelsTests", dependencies: ["GradGuard", "_TestSupport"]),

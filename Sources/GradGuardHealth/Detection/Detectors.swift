@@ -34,25 +34,48 @@ public final class NonFiniteDetector: GradientDetector {
     }
 }
 
-/// A global gradient norm far above its running baseline: more than `factor` times the
-/// median of the last `window` healthy norms (a median is not dragged up by the spikes it
-/// is meant to catch), once `warmup` healthy steps have been seen — or, from the second
-/// step on, more than `extremeFactor` times it (a blow-up in the first steps of a run) —
-/// or, from the first step, above the absolute `ceiling` (no float32 training is healthy
-/// with a gradient norm of 1e8; a run that starts there has no baseline to compare with).
+/// A global gradient norm far above its running baseline, measured against the run's own noise.
+///
+/// After `warmup` healthy steps a norm is a spike when it is more than `factor` times the median
+/// of the last `window` healthy norms (a median is not dragged up by the spikes it is meant to
+/// catch) — or more than the run's own spread allows, `exp(sigmas · 1.4826 · MAD)` of the log
+/// norms, when that is wider (cross-entropy near convergence: one misclassified example in a
+/// batch lifts the norm several times) — and also above the median of the first `warmup`
+/// healthy norms: a run that has converged to tiny gradients and meets a batch with the
+/// gradient of its early steps has not blown up. Before the warm-up, from the second step on,
+/// more than `extremeFactor` times the median is a spike (a blow-up in the first steps); from
+/// the first step, a norm above the absolute `ceiling` (no float32 training is healthy with
+/// a gradient norm of 1e8; a run that starts there has no baseline to compare with).
 public final class SpikeDetector: GradientDetector {
-    public let factor: Double, window: Int, warmup: Int, extremeFactor: Double, ceiling: Double
+    public let factor: Double, window: Int, warmup: Int, extremeFactor: Double, ceiling: Double, sigmas: Double
     private var norms: Window
+    /// The median of the first `warmup` healthy norms and losses (nil until then).
+    private var early: Double?
+    private var earlyLoss: Double?
+    private var firstLosses: [Double] = []
     public var name: String { "spike" }
 
-    public init(factor: Double = 6, window: Int = 100, warmup: Int = 10, extremeFactor: Double = 1000, ceiling: Double = 1e8) {
-        require(factor > 1 && window >= warmup && warmup >= 3, "SpikeDetector: factor > 1, window ≥ warmup ≥ 3")
+    public init(
+        factor: Double = 6, window: Int = 100, warmup: Int = 10, extremeFactor: Double = 1000, ceiling: Double = 1e8, sigmas: Double = 5
+    ) {
+        require(factor > 1 && window >= warmup && warmup >= 3 && sigmas > 0, "SpikeDetector: factor > 1, window ≥ warmup ≥ 3, σ > 0")
         self.factor = factor
         self.extremeFactor = extremeFactor
         self.ceiling = ceiling
         self.window = window
         self.warmup = warmup
+        self.sigmas = sigmas
         norms = Window(window)
+    }
+
+    /// The multiple of the median that counts as a spike now: `factor`, or the spread of the
+    /// log norms when it is wider.
+    public var threshold: Double {
+        let logs = norms.values.map { Foundation.log($0) }
+        guard logs.count >= warmup else { return extremeFactor }
+        let m = median(logs)
+        let mad = median(logs.map { Swift.abs($0 - m) })
+        return Swift.max(factor, Foundation.exp(sigmas * 1.4826 * mad))
     }
 
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
@@ -66,22 +89,41 @@ public final class SpikeDetector: GradientDetector {
         }
         guard norms.count >= 2 else { return nil }
         let base = median(norms.values)
-        guard n > (norms.count >= warmup ? factor : extremeFactor) * base else { return nil }
+        let limit = threshold
+        guard n > limit * base else { return nil }
+        if norms.count >= warmup, let early, n <= early { return nil }
+        var evidence = ["norm": n, "median": base, "ratio": n / base, "limit": limit]
+        // The step's loss against the loss of the first steps: above 1 the batch does worse than
+        // the untrained model did; far below it, the spike is a converged model's rare mistake.
+        if let l = stats.loss.map(Double.init), let e = earlyLoss, e > 0 { evidence["loss_ratio"] = l.isFinite ? l / e : 1e300 }
         return Finding(
             kind: .spike, step: stats.step,
-            message: String(format: "gradient norm %.4g is %.1f× its running median %.4g", n, n / base, base),
-            evidence: ["norm": n, "median": base, "ratio": n / base], blame: baselines.rank(stats))
+            message: String(format: "gradient norm %.4g is %.1f× its running median %.4g (limit %.1f×)", n, n / base, base, limit),
+            evidence: evidence, blame: baselines.rank(stats))
     }
 
     public func record(_ stats: StepStatistics, healthy: Bool) {
-        if healthy && stats.globalL2.isFinite && stats.globalL2 > 0 { norms.append(Double(stats.globalL2)) }
+        guard healthy && stats.globalL2.isFinite && stats.globalL2 > 0 else { return }
+        norms.append(Double(stats.globalL2))
+        if early == nil, norms.count == warmup { early = median(norms.values) }
+        if earlyLoss == nil, let l = stats.loss.map(Double.init), l.isFinite {
+            firstLosses.append(l)
+            if firstLosses.count == warmup { earlyLoss = median(firstLosses) }
+        }
     }
 
     /// The healthy norms remembered (for percentile recommendations).
     public var recentNorms: [Double] { norms.values }
 
-    public func stateDict() -> [String: [Double]] { ["norms": norms.values] }
-    public func load(stateDict: [String: [Double]]) { norms.values = stateDict["norms"] ?? [] }
+    public func stateDict() -> [String: [Double]] {
+        ["norms": norms.values, "early": early.map { [$0] } ?? [], "early_loss": earlyLoss.map { [$0] } ?? [], "first_losses": firstLosses]
+    }
+    public func load(stateDict: [String: [Double]]) {
+        norms.values = stateDict["norms"] ?? []
+        early = stateDict["early"]?.first
+        earlyLoss = stateDict["early_loss"]?.first
+        firstLosses = stateDict["first_losses"] ?? []
+    }
 }
 
 /// Exponential growth that has not yet reached NaN: over the last `window` steps the log
@@ -182,10 +224,15 @@ public final class VanishingDetector: GradientDetector {
 /// exponential average, α 0.1) while the running average itself, this step included, is
 /// above `smoothedFactor` times its best (one noisy batch is not a divergence) — after
 /// `warmup` steps; or rising steadily over `window` steps (R² ≥ `minR2`, up by `minRise`).
+/// Either way the running average must also have given back `minGiveBack` of the progress
+/// made since the start (its first value minus its best): near zero, ratios mean nothing
+/// (0.10 against a best of 0.012 is noise of a converged cross-entropy, not a divergence).
 public final class LossDivergenceDetector: GradientDetector {
-    public let factor: Double, smoothedFactor: Double, window: Int, warmup: Int, minRise: Double, minR2: Double
+    public let factor: Double, smoothedFactor: Double, window: Int, warmup: Int, minRise: Double, minR2: Double, minGiveBack: Double
     private var best = Double.infinity
     private var smoothed: Double? = nil
+    /// The first running average (the loss at the start).
+    private var start: Double? = nil
     private var seen = 0
     private var recent: Window
     private var quietUntil = Int.min
@@ -193,8 +240,9 @@ public final class LossDivergenceDetector: GradientDetector {
 
     public init(
         factor: Double = 4, smoothedFactor: Double = 1.5, window: Int = 20, warmup: Int = 20, minRise: Double = 1.5,
-        minR2: Double = 0.8
+        minR2: Double = 0.8, minGiveBack: Double = 0.2
     ) {
+        self.minGiveBack = minGiveBack
         self.factor = factor
         self.smoothedFactor = smoothedFactor
         self.window = window
@@ -207,7 +255,8 @@ public final class LossDivergenceDetector: GradientDetector {
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
         guard let l = stats.loss.map(Double.init), l.isFinite, stats.step >= quietUntil else { return nil }
         let smoothedNow = smoothed.map { 0.9 * $0 + 0.1 * l } ?? l
-        if seen >= warmup, best.isFinite, l > factor * best, smoothedNow > smoothedFactor * best, l - best > 1e-6 {
+        let floor = best + minGiveBack * Swift.max((start ?? best) - best, 0)
+        if seen >= warmup, best.isFinite, l > factor * best, smoothedNow > smoothedFactor * best, smoothedNow > floor, l - best > 1e-6 {
             quietUntil = stats.step + window
             return Finding(
                 kind: .lossDivergence, step: stats.step,
@@ -218,7 +267,7 @@ public final class LossDivergenceDetector: GradientDetector {
         if trial.count >= window, seen >= warmup {
             let v = Array(trial.suffix(window))
             let (_, r2) = linearTrend(v)
-            if r2 >= minR2, v.last! > minRise * v.first!, v.first! > 0 {
+            if r2 >= minR2, v.last! > minRise * v.first!, v.first! > 0, v.last! - v.first! > floor - best, smoothedNow > floor {
                 quietUntil = stats.step + window
                 return Finding(
                     kind: .lossDivergence, step: stats.step,
@@ -232,7 +281,7 @@ public final class LossDivergenceDetector: GradientDetector {
     public func stateDict() -> [String: [Double]] {
         [
             "best": [best], "smoothed": smoothed.map { [$0] } ?? [], "seen": [Double(seen)], "recent": recent.values,
-            "quietUntil": [Double(quietUntil)]
+            "quietUntil": [Double(quietUntil)], "start": start.map { [$0] } ?? []
         ]
     }
 
@@ -242,10 +291,12 @@ public final class LossDivergenceDetector: GradientDetector {
         seen = s["seen"]?.first.flatMap(Int.init(savedValue:)) ?? 0
         recent.values = s["recent"] ?? []
         quietUntil = s["quietUntil"]?.first.flatMap(Int.init(savedValue:)) ?? Int.min
+        start = s["start"]?.first
     }
 
     public func record(_ stats: StepStatistics, healthy: Bool) {
         guard healthy, let l = stats.loss.map(Double.init), l.isFinite else { return }
+        if start == nil { start = l }
         seen += 1
         recent.append(l)
         let s = smoothed.map { 0.9 * $0 + 0.1 * l } ?? l
@@ -315,5 +366,56 @@ public final class RollingZScoreDetector: GradientDetector {
     public func load(stateDict: [String: [Double]]) {
         losses.values = stateDict["losses"] ?? []
         norms.values = stateDict["norms"] ?? []
+    }
+}
+
+/// A loss that has not fallen: after `patience` healthy steps, the mean of the last `window`
+/// losses is still above (1 − `minDrop`) times the mean of the first `window`. Gradients that
+/// vanish before they reach the layers that matter (a tanh RNN over long sequences), or a rate
+/// so high that training bounces, look like this and like nothing else: no norm is out of
+/// place. Reported once.
+public final class StallDetector: GradientDetector {
+    public let patience: Int, window: Int, minDrop: Double
+    private var first: [Double] = []
+    private var recent: Window
+    private var seen = 0
+    private var reported = false
+    public var name: String { "stall" }
+
+    public init(patience: Int = 200, window: Int = 20, minDrop: Double = 0.05) {
+        require(patience >= 2 * window && window >= 2 && minDrop > 0 && minDrop < 1, "StallDetector: patience ≥ 2·window, drop in (0, 1)")
+        self.patience = patience
+        self.window = window
+        self.minDrop = minDrop
+        recent = Window(window)
+    }
+
+    public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
+        guard !reported, seen >= patience, first.count == window, let l = stats.loss.map(Double.init), l.isFinite else { return nil }
+        let start = first.reduce(0, +) / Double(window)
+        let now = (recent.values.suffix(window - 1) + [l]).reduce(0, +) / Double(window)
+        guard start > 0, now >= (1 - minDrop) * start else { return nil }
+        reported = true
+        return Finding(
+            kind: .stalled, step: stats.step,
+            message: String(format: "the loss has not fallen in %d steps: %.4g now against %.4g at the start", seen, now, start),
+            evidence: ["start": start, "now": now, "steps": Double(seen)], blame: baselines.rank(stats))
+    }
+
+    public func record(_ stats: StepStatistics, healthy: Bool) {
+        guard healthy, let l = stats.loss.map(Double.init), l.isFinite else { return }
+        seen += 1
+        if first.count < window { first.append(l) }
+        recent.append(l)
+    }
+
+    public func stateDict() -> [String: [Double]] {
+        ["first": first, "recent": recent.values, "seen": [Double(seen)], "reported": [reported ? 1 : 0]]
+    }
+    public func load(stateDict s: [String: [Double]]) {
+        first = s["first"] ?? []
+        recent.values = s["recent"] ?? []
+        seen = s["seen"]?.first.flatMap(Int.init(savedValue:)) ?? 0
+        reported = (s["reported"]?.first ?? 0) != 0
     }
 }

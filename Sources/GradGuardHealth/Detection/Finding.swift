@@ -17,10 +17,19 @@ public enum FindingKind: String, Sendable, Codable, CaseIterable {
     /// One rank's local gradient norm stands out among the ranks on most recent steps
     /// (data-parallel training: a bad shard or a faulty host).
     case rankOutlier
+    /// Weights far larger than their fan-in allows, seen before the first update (an N(0, 1)
+    /// start): the gradients that follow are out of scale from step 0.
+    case initialScale
+    /// An applied update moved a module by a large fraction of its weight norm (a rate too high
+    /// for the weights), reported after the step.
+    case largeUpdate
+    /// The loss has not fallen since the start over many steps (vanishing gradients, or a rate
+    /// so high that training bounces).
+    case stalled
 
     /// Whether the step's gradients must not be applied as they are.
     public var isExploding: Bool {
-        self != .vanishing && self != .overClipping && self != .validationDivergence && self != .rankOutlier
+        ![.vanishing, .overClipping, .validationDivergence, .rankOutlier, .initialScale, .largeUpdate, .stalled].contains(self)
     }
 }
 

@@ -10,12 +10,13 @@ public final class HealthMonitor {
     public var detectors: [any GradientDetector]
     public let baselines: ModuleBaselines
 
-    /// The standard set: non-finite values, spikes, sustained growth, vanishing and loss divergence.
+    /// The standard set: non-finite values, spikes, sustained growth, vanishing, loss
+    /// divergence and a stalled loss.
     public init(detectors: [any GradientDetector]? = nil, baselines: ModuleBaselines = ModuleBaselines()) {
         self.detectors =
             detectors ?? [
                 NonFiniteDetector(), SpikeDetector(), GrowthDetector(), VanishingDetector(),
-                LossDivergenceDetector()
+                LossDivergenceDetector(), StallDetector()
             ]
         self.baselines = baselines
     }
@@ -25,7 +26,7 @@ public final class HealthMonitor {
     public func inspect(_ stats: StepStatistics) -> [Finding] {
         let order: [FindingKind] = [
             .nonFiniteWeights, .nonFiniteLoss, .nonFiniteGradient, .normCeiling, .spike, .zScoreSpike, .growth,
-            .lossDivergence, .vanishing
+            .lossDivergence, .vanishing, .stalled
         ]
         // Kinds outside the list (a detector of the user's, the rank monitor's) come last.
         func rank(_ k: FindingKind) -> Int { order.firstIndex(of: k) ?? order.count }

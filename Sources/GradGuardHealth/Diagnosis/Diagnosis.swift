@@ -130,46 +130,132 @@ public struct Diagnostician {
         public var earlierLearningRate: Double?
         /// Steps seen so far, applied or not (a finding in the first few points at initialisation).
         public var stepsSeen: Int
+        /// Losses of recent healthy steps, oldest first.
+        public var recentLosses: [Double]
+        /// The largest module update-to-weight ratio ‖Δw‖/‖w‖ of recent applied steps, oldest first.
+        public var updateRatios: [Double]
+        /// Whether a clipper acts on every kept step already.
+        public var clipping: Bool
+        /// The largest update ratio of any applied step so far.
+        public var largestUpdate: Double
+        /// The weights were out of scale for their fan-in before the first update
+        /// (`initialScaleFinding`); nil when not known.
+        public var startedOutOfScale: Bool?
         public init(
             stats: StepStatistics, healthyNorms: [Double] = [], learningRate: Double? = nil, earlierLearningRate: Double? = nil,
-            stepsSeen: Int? = nil
+            stepsSeen: Int? = nil, recentLosses: [Double] = [], updateRatios: [Double] = [], clipping: Bool = false,
+            largestUpdate: Double = 0, startedOutOfScale: Bool? = nil
         ) {
+            self.largestUpdate = largestUpdate
+            self.startedOutOfScale = startedOutOfScale
             self.stats = stats
             self.healthyNorms = healthyNorms
             self.learningRate = learningRate
             self.earlierLearningRate = earlierLearningRate
             self.stepsSeen = stepsSeen ?? stats.step + 1
+            self.recentLosses = recentLosses
+            self.updateRatios = updateRatios
+            self.clipping = clipping
         }
+    }
+
+    /// The layer type of the module holding parameter `p` (`"RNN"`, `"LSTM"`, `"Linear"`), when known.
+    func layerType(of p: NamedParameter) -> String? { layerTypes[p.module] }
+
+    /// Modules whose outputs a BatchNorm rescales (a layer followed by BatchNorm is
+    /// scale-invariant, Ioffe & Szegedy 2015: BN(a·Wx) = BN(Wx)).
+    var batchNormalised: Set<String> { Set(layerTypes.filter { $0.value.hasPrefix("BatchNorm") }.map { parent(of: $0.key) }) }
+
+    /// Whether the model has any normalisation layer.
+    var hasNormalisation: Bool { layerTypes.values.contains { $0.hasPrefix("BatchNorm") || $0 == "LayerNorm" || $0 == "GroupNorm" } }
+
+    /// A finding for weights far larger than their fan-in allows, before any update: the
+    /// standard deviation of a Linear or convolution weight (not followed by BatchNorm) above
+    /// 3·√2/√fan_in (three times Kaiming's scale for ReLU; PyTorch's default is 0.41 of it), or of a
+    /// recurrent weight above 3/√hidden. An N(0, 1) start is caught here at step 0, before
+    /// its gradients (hundreds of times the healthy norm) reach any other detector.
+    public func initialScaleFinding(step: Int) -> Finding? {
+        var offenders: [(name: String, module: String, std: Double, expected: Double, fanIn: Int)] = []
+        let normalised = batchNormalised
+        for p in parameters {
+            let last = p.name.split(separator: ".").last.map(String.init) ?? p.name
+            let recurrent = last.hasPrefix("weight_hh") || last.hasPrefix("weight_ih")
+            guard recurrent || (isChainWeight(p) && !normalised.contains(parent(of: p.module))) else { continue }
+            guard let r = WeightChecks.initialisationRatio(p.tensor, gain: recurrent ? 1 : 2.0.squareRoot()), r.expected > 0,
+                r.std > 3 * r.expected
+            else { continue }
+            offenders.append((p.name, p.module, r.std, r.expected, r.fanIn))
+        }
+        // A vanilla RNN's recurrent weight multiplies the backward signal at every time step: a
+        // spectral norm above 3 (N(0, 1/H) gives about 2, PyTorch's default about 1.15) compounds
+        // to an explosion over a few dozen steps, whatever its entries' spread.
+        var recurrentOffenders: [(name: String, module: String, norm: Double)] = []
+        for p in parameters where (p.name.split(separator: ".").last.map { $0.hasPrefix("weight_hh") } ?? false) {
+            guard let type = layerType(of: p), type == "RNN" || type == "RNNCell" else { continue }
+            let norm = WeightChecks.recurrentSpectralNorm(p.tensor)
+            if norm > 3, !offenders.contains(where: { $0.name == p.name }) { recurrentOffenders.append((p.name, p.module, norm)) }
+        }
+        guard !offenders.isEmpty || !recurrentOffenders.isEmpty else { return nil }
+        if offenders.isEmpty {
+            let r = recurrentOffenders.max { $0.norm < $1.norm }!
+            return Finding(
+                kind: .initialScale, step: step,
+                message: "\(r.name) has spectral norm \(formatNumber(r.norm)): the backward signal of this RNN can grow ×\(formatNumber(r.norm)) per time step",
+                evidence: ["spectral_norm": r.norm, "tensors": Double(recurrentOffenders.count)],
+                blame: recurrentOffenders.map { Blame(module: $0.module, ratio: Float($0.norm)) }, tensors: recurrentOffenders.map(\.name))
+        }
+        offenders.sort { $0.std / $0.expected > $1.std / $1.expected }
+        let worst = offenders[0]
+        let listed = offenders.prefix(3).map {
+            "\($0.name) std \(formatNumber($0.std)) (≈ \(formatNumber($0.expected)) expected for fan-in \($0.fanIn))"
+        }
+        return Finding(
+            kind: .initialScale, step: step,
+            message: "\(offenders.count) weight tensor\(offenders.count == 1 ? " is" : "s are") far larger than their fan-in allows: "
+                + listed.joined(separator: "; "),
+            evidence: ["tensors": Double(offenders.count), "ratio": worst.std / worst.expected],
+            blame: offenders.prefix(5).map { Blame(module: $0.module, ratio: Float($0.std / $0.expected)) },
+            tensors: offenders.map(\.name))
     }
 
     public func diagnose(_ findings: [Finding], context: Context) -> (causes: [Cause], recommendations: [String]) {
         var causes: [Cause] = []
         var recs: [String] = []
         let exploding = findings.contains { $0.kind.isExploding }
-        let vanishing = findings.contains { $0.kind == .vanishing }
+        let vanishing = findings.contains { $0.kind == .vanishing || $0.kind == .stalled }
         let stats = context.stats
 
-        // Recurrent weights.
-        var worstRecurrent: (String, Double)? = nil
+        // Recurrent weights. In a vanilla RNN the backward signal is multiplied by W_hh at every
+        // time step, so a spectral norm above 1 can compound; in an LSTM or GRU the gates scale
+        // it (and the cell path bypasses W_hh), so only a far larger norm is evidence there.
+        var worstRecurrent: (name: String, norm: Double, gated: Bool)? = nil
         for p in parameters where p.name.split(separator: ".").last.map({ $0.hasPrefix("weight_hh") }) ?? false {
             let s = WeightChecks.recurrentSpectralNorm(p.tensor)
-            if worstRecurrent == nil || s > worstRecurrent!.1 { worstRecurrent = (p.name, s) }
+            let type = layerType(of: p)
+            let gated = type == "LSTM" || type == "GRU" || type?.hasSuffix("Cell") == true && type != "RNNCell"
+            if worstRecurrent == nil || s > worstRecurrent!.norm { worstRecurrent = (p.name, s, gated) }
         }
-        if exploding, let (name, s) = worstRecurrent, s > 1 {
-            let blamedHere = findings.flatMap(\.blame).prefix(2).contains { name.hasPrefix($0.module) }
+        let outOfScaleAtStart = findings.contains { $0.kind == .initialScale }
+        if exploding || outOfScaleAtStart || findings.contains(where: { $0.kind == .largeUpdate }), let r = worstRecurrent, r.norm > (r.gated ? 4 : 1.2) {
+            let blamedHere = findings.flatMap(\.blame).prefix(2).contains { r.name.hasPrefix($0.module) }
             causes.append(
                 Cause(
-                    kind: .recurrentSpectralNorm, confidence: blamedHere ? 0.8 : 0.5,
-                    evidence: "\(name) has spectral norm \(formatNumber(s)) > 1: the backward signal can grow by up to that factor per time step"))
-            recs.append("initialise \(name) orthogonally (spectral norm 1), or use an LSTM/GRU")
+                    kind: .recurrentSpectralNorm,
+                    confidence: r.gated ? 0.4 : (context.startedOutOfScale == true && r.norm > 3 ? 0.92 : (blamedHere ? 0.8 : 0.5)),
+                    evidence:
+                        "\(r.name) has spectral norm \(formatNumber(r.norm)) > 1: the backward signal can grow by up to that factor per time step"))
+            recs.append(
+                r.gated
+                    ? "initialise \(r.name) orthogonally (spectral norm 1) and clip the gradient norm"
+                    : "initialise \(r.name) orthogonally (spectral norm 1), or use an LSTM/GRU")
         }
 
         // Initialisation: weight scale and its compounding over depth.
         var initEvidence: [String] = []
         var logProduct = 0.0, layers = 0
-        // A layer followed by BatchNorm is scale-invariant (Ioffe & Szegedy 2015: BN(a·Wx) =
-        // BN(Wx)): its weights' scale neither compounds nor matters at initialisation.
-        let normalised = Set(layerTypes.filter { $0.value.hasPrefix("BatchNorm") }.map { parent(of: $0.key) })
+        // A layer followed by BatchNorm is scale-invariant: its weights' scale neither compounds
+        // nor matters at initialisation.
+        let normalised = batchNormalised
         for p in parameters where isChainWeight(p) && !normalised.contains(parent(of: p.module)) {
             guard let r = WeightChecks.initialisationRatio(p.tensor), r.expected > 0, r.std > 0 else { continue }
             let ratio = r.std / r.expected
@@ -182,34 +268,98 @@ public struct Diagnostician {
         }
         let compound = Foundation.exp(logProduct)
         let early = context.stepsSeen <= 5
-        if !initEvidence.isEmpty || (layers >= 8 && (compound < 1e-3 || compound > 1e3)) {
+        let compounding = layers >= 8 && (compound < 1e-3 || compound > 1e3)
+        if !initEvidence.isEmpty || compounding {
             var ev = initEvidence.prefix(3).joined(separator: "; ")
             if layers >= 8 { ev += (ev.isEmpty ? "" : "; ") + "the scale ratios of \(layers) layers multiply to \(formatNumber(compound))" }
             if early { ev += "; abnormal from the first steps (step \(context.stepsSeen - 1))" }
-            causes.append(Cause(kind: .initialisation, confidence: early ? 0.9 : 0.6, evidence: ev))
+            // Every layer at a sensible scale, but many of them and nothing that renormalises:
+            // depth without normalisation is the cause, initialisation a remedy.
+            if initEvidence.isEmpty && !hasNormalisation {
+                causes.append(
+                    Cause(
+                        kind: .missingNormalisation, confidence: 0.85,
+                        evidence: "\(layers) layers without normalisation: their scale ratios multiply to \(formatNumber(compound)), so the signal "
+                            + (compound < 1 ? "vanishes" : "explodes") + " with depth"))
+                recs.append("add BatchNorm (or LayerNorm) after each hidden layer, or residual connections, so that the scale stays put with depth")
+            }
+            // Out of scale before the first update: the initialisation. Out of scale only now, after
+            // starting in scale: the updates did it (the rate), and initialisation is a weak lead.
+            let confidence: Double
+            switch context.startedOutOfScale {
+            case true?: confidence = 0.95
+            case false?: confidence = initEvidence.isEmpty ? 0.6 : 0.35
+            case nil: confidence = early && !initEvidence.isEmpty ? 0.9 : 0.6
+            }
+            causes.append(Cause(kind: .initialisation, confidence: confidence, evidence: ev))
             recs.append("initialise the weights with kaimingNormal (std √2/√fan_in) for ReLU layers, xavierUniform for tanh layers")
         }
 
-        // Learning rate.
-        if exploding {
+        // Learning rate, and a batch unlike the others.
+        let rateFindings = findings.contains { $0.kind == .largeUpdate || $0.kind == .stalled }
+        // Weights in scale at step 0 and out of it now: updates put them there.
+        let grewOutOfScale = !initEvidence.isEmpty && context.startedOutOfScale == false
+        let moving = Array(context.updateRatios.suffix(10))
+        let typicalUpdate = moving.isEmpty ? 0 : median(moving)
+        if exploding || rateFindings {
+            // A loss far above the recent ones while the weights had barely moved: the batch, not
+            // the model, changed.
+            var unusualBatch = false
+            if exploding, let l = stats.loss.map(Double.init), context.recentLosses.count >= 10 {
+                let typical = median(Array(context.recentLosses.suffix(50)))
+                if typical > 0, !l.isFinite || l > 2.5 * typical, typicalUpdate < 0.05, (moving.max() ?? 0) < 0.5, initEvidence.isEmpty {
+                    unusualBatch = true
+                    causes.append(
+                        Cause(
+                            kind: .unusualBatch, confidence: 0.85,
+                            evidence:
+                                "the loss jumped to \(formatNumber(l)) from a typical \(formatNumber(typical)) while the last updates moved the weights by \(formatNumber(100 * typicalUpdate)) % at most: this batch is unlike the others"
+                        ))
+                    recs.append("inspect the batch of step \(stats.step) (corrupted inputs, wrong units or labels); the guard kept it out of the weights")
+                }
+            }
             let ranked = stats.modules.filter { $0.gradNorm > 0 }
             let moved = findings.flatMap(\.blame).filter { $0.ratio > 2 }.count
             let together =
                 !ranked.isEmpty
                 && Double(Set(findings.flatMap(\.blame).filter { $0.ratio > 2 }.map(\.module)).count) >= 0.6 * Double(Swift.min(ranked.count, 5))
             var ev: [String] = []
-            if together && moved > 1 { ev.append("\(Set(findings.flatMap(\.blame).map(\.module)).count) modules left their baselines together") }
+            var strong = false
+            if together && moved > 1 && !unusualBatch {
+                ev.append("\(Set(findings.flatMap(\.blame).map(\.module)).count) modules left their baselines together")
+            }
             if let now = context.learningRate, let before = context.earlierLearningRate, now > before * 1.05 {
                 ev.append("the learning rate rose from \(formatNumber(before)) to \(formatNumber(now)) just before")
             }
+            // Updates that move a module by more than a few percent of its norm: the rate outruns
+            // the weights (a healthy step moves them by about 0.1–1 %).
+            // The largest update of the run counts when it is recent, or when the finding is one
+            // that accumulates (a stall) or comes early.
+            let atOnce = Swift.max(moving.max() ?? 0, rateFindings || context.stepsSeen <= 50 ? context.largestUpdate : 0)
+            if atOnce > 0.5 {
+                ev.append("an update moved a module by \(formatNumber(100 * atOnce)) % of its weight norm at once")
+                strong = true
+            } else if typicalUpdate > 0.03 {
+                ev.append("each update moved a module by \(formatNumber(100 * typicalUpdate)) % of its weight norm (healthy: 0.1–1 %)")
+                strong = typicalUpdate > 0.1
+            }
+            if grewOutOfScale {
+                ev.append("the weights were in scale at the start and grew out of it under the updates")
+                strong = true
+            }
             if !ev.isEmpty {
-                causes.append(Cause(kind: .learningRateTooHigh, confidence: ev.count == 2 ? 0.8 : 0.55, evidence: ev.joined(separator: "; ")))
+                causes.append(
+                    Cause(kind: .learningRateTooHigh, confidence: strong ? 0.88 : (ev.count >= 2 ? 0.8 : 0.55), evidence: ev.joined(separator: "; ")))
             }
             // Lowering the rate is the advice when it is the likely cause, or when nothing else is.
             if let lr = context.learningRate, causes.isEmpty || causes.contains(where: { $0.kind == .learningRateTooHigh }) {
                 recs.append("lower the learning rate to \(formatNumber(roundToOneDigit(lr * 0.3)))")
             }
-            if context.healthyNorms.count >= 10 {
+            // Clipping is the remedy for spikes of a run whose weights are sound and that does not
+            // clip already; its threshold comes from healthy norms (not from a run that started out
+            // of scale, whose every norm is a symptom).
+            let clipRemedies = causes.isEmpty || causes.contains { [.learningRateTooHigh, .unusualBatch, .recurrentSpectralNorm].contains($0.kind) }
+            if exploding, !context.clipping, clipRemedies, initEvidence.isEmpty, context.healthyNorms.count >= 10 {
                 let p90 = AutoClip.linearPercentile(context.healthyNorms, 90)
                 recs.append("clip the global norm at \(formatNumber(p90)) (the 90th percentile of the last \(context.healthyNorms.count) healthy steps)")
             }
@@ -246,13 +396,17 @@ public struct Diagnostician {
         }
 
         if vanishing {
-            let recurrent = parameters.contains { $0.name.contains("weight_hh") }
-            if recurrent {
+            let recurrent = parameters.filter { $0.name.contains("weight_hh") }
+            if !recurrent.isEmpty {
+                let vanilla = recurrent.contains { layerType(of: $0).map { $0 == "RNN" || $0 == "RNNCell" } ?? false }
                 causes.append(
                     Cause(
                         kind: .saturatingActivations, confidence: 0.5,
                         evidence: "gradients vanish through a recurrent network: tanh/sigmoid saturate and ‖W_hh‖ < 1 shrinks the signal every step"))
-                recs.append("use an LSTM or GRU, initialise weight_hh orthogonally, or shorten the sequences (truncated backpropagation)")
+                recs.append(
+                    vanilla
+                        ? "use an LSTM or GRU, initialise weight_hh orthogonally, or shorten the sequences (truncated backpropagation)"
+                        : "initialise weight_hh orthogonally, or shorten the sequences (truncated backpropagation)")
             }
         }
 
@@ -278,10 +432,15 @@ public struct Diagnostician {
         }
 
         // Weight growth suggests decay.
+        // Decay applies to weight matrices, never to biases or normalisation parameters.
         if exploding, let top = findings.flatMap(\.blame).first, let m = stats.module(top.module),
-            let ratio = m.updateRatio, ratio > 0.1
+            let ratio = m.updateRatio, ratio > 0.1,
+            parameters.contains(where: { $0.module == top.module && $0.tensor.rank >= 2 }),
+            !(layerTypes[top.module].map { $0.contains("Norm") } ?? false)
         {
-            recs.append("add weight decay 1e-4: \(top.module) moved by \(formatNumber(Double(ratio))) of its norm in one step")
+            recs.append(
+                "add weight decay 1e-4 to the weight matrices (not the biases or normalisation parameters): \(top.module) moved by \(formatNumber(Double(ratio))) of its norm in one step"
+            )
         }
         return (causes.sorted { $0.confidence > $1.confidence }, recs)
     }

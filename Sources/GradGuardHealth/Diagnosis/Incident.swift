@@ -11,6 +11,9 @@ public struct Cause: Sendable, Codable, Equatable {
         case unassignedScale
         /// The clipping threshold sits below the typical gradient norm.
         case clippingThresholdTooLow
+        /// One batch unlike the others (corrupted inputs, wrong labels): its loss jumped while
+        /// the weights had barely moved.
+        case unusualBatch
     }
     public let kind: Kind
     /// 0…1, used to rank the causes.
@@ -142,7 +145,7 @@ public struct TrainingDiverged: Error, CustomStringConvertible, Sendable {
 }
 
 /// A number in short human form: 3 significant digits, scientific below 1e-3 or above 1e4.
-func formatNumber(_ x: Double) -> String {
+public func formatNumber(_ x: Double) -> String {
     if !x.isFinite { return "\(x)" }
     let a = Swift.abs(x)
     if a != 0 && (a < 1e-3 || a >= 1e4) { return String(format: "%.2g", x) }

@@ -61,6 +61,14 @@ public final class GradientGuard {
     public private(set) var lrScale = 1.0
     /// Update-to-weight ratios every this many steps (0: never).
     public var updateRatioEvery = 1
+    /// An update that moves a module by more than this fraction of its weight norm is reported
+    /// (`largeUpdate`; 0: never). A healthy step moves weights by about 0.1–1 %; a rate tens
+    /// of times too high moves them by their own size on the first step, before the loss
+    /// or the gradient shows anything.
+    public var largeUpdate = 0.5
+    private var largeUpdateQuietUntil = Int.min
+    /// The largest update ratio of any applied step so far.
+    public private(set) var largestUpdate = 0.0
     /// Watches how often the clipper acts (chronic over-clipping is reported once).
     public var clipRate = ClipRateMonitor()
     /// Called with each incident as it happens.
@@ -89,6 +97,12 @@ public final class GradientGuard {
     private var healthyStreak = 0
     private var healthyNorms = Window(500)
     private var lrHistory = Window(21)
+    /// Losses of recent healthy steps and the largest module update ratio of recent applied
+    /// steps, for the diagnosis (not saved in checkpoints: they refill within a few dozen steps).
+    private var healthyLosses = Window(50)
+    /// The weights were out of scale for their fan-in before the first update.
+    private var startedOutOfScale = false
+    private var updateRatios = Window(20)
 
     /// Guards the named `parameters`; `buffers` (running statistics) are included in snapshots.
     /// `layerTypes` maps module names to their layer type (`"Linear"`, `"Conv2d"`, …) for the
@@ -159,6 +173,11 @@ public final class GradientGuard {
         }
         var stats = health.observe(step: step, loss: stepLoss, activations: gathered?.activations)
         var findings = monitor.inspect(stats)
+        // Before the first update: weights out of scale for their fan-in (an N(0, 1) start).
+        if memory.attempts == 0, let f = diagnostician.initialScaleFinding(step: stats.step) {
+            findings.append(f)
+            startedOutOfScale = true
+        }
         if let g = gathered {
             findings = findings.map { $0.namingRanks(g.ranks) }
             if let f = rankOutliers.observe(step: stats.step, ranks: g.ranks) { findings.append(f) }
@@ -206,6 +225,11 @@ public final class GradientGuard {
         if decision.escalated { taken.append(.escalated(window: policy.recoveryWindow)) }
 
         if outcome == .applied {
+            if let limit = decision.clipTo, stats.globalL2.isFinite, Double(stats.globalL2) > limit, limit > 0 {
+                let before = stats.globalL2
+                scaleGradients(health.parameters.map(\.tensor), by: Float(limit / Double(before)))
+                taken.append(.clipped(clipper: "spike limit", normBefore: before, normAfter: Float(limit)))
+            }
             if let clipper = policy.clipper {
                 let r = try clipper.clip(health.parameters)
                 clipReport = r
@@ -217,7 +241,23 @@ public final class GradientGuard {
             let wantRatios = updateRatioEvery > 0 && step % updateRatioEvery == 0
             if wantRatios { health.beforeUpdate() }
             applyOptimizerStep()
-            if wantRatios { health.recordUpdate(into: &stats) }
+            if wantRatios {
+                health.recordUpdate(into: &stats)
+                let moved = stats.modules.compactMap { m in m.updateRatio.flatMap { $0.isFinite ? (m.name, Double($0)) : nil } }
+                if let top = moved.max(by: { $0.1 < $1.1 }) {
+                    updateRatios.append(top.1)
+                    largestUpdate = Swift.max(largestUpdate, top.1)
+                    if largeUpdate > 0, top.1 > largeUpdate, stats.step >= largeUpdateQuietUntil {
+                        largeUpdateQuietUntil = stats.step + 50
+                        findings.append(
+                            Finding(
+                                kind: .largeUpdate, step: stats.step,
+                                message: "the update moved \(top.0.isEmpty ? "the model" : top.0) by \(formatNumber(100 * top.1)) % of its weight norm in one step (limit \(formatNumber(100 * largeUpdate)) %)",
+                                evidence: ["ratio": top.1, "limit": largeUpdate],
+                                blame: moved.sorted { $0.1 > $1.1 }.prefix(5).map { Blame(module: $0.0, ratio: Float($0.1)) }))
+                    }
+                }
+            }
             memory.step += 1
             if let exchange, parameterCheckEvery > 0, step % parameterCheckEvery == 0 {
                 try exchange.checkParameters(what: "at step \(step)")
@@ -225,6 +265,7 @@ public final class GradientGuard {
             if exploding.isEmpty {
                 healthyStreak += 1
                 if stats.globalL2.isFinite { healthyNorms.append(Double(stats.globalL2)) }
+                if let l = stats.loss, l.isFinite { healthyLosses.append(Double(l)) }
                 if lrScale < 1 && healthyStreak % policy.growAfter == 0 {
                     lrScale = Swift.min(1, lrScale * policy.growFactor)
                 }
@@ -239,7 +280,9 @@ public final class GradientGuard {
             let context = Diagnostician.Context(
                 stats: stats, healthyNorms: healthyNorms.values,
                 learningRate: optimizer.paramGroups.first.map { $0.lr * lrScale },
-                earlierLearningRate: lrHistory.values.first, stepsSeen: memory.attempts)
+                earlierLearningRate: lrHistory.values.first, stepsSeen: memory.attempts, recentLosses: healthyLosses.values,
+                updateRatios: updateRatios.values, clipping: policy.clipper != nil, largestUpdate: largestUpdate,
+                startedOutOfScale: startedOutOfScale)
             let (causes, recs) = diagnostician.diagnose(findings, context: context)
             if taken.isEmpty { taken.append(.reported) }
             let inc = Incident(

@@ -42,12 +42,25 @@ public struct GuardDecision: Sendable, Equatable {
     public var memory: GuardMemory
     /// Give up after recording this step's incident: too many recoveries in a row failed.
     public var halt: Bool
+    /// Scale the gradients to this global norm before applying (a spike's limit), when set.
+    public var clipTo: Double? = nil
 
     /// Decides from `findings` (this step's), `policy` and `memory` (with `attempts` not yet
     /// counting this step).
     public static func decide(findings: [Finding], policy: GuardPolicy, memory: GuardMemory) -> GuardDecision {
         var m = memory
         var actions = Set(findings.flatMap { policy.actions[$0.kind] ?? [.report] })
+        // A spike far beyond the usual is skipped, whatever its action — unless its loss is below
+        // that of the first steps: a converged model's rare mistake (cross-entropy near zero
+        // meets one misclassified example), which the loss shrugs off.
+        let spikes = findings.filter { $0.kind == .spike }
+        if spikes.contains(where: { ($0.evidence["ratio"] ?? 0) > policy.spikeSkipRatio && ($0.evidence["loss_ratio"] ?? .infinity) > 1 }) {
+            actions.insert(.skip)
+            actions.remove(.clip)
+        }
+        let clipTo: Double? =
+            actions.contains(.clip) ? spikes.compactMap { f in f.evidence["median"].flatMap { m in f.evidence["limit"].map { m * $0 } } }.min() : nil
+        actions.remove(.clip)
         // Non-finite gradients are never applied, whatever the policy says.
         if policy.protectNonFinite, findings.contains(where: { $0.kind == .nonFiniteGradient || $0.kind == .nonFiniteLoss }),
             !actions.contains(.rollback)
@@ -93,6 +106,6 @@ public struct GuardDecision: Sendable, Equatable {
         }
         return GuardDecision(
             disposition: disposition, backOff: actions.contains(.backOff), escalated: escalated, recovering: recovering,
-            memory: m, halt: recovering && m.failedRecoveries >= policy.maxFailedRecoveries)
+            memory: m, halt: recovering && m.failedRecoveries >= policy.maxFailedRecoveries, clipTo: disposition == .apply ? clipTo : nil)
     }
 }

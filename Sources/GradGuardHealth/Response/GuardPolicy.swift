@@ -11,6 +11,9 @@ public enum GuardAction: String, Sendable, Codable {
     /// Restore the last healthy snapshot (parameters, buffers, optimizer, schedule, clipper,
     /// random state) and report the batches since then, to be skipped.
     case rollback
+    /// Scale this step's gradients down to the detector's limit (a spike's `limit` × its
+    /// running median) and apply it: an outlier batch still teaches, at a normal step size.
+    case clip
     /// Only record an incident.
     case report
 }
@@ -47,6 +50,11 @@ public struct GuardPolicy {
     /// with healthy gradients.
     public var validationDivergence: Double? = nil
     public var maxValidationRestores = 3
+    /// A spike more than this multiple of its running median, on a batch whose loss is above
+    /// that of the first steps, is skipped whatever its action (clip or report): a gradient
+    /// hundreds of times the usual with a loss worse than the untrained model's comes from a
+    /// broken batch or broken weights, and even clipped it points nowhere useful.
+    public var spikeSkipRatio = 100.0
 
     /// Watches and reports, changes nothing: no clipping, no skipping, NaN applied as it
     /// comes. The baseline of the demos.
@@ -76,14 +84,16 @@ public struct GuardPolicy {
     }
 
     /// Non-finite gradients or loss, or a norm above the ceiling: skip the step and back off. Non-finite weights and a
-    /// diverging loss: roll back and back off. Growth: back off. A spike is clipped when
-    /// there is a clipper (it clips every kept step) and skipped when there is none.
-    /// Vanishing: report.
+    /// diverging loss: roll back and back off. Growth: back off. A spike is left to the
+    /// clipper when there is one (it clips every kept step) and clipped to the detector's
+    /// limit when there is none — skipped only beyond `spikeSkipRatio`: a spike the loss
+    /// shrugs off is a normal event of minibatch training, not a reason to lose a step.
+    /// Vanishing and everything else: report.
     public static func standardActions(clipping: Bool) -> [FindingKind: [GuardAction]] {
         [
             .nonFiniteLoss: [.skip, .backOff], .nonFiniteGradient: [.skip, .backOff], .nonFiniteWeights: [.rollback, .backOff],
             .normCeiling: [.skip, .backOff],
-            .spike: clipping ? [.report] : [.skip], .zScoreSpike: [.skip], .growth: [.backOff], .lossDivergence: [.rollback, .backOff],
+            .spike: clipping ? [.report] : [.clip], .zScoreSpike: [.skip], .growth: [.backOff], .lossDivergence: [.rollback, .backOff],
             .vanishing: [.report]
         ]
     }

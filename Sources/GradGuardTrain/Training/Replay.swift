@@ -84,7 +84,7 @@ public struct ReplayStore {
     /// the budget. Returns the record's folder, relative to the run directory, or nil when one
     /// record alone is larger than the budget.
     public func save(_ record: ReplayRecord, weights: [String: Tensor], attempt: Int) throws -> String? {
-        let tensors = try Safetensors.encode(weights)
+        let tensors = Safetensors.encode(weights)
         // A step's loss may be NaN or infinite (the incidents worth replaying).
         let json = try RunRecords.encoder([.prettyPrinted, .sortedKeys]).encode(record)
         // Sizes and CRC-32C of both files, as a checkpoint's manifest: a damaged record is

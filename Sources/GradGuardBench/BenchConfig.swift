@@ -1,0 +1,115 @@
+import Foundation
+import GradGuard
+
+/// Which half of GuardBench a configuration belongs to: thresholds are chosen on the tuning
+/// half only; the checking half reports how they hold on runs they were not chosen on.
+public enum BenchHalf: String, Sendable, Codable, CaseIterable { case tuning, checking }
+
+/// What is wrong with a failing variant, planted on purpose.
+public enum BenchFault: Sendable, Equatable, Codable {
+    /// The healthy twin: the rate and initialisation a practitioner would choose.
+    case none
+    /// The learning rate multiplied by this factor (10–100×).
+    case rate(Double)
+    /// Every weight matrix (Linear, Conv, recurrent) drawn from N(0, 1).
+    case normalInit
+    /// The model made this many layers deep, without normalisation.
+    case deep(Int)
+    /// Sequences this long (the healthy twin's are short).
+    case longSequence(Int)
+    /// Recurrent weights multiplied by this factor.
+    case recurrentGain(Double)
+    /// One batch at this step with its inputs multiplied by 1000 (a corrupted shard, wrong units).
+    case poisonedBatch(step: Int)
+    /// Labels replaced by one class for `steps` steps from `from` (a mislabelled shard).
+    case labelNoise(from: Int, steps: Int)
+
+    public var label: String {
+        switch self {
+        case .none: return "healthy"
+        case .rate(let k): return "lr×\(Int(k))"
+        case .normalInit: return "N(0,1) init"
+        case .deep(let d): return "\(d) layers, no norm"
+        case .longSequence(let t): return "T=\(t)"
+        case .recurrentGain(let g): return "W_hh ×\(formatNumber(g))"
+        case .poisonedBatch(let s): return "poisoned batch @\(s)"
+        case .labelNoise(let f, let n): return "bad labels @\(f)+\(n)"
+        }
+    }
+
+    /// The cause the diagnosis should name first.
+    public var planted: Cause.Kind? {
+        switch self {
+        case .none: return nil
+        case .rate: return .learningRateTooHigh
+        case .normalInit: return .initialisation
+        case .deep: return .missingNormalisation
+        case .longSequence: return .saturatingActivations
+        case .recurrentGain: return .recurrentSpectralNorm
+        case .poisonedBatch, .labelNoise: return .unusualBatch
+        }
+    }
+}
+
+/// The optimizers GuardBench trains with.
+public enum BenchOptimizer: String, Sendable, Codable, CaseIterable {
+    case sgd, sgdMomentum = "sgd-momentum", adam, adamw, rmsprop
+
+    public func make(_ params: [Tensor], lr: Double) -> Optimizer {
+        switch self {
+        case .sgd: return SGD(params, lr: lr)
+        case .sgdMomentum: return SGD(params, lr: lr, momentum: 0.9)
+        case .adam: return Adam(params, lr: lr)
+        case .adamw: return AdamW(params, lr: lr, weightDecay: 0.01)
+        case .rmsprop: return RMSprop(params, lr: lr)
+        }
+    }
+}
+
+/// One training run ready to go: the model, its optimizer, the loss of each step's batch and
+/// the validation score at the end.
+public struct BenchTask {
+    public let model: Module
+    public let optimizer: Optimizer
+    /// The training loss of step `i` (its batch, with any planted data fault).
+    public let loss: (Int) throws -> Tensor
+    /// The validation score, higher is better (accuracy, R², exp(−loss), mAP).
+    public let score: () throws -> Double
+    /// The score of guessing.
+    public let chance: Double
+}
+
+/// One GuardBench configuration: an architecture, an optimizer and a loss at a healthy rate,
+/// with the failing variants planted on it.
+public struct BenchConfig: Sendable {
+    public let name: String
+    public let architecture: String
+    public let optimizer: BenchOptimizer
+    public let objective: BenchObjective
+    public let half: BenchHalf
+    public let steps: Int
+    public let lr: Double
+    /// The healthy twin first, then the failing variants.
+    public let faults: [BenchFault]
+    /// Builds the run of `fault` (rate faults are applied by the caller) from `seed`.
+    let build: @Sendable (BenchFault, UInt64, Double) throws -> BenchTask
+
+    public func task(_ fault: BenchFault, seed: UInt64) throws -> BenchTask {
+        DefaultGenerator.seed(seed)
+        var rate = lr
+        if case .rate(let k) = fault { rate *= k }
+        let task = try build(fault, seed, rate)
+        if fault == .normalInit { BenchConfig.drawNormal(task.model) }
+        return task
+    }
+
+    /// Redraws every weight matrix of the layers that chain (Linear, Conv, recurrent) from N(0, 1).
+    static func drawNormal(_ model: Module) {
+        for (_, module) in model.namedModules() where !(module is Embedding) {
+            for (_, t) in module.localParameters() where t.rank >= 2 {
+                let fresh = Tensor.randn(t.shape)
+                t.withUnsafeMutableScalars { dst in fresh.withUnsafeScalars { src in for i in 0..<dst.count { dst[i] = src[i] } } }
+            }
+        }
+    }
+}

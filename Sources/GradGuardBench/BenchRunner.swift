@@ -1,0 +1,113 @@
+import Foundation
+import GradGuard
+
+/// The guard settings GuardBench measures: watching only (the unguarded trajectory), the
+/// default policy, and the default policy with each clipper at its default settings.
+public enum GuardSetting: String, Sendable, Codable, CaseIterable {
+    case monitorOnly = "monitor-only"
+    case standard = "default"
+    case globalNorm = "global-norm"
+    case value, zclip, autoclip, agc, adagc
+    case perModule = "per-module"
+
+    public func policy() -> GuardPolicy {
+        switch self {
+        case .monitorOnly: return .monitorOnly
+        case .standard: return GuardPolicy()
+        default: return GuardPolicy(clipper: ClipperKind(rawValue: rawValue)?.make(ClipperSettings()))
+        }
+    }
+}
+
+/// A finding of a run: its step and kind.
+public struct BenchFinding: Sendable, Codable, Equatable {
+    public let step: Int
+    public let kind: FindingKind
+    public let message: String
+}
+
+/// What one run did.
+public struct BenchRunResult: Sendable, Codable {
+    public let config: String
+    public let half: BenchHalf
+    public let fault: String
+    public let planted: Cause.Kind?
+    public let seed: UInt64
+    public let setting: GuardSetting
+    /// Steps attempted (fewer than planned when the guard halted or an unguarded loss became NaN).
+    public let steps: Int
+    public let plannedSteps: Int
+    /// Mean training loss of the first five steps and of the last ten.
+    public let startLoss: Double, endLoss: Double
+    public let firstNonFinite: Int?
+    /// First step whose loss exceeds ten times the first step's.
+    public let firstTenfold: Int?
+    public let score: Double
+    public let chance: Double
+    public let findings: [BenchFinding]
+    public let skipped: Int, rollbacks: Int, backOffs: Int
+    public let halted: Bool
+    /// The top cause of the first incident that names one, and the step of that incident.
+    public let firstCause: Cause.Kind?
+    public let firstCauseStep: Int?
+    /// The largest module update ratio ‖Δw‖/‖w‖ of any applied step.
+    public let largestUpdate: Double
+    public let seconds: Double
+
+    /// The guard skipped, rolled back, lowered the rate or halted.
+    public var intervened: Bool { skipped > 0 || rollbacks > 0 || backOffs > 0 || halted }
+    /// The step by which a failure must be flagged: the first non-finite loss or tenfold loss.
+    public var event: Int? { [firstNonFinite, firstTenfold].compactMap { $0 }.min() }
+}
+
+/// Runs GuardBench configurations under guard settings.
+public enum BenchRunner {
+    public static func run(_ config: BenchConfig, fault: BenchFault, seed: UInt64, setting: GuardSetting) throws -> BenchRunResult {
+        let start = Date()
+        let task = try config.task(fault, seed: seed)
+        let guardian = GradientGuard(model: task.model, optimizer: task.optimizer, policy: setting.policy())
+        var losses: [Double] = []
+        var findings: [BenchFinding] = []
+        var halted = false
+        var largestUpdate = 0.0
+        var firstNonFinite: Int? = nil, firstTenfold: Int? = nil
+        for step in 0..<config.steps {
+            task.optimizer.zeroGrad()
+            let loss = try task.loss(step)
+            loss.backward()
+            let l = Double(loss.item)
+            losses.append(l)
+            if !l.isFinite, firstNonFinite == nil { firstNonFinite = step }
+            if l.isFinite, l > 10 * losses[0], firstTenfold == nil { firstTenfold = step }
+            do {
+                let outcome = try guardian.step(loss: loss.item)
+                findings += outcome.findings.map { BenchFinding(step: step, kind: $0.kind, message: $0.message) }
+                if let r = outcome.stats.modules.compactMap(\.updateRatio).filter(\.isFinite).max() { largestUpdate = Swift.max(largestUpdate, Double(r)) }
+            } catch let e as TrainingDiverged {
+                findings += (e.incidents.last?.findings ?? []).filter { $0.step == step }.map { BenchFinding(step: step, kind: $0.kind, message: $0.message) }
+                halted = true
+                break
+            }
+            // An unguarded run that reached NaN has nothing more to tell.
+            if setting == .monitorOnly, !l.isFinite { break }
+        }
+        let finite = losses.filter(\.isFinite)
+        let startLoss = mean(Array(losses.prefix(5)))
+        let endLoss = firstNonFinite != nil && setting == .monitorOnly ? .nan : mean(Array(finite.suffix(10)))
+        var score = (try? task.score()) ?? task.chance
+        let weightsFinite = task.model.parameters().allSatisfy { t in t.withUnsafeScalars { $0.allSatisfy(\.isFinite) } }
+        if !score.isFinite || !weightsFinite { score = task.chance }
+        let backOffs = guardian.incidents.reduce(0) { n, inc in
+            n + inc.taken.filter { if case .backedOff = $0 { return true } else { return false } }.count
+        }
+        let caused = guardian.incidents.first { !$0.causes.isEmpty }
+        return BenchRunResult(
+            config: config.name, half: config.half, fault: fault.label, planted: fault.planted, seed: seed, setting: setting,
+            steps: losses.count, plannedSteps: config.steps, startLoss: startLoss, endLoss: endLoss, firstNonFinite: firstNonFinite,
+            firstTenfold: firstTenfold, score: score, chance: task.chance, findings: findings, skipped: guardian.skippedSteps,
+            rollbacks: guardian.rollbacks, backOffs: backOffs, halted: halted, firstCause: caused?.causes.first?.kind,
+            firstCauseStep: caused?.step, largestUpdate: largestUpdate, seconds: Date().timeIntervalSince(start))
+    }
+
+    static func mean(_ v: [Double]) -> Double { v.isEmpty ? .nan : v.reduce(0, +) / Double(v.count) }
+}

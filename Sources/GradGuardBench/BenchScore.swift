@@ -1,0 +1,180 @@
+import Foundation
+import GradGuard
+
+/// What the unguarded run of a variant says about it.
+public struct BenchTruth: Sendable, Codable {
+    public enum Verdict: String, Sendable, Codable {
+        /// The healthy twin converged.
+        case healthy
+        /// The healthy twin did not converge unguarded: the configuration needs another rate.
+        case unconverged
+        /// A failing variant failed (non-finite, the loss ended above its start, or the score
+        /// ended far below the healthy twin's).
+        case failed
+        /// A failing variant trained anyway: neither a false alarm nor a miss counts on it.
+        case benign
+    }
+    public let config: String, fault: String, seed: UInt64
+    public let verdict: Verdict
+    public let reason: String
+    /// The first non-finite or tenfold loss of the unguarded run.
+    public let event: Int?
+    public let healthyScore: Double
+    public let unguardedScore: Double
+
+    /// The verdict on `run` (a monitor-only run) given its healthy twin's monitor-only run.
+    public static func judge(_ run: BenchRunResult, twin: BenchRunResult) -> BenchTruth {
+        let converged = twin.firstNonFinite == nil && twin.endLoss < twin.startLoss
+        func truth(_ v: Verdict, _ why: String) -> BenchTruth {
+            BenchTruth(
+                config: run.config, fault: run.fault, seed: run.seed, verdict: v, reason: why, event: run.event, healthyScore: twin.score,
+                unguardedScore: run.score)
+        }
+        if run.planted == nil {
+            return converged
+                ? truth(.healthy, "loss \(formatNumber(run.startLoss)) → \(formatNumber(run.endLoss))")
+                : truth(.unconverged, "the healthy twin did not converge")
+        }
+        if let s = run.firstNonFinite { return truth(.failed, "non-finite loss at step \(s)") }
+        if !(run.endLoss < run.startLoss) { return truth(.failed, "loss ended at \(formatNumber(run.endLoss)), above its start \(formatNumber(run.startLoss))") }
+        let floor = run.chance + 0.5 * (twin.score - run.chance)
+        if run.score < floor {
+            return truth(.failed, "score \(formatNumber(run.score)) against the healthy \(formatNumber(twin.score))")
+        }
+        return truth(.benign, "trained to \(formatNumber(run.score)) (healthy \(formatNumber(twin.score)))")
+    }
+}
+
+/// The measures of one guard setting over a set of runs.
+public struct BenchSummary: Sendable, Codable {
+    public let setting: GuardSetting
+    public let half: BenchHalf?
+    public var healthyRuns = 0, falseInterventions = 0, healthySteps = 0, falseFindings = 0
+    public var failingRuns = 0, flagged = 0, rescued = 0
+    public var leadTimes: [Int] = []
+    public var diagnosable = 0, diagnosed = 0
+    public var benignRuns = 0, benignInterventions = 0
+    /// Guarded minus unguarded score on the healthy runs.
+    public var scoreDeltas: [Double] = []
+    public var seconds = 0.0
+    /// Healthy runs with an intervention, and failing runs missed (config, fault, seed).
+    public var intervenedOn: [String] = [], missed: [String] = [], misdiagnosed: [String] = []
+
+    public var findingsPerThousand: Double { healthySteps == 0 ? 0 : 1000 * Double(falseFindings) / Double(healthySteps) }
+    public var recall: Double { failingRuns == 0 ? .nan : Double(flagged) / Double(failingRuns) }
+    public var medianLead: Double? {
+        guard !leadTimes.isEmpty else { return nil }
+        let s = leadTimes.sorted()
+        return s.count % 2 == 1 ? Double(s[s.count / 2]) : Double(s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+    public var meanScoreDelta: Double { scoreDeltas.isEmpty ? 0 : scoreDeltas.reduce(0, +) / Double(scoreDeltas.count) }
+}
+
+/// Scores guard settings against the unguarded ground truth.
+public enum BenchScoring {
+    static func key(_ r: BenchRunResult) -> String { "\(r.config)|\(r.fault)|\(r.seed)" }
+    static func twinKey(_ r: BenchRunResult) -> String { "\(r.config)|\(BenchFault.none.label)|\(r.seed)" }
+
+    /// The verdict on every variant that has an unguarded (monitor-only) run and a healthy twin.
+    public static func truths(_ results: [BenchRunResult]) -> [String: BenchTruth] {
+        let unguarded = Dictionary(results.filter { $0.setting == .monitorOnly }.map { (key($0), $0) }, uniquingKeysWith: { a, _ in a })
+        var out: [String: BenchTruth] = [:]
+        for (k, r) in unguarded {
+            guard let twin = unguarded[twinKey(r)] else { continue }
+            out[k] = BenchTruth.judge(r, twin: twin)
+        }
+        return out
+    }
+
+    /// The first finding that flags a failure in time: before the event, or at it when it is
+    /// more than the non-finite value itself.
+    static func flag(_ r: BenchRunResult, deadline: Int) -> BenchFinding? {
+        r.findings.first { f in
+            f.step < deadline
+                || (f.step == deadline && ![FindingKind.nonFiniteLoss, .nonFiniteGradient, .nonFiniteWeights].contains(f.kind))
+        }
+    }
+
+    public static func summarise(_ results: [BenchRunResult], setting: GuardSetting, half: BenchHalf?) -> BenchSummary {
+        let truth = truths(results)
+        var s = BenchSummary(setting: setting, half: half)
+        for r in results where r.setting == setting && (half == nil || r.half == half) {
+            guard let t = truth[key(r)] else { continue }
+            let name = "\(r.config) \(r.fault) seed \(r.seed)"
+            s.seconds += r.seconds
+            switch t.verdict {
+            case .healthy:
+                s.healthyRuns += 1
+                s.healthySteps += r.steps
+                s.falseFindings += r.findings.count
+                if r.intervened {
+                    s.falseInterventions += 1
+                    s.intervenedOn.append(name)
+                }
+                s.scoreDeltas.append(r.score - t.unguardedScore)
+            case .failed:
+                s.failingRuns += 1
+                if let f = flag(r, deadline: t.event ?? r.plannedSteps) {
+                    s.flagged += 1
+                    if let e = t.event { s.leadTimes.append(e - f.step) }
+                } else {
+                    s.missed.append(name)
+                }
+                if r.score >= 0.9 * t.healthyScore { s.rescued += 1 }
+                if let p = r.planted {
+                    s.diagnosable += 1
+                    if r.firstCause == p { s.diagnosed += 1 } else { s.misdiagnosed.append("\(name): \(r.firstCause?.rawValue ?? "no cause")") }
+                }
+            case .benign:
+                s.benignRuns += 1
+                if r.intervened { s.benignInterventions += 1 }
+            case .unconverged:
+                break
+            }
+        }
+        return s
+    }
+
+    /// The totals table: one row per setting and half.
+    public static func markdown(_ results: [BenchRunResult]) -> String {
+        let settings = GuardSetting.allCases.filter { s in results.contains { $0.setting == s } }
+        var out = [
+            "| setting | half | healthy runs | false interventions | false findings / 1000 steps | failing runs | recall | median lead (steps) | rescued | diagnosis right | healthy score Δ |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"
+        ]
+        for setting in settings {
+            for half in BenchHalf.allCases {
+                let s = summarise(results, setting: setting, half: half)
+                out.append(
+                    "| \(setting.rawValue) | \(half.rawValue) | \(s.healthyRuns) | \(s.falseInterventions) | \(String(format: "%.2f", s.findingsPerThousand)) | \(s.failingRuns) | "
+                        + "\(s.flagged)/\(s.failingRuns) (\(percent(s.recall))) | \(s.medianLead.map { formatNumber($0) } ?? "–") | \(s.rescued)/\(s.failingRuns) | "
+                        + "\(s.diagnosed)/\(s.diagnosable) | \(String(format: "%+.3f", s.meanScoreDelta)) |")
+            }
+        }
+        return out.joined(separator: "\n")
+    }
+
+    /// One row per variant and seed: the verdict, unguarded and default scores, first finding
+    /// and event, the default policy's actions and first cause.
+    public static func detail(_ results: [BenchRunResult]) -> String {
+        let truth = truths(results)
+        let byKey = Dictionary(results.map { ("\(key($0))|\($0.setting.rawValue)", $0) }, uniquingKeysWith: { a, _ in a })
+        var out = [
+            "| configuration | half | variant | seed | verdict | event | first finding (monitor) | score unguarded → default | default: skips/rollbacks/back-offs | first cause |",
+            "|---|---|---|---|---|---|---|---|---|---|"
+        ]
+        for r in results where r.setting == .monitorOnly {
+            guard let t = truth[key(r)] else { continue }
+            let d = byKey["\(key(r))|default"]
+            let first = r.findings.first.map { "\($0.kind.rawValue) @\($0.step)" } ?? "–"
+            out.append(
+                "| \(r.config) | \(r.half.rawValue) | \(r.fault) | \(r.seed) | \(t.verdict.rawValue) | \(t.event.map(String.init) ?? "–") | \(first) | "
+                    + "\(String(format: "%.3f", r.score)) → \(d.map { String(format: "%.3f", $0.score) } ?? "–") | "
+                    + "\(d.map { "\($0.skipped)/\($0.rollbacks)/\($0.backOffs)\($0.halted ? " halted" : "")" } ?? "–") | "
+                    + "\((d?.firstCause ?? r.firstCause)?.rawValue ?? "–") |")
+        }
+        return out.joined(separator: "\n")
+    }
+
+    static func percent(_ x: Double) -> String { x.isFinite ? String(format: "%.0f %%", 100 * x) : "–" }
+}
