@@ -64,7 +64,7 @@ public enum BenchCatalog {
             }
         }
         for (opt, lr, k) in [(BenchOptimizer.sgdMomentum, 0.05, 50.0), (.adam, 1e-3, 100)] {
-            add("mlp3", opt, .bce, lr: lr, steps: 300, faults: [.rate(k), .normalInit]) { opt, fault, seed, rate in
+            add("mlp3", opt, .bce, lr: lr, steps: 400, faults: [.rate(k), .normalInit]) { opt, fault, seed, rate in
                 teacherTask(opt, fault, seed, rate, .bce, outputs: 8) { i, o in
                     BenchModels.mlp(inputs: i, width: 64, depth: 3, outputs: o, layerNorm: false, activation: .tanh)
                 }
@@ -91,8 +91,8 @@ public enum BenchCatalog {
 
         // MARK: Recurrent classifiers on chirps
         for (cell, opt, lr, k) in [
-            (SequenceModel.Cell.rnn, BenchOptimizer.sgd, 0.2, 30.0), (.rnn, .adam, 3e-3, 30), (.lstm, .sgdMomentum, 0.1, 30),
-            (.lstm, .adam, 3e-3, 50), (.lstm, .rmsprop, 2e-3, 50), (.gru, .sgd, 0.5, 20), (.gru, .adamw, 3e-3, 50)
+            (SequenceModel.Cell.rnn, BenchOptimizer.sgdMomentum, 0.02, 50.0), (.rnn, .adam, 3e-3, 30), (.lstm, .sgdMomentum, 0.15, 30),
+            (.lstm, .adam, 3e-3, 50), (.lstm, .rmsprop, 2e-3, 50), (.gru, .sgd, 0.7, 20), (.gru, .adamw, 3e-3, 50)
         ] {
             add("\(cell.rawValue)-chirps", opt, .crossEntropy, lr: lr, steps: 300, faults: [.rate(k), .normalInit]) { opt, fault, seed, rate in
                 let data = BenchDataSets.chirps(length: 24, train: 1024, valid: 256, seed: seed &+ 1000)
@@ -102,7 +102,7 @@ public enum BenchCatalog {
             }
         }
         // A tanh RNN asked to remember the first of T symbols: short sequences learn, long ones vanish.
-        add("rnn-memory", .adam, .crossEntropy, lr: 3e-3, steps: 250, faults: [.longSequence(60)]) { opt, fault, seed, rate in
+        add("rnn-memory", .adam, .crossEntropy, lr: 3e-3, steps: 400, faults: [.longSequence(60)]) { opt, fault, seed, rate in
             var t = 6
             if case .longSequence(let long) = fault { t = long }
             let data = BenchDataSets.firstSymbol(length: t, train: 1024, valid: 256, seed: seed &+ 1000)

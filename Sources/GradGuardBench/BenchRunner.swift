@@ -62,10 +62,14 @@ public struct BenchRunResult: Sendable, Codable {
 
 /// Runs GuardBench configurations under guard settings.
 public enum BenchRunner {
-    public static func run(_ config: BenchConfig, fault: BenchFault, seed: UInt64, setting: GuardSetting) throws -> BenchRunResult {
+    /// Trains `config`'s variant `fault` from `seed` under `setting` (or under `policy`, which
+    /// then replaces the setting's, the result still naming `setting`).
+    public static func run(
+        _ config: BenchConfig, fault: BenchFault, seed: UInt64, setting: GuardSetting, policy: GuardPolicy? = nil
+    ) throws -> BenchRunResult {
         let start = Date()
         let task = try config.task(fault, seed: seed)
-        let guardian = GradientGuard(model: task.model, optimizer: task.optimizer, policy: setting.policy())
+        let guardian = GradientGuard(model: task.model, optimizer: task.optimizer, policy: policy ?? setting.policy())
         var losses: [Double] = []
         var findings: [BenchFinding] = []
         var halted = false

@@ -227,12 +227,17 @@ public final class VanishingDetector: GradientDetector {
 /// Either way the running average must also have given back `minGiveBack` of the progress
 /// made since the start (its first value minus its best): near zero, ratios mean nothing
 /// (0.10 against a best of 0.012 is noise of a converged cross-entropy, not a divergence).
+/// The first rule must hold on `persistence` steps in a row.
 public final class LossDivergenceDetector: GradientDetector {
     public let factor: Double, smoothedFactor: Double, window: Int, warmup: Int, minRise: Double, minR2: Double, minGiveBack: Double
     private var best = Double.infinity
     private var smoothed: Double? = nil
     /// The first running average (the loss at the start).
     private var start: Double? = nil
+    /// Consecutive steps far above the best; `persistence` of them make a divergence (a
+    /// healthy run's passing bump is one or two).
+    public let persistence: Int
+    private var farSteps = 0
     private var seen = 0
     private var recent: Window
     private var quietUntil = Int.min
@@ -240,8 +245,10 @@ public final class LossDivergenceDetector: GradientDetector {
 
     public init(
         factor: Double = 4, smoothedFactor: Double = 1.5, window: Int = 20, warmup: Int = 20, minRise: Double = 1.5,
-        minR2: Double = 0.8, minGiveBack: Double = 0.2
+        minR2: Double = 0.8, minGiveBack: Double = 0.3, persistence: Int = 3
     ) {
+        require(persistence >= 1 && minGiveBack >= 0, "LossDivergenceDetector: persistence ≥ 1, give-back ≥ 0")
+        self.persistence = persistence
         self.minGiveBack = minGiveBack
         self.factor = factor
         self.smoothedFactor = smoothedFactor
@@ -256,7 +263,10 @@ public final class LossDivergenceDetector: GradientDetector {
         guard let l = stats.loss.map(Double.init), l.isFinite, stats.step >= quietUntil else { return nil }
         let smoothedNow = smoothed.map { 0.9 * $0 + 0.1 * l } ?? l
         let floor = best + minGiveBack * Swift.max((start ?? best) - best, 0)
-        if seen >= warmup, best.isFinite, l > factor * best, smoothedNow > smoothedFactor * best, smoothedNow > floor, l - best > 1e-6 {
+        let far = seen >= warmup && best.isFinite && l > factor * best && smoothedNow > smoothedFactor * best && smoothedNow > floor && l - best > 1e-6
+        farSteps = far ? farSteps + 1 : 0
+        if far, farSteps >= persistence {
+            farSteps = 0
             quietUntil = stats.step + window
             return Finding(
                 kind: .lossDivergence, step: stats.step,
@@ -281,7 +291,7 @@ public final class LossDivergenceDetector: GradientDetector {
     public func stateDict() -> [String: [Double]] {
         [
             "best": [best], "smoothed": smoothed.map { [$0] } ?? [], "seen": [Double(seen)], "recent": recent.values,
-            "quietUntil": [Double(quietUntil)], "start": start.map { [$0] } ?? []
+            "quietUntil": [Double(quietUntil)], "start": start.map { [$0] } ?? [], "far_steps": [Double(farSteps)]
         ]
     }
 
@@ -292,6 +302,7 @@ public final class LossDivergenceDetector: GradientDetector {
         recent.values = s["recent"] ?? []
         quietUntil = s["quietUntil"]?.first.flatMap(Int.init(savedValue:)) ?? Int.min
         start = s["start"]?.first
+        farSteps = s["far_steps"]?.first.flatMap(Int.init(savedValue:)) ?? 0
     }
 
     public func record(_ stats: StepStatistics, healthy: Bool) {
@@ -382,7 +393,7 @@ public final class StallDetector: GradientDetector {
     private var reported = false
     public var name: String { "stall" }
 
-    public init(patience: Int = 200, window: Int = 20, minDrop: Double = 0.05) {
+    public init(patience: Int = 250, window: Int = 20, minDrop: Double = 0.05) {
         require(patience >= 2 * window && window >= 2 && minDrop > 0 && minDrop < 1, "StallDetector: patience ≥ 2·window, drop in (0, 1)")
         self.patience = patience
         self.window = window

@@ -352,7 +352,7 @@ public struct Diagnostician {
                     Cause(kind: .learningRateTooHigh, confidence: strong ? 0.88 : (ev.count >= 2 ? 0.8 : 0.55), evidence: ev.joined(separator: "; ")))
             }
             // Lowering the rate is the advice when it is the likely cause, or when nothing else is.
-            if let lr = context.learningRate, causes.isEmpty || causes.contains(where: { $0.kind == .learningRateTooHigh }) {
+            if let lr = context.learningRate, (exploding && causes.isEmpty) || causes.contains(where: { $0.kind == .learningRateTooHigh }) {
                 recs.append("lower the learning rate to \(formatNumber(roundToOneDigit(lr * 0.3)))")
             }
             // Clipping is the remedy for spikes of a run whose weights are sound and that does not

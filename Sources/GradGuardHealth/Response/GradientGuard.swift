@@ -67,6 +67,10 @@ public final class GradientGuard {
     /// or the gradient shows anything.
     public var largeUpdate = 0.5
     private var largeUpdateQuietUntil = Int.min
+    /// Steps after a reported spike of a converged model (its loss below the first steps')
+    /// during which further such spikes are clipped without a report.
+    public var quietSpikeSteps = 50
+    private var quietSpikesUntil = Int.min
     /// The largest update ratio of any applied step so far.
     public private(set) var largestUpdate = 0.0
     /// Watches how often the clipper acts (chronic over-clipping is reported once).
@@ -183,12 +187,21 @@ public final class GradientGuard {
             if let f = rankOutliers.observe(step: stats.step, ranks: g.ranks) { findings.append(f) }
         }
         let exploding = findings.filter { $0.kind.isExploding }
-        if !findings.isEmpty { onFindings?(stats, findings) }
+        // A converged model's rare mistakes — spikes on batches whose loss is below that of the
+        // first steps — are clipped every time but reported once in `quietSpikeSteps`: each is
+        // an ordinary event of minibatch training.
+        let mildSpikes = findings.allSatisfy { $0.kind == .spike && ($0.evidence["loss_ratio"] ?? .infinity) < 1 }
+        var reported = findings
+        if !findings.isEmpty && mildSpikes {
+            if memory.attempts < quietSpikesUntil { reported = [] } else { quietSpikesUntil = memory.attempts + quietSpikeSteps }
+        }
+        if !reported.isEmpty { onFindings?(stats, reported) }
         // Decide.
         memory.snapshotStep = snapshot?.step
         memory.previousSnapshotStep = previousSnapshot?.step
         let decision = GuardDecision.decide(findings: findings, policy: policy, memory: memory)
         memory = decision.memory
+        findings = reported
         if let exchange, var g = gathered {
             g.ranks = try exchange.agree(on: decision, ranks: g.ranks, step: stats.step)
             stats.ranks = g.ranks
@@ -248,13 +261,19 @@ public final class GradientGuard {
                     updateRatios.append(top.1)
                     largestUpdate = Swift.max(largestUpdate, top.1)
                     if largeUpdate > 0, top.1 > largeUpdate, stats.step >= largeUpdateQuietUntil {
-                        largeUpdateQuietUntil = stats.step + 50
+                        largeUpdateQuietUntil = stats.step + 10
                         findings.append(
                             Finding(
                                 kind: .largeUpdate, step: stats.step,
                                 message: "the update moved \(top.0.isEmpty ? "the model" : top.0) by \(formatNumber(100 * top.1)) % of its weight norm in one step (limit \(formatNumber(100 * largeUpdate)) %)",
                                 evidence: ["ratio": top.1, "limit": largeUpdate],
                                 blame: moved.sorted { $0.1 > $1.1 }.prefix(5).map { Blame(module: $0.0, ratio: Float($0.1)) }))
+                        // Seen after the step, so acted on here: the next steps run at a lower rate.
+                        if policy.actions[.largeUpdate]?.contains(.backOff) == true, !decision.backOff {
+                            lrScale *= policy.backOffFactor
+                            healthyStreak = 0
+                            taken.append(.backedOff(factor: policy.backOffFactor, scale: lrScale))
+                        }
                     }
                 }
             }

@@ -88,13 +88,14 @@ public struct GuardPolicy {
     /// clipper when there is one (it clips every kept step) and clipped to the detector's
     /// limit when there is none — skipped only beyond `spikeSkipRatio`: a spike the loss
     /// shrugs off is a normal event of minibatch training, not a reason to lose a step.
+    /// An update that moved a module by half its norm: back off (the rate outruns the weights).
     /// Vanishing and everything else: report.
     public static func standardActions(clipping: Bool) -> [FindingKind: [GuardAction]] {
         [
             .nonFiniteLoss: [.skip, .backOff], .nonFiniteGradient: [.skip, .backOff], .nonFiniteWeights: [.rollback, .backOff],
             .normCeiling: [.skip, .backOff],
             .spike: clipping ? [.report] : [.clip], .zScoreSpike: [.skip], .growth: [.backOff], .lossDivergence: [.rollback, .backOff],
-            .vanishing: [.report]
+            .largeUpdate: [.backOff], .vanishing: [.report]
         ]
     }
 }
