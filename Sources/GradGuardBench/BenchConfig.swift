@@ -53,7 +53,9 @@ public enum BenchFault: Sendable, Equatable, Codable {
 
 /// The optimizers GuardBench trains with.
 public enum BenchOptimizer: String, Sendable, Codable, CaseIterable {
-    case sgd, sgdMomentum = "sgd-momentum", adam, adamw, rmsprop
+    case sgd
+    case sgdMomentum = "sgd-momentum"
+    case adam, adamw, rmsprop
 
     public func make(_ params: [Tensor], lr: Double) -> Optimizer {
         switch self {

@@ -36,7 +36,9 @@ public struct BenchTruth: Sendable, Codable {
                 : truth(.unconverged, "the healthy twin did not converge")
         }
         if let s = run.firstNonFinite { return truth(.failed, "non-finite loss at step \(s)") }
-        if !(run.endLoss < run.startLoss) { return truth(.failed, "loss ended at \(formatNumber(run.endLoss)), above its start \(formatNumber(run.startLoss))") }
+        if !(run.endLoss < run.startLoss) {
+            return truth(.failed, "loss ended at \(formatNumber(run.endLoss)), above its start \(formatNumber(run.startLoss))")
+        }
         let floor = run.chance + 0.5 * (twin.score - run.chance)
         if run.score < floor {
             return truth(.failed, "score \(formatNumber(run.score)) against the healthy \(formatNumber(twin.score))")

@@ -24,9 +24,12 @@ struct GuardBenchCommand: ParsableCommand {
     func validate() throws {
         try Bounds.check(seeds, 1...100, "--seeds")
         try Bounds.check(seed, 0...Int(Int32.max), "--seed")
-        guard half == "all" || BenchHalf(rawValue: half) != nil else { throw ValidationError("--half must be tuning, checking or all, not '\(printable(half))'") }
+        guard half == "all" || BenchHalf(rawValue: half) != nil else {
+            throw ValidationError("--half must be tuning, checking or all, not '\(printable(half))'")
+        }
         for s in settings.split(separator: ",") where s != "all" && GuardSetting(rawValue: String(s)) == nil {
-            throw ValidationError("unknown guard setting '\(printable(String(s)))'; known: \(GuardSetting.allCases.map(\.rawValue).joined(separator: ", ")), all")
+            throw ValidationError(
+                "unknown guard setting '\(printable(String(s)))'; known: \(GuardSetting.allCases.map(\.rawValue).joined(separator: ", ")), all")
         }
     }
 
@@ -39,7 +42,9 @@ struct GuardBenchCommand: ParsableCommand {
             (half == "all" || c.half.rawValue == half) && (filters.isEmpty || filters.contains { c.name.contains($0) })
         }
         if list {
-            for c in configs { print("\(c.name)  [\(c.half.rawValue), \(c.steps) steps, lr \(formatNumber(c.lr))]  " + c.faults.map(\.label).joined(separator: ", ")) }
+            for c in configs {
+                print("\(c.name)  [\(c.half.rawValue), \(c.steps) steps, lr \(formatNumber(c.lr))]  " + c.faults.map(\.label).joined(separator: ", "))
+            }
             print("\(configs.count) configurations, \(configs.reduce(0) { $0 + $1.faults.count }) variants")
             return
         }

@@ -172,3 +172,25 @@ final class BadInputTests: CLITestCase {
         }
     }
 }
+
+/// `gradguard guard-bench` from the command line: the list, a small run written to a folder,
+/// and its usage errors.
+final class GuardBenchCommandTests: CLITestCase {
+    func testListRunAndUsageErrors() throws {
+        let list = try run(["guard-bench", "--list"])
+        XCTAssertEqual(list.code, 0, list.err)
+        XCTAssertTrue(list.out.contains("42 configurations"), list.out)
+        let out = tmp + "/bench"
+        let r = try run(["guard-bench", "--only", "mlp3-adam-bce", "--out", out])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(r.out.contains("| default | tuning |") || r.out.contains("| default | checking |"), r.out)
+        let summary = try String(contentsOfFile: out + "/summary.md", encoding: .utf8)
+        XCTAssertTrue(summary.contains("mlp3-adam-bce"), summary)
+        XCTAssertNotNil(FileManager.default.contents(atPath: out + "/results.json"))
+        for bad in [["--half", "both"], ["--settings", "sometimes"], ["--seeds", "0"], ["--only", "no-such-model"]] {
+            let e = try run(["guard-bench"] + bad)
+            XCTAssertEqual(e.code, 2, "\(bad): \(e.err)")
+            XCTAssertFalse(e.err.isEmpty)
+        }
+    }
+}

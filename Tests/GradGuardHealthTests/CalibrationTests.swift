@@ -29,7 +29,7 @@ final class CalibrationTests: XCTestCase {
         var trace: [(Float, Float)] = (0..<200).map { i in (Float(2.3 * Foundation.exp(-Double(i) / 30) + 0.012), 1) }
         trace += [(0.10, 1), (0.012, 1), (0.10, 1), (0.013, 1)]
         XCTAssertTrue(feed(LossDivergenceDetector(), trace).isEmpty)
-        let diverging = trace + Array(repeating: (Float(1.8), Float(1)), count: 6)
+        let diverging = trace + Array(repeating: (Float(1.8), Float(1)), count: 12)
         let found = feed(LossDivergenceDetector(), diverging)
         XCTAssertEqual(found.map(\.kind), [.lossDivergence])
         XCTAssertGreaterThanOrEqual(found.first?.step ?? 0, trace.count + 2, "three steps in a row")

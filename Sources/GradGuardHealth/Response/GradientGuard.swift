@@ -265,7 +265,8 @@ public final class GradientGuard {
                         findings.append(
                             Finding(
                                 kind: .largeUpdate, step: stats.step,
-                                message: "the update moved \(top.0.isEmpty ? "the model" : top.0) by \(formatNumber(100 * top.1)) % of its weight norm in one step (limit \(formatNumber(100 * largeUpdate)) %)",
+                                message:
+                                    "the update moved \(top.0.isEmpty ? "the model" : top.0) by \(formatNumber(100 * top.1)) % of its weight norm in one step (limit \(formatNumber(100 * largeUpdate)) %)",
                                 evidence: ["ratio": top.1, "limit": largeUpdate],
                                 blame: moved.sorted { $0.1 > $1.1 }.prefix(5).map { Blame(module: $0.0, ratio: Float($0.1)) }))
                         // Seen after the step, so acted on here: the next steps run at a lower rate.
