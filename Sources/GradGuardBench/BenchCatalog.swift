@@ -1,6 +1,16 @@
 import Foundation
 import GradGuard
 
+/// A configuration that cannot be built.
+public enum BenchError: Error, CustomStringConvertible {
+    case noValidation(String)
+    public var description: String {
+        switch self {
+        case .noValidation(let name): return "\(name): the dataset has no validation split"
+        }
+    }
+}
+
 /// The configurations of GuardBench.
 public enum BenchCatalog {
     /// Every configuration, the halves alternating within each architecture family.
@@ -144,6 +154,15 @@ public enum BenchCatalog {
             }
         }
 
+        // MARK: The YOLO-style detector on generated shapes (64 pixels, width 8), mAP@0.5
+        // (No poisoned batch here: BatchNorm hides ×1000 inputs from the loss and the gradients,
+        // while the batch ruins its running statistics — a failure no gradient shows.)
+        for (opt, lr, k) in [(BenchOptimizer.sgdMomentum, 0.05, 40.0), (.adamw, 5e-3, 40)] {
+            add("detector", opt, .crossEntropy, lr: lr, steps: 200, faults: [.rate(k)]) { opt, fault, seed, rate in
+                try detectionTask(opt, fault, seed, rate)
+            }
+        }
+
         // MARK: Hybrids: convolution → recurrent → residual MLP (the chirp model of issue 25)
         for (cell, opt, lr, k) in [
             (SequenceModel.Cell.gru, BenchOptimizer.adamw, 3e-3, 50.0), (.gru, .adam, 3e-3, 50), (.gru, .sgdMomentum, 0.02, 50),
@@ -228,6 +247,33 @@ public enum BenchCatalog {
             let right = zip(o, t).filter { $0.0.isFinite && ($0.0 > 0) == ($0.1 > 0.5) }.count
             return Double(right) / Double(Swift.max(t.count, 1))
         }
+    }
+
+    /// The detector of the workloads (coupled head, two scales, no augmentation) on 96 images
+    /// of generated shapes, written once per seed to the temporary folder; score mAP@0.5 on 32.
+    static func detectionTask(_ opt: BenchOptimizer, _ fault: BenchFault, _ seed: UInt64, _ rate: Double) throws -> BenchTask {
+        let dir = FileManager.default.temporaryDirectory.path + "/gradguard-guardbench-shapes-\(seed)"
+        let yaml = dir + "/data.yaml"
+        if !FileManager.default.fileExists(atPath: yaml) {
+            try ShapesDataset.write(to: dir, options: ShapesDataset.Options(train: 96, val: 32, size: 64, seed: seed &+ 1000), replace: true)
+        }
+        var s = DetectionWorkload.Settings()
+        (s.imageSize, s.width, s.augment, s.seed) = (64, 8, false, seed)
+        let workload = try DetectionWorkload(dataYAML: yaml, settings: s)
+        let model = workload.model
+        let optimizer = opt.make(model.parameters(), lr: rate)
+        let batch = 8, count = workload.train.count
+        guard let validation = workload.validation else { throw BenchError.noValidation("detector") }
+        return BenchTask(
+            model: model, optimizer: optimizer,
+            loss: { step in
+                let start = (step * batch) % (count - batch + 1)
+                var b = try workload.train.batch(Array(start..<(start + batch)))
+                if case .poisonedBatch(let at) = fault, at == step { b = Batch(inputs: b.inputs * 1000, targets: b.targets, indices: b.indices) }
+                return workload.loss(model, b)
+            },
+            score: { try workload.datasetMetrics(model, validation)["map50"] ?? 0 },
+            chance: 0)
     }
 
     /// Number words → digits with the project's encoder-decoder; score exp(−validation loss)

@@ -490,8 +490,11 @@ final class ExampleProgramTests: CLITestCase {
     }
 
     func testReplayNamesAPlantedCorruptLabelFirst() throws {
-        // 200 pairs "a b → reversed", line 58 with a garbled target: the steps whose batch
-        // holds it spike (loss against its best), and the replay ranks it first.
+        // 200 pairs "a b → reversed", line 58 with a garbled target. Once the model has
+        // converged, the batches that hold it lift the gradient norm about 13× — a converged
+        // model's rare mistake, which the default guard clips without an incident; the z-score
+        // rule at 4σ asks for every such batch to be reported (and skipped), and the replay
+        // ranks the garbled line first.
         let words = [
             "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "red", "blue", "green", "cat", "dog", "sun", "moon", "tree", "house",
             "car"
@@ -505,7 +508,7 @@ final class ExampleProgramTests: CLITestCase {
         let t = try run([
             "train", "--name", "tr", "--quiet", "--set", "model.kind=seq2seq", "--set", "data.kind=pairs", "--set", "data.path=pairs.tsv",
             "--batch-size", "8", "--set", "training.epochs=20", "--set", "optimizer.kind=adam", "--set", "optimizer.lr=0.01",
-            "--set", "model.width=32"
+            "--set", "model.width=32", "--set", "guard.zscore_sigma=4"
         ])
         XCTAssertEqual(t.code, 0, t.err)
         let incidents = try RunRecords.incidents(in: tmp + "/runs/tr")

@@ -170,9 +170,10 @@ extension GrowthDetector {
     }
 }
 
-/// Vanishing gradients, sustained for `patience` steps: watched activation gradients or
-/// module gradient norms more than `peerRatio` below the largest of their peers, or below
-/// the absolute `floor`.
+/// Vanishing gradients, sustained: watched activation gradients (for `patience` steps) or
+/// module gradient norms relative to their weight norms (for `modulePatience` steps) more
+/// than `peerRatio` below the largest of their peers, or below the absolute `floor`; every
+/// gradient exactly zero (for `patience` steps).
 public final class VanishingDetector: GradientDetector {
     public let peerRatio: Double, floor: Double, patience: Int
     private var streak = 0
@@ -181,8 +182,13 @@ public final class VanishingDetector: GradientDetector {
     public func stateDict() -> [String: [Double]] { ["streak": [Double(streak)]] }
     public func load(stateDict: [String: [Double]]) { streak = stateDict["streak"]?.first.flatMap(Int.init(savedValue:)) ?? 0 }
 
-    public init(peerRatio: Double = 1e-3, floor: Double = 1e-10, patience: Int = 5) {
+    /// Steps a module alone must stay faint among its peers (activation gradients and an
+    /// all-zero gradient need `patience`).
+    public let modulePatience: Int
+
+    public init(peerRatio: Double = 1e-3, floor: Double = 1e-10, patience: Int = 5, modulePatience: Int = 40) {
         require(peerRatio > 0 && peerRatio < 1 && patience >= 1, "VanishingDetector: ratio in (0, 1), patience ≥ 1")
+        self.modulePatience = modulePatience
         self.peerRatio = peerRatio
         self.floor = floor
         self.patience = patience
@@ -198,14 +204,27 @@ public final class VanishingDetector: GradientDetector {
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
         let acts = faint(stats.activations.map { ($0.name, Double($0.norm)) })
         let withGrad = Set(stats.tensors.filter(\.hasGradient).map(\.module))
-        let graded = stats.modules.filter { withGrad.contains($0.name) }.map { ($0.name, Double($0.gradNorm)) }
+        // Each module's gradient relative to its weights (‖g‖/‖w‖, raw ‖g‖ when the weight norm is
+        // not known): a BatchNorm's two vectors get a gradient thousands of times smaller than
+        // a large convolution's without anything vanishing.
+        // Modules of vectors only (normalisation layers, biases) are compared when nothing else
+        // is: their small gradients say nothing about the signal flowing through the layers.
+        let withMatrix = stats.modules.filter { withGrad.contains($0.name) && $0.holdsMatrix != false }
+        let compared = withMatrix.isEmpty ? stats.modules.filter { withGrad.contains($0.name) } : withMatrix
+        let graded = compared.map { m in
+            (m.name, m.weightNorm > 0 && m.weightNorm.isFinite ? Double(m.gradNorm) / Double(m.weightNorm) : Double(m.gradNorm))
+        }
         // Every gradient exactly zero: nothing trains (a collapse that drove the loss to an exact
         // minimum, saturated outputs, or a graph cut from the loss). No largest to compare with.
         let dead = !graded.isEmpty && graded.allSatisfy { $0.1 == 0 } && (stats.loss?.isFinite ?? true)
         let mods = dead ? graded.map { ($0.0, 0.0) } : faint(graded)
         guard !acts.isEmpty || !mods.isEmpty else { streak = 0; return nil }
         streak += 1
-        guard streak == patience else { return nil }
+        // One module faint among its peers must stay so for `modulePatience` steps: early in
+        // training a branch the loss barely uses yet (a detector's BatchNorm) is faint for a few
+        // dozen steps and then learns.
+        let needed = dead || !acts.isEmpty ? patience : Swift.max(patience, modulePatience)
+        guard streak == needed else { return nil }
         let worst = (acts + mods).min { $0.1 < $1.1 }!
         let source = acts.isEmpty ? "module gradient norms" : "activation gradients"
         return Finding(
@@ -213,8 +232,8 @@ public final class VanishingDetector: GradientDetector {
             message: dead
                 ? "every gradient has been exactly zero for \(patience) steps" + (stats.loss.map { " (loss \(formatNumber(Double($0))))" } ?? "")
                     + ": nothing trains"
-                : String(format: "%@ vanish for %d steps: %@ at %.2g of the largest", source, patience, worst.0, worst.1),
-            evidence: ["ratio": worst.1, "steps": Double(patience)],
+                : String(format: "%@ vanish for %d steps: %@ at %.2g of the largest", source, needed, worst.0, worst.1),
+            evidence: ["ratio": worst.1, "steps": Double(needed)],
             blame: (acts.isEmpty ? mods : acts).prefix(5).map { Blame(module: $0.0, ratio: Float($0.1), departedAt: nil) },
             tensors: stats.tensors.filter { t in mods.contains { $0.0 == t.module } }.map(\.name))
     }

@@ -254,8 +254,9 @@ public final class GradientGuard {
             let wantRatios = updateRatioEvery > 0 && step % updateRatioEvery == 0
             if wantRatios { health.beforeUpdate() }
             applyOptimizerStep()
+            let undoLarge = largeUpdate > 0 && policy.actions[.largeUpdate]?.contains(.backOff) == true
             if wantRatios {
-                health.recordUpdate(into: &stats)
+                health.recordUpdate(into: &stats, keepForUndo: undoLarge)
                 let moved = stats.modules.compactMap { m in m.updateRatio.flatMap { $0.isFinite ? (m.name, Double($0)) : nil } }
                 if let top = moved.max(by: { $0.1 < $1.1 }) {
                     updateRatios.append(top.1)
@@ -269,11 +270,22 @@ public final class GradientGuard {
                                     "the update moved \(top.0.isEmpty ? "the model" : top.0) by \(formatNumber(100 * top.1)) % of its weight norm in one step (limit \(formatNumber(100 * largeUpdate)) %)",
                                 evidence: ["ratio": top.1, "limit": largeUpdate],
                                 blame: moved.sorted { $0.1 > $1.1 }.prefix(5).map { Blame(module: $0.0, ratio: Float($0.1)) }))
-                        // Seen after the step, so acted on here: the next steps run at a lower rate.
-                        if policy.actions[.largeUpdate]?.contains(.backOff) == true, !decision.backOff {
-                            lrScale *= policy.backOffFactor
+                        // Seen after the step, so acted on here: the step is undone (the weights
+                        // go back; the optimizer keeps the gradient in its state) and the rate
+                        // backs off by enough to bring the move under the limit — half of
+                        // limit/ratio, at least the policy's factor, at most ×1/1000 at once.
+                        if undoLarge, !decision.backOff {
+                            let factor = Swift.max(Swift.min(policy.backOffFactor, 0.5 * largeUpdate / top.1), 1e-3)
+                            lrScale *= factor
                             healthyStreak = 0
-                            taken.append(.backedOff(factor: policy.backOffFactor, scale: lrScale))
+                            if health.undoUpdate() {
+                                taken.append(.rolledBack(toStep: step, undone: 1))
+                                rollbacks += 1
+                                // The weights are again those the step's forward pass used: a
+                                // trainer can keep them for the step's replay.
+                                if reported.isEmpty { onFindings?(stats, [findings.last!]) }
+                            }
+                            taken.append(.backedOff(factor: factor, scale: lrScale))
                         }
                     }
                 }

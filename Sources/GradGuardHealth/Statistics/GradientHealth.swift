@@ -20,6 +20,7 @@ public final class GradientHealth {
     public let probe: ActivationGradientProbe
     private let groups: [(module: String, indices: [Int])]
     private var weightsBefore: [[Float]]? = nil
+    private var undoable: [[Float]]? = nil
 
     public init(
         parameters: [NamedParameter], normType: Float = 2, histogramEvery: Int = 0,
@@ -61,13 +62,15 @@ public final class GradientHealth {
         }
         let modules = groups.map { group -> ModuleStatistics in
             let members = group.indices.map { tensors[$0] }
-            return ModuleStatistics(
+            var m = ModuleStatistics(
                 name: group.module,
                 gradNorm: Float(GradientClipping.combine(members.map { Double($0.gradNorm) }, order: 2)),
                 weightNorm: Float(GradientClipping.combine(members.map { Double($0.weightNorm) }, order: 2)),
                 gradMaxAbs: members.map(\.gradMaxAbs).max() ?? 0,
                 nonFiniteCount: members.reduce(0) { $0 + $1.nanCount + $1.infCount },
                 updateRatio: nil)
+            m.holdsMatrix = group.indices.contains { parameters[$0].tensor.rank >= 2 }
+            return m
         }
         let present = gradScans.compactMap { $0 }
         let global = Float(GradientClipping.combine(present.map { $0.norm(normType) }, order: normType))
@@ -82,13 +85,32 @@ public final class GradientHealth {
     /// Remembers the weights before an optimizer step (copy-on-write: the copy happens only
     /// as the optimizer writes each parameter).
     public func beforeUpdate() {
+        undoable = nil
         weightsBefore = parameters.map { $0.tensor.scalars }
     }
 
-    /// ‖Δw‖ / ‖w‖ per module for the step since `beforeUpdate()`, written into `stats`.
-    public func recordUpdate(into stats: inout StepStatistics) {
+    /// ‖Δw‖ / ‖w‖ per module for the step since `beforeUpdate()`, written into `stats`. With
+    /// `keepForUndo` the weights before the step stay until the next `beforeUpdate()`, for
+    /// `undoUpdate()`.
+    public func recordUpdate(into stats: inout StepStatistics, keepForUndo: Bool = false) {
+        let saved = weightsBefore
         let ratios = updateRatios()
         for i in stats.modules.indices { stats.modules[i].updateRatio = ratios[stats.modules[i].name] }
+        undoable = keepForUndo ? saved : nil
+    }
+
+    /// Puts back the weights of before the last step (kept by `recordUpdate(into:keepForUndo:)`);
+    /// false when none are kept. Optimizer state is not touched.
+    @discardableResult
+    public func undoUpdate() -> Bool {
+        guard let saved = undoable, saved.count == parameters.count else { return false }
+        undoable = nil
+        for (p, old) in zip(parameters, saved) {
+            p.tensor.withUnsafeMutableScalars { dst in
+                old.withUnsafeBufferPointer { src in for i in 0..<Swift.min(dst.count, src.count) { dst[i] = src[i] } }
+            }
+        }
+        return true
     }
 
     /// ‖Δw‖ / ‖w_before‖ per module for the step since `beforeUpdate()`.

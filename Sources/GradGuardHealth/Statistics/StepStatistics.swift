@@ -36,6 +36,9 @@ public struct ModuleStatistics: Sendable, Codable, Equatable {
     public var nonFiniteCount: Int
     /// ‖Δw‖ / ‖w‖ of the last optimizer step, filled by `GradientHealth.recordUpdate()`.
     public var updateRatio: Float?
+    /// Whether the module holds a weight matrix or kernel (rank ≥ 2), not only vectors (a
+    /// normalisation layer's scale and shift, biases); nil when not known.
+    public var holdsMatrix: Bool? = nil
 
     public init(
         name: String, gradNorm: Float, weightNorm: Float = 1, gradMaxAbs: Float = 0, nonFiniteCount: Int = 0,
