@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "GradGuardOptimTests", dependencies: ["GradGuard", "_TestSupport"]),
         .testTarget(name: "GradGuardHealthTests", dependencies: ["GradGuard", "GradGuardBench", "_TestSupport"]),
         .testTarget(name: "GradGuardTrainTests", dependencies: ["GradGuard", "_TestSupport"]),
-        .testTarget(name: "GradGuardCLITests", dependencies: ["GradGuardCLI", "GradGuardRuns", "_TestSupport"]),
+        .testTarget(name: "GradGuardCLITests", dependencies: ["GradGuardCLI", "GradGuardRuns", "GradGuardBench", "_TestSupport"]),
         .testTarget(name: "GradGuardModelsTests", dependencies: ["GradGuard", "_TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
