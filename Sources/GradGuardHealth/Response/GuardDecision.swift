@@ -53,8 +53,13 @@ public struct GuardDecision: Sendable, Equatable {
         // A spike far beyond the usual is skipped, whatever its action — unless its loss is below
         // that of the first steps: a converged model's rare mistake (cross-entropy near zero
         // meets one misclassified example), which the loss shrugs off.
+        // A spike the policy would clip is skipped instead when its loss is worse than the first
+        // steps' too: the loss says the weights (or the batch) went wrong.
         let spikes = findings.filter { $0.kind == .spike }
-        if spikes.contains(where: { ($0.evidence["ratio"] ?? 0) > policy.spikeSkipRatio && ($0.evidence["loss_ratio"] ?? .infinity) > 1 }) {
+        let lossUp = { (f: Finding) in (f.evidence["loss_ratio"] ?? .infinity) > 1 }
+        if spikes.contains(where: { ($0.evidence["ratio"] ?? 0) > policy.spikeSkipRatio && lossUp($0) })
+            || (actions.contains(.clip) && spikes.contains(where: lossUp))
+        {
             actions.insert(.skip)
             actions.remove(.clip)
         }

@@ -63,6 +63,7 @@ public struct GuardPolicy {
             actions: Dictionary(uniqueKeysWithValues: FindingKind.allCases.map { ($0, [GuardAction.report]) }),
             snapshotEvery: 0)
         p.protectNonFinite = false
+        p.spikeSkipRatio = .infinity
         return p
     }
 
@@ -86,16 +87,18 @@ public struct GuardPolicy {
     /// Non-finite gradients or loss, or a norm above the ceiling: skip the step and back off. Non-finite weights and a
     /// diverging loss: roll back and back off. Growth: back off. A spike is left to the
     /// clipper when there is one (it clips every kept step) and clipped to the detector's
-    /// limit when there is none — skipped only beyond `spikeSkipRatio`: a spike the loss
-    /// shrugs off is a normal event of minibatch training, not a reason to lose a step.
-    /// An update that moved a module by half its norm: back off (the rate outruns the weights).
+    /// limit when there is none — skipped when its loss is worse than the first steps' (or,
+    /// with a clipper, beyond `spikeSkipRatio` with such a loss): a spike the loss shrugs off
+    /// is a normal event of minibatch training, not a reason to lose a step.
+    /// An update that moved a module by half its norm: undone, and the rate backed off (the
+    /// rate outruns the weights) — reported only when a clipper bounds every step already.
     /// Vanishing and everything else: report.
     public static func standardActions(clipping: Bool) -> [FindingKind: [GuardAction]] {
         [
             .nonFiniteLoss: [.skip, .backOff], .nonFiniteGradient: [.skip, .backOff], .nonFiniteWeights: [.rollback, .backOff],
             .normCeiling: [.skip, .backOff],
             .spike: clipping ? [.report] : [.clip], .zScoreSpike: [.skip], .growth: [.backOff], .lossDivergence: [.rollback, .backOff],
-            .largeUpdate: [.backOff], .vanishing: [.report]
+            .largeUpdate: clipping ? [.report] : [.backOff], .vanishing: [.report]
         ]
     }
 }
