@@ -371,7 +371,7 @@ public struct Diagnostician {
             causes.append(cause)
             recs.insert(rec, at: 0)
         }
-        if exploding || vanishing {
+        if exploding || vanishing || rateFindings {
             for (cause, rec) in settingCauses(step: stats.step) {
                 causes.append(cause)
                 recs.insert(rec, at: 0)

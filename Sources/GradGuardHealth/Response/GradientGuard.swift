@@ -256,7 +256,9 @@ public final class GradientGuard {
             applyOptimizerStep()
             let undoLarge = largeUpdate > 0 && policy.actions[.largeUpdate]?.contains(.backOff) == true
             if wantRatios {
-                health.recordUpdate(into: &stats, keepForUndo: undoLarge)
+                // The weights before the step are kept while it is judged: to undo it, or to hand
+                // them to `onFindings` (a trainer's replay record) when it is only reported.
+                health.recordUpdate(into: &stats, keepForUndo: largeUpdate > 0)
                 let moved = stats.modules.compactMap { m in m.updateRatio.flatMap { $0.isFinite ? (m.name, Double($0)) : nil } }
                 if let top = moved.max(by: { $0.1 < $1.1 }) {
                     updateRatios.append(top.1)
@@ -286,6 +288,9 @@ public final class GradientGuard {
                                 if reported.isEmpty { onFindings?(stats, [findings.last!]) }
                             }
                             taken.append(.backedOff(factor: factor, scale: lrScale))
+                        } else if reported.isEmpty, let onFindings {
+                            let finding = findings.last!
+                            health.withWeightsBeforeUpdate { onFindings(stats, [finding]) }
                         }
                     }
                 }

@@ -99,6 +99,24 @@ public final class GradientHealth {
         undoable = keepForUndo ? saved : nil
     }
 
+    /// Runs `body` with the weights of before the last step in place (kept by
+    /// `recordUpdate(into:keepForUndo:)`), then puts the updated weights back; false when none
+    /// are kept. For a caller that saves the weights a step's forward pass used.
+    @discardableResult
+    public func withWeightsBeforeUpdate(_ body: () -> Void) -> Bool {
+        guard let saved = undoable else { return false }
+        let after = parameters.map { $0.tensor.scalars }
+        guard undoUpdate() else { return false }
+        body()
+        for (p, now) in zip(parameters, after) {
+            p.tensor.withUnsafeMutableScalars { dst in
+                now.withUnsafeBufferPointer { src in for i in 0..<Swift.min(dst.count, src.count) { dst[i] = src[i] } }
+            }
+        }
+        undoable = saved
+        return true
+    }
+
     /// Puts back the weights of before the last step (kept by `recordUpdate(into:keepForUndo:)`);
     /// false when none are kept. Optimizer state is not touched.
     @discardableResult
