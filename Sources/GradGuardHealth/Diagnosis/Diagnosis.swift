@@ -162,6 +162,15 @@ public struct Diagnostician {
     /// The layer type of the module holding parameter `p` (`"RNN"`, `"LSTM"`, `"Linear"`), when known.
     func layerType(of p: NamedParameter) -> String? { layerTypes[p.module] }
 
+    /// Whether `p` is a recurrent weight (`weight_hh_l0` of `rnn.weight_hh_l0`).
+    func isRecurrentWeight(_ p: NamedParameter) -> Bool { p.name.split(separator: ".").last?.hasPrefix("weight_hh") ?? false }
+
+    /// Whether `p` belongs to a vanilla RNN (no gates between W_hh and the backward signal).
+    func inVanillaRNN(_ p: NamedParameter) -> Bool { layerType(of: p).map { $0 == "RNN" || $0 == "RNNCell" } ?? false }
+
+    /// Whether `p` belongs to a gated recurrent layer (LSTM, GRU or their cells).
+    func inGatedRecurrent(_ p: NamedParameter) -> Bool { layerType(of: p).map { ["LSTM", "GRU", "LSTMCell", "GRUCell"].contains($0) } ?? false }
+
     /// Modules whose outputs a BatchNorm rescales (a layer followed by BatchNorm is
     /// scale-invariant, Ioffe & Szegedy 2015: BN(a·Wx) = BN(Wx)).
     var batchNormalised: Set<String> { Set(layerTypes.filter { $0.value.hasPrefix("BatchNorm") }.map { parent(of: $0.key) }) }
@@ -190,8 +199,7 @@ public struct Diagnostician {
         // spectral norm above 3 (N(0, 1/H) gives about 2, PyTorch's default about 1.15) compounds
         // to an explosion over a few dozen steps, whatever its entries' spread.
         var recurrentOffenders: [(name: String, module: String, norm: Double)] = []
-        for p in parameters where (p.name.split(separator: ".").last.map { $0.hasPrefix("weight_hh") } ?? false) {
-            guard let type = layerType(of: p), type == "RNN" || type == "RNNCell" else { continue }
+        for p in parameters where isRecurrentWeight(p) && inVanillaRNN(p) {
             let norm = WeightChecks.recurrentSpectralNorm(p.tensor)
             if norm > 3, !offenders.contains(where: { $0.name == p.name }) { recurrentOffenders.append((p.name, p.module, norm)) }
         }
@@ -229,11 +237,9 @@ public struct Diagnostician {
         // time step, so a spectral norm above 1 can compound; in an LSTM or GRU the gates scale
         // it (and the cell path bypasses W_hh), so only a far larger norm is evidence there.
         var worstRecurrent: (name: String, norm: Double, gated: Bool)? = nil
-        for p in parameters where p.name.split(separator: ".").last.map({ $0.hasPrefix("weight_hh") }) ?? false {
+        for p in parameters where isRecurrentWeight(p) {
             let s = WeightChecks.recurrentSpectralNorm(p.tensor)
-            let type = layerType(of: p)
-            let gated = type == "LSTM" || type == "GRU" || type?.hasSuffix("Cell") == true && type != "RNNCell"
-            if worstRecurrent == nil || s > worstRecurrent!.norm { worstRecurrent = (p.name, s, gated) }
+            if worstRecurrent == nil || s > worstRecurrent!.norm { worstRecurrent = (p.name, s, inGatedRecurrent(p)) }
         }
         let outOfScaleAtStart = findings.contains { $0.kind == .initialScale }
         if exploding || outOfScaleAtStart || findings.contains(where: { $0.kind == .largeUpdate }), let r = worstRecurrent, r.norm > (r.gated ? 4 : 1.2) {
@@ -396,9 +402,9 @@ public struct Diagnostician {
         }
 
         if vanishing {
-            let recurrent = parameters.filter { $0.name.contains("weight_hh") }
+            let recurrent = parameters.filter(isRecurrentWeight)
             if !recurrent.isEmpty {
-                let vanilla = recurrent.contains { layerType(of: $0).map { $0 == "RNN" || $0 == "RNNCell" } ?? false }
+                let vanilla = recurrent.contains(where: inVanillaRNN)
                 causes.append(
                     Cause(
                         kind: .saturatingActivations, confidence: 0.5,

@@ -104,9 +104,9 @@ public final class GradientGuard {
     /// Losses of recent healthy steps and the largest module update ratio of recent applied
     /// steps, for the diagnosis (not saved in checkpoints: they refill within a few dozen steps).
     private var healthyLosses = Window(50)
+    private var updateRatios = Window(20)
     /// The weights were out of scale for their fan-in before the first update.
     private var startedOutOfScale = false
-    private var updateRatios = Window(20)
 
     /// Guards the named `parameters`; `buffers` (running statistics) are included in snapshots.
     /// `layerTypes` maps module names to their layer type (`"Linear"`, `"Conv2d"`, …) for the

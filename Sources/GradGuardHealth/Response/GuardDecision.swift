@@ -50,11 +50,11 @@ public struct GuardDecision: Sendable, Equatable {
     public static func decide(findings: [Finding], policy: GuardPolicy, memory: GuardMemory) -> GuardDecision {
         var m = memory
         var actions = Set(findings.flatMap { policy.actions[$0.kind] ?? [.report] })
-        // A spike far beyond the usual is skipped, whatever its action — unless its loss is below
-        // that of the first steps: a converged model's rare mistake (cross-entropy near zero
+        // A spike is skipped instead of clipped or reported when its loss is worse than the first
+        // steps' too — the loss says the weights (or the batch) went wrong — if the policy would
+        // clip it, or if it is beyond `spikeSkipRatio` whatever its action. A spike whose loss is
+        // below the first steps' is a converged model's rare mistake (cross-entropy near zero
         // meets one misclassified example), which the loss shrugs off.
-        // A spike the policy would clip is skipped instead when its loss is worse than the first
-        // steps' too: the loss says the weights (or the batch) went wrong.
         let spikes = findings.filter { $0.kind == .spike }
         let lossUp = { (f: Finding) in (f.evidence["loss_ratio"] ?? .infinity) > 1 }
         if spikes.contains(where: { ($0.evidence["ratio"] ?? 0) > policy.spikeSkipRatio && lossUp($0) })

@@ -19,6 +19,8 @@ public final class GradientHealth {
     /// Activation-gradient norms recorded through this probe are attached to each step.
     public let probe: ActivationGradientProbe
     private let groups: [(module: String, indices: [Int])]
+    /// Per group: whether it holds a weight matrix or kernel (rank ≥ 2), fixed by the shapes.
+    private let groupHoldsMatrix: [Bool]
     private var weightsBefore: [[Float]]? = nil
     private var undoable: [[Float]]? = nil
 
@@ -32,6 +34,7 @@ public final class GradientHealth {
         self.histogramEvery = histogramEvery
         self.probe = probe
         groups = parameters.moduleGroups
+        groupHoldsMatrix = groups.map { g in g.indices.contains { parameters[$0].tensor.rank >= 2 } }
     }
 
     public convenience init(
@@ -60,7 +63,7 @@ public final class GradientHealth {
                     weightNorm: Float(w.norm(2)), weightsFinite: w.nonFinite == 0,
                     hasGradient: g != nil))
         }
-        let modules = groups.map { group -> ModuleStatistics in
+        let modules = zip(groups, groupHoldsMatrix).map { group, holdsMatrix -> ModuleStatistics in
             let members = group.indices.map { tensors[$0] }
             var m = ModuleStatistics(
                 name: group.module,
@@ -69,7 +72,7 @@ public final class GradientHealth {
                 gradMaxAbs: members.map(\.gradMaxAbs).max() ?? 0,
                 nonFiniteCount: members.reduce(0) { $0 + $1.nanCount + $1.infCount },
                 updateRatio: nil)
-            m.holdsMatrix = group.indices.contains { parameters[$0].tensor.rank >= 2 }
+            m.holdsMatrix = holdsMatrix
             return m
         }
         let present = gradScans.compactMap { $0 }
@@ -108,11 +111,7 @@ public final class GradientHealth {
         let after = parameters.map { $0.tensor.scalars }
         guard undoUpdate() else { return false }
         body()
-        for (p, now) in zip(parameters, after) {
-            p.tensor.withUnsafeMutableScalars { dst in
-                now.withUnsafeBufferPointer { src in for i in 0..<Swift.min(dst.count, src.count) { dst[i] = src[i] } }
-            }
-        }
+        put(after)
         undoable = saved
         return true
     }
@@ -123,12 +122,14 @@ public final class GradientHealth {
     public func undoUpdate() -> Bool {
         guard let saved = undoable, saved.count == parameters.count else { return false }
         undoable = nil
-        for (p, old) in zip(parameters, saved) {
-            p.tensor.withUnsafeMutableScalars { dst in
-                old.withUnsafeBufferPointer { src in for i in 0..<Swift.min(dst.count, src.count) { dst[i] = src[i] } }
-            }
-        }
+        put(saved)
         return true
+    }
+
+    /// Makes `values` (one array per parameter, as `tensor.scalars` gave them) the parameters'
+    /// values, sharing their storage until the next write.
+    private func put(_ values: [[Float]]) {
+        for (p, v) in zip(parameters, values) { p.tensor.assign(Tensor(shape: p.tensor.shape, scalars: v)) }
     }
 
     /// ‖Δw‖ / ‖w_before‖ per module for the step since `beforeUpdate()`.
