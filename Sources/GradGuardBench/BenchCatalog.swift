@@ -267,8 +267,7 @@ public enum BenchCatalog {
         return BenchTask(
             model: model, optimizer: optimizer,
             loss: { step in
-                let start = (step * batch) % (count - batch + 1)
-                var b = try workload.train.batch(Array(start..<(start + batch)))
+                var b = try workload.train.batch(Array(BenchData.rows(step, size: batch, of: count)))
                 if case .poisonedBatch(let at) = fault, at == step { b = Batch(inputs: b.inputs * 1000, targets: b.targets, indices: b.indices) }
                 return workload.loss(model, b)
             },
@@ -291,8 +290,7 @@ public enum BenchCatalog {
         return BenchTask(
             model: model, optimizer: optimizer,
             loss: { step in
-                let start = (step * batch) % (count - batch + 1)
-                var b = try task.train.batch(Array(start..<(start + batch)))
+                var b = try task.train.batch(Array(BenchData.rows(step, size: batch, of: count)))
                 if case .labelNoise(let from, let n) = fault, step >= from, step < from + n {
                     b = Batch(inputs: b.inputs, targets: Tensor.zeros(b.targets.shape) + 3, indices: b.indices)
                 }

@@ -108,10 +108,7 @@ public struct BenchConfig: Sendable {
     /// Redraws every weight matrix of the layers that chain (Linear, Conv, recurrent) from N(0, 1).
     static func drawNormal(_ model: Module) {
         for (_, module) in model.namedModules() where !(module is Embedding) {
-            for (_, t) in module.localParameters() where t.rank >= 2 {
-                let fresh = Tensor.randn(t.shape)
-                t.withUnsafeMutableScalars { dst in fresh.withUnsafeScalars { src in for i in 0..<dst.count { dst[i] = src[i] } } }
-            }
+            for (_, t) in module.localParameters() where t.rank >= 2 { t.assign(Tensor.randn(t.shape)) }
         }
     }
 }

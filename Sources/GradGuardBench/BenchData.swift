@@ -29,8 +29,14 @@ public struct BenchData {
     /// The `i`-th batch of `size` rows: consecutive rows of the pool, which was drawn in
     /// random order, wrapping round.
     public func batch(_ i: Int, size: Int) -> (x: Tensor, y: Tensor) {
+        let rows = BenchData.rows(i, size: size, of: count)
+        return (trainX.narrow(axis: 0, start: rows.lowerBound, length: size), trainY.narrow(axis: 0, start: rows.lowerBound, length: size))
+    }
+
+    /// The rows of batch `i` of `size` in a pool of `count`: consecutive, wrapping round.
+    public static func rows(_ i: Int, size: Int, of count: Int) -> Range<Int> {
         let start = (i * size) % Swift.max(count - size + 1, 1)
-        return (trainX.narrow(axis: 0, start: start, length: size), trainY.narrow(axis: 0, start: start, length: size))
+        return start..<(start + size)
     }
 }
 
