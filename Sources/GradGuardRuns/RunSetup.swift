@@ -112,11 +112,12 @@ public struct RunSetup {
         t.checkpointEvery = c.checkpointEvery
         t.keepCheckpoints = c.keepCheckpoints
         t.moduleNormsEvery = c.moduleNormsEvery
-        (self.optimizer, self.scheduler, self.policy, trainer) = (optimizer, scheduler, policy, t)
-        let trainerConfig = t
-        let checkEvery = c.parameterCheckEvery, bucketBytes = Int(c.bucketMB * 1_048_576), syncBN = c.syncBatchNorm
-        let zSigma = c.zScoreSigma, zWindow = c.zScoreWindow, replayBytes = Int(c.replayBudgetMB * 1_048_576), blame = c.dataBlame
-        let ema = c.ema ? (decay: c.emaDecay, tau: c.emaTau) : nil
+        t.parameterCheckEvery = c.parameterCheckEvery
+        t.replayBudgetBytes = Int(c.replayBudgetMB * 1_048_576)
+        t.dataBlameLimit = c.dataBlame
+        t.weightAverage = c.ema ? TrainerConfig.WeightAverage(decay: c.emaDecay, tau: c.emaTau) : nil
+        let bucketBytes = Int(c.bucketMB * 1_048_576), syncBN = c.syncBatchNorm
+        let zSigma = c.zScoreSigma, zWindow = c.zScoreWindow
         // The detector's usual failure modes, for the diagnosis: its warm-up against Ultralytics'
         // max(3 epochs, 100 steps), its box gain, its SGD rate against the recommended 0.01 at a batch of 16.
         var hints: Diagnostician.TrainingHints? = nil
@@ -133,6 +134,9 @@ public struct RunSetup {
             }
             hints = h
         }
+        t.diagnosisHints = hints
+        (self.optimizer, self.scheduler, self.policy, trainer) = (optimizer, scheduler, policy, t)
+        let trainerConfig = t
         makeTrainer = { dir, lock, world in
             if syncBN, let world { BatchNorm.synchronise(workload.model, over: world) }
             let monitor = HealthMonitor()
@@ -140,11 +144,6 @@ public struct RunSetup {
             let t = try Trainer(
                 workload, optimizer: optimizer, scheduler: scheduler, policy: policy, monitor: monitor, config: trainerConfig, runDirectory: dir,
                 runLock: lock, communicator: world, bucketBytes: bucketBytes)
-            t.guardian.parameterCheckEvery = checkEvery
-            t.replayBudgetBytes = replayBytes
-            if let ema { t.ema = WeightEMA(model: workload.model, decay: ema.decay, tau: ema.tau) }
-            t.guardian.diagnostician.hints = hints
-            t.dataBlameLimit = blame
             return t
         }
     }

@@ -86,10 +86,6 @@ let watched = ["0.weight", "20.weight", "40.weight"]
 let optimizer = SGD(model.parameters(), lr: options.lr, momentum: 0.9)
 let guardian = GradientGuard(model: model, optimizer: optimizer, policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: 1.0)))
 var shown = 0
-guardian.onIncident = { incident in
-    shown += 1
-    if shown <= 3 { print(incident.summary.split(separator: "\n").map { "  ! " + $0 }.joined(separator: "\n")) }
-}
 let (testX, testY) = data.batch(1024)
 
 print(
@@ -104,10 +100,13 @@ for step in 1...options.steps {
     optimizer.zeroGrad()
     let loss = crossEntropy(model(x), y)
     loss.backward()
-    let outcome: StepOutcome
-    do {
-        outcome = try guardian.step(loss: loss.item)
-    } catch let diverged as TrainingDiverged {
+    // `execute` returns the step's incident, and a run that must stop, instead of throwing.
+    let outcome = try guardian.execute(loss: loss.item)
+    if let incident = outcome.incident {
+        shown += 1
+        if shown <= 3 { print(incident.summary.split(separator: "\n").map { "  ! " + $0 }.joined(separator: "\n")) }
+    }
+    if let diverged = outcome.diverged {
         print(diverged.description)
         exit(1)
     }

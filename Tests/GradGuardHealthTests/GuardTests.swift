@@ -68,7 +68,7 @@ final class GuardTests: XCTestCase {
         let (model, _, _) = setup()
         let other = GradientGuard(model: model, optimizer: SGD(model.parameters(), lr: 0.05))
         try other.load(state: state)
-        XCTAssertEqual(other.clipRate.rate, 1)
+        XCTAssertEqual(other.judge.clipRate.rate, 1)
     }
 
     func testSkippedStepLeavesEverythingBitIdentical() throws {

@@ -38,10 +38,10 @@ final class WeightEMATests: TemporaryDirectoryTestCase {
             let model = Sequential(Linear(inputSize: 4, outputSize: 8), ReLU(), Linear(inputSize: 8, outputSize: 3))
             var c = TrainerConfig()
             (c.epochs, c.batchSize, c.seed) = (2, 8, 1)
+            c.weightAverage = TrainerConfig.WeightAverage(decay: 0.99, tau: 5)
             let t = try Trainer(model: model, optimizer: SGD(model.parameters(), lr: 0.1), config: c, runDirectory: tmp + "/run") { m, b in
                 crossEntropy((m as! Sequential)(b.inputs), b.targets)
             }
-            t.ema = WeightEMA(model: model, decay: 0.99, tau: 5)
             return t
         }
         var g = RandomGenerator(seed: 9)

@@ -23,7 +23,7 @@ public struct Diagnostician {
     public var hints: TrainingHints? = nil
 
     /// What a run tells the diagnostician about its settings, with the usual values to compare.
-    public struct TrainingHints: Sendable {
+    public struct TrainingHints: Sendable, Equatable {
         /// Warm-up steps, and the usual (Ultralytics: max(3 epochs, 100 steps)).
         public var warmupSteps: Int?, usualWarmupSteps: Int?
         /// The box-loss gain and its default.

@@ -138,6 +138,10 @@ public struct TrainingDiverged: Error, CustomStringConvertible, Sendable {
     public let failedRecoveries: Int
     public let incidents: [Incident]
 
+    public init(step: Int, failedRecoveries: Int, incidents: [Incident]) {
+        (self.step, self.failedRecoveries, self.incidents) = (step, failedRecoveries, incidents)
+    }
+
     public var description: String {
         "training diverged at step \(step) after \(failedRecoveries) failed recoveries\n"
             + (incidents.last?.summary ?? "")

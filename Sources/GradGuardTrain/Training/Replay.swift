@@ -219,3 +219,57 @@ public enum DataBlame {
         return nil
     }
 }
+
+/// Keeps the replay record of an incident's step (within a budget, at most one in `spacing`
+/// steps) and ranks its batch's examples (for batches of at most `dataBlameLimit` examples, at
+/// most `dataBlameRuns` times): what the step executor does with an incident of a run that
+/// has a directory.
+public final class ReplayKeeper {
+    /// The run directory (nil: no replay records, only the data blame).
+    public let runDirectory: String?
+    public let budgetBytes: Int
+    public let dataBlameLimit: Int
+    public let accumulation: Int
+    /// A run with incidents on step after step (a run the guard only watches) keeps a replay
+    /// record at most every this many steps, and ranks examples for at most `dataBlameRuns`
+    /// incidents: both cost time at every incident.
+    public var spacing = 10
+    public var dataBlameRuns = 10
+    let model: Module
+    /// The training set the examples of a batch come from (nil: no data blame).
+    public var dataset: (any Dataset)?
+    let loss: (Module, Batch) -> Tensor
+    private var lastReplayStep: Int? = nil
+    private var blameRuns = 0
+
+    public init(
+        runDirectory: String?, budgetBytes: Int, dataBlameLimit: Int, accumulation: Int, model: Module, dataset: (any Dataset)? = nil,
+        loss: @escaping (Module, Batch) -> Tensor
+    ) {
+        (self.runDirectory, self.budgetBytes, self.dataBlameLimit, self.accumulation) = (runDirectory, budgetBytes, dataBlameLimit, accumulation)
+        (self.model, self.dataset, self.loss) = (model, dataset, loss)
+    }
+
+    /// The incident with its replay record and ranked examples noted; `weights` are those the
+    /// step's forward pass used.
+    func keep(_ inc: Incident, origin c: StepOrigin, stats: StepStatistics, weights: [String: Tensor], attempt: Int) throws -> Incident {
+        var inc = inc
+        if let runDirectory, budgetBytes > 0, lastReplayStep.map({ c.step - $0 >= spacing || c.step < $0 }) ?? true {
+            lastReplayStep = c.step
+            let record = ReplayRecord(
+                step: c.step, epoch: c.epoch, microBatches: c.microBatches, accumulation: accumulation, random: c.random,
+                threads: Kernels.threadCount,
+                loss: stats.loss ?? .nan, globalNormBits: stats.globalL2.bitPattern,
+                tensorNormBits: Dictionary(stats.tensors.map { ($0.name, $0.gradNorm.bitPattern) }, uniquingKeysWith: { a, _ in a }))
+            inc.replay = try ReplayStore(runDirectory: runDirectory, budgetBytes: budgetBytes).save(record, weights: weights, attempt: attempt)
+        }
+        let indices = c.microBatches.flatMap { $0 }
+        if let dataset, dataBlameLimit > 0, indices.count <= dataBlameLimit, indices.count >= 2, blameRuns < dataBlameRuns {
+            blameRuns += 1
+            let ranked = try DataBlame.rank(model: model, weights: weights, dataset: dataset, indices: indices, epoch: c.epoch, loss: loss)
+            inc.samples = Array(ranked.prefix(10))
+            if let note = DataBlame.note(ranked) { inc.recommendations.insert(note, at: 0) }
+        }
+        return inc
+    }
+}

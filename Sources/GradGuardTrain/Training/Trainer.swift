@@ -5,7 +5,7 @@ import GradGuardNN
 import GradGuardOptim
 import GradGuardTensor
 
-/// How a `Trainer` runs.
+/// How a `Trainer` runs: every setting of a trainer, given at construction.
 public struct TrainerConfig: Codable, Sendable, Equatable {
     public typealias ScheduleStep = ScheduleCadence
     public var epochs = 1
@@ -26,8 +26,60 @@ public struct TrainerConfig: Codable, Sendable, Equatable {
     /// Per-module norms and update ratios in `metrics.jsonl` every this many steps, and
     /// gradient histograms in the TensorBoard file.
     public var moduleNormsEvery = 10
+    /// Replay records kept for incidents (`replay/` in the run directory), within this many
+    /// bytes, oldest removed first (0: none).
+    public var replayBudgetBytes = 256 << 20
+    /// Rank the examples of an incident's batch by their gradient norm (the batch run one
+    /// example at a time) when it has at most this many examples (0: never).
+    public var dataBlameLimit = 256
+    /// A run with incidents on step after step (a run the guard only watches) keeps a replay
+    /// record at most every this many steps, and ranks examples for at most `dataBlameRuns`
+    /// incidents: both cost time at every incident.
+    public var replaySpacing = 10
+    public var dataBlameRuns = 10
+    /// Data-parallel training: check that every rank holds the same parameters every this
+    /// many applied steps (0: never).
+    public var parameterCheckEvery = 100
+    /// A moving average of the weights (`WeightEMA`), updated after every applied step, used
+    /// for every evaluation and saved in checkpoints (nil: none).
+    public var weightAverage: WeightAverage? = nil
+    /// What the run's settings tell the diagnosis (a detector's warm-up, box gain, rate for its batch).
+    public var diagnosisHints: Diagnostician.TrainingHints? = nil
+
+    /// The decay and ramp of a moving average of the weights (Ultralytics' ModelEMA).
+    public struct WeightAverage: Codable, Sendable, Equatable {
+        public var decay: Double, tau: Double
+        public init(decay: Double = 0.9999, tau: Double = 2000) { (self.decay, self.tau) = (decay, tau) }
+    }
 
     public init() {}
+
+    /// What a checkpoint keeps: the settings that shape the data order and the step count (a
+    /// resumed run takes the rest from its own configuration).
+    enum CodingKeys: String, CodingKey {
+        case epochs, maxSteps, batchSize, accumulation, shuffle, dropLast, seed, evalEvery, checkpointEvery, keepCheckpoints, scheduleStep
+        case moduleNormsEvery
+    }
+
+    /// Reads a configuration saved in a checkpoint; a setting it lacks keeps its default.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func read<T: Decodable>(_ key: CodingKeys, _ value: inout T) throws {
+            if let v = try c.decodeIfPresent(T.self, forKey: key) { value = v }
+        }
+        try read(.epochs, &epochs)
+        maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps)
+        try read(.batchSize, &batchSize)
+        try read(.accumulation, &accumulation)
+        try read(.shuffle, &shuffle)
+        try read(.dropLast, &dropLast)
+        try read(.seed, &seed)
+        try read(.evalEvery, &evalEvery)
+        try read(.checkpointEvery, &checkpointEvery)
+        try read(.keepCheckpoints, &keepCheckpoints)
+        try read(.scheduleStep, &scheduleStep)
+        try read(.moduleNormsEvery, &moduleNormsEvery)
+    }
 }
 
 /// User hooks, called on the training thread.
@@ -99,32 +151,13 @@ public final class Trainer {
     private var ranksAligned = false
     /// The step of the newest checkpoint written or loaded.
     private var lastCheckpointStep: Int? = nil
-    /// The moving average of the weights (`WeightEMA`): updated after every applied step,
-    /// used for every evaluation, saved in checkpoints. Nil: none.
-    public var ema: WeightEMA?
-    /// Replay records kept for incidents (`replay/` in the run directory), within this many
-    /// bytes, oldest removed first (0: none).
-    public var replayBudgetBytes = 256 << 20
-    /// Rank the examples of an incident's batch by their gradient norm (the batch run one
-    /// example at a time) when it has at most this many examples (0: never).
-    public var dataBlameLimit = 256
-    /// A run with incidents on step after step (a run the guard only watches) keeps a replay
-    /// record at most every this many steps, and ranks examples for at most `dataBlameRuns`
-    /// incidents: both cost time at every incident.
-    public var replaySpacing = 10
-    public var dataBlameRuns = 10
-    private var lastReplayStep: Int? = nil
-    private var blameRuns = 0
-    /// What the current step needs for its replay, and what its findings captured.
-    private struct StepContext {
-        var step: Int
-        var epoch: Int
-        var microBatches: [[Int]]
-        var random: [UInt64]
-        var weights: [String: Tensor]? = nil
-        var stats: StepStatistics? = nil
-    }
-    private var context: StepContext? = nil
+    /// The moving average of the weights (`config.weightAverage`): updated after every applied
+    /// step, used for every evaluation, saved in checkpoints. Nil: none.
+    public let ema: WeightEMA?
+    /// Keeps the replay record and ranks the examples of an incident's step.
+    private let replay: ReplayKeeper
+    /// The step being executed, for its replay record.
+    private var origin: StepOrigin? = nil
 
     public private(set) var epoch = 0
     /// The next batch of the current epoch (in micro-batches).
@@ -161,7 +194,10 @@ public final class Trainer {
         guardian = GradientGuard(
             model: model, optimizer: optimizer, scheduler: scheduler, scheduleCadence: config.scheduleStep,
             policy: policy, monitor: monitor, communicator: world, bucketBytes: bucketBytes)
-        guardian.updateRatioEvery = config.moduleNormsEvery
+        guardian.judge.updateRatioEvery = config.moduleNormsEvery
+        guardian.parameterCheckEvery = config.parameterCheckEvery
+        guardian.diagnostician.hints = config.diagnosisHints
+        ema = config.weightAverage.map { WeightEMA(model: model, decay: $0.decay, tau: $0.tau) }
         if let runDirectory {
             // One process per run: a second trainer on the same directory is refused (RunInUse).
             // In a data-parallel job rank 0 holds the lock for all.
@@ -172,6 +208,12 @@ public final class Trainer {
             store = nil
         }
         self.runDirectory = runDirectory
+        // Replay records only in the run directory of the process that writes records.
+        replay = ReplayKeeper(
+            runDirectory: world.rank == 0 ? runDirectory : nil, budgetBytes: config.replayBudgetBytes, dataBlameLimit: config.dataBlameLimit,
+            accumulation: config.accumulation, model: model, loss: loss)
+        (replay.spacing, replay.dataBlameRuns) = (config.replaySpacing, config.dataBlameRuns)
+        guardian.replay = replay
     }
 
     /// Trains until `config.epochs` epochs or `config.maxSteps` steps are done.
@@ -200,21 +242,7 @@ public final class Trainer {
             train, batchSize: config.batchSize, shuffle: config.shuffle, dropLast: config.dropLast,
             seed: config.seed, rank: communicator.rank, replicas: communicator.size)
         var lastLoss: Float? = nil
-        // An incident that cannot be written (disk full) fails the step that raised it.
-        var incidentWriteError: Error? = nil
-        guardian.onFindings = { [weak self] stats, _ in
-            guard let self, self.context != nil else { return }
-            // The weights the step's forward pass used (the guard has not acted yet).
-            self.context!.weights = self.model.stateDict().mapValues { $0.copy() }
-            self.context!.stats = stats
-        }
-        guardian.onIncident = { [weak self] inc in
-            guard let self else { return }
-            var inc = inc
-            do { inc = try self.keepReplay(inc, train: train) } catch { incidentWriteError = error }
-            do { try self.recorder?.record(inc) } catch { incidentWriteError = error }
-            self.callbacks.onIncident?(inc)
-        }
+        replay.dataset = train
         model.train()
         stopRequested = false
         outer: while epoch < config.epochs {
@@ -230,7 +258,7 @@ public final class Trainer {
                 optimizer.zeroGrad()
                 var micro: [Float] = []
                 var first: Batch? = nil
-                context = StepContext(step: guardian.step, epoch: epoch, microBatches: [], random: DefaultGenerator.with { $0.state })
+                origin = StepOrigin(step: guardian.step, epoch: epoch, microBatches: [], random: DefaultGenerator.with { $0.state })
                 for k in 0..<config.accumulation {
                     guard let (index, batch) = try batches.nextBatch() else { break }
                     if first == nil { first = batch; callbacks.beforeStep?(guardian.step, batch) }
@@ -239,15 +267,22 @@ public final class Trainer {
                     let l = loss(model, batch)
                     (config.accumulation > 1 ? l / Float(config.accumulation) : l).backward()
                     micro.append(l.item)
-                    context?.microBatches.append(batch.indices)
+                    origin?.microBatches.append(batch.indices)
                     batchInEpoch = index + 1
                 }
                 guard !micro.isEmpty else { break }
                 callbacks.afterBackward?(guardian.step)
                 let localLoss = micro.reduce(0, +) / Float(micro.count)
                 let stepBefore = guardian.step
-                let outcome = try guardian.step(loss: localLoss)
-                context = nil
+                let outcome = try guardian.execute(loss: localLoss, origin: origin)
+                origin = nil
+                // An incident that cannot be written (disk full) fails the step that raised it.
+                var incidentWriteError = outcome.replayError
+                if let inc = outcome.incident {
+                    do { try recorder?.record(inc) } catch { incidentWriteError = error }
+                    callbacks.onIncident?(inc)
+                }
+                if let d = outcome.diverged { throw d }
                 if let e = incidentWriteError { throw e }
                 // The loss over every rank's samples (this rank's in a single process).
                 let meanLoss = outcome.stats.loss ?? localLoss
@@ -360,31 +395,6 @@ public final class Trainer {
         return metrics
     }
 
-    /// Keeps the replay record of an incident's step (single process, run directory, within
-    /// the budget) and ranks its batch's examples; returns the incident with both noted.
-    func keepReplay(_ inc: Incident, train: any Dataset) throws -> Incident {
-        guard let c = context, c.step == inc.step, let weights = c.weights, let stats = c.stats, !communicator.isDistributed else { return inc }
-        var inc = inc
-        if let runDirectory, isRecording, replayBudgetBytes > 0, lastReplayStep.map({ c.step - $0 >= replaySpacing || c.step < $0 }) ?? true {
-            lastReplayStep = c.step
-            let record = ReplayRecord(
-                step: c.step, epoch: c.epoch, microBatches: c.microBatches, accumulation: config.accumulation, random: c.random,
-                threads: Kernels.threadCount,
-                loss: stats.loss ?? .nan, globalNormBits: stats.globalL2.bitPattern,
-                tensorNormBits: Dictionary(stats.tensors.map { ($0.name, $0.gradNorm.bitPattern) }, uniquingKeysWith: { a, _ in a }))
-            inc.replay = try ReplayStore(runDirectory: runDirectory, budgetBytes: replayBudgetBytes).save(
-                record, weights: weights, attempt: guardian.memory.attempts)
-        }
-        let indices = c.microBatches.flatMap { $0 }
-        if dataBlameLimit > 0, indices.count <= dataBlameLimit, indices.count >= 2, blameRuns < dataBlameRuns {
-            blameRuns += 1
-            let ranked = try DataBlame.rank(model: model, weights: weights, dataset: train, indices: indices, epoch: c.epoch, loss: loss)
-            inc.samples = Array(ranked.prefix(10))
-            if let note = DataBlame.note(ranked) { inc.recommendations.insert(note, at: 0) }
-        }
-        return inc
-    }
-
     /// Every rank's evaluation sums, added in rank order (the same bits on every rank).
     func combineEvaluation(_ sums: [String: Double], _ seen: Int) throws -> ([String: Double], Int) {
         let keys = sums.keys.sorted()
@@ -412,7 +422,9 @@ public final class Trainer {
         guardian.forgetSnapshots()
         validationRestores += 1
         let stopping = validationRestores >= guardian.policy.maxValidationRestores
-        guardian.validationDiverged(loss: loss, best: b.loss, bestStep: b.step, stopping: stopping)
+        let inc = guardian.validationDiverged(loss: loss, best: b.loss, bestStep: b.step, stopping: stopping)
+        try recorder?.record(inc)
+        callbacks.onIncident?(inc)
         if stopping { requestStop() }
     }
 

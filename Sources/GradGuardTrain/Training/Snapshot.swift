@@ -1,3 +1,4 @@
+import GradGuardHealth
 import GradGuardNN
 import GradGuardOptim
 import GradGuardTensor
