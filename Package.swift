@@ -34,28 +34,39 @@ let package = Package(
         // OpenBLAS is opened at first use (CGradGuardKernels/blas_loader.c), not linked: its core
         // type must be chosen before it loads.
         .target(name: "GradGuardTensor", dependencies: ["CGradGuardKernels"]),
-        .target(name: "GradGuardNN", dependencies: ["GradGuardTensor"]),
-        .target(name: "GradGuardOptim", dependencies: ["CGradGuardKernels", "GradGuardTensor", "GradGuardNN"]),
-        .target(name: "GradGuardHealth", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim"]),
+        // The vocabulary of settings: a setting's key, type, range, help and resumability
+        // (`Setting`), sections of them declared beside the code they configure, and what is
+        // done with every setting alike (`SettingTable`: text and typed writes, YAML, typo hints).
+        .target(name: "GradGuardSettings"),
+        // Data-parallel training: the communicator (a world of one, or Open MPI through
+        // GradGuardMPI), bucketed gradient averaging, the ranks' statistics exchange.
+        .target(name: "GradGuardDistributed", dependencies: ["GradGuardTensor", "GradGuardSettings"]),
+        .target(name: "GradGuardNN", dependencies: ["GradGuardTensor", "GradGuardSettings", "GradGuardDistributed"]),
+        .target(name: "GradGuardOptim", dependencies: ["CGradGuardKernels", "GradGuardTensor", "GradGuardNN", "GradGuardSettings"]),
+        .target(name: "GradGuardHealth", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardSettings", "GradGuardDistributed"]),
         // Datasets, batches and the loader: below both the models and the trainer.
         .target(name: "GradGuardData", dependencies: ["GradGuardTensor"]),
-        .target(name: "GradGuardTrain", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardData"]),
-        .target(name: "GradGuardModels", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardData",
+        .target(
+            name: "GradGuardTrain",
+            dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardData", "GradGuardSettings", "GradGuardDistributed"]),
+        .target(name: "GradGuardModels", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardData", "GradGuardSettings",
                                                          "CGradGuardImage", .product(name: "Yams", package: "Yams")]),
         // The Communicator over Open MPI (data-parallel training under mpirun).
-        .target(name: "GradGuardMPI", dependencies: ["CGradGuardMPI", "GradGuardTensor"]),
-        .target(name: "GradGuard", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardData",
+        .target(name: "GradGuardMPI", dependencies: ["CGradGuardMPI", "GradGuardTensor", "GradGuardDistributed"]),
+        .target(name: "GradGuard", dependencies: ["GradGuardTensor", "GradGuardSettings", "GradGuardDistributed", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardData",
                                                   "GradGuardTrain", "GradGuardModels", "GradGuardMPI"]),
 
         // MARK: Executables
         .executableTarget(name: "gradguard-mlp", dependencies: ["GradGuard"]),
-        // Runs from settings: the configuration (RunConfig), building a run of a workload from it
-        // (RunSetup), the memory budget, the demo experiments. The command line parses, dispatches
-        // and prints.
+        // Runs from settings: the configuration (RunConfig, composed of the sections each target
+        // declares), building a run of a workload from it (RunSetup), the memory budget. The
+        // command line parses, dispatches and prints.
         .target(name: "GradGuardRuns", dependencies: ["GradGuard", .product(name: "Yams", package: "Yams")]),
+        // The canned experiments of `gradguard demo` (their tables are the README's).
+        .target(name: "GradGuardDemos", dependencies: ["GradGuard", "GradGuardRuns"]),
         // GuardBench: healthy and failing training runs the guard is measured on.
         .target(name: "GradGuardBench", dependencies: ["GradGuard"]),
-        .target(name: "GradGuardCLI", dependencies: ["GradGuard", "GradGuardRuns", "GradGuardBench",
+        .target(name: "GradGuardCLI", dependencies: ["GradGuard", "GradGuardRuns", "GradGuardDemos", "GradGuardBench",
                                                      .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "gradguard", dependencies: ["GradGuardCLI"]),
         // The Swift programs of the README, built and run by the tests.
@@ -69,7 +80,7 @@ let package = Package(
         .testTarget(name: "GradGuardOptimTests", dependencies: ["GradGuard", "_TestSupport"]),
         .testTarget(name: "GradGuardHealthTests", dependencies: ["GradGuard", "GradGuardBench", "_TestSupport"]),
         .testTarget(name: "GradGuardTrainTests", dependencies: ["GradGuard", "_TestSupport"]),
-        .testTarget(name: "GradGuardCLITests", dependencies: ["GradGuardCLI", "GradGuardRuns", "GradGuardBench", "_TestSupport"]),
+        .testTarget(name: "GradGuardCLITests", dependencies: ["GradGuardCLI", "GradGuardRuns", "GradGuardDemos", "GradGuardBench", "_TestSupport"]),
         .testTarget(name: "GradGuardModelsTests", dependencies: ["GradGuard", "_TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

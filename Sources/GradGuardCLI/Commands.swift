@@ -17,19 +17,19 @@ struct SettingFlags: ParsableArguments {
     var maxNorm: Double?
     @Option(name: .customLong("set"), parsing: .singleValue, help: "Any setting as key=value (repeatable).") var set: [String] = []
 
-    /// The flags' settings as key=value pairs.
-    var flagOverrides: [String] {
-        var o: [String] = []
-        if let name { o.append("name=\(name)") }
-        if let seed { o.append("seed=\(seed)") }
-        if let epochs { o.append("training.epochs=\(epochs)") }
-        if let maxSteps { o.append("training.max_steps=\(maxSteps)") }
-        if let batchSize { o.append("training.batch_size=\(batchSize)") }
-        if let lr { o.append("optimizer.lr=\(lr)") }
-        if let optimizer { o.append("optimizer.kind=\(optimizer.rawValue)") }
-        if let clipper { o.append("guard.clipper=\(clipper.rawValue)") }
-        if let maxNorm { o.append("guard.max_norm=\(maxNorm)") }
-        return o
+    /// Writes the flags' settings into `c`, each through its key path, checked as `--set`
+    /// would check it.
+    func apply(to c: inout RunConfig) throws {
+        let source = "flags"
+        if let name { try c.set(\.name, to: name, source: source) }
+        if let seed { try c.set(\.seed, to: seed, source: source) }
+        if let epochs { try c.set(\.training.epochs, to: epochs, source: source) }
+        if let maxSteps { try c.set(\.training.maxSteps, to: maxSteps, source: source) }
+        if let batchSize { try c.set(\.training.batchSize, to: batchSize, source: source) }
+        if let lr { try c.set(\.optimizer.lr, to: lr, source: source) }
+        if let optimizer { try c.set(\.optimizer.kind, to: optimizer, source: source) }
+        if let clipper { try c.set(\.guard.clipper, to: clipper, source: source) }
+        if let maxNorm { try c.set(\.guard.clipping.maxNorm, to: maxNorm, source: source) }
     }
 }
 
@@ -49,7 +49,7 @@ struct Train: ParsableCommand {
         var c = RunConfig()
         do {
             if let config { c = try RunConfig.load(path: config) }
-            try c.apply(overrides: settings.flagOverrides, source: "flags")
+            try settings.apply(to: &c)
             try c.apply(overrides: settings.set)
             try c.resolveModelDefaults()
             try c.validate(source: config ?? "settings")
@@ -57,17 +57,17 @@ struct Train: ParsableCommand {
             throw fail(e.description, code: e.unreadable ? Exit.missing : Exit.usage)
         }
         // The run records where its data are, whichever folder later commands run from.
-        if !c.dataPath.isEmpty && !c.dataPath.hasPrefix("/") {
-            c.dataPath = (FileManager.default.currentDirectoryPath + "/" + c.dataPath as NSString).standardizingPath
+        if !c.data.path.isEmpty && !c.data.path.hasPrefix("/") {
+            c.data.path = (FileManager.default.currentDirectoryPath + "/" + c.data.path as NSString).standardizingPath
         }
         let dir = c.runsDirectory + "/" + c.name
         // Under mpirun: rank 0 checks and makes the run directory; every rank then reads the
         // data and trains.
-        let world = try Launch.communicator(timeout: c.distributedTimeout)
+        let world = try Launch.communicator(timeout: c.distributed.timeout)
         c.worldSize = world.size
         let existed = FileManager.default.fileExists(atPath: dir)
-        if existed && overwrite && !c.dataPath.isEmpty && isInside(c.dataPath, dir) {
-            throw fail("data.path \(c.dataPath) is inside the run \(dir) that --overwrite would replace: move the data out first", code: Exit.usage)
+        if existed && overwrite && !c.data.path.isEmpty && isInside(c.data.path, dir) {
+            throw fail("data.path \(c.data.path) is inside the run \(dir) that --overwrite would replace: move the data out first", code: Exit.usage)
         }
         var lock: RunLock? = nil
         var w: RunSetup? = nil
@@ -136,7 +136,7 @@ struct Resume: ParsableCommand {
         } catch let e as ConfigError { throw fail(e.description, code: e.unreadable ? Exit.missing : Exit.usage) }
         // Under mpirun every rank resumes from the checkpoint rank 0 picks (the run directory is
         // shared); rank 0 holds the lock.
-        let world = try Launch.communicator(timeout: c.distributedTimeout)
+        let world = try Launch.communicator(timeout: c.distributed.timeout)
         c.worldSize = world.size
         var lock: RunLock? = nil
         try Launch.onRankZero(world) {
@@ -336,7 +336,9 @@ func runConfig(_ runName: String, kind: ModelKind?, command: String) throws -> (
     do { c = try RunConfig.load(path: dir + "/config.yaml") } catch let e as ConfigError {
         throw fail(e.description, code: e.unreadable ? Exit.missing : Exit.usage)
     }
-    if let kind, c.model != kind { throw fail("run \(runName) is a '\(c.model.rawValue)' run: \(command) needs model.kind \(kind.rawValue)", code: Exit.usage) }
+    if let kind, c.model.kind != kind {
+        throw fail("run \(runName) is a '\(c.model.kind.rawValue)' run: \(command) needs model.kind \(kind.rawValue)", code: Exit.usage)
+    }
     c.runsDirectory = (dir as NSString).deletingLastPathComponent
     return (dir, c)
 }

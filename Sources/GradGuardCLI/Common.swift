@@ -128,18 +128,18 @@ final class Progress {
 /// change).
 func modelSummary(_ trainer: Trainer, workload: RunSetup, config: RunConfig) throws -> String {
     let params = trainer.model.parameters().reduce(0) { $0 + $1.count }
-    var line = "model: \(config.model.rawValue)"
-    if config.model == .detector {
+    var line = "model: \(config.model.kind.rawValue)"
+    if config.model.kind == .detector {
         line +=
-            " size \(config.width > 0 ? "width \(config.width)" : config.size.rawValue) (\(config.head.rawValue) head, \(config.scales) scales, \(config.block.rawValue) blocks)"
+            " size \(config.model.width > 0 ? "width \(config.model.width)" : config.detector.size.rawValue) (\(config.detector.head.rawValue) head, \(config.detector.scales) scales, \(config.detector.block.rawValue) blocks)"
     }
     line += ", \(params.formatted()) parameters"
-    guard config.model == .detector || config.model == .mlp, workload.train.count > 0 else { return line }
+    guard config.model.kind == .detector || config.model.kind == .mlp, workload.train.count > 0 else { return line }
     let example = try workload.train.batch([0])
     trainer.model.eval()
     defer { trainer.model.train() }
     let flops = FLOPCounter.count { _ = withoutGrad { trainer.loss(trainer.model, example) } }
-    let at = config.model == .detector ? " at \(config.imageSize)×\(config.imageSize)" : ""
+    let at = config.model.kind == .detector ? " at \(config.detector.imageSize)×\(config.detector.imageSize)" : ""
     return line + String(format: ", %.3g GFLOPs per example%@", Double(flops) / 1e9, at)
 }
 
@@ -148,9 +148,9 @@ func runTraining(_ trainer: Trainer, workload: RunSetup, config: RunConfig, dire
     // In a data-parallel job rank 0 prints and writes; the others train silently.
     let recording = trainer.isRecording
     let quiet = quiet || !recording
-    let perStep = config.batchSize * config.accumulation, perRank = (workload.train.count + config.worldSize - 1) / config.worldSize
+    let perStep = config.training.batchSize * config.training.accumulation, perRank = (workload.train.count + config.worldSize - 1) / config.worldSize
     let stepsPerEpoch = Swift.max(1, (perRank + perStep - 1) / perStep)
-    let total = config.maxSteps > 0 ? config.maxSteps : stepsPerEpoch * config.epochs
+    let total = config.training.maxSteps > 0 ? config.training.maxSteps : stepsPerEpoch * config.training.epochs
     let progress = Progress(quiet: quiet, json: json, total: total)
     if !quiet && !json { progress.message(try modelSummary(trainer, workload: workload, config: config)) }  // its forward pass only when shown
     trainer.callbacks.afterStep = { r, _ in progress.step(r) }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GradGuard
+import GradGuardDemos
 import GradGuardRuns
 
 /// `gradguard demo NAME`: the demo experiments of `GradGuardRuns.Demo`.

@@ -119,7 +119,7 @@ struct Detect: ParsableCommand {
                 FileHandle.standardError.write(Data("gradguard: \(error); skipped\n".utf8))
                 continue
             }
-            let (boxed, scale, ox, oy) = image.letterbox(size: c.imageSize)
+            let (boxed, scale, ox, oy) = image.letterbox(size: c.detector.imageSize)
             let found = model.detect(boxed.tensor().unsqueezed(0), confidence: conf, iou: iou)[0]
             var drawn = image
             var lines: [String] = []

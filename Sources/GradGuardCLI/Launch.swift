@@ -5,14 +5,21 @@ import GradGuardRuns
 
 /// The job this process belongs to: the ranks of `mpirun -np N gradguard …`, or a world of one.
 enum Launch {
-    nonisolated(unsafe) private static var world: (any Communicator)? = nil
+    /// The communicator this process joined (MPI is initialised once per process), behind a lock.
+    private final class Joined: @unchecked Sendable {  // `world` is read and written under `lock` only
+        let lock = NSLock()
+        var world: (any Communicator)? = nil
+    }
+    private static let joined = Joined()
 
     /// Whether an MPI launcher started this process.
     static var underMPI: Bool { MPICommunicator.launched }
 
     /// The job's communicator (joined once; `timeout` is the watchdog's limit in seconds).
     static func communicator(timeout: Double) throws -> any Communicator {
-        if let w = world {
+        joined.lock.lock()
+        defer { joined.lock.unlock() }
+        if let w = joined.world {
             w.timeout = timeout
             return w
         }
@@ -20,7 +27,7 @@ enum Launch {
         do { w = try MPICommunicator.launchedOrSingle(timeout: timeout) } catch let e as CommunicatorError {
             throw fail(e.description, code: Exit.distributed)
         }
-        world = w
+        joined.world = w
         return w
     }
 
@@ -49,6 +56,9 @@ enum Launch {
     /// Ends the job: MPI_Finalize when every rank reaches the end together (success, or an
     /// outcome the ranks agreed on), MPI_Abort of every rank otherwise.
     static func end(code: Int32, agreed: Bool) -> Never {
+        joined.lock.lock()
+        let world = joined.world
+        joined.lock.unlock()
         if let w = world, w.isDistributed {
             if !agreed { w.abort(code: code, message: "gradguard: rank \(w.rank) ends the job (exit \(code))") }
             MPICommunicator.finish()

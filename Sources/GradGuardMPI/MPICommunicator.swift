@@ -1,5 +1,6 @@
 import CGradGuardMPI
 import Foundation
+import GradGuardDistributed
 import GradGuardTensor
 
 /// The ranks of an Open MPI job (`mpirun -np N …`), over MPI_COMM_WORLD.

@@ -1,3 +1,4 @@
+import GradGuardSettings
 import GradGuardTensor
 
 /// The hidden activations a run can name.

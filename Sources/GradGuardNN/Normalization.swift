@@ -1,3 +1,4 @@
+import GradGuardDistributed
 import GradGuardTensor
 
 // MARK: - Batch normalisation

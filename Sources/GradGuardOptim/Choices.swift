@@ -1,7 +1,9 @@
+import GradGuardSettings
 import GradGuardTensor
 
-/// The hyper-parameters a run gives its optimizer.
-public struct OptimizerSettings: Sendable, Equatable {
+/// The optimizer a run names and the hyper-parameters it gives it (`optimizer.*`).
+public struct OptimizerSettings: SettingSection {
+    public var kind = OptimizerKind.sgd
     public var lr: Double
     /// SGD's momentum, RMSprop's momentum; unused by Adam and AdamW.
     public var momentum: Double
@@ -16,6 +18,52 @@ public struct OptimizerSettings: Sendable, Equatable {
     public init(lr: Double = 0.05, momentum: Double = 0.9, weightDecay: Double = 0, updateClip: Double = 0) {
         (self.lr, self.momentum, self.weightDecay, self.updateClip) = (lr, momentum, weightDecay, updateClip)
     }
+
+    public init() { self.init(lr: 0.05) }
+
+    public static let settings: [Setting<OptimizerSettings>] = [
+        .choice("optimizer.kind", \.kind, "optimizer"),
+        .double("optimizer.lr", \.lr, in: 1e-12...100, "learning rate"),
+        .double("optimizer.momentum", \.momentum, in: 0...0.9999, "momentum (SGD, RMSprop)"),
+        .double("optimizer.weight_decay", \.weightDecay, in: 0...1, "weight decay"),
+        .double(
+            "optimizer.update_clip", \.updateClip, in: 0...1e6,
+            "adam, adamw: StableAdamW's update clipping, each tensor's step scaled down when the RMS of g²/v exceeds this (0: off; 1 in the paper)"),
+        .double(
+            "optimizer.spam_threshold", \.spamThreshold, in: 0...1e12, "spam: clip entries with g² above this multiple of v (0: no spike clipping)",
+            inapplicable: spamOnly),
+        .int("optimizer.spam_reset_every", \.spamResetEvery, in: 1...Int(Int32.max), "spam: steps between momentum resets", inapplicable: spamOnly),
+        .int("optimizer.spam_warmup", \.spamWarmup, in: 0...Int(Int32.max), "spam: cosine warm-up steps after each momentum reset", inapplicable: spamOnly)
+    ]
+
+    private static func spamOnly(_ s: OptimizerSettings) -> String? {
+        s.kind == .spam ? nil : "is for optimizer.kind spam, got '\(s.kind.rawValue)'"
+    }
+
+    public func problem() -> (key: String, message: String)? {
+        if updateClip > 0 && kind != .adam && kind != .adamw {
+            return ("optimizer.update_clip", "StableAdamW's update clipping is for optimizer.kind adam or adamw, got '\(kind.rawValue)'")
+        }
+        return nil
+    }
+
+    /// The optimizer of `groups` these settings name.
+    public func make(_ groups: [ParamGroup]) -> Optimizer { kind.make(groups, self) }
+}
+
+/// The learning-rate schedule a run names (`schedule.*`).
+public struct ScheduleSettings: SettingSection {
+    public var kind = ScheduleKind.constant
+    public var warmupSteps = 0
+
+    public init() {}
+
+    public static let settings: [Setting<ScheduleSettings>] = [
+        .choice("schedule.kind", \.kind, "learning-rate schedule"),
+        .int(
+            "schedule.warmup_steps", \.warmupSteps, in: 0...Int(Int32.max),
+            "linear warm-up steps (warmup: 0 means YOLOv5's max(3 epochs, 100 steps), at most half the run; warmup-cosine)")
+    ]
 }
 
 /// The optimizers a run can name.

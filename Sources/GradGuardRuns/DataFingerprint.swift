@@ -21,10 +21,10 @@ public struct DataFingerprint: Codable, Equatable, Sendable {
     /// data.yaml and every file of its image and label folders (or its image lists). Nil for
     /// built-in data.
     public static func of(_ c: RunConfig) throws -> DataFingerprint? {
-        guard !c.dataPath.isEmpty else { return nil }
-        var paths = [c.dataPath]
-        if c.data == .yolo {
-            let config = try DetectionDataConfig.load(path: c.dataPath)
+        guard !c.data.path.isEmpty else { return nil }
+        var paths = [c.data.path]
+        if c.data.kind == .yolo {
+            let config = try DetectionDataConfig.load(path: c.data.path)
             let fm = FileManager.default
             for entry in [config.train, config.val] {
                 let location = entry.hasPrefix("/") ? entry : config.root + "/" + entry

@@ -48,3 +48,100 @@ public enum DataKind: String, SettingChoice {
     /// The long-dependency task, for those kinds.
     public var task: LongDependencyTask? { LongDependencyTask(rawValue: rawValue) }
 }
+
+/// The model a run trains (`model.*`; the detector's own are `DetectorSettings`).
+public struct ModelSettings: SettingSection {
+    public var kind = ModelKind.mlp
+    public var layers = 0
+    public var width = 0
+    public var activation = ActivationKind.relu
+    public var initialisation = InitKind.kaiming
+    public var batchNorm = false
+    public var cell = SequenceModel.Cell.lstm
+    public var embedding = 64
+    public var attention = true
+    /// An exponential moving average of the weights for evaluation and checkpoints (Ultralytics'
+    /// ModelEMA), its decay and ramp.
+    public var ema = false
+    public var emaDecay = 0.9999
+    public var emaTau = 2000.0
+    /// The char LM and the translation model: weight of PaLM's z-loss, 1e-4·log²Z (0: off).
+    public var zLoss = 0.0
+    /// Batch normalisation over every rank's batch (PyTorch's SyncBatchNorm) instead of each
+    /// rank's own.
+    public var syncBatchNorm = false
+
+    public init() {}
+
+    public static let settings: [Setting<ModelSettings>] = [
+        .choice("model.kind", \.kind, "the model (and the data it takes)"),
+        .int("model.layers", \.layers, in: 0...1000, "hidden layers (mlp) or stacked recurrent layers, at most 4 (0: 8 for mlp, 1 otherwise)"),
+        .int(
+            "model.width", \.width, in: 0...100_000,
+            "hidden width, recurrent hidden size, or a detector's first-layer channels (0: the detector's model.size, 64 otherwise)"),
+        .bool("model.ema", \.ema, "evaluate and deliver a moving average of the weights (Ultralytics' ModelEMA)"),
+        .double("model.ema_decay", \.emaDecay, in: 0.5...0.999999999, "model.ema: the average's decay once ramped up"),
+        .double("model.ema_tau", \.emaTau, in: 1...1e9, "model.ema: updates over which the decay ramps up, d = decay·(1 − e^(−updates/tau))"),
+        .double(
+            "model.z_loss", \.zLoss, in: 0...1, "charlm, seq2seq: weight of the z-loss on the output logits, weight·log²Z (PaLM: 1e-4; 0: off)"),
+        .choice("model.cell", \.cell, "recurrent cell (charlm, sequence)"),
+        .int("model.embedding", \.embedding, in: 1...100_000, "embedding size (charlm, seq2seq)"),
+        .bool("model.attention", \.attention, "dot-product attention over the source (seq2seq)"),
+        .choice("model.activation", \.activation, "hidden activation"),
+        .choice("model.init", \.initialisation, "weight initialisation (default: PyTorch's)"),
+        .bool(
+            "model.sync_batch_norm", \.syncBatchNorm,
+            "under mpirun: batch statistics over every rank's batch (SyncBatchNorm), not each rank's own", resumable: true),
+        .bool("model.batch_norm", \.batchNorm, "BatchNorm1d after every hidden layer")
+    ]
+
+    public func problem() -> (key: String, message: String)? {
+        if zLoss > 0 && kind != .charlm && kind != .seq2seq {
+            return ("model.z_loss", "the z-loss is for model.kind charlm or seq2seq, got '\(kind.rawValue)'")
+        }
+        if kind != .mlp && layers > 4 { return ("model.layers", "at most 4 recurrent layers, got \(layers)") }
+        return nil
+    }
+
+    /// Hidden layers of the MLP, or stacked recurrent layers, with 0 resolved to the model's default.
+    public var layerCount: Int { layers > 0 ? layers : kind.defaultLayers }
+}
+
+/// The data a run trains on (`data.*`; the detector's images are `DetectorSettings`).
+public struct DataSettings: SettingSection {
+    public var kind = DataKind.teacher
+    public var path = ""
+    public var sequenceLength = 64
+    public var trainSize = 4096
+    public var validationSize = 512
+    public var inputs = 32
+    public var classes = 10
+    public var labelNoise = 0.0
+    public var successLoss = 0.0
+
+    public init() {}
+
+    public static let settings: [Setting<DataSettings>] = [
+        .choice("data.kind", \.kind, "the data"),
+        .string(
+            "data.path", \.path,
+            "UTF-8 text (text), tab-separated pairs (pairs) or data.yaml (yolo); empty: the built-in corpus, number words → digits, or generated shapes",
+            emptyAllowed: true),
+        .int("data.sequence_length", \.sequenceLength, in: 2...100_000, "characters per training window (text); T of a long-dependency task"),
+        .int("data.train", \.trainSize, in: 1...10_000_000, "training examples"),
+        .int("data.validation", \.validationSize, in: 0...10_000_000, "validation examples"),
+        .int("data.inputs", \.inputs, in: 1...100_000, "input dimensions"),
+        .int("data.classes", \.classes, in: 2...100_000, "classes"),
+        .double("data.label_noise", \.labelNoise, in: 0...1, "fraction of training labels replaced at random"),
+        .double(
+            "data.success_loss", \.successLoss, in: 0...1e6,
+            "long-dependency task solved below this validation loss (0: a tenth of the memoryless baseline)")
+    ]
+
+    public func problem() -> (key: String, message: String)? {
+        if let task = kind.task, sequenceLength < (task == .copyMemory ? 11 : 4) {
+            return ("data.sequence_length", "\(kind.rawValue) needs a sequence length of at least \(task == .copyMemory ? 11 : 4), got \(sequenceLength)")
+        }
+        return nil
+    }
+}

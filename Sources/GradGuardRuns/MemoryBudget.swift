@@ -38,17 +38,17 @@ struct MemoryBudget {
         _ c: RunConfig, vocabulary: Int = 0, targetVocabulary: Int = 0, sourceLength: Int = 0, targetLength: Int = 0,
         classes: Int = 0
     ) -> MemoryBudget {
-        let b = Double(c.batchSize), w = c.widthValue, layers = c.layerCount
-        switch c.model {
+        let b = Double(c.training.batchSize), w = c.widthValue, layers = c.layerCount
+        switch c.model.kind {
         case .charlm:
-            let t = Double(c.sequenceLength), v = Double(vocabulary), e = Double(c.embedding)
-            let p = v * e + recurrentParameters(cell: c.cell, input: c.embedding, hidden: w, layers: layers) + Double(w) * v + v
-            let a = b * t * (2 * e + recurrentActivations(cell: c.cell, hidden: w, layers: layers) + 4 * v)
+            let t = Double(c.data.sequenceLength), v = Double(vocabulary), e = Double(c.model.embedding)
+            let p = v * e + recurrentParameters(cell: c.model.cell, input: c.model.embedding, hidden: w, layers: layers) + Double(w) * v + v
+            let a = b * t * (2 * e + recurrentActivations(cell: c.model.cell, hidden: w, layers: layers) + 4 * v)
             return MemoryBudget(parameters: p, activations: a)
         case .seq2seq:
-            let vs = Double(vocabulary), vt = Double(targetVocabulary), e = Double(c.embedding)
+            let vs = Double(vocabulary), vt = Double(targetVocabulary), e = Double(c.model.embedding)
             let p =
-                (vs + vt) * e + 2 * recurrentParameters(cell: .lstm, input: c.embedding, hidden: w, layers: layers)
+                (vs + vt) * e + 2 * recurrentParameters(cell: .lstm, input: c.model.embedding, hidden: w, layers: layers)
                 + Double(2 * w * w) + Double(w) * vt + vt
             let steps = Double(sourceLength + targetLength)
             let a =
@@ -56,21 +56,22 @@ struct MemoryBudget {
                 + b * Double(targetLength) * Double(sourceLength) * 4  // attention weights
             return MemoryBudget(parameters: p, activations: a)
         case .sequence:
-            let p = recurrentParameters(cell: c.cell, input: 10, hidden: w, layers: layers) + Double(w) * 10
-            let data = Double(c.trainSize + c.validationSize) * Double(c.sequenceLength) * 12  // the generated sequences
+            let p = recurrentParameters(cell: c.model.cell, input: 10, hidden: w, layers: layers) + Double(w) * 10
+            let data = Double(c.data.trainSize + c.data.validationSize) * Double(c.data.sequenceLength) * 12  // the generated sequences
             return MemoryBudget(
-                parameters: p, activations: b * Double(c.sequenceLength) * (recurrentActivations(cell: c.cell, hidden: w, layers: layers) + 20) + data)
+                parameters: p,
+                activations: b * Double(c.data.sequenceLength) * (recurrentActivations(cell: c.model.cell, hidden: w, layers: layers) + 20) + data)
         case .detector:
-            let s2 = Double(c.imageSize) * Double(c.imageSize), wd = Double(w)
+            let s2 = Double(c.detector.imageSize) * Double(c.detector.imageSize), wd = Double(w)
             // Convolution weights of the backbone, neck and heads: ≈ 2 200·width².
             let p = 2_200 * wd * wd + 12 * wd * Double(5 + classes)
             // Outputs of conv, BatchNorm and SiLU at strides 2–16 (≈ 0.8·width·S² values an image), with gradients.
             let a = b * (6 * 0.8 * wd * s2 + 4 * 3 * s2)
             return MemoryBudget(parameters: p, activations: a)
         case .mlp:
-            let p = Double(c.inputs * w + w) + Double(max(0, layers - 1)) * Double(w * w + w) + Double(w * c.classes + c.classes)
-            let data = Double(c.trainSize + c.validationSize) * Double(c.inputs + 1)  // the generated examples
-            let a = b * Double(layers) * Double(w) * 6 + b * Double(c.inputs + c.classes) * 2 + data
+            let p = Double(c.data.inputs * w + w) + Double(max(0, layers - 1)) * Double(w * w + w) + Double(w * c.data.classes + c.data.classes)
+            let data = Double(c.data.trainSize + c.data.validationSize) * Double(c.data.inputs + 1)  // the generated examples
+            let a = b * Double(layers) * Double(w) * 6 + b * Double(c.data.inputs + c.data.classes) * 2 + data
             return MemoryBudget(parameters: p, activations: a)
         }
     }
@@ -80,11 +81,11 @@ struct MemoryBudget {
     func check(_ c: RunConfig, available: Double = 0.9 * MemoryBudget.physicalMemory) throws {
         guard bytes > available else { return }
         let keys =
-            c.model == .detector
-            ? "model.width \(c.widthValue), data.image_size \(c.imageSize), training.batch_size \(c.batchSize)"
-            : c.model == .mlp
-                ? "model.width \(c.widthValue), model.layers \(c.layerCount), data.inputs \(c.inputs), data.classes \(c.classes), training.batch_size \(c.batchSize)"
-                : "model.width \(c.widthValue), model.layers \(c.layerCount), data.sequence_length \(c.sequenceLength), training.batch_size \(c.batchSize)"
+            c.model.kind == .detector
+            ? "model.width \(c.widthValue), data.image_size \(c.detector.imageSize), training.batch_size \(c.training.batchSize)"
+            : c.model.kind == .mlp
+                ? "model.width \(c.widthValue), model.layers \(c.layerCount), data.inputs \(c.data.inputs), data.classes \(c.data.classes), training.batch_size \(c.training.batchSize)"
+                : "model.width \(c.widthValue), model.layers \(c.layerCount), data.sequence_length \(c.data.sequenceLength), training.batch_size \(c.training.batchSize)"
         let what =
             24 * parameters > 4 * activations
             ? "≈ \(FileContents.byteCount(Int(24 * parameters))) of parameters and optimizer state (\(Self.count(parameters)) parameters)"

@@ -27,10 +27,10 @@ public struct RunSetup {
     /// data) and, in an existing run directory, keeps the vocabulary saved there.
     /// The default generator must be seeded first (`seeded(_:)`): models draw their weights from it.
     public init(_ c: RunConfig, runDirectory: String? = nil) throws {
-        switch c.model {
+        switch c.model.kind {
         case .charlm:
-            let source = c.dataPath.isEmpty ? "built-in corpus" : c.dataPath
-            let text = c.dataPath.isEmpty ? BuiltinCorpus.text : try CharCorpus.readText(path: c.dataPath)
+            let source = c.data.path.isEmpty ? "built-in corpus" : c.data.path
+            let text = c.data.path.isEmpty ? BuiltinCorpus.text : try CharCorpus.readText(path: c.data.path)
             var corpus = try CharCorpus.checked(text: text, source: source)
             if let saved: [String] = RunSetup.saved("vocabulary.json", in: runDirectory) {
                 corpus = CharCorpus(text: text, vocabulary: saved.compactMap(\.first))
@@ -40,15 +40,15 @@ public struct RunSetup {
             self.corpus = corpus
         case .seq2seq:
             let trainPairs: [TranslationPair], validPairs: [TranslationPair]
-            if c.dataPath.isEmpty {
-                (trainPairs, validPairs) = NumberWordsTask.pairs(train: c.trainSize, validation: c.validationSize, seed: UInt64(c.seed))
+            if c.data.path.isEmpty {
+                (trainPairs, validPairs) = NumberWordsTask.pairs(train: c.data.trainSize, validation: c.data.validationSize, seed: UInt64(c.seed))
             } else {
-                var pairs = try TranslationPair.load(path: c.dataPath)
-                guard pairs.count >= 2 else { throw TranslationDataError.tooFewPairs(path: c.dataPath, pairs: pairs.count, needed: 2) }
+                var pairs = try TranslationPair.load(path: c.data.path)
+                guard pairs.count >= 2 else { throw TranslationDataError.tooFewPairs(path: c.data.path, pairs: pairs.count, needed: 2) }
                 var g = RandomGenerator(seed: UInt64(c.seed) &+ 11)
                 for i in stride(from: pairs.count - 1, to: 0, by: -1) { pairs.swapAt(i, Int(g.next() % UInt64(i + 1))) }
                 // Validation: data.validation pairs, at most a fifth of the file.
-                let v = Swift.max(1, Swift.min(c.validationSize, pairs.count / 5))
+                let v = Swift.max(1, Swift.min(c.data.validationSize, pairs.count / 5))
                 (trainPairs, validPairs) = (Array(pairs[v...]), Array(pairs[..<v]))
             }
             let set =
@@ -63,12 +63,14 @@ public struct RunSetup {
         case .sequence:
             try MemoryBudget.of(c).check(c)
             var s = LongDependencyWorkload.Settings()
-            (s.length, s.trainSize, s.validationSize, s.hidden, s.layers) = (c.sequenceLength, c.trainSize, c.validationSize, c.widthValue, c.layerCount)
-            (s.cell, s.successLoss, s.seed) = (c.cell, c.successLoss, UInt64(c.seed))
-            self.init(LongDependencyWorkload(c.data.task ?? .adding, settings: s), config: c)
+            (s.length, s.trainSize, s.validationSize, s.hidden, s.layers) = (
+                c.data.sequenceLength, c.data.trainSize, c.data.validationSize, c.widthValue, c.layerCount
+            )
+            (s.cell, s.successLoss, s.seed) = (c.model.cell, c.data.successLoss, UInt64(c.seed))
+            self.init(LongDependencyWorkload(c.data.kind.task ?? .adding, settings: s), config: c)
         case .detector:
-            if c.dataPath.isEmpty { try MemoryBudget.of(c, classes: ShapesDataset.names.count).check(c) }  // before generating the shapes
-            let yaml = c.dataPath.isEmpty ? try RunSetup.builtinShapes(c) : c.dataPath
+            if c.data.path.isEmpty { try MemoryBudget.of(c, classes: ShapesDataset.names.count).check(c) }  // before generating the shapes
+            let yaml = c.data.path.isEmpty ? try RunSetup.builtinShapes(c) : c.data.path
             let config = try DetectionDataConfig.load(path: yaml)
             try MemoryBudget.of(c, classes: config.names.count).check(c)
             let w = try DetectionWorkload(config: config, settings: RunSetup.detectionSettings(c))
@@ -78,9 +80,11 @@ public struct RunSetup {
         case .mlp:
             try MemoryBudget.of(c).check(c)
             var s = TeacherClassification.Settings()
-            (s.inputs, s.classes, s.trainSize, s.validationSize, s.labelNoise) = (c.inputs, c.classes, c.trainSize, c.validationSize, c.labelNoise)
+            (s.inputs, s.classes, s.trainSize, s.validationSize, s.labelNoise) = (
+                c.data.inputs, c.data.classes, c.data.trainSize, c.data.validationSize, c.data.labelNoise
+            )
             (s.layers, s.width, s.activation, s.initialisation, s.batchNorm, s.seed) =
-                (c.layerCount, c.widthValue, c.activation, c.initialisation, c.batchNorm, UInt64(c.seed))
+                (c.layerCount, c.widthValue, c.model.activation, c.model.initialisation, c.model.batchNorm, UInt64(c.seed))
             self.init(TeacherClassification(settings: s), config: c)
         }
     }
@@ -89,48 +93,49 @@ public struct RunSetup {
     public init<W: Workload>(_ workload: W, config c: RunConfig) {
         model = workload.model
         (train, validation) = (workload.train, workload.validation)
-        let optimizer = c.optimizer.make(workload.parameterGroups(weightDecay: c.weightDecay), c.optimizerSettings)
+        let optimizer = c.optimizer.make(workload.parameterGroups(weightDecay: c.optimizer.weightDecay))
         // Each rank's share of an epoch (DataLoader's padded shard), in steps of its batches.
-        let perStep = c.batchSize * c.accumulation, perRank = (workload.train.count + c.worldSize - 1) / c.worldSize
+        let perStep = c.training.batchSize * c.training.accumulation, perRank = (workload.train.count + c.worldSize - 1) / c.worldSize
         let stepsPerEpoch = Swift.max(1, (perRank + perStep - 1) / perStep)
-        let total = c.maxSteps > 0 ? c.maxSteps : stepsPerEpoch * c.epochs
+        let total = c.training.maxSteps > 0 ? c.training.maxSteps : stepsPerEpoch * c.training.epochs
         // Ultralytics' warm-up: rates from 0 (some groups from their own start, a detector's
         // biases from 0.1) and momentum from 0.8, linearly to their values.
-        let scheduler = c.schedule.make(
-            optimizer, totalSteps: total, stepsPerEpoch: stepsPerEpoch, warmupSteps: c.warmupSteps,
+        let scheduler = c.schedule.kind.make(
+            optimizer, totalSteps: total, stepsPerEpoch: stepsPerEpoch, warmupSteps: c.schedule.warmupSteps,
             startLR: workload.warmupStartLR,
-            startMomentum: c.optimizer == .sgd && c.momentum > 0.8 ? 0.8 : nil)
-        var policy = GuardPolicy(clipper: c.clipper.make(c.clipping), snapshotEvery: c.snapshotEvery, maxFailedRecoveries: c.maxFailedRecoveries)
-        policy.validationDivergence = c.validationDivergence > 0 ? c.validationDivergence : nil
+            startMomentum: c.optimizer.kind == .sgd && c.optimizer.momentum > 0.8 ? 0.8 : nil)
+        let policy = c.guard.policy
         var t = TrainerConfig()
-        t.epochs = c.epochs
-        t.maxSteps = c.maxSteps > 0 ? c.maxSteps : nil
-        t.batchSize = c.batchSize
-        t.accumulation = c.accumulation
+        t.epochs = c.training.epochs
+        t.maxSteps = c.training.maxSteps > 0 ? c.training.maxSteps : nil
+        t.batchSize = c.training.batchSize
+        t.accumulation = c.training.accumulation
         t.seed = UInt64(c.seed)
-        t.evalEvery = c.evalEvery
-        t.checkpointEvery = c.checkpointEvery
-        t.keepCheckpoints = c.keepCheckpoints
-        t.moduleNormsEvery = c.moduleNormsEvery
-        t.parameterCheckEvery = c.parameterCheckEvery
-        t.replayBudgetBytes = Int(c.replayBudgetMB * 1_048_576)
-        t.dataBlameLimit = c.dataBlame
-        t.weightAverage = c.ema ? TrainerConfig.WeightAverage(decay: c.emaDecay, tau: c.emaTau) : nil
-        let bucketBytes = Int(c.bucketMB * 1_048_576), syncBN = c.syncBatchNorm
-        let zSigma = c.zScoreSigma, zWindow = c.zScoreWindow
+        t.evalEvery = c.training.evalEvery
+        t.checkpointEvery = c.training.checkpointEvery
+        t.keepCheckpoints = c.training.keepCheckpoints
+        t.moduleNormsEvery = c.training.moduleNormsEvery
+        t.parameterCheckEvery = c.distributed.checkEvery
+        t.replayBudgetBytes = Int(c.guard.replayBudgetMB * 1_048_576)
+        t.dataBlameLimit = c.guard.dataBlame
+        t.weightAverage = c.model.ema ? TrainerConfig.WeightAverage(decay: c.model.emaDecay, tau: c.model.emaTau) : nil
+        let bucketBytes = Int(c.distributed.bucketMB * 1_048_576), syncBN = c.model.syncBatchNorm
+        let guardSettings = c.guard
         // The detector's usual failure modes, for the diagnosis: its warm-up against Ultralytics'
         // max(3 epochs, 100 steps), its box gain, its SGD rate against the recommended 0.01 at a batch of 16.
         var hints: Diagnostician.TrainingHints? = nil
-        if c.model == .detector {
+        if c.model.kind == .detector {
             var h = Diagnostician.TrainingHints()
             let usual = Swift.max(3 * stepsPerEpoch, 100)
-            let warms = c.schedule == .warmup || c.schedule == .warmupCosine || c.schedule == .warmupLinear
-            h.warmupSteps = warms ? (c.warmupSteps > 0 ? c.warmupSteps : Swift.min(usual, total / 2)) : 0
+            let warms = c.schedule.kind == .warmup || c.schedule.kind == .warmupCosine || c.schedule.kind == .warmupLinear
+            h.warmupSteps = warms ? (c.schedule.warmupSteps > 0 ? c.schedule.warmupSteps : Swift.min(usual, total / 2)) : 0
             h.usualWarmupSteps = Swift.min(usual, Swift.max(total / 2, 1))
-            (h.boxGain, h.defaultBoxGain) = (c.boxGain, YOLOLoss.defaultBoxGain(for: c.head))
-            if c.head == .decoupled { h.headStrides = c.scales == 3 ? [8, 16, 32] : [8, 16] }
-            if c.optimizer == .sgd {
-                (h.learningRate, h.batchSize, h.referenceRate, h.referenceBatch) = (c.lr, c.batchSize * c.accumulation * c.worldSize, 0.01, 16)
+            (h.boxGain, h.defaultBoxGain) = (c.detector.boxGain, YOLOLoss.defaultBoxGain(for: c.detector.head))
+            if c.detector.head == .decoupled { h.headStrides = c.detector.scales == 3 ? [8, 16, 32] : [8, 16] }
+            if c.optimizer.kind == .sgd {
+                (h.learningRate, h.batchSize, h.referenceRate, h.referenceBatch) = (
+                    c.optimizer.lr, c.training.batchSize * c.training.accumulation * c.worldSize, 0.01, 16
+                )
             }
             hints = h
         }
@@ -139,8 +144,7 @@ public struct RunSetup {
         let trainerConfig = t
         makeTrainer = { dir, lock, world in
             if syncBN, let world { BatchNorm.synchronise(workload.model, over: world) }
-            let monitor = HealthMonitor()
-            if zSigma > 0 { monitor.detectors.append(RollingZScoreDetector(sigma: zSigma, window: zWindow)) }
+            let monitor = guardSettings.monitor()
             let t = try Trainer(
                 workload, optimizer: optimizer, scheduler: scheduler, policy: policy, monitor: monitor, config: trainerConfig, runDirectory: dir,
                 runLock: lock, communicator: world, bucketBytes: bucketBytes)
@@ -156,9 +160,9 @@ public struct RunSetup {
 
     /// The built-in detection data: the shapes dataset, generated once per seed and size.
     static func builtinShapes(_ c: RunConfig) throws -> String {
-        let dir = "\(c.runsDirectory)/.shapes-seed\(c.seed)-\(c.trainSize)x\(c.validationSize)-\(c.imageSize)"
+        let dir = "\(c.runsDirectory)/.shapes-seed\(c.seed)-\(c.data.trainSize)x\(c.data.validationSize)-\(c.detector.imageSize)"
         if FileManager.default.fileExists(atPath: dir + "/data.yaml") { return dir + "/data.yaml" }
-        let o = ShapesDataset.Options(train: c.trainSize, val: Swift.max(1, c.validationSize), size: c.imageSize, seed: UInt64(c.seed))
+        let o = ShapesDataset.Options(train: c.data.trainSize, val: Swift.max(1, c.data.validationSize), size: c.detector.imageSize, seed: UInt64(c.seed))
         let partial = dir + ".partial"
         try? FileManager.default.removeItem(atPath: partial)
         try ShapesDataset.write(to: partial, options: o)
@@ -170,24 +174,24 @@ public struct RunSetup {
 
     static func charSettings(_ c: RunConfig) -> CharLanguageModelling.Settings {
         var s = CharLanguageModelling.Settings()
-        (s.sequenceLength, s.embedding, s.hidden, s.layers, s.cell) = (c.sequenceLength, c.embedding, c.widthValue, c.layerCount, c.cell)
-        s.zLoss = c.zLoss
+        (s.sequenceLength, s.embedding, s.hidden, s.layers, s.cell) = (c.data.sequenceLength, c.model.embedding, c.widthValue, c.layerCount, c.model.cell)
+        s.zLoss = c.model.zLoss
         return s
     }
 
     static func translationSettings(_ c: RunConfig) -> TranslationTask.Settings {
         var s = TranslationTask.Settings()
-        (s.embedding, s.hidden, s.layers, s.attention) = (c.embedding, c.widthValue, c.layerCount, c.attention)
-        s.zLoss = c.zLoss
+        (s.embedding, s.hidden, s.layers, s.attention) = (c.model.embedding, c.widthValue, c.layerCount, c.model.attention)
+        s.zLoss = c.model.zLoss
         return s
     }
 
     static func detectionSettings(_ c: RunConfig) -> DetectionWorkload.Settings {
         var s = DetectionWorkload.Settings()
         (s.imageSize, s.width, s.augment, s.boxLoss, s.onError, s.maxImagePixels, s.seed) =
-            (c.imageSize, c.widthValue, c.augment, c.boxLoss, c.onError, c.maxImagePixels, UInt64(c.seed))
-        s.mosaicUntilEpoch = c.mosaic ? Swift.max(0, c.epochs - c.closeMosaic) : 0
-        (s.boxGain, s.head, s.scales, s.block) = (c.boxGain, c.head, c.scales, c.block)
+            (c.detector.imageSize, c.widthValue, c.detector.augment, c.detector.boxLoss, c.detector.onError, c.detector.maxImagePixels, UInt64(c.seed))
+        s.mosaicUntilEpoch = c.detector.mosaic ? Swift.max(0, c.training.epochs - c.detector.closeMosaic) : 0
+        (s.boxGain, s.head, s.scales, s.block) = (c.detector.boxGain, c.detector.head, c.detector.scales, c.detector.block)
         return s
     }
 
@@ -237,7 +241,7 @@ public enum TrainedModel {
         func missing(_ file: String) -> FileError {
             FileError.cannotRead(path: dir + "/" + file, reason: "missing or not what gradguard train saves there; the run cannot be used without it")
         }
-        switch c.model {
+        switch c.model.kind {
         case .charlm:
             guard let chars: [String] = RunSetup.saved("vocabulary.json", in: dir) else { throw missing("vocabulary.json") }
             let corpus = CharCorpus(text: "", vocabulary: chars.compactMap(\.first))
@@ -257,7 +261,9 @@ public enum TrainedModel {
             // A run saved before classes.json existed: the names come from its data.yaml.
             let names: [String] = try RunSetup.saved("classes.json", in: dir) ?? RunSetup.seeded(c, runDirectory: dir).classNames
             self = .detector(
-                YOLODetector(classes: names.count, width: c.widthValue, imageSize: c.imageSize, head: c.head, scales: c.scales, block: c.block),
+                YOLODetector(
+                    classes: names.count, width: c.widthValue, imageSize: c.detector.imageSize, head: c.detector.head, scales: c.detector.scales,
+                    block: c.detector.block),
                 classNames: names)
         case .mlp, .sequence:
             self = .other(try RunSetup.seeded(c, runDirectory: dir).model)

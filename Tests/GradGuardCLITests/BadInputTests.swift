@@ -162,7 +162,7 @@ final class BadInputTests: CLITestCase {
             }
             var back = RunConfig()
             XCTAssertNoThrow(try back.apply(yaml: c.yaml, source: "config.yaml"), String(s).debugDescription)
-            XCTAssertEqual(back.dataPath, c.dataPath, String(s).debugDescription)
+            XCTAssertEqual(back.data.path, c.data.path, String(s).debugDescription)
         }
         for name in ["bs\\", "a\\tb", "x y", "\"q\"", "-dash", "true", "null", "1e5"] {
             var c = RunConfig()

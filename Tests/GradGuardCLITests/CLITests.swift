@@ -4,6 +4,7 @@ import XCTest
 import _TestSupport
 
 @testable import GradGuardCLI
+@testable import GradGuardDemos
 @testable import GradGuardRuns
 
 /// Configuration parsing, and the built `gradguard` binary run as a user would.
@@ -23,21 +24,24 @@ final class CLITests: CLITestCase {
         try c.apply(overrides: ["model.kind=detector", "data.path=d.yaml"])
         try c.resolveModelDefaults()
         try c.validate(source: "--set")
-        XCTAssertEqual(c.data, .yolo)
-        XCTAssertEqual([c.head.rawValue, c.block.rawValue, c.boxLoss.rawValue, c.schedule.rawValue], ["decoupled", "c2f", "ciou", "warmup-linear"])
-        XCTAssertEqual(c.scales, 2, "two scales at 128 pixels")
-        XCTAssertEqual([c.lr, c.momentum, c.weightDecay, c.clipping.maxNorm, c.boxGain], [0.01, 0.937, 0.0005, 100, 7.5])
-        XCTAssertEqual([c.ema, c.mosaic, c.augment], [true, true, true])
-        XCTAssertEqual(c.batchSize, 16)
-        XCTAssertEqual(c.validationDivergence, 0)
+        XCTAssertEqual(c.data.kind, .yolo)
+        XCTAssertEqual(
+            [c.detector.head.rawValue, c.detector.block.rawValue, c.detector.boxLoss.rawValue, c.schedule.kind.rawValue],
+            ["decoupled", "c2f", "ciou", "warmup-linear"])
+        XCTAssertEqual(c.detector.scales, 2, "two scales at 128 pixels")
+        XCTAssertEqual(
+            [c.optimizer.lr, c.optimizer.momentum, c.optimizer.weightDecay, c.guard.clipping.maxNorm, c.detector.boxGain], [0.01, 0.937, 0.0005, 100, 7.5])
+        XCTAssertEqual([c.model.ema, c.detector.mosaic, c.detector.augment], [true, true, true])
+        XCTAssertEqual(c.training.batchSize, 16)
+        XCTAssertEqual(c.guard.validationDivergence, 0)
         XCTAssertFalse(c.given.contains("model.head"), "defaults are not settings the run gave")
         // Given settings win; the box gain follows the head.
         var v5 = RunConfig()
         try v5.apply(overrides: ["model.kind=detector", "model.head=coupled", "optimizer.lr=0.02", "guard.clipper=zclip"])
         try v5.resolveModelDefaults()
-        XCTAssertEqual([v5.lr, v5.boxGain], [0.02, YOLOLoss.defaultBoxGain])
-        XCTAssertEqual(v5.clipper, .zclip)
-        XCTAssertEqual(v5.clipping.maxNorm, ClipperSettings().maxNorm, "no max_norm for a clipper without one")
+        XCTAssertEqual([v5.optimizer.lr, v5.detector.boxGain], [0.02, YOLOLoss.defaultBoxGain])
+        XCTAssertEqual(v5.guard.clipper, .zclip)
+        XCTAssertEqual(v5.guard.clipping.maxNorm, ClipperSettings().maxNorm, "no max_norm for a clipper without one")
         // Another model: untouched.
         var mlp = RunConfig()
         try mlp.resolveModelDefaults()
@@ -48,8 +52,8 @@ final class CLITests: CLITestCase {
         let yaml = old.yaml.split(separator: "\n").filter { !$0.contains("head:") && !$0.contains("scales:") && !$0.contains("block:") }.joined(separator: "\n")
         var back = RunConfig()
         try back.apply(yaml: yaml, source: "config.yaml")
-        XCTAssertEqual([back.head.rawValue, back.block.rawValue], ["coupled", "conv"])
-        XCTAssertEqual(back.scales, 2)
+        XCTAssertEqual([back.detector.head.rawValue, back.detector.block.rawValue], ["coupled", "conv"])
+        XCTAssertEqual(back.detector.scales, 2)
         XCTAssertThrowsError(
             try {
                 var c = RunConfig(); try c.apply(overrides: ["model.kind=detector", "data.image_size=48", "model.scales=3"]); try c.resolveModelDefaults();
@@ -80,7 +84,7 @@ final class CLITests: CLITestCase {
         // Each builds what it names.
         var c = RunConfig()
         try c.apply(overrides: ["optimizer.kind=spam", "optimizer.spam_threshold=100"])
-        let spam = c.optimizer.make([ParamGroup(params: [Tensor.zeros([2], requiresGrad: true)])], c.optimizerSettings)
+        let spam = c.optimizer.make([ParamGroup(params: [Tensor.zeros([2], requiresGrad: true)])])
         XCTAssertEqual(spam.paramGroups[0].options["threshold"], 100)
     }
 
@@ -106,7 +110,7 @@ final class CLITests: CLITestCase {
         var back = RunConfig()
         try back.apply(yaml: c.yaml, source: "config.yaml")
         XCTAssertEqual(back, c)
-        XCTAssertEqual(back.clipping.zThreshold, 3)
+        XCTAssertEqual(back.guard.clipping.zThreshold, 3)
         try back.validate(source: "config.yaml")
         // Of the clipper settings, the resolved file holds the chosen clipper's, nested.
         XCTAssertTrue(c.yaml.contains("guard:\n  clipper: zclip"), c.yaml)
@@ -142,8 +146,8 @@ final class CLITests: CLITestCase {
         var old = RunConfig()
         try old.apply(yaml: RunConfig.resolvedHeader + "\nguard:\n  clipper: value\n  max_norm: 0.25\n", source: "config.yaml")
         try old.validate(source: "config.yaml")
-        XCTAssertEqual(old.clipping.clipValue, 0.25)
-        let clipper = try XCTUnwrap(old.clipper.make(old.clipping) as? ClipByValue)
+        XCTAssertEqual(old.guard.clipping.clipValue, 0.25)
+        let clipper = try XCTUnwrap(old.guard.clipper.make(old.guard.clipping) as? ClipByValue)
         XCTAssertEqual(clipper.clipValue, 0.25)
         var oldZ = RunConfig()
         try oldZ.apply(yaml: RunConfig.resolvedHeader + "\nguard:\n  clipper: zclip\n  max_norm: 5.0\n", source: "config.yaml")
@@ -358,7 +362,7 @@ final class CLITests: CLITestCase {
         XCTAssertThrowsError(try c.validate(source: "f.yaml")) {
             XCTAssertEqual("\($0)", "f.yaml: data.sequence_length: copy-memory needs a sequence length of at least 11, got 5")
         }
-        c.data = .text
+        c.data.kind = .text
         XCTAssertThrowsError(try c.validate(source: "f.yaml")) {
             XCTAssertEqual("\($0)", "f.yaml: model.kind: 'sequence' needs data.kind adding, temporal-order, copy-memory, got 'text'")
         }

@@ -267,3 +267,41 @@ final class GuardDecisionTests: XCTestCase {
         XCTAssertEqual(legacy.actions, inc.actions)
     }
 }
+
+/// The judge alone: a hand-written loop measures, decides and acts itself.
+final class StepJudgeTests: XCTestCase {
+    func testAHandWrittenLoopMeasuresDecidesAndActs() {
+        DefaultGenerator.seed(3)
+        let model = Sequential(Linear(inputSize: 4, outputSize: 4), ReLU(), Linear(inputSize: 4, outputSize: 2))
+        let opt = SGD(model.parameters(), lr: 0.1)
+        let judge = StepJudge(parameters: NamedParameter.of(model), layerTypes: StepJudge.layerTypes(of: model))
+        let x = Tensor.randn([8, 4]), y = Tensor([0, 1, 0, 1, 0, 1, 0, 1] as [Float])
+        var applied = 0
+        for step in 0..<6 {
+            opt.zeroGrad()
+            let loss = crossEntropy(model(x), y)
+            loss.backward()
+            // Step 4's gradient is poisoned: the judge must not let it through.
+            if step == 4 { model.parameters()[0].grad!.withUnsafeMutableScalars { $0[0] = .nan } }
+            let m = judge.measure(loss: loss.item)
+            let decision = judge.decide(m, snapshotStep: nil, previousSnapshotStep: nil)
+            if step == 4 {
+                XCTAssertTrue(m.findings.contains { $0.kind == .nonFiniteGradient })
+                XCTAssertEqual(decision.disposition, .skip(noSnapshot: false))
+                let inc = judge.incident(stats: m.stats, findings: m.reported, taken: [.skipped(noSnapshot: false)], learningRate: 0.1)
+                XCTAssertEqual(inc.step, 4)
+                XCTAssertEqual(inc.findings.first?.kind, .nonFiniteGradient)
+                XCTAssertEqual(inc.taken, [.skipped(noSnapshot: false)])
+            } else {
+                XCTAssertEqual(decision.disposition, .apply, "step \(step): \(m.findings.map(\.message))")
+                opt.step()
+                judge.applied(m.stats, healthy: !m.exploding)
+                applied += 1
+            }
+            judge.stepEnded(m.stats, healthy: decision.disposition == .apply, learningRate: 0.1)
+        }
+        XCTAssertEqual(judge.step, applied)
+        XCTAssertEqual(judge.memory.attempts, 6)
+        XCTAssertTrue(model.parameters().allSatisfy { $0.scalars.allSatisfy(\.isFinite) })
+    }
+}

@@ -41,7 +41,7 @@ func distributedBenchmark() -> (rank: Int, results: [(String, Double)]) {
         let guardian = GradientGuard(
             model: model, optimizer: optimizer, policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: maxNorm)), communicator: world,
             bucketBytes: bucketBytes)
-        guardian.updateRatioEvery = 0
+        guardian.judge.updateRatioEvery = 0
         var times: [Double] = [], comm: [Double] = [], wait: [Double] = []
         orDie("broadcast") { try guardian.broadcastParameters() }
         for i in 0..<30 {

@@ -1,4 +1,5 @@
 import GradGuardOptim
+import GradGuardSettings
 import GradGuardTensor
 
 /// The thresholds and parameters of every clipper a run can name; each clipper reads its own

@@ -114,3 +114,18 @@ public struct GuardDecision: Sendable, Equatable {
             memory: m, halt: recovering && m.failedRecoveries >= policy.maxFailedRecoveries, clipTo: disposition == .apply ? clipTo : nil)
     }
 }
+
+extension GuardDecision {
+    /// A number that differs when two decisions differ: what the ranks of a data-parallel job
+    /// compare to check that they took the same one.
+    public var digest: Double {
+        var code: Double
+        switch disposition {
+        case .apply: code = 1
+        case let .skip(noSnapshot): code = noSnapshot ? 3 : 2
+        case let .rollback(toStep, previous): code = 4 + Double(toStep) * 2 + (previous ? 1 : 0)
+        }
+        code = code * 8 + (backOff ? 4 : 0) + (escalated ? 2 : 0) + (halt ? 1 : 0)
+        return code
+    }
+}

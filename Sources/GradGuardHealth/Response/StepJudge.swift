@@ -1,4 +1,5 @@
 import Foundation
+import GradGuardDistributed
 import GradGuardNN
 import GradGuardOptim
 import GradGuardTensor

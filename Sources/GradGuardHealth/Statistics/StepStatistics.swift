@@ -1,3 +1,5 @@
+import GradGuardDistributed
+
 /// Gradient and weight statistics of one parameter tensor at one step.
 public struct TensorStatistics: Sendable, Codable, Equatable {
     public let name: String

@@ -1,3 +1,4 @@
+import GradGuardSettings
 import GradGuardTensor
 
 // The enumerated settings of the model library, with their help texts.

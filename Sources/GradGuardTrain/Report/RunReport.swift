@@ -1,4 +1,5 @@
 import Foundation
+import GradGuardDistributed
 import GradGuardHealth
 import GradGuardTensor
 

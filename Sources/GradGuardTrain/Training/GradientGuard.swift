@@ -1,4 +1,5 @@
 import Foundation
+import GradGuardDistributed
 import GradGuardHealth
 import GradGuardNN
 import GradGuardOptim
@@ -184,6 +185,7 @@ public final class GradientGuard {
         if snapshot == nil && policy.snapshotEvery > 0 { takeSnapshot() }
         // Measure.
         var gathered: RankExchange.Gathered? = nil
+        var batchActivations: [ActivationGradient]? = nil
         var stepLoss = loss
         if let exchange {
             exchange.communicator.heartbeat(step: memory.attempts)
@@ -191,14 +193,18 @@ public final class GradientGuard {
             // Every bucket's reduce-scatter starts (those backward has not started) before the
             // statistics exchange: collectives go in the same order on every rank.
             try exchange.sync.launchRemaining()
-            let g = try exchange.gather(loss: loss, activations: health.probe.collect(), computeSeconds: compute)
+            let probed = health.probe.collect()
+            let g = try exchange.gather(
+                loss: loss, gradientSums: localGradientSums(health.parameters), activations: probed.map(\.norm), computeSeconds: compute)
             let start = Date()
             try exchange.sync.finish(present: g.present)
             gathered = g
             gathered!.ranks[exchange.communicator.rank].communicationSeconds = Date().timeIntervalSince(start)
             stepLoss = g.loss
+            // The whole batch's activation gradients (none when the ranks probed different ones).
+            batchActivations = zip(probed, g.activationNorms).map { ActivationGradient(name: $0.name, norm: $1) }
         }
-        let measured = judge.measure(loss: stepLoss, activations: gathered?.activations, ranks: gathered?.ranks)
+        let measured = judge.measure(loss: stepLoss, activations: batchActivations, ranks: gathered?.ranks)
         var stats = measured.stats
         let exploding = measured.exploding
         // The weights the step's forward pass used (nothing has acted yet), for its replay.
@@ -208,7 +214,7 @@ public final class GradientGuard {
         let decision = judge.decide(measured, snapshotStep: snapshot?.step, previousSnapshotStep: previousSnapshot?.step)
         var findings = measured.reported
         if let exchange, var g = gathered {
-            g.ranks = try exchange.agree(on: decision, ranks: g.ranks, step: stats.step)
+            g.ranks = try exchange.agree(onDecision: decision.digest, ranks: g.ranks, step: stats.step)
             stats.ranks = g.ranks
         }
         // Act.

@@ -1,5 +1,6 @@
 import Foundation
 import GradGuardData
+import GradGuardDistributed
 import GradGuardHealth
 import GradGuardNN
 import GradGuardOptim

@@ -1,31 +1,6 @@
 import Foundation
+import GradGuardDistributed
 import GradGuardTensor
-
-/// What one rank of a data-parallel job saw at one step, before the gradients were averaged:
-/// its loss, the norm of its local gradient, the tensors where it held NaN or ±Inf, and how
-/// long it computed, waited for the others and communicated.
-public struct RankStatistics: Sendable, Codable, Equatable {
-    public let rank: Int
-    public let loss: Float?
-    /// L2 norm of this rank's local gradient (NaN or ∞ when it holds such values).
-    public let gradNorm: Float
-    /// Tensors whose local gradient holds NaN or ±Inf, with the count of such values.
-    public let nonFinite: [String: Int]
-    /// Time since the previous step outside the collectives: forward and backward, and the
-    /// rank's own work (rank 0 writes the records).
-    public var computeSeconds: Double
-    /// Waiting for the slowest rank (the statistics exchange, which every rank must reach).
-    public var waitSeconds: Double
-    /// Averaging the gradients.
-    public var communicationSeconds: Double
-
-    public init(
-        rank: Int, loss: Float?, gradNorm: Float, nonFinite: [String: Int], computeSeconds: Double, waitSeconds: Double, communicationSeconds: Double
-    ) {
-        (self.rank, self.loss, self.gradNorm, self.nonFinite) = (rank, loss, gradNorm, nonFinite)
-        (self.computeSeconds, self.waitSeconds, self.communicationSeconds) = (computeSeconds, waitSeconds, communicationSeconds)
-    }
-}
 
 extension Finding {
     /// The finding with the ranks behind it named: the ranks whose local gradient held NaN or
@@ -120,4 +95,12 @@ public final class RankOutlierMonitor {
 /// rank tells the others of its local gradient.
 public func localGradientSums(_ params: [NamedParameter]) -> [(sumSquares: Double, nonFinite: Int)?] {
     scanAll(params, grads: true).map { s in s.map { ($0.sumSquares, $0.nonFinite) } }
+}
+
+extension GradientSync {
+    /// Averages the gradients of the named `parameters`.
+    public convenience init(parameters: [NamedParameter], communicator: any Communicator, bucketBytes: Int = 25 << 20, overlap: Bool = true) {
+        self.init(
+            names: parameters.map(\.name), tensors: parameters.map(\.tensor), communicator: communicator, bucketBytes: bucketBytes, overlap: overlap)
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GradGuard
+import GradGuardRuns
 
 /// What a demo could not do: its settings are wrong, or its data are missing.
 public enum DemoError: Error, CustomStringConvertible, Equatable {

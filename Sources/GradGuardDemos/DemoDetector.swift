@@ -1,5 +1,6 @@
 import Foundation
 import GradGuard
+import GradGuardRuns
 
 extension Demo {
     /// The YOLO-style detector on generated shapes at an aggressive learning rate, without

@@ -1,4 +1,5 @@
 import Foundation
+import GradGuardTensor
 
 /// How the values of every rank are combined.
 public enum ReduceOp: Sendable { case sum, max, min }

@@ -1,5 +1,6 @@
 import Foundation
 import GradGuard
+import GradGuardRuns
 
 /// The demos on initialisation, learning rate and regularisation (small MLPs and CNNs).
 extension Demo {

@@ -17,7 +17,9 @@ import GradGuardTensor
 /// the same order.
 public final class GradientSync {
     public let communicator: any Communicator
-    public let parameters: [NamedParameter]
+    /// The parameters' names (for messages) and tensors, in the model's order.
+    public let names: [String]
+    public let tensors: [Tensor]
     /// The largest bucket, in bytes (DDP's default `bucket_cap_mb` is 25).
     public let bucketBytes: Int
     /// Parameter indices of each bucket.
@@ -38,15 +40,16 @@ public final class GradientSync {
     /// The first error of a collective started from a hook (reported by `finish`).
     private var hookError: Error? = nil
 
-    public init(parameters: [NamedParameter], communicator: any Communicator, bucketBytes: Int = 25 << 20, overlap: Bool = true) {
-        self.parameters = parameters
+    public init(names: [String], tensors: [Tensor], communicator: any Communicator, bucketBytes: Int = 25 << 20, overlap: Bool = true) {
+        precondition(names.count == tensors.count, "GradientSync: a name per tensor")
+        (self.names, self.tensors) = (names, tensors)
         self.communicator = communicator
         self.bucketBytes = bucketBytes
         self.overlap = overlap
         var buckets: [[Int]] = []
         var current: [Int] = [], bytes = 0
-        for i in parameters.indices.reversed() {
-            let b = parameters[i].tensor.count * 4
+        for i in tensors.indices.reversed() {
+            let b = tensors[i].count * 4
             if !current.isEmpty && bytes + b > bucketBytes {
                 buckets.append(current)
                 current = []
@@ -60,7 +63,7 @@ public final class GradientSync {
         let n = communicator.size
         var flat: [UnsafeMutableBufferPointer<Float>] = [], block: [UnsafeMutableBufferPointer<Float>] = []
         for b in buckets {
-            let total = b.reduce(0) { $0 + parameters[$1].tensor.count }
+            let total = b.reduce(0) { $0 + tensors[$1].count }
             let per = (total + n - 1) / n
             let f = UnsafeMutableBufferPointer<Float>.allocate(capacity: per * n)
             f.initialize(repeating: 0)
@@ -71,11 +74,11 @@ public final class GradientSync {
         }
         self.flat = flat
         self.block = block
-        ready = [Bool](repeating: false, count: parameters.count)
+        ready = [Bool](repeating: false, count: tensors.count)
         pending = [(any PendingCollective)?](repeating: nil, count: buckets.count)
         if overlap && communicator.isDistributed {
-            for (i, p) in parameters.enumerated() {
-                p.tensor.registerPostAccumulateGradHook { [weak self] _ in self?.gradientReady(i) }
+            for (i, t) in tensors.enumerated() {
+                t.registerPostAccumulateGradHook { [weak self] _ in self?.gradientReady(i) }
             }
         }
     }
@@ -119,7 +122,7 @@ public final class GradientSync {
         let f = flat[k]
         var offset = 0
         for i in buckets[k] {
-            let t = parameters[i].tensor
+            let t = tensors[i]
             if let g = t.grad {
                 g.withUnsafeScalars { s in _ = UnsafeMutableBufferPointer(rebasing: f[offset..<(offset + s.count)]).initialize(from: s) }
             } else {
@@ -165,7 +168,7 @@ public final class GradientSync {
             let f = flat[k]
             var offset = 0
             for i in buckets[k] {
-                let t = parameters[i].tensor
+                let t = tensors[i]
                 defer { offset += t.count }
                 guard present[i] else { continue }
                 if t.grad == nil { t.grad = Tensor.zeros(t.shape) }

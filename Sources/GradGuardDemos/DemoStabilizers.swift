@@ -1,5 +1,6 @@
 import Foundation
 import GradGuard
+import GradGuardRuns
 
 extension Demo {
     /// One way of keeping a run stable, as the stabilizers demo compares them.

@@ -1,0 +1,82 @@
+import GradGuardSettings
+
+/// The guard a run asks for (`guard.*`): the clipper and its thresholds, the snapshots and
+/// recoveries of the policy, the optional z-score detector, the replay records and data blame
+/// of incidents, the validation watch.
+public struct GuardSettings: SettingSection {
+    public var clipper = ClipperKind.globalNorm
+    /// Every clipper's settings; `clipper` reads its own (`ClipperKind.settings`). The norm
+    /// defaults to 5 (as char-rnn): above the typical norm of the built-in workloads, so
+    /// clipping catches spikes and does not scale every step down.
+    public var clipping = ClipperSettings()
+    public var snapshotEvery = 50
+    public var maxFailedRecoveries = 5
+    /// Skip a step whose loss or gradient norm is this many standard deviations above its
+    /// rolling mean (0: off; OLMo-core uses 6), over `zScoreWindow` steps.
+    public var zScoreSigma = 0.0
+    public var zScoreWindow = 128
+    /// Replay records of incidents kept within this many MiB (0: none), and the batch's
+    /// examples ranked for an incident when the batch has at most `dataBlame` of them (0: never).
+    public var replayBudgetMB = 256.0
+    public var dataBlame = 256
+    public var validationDivergence = 1.5
+
+    public init() {}
+
+    public static let settings: [Setting<GuardSettings>] =
+        [.choice("guard.clipper", \.clipper, "gradient clipper")]
+        + ClipperSetting.allCases.map(clipperSetting)
+        + [
+            .int("guard.snapshot_every", \.snapshotEvery, in: 0...Int(Int32.max), "in-memory rollback snapshot every N steps", resumable: true),
+            .int("guard.max_failed_recoveries", \.maxFailedRecoveries, in: 1...1000, "halt after this many failed recoveries", resumable: true),
+            .double(
+                "guard.zscore_sigma", \.zScoreSigma, in: 0...1e6,
+                "skip a step whose loss or gradient norm is this many σ above its rolling mean (0: off; 6 in OLMo-core)", resumable: true),
+            .double(
+                "guard.replay_budget_mb", \.replayBudgetMB, in: 0...1e6,
+                "replay records of incidents (gradguard replay) kept within this many MiB, oldest removed (0: none)", resumable: true),
+            .int(
+                "guard.data_blame", \.dataBlame, in: 0...1_000_000,
+                "rank an incident's examples by their gradient when its batch has at most this many (0: never)", resumable: true),
+            .int("guard.zscore_window", \.zScoreWindow, in: 2...1_000_000, "steps of the rolling mean and σ of guard.zscore_sigma", resumable: true),
+            .double(
+                "guard.validation_divergence", \.validationDivergence, in: 0...1e6,
+                "a validation loss above this multiple of the best puts back the best weights and lowers the rate; the third time stops the run (0: off)",
+                resumable: true)
+        ]
+
+    /// One clipper's threshold under `guard.`: it applies when the chosen clipper reads it.
+    private static func clipperSetting(_ s: ClipperSetting) -> Setting<GuardSettings> {
+        let inapplicable = { (g: GuardSettings) -> String? in
+            guard !g.clipper.settings.contains(s) else { return nil }
+            let takes = g.clipper.settings.map { "guard." + $0.rawValue }
+            let users = ClipperKind.allCases.filter { $0.settings.contains(s) }.map(\.rawValue).joined(separator: ", ")
+            return "does not apply to guard.clipper \(g.clipper.rawValue) (it is for \(users)); "
+                + (takes.isEmpty ? "\(g.clipper.rawValue) takes no threshold" : "\(g.clipper.rawValue) reads \(takes.joined(separator: ", "))")
+        }
+        let root: WritableKeyPath<GuardSettings, ClipperSettings> = \.clipping
+        switch s.value {
+        case let .double(range, path):
+            return .double("guard." + s.rawValue, root.appending(path: path), in: range, s.help, resumable: true, inapplicable: inapplicable)
+        case let .int(range, path):
+            return .int("guard." + s.rawValue, root.appending(path: path), in: range, s.help, resumable: true, inapplicable: inapplicable)
+        }
+    }
+
+    /// The keys of the clipper settings (`guard.…`) that the chosen clipper reads.
+    public var clipperKeys: Set<String> { Set(clipper.settings.map { "guard." + $0.rawValue }) }
+
+    /// The policy these settings ask for.
+    public var policy: GuardPolicy {
+        var p = GuardPolicy(clipper: clipper.make(clipping), snapshotEvery: snapshotEvery, maxFailedRecoveries: maxFailedRecoveries)
+        p.validationDivergence = validationDivergence > 0 ? validationDivergence : nil
+        return p
+    }
+
+    /// A fresh set of detectors, with the rolling z-score when asked for.
+    public func monitor() -> HealthMonitor {
+        let monitor = HealthMonitor()
+        if zScoreSigma > 0 { monitor.detectors.append(RollingZScoreDetector(sigma: zScoreSigma, window: zScoreWindow)) }
+        return monitor
+    }
+}
