@@ -49,7 +49,7 @@ let package = Package(
         .target(
             name: "GradGuardTrain",
             dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardData", "GradGuardSettings", "GradGuardDistributed"]),
-        .target(name: "GradGuardModels", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardData", "GradGuardSettings",
+        .target(name: "GradGuardModels", dependencies: ["GradGuardTensor", "GradGuardNN", "GradGuardOptim", "GradGuardHealth", "GradGuardData", "GradGuardSettings",
                                                          "CGradGuardImage", .product(name: "Yams", package: "Yams")]),
         // The Communicator over Open MPI (data-parallel training under mpirun).
         .target(name: "GradGuardMPI", dependencies: ["CGradGuardMPI", "GradGuardTensor", "GradGuardDistributed"]),

@@ -8,7 +8,7 @@ extension Trainer {
     /// A trainer of `workload`'s model with its loss and metrics (mAP over the whole
     /// validation set for the detector).
     public convenience init<W: Workload>(
-        _ workload: W, optimizer: Optimizer, scheduler: LRScheduler? = nil,
+        _ workload: W, optimizer: any Optimizer, scheduler: LRScheduler? = nil,
         policy: GuardPolicy = GuardPolicy(), monitor: HealthMonitor = HealthMonitor(),
         config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil, runLock: RunLock? = nil,
         communicator: (any Communicator)? = nil, bucketBytes: Int = 25 << 20

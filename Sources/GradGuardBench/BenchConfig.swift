@@ -72,7 +72,7 @@ public enum BenchOptimizer: String, Sendable, Codable, CaseIterable {
 /// the validation score at the end.
 public struct BenchTask {
     public let model: Module
-    public let optimizer: Optimizer
+    public let optimizer: any Optimizer
     /// The training loss of step `i` (its batch, with any planted data fault).
     public let loss: (Int) throws -> Tensor
     /// The validation score, higher is better (accuracy, R², exp(−loss), mAP).

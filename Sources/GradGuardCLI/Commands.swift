@@ -198,7 +198,10 @@ struct Report: ParsableCommand {
     @Argument(help: "Run name or directory.") var runName: String
 
     func run() throws {
-        print(try RunReport.write(runDirectory: try runDirectory(runName)))
+        let dir = try runDirectory(runName)
+        // The model kind's parts, when its config.yaml says which it is.
+        let parts = (try? RunConfig.load(path: dir + "/config.yaml"))?.model.kind.moduleParts
+        print(try RunReport.write(runDirectory: dir, moduleParts: parts))
     }
 }
 

@@ -173,7 +173,7 @@ func runTraining(_ trainer: Trainer, workload: RunSetup, config: RunConfig, dire
         let result = try trainer.fit(train: workload.train, validation: workload.validation)
         progress.finish()
         guard recording else { return }
-        let report = try RunReport.write(runDirectory: directory)
+        let report = try RunReport.write(runDirectory: directory, moduleParts: config.model.kind.moduleParts)
         if !quiet && !json {
             print("\(result.steps) steps, \(result.incidents) incidents, \(result.skippedSteps) skipped; report: \(report)")
         }
@@ -181,7 +181,7 @@ func runTraining(_ trainer: Trainer, workload: RunSetup, config: RunConfig, dire
         progress.finish()
         // Every rank took the same decisions: each halts here, rank 0 says why.
         guard recording else { throw ExitCode(Exit.diverged) }
-        let report = try? RunReport.write(runDirectory: directory)
+        let report = try? RunReport.write(runDirectory: directory, moduleParts: config.model.kind.moduleParts)
         FileHandle.standardError.write(Data("\(d.description)\nreport: \(report ?? "(not written)")\n".utf8))
         throw ExitCode(Exit.diverged)
     }

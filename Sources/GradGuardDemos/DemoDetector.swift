@@ -53,6 +53,7 @@ extension Demo {
                     let r = try DetectionDataset.evaluate(model, on: data)
                     return ["map50": r.map50, "map50_95": r.map50to95]
                 },
+                moduleParts: DetectorParts(),
                 loss: { _, b in criterion(model(b.inputs), targets: b.targets).total })
             let (map50, map5095, _) = run.diverged ? (0, 0, nil) : try valid.evaluate(model)
             let g = run.trainer.guardian

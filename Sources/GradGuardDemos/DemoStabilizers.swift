@@ -7,7 +7,7 @@ extension Demo {
     struct Stabilizer {
         let name: String
         let policy: () -> GuardPolicy
-        let optimizer: (Module, Double) -> Optimizer
+        let optimizer: (Module, Double) -> any Optimizer
         /// Extra detectors of the guard (the full guard's z-score rule).
         var detectors: [any GradientDetector] = []
     }
@@ -31,7 +31,7 @@ extension Demo {
     func stabilizers(steps: Int, lr: Double) throws -> DemoTable {
         let corpus = CharCorpus(text: BuiltinCorpus.text)
         let (train, valid) = try corpus.datasets(length: 64, source: "built-in corpus")
-        let adam: (Module, Double) -> Optimizer = { m, lr in Adam(m.parameters(), lr: lr) }
+        let adam: (Module, Double) -> any Optimizer = { m, lr in Adam(m.parameters(), lr: lr) }
         func report(_ clipper: (any GradientClipper)?) -> () -> GuardPolicy {
             {
                 var p = GuardPolicy.monitorOnly

@@ -174,7 +174,8 @@ extension Demo {
                 Linear(inputSize: 32, outputSize: 256), ReLU(), Linear(inputSize: 256, outputSize: 256), ReLU(),
                 Linear(inputSize: 256, outputSize: 256), ReLU(), Linear(inputSize: 256, outputSize: 10))
             let weights = model.namedParameters().filter { $0.name.hasSuffix("weight") }.map(\.tensor)
-            let opt: Optimizer = decoupled ? AdamW(model.parameters(), lr: 1e-3, weightDecay: decay) : Adam(model.parameters(), lr: 1e-3, weightDecay: decay)
+            let opt: any Optimizer =
+                decoupled ? AdamW(model.parameters(), lr: 1e-3, weightDecay: decay) : Adam(model.parameters(), lr: 1e-3, weightDecay: decay)
             let run = try fitRun(
                 model, optimizer: opt, policy: .monitorOnly, steps: steps, batchSize: 64,
                 directory: "\(runsDirectory)/\(name.split(separator: " ")[0].lowercased())",

@@ -144,10 +144,10 @@ public struct Demo: Sendable {
     /// every tenth of them, and writes its report. A run the guard halts, or whose loss is not
     /// finite at the end, counts as diverged.
     func fitRun(
-        _ model: Module, optimizer opt: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy, monitor: HealthMonitor = HealthMonitor(),
+        _ model: Module, optimizer opt: any Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy, monitor: HealthMonitor = HealthMonitor(),
         steps: Int, batchSize: Int = 32, directory dir: String, config: String, train: any Dataset, validation: (any Dataset)?,
         evaluate: ((Module, any Dataset) throws -> [String: Double])? = nil, afterStep: ((StepRecord) -> Void)? = nil,
-        loss: @escaping (Module, Batch) -> Tensor
+        moduleParts: (any ModuleParts)? = nil, loss: @escaping (Module, Batch) -> Tensor
     ) throws -> (trainer: Trainer, diverged: Bool, gradNorms: [Double]) {
         var c = TrainerConfig()
         c.epochs = 1_000_000
@@ -186,7 +186,7 @@ public struct Demo: Sendable {
             let result = try trainer.fit(train: train, validation: validation)
             diverged = !(result.lastLoss.map { $0.isFinite } ?? true)
         } catch is TrainingDiverged { diverged = true }
-        _ = try? RunReport.write(runDirectory: dir)
+        _ = try? RunReport.write(runDirectory: dir, moduleParts: moduleParts)
         return (trainer, diverged, norms)
     }
 

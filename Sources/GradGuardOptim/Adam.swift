@@ -17,11 +17,13 @@ import GradGuardTensor
 /// (`StableAdamWUnfused`) folds the bias correction into β̂₂ = β₂(1 − β₂ᵗ⁻¹)/(1 − β₂ᵗ), which is
 /// the same debiased average. Weight decay keeps the unscaled rate, as there.
 public class Adam: Optimizer {
+    public var paramGroups: [ParamGroup]
+    public var state: [ObjectIdentifier: ParamState] = [:]
     /// Whether weight decay is decoupled (AdamW) or added to the gradient (Adam).
     public let decoupledWeightDecay: Bool
 
     /// One group's hyper-parameters, typed; a group's `options` hold them under PyTorch's names.
-    public struct Hyperparameters: Sendable, Equatable {
+    public struct Hyperparameters: OptimizerHyperparameters, Equatable {
         public var lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0.0, amsgrad = false
         /// StableAdamW's update-clipping threshold d (0: off).
         public var updateClip = 0.0
@@ -53,8 +55,8 @@ public class Adam: Optimizer {
         eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false, decoupled: Bool = false, updateClip: Double = 0
     ) {
         decoupledWeightDecay = decoupled
-        super.init(
-            groups: groups,
+        paramGroups = ParamGroup.filled(
+            groups,
             defaults: Hyperparameters(lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay, amsgrad: amsgrad, updateClip: updateClip)
                 .options)
     }
@@ -87,13 +89,12 @@ public class Adam: Optimizer {
             weightDecay: weightDecay, amsgrad: amsgrad, updateClip: updateClip)
     }
 
-    public override var stateNames: Set<String>? { ["step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"] }
+    public var stateNames: Set<String>? { ["step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"] }
 
-    public override func update(
+    public func update(
         _ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
-        state: inout ParamState, options o: [String: Double]
+        state: inout ParamState, hyperparameters h: Hyperparameters
     ) {
-        let h = Hyperparameters(options: o)
         let lr = h.lr, b1 = h.beta1, b2 = h.beta2
         let eps = Float(h.eps), wd = Float(h.weightDecay), amsgrad = h.amsgrad
         let n = p.count

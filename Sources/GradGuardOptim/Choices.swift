@@ -118,7 +118,7 @@ public enum ScheduleKind: String, SettingChoice {
     /// most half the run. `startLR` gives some parameter groups another starting rate for
     /// `.warmup` (a detector's biases start at 0.1); `startMomentum` warms momentum up too.
     public func make(
-        _ optimizer: Optimizer, totalSteps: Int, stepsPerEpoch: Int, warmupSteps: Int,
+        _ optimizer: any Optimizer, totalSteps: Int, stepsPerEpoch: Int, warmupSteps: Int,
         startLR: [Int: Double] = [:], startMomentum: Double? = nil
     ) -> LRScheduler? {
         switch self {

@@ -36,14 +36,14 @@ public enum SchedulerStateError: Error, CustomStringConvertible, Equatable {
 /// for batch in data { …; optimizer.step(); scheduler.step() }
 /// ```
 public final class LRScheduler {
-    public let optimizer: Optimizer
+    public let optimizer: any Optimizer
     public let schedule: any LRSchedule
     /// Steps taken so far (PyTorch's `last_epoch`).
     public private(set) var stepCount = 0
     public let baseLRs: [Double]
     public let baseMomenta: [Double?]
 
-    public init(_ optimizer: Optimizer, _ schedule: any LRSchedule) {
+    public init(_ optimizer: any Optimizer, _ schedule: any LRSchedule) {
         self.optimizer = optimizer
         self.schedule = schedule
         baseLRs = optimizer.paramGroups.map(\.lr)
@@ -89,7 +89,7 @@ public final class ReduceLROnPlateau {
     public enum Mode: String, Sendable { case min, max }
     public enum ThresholdMode: String, Sendable { case rel, abs }
 
-    public let optimizer: Optimizer
+    public let optimizer: any Optimizer
     public let mode: Mode, factor: Double, patience: Int, threshold: Double, thresholdMode: ThresholdMode
     public let cooldown: Int, minLRs: [Double], eps: Double
     public private(set) var best: Double
@@ -98,7 +98,7 @@ public final class ReduceLROnPlateau {
     public private(set) var lastEpoch = 0
 
     public init(
-        _ optimizer: Optimizer, mode: Mode = .min, factor: Double = 0.1, patience: Int = 10, threshold: Double = 1e-4,
+        _ optimizer: any Optimizer, mode: Mode = .min, factor: Double = 0.1, patience: Int = 10, threshold: Double = 1e-4,
         thresholdMode: ThresholdMode = .rel, cooldown: Int = 0, minLR: [Double] = [0], eps: Double = 1e-8
     ) {
         require(factor < 1, "ReduceLROnPlateau: factor must be below 1")

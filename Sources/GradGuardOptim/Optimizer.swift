@@ -51,44 +51,79 @@ public enum OptimizerStateError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// The base of every optimizer. A subclass supplies only `update`, the rule that changes
-/// one parameter from its gradient, its state and its group's options; the loop over groups
-/// and parameters, state keeping and saving live here once.
-open class Optimizer {
-    public var paramGroups: [ParamGroup]
-    /// Per-parameter state (`momentum_buffer`, `exp_avg`, `step`, …), created on first use.
-    public internal(set) var state: [ObjectIdentifier: ParamState] = [:]
+/// One group's hyper-parameters, typed (`SGD.Hyperparameters`, `Adam.Hyperparameters`, …);
+/// a group's `options` hold them under PyTorch's names, which state dicts and schedules use.
+public protocol OptimizerHyperparameters: Sendable {
+    /// Read from a group's options (each missing one at the optimizer's default).
+    init(options: [String: Double])
+    /// The values under PyTorch's names.
+    var options: [String: Double] { get }
+}
 
-    /// Creates the optimizer; options missing from a group are filled from `defaults`.
-    public init(groups: [ParamGroup], defaults: [String: Double]) {
-        paramGroups = groups.map { g in
+/// An optimizer: the rule that changes one parameter from its gradient, its state and its
+/// group's typed hyper-parameters (`update`). The loop over groups and parameters (each
+/// group's hyper-parameters read once per step), state keeping, saving and loading are
+/// default implementations, the same for every optimizer.
+///
+/// A new optimizer declares its `Hyperparameters`, stores `paramGroups` and `state`
+/// (`ParamGroup.filled` gives groups their defaults), and implements `update`:
+///
+/// ```swift
+/// final class SignSGD: Optimizer {
+///     struct Hyperparameters: OptimizerHyperparameters {
+///         var lr: Double
+///         init(options o: [String: Double]) { lr = o["lr"] ?? 0.01 }
+///         var options: [String: Double] { ["lr": lr] }
+///     }
+///     var paramGroups: [ParamGroup]
+///     var state: [ObjectIdentifier: ParamState] = [:]
+///     init(_ params: [Tensor], lr: Double) { paramGroups = ParamGroup.filled([ParamGroup(params: params)], defaults: ["lr": lr]) }
+///     func update(_ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>, state: inout ParamState, hyperparameters h: Hyperparameters) {
+///         for i in p.indices { p[i] -= Float(h.lr) * (grad[i] > 0 ? 1 : grad[i] < 0 ? -1 : 0) }
+///     }
+/// }
+/// ```
+public protocol Optimizer: AnyObject {
+    associatedtype Hyperparameters: OptimizerHyperparameters
+    var paramGroups: [ParamGroup] { get set }
+    /// Per-parameter state (`momentum_buffer`, `exp_avg`, `step`, …), created on first use.
+    var state: [ObjectIdentifier: ParamState] { get set }
+    /// The names of the per-parameter state tensors this optimizer keeps (nil: not checked
+    /// on load).
+    var stateNames: Set<String>? { get }
+    /// Applies one update to `param` (values changed in place) given its gradient. `state`
+    /// starts empty for a parameter's first step.
+    func update(
+        _ param: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>, state: inout ParamState, hyperparameters: Hyperparameters)
+    /// Updates every parameter that has a gradient (default: `applyUpdates()`).
+    func step()
+}
+
+extension ParamGroup {
+    /// `groups` with every option they do not set taken from `defaults`.
+    public static func filled(_ groups: [ParamGroup], defaults: [String: Double]) -> [ParamGroup] {
+        groups.map { g in
             var g = g
             for (k, v) in defaults where g.options[k] == nil { g.options[k] = v }
             return g
         }
     }
+}
 
-    /// Applies one update to `param` (values changed in place) given its gradient.
-    /// `state` starts empty for a parameter's first step.
-    open func update(
-        _ param: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
-        state: inout ParamState, options: [String: Double]
-    ) {
-        fatalError("\(type(of: self)) must implement update(_:grad:state:options:)")
-    }
+extension Optimizer {
+    public var stateNames: Set<String>? { nil }
 
-    /// The names of the per-parameter state tensors this optimizer keeps (nil: not checked
-    /// on load).
-    open var stateNames: Set<String>? { nil }
+    public func step() { applyUpdates() }
 
-    /// Updates every parameter that has a gradient.
-    open func step() {
+    /// Updates every parameter that has a gradient, each group's hyper-parameters read once.
+    public func applyUpdates() {
         for group in paramGroups {
+            let h = Hyperparameters(options: group.options)
             for p in group.params {
                 guard let g = p.grad else { continue }
                 var st = state.removeValue(forKey: ObjectIdentifier(p)) ?? ParamState(shape: p.shape)
                 g.withUnsafeScalars { gb in
-                    p.withUnsafeMutableScalars { pb in update(pb, grad: gb, state: &st, options: group.options) }
+                    p.withUnsafeMutableScalars { pb in update(pb, grad: gb, state: &st, hyperparameters: h) }
                 }
                 state[ObjectIdentifier(p)] = st
             }
@@ -123,6 +158,9 @@ open class Optimizer {
     /// as float32 tensors like PyTorch's file layout does; a checkpoint that must resume
     /// bit for bit saves these beside it and puts them back with `setHyperparameters`.
     public func hyperparameters() -> [[String: Double]] { paramGroups.map(\.options) }
+
+    /// Each group's hyper-parameters, typed.
+    public var typedHyperparameters: [Hyperparameters] { paramGroups.map { Hyperparameters(options: $0.options) } }
 
     /// Restores `hyperparameters()`; the group count and each group's option names must match.
     public func setHyperparameters(_ groups: [[String: Double]]) throws {

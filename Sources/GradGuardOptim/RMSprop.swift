@@ -7,8 +7,11 @@ import GradGuardTensor
 ///     centered: ḡ ← ḡ + (1 − α)(g − ḡ),  d = √(v − ḡ²) + ε;  else d = √v + ε
 ///     momentum: b ← μ·b + g/d,  θ ← θ − η·b;  else θ ← θ − η·g/d
 public final class RMSprop: Optimizer {
+    public var paramGroups: [ParamGroup]
+    public var state: [ObjectIdentifier: ParamState] = [:]
+
     /// One group's hyper-parameters, typed; a group's `options` hold them under PyTorch's names.
-    public struct Hyperparameters: Sendable, Equatable {
+    public struct Hyperparameters: OptimizerHyperparameters, Equatable {
         public var lr = 0.01, alpha = 0.99, eps = 1e-8, weightDecay = 0.0, momentum = 0.0, centered = false
 
         public init(lr: Double = 0.01, alpha: Double = 0.99, eps: Double = 1e-8, weightDecay: Double = 0, momentum: Double = 0, centered: Bool = false) {
@@ -31,8 +34,8 @@ public final class RMSprop: Optimizer {
         _ groups: [ParamGroup], lr: Double = 0.01, alpha: Double = 0.99, eps: Double = 1e-8,
         weightDecay: Double = 0, momentum: Double = 0, centered: Bool = false
     ) {
-        super.init(
-            groups: groups,
+        paramGroups = ParamGroup.filled(
+            groups,
             defaults: Hyperparameters(lr: lr, alpha: alpha, eps: eps, weightDecay: weightDecay, momentum: momentum, centered: centered).options)
     }
 
@@ -45,13 +48,12 @@ public final class RMSprop: Optimizer {
             momentum: momentum, centered: centered)
     }
 
-    public override var stateNames: Set<String>? { ["step", "square_avg", "grad_avg", "momentum_buffer"] }
+    public var stateNames: Set<String>? { ["step", "square_avg", "grad_avg", "momentum_buffer"] }
 
-    public override func update(
+    public func update(
         _ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
-        state: inout ParamState, options o: [String: Double]
+        state: inout ParamState, hyperparameters h: Hyperparameters
     ) {
-        let h = Hyperparameters(options: o)
         let lr = Float(h.lr), alpha = Float(h.alpha), eps = Float(h.eps)
         let wd = Float(h.weightDecay), mu = Float(h.momentum), centered = h.centered
         state["step"] = Tensor((state["step"]?.item ?? 0) + 1)

@@ -10,7 +10,7 @@ import GradGuardTensor
 ///     θ ← θ − η·g
 public final class SGD: Optimizer {
     /// One group's hyper-parameters, typed; a group's `options` hold them under PyTorch's names.
-    public struct Hyperparameters: Sendable, Equatable {
+    public struct Hyperparameters: OptimizerHyperparameters, Equatable {
         public var lr: Double, momentum = 0.0, dampening = 0.0, weightDecay = 0.0, nesterov = false
 
         public init(lr: Double, momentum: Double = 0, dampening: Double = 0, weightDecay: Double = 0, nesterov: Bool = false) {
@@ -29,13 +29,16 @@ public final class SGD: Optimizer {
         }
     }
 
+    public var paramGroups: [ParamGroup]
+    public var state: [ObjectIdentifier: ParamState] = [:]
+
     public init(
         _ groups: [ParamGroup], lr: Double, momentum: Double = 0, dampening: Double = 0,
         weightDecay: Double = 0, nesterov: Bool = false
     ) {
         require(!nesterov || (momentum > 0 && dampening == 0), "Nesterov momentum requires a momentum and zero dampening")
-        super.init(
-            groups: groups,
+        paramGroups = ParamGroup.filled(
+            groups,
             defaults: Hyperparameters(lr: lr, momentum: momentum, dampening: dampening, weightDecay: weightDecay, nesterov: nesterov).options)
     }
 
@@ -48,13 +51,12 @@ public final class SGD: Optimizer {
             weightDecay: weightDecay, nesterov: nesterov)
     }
 
-    public override var stateNames: Set<String>? { ["momentum_buffer"] }
+    public var stateNames: Set<String>? { ["momentum_buffer"] }
 
-    public override func update(
+    public func update(
         _ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
-        state: inout ParamState, options o: [String: Double]
+        state: inout ParamState, hyperparameters h: Hyperparameters
     ) {
-        let h = Hyperparameters(options: o)
         let lr = Float(h.lr), wd = Float(h.weightDecay), mu = Float(h.momentum), damp = Float(h.dampening), nesterov = h.nesterov
         let n = p.count
         let level = Kernels.level

@@ -19,7 +19,10 @@ import GradGuardTensor
 /// accumulation steps. T is kept in every group's options (`total_step`), so checkpoints
 /// carry it with the hyper-parameters.
 public final class SPAM: Optimizer {
-    public struct Hyperparameters: Sendable, Equatable {
+    public var paramGroups: [ParamGroup]
+    public var state: [ObjectIdentifier: ParamState] = [:]
+
+    public struct Hyperparameters: OptimizerHyperparameters, Equatable {
         public var lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-6, weightDecay = 0.0
         /// θ: the spike threshold on g²/v (0: no spike clipping).
         public var threshold = 5000.0
@@ -29,6 +32,8 @@ public final class SPAM: Optimizer {
         public var warmupSteps = 150
         /// Steps after a reset before spike clipping begins.
         public var gradAccuSteps = 20
+        /// T: optimizer steps taken (kept in the options as `total_step`; not a setting).
+        public internal(set) var totalSteps = 0
 
         public init() {}
 
@@ -42,6 +47,7 @@ public final class SPAM: Optimizer {
             resetEvery = Int(o["delta_t"] ?? Double(resetEvery))
             warmupSteps = Int(o["warmup_steps"] ?? Double(warmupSteps))
             gradAccuSteps = Int(o["grad_accu_steps"] ?? Double(gradAccuSteps))
+            totalSteps = Int(o["total_step"] ?? 0)
         }
 
         public var options: [String: Double] {
@@ -56,7 +62,7 @@ public final class SPAM: Optimizer {
         require(h.resetEvery >= 1 && h.warmupSteps >= 0 && h.gradAccuSteps >= 0 && h.threshold >= 0, "SPAM: ΔT ≥ 1, W ≥ 0, θ ≥ 0")
         var options = h.options
         options["total_step"] = 0
-        super.init(groups: groups, defaults: options)
+        paramGroups = ParamGroup.filled(groups, defaults: options)
     }
 
     public convenience init(_ params: [Tensor], lr: Double = 1e-3, _ h: Hyperparameters = Hyperparameters()) {
@@ -65,7 +71,7 @@ public final class SPAM: Optimizer {
         self.init([ParamGroup(params: params)], h)
     }
 
-    public override var stateNames: Set<String>? { ["step", "exp_avg", "exp_avg_sq"] }
+    public var stateNames: Set<String>? { ["step", "exp_avg", "exp_avg_sq"] }
 
     /// Optimizer steps taken (T).
     public var totalSteps: Int { Int(paramGroups.first?.options["total_step"] ?? 0) }
@@ -83,16 +89,15 @@ public final class SPAM: Optimizer {
         return 1 - 0.99 * (1 + Foundation.cos(Double.pi * Double(c) / Double(h.warmupSteps + 1))) / 2
     }
 
-    public override func step() {
-        super.step()
+    public func step() {
+        applyUpdates()
         for i in paramGroups.indices { paramGroups[i].options["total_step", default: 0] += 1 }
     }
 
-    public override func update(
-        _ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>, state: inout ParamState, options o: [String: Double]
+    public func update(
+        _ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>, state: inout ParamState, hyperparameters h: Hyperparameters
     ) {
-        let h = Hyperparameters(options: o)
-        let total = Int(o["total_step"] ?? 0)
+        let total = h.totalSteps
         if (total + 1) % h.resetEvery == 0 {
             state["exp_avg"] = nil
             state["exp_avg_sq"] = nil

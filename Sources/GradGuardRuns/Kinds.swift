@@ -25,6 +25,10 @@ public enum ModelKind: String, SettingChoice {
         }
     }
 
+    /// How this model's modules group into parts in the report (the detector's backbone, neck
+    /// and head), when they do.
+    public var moduleParts: (any ModuleParts)? { self == .detector ? DetectorParts() : nil }
+
     var defaultWidth: Int { self == .detector ? 16 : 64 }
     var defaultLayers: Int { self == .mlp ? 8 : 1 }
 }

@@ -5,7 +5,7 @@ import GradGuard
 /// with the optimizer, schedule, guard policy and trainer settings the configuration names.
 public struct RunSetup {
     public let model: Module
-    public let optimizer: Optimizer
+    public let optimizer: any Optimizer
     public let scheduler: LRScheduler?
     public let policy: GuardPolicy
     public let train: any Dataset
@@ -123,9 +123,8 @@ public struct RunSetup {
         let guardSettings = c.guard
         // The detector's usual failure modes, for the diagnosis: its warm-up against Ultralytics'
         // max(3 epochs, 100 steps), its box gain, its SGD rate against the recommended 0.01 at a batch of 16.
-        var hints: Diagnostician.TrainingHints? = nil
         if c.model.kind == .detector {
-            var h = Diagnostician.TrainingHints()
+            var h = DetectorDiagnosis()
             let usual = Swift.max(3 * stepsPerEpoch, 100)
             let warms = c.schedule.kind == .warmup || c.schedule.kind == .warmupCosine || c.schedule.kind == .warmupLinear
             h.warmupSteps = warms ? (c.schedule.warmupSteps > 0 ? c.schedule.warmupSteps : Swift.min(usual, total / 2)) : 0
@@ -137,9 +136,8 @@ public struct RunSetup {
                     c.optimizer.lr, c.training.batchSize * c.training.accumulation * c.worldSize, 0.01, 16
                 )
             }
-            hints = h
+            t.diagnosisRules = [h]
         }
-        t.diagnosisHints = hints
         (self.optimizer, self.scheduler, self.policy, trainer) = (optimizer, scheduler, policy, t)
         let trainerConfig = t
         makeTrainer = { dir, lock, world in

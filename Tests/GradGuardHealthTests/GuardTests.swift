@@ -19,7 +19,7 @@ final class GuardTests: XCTestCase {
         return loss.item
     }
 
-    func stateCopy(_ opt: Optimizer) -> [String: [Float]] { opt.stateDict().mapValues(\.scalars) }
+    func stateCopy(_ opt: any Optimizer) -> [String: [Float]] { opt.stateDict().mapValues(\.scalars) }
 
     /// A healthy run on fresh minibatches: noisy gradients, no incident.
     func testNoIncidentOnAHealthyNoisyRun() throws {

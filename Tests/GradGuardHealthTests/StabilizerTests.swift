@@ -79,13 +79,13 @@ final class StabilizerTests: XCTestCase {
 
 /// The detector's usual failure modes, each from the setting that causes it.
 final class DetectorDiagnosisTests: XCTestCase {
-    func causes(_ edit: (inout Diagnostician.TrainingHints) -> Void, step: Int = 10) -> [Cause.Kind] {
-        var h = Diagnostician.TrainingHints()
+    func causes(_ edit: (inout DetectorDiagnosis) -> Void, step: Int = 10) -> [Cause.Kind] {
+        var h = DetectorDiagnosis()
         (h.warmupSteps, h.usualWarmupSteps, h.boxGain, h.defaultBoxGain) = (100, 100, 0.05, 0.05)
         (h.learningRate, h.batchSize, h.referenceRate, h.referenceBatch) = (0.01, 64, 0.01, 64)
         edit(&h)
         var d = Diagnostician(parameters: [])
-        d.hints = h
+        d.rules = [h]
         return d.settingCauses(step: step).map(\.0.kind)
     }
 
@@ -97,9 +97,9 @@ final class DetectorDiagnosisTests: XCTestCase {
         XCTAssertEqual(causes { $0.batchSize = 8 }, [.learningRateTooHighForBatch])
         XCTAssertEqual(causes { $0.learningRate = 0.02 }, [], "twice the linear-scaling rate is within reason")
         var d = Diagnostician(parameters: [])
-        var h = Diagnostician.TrainingHints()
+        var h = DetectorDiagnosis()
         (h.learningRate, h.batchSize, h.referenceRate, h.referenceBatch) = (0.5, 8, 0.01, 64)
-        d.hints = h
+        d.rules = [h]
         XCTAssertEqual(d.settingCauses(step: 3).first?.1, "lower the learning rate to 0.001 for a batch of 8, or raise the batch towards 64")
     }
 
@@ -118,9 +118,9 @@ final class DetectorDiagnosisTests: XCTestCase {
                 if batchNorm { types["backbone.\(i).bn"] = "BatchNorm2d" }
             }
             var d = Diagnostician(parameters: params, layerTypes: types)
-            var h = Diagnostician.TrainingHints()
+            var h = DetectorDiagnosis()
             h.headStrides = [8, 16, 32]
-            d.hints = h
+            d.rules = [h]
             return d
         }
         let blame = ["decoupled.2.box.0.bn", "decoupled.2.box.1.bn", "decoupled.2.boxOut"].map { Blame(module: $0, ratio: 1e-11, departedAt: nil) }

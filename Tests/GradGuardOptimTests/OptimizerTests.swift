@@ -6,7 +6,7 @@ import _TestSupport
 /// Optimizer trajectories against torch.optim (Scripts/make_fixtures.py): two parameters,
 /// six steps of fixed gradients, the parameters compared after every step.
 final class OptimizerTests: XCTestCase {
-    typealias Make = ([Tensor]) -> Optimizer
+    typealias Make = ([Tensor]) -> any Optimizer
 
     let configs: [(String, Make)] = [
         ("sgd", { SGD($0, lr: 0.1) }),

@@ -73,18 +73,18 @@ final class WeightEMATests: TemporaryDirectoryTestCase {
 
 final class DetectorReportTests: XCTestCase {
     func testTheDetectorsModulesFallIntoBackboneNeckAndHead() {
-        XCTAssertEqual(RunReport.detectorPart("backbone.3.conv"), "backbone")
-        for m in ["lateral.bn", "fuse3.conv", "down.conv", "fuse4.bn"] { XCTAssertEqual(RunReport.detectorPart(m), "neck", m) }
-        XCTAssertEqual(RunReport.detectorPart("heads.1"), "head")
-        XCTAssertNil(RunReport.detectorPart("lstm"), "other models are not grouped")
+        XCTAssertEqual(DetectorParts().part(of: "backbone.3.conv"), "backbone")
+        for m in ["lateral.bn", "fuse3.conv", "down.conv", "fuse4.bn"] { XCTAssertEqual(DetectorParts().part(of: m), "neck", m) }
+        XCTAssertEqual(DetectorParts().part(of: "heads.1"), "head")
+        XCTAssertNil(DetectorParts().part(of: "lstm"), "other models are not grouped")
         // Every module of the detector has a part.
         for model in [YOLODetector(classes: 3, width: 8), YOLODetector(classes: 3, width: 8, head: .decoupled, scales: 3, block: .c2f)] {
             for (name, _) in model.namedParameters() {
                 let module = name.split(separator: ".").dropLast().joined(separator: ".")
-                XCTAssertNotNil(RunReport.detectorPart(module), name)
+                XCTAssertNotNil(DetectorParts().part(of: module), name)
             }
         }
-        XCTAssertEqual(RunReport.detectorPart("decoupled.2.box.0.bn"), "head")
-        XCTAssertEqual(RunReport.detectorPart("fuse5.m.0.cv1.conv"), "neck")
+        XCTAssertEqual(DetectorParts().part(of: "decoupled.2.box.0.bn"), "head")
+        XCTAssertEqual(DetectorParts().part(of: "fuse5.m.0.cv1.conv"), "neck")
     }
 }

@@ -37,7 +37,7 @@ func distributedBenchmark() -> (rank: Int, results: [(String, Double)]) {
 
     // One guarded step of `model` on this rank's share of the global batch, 25 timed steps
     // after 5 warm-up ones; the communication the guard did, from its outcome.
-    func steps(_ label: String, model: Module, optimizer: Optimizer, maxNorm: Float, bucketBytes: Int, loss: () -> Tensor) {
+    func steps(_ label: String, model: Module, optimizer: any Optimizer, maxNorm: Float, bucketBytes: Int, loss: () -> Tensor) {
         let guardian = GradientGuard(
             model: model, optimizer: optimizer, policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: maxNorm)), communicator: world,
             bucketBytes: bucketBytes)

@@ -102,7 +102,7 @@ if wanted("yolo") {
 // (GradientHealth.observe), and the full guard (statistics, the five detectors, global-norm
 // clipping through the guard, update-to-weight ratios, optimizer step).
 if only == "health" {
-    func measure(_ label: String, model: Module, opt: Optimizer, maxNorm: Float, forward: () -> Tensor) {
+    func measure(_ label: String, model: Module, opt: any Optimizer, maxNorm: Float, forward: () -> Tensor) {
         let params = model.parameters()
         let health = GradientHealth(model: model)
         let guardian = GradientGuard(model: model, optimizer: opt, policy: GuardPolicy(clipper: ClipByGlobalNorm(maxNorm: maxNorm)))

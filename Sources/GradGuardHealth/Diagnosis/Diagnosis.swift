@@ -18,96 +18,18 @@ public struct Diagnostician {
     /// layers that chain (Linear, Conv2d) enter the initialisation checks.
     public let layerTypes: [String: String]
 
-    /// Settings of the run that its usual failure modes depend on (a detector's warm-up, box
-    /// gain, rate and batch), when the run says them.
-    public var hints: TrainingHints? = nil
-
-    /// What a run tells the diagnostician about its settings, with the usual values to compare.
-    public struct TrainingHints: Sendable, Equatable {
-        /// Warm-up steps, and the usual (Ultralytics: max(3 epochs, 100 steps)).
-        public var warmupSteps: Int?, usualWarmupSteps: Int?
-        /// The box-loss gain and its default.
-        public var boxGain: Double?, defaultBoxGain: Double?
-        /// The base learning rate, the batch, and the rate at a reference batch (linear scaling,
-        /// Goyal et al. 2017; for the detector, its recommended SGD 0.01 at a batch of 16).
-        public var learningRate: Double?, batchSize: Int?
-        public var referenceRate: Double?, referenceBatch: Int?
-        /// A detector's decoupled head: the stride of each scale's branch `decoupled.K`.
-        public var headStrides: [Int]?
-        public init() {}
-    }
+    /// What the workload knows of its own failure modes (a detector's warm-up, box gain,
+    /// rate for its batch, unassigned head scales).
+    public var rules: [any DiagnosisRules] = []
 
     public init(parameters: [NamedParameter], layerTypes: [String: String] = [:]) {
         self.parameters = parameters
         self.layerTypes = layerTypes
     }
 
-    /// The causes and recommendations that the run's settings explain (a detector's usual
-    /// failure modes), for an exploding finding at `step`.
-    public func settingCauses(step: Int) -> [(Cause, String)] {
-        guard let h = hints else { return [] }
-        var out: [(Cause, String)] = []
-        if let w = h.warmupSteps, let usual = h.usualWarmupSteps, w < usual / 2, step < 2 * usual {
-            out.append(
-                (
-                    Cause(
-                        kind: .warmupTooShort, confidence: 0.7,
-                        evidence: "the trouble came at step \(step), within \(2 * usual) steps of the start, and the warm-up is \(w) steps (usual: \(usual))"),
-                    "lengthen the warm-up to \(usual) steps (schedule.warmup_steps \(usual); schedule.kind warmup or warmup-cosine)"
-                ))
-        }
-        if let g = h.boxGain, let d = h.defaultBoxGain, g > 4 * d {
-            out.append(
-                (
-                    Cause(
-                        kind: .boxLossGainTooHigh, confidence: 0.65,
-                        evidence:
-                            "the box-loss gain \(formatNumber(g)) is \(formatNumber(g / d))× its default \(formatNumber(d)): box regression dominates the head's gradient"
-                    ),
-                    "lower the box-loss gain to \(formatNumber(d)) (model.box_gain)"
-                ))
-        }
-        if let lr = h.learningRate, let b = h.batchSize, let r = h.referenceRate, let rb = h.referenceBatch {
-            let scaled = r * Double(b) / Double(rb)
-            if lr > 3 * scaled {
-                out.append(
-                    (
-                        Cause(
-                            kind: .learningRateTooHighForBatch, confidence: 0.6,
-                            evidence:
-                                "the learning rate \(formatNumber(lr)) is \(formatNumber(lr / scaled))× the linear-scaling rate for a batch of \(b) (\(formatNumber(r)) at \(rb) → \(formatNumber(scaled)))"
-                        ),
-                        "lower the learning rate to \(formatNumber(roundToOneDigit(scaled))) for a batch of \(b), or raise the batch towards \(rb)"
-                    ))
-            }
-        }
-        return out
-    }
-
-    /// A vanishing finding confined to one scale of a detector's decoupled head: its box branch
-    /// gets gradient only through the anchor points the assigner gives it. At the start every
-    /// scale predicts sides of 7.5 strides (uniform bins), so for objects much smaller than
-    /// that the finest scale's boxes overlap them most, the alignment's IoU⁶ gives it every
-    /// top-k place, and a coarser branch may never be matched. Not an initialisation or
-    /// depth problem.
-    func unassignedScaleCause(_ findings: [Finding]) -> (Cause, String)? {
-        guard let strides = hints?.headStrides, let blame = findings.first(where: { $0.kind == .vanishing })?.blame, !blame.isEmpty else { return nil }
-        let scales = Set(blame.map { $0.module.split(separator: ".").prefix(2).joined(separator: ".") })
-        guard scales.count == 1, let only = scales.first, only.hasPrefix("decoupled."), let k = Int(only.dropFirst(10)), k < strides.count, k > 0
-        else { return nil }
-        let s = strides[k]
-        return (
-            Cause(
-                kind: .unassignedScale, confidence: 0.85,
-                evidence:
-                    "the faint modules are all in the head of stride \(s) (\(only)): the task-aligned assigner matched no object there, so its box branch receives no gradient "
-                    + "(objects under about \(8 * s) pixels are matched at the finer strides first)"
-            ),
-            k == strides.count - 1 && strides.count > 2
-                ? "if the objects stay under about \(8 * s) pixels at this image size, drop the stride-\(s) scale (model.scales \(strides.count - 1)) to save its time; otherwise nothing to change: the branch learns once objects are matched there"
-                : "nothing to change if the objects are under about \(8 * s) pixels (the finer scale takes them); otherwise check the labels' box sizes"
-        )
-    }
+    /// The causes and recommendations that the run's settings explain (the workload's rules),
+    /// for trouble at `step`.
+    public func settingCauses(step: Int) -> [(Cause, String)] { rules.flatMap { $0.settingCauses(step: step) } }
 
     /// The module holding `module` (`a.b` of `a.b.conv`; "" at the top).
     func parent(of module: String) -> String { module.split(separator: ".").dropLast().joined(separator: ".") }
@@ -373,9 +295,11 @@ public struct Diagnostician {
 
         // The run's settings (a detector's usual failure modes): whatever the finding — weights
         // that a too-large box gain blew up show as vanishing gradients, for one.
-        if vanishing, let (cause, rec) = unassignedScaleCause(findings) {
-            causes.append(cause)
-            recs.insert(rec, at: 0)
+        if vanishing {
+            for (cause, rec) in rules.compactMap({ $0.vanishingCause(findings) }) {
+                causes.append(cause)
+                recs.insert(rec, at: 0)
+            }
         }
         if exploding || vanishing || rateFindings {
             for (cause, rec) in settingCauses(step: stats.step) {

@@ -19,6 +19,10 @@ public struct Cause: Sendable, Codable, Equatable {
     /// 0…1, used to rank the causes.
     public let confidence: Double
     public let evidence: String
+
+    public init(kind: Kind, confidence: Double, evidence: String) {
+        (self.kind, self.confidence, self.evidence) = (kind, confidence, evidence)
+    }
 }
 
 /// One thing the guard did at a step. Incidents record these; their text is rendered from them.
@@ -157,7 +161,7 @@ public func formatNumber(_ x: Double) -> String {
 }
 
 /// `x` rounded to one significant digit (3e-4, 0.02, 2.1 stays 2): a value people type.
-func roundToOneDigit(_ x: Double) -> Double {
+public func roundToOneDigit(_ x: Double) -> Double {
     guard x > 0, x.isFinite else { return x }
     let e = (x.log10Floor)
     let scale = pow10(e)

@@ -1,6 +1,7 @@
 import Foundation
 import GradGuardDistributed
 import GradGuardHealth
+import GradGuardNN
 import GradGuardTensor
 
 /// `report.html`: one self-contained page (inline SVG and CSS, no script, no network) with
@@ -20,11 +21,12 @@ public enum RunReport {
         .summary span{display:inline-block;margin-right:18px}.ok{color:#2a7}.bad{color:#c33}
         """
 
-    /// Writes `report.html` in the run directory and returns its path.
+    /// Writes `report.html` in the run directory and returns its path; `moduleParts` groups
+    /// the model's modules into parts (its model kind's, when it has them).
     @discardableResult
-    public static func write(runDirectory dir: String) throws -> String {
+    public static func write(runDirectory dir: String, moduleParts: (any ModuleParts)? = nil) throws -> String {
         let path = dir + "/report.html"
-        try AtomicFile.write(Data(try html(runDirectory: dir).utf8), to: path)
+        try AtomicFile.write(Data(try html(runDirectory: dir, moduleParts: moduleParts).utf8), to: path)
         return path
     }
 
@@ -44,7 +46,7 @@ public enum RunReport {
         try AtomicFile.write(Data(text.utf8), to: dir + "/environment.txt")
     }
 
-    public static func html(runDirectory dir: String) throws -> String {
+    public static func html(runDirectory dir: String, moduleParts: (any ModuleParts)? = nil) throws -> String {
         let (steps, evals) = try RunRecords.metrics(in: dir)
         let incidents = try RunRecords.incidents(in: dir)
         let config = (try? FileContents.read(dir + "/config.yaml")).map { String(decoding: $0, as: UTF8.self) } ?? "(no config.yaml)"
@@ -110,17 +112,18 @@ public enum RunReport {
         let byPath: (String, String) -> Bool = { $0.compare($1, options: .numeric) == .orderedAscending }
         var modules = Array(Set(detailed.flatMap { $0.moduleNorms!.keys })).sorted(by: byPath)
         body += "<h2>Per-module gradient norms</h2>"
-        // A detector's modules in its three parts, backbone, neck and head, each labelled.
-        let parts = ["backbone", "neck", "head"]
-        let grouped = modules.contains { Self.detectorPart($0) != nil }
+        // A model's modules in its parts (a detector's backbone, neck and head), each labelled.
+        let parts = moduleParts?.parts ?? []
+        let partOf = { (m: String) in moduleParts?.part(of: m) }
+        let grouped = modules.contains { partOf($0) != nil }
         var columns = detailed.map { ($0.step, $0.moduleNorms!) }
         if grouped {
             func label(_ m: String) -> String {
-                let part = Self.detectorPart(m) ?? "other"
+                let part = partOf(m) ?? "other"
                 return m.hasPrefix(part) ? m : "\(part) · \(m)"
             }
             modules = modules.sorted { a, b in
-                let pa = parts.firstIndex(of: Self.detectorPart(a) ?? "") ?? 3, pb = parts.firstIndex(of: Self.detectorPart(b) ?? "") ?? 3
+                let pa = parts.firstIndex(of: partOf(a) ?? "") ?? parts.count, pb = parts.firstIndex(of: partOf(b) ?? "") ?? parts.count
                 return pa != pb ? pa < pb : byPath(a, b)
             }.map(label)
             columns = columns.map { step, norms in (step, Dictionary(norms.map { (label($0.key), $0.value) }, uniquingKeysWith: { a, _ in a })) }
@@ -130,7 +133,7 @@ public enum RunReport {
             body += "<table id=\"parts\"><tr><th>part</th><th>gradient norm, median over the recorded steps</th><th>last</th></tr>"
             for part in parts {
                 let perStep = detailed.map { r -> Double in
-                    r.moduleNorms!.filter { Self.detectorPart($0.key) == part }.reduce(0.0) { $0 + Double($1.value) * Double($1.value) }.squareRoot()
+                    r.moduleNorms!.filter { partOf($0.key) == part }.reduce(0.0) { $0 + Double($1.value) * Double($1.value) }.squareRoot()
                 }.filter(\.isFinite)
                 guard !perStep.isEmpty else { continue }
                 let sorted = perStep.sorted()
@@ -206,16 +209,6 @@ public enum RunReport {
         if !environment.isEmpty { body += "<h2>Environment</h2><pre>\(SVGChart.escape(environment))</pre>" }
         return "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
             + "<title>GradGuard report: \(SVGChart.escape(name))</title><style>\(style)</style></head><body>\(body)</body></html>\n"
-    }
-
-    /// The part of the YOLO-style detector a module belongs to (nil for other models' modules).
-    static func detectorPart(_ module: String) -> String? {
-        switch module.split(separator: ".").first.map(String.init) ?? module {
-        case "backbone": return "backbone"
-        case "lateral", "top4", "fuse3", "down", "fuse4", "down5", "fuse5": return "neck"
-        case "heads", "decoupled": return "head"
-        default: return nil
-        }
     }
 
     /// Incidents at one step with the same kinds of finding and cause, in a row: one group.

@@ -81,7 +81,7 @@ public final class GradientGuard {
         get { judge.diagnostician }
         set { judge.diagnostician = newValue }
     }
-    public let optimizer: Optimizer
+    public let optimizer: any Optimizer
     public let scheduler: LRScheduler?
     public let scheduleCadence: ScheduleCadence
     /// Applied steps (skipped ones do not count).
@@ -121,7 +121,7 @@ public final class GradientGuard {
     /// initialisation checks; `init(model:…)` fills it.
     public convenience init(
         parameters: [NamedParameter], buffers: [Tensor] = [], layerTypes: [String: String] = [:],
-        optimizer: Optimizer, scheduler: LRScheduler? = nil, scheduleCadence: ScheduleCadence = .step,
+        optimizer: any Optimizer, scheduler: LRScheduler? = nil, scheduleCadence: ScheduleCadence = .step,
         policy: GuardPolicy = GuardPolicy(), monitor: HealthMonitor = HealthMonitor(),
         probe: ActivationGradientProbe = ActivationGradientProbe(), communicator: (any Communicator)? = nil,
         bucketBytes: Int = 25 << 20
@@ -133,7 +133,7 @@ public final class GradientGuard {
     }
 
     public convenience init(
-        model: Module, optimizer: Optimizer, scheduler: LRScheduler? = nil, scheduleCadence: ScheduleCadence = .step,
+        model: Module, optimizer: any Optimizer, scheduler: LRScheduler? = nil, scheduleCadence: ScheduleCadence = .step,
         policy: GuardPolicy = GuardPolicy(),
         monitor: HealthMonitor = HealthMonitor(), probe: ActivationGradientProbe = ActivationGradientProbe(),
         communicator: (any Communicator)? = nil, bucketBytes: Int = 25 << 20
@@ -146,7 +146,7 @@ public final class GradientGuard {
     }
 
     private init(
-        judge: StepJudge, model: Module?, buffers: [Tensor], optimizer: Optimizer, scheduler: LRScheduler?, scheduleCadence: ScheduleCadence,
+        judge: StepJudge, model: Module?, buffers: [Tensor], optimizer: any Optimizer, scheduler: LRScheduler?, scheduleCadence: ScheduleCadence,
         communicator: (any Communicator)?, bucketBytes: Int
     ) {
         self.judge = judge

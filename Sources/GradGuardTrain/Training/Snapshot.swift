@@ -21,7 +21,7 @@ public struct TrainingSnapshot {
 
     /// Copies the state of `tensors` (parameters and buffers) and of the rest.
     init(
-        step: Int, tensors: [Tensor], optimizer: Optimizer, scheduler: LRScheduler?, clipper: (any GradientClipper)?,
+        step: Int, tensors: [Tensor], optimizer: any Optimizer, scheduler: LRScheduler?, clipper: (any GradientClipper)?,
         monitor: [String: [Double]]
     ) {
         self.monitor = monitor
@@ -35,7 +35,7 @@ public struct TrainingSnapshot {
     }
 
     /// Writes the saved state back.
-    func restore(optimizer: Optimizer, scheduler: LRScheduler?, clipper: (any GradientClipper)?) throws {
+    func restore(optimizer: any Optimizer, scheduler: LRScheduler?, clipper: (any GradientClipper)?) throws {
         try optimizer.load(stateDict: self.optimizer)
         try optimizer.setHyperparameters(hyperparameters)
         if let s = self.scheduler { try scheduler?.load(stateDict: s) }

@@ -7,7 +7,7 @@ import GradGuardOptim
 import GradGuardTensor
 
 /// How a `Trainer` runs: every setting of a trainer, given at construction.
-public struct TrainerConfig: Codable, Sendable, Equatable {
+public struct TrainerConfig: Codable, Sendable {
     public typealias ScheduleStep = ScheduleCadence
     public var epochs = 1
     /// Stop after this many applied optimizer steps (nil: run all epochs).
@@ -44,8 +44,9 @@ public struct TrainerConfig: Codable, Sendable, Equatable {
     /// A moving average of the weights (`WeightEMA`), updated after every applied step, used
     /// for every evaluation and saved in checkpoints (nil: none).
     public var weightAverage: WeightAverage? = nil
-    /// What the run's settings tell the diagnosis (a detector's warm-up, box gain, rate for its batch).
-    public var diagnosisHints: Diagnostician.TrainingHints? = nil
+    /// What the workload knows of its own failure modes, for the diagnosis (`DetectorDiagnosis`:
+    /// a detector's warm-up, box gain, rate for its batch, unassigned head scales).
+    public var diagnosisRules: [any DiagnosisRules] = []
 
     /// The decay and ramp of a moving average of the weights (Ultralytics' ModelEMA).
     public struct WeightAverage: Codable, Sendable, Equatable {
@@ -118,7 +119,7 @@ public struct TrainingResult: Sendable {
 /// and the position in the data; `resume` continues exactly where the run stopped.
 public final class Trainer {
     public let model: Module
-    public let optimizer: Optimizer
+    public let optimizer: any Optimizer
     public let scheduler: LRScheduler?
     public let guardian: GradientGuard
     public let config: TrainerConfig
@@ -179,7 +180,7 @@ public final class Trainer {
     public func requestStop() { stopRequested = true }
 
     public init(
-        model: Module, optimizer: Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy = GuardPolicy(),
+        model: Module, optimizer: any Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy = GuardPolicy(),
         monitor: HealthMonitor = HealthMonitor(), config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil,
         runLock: RunLock? = nil, communicator: (any Communicator)? = nil, bucketBytes: Int = 25 << 20,
         loss: @escaping (Module, Batch) -> Tensor
@@ -197,7 +198,7 @@ public final class Trainer {
             policy: policy, monitor: monitor, communicator: world, bucketBytes: bucketBytes)
         guardian.judge.updateRatioEvery = config.moduleNormsEvery
         guardian.parameterCheckEvery = config.parameterCheckEvery
-        guardian.diagnostician.hints = config.diagnosisHints
+        guardian.diagnostician.rules = config.diagnosisRules
         ema = config.weightAverage.map { WeightEMA(model: model, decay: $0.decay, tau: $0.tau) }
         if let runDirectory {
             // One process per run: a second trainer on the same directory is refused (RunInUse).
