@@ -16,10 +16,10 @@ extension Trainer {
         let model = workload.model
         try self.init(
             model: model, optimizer: optimizer, scheduler: scheduler, policy: policy, monitor: monitor, config: config,
-            runDirectory: runDirectory, runLock: runLock, communicator: communicator, bucketBytes: bucketBytes
-        ) { _, batch in workload.loss(model, batch) }
-        evaluate = { _, batch in workload.metrics(model, batch) }
-        if workload.evaluatesWholeDataset { evaluateDataset = { _, data in try workload.datasetMetrics(model, data) } }
+            runDirectory: runDirectory, runLock: runLock, communicator: communicator, bucketBytes: bucketBytes,
+            evaluate: { _, batch in workload.metrics(model, batch) },
+            evaluateDataset: workload.evaluatesWholeDataset ? { _, data in try workload.datasetMetrics(model, data) } : nil,
+            loss: { _, batch in workload.loss(model, batch) })
     }
 
     /// Trains on the workload's training set, evaluating on its validation set.

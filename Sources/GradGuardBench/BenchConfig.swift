@@ -57,7 +57,7 @@ public enum BenchOptimizer: String, Sendable, Codable, CaseIterable {
     case sgdMomentum = "sgd-momentum"
     case adam, adamw, rmsprop
 
-    public func make(_ params: [Tensor], lr: Double) -> Optimizer {
+    public func make(_ params: [Tensor], lr: Double) -> any Optimizer {
         switch self {
         case .sgd: return SGD(params, lr: lr)
         case .sgdMomentum: return SGD(params, lr: lr, momentum: 0.9)

@@ -136,7 +136,7 @@ public struct Demo: Sendable {
     }
 
     /// The optimizer of the rnn and charlm demos (`--optimizer`, `--momentum`).
-    func demoOptimizer(_ model: Module, lr: Double) -> Optimizer {
+    func demoOptimizer(_ model: Module, lr: Double) -> any Optimizer {
         optimizer == "adam" ? Adam(model.parameters(), lr: lr) : SGD(model.parameters(), lr: lr, momentum: momentum)
     }
 
@@ -174,8 +174,8 @@ public struct Demo: Sendable {
         try RunMarker.write(in: dir)
         try AtomicFile.write(Data(config.utf8), to: dir + "/config.yaml")
         let trainer = try Trainer(
-            model: model, optimizer: opt, scheduler: scheduler, policy: policy, monitor: monitor, config: c, runDirectory: dir, loss: loss)
-        trainer.evaluateDataset = evaluate
+            model: model, optimizer: opt, scheduler: scheduler, policy: policy, monitor: monitor, config: c, runDirectory: dir,
+            evaluateDataset: evaluate, loss: loss)
         var norms: [Double] = []
         trainer.callbacks.afterStep = { r, _ in
             norms.append(Double(r.gradNorm))

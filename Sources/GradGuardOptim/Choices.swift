@@ -48,7 +48,7 @@ public struct OptimizerSettings: SettingSection {
     }
 
     /// The optimizer of `groups` these settings name.
-    public func make(_ groups: [ParamGroup]) -> Optimizer { kind.make(groups, self) }
+    public func make(_ groups: [ParamGroup]) -> any Optimizer { kind.make(groups, self) }
 }
 
 /// The learning-rate schedule a run names (`schedule.*`).
@@ -83,7 +83,7 @@ public enum OptimizerKind: String, SettingChoice {
     /// Whether `OptimizerSettings.momentum` means anything to this optimizer.
     public var usesMomentum: Bool { self == .sgd || self == .rmsprop }
 
-    public func make(_ groups: [ParamGroup], _ s: OptimizerSettings) -> Optimizer {
+    public func make(_ groups: [ParamGroup], _ s: OptimizerSettings) -> any Optimizer {
         switch self {
         case .sgd: return SGD(groups, lr: s.lr, momentum: s.momentum, weightDecay: s.weightDecay)
         case .adam: return Adam(groups, lr: s.lr, weightDecay: s.weightDecay, updateClip: s.updateClip)

@@ -6,7 +6,7 @@ import _TestSupport
 /// Each schedule's learning rate (and momentum) over 120 steps against torch.optim.lr_scheduler,
 /// with two parameter groups (lr 0.1 / momentum 0.9 and lr 0.05 / momentum 0.8).
 final class ScheduleTests: XCTestCase {
-    func optimizer(adam: Bool = false) -> Optimizer {
+    func optimizer(adam: Bool = false) -> any Optimizer {
         let groups = [
             ParamGroup(params: [Tensor.zeros([1], requiresGrad: true)], options: ["lr": 0.1, adam ? "beta1" : "momentum": 0.9]),
             ParamGroup(params: [Tensor.zeros([1], requiresGrad: true)], options: ["lr": 0.05, adam ? "beta1" : "momentum": 0.8])

@@ -123,14 +123,15 @@ public final class Trainer {
     public let scheduler: LRScheduler?
     public let guardian: GradientGuard
     public let config: TrainerConfig
+    /// Hooks (the one thing set after construction: they observe the run, they do not configure it).
     public var callbacks = TrainerCallbacks()
     public let loss: (Module, Batch) -> Tensor
     /// Metrics of one validation batch (default: the loss); averaged over batches, weighted by size.
-    public var evaluate: ((Module, Batch) -> [String: Double])?
+    public let evaluate: ((Module, Batch) -> [String: Double])?
     /// Metrics of the whole validation set at once, for those that do not average over
     /// batches (mean average precision); used instead of `evaluate` when set. Runs in
     /// evaluation mode.
-    public var evaluateDataset: ((Module, any Dataset) throws -> [String: Double])?
+    public let evaluateDataset: ((Module, any Dataset) throws -> [String: Double])?
     public let store: CheckpointStore?
     /// The run directory, when records and checkpoints are written.
     public let runDirectory: String?
@@ -183,9 +184,11 @@ public final class Trainer {
         model: Module, optimizer: any Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy = GuardPolicy(),
         monitor: HealthMonitor = HealthMonitor(), config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil,
         runLock: RunLock? = nil, communicator: (any Communicator)? = nil, bucketBytes: Int = 25 << 20,
+        evaluate: ((Module, Batch) -> [String: Double])? = nil, evaluateDataset: ((Module, any Dataset) throws -> [String: Double])? = nil,
         loss: @escaping (Module, Batch) -> Tensor
     ) throws {
         require(config.batchSize > 0 && config.accumulation > 0 && config.epochs > 0, "Trainer: sizes must be positive")
+        (self.evaluate, self.evaluateDataset) = (evaluate, evaluateDataset)
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
