@@ -87,3 +87,19 @@ final class SettingSectionTests: XCTestCase {
         XCTAssertTrue(yaml.contains("  image_size: 128"), yaml)
     }
 }
+
+/// `gradguard settings`: the declarations, listed.
+final class SettingsCommandTests: CLITestCase {
+    func testListsTheDeclaredSettings() throws {
+        let r = try run(["settings", "guard.zclip"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertEqual(r.out.components(separatedBy: "\n").filter { $0.hasPrefix("guard.zclip.") }.count, 3, r.out)
+        XCTAssertTrue(r.out.contains("guard.zclip.z_threshold = 2.5   (number 1e-06...1000000.0; resume may change it)"), r.out)
+        let all = try run(["settings"])
+        XCTAssertEqual(all.out.components(separatedBy: "\n").filter { !$0.hasPrefix(" ") && !$0.isEmpty }.count, RunConfig.table.settings.count)
+        XCTAssertTrue(all.out.contains("optimizer.kind = sgd   (a choice)\n    optimizer: sgd, adam, adamw, rmsprop, spam"), all.out)
+        let typo = try run(["settings", "gaurd"])
+        XCTAssertEqual(typo.code, 2)
+        XCTAssertTrue(typo.err.contains("did you mean 'guard'?"), typo.err)
+    }
+}
