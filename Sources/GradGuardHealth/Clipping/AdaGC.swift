@@ -20,10 +20,15 @@ import GradGuardTensor
 public final class AdaGC: GradientClipper {
     public let lambdaAbs: Double, lambdaRel: Double, beta: Double, eps: Double
     public let warmupSteps: Int
-    /// Steps clipped so far.
-    public private(set) var step = 0
-    /// γ of each tensor, by name.
-    public private(set) var gamma: [String: Double] = [:]
+    /// Steps clipped so far, and γ of each tensor by name (`gamma.<name>`).
+    public struct State: SavedState, Equatable {
+        public var step = 0
+        public var gamma: [String: Double] = [:]
+        public static let fields: [SavedField<State>] = [.whole("step", \.step), .table("gamma", \.gamma)]
+    }
+    public private(set) var state = State()
+    public var step: Int { state.step }
+    public var gamma: [String: Double] { state.gamma }
     public var name: String { "adagc" }
 
     public init(lambdaAbs: Double = 1, lambdaRel: Double = 1.05, beta: Double = 0.98, warmupSteps: Int = 100, eps: Double = 1e-8) {
@@ -39,20 +44,20 @@ public final class AdaGC: GradientClipper {
         let norms = gradientNorms(parameters)
         let global = l2(norms)
         guard global.isFinite else { return ClipReport(normBefore: Float(global), normAfter: Float(global)) }
-        step += 1
+        state.step += 1
         var scales = [Float](repeating: 1, count: parameters.count)
-        let warm = step < warmupSteps
+        let warm = state.step < warmupSteps
         let globalScale = Swift.min(lambdaAbs / (global + eps), 1)
         for (i, p) in parameters.enumerated() where p.tensor.grad != nil {
-            if warm || gamma[p.name] == nil {
+            if warm || state.gamma[p.name] == nil {
                 scales[i] = Float(globalScale)
                 let clipped = Double(Float(globalScale)) * norms[i]
-                gamma[p.name] = Swift.min(gamma[p.name] ?? clipped, clipped)
+                state.gamma[p.name] = Swift.min(state.gamma[p.name] ?? clipped, clipped)
             } else {
-                let g = gamma[p.name]!
+                let g = state.gamma[p.name]!
                 let h = Swift.min(lambdaRel * Swift.max(g, eps) / Swift.max(norms[i], eps), 1)
                 scales[i] = Float(h)
-                gamma[p.name] = beta * g + (1 - beta) * Double(Float(h)) * norms[i]
+                state.gamma[p.name] = beta * g + (1 - beta) * Double(Float(h)) * norms[i]
             }
         }
         var touched: [String] = []
@@ -67,11 +72,7 @@ public final class AdaGC: GradientClipper {
             touched: touched)
     }
 
-    public func stateDict() -> ClipperState {
-        var s: ClipperState = ["step": [Double(step)]]
-        for (k, v) in gamma { s["gamma." + k] = [v] }
-        return s
-    }
+    public func stateDict() -> ClipperState { state.saved }
 
     public func load(stateDict: ClipperState) throws {
         guard let st = stateDict["step"] else { throw ClipperStateError.missingKey(clipper: name, key: "step") }
@@ -85,7 +86,6 @@ public final class AdaGC: GradientClipper {
             }
             g[String(k.dropFirst(6))] = v[0]
         }
-        step = n
-        gamma = g
+        state = State(step: n, gamma: g)
     }
 }

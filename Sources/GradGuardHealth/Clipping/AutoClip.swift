@@ -12,7 +12,13 @@ import GradGuardTensor
 public final class AutoClip: GradientClipper {
     public let percentile: Double
     public let historySize: Int
-    public private(set) var history: [Double] = []
+    /// The finite norms so far, the last `historySize` of them.
+    public struct State: SavedState, Equatable {
+        public var history: [Double] = []
+        public static let fields: [SavedField<State>] = [.numbers("history", \.history)]
+    }
+    public private(set) var state = State()
+    public var history: [Double] { state.history }
     public var name: String { "autoclip" }
 
     public init(percentile: Double = 10, historySize: Int = 10_000) {
@@ -33,19 +39,22 @@ public final class AutoClip: GradientClipper {
     public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
         let norm = l2(gradientNorms(parameters))
         guard norm.isFinite else { return ClipReport(normBefore: Float(norm), normAfter: Float(norm)) }
-        history.append(norm)
-        if history.count > historySize { history.removeFirst(history.count - historySize) }
+        state.history.append(norm)
+        if state.history.count > historySize { state.history.removeFirst(state.history.count - historySize) }
         let threshold = Float(Self.linearPercentile(history, percentile))
         return clipToGlobalNorm(parameters, norm: norm, maxNorm: threshold)
     }
 
-    public func stateDict() -> ClipperState { ["history": history] }
+    public func stateDict() -> ClipperState { state.saved }
 
     public func load(stateDict: ClipperState) throws {
         guard let h = stateDict["history"] else { throw ClipperStateError.missingKey(clipper: name, key: "history") }
         guard h.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
             throw ClipperStateError.badValue(clipper: name, key: "history", expected: "finite non-negative norms")
         }
-        history = Array(h.suffix(historySize))
+        var loaded = State()
+        loaded.read(stateDict)
+        loaded.history = Array(loaded.history.suffix(historySize))
+        state = loaded
     }
 }

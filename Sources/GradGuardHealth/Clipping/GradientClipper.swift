@@ -25,8 +25,9 @@ public struct ClipReport: Sendable, Codable, Equatable {
     }
 }
 
-/// A clipper's state for checkpoints: named lists of numbers.
-public typealias ClipperState = [String: [Double]]
+/// A clipper's state for checkpoints: named lists of numbers (a stateful clipper keeps a typed
+/// `SavedState` and writes it as these).
+public typealias ClipperState = SavedNumbers
 
 /// What loading a clipper state found wrong.
 public enum ClipperStateError: Error, CustomStringConvertible, Equatable {

@@ -19,9 +19,17 @@ public final class ZClip: GradientClipper {
     public let alpha: Double, zThreshold: Double, eps: Double, clipFactor: Double
     public let warmupSteps: Int
     public let maxNorm: Float?
-    public private(set) var mean: Double? = nil
-    public private(set) var variance: Double? = nil
-    private var warmup: [Double] = []
+    /// The warm-up's norms, then the running mean and variance of the norm (both or neither).
+    public struct State: SavedState, Equatable {
+        public var warmup: [Double] = []
+        public var mean: Double? = nil, variance: Double? = nil
+        public static let fields: [SavedField<State>] = [
+            .numbers("warmup", \.warmup), .optional("mean", \.mean, omitWhenNil: true), .optional("variance", \.variance, omitWhenNil: true)
+        ]
+    }
+    public private(set) var state = State()
+    public var mean: Double? { state.mean }
+    public var variance: Double? { state.variance }
     public var name: String { "zclip" }
 
     public init(
@@ -50,12 +58,12 @@ public final class ZClip: GradientClipper {
         let norm = l2(gradientNorms(parameters))
         guard norm.isFinite else { return ClipReport(normBefore: Float(norm), normAfter: Float(norm)) }
         guard let mu = mean, let v = variance else {
-            warmup.append(norm)
-            if warmup.count >= warmupSteps {
-                let m = warmup.reduce(0, +) / Double(warmup.count)
-                mean = m
-                variance = warmup.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(warmup.count)
-                warmup = []
+            state.warmup.append(norm)
+            if state.warmup.count >= warmupSteps {
+                let m = state.warmup.reduce(0, +) / Double(state.warmup.count)
+                state.mean = m
+                state.variance = state.warmup.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(state.warmup.count)
+                state.warmup = []
             }
             if let maxNorm { return clipToGlobalNorm(parameters, norm: norm, maxNorm: maxNorm) }
             return ClipReport(normBefore: Float(norm), normAfter: Float(norm))
@@ -74,27 +82,23 @@ public final class ZClip: GradientClipper {
         report.threshold = Float(boundary)
         let x = adaptive ?? norm
         let newMean = alpha * mu + (1 - alpha) * x
-        mean = newMean
-        variance = alpha * v + (1 - alpha) * (x - newMean) * (x - newMean)
+        state.mean = newMean
+        state.variance = alpha * v + (1 - alpha) * (x - newMean) * (x - newMean)
         return report
     }
 
-    public func stateDict() -> ClipperState {
-        var s: ClipperState = ["warmup": warmup]
-        if let mean, let variance { s["mean"] = [mean]; s["variance"] = [variance] }
-        return s
-    }
+    public func stateDict() -> ClipperState { state.saved }
 
     public func load(stateDict: ClipperState) throws {
-        guard let w = stateDict["warmup"] else { throw ClipperStateError.missingKey(clipper: name, key: "warmup") }
+        guard stateDict["warmup"] != nil else { throw ClipperStateError.missingKey(clipper: name, key: "warmup") }
         let m = stateDict["mean"], v = stateDict["variance"]
         guard (m == nil) == (v == nil), m.map({ $0.count == 1 && $0[0].isFinite }) ?? true,
             v.map({ $0.count == 1 && $0[0].isFinite && $0[0] >= 0 }) ?? true
         else {
             throw ClipperStateError.badValue(clipper: name, key: "mean/variance", expected: "one finite number each, or neither")
         }
-        warmup = w
-        mean = m?[0]
-        variance = v?[0]
+        var loaded = State()
+        loaded.read(stateDict)
+        state = loaded
     }
 }

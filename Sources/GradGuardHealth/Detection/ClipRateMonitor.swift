@@ -6,8 +6,13 @@ import Foundation
 /// once, and again only after the clip rate has fallen below `rearm`.
 public struct ClipRateMonitor: Sendable {
     public let window: Int, threshold: Double, rearm: Double
-    private var clipped: [Bool] = []
-    private var armed = true
+    /// Whether each remembered step was clipped, and whether a report may be made.
+    struct State: SavedState {
+        var clipped: [Bool] = []
+        var armed = true
+        static let fields: [SavedField<State>] = [.flags("clipped", \.clipped), .flag("armed", \.armed, default: true)]
+    }
+    private var state = State()
 
     public init(window: Int = 100, threshold: Double = 0.5, rearm: Double = 0.25) {
         self.window = window
@@ -16,19 +21,19 @@ public struct ClipRateMonitor: Sendable {
     }
 
     /// The fraction of the remembered steps that were clipped.
-    public var rate: Double { clipped.isEmpty ? 0 : Double(clipped.filter { $0 }.count) / Double(clipped.count) }
+    public var rate: Double { state.clipped.isEmpty ? 0 : Double(state.clipped.filter { $0 }.count) / Double(state.clipped.count) }
 
     /// Records an applied step; returns a finding when the clip rate has just crossed the threshold.
     public mutating func record(step: Int, clip: ClipReport, recentNorms: [Double]) -> Finding? {
-        clipped.append(clip.clipped)
-        if clipped.count > window { clipped.removeFirst(clipped.count - window) }
-        guard clipped.count >= window else { return nil }
-        if !armed {
-            if rate < rearm { armed = true }
+        state.clipped.append(clip.clipped)
+        if state.clipped.count > window { state.clipped.removeFirst(state.clipped.count - window) }
+        guard state.clipped.count >= window else { return nil }
+        if !state.armed {
+            if rate < rearm { state.armed = true }
             return nil
         }
         guard rate > threshold else { return nil }
-        armed = false
+        state.armed = false
         let median = median(recentNorms)
         var evidence = ["clip_rate": rate, "window": Double(window)]
         if let t = clip.threshold { evidence["threshold"] = Double(t) }
@@ -42,10 +47,7 @@ public struct ClipRateMonitor: Sendable {
             evidence: evidence)
     }
 
-    public func stateDict() -> [String: [Double]] { ["clipped": clipped.map { $0 ? 1 : 0 }, "armed": [armed ? 1 : 0]] }
+    public func stateDict() -> SavedNumbers { state.saved }
 
-    public mutating func load(stateDict: [String: [Double]]) {
-        clipped = (stateDict["clipped"] ?? []).map { $0 != 0 }
-        armed = (stateDict["armed"]?.first ?? 1) != 0
-    }
+    public mutating func load(stateDict: SavedNumbers) { state.read(stateDict) }
 }

@@ -48,11 +48,18 @@ public final class NonFiniteDetector: GradientDetector {
 /// a gradient norm of 1e8; a run that starts there has no baseline to compare with).
 public final class SpikeDetector: GradientDetector {
     public let factor: Double, window: Int, warmup: Int, extremeFactor: Double, ceiling: Double, sigmas: Double
-    private var norms: Window
-    /// The median of the first `warmup` healthy norms and losses (nil until then).
-    private var early: Double?
-    private var earlyLoss: Double?
-    private var firstLosses: [Double] = []
+    /// What the detector keeps: the healthy norms, and the medians of the first `warmup`
+    /// healthy norms and losses (nil until then).
+    struct State: SavedState {
+        var norms: Window
+        var early: Double? = nil
+        var earlyLoss: Double? = nil
+        var firstLosses: [Double] = []
+        static let fields: [SavedField<State>] = [
+            .window("norms", \.norms), .optional("early", \.early), .optional("early_loss", \.earlyLoss), .numbers("first_losses", \.firstLosses)
+        ]
+    }
+    private var state: State
     public var name: String { "spike" }
 
     public init(
@@ -65,13 +72,13 @@ public final class SpikeDetector: GradientDetector {
         self.window = window
         self.warmup = warmup
         self.sigmas = sigmas
-        norms = Window(window)
+        state = State(norms: Window(window))
     }
 
     /// The multiple of the median that counts as a spike now: `factor`, or the spread of the
     /// log norms when it is wider.
     public var threshold: Double {
-        let logs = norms.values.map { Foundation.log($0) }
+        let logs = state.norms.values.map { Foundation.log($0) }
         guard logs.count >= warmup else { return extremeFactor }
         let m = median(logs)
         let mad = median(logs.map { Swift.abs($0 - m) })
@@ -87,15 +94,15 @@ public final class SpikeDetector: GradientDetector {
                 message: String(format: "gradient norm %.4g is above the ceiling %.4g", n, ceiling),
                 evidence: ["norm": n, "ceiling": ceiling], blame: baselines.rank(stats))
         }
-        guard norms.count >= 2 else { return nil }
-        let base = median(norms.values)
+        guard state.norms.count >= 2 else { return nil }
+        let base = median(state.norms.values)
         let limit = threshold
         guard n > limit * base else { return nil }
-        if norms.count >= warmup, let early, n <= early { return nil }
+        if state.norms.count >= warmup, let early = state.early, n <= early { return nil }
         var evidence = ["norm": n, "median": base, "ratio": n / base, "limit": limit]
         // The step's loss against the loss of the first steps: above 1 the batch does worse than
         // the untrained model did; far below it, the spike is a converged model's rare mistake.
-        if let l = stats.loss.map(Double.init), let e = earlyLoss, e > 0 { evidence["loss_ratio"] = l.isFinite ? l / e : 1e300 }
+        if let l = stats.loss.map(Double.init), let e = state.earlyLoss, e > 0 { evidence["loss_ratio"] = l.isFinite ? l / e : 1e300 }
         return Finding(
             kind: .spike, step: stats.step,
             message: String(format: "gradient norm %.4g is %.1f× its running median %.4g (limit %.1f×)", n, n / base, base, limit),
@@ -104,26 +111,19 @@ public final class SpikeDetector: GradientDetector {
 
     public func record(_ stats: StepStatistics, healthy: Bool) {
         guard healthy && stats.globalL2.isFinite && stats.globalL2 > 0 else { return }
-        norms.append(Double(stats.globalL2))
-        if early == nil, norms.count == warmup { early = median(norms.values) }
-        if earlyLoss == nil, let l = stats.loss.map(Double.init), l.isFinite {
-            firstLosses.append(l)
-            if firstLosses.count == warmup { earlyLoss = median(firstLosses) }
+        state.norms.append(Double(stats.globalL2))
+        if state.early == nil, state.norms.count == warmup { state.early = median(state.norms.values) }
+        if state.earlyLoss == nil, let l = stats.loss.map(Double.init), l.isFinite {
+            state.firstLosses.append(l)
+            if state.firstLosses.count == warmup { state.earlyLoss = median(state.firstLosses) }
         }
     }
 
     /// The healthy norms remembered (for percentile recommendations).
-    public var recentNorms: [Double] { norms.values }
+    public var recentNorms: [Double] { state.norms.values }
 
-    public func stateDict() -> [String: [Double]] {
-        ["norms": norms.values, "early": early.map { [$0] } ?? [], "early_loss": earlyLoss.map { [$0] } ?? [], "first_losses": firstLosses]
-    }
-    public func load(stateDict: [String: [Double]]) {
-        norms.values = stateDict["norms"] ?? []
-        early = stateDict["early"]?.first
-        earlyLoss = stateDict["early_loss"]?.first
-        firstLosses = stateDict["first_losses"] ?? []
-    }
+    public func stateDict() -> SavedNumbers { state.saved }
+    public func load(stateDict: SavedNumbers) { state.read(stateDict) }
 }
 
 /// Exponential growth that has not yet reached NaN: over the last `window` steps the log
@@ -131,8 +131,12 @@ public final class SpikeDetector: GradientDetector {
 /// in all, all but one of the steps by at least `minStepGrowth`×. Reported once per episode.
 public final class GrowthDetector: GradientDetector {
     public let window: Int, minRise: Double, minR2: Double, minStepGrowth: Double
-    var logs: Window
-    var quietUntil = Int.min
+    struct State: SavedState {
+        var logs: Window
+        var quietUntil = Int.min
+        static let fields: [SavedField<State>] = [.window("logs", \.logs), .whole("quietUntil", \.quietUntil, default: Int.min)]
+    }
+    var state: State
     public var name: String { "growth" }
 
     public init(window: Int = 8, minRise: Double = 20, minR2: Double = 0.9, minStepGrowth: Double = 1.1) {
@@ -141,20 +145,20 @@ public final class GrowthDetector: GradientDetector {
         self.minRise = minRise
         self.minR2 = minR2
         self.minStepGrowth = minStepGrowth
-        logs = Window(window)
+        state = State(logs: Window(window))
     }
 
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
         let n = Double(stats.globalL2)
         guard n.isFinite, n > 0 else { return nil }
-        logs.append(Foundation.log(n))
-        guard logs.count == window, stats.step >= quietUntil else { return nil }
-        let v = logs.values
+        state.logs.append(Foundation.log(n))
+        guard state.logs.count == window, stats.step >= state.quietUntil else { return nil }
+        let v = state.logs.values
         let (slope, r2) = linearTrend(v)
         let rise = Foundation.exp(v.last! - v.first!)
         let rising = zip(v.dropFirst(), v).filter { $0 - $1 >= Foundation.log(minStepGrowth) }.count
         guard rise >= minRise, r2 >= minR2, rising >= window - 2 else { return nil }
-        quietUntil = stats.step + window
+        state.quietUntil = stats.step + window
         return Finding(
             kind: .growth, step: stats.step,
             message: String(format: "gradient norm grew %.3g× over %d steps (×%.2f per step)", rise, window - 1, Foundation.exp(slope)),
@@ -163,11 +167,8 @@ public final class GrowthDetector: GradientDetector {
 }
 
 extension GrowthDetector {
-    public func stateDict() -> [String: [Double]] { ["logs": logs.values, "quietUntil": [Double(quietUntil)]] }
-    public func load(stateDict: [String: [Double]]) {
-        logs.values = stateDict["logs"] ?? []
-        quietUntil = stateDict["quietUntil"]?.first.flatMap(Int.init(savedValue:)) ?? Int.min
-    }
+    public func stateDict() -> SavedNumbers { state.saved }
+    public func load(stateDict: SavedNumbers) { state.read(stateDict) }
 }
 
 /// Vanishing gradients, sustained: watched activation gradients (for `patience` steps) or
@@ -176,11 +177,15 @@ extension GrowthDetector {
 /// gradient exactly zero (for `patience` steps).
 public final class VanishingDetector: GradientDetector {
     public let peerRatio: Double, floor: Double, patience: Int
-    private var streak = 0
+    struct State: SavedState {
+        var streak = 0
+        static let fields: [SavedField<State>] = [.whole("streak", \.streak)]
+    }
+    private var state = State()
     public var name: String { "vanishing" }
 
-    public func stateDict() -> [String: [Double]] { ["streak": [Double(streak)]] }
-    public func load(stateDict: [String: [Double]]) { streak = stateDict["streak"]?.first.flatMap(Int.init(savedValue:)) ?? 0 }
+    public func stateDict() -> SavedNumbers { state.saved }
+    public func load(stateDict: SavedNumbers) { state.read(stateDict) }
 
     /// Steps a module alone must stay faint among its peers (activation gradients and an
     /// all-zero gradient need `patience`).
@@ -218,13 +223,13 @@ public final class VanishingDetector: GradientDetector {
         // minimum, saturated outputs, or a graph cut from the loss). No largest to compare with.
         let dead = !graded.isEmpty && graded.allSatisfy { $0.1 == 0 } && (stats.loss?.isFinite ?? true)
         let mods = dead ? graded.map { ($0.0, 0.0) } : faint(graded)
-        guard !acts.isEmpty || !mods.isEmpty else { streak = 0; return nil }
-        streak += 1
+        guard !acts.isEmpty || !mods.isEmpty else { state.streak = 0; return nil }
+        state.streak += 1
         // One module faint among its peers must stay so for `modulePatience` steps: early in
         // training a branch the loss barely uses yet (a detector's BatchNorm) is faint for a few
         // dozen steps and then learns.
         let needed = dead || !acts.isEmpty ? patience : Swift.max(patience, modulePatience)
-        guard streak == needed else { return nil }
+        guard state.streak == needed else { return nil }
         let worst = (acts + mods).min { $0.1 < $1.1 }!
         let source = acts.isEmpty ? "module gradient norms" : "activation gradients"
         return Finding(
@@ -249,17 +254,25 @@ public final class VanishingDetector: GradientDetector {
 /// The first rule must hold on `persistence` steps in a row.
 public final class LossDivergenceDetector: GradientDetector {
     public let factor: Double, smoothedFactor: Double, window: Int, warmup: Int, minRise: Double, minR2: Double, minGiveBack: Double
-    private var best = Double.infinity
-    private var smoothed: Double? = nil
-    /// The first running average (the loss at the start).
-    private var start: Double? = nil
+    /// What the detector keeps: the best and running losses, the first running average (the
+    /// loss at the start), the consecutive steps far above the best, the recent losses.
+    struct State: SavedState {
+        var best = Double.infinity
+        var smoothed: Double? = nil
+        var seen = 0
+        var recent: Window
+        var quietUntil = Int.min
+        var start: Double? = nil
+        var farSteps = 0
+        static let fields: [SavedField<State>] = [
+            .number("best", \.best, default: .infinity), .optional("smoothed", \.smoothed), .whole("seen", \.seen), .window("recent", \.recent),
+            .whole("quietUntil", \.quietUntil, default: Int.min), .optional("start", \.start), .whole("far_steps", \.farSteps)
+        ]
+    }
+    private var state: State
     /// Consecutive steps far above the best; `persistence` of them make a divergence (a
     /// healthy run's passing bump is one or two).
     public let persistence: Int
-    private var farSteps = 0
-    private var seen = 0
-    private var recent: Window
-    private var quietUntil = Int.min
     public var name: String { "loss-divergence" }
 
     public init(
@@ -275,29 +288,31 @@ public final class LossDivergenceDetector: GradientDetector {
         self.warmup = warmup
         self.minRise = minRise
         self.minR2 = minR2
-        recent = Window(window)
+        state = State(recent: Window(window))
     }
 
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
-        guard let l = stats.loss.map(Double.init), l.isFinite, stats.step >= quietUntil else { return nil }
-        let smoothedNow = smoothed.map { 0.9 * $0 + 0.1 * l } ?? l
-        let floor = best + minGiveBack * Swift.max((start ?? best) - best, 0)
-        let far = seen >= warmup && best.isFinite && l > factor * best && smoothedNow > smoothedFactor * best && smoothedNow > floor && l - best > 1e-6
-        farSteps = far ? farSteps + 1 : 0
-        if far, farSteps >= persistence {
-            farSteps = 0
-            quietUntil = stats.step + window
+        guard let l = stats.loss.map(Double.init), l.isFinite, stats.step >= state.quietUntil else { return nil }
+        let smoothedNow = state.smoothed.map { 0.9 * $0 + 0.1 * l } ?? l
+        let floor = state.best + minGiveBack * Swift.max((state.start ?? state.best) - state.best, 0)
+        let far =
+            state.seen >= warmup && state.best.isFinite && l > factor * state.best && smoothedNow > smoothedFactor * state.best && smoothedNow > floor
+            && l - state.best > 1e-6
+        state.farSteps = far ? state.farSteps + 1 : 0
+        if far, state.farSteps >= persistence {
+            state.farSteps = 0
+            state.quietUntil = stats.step + window
             return Finding(
                 kind: .lossDivergence, step: stats.step,
-                message: String(format: "loss %.4g is %.1f× its best %.4g", l, l / best, best),
-                evidence: ["loss": l, "best": best, "ratio": l / best], blame: baselines.rank(stats))
+                message: String(format: "loss %.4g is %.1f× its best %.4g", l, l / state.best, state.best),
+                evidence: ["loss": l, "best": state.best, "ratio": l / state.best], blame: baselines.rank(stats))
         }
-        let trial = recent.values + [l]
-        if trial.count >= window, seen >= warmup {
+        let trial = state.recent.values + [l]
+        if trial.count >= window, state.seen >= warmup {
             let v = Array(trial.suffix(window))
             let (_, r2) = linearTrend(v)
-            if r2 >= minR2, v.last! > minRise * v.first!, v.first! > 0, v.last! - v.first! > floor - best, smoothedNow > floor {
-                quietUntil = stats.step + window
+            if r2 >= minR2, v.last! > minRise * v.first!, v.first! > 0, v.last! - v.first! > floor - state.best, smoothedNow > floor {
+                state.quietUntil = stats.step + window
                 return Finding(
                     kind: .lossDivergence, step: stats.step,
                     message: String(format: "loss rose steadily from %.4g to %.4g over %d steps", v.first!, v.last!, window),
@@ -307,31 +322,18 @@ public final class LossDivergenceDetector: GradientDetector {
         return nil
     }
 
-    public func stateDict() -> [String: [Double]] {
-        [
-            "best": [best], "smoothed": smoothed.map { [$0] } ?? [], "seen": [Double(seen)], "recent": recent.values,
-            "quietUntil": [Double(quietUntil)], "start": start.map { [$0] } ?? [], "far_steps": [Double(farSteps)]
-        ]
-    }
+    public func stateDict() -> SavedNumbers { state.saved }
 
-    public func load(stateDict s: [String: [Double]]) {
-        best = s["best"]?.first ?? .infinity
-        smoothed = s["smoothed"]?.first
-        seen = s["seen"]?.first.flatMap(Int.init(savedValue:)) ?? 0
-        recent.values = s["recent"] ?? []
-        quietUntil = s["quietUntil"]?.first.flatMap(Int.init(savedValue:)) ?? Int.min
-        start = s["start"]?.first
-        farSteps = s["far_steps"]?.first.flatMap(Int.init(savedValue:)) ?? 0
-    }
+    public func load(stateDict: SavedNumbers) { state.read(stateDict) }
 
     public func record(_ stats: StepStatistics, healthy: Bool) {
         guard healthy, let l = stats.loss.map(Double.init), l.isFinite else { return }
-        if start == nil { start = l }
-        seen += 1
-        recent.append(l)
-        let s = smoothed.map { 0.9 * $0 + 0.1 * l } ?? l
-        smoothed = s
-        best = Swift.min(best, s)
+        if state.start == nil { state.start = l }
+        state.seen += 1
+        state.recent.append(l)
+        let s = state.smoothed.map { 0.9 * $0 + 0.1 * l } ?? l
+        state.smoothed = s
+        state.best = Swift.min(state.best, s)
     }
 }
 
@@ -344,15 +346,18 @@ public final class LossDivergenceDetector: GradientDetector {
 /// detector handles those steps). Every step's finite values enter it, skipped or not, as there.
 public final class RollingZScoreDetector: GradientDetector {
     public let sigma: Double, window: Int
-    private var losses: Window, norms: Window
+    struct State: SavedState {
+        var losses: Window, norms: Window
+        static let fields: [SavedField<State>] = [.window("losses", \.losses), .window("norms", \.norms)]
+    }
+    private var state: State
     public var name: String { "zscore" }
 
     public init(sigma: Double = 6, window: Int = 128) {
         require(sigma > 0 && window >= 2, "RollingZScoreDetector: σ > 0, window ≥ 2")
         self.sigma = sigma
         self.window = window
-        losses = Window(window)
-        norms = Window(window)
+        state = State(losses: Window(window), norms: Window(window))
     }
 
     /// Values needed before the rule applies.
@@ -372,7 +377,7 @@ public final class RollingZScoreDetector: GradientDetector {
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
         var worst: (what: String, value: Double, z: Double, mean: Double)? = nil
         let candidates: [(String, Double?, [Double])] = [
-            ("loss", stats.loss.map(Double.init), losses.values), ("gradient norm", Double(stats.globalL2), norms.values)
+            ("loss", stats.loss.map(Double.init), state.losses.values), ("gradient norm", Double(stats.globalL2), state.norms.values)
         ]
         for (what, value, history) in candidates {
             guard let value, let z = zScore(value, history), z > sigma, z > (worst?.z ?? -.infinity) else { continue }
@@ -383,20 +388,17 @@ public final class RollingZScoreDetector: GradientDetector {
             kind: .zScoreSpike, step: stats.step,
             message: String(
                 format: "%@ %.4g is %@σ above its mean %.4g over the last %d steps (limit %gσ)", w.what, w.value,
-                w.z.isFinite ? String(format: "%.1f", w.z) : "∞", w.mean, w.what == "loss" ? losses.count : norms.count, sigma),
+                w.z.isFinite ? String(format: "%.1f", w.z) : "∞", w.mean, w.what == "loss" ? state.losses.count : state.norms.count, sigma),
             evidence: ["value": w.value, "z": w.z.isFinite ? w.z : 1e300, "mean": w.mean, "sigma": sigma], blame: baselines.rank(stats))
     }
 
     public func record(_ stats: StepStatistics, healthy: Bool) {
-        if let l = stats.loss, l.isFinite { losses.append(Double(l)) }
-        if stats.globalL2.isFinite { norms.append(Double(stats.globalL2)) }
+        if let l = stats.loss, l.isFinite { state.losses.append(Double(l)) }
+        if stats.globalL2.isFinite { state.norms.append(Double(stats.globalL2)) }
     }
 
-    public func stateDict() -> [String: [Double]] { ["losses": losses.values, "norms": norms.values] }
-    public func load(stateDict: [String: [Double]]) {
-        losses.values = stateDict["losses"] ?? []
-        norms.values = stateDict["norms"] ?? []
-    }
+    public func stateDict() -> SavedNumbers { state.saved }
+    public func load(stateDict: SavedNumbers) { state.read(stateDict) }
 }
 
 /// A loss that has not fallen: after `patience` healthy steps, the mean of the last `window`
@@ -406,10 +408,16 @@ public final class RollingZScoreDetector: GradientDetector {
 /// place. Reported once.
 public final class StallDetector: GradientDetector {
     public let patience: Int, window: Int, minDrop: Double
-    private var first: [Double] = []
-    private var recent: Window
-    private var seen = 0
-    private var reported = false
+    struct State: SavedState {
+        var first: [Double] = []
+        var recent: Window
+        var seen = 0
+        var reported = false
+        static let fields: [SavedField<State>] = [
+            .numbers("first", \.first), .window("recent", \.recent), .whole("seen", \.seen), .flag("reported", \.reported)
+        ]
+    }
+    private var state: State
     public var name: String { "stall" }
 
     public init(patience: Int = 250, window: Int = 20, minDrop: Double = 0.05) {
@@ -417,35 +425,28 @@ public final class StallDetector: GradientDetector {
         self.patience = patience
         self.window = window
         self.minDrop = minDrop
-        recent = Window(window)
+        state = State(recent: Window(window))
     }
 
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
-        guard !reported, seen >= patience, first.count == window, let l = stats.loss.map(Double.init), l.isFinite else { return nil }
-        let start = first.reduce(0, +) / Double(window)
-        let now = (recent.values.suffix(window - 1) + [l]).reduce(0, +) / Double(window)
+        guard !state.reported, state.seen >= patience, state.first.count == window, let l = stats.loss.map(Double.init), l.isFinite else { return nil }
+        let start = state.first.reduce(0, +) / Double(window)
+        let now = (state.recent.values.suffix(window - 1) + [l]).reduce(0, +) / Double(window)
         guard start > 0, now >= (1 - minDrop) * start else { return nil }
-        reported = true
+        state.reported = true
         return Finding(
             kind: .stalled, step: stats.step,
-            message: String(format: "the loss has not fallen in %d steps: %.4g now against %.4g at the start", seen, now, start),
-            evidence: ["start": start, "now": now, "steps": Double(seen)], blame: baselines.rank(stats))
+            message: String(format: "the loss has not fallen in %d steps: %.4g now against %.4g at the start", state.seen, now, start),
+            evidence: ["start": start, "now": now, "steps": Double(state.seen)], blame: baselines.rank(stats))
     }
 
     public func record(_ stats: StepStatistics, healthy: Bool) {
         guard healthy, let l = stats.loss.map(Double.init), l.isFinite else { return }
-        seen += 1
-        if first.count < window { first.append(l) }
-        recent.append(l)
+        state.seen += 1
+        if state.first.count < window { state.first.append(l) }
+        state.recent.append(l)
     }
 
-    public func stateDict() -> [String: [Double]] {
-        ["first": first, "recent": recent.values, "seen": [Double(seen)], "reported": [reported ? 1 : 0]]
-    }
-    public func load(stateDict s: [String: [Double]]) {
-        first = s["first"] ?? []
-        recent.values = s["recent"] ?? []
-        seen = s["seen"]?.first.flatMap(Int.init(savedValue:)) ?? 0
-        reported = (s["reported"]?.first ?? 0) != 0
-    }
+    public func stateDict() -> SavedNumbers { state.saved }
+    public func load(stateDict: SavedNumbers) { state.read(stateDict) }
 }

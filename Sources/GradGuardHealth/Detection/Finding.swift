@@ -79,15 +79,16 @@ public protocol GradientDetector: AnyObject {
     func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding?
     /// Called after every step with whether it was healthy (and applied).
     func record(_ stats: StepStatistics, healthy: Bool)
-    /// The detector's history, for checkpoints (empty for stateless detectors).
-    func stateDict() -> [String: [Double]]
-    func load(stateDict: [String: [Double]])
+    /// The detector's history, for checkpoints (empty for stateless detectors): a stateful
+    /// detector keeps a typed `SavedState` and writes it as named lists of numbers.
+    func stateDict() -> SavedNumbers
+    func load(stateDict: SavedNumbers)
 }
 
 extension GradientDetector {
     public func record(_ stats: StepStatistics, healthy: Bool) {}
-    public func stateDict() -> [String: [Double]] { [:] }
-    public func load(stateDict: [String: [Double]]) {}
+    public func stateDict() -> SavedNumbers { [:] }
+    public func load(stateDict: SavedNumbers) {}
 }
 
 // MARK: - Small statistics helpers

@@ -5,53 +5,58 @@ import Foundation
 public final class ModuleBaselines {
     /// A module counts as departed while its norm is above this multiple of its baseline.
     public let departureFactor: Double
-    private let window: Int
-    private var history: [String: Window] = [:]
-    private var departed: [String: (step: Int, ratio: Double)] = [:]
+    private var window: Int { state.window }
+
+    /// When a module departed from its baseline, and how far it was then.
+    struct Departure: SavedRecord {
+        var step: Int, ratio: Double
+        init(step: Int, ratio: Double) { (self.step, self.ratio) = (step, ratio) }
+        init?(numbers v: [Double]) {
+            guard v.count == 2, let step = Int(savedValue: v[0]) else { return nil }
+            (self.step, self.ratio) = (step, v[1])
+        }
+        var numbers: [Double] { [Double(step), ratio] }
+    }
+
+    /// Each module's healthy norms (`history.<module>`) and departure (`departed.<module>` =
+    /// [step, ratio]).
+    struct State: SavedState {
+        let window: Int
+        var history: [String: Window] = [:]
+        var departed: [String: Departure] = [:]
+        static let fields: [SavedField<State>] = [.windows("history", \.history, capacity: \.window), .table("departed", \.departed)]
+    }
+    private var state: State
 
     public init(window: Int = 50, departureFactor: Double = 3) {
-        self.window = window
+        state = State(window: window)
         self.departureFactor = departureFactor
     }
 
-    /// Histories and departures, for checkpoints: `history.<module>`, `departed.<module>` = [step, ratio].
-    public func stateDict() -> [String: [Double]] {
-        var out: [String: [Double]] = [:]
-        for (m, w) in history { out["history.\(m)"] = w.values }
-        for (m, d) in departed { out["departed.\(m)"] = [Double(d.step), d.ratio] }
-        return out
-    }
+    /// Histories and departures, for checkpoints.
+    public func stateDict() -> SavedNumbers { state.saved }
 
-    public func load(stateDict: [String: [Double]]) {
-        history = [:]
-        departed = [:]
-        for (k, v) in stateDict {
-            if k.hasPrefix("history.") {
-                var w = Window(window)
-                w.values = v
-                history[String(k.dropFirst(8))] = w
-            } else if k.hasPrefix("departed."), v.count == 2, let step = Int(savedValue: v[0]) {
-                departed[String(k.dropFirst(9))] = (step, v[1])
-            }
-        }
-    }
+    public func load(stateDict: SavedNumbers) { state.read(stateDict) }
 
     /// The module's baseline norm, once it has two healthy steps.
     public func baseline(_ module: String) -> Double? {
-        guard let h = history[module], h.count >= 2 else { return nil }
+        guard let h = state.history[module], h.count >= 2 else { return nil }
         return median(h.values)
     }
 
     /// Updates departures from this step's norms; healthy steps also extend the baselines.
     func update(_ stats: StepStatistics, healthy: Bool) {
+        let capacity = window
         for m in stats.modules {
             let n = Double(m.gradNorm)
             if let b = baseline(m.name), !(n <= b * departureFactor) {
-                if departed[m.name] == nil { departed[m.name] = (stats.step, n.isFinite ? n / Swift.max(b, 1e-30) : .infinity) }
+                if state.departed[m.name] == nil {
+                    state.departed[m.name] = Departure(step: stats.step, ratio: n.isFinite ? n / Swift.max(b, 1e-30) : .infinity)
+                }
             } else if n.isFinite {
-                departed[m.name] = nil
+                state.departed[m.name] = nil
             }
-            if healthy && n.isFinite && n > 0 { history[m.name, default: Window(window)].append(n) }
+            if healthy && n.isFinite && n > 0 { state.history[m.name, default: Window(capacity)].append(n) }
         }
     }
 
@@ -63,7 +68,7 @@ public final class ModuleBaselines {
         for m in stats.modules where among?.contains(m.name) ?? true {
             let n = Double(m.gradNorm)
             let ratio: Float = n.isFinite ? baseline(m.name).map { Float(n / Swift.max($0, 1e-30)) } ?? 1 : .infinity
-            let earlier = departed[m.name]
+            let earlier = state.departed[m.name]
             let since = earlier?.step ?? (ratio > Float(departureFactor) ? stats.step : nil)
             if among == nil && since == nil { continue }
             out.append((Blame(module: m.name, ratio: ratio, departedAt: since), earlier?.ratio ?? Double(ratio)))
