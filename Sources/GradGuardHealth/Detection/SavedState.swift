@@ -46,29 +46,30 @@ public struct SavedField<Root>: @unchecked Sendable {  // pure closures over key
     }
     /// A record per name, under `key.name`; a saved record that does not read is left out.
     public static func table<R: SavedRecord>(_ key: String, _ path: WritableKeyPath<Root, [String: R]>) -> SavedField {
-        let prefix = key + "."
-        return SavedField(
-            key: key,
-            write: { state, out in for (name, r) in state[keyPath: path] { out[prefix + name] = r.numbers } },
-            read: { state, saved in
-                var table: [String: R] = [:]
-                for (k, v) in saved where k.hasPrefix(prefix) { if let r = R(numbers: v) { table[String(k.dropFirst(prefix.count))] = r } }
-                state[keyPath: path] = table
-            })
+        named(key, path, write: \.numbers, read: { _, v in R(numbers: v) })
     }
     /// A bounded window per name, under `key.name`, each of `capacity` values.
     static func windows(_ key: String, _ path: WritableKeyPath<Root, [String: Window]>, capacity: KeyPath<Root, Int>) -> SavedField {
+        named(
+            key, path, write: \.values,
+            read: { root, v in
+                var w = Window(root[keyPath: capacity])
+                w.values = v
+                return w
+            })
+    }
+    /// A value per name under `key.name`, each written as a list of numbers and read back
+    /// (nil: left out).
+    private static func named<V>(
+        _ key: String, _ path: WritableKeyPath<Root, [String: V]>, write: @escaping (V) -> [Double], read: @escaping (Root, [Double]) -> V?
+    ) -> SavedField {
         let prefix = key + "."
         return SavedField(
             key: key,
-            write: { state, out in for (name, w) in state[keyPath: path] { out[prefix + name] = w.values } },
+            write: { state, out in for (name, v) in state[keyPath: path] { out[prefix + name] = write(v) } },
             read: { state, saved in
-                var table: [String: Window] = [:]
-                for (k, v) in saved where k.hasPrefix(prefix) {
-                    var w = Window(state[keyPath: capacity])
-                    w.values = v
-                    table[String(k.dropFirst(prefix.count))] = w
-                }
+                var table: [String: V] = [:]
+                for (k, v) in saved where k.hasPrefix(prefix) { if let value = read(state, v) { table[String(k.dropFirst(prefix.count))] = value } }
                 state[keyPath: path] = table
             })
     }
