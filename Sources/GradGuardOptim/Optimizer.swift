@@ -159,9 +159,6 @@ extension Optimizer {
     /// bit for bit saves these beside it and puts them back with `setHyperparameters`.
     public func hyperparameters() -> [[String: Double]] { paramGroups.map(\.options) }
 
-    /// Each group's hyper-parameters, typed.
-    public var typedHyperparameters: [Hyperparameters] { paramGroups.map { Hyperparameters(options: $0.options) } }
-
     /// Restores `hyperparameters()`; the group count and each group's option names must match.
     public func setHyperparameters(_ groups: [[String: Double]]) throws {
         guard groups.count == paramGroups.count else {

@@ -104,7 +104,7 @@ public struct RunSetup {
             optimizer, totalSteps: total, stepsPerEpoch: stepsPerEpoch, warmupSteps: c.schedule.warmupSteps,
             startLR: workload.warmupStartLR,
             startMomentum: c.optimizer.kind == .sgd && c.optimizer.momentum > 0.8 ? 0.8 : nil)
-        let policy = c.guard.policy
+        let policy = c.guard.makePolicy()
         var t = TrainerConfig()
         t.epochs = c.training.epochs
         t.maxSteps = c.training.maxSteps > 0 ? c.training.maxSteps : nil

@@ -81,12 +81,6 @@ public protocol SavedRecord {
     var numbers: [Double] { get }
 }
 
-/// A list of numbers is its own record.
-extension Array: SavedRecord where Element == Double {
-    public init?(numbers: [Double]) { self = numbers }
-    public var numbers: [Double] { self }
-}
-
 /// One number is saved as a list of one.
 extension Double: SavedRecord {
     public init?(numbers: [Double]) {

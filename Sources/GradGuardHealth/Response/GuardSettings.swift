@@ -66,8 +66,8 @@ public struct GuardSettings: SettingSection {
     /// The keys of the clipper settings (`guard.…`) that the chosen clipper reads.
     public var clipperKeys: Set<String> { Set(clipper.settings.map { "guard." + $0.rawValue }) }
 
-    /// The policy these settings ask for.
-    public var policy: GuardPolicy {
+    /// The policy these settings ask for (with a new clipper).
+    public func makePolicy() -> GuardPolicy {
         var p = GuardPolicy(clipper: clipper.make(clipping), snapshotEvery: snapshotEvery, maxFailedRecoveries: maxFailedRecoveries)
         p.validationDivergence = validationDivergence > 0 ? validationDivergence : nil
         return p

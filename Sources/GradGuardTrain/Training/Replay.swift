@@ -233,8 +233,8 @@ public final class ReplayKeeper {
     /// A run with incidents on step after step (a run the guard only watches) keeps a replay
     /// record at most every this many steps, and ranks examples for at most `dataBlameRuns`
     /// incidents: both cost time at every incident.
-    public var spacing = 10
-    public var dataBlameRuns = 10
+    public let spacing: Int
+    public let dataBlameRuns: Int
     let model: Module
     /// The training set the examples of a batch come from (nil: no data blame).
     public var dataset: (any Dataset)?
@@ -243,9 +243,10 @@ public final class ReplayKeeper {
     private var blameRuns = 0
 
     public init(
-        runDirectory: String?, budgetBytes: Int, dataBlameLimit: Int, accumulation: Int, model: Module, dataset: (any Dataset)? = nil,
-        loss: @escaping (Module, Batch) -> Tensor
+        runDirectory: String?, budgetBytes: Int, dataBlameLimit: Int, accumulation: Int, spacing: Int = 10, dataBlameRuns: Int = 10,
+        model: Module, dataset: (any Dataset)? = nil, loss: @escaping (Module, Batch) -> Tensor
     ) {
+        (self.spacing, self.dataBlameRuns) = (spacing, dataBlameRuns)
         (self.runDirectory, self.budgetBytes, self.dataBlameLimit, self.accumulation) = (runDirectory, budgetBytes, dataBlameLimit, accumulation)
         (self.model, self.dataset, self.loss) = (model, dataset, loss)
     }

@@ -216,8 +216,7 @@ public final class Trainer {
         // Replay records only in the run directory of the process that writes records.
         replay = ReplayKeeper(
             runDirectory: world.rank == 0 ? runDirectory : nil, budgetBytes: config.replayBudgetBytes, dataBlameLimit: config.dataBlameLimit,
-            accumulation: config.accumulation, model: model, loss: loss)
-        (replay.spacing, replay.dataBlameRuns) = (config.replaySpacing, config.dataBlameRuns)
+            accumulation: config.accumulation, spacing: config.replaySpacing, dataBlameRuns: config.dataBlameRuns, model: model, loss: loss)
         guardian.replay = replay
     }
 
