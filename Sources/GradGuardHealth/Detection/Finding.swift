@@ -26,10 +26,13 @@ public enum FindingKind: String, Sendable, Codable, CaseIterable {
     /// The loss has not fallen since the start over many steps (vanishing gradients, or a rate
     /// so high that training bounces).
     case stalled
+    /// The curvature probe found the rate near or past the optimizer's stability limit
+    /// (η·λ_max above the warning fraction of its threshold): foresight, before any spike.
+    case edgeOfStability
 
     /// Whether the step's gradients must not be applied as they are.
     public var isExploding: Bool {
-        ![.vanishing, .overClipping, .validationDivergence, .rankOutlier, .initialScale, .largeUpdate, .stalled].contains(self)
+        ![.vanishing, .overClipping, .validationDivergence, .rankOutlier, .initialScale, .largeUpdate, .stalled, .edgeOfStability].contains(self)
     }
 }
 

@@ -63,11 +63,17 @@ public struct Diagnostician {
         /// The weights were out of scale for their fan-in before the first update
         /// (`initialScaleFinding`); nil when not known.
         public var startedOutOfScale: Bool?
+        /// The curvature probe's recent readings, oldest first (empty: the probe is off), and
+        /// the margin a rate recommendation aims at.
+        public var curvature: [CurvatureReading]
+        public var capMargin: Double
         public init(
             stats: StepStatistics, healthyNorms: [Double] = [], learningRate: Double? = nil, earlierLearningRate: Double? = nil,
             stepsSeen: Int? = nil, recentLosses: [Double] = [], updateRatios: [Double] = [], clipping: Bool = false,
-            largestUpdate: Double = 0, startedOutOfScale: Bool? = nil
+            largestUpdate: Double = 0, startedOutOfScale: Bool? = nil, curvature: [CurvatureReading] = [], capMargin: Double = 0.5
         ) {
+            self.curvature = curvature
+            self.capMargin = capMargin
             self.largestUpdate = largestUpdate
             self.startedOutOfScale = startedOutOfScale
             self.stats = stats
@@ -224,7 +230,7 @@ public struct Diagnostician {
         }
 
         // Learning rate, and a batch unlike the others.
-        let rateFindings = findings.contains { $0.kind == .largeUpdate || $0.kind == .stalled }
+        let rateFindings = findings.contains { $0.kind == .largeUpdate || $0.kind == .stalled || $0.kind == .edgeOfStability }
         // Weights in scale at step 0 and out of it now: updates put them there.
         let grewOutOfScale = !initEvidence.isEmpty && context.startedOutOfScale == false
         let moving = Array(context.updateRatios.suffix(10))
@@ -275,13 +281,37 @@ public struct Diagnostician {
                 ev.append("the weights were in scale at the start and grew out of it under the updates")
                 strong = true
             }
+            // The curvature probe weighs the rate: past the stability limit it is the cause (the
+            // margin history says by how much); well inside it, the rate is a weak lead.
+            let reading = context.curvature.last { $0.lambdaMax.isFinite }
+            var weight = 1.0
+            if let r = reading {
+                if r.margin >= 1 {
+                    ev.insert(StepJudge.curvatureSentence(r, history: context.curvature, target: context.capMargin), at: 0)
+                    strong = true
+                } else if r.margin >= 0.5 {
+                    ev.append("the curvature probe put the rate at \(formatNumber(r.margin)) of its stability limit at step \(r.step)")
+                } else if !ev.isEmpty {
+                    ev.append("but the curvature probe put the rate at only \(formatNumber(r.margin)) of its stability limit at step \(r.step)")
+                    weight = 0.6
+                }
+            }
             if !ev.isEmpty {
                 causes.append(
-                    Cause(kind: .learningRateTooHigh, confidence: strong ? 0.88 : (ev.count >= 2 ? 0.8 : 0.55), evidence: ev.joined(separator: "; ")))
+                    Cause(
+                        kind: .learningRateTooHigh, confidence: weight * (strong ? 0.88 : (ev.count >= 2 ? 0.8 : 0.55)),
+                        evidence: ev.joined(separator: "; ")))
             }
-            // Lowering the rate is the advice when it is the likely cause, or when nothing else is.
+            // Lowering the rate is the advice when it is the likely cause, or when nothing else is;
+            // the curvature probe gives the rate that keeps the margin at the cap's target.
             if let lr = context.learningRate, (exploding && causes.isEmpty) || causes.contains(where: { $0.kind == .learningRateTooHigh }) {
-                recs.append("lower the learning rate to \(formatNumber(roundToOneDigit(lr * 0.3)))")
+                if let r = reading, r.margin >= 0.5 {
+                    recs.append(
+                        "lower the learning rate to \(formatNumber(roundToOneDigit(r.rate(atMargin: context.capMargin)))) (λ_max \(formatNumber(r.lambdaMax)) puts its stability limit at \(formatNumber(r.rate(atMargin: 1))))"
+                    )
+                } else {
+                    recs.append("lower the learning rate to \(formatNumber(roundToOneDigit(lr * 0.3)))")
+                }
             }
             // Clipping is the remedy for spikes of a run whose weights are sound and that does not
             // clip already; its threshold comes from healthy norms (not from a run that started out

@@ -43,6 +43,9 @@ public enum TakenAction: Sendable, Codable, Equatable {
     case restoredBest(step: Int)
     /// Stopped the run after the validation loss diverged `times` times.
     case stopped(times: Int)
+    /// Capped the learning rate at `rate` (from `from`), for λ_max = `lambda` to sit at
+    /// `margin` of the optimizer's stability limit; `scale` is the cap's multiplier now in force.
+    case capped(from: Double, rate: Double, lambda: Double, margin: Double, scale: Double)
 
     /// The sentence shown in summaries, the report and `incidents.jsonl`'s `actions`.
     public var text: String {
@@ -56,6 +59,9 @@ public enum TakenAction: Sendable, Codable, Equatable {
         case .reported: return "reported"
         case let .restoredBest(step): return "restored the weights and optimizer state of step \(step) (the best validation loss)"
         case let .stopped(times): return "stopped: the validation loss diverged \(times) times"
+        case let .capped(from, rate, lambda, margin, scale):
+            return
+                "learning rate capped \(formatNumber(from)) → \(formatNumber(rate)) (λ_max \(formatNumber(lambda)) at \(formatNumber(margin)) of the limit; cap ×\(formatNumber(scale)))"
         }
     }
 }

@@ -44,6 +44,8 @@ public struct GuardDecision: Sendable, Equatable {
     public var halt: Bool
     /// Scale the gradients to this global norm before applying (a spike's limit), when set.
     public var clipTo: Double? = nil
+    /// Cap the learning rate by the curvature probe's reading (`GuardAction.cap`).
+    public var cap = false
 
     /// Decides from `findings` (this step's), `policy` and `memory` (with `attempts` not yet
     /// counting this step).
@@ -63,6 +65,7 @@ public struct GuardDecision: Sendable, Equatable {
             actions.insert(.skip)
             actions.remove(.clip)
         }
+        let cap = actions.remove(.cap) != nil
         let clipTo: Double? =
             actions.contains(.clip) ? spikes.compactMap { f in f.evidence["median"].flatMap { m in f.evidence["limit"].map { m * $0 } } }.min() : nil
         actions.remove(.clip)
@@ -111,7 +114,8 @@ public struct GuardDecision: Sendable, Equatable {
         }
         return GuardDecision(
             disposition: disposition, backOff: actions.contains(.backOff), escalated: escalated, recovering: recovering,
-            memory: m, halt: recovering && m.failedRecoveries >= policy.maxFailedRecoveries, clipTo: disposition == .apply ? clipTo : nil)
+            memory: m, halt: recovering && m.failedRecoveries >= policy.maxFailedRecoveries, clipTo: disposition == .apply ? clipTo : nil,
+            cap: cap)
     }
 }
 
@@ -125,7 +129,7 @@ extension GuardDecision {
         case let .skip(noSnapshot): code = noSnapshot ? 3 : 2
         case let .rollback(toStep, previous): code = 4 + Double(toStep) * 2 + (previous ? 1 : 0)
         }
-        code = code * 8 + (backOff ? 4 : 0) + (escalated ? 2 : 0) + (halt ? 1 : 0)
+        code = code * 16 + (cap ? 8 : 0) + (backOff ? 4 : 0) + (escalated ? 2 : 0) + (halt ? 1 : 0)
         return code
     }
 }

@@ -14,6 +14,9 @@ public enum GuardAction: String, Sendable, Codable {
     /// Scale this step's gradients down to the detector's limit (a spike's `limit` × its
     /// running median) and apply it: an outlier batch still teaches, at a normal step size.
     case clip
+    /// Lower the learning rate until the stability margin η·λ_max/c (curvature probe) is
+    /// `capMargin`; the cap is set again at every probe and lifted as the curvature relaxes.
+    case cap
     /// Only record an incident.
     case report
 }
@@ -55,6 +58,11 @@ public struct GuardPolicy {
     /// hundreds of times the usual with a loss worse than the untrained model's comes from a
     /// broken batch or broken weights, and even clipped it points nowhere useful.
     public var spikeSkipRatio = 100.0
+    /// The stability margin m = η·λ_max/c at which the curvature probe reports
+    /// `edgeOfStability` (1: at the limit of a quadratic model).
+    public var curvatureWarning = 0.8
+    /// The margin a `cap` brings the rate to.
+    public var capMargin = 0.5
 
     /// Watches and reports, changes nothing: no clipping, no skipping, NaN applied as it
     /// comes. The baseline of the demos.
@@ -98,7 +106,7 @@ public struct GuardPolicy {
             .nonFiniteLoss: [.skip, .backOff], .nonFiniteGradient: [.skip, .backOff], .nonFiniteWeights: [.rollback, .backOff],
             .normCeiling: [.skip, .backOff],
             .spike: clipping ? [.report] : [.clip], .zScoreSpike: [.skip], .growth: [.backOff], .lossDivergence: [.rollback, .backOff],
-            .largeUpdate: clipping ? [.report] : [.backOff], .vanishing: [.report]
+            .largeUpdate: clipping ? [.report] : [.backOff], .vanishing: [.report], .edgeOfStability: [.report]
         ]
     }
 }

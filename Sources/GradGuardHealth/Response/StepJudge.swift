@@ -69,6 +69,10 @@ public final class StepJudge {
     private var updateRatios = Window(20)
     /// The weights were out of scale for their fan-in before the first update.
     private var startedOutOfScale = false
+    /// The curvature probe's recent readings (the margin history a diagnosis quotes).
+    public private(set) var curvatureHistory: [CurvatureReading] = []
+    /// Whether the last reading was above the warning level (a streak is reported once).
+    private var curvatureWarned = false
 
     /// Judges the named `parameters`. `layerTypes` maps module names to their layer type
     /// (`"Linear"`, `"Conv2d"`, …) for the initialisation checks.
@@ -114,6 +118,41 @@ public final class StepJudge {
             if memory.attempts < quietSpikesUntil { reported = [] } else { quietSpikesUntil = memory.attempts + quietSpikeSteps }
         }
         return StepMeasurement(stats: stats, findings: findings, reported: reported)
+    }
+
+    /// Judges a curvature reading (taken before this step's update): an `edgeOfStability`
+    /// finding when the stability margin is at or above `policy.curvatureWarning`. Every
+    /// such reading is a finding (the decision caps on it); only the first of a streak is
+    /// reported.
+    public func curvature(_ r: CurvatureReading, into m: inout StepMeasurement) {
+        curvatureHistory.append(r)
+        if curvatureHistory.count > 50 { curvatureHistory.removeFirst() }
+        m.stats.curvature = r
+        guard r.lambdaMax.isFinite, r.margin >= policy.curvatureWarning else {
+            curvatureWarned = false
+            return
+        }
+        let f = Finding(
+            kind: .edgeOfStability, step: m.stats.step, message: Self.curvatureSentence(r, history: curvatureHistory, target: policy.capMargin),
+            evidence: [
+                "lambda_max": r.lambdaMax, "limit": r.limit, "margin": r.margin, "lr": r.lr, "threshold": r.threshold,
+                "safe_lr": r.rate(atMargin: policy.capMargin)
+            ])
+        m.findings.append(f)
+        if !curvatureWarned { m.reported.append(f) }
+        curvatureWarned = true
+    }
+
+    /// "λ_max rose from 3.1 to 41 over 200 steps; at lr 0.3 the limit is 6.7 (margin 6.1): use lr ≤ 0.045".
+    public static func curvatureSentence(_ r: CurvatureReading, history: [CurvatureReading], target: Double) -> String {
+        let what = r.preconditioned ? "λ_max(P⁻¹H)" : "λ_max"
+        var s = "\(what) \(formatNumber(r.lambdaMax))"
+        if let first = history.first, first.step < r.step, first.lambdaMax.isFinite {
+            let verb = r.lambdaMax >= first.lambdaMax ? "rose" : "fell"
+            s = "\(what) \(verb) from \(formatNumber(first.lambdaMax)) to \(formatNumber(r.lambdaMax)) over \(r.step - first.step) steps"
+        }
+        return s
+            + "; at lr \(formatNumber(r.lr)) the limit is \(formatNumber(r.limit)) (\(r.rule)), margin \(formatNumber(r.margin)): use lr ≤ \(formatNumber(r.rate(atMargin: target)))"
     }
 
     // MARK: Decide
@@ -195,7 +234,7 @@ public final class StepJudge {
             stats: stats, healthyNorms: healthyNorms.values, learningRate: learningRate,
             earlierLearningRate: lrHistory.values.first, stepsSeen: memory.attempts, recentLosses: healthyLosses.values,
             updateRatios: updateRatios.values, clipping: policy.clipper != nil, largestUpdate: largestUpdate,
-            startedOutOfScale: startedOutOfScale)
+            startedOutOfScale: startedOutOfScale, curvature: curvatureHistory, capMargin: policy.capMargin)
         let (causes, recs) = diagnostician.diagnose(findings, context: context)
         return Incident(
             step: stats.step, findings: findings, taken: taken.isEmpty ? [.reported] : taken, blame: findings.first!.blame, causes: causes,

@@ -81,6 +81,8 @@ public struct StepStatistics: Sendable, Codable {
     /// Each rank's local view of the step, in data-parallel training (nil: one process). The
     /// other fields describe the gradient averaged over the ranks.
     public var ranks: [RankStatistics]? = nil
+    /// The curvature probe's reading, at the steps it ran.
+    public var curvature: CurvatureReading? = nil
 
     public init(
         step: Int, loss: Float?, globalNorm: Float, normType: Float = 2, globalL2: Float? = nil, maxAbs: Float = 0,

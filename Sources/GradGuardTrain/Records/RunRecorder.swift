@@ -62,6 +62,15 @@ public struct StepRecord: Codable, Sendable {
     /// In data-parallel training, every rank's loss, local gradient norm and compute, wait
     /// and communication seconds (`loss` and `gradNorm` above are over all ranks).
     public var ranks: [RankStatistics]? = nil
+    /// The curvature cap's multiplier when below 1 (`lrScale` includes it).
+    public var lrCap: Double? = nil
+    /// At the steps the curvature probe ran: λ_max (of P⁻¹H for an adaptive optimizer), the
+    /// optimizer's stability limit c/η at the rate of the update, the stability margin
+    /// η·λ_max/c, and the probe's seconds.
+    public var lambdaMax: Double? = nil
+    public var stabilityLimit: Double? = nil
+    public var stabilityMargin: Double? = nil
+    public var curvatureSeconds: Double? = nil
 }
 
 /// One line of `metrics.jsonl` for an evaluation.

@@ -22,8 +22,11 @@ public struct StepOutcome: Sendable {
     public let clip: ClipReport?
     public let findings: [Finding]
     public let incident: Incident?
-    /// The learning-rate multiplier in force after this step (1: as scheduled).
+    /// The back-off's learning-rate multiplier in force after this step (1: as scheduled).
     public let lrScale: Double
+    /// The curvature cap's multiplier in force after this step (1: no cap); the rate is
+    /// scheduled × `lrScale` × `lrCap`.
+    public var lrCap = 1.0
     /// Set when too many recoveries in a row failed: the run is to stop (`step` throws it).
     public var diverged: TrainingDiverged? = nil
     /// The incident's replay record or data blame could not be written (the incident is
@@ -94,6 +97,13 @@ public final class GradientGuard {
     public private(set) var undoneSteps = 0
     public private(set) var incidents: [Incident] = []
     public private(set) var lrScale = 1.0
+    /// The curvature cap's learning-rate multiplier (1: none), set by `GuardAction.cap` at a
+    /// probe and set again at every later probe while below 1 (lifted as the curvature relaxes).
+    public private(set) var lrCap = 1.0
+    /// The curvature probe (nil: none): λ_max against the optimizer's stability limit every
+    /// `every` applied steps, before the step's update.
+    public var curvature: CurvatureProbe?
+    private var lastProbeAttempt: Int? = nil
     /// The ranks this guard trains with (nil or a world of one: a single process). In
     /// data-parallel training the guard averages the gradients over the ranks, sees every
     /// rank's statistics and takes the same decision as every other rank.
@@ -204,7 +214,15 @@ public final class GradientGuard {
             // The whole batch's activation gradients (none when the ranks probed different ones).
             batchActivations = zip(probed, g.activationNorms).map { ActivationGradient(name: $0.name, norm: $1) }
         }
-        let measured = judge.measure(loss: stepLoss, activations: batchActivations, ranks: gathered?.ranks)
+        var measured = judge.measure(loss: stepLoss, activations: batchActivations, ranks: gathered?.ranks)
+        // Foresight: the curvature against the stability limit of the rate the update will use.
+        var reading: CurvatureReading? = nil
+        if let probe = curvature, probe.isDue(step: step), lastProbeAttempt != step {
+            lastProbeAttempt = step
+            let r = try probe.measure(step: step, optimizer: optimizer, lr: optimizer.largestRate * lrScale * lrCap)
+            judge.curvature(r, into: &measured)
+            reading = r
+        }
         var stats = measured.stats
         let exploding = measured.exploding
         // The weights the step's forward pass used (nothing has acted yet), for its replay.
@@ -246,6 +264,19 @@ public final class GradientGuard {
             taken.append(.backedOff(factor: policy.backOffFactor, scale: lrScale))
         }
         if decision.escalated { taken.append(.escalated(window: policy.recoveryWindow)) }
+        if let r = reading, r.lambdaMax.isFinite, r.lambdaMax > 0 {
+            // At the rate without the cap the margin is r.margin / lrCap; the cap brings it to
+            // the policy's target, and while a cap holds every probe sets it again (lifting it
+            // as the curvature relaxes).
+            let uncapped = r.margin / lrCap
+            if decision.cap && r.margin > policy.capMargin {
+                let cap = Swift.min(1, policy.capMargin / uncapped)
+                taken.append(.capped(from: r.lr, rate: r.lr * cap / lrCap, lambda: r.lambdaMax, margin: policy.capMargin, scale: cap))
+                lrCap = cap
+            } else if lrCap < 1 {
+                lrCap = Swift.min(1, policy.capMargin / uncapped)
+            }
+        }
 
         if outcome == .applied {
             if let limit = decision.clipTo, stats.globalL2.isFinite, Double(stats.globalL2) > limit, limit > 0 {
@@ -300,7 +331,7 @@ public final class GradientGuard {
         var replayError: (any Error)? = nil
         if !findings.isEmpty {
             var inc = judge.incident(
-                stats: stats, findings: findings, taken: taken, learningRate: optimizer.paramGroups.first.map { $0.lr * lrScale })
+                stats: stats, findings: findings, taken: taken, learningRate: optimizer.paramGroups.first.map { $0.lr * lrScale * lrCap })
             incidents.append(inc)
             if let replay, let origin, let forwardWeights, origin.step == inc.step, !(communicator?.isDistributed ?? false) {
                 do { inc = try replay.keep(inc, origin: origin, stats: stats, weights: forwardWeights, attempt: memory.attempts) } catch {
@@ -312,8 +343,8 @@ public final class GradientGuard {
         }
         lastStepEnd = Date()
         return StepOutcome(
-            decision: outcome, stats: stats, clip: clipReport, findings: findings, incident: incident, lrScale: lrScale, diverged: diverged,
-            replayError: replayError)
+            decision: outcome, stats: stats, clip: clipReport, findings: findings, incident: incident, lrScale: lrScale, lrCap: lrCap,
+            diverged: diverged, replayError: replayError)
     }
 
     /// A copy of the model's weights for a replay record, when one may be kept.
@@ -366,9 +397,10 @@ public final class GradientGuard {
     /// the schedule never sees the back-off.
     private func applyOptimizerStep() {
         let scheduled = optimizer.paramGroups.map(\.lr)
-        if lrScale != 1 { for i in optimizer.paramGroups.indices { optimizer.paramGroups[i].lr = scheduled[i] * lrScale } }
+        let scale = lrScale * lrCap
+        if scale != 1 { for i in optimizer.paramGroups.indices { optimizer.paramGroups[i].lr = scheduled[i] * scale } }
         optimizer.step()
-        if lrScale != 1 { for i in optimizer.paramGroups.indices { optimizer.paramGroups[i].lr = scheduled[i] } }
+        if scale != 1 { for i in optimizer.paramGroups.indices { optimizer.paramGroups[i].lr = scheduled[i] } }
         if scheduleCadence == .step { scheduler?.step() }
     }
 
@@ -391,6 +423,8 @@ public final class GradientGuard {
         public var clipper: ClipperState?
         /// The clip-rate monitor's history (absent in checkpoints written before it existed).
         public var clipRate: [String: [Double]]?
+        /// The curvature cap's multiplier (absent: none).
+        public var lrCap: Double? = nil
     }
 
     public func stateDict() -> State {
@@ -399,7 +433,7 @@ public final class GradientGuard {
             step: j.memory.step, skippedSteps: skippedSteps, rollbacks: rollbacks, healthyStreak: healthyStreak,
             failedRecoveries: j.memory.failedRecoveries, attempts: j.memory.attempts, lastRecovery: j.memory.lastRecovery, lrScale: lrScale,
             healthyNorms: j.healthyNorms, lrHistory: j.lrHistory, monitor: j.monitor,
-            clipper: policy.clipper?.stateDict(), clipRate: j.clipRate)
+            clipper: policy.clipper?.stateDict(), clipRate: j.clipRate, lrCap: lrCap < 1 ? lrCap : nil)
     }
 
     public func load(state s: State) throws {
@@ -410,6 +444,7 @@ public final class GradientGuard {
             state: StepJudge.State(memory: memory, healthyNorms: s.healthyNorms, lrHistory: s.lrHistory, monitor: s.monitor, clipRate: s.clipRate ?? [:]))
         (skippedSteps, rollbacks, healthyStreak) = (s.skippedSteps, s.rollbacks, s.healthyStreak)
         lrScale = s.lrScale
+        lrCap = s.lrCap ?? 1
         snapshot = nil
         previousSnapshot = nil
     }

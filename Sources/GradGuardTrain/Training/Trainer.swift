@@ -325,12 +325,17 @@ public final class Trainer {
             let r = o.stats.modules.compactMap { m in m.updateRatio.map { (m.name.isEmpty ? "(root)" : m.name, $0) } }
             ratios = r.isEmpty ? nil : Dictionary(r, uniquingKeysWith: { a, _ in a })
         }
-        return StepRecord(
+        var record = StepRecord(
             step: step, epoch: epoch, loss: loss, lr: optimizer.paramGroups.first?.lr ?? 0,
             gradNorm: o.stats.globalNorm, gradNormAfterClip: o.clip?.normAfter, clipped: o.clip?.clipped ?? false,
-            skipped: o.decision != .applied, lrScale: o.lrScale,
+            skipped: o.decision != .applied, lrScale: o.lrScale * o.lrCap,
             clipper: guardian.policy.clipper?.name, clipThreshold: o.clip?.threshold,
             moduleNorms: norms, updateRatios: ratios, ranks: o.stats.ranks)
+        if o.lrCap < 1 { record.lrCap = o.lrCap }
+        if let c = o.stats.curvature {
+            (record.lambdaMax, record.stabilityLimit, record.stabilityMargin, record.curvatureSeconds) = (c.lambdaMax, c.limit, c.margin, c.seconds)
+        }
+        return record
     }
 
     func writeEvents(_ r: StepRecord, _ o: StepOutcome) throws {
@@ -339,6 +344,11 @@ public final class Trainer {
         try events.scalar("train/lr", Float(r.lr * r.lrScale), step: r.step)
         try events.scalar("health/grad_norm", r.gradNorm, step: r.step)
         if let after = r.gradNormAfterClip { try events.scalar("health/grad_norm_clipped", after, step: r.step) }
+        if let lambda = r.lambdaMax, let limit = r.stabilityLimit, let m = r.stabilityMargin {
+            try events.scalar("curvature/lambda_max", Float(lambda), step: r.step)
+            try events.scalar("curvature/stability_limit", Float(limit), step: r.step)
+            try events.scalar("curvature/stability_margin", Float(m), step: r.step)
+        }
         try events.scalar("health/skipped", r.skipped ? 1 : 0, step: r.step)
         for (m, n) in (r.moduleNorms ?? [:]).sorted(by: { $0.key < $1.key }) { try events.scalar("module_grad_norm/\(m)", n, step: r.step) }
         for (m, u) in (r.updateRatios ?? [:]).sorted(by: { $0.key < $1.key }) { try events.scalar("update_ratio/\(m)", u, step: r.step) }
