@@ -118,6 +118,8 @@ public struct RunSetup {
         t.parameterCheckEvery = c.distributed.checkEvery
         t.replayBudgetBytes = Int(c.guard.replayBudgetMB * 1_048_576)
         t.dataBlameLimit = c.guard.dataBlame
+        t.curvature = TrainerConfig.CurvatureProbeConfig(
+            every: c.guard.curvatureEvery, iterations: c.guard.curvatureIterations, batch: c.guard.curvatureBatch)
         t.weightAverage = c.model.ema ? TrainerConfig.WeightAverage(decay: c.model.emaDecay, tau: c.model.emaTau) : nil
         let bucketBytes = Int(c.distributed.bucketMB * 1_048_576), syncBN = c.model.syncBatchNorm
         let guardSettings = c.guard

@@ -100,8 +100,10 @@ final class CurvatureTests: XCTestCase {
         for (i, p) in model.parameters().enumerated() {
             adam.state[ObjectIdentifier(p)] = ParamState(
                 shape: p.shape,
-                tensors: ["exp_avg": try f.at("adam.state.\(i).exp_avg"), "exp_avg_sq": try f.at("adam.state.\(i).exp_avg_sq"),
-                    "step": try f.at("adam.state.\(i).step")])
+                tensors: [
+                    "exp_avg": try f.at("adam.state.\(i).exp_avg"), "exp_avg_sq": try f.at("adam.state.\(i).exp_avg_sq"),
+                    "step": try f.at("adam.state.\(i).step")
+                ])
         }
         loss().backward()
         let grads = model.parameters().map { $0.grad!.scalars }
@@ -124,7 +126,8 @@ final class CurvatureTests: XCTestCase {
         try lstm.load(stateDict: all.filter { $0.key.hasPrefix("rnn.") }.reduce(into: [:]) { $0[String($1.key.dropFirst(4))] = $1.value })
         try head.load(stateDict: all.filter { $0.key.hasPrefix("head.") }.reduce(into: [:]) { $0[String($1.key.dropFirst(5))] = $1.value })
         // PyTorch's parameter order.
-        let named = Dictionary(uniqueKeysWithValues: lstm.namedParameters().map { ("rnn." + $0.name, $0.tensor) } + head.namedParameters().map { ("head." + $0.name, $0.tensor) })
+        let named = Dictionary(
+            uniqueKeysWithValues: lstm.namedParameters().map { ("rnn." + $0.name, $0.tensor) } + head.namedParameters().map { ("head." + $0.name, $0.tensor) })
         let order = ["rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0", "rnn.bias_hh_l0", "head.weight", "head.bias"]
         let parameters = order.map { named[$0]! }
         let x = try f.at("lstm.x"), y = try f.at("lstm.y")

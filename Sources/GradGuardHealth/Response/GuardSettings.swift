@@ -20,6 +20,14 @@ public struct GuardSettings: SettingSection {
     public var replayBudgetMB = 256.0
     public var dataBlame = 256
     public var validationDivergence = 1.5
+    /// The curvature probe: steps between probes (0: off), Hessian-vector products per probe,
+    /// examples in its fixed batch; the margin that raises `edgeOfStability`, and the margin a
+    /// cap brings the rate to (0: report only, no cap).
+    public var curvatureEvery = 0
+    public var curvatureIterations = 20
+    public var curvatureBatch = 32
+    public var curvatureWarning = 0.8
+    public var curvatureCap = 0.5
 
     public init() {}
 
@@ -42,7 +50,20 @@ public struct GuardSettings: SettingSection {
             .double(
                 "guard.validation_divergence", \.validationDivergence, in: 0...1e6,
                 "a validation loss above this multiple of the best puts back the best weights and lowers the rate; the third time stops the run (0: off)",
-                resumable: true)
+                resumable: true),
+            .int(
+                "guard.curvature.every", \.curvatureEvery, in: 0...Int(Int32.max),
+                "probe λ_max of the loss Hessian against the optimizer's stability limit every N steps (0: off)", resumable: true),
+            .int(
+                "guard.curvature.iterations", \.curvatureIterations, in: 1...1000,
+                "Hessian-vector products per curvature probe at most (each two forward and backward passes of its batch)", resumable: true),
+            .int("guard.curvature.batch", \.curvatureBatch, in: 1...1_000_000, "examples in the curvature probe's fixed batch", resumable: true),
+            .double(
+                "guard.curvature.warning", \.curvatureWarning, in: 0...1e6,
+                "report edgeOfStability when η·λ_max reaches this fraction of the optimizer's stability threshold", resumable: true),
+            .double(
+                "guard.curvature.cap", \.curvatureCap, in: 0...1e6,
+                "on edgeOfStability, cap the learning rate so that η·λ_max is this fraction of the threshold (0: report only)", resumable: true)
         ]
 
     /// One clipper's threshold under `guard.`: it applies when the chosen clipper reads it.
@@ -70,6 +91,11 @@ public struct GuardSettings: SettingSection {
     public func makePolicy() -> GuardPolicy {
         var p = GuardPolicy(clipper: clipper.make(clipping), snapshotEvery: snapshotEvery, maxFailedRecoveries: maxFailedRecoveries)
         p.validationDivergence = validationDivergence > 0 ? validationDivergence : nil
+        p.curvatureWarning = curvatureWarning
+        if curvatureCap > 0 {
+            p.capMargin = curvatureCap
+            p.actions[.edgeOfStability] = [.cap]
+        }
         return p
     }
 

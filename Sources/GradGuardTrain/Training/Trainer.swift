@@ -47,6 +47,16 @@ public struct TrainerConfig: Codable, Sendable {
     /// What the workload knows of its own failure modes, for the diagnosis (`DetectorDiagnosis`:
     /// a detector's warm-up, box gain, rate for its batch, unassigned head scales).
     public var diagnosisRules: [any DiagnosisRules] = []
+    /// The curvature probe (`GradientGuard.curvature`): every `every` applied steps (0: off),
+    /// at most `iterations` Hessian-vector products on a fixed batch of the first `batch`
+    /// training examples (each rank its own in data-parallel training, the products averaged).
+    public var curvature = CurvatureProbeConfig()
+
+    /// How often and how hard the trainer's curvature probe looks.
+    public struct CurvatureProbeConfig: Codable, Sendable, Equatable {
+        public var every = 0, iterations = 20, batch = 32
+        public init(every: Int = 0, iterations: Int = 20, batch: Int = 32) { (self.every, self.iterations, self.batch) = (every, iterations, batch) }
+    }
 
     /// The decay and ramp of a moving average of the weights (Ultralytics' ModelEMA).
     public struct WeightAverage: Codable, Sendable, Equatable {
@@ -241,6 +251,17 @@ public final class Trainer {
             try guardian.broadcastParameters()
             try guardian.checkParameters()
             ranksAligned = true
+        }
+        if config.curvature.every > 0, guardian.curvature == nil, train.count > 0 {
+            // A fixed batch: this rank's first examples (every rank probes its own; the products are averaged).
+            let n = Swift.min(config.curvature.batch, Swift.max(1, train.count / communicator.size))
+            let start = Swift.min(communicator.rank * n, train.count - n)
+            let probeBatch = try train.batch(Array(start..<(start + n)))
+            let model = self.model, loss = self.loss
+            guardian.curvature = CurvatureProbe(
+                parameters: model.parameters(), buffers: model.namedBuffers().map(\.tensor), every: config.curvature.every,
+                iterations: config.curvature.iterations, communicator: communicator
+            ) { loss(model, probeBatch) }
         }
         let loader = DataLoader(
             train, batchSize: config.batchSize, shuffle: config.shuffle, dropLast: config.dropLast,
