@@ -24,10 +24,12 @@ public enum BenchCatalog {
             let half: BenchHalf = flip ? .checking : .tuning
             flip.toggle()
             let suffix = objective == .crossEntropy ? "" : "-\(objective.rawValue)"
+            // Every rate fault also comes as a ramp to the same rate: the failure foresight is for.
+            let ramps = faults.compactMap { f -> BenchFault? in if case .rate(let k) = f { return .rateRamp(k) } else { return nil } }
             out.append(
                 BenchConfig(
                     name: "\(architecture)-\(optimizer.rawValue)\(suffix)", architecture: architecture, optimizer: optimizer,
-                    objective: objective, half: half, steps: steps, lr: lr, faults: [.none] + faults,
+                    objective: objective, half: half, steps: steps, lr: lr, faults: [.none] + faults + ramps,
                     build: { fault, seed, rate in try build(optimizer, fault, seed, rate) }))
         }
 
@@ -212,7 +214,11 @@ public enum BenchCatalog {
                 defer { model.train() }
                 return withoutGrad { score(forward(data.validX), data.validY, data.objective) }
             },
-            chance: data.chance)
+            chance: data.chance,
+            probe: {
+                let (x, y) = data.batch(0, size: batch)
+                return objectiveLoss(forward(x), y, data.objective)
+            })
     }
 
     static func objectiveLoss(_ out: Tensor, _ y: Tensor, _ objective: BenchObjective) -> Tensor {
@@ -272,7 +278,8 @@ public enum BenchCatalog {
                 return workload.loss(model, b)
             },
             score: { try workload.datasetMetrics(model, validation)["map50"] ?? 0 },
-            chance: 0)
+            chance: 0,
+            probe: { workload.loss(model, try workload.train.batch(Array(BenchData.rows(0, size: batch, of: count)))) })
     }
 
     /// Number words → digits with the project's encoder-decoder; score exp(−validation loss)
@@ -300,6 +307,7 @@ public enum BenchCatalog {
                 let l = Double(model.inferring { withoutGrad { task.loss(model, valid) } }.item)
                 return l.isFinite ? Foundation.exp(-l) : 0
             },
-            chance: 1 / Double(set.target.count))
+            chance: 1 / Double(set.target.count),
+            probe: { task.loss(model, try task.train.batch(Array(BenchData.rows(0, size: batch, of: count)))) })
     }
 }

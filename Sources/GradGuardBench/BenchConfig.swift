@@ -11,6 +11,10 @@ public enum BenchFault: Sendable, Equatable, Codable {
     case none
     /// The learning rate multiplied by this factor (10–100×).
     case rate(Double)
+    /// The learning rate rising linearly from the healthy one to this multiple of it over the
+    /// run (a warm-up to a peak far too high, a cyclic schedule's upswing): healthy at first,
+    /// failing once the rate passes the stability limit.
+    case rateRamp(Double)
     /// Every weight matrix (Linear, Conv, recurrent) drawn from N(0, 1).
     case normalInit
     /// The model made this many layers deep, without normalisation.
@@ -28,6 +32,7 @@ public enum BenchFault: Sendable, Equatable, Codable {
         switch self {
         case .none: return "healthy"
         case .rate(let k): return "lr×\(Int(k))"
+        case .rateRamp(let k): return "lr ramp→×\(Int(k))"
         case .normalInit: return "N(0,1) init"
         case .deep(let d): return "\(d) layers, no norm"
         case .longSequence(let t): return "T=\(t)"
@@ -41,7 +46,7 @@ public enum BenchFault: Sendable, Equatable, Codable {
     public var planted: Cause.Kind? {
         switch self {
         case .none: return nil
-        case .rate: return .learningRateTooHigh
+        case .rate, .rateRamp: return .learningRateTooHigh
         case .normalInit: return .initialisation
         case .deep: return .missingNormalisation
         case .longSequence: return .saturatingActivations
@@ -79,6 +84,9 @@ public struct BenchTask {
     public let score: () throws -> Double
     /// The score of guessing.
     public let chance: Double
+    /// The loss of a fixed batch (the first step's, without planted faults): the curvature
+    /// probe's.
+    public let probe: () throws -> Tensor
 }
 
 /// One GuardBench configuration: an architecture, an optimizer and a loss at a healthy rate,
@@ -95,6 +103,12 @@ public struct BenchConfig: Sendable {
     public let faults: [BenchFault]
     /// Builds the run of `fault` (rate faults are applied by the caller) from `seed`.
     let build: @Sendable (BenchFault, UInt64, Double) throws -> BenchTask
+
+    /// The rate multiplier of `fault` at `step` (1 but for a ramp).
+    public func rateFactor(_ fault: BenchFault, step: Int) -> Double {
+        guard case .rateRamp(let k) = fault else { return 1 }
+        return 1 + (k - 1) * Double(step) / Double(Swift.max(steps - 1, 1))
+    }
 
     public func task(_ fault: BenchFault, seed: UInt64) throws -> BenchTask {
         DefaultGenerator.seed(seed)

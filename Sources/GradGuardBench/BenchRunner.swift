@@ -9,10 +9,22 @@ public enum GuardSetting: String, Sendable, Codable, CaseIterable {
     case globalNorm = "global-norm"
     case value, zclip, autoclip, agc, adagc
     case perModule = "per-module"
+    /// Watching only, with the curvature probe: the unguarded trajectory and its
+    /// `edgeOfStability` warnings (the probe changes nothing), for lead time and false warnings.
+    case foresight
+    /// The default policy with the curvature probe and the `cap` action.
+    case cap
+
+    /// Whether the curvature probe runs.
+    public var probes: Bool { self == .foresight || self == .cap }
 
     public func policy() -> GuardPolicy {
         switch self {
-        case .monitorOnly: return .monitorOnly
+        case .monitorOnly, .foresight: return .monitorOnly
+        case .cap:
+            var p = GuardPolicy()
+            p.actions[.edgeOfStability] = [.cap]
+            return p
         case .standard: return GuardPolicy()
         default: return GuardPolicy(clipper: ClipperKind(rawValue: rawValue)?.make(ClipperSettings()))
         }
@@ -46,6 +58,11 @@ public struct BenchRunResult: Sendable, Codable {
     public let chance: Double
     public let findings: [BenchFinding]
     public let skipped: Int, rollbacks: Int, backOffs: Int
+    /// Curvature caps taken (the cap setting), and the probe's readings: step, λ_max, margin.
+    public var caps = 0
+    public var readings: [[Double]] = []
+    /// The probe's share of the run's time.
+    public var probeShare = 0.0
     public let halted: Bool
     /// The top cause of the first incident that names one, and the step of that incident.
     public let firstCause: Cause.Kind?
@@ -55,7 +72,9 @@ public struct BenchRunResult: Sendable, Codable {
     public let seconds: Double
 
     /// The guard skipped, rolled back, lowered the rate or halted.
-    public var intervened: Bool { skipped > 0 || rollbacks > 0 || backOffs > 0 || halted }
+    public var intervened: Bool { skipped > 0 || rollbacks > 0 || backOffs > 0 || halted || caps > 0 }
+    /// The first curvature warning.
+    public var firstWarning: Int? { findings.first { $0.kind == .edgeOfStability }?.step }
     /// The step by which a failure must be flagged: the first non-finite loss or tenfold loss.
     public var event: Int? { [firstNonFinite, firstTenfold].compactMap { $0 }.min() }
 }
@@ -65,17 +84,26 @@ public enum BenchRunner {
     /// Trains `config`'s variant `fault` from `seed` under `setting` (or under `policy`, which
     /// then replaces the setting's, the result still naming `setting`).
     public static func run(
-        _ config: BenchConfig, fault: BenchFault, seed: UInt64, setting: GuardSetting, policy: GuardPolicy? = nil
+        _ config: BenchConfig, fault: BenchFault, seed: UInt64, setting: GuardSetting, policy: GuardPolicy? = nil,
+        probeEvery: Int = BenchRunner.probeEvery
     ) throws -> BenchRunResult {
         let start = Date()
         let task = try config.task(fault, seed: seed)
         let guardian = GradientGuard(model: task.model, optimizer: task.optimizer, policy: policy ?? setting.policy())
+        if setting.probes {
+            guardian.curvature = CurvatureProbe(
+                parameters: task.model.parameters(), buffers: task.model.namedBuffers().map(\.tensor), every: probeEvery, iterations: 10,
+                tolerance: 1e-2, loss: task.probe)
+        }
+        let baseRates = task.optimizer.paramGroups.map(\.lr)
         var losses: [Double] = []
         var findings: [BenchFinding] = []
         var halted = false
         var largestUpdate = 0.0
         var firstNonFinite: Int? = nil, firstTenfold: Int? = nil
         for step in 0..<config.steps {
+            let factor = config.rateFactor(fault, step: step)
+            if factor != 1 { for i in baseRates.indices { task.optimizer.paramGroups[i].lr = baseRates[i] * factor } }
             task.optimizer.zeroGrad()
             let loss = try task.loss(step)
             loss.backward()
@@ -105,13 +133,24 @@ public enum BenchRunner {
             n + inc.taken.filter { if case .backedOff = $0 { return true } else { return false } }.count
         }
         let caused = guardian.incidents.first { !$0.causes.isEmpty }
-        return BenchRunResult(
+        let caps = guardian.incidents.reduce(0) { n, inc in n + inc.taken.filter { if case .capped = $0 { return true } else { return false } }.count }
+        let seconds = Date().timeIntervalSince(start)
+        var result = BenchRunResult(
             config: config.name, half: config.half, fault: fault.label, planted: fault.planted, seed: seed, setting: setting,
             steps: losses.count, plannedSteps: config.steps, startLoss: startLoss, endLoss: endLoss, firstNonFinite: firstNonFinite,
             firstTenfold: firstTenfold, score: score, chance: task.chance, findings: findings, skipped: guardian.skippedSteps,
             rollbacks: guardian.rollbacks, backOffs: backOffs, halted: halted, firstCause: caused?.causes.first?.kind,
-            firstCauseStep: caused?.step, largestUpdate: largestUpdate, seconds: Date().timeIntervalSince(start))
+            firstCauseStep: caused?.step, largestUpdate: largestUpdate, seconds: seconds)
+        result.caps = caps
+        if let probe = guardian.curvature {
+            result.readings = probe.readings.map { [Double($0.step), $0.lambdaMax, $0.margin] }
+            result.probeShare = seconds > 0 ? probe.seconds / seconds : 0
+        }
+        return result
     }
+
+    /// Steps between curvature probes in GuardBench.
+    public static let probeEvery = 5
 
     static func mean(_ v: [Double]) -> Double { v.isEmpty ? .nan : v.reduce(0, +) / Double(v.count) }
 }

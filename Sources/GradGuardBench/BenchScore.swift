@@ -180,3 +180,96 @@ public enum BenchScoring {
 
     static func percent(_ x: Double) -> String { x.isFinite ? String(format: "%.0f %%", 100 * x) : "–" }
 }
+
+/// Foresight on GuardBench: the curvature probe's warnings on the unguarded trajectory
+/// (`foresight`: lead time before the event, warnings on failing and healthy runs) and what
+/// the `cap` policy makes of the runs a too-high rate breaks.
+public struct ForesightSummary: Sendable, Codable {
+    public let half: BenchHalf?
+    /// Rate-caused failing runs (a constant rate ×k, a ramp to ×k) and those warned in time
+    /// (before the event, or at any step when the run fails without one).
+    public var rateFailing = 0, warned = 0
+    public var rampFailing = 0, rampWarned = 0
+    /// Steps from the first warning to the event (first non-finite or tenfold loss), all rate
+    /// faults and ramps only.
+    public var leads: [Int] = [], rampLeads: [Int] = []
+    public var healthyRuns = 0, healthyWarned = 0
+    public var warnedHealthy: [String] = []
+    /// Under `cap`: rate-caused failing runs that end within 10 % of their healthy twin's score,
+    /// the default policy's count on the same runs, and healthy runs the cap touched.
+    public var capRuns = 0, capRescued = 0, defaultRescued = 0, healthyCapped = 0
+    public var capScoreDeltas: [Double] = []
+    /// The probe's share of the foresight runs' time.
+    public var probeShares: [Double] = []
+
+    static func median(_ v: [Int]) -> Double? {
+        guard !v.isEmpty else { return nil }
+        let s = v.sorted()
+        return s.count % 2 == 1 ? Double(s[s.count / 2]) : Double(s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+    public var medianLead: Double? { Self.median(leads) }
+    public var medianRampLead: Double? { Self.median(rampLeads) }
+}
+
+extension BenchScoring {
+    public static func foresight(_ results: [BenchRunResult], half: BenchHalf?) -> ForesightSummary {
+        let truth = truths(results)
+        let byKey = Dictionary(results.map { ("\(key($0))|\($0.setting.rawValue)", $0) }, uniquingKeysWith: { a, _ in a })
+        var s = ForesightSummary(half: half)
+        for r in results where r.setting == .foresight && (half == nil || r.half == half) {
+            guard let t = truth[key(r)] else { continue }
+            s.probeShares.append(r.probeShare)
+            let ramp = r.fault.hasPrefix("lr ramp")
+            switch t.verdict {
+            case .healthy:
+                s.healthyRuns += 1
+                if r.firstWarning != nil {
+                    s.healthyWarned += 1
+                    s.warnedHealthy.append("\(r.config) seed \(r.seed) @\(r.firstWarning!)")
+                }
+                if let c = byKey["\(key(r))|cap"] {
+                    if c.caps > 0 { s.healthyCapped += 1 }
+                    s.capScoreDeltas.append(c.score - t.unguardedScore)
+                }
+            case .failed where r.planted == .learningRateTooHigh:
+                s.rateFailing += 1
+                if ramp { s.rampFailing += 1 }
+                if let w = r.firstWarning, t.event.map({ w <= $0 }) ?? true {
+                    s.warned += 1
+                    if ramp { s.rampWarned += 1 }
+                    if let e = t.event {
+                        s.leads.append(e - w)
+                        if ramp { s.rampLeads.append(e - w) }
+                    }
+                }
+                if let c = byKey["\(key(r))|cap"] {
+                    s.capRuns += 1
+                    if c.score >= 0.9 * t.healthyScore { s.capRescued += 1 }
+                    if let d = byKey["\(key(r))|default"], d.score >= 0.9 * t.healthyScore { s.defaultRescued += 1 }
+                }
+            default: break
+            }
+        }
+        return s
+    }
+
+    /// The foresight table: one row per half.
+    public static func foresightMarkdown(_ results: [BenchRunResult]) -> String {
+        guard results.contains(where: { $0.setting == .foresight }) else { return "" }
+        var out = [
+            "| half | rate-caused failing runs | warned in time | median lead (steps) | ramps warned | ramps' median lead | healthy runs warned | cap: rescued (default policy) | healthy runs capped | cap: healthy score Δ | probe's share of time |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"
+        ]
+        for half in BenchHalf.allCases {
+            let s = foresight(results, half: half)
+            let share = s.probeShares.isEmpty ? 0 : s.probeShares.reduce(0, +) / Double(s.probeShares.count)
+            let delta = s.capScoreDeltas.isEmpty ? 0 : s.capScoreDeltas.reduce(0, +) / Double(s.capScoreDeltas.count)
+            out.append(
+                "| \(half.rawValue) | \(s.rateFailing) | \(s.warned)/\(s.rateFailing) (\(percent(Double(s.warned) / Double(Swift.max(s.rateFailing, 1))))) | "
+                    + "\(s.medianLead.map { formatNumber($0) } ?? "–") | \(s.rampWarned)/\(s.rampFailing) | \(s.medianRampLead.map { formatNumber($0) } ?? "–") | "
+                    + "\(s.healthyWarned)/\(s.healthyRuns) | \(s.capRuns > 0 ? "\(s.capRescued)/\(s.capRuns) (\(s.defaultRescued))" : "–") | "
+                    + "\(s.capRuns > 0 ? "\(s.healthyCapped)/\(s.healthyRuns)" : "–") | \(String(format: "%+.3f", delta)) | \(percent(share)) |")
+        }
+        return out.joined(separator: "\n")
+    }
+}

@@ -18,7 +18,7 @@ public struct GradGuardCommand: ParsableCommand {
         subcommands: [
             Train.self, Resume.self, Eval.self, Report.self, Diagnose.self, Replay.self, Inspect.self, Compare.self, DemoCommand.self, Generate.self,
             Translate.self,
-            DataCommand.self, Detect.self, Env.self, GuardBenchCommand.self, SettingsCommand.self
+            DataCommand.self, Detect.self, Env.self, GuardBenchCommand.self, SettingsCommand.self, LRFind.self
         ])
 
     public init() {}

@@ -40,6 +40,8 @@ func userError(_ error: Error) -> (String, Int32)? {
         if case .cannotWrite = e { return (e.description, Exit.cannotWrite) }
         return (e.description, Exit.missing)
     case let e as DataIssue: return (e.description, Exit.missing)
+    case let e as RateFindingError: return (e.description, Exit.usage)
+    case let e as LRFindError: return (e.description, Exit.missing)
     case let e as CocoaError:
         let path = (e.userInfo[NSFilePathErrorKey] as? String) ?? e.userInfo[NSURLErrorKey].map { "\($0)" } ?? "a file"
         let writing = e.code.rawValue >= 512 && e.code.rawValue < 1024

@@ -10,8 +10,10 @@ struct Diagnose: ParsableCommand {
     func run() throws {
         let dir = try runDirectory(runName)
         let incidents = try RunRecords.incidents(in: dir)
+        let steps = try RunRecords.metrics(in: dir).steps
+        if let c = CurvatureSummary(steps: steps) { for l in c.lines { print(l) } }
         // A data-parallel run: the ranks' times and the batch size its gradients suggest.
-        if let dp = DataParallelSummary(steps: try RunRecords.metrics(in: dir).steps) {
+        if let dp = DataParallelSummary(steps: steps) {
             let slowest = dp.ranks.max { $0.compute < $1.compute }!
             print(
                 String(

@@ -67,7 +67,9 @@ struct GuardBenchCommand: ParsableCommand {
                 }
             }
         }
-        let table = BenchScoring.markdown(results)
+        var table = BenchScoring.markdown(results)
+        let foresight = BenchScoring.foresightMarkdown(results)
+        if !foresight.isEmpty { table += "\n\n### Foresight (curvature probe every \(BenchRunner.probeEvery) steps)\n\n" + foresight }
         print("\n" + table)
         if let out {
             let encoder = JSONEncoder()

@@ -21,6 +21,12 @@ struct Train: ParsableCommand {
         } catch let e as ConfigError {
             throw fail(e.description, code: e.unreadable ? Exit.missing : Exit.usage)
         }
+        // optimizer.lr: auto — the range test picks the rate, and config.yaml records it.
+        var rateFound: LRFindResult? = nil
+        if c.optimizer.lrIsAuto {
+            (c, rateFound) = try RunSetup.resolvingAutoRate(c)
+            if let r = rateFound, !output.quiet { print("optimizer.lr auto: \(r.explanation)") }
+        }
         // The run records where its data are, whichever folder later commands run from.
         if !c.data.path.isEmpty && !c.data.path.hasPrefix("/") {
             c.data.path = (FileManager.default.currentDirectoryPath + "/" + c.data.path as NSString).standardizingPath
@@ -60,6 +66,7 @@ struct Train: ParsableCommand {
             do {
                 if existed { try l.clear() }
                 try AtomicFile.write(Data(c.yaml.utf8), to: dir + "/config.yaml")
+                if let r = rateFound { try AtomicFile.write(Data(r.html(title: c.name).utf8), to: dir + "/lr-find.html") }
                 try RunReport.writeEnvironment(runDirectory: dir, communicator: world)
                 try w!.saveArtifacts(runDirectory: dir)
                 // The data files' sizes and checksums, for `resume` to tell when they change.

@@ -21,9 +21,14 @@ public struct OptimizerSettings: SettingSection {
 
     public init() { self.init(lr: 0.05) }
 
+    /// `optimizer.lr: auto`: the rate is to be found by the range test before training.
+    public var lrIsAuto: Bool { lr == 0 }
+
     public static let settings: [Setting<OptimizerSettings>] = [
         .choice("optimizer.kind", \.kind, "optimizer"),
-        .double("optimizer.lr", \.lr, in: 1e-12...100, "learning rate"),
+        .double(
+            "optimizer.lr", \.lr, in: 1e-12...100, or: "auto", storedAs: 0,
+            "learning rate ('auto': found by the range test of gradguard lr-find before training, and written here)"),
         .double("optimizer.momentum", \.momentum, in: 0...0.9999, "momentum (SGD, RMSprop)"),
         .double("optimizer.weight_decay", \.weightDecay, in: 0...1, "weight decay"),
         .double(

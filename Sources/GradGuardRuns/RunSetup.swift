@@ -11,6 +11,8 @@ public struct RunSetup {
     public let train: any Dataset
     public let validation: (any Dataset)?
     public let trainer: TrainerConfig
+    /// The workload's training loss of one batch (of `model`).
+    public let loss: (Module, Batch) -> Tensor
     /// Builds the trainer of the workload (its loss and metrics), writing into a run directory,
     /// one of the ranks of `communicator` (nil: a single process).
     public let makeTrainer: (_ runDirectory: String?, _ lock: RunLock?, _ communicator: (any Communicator)?) throws -> Trainer
@@ -92,6 +94,8 @@ public struct RunSetup {
     /// The run of `workload` with the optimizer, schedule, guard and trainer settings of `c`.
     public init<W: Workload>(_ workload: W, config c: RunConfig) {
         model = workload.model
+        let m = workload.model
+        loss = { _, batch in workload.loss(m, batch) }
         (train, validation) = (workload.train, workload.validation)
         let optimizer = c.optimizer.make(workload.parameterGroups(weightDecay: c.optimizer.weightDecay))
         // Each rank's share of an epoch (DataLoader's padded shard), in steps of its batches.

@@ -32,6 +32,9 @@ public struct Setting<Root>: @unchecked Sendable {  // key paths into value type
     public let textProblem: ((String) -> String?)?
     /// An empty text is a value (`data.path`: the built-in data).
     public let emptyAllowed: Bool
+    /// A word that a number setting also takes, stored as a value outside its range
+    /// (`optimizer.lr: auto`, stored as 0: the rate is found by the range test).
+    public var word: (text: String, value: Double)? = nil
 
     init(
         key: String, kind: Kind, help: String, resumable: Bool, path: AnyKeyPath, inapplicable: ((Root) -> String?)?,
@@ -53,6 +56,16 @@ public struct Setting<Root>: @unchecked Sendable {  // key paths into value type
         inapplicable: ((Root) -> String?)? = nil
     ) -> Setting {
         Setting(key: key, kind: .double(range, path), help: help, resumable: resumable, path: path, inapplicable: inapplicable)
+    }
+
+    /// A number setting that also takes `word`, stored as `value` (outside `range`).
+    public static func double(
+        _ key: String, _ path: WritableKeyPath<Root, Double>, in range: ClosedRange<Double>, or word: String, storedAs value: Double, _ help: String,
+        resumable: Bool = false
+    ) -> Setting {
+        var s = Setting(key: key, kind: .double(range, path), help: help, resumable: resumable, path: path, inapplicable: nil)
+        s.word = (word, value)
+        return s
     }
 
     public static func bool(_ key: String, _ path: WritableKeyPath<Root, Bool>, _ help: String, resumable: Bool = false) -> Setting {
@@ -92,9 +105,11 @@ public struct Setting<Root>: @unchecked Sendable {  // key paths into value type
         case let .bool(p): k = .bool(section.appending(path: p))
         case let .choice(names, get, set): k = .choice(names: names, get: { get($0[keyPath: section]) }, set: { set(&$0[keyPath: section], $1) })
         }
-        return Setting<Outer>(
+        var s = Setting<Outer>(
             key: key, kind: k, help: help, resumable: resumable, path: (section as AnyKeyPath).appending(path: path) ?? section,
             inapplicable: inapplicable.map { f in { f($0[keyPath: section]) } }, textProblem: textProblem, emptyAllowed: emptyAllowed)
+        s.word = word
+        return s
     }
 }
 

@@ -64,8 +64,13 @@ public struct SettingTable<Root>: @unchecked Sendable {  // immutable declaratio
             guard range.contains(v) else { throw fail("an integer in \(range.lowerBound)...\(range.upperBound)") }
             root[keyPath: path] = v
         case let .double(range, path):
-            guard let v = Double(text), v.isFinite else { throw fail("a number") }
-            guard range.contains(v) else { throw fail("a number in \(range.lowerBound)...\(range.upperBound)") }
+            if let w = s.word, text == w.text {
+                root[keyPath: path] = w.value
+                return
+            }
+            let or = s.word.map { " or '\($0.text)'" } ?? ""
+            guard let v = Double(text), v.isFinite else { throw fail("a number\(or)") }
+            guard range.contains(v) else { throw fail("a number in \(range.lowerBound)...\(range.upperBound)\(or)") }
             root[keyPath: path] = v
         case let .string(path):
             try check(text: text, of: s, source: source, line: line)
@@ -90,7 +95,7 @@ public struct SettingTable<Root>: @unchecked Sendable {  // immutable declaratio
         case let (.int(range, _), v as Int) where !range.contains(v):
             throw ConfigError(
                 source: source, line: nil, key: s.key, message: "expected an integer in \(range.lowerBound)...\(range.upperBound), got '\(v)'")
-        case let (.double(range, _), v as Double) where !v.isFinite || !range.contains(v):
+        case let (.double(range, _), v as Double) where !v.isFinite || (!range.contains(v) && v != s.word?.value):
             throw ConfigError(source: source, line: nil, key: s.key, message: "expected a number in \(range.lowerBound)...\(range.upperBound), got '\(v)'")
         case let (.string, v as String):
             try check(text: v, of: s, source: source, line: nil)
@@ -115,7 +120,9 @@ public struct SettingTable<Root>: @unchecked Sendable {  // immutable declaratio
     public func value(of s: Setting<Root>, in root: Root) -> String {
         switch s.kind {
         case let .int(_, p): return String(root[keyPath: p])
-        case let .double(_, p): return "\(root[keyPath: p])"
+        case let .double(_, p):
+            if let w = s.word, root[keyPath: p] == w.value { return w.text }
+            return "\(root[keyPath: p])"
         case let .string(p): return Self.quoted(root[keyPath: p])
         case let .bool(p): return root[keyPath: p] ? "true" : "false"
         case let .choice(_, get, _): return get(root)

@@ -71,6 +71,39 @@ public struct StepRecord: Codable, Sendable {
     public var stabilityLimit: Double? = nil
     public var stabilityMargin: Double? = nil
     public var curvatureSeconds: Double? = nil
+    /// The probe's time so far over the training time so far (this process's), at probe steps.
+    public var curvatureShare: Double? = nil
+}
+
+/// The curvature probe over a run, from its step records: for `diagnose` and the report.
+public struct CurvatureSummary: Sendable {
+    public let probes: Int
+    public let first: StepRecord, last: StepRecord
+    /// The record of the largest stability margin.
+    public let sharpest: StepRecord
+    public let share: Double?
+
+    public init?(steps: [StepRecord]) {
+        let probed = steps.filter { $0.lambdaMax != nil && $0.stabilityMargin != nil }
+        guard let first = probed.first, let last = probed.last else { return nil }
+        probes = probed.count
+        (self.first, self.last) = (first, last)
+        sharpest = probed.max { ($0.stabilityMargin ?? 0) < ($1.stabilityMargin ?? 0) }!
+        share = probed.last { $0.curvatureShare != nil }?.curvatureShare
+    }
+
+    /// Lines for a terminal.
+    public var lines: [String] {
+        func n(_ x: Double?) -> String { x.map(formatNumber) ?? "–" }
+        var out = [
+            "curvature: \(probes) probe\(probes == 1 ? "" : "s") (steps \(first.step)–\(last.step)); λ_max \(n(first.lambdaMax)) → \(n(last.lambdaMax)); "
+                + "stability limit c/η \(n(last.stabilityLimit)) at the last (margin \(n(last.stabilityMargin)))",
+            "  largest margin η·λ_max/c: \(n(sharpest.stabilityMargin)) at step \(sharpest.step)"
+                + ((sharpest.stabilityMargin ?? 0) >= 1 ? " — past the limit: the rate was unstable along the sharpest direction" : "")
+        ]
+        if let share { out.append("  probe time: \(formatNumber(100 * share)) % of training time") }
+        return out
+    }
 }
 
 /// One line of `metrics.jsonl` for an evaluation.

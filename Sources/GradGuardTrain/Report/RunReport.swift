@@ -107,6 +107,20 @@ public enum RunReport {
             body += "<p>clipper <b>\(SVGChart.escape(clipper))</b>: threshold \(range)\(unit)</p>"
         }
 
+        // The edge-of-stability picture: λ_max against the limit c/η of the rate in force.
+        let probed = steps.filter { $0.lambdaMax != nil }
+        if !probed.isEmpty {
+            body += "<h2>Curvature against the stability limit</h2>"
+            body += SVGChart(
+                title: "λ_max of the loss Hessian and the optimizer's stability limit c/η",
+                series: [
+                    .init(name: "λ_max", color: "#d62728", points: line { $0.lambdaMax }, dots: true),
+                    .init(name: "stability limit c/η", color: "#7f7f7f", points: line { $0.stabilityLimit })
+                ], markers: markers, id: "chart-curvature"
+            ).render()
+            if let c = CurvatureSummary(steps: steps) { body += "<p>" + c.lines.map(SVGChart.escape).joined(separator: "<br>") + "</p>" }
+        }
+
         let detailed = steps.filter { $0.moduleNorms != nil }
         // Modules in model order: dotted paths compared with numbers as numbers ("2" < "10").
         let byPath: (String, String) -> Bool = { $0.compare($1, options: .numeric) == .orderedAscending }

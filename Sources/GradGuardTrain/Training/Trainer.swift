@@ -185,6 +185,8 @@ public final class Trainer {
     private var best: (loss: Double, step: Int, model: [String: Tensor], optimizer: [String: Tensor], hyperparameters: [[String: Double]])? = nil
     private var validationRestores = 0
     private var stopRequested = false
+    /// When the current `fit` began (the curvature probe's share of the time).
+    private var fitStarted = Date()
 
     /// Ends `fit` after the current step (from a callback, for early stopping); the run is
     /// checkpointed and can be resumed.
@@ -242,6 +244,7 @@ public final class Trainer {
     public func fit(train: any Dataset, validation: (any Dataset)? = nil) throws -> TrainingResult {
         // A fresh run starts the default generator (dropout) from the run's seed; a resumed
         // one has the checkpoint's state, and a second fit goes on from where the first ended.
+        fitStarted = Date()
         if !generatorStarted { DefaultGenerator.seed(config.seed) }
         generatorStarted = true
         try openRecords()
@@ -355,6 +358,8 @@ public final class Trainer {
         if o.lrCap < 1 { record.lrCap = o.lrCap }
         if let c = o.stats.curvature {
             (record.lambdaMax, record.stabilityLimit, record.stabilityMargin, record.curvatureSeconds) = (c.lambdaMax, c.limit, c.margin, c.seconds)
+            let elapsed = Date().timeIntervalSince(fitStarted)
+            if let probe = guardian.curvature, elapsed > 0 { record.curvatureShare = Swift.min(1, probe.seconds / elapsed) }
         }
         return record
     }
