@@ -152,6 +152,13 @@ public struct LRFindResult: Codable, Sendable {
     public let curvature: CurvatureReading?
     public let curvatureLimit: Double?
 
+    public init(
+        rates: [Double], losses: [Double], smoothed: [Double], rule: LRFindRule, stopped: String?, curvature: CurvatureReading?, curvatureLimit: Double?
+    ) {
+        (self.rates, self.losses, self.smoothed, self.rule, self.stopped) = (rates, losses, smoothed, rule, stopped)
+        (self.curvature, self.curvatureLimit) = (curvature, curvatureLimit)
+    }
+
     /// The points the rules read: finite smoothed losses.
     var points: [(lr: Double, loss: Double)] { zip(rates, smoothed).filter { $0.1.isFinite }.map { ($0.0, $0.1) } }
 
