@@ -216,7 +216,7 @@ public enum BenchCatalog {
             },
             chance: data.chance,
             probe: {
-                let (x, y) = data.batch(0, size: batch)
+                let (x, y) = data.batch(0, size: BenchRunner.probeBatches * batch)
                 return objectiveLoss(forward(x), y, data.objective)
             })
     }
@@ -270,6 +270,7 @@ public enum BenchCatalog {
         let optimizer = opt.make(model.parameters(), lr: rate)
         let batch = 8, count = workload.train.count
         guard let validation = workload.validation else { throw BenchError.noValidation("detector") }
+        let probeBatch = try workload.train.batch(Array(BenchData.rows(0, size: BenchRunner.probeBatches * batch, of: count)))
         return BenchTask(
             model: model, optimizer: optimizer,
             loss: { step in
@@ -279,7 +280,7 @@ public enum BenchCatalog {
             },
             score: { try workload.datasetMetrics(model, validation)["map50"] ?? 0 },
             chance: 0,
-            probe: { workload.loss(model, try workload.train.batch(Array(BenchData.rows(0, size: batch, of: count)))) })
+            probe: { workload.loss(model, probeBatch) })
     }
 
     /// Number words → digits with the project's encoder-decoder; score exp(−validation loss)
@@ -294,6 +295,7 @@ public enum BenchCatalog {
         let optimizer = opt.make(model.parameters(), lr: rate)
         let batch = 32, count = pairs.train.count
         let valid = try task.validation!.batch(Array(0..<pairs.validation.count))
+        let probeBatch = try task.train.batch(Array(BenchData.rows(0, size: BenchRunner.probeBatches * batch, of: count)))
         return BenchTask(
             model: model, optimizer: optimizer,
             loss: { step in
@@ -308,6 +310,6 @@ public enum BenchCatalog {
                 return l.isFinite ? Foundation.exp(-l) : 0
             },
             chance: 1 / Double(set.target.count),
-            probe: { task.loss(model, try task.train.batch(Array(BenchData.rows(0, size: batch, of: count)))) })
+            probe: { task.loss(model, probeBatch) })
     }
 }

@@ -151,6 +151,9 @@ public enum BenchRunner {
 
     /// Steps between curvature probes in GuardBench.
     public static let probeEvery = 5
+    /// The probe's fixed batch, in training batches (the stability limit is about the loss of
+    /// the whole data: one small batch's Hessian overstates its curvature).
+    public static let probeBatches = 8
 
     static func mean(_ v: [Double]) -> Double { v.isEmpty ? .nan : v.reduce(0, +) / Double(v.count) }
 }

@@ -18,7 +18,7 @@ public enum DemoError: Error, CustomStringConvertible, Equatable {
 /// each trains a few runs into `runsDirectory` and returns (and prints) a table.
 public struct Demo: Sendable {
     /// The demos, with what each does.
-    public static let names = ["rnn", "init", "lr", "regularization", "detector", "charlm", "stabilizers"]
+    public static let names = ["rnn", "init", "lr", "regularization", "detector", "charlm", "stabilizers", "foresight"]
     public static let help = """
         rnn: a vanilla RNN and an LSTM on the adding problem at a learning rate that explodes unguarded; unguarded vs global-norm clipping vs AutoClip vs ZClip.
         init: 30-layer MLP and CNN with N(0,1), Xavier and Kaiming initialisation, with and without BatchNorm: per-layer gradient norms at step 0 and after training, accuracy.
@@ -27,6 +27,7 @@ public struct Demo: Sendable {
         detector: the YOLO-style detector on generated shapes at an aggressive learning rate, unguarded vs guarded (clip at 10, warm-up, rollback): mAP.
         charlm: a char-LSTM on the built-in corpus (or --text FILE) at a high learning rate, unguarded vs guarded: bits per character and generated samples.
         stabilizers: a char-LSTM with Adam at a rate that spikes: none, global norm, AGC, AutoClip, ZClip, AdaGC, SPAM, StableAdamW update clipping, the full guard.
+        foresight: a warm-up to a peak rate far too high: the curvature probe's warning (λ_max against the stability limit) steps before the explosion, the guard's cap on the rate, and lr-find's rate.
         """
 
     public var name: String
@@ -88,6 +89,7 @@ public struct Demo: Sendable {
         case "lr": return try learningRates(steps: stepsOption ?? 400)
         case "regularization": return try regularization(steps: stepsOption ?? 1500)
         case "stabilizers": return try stabilizers(steps: stepsOption ?? 400, lr: lrOption ?? 0.1)
+        case "foresight": return try foresight(steps: stepsOption ?? 400, peak: lrOption ?? 1)
         default: return try detector(steps: stepsOption ?? 300, lr: lrOption ?? 0.1)
         }
     }
@@ -147,9 +149,10 @@ public struct Demo: Sendable {
         _ model: Module, optimizer opt: any Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy, monitor: HealthMonitor = HealthMonitor(),
         steps: Int, batchSize: Int = 32, directory dir: String, config: String, train: any Dataset, validation: (any Dataset)?,
         evaluate: ((Module, any Dataset) throws -> [String: Double])? = nil, afterStep: ((StepRecord) -> Void)? = nil,
-        moduleParts: (any ModuleParts)? = nil, loss: @escaping (Module, Batch) -> Tensor
+        moduleParts: (any ModuleParts)? = nil, curvature: TrainerConfig.CurvatureProbeConfig = .init(), loss: @escaping (Module, Batch) -> Tensor
     ) throws -> (trainer: Trainer, diverged: Bool, gradNorms: [Double]) {
         var c = TrainerConfig()
+        c.curvature = curvature
         c.epochs = 1_000_000
         c.maxSteps = steps
         c.batchSize = batchSize

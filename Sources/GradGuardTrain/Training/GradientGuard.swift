@@ -265,16 +265,18 @@ public final class GradientGuard {
         }
         if decision.escalated { taken.append(.escalated(window: policy.recoveryWindow)) }
         if let r = reading, r.lambdaMax.isFinite, r.lambdaMax > 0 {
-            // At the rate without the cap the margin is r.margin / lrCap; the cap brings it to
-            // the policy's target, and while a cap holds every probe sets it again (lifting it
-            // as the curvature relaxes).
-            let uncapped = r.margin / lrCap
-            if decision.cap && r.margin > policy.capMargin {
-                let cap = Swift.min(1, policy.capMargin / uncapped)
-                taken.append(.capped(from: r.lr, rate: r.lr * cap / lrCap, lambda: r.lambdaMax, margin: policy.capMargin, scale: cap))
-                lrCap = cap
+            // At the edge of stability λ_max oscillates (the loss's catapults, Cohen et al. 2021):
+            // the cap reads the largest of the last three probes, brings the margin at the
+            // uncapped rate to the policy's target at once, and lifts as the curvature relaxes
+            // by at most the back-off's growth factor per probe.
+            let recent = judge.curvatureHistory.suffix(3).map(\.lambdaMax).filter(\.isFinite).max() ?? r.lambdaMax
+            let uncapped = r.margin / lrCap * Swift.max(recent, r.lambdaMax) / r.lambdaMax
+            let wanted = Swift.min(1, policy.capMargin / uncapped)
+            if decision.cap && wanted < lrCap {
+                taken.append(.capped(from: r.lr, rate: r.lr * wanted / lrCap, lambda: Swift.max(recent, r.lambdaMax), margin: policy.capMargin, scale: wanted))
+                lrCap = wanted
             } else if lrCap < 1 {
-                lrCap = Swift.min(1, policy.capMargin / uncapped)
+                lrCap = Swift.min(wanted, lrCap * policy.growFactor)
             }
         }
 
