@@ -110,9 +110,10 @@ public struct BenchConfig: Sendable {
         return 1 + (k - 1) * Double(step) / Double(Swift.max(steps - 1, 1))
     }
 
-    public func task(_ fault: BenchFault, seed: UInt64) throws -> BenchTask {
+    /// The run of `fault` from `seed`, at `rate` instead of the configuration's when given.
+    public func task(_ fault: BenchFault, seed: UInt64, rate healthy: Double? = nil) throws -> BenchTask {
         DefaultGenerator.seed(seed)
-        var rate = lr
+        var rate = healthy ?? lr
         if case .rate(let k) = fault { rate *= k }
         let task = try build(fault, seed, rate)
         if fault == .normalInit { BenchConfig.drawNormal(task.model) }

@@ -33,6 +33,39 @@ struct GuardBenchCommand: ParsableCommand {
         }
     }
 
+    @Flag(
+        name: .long, help: "Instead of the guard settings: lr-find's suggestion against a grid of rates (÷16 … ×16 of each configuration's), trained unguarded."
+    )
+    var rateSweep = false
+
+    func sweepRates(_ configs: [BenchConfig]) throws {
+        var rows = [
+            "| configuration | seed | lr-find's suggestion | its score | configuration's rate: score | grid's best rate: score | within 5 % of the best |",
+            "|---|---|---|---|---|---|---|"
+        ]
+        var results: [RateSweepResult] = []
+        for c in configs {
+            for s in 0..<seeds {
+                let r = try BenchRunner.rateSweep(c, seed: UInt64(seed + s))
+                results.append(r)
+                let chance = try c.task(.none, seed: r.seed).chance
+                let row =
+                    "| \(c.name) | \(r.seed) | \(formatNumber(r.suggestion)) | \(String(format: "%.3f", r.suggestionScore)) | \(formatNumber(r.defaultRate)): \(String(format: "%.3f", r.defaultScore)) | "
+                    + "\(formatNumber(r.best.rate)): \(String(format: "%.3f", r.best.score)) | \(r.withinFivePercent(chance: chance) ? "yes" : "no") |"
+                rows.append(row)
+                print(row + "  " + r.grid.map { "\(formatNumber($0[0])):\(String(format: "%.3f", $0[1]))" }.joined(separator: " "))
+            }
+        }
+        print("\n" + rows.joined(separator: "\n"))
+        if let out {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            try write(try encoder.encode(results), to: out + "/rate-sweep.json")
+            try write(Data(("# lr-find against a grid\n\n" + rows.joined(separator: "\n") + "\n").utf8), to: out + "/rate-sweep.md")
+        }
+    }
+
     func run() throws {
         var chosen = settings == "all" ? GuardSetting.allCases : settings.split(separator: ",").compactMap { GuardSetting(rawValue: String($0)) }
         // The unguarded runs are the ground truth of every other setting.
@@ -50,6 +83,7 @@ struct GuardBenchCommand: ParsableCommand {
         }
         guard !configs.isEmpty else { throw fail("no configuration matches --only \(printable(only ?? "")) and --half \(half)", code: Exit.usage) }
         if let out { try prepareOutput(out) }
+        if rateSweep { return try sweepRates(configs) }
         var results: [BenchRunResult] = []
         for c in configs {
             for fault in c.faults {

@@ -32,7 +32,9 @@ final class SettingSectionTests: XCTestCase {
                     "training.keep_checkpoints", "training.module_norms_every",
                     "guard.snapshot_every", "guard.max_failed_recoveries", "guard.validation_divergence", "data.on_error",
                     "guard.zscore_sigma", "guard.zscore_window", "guard.replay_budget_mb", "guard.data_blame",
-                    "distributed.timeout", "distributed.check_every", "distributed.bucket_mb", "model.sync_batch_norm"
+                    "distributed.timeout", "distributed.check_every", "distributed.bucket_mb", "model.sync_batch_norm",
+                    "guard.curvature.every", "guard.curvature.iterations", "guard.curvature.batch", "guard.curvature.warning",
+                    "guard.curvature.rise", "guard.curvature.cap"
                 ] + ClipperSetting.allCases.map { "guard." + $0.rawValue }))
     }
 
@@ -58,8 +60,12 @@ final class SettingSectionTests: XCTestCase {
         // The same through text.
         var t = RunConfig()
         XCTAssertThrowsError(try t.apply(overrides: ["optimizer.lr=-1"])) {
-            XCTAssertEqual("\($0)", "--set: optimizer.lr: expected a number in 1e-12...100.0, got '-1'")
+            XCTAssertEqual("\($0)", "--set: optimizer.lr: expected a number in 1e-12...100.0 or 'auto', got '-1'")
         }
+        // optimizer.lr also takes 'auto' (the range test's rate), written back as 'auto'.
+        try t.apply(overrides: ["optimizer.lr=auto"])
+        XCTAssertTrue(t.optimizer.lrIsAuto)
+        XCTAssertTrue(t.yaml.contains("lr: auto"))
     }
 
     /// A setting that does not apply is left out of config.yaml and refused when given, with

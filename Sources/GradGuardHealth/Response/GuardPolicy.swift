@@ -59,8 +59,10 @@ public struct GuardPolicy {
     /// broken batch or broken weights, and even clipped it points nowhere useful.
     public var spikeSkipRatio = 100.0
     /// The stability margin m = η·λ_max/c at which the curvature probe reports
-    /// `edgeOfStability` (1: at the limit of a quadratic model).
-    public var curvatureWarning = 0.8
+    /// `edgeOfStability` (1: at the limit of a quadratic model), when it is also
+    /// `curvatureRise` times the run's median margin so far (chosen on GuardBench's tuning half).
+    public var curvatureWarning = 1.0
+    public var curvatureRise = 2.0
     /// The margin a `cap` brings the rate to.
     public var capMargin = 0.5
 

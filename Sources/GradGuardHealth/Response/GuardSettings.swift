@@ -25,8 +25,9 @@ public struct GuardSettings: SettingSection {
     /// cap brings the rate to (0: report only, no cap).
     public var curvatureEvery = 0
     public var curvatureIterations = 20
-    public var curvatureBatch = 32
-    public var curvatureWarning = 0.8
+    public var curvatureBatch = 128
+    public var curvatureWarning = 1.0
+    public var curvatureRise = 2.0
     public var curvatureCap = 0.5
 
     public init() {}
@@ -60,7 +61,10 @@ public struct GuardSettings: SettingSection {
             .int("guard.curvature.batch", \.curvatureBatch, in: 1...1_000_000, "examples in the curvature probe's fixed batch", resumable: true),
             .double(
                 "guard.curvature.warning", \.curvatureWarning, in: 0...1e6,
-                "report edgeOfStability when η·λ_max reaches this fraction of the optimizer's stability threshold", resumable: true),
+                "report edgeOfStability when the margin η·λ_max/c reaches this (1: the optimizer's stability limit)…", resumable: true),
+            .double(
+                "guard.curvature.rise", \.curvatureRise, in: 1...1e6,
+                "…and this multiple of the run's median margin so far (healthy runs hover at the limit)", resumable: true),
             .double(
                 "guard.curvature.cap", \.curvatureCap, in: 0...1e6,
                 "on edgeOfStability, cap the learning rate so that η·λ_max is this fraction of the threshold (0: report only)", resumable: true)
@@ -92,6 +96,7 @@ public struct GuardSettings: SettingSection {
         var p = GuardPolicy(clipper: clipper.make(clipping), snapshotEvery: snapshotEvery, maxFailedRecoveries: maxFailedRecoveries)
         p.validationDivergence = validationDivergence > 0 ? validationDivergence : nil
         p.curvatureWarning = curvatureWarning
+        p.curvatureRise = curvatureRise
         if curvatureCap > 0 {
             p.capMargin = curvatureCap
             p.actions[.edgeOfStability] = [.cap]

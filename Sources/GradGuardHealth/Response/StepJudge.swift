@@ -73,6 +73,13 @@ public final class StepJudge {
     public private(set) var curvatureHistory: [CurvatureReading] = []
     /// Whether the last reading was above the warning level (a streak is reported once).
     private var curvatureWarned = false
+    /// The margins of the run's readings so far (after an adaptive optimizer's first steps).
+    private var settledMargins = Window(50)
+    /// Steps during which an adaptive optimizer's preconditioner is not judged: at its first
+    /// steps P is built from one or two squared gradients (Adam's bias-corrected v̂₁ = g²), and
+    /// P⁻¹H is far larger than the sharpness it settles at (GuardBench's healthy Adam runs read
+    /// margins of 10–5000 at step 0 and under 1 from step 10 on).
+    public var curvatureSettleSteps = 20
 
     /// Judges the named `parameters`. `layerTypes` maps module names to their layer type
     /// (`"Linear"`, `"Conv2d"`, …) for the initialisation checks.
@@ -121,14 +128,28 @@ public final class StepJudge {
     }
 
     /// Judges a curvature reading (taken before this step's update): an `edgeOfStability`
-    /// finding when the stability margin is at or above `policy.curvatureWarning`. Every
-    /// such reading is a finding (the decision caps on it); only the first of a streak is
-    /// reported.
+    /// finding when the stability margin is at or above `policy.curvatureWarning` and at least
+    /// `policy.curvatureRise` times the median of the run's earlier margins — healthy runs
+    /// hover at the edge of stability (margin ≈ 1, Cohen et al. 2021), and what comes before
+    /// a blow-up is the margin climbing past it — or, at the first reading, twice the warning
+    /// level. Every such reading is a finding (the decision caps on it); only the first of a
+    /// streak is reported.
     public func curvature(_ r: CurvatureReading, into m: inout StepMeasurement) {
         curvatureHistory.append(r)
         if curvatureHistory.count > 50 { curvatureHistory.removeFirst() }
         m.stats.curvature = r
-        guard r.lambdaMax.isFinite, r.margin >= policy.curvatureWarning else {
+        let settled = !r.preconditioned || r.step >= curvatureSettleSteps
+        guard settled, r.lambdaMax.isFinite, r.margin.isFinite else {
+            curvatureWarned = false
+            return
+        }
+        let earlier = settledMargins.values
+        settledMargins.append(r.margin)
+        let alarming =
+            earlier.isEmpty
+            ? r.margin >= 2 * policy.curvatureWarning
+            : r.margin >= policy.curvatureWarning && r.margin >= policy.curvatureRise * Self.median(earlier)
+        guard alarming else {
             curvatureWarned = false
             return
         }
@@ -141,6 +162,11 @@ public final class StepJudge {
         m.findings.append(f)
         if !curvatureWarned { m.reported.append(f) }
         curvatureWarned = true
+    }
+
+    static func median(_ v: [Double]) -> Double {
+        let s = v.sorted()
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
 
     /// "λ_max rose from 3.1 to 41 over 200 steps; at lr 0.3 the limit is 6.7 (margin 6.1): use lr ≤ 0.045".

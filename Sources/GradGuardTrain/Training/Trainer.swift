@@ -54,8 +54,8 @@ public struct TrainerConfig: Codable, Sendable {
 
     /// How often and how hard the trainer's curvature probe looks.
     public struct CurvatureProbeConfig: Codable, Sendable, Equatable {
-        public var every = 0, iterations = 20, batch = 32
-        public init(every: Int = 0, iterations: Int = 20, batch: Int = 32) { (self.every, self.iterations, self.batch) = (every, iterations, batch) }
+        public var every = 0, iterations = 20, batch = 128
+        public init(every: Int = 0, iterations: Int = 20, batch: Int = 128) { (self.every, self.iterations, self.batch) = (every, iterations, batch) }
     }
 
     /// The decay and ramp of a moving average of the weights (Ultralytics' ModelEMA).

@@ -53,6 +53,25 @@ public struct LRFinder {
 
     /// Sweeps on batches of `data` (shuffled with `settings.seed`, epoch after epoch as needed).
     public func run(on data: any Dataset) throws -> LRFindResult {
+        let loader = DataLoader(
+            data, batchSize: Swift.min(settings.batchSize, Swift.max(data.count, 1)), shuffle: true, dropLast: false, seed: settings.seed)
+        var epoch = 0
+        var batches = loader.batches(epoch: 0)
+        let model = self.model, loss = self.loss
+        func next() throws -> Batch {
+            if let (_, b) = try batches.nextBatch() { return b }
+            epoch += 1
+            batches = loader.batches(epoch: epoch)
+            guard let (_, b) = try batches.nextBatch() else { throw LRFindError.emptyData }
+            return b
+        }
+        let first = try next()
+        return try run(probe: { loss(model, first) }) { i in loss(model, i == 0 ? first : try next()) }
+    }
+
+    /// Sweeps with `lossAt(i)`, the training loss of the sweep's step i (its own batch), and
+    /// `probe`, the loss of a fixed batch for the curvature at the start.
+    public func run(probe: @escaping () throws -> Tensor, lossAt: (Int) throws -> Tensor) throws -> LRFindResult {
         let s = settings
         precondition(s.start > 0 && s.end > s.start && s.steps >= 2, "LRFinder: 0 < start < end, at least two steps")
         // Everything the sweep touches, to put back.
@@ -71,27 +90,14 @@ public struct LRFinder {
             model.train(wasTraining)
         }
         model.train()
-        let loader = DataLoader(data, batchSize: Swift.min(s.batchSize, Swift.max(data.count, 1)), shuffle: true, dropLast: false, seed: s.seed)
-        var epoch = 0
-        var batches = loader.batches(epoch: 0)
-        func nextBatch() throws -> Batch {
-            if let (_, b) = try batches.nextBatch() { return b }
-            epoch += 1
-            batches = loader.batches(epoch: epoch)
-            guard let (_, b) = try batches.nextBatch() else { throw LRFindError.emptyData }
-            return b
-        }
-        // The curvature at the start, on the first batch.
+        // The curvature at the start, on the probe's batch.
         var reading: CurvatureReading? = nil
-        let first = try nextBatch()
         if s.curvatureIterations > 0 {
-            let model = self.model, loss = self.loss
             optimizer.zeroGrad()
-            loss(model, first).backward()
+            try probe().backward()
             let probe = CurvatureProbe(
                 parameters: optimizer.parameters, buffers: model.namedBuffers().map(\.tensor), every: 1, iterations: s.curvatureIterations,
-                tolerance: 1e-3
-            ) { loss(model, first) }
+                tolerance: 1e-3, loss: probe)
             // At rate 1: the limit is then the threshold over λ.
             reading = try probe.measure(step: 0, optimizer: optimizer, lr: 1)
             optimizer.zeroGrad()
@@ -101,14 +107,12 @@ public struct LRFinder {
         var rates: [Double] = [], losses: [Double] = [], smoothed: [Double] = []
         var average = 0.0, best = Double.infinity
         var stop: String? = nil
-        var batch = first
         for i in 0..<s.steps {
             let lr = s.start * Foundation.pow(s.end / s.start, Double(i) / Double(s.steps - 1))
             // Every group at the sweep's rate, in proportion to its own (discriminative rates keep their ratios).
             for g in optimizer.paramGroups.indices { optimizer.paramGroups[g].lr = top > 0 ? lr * baseRates[g] / top : lr }
-            if i > 0 { batch = try nextBatch() }
             optimizer.zeroGrad()
-            let l = loss(model, batch)
+            let l = try lossAt(i)
             let value = Double(l.item)
             rates.append(lr)
             losses.append(value)
