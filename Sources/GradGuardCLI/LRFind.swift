@@ -11,8 +11,8 @@ struct LRFind: ParsableCommand {
         discussion: """
             The rate grows from --start to --end over --steps batches; the loss is smoothed and the sweep stops once it passes \
             --divergence times its best. The suggestion follows --rule (fastai's valley by default); with --curvature-iterations \
-            above 0 the curvature probe measures λ_max at the start and the optimizer's stability limit c/λ_max is marked, a \
-            suggestion above it brought down to half of it. `gradguard train --set optimizer.lr=auto` runs this test first and \
+            above 0 the curvature probe measures λ_max at the start and the optimizer's stability limit c/λ_max there is marked \
+            (not imposed: the curvature at initialisation is often far above where it settles). `gradguard train --set optimizer.lr=auto` runs this test first and \
             writes the suggestion into config.yaml.
             """)
     @Option(name: .long, help: "YAML configuration file.") var config: String?

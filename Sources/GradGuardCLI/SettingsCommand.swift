@@ -21,7 +21,7 @@ struct SettingsCommand: ParsableCommand {
             let type: String
             switch s.kind {
             case let .int(r, _): type = "integer \(r.lowerBound)...\(r.upperBound)"
-            case let .double(r, _): type = "number \(r.lowerBound)...\(r.upperBound)"
+            case let .double(r, _): type = "number \(r.lowerBound)...\(r.upperBound)" + (s.word.map { " or '\($0.text)'" } ?? "")
             case .string: type = "text"
             case .bool: type = "true or false"
             case .choice: type = "a choice"

@@ -9,7 +9,7 @@ extension Demo {
     /// limit; lr-find picks a rate before training.
     func foresight(steps: Int, peak: Double) throws -> DemoTable {
         let (train, valid) = teacherData(train: 4096, validation: 512)
-        let every = Swift.max(1, steps / 80)
+        let every = Swift.max(1, steps / 40)
         func mlp() -> Sequential {
             var layers: [any UnaryLayer] = []
             for i in 0..<8 { layers += [Linear(inputSize: i == 0 ? 32 : 64, outputSize: 64, weightInit: .kaimingNormal(nonlinearity: .relu)), ReLU()] }
@@ -61,7 +61,7 @@ extension Demo {
                     if firstLoss == nil { firstLoss = r.loss }
                     if explosion == nil, !r.loss.isFinite || r.loss > 10 * (firstLoss ?? .infinity) { explosion = r.step }
                 },
-                curvature: v.probe ? TrainerConfig.CurvatureProbeConfig(every: every, iterations: 20, batch: 512) : .init()
+                curvature: v.probe ? TrainerConfig.CurvatureProbeConfig(every: every, iterations: 10, batch: 256) : .init()
             ) { _, b in crossEntropy(model(b.inputs), b.targets) }
             let g = run.trainer.guardian
             let warning = g.incidents.flatMap(\.findings).first { $0.kind == .edgeOfStability }
@@ -77,8 +77,8 @@ extension Demo {
             print(lines.last!)
         }
         return table(
-            "8-layer ReLU MLP (width 64) on teacher data (10 classes), SGD momentum 0.9 (stable while λ_max < 3.8/η), batch 64, \(steps) steps; curvature probe every \(every) steps on 512 examples; lr-find: \(found.explanation)",
-            header: "run | first curvature warning | first explosion (step) | warning's lead | largest margin η·λ/c | caps | incidents | validation accuracy",
+            "8-layer ReLU MLP (width 64) on teacher data (10 classes), SGD momentum 0.9 (stable while λ_max < 3.8/η), batch 64, \(steps) steps; curvature probe every \(every) steps on 256 examples; lr-find: \(found.explanation)",
+            header: "run | first curvature warning | first NaN or 10× loss (step) | warning's lead | largest margin η·λ/c | caps | incidents | validation accuracy",
             rows: lines)
     }
 }

@@ -26,8 +26,10 @@ public enum LRFindRule: String, Codable, Sendable, CaseIterable {
 /// Lightning restores its checkpoint).
 ///
 /// With `curvatureIterations` > 0 the curvature probe measures λ_max at the starting weights
-/// first, and the stability limit c/λ_max of the optimizer is drawn over the curve; a
-/// suggestion past that limit is brought down to half of it.
+/// first, and the stability limit c/λ_max of the optimizer is drawn over the curve and quoted
+/// beside the suggestion. It does not move the suggestion: the curvature at initialisation
+/// is often far above where it settles within the first steps (what a warm-up waits out,
+/// Gilmer et al. 2021, arXiv 2110.04369), so the limit there is not the limit of the run.
 public struct LRFinder {
     public struct Settings: Sendable, Equatable {
         public var start = 1e-7, end = 10.0
@@ -201,25 +203,20 @@ public struct LRFindResult: Codable, Sendable {
         }
     }
 
-    /// The suggested rate: the rule's, brought down to half the curvature limit when above it.
-    public var suggestion: Double? {
-        guard let r = ruleRate else { return nil }
-        if let limit = curvatureLimit, r > limit { return limit / 2 }
-        return r
-    }
+    /// The suggested rate: the rule's.
+    public var suggestion: Double? { ruleRate }
 
     /// How the suggestion was chosen, in words.
     public var explanation: String {
-        guard let r = ruleRate, let s = suggestion else { return "no suggestion: the sweep saw fewer than three finite losses" }
+        guard let s = suggestion else { return "no suggestion: the sweep saw fewer than three finite losses" }
         let rules: [LRFindRule: String] = [
             .valley: "fastai's valley rule (two thirds down the longest stretch of falling loss)",
             .steepest: "the steepest fall of the loss per log-rate", .minimum: "the rate of the lowest loss ÷ 10"
         ]
         var text = "suggested rate \(formatNumber(s)), by \(rules[rule]!)"
-        if s < r, let limit = curvatureLimit {
-            text += "; the rule's \(formatNumber(r)) is past the stability limit \(formatNumber(limit)) (\(curvature?.rule ?? "")), so half of that"
-        } else if let limit = curvatureLimit {
-            text += "; stability limit at the start \(formatNumber(limit)) (\(curvature?.rule ?? ""))"
+        if let limit = curvatureLimit {
+            text += "; stability limit at the starting weights \(formatNumber(limit)) (\(curvature?.rule ?? ""))"
+                + (s > limit ? ": the suggestion is past it, so the first steps may spike (a warm-up helps)" : "")
         }
         return text
     }
