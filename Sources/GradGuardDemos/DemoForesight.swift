@@ -78,7 +78,8 @@ extension Demo {
         }
         return table(
             "8-layer ReLU MLP (width 64) on teacher data (10 classes), SGD momentum 0.9 (stable while λ_max < 3.8/η), batch 64, \(steps) steps; curvature probe every \(every) steps on 256 examples; lr-find: \(found.explanation)",
-            header: "run | first curvature warning | first NaN or 10× loss (step) | warning's lead | largest margin η·λ/c | caps | incidents | validation accuracy",
+            header:
+                "run | first curvature warning | first NaN or 10× loss (step) | warning's lead | largest margin η·λ/c | caps | incidents | validation accuracy",
             rows: lines)
     }
 }

@@ -215,7 +215,8 @@ public struct LRFindResult: Codable, Sendable {
         ]
         var text = "suggested rate \(formatNumber(s)), by \(rules[rule]!)"
         if let limit = curvatureLimit {
-            text += "; stability limit at the starting weights \(formatNumber(limit)) (\(curvature?.rule ?? ""))"
+            text +=
+                "; stability limit at the starting weights \(formatNumber(limit)) (\(curvature?.rule ?? ""))"
                 + (s > limit ? ": the suggestion is past it, so the first steps may spike (a warm-up helps)" : "")
         }
         return text
