@@ -61,8 +61,8 @@ extension Demo {
                     if firstLoss == nil { firstLoss = r.loss }
                     if explosion == nil, !r.loss.isFinite || r.loss > 10 * (firstLoss ?? .infinity) { explosion = r.step }
                 },
-                curvature: v.probe ? TrainerConfig.CurvatureProbeConfig(every: every, iterations: 10, batch: 256) : .init()
-            ) { _, b in crossEntropy(model(b.inputs), b.targets) }
+                curvature: v.probe ? TrainerConfig.CurvatureProbeConfig(every: every, iterations: 10, batch: 256) : .init(),
+                loss: { _, b in crossEntropy(model(b.inputs), b.targets) })
             let g = run.trainer.guardian
             let warning = g.incidents.flatMap(\.findings).first { $0.kind == .edgeOfStability }
             let caps = g.incidents.flatMap(\.taken).filter { if case .capped = $0 { return true } else { return false } }.count

@@ -68,7 +68,7 @@ public struct LRFinder {
             return b
         }
         let first = try next()
-        return try run(probe: { loss(model, first) }) { i in loss(model, i == 0 ? first : try next()) }
+        return try run(probe: { loss(model, first) }, lossAt: { i in loss(model, i == 0 ? first : try next()) })
     }
 
     /// Sweeps with `lossAt(i)`, the training loss of the sweep's step i (its own batch), and
