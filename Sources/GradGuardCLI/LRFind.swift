@@ -37,17 +37,8 @@ struct LRFind: ParsableCommand {
     }
 
     func run() throws {
-        var c = RunConfig()
-        do {
-            if let config { c = try RunConfig.load(path: config) }
-            try settings.apply(to: &c)
-            try c.apply(overrides: settings.set)
-            try c.resolveModelDefaults()
-            if c.optimizer.lrIsAuto { c.optimizer.lr = 1e-3 }  // the sweep sets the rates itself
-            try c.validate(source: config ?? "settings")
-        } catch let e as ConfigError {
-            throw fail(e.description, code: e.unreadable ? Exit.missing : Exit.usage)
-        }
+        var c = try settings.runConfig(file: config)
+        if c.optimizer.lrIsAuto { c.optimizer.lr = 1e-3 }  // the sweep sets the rates itself
         let setup = try workload(c, runDirectory: nil)
         var s = LRFinder.Settings()
         (s.start, s.end, s.steps, s.divergence, s.curvatureIterations) = (start, end, steps, divergence, curvatureIterations)

@@ -37,3 +37,21 @@ struct OutputFlags: ParsableArguments {
     @Flag(name: .long, help: "Print nothing but errors.") var quiet = false
     @Flag(name: .long, help: "Print one JSON object per step.") var json = false
 }
+
+extension SettingFlags {
+    /// The run's configuration: the YAML file (or the defaults), these flags and `--set`
+    /// overrides, the model's defaults, checked; a bad setting exits with its sentence.
+    func runConfig(file: String?) throws -> RunConfig {
+        var c = RunConfig()
+        do {
+            if let file { c = try RunConfig.load(path: file) }
+            try apply(to: &c)
+            try c.apply(overrides: set)
+            try c.resolveModelDefaults()
+            try c.validate(source: file ?? "settings")
+        } catch let e as ConfigError {
+            throw fail(e.description, code: e.unreadable ? Exit.missing : Exit.usage)
+        }
+        return c
+    }
+}

@@ -11,16 +11,7 @@ struct Train: ParsableCommand {
     @Flag(name: .long, help: "Replace an existing run of the same name.") var overwrite = false
 
     func run() throws {
-        var c = RunConfig()
-        do {
-            if let config { c = try RunConfig.load(path: config) }
-            try settings.apply(to: &c)
-            try c.apply(overrides: settings.set)
-            try c.resolveModelDefaults()
-            try c.validate(source: config ?? "settings")
-        } catch let e as ConfigError {
-            throw fail(e.description, code: e.unreadable ? Exit.missing : Exit.usage)
-        }
+        var c = try settings.runConfig(file: config)
         // optimizer.lr: auto — the range test picks the rate, and config.yaml records it.
         var rateFound: LRFindResult? = nil
         if c.optimizer.lrIsAuto {
