@@ -142,6 +142,33 @@ final class TrainerTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(resumed.optimizer.stateDict().mapValues(\.scalars), straight.optimizer.stateDict().mapValues(\.scalars))
     }
 
+    /// With the curvature probe (and its cap) on, a resumed run probes, warns and caps exactly
+    /// as the uninterrupted one: the warm start, the warning's memory and the cap are saved.
+    func testResumeWithTheCurvatureProbeIsBitIdentical() throws {
+        var c = config()
+        c.curvature = TrainerConfig.CurvatureProbeConfig(every: 2, iterations: 4, batch: 16)
+        func trainer(_ c: TrainerConfig, _ run: String, seed: UInt64 = 1) throws -> Trainer {
+            let t = try makeTrainer(c, run: run, seed: seed)
+            t.guardian.policy.actions[.edgeOfStability] = [.cap]
+            t.guardian.policy.curvatureWarning = 0.01  // warn and cap often
+            t.guardian.policy.curvatureRise = 1
+            t.guardian.judge.curvatureSettleSteps = 0
+            return t
+        }
+        let straight = try trainer(c, tmp + "/p")
+        try straight.fit(train: data(96, seed: 3), validation: data(32, seed: 5))
+        var stopped = c
+        stopped.maxSteps = 7
+        try trainer(stopped, tmp + "/q").fit(train: data(96, seed: 3), validation: data(32, seed: 5))
+        let resumed = try trainer(c, tmp + "/q", seed: 99)
+        try resumed.resume()
+        try resumed.fit(train: data(96, seed: 3), validation: data(32, seed: 5))
+        XCTAssertEqual(params(resumed), params(straight))
+        XCTAssertGreaterThan(straight.guardian.incidents.flatMap(\.taken).filter { if case .capped = $0 { true } else { false } }.count, 0)
+        let margins = { (dir: String) in try RunRecords.metrics(in: dir).steps.compactMap { r in r.stabilityMargin.map { [Double(r.step), $0, r.lrScale] } } }
+        XCTAssertEqual(try margins(tmp + "/q"), try margins(tmp + "/p"))
+    }
+
     func testCorruptCheckpointFallsBackToThePreviousOne() throws {
         var c = config()
         c.checkpointEvery = 4

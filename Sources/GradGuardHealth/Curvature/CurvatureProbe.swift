@@ -61,7 +61,9 @@ public final class CurvatureProbe {
     public var keep = 2000
     /// Wall time spent probing.
     public private(set) var seconds = 0.0
-    private var vector: [Double]?
+    /// The last top eigenvector, the next probe's start (float32, so that a checkpoint holds it
+    /// exactly and a resumed run probes as the uninterrupted one would).
+    public var warmStart: [Float]?
     private var generator = RandomGenerator(seed: 0x5eed_c0de)
     /// The default generator's state at the probe's start, put back before every forward pass
     /// so that dropout draws the same masks for every gradient of one probe.
@@ -123,8 +125,8 @@ public final class CurvatureProbe {
             DefaultGenerator.with { g in if let r = RandomGenerator(state: random) { g = r } }
         }
         var startVector: [Double]
-        if let v = vector, v.count == product.count {
-            startVector = v
+        if let v = warmStart, v.count == product.count {
+            startVector = v.map(Double.init)
         } else {
             startVector = (0..<product.count).map { _ in generator.nextNormal() }
         }
@@ -134,7 +136,7 @@ public final class CurvatureProbe {
             for i in y.indices { y[i] *= scale[i] }
             return y
         }
-        if result.value.isFinite, result.vector.allSatisfy(\.isFinite) { vector = result.vector } else { vector = nil }
+        if result.value.isFinite, result.vector.allSatisfy(\.isFinite) { warmStart = result.vector.map(Float.init) } else { warmStart = nil }
         let elapsed = Date().timeIntervalSince(start)
         seconds += elapsed
         let reading = CurvatureReading(
@@ -146,7 +148,7 @@ public final class CurvatureProbe {
     }
 
     /// Forgets the warm start (the weights were replaced from outside).
-    public func reset() { vector = nil }
+    public func reset() { warmStart = nil }
 }
 
 /// A generator state shared with the probe's loss closure.

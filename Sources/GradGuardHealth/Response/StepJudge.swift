@@ -294,12 +294,22 @@ public final class StepJudge {
 
     // MARK: Saving and restoring
 
+    /// What the curvature warning remembers: recent readings, the run's margins so far and
+    /// whether the last reading warned.
+    public struct CurvatureMemory: Sendable, Codable, Equatable {
+        public var history: [CurvatureReading] = []
+        public var margins: [Double] = []
+        public var warned = false
+        public init() {}
+    }
+
     /// The judge's part of a checkpoint: memory, baselines, detector and clip-rate state.
     public struct State: Sendable {
         public var memory: GuardMemory
         public var healthyNorms, lrHistory: [Double]
         public var monitor: [String: [Double]]
         public var clipRate: [String: [Double]]
+        public var curvature = CurvatureMemory()
 
         public init(memory: GuardMemory, healthyNorms: [Double], lrHistory: [Double], monitor: [String: [Double]], clipRate: [String: [Double]]) {
             (self.memory, self.healthyNorms, self.lrHistory, self.monitor, self.clipRate) = (memory, healthyNorms, lrHistory, monitor, clipRate)
@@ -307,7 +317,10 @@ public final class StepJudge {
     }
 
     public func stateDict() -> State {
-        State(memory: memory, healthyNorms: healthyNorms.values, lrHistory: lrHistory.values, monitor: monitor.stateDict(), clipRate: clipRate.stateDict())
+        var s = State(
+            memory: memory, healthyNorms: healthyNorms.values, lrHistory: lrHistory.values, monitor: monitor.stateDict(), clipRate: clipRate.stateDict())
+        (s.curvature.history, s.curvature.margins, s.curvature.warned) = (curvatureHistory, settledMargins.values, curvatureWarned)
+        return s
     }
 
     public func load(state s: State) {
@@ -317,5 +330,6 @@ public final class StepJudge {
         lrHistory.values = s.lrHistory
         monitor.load(stateDict: s.monitor)
         clipRate.load(stateDict: s.clipRate)
+        (curvatureHistory, settledMargins.values, curvatureWarned) = (s.curvature.history, s.curvature.margins, s.curvature.warned)
     }
 }

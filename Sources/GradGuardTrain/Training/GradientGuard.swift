@@ -425,8 +425,10 @@ public final class GradientGuard {
         public var clipper: ClipperState?
         /// The clip-rate monitor's history (absent in checkpoints written before it existed).
         public var clipRate: [String: [Double]]?
-        /// The curvature cap's multiplier (absent: none).
+        /// The curvature cap's multiplier (absent: none), and the curvature warning's memory
+        /// (absent: the probe was off).
         public var lrCap: Double? = nil
+        public var curvature: StepJudge.CurvatureMemory? = nil
     }
 
     public func stateDict() -> State {
@@ -435,15 +437,17 @@ public final class GradientGuard {
             step: j.memory.step, skippedSteps: skippedSteps, rollbacks: rollbacks, healthyStreak: healthyStreak,
             failedRecoveries: j.memory.failedRecoveries, attempts: j.memory.attempts, lastRecovery: j.memory.lastRecovery, lrScale: lrScale,
             healthyNorms: j.healthyNorms, lrHistory: j.lrHistory, monitor: j.monitor,
-            clipper: policy.clipper?.stateDict(), clipRate: j.clipRate, lrCap: lrCap < 1 ? lrCap : nil)
+            clipper: policy.clipper?.stateDict(), clipRate: j.clipRate, lrCap: lrCap < 1 ? lrCap : nil,
+            curvature: j.curvature == StepJudge.CurvatureMemory() ? nil : j.curvature)
     }
 
     public func load(state s: State) throws {
         if let c = s.clipper { try policy.clipper?.load(stateDict: c) }
         var memory = GuardMemory()
         (memory.step, memory.failedRecoveries, memory.attempts, memory.lastRecovery) = (s.step, s.failedRecoveries, s.attempts, s.lastRecovery)
-        judge.load(
-            state: StepJudge.State(memory: memory, healthyNorms: s.healthyNorms, lrHistory: s.lrHistory, monitor: s.monitor, clipRate: s.clipRate ?? [:]))
+        var judged = StepJudge.State(memory: memory, healthyNorms: s.healthyNorms, lrHistory: s.lrHistory, monitor: s.monitor, clipRate: s.clipRate ?? [:])
+        judged.curvature = s.curvature ?? StepJudge.CurvatureMemory()
+        judge.load(state: judged)
         (skippedSteps, rollbacks, healthyStreak) = (s.skippedSteps, s.rollbacks, s.healthyStreak)
         lrScale = s.lrScale
         lrCap = s.lrCap ?? 1

@@ -187,6 +187,8 @@ public final class Trainer {
     private var stopRequested = false
     /// When the current `fit` began (the curvature probe's share of the time).
     private var fitStarted = Date()
+    /// The curvature probe's warm start from a checkpoint, for the probe `fit` builds.
+    private var resumedCurvatureStart: [Float]? = nil
 
     /// Ends `fit` after the current step (from a callback, for early stopping); the run is
     /// checkpointed and can be resumed.
@@ -265,6 +267,7 @@ public final class Trainer {
                 parameters: model.parameters(), buffers: model.namedBuffers().map(\.tensor), every: config.curvature.every,
                 iterations: config.curvature.iterations, communicator: communicator
             ) { loss(model, probeBatch) }
+            guardian.curvature?.warmStart = resumedCurvatureStart
         }
         let loader = DataLoader(
             train, batchSize: config.batchSize, shuffle: config.shuffle, dropLast: config.dropLast,
@@ -519,7 +522,8 @@ public final class Trainer {
         lastCheckpointStep = guardian.step
         return try store.save(
             step: guardian.step,
-            tensors: ["model": model.stateDict(), "optimizer": optimizer.stateDict()].merging(ema.map { ["ema": $0.shadow] } ?? [:]) { a, _ in a },
+            tensors: ["model": model.stateDict(), "optimizer": optimizer.stateDict()].merging(ema.map { ["ema": $0.shadow] } ?? [:]) { a, _ in a }
+                .merging(guardian.curvature?.warmStart.map { ["curvature": ["start": Tensor(shape: [$0.count], scalars: $0)]] } ?? [:]) { a, _ in a },
             state: try encoder.encode(state), metric: metric)
     }
 
@@ -632,6 +636,8 @@ public final class Trainer {
         if let s = state.scheduler { try scheduler?.load(stateDict: s) }
         try guardian.load(state: state.guardState)
         if let ema, let saved = loaded.tensors["ema"], let u = state.emaUpdates { try ema.load(shadow: saved, updates: u) }
+        resumedCurvatureStart = loaded.tensors["curvature"]?["start"]?.scalars
+        guardian.curvature?.warmStart = resumedCurvatureStart
         if let g = RandomGenerator(state: state.random) { DefaultGenerator.with { $0 = g } }
         generatorStarted = true
         epoch = state.epoch
