@@ -96,6 +96,22 @@ final class DistributedTests: CLITestCase {
         }
     }
 
+    /// The curvature probe on two ranks: the Hessian-vector products are averaged, so both
+    /// ranks read the same λ, warn and cap alike, and hold the same parameters at every step.
+    func testCurvatureProbeAndCapAgreeOnEveryRank() throws {
+        let r = try runRanks(
+            2,
+            ["train", "--name", "probe-two", "--quiet", "--batch-size", "8"]
+                + [
+                    "training.max_steps=12", "guard.curvature.every=2", "guard.curvature.iterations=5", "guard.curvature.batch=16",
+                    "guard.curvature.warning=0.001", "guard.curvature.rise=1", "guard.curvature.cap=0.1", "distributed.check_every=1"
+                ].flatMap { ["--set", $0] })
+        XCTAssertEqual(r.code, 0, r.err)
+        let probed = try steps("probe-two").filter { $0["lambdaMax"] != nil }
+        XCTAssertEqual(probed.count, 6)
+        XCTAssertTrue(try incidents("probe-two").contains { ($0["actions"] as? [String])?.contains { $0.hasPrefix("learning rate capped") } ?? false })
+    }
+
     func testSyncBatchNormEqualsOneProcessAndPerRankStatisticsDoNot() throws {
         let common = ["train", "--set", "model.batch_norm=true", "--set", "training.max_steps=20", "--quiet"]
         XCTAssertEqual(try run(common + ["--name", "bn-one", "--batch-size", "16"]).code, 0)
