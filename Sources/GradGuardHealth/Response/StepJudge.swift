@@ -71,8 +71,10 @@ public final class StepJudge {
     private var startedOutOfScale = false
     /// The curvature probe's recent readings (the margin history a diagnosis quotes).
     public private(set) var curvatureHistory: [CurvatureReading] = []
-    /// Whether the last reading was above the warning level (a streak is reported once).
+    /// Whether the last reading was above the warning level (a streak is reported once), and
+    /// whether it met the level at all (two in a row at the level warn).
     private var curvatureWarned = false
+    private var curvatureAtLevel = false
     /// The margins of the run's readings so far (after an adaptive optimizer's first steps).
     private var settledMargins = Window(50)
     /// Steps during which an adaptive optimizer's preconditioner is not judged: at its first
@@ -127,13 +129,14 @@ public final class StepJudge {
         return StepMeasurement(stats: stats, findings: findings, reported: reported)
     }
 
-    /// Judges a curvature reading (taken before this step's update): an `edgeOfStability`
-    /// finding when the stability margin is at or above `policy.curvatureWarning` and at least
-    /// `policy.curvatureRise` times the median of the run's earlier margins — healthy runs
-    /// hover at the edge of stability (margin ≈ 1, Cohen et al. 2021), and what comes before
-    /// a blow-up is the margin climbing past it — or, at the first reading, twice the warning
-    /// level. Every such reading is a finding (the decision caps on it); only the first of a
-    /// streak is reported.
+    /// Judges a curvature reading (taken before this step's update). A reading is at the level
+    /// when its stability margin is at least `policy.curvatureWarning` and `policy.curvatureRise`
+    /// times the median of the run's earlier margins — healthy runs hover at the edge of
+    /// stability (margin ≈ 1, Cohen et al. 2021) with brief spikes, and what comes before a
+    /// blow-up is the margin climbing past it and staying. An `edgeOfStability` finding needs two
+    /// readings in a row at the level, or one at twice the warning (the first reading of a run:
+    /// twice the warning). Every such reading is a finding (the decision caps on it); only the
+    /// first of a streak is reported.
     public func curvature(_ r: CurvatureReading, into m: inout StepMeasurement) {
         curvatureHistory.append(r)
         if curvatureHistory.count > 50 { curvatureHistory.removeFirst() }
@@ -145,10 +148,10 @@ public final class StepJudge {
         }
         let earlier = settledMargins.values
         settledMargins.append(r.margin)
-        let alarming =
-            earlier.isEmpty
-            ? r.margin >= 2 * policy.curvatureWarning
-            : r.margin >= policy.curvatureWarning && r.margin >= policy.curvatureRise * Self.median(earlier)
+        let risen = earlier.isEmpty || r.margin >= policy.curvatureRise * Self.median(earlier)
+        let atLevel = risen && r.margin >= policy.curvatureWarning
+        let alarming = (risen && r.margin >= 2 * policy.curvatureWarning) || (atLevel && curvatureAtLevel && !earlier.isEmpty)
+        curvatureAtLevel = atLevel
         guard alarming else {
             curvatureWarned = false
             return
@@ -300,6 +303,7 @@ public final class StepJudge {
         public var history: [CurvatureReading] = []
         public var margins: [Double] = []
         public var warned = false
+        public var atLevel = false
         public init() {}
     }
 
@@ -319,7 +323,8 @@ public final class StepJudge {
     public func stateDict() -> State {
         var s = State(
             memory: memory, healthyNorms: healthyNorms.values, lrHistory: lrHistory.values, monitor: monitor.stateDict(), clipRate: clipRate.stateDict())
-        (s.curvature.history, s.curvature.margins, s.curvature.warned) = (curvatureHistory, settledMargins.values, curvatureWarned)
+        (s.curvature.history, s.curvature.margins, s.curvature.warned, s.curvature.atLevel) =
+            (curvatureHistory, settledMargins.values, curvatureWarned, curvatureAtLevel)
         return s
     }
 
@@ -330,6 +335,7 @@ public final class StepJudge {
         lrHistory.values = s.lrHistory
         monitor.load(stateDict: s.monitor)
         clipRate.load(stateDict: s.clipRate)
-        (curvatureHistory, settledMargins.values, curvatureWarned) = (s.curvature.history, s.curvature.margins, s.curvature.warned)
+        (curvatureHistory, settledMargins.values, curvatureWarned, curvatureAtLevel) =
+            (s.curvature.history, s.curvature.margins, s.curvature.warned, s.curvature.atLevel)
     }
 }
