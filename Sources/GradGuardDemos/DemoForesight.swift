@@ -9,7 +9,7 @@ extension Demo {
     /// limit; lr-find picks a rate before training.
     func foresight(steps: Int, peak: Double) throws -> DemoTable {
         let (train, valid) = teacherData(train: 4096, validation: 512)
-        let every = Swift.max(1, steps / 40)
+        let every = Swift.max(1, steps / 80)
         func mlp() -> Sequential {
             var layers: [any UnaryLayer] = []
             for i in 0..<8 { layers += [Linear(inputSize: i == 0 ? 32 : 64, outputSize: 64, weightInit: .kaimingNormal(nonlinearity: .relu)), ReLU()] }

@@ -89,7 +89,7 @@ public struct Demo: Sendable {
         case "lr": return try learningRates(steps: stepsOption ?? 400)
         case "regularization": return try regularization(steps: stepsOption ?? 1500)
         case "stabilizers": return try stabilizers(steps: stepsOption ?? 400, lr: lrOption ?? 0.1)
-        case "foresight": return try foresight(steps: stepsOption ?? 400, peak: lrOption ?? 1)
+        case "foresight": return try foresight(steps: stepsOption ?? 400, peak: lrOption ?? 10)
         default: return try detector(steps: stepsOption ?? 300, lr: lrOption ?? 0.1)
         }
     }
