@@ -92,7 +92,7 @@ final class CLITests: CLITestCase {
         XCTAssertEqual(configError("name: a\ntraining:\n  epochs: three\n"), "f.yaml:3: training.epochs: expected an integer, got 'three'")
         XCTAssertEqual(configError("optimizer:\n  lrr: 0.1\n"), "f.yaml:2: optimizer.lrr: unknown key (did you mean 'optimizer.lr'?)")
         XCTAssertEqual(configError("trainig:\n  epochs: 2\n"), "f.yaml:1: trainig: unknown section (did you mean 'training'?)")
-        XCTAssertEqual(configError("optimizer:\n  lr: -1\n"), "f.yaml:2: optimizer.lr: expected a number in 1e-12...100.0, got '-1'")
+        XCTAssertEqual(configError("optimizer:\n  lr: -1\n"), "f.yaml:2: optimizer.lr: expected a number in 1e-12...100.0 or 'auto', got '-1'")
         XCTAssertEqual(
             configError("guard:\n  clipper: zlcip\n"),
             "f.yaml:2: guard.clipper: expected one of none, global-norm, value, zclip, autoclip, agc, adagc, per-module, got 'zlcip'")

@@ -78,6 +78,7 @@ final class CurvatureGuardTests: XCTestCase {
         XCTAssertEqual(w.scalars[0], 0, accuracy: 1e-4)
         XCTAssertEqual(opt.paramGroups[0].lr, 0.5)
         XCTAssertTrue(first.incident!.findings[0].message.contains("use lr ≤ 0.1"), first.incident!.findings[0].message)
+        XCTAssertTrue(first.incident!.curvature?.contains("margin 2.5") ?? false, "\(first.incident!.curvature ?? "no margin history")")
         // The curvature relaxes to λ = 1 (uncapped margin 0.25, under the target): the cap holds
         // while λ = 10 is among the last three probes, then lifts ×2 per probe.
         lambda = 1

@@ -84,13 +84,16 @@ public struct Incident: Sendable, Codable {
     public var replay: String? = nil
     /// The batch's examples ranked by their gradient norm, when the data blame ran.
     public var samples: [SampleBlame]? = nil
+    /// The curvature probe's margin history at this step, when the probe runs: "λ_max rose
+    /// from 3.1 to 41 over 200 steps; at lr 0.3 the limit is 6.7 …, margin 6.1: use lr ≤ 0.045".
+    public var curvature: String? = nil
 
     public init(step: Int, findings: [Finding], taken: [TakenAction], blame: [Blame], causes: [Cause], recommendations: [String]) {
         (self.step, self.findings, self.taken, self.blame, self.causes, self.recommendations) = (step, findings, taken, blame, causes, recommendations)
         actions = taken.map(\.text)
     }
 
-    enum CodingKeys: String, CodingKey { case step, findings, taken, actions, blame, causes, recommendations, replay, samples }
+    enum CodingKeys: String, CodingKey { case step, findings, taken, actions, blame, causes, recommendations, replay, samples, curvature }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -103,6 +106,7 @@ public struct Incident: Sendable, Codable {
         recommendations = try c.decode([String].self, forKey: .recommendations)
         replay = try c.decodeIfPresent(String.self, forKey: .replay)
         samples = try c.decodeIfPresent([SampleBlame].self, forKey: .samples)
+        curvature = try c.decodeIfPresent(String.self, forKey: .curvature)
     }
 
     /// One paragraph for a terminal.
@@ -118,6 +122,7 @@ public struct Incident: Sendable, Codable {
         }
         if !actions.isEmpty { lines.append("  done: " + actions.joined(separator: "; ")) }
         for c in causes { lines.append("  cause (\(Int((c.confidence * 100).rounded())) %): \(c.kind.rawValue) — \(c.evidence)") }
+        if let curvature { lines.append("  curvature: \(curvature)") }
         for r in recommendations { lines.append("  try: \(r)") }
         if let replay { lines.append("  replay record: \(replay) (gradguard replay RUN --incident K re-runs the step)") }
         if let top = samples?.first { lines.append("  largest share of the gradient: \(top.source), \(Int((top.share * 100).rounded())) %") }

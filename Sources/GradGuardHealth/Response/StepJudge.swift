@@ -265,9 +265,14 @@ public final class StepJudge {
             updateRatios: updateRatios.values, clipping: policy.clipper != nil, largestUpdate: largestUpdate,
             startedOutOfScale: startedOutOfScale, curvature: curvatureHistory, capMargin: policy.capMargin)
         let (causes, recs) = diagnostician.diagnose(findings, context: context)
-        return Incident(
+        var incident = Incident(
             step: stats.step, findings: findings, taken: taken.isEmpty ? [.reported] : taken, blame: findings.first!.blame, causes: causes,
             recommendations: recs)
+        // Every incident of a probed run quotes the margin history.
+        if let r = curvatureHistory.last(where: { $0.lambdaMax.isFinite }) {
+            incident.curvature = Self.curvatureSentence(r, history: curvatureHistory, target: policy.capMargin)
+        }
+        return incident
     }
 
     /// The incident of a validation loss that diverged (the executor put back the best
