@@ -13,8 +13,11 @@ import GradGuard
 struct MemoryBudget {
     var parameters: Double
     var activations: Double  // floats held for one micro-batch (forward and backward)
+    /// The curvature probe's floats: its Lanczos basis (`iterations` + 1 vectors of doubles) and
+    /// four flat copies, and its batch's activations beyond a training batch's (0: no probe).
+    var probe = 0.0
 
-    var bytes: Double { 4 * (6 * parameters + activations) }
+    var bytes: Double { 4 * (6 * parameters + activations + probe) }
 
     /// This machine's physical memory in bytes.
     static var physicalMemory: Double {
@@ -37,6 +40,19 @@ struct MemoryBudget {
     static func of(
         _ c: RunConfig, vocabulary: Int = 0, targetVocabulary: Int = 0, sourceLength: Int = 0, targetLength: Int = 0,
         classes: Int = 0
+    ) -> MemoryBudget {
+        var m = model(
+            c, vocabulary: vocabulary, targetVocabulary: targetVocabulary, sourceLength: sourceLength, targetLength: targetLength, classes: classes)
+        if c.guard.curvatureEvery > 0 {
+            let perBatch = Double(c.guard.curvatureBatch) / Double(Swift.max(c.training.batchSize, 1))
+            m.probe = m.parameters * (2 * Double(c.guard.curvatureIterations + 1) + 8) + m.activations * Swift.max(0, perBatch - 1)
+        }
+        return m
+    }
+
+    /// The model's and training's part of the budget.
+    static func model(
+        _ c: RunConfig, vocabulary: Int, targetVocabulary: Int, sourceLength: Int, targetLength: Int, classes: Int
     ) -> MemoryBudget {
         let b = Double(c.training.batchSize), w = c.widthValue, layers = c.layerCount
         switch c.model.kind {
@@ -87,13 +103,16 @@ struct MemoryBudget {
                 ? "model.width \(c.widthValue), model.layers \(c.layerCount), data.inputs \(c.data.inputs), data.classes \(c.data.classes), training.batch_size \(c.training.batchSize)"
                 : "model.width \(c.widthValue), model.layers \(c.layerCount), data.sequence_length \(c.data.sequenceLength), training.batch_size \(c.training.batchSize)"
         let what =
-            24 * parameters > 4 * activations
-            ? "≈ \(FileContents.byteCount(Int(24 * parameters))) of parameters and optimizer state (\(Self.count(parameters)) parameters)"
-            : "≈ \(FileContents.byteCount(Int(4 * activations))) of activations for one batch"
+            probe > 6 * parameters + activations
+            ? "≈ \(FileContents.byteCount(Int(4 * probe))) for the curvature probe (guard.curvature.iterations \(c.guard.curvatureIterations), guard.curvature.batch \(c.guard.curvatureBatch))"
+            : 24 * parameters > 4 * activations
+                ? "≈ \(FileContents.byteCount(Int(24 * parameters))) of parameters and optimizer state (\(Self.count(parameters)) parameters)"
+                : "≈ \(FileContents.byteCount(Int(4 * activations))) of activations for one batch"
         throw ConfigError(
             source: "settings", line: nil, key: nil,
             message:
                 "\(keys) need \(what), ≈ \(FileContents.byteCount(Int(bytes))) in all, more than this machine's \(FileContents.byteCount(Int(MemoryBudget.physicalMemory))) of memory: make the model, the sequences, the images or the batch smaller"
+                + (probe > 0 ? ", or the curvature probe's iterations and batch" : "")
         )
     }
 

@@ -108,7 +108,8 @@ final class BadInputTests: CLITestCase {
             (["model.width=100000"], "of parameters and optimizer state"),
             (["model.kind=charlm", "data.kind=text", "data.sequence_length=100000"], "of activations for one batch"),
             (["model.kind=detector", "data.kind=yolo", "data.image_size=4096"], "data.image_size 4096"),
-            (["model.kind=sequence", "data.kind=adding", "data.sequence_length=100000"], "data.sequence_length 100000")
+            (["model.kind=sequence", "data.kind=adding", "data.sequence_length=100000"], "data.sequence_length 100000"),
+            (["model.width=4000", "guard.curvature.every=10", "guard.curvature.iterations=1000"], "for the curvature probe")
         ] {
             let r = try run(["train", "--name", "big"] + settings.flatMap { ["--set", $0] })
             XCTAssertEqual(r.code, 2, "\(settings): \(r.err)")
