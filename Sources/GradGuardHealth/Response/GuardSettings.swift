@@ -61,7 +61,8 @@ public struct GuardSettings: SettingSection {
             .int("guard.curvature.batch", \.curvatureBatch, in: 1...1_000_000, "examples in the curvature probe's fixed batch", resumable: true),
             .double(
                 "guard.curvature.warning", \.curvatureWarning, in: 0...1e6,
-                "report edgeOfStability when the margin η·λ_max/c is at this (1: the optimizer's stability limit) on two probes in a row, or twice this on one…", resumable: true),
+                "report edgeOfStability when the margin η·λ_max/c is at this (1: the optimizer's stability limit) on two probes in a row, or twice this on one…",
+                resumable: true),
             .double(
                 "guard.curvature.rise", \.curvatureRise, in: 1...1e6,
                 "…and this multiple of the run's median margin so far (healthy runs hover at the limit)", resumable: true),
