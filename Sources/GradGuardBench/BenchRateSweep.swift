@@ -26,10 +26,7 @@ public struct RateSweepResult: Sendable, Codable {
 extension BenchRunner {
     public static func rateSweep(_ config: BenchConfig, seed: UInt64, settings: LRFinder.Settings = LRFinder.Settings()) throws -> RateSweepResult {
         let task = try config.task(.none, seed: seed)
-        var s = settings
-        s.curvatureIterations = Swift.max(s.curvatureIterations, 0)
-        let finder = LRFinder(model: task.model, optimizer: task.optimizer, settings: s) { _, _ in Tensor(0) }
-        let result = try finder.run(probe: task.probe) { i in try task.loss(i) }
+        let result = try LRFinder(model: task.model, optimizer: task.optimizer, settings: settings).run(probe: task.probe) { i in try task.loss(i) }
         let suggestion = result.suggestion ?? config.lr
         func score(_ rate: Double) throws -> Double {
             try run(config, fault: .none, seed: seed, setting: .monitorOnly, rate: rate).score

@@ -21,9 +21,9 @@ extension Demo {
         let probeModel = mlp()
         var fs = LRFinder.Settings()
         (fs.batchSize, fs.seed, fs.end) = (64, UInt64(seed), 100)
-        let found = try LRFinder(model: probeModel, optimizer: SGD(probeModel.parameters(), lr: peak, momentum: 0.9), settings: fs) { m, b in
-            crossEntropy(probeModel(b.inputs), b.targets)
-        }.run(on: train)
+        let found = try LRFinder(model: probeModel, optimizer: SGD(probeModel.parameters(), lr: peak, momentum: 0.9), settings: fs).run(on: train) {
+            _, b in crossEntropy(probeModel(b.inputs), b.targets)
+        }
         let foundRate = found.suggestion ?? peak / 100
         print("lr-find: " + found.explanation)
 

@@ -9,7 +9,7 @@ extension RunSetup {
         var s = settings
         s.batchSize = c.training.batchSize
         s.seed = UInt64(c.seed)
-        return try LRFinder(model: model, optimizer: optimizer, settings: s, loss: loss).run(on: train)
+        return try LRFinder(model: model, optimizer: optimizer, settings: s).run(on: train, loss: loss)
     }
 
     /// `c` with `optimizer.lr: auto` replaced by the range test's suggestion (the run built

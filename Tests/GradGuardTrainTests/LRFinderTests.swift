@@ -30,7 +30,7 @@ final class LRFinderTests: XCTestCase {
         model.eval()
         var s = LRFinder.Settings()
         (s.steps, s.batchSize, s.curvatureIterations) = (40, 16, 5)
-        let result = try LRFinder(model: model, optimizer: opt, settings: s, loss: loss).run(on: data)
+        let result = try LRFinder(model: model, optimizer: opt, settings: s).run(on: data, loss: loss)
         XCTAssertGreaterThan(result.rates.count, 5)
         XCTAssertNotNil(result.curvature)
         XCTAssertEqual(model.stateDict().mapValues(\.scalars), weights, "weights and running statistics")
@@ -49,9 +49,9 @@ final class LRFinderTests: XCTestCase {
         let data = TensorDataset(inputs: x, targets: Tensor(shape: [128], scalars: (0..<128).map { Float($0 % 2) }))
         var s = LRFinder.Settings()
         (s.start, s.end, s.steps, s.curvatureIterations) = (1e-4, 1e4, 100, 10)
-        let r = try LRFinder(model: model, optimizer: SGD(model.parameters(), lr: 0.1), settings: s) { m, b in
+        let r = try LRFinder(model: model, optimizer: SGD(model.parameters(), lr: 0.1), settings: s).run(on: data) { m, b in
             crossEntropy((m as! Sequential)(b.inputs), b.targets)
-        }.run(on: data)
+        }
         XCTAssertNotNil(r.stopped)
         XCTAssertLessThan(r.rates.count, 100)
         let suggestion = try XCTUnwrap(r.suggestion)

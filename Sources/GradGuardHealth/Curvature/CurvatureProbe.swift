@@ -29,13 +29,15 @@ public struct CurvatureReading: Sendable, Codable, Equatable {
         (self.preconditioned, self.iterations, self.seconds) = (preconditioned, iterations, seconds)
     }
 
+    /// The optimizer's rule this reading was judged by.
+    public var stability: StabilityRule { StabilityRule(threshold: threshold, preconditioned: preconditioned, name: rule) }
     /// The largest curvature the rate is stable under: c/η.
-    public var limit: Double { lr > 0 ? threshold / lr : .infinity }
+    public var limit: Double { stability.limit(lr: lr) }
     /// The stability margin m = η·λ_max / c: the update is unstable along the top
     /// eigen-direction above 1.
-    public var margin: Double { lr * lambdaMax / threshold }
+    public var margin: Double { stability.margin(lambda: lambdaMax, lr: lr) }
     /// The rate at which the margin would be `m`.
-    public func rate(atMargin m: Double) -> Double { lambdaMax > 0 ? m * threshold / lambdaMax : .infinity }
+    public func rate(atMargin m: Double) -> Double { stability.rate(lambda: lambdaMax, margin: m) }
 }
 
 /// The curvature probe: every `every` steps, λ_max of the loss Hessian on a fixed probe batch
@@ -88,9 +90,6 @@ public final class CurvatureProbe {
 
     /// Whether a probe is due before applied step `step`.
     public func isDue(step: Int) -> Bool { every > 0 && step % every == 0 }
-
-    /// The newest reading.
-    public var latest: CurvatureReading? { readings.last }
 
     /// Measures λ_max at the current parameters, for `optimizer` at rate `lr` (the largest
     /// group rate the coming update uses). The parameters' current gradients (the step's)
@@ -146,9 +145,6 @@ public final class CurvatureProbe {
         if readings.count > keep { readings.removeFirst(readings.count - keep) }
         return reading
     }
-
-    /// Forgets the warm start (the weights were replaced from outside).
-    public func reset() { warmStart = nil }
 }
 
 /// A generator state shared with the probe's loss closure.

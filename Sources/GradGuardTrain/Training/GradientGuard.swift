@@ -269,11 +269,12 @@ public final class GradientGuard {
             // the cap reads the largest of the last three probes, brings the margin at the
             // uncapped rate to the policy's target at once, and lifts as the curvature relaxes
             // by at most the back-off's growth factor per probe.
-            let recent = judge.curvatureHistory.suffix(3).map(\.lambdaMax).filter(\.isFinite).max() ?? r.lambdaMax
-            let uncapped = r.margin / lrCap * Swift.max(recent, r.lambdaMax) / r.lambdaMax
+            // (The judge's history ends with this reading.)
+            let lambda = judge.curvatureHistory.suffix(3).map(\.lambdaMax).filter(\.isFinite).max() ?? r.lambdaMax
+            let uncapped = r.margin / lrCap * lambda / r.lambdaMax
             let wanted = Swift.min(1, policy.capMargin / uncapped)
             if decision.cap && wanted < lrCap {
-                taken.append(.capped(from: r.lr, rate: r.lr * wanted / lrCap, lambda: Swift.max(recent, r.lambdaMax), margin: policy.capMargin, scale: wanted))
+                taken.append(.capped(from: r.lr, rate: r.lr * wanted / lrCap, lambda: lambda, margin: policy.capMargin, scale: wanted))
                 lrCap = wanted
             } else if lrCap < 1 {
                 lrCap = Swift.min(wanted, lrCap * policy.growFactor)

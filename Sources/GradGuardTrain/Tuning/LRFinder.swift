@@ -46,20 +46,20 @@ public struct LRFinder {
 
     public let model: Module
     public let optimizer: any Optimizer
-    public let loss: (Module, Batch) -> Tensor
     public var settings: Settings
 
-    public init(model: Module, optimizer: any Optimizer, settings: Settings = Settings(), loss: @escaping (Module, Batch) -> Tensor) {
-        (self.model, self.optimizer, self.settings, self.loss) = (model, optimizer, settings, loss)
+    public init(model: Module, optimizer: any Optimizer, settings: Settings = Settings()) {
+        (self.model, self.optimizer, self.settings) = (model, optimizer, settings)
     }
 
-    /// Sweeps on batches of `data` (shuffled with `settings.seed`, epoch after epoch as needed).
-    public func run(on data: any Dataset) throws -> LRFindResult {
+    /// Sweeps on batches of `data` (shuffled with `settings.seed`, epoch after epoch as needed)
+    /// with the training loss `loss` of a batch.
+    public func run(on data: any Dataset, loss: @escaping (Module, Batch) -> Tensor) throws -> LRFindResult {
         let loader = DataLoader(
             data, batchSize: Swift.min(settings.batchSize, Swift.max(data.count, 1)), shuffle: true, dropLast: false, seed: settings.seed)
         var epoch = 0
         var batches = loader.batches(epoch: 0)
-        let model = self.model, loss = self.loss
+        let model = self.model
         func next() throws -> Batch {
             if let (_, b) = try batches.nextBatch() { return b }
             epoch += 1
@@ -134,7 +134,8 @@ public struct LRFinder {
             l.backward()
             optimizer.step()
         }
-        let limit = reading.map { $0.threshold / $0.lambdaMax }.flatMap { $0.isFinite && $0 > 0 ? $0 : nil }
+        // The rate whose margin is 1 (the reading was taken at rate 1).
+        let limit = reading.map { $0.rate(atMargin: 1) }.flatMap { $0.isFinite && $0 > 0 ? $0 : nil }
         return LRFindResult(
             rates: rates, losses: losses, smoothed: smoothed, rule: s.rule, stopped: stop, curvature: reading, curvatureLimit: limit)
     }
