@@ -50,6 +50,38 @@ public final class Conv2d: Module, UnaryLayer {
     }
 }
 
+/// 1-D convolution over `[batch, channels, length]` input, as `torch.nn.Conv1d`: `weight`
+/// is `[outChannels, inChannels/groups, kernelSize]`, `bias` `[outChannels]`, the output
+/// length `(length + 2·padding − dilation·(kernelSize − 1) − 1) / stride + 1`.
+///
+/// Default initialisation (PyTorch's): weight and bias from U(−1/√fan-in, 1/√fan-in),
+/// fan-in = inChannels/groups · kernelSize. Runs as a 2-D convolution of height 1.
+public final class Conv1d: Module, UnaryLayer {
+    public var weight: Tensor
+    public var bias: Tensor?
+    public let stride: Int, padding: Int, dilation: Int, groups: Int
+
+    public init(
+        inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, dilation: Int = 1,
+        groups: Int = 1, bias: Bool = true, weightInit: Initializer? = nil, biasInit: Initializer? = nil
+    ) {
+        require(
+            inChannels % groups == 0 && outChannels % groups == 0,
+            "Conv1d: channels \(inChannels)→\(outChannels) do not divide into \(groups) groups")
+        let shape = [outChannels, inChannels / groups, kernelSize]
+        let bound = 1 / Float(Init.fanIn(shape)).squareRoot()
+        let fallback = Initializer.uniform(low: -bound, high: bound)
+        weight = (weightInit ?? fallback).make(shape)
+        self.bias = bias ? (biasInit ?? fallback).make([outChannels]) : nil
+        (self.stride, self.padding, self.dilation, self.groups) = (stride, padding, dilation, groups)
+        super.init()
+    }
+
+    public func forward(_ x: Tensor) -> Tensor {
+        x.conv1d(weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    }
+}
+
 /// `torch.nn.MaxPool2d` (floor mode).
 public final class MaxPool2d: Module, UnaryLayer {
     public let kernelSize: (Int, Int), stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int)

@@ -128,14 +128,21 @@ public final class Dropout: Module, UnaryLayer {
 
     public func forward(_ x: Tensor) -> Tensor {
         guard training, p > 0 else { return x }
+        if generator != nil { return Self.apply(x, p: p, generator: &generator!) }
+        return DefaultGenerator.with { Self.apply(x, p: p, generator: &$0) }
+    }
+
+    /// `x` with each value zeroed with probability `p` and the rest scaled by 1/(1−p), the
+    /// mask drawn from the default generator (dropout inside a layer, as attention weights').
+    public static func apply(_ x: Tensor, p: Float) -> Tensor {
+        DefaultGenerator.with { apply(x, p: p, generator: &$0) }
+    }
+
+    static func apply(_ x: Tensor, p: Float, generator g: inout RandomGenerator) -> Tensor {
         if p == 1 { return x * 0 }
         let keep = 1 - p
         let scale = 1 / keep
-        func draw(_ g: inout RandomGenerator) -> [Float] {
-            (0..<x.count).map { _ in g.nextUniform() < Double(keep) ? scale : 0 }
-        }
-        let values: [Float]
-        if generator != nil { values = draw(&generator!) } else { values = DefaultGenerator.with(draw) }
+        let values = (0..<x.count).map { _ in g.nextUniform() < Double(keep) ? scale : 0 }
         return x * Tensor(shape: x.shape, scalars: values)
     }
 }

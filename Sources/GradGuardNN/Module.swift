@@ -27,19 +27,46 @@ public struct Buffer {
     }
 }
 
+/// A tensor the module uses but neither trains nor saves: a fixed mask, a table of
+/// positions, a scale. It never appears in `parameters()`, `stateDict()` or
+/// `namedBuffers()` (PyTorch's `register_buffer(…, persistent: False)`).
+///
+/// ```swift
+/// @Constant var causalMask: Tensor
+/// ```
+@propertyWrapper
+public struct Constant {
+    public var wrappedValue: Tensor
+    public init(wrappedValue: Tensor) { self.wrappedValue = wrappedValue }
+}
+
 /// The base of every layer and model.
 ///
-/// Parameters, buffers and sub-modules are found from stored properties: a `Tensor`
-/// property is a parameter, a `@Buffer` property a buffer, a `Module` (or array of
-/// modules) a child. Names follow PyTorch: dotted paths such as `encoder.fc.bias` and
-/// `0.weight` for array elements. A property can carry another key with
-/// `@ParameterInfo(key:)`.
+/// Parameters, buffers and sub-modules are found from stored properties, as MLX Swift
+/// finds them:
+///
+/// | stored property | becomes |
+/// |---|---|
+/// | `Tensor`, `Tensor?`, `[Tensor]`, `[String: Tensor]` | parameters (trained, saved, guarded) |
+/// | `@ParameterInfo(key:) var w: Tensor` | a parameter saved under another key |
+/// | `@Buffer var stat: Tensor` | a buffer (saved, not trained) |
+/// | `@Constant var mask: Tensor` | nothing (neither trained nor saved) |
+/// | `Module`, `Module?`, `[Module]`, `[String: Module]` | children, named `child.weight`, `layers.0.weight`, `heads.key.weight` |
+///
+/// Anything else that holds a module or a tensor — a tuple, a `lazy var`, a nested array, a
+/// struct, a set — is not seen: it would be neither trained nor saved nor guarded. Such a
+/// property is reported once per model class and property, naming it
+/// (`Module.discoveryWarnings`), as is a plain `Tensor` property that does not require
+/// gradients (declare it `@Buffer` or `@Constant`, or `freeze()` the module). A container
+/// whose children live elsewhere overrides `namedChildren()` (as `Sequential` does).
 open class Module {
     /// Training mode (dropout active, batch statistics used) or evaluation mode.
     public private(set) var training = true
     /// The dotted name of this module inside the model it was last run or named from
     /// (`""` for the root). Ops recorded while it runs carry this name.
     public internal(set) var path: String?
+    /// Whether `freeze()` stopped this module's own parameters from training.
+    public private(set) var frozen = false
 
     public init() {}
 
@@ -53,6 +80,9 @@ open class Module {
                 out.append((label, m))
             } else if let ms = value as? [Module] {
                 for (i, m) in ms.enumerated() { out.append(("\(label).\(i)", m)) }
+            } else if let ms = value as? [String: Module] {
+                // Sorted keys: a dictionary has no order of its own, and names must be stable.
+                for key in ms.keys.sorted() { out.append(("\(label).\(key)", ms[key]!)) }
             }
         }
         return out
@@ -68,6 +98,8 @@ open class Module {
                 out.append((label, t))
             } else if let ts = value as? [Tensor] {
                 for (i, t) in ts.enumerated() { out.append(("\(label).\(i)", t)) }
+            } else if let ts = value as? [String: Tensor] {
+                for key in ts.keys.sorted() { out.append(("\(label).\(key)", ts[key]!)) }
             }
         }
         return out
@@ -84,13 +116,7 @@ open class Module {
     /// the underscore of property wrappers removed.
     static func storedProperties(of object: Module) -> [(String, Any)] {
         var out: [(String, Any)] = []
-        var mirror: Mirror? = Mirror(reflecting: object)
-        var chain: [Mirror] = []
-        while let m = mirror, m.subjectType != Module.self {
-            chain.append(m)
-            mirror = m.superclassMirror
-        }
-        for m in chain.reversed() {
+        for m in mirrors(of: object) {
             for child in m.children {
                 guard var label = child.label else { continue }
                 if label.hasPrefix("_") { label.removeFirst() }
@@ -98,6 +124,87 @@ open class Module {
             }
         }
         return out
+    }
+
+    /// The mirrors of `object`'s class chain below `Module`, base class first.
+    static func mirrors(of object: Module) -> [Mirror] {
+        var mirror: Mirror? = Mirror(reflecting: object)
+        var chain: [Mirror] = []
+        while let m = mirror, m.subjectType != Module.self {
+            chain.append(m)
+            mirror = m.superclassMirror
+        }
+        return chain.reversed()
+    }
+
+    /// The stored properties of this module (not its children) that hold modules or tensors
+    /// discovery cannot see, and plain `Tensor` properties that do not require gradients,
+    /// each with what to do about it. Empty for a module whose state is all found.
+    public func undiscoveredProperties() -> [DiscoveryWarning] {
+        var out: [DiscoveryWarning] = []
+        let type = String(describing: Swift.type(of: self))
+        for m in Module.mirrors(of: self) {
+            for child in m.children {
+                guard let raw = child.label else { continue }
+                if raw.hasPrefix("$__lazy_storage_$_") {
+                    let name = String(raw.dropFirst("$__lazy_storage_$_".count))
+                    if Discovery.lazyHoldsState(child.value) {
+                        out.append(DiscoveryWarning(type: type, property: name, problem: .lazy))
+                    }
+                    continue
+                }
+                let name = raw.hasPrefix("_") ? String(raw.dropFirst()) : raw
+                let value = child.value
+                if value is ParameterInfo || value is Buffer || value is Constant || value is Module || value is [Module] || value is [String: Module]
+                    || value is [String: Tensor]
+                {
+                    continue
+                }
+                if let t = value as? Tensor {
+                    if !t.requiresGrad && !frozen { out.append(DiscoveryWarning(type: type, property: name, problem: .constantTensor)) }
+                    continue
+                }
+                if let ts = value as? [Tensor] {
+                    if !frozen && ts.contains(where: { !$0.requiresGrad }) {
+                        out.append(DiscoveryWarning(type: type, property: name, problem: .constantTensor))
+                    }
+                    continue
+                }
+                if Discovery.holdsState(value, depth: 0) {
+                    out.append(DiscoveryWarning(type: type, property: name, problem: .hidden(Discovery.shape(of: value))))
+                }
+            }
+        }
+        return out
+    }
+
+    /// Reports every undiscovered property of this tree once per class and property through
+    /// `Module.discoveryWarningHandler` (standard error by default).
+    func reportUndiscovered() {
+        for (_, m) in namedModules() {
+            for w in m.undiscoveredProperties() where Discovery.firstTime(w) { Module.discoveryWarningHandler(w) }
+        }
+    }
+
+    /// Where discovery warnings go (standard error by default); set it to collect them, or
+    /// to `{ _ in }` to silence them.
+    nonisolated(unsafe) public static var discoveryWarningHandler: (DiscoveryWarning) -> Void = { w in
+        Discovery.printToStandardError("gradguard: warning: " + w.description + "\n")
+    }
+
+    /// Stops this module's parameters (and its children's) from training: `requiresGrad`
+    /// becomes false, they stay in `parameters()` and `stateDict()`, optimizers pass them
+    /// by (PyTorch's `requires_grad_(False)` on each). `unfreeze()` undoes it.
+    public func freeze() { setFrozen(true) }
+
+    /// Lets a frozen module's parameters train again.
+    public func unfreeze() { setFrozen(false) }
+
+    func setFrozen(_ value: Bool) {
+        for (_, m) in namedModules() {
+            m.frozen = value
+            for (_, t) in m.localParameters() { t.requiresGrad = !value }
+        }
     }
 
     // MARK: Traversal
@@ -131,6 +238,7 @@ open class Module {
     /// Names every module of this tree with its dotted path (the root gets `""`) and
     /// labels parameters with their names. Called automatically on first use.
     public func assignNames() {
+        reportUndiscovered()
         for (name, m) in namedModules() {
             m.path = name
             for (pname, t) in m.localParameters() { t.name = name.isEmpty ? pname : "\(name).\(pname)" }

@@ -282,6 +282,11 @@ public final class LayerNorm: Module, UnaryLayer {
         super.init()
     }
 
+    /// Normalises over the last dimension, of size `size` (`nn.LayerNorm(size)`).
+    public convenience init(_ size: Int, eps: Float = 1e-5, elementwiseAffine: Bool = true) {
+        self.init([size], eps: eps, elementwiseAffine: elementwiseAffine)
+    }
+
     public func forward(_ x: Tensor) -> Tensor {
         require(
             Array(x.shape.suffix(normalizedShape.count)) == normalizedShape,

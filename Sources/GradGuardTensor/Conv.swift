@@ -228,3 +228,14 @@ func col2im(
     var cw = win.c
     gg_col2im(cols, dx, h, w, channels, &cw, oh, ow, Kernels.level.cValue)
 }
+
+extension Tensor {
+    /// 1-D convolution of `[batch, channels, length]` by `weight` `[out, channels/groups, k]`,
+    /// as `torch.nn.functional.conv1d`: a 2-D convolution of height 1.
+    public func conv1d(weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0, dilation: Int = 1, groups: Int = 1) -> Tensor {
+        require(rank == 3 && weight.rank == 3, "conv1d: input \(shape) and weight \(weight.shape) must be 3-D")
+        let y = unsqueezed(2).conv2d(
+            weight: weight.unsqueezed(2), bias: bias, stride: (1, stride), padding: (0, padding), dilation: (1, dilation), groups: groups)
+        return y.squeezed(2)
+    }
+}

@@ -84,7 +84,7 @@ public struct LRFinder {
         let random = DefaultGenerator.with { $0.state }
         let wasTraining = model.training
         defer {
-            try? model.load(stateDict: weights)
+            _ = try? model.load(stateDict: weights)
             optimizer.state = optimizerState
             optimizer.paramGroups = groups
             for (p, g) in zip(optimizer.parameters, grads) { p.grad = g }
