@@ -10,14 +10,14 @@ extension Trainer {
     public convenience init<W: Workload>(
         _ workload: W, optimizer: any Optimizer, scheduler: LRScheduler? = nil,
         policy: GuardPolicy = GuardPolicy(), monitor: HealthMonitor = HealthMonitor(),
-        config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil, runLock: RunLock? = nil,
+        config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil, ifExists: ExistingRun = .refuse, runLock: RunLock? = nil,
         communicator: (any Communicator)? = nil, bucketBytes: Int = 25 << 20
     ) throws {
         let model = workload.model
         try self.init(
             model: model, optimizer: optimizer, scheduler: scheduler, policy: policy, monitor: monitor, config: config,
-            runDirectory: runDirectory, runLock: runLock, communicator: communicator, bucketBytes: bucketBytes,
-            evaluate: { _, batch in workload.metrics(model, batch) },
+            runDirectory: runDirectory, ifExists: ifExists, runLock: runLock, communicator: communicator, bucketBytes: bucketBytes,
+            moduleParts: workload.moduleParts, evaluate: { _, batch in workload.metrics(model, batch) },
             evaluateDataset: workload.evaluatesWholeDataset ? { _, data in try workload.datasetMetrics(model, data) } : nil,
             loss: { _, batch in workload.loss(model, batch) })
     }

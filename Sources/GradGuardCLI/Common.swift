@@ -59,17 +59,21 @@ func fail(_ message: String, code: Int32) -> ExitCode {
     return ExitCode(code)
 }
 
-/// Whether `path` is a run directory (a directory with config.yaml).
+/// Whether `path` is a run directory: one with the config.yaml of `gradguard train`, or the
+/// run.json every run has (a run trained from Swift has only that).
 func isRunDirectory(_ path: String) -> Bool {
     var isDir: ObjCBool = false
-    return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
-        && FileManager.default.fileExists(atPath: path + "/config.yaml")
+    let fm = FileManager.default
+    return fm.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
+        && (fm.fileExists(atPath: path + "/config.yaml") || fm.fileExists(atPath: path + "/" + RunDescription.fileName))
 }
 
 /// The directory of a run given by name or path.
 func runDirectory(_ run: String, runsDirectory: String = "runs") throws -> String {
     for candidate in [run, runsDirectory + "/" + run] where isRunDirectory(candidate) { return candidate }
-    throw fail("no run '\(run)': expected a directory with config.yaml (looked in ./\(run) and \(runsDirectory)/\(run))", code: Exit.missing)
+    throw fail(
+        "no run '\(run)': expected a directory with config.yaml or \(RunDescription.fileName) (looked in ./\(run) and \(runsDirectory)/\(run))",
+        code: Exit.missing)
 }
 
 /// Live progress: one rewritten line on a terminal, plain periodic lines otherwise,
@@ -172,19 +176,18 @@ func runTraining(_ trainer: Trainer, workload: RunSetup, config: RunConfig, dire
                     + shown + (lines.count > 10 ? "  …\n" : "")).utf8))
     }
     do {
+        // The trainer writes report.html when the run ends, and when it halts.
         let result = try trainer.fit(train: workload.train, validation: workload.validation)
         progress.finish()
         guard recording else { return }
-        let report = try RunReport.write(runDirectory: directory, moduleParts: config.model.kind.moduleParts)
         if !quiet && !json {
-            print("\(result.steps) steps, \(result.incidents) incidents, \(result.skippedSteps) skipped; report: \(report)")
+            print("\(result.steps) steps, \(result.incidents) incidents, \(result.skippedSteps) skipped; report: \(trainer.reportPath ?? "(none)")")
         }
     } catch let d as TrainingDiverged {
         progress.finish()
         // Every rank took the same decisions: each halts here, rank 0 says why.
         guard recording else { throw ExitCode(Exit.diverged) }
-        let report = try? RunReport.write(runDirectory: directory, moduleParts: config.model.kind.moduleParts)
-        FileHandle.standardError.write(Data("\(d.description)\nreport: \(report ?? "(not written)")\n".utf8))
+        FileHandle.standardError.write(Data("\(d.description)\nreport: \(trainer.reportPath ?? "(not written)")\n".utf8))
         throw ExitCode(Exit.diverged)
     }
 }

@@ -12,6 +12,7 @@ struct Resume: ParsableCommand {
 
     func run() throws {
         let dir = try runDirectory(runName)
+        try requireCommandLineRun(dir, runName, command: "resume")
         for note in RunRecords.tornRecords(in: dir) { FileHandle.standardError.write(Data("gradguard: \(note); resuming cuts it off\n".utf8)) }
         var c: RunConfig
         do {

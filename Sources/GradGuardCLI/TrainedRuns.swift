@@ -17,6 +17,7 @@ func workload(_ c: RunConfig, runDirectory: String?) throws -> RunSetup {
 func runConfig(_ runName: String, kind: ModelKind?, command: String) throws -> (directory: String, config: RunConfig) {
     let dir = try runDirectory(runName)
     var c: RunConfig
+    try requireCommandLineRun(dir, runName, command: command)
     do { c = try RunConfig.load(path: dir + "/config.yaml") } catch let e as ConfigError {
         throw fail(e.description, code: e.unreadable ? Exit.missing : Exit.usage)
     }
@@ -52,4 +53,18 @@ func trainedModel(_ runName: String, kind: ModelKind, command: String) throws ->
     let t = try TrainedModel(c, runDirectory: dir)
     _ = try loadNewestWeights(t.model, runDirectory: dir)
     return (c, t)
+}
+
+/// Refuses, with a sentence, a run trained from Swift (no config.yaml) for a command that
+/// rebuilds the run's model from its config.yaml.
+func requireCommandLineRun(_ dir: String, _ runName: String, command: String) throws {
+    if !FileManager.default.fileExists(atPath: dir + "/config.yaml") {
+        // A run trained from Swift: its model is the user's code, which the command line cannot rebuild.
+        let model = (try? RunDescription.read(in: dir))?.map { " (model \($0.model))" } ?? ""
+        throw fail(
+            "run \(runName) was trained from Swift\(model): `gradguard \(command)` rebuilds a run's model from the config.yaml that "
+                + "`gradguard train` writes, and this run has none. Use the API instead (Trainer.resume(), Trainer.runEvaluation, "
+                + "CheckpointStore(directory:).loadLatest()); diagnose, report, compare and inspect read any run",
+            code: Exit.usage)
+    }
 }

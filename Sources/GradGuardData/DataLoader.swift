@@ -148,8 +148,18 @@ public final class DataLoader {
         BatchIterator(loader: self, epoch: epoch, order: shard(epoch: epoch), next: start)
     }
 
-    /// A pass over one epoch's batches.
-    public final class BatchIterator: IteratorProtocol, Sequence {
+    /// A pass over one epoch's batches. A dataset's error is never swallowed: read it with
+    /// `nextBatch()` (which throws), `forEach` (which rethrows), or `for try await` (an
+    /// `AsyncSequence`, whose iteration throws):
+    ///
+    /// ```swift
+    /// let batches = loader.batches(epoch: 0)
+    /// while let (_, batch) = try batches.nextBatch() { … }
+    /// try loader.batches(epoch: 1).forEach { batch in … }
+    /// for try await batch in loader.batches(epoch: 2) { … }
+    /// ```
+    public final class BatchIterator: AsyncSequence, AsyncIteratorProtocol {
+        public typealias Element = Batch
         let loader: DataLoader
         let epoch: Int
         let order: [Int]
@@ -197,7 +207,16 @@ public final class DataLoader {
             return (b, batch)
         }
 
-        /// Batches as a sequence (an error ends the iteration; use `nextBatch()` to see it).
-        public func next() -> (index: Int, batch: Batch)? { try? nextBatch() }
+        /// Calls `body` with every remaining batch of the epoch; throws the first error of the
+        /// dataset or of `body`.
+        public func forEach(_ body: (Batch) throws -> Void) throws {
+            while let (_, batch) = try nextBatch() { try body(batch) }
+        }
+
+        /// The next batch, for `for try await batch in loader.batches(epoch:)`; throws what the
+        /// dataset threw.
+        public func next() async throws -> Batch? { try nextBatch()?.batch }
+
+        public func makeAsyncIterator() -> BatchIterator { self }
     }
 }

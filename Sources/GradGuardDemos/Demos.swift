@@ -160,25 +160,14 @@ public struct Demo: Sendable {
         c.evalEvery = Swift.max(5, steps / 10)
         c.checkpointEvery = steps
         // An earlier run of the demo is replaced; any other folder of that name is left whole.
-        let fm = FileManager.default
-        if fm.fileExists(atPath: dir) {
-            let entries = (try? fm.contentsOfDirectory(atPath: dir)) ?? []
-            guard RunMarker.isMarked(dir) || entries.isEmpty else {
-                throw DemoError.usage(
-                    "\(dir) exists and is not a run GradGuard made: the demo replaces only its own runs; choose another --runs-directory")
-            }
-            do { try fm.removeItem(atPath: dir) } catch {
-                throw FileError.cannotWrite(path: dir, reason: "cannot remove: " + AtomicFile.reason(error))
-            }
+        let lock: RunLock
+        do { lock = try RunDirectoryError.claim(dir, ifExists: .overwrite) } catch RunDirectoryError.notARun {
+            throw DemoError.usage("\(dir) exists and is not a run GradGuard made: the demo replaces only its own runs; choose another --runs-directory")
         }
-        do { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-            throw FileError.cannotWrite(path: dir, reason: AtomicFile.reason(error))
-        }
-        try RunMarker.write(in: dir)
         try AtomicFile.write(Data(config.utf8), to: dir + "/config.yaml")
         let trainer = try Trainer(
-            model: model, optimizer: opt, scheduler: scheduler, policy: policy, monitor: monitor, config: c, runDirectory: dir,
-            evaluateDataset: evaluate, loss: loss)
+            model: model, optimizer: opt, scheduler: scheduler, policy: policy, monitor: monitor, config: c, runDirectory: dir, runLock: lock,
+            moduleParts: moduleParts, evaluateDataset: evaluate, loss: loss)
         var norms: [Double] = []
         trainer.callbacks.afterStep = { r, _ in
             norms.append(Double(r.gradNorm))
@@ -189,7 +178,6 @@ public struct Demo: Sendable {
             let result = try trainer.fit(train: train, validation: validation)
             diverged = !(result.lastLoss.map { $0.isFinite } ?? true)
         } catch is TrainingDiverged { diverged = true }
-        _ = try? RunReport.write(runDirectory: dir, moduleParts: moduleParts)
         return (trainer, diverged, norms)
     }
 

@@ -14,14 +14,14 @@ final class TrainerTests: TemporaryDirectoryTestCase {
         return TensorDataset(inputs: Tensor(shape: [n, 6], scalars: x), targets: Tensor(shape: [n], scalars: labels))
     }
 
-    func makeTrainer(_ config: TrainerConfig, run: String? = nil, seed: UInt64 = 1) throws -> Trainer {
+    func makeTrainer(_ config: TrainerConfig, run: String? = nil, seed: UInt64 = 1, ifExists: ExistingRun = .refuse) throws -> Trainer {
         DefaultGenerator.seed(seed)
         let model = Sequential(Linear(inputSize: 6, outputSize: 16), Tanh(), Dropout(p: 0.1), Linear(inputSize: 16, outputSize: 4))
         let opt = Adam(model.parameters(), lr: 0.01)
         let sched = LRScheduler(opt, CosineAnnealingLR(tMax: 40))
         return try Trainer(
             model: model, optimizer: opt, scheduler: sched, policy: GuardPolicy(clipper: ZClip()), config: config,
-            runDirectory: run
+            runDirectory: run, ifExists: ifExists
         ) { model, batch in
             crossEntropy((model as! Sequential)(batch.inputs), batch.targets)
         }
@@ -134,7 +134,7 @@ final class TrainerTests: TemporaryDirectoryTestCase {
         var stopped = config()
         stopped.maxSteps = 7
         try makeTrainer(stopped, run: tmp + "/b").fit(train: data(96, seed: 3), validation: data(32, seed: 5))
-        let resumed = try makeTrainer(config(), run: tmp + "/b", seed: 99)
+        let resumed = try makeTrainer(config(), run: tmp + "/b", seed: 99, ifExists: .resume)
         try resumed.resume()
         XCTAssertEqual(resumed.guardian.step, 7)
         try resumed.fit(train: data(96, seed: 3), validation: data(32, seed: 5))
@@ -148,7 +148,7 @@ final class TrainerTests: TemporaryDirectoryTestCase {
         var c = config()
         c.curvature = TrainerConfig.CurvatureProbeConfig(every: 2, iterations: 4, batch: 16)
         func trainer(_ c: TrainerConfig, _ run: String, seed: UInt64 = 1) throws -> Trainer {
-            let t = try makeTrainer(c, run: run, seed: seed)
+            let t = try makeTrainer(c, run: run, seed: seed, ifExists: .resume)
             t.guardian.policy.actions[.edgeOfStability] = [.cap]
             t.guardian.policy.curvatureWarning = 0.01  // warn and cap often
             t.guardian.policy.curvatureRise = 1
@@ -176,7 +176,7 @@ final class TrainerTests: TemporaryDirectoryTestCase {
             let t = try makeTrainer(c, run: tmp + "/c")
             try t.fit(train: data(96, seed: 3))
             // While it lives, the run is locked: a second trainer on it is refused.
-            XCTAssertThrowsError(try makeTrainer(c, run: tmp + "/c")) { XCTAssertTrue($0 is RunInUse, "\($0)") }
+            XCTAssertThrowsError(try makeTrainer(c, run: tmp + "/c", ifExists: .resume)) { XCTAssertTrue($0 is RunInUse, "\($0)") }
         }
         let store = CheckpointStore(directory: tmp + "/c/checkpoints")
         let list = store.list()
@@ -186,7 +186,7 @@ final class TrainerTests: TemporaryDirectoryTestCase {
         var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
         bytes[bytes.count - 3] ^= 0x40
         try bytes.write(to: URL(fileURLWithPath: file))
-        let resumed = try makeTrainer(c, run: tmp + "/c", seed: 5)
+        let resumed = try makeTrainer(c, run: tmp + "/c", seed: 5, ifExists: .resume)
         try resumed.resume()
         XCTAssertEqual(resumed.guardian.step, 16)
         XCTAssertEqual(resumed.skippedCheckpoints.count, 1)
@@ -269,9 +269,42 @@ final class TrainerTests: TemporaryDirectoryTestCase {
         for prefetch in [false, true] {
             let r = Recorder()
             let loader = DataLoader(r, batchSize: 2, prefetch: prefetch)
-            for _ in loader.batches(epoch: 3) {}
+            try loader.batches(epoch: 3).forEach { _ in }
             XCTAssertEqual(r.epochs, [3, 3, 3])
         }
         XCTAssertEqual(try TensorDataset(inputs: Tensor.ones([2, 1]), targets: Tensor.ones([2])).batch([1], epoch: 5).indices, [1])
+    }
+}
+
+/// Iterating a loader never swallows a dataset's error.
+final class LoaderIterationTests: XCTestCase {
+    struct Broken: Error, Equatable {}
+
+    /// Fails on the batch holding example 5.
+    struct Flaky: Dataset {
+        var count: Int { 8 }
+        func batch(_ indices: [Int]) throws -> Batch {
+            if indices.contains(5) { throw Broken() }
+            return Batch(inputs: Tensor(shape: [indices.count], scalars: indices.map(Float.init)), targets: Tensor.zeros([indices.count]), indices: indices)
+        }
+    }
+
+    func testEveryWayOfIteratingThrowsTheDatasetsError() async throws {
+        for prefetch in [false, true] {
+            let loader = DataLoader(Flaky(), batchSize: 2, shuffle: false, prefetch: prefetch)
+            var seen = 0
+            XCTAssertThrowsError(try loader.batches(epoch: 0).forEach { _ in seen += 1 }) { XCTAssertEqual($0 as? Broken, Broken()) }
+            XCTAssertEqual(seen, 2, "the batches before the broken one")
+            seen = 0
+            do {
+                for try await _ in loader.batches(epoch: 0) { seen += 1 }
+                XCTFail("the broken batch was passed over")
+            } catch { XCTAssertEqual(error as? Broken, Broken()) }
+            XCTAssertEqual(seen, 2)
+            let batches = loader.batches(epoch: 0)
+            _ = try batches.nextBatch()
+            _ = try batches.nextBatch()
+            XCTAssertThrowsError(try batches.nextBatch())
+        }
     }
 }

@@ -39,7 +39,7 @@ final class WeightEMATests: TemporaryDirectoryTestCase {
             var c = TrainerConfig()
             (c.epochs, c.batchSize, c.seed) = (2, 8, 1)
             c.weightAverage = TrainerConfig.WeightAverage(decay: 0.99, tau: 5)
-            let t = try Trainer(model: model, optimizer: SGD(model.parameters(), lr: 0.1), config: c, runDirectory: tmp + "/run") { m, b in
+            let t = try Trainer(model: model, optimizer: SGD(model.parameters(), lr: 0.1), config: c, runDirectory: tmp + "/run", ifExists: .resume) { m, b in
                 crossEntropy((m as! Sequential)(b.inputs), b.targets)
             }
             return t

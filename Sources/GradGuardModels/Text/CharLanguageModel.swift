@@ -56,22 +56,7 @@ public final class CharLanguageModel: Module, UnaryLayer {
             let step = inferring { forward(Tensor(shape: [1, pending.count], scalars: pending.map(Float.init)), state: state) }
             state = step.state
             let last = Array(step.logits.scalars.suffix(vocabularySize)).map(Double.init)
-            var order = Array(0..<vocabularySize).sorted { last[$0] > last[$1] }
-            if temperature <= 0 {
-                ids.append(order[0])
-                pending = [order[0]]
-                emit?(order[0])
-                continue
-            }
-            if let topK { order = Array(order.prefix(Swift.max(1, topK))) }
-            let m = order.map { last[$0] }.max()!
-            let weights = order.map { Foundation.exp((last[$0] - m) / temperature) }
-            var r = g.nextUniform() * weights.reduce(0, +)
-            var pick = order.last!
-            for (i, w) in zip(order, weights) {
-                r -= w
-                if r <= 0 { pick = i; break }
-            }
+            let pick = CharSampling.draw(last, temperature: temperature, topK: topK, generator: &g)
             ids.append(pick)
             pending = [pick]
             emit?(pick)

@@ -37,6 +37,8 @@ public struct DetectionWorkload: Workload {
 
     public let config: DetectionDataConfig
     public let model: YOLODetector
+    /// The report's parts: backbone, neck, head.
+    public var moduleParts: (any ModuleParts)? { DetectorParts() }
     public let train: any Dataset
     public let validation: (any Dataset)?
     public let criterion: YOLOLoss

@@ -1,6 +1,7 @@
 import Foundation
 import GradGuardData
 import GradGuardNN
+import GradGuardOptim
 import GradGuardTensor
 
 /// A character language model on a text: windows of `sequenceLength` characters with the
@@ -47,6 +48,56 @@ public struct CharLanguageModelling: Workload {
     public func metrics(_ model: CharLanguageModel, _ batch: Batch) -> [String: Double] {
         let l = Double(model.loss(batch.inputs, batch.targets).item)
         return ["loss": l, "bits_per_char": l / Foundation.log(2.0)]
+    }
+}
+
+/// A character language model with a decoder-only transformer (`CharTransformer`) on the
+/// same windows of text as `CharLanguageModelling`: loss cross-entropy (plus the z-loss when
+/// weighted), metrics loss and bits per character.
+public struct CharTransformerModelling: Workload {
+    public struct Settings: Sendable, Equatable {
+        /// Characters per window, and the model's context.
+        public var sequenceLength = 64
+        public var width = 64
+        public var heads = 4
+        public var layers = 2
+        public var dropout = 0.0
+        public var qkNorm = false
+        /// Weight of PaLM's z-loss on the logits (0: none).
+        public var zLoss = 0.0
+        public init() {}
+    }
+
+    public let corpus: CharCorpus
+    public let zLossWeight: Float
+    public let model: CharTransformer
+    public let train: any Dataset
+    public let validation: (any Dataset)?
+
+    public init(corpus: CharCorpus, source: String = "text", settings s: Settings = Settings()) throws {
+        self.corpus = corpus
+        zLossWeight = Float(s.zLoss)
+        let data = try corpus.datasets(length: s.sequenceLength, source: source)
+        (train, validation) = (data.train, data.validation)
+        model = CharTransformer(
+            vocabularySize: corpus.vocabulary.count, width: s.width, heads: s.heads, layers: s.layers, context: s.sequenceLength,
+            dropout: Float(s.dropout), qkNorm: s.qkNorm)
+    }
+
+    public func loss(_ model: CharTransformer, _ batch: Batch) -> Tensor { model.loss(batch.inputs, batch.targets, zLossWeight: zLossWeight) }
+
+    /// Loss and bits per character of the cross-entropy alone (without the z-loss).
+    public func metrics(_ model: CharTransformer, _ batch: Batch) -> [String: Double] {
+        let l = Double(model.loss(batch.inputs, batch.targets, zLossWeight: 0).item)
+        return ["loss": l, "bits_per_char": l / Foundation.log(2.0)]
+    }
+
+    /// Weight decay on the matrices only (GPT-2's groups): embeddings, biases and norms are not decayed.
+    public func parameterGroups(weightDecay: Double) -> [ParamGroup] {
+        let named = model.namedParameters()
+        let decayed = named.filter { $0.tensor.rank >= 2 && !$0.name.hasPrefix("token.") && !$0.name.hasPrefix("position.") }.map(\.tensor)
+        let rest = named.filter { p in !decayed.contains { $0 === p.tensor } }.map(\.tensor)
+        return [ParamGroup(params: decayed, options: ["weight_decay": weightDecay]), ParamGroup(params: rest, options: ["weight_decay": 0])]
     }
 }
 

@@ -28,6 +28,8 @@ public protocol Workload {
     /// treats some differently), and for a warm-up the starting rate of some groups.
     func parameterGroups(weightDecay: Double) -> [ParamGroup]
     var warmupStartLR: [Int: Double] { get }
+    /// How the report groups the model's modules into parts (nil: shown as they are).
+    var moduleParts: (any ModuleParts)? { get }
 }
 
 extension Workload {
@@ -36,4 +38,5 @@ extension Workload {
     public func datasetMetrics(_ model: Model, _ data: any Dataset) throws -> [String: Double] { [:] }
     public func parameterGroups(weightDecay: Double) -> [ParamGroup] { [ParamGroup(params: model.parameters())] }
     public var warmupStartLR: [Int: Double] { [:] }
+    public var moduleParts: (any ModuleParts)? { nil }
 }

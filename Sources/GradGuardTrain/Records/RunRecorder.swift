@@ -73,6 +73,18 @@ public struct StepRecord: Codable, Sendable {
     public var curvatureSeconds: Double? = nil
     /// The probe's time so far over the training time so far (this process's), at probe steps.
     public var curvatureShare: Double? = nil
+
+    /// A step's record from its values (`init(step:epoch:loss:outcome:guard:…)` builds one
+    /// from what a `GradientGuard` returned).
+    public init(
+        step: Int, epoch: Int = 0, loss: Float, lr: Double, gradNorm: Float, gradNormAfterClip: Float? = nil, clipped: Bool = false,
+        skipped: Bool = false, lrScale: Double = 1, clipper: String? = nil, clipThreshold: Float? = nil, moduleNorms: [String: Float]? = nil,
+        updateRatios: [String: Float]? = nil, batch: Int? = nil, ranks: [RankStatistics]? = nil
+    ) {
+        (self.step, self.epoch, self.loss, self.lr, self.gradNorm, self.gradNormAfterClip) = (step, epoch, loss, lr, gradNorm, gradNormAfterClip)
+        (self.clipped, self.skipped, self.lrScale, self.clipper, self.clipThreshold) = (clipped, skipped, lrScale, clipper, clipThreshold)
+        (self.moduleNorms, self.updateRatios, self.batch, self.ranks) = (moduleNorms, updateRatios, batch, ranks)
+    }
 }
 
 /// The curvature probe over a run, from its step records: for `diagnose` and the report.
@@ -112,4 +124,6 @@ public struct EvaluationRecord: Codable, Sendable {
     public let step: Int
     public let epoch: Int
     public let metrics: [String: Double]
+
+    public init(step: Int, epoch: Int = 0, metrics: [String: Double]) { (self.step, self.epoch, self.metrics) = (step, epoch, metrics) }
 }

@@ -49,7 +49,11 @@ public enum RunReport {
     public static func html(runDirectory dir: String, moduleParts: (any ModuleParts)? = nil) throws -> String {
         let (steps, evals) = try RunRecords.metrics(in: dir)
         let incidents = try RunRecords.incidents(in: dir)
-        let config = (try? FileContents.read(dir + "/config.yaml")).map { String(decoding: $0, as: UTF8.self) } ?? "(no config.yaml)"
+        // config.yaml for a run of `gradguard train`; run.json (what the API knows) for one trained from Swift.
+        let described = try? RunDescription.read(in: dir)
+        let config =
+            (try? FileContents.read(dir + "/config.yaml")).map { String(decoding: $0, as: UTF8.self) }
+            ?? (try? FileContents.read(dir + "/" + RunDescription.fileName)).map { String(decoding: $0, as: UTF8.self) } ?? "(no config.yaml or run.json)"
         let environment = (try? FileContents.read(dir + "/environment.txt")).map { String(decoding: $0, as: UTF8.self) } ?? ""
         let name = (dir as NSString).lastPathComponent
         let xs = RunRecords.chartPositions(steps.map(\.step))
@@ -59,6 +63,7 @@ public enum RunReport {
         let markerX = RunRecords.chartPositions(incidents.map(\.step))
         let markers = zip(markerX, incidents).map { (x: $0, label: "step \($1.step): " + $1.findings.map(\.message).joined(separator: "; ")) }
         var body = "<h1>GradGuard run: \(SVGChart.escape(name))</h1>"
+        if let d = described ?? nil { body += "<p>\(SVGChart.escape(d.summary))</p>" }
         let last = steps.last
         let distinct = Set(steps.map(\.step)).count
         body += "<p class=\"summary\"><span>steps: <b>\(distinct)</b>\(steps.count > distinct ? " (\(steps.count) attempts)" : "")</span>"

@@ -107,11 +107,22 @@ public struct TrainerCallbacks {
 
 /// What a finished (or stopped) `fit` returns.
 public struct TrainingResult: Sendable {
+    /// Optimizer updates the model's weights now carry: applied steps, less those a rollback
+    /// undid (`GradientGuard.step`; what `TrainerConfig.maxSteps` counts). A skipped step is
+    /// not one; `attempts` counts every step the guard judged.
     public let steps: Int
+    /// Every step the guard judged, applied or not (skipped, rolled back, undone), over the
+    /// whole run including before a resume.
+    public let attempts: Int
+    /// Epochs completed.
     public let epochs: Int
+    /// The mean loss of the last step's batch (over every rank), nil when no step ran.
     public let lastLoss: Float?
+    /// The last evaluation's metrics, nil when none ran.
     public let lastEvaluation: [String: Double]?
+    /// Incidents the guard recorded (every step with a finding it reported).
     public let incidents: Int
+    /// Steps the guard withheld (their gradients were not applied).
     public let skippedSteps: Int
 }
 
@@ -145,12 +156,19 @@ public final class Trainer {
     public let store: CheckpointStore?
     /// The run directory, when records and checkpoints are written.
     public let runDirectory: String?
-    /// `metrics.jsonl` and `incidents.jsonl`, opened when training or evaluation first
+    /// The run's records (`metrics.jsonl`, `incidents.jsonl`, the TensorBoard event file,
+    /// `run.json`, `environment.txt`, `report.html`), opened when training or evaluation first
     /// records something (so a `resume` that fails its checks leaves the run untouched).
-    public private(set) var recorder: RunRecorder?
+    public private(set) var log: RunLog?
+    /// `metrics.jsonl` and `incidents.jsonl` (the log's).
+    public var recorder: RunRecorder? { log?.recorder }
     /// TensorBoard scalars (loss, learning rate, gradient norms, evaluation metrics) and
-    /// gradient histograms, in the run directory; opened with `recorder`.
-    public private(set) var events: EventWriter?
+    /// gradient histograms, in the run directory (the log's).
+    public var events: EventWriter? { log?.events }
+    /// `report.html`, written when `fit` ends or halts (nil before, and without a run directory).
+    public private(set) var reportPath: String?
+    /// How the report groups the model's modules into parts (a detector's backbone, neck, head).
+    public let moduleParts: (any ModuleParts)?
     /// The lock that keeps other processes out of the run directory while this trainer lives.
     public let runLock: RunLock?
     /// Checkpoints passed over because they did not verify, from the last `resume`.
@@ -197,9 +215,9 @@ public final class Trainer {
     public init(
         model: Module, optimizer: any Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy = GuardPolicy(),
         monitor: HealthMonitor = HealthMonitor(), config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil,
-        runLock: RunLock? = nil, communicator: (any Communicator)? = nil, bucketBytes: Int = 25 << 20,
-        evaluate: ((Module, Batch) -> [String: Double])? = nil, evaluateDataset: ((Module, any Dataset) throws -> [String: Double])? = nil,
-        loss: @escaping (Module, Batch) -> Tensor
+        ifExists: ExistingRun = .refuse, runLock: RunLock? = nil, communicator: (any Communicator)? = nil, bucketBytes: Int = 25 << 20,
+        moduleParts: (any ModuleParts)? = nil, evaluate: ((Module, Batch) -> [String: Double])? = nil,
+        evaluateDataset: ((Module, any Dataset) throws -> [String: Double])? = nil, loss: @escaping (Module, Batch) -> Tensor
     ) throws {
         require(config.batchSize > 0 && config.accumulation > 0 && config.epochs > 0, "Trainer: sizes must be positive")
         (self.evaluate, self.evaluateDataset) = (evaluate, evaluateDataset)
@@ -208,6 +226,7 @@ public final class Trainer {
         self.scheduler = scheduler
         self.config = config
         self.loss = loss
+        self.moduleParts = moduleParts
         let world = communicator ?? SingleProcessCommunicator()
         self.communicator = world
         guardian = GradientGuard(
@@ -219,8 +238,10 @@ public final class Trainer {
         ema = config.weightAverage.map { WeightEMA(model: model, decay: $0.decay, tau: $0.tau) }
         if let runDirectory {
             // One process per run: a second trainer on the same directory is refused (RunInUse).
-            // In a data-parallel job rank 0 holds the lock for all.
-            self.runLock = world.rank == 0 ? try runLock ?? RunLock(directory: runDirectory) : runLock
+            // In a data-parallel job rank 0 holds the lock for all. A lock given by the caller
+            // means the caller has checked the directory (`gradguard train`); otherwise an
+            // existing run is refused unless `ifExists` says to overwrite or resume it.
+            self.runLock = world.rank == 0 ? try runLock ?? RunDirectoryError.claim(runDirectory, ifExists: ifExists) : runLock
             store = CheckpointStore(directory: runDirectory + "/checkpoints", keepLast: config.keepCheckpoints)
         } else {
             self.runLock = runLock
@@ -234,22 +255,39 @@ public final class Trainer {
         guardian.replay = replay
     }
 
-    /// Trains until `config.epochs` epochs or `config.maxSteps` steps are done.
-    /// Opens the run's record files (once).
+    /// Opens the run's record files (once), writing `run.json` and `environment.txt`.
     func openRecords() throws {
-        guard let runDirectory, recorder == nil, isRecording else { return }
-        recorder = try RunRecorder(directory: runDirectory)
-        events = try EventWriter(directory: runDirectory)
+        guard let runDirectory, log == nil, isRecording else { return }
+        let description = RunDescription(
+            writer: "Trainer", model: model, optimizer: optimizer, scheduler: scheduler, clipper: guardian.policy.clipper, trainer: config)
+        log = try RunLog(directory: runDirectory, lock: nil, description: description, guard: guardian, communicator: communicator)
+        log?.moduleNormsEvery = config.moduleNormsEvery
+        log?.moduleParts = moduleParts
     }
 
+    /// Trains until `config.epochs` epochs or `config.maxSteps` steps are done, then writes
+    /// `report.html` into the run directory; a run the guard halts (`TrainingDiverged`) gets
+    /// its report before the error is thrown.
     @discardableResult
     public func fit(train: any Dataset, validation: (any Dataset)? = nil) throws -> TrainingResult {
+        do {
+            let result = try fitLoop(train: train, validation: validation)
+            reportPath = try log?.finish()
+            return result
+        } catch let halt as TrainingDiverged {
+            reportPath = try? log?.finish()
+            throw halt
+        }
+    }
+
+    func fitLoop(train: any Dataset, validation: (any Dataset)?) throws -> TrainingResult {
         // A fresh run starts the default generator (dropout) from the run's seed; a resumed
         // one has the checkpoint's state, and a second fit goes on from where the first ended.
         fitStarted = Date()
         if !generatorStarted { DefaultGenerator.seed(config.seed) }
         generatorStarted = true
         try openRecords()
+        log?.started = fitStarted
         // Every rank starts from rank 0's weights (a resumed run loaded the same checkpoint:
         // checked).
         if communicator.isDistributed && !ranksAligned {
@@ -310,7 +348,7 @@ public final class Trainer {
                 // An incident that cannot be written (disk full) fails the step that raised it.
                 var incidentWriteError = outcome.replayError
                 if let inc = outcome.incident {
-                    do { try recorder?.record(inc) } catch { incidentWriteError = error }
+                    do { try log?.record(inc) } catch { incidentWriteError = error }
                     callbacks.onIncident?(inc)
                 }
                 if let d = outcome.diverged { throw d }
@@ -318,10 +356,11 @@ public final class Trainer {
                 // The loss over every rank's samples (this rank's in a single process).
                 let meanLoss = outcome.stats.loss ?? localLoss
                 lastLoss = meanLoss
-                var record = stepRecord(stepBefore, meanLoss, outcome)
+                var record = StepRecord(
+                    step: stepBefore, epoch: epoch, loss: meanLoss, outcome: outcome, guard: guardian, moduleNormsEvery: config.moduleNormsEvery,
+                    started: fitStarted)
                 record.batch = (first?.indices.count ?? 0) * micro.count * communicator.size
-                try recorder?.record(record)
-                try writeEvents(record, outcome)
+                try log?.record(record, outcome: outcome)
                 callbacks.afterStep?(record, outcome)
                 if case .rolledBack = outcome.decision { continue }
                 let applied = outcome.decision == .applied
@@ -340,52 +379,8 @@ public final class Trainer {
         if !stopRequested, let validation, lastEvaluatedStep != guardian.step { try runEvaluation(validation) }
         if config.checkpointEvery > 0, store != nil, lastCheckpointStep != guardian.step { try checkpoint() }
         return TrainingResult(
-            steps: guardian.step, epochs: epoch, lastLoss: lastLoss, lastEvaluation: lastEvaluation,
+            steps: guardian.step, attempts: guardian.memory.attempts, epochs: epoch, lastLoss: lastLoss, lastEvaluation: lastEvaluation,
             incidents: guardian.incidents.count, skippedSteps: guardian.skippedSteps)
-    }
-
-    func stepRecord(_ step: Int, _ loss: Float, _ o: StepOutcome) -> StepRecord {
-        let detailed = config.moduleNormsEvery > 0 && step % config.moduleNormsEvery == 0
-        var norms: [String: Float]? = nil, ratios: [String: Float]? = nil
-        if detailed {
-            norms = Dictionary(o.stats.modules.map { ($0.name.isEmpty ? "(root)" : $0.name, $0.gradNorm) }, uniquingKeysWith: { a, _ in a })
-            let r = o.stats.modules.compactMap { m in m.updateRatio.map { (m.name.isEmpty ? "(root)" : m.name, $0) } }
-            ratios = r.isEmpty ? nil : Dictionary(r, uniquingKeysWith: { a, _ in a })
-        }
-        var record = StepRecord(
-            step: step, epoch: epoch, loss: loss, lr: optimizer.paramGroups.first?.lr ?? 0,
-            gradNorm: o.stats.globalNorm, gradNormAfterClip: o.clip?.normAfter, clipped: o.clip?.clipped ?? false,
-            skipped: o.decision != .applied, lrScale: o.lrScale * o.lrCap,
-            clipper: guardian.policy.clipper?.name, clipThreshold: o.clip?.threshold,
-            moduleNorms: norms, updateRatios: ratios, ranks: o.stats.ranks)
-        if o.lrCap < 1 { record.lrCap = o.lrCap }
-        if let c = o.stats.curvature {
-            (record.lambdaMax, record.stabilityLimit, record.stabilityMargin, record.curvatureSeconds) = (c.lambdaMax, c.limit, c.margin, c.seconds)
-            let elapsed = Date().timeIntervalSince(fitStarted)
-            if let probe = guardian.curvature, elapsed > 0 { record.curvatureShare = Swift.min(1, probe.seconds / elapsed) }
-        }
-        return record
-    }
-
-    func writeEvents(_ r: StepRecord, _ o: StepOutcome) throws {
-        guard let events else { return }
-        try events.scalar("train/loss", r.loss, step: r.step)
-        try events.scalar("train/lr", Float(r.lr * r.lrScale), step: r.step)
-        try events.scalar("health/grad_norm", r.gradNorm, step: r.step)
-        if let after = r.gradNormAfterClip { try events.scalar("health/grad_norm_clipped", after, step: r.step) }
-        if let lambda = r.lambdaMax, let limit = r.stabilityLimit, let m = r.stabilityMargin {
-            try events.scalar("curvature/lambda_max", Float(lambda), step: r.step)
-            try events.scalar("curvature/stability_limit", Float(limit), step: r.step)
-            try events.scalar("curvature/stability_margin", Float(m), step: r.step)
-        }
-        try events.scalar("health/skipped", r.skipped ? 1 : 0, step: r.step)
-        for (m, n) in (r.moduleNorms ?? [:]).sorted(by: { $0.key < $1.key }) { try events.scalar("module_grad_norm/\(m)", n, step: r.step) }
-        for (m, u) in (r.updateRatios ?? [:]).sorted(by: { $0.key < $1.key }) { try events.scalar("update_ratio/\(m)", u, step: r.step) }
-        if r.moduleNorms != nil {
-            for p in guardian.health.parameters {
-                if let g = p.tensor.grad { try events.histogram("grad/\(p.name)", values: g.scalars, step: r.step) }
-            }
-        }
     }
 
     /// Evaluates on `dataset` in evaluation mode, without gradients; records and returns the metrics.
@@ -431,9 +426,7 @@ public final class Trainer {
         try openRecords()
         let record = EvaluationRecord(step: guardian.step, epoch: epoch, metrics: metrics)
         guard isRecording else { return metrics }
-        try recorder?.record(record)
-        for (k, v) in metrics.sorted(by: { $0.key < $1.key }) { try events?.scalar("eval/\(k)", Float(v), step: guardian.step) }
-        events?.flush()
+        try log?.record(evaluation: metrics, step: guardian.step, epoch: epoch)
         callbacks.onEvaluation?(record)
         return metrics
     }
@@ -466,7 +459,7 @@ public final class Trainer {
         validationRestores += 1
         let stopping = validationRestores >= guardian.policy.maxValidationRestores
         let inc = guardian.validationDiverged(loss: loss, best: b.loss, bestStep: b.step, stopping: stopping)
-        try recorder?.record(inc)
+        try log?.record(inc)
         callbacks.onIncident?(inc)
         if stopping { requestStop() }
     }
