@@ -149,13 +149,13 @@ public final class DataLoader {
     }
 
     /// A pass over one epoch's batches. A dataset's error is never swallowed: read it with
-    /// `nextBatch()` (which throws), `forEach` (which rethrows), or `for try await` (an
+    /// `nextBatch()` (which throws), `forEachBatch` (which throws), or `for try await` (an
     /// `AsyncSequence`, whose iteration throws):
     ///
     /// ```swift
     /// let batches = loader.batches(epoch: 0)
     /// while let (_, batch) = try batches.nextBatch() { … }
-    /// try loader.batches(epoch: 1).forEach { batch in … }
+    /// try loader.batches(epoch: 1).forEachBatch { batch in … }
     /// for try await batch in loader.batches(epoch: 2) { … }
     /// ```
     public final class BatchIterator: AsyncSequence, AsyncIteratorProtocol {
@@ -209,7 +209,7 @@ public final class DataLoader {
 
         /// Calls `body` with every remaining batch of the epoch; throws the first error of the
         /// dataset or of `body`.
-        public func forEach(_ body: (Batch) throws -> Void) throws {
+        public func forEachBatch(_ body: (Batch) throws -> Void) throws {
             while let (_, batch) = try nextBatch() { try body(batch) }
         }
 

@@ -269,7 +269,7 @@ final class TrainerTests: TemporaryDirectoryTestCase {
         for prefetch in [false, true] {
             let r = Recorder()
             let loader = DataLoader(r, batchSize: 2, prefetch: prefetch)
-            try loader.batches(epoch: 3).forEach { _ in }
+            try loader.batches(epoch: 3).forEachBatch { _ in }
             XCTAssertEqual(r.epochs, [3, 3, 3])
         }
         XCTAssertEqual(try TensorDataset(inputs: Tensor.ones([2, 1]), targets: Tensor.ones([2])).batch([1], epoch: 5).indices, [1])
@@ -293,7 +293,7 @@ final class LoaderIterationTests: XCTestCase {
         for prefetch in [false, true] {
             let loader = DataLoader(Flaky(), batchSize: 2, shuffle: false, prefetch: prefetch)
             var seen = 0
-            XCTAssertThrowsError(try loader.batches(epoch: 0).forEach { _ in seen += 1 }) { XCTAssertEqual($0 as? Broken, Broken()) }
+            XCTAssertThrowsError(try loader.batches(epoch: 0).forEachBatch { _ in seen += 1 }) { XCTAssertEqual($0 as? Broken, Broken()) }
             XCTAssertEqual(seen, 2, "the batches before the broken one")
             seen = 0
             do {
