@@ -149,6 +149,16 @@ public enum BenchCatalog {
             }
         }
 
+        // MARK: Decoder-only transformers on the same characters (causal self-attention, pre-norm)
+        for (opt, lr, k, qkNorm) in [(BenchOptimizer.adamw, 3e-3, 30.0, false), (.adam, 2e-3, 50, false), (.adamw, 3e-3, 30, true), (.sgdMomentum, 0.05, 30, false)] {
+            add(qkNorm ? "transformer-qknorm" : "transformer", opt, .crossEntropy, lr: lr, steps: 200, faults: [.rate(k), .normalInit, .labelNoise(from: 100, steps: 30)]) {
+                opt, fault, seed, rate in
+                let (data, vocabulary) = BenchDataSets.characters(length: 24, train: 2048, valid: 128, seed: seed &+ 1000)
+                let model = CharTransformer(vocabularySize: vocabulary, width: 32, heads: 2, layers: 2, context: 24, qkNorm: qkNorm)
+                return dataTask(model, { model($0) }, data, batch: 16, opt, rate, fault, tokens: true)
+            }
+        }
+
         // MARK: Sequence to sequence (number words → digits), LSTM encoder-decoder with attention
         for (opt, lr, k) in [(BenchOptimizer.adam, 3e-3, 50.0), (.sgdMomentum, 0.1, 30)] {
             add("seq2seq", opt, .crossEntropy, lr: lr, steps: 150, faults: [.rate(k), .normalInit]) { opt, fault, seed, rate in

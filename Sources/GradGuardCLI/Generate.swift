@@ -23,7 +23,7 @@ struct Generate: ParsableCommand {
     }
 
     func run() throws {
-        guard case let .charlm(model, corpus) = try trainedModel(runName, kind: .charlm, command: "generate").trained else {
+        guard case let .charlm(model, corpus) = try trainedModel(runName, kind: .charlm, command: "generate", alsoKind: .transformer).trained else {
             throw fail("run \(runName) holds no character model", code: Exit.usage)
         }
         let unknown = prompt.filter { !corpus.vocabulary.contains($0) }

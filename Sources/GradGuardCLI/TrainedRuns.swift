@@ -14,15 +14,15 @@ func workload(_ c: RunConfig, runDirectory: String?) throws -> RunSetup {
 
 /// A run's directory and configuration, read from wherever the command runs: the built-in
 /// data that a run generated under its runs directory are found beside the run.
-func runConfig(_ runName: String, kind: ModelKind?, command: String) throws -> (directory: String, config: RunConfig) {
+func runConfig(_ runName: String, kind: ModelKind?, command: String, alsoKind: ModelKind? = nil) throws -> (directory: String, config: RunConfig) {
     let dir = try runDirectory(runName)
     var c: RunConfig
     try requireCommandLineRun(dir, runName, command: command)
     do { c = try RunConfig.load(path: dir + "/config.yaml") } catch let e as ConfigError {
         throw fail(e.description, code: e.unreadable ? Exit.missing : Exit.usage)
     }
-    if let kind, c.model.kind != kind {
-        throw fail("run \(runName) is a '\(c.model.kind.rawValue)' run: \(command) needs model.kind \(kind.rawValue)", code: Exit.usage)
+    if let kind, c.model.kind != kind && c.model.kind != alsoKind {
+        throw fail("run \(runName) is a '\(c.model.kind.rawValue)' run: \(command) needs model.kind \(kind.rawValue)\(alsoKind.map { " or \($0.rawValue)" } ?? "")", code: Exit.usage)
     }
     c.runsDirectory = (dir as NSString).deletingLastPathComponent
     return (dir, c)
@@ -48,8 +48,8 @@ func trainedRun(_ runName: String, command: String) throws -> (config: RunConfig
 }
 
 /// A run's configuration and model (no data read) with the newest checkpoint's weights.
-func trainedModel(_ runName: String, kind: ModelKind, command: String) throws -> (config: RunConfig, trained: TrainedModel) {
-    let (dir, c) = try runConfig(runName, kind: kind, command: command)
+func trainedModel(_ runName: String, kind: ModelKind, command: String, alsoKind: ModelKind? = nil) throws -> (config: RunConfig, trained: TrainedModel) {
+    let (dir, c) = try runConfig(runName, kind: kind, command: command, alsoKind: alsoKind)
     let t = try TrainedModel(c, runDirectory: dir)
     _ = try loadNewestWeights(t.model, runDirectory: dir)
     return (c, t)

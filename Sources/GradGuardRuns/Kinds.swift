@@ -2,12 +2,13 @@ import GradGuard
 
 /// The models a run can train.
 public enum ModelKind: String, SettingChoice {
-    case mlp, charlm, seq2seq, sequence, detector
+    case mlp, charlm, transformer, seq2seq, sequence, detector
 
     public var help: String {
         switch self {
         case .mlp: return "a multilayer perceptron on teacher data"
         case .charlm: return "a character language model on a text"
+        case .transformer: return "a decoder-only transformer character model on a text (causal self-attention)"
         case .seq2seq: return "an encoder-decoder translation model on sentence pairs"
         case .sequence: return "a recurrent model on a long-dependency task"
         case .detector: return "a YOLO-style object detector on a data.yaml dataset"
@@ -18,7 +19,7 @@ public enum ModelKind: String, SettingChoice {
     public var dataKinds: [DataKind] {
         switch self {
         case .mlp: return [.teacher]
-        case .charlm: return [.text]
+        case .charlm, .transformer: return [.text]
         case .seq2seq: return [.pairs]
         case .sequence: return [.adding, .temporalOrder, .copyMemory]
         case .detector: return [.yolo]
@@ -30,7 +31,7 @@ public enum ModelKind: String, SettingChoice {
     public var moduleParts: (any ModuleParts)? { self == .detector ? DetectorParts() : nil }
 
     var defaultWidth: Int { self == .detector ? 16 : 64 }
-    var defaultLayers: Int { self == .mlp ? 8 : 1 }
+    var defaultLayers: Int { self == .mlp ? 8 : self == .transformer ? 2 : 1 }
 }
 
 /// The data a run can train on.
@@ -64,6 +65,10 @@ public struct ModelSettings: SettingSection {
     public var cell = SequenceModel.Cell.lstm
     public var embedding = 64
     public var attention = true
+    /// The transformer: attention heads, QK-norm, dropout.
+    public var heads = 4
+    public var qkNorm = false
+    public var dropout = 0.0
     /// An exponential moving average of the weights for evaluation and checkpoints (Ultralytics'
     /// ModelEMA), its decay and ramp.
     public var ema = false
@@ -79,7 +84,9 @@ public struct ModelSettings: SettingSection {
 
     public static let settings: [Setting<ModelSettings>] = [
         .choice("model.kind", \.kind, "the model (and the data it takes)"),
-        .int("model.layers", \.layers, in: 0...1000, "hidden layers (mlp) or stacked recurrent layers, at most 4 (0: 8 for mlp, 1 otherwise)"),
+        .int(
+            "model.layers", \.layers, in: 0...1000,
+            "hidden layers (mlp), transformer blocks, or stacked recurrent layers, at most 4 (0: 8 for mlp, 2 for transformer, 1 otherwise)"),
         .int(
             "model.width", \.width, in: 0...100_000,
             "hidden width, recurrent hidden size, or a detector's first-layer channels (0: the detector's model.size, 64 otherwise)"),
@@ -87,9 +94,13 @@ public struct ModelSettings: SettingSection {
         .double("model.ema_decay", \.emaDecay, in: 0.5...0.999999999, "model.ema: the average's decay once ramped up"),
         .double("model.ema_tau", \.emaTau, in: 1...1e9, "model.ema: updates over which the decay ramps up, d = decay·(1 − e^(−updates/tau))"),
         .double(
-            "model.z_loss", \.zLoss, in: 0...1, "charlm, seq2seq: weight of the z-loss on the output logits, weight·log²Z (PaLM: 1e-4; 0: off)"),
+            "model.z_loss", \.zLoss, in: 0...1,
+            "charlm, transformer, seq2seq: weight of the z-loss on the output logits, weight·log²Z (PaLM: 1e-4; 0: off)"),
+        .int("model.heads", \.heads, in: 1...1024, "transformer: attention heads (model.width must divide into them)"),
+        .bool("model.qk_norm", \.qkNorm, "transformer: RMS-normalise every head's queries and keys (QK-norm: bounds the attention logits)"),
+        .double("model.dropout", \.dropout, in: 0...0.9, "transformer: dropout on attention weights, residual branches and the feed-forward network"),
         .choice("model.cell", \.cell, "recurrent cell (charlm, sequence)"),
-        .int("model.embedding", \.embedding, in: 1...100_000, "embedding size (charlm, seq2seq)"),
+        .int("model.embedding", \.embedding, in: 1...100_000, "embedding size (charlm, seq2seq; a transformer's is model.width)"),
         .bool("model.attention", \.attention, "dot-product attention over the source (seq2seq)"),
         .choice("model.activation", \.activation, "hidden activation"),
         .choice("model.init", \.initialisation, "weight initialisation (default: PyTorch's)"),
@@ -100,10 +111,17 @@ public struct ModelSettings: SettingSection {
     ]
 
     public func problem() -> (key: String, message: String)? {
-        if zLoss > 0 && kind != .charlm && kind != .seq2seq {
-            return ("model.z_loss", "the z-loss is for model.kind charlm or seq2seq, got '\(kind.rawValue)'")
+        if zLoss > 0 && ![.charlm, .transformer, .seq2seq].contains(kind) {
+            return ("model.z_loss", "the z-loss is for model.kind charlm, transformer or seq2seq, got '\(kind.rawValue)'")
         }
-        if kind != .mlp && layers > 4 { return ("model.layers", "at most 4 recurrent layers, got \(layers)") }
+        if kind == .transformer && width > 0 && width % heads != 0 {
+            return ("model.width", "a transformer's width must divide into model.heads \(heads) heads, got \(width)")
+        }
+        if kind == .transformer && width == 0 && 64 % heads != 0 {
+            return ("model.heads", "the default width 64 does not divide into \(heads) heads: set model.width")
+        }
+        if kind == .transformer && layers > 12 { return ("model.layers", "at most 12 transformer blocks, got \(layers)") }
+        if kind != .mlp && kind != .transformer && layers > 4 { return ("model.layers", "at most 4 recurrent layers, got \(layers)") }
         return nil
     }
 

@@ -61,6 +61,13 @@ struct MemoryBudget {
             let p = v * e + recurrentParameters(cell: c.model.cell, input: c.model.embedding, hidden: w, layers: layers) + Double(w) * v + v
             let a = b * t * (2 * e + recurrentActivations(cell: c.model.cell, hidden: w, layers: layers) + 4 * v)
             return MemoryBudget(parameters: p, activations: a)
+        case .transformer:
+            // Per block: 4·w² attention and 8·w² feed-forward weights; per position and block ≈ 20·w
+            // activations kept for backward, and the heads' T×T attention logits and weights (×3).
+            let t = Double(c.data.sequenceLength), v = Double(vocabulary), wd = Double(w), l = Double(layers), h = Double(c.model.heads)
+            let p = v * wd + t * wd + l * (12 * wd * wd + 13 * wd) + wd * v + v
+            let a = b * t * (l * (20 * wd + 3 * h * t) + 4 * v + 2 * wd)
+            return MemoryBudget(parameters: p, activations: a)
         case .seq2seq:
             let vs = Double(vocabulary), vt = Double(targetVocabulary), e = Double(c.model.embedding)
             let p =

@@ -30,7 +30,7 @@ public struct RunSetup {
     /// The default generator must be seeded first (`seeded(_:)`): models draw their weights from it.
     public init(_ c: RunConfig, runDirectory: String? = nil) throws {
         switch c.model.kind {
-        case .charlm:
+        case .charlm, .transformer:
             let source = c.data.path.isEmpty ? "built-in corpus" : c.data.path
             let text = c.data.path.isEmpty ? BuiltinCorpus.text : try CharCorpus.readText(path: c.data.path)
             var corpus = try CharCorpus.checked(text: text, source: source)
@@ -38,7 +38,11 @@ public struct RunSetup {
                 corpus = CharCorpus(text: text, vocabulary: saved.compactMap(\.first))
             }
             try MemoryBudget.of(c, vocabulary: corpus.vocabulary.count).check(c)
-            self.init(try CharLanguageModelling(corpus: corpus, source: source, settings: RunSetup.charSettings(c)), config: c)
+            if c.model.kind == .transformer {
+                self.init(try CharTransformerModelling(corpus: corpus, source: source, settings: RunSetup.transformerSettings(c)), config: c)
+            } else {
+                self.init(try CharLanguageModelling(corpus: corpus, source: source, settings: RunSetup.charSettings(c)), config: c)
+            }
             self.corpus = corpus
         case .seq2seq:
             let trainPairs: [TranslationPair], validPairs: [TranslationPair]
@@ -183,6 +187,13 @@ public struct RunSetup {
         return s
     }
 
+    static func transformerSettings(_ c: RunConfig) -> CharTransformerModelling.Settings {
+        var s = CharTransformerModelling.Settings()
+        (s.sequenceLength, s.width, s.heads, s.layers) = (c.data.sequenceLength, c.widthValue, c.model.heads, c.layerCount)
+        (s.dropout, s.qkNorm, s.zLoss) = (c.model.dropout, c.model.qkNorm, c.model.zLoss)
+        return s
+    }
+
     static func translationSettings(_ c: RunConfig) -> TranslationTask.Settings {
         var s = TranslationTask.Settings()
         (s.embedding, s.hidden, s.layers, s.attention) = (c.model.embedding, c.widthValue, c.layerCount, c.model.attention)
@@ -227,7 +238,8 @@ public struct RunSetup {
 /// config.yaml and the files the run saved (vocabularies, class names), without reading or
 /// decoding its training data.
 public enum TrainedModel {
-    case charlm(CharLanguageModel, CharCorpus)
+    /// A character model (recurrent or transformer) and its vocabulary.
+    case charlm(any CharacterModel, CharCorpus)
     case seq2seq(Seq2SeqModel, TranslationSet)
     case detector(YOLODetector, classNames: [String])
     case other(Module)
@@ -246,14 +258,22 @@ public enum TrainedModel {
             FileError.cannotRead(path: dir + "/" + file, reason: "missing or not what gradguard train saves there; the run cannot be used without it")
         }
         switch c.model.kind {
-        case .charlm:
+        case .charlm, .transformer:
             guard let chars: [String] = RunSetup.saved("vocabulary.json", in: dir) else { throw missing("vocabulary.json") }
             let corpus = CharCorpus(text: "", vocabulary: chars.compactMap(\.first))
-            let s = RunSetup.charSettings(c)
-            self = .charlm(
-                CharLanguageModel(
-                    vocabularySize: corpus.vocabulary.count, embeddingSize: s.embedding, hiddenSize: s.hidden,
-                    layers: s.layers, cell: s.cell), corpus)
+            if c.model.kind == .transformer {
+                let s = RunSetup.transformerSettings(c)
+                self = .charlm(
+                    CharTransformer(
+                        vocabularySize: corpus.vocabulary.count, width: s.width, heads: s.heads, layers: s.layers, context: s.sequenceLength,
+                        dropout: Float(s.dropout), qkNorm: s.qkNorm), corpus)
+            } else {
+                let s = RunSetup.charSettings(c)
+                self = .charlm(
+                    CharLanguageModel(
+                        vocabularySize: corpus.vocabulary.count, embeddingSize: s.embedding, hiddenSize: s.hidden,
+                        layers: s.layers, cell: s.cell), corpus)
+            }
         case .seq2seq:
             guard let saved: SavedTranslationSet = RunSetup.saved("translation.json", in: dir) else { throw missing("translation.json") }
             let s = RunSetup.translationSettings(c), set = saved.set

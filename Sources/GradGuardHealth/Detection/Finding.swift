@@ -29,10 +29,14 @@ public enum FindingKind: String, Sendable, Codable, CaseIterable {
     /// The curvature probe found the rate near or past the optimizer's stability limit
     /// (η·λ_max above the warning fraction of its threshold): foresight, before any spike.
     case edgeOfStability
+    /// An attention layer's largest logit q·k/√d is high and still growing: the attention is
+    /// collapsing onto single keys (attention-logit growth, Dehghani et al. 2023; what QK-clip
+    /// and QK-norm prevent), a loss spike's usual forerunner in transformers.
+    case attentionLogitGrowth
 
     /// Whether the step's gradients must not be applied as they are.
     public var isExploding: Bool {
-        ![.vanishing, .overClipping, .validationDivergence, .rankOutlier, .initialScale, .largeUpdate, .stalled, .edgeOfStability].contains(self)
+        ![.vanishing, .overClipping, .validationDivergence, .rankOutlier, .initialScale, .largeUpdate, .stalled, .edgeOfStability, .attentionLogitGrowth].contains(self)
     }
 }
 

@@ -11,12 +11,12 @@ public final class HealthMonitor {
     public let baselines: ModuleBaselines
 
     /// The standard set: non-finite values, spikes, sustained growth, vanishing, loss
-    /// divergence and a stalled loss.
+    /// divergence, a stalled loss and attention-logit growth (for models with attention).
     public init(detectors: [any GradientDetector]? = nil, baselines: ModuleBaselines = ModuleBaselines()) {
         self.detectors =
             detectors ?? [
                 NonFiniteDetector(), SpikeDetector(), GrowthDetector(), VanishingDetector(),
-                LossDivergenceDetector(), StallDetector()
+                LossDivergenceDetector(), StallDetector(), AttentionLogitDetector()
             ]
         self.baselines = baselines
     }
@@ -26,7 +26,7 @@ public final class HealthMonitor {
     public func inspect(_ stats: StepStatistics) -> [Finding] {
         let order: [FindingKind] = [
             .nonFiniteWeights, .nonFiniteLoss, .nonFiniteGradient, .normCeiling, .spike, .zScoreSpike, .growth,
-            .lossDivergence, .vanishing, .stalled
+            .lossDivergence, .vanishing, .stalled, .attentionLogitGrowth
         ]
         // Kinds outside the list (a detector of the user's, the rank monitor's) come last.
         func rank(_ k: FindingKind) -> Int { order.firstIndex(of: k) ?? order.count }

@@ -230,7 +230,7 @@ public struct Diagnostician {
         }
 
         // Learning rate, and a batch unlike the others.
-        let rateFindings = findings.contains { $0.kind == .largeUpdate || $0.kind == .stalled || $0.kind == .edgeOfStability }
+        let rateFindings = findings.contains { [.largeUpdate, .stalled, .edgeOfStability, .attentionLogitGrowth].contains($0.kind) }
         // Weights in scale at step 0 and out of it now: updates put them there.
         let grewOutOfScale = !initEvidence.isEmpty && context.startedOutOfScale == false
         let moving = Array(context.updateRatios.suffix(10))
@@ -280,6 +280,17 @@ public struct Diagnostician {
             if grewOutOfScale {
                 ev.append("the weights were in scale at the start and grew out of it under the updates")
                 strong = true
+            }
+            // Attention logits that keep growing: the updates are sharpening the attention past
+            // what the softmax can use (attention-logit growth); the rate drives it.
+            if let a = findings.first(where: { $0.kind == .attentionLogitGrowth }), let now = a.evidence["max_logit"] {
+                let layer = a.blame.first?.module ?? "an attention layer"
+                ev.insert(
+                    "the largest attention logit (\(layer)) grew to \(formatNumber(now)) from \(formatNumber(a.evidence["before"] ?? 0)): the attention is collapsing onto single keys",
+                    at: 0)
+                strong = true
+                recs.append(
+                    "bound the attention logits: QK-norm (MultiheadAttention(qkNorm: true), model.qk_norm true), a z-loss (model.z_loss 1e-4), or a lower learning rate")
             }
             // The curvature probe weighs the rate: past the stability limit it is the cause (the
             // margin history says by how much); well inside it, the rate is a weak lead.

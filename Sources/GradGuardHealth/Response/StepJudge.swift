@@ -106,8 +106,11 @@ public final class StepJudge {
     /// check before the first update. `loss` is the step's; in data-parallel training `ranks`
     /// holds every rank's statistics and `activations` the whole batch's activation
     /// gradients (the findings then name the ranks behind them).
-    public func measure(loss: Float?, activations: [ActivationGradient]? = nil, ranks: [RankStatistics]? = nil) -> StepMeasurement {
-        let stats = health.observe(step: step, loss: loss, activations: activations)
+    public func measure(
+        loss: Float?, activations: [ActivationGradient]? = nil, ranks: [RankStatistics]? = nil, attentionLogits: [AttentionLogit]? = nil
+    ) -> StepMeasurement {
+        var stats = health.observe(step: step, loss: loss, activations: activations)
+        stats.attentionLogits = attentionLogits
         var findings = monitor.inspect(stats)
         // Before the first update: weights out of scale for their fan-in (an N(0, 1) start).
         if memory.attempts == 0, let f = diagnostician.initialScaleFinding(step: stats.step) {

@@ -61,6 +61,14 @@ public struct ActivationGradient: Sendable, Codable, Equatable {
     }
 }
 
+/// The largest scaled logit q·k/√d an attention layer computed at one step (what QK-clip caps).
+public struct AttentionLogit: Sendable, Codable, Equatable {
+    /// The attention module's dotted name.
+    public let module: String
+    public let maxLogit: Float
+    public init(module: String, maxLogit: Float) { (self.module, self.maxLogit) = (module, maxLogit) }
+}
+
 /// Everything `GradientHealth.observe` measured at one step.
 public struct StepStatistics: Sendable, Codable {
     public var step: Int
@@ -83,6 +91,9 @@ public struct StepStatistics: Sendable, Codable {
     public var ranks: [RankStatistics]? = nil
     /// The curvature probe's reading, at the steps it ran.
     public var curvature: CurvatureReading? = nil
+    /// The largest attention logit of every attention layer at this step's forward pass (nil:
+    /// the model has none). In data-parallel training, the largest over the ranks.
+    public var attentionLogits: [AttentionLogit]? = nil
 
     public init(
         step: Int, loss: Float?, globalNorm: Float, normType: Float = 2, globalL2: Float? = nil, maxAbs: Float = 0,

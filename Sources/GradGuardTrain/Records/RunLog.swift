@@ -118,6 +118,8 @@ public final class RunLog {
             try events.scalar("curvature/stability_margin", Float(m), step: r.step)
         }
         try events.scalar("health/skipped", r.skipped ? 1 : 0, step: r.step)
+        if let m = r.maxAttentionLogit { try events.scalar("attention/max_logit", m, step: r.step) }
+        for (layer, v) in (r.attentionLogits ?? [:]).sorted(by: { $0.key < $1.key }) { try events.scalar("attention_logit/\(layer)", v, step: r.step) }
         for (m, n) in (r.moduleNorms ?? [:]).sorted(by: { $0.key < $1.key }) { try events.scalar("module_grad_norm/\(m)", n, step: r.step) }
         for (m, u) in (r.updateRatios ?? [:]).sorted(by: { $0.key < $1.key }) { try events.scalar("update_ratio/\(m)", u, step: r.step) }
         if r.moduleNorms != nil, let guardian {
@@ -150,6 +152,10 @@ extension StepRecord {
             clipper: guardian?.policy.clipper?.name, clipThreshold: o.clip?.threshold,
             moduleNorms: norms, updateRatios: ratios, ranks: o.stats.ranks)
         if o.lrCap < 1 { lrCap = o.lrCap }
+        if let logits = o.stats.attentionLogits, !logits.isEmpty {
+            maxAttentionLogit = logits.map(\.maxLogit).max()
+            if detailed { attentionLogits = Dictionary(logits.map { ($0.module.isEmpty ? "(root)" : $0.module, $0.maxLogit) }, uniquingKeysWith: max) }
+        }
         if let c = o.stats.curvature {
             (lambdaMax, stabilityLimit, stabilityMargin, curvatureSeconds) = (c.lambdaMax, c.limit, c.margin, c.seconds)
             let elapsed = started.map { Date().timeIntervalSince($0) } ?? 0

@@ -73,6 +73,10 @@ public struct StepRecord: Codable, Sendable {
     public var curvatureSeconds: Double? = nil
     /// The probe's time so far over the training time so far (this process's), at probe steps.
     public var curvatureShare: Double? = nil
+    /// A model with attention: the largest attention logit q·k/√d of the step over all layers,
+    /// and each layer's (every `moduleNormsEvery` steps).
+    public var maxAttentionLogit: Float? = nil
+    public var attentionLogits: [String: Float]? = nil
 
     /// A step's record from its values (`init(step:epoch:loss:outcome:guard:…)` builds one
     /// from what a `GradientGuard` returned).

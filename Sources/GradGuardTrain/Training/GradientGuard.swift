@@ -119,6 +119,8 @@ public final class GradientGuard {
 
     /// The model whose weights a replay record holds (nil when built from parameters).
     private let model: Module?
+    /// The model's attention layers, whose largest logits every step records (QK-clip's quantity).
+    private let attentionLayers: [(name: String, layer: any AttentionLogitReporting)]
     private let stateTensors: [Tensor]
     private var snapshot: TrainingSnapshot?
     /// The snapshot before `snapshot`: an escalated rollback goes there when the newest was
@@ -161,6 +163,7 @@ public final class GradientGuard {
     ) {
         self.judge = judge
         self.model = model
+        attentionLayers = (model?.namedModules() ?? []).compactMap { name, m in (m as? any AttentionLogitReporting).map { (name, $0) } }
         self.communicator = communicator
         let parameters = judge.health.parameters
         exchange = communicator.flatMap { c in
@@ -171,6 +174,22 @@ public final class GradientGuard {
         self.scheduler = scheduler
         self.scheduleCadence = scheduleCadence
         stateTensors = parameters.map(\.tensor) + buffers
+    }
+
+    /// The largest attention logit of every attention layer at the step's forward pass (in
+    /// data-parallel training, the largest over the ranks: every rank judges the same numbers);
+    /// nil for a model without attention.
+    func attentionLogits() throws -> [AttentionLogit]? {
+        guard !attentionLayers.isEmpty else { return nil }
+        var values = attentionLayers.map { Double($0.layer.maxAttentionLogit ?? -.infinity) }
+        if let c = communicator, c.isDistributed {
+            let all = try c.allGatherVariable(values)
+            guard all.allSatisfy({ $0.count == values.count }) else {
+                throw CommunicatorError.mismatch(what: "number of attention layers", ranks: all.indices.filter { all[$0].count != values.count })
+            }
+            values = values.indices.map { i in all.map { $0[i] }.max() ?? values[i] }
+        }
+        return zip(attentionLayers, values).compactMap { l, v in v.isInfinite && v < 0 ? nil : AttentionLogit(module: l.name, maxLogit: Float(v)) }
     }
 
     /// Inspects the gradients of the current step and applies or withholds it; throws
@@ -214,7 +233,7 @@ public final class GradientGuard {
             // The whole batch's activation gradients (none when the ranks probed different ones).
             batchActivations = zip(probed, g.activationNorms).map { ActivationGradient(name: $0.name, norm: $1) }
         }
-        var measured = judge.measure(loss: stepLoss, activations: batchActivations, ranks: gathered?.ranks)
+        var measured = judge.measure(loss: stepLoss, activations: batchActivations, ranks: gathered?.ranks, attentionLogits: try attentionLogits())
         // Foresight: the curvature against the stability limit of the rate the update will use.
         var reading: CurvatureReading? = nil
         if let probe = curvature, probe.isDue(step: step), lastProbeAttempt != step {
