@@ -150,8 +150,13 @@ public enum BenchCatalog {
         }
 
         // MARK: Decoder-only transformers on the same characters (causal self-attention, pre-norm)
-        for (opt, lr, k, qkNorm) in [(BenchOptimizer.adamw, 3e-3, 30.0, false), (.adam, 2e-3, 50, false), (.adamw, 3e-3, 30, true), (.sgdMomentum, 0.05, 30, false)] {
-            add(qkNorm ? "transformer-qknorm" : "transformer", opt, .crossEntropy, lr: lr, steps: 200, faults: [.rate(k), .normalInit, .labelNoise(from: 100, steps: 30)]) {
+        for (opt, lr, k, qkNorm) in [
+            (BenchOptimizer.adamw, 3e-3, 30.0, false), (.adam, 2e-3, 50, false), (.adamw, 3e-3, 30, true), (.sgdMomentum, 0.05, 30, false)
+        ] {
+            add(
+                qkNorm ? "transformer-qknorm" : "transformer", opt, .crossEntropy, lr: lr, steps: 200,
+                faults: [.rate(k), .normalInit, .labelNoise(from: 100, steps: 30)]
+            ) {
                 opt, fault, seed, rate in
                 let (data, vocabulary) = BenchDataSets.characters(length: 24, train: 2048, valid: 128, seed: seed &+ 1000)
                 let model = CharTransformer(vocabularySize: vocabulary, width: 32, heads: 2, layers: 2, context: 24, qkNorm: qkNorm)

@@ -22,7 +22,9 @@ func runConfig(_ runName: String, kind: ModelKind?, command: String, alsoKind: M
         throw fail(e.description, code: e.unreadable ? Exit.missing : Exit.usage)
     }
     if let kind, c.model.kind != kind && c.model.kind != alsoKind {
-        throw fail("run \(runName) is a '\(c.model.kind.rawValue)' run: \(command) needs model.kind \(kind.rawValue)\(alsoKind.map { " or \($0.rawValue)" } ?? "")", code: Exit.usage)
+        throw fail(
+            "run \(runName) is a '\(c.model.kind.rawValue)' run: \(command) needs model.kind \(kind.rawValue)\(alsoKind.map { " or \($0.rawValue)" } ?? "")",
+            code: Exit.usage)
     }
     c.runsDirectory = (dir as NSString).deletingLastPathComponent
     return (dir, c)

@@ -36,7 +36,8 @@ public enum FindingKind: String, Sendable, Codable, CaseIterable {
 
     /// Whether the step's gradients must not be applied as they are.
     public var isExploding: Bool {
-        ![.vanishing, .overClipping, .validationDivergence, .rankOutlier, .initialScale, .largeUpdate, .stalled, .edgeOfStability, .attentionLogitGrowth].contains(self)
+        ![.vanishing, .overClipping, .validationDivergence, .rankOutlier, .initialScale, .largeUpdate, .stalled, .edgeOfStability, .attentionLogitGrowth]
+            .contains(self)
     }
 }
 

@@ -290,7 +290,8 @@ public struct Diagnostician {
                     at: 0)
                 strong = true
                 recs.append(
-                    "bound the attention logits: QK-norm (MultiheadAttention(qkNorm: true), model.qk_norm true), a z-loss (model.z_loss 1e-4), or a lower learning rate")
+                    "bound the attention logits: QK-norm (MultiheadAttention(qkNorm: true), model.qk_norm true), a z-loss (model.z_loss 1e-4), or a lower learning rate"
+                )
             }
             // The curvature probe weighs the rate: past the stability limit it is the cause (the
             // margin history says by how much); well inside it, the rate is a weak lead.

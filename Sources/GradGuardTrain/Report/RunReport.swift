@@ -129,14 +129,18 @@ public enum RunReport {
         // Attention: the largest logit q·k/√d over the run (all layers), and each layer's at detailed steps.
         if steps.contains(where: { $0.maxAttentionLogit != nil }) {
             body += "<h2>Attention logits</h2>"
-            let layers = Array(Set(steps.flatMap { $0.attentionLogits?.keys.map { $0 } ?? [] })).sorted { $0.compare($1, options: .numeric) == .orderedAscending }
+            let layers = Array(Set(steps.flatMap { $0.attentionLogits?.keys.map { $0 } ?? [] })).sorted {
+                $0.compare($1, options: .numeric) == .orderedAscending
+            }
             let palette = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
             var series: [SVGChart.Series] = [.init(name: "largest (all layers)", color: "#d62728", points: line { $0.maxAttentionLogit.map(Double.init) })]
             for (i, layer) in layers.prefix(palette.count).enumerated() {
                 series.append(.init(name: layer, color: palette[i], points: line { $0.attentionLogits?[layer].map(Double.init) }))
             }
-            body += SVGChart(title: "largest attention logit q·k/√d (QK-clip's quantity; log scale)", series: series, logY: true, markers: markers, id: "chart-attention")
-                .render()
+            body += SVGChart(
+                title: "largest attention logit q·k/√d (QK-clip's quantity; log scale)", series: series, logY: true, markers: markers, id: "chart-attention"
+            )
+            .render()
         }
 
         let detailed = steps.filter { $0.moduleNorms != nil }
