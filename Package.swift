@@ -16,6 +16,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // `swift package generate-documentation`: the DocC catalog of Sources/GradGuard (a
+        // command plugin: nothing of it is built into the library).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // MARK: System libraries
@@ -72,6 +75,8 @@ let package = Package(
         // The Swift programs of the README, built and run by the tests.
         .executableTarget(name: "train-detector", dependencies: ["GradGuard"], path: "Examples/train-detector"),
         .executableTarget(name: "train-charlm", dependencies: ["GradGuard"], path: "Examples/train-charlm"),
+        // The code of the DocC articles (Scripts/sync_doc_examples.py writes it), built and run by the tests.
+        .executableTarget(name: "doc-examples", dependencies: ["GradGuard"], path: "Examples/doc-examples"),
 
         // MARK: Tests
         .target(name: "_TestSupport", dependencies: ["GradGuard"], path: "Tests/_TestSupport"),

@@ -468,6 +468,17 @@ final class ExampleProgramTests: CLITestCase {
         }
     }
 
+    /// Every Swift block of the DocC articles is in `Examples/doc-examples` (so the build
+    /// compiles it), and that program runs to the end.
+    func testEveryArticlesCodeCompilesAndRuns() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let check = try runProcess("/usr/bin/env", ["python3", root.appendingPathComponent("Scripts/sync_doc_examples.py").path, "--check"], in: tmp)
+        XCTAssertEqual(check.code, 0, check.err)
+        let r = try runProcess(example("doc-examples").path, [], in: tmp)
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(r.out.contains("report.html"), r.out)
+    }
+
     func testDetectorExampleTrainsAndPrintsMAP() throws {
         XCTAssertEqual(try run(["data", "shapes", "--out", "shapes", "--train", "32", "--val", "8", "--size", "64"]).code, 0)
         let r = try runProcess(example("train-detector").path, ["shapes/data.yaml", "1"], in: tmp)
