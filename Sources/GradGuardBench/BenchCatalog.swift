@@ -2,9 +2,9 @@ import Foundation
 import GradGuard
 
 /// A configuration that cannot be built.
-public enum BenchError: Error, CustomStringConvertible {
+package enum BenchError: Error, CustomStringConvertible {
     case noValidation(String)
-    public var description: String {
+    package var description: String {
         switch self {
         case .noValidation(let name): return "\(name): the dataset has no validation split"
         }
@@ -12,9 +12,9 @@ public enum BenchError: Error, CustomStringConvertible {
 }
 
 /// The configurations of GuardBench.
-public enum BenchCatalog {
+package enum BenchCatalog {
     /// Every configuration, the halves alternating within each architecture family.
-    public static var all: [BenchConfig] {
+    package static var all: [BenchConfig] {
         var out: [BenchConfig] = []
         var flip = false
         func add(

@@ -3,10 +3,10 @@ import GradGuard
 
 /// Which half of GuardBench a configuration belongs to: thresholds are chosen on the tuning
 /// half only; the checking half reports how they hold on runs they were not chosen on.
-public enum BenchHalf: String, Sendable, Codable, CaseIterable { case tuning, checking }
+package enum BenchHalf: String, Sendable, Codable, CaseIterable { case tuning, checking }
 
 /// What is wrong with a failing variant, planted on purpose.
-public enum BenchFault: Sendable, Equatable, Codable {
+package enum BenchFault: Sendable, Equatable, Codable {
     /// The healthy twin: the rate and initialisation a practitioner would choose.
     case none
     /// The learning rate multiplied by this factor (10–100×).
@@ -28,7 +28,7 @@ public enum BenchFault: Sendable, Equatable, Codable {
     /// Labels replaced by one class for `steps` steps from `from` (a mislabelled shard).
     case labelNoise(from: Int, steps: Int)
 
-    public var label: String {
+    package var label: String {
         switch self {
         case .none: return "healthy"
         case .rate(let k): return "lr×\(Int(k))"
@@ -43,7 +43,7 @@ public enum BenchFault: Sendable, Equatable, Codable {
     }
 
     /// The cause the diagnosis should name first.
-    public var planted: Cause.Kind? {
+    package var planted: Cause.Kind? {
         switch self {
         case .none: return nil
         case .rate, .rateRamp: return .learningRateTooHigh
@@ -57,12 +57,12 @@ public enum BenchFault: Sendable, Equatable, Codable {
 }
 
 /// The optimizers GuardBench trains with.
-public enum BenchOptimizer: String, Sendable, Codable, CaseIterable {
+package enum BenchOptimizer: String, Sendable, Codable, CaseIterable {
     case sgd
     case sgdMomentum = "sgd-momentum"
     case adam, adamw, rmsprop
 
-    public func make(_ params: [Tensor], lr: Double) -> any Optimizer {
+    package func make(_ params: [Tensor], lr: Double) -> any Optimizer {
         switch self {
         case .sgd: return SGD(params, lr: lr)
         case .sgdMomentum: return SGD(params, lr: lr, momentum: 0.9)
@@ -75,43 +75,43 @@ public enum BenchOptimizer: String, Sendable, Codable, CaseIterable {
 
 /// One training run ready to go: the model, its optimizer, the loss of each step's batch and
 /// the validation score at the end.
-public struct BenchTask {
-    public let model: Module
-    public let optimizer: any Optimizer
+package struct BenchTask {
+    package let model: Module
+    package let optimizer: any Optimizer
     /// The training loss of step `i` (its batch, with any planted data fault).
-    public let loss: (Int) throws -> Tensor
+    package let loss: (Int) throws -> Tensor
     /// The validation score, higher is better (accuracy, R², exp(−loss), mAP).
-    public let score: () throws -> Double
+    package let score: () throws -> Double
     /// The score of guessing.
-    public let chance: Double
+    package let chance: Double
     /// The loss of a fixed batch (the first step's, without planted faults): the curvature
     /// probe's.
-    public let probe: () throws -> Tensor
+    package let probe: () throws -> Tensor
 }
 
 /// One GuardBench configuration: an architecture, an optimizer and a loss at a healthy rate,
 /// with the failing variants planted on it.
-public struct BenchConfig: Sendable {
-    public let name: String
-    public let architecture: String
-    public let optimizer: BenchOptimizer
-    public let objective: BenchObjective
-    public let half: BenchHalf
-    public let steps: Int
-    public let lr: Double
+package struct BenchConfig: Sendable {
+    package let name: String
+    package let architecture: String
+    package let optimizer: BenchOptimizer
+    package let objective: BenchObjective
+    package let half: BenchHalf
+    package let steps: Int
+    package let lr: Double
     /// The healthy twin first, then the failing variants.
-    public let faults: [BenchFault]
+    package let faults: [BenchFault]
     /// Builds the run of `fault` (rate faults are applied by the caller) from `seed`.
     let build: @Sendable (BenchFault, UInt64, Double) throws -> BenchTask
 
     /// The rate multiplier of `fault` at `step` (1 but for a ramp).
-    public func rateFactor(_ fault: BenchFault, step: Int) -> Double {
+    package func rateFactor(_ fault: BenchFault, step: Int) -> Double {
         guard case .rateRamp(let k) = fault else { return 1 }
         return 1 + (k - 1) * Double(step) / Double(Swift.max(steps - 1, 1))
     }
 
     /// The run of `fault` from `seed`, at `rate` instead of the configuration's when given.
-    public func task(_ fault: BenchFault, seed: UInt64, rate healthy: Double? = nil) throws -> BenchTask {
+    package func task(_ fault: BenchFault, seed: UInt64, rate healthy: Double? = nil) throws -> BenchTask {
         DefaultGenerator.seed(seed)
         var rate = healthy ?? lr
         if case .rate(let k) = fault { rate *= k }

@@ -3,7 +3,7 @@ import GradGuard
 
 /// What a GuardBench task predicts, which loss trains it and how its validation score is
 /// read (higher is better in every case).
-public enum BenchObjective: String, Sendable, Codable {
+package enum BenchObjective: String, Sendable, Codable {
     /// Cross-entropy over classes; score: accuracy.
     case crossEntropy = "cross-entropy"
     /// Mean squared error; score: R² (1 − MSE / variance of the targets), at least −1.
@@ -14,37 +14,37 @@ public enum BenchObjective: String, Sendable, Codable {
 
 /// A training pool and a validation set drawn from one generator: inputs in their model's
 /// layout, targets class indices (cross-entropy), values (MSE) or 0/1 labels (BCE).
-public struct BenchData {
-    public var trainX: Tensor, trainY: Tensor
-    public var validX: Tensor, validY: Tensor
-    public let objective: BenchObjective
+package struct BenchData {
+    package var trainX: Tensor, trainY: Tensor
+    package var validX: Tensor, validY: Tensor
+    package let objective: BenchObjective
     /// Classes (cross-entropy), outputs (MSE, BCE).
-    public let outputs: Int
+    package let outputs: Int
     /// The score of guessing (the most frequent class, or a constant prediction).
-    public let chance: Double
+    package let chance: Double
 
     /// Rows of the training pool.
-    public var count: Int { trainX.shape[0] }
+    package var count: Int { trainX.shape[0] }
 
     /// The `i`-th batch of `size` rows: consecutive rows of the pool, which was drawn in
     /// random order, wrapping round.
-    public func batch(_ i: Int, size: Int) -> (x: Tensor, y: Tensor) {
+    package func batch(_ i: Int, size: Int) -> (x: Tensor, y: Tensor) {
         let rows = BenchData.rows(i, size: size, of: count)
         return (trainX.narrow(axis: 0, start: rows.lowerBound, length: size), trainY.narrow(axis: 0, start: rows.lowerBound, length: size))
     }
 
     /// The rows of batch `i` of `size` in a pool of `count`: consecutive, wrapping round.
-    public static func rows(_ i: Int, size: Int, of count: Int) -> Range<Int> {
+    package static func rows(_ i: Int, size: Int, of count: Int) -> Range<Int> {
         let start = (i * size) % Swift.max(count - size + 1, 1)
         return start..<(start + size)
     }
 }
 
 /// Generators of GuardBench's data, each from a seed.
-public enum BenchDataSets {
+package enum BenchDataSets {
     /// Targets of a random two-layer tanh teacher on Gaussian inputs `[N, features]`:
     /// the arg-max of `outputs` logits (cross-entropy), their values (MSE) or their signs (BCE).
-    public static func teacher(
+    package static func teacher(
         features: Int, outputs: Int, objective: BenchObjective, train: Int, valid: Int, noise: Float = 0.05, seed: UInt64
     ) -> BenchData {
         var g = RandomGenerator(seed: seed)
@@ -77,7 +77,7 @@ public enum BenchDataSets {
 
     /// Images `[N, 1, side, side]` of a bar through the centre region — horizontal, vertical or
     /// either diagonal (4 classes) — at a random offset, on Gaussian noise.
-    public static func bars(side: Int = 12, train: Int, valid: Int, noise: Float = 0.4, seed: UInt64) -> BenchData {
+    package static func bars(side: Int = 12, train: Int, valid: Int, noise: Float = 0.4, seed: UInt64) -> BenchData {
         var g = RandomGenerator(seed: seed)
         func draw(_ n: Int) -> (Tensor, Tensor) {
             var x = [Float](repeating: 0, count: n * side * side), y = [Float](repeating: 0, count: n)
@@ -105,7 +105,7 @@ public enum BenchDataSets {
 
     /// Noisy chirps `[N, length, 1]`: a sine whose frequency rises (class 1) or falls (class 0)
     /// over the sequence, random phase and amplitude.
-    public static func chirps(length: Int, train: Int, valid: Int, noise: Float = 0.3, seed: UInt64) -> BenchData {
+    package static func chirps(length: Int, train: Int, valid: Int, noise: Float = 0.3, seed: UInt64) -> BenchData {
         var g = RandomGenerator(seed: seed)
         func draw(_ n: Int) -> (Tensor, Tensor) {
             var x = [Float](repeating: 0, count: n * length), y = [Float](repeating: 0, count: n)
@@ -129,7 +129,7 @@ public enum BenchDataSets {
 
     /// Sequences `[N, length, 4]` of random one-hot symbols whose class is the first symbol:
     /// the information sits `length` steps before the output (a long dependency).
-    public static func firstSymbol(length: Int, train: Int, valid: Int, seed: UInt64) -> BenchData {
+    package static func firstSymbol(length: Int, train: Int, valid: Int, seed: UInt64) -> BenchData {
         var g = RandomGenerator(seed: seed)
         func draw(_ n: Int) -> (Tensor, Tensor) {
             var x = [Float](repeating: 0, count: n * length * 4), y = [Float](repeating: 0, count: n)
@@ -148,7 +148,7 @@ public enum BenchDataSets {
 
     /// The adding problem `[N, length, 2]` (values and two markers; the target is the sum of
     /// the marked values), regression.
-    public static func adding(length: Int, train: Int, valid: Int, seed: UInt64) -> BenchData {
+    package static func adding(length: Int, train: Int, valid: Int, seed: UInt64) -> BenchData {
         let task = LongDependencyTask.adding
         let t = task.dataset(count: train, t: length, seed: seed), v = task.dataset(count: valid, t: length, seed: seed &+ 1)
         return BenchData(trainX: t.inputs, trainY: t.targets, validX: v.inputs, validY: v.targets, objective: .mse, outputs: 1, chance: 0)
@@ -156,7 +156,7 @@ public enum BenchDataSets {
 
     /// Windows of the built-in corpus, `[N, length]` character indices with the next characters
     /// as targets (`[N, length]`), scored by next-character accuracy.
-    public static func characters(length: Int, train: Int, valid: Int, seed: UInt64) -> (BenchData, vocabulary: Int) {
+    package static func characters(length: Int, train: Int, valid: Int, seed: UInt64) -> (BenchData, vocabulary: Int) {
         let corpus = CharCorpus(text: BuiltinCorpus.text)
         let ids = corpus.encode(BuiltinCorpus.text)
         var g = RandomGenerator(seed: seed)

@@ -1,11 +1,11 @@
 import GradGuard
 
 /// The models of GuardBench: architectures the project's own workloads do not use.
-public enum BenchModels {
+package enum BenchModels {
     /// `depth` hidden layers of `width` (Linear → [LayerNorm] → ReLU or tanh) and a Linear head;
     /// the hidden layers initialised for their non-linearity (Kaiming for ReLU, Xavier for
     /// tanh) or, with `pytorchDefault`, as `nn.Linear` does.
-    public static func mlp(
+    package static func mlp(
         inputs: Int, width: Int, depth: Int, outputs: Int, layerNorm: Bool, activation: Nonlinearity = .relu, pytorchDefault: Bool = false
     ) -> Sequential {
         var layers: [any UnaryLayer] = []
@@ -23,21 +23,21 @@ public enum BenchModels {
     }
 
     /// x + f(x), f = [LayerNorm →] Linear → GELU → Linear (pre-norm when `layerNorm`).
-    public final class ResidualBlock: Module, UnaryLayer {
-        public var norm: LayerNorm?
-        public var fc1: Linear
-        public var fc2: Linear
-        public init(width: Int, layerNorm: Bool) {
+    package final class ResidualBlock: Module, UnaryLayer {
+        package var norm: LayerNorm?
+        package var fc1: Linear
+        package var fc2: Linear
+        package init(width: Int, layerNorm: Bool) {
             norm = layerNorm ? LayerNorm([width]) : nil
             fc1 = Linear(inputSize: width, outputSize: width)
             fc2 = Linear(inputSize: width, outputSize: width)
             super.init()
         }
-        public func forward(_ x: Tensor) -> Tensor { x + fc2(fc1(norm.map { $0(x) } ?? x).gelu()) }
+        package func forward(_ x: Tensor) -> Tensor { x + fc2(fc1(norm.map { $0(x) } ?? x).gelu()) }
     }
 
     /// Linear in → `blocks` residual blocks → [LayerNorm →] Linear out.
-    public static func residualMLP(inputs: Int, width: Int, blocks: Int, outputs: Int, layerNorm: Bool) -> Sequential {
+    package static func residualMLP(inputs: Int, width: Int, blocks: Int, outputs: Int, layerNorm: Bool) -> Sequential {
         var layers: [any UnaryLayer] = [Linear(inputSize: inputs, outputSize: width)]
         for _ in 0..<blocks { layers.append(ResidualBlock(width: width, layerNorm: layerNorm)) }
         if layerNorm { layers.append(LayerNorm([width])) }
@@ -47,7 +47,7 @@ public enum BenchModels {
 
     /// Two (Conv 3×3 → [BatchNorm] → ReLU → MaxPool 2) stages on `[N, 1, side, side]`, then a
     /// Linear head.
-    public static func cnn(side: Int, channels: Int, outputs: Int, batchNorm: Bool) -> Sequential {
+    package static func cnn(side: Int, channels: Int, outputs: Int, batchNorm: Bool) -> Sequential {
         var layers: [any UnaryLayer] = []
         var c = 1
         for k in [channels, 2 * channels] {
@@ -64,12 +64,12 @@ public enum BenchModels {
 
     /// A hybrid on sequences `[N, T, 1]`: a 1×5 convolution front end over time (8 channels,
     /// ReLU), a GRU or LSTM, `blocks` pre-norm residual blocks on its last state, a Linear head.
-    public final class Hybrid: Module, UnaryLayer {
-        public var front: Conv2d
-        public var core: SequenceModel
-        public var blocks: [ResidualBlock]
-        public var head: Linear
-        public init(hidden: Int, outputs: Int, cell: SequenceModel.Cell, blocks: Int) {
+    package final class Hybrid: Module, UnaryLayer {
+        package var front: Conv2d
+        package var core: SequenceModel
+        package var blocks: [ResidualBlock]
+        package var head: Linear
+        package init(hidden: Int, outputs: Int, cell: SequenceModel.Cell, blocks: Int) {
             front = Conv2d(inChannels: 1, outChannels: 8, kernelSize: (1, 5), padding: (0, 2))
             // The recurrent core's own head maps its last state to the blocks' width.
             core = SequenceModel(cell: cell, inputSize: 8, hiddenSize: hidden, outputSize: hidden, forgetGateBias: cell == .lstm ? 1 : nil)
@@ -77,7 +77,7 @@ public enum BenchModels {
             head = Linear(inputSize: hidden, outputSize: outputs)
             super.init()
         }
-        public func forward(_ x: Tensor) -> Tensor {
+        package func forward(_ x: Tensor) -> Tensor {
             // [N, T, 1] → [N, 1, 1, T] → conv → [N, 8, 1, T] → [N, T, 8].
             let n = x.shape[0], t = x.shape[1]
             let features = front(x.reshaped([n, 1, 1, t])).relu().reshaped([n, 8, t]).transposed(1, 2)

@@ -3,7 +3,7 @@ import GradGuard
 
 /// The guard settings GuardBench measures: watching only (the unguarded trajectory), the
 /// default policy, and the default policy with each clipper at its default settings.
-public enum GuardSetting: String, Sendable, Codable, CaseIterable {
+package enum GuardSetting: String, Sendable, Codable, CaseIterable {
     case monitorOnly = "monitor-only"
     case standard = "default"
     case globalNorm = "global-norm"
@@ -16,9 +16,9 @@ public enum GuardSetting: String, Sendable, Codable, CaseIterable {
     case cap
 
     /// Whether the curvature probe runs.
-    public var probes: Bool { self == .foresight || self == .cap }
+    package var probes: Bool { self == .foresight || self == .cap }
 
-    public func policy() -> GuardPolicy {
+    package func policy() -> GuardPolicy {
         switch self {
         case .monitorOnly, .foresight: return .monitorOnly
         case .cap:
@@ -32,58 +32,58 @@ public enum GuardSetting: String, Sendable, Codable, CaseIterable {
 }
 
 /// A finding of a run: its step and kind.
-public struct BenchFinding: Sendable, Codable, Equatable {
-    public let step: Int
-    public let kind: FindingKind
-    public let message: String
+package struct BenchFinding: Sendable, Codable, Equatable {
+    package let step: Int
+    package let kind: FindingKind
+    package let message: String
 }
 
 /// What one run did.
-public struct BenchRunResult: Sendable, Codable {
-    public let config: String
-    public let half: BenchHalf
-    public let fault: String
-    public let planted: Cause.Kind?
-    public let seed: UInt64
-    public let setting: GuardSetting
+package struct BenchRunResult: Sendable, Codable {
+    package let config: String
+    package let half: BenchHalf
+    package let fault: String
+    package let planted: Cause.Kind?
+    package let seed: UInt64
+    package let setting: GuardSetting
     /// Steps attempted (fewer than planned when the guard halted or an unguarded loss became NaN).
-    public let steps: Int
-    public let plannedSteps: Int
+    package let steps: Int
+    package let plannedSteps: Int
     /// Mean training loss of the first five steps and of the last ten.
-    public let startLoss: Double, endLoss: Double
-    public let firstNonFinite: Int?
+    package let startLoss: Double, endLoss: Double
+    package let firstNonFinite: Int?
     /// First step whose loss exceeds ten times the first step's.
-    public let firstTenfold: Int?
-    public let score: Double
-    public let chance: Double
-    public let findings: [BenchFinding]
-    public let skipped: Int, rollbacks: Int, backOffs: Int
+    package let firstTenfold: Int?
+    package let score: Double
+    package let chance: Double
+    package let findings: [BenchFinding]
+    package let skipped: Int, rollbacks: Int, backOffs: Int
     /// Curvature caps taken (the cap setting), and the probe's readings: step, λ_max, margin.
-    public var caps = 0
-    public var readings: [[Double]] = []
+    package var caps = 0
+    package var readings: [[Double]] = []
     /// The probe's share of the run's time.
-    public var probeShare = 0.0
-    public let halted: Bool
+    package var probeShare = 0.0
+    package let halted: Bool
     /// The top cause of the first incident that names one, and the step of that incident.
-    public let firstCause: Cause.Kind?
-    public let firstCauseStep: Int?
+    package let firstCause: Cause.Kind?
+    package let firstCauseStep: Int?
     /// The largest module update ratio ‖Δw‖/‖w‖ of any applied step.
-    public let largestUpdate: Double
-    public let seconds: Double
+    package let largestUpdate: Double
+    package let seconds: Double
 
     /// The guard skipped, rolled back, lowered the rate or halted.
-    public var intervened: Bool { skipped > 0 || rollbacks > 0 || backOffs > 0 || halted || caps > 0 }
+    package var intervened: Bool { skipped > 0 || rollbacks > 0 || backOffs > 0 || halted || caps > 0 }
     /// The first curvature warning.
-    public var firstWarning: Int? { findings.first { $0.kind == .edgeOfStability }?.step }
+    package var firstWarning: Int? { findings.first { $0.kind == .edgeOfStability }?.step }
     /// The step by which a failure must be flagged: the first non-finite loss or tenfold loss.
-    public var event: Int? { [firstNonFinite, firstTenfold].compactMap { $0 }.min() }
+    package var event: Int? { [firstNonFinite, firstTenfold].compactMap { $0 }.min() }
 }
 
 /// Runs GuardBench configurations under guard settings.
-public enum BenchRunner {
+package enum BenchRunner {
     /// Trains `config`'s variant `fault` from `seed` under `setting` (or under `policy`, which
     /// then replaces the setting's, the result still naming `setting`).
-    public static func run(
+    package static func run(
         _ config: BenchConfig, fault: BenchFault, seed: UInt64, setting: GuardSetting, policy: GuardPolicy? = nil,
         probeEvery: Int = BenchRunner.probeEvery, rate: Double? = nil
     ) throws -> BenchRunResult {
@@ -150,11 +150,11 @@ public enum BenchRunner {
     }
 
     /// Steps between curvature probes in GuardBench.
-    public static let probeEvery = 5
+    package static let probeEvery = 5
     /// The probe's fixed batch, in training batches: one. (A small batch's Hessian overstates
     /// the whole data's curvature; eight batches gave the same warnings on the tuning half, at
     /// three times the time.)
-    public static let probeBatches = 1
+    package static let probeBatches = 1
 
     static func mean(_ v: [Double]) -> Double { v.isEmpty ? .nan : v.reduce(0, +) / Double(v.count) }
 }

@@ -2,8 +2,8 @@ import Foundation
 import GradGuard
 
 /// What the unguarded run of a variant says about it.
-public struct BenchTruth: Sendable, Codable {
-    public enum Verdict: String, Sendable, Codable {
+package struct BenchTruth: Sendable, Codable {
+    package enum Verdict: String, Sendable, Codable {
         /// The healthy twin converged.
         case healthy
         /// The healthy twin did not converge unguarded: the configuration needs another rate.
@@ -14,16 +14,16 @@ public struct BenchTruth: Sendable, Codable {
         /// A failing variant trained anyway: neither a false alarm nor a miss counts on it.
         case benign
     }
-    public let config: String, fault: String, seed: UInt64
-    public let verdict: Verdict
-    public let reason: String
+    package let config: String, fault: String, seed: UInt64
+    package let verdict: Verdict
+    package let reason: String
     /// The first non-finite or tenfold loss of the unguarded run.
-    public let event: Int?
-    public let healthyScore: Double
-    public let unguardedScore: Double
+    package let event: Int?
+    package let healthyScore: Double
+    package let unguardedScore: Double
 
     /// The verdict on `run` (a monitor-only run) given its healthy twin's monitor-only run.
-    public static func judge(_ run: BenchRunResult, twin: BenchRunResult) -> BenchTruth {
+    package static func judge(_ run: BenchRunResult, twin: BenchRunResult) -> BenchTruth {
         let converged = twin.firstNonFinite == nil && twin.endLoss < twin.startLoss
         func truth(_ v: Verdict, _ why: String) -> BenchTruth {
             BenchTruth(
@@ -48,37 +48,37 @@ public struct BenchTruth: Sendable, Codable {
 }
 
 /// The measures of one guard setting over a set of runs.
-public struct BenchSummary: Sendable, Codable {
-    public let setting: GuardSetting
-    public let half: BenchHalf?
-    public var healthyRuns = 0, falseInterventions = 0, healthySteps = 0, falseFindings = 0
-    public var failingRuns = 0, flagged = 0, rescued = 0
-    public var leadTimes: [Int] = []
-    public var diagnosable = 0, diagnosed = 0
-    public var benignRuns = 0, benignInterventions = 0
+package struct BenchSummary: Sendable, Codable {
+    package let setting: GuardSetting
+    package let half: BenchHalf?
+    package var healthyRuns = 0, falseInterventions = 0, healthySteps = 0, falseFindings = 0
+    package var failingRuns = 0, flagged = 0, rescued = 0
+    package var leadTimes: [Int] = []
+    package var diagnosable = 0, diagnosed = 0
+    package var benignRuns = 0, benignInterventions = 0
     /// Guarded minus unguarded score on the healthy runs.
-    public var scoreDeltas: [Double] = []
-    public var seconds = 0.0
+    package var scoreDeltas: [Double] = []
+    package var seconds = 0.0
     /// Healthy runs with an intervention, and failing runs missed (config, fault, seed).
-    public var intervenedOn: [String] = [], missed: [String] = [], misdiagnosed: [String] = []
+    package var intervenedOn: [String] = [], missed: [String] = [], misdiagnosed: [String] = []
 
-    public var findingsPerThousand: Double { healthySteps == 0 ? 0 : 1000 * Double(falseFindings) / Double(healthySteps) }
-    public var recall: Double { failingRuns == 0 ? .nan : Double(flagged) / Double(failingRuns) }
-    public var medianLead: Double? {
+    package var findingsPerThousand: Double { healthySteps == 0 ? 0 : 1000 * Double(falseFindings) / Double(healthySteps) }
+    package var recall: Double { failingRuns == 0 ? .nan : Double(flagged) / Double(failingRuns) }
+    package var medianLead: Double? {
         guard !leadTimes.isEmpty else { return nil }
         let s = leadTimes.sorted()
         return s.count % 2 == 1 ? Double(s[s.count / 2]) : Double(s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
-    public var meanScoreDelta: Double { scoreDeltas.isEmpty ? 0 : scoreDeltas.reduce(0, +) / Double(scoreDeltas.count) }
+    package var meanScoreDelta: Double { scoreDeltas.isEmpty ? 0 : scoreDeltas.reduce(0, +) / Double(scoreDeltas.count) }
 }
 
 /// Scores guard settings against the unguarded ground truth.
-public enum BenchScoring {
+package enum BenchScoring {
     static func key(_ r: BenchRunResult) -> String { "\(r.config)|\(r.fault)|\(r.seed)" }
     static func twinKey(_ r: BenchRunResult) -> String { "\(r.config)|\(BenchFault.none.label)|\(r.seed)" }
 
     /// The verdict on every variant that has an unguarded (monitor-only) run and a healthy twin.
-    public static func truths(_ results: [BenchRunResult]) -> [String: BenchTruth] {
+    package static func truths(_ results: [BenchRunResult]) -> [String: BenchTruth] {
         let unguarded = Dictionary(results.filter { $0.setting == .monitorOnly }.map { (key($0), $0) }, uniquingKeysWith: { a, _ in a })
         var out: [String: BenchTruth] = [:]
         for (k, r) in unguarded {
@@ -97,7 +97,7 @@ public enum BenchScoring {
         }
     }
 
-    public static func summarise(_ results: [BenchRunResult], setting: GuardSetting, half: BenchHalf?) -> BenchSummary {
+    package static func summarise(_ results: [BenchRunResult], setting: GuardSetting, half: BenchHalf?) -> BenchSummary {
         let truth = truths(results)
         var s = BenchSummary(setting: setting, half: half)
         for r in results where r.setting == setting && (half == nil || r.half == half) {
@@ -138,7 +138,7 @@ public enum BenchScoring {
     }
 
     /// The totals table: one row per setting and half.
-    public static func markdown(_ results: [BenchRunResult]) -> String {
+    package static func markdown(_ results: [BenchRunResult]) -> String {
         let settings = GuardSetting.allCases.filter { s in results.contains { $0.setting == s } }
         var out = [
             "| setting | half | healthy runs | false interventions | false findings / 1000 steps | failing runs | recall | median lead (steps) | rescued | diagnosis right | healthy score Δ |",
@@ -158,7 +158,7 @@ public enum BenchScoring {
 
     /// One row per variant and seed: the verdict, unguarded and default scores, first finding
     /// and event, the default policy's actions and first cause.
-    public static func detail(_ results: [BenchRunResult]) -> String {
+    package static func detail(_ results: [BenchRunResult]) -> String {
         let truth = truths(results)
         let byKey = Dictionary(results.map { ("\(key($0))|\($0.setting.rawValue)", $0) }, uniquingKeysWith: { a, _ in a })
         var out = [
@@ -184,35 +184,35 @@ public enum BenchScoring {
 /// Foresight on GuardBench: the curvature probe's warnings on the unguarded trajectory
 /// (`foresight`: lead time before the event, warnings on failing and healthy runs) and what
 /// the `cap` policy makes of the runs a too-high rate breaks.
-public struct ForesightSummary: Sendable, Codable {
-    public let half: BenchHalf?
+package struct ForesightSummary: Sendable, Codable {
+    package let half: BenchHalf?
     /// Rate-caused failing runs (a constant rate ×k, a ramp to ×k) and those warned in time
     /// (before the event, or at any step when the run fails without one).
-    public var rateFailing = 0, warned = 0
-    public var rampFailing = 0, rampWarned = 0
+    package var rateFailing = 0, warned = 0
+    package var rampFailing = 0, rampWarned = 0
     /// Steps from the first warning to the event (first non-finite or tenfold loss), all rate
     /// faults and ramps only.
-    public var leads: [Int] = [], rampLeads: [Int] = []
-    public var healthyRuns = 0, healthyWarned = 0
-    public var warnedHealthy: [String] = []
+    package var leads: [Int] = [], rampLeads: [Int] = []
+    package var healthyRuns = 0, healthyWarned = 0
+    package var warnedHealthy: [String] = []
     /// Under `cap`: rate-caused failing runs that end within 10 % of their healthy twin's score,
     /// the default policy's count on the same runs, and healthy runs the cap touched.
-    public var capRuns = 0, capRescued = 0, defaultRescued = 0, healthyCapped = 0
-    public var capScoreDeltas: [Double] = []
+    package var capRuns = 0, capRescued = 0, defaultRescued = 0, healthyCapped = 0
+    package var capScoreDeltas: [Double] = []
     /// The probe's share of the foresight runs' time.
-    public var probeShares: [Double] = []
+    package var probeShares: [Double] = []
 
     static func median(_ v: [Int]) -> Double? {
         guard !v.isEmpty else { return nil }
         let s = v.sorted()
         return s.count % 2 == 1 ? Double(s[s.count / 2]) : Double(s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
-    public var medianLead: Double? { Self.median(leads) }
-    public var medianRampLead: Double? { Self.median(rampLeads) }
+    package var medianLead: Double? { Self.median(leads) }
+    package var medianRampLead: Double? { Self.median(rampLeads) }
 }
 
 extension BenchScoring {
-    public static func foresight(_ results: [BenchRunResult], half: BenchHalf?) -> ForesightSummary {
+    package static func foresight(_ results: [BenchRunResult], half: BenchHalf?) -> ForesightSummary {
         let truth = truths(results)
         let byKey = Dictionary(results.map { ("\(key($0))|\($0.setting.rawValue)", $0) }, uniquingKeysWith: { a, _ in a })
         var s = ForesightSummary(half: half)
@@ -254,7 +254,7 @@ extension BenchScoring {
     }
 
     /// The foresight table: one row per half.
-    public static func foresightMarkdown(_ results: [BenchRunResult]) -> String {
+    package static func foresightMarkdown(_ results: [BenchRunResult]) -> String {
         guard results.contains(where: { $0.setting == .foresight }) else { return "" }
         var out = [
             "| half | rate-caused failing runs | warned in time | median lead (steps) | ramps warned | ramps' median lead | healthy runs warned | cap: rescued (default policy) | healthy runs capped | cap: healthy score Δ | probe's share of time |",

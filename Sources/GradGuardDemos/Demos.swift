@@ -3,11 +3,11 @@ import GradGuard
 import GradGuardRuns
 
 /// What a demo could not do: its settings are wrong, or its data are missing.
-public enum DemoError: Error, CustomStringConvertible, Equatable {
+package enum DemoError: Error, CustomStringConvertible, Equatable {
     case usage(String)
     case missing(String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case let .usage(m), let .missing(m): return m
         }
@@ -16,10 +16,10 @@ public enum DemoError: Error, CustomStringConvertible, Equatable {
 
 /// The canned, seeded experiments of `gradguard demo NAME` that put numbers on the remedies:
 /// each trains a few runs into `runsDirectory` and returns (and prints) a table.
-public struct Demo: Sendable {
+package struct Demo: Sendable {
     /// The demos, with what each does.
-    public static let names = ["rnn", "init", "lr", "regularization", "detector", "charlm", "stabilizers", "foresight"]
-    public static let help = """
+    package static let names = ["rnn", "init", "lr", "regularization", "detector", "charlm", "stabilizers", "foresight"]
+    package static let help = """
         rnn: a vanilla RNN and an LSTM on the adding problem at a learning rate that explodes unguarded; unguarded vs global-norm clipping vs AutoClip vs ZClip.
         init: 30-layer MLP and CNN with N(0,1), Xavier and Kaiming initialisation, with and without BatchNorm: per-layer gradient norms at step 0 and after training, accuracy.
         lr: a learning-rate sweep: where plain SGD explodes, and how warm-up with a cosine schedule, and the guard's automatic back-off, rescue the high rates.
@@ -30,32 +30,32 @@ public struct Demo: Sendable {
         foresight: a warm-up to a peak rate far too high: the curvature probe's warning (λ_max against the stability limit) steps before the explosion, the guard's cap on the rate, and lr-find's rate.
         """
 
-    public var name: String
+    package var name: String
     /// charlm: a UTF-8 text file instead of the built-in corpus.
-    public var text: String? = nil
+    package var text: String? = nil
     /// rnn: sequence length of the adding problem.
-    public var length = 20
+    package var length = 20
     /// Optimizer steps per run (nil: the demo's own), learning rate (nil: the demo's own).
-    public var stepsOption: Int? = nil
-    public var lrOption: Double? = nil
+    package var stepsOption: Int? = nil
+    package var lrOption: Double? = nil
     /// rnn, charlm: sgd or adam, and SGD's momentum; rnn: the cells, a ReLU RNN.
-    public var optimizer = "sgd"
-    public var momentum = 0.0
-    public var cells = "rnn,lstm"
-    public var relu = false
-    public var runsDirectory: String
-    public var seed = 0
+    package var optimizer = "sgd"
+    package var momentum = 0.0
+    package var cells = "rnn,lstm"
+    package var relu = false
+    package var runsDirectory: String
+    package var seed = 0
     /// Training examples of the init demo's CNN and of the detector demo (nil: theirs).
-    public var examples: Int? = nil
+    package var examples: Int? = nil
 
-    public init(name: String, runsDirectory: String? = nil) {
+    package init(name: String, runsDirectory: String? = nil) {
         self.name = name
         self.runsDirectory = runsDirectory ?? "runs/demo-\(name)"
     }
 
     /// Runs the demo with `seeds` seeds (seed, seed + 1, …) and prints the table, folded to
     /// medians with their range when there are several.
-    public func run(seeds: Int = 1) throws {
+    package func run(seeds: Int = 1) throws {
         // Every number is checked against its documented range before any work.
         if let examples, !(4...1_000_000).contains(examples) { throw DemoError.usage("--examples must be in 4 … 1000000, got \(examples)") }
         guard (1...50).contains(seeds) else { throw DemoError.usage("--seeds must be in 1 … 50") }

@@ -28,16 +28,26 @@ public protocol AttentionLogitReporting: Module {
 /// let (y, weights) = attention(x, x, x, isCausal: true)   // self-attention, [B, T, 64]
 /// ```
 public final class MultiheadAttention: Module, AttentionLogitReporting {
+    /// The packed projection of queries, keys and values, `[3·embedDim, embedDim]` (PyTorch's `in_proj_weight`).
     public var inProjWeight: Tensor
+    /// The packed projection's bias, `[3·embedDim]` (`in_proj_bias`); nil when built with `bias: false`.
     public var inProjBias: Tensor?
+    /// The output projection (`out_proj`).
     public let outProj: Linear
+    /// The RMS normalisation of each head's queries (`q_norm`), with `qkNorm`.
     public let qNorm: RMSNorm?
+    /// The RMS normalisation of each head's keys (`k_norm`), with `qkNorm`.
     public let kNorm: RMSNorm?
+    /// The model width E and the number of heads it divides into.
     public let embedDim: Int, heads: Int
+    /// The probability of dropping an attention weight in training.
     public let dropout: Float
+    /// Whether inputs and outputs are `[batch, time, features]` (otherwise `[time, batch, features]`).
     public let batchFirst: Bool
+    /// The largest scaled logit of the latest training forward pass (`AttentionLogitReporting`).
     public private(set) var maxAttentionLogit: Float? = nil
 
+    /// Attention over `heads` heads of width `embedDim / heads`; `qkNorm` normalises each head's queries and keys.
     public init(embedDim: Int, heads: Int, dropout: Float = 0, bias: Bool = true, batchFirst: Bool = false, qkNorm: Bool = false) {
         require(heads > 0 && embedDim % heads == 0, "MultiheadAttention: embedDim \(embedDim) does not divide into \(heads) heads")
         require(dropout >= 0 && dropout < 1, "MultiheadAttention: dropout \(dropout) is outside [0, 1)")
@@ -150,10 +160,14 @@ extension Tensor {
 /// 2019), `y = x / √(mean(x²) + eps) · weight`, as `torch.nn.RMSNorm` (eps defaults to
 /// float32's machine epsilon, as PyTorch's `None`).
 public final class RMSNorm: Module, UnaryLayer {
+    /// The per-element scale (ones at the start); nil without `elementwiseAffine`.
     public var weight: Tensor?
+    /// The trailing dimensions normalised over.
     public let normalizedShape: [Int]
+    /// Added to the mean square before the square root.
     public let eps: Float
 
+    /// Normalises over the trailing `normalizedShape`; `eps` nil is float32's machine epsilon.
     public init(_ normalizedShape: [Int], eps: Float? = nil, elementwiseAffine: Bool = true) {
         self.normalizedShape = normalizedShape
         self.eps = eps ?? Float.ulpOfOne
@@ -166,6 +180,7 @@ public final class RMSNorm: Module, UnaryLayer {
         self.init([size], eps: eps, elementwiseAffine: elementwiseAffine)
     }
 
+    /// `x / √(mean(x²) + eps) · weight` over the trailing dimensions.
     public func forward(_ x: Tensor) -> Tensor {
         require(
             Array(x.shape.suffix(normalizedShape.count)) == normalizedShape, "RMSNorm: input \(x.shape) does not end in \(normalizedShape)")

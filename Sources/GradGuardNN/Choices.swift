@@ -5,6 +5,7 @@ import GradGuardTensor
 public enum ActivationKind: String, SettingChoice {
     case relu, tanh
 
+    /// One line for `gradguard settings`.
     public var help: String {
         switch self {
         case .relu: return "max(0, x)"
@@ -12,8 +13,10 @@ public enum ActivationKind: String, SettingChoice {
         }
     }
 
+    /// The gain the initialisers use before this activation.
     public var nonlinearity: Nonlinearity { self == .tanh ? .tanh : .relu }
 
+    /// A new layer computing this activation.
     public func layer() -> any UnaryLayer { self == .tanh ? Tanh() : ReLU() }
 }
 
@@ -21,6 +24,7 @@ public enum ActivationKind: String, SettingChoice {
 public enum InitKind: String, SettingChoice {
     case `default`, kaiming, xavier, normal
 
+    /// One line for `gradguard settings`.
     public var help: String {
         switch self {
         case .default: return "each layer's own (PyTorch's)"

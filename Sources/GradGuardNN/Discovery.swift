@@ -21,8 +21,10 @@ public struct DiscoveryWarning: Sendable, Equatable, CustomStringConvertible {
     public let type: String
     /// The property's name.
     public let property: String
+    /// What is wrong with the property.
     public let problem: Problem
 
+    /// The sentence printed once per class and property, with what to do.
     public var description: String {
         switch problem {
         case .hidden(let shape):

@@ -30,8 +30,10 @@ public enum FanMode: Sendable { case fanIn, fanOut }
 /// let rnn = LSTM(inputSize: 64, hiddenSize: 128, recurrentInit: .orthogonal())
 /// ```
 public struct Initializer: Sendable {
+    /// Makes a tensor of the given shape that requires gradients.
     public let make: @Sendable ([Int]) -> Tensor
 
+    /// An initialiser from a function of the shape.
     public init(_ make: @escaping @Sendable ([Int]) -> Tensor) { self.make = make }
 
     /// U(low, high).
@@ -42,17 +44,25 @@ public struct Initializer: Sendable {
     public static func normal(mean: Float = 0, std: Float = 1) -> Initializer {
         Initializer { Init.normal($0, mean: mean, std: std) }
     }
+    /// Every value `value`.
     public static func constant(_ value: Float) -> Initializer { Initializer { Init.constant($0, value) } }
+    /// Every value zero.
     public static var zeros: Initializer { Initializer { Init.zeros($0) } }
+    /// Glorot & Bengio (2010): U(−a, a), a = gain·√(6/(fan-in + fan-out)).
     public static func xavierUniform(gain: Float = 1) -> Initializer { Initializer { Init.xavierUniform($0, gain: gain) } }
+    /// Glorot & Bengio (2010): N(0, gain²·2/(fan-in + fan-out)).
     public static func xavierNormal(gain: Float = 1) -> Initializer { Initializer { Init.xavierNormal($0, gain: gain) } }
+    /// He et al. (2015): U(−b, b), b = gain·√(3/fan), fan-in or fan-out by `mode`.
     public static func kaimingUniform(mode: FanMode = .fanIn, nonlinearity: Nonlinearity = .leakyRelu(negativeSlope: 0)) -> Initializer {
         Initializer { Init.kaimingUniform($0, mode: mode, nonlinearity: nonlinearity) }
     }
+    /// He et al. (2015): N(0, gain²/fan), fan-in or fan-out by `mode`.
     public static func kaimingNormal(mode: FanMode = .fanIn, nonlinearity: Nonlinearity = .leakyRelu(negativeSlope: 0)) -> Initializer {
         Initializer { Init.kaimingNormal($0, mode: mode, nonlinearity: nonlinearity) }
     }
+    /// Saxe et al. (2014): a (semi-)orthogonal matrix times `gain`, from the QR decomposition of a Gaussian one.
     public static func orthogonal(gain: Float = 1) -> Initializer { Initializer { Init.orthogonal($0, gain: gain) } }
+    /// LeCun: N(0, 1/fan-in).
     public static var lecunNormal: Initializer { Initializer { Init.lecunNormal($0) } }
 }
 

@@ -8,9 +8,12 @@ import GradGuardTensor
 /// Default initialisation (PyTorch's): weight from kaiming-uniform with a = √5, which is
 /// U(−1/√in, 1/√in); bias from U(−1/√in, 1/√in). `weightInit`/`biasInit` override them.
 public final class Linear: Module, UnaryLayer {
+    /// The weights, `[outputSize, inputSize]`.
     public var weight: Tensor
+    /// The bias, `[outputSize]`; nil when built with `bias: false`.
     public var bias: Tensor?
 
+    /// A layer from `inputSize` to `outputSize` features with PyTorch's initialisation unless overridden.
     public init(
         inputSize: Int, outputSize: Int, bias: Bool = true,
         weightInit: Initializer? = nil, biasInit: Initializer? = nil
@@ -22,6 +25,7 @@ public final class Linear: Module, UnaryLayer {
         super.init()
     }
 
+    /// `x · Wᵀ + b` over the last dimension of `x`.
     public func forward(_ x: Tensor) -> Tensor { Tensor.linear(x, weight: weight, bias: bias) }
 }
 
@@ -29,19 +33,23 @@ public final class Linear: Module, UnaryLayer {
 
 /// Runs its layers in order; their names are their positions (`0.weight`, `2.bias`).
 public final class Sequential: Module, UnaryLayer {
+    /// The layers, run in order.
     public let layers: [any UnaryLayer]
 
+    /// Runs `layers` in order.
     public init(_ layers: [any UnaryLayer]) {
         self.layers = layers
         super.init()
     }
 
+    /// Runs `layers` in order.
     public convenience init(_ layers: any UnaryLayer...) { self.init(layers) }
 
     public override func namedChildren() -> [(name: String, module: Module)] {
         layers.enumerated().map { ("\($0.offset)", $0.element as Module) }
     }
 
+    /// Each layer's output fed to the next.
     public func forward(_ x: Tensor) -> Tensor {
         layers.reduce(x) { $1($0) }
     }
@@ -53,9 +61,12 @@ public final class Sequential: Module, UnaryLayer {
 /// values), as `torch.nn.Embedding`. Default initialisation N(0, 1); the row of
 /// `paddingIndex`, if given, starts at zero and receives no gradient.
 public final class Embedding: Module, UnaryLayer {
+    /// The table, `[numEmbeddings, embeddingDim]`.
     public var weight: Tensor
+    /// The id whose row stays zero and receives no gradient, if any.
     public let paddingIndex: Int?
 
+    /// A table of `numEmbeddings` rows of `embeddingDim` values, N(0, 1) unless overridden.
     public init(numEmbeddings: Int, embeddingDim: Int, paddingIndex: Int? = nil, weightInit: Initializer? = nil) {
         weight = (weightInit ?? .normal()).make([numEmbeddings, embeddingDim])
         self.paddingIndex = paddingIndex
@@ -67,6 +78,7 @@ public final class Embedding: Module, UnaryLayer {
         }
     }
 
+    /// The rows of `ids` (any shape of integer ids stored as floats), with a trailing `embeddingDim` dimension.
     public func forward(_ ids: Tensor) -> Tensor {
         let out = weight.indexSelect(axis: 0, indices: ids)
         guard let p = paddingIndex, ids.scalars.contains(Float(p)) else { return out }
@@ -78,35 +90,51 @@ public final class Embedding: Module, UnaryLayer {
 
 // MARK: - Activations
 
+/// max(0, x), as `torch.nn.ReLU`.
 public final class ReLU: Module, UnaryLayer {
     public override init() { super.init() }
+    /// max(0, x) element-wise.
     public func forward(_ x: Tensor) -> Tensor { x.relu() }
 }
 
+/// x for x ≥ 0, `negativeSlope`·x otherwise, as `torch.nn.LeakyReLU`.
 public final class LeakyReLU: Module, UnaryLayer {
+    /// The slope for negative inputs.
     public let negativeSlope: Float
+    /// A leaky ReLU with the given slope (PyTorch's default 0.01).
     public init(negativeSlope: Float = 0.01) { self.negativeSlope = negativeSlope; super.init() }
+    /// The activation element-wise.
     public func forward(_ x: Tensor) -> Tensor { x.leakyRelu(negativeSlope: negativeSlope) }
 }
 
+/// The hyperbolic tangent, as `torch.nn.Tanh`.
 public final class Tanh: Module, UnaryLayer {
     public override init() { super.init() }
+    /// tanh(x) element-wise.
     public func forward(_ x: Tensor) -> Tensor { x.tanh() }
 }
 
+/// 1/(1 + e⁻ˣ), as `torch.nn.Sigmoid`.
 public final class Sigmoid: Module, UnaryLayer {
     public override init() { super.init() }
+    /// The sigmoid element-wise.
     public func forward(_ x: Tensor) -> Tensor { x.sigmoid() }
 }
 
+/// x·sigmoid(x) (swish), as `torch.nn.SiLU`.
 public final class SiLU: Module, UnaryLayer {
     public override init() { super.init() }
+    /// x·sigmoid(x) element-wise.
     public func forward(_ x: Tensor) -> Tensor { x.silu() }
 }
 
+/// x·Φ(x), exact or with the tanh approximation, as `torch.nn.GELU`.
 public final class GELU: Module, UnaryLayer {
+    /// Whether the tanh approximation is used (PyTorch's `approximate="tanh"`).
     public let approximate: Bool
+    /// GELU, exact by default.
     public init(approximate: Bool = false) { self.approximate = approximate; super.init() }
+    /// The activation element-wise.
     public func forward(_ x: Tensor) -> Tensor { x.gelu(approximate: approximate) }
 }
 
@@ -116,9 +144,12 @@ public final class GELU: Module, UnaryLayer {
 /// the identity in evaluation mode. Masks come from the default generator
 /// (`DefaultGenerator.seed`), or from the module's own when one is given.
 public final class Dropout: Module, UnaryLayer {
+    /// The probability of zeroing each value.
     public let p: Float
+    /// The layer's own generator for its masks (nil: the default generator).
     public var generator: RandomGenerator?
 
+    /// Dropout with probability `p` in [0, 1].
     public init(p: Float = 0.5, generator: RandomGenerator? = nil) {
         require(p >= 0 && p <= 1, "dropout probability \(p) is outside [0, 1]")
         self.p = p
@@ -126,6 +157,7 @@ public final class Dropout: Module, UnaryLayer {
         super.init()
     }
 
+    /// `x` with values zeroed and the rest scaled by 1/(1−p) in training; `x` itself in evaluation.
     public func forward(_ x: Tensor) -> Tensor {
         guard training, p > 0 else { return x }
         if generator != nil { return Self.apply(x, p: p, generator: &generator!) }

@@ -7,8 +7,11 @@ import GradGuardTensor
 /// ```
 @propertyWrapper
 public struct ParameterInfo {
+    /// The parameter.
     public var wrappedValue: Tensor
+    /// Its key in the state dict.
     public let key: String
+    /// A parameter saved under `key`.
     public init(wrappedValue: Tensor, key: String) {
         self.wrappedValue = wrappedValue
         self.key = key
@@ -19,8 +22,11 @@ public struct ParameterInfo {
 /// It appears in `stateDict()` and `namedBuffers()`, never in `parameters()`.
 @propertyWrapper
 public struct Buffer {
+    /// The buffer.
     public var wrappedValue: Tensor
+    /// Its key in the state dict (nil: the property's name).
     public let key: String?
+    /// A buffer saved under `key`, or under the property's name.
     public init(wrappedValue: Tensor, key: String? = nil) {
         self.wrappedValue = wrappedValue
         self.key = key
@@ -36,7 +42,9 @@ public struct Buffer {
 /// ```
 @propertyWrapper
 public struct Constant {
+    /// The tensor.
     public var wrappedValue: Tensor
+    /// A tensor neither trained nor saved.
     public init(wrappedValue: Tensor) { self.wrappedValue = wrappedValue }
 }
 
@@ -68,6 +76,7 @@ open class Module {
     /// Whether `freeze()` stopped this module's own parameters from training.
     public private(set) var frozen = false
 
+    /// A module in training mode, its parameters found from its stored properties.
     public init() {}
 
     // MARK: Discovery (override for containers whose children are not stored properties)

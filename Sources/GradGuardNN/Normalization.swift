@@ -13,12 +13,19 @@ import GradGuardTensor
 ///
 /// Forward and backward are one fused pass per channel each.
 public class BatchNorm: Module, UnaryLayer {
+    /// The per-feature scale (ones at the start); nil without `affine`.
     public var weight: Tensor?
+    /// The per-feature shift (zeros at the start); nil without `affine`.
     public var bias: Tensor?
+    /// The running mean used in evaluation (`running_mean`).
     @Buffer public var runningMean: Tensor
+    /// The running (unbiased) variance used in evaluation (`running_var`).
     @Buffer public var runningVar: Tensor
+    /// Training batches seen (`num_batches_tracked`).
     @Buffer public var numBatchesTracked: Tensor
+    /// The features (channels) normalised.
     public let numFeatures: Int
+    /// Added to the variance before the square root.
     public let eps: Float
     /// Weight of the newest batch in the running statistics (PyTorch's `momentum`).
     public let momentum: Float
@@ -59,6 +66,7 @@ public class BatchNorm: Module, UnaryLayer {
         super.init()
     }
 
+    /// Normalises with the batch's statistics in training (updating the running ones), with the running ones in evaluation.
     public func forward(_ x: Tensor) -> Tensor {
         require(
             expectedRanks.contains(x.rank) && x.shape[1] == numFeatures,
@@ -252,6 +260,7 @@ extension BatchNorm {
 
 /// `torch.nn.BatchNorm1d`: input `[N, C]` or `[N, C, L]`.
 public final class BatchNorm1d: BatchNorm {
+    /// Batch normalisation of `[N, numFeatures]` or `[N, numFeatures, L]` input.
     public init(numFeatures: Int, eps: Float = 1e-5, momentum: Float = 0.1, affine: Bool = true) {
         super.init(numFeatures: numFeatures, eps: eps, momentum: momentum, affine: affine, ranks: [2, 3])
     }
@@ -259,6 +268,7 @@ public final class BatchNorm1d: BatchNorm {
 
 /// `torch.nn.BatchNorm2d`: input `[N, C, H, W]`.
 public final class BatchNorm2d: BatchNorm {
+    /// Batch normalisation of `[N, numFeatures, H, W]` input.
     public init(numFeatures: Int, eps: Float = 1e-5, momentum: Float = 0.1, affine: Bool = true) {
         super.init(numFeatures: numFeatures, eps: eps, momentum: momentum, affine: affine, ranks: [4])
     }
@@ -269,11 +279,16 @@ public final class BatchNorm2d: BatchNorm {
 /// Normalises over the trailing `normalizedShape` dimensions (Ba et al., 2016), with a
 /// per-element affine `weight` (ones) and `bias` (zeros), as `torch.nn.LayerNorm`.
 public final class LayerNorm: Module, UnaryLayer {
+    /// The per-element scale (ones at the start); nil without `elementwiseAffine`.
     public var weight: Tensor?
+    /// The per-element shift (zeros at the start); nil without `elementwiseAffine`.
     public var bias: Tensor?
+    /// The trailing dimensions normalised over.
     public let normalizedShape: [Int]
+    /// Added to the variance before the square root.
     public let eps: Float
 
+    /// Normalises over the trailing `normalizedShape`.
     public init(_ normalizedShape: [Int], eps: Float = 1e-5, elementwiseAffine: Bool = true) {
         self.normalizedShape = normalizedShape
         self.eps = eps
@@ -287,6 +302,7 @@ public final class LayerNorm: Module, UnaryLayer {
         self.init([size], eps: eps, elementwiseAffine: elementwiseAffine)
     }
 
+    /// (x − mean) / √(variance + eps) over the trailing dimensions, then scaled and shifted.
     public func forward(_ x: Tensor) -> Tensor {
         require(
             Array(x.shape.suffix(normalizedShape.count)) == normalizedShape,
@@ -302,12 +318,18 @@ public final class LayerNorm: Module, UnaryLayer {
 /// Normalises each sample over groups of channels (Wu & He, 2018), with a per-channel
 /// affine, as `torch.nn.GroupNorm`. Input `[N, C, …]`.
 public final class GroupNorm: Module, UnaryLayer {
+    /// The per-channel scale (ones at the start); nil without `affine`.
     public var weight: Tensor?
+    /// The per-channel shift (zeros at the start); nil without `affine`.
     public var bias: Tensor?
+    /// The groups the channels are split into.
     public let numGroups: Int
+    /// The channels of the input.
     public let numChannels: Int
+    /// Added to the variance before the square root.
     public let eps: Float
 
+    /// Normalises `numChannels` channels in `numGroups` groups.
     public init(numGroups: Int, numChannels: Int, eps: Float = 1e-5, affine: Bool = true) {
         require(numChannels % numGroups == 0, "GroupNorm: \(numChannels) channels do not split into \(numGroups) groups")
         self.numGroups = numGroups
@@ -318,6 +340,7 @@ public final class GroupNorm: Module, UnaryLayer {
         super.init()
     }
 
+    /// Each sample's groups normalised, then scaled and shifted per channel.
     public func forward(_ x: Tensor) -> Tensor {
         require(x.rank >= 2 && x.shape[1] == numChannels, "GroupNorm: expected [N, \(numChannels), …], got \(x.shape)")
         let n = x.shape[0]

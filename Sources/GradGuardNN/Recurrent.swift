@@ -4,17 +4,25 @@ import GradGuardTensor
 /// PyTorch's parameter names (`weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`, …),
 /// shapes, gate order and default initialisation U(−1/√hidden, 1/√hidden).
 public class RecurrentNetwork: Module {
+    /// The cell: tanh or ReLU RNN, LSTM or GRU.
     public let kind: RecurrentKind
+    /// Features of each input step.
     public let inputSize: Int
+    /// Features of the hidden state.
     public let hiddenSize: Int
+    /// Stacked layers.
     public let numLayers: Int
     /// Inputs and outputs are `[batch, time, features]` rather than `[time, batch, features]`.
     public let batchFirst: Bool
     /// Dropout probability on the outputs of every layer but the last, in training.
     public let dropout: Float
+    /// Each layer's input weights, `[gates·hidden, input]` (`weight_ih_l<k>`).
     public var weightsIH: [Tensor]
+    /// Each layer's recurrent weights, `[gates·hidden, hidden]` (`weight_hh_l<k>`).
     public var weightsHH: [Tensor]
+    /// Each layer's input biases (`bias_ih_l<k>`; empty without biases).
     public var biasesIH: [Tensor]
+    /// Each layer's recurrent biases (`bias_hh_l<k>`; empty without biases).
     public var biasesHH: [Tensor]
 
     init(
@@ -101,6 +109,7 @@ public class RecurrentNetwork: Module {
 
 /// Elman RNN, `torch.nn.RNN`: `h' = tanh(W_ih x + b_ih + W_hh h + b_hh)` (or ReLU).
 public final class RNN: RecurrentNetwork {
+    /// An Elman RNN with tanh (or ReLU) non-linearity, as `torch.nn.RNN`.
     public init(
         inputSize: Int, hiddenSize: Int, numLayers: Int = 1, nonlinearity: Nonlinearity = .tanh, bias: Bool = true,
         batchFirst: Bool = false, dropout: Float = 0, weightInit: Initializer? = nil,
@@ -122,6 +131,7 @@ public final class RNN: RecurrentNetwork {
 
 /// Long short-term memory (Hochreiter & Schmidhuber, 1997), `torch.nn.LSTM`; gates i, f, g, o.
 public final class LSTM: RecurrentNetwork {
+    /// An LSTM, as `torch.nn.LSTM` (gates i, f, g, o).
     public init(
         inputSize: Int, hiddenSize: Int, numLayers: Int = 1, bias: Bool = true, batchFirst: Bool = false,
         dropout: Float = 0, weightInit: Initializer? = nil, recurrentInit: Initializer? = nil,
@@ -150,6 +160,7 @@ public final class LSTM: RecurrentNetwork {
 
 /// Gated recurrent unit (Cho et al., 2014), `torch.nn.GRU`; gates r, z, n.
 public final class GRU: RecurrentNetwork {
+    /// A GRU, as `torch.nn.GRU` (gates r, z, n).
     public init(
         inputSize: Int, hiddenSize: Int, numLayers: Int = 1, bias: Bool = true, batchFirst: Bool = false,
         dropout: Float = 0, weightInit: Initializer? = nil, recurrentInit: Initializer? = nil,
@@ -161,6 +172,7 @@ public final class GRU: RecurrentNetwork {
             biasInit: biasInit)
     }
 
+    /// The outputs of the last layer at every step, and the last hidden state of every layer.
     public func callAsFunction(_ x: Tensor, _ h0: Tensor? = nil) -> (output: Tensor, h: Tensor) {
         let r = run(x, h0: h0, c0: nil)
         return (r.output, r.h)
@@ -172,11 +184,17 @@ public final class GRU: RecurrentNetwork {
 /// One step of a recurrent cell, with parameters `weight_ih`, `weight_hh`, `bias_ih`,
 /// `bias_hh` as `torch.nn.RNNCell`/`LSTMCell`/`GRUCell`.
 public class RecurrentCell: Module {
+    /// The cell: tanh or ReLU RNN, LSTM or GRU.
     public let kind: RecurrentKind
+    /// Features of the hidden state.
     public let hiddenSize: Int
+    /// The input weights, `[gates·hidden, input]` (`weight_ih`).
     public var weightIH: Tensor
+    /// The recurrent weights, `[gates·hidden, hidden]` (`weight_hh`).
     public var weightHH: Tensor
+    /// The input bias (`bias_ih`); nil without biases.
     public var biasIH: Tensor?
+    /// The recurrent bias (`bias_hh`); nil without biases.
     public var biasHH: Tensor?
 
     init(
@@ -217,7 +235,9 @@ public class RecurrentCell: Module {
     }
 }
 
+/// One step of an Elman RNN, as `torch.nn.RNNCell`.
 public final class RNNCell: RecurrentCell {
+    /// A cell from `inputSize` to `hiddenSize` features.
     public init(
         inputSize: Int, hiddenSize: Int, bias: Bool = true, nonlinearity: Nonlinearity = .tanh,
         weightInit: Initializer? = nil, recurrentInit: Initializer? = nil, biasInit: Initializer? = nil
@@ -227,10 +247,13 @@ public final class RNNCell: RecurrentCell {
             kind: nonlinearity == .relu ? .rnnRelu : .rnnTanh, inputSize: inputSize, hiddenSize: hiddenSize,
             bias: bias, weightInit: weightInit, recurrentInit: recurrentInit, biasInit: biasInit)
     }
+    /// The next hidden state from `x` `[batch, input]` and `h` (zeros when nil).
     public func callAsFunction(_ x: Tensor, _ h: Tensor? = nil) -> Tensor { step(x, h: h, c: nil).h }
 }
 
+/// One step of an LSTM, as `torch.nn.LSTMCell`.
 public final class LSTMCell: RecurrentCell {
+    /// A cell from `inputSize` to `hiddenSize` features.
     public init(
         inputSize: Int, hiddenSize: Int, bias: Bool = true,
         weightInit: Initializer? = nil, recurrentInit: Initializer? = nil, biasInit: Initializer? = nil
@@ -239,13 +262,16 @@ public final class LSTMCell: RecurrentCell {
             kind: .lstm, inputSize: inputSize, hiddenSize: hiddenSize, bias: bias,
             weightInit: weightInit, recurrentInit: recurrentInit, biasInit: biasInit)
     }
+    /// The next hidden and cell states from `x` `[batch, input]` and `state` (zeros when nil).
     public func callAsFunction(_ x: Tensor, _ state: (h: Tensor, c: Tensor)? = nil) -> (h: Tensor, c: Tensor) {
         let r = step(x, h: state?.h, c: state?.c)
         return (r.h, r.c!)
     }
 }
 
+/// One step of a GRU, as `torch.nn.GRUCell`.
 public final class GRUCell: RecurrentCell {
+    /// A cell from `inputSize` to `hiddenSize` features.
     public init(
         inputSize: Int, hiddenSize: Int, bias: Bool = true,
         weightInit: Initializer? = nil, recurrentInit: Initializer? = nil, biasInit: Initializer? = nil
@@ -254,5 +280,6 @@ public final class GRUCell: RecurrentCell {
             kind: .gru, inputSize: inputSize, hiddenSize: hiddenSize, bias: bias,
             weightInit: weightInit, recurrentInit: recurrentInit, biasInit: biasInit)
     }
+    /// The next hidden state from `x` `[batch, input]` and `h` (zeros when nil).
     public func callAsFunction(_ x: Tensor, _ h: Tensor? = nil) -> Tensor { step(x, h: h, c: nil).h }
 }

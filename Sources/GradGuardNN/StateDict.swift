@@ -7,6 +7,7 @@ public enum StateDictError: Error, CustomStringConvertible, Equatable {
     /// A key whose stored shape differs from the model's.
     case shapeMismatch(key: String, expected: [Int], found: [Int])
 
+    /// The mismatched keys or shapes, named.
     public var description: String {
         switch self {
         case let .keyMismatch(missing, unexpected):
@@ -22,7 +23,9 @@ public enum StateDictError: Error, CustomStringConvertible, Equatable {
 
 /// The keys a non-strict load skipped.
 public struct LoadReport: Equatable, Sendable {
+    /// The model's keys the state dict lacked (left as they were).
     public let missingKeys: [String]
+    /// The state dict's keys the model does not have (ignored).
     public let unexpectedKeys: [String]
 }
 

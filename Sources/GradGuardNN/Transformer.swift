@@ -17,13 +17,20 @@ public final class TransformerEncoderLayer: Module, UnaryLayer {
     /// The feed-forward activation (PyTorch's `"relu"` or `"gelu"`).
     public enum Activation: String, Sendable { case relu, gelu }
 
+    /// The self-attention (`self_attn`).
     public let selfAttention: MultiheadAttention
+    /// The feed-forward network's two projections (`linear1`: width → dimFeedforward, `linear2`: back).
     public let linear1: Linear, linear2: Linear
+    /// The normalisations of the attention and feed-forward branches (`norm1`, `norm2`).
     public let norm1: LayerNorm, norm2: LayerNorm
+    /// The dropout probability on the attention weights, the branches and the feed-forward hidden layer.
     public let dropout: Float
+    /// The feed-forward activation.
     public let activation: Activation
+    /// Whether each branch normalises its input (pre-norm) rather than the residual sum (post-norm).
     public let normFirst: Bool
 
+    /// A block of width `dModel` with `heads` heads and a feed-forward network of `dimFeedforward`, PyTorch's defaults.
     public init(
         dModel: Int, heads: Int, dimFeedforward: Int = 2048, dropout: Float = 0.1, activation: Activation = .relu, layerNormEps: Float = 1e-5,
         batchFirst: Bool = false, normFirst: Bool = false, bias: Bool = true, qkNorm: Bool = false
@@ -41,6 +48,7 @@ public final class TransformerEncoderLayer: Module, UnaryLayer {
         [("self_attn", selfAttention), ("linear1", linear1), ("linear2", linear2), ("norm1", norm1), ("norm2", norm2)]
     }
 
+    /// The block without masks.
     public func forward(_ x: Tensor) -> Tensor { forward(x, mask: nil, keyPaddingMask: nil, isCausal: false) }
 
     /// The block on `x` (`[T, B, E]`, or `[B, T, E]` with `batchFirst`) with the masks of
@@ -71,15 +79,19 @@ public final class TransformerEncoderLayer: Module, UnaryLayer {
 /// Learned absolute positions (GPT-2's `wpe`): `weight` `[maxLength, dim]`, N(0, 0.02²) at
 /// the start; adds the first T rows to `[B, T, dim]` input.
 public final class PositionalEmbedding: Module, UnaryLayer {
+    /// The positions' vectors, `[maxLength, dim]`.
     public var weight: Tensor
+    /// The longest sequence it covers.
     public let maxLength: Int
 
+    /// A table of `maxLength` learned positions of `dim` values, N(0, 0.02²) unless overridden.
     public init(maxLength: Int, dim: Int, weightInit: Initializer? = nil) {
         self.maxLength = maxLength
         weight = (weightInit ?? .normal(std: 0.02)).make([maxLength, dim])
         super.init()
     }
 
+    /// `x` `[…, T, dim]` plus the first T positions.
     public func forward(_ x: Tensor) -> Tensor {
         let t = x.shape[x.rank - 2]
         require(t <= maxLength, "PositionalEmbedding: \(t) positions, at most \(maxLength)")
@@ -90,9 +102,12 @@ public final class PositionalEmbedding: Module, UnaryLayer {
 /// The fixed sinusoidal positions of Vaswani et al. (2017): PE(p, 2i) = sin(p / 10000^(2i/d)),
 /// PE(p, 2i+1) = cos(…); adds the first T rows to `[B, T, dim]` input. Nothing to train or save.
 public final class SinusoidalPositionalEncoding: Module, UnaryLayer {
+    /// The fixed table, `[maxLength, dim]`.
     @Constant public var table: Tensor
+    /// The longest sequence it covers.
     public let maxLength: Int
 
+    /// The sinusoids of `maxLength` positions in `dim` values.
     public init(maxLength: Int, dim: Int) {
         self.maxLength = maxLength
         var values = [Float](repeating: 0, count: maxLength * dim)
@@ -107,6 +122,7 @@ public final class SinusoidalPositionalEncoding: Module, UnaryLayer {
         super.init()
     }
 
+    /// `x` `[…, T, dim]` plus the first T positions' sinusoids.
     public func forward(_ x: Tensor) -> Tensor {
         let t = x.shape[x.rank - 2]
         require(t <= maxLength, "SinusoidalPositionalEncoding: \(t) positions, at most \(maxLength)")
