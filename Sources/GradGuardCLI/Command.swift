@@ -10,6 +10,7 @@ import GradGuardRuns
 /// checkpoint; 5 cannot write (disk full, read-only, permission); 6 the run is in use by
 /// another process; 7 a data-parallel job failed (a rank died, stalled or disagreed).
 public struct GradGuardCommand: ParsableCommand {
+    /// The subcommands and their help.
     public static let configuration = CommandConfiguration(
         commandName: "gradguard",
         abstract: "Train neural networks with a guard against exploding and vanishing gradients.",
@@ -21,6 +22,7 @@ public struct GradGuardCommand: ParsableCommand {
             DataCommand.self, Detect.self, Env.self, GuardBenchCommand.self, SettingsCommand.self, LRFind.self
         ])
 
+    /// The command, as the argument parser makes it.
     public init() {}
 
     /// Parses the command line, runs the command and exits with its documented code: every

@@ -5,11 +5,16 @@ import GradGuardTensor
 // @unchecked: a batch is made on the loader's prefetch thread and handed over once, whole, to
 // the training thread (through `ResultBox` and a semaphore); its tensors are never touched by
 // two threads at once.
+/// A batch of examples: the model's inputs, the loss's targets, and which examples they are.
 public struct Batch: @unchecked Sendable {
+    /// The inputs, one example per row of the first dimension.
     public var inputs: Tensor
+    /// The targets, one example per row of the first dimension.
     public var targets: Tensor
+    /// The examples' indices in the dataset (for replay records and data blame).
     public let indices: [Int]
 
+    /// A batch of `inputs` and `targets` for the examples `indices`.
     public init(inputs: Tensor, targets: Tensor, indices: [Int]) {
         self.inputs = inputs
         self.targets = targets
@@ -29,6 +34,7 @@ public protocol Dataset: Sendable {
 }
 
 extension Dataset {
+    /// The batch without regard to the epoch (datasets with random augmentation override the two-argument form).
     public func batch(_ indices: [Int], epoch: Int) throws -> Batch { try batch(indices) }
 }
 
@@ -47,10 +53,14 @@ public func describeSample(_ dataset: any Dataset, _ index: Int) -> String {
 /// Examples held as two tensors whose first axis indexes the examples.
 // @unchecked: the two tensors are only read (a batch copies its rows out), so the prefetch
 // thread and the training thread may share them.
+/// A dataset held in two tensors whose first dimensions are the examples (PyTorch's `TensorDataset`).
 public struct TensorDataset: Dataset, @unchecked Sendable {
+    /// Every example's inputs.
     public let inputs: Tensor
+    /// Every example's targets.
     public let targets: Tensor
 
+    /// A dataset of the rows of `inputs` and `targets` (the same number of rows).
     public init(inputs: Tensor, targets: Tensor) {
         require(
             inputs.rank >= 1 && targets.rank >= 1 && inputs.shape[0] == targets.shape[0],
@@ -59,8 +69,10 @@ public struct TensorDataset: Dataset, @unchecked Sendable {
         self.targets = targets
     }
 
+    /// The number of examples.
     public var count: Int { inputs.shape[0] }
 
+    /// The rows `indices` of the inputs and targets.
     public func batch(_ indices: [Int]) throws -> Batch {
         let ids = Tensor(shape: [indices.count], scalars: indices.map(Float.init))
         return withoutGrad {
@@ -74,15 +86,22 @@ public struct TensorDataset: Dataset, @unchecked Sendable {
 /// dropping of a last partial batch, and the next batch assembled on a background thread
 /// while the current one trains.
 public final class DataLoader {
+    /// The examples.
     public let dataset: any Dataset
+    /// Examples per batch (per rank in data-parallel training).
     public let batchSize: Int
+    /// Whether each epoch's order is a seeded shuffle (otherwise the dataset's order).
     public let shuffle: Bool
+    /// Whether a last, smaller batch is left out.
     public let dropLast: Bool
+    /// The seed of every epoch's shuffle (the epoch is mixed in).
     public let seed: UInt64
+    /// Whether the next batch is prepared on a background thread while the current one trains.
     public let prefetch: Bool
     /// This process's share of every epoch in data-parallel training: rank `rank` of
     /// `replicas` (0 of 1: the whole epoch).
     public let rank: Int
+    /// The ranks the examples are shared among (`DistributedSampler`'s `num_replicas`).
     public let replicas: Int
 
     /// `rank`/`replicas`: the sampler semantics of PyTorch's `DistributedSampler` — each epoch's
@@ -159,6 +178,7 @@ public final class DataLoader {
     /// for try await batch in loader.batches(epoch: 2) { … }
     /// ```
     public final class BatchIterator: AsyncSequence, AsyncIteratorProtocol {
+        /// A batch of the epoch.
         public typealias Element = Batch
         let loader: DataLoader
         let epoch: Int
@@ -217,6 +237,7 @@ public final class DataLoader {
         /// dataset threw.
         public func next() async throws -> Batch? { try nextBatch()?.batch }
 
+        /// The iterator itself (a pass is used once).
         public func makeAsyncIterator() -> BatchIterator { self }
     }
 }

@@ -11,6 +11,7 @@ public enum CommunicatorError: Error, CustomStringConvertible, Equatable {
     case failed(rank: Int, operation: String, reason: String)
     case mismatch(what: String, ranks: [Int])
 
+    /// The rank, the collective and what went wrong, in one sentence.
     public var description: String {
         switch self {
         case let .timeout(rank, op, seconds, context):
@@ -36,8 +37,11 @@ public protocol PendingCollective: AnyObject {
 
 /// A collective that finished when it was started (a world of one).
 public final class FinishedCollective: PendingCollective {
+    /// A collective that is already complete.
     public init() {}
+    /// Always true: it is complete.
     public func test() throws -> Bool { true }
+    /// Returns at once: it is complete.
     public func wait() throws {}
 }
 
@@ -140,31 +144,47 @@ extension Communicator {
 
 /// The world of one process: every collective returns what it was given.
 public final class SingleProcessCommunicator: Communicator {
+    /// The only rank, 0.
     public let rank = 0
+    /// One rank.
     public let size = 1
+    /// Unused: nothing waits.
     public var timeout = 0.0
+    /// "single process".
     public var label: String { "single process" }
+    /// The world of this process alone.
     public init() {}
+    /// Always 0: no communication.
     public func takeSeconds() -> Double { 0 }
+    /// Leaves `values` as they are (the reduction over one rank).
     public func allReduce(_ values: UnsafeMutableBufferPointer<Float>, _ op: ReduceOp) throws {}
+    /// Leaves `values` as they are (the reduction over one rank).
     public func allReduce(_ values: UnsafeMutableBufferPointer<Double>, _ op: ReduceOp) throws {}
+    /// Copies `send` into `recv` (the sum over one rank).
     public func reduceScatterSum(_ send: UnsafeBufferPointer<Float>, into recv: UnsafeMutableBufferPointer<Float>) throws {
         for i in recv.indices { recv[i] = send[i] }
     }
+    /// Copies `send` into `recv` (the gather of one rank).
     public func allGather(_ send: UnsafeRawBufferPointer, into recv: UnsafeMutableRawBufferPointer) throws {
         recv.copyMemory(from: send)
     }
+    /// Copies `send` into `recv` and returns a finished collective.
     public func startReduceScatterSum(_ send: UnsafeBufferPointer<Float>, into recv: UnsafeMutableBufferPointer<Float>) throws -> any PendingCollective {
         try reduceScatterSum(send, into: recv)
         return FinishedCollective()
     }
+    /// Copies `send` into `recv` and returns a finished collective.
     public func startAllGather(_ send: UnsafeRawBufferPointer, into recv: UnsafeMutableRawBufferPointer) throws -> any PendingCollective {
         try allGather(send, into: recv)
         return FinishedCollective()
     }
+    /// Leaves `buffer` as it is (rank 0 is the root).
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {}
+    /// Returns at once.
     public func barrier() throws {}
+    /// Nothing to record.
     public func heartbeat(step: Int) {}
+    /// Prints `message` and exits with `code`.
     public func abort(code: Int32, message: String) -> Never {
         FileHandle.standardError.write(Data((message + "\n").utf8))
         exit(code)

@@ -9,8 +9,10 @@ public struct DistributedSettings: SettingSection {
     /// Largest gradient bucket averaged in one collective, in MiB.
     public var bucketMB = 25.0
 
+    /// The defaults.
     public init() {}
 
+    /// The `distributed.*` settings.
     public static let settings: [Setting<DistributedSettings>] = [
         .double(
             "distributed.timeout", \.timeout, in: 1...86_400,

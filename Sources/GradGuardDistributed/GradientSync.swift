@@ -16,9 +16,11 @@ import GradGuardTensor
 /// everywhere — and the all-gathers start in `finish`, after the statistics exchange, in
 /// the same order.
 public final class GradientSync {
+    /// The ranks that average the gradients.
     public let communicator: any Communicator
     /// The parameters' names (for messages) and tensors, in the model's order.
     public let names: [String]
+    /// The parameters' tensors, in the same order as `names`.
     public let tensors: [Tensor]
     /// The largest bucket, in bytes (DDP's default `bucket_cap_mb` is 25).
     public let bucketBytes: Int
@@ -40,6 +42,7 @@ public final class GradientSync {
     /// The first error of a collective started from a hook (reported by `finish`).
     private var hookError: Error? = nil
 
+    /// Averages the gradients of `tensors` over `communicator`'s ranks in buckets of at most `bucketBytes`, overlapping backward when `overlap`.
     public init(names: [String], tensors: [Tensor], communicator: any Communicator, bucketBytes: Int = 25 << 20, overlap: Bool = true) {
         precondition(names.count == tensors.count, "GradientSync: a name per tensor")
         (self.names, self.tensors) = (names, tensors)

@@ -5,7 +5,9 @@ import GradGuardTensor
 /// its loss, the norm of its local gradient, the tensors where it held NaN or ±Inf, and how
 /// long it computed, waited for the others and communicated.
 public struct RankStatistics: Sendable, Codable, Equatable {
+    /// The rank these statistics are of.
     public let rank: Int
+    /// This rank's loss (nil when it had none).
     public let loss: Float?
     /// L2 norm of this rank's local gradient (NaN or ∞ when it holds such values).
     public let gradNorm: Float
@@ -19,6 +21,7 @@ public struct RankStatistics: Sendable, Codable, Equatable {
     /// Averaging the gradients.
     public var communicationSeconds: Double
 
+    /// A rank's statistics.
     public init(
         rank: Int, loss: Float?, gradNorm: Float, nonFinite: [String: Int], computeSeconds: Double, waitSeconds: Double, communicationSeconds: Double
     ) {
@@ -30,16 +33,22 @@ public struct RankStatistics: Sendable, Codable, Equatable {
 /// The distributed part of a guard step: exchange every rank's statistics, average the
 /// gradients, agree on the decision, check that the parameters are the same everywhere.
 public struct RankExchange {
+    /// The ranks that exchange.
     public let communicator: any Communicator
+    /// The gradient averaging whose buckets the exchange waits for.
     public let sync: GradientSync
 
+    /// An exchange over `communicator` for `sync`'s gradients.
     public init(communicator: any Communicator, sync: GradientSync) { (self.communicator, self.sync) = (communicator, sync) }
 
     /// Per-rank statistics, the mean loss, the presence of each gradient on any rank and the
     /// activation-gradient norms of the whole batch — the same on every rank.
     public struct Gathered {
+        /// Every rank's statistics, in rank order.
         public var ranks: [RankStatistics]
+        /// The loss averaged over the ranks that had one.
         public var loss: Float?
+        /// For each tensor, whether any rank had a gradient for it.
         public var present: [Bool]
         /// The activation-gradient norms of the whole batch, in the order given (empty when the
         /// ranks probed different activations).

@@ -14,8 +14,11 @@ import GradGuardTensor
 /// rank that died or stalls ends the job with `CommunicatorError.timeout` naming this rank
 /// and the collective, instead of a hang.
 public final class MPICommunicator: Communicator {
+    /// This process's rank.
     public let rank: Int
+    /// The number of ranks.
     public let size: Int
+    /// Seconds a collective may wait for every rank before it fails with `CommunicatorError.timeout`.
     public var timeout: Double
     /// The host this rank runs on.
     public let host: String
@@ -51,8 +54,10 @@ public final class MPICommunicator: Communicator {
         launched ? try MPICommunicator(timeout: timeout) : SingleProcessCommunicator()
     }
 
+    /// "Open MPI, N ranks (this one: r on host)", for `environment.txt`.
     public var label: String { "Open MPI, \(size) rank\(size == 1 ? "" : "s") (this one: \(rank) on \(host))" }
 
+    /// The seconds spent in collectives since the last call.
     public func takeSeconds() -> Double {
         defer { seconds = 0 }
         return seconds
@@ -79,22 +84,26 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    /// Reduces `values` element-wise over the ranks with `op`, in place, on every rank.
     public func allReduce(_ values: UnsafeMutableBufferPointer<Float>, _ op: ReduceOp) throws {
         guard let base = values.baseAddress else { return }
         try call("all-reduce") { gg_mpi_allreduce(base, Int64(values.count), Int32(GG_MPI_FLOAT), Self.code(op), timeout, $0, $1) }
     }
 
+    /// Reduces `values` element-wise over the ranks with `op`, in place, on every rank.
     public func allReduce(_ values: UnsafeMutableBufferPointer<Double>, _ op: ReduceOp) throws {
         guard let base = values.baseAddress else { return }
         try call("all-reduce") { gg_mpi_allreduce(base, Int64(values.count), Int32(GG_MPI_DOUBLE), Self.code(op), timeout, $0, $1) }
     }
 
+    /// Sums `send` over the ranks; each rank receives its own contiguous part of the sum in `recv`.
     public func reduceScatterSum(_ send: UnsafeBufferPointer<Float>, into recv: UnsafeMutableBufferPointer<Float>) throws {
         require(send.count == recv.count * size, "reduceScatterSum: \(send.count) values do not split into \(size) blocks of \(recv.count)")
         guard let s = send.baseAddress, let r = recv.baseAddress else { return }
         try call("reduce-scatter") { gg_mpi_reduce_scatter_float(s, r, Int64(recv.count), timeout, $0, $1) }
     }
 
+    /// Every rank's `send` bytes, concatenated in rank order, into `recv` on every rank.
     public func allGather(_ send: UnsafeRawBufferPointer, into recv: UnsafeMutableRawBufferPointer) throws {
         require(recv.count == send.count * size, "allGather: \(recv.count) bytes do not hold \(size) × \(send.count)")
         guard let s = send.baseAddress, let r = recv.baseAddress else { return }
@@ -135,27 +144,32 @@ public final class MPICommunicator: Communicator {
         return Pending(self, handle, operation)
     }
 
+    /// Starts `reduceScatterSum` without waiting; the result is in `recv` once the collective is done.
     public func startReduceScatterSum(_ send: UnsafeBufferPointer<Float>, into recv: UnsafeMutableBufferPointer<Float>) throws -> any PendingCollective {
         require(send.count == recv.count * size, "startReduceScatterSum: \(send.count) values do not split into \(size) blocks of \(recv.count)")
         guard let s = send.baseAddress, let r = recv.baseAddress else { return FinishedCollective() }
         return try start("reduce-scatter") { gg_mpi_start_reduce_scatter_float(s, r, Int64(recv.count), $0, $1) }
     }
 
+    /// Starts `allGather` without waiting; the result is in `recv` once the collective is done.
     public func startAllGather(_ send: UnsafeRawBufferPointer, into recv: UnsafeMutableRawBufferPointer) throws -> any PendingCollective {
         require(recv.count == send.count * size, "startAllGather: \(recv.count) bytes do not hold \(size) × \(send.count)")
         guard let s = send.baseAddress, let r = recv.baseAddress else { return FinishedCollective() }
         return try start("all-gather") { gg_mpi_start_allgather(s, r, Int64(send.count), $0, $1) }
     }
 
+    /// Rank `root`'s bytes into `buffer` on every rank.
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
         guard let base = buffer.baseAddress else { return }
         try call("broadcast") { gg_mpi_broadcast(base, Int64(buffer.count), Int32(root), timeout, $0, $1) }
     }
 
+    /// Waits until every rank has reached it.
     public func barrier() throws {
         try call("barrier") { gg_mpi_barrier(timeout, $0, $1) }
     }
 
+    /// Records that this rank reached `step` (a stalled rank's last step is named in a timeout).
     public func heartbeat(step: Int) {
         self.step = step
         gg_mpi_heartbeat(Int64(step))
@@ -171,6 +185,7 @@ public final class MPICommunicator: Communicator {
         return "at step \(step); " + named.joined(separator: ", ")
     }
 
+    /// Ends every rank of the job with `code`, after printing `message`.
     public func abort(code: Int32, message: String) -> Never {
         FileHandle.standardError.write(Data((message + "\n").utf8))
         gg_mpi_abort(code)

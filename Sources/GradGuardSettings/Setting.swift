@@ -7,6 +7,7 @@ import Foundation
 /// the sections (`within`), and reading, writing, checking and typo hints are the same for all
 /// (`SettingTable`).
 public struct Setting<Root>: @unchecked Sendable {  // key paths into value types and pure closures over them: immutable
+    /// The setting's type with its range, and where its value lives.
     public enum Kind {
         case int(ClosedRange<Int>, WritableKeyPath<Root, Int>)
         case double(ClosedRange<Double>, WritableKeyPath<Root, Double>)
@@ -15,8 +16,11 @@ public struct Setting<Root>: @unchecked Sendable {  // key paths into value type
         /// One of a `SettingChoice`'s values, read and written by name.
         case choice(names: [String], get: (Root) -> String, set: (inout Root, String) -> Bool)
     }
+    /// The dotted key in config.yaml and `--set` (`optimizer.lr`).
     public let key: String
+    /// The type, range and place of the value.
     public let kind: Kind
+    /// One line of help (config.yaml's comment, `gradguard settings`).
     public let help: String
     /// `gradguard resume --set` may change it (the length of the run, how often it evaluates
     /// and checkpoints, the guard's thresholds); the rest shapes the model, the data or the
@@ -44,6 +48,7 @@ public struct Setting<Root>: @unchecked Sendable {  // key paths into value type
         (self.inapplicable, self.textProblem, self.emptyAllowed) = (inapplicable, textProblem, emptyAllowed)
     }
 
+    /// An integer setting within `range`.
     public static func int(
         _ key: String, _ path: WritableKeyPath<Root, Int>, in range: ClosedRange<Int>, _ help: String, resumable: Bool = false,
         inapplicable: ((Root) -> String?)? = nil
@@ -51,6 +56,7 @@ public struct Setting<Root>: @unchecked Sendable {  // key paths into value type
         Setting(key: key, kind: .int(range, path), help: help, resumable: resumable, path: path, inapplicable: inapplicable)
     }
 
+    /// A number setting within `range`.
     public static func double(
         _ key: String, _ path: WritableKeyPath<Root, Double>, in range: ClosedRange<Double>, _ help: String, resumable: Bool = false,
         inapplicable: ((Root) -> String?)? = nil
@@ -68,10 +74,12 @@ public struct Setting<Root>: @unchecked Sendable {  // key paths into value type
         return s
     }
 
+    /// A true/false setting.
     public static func bool(_ key: String, _ path: WritableKeyPath<Root, Bool>, _ help: String, resumable: Bool = false) -> Setting {
         Setting(key: key, kind: .bool(path), help: help, resumable: resumable, path: path, inapplicable: nil)
     }
 
+    /// A text setting (empty only when `emptyAllowed`).
     public static func string(
         _ key: String, _ path: WritableKeyPath<Root, String>, _ help: String, resumable: Bool = false, emptyAllowed: Bool = false,
         problem: ((String) -> String?)? = nil
@@ -125,23 +133,30 @@ public protocol SettingSection: Sendable, Equatable {
 }
 
 extension SettingSection {
+    /// No problem across settings.
     public func problem() -> (key: String, message: String)? { nil }
 }
 
 /// A configuration error, naming the file, the line and the key.
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    /// The file (or `--set`) the value came from.
     public let source: String
+    /// The line of the file, when known.
     public let line: Int?
+    /// The setting's key, when one is concerned.
     public let key: String?
+    /// What was expected and what was found.
     public let message: String
     /// The file itself could not be read (missing, a directory, unreadable): exit code 3,
     /// where a file that reads but says something wrong is a usage error (2).
     public var unreadable = false
 
+    /// An error at `source`, `line` and `key`.
     public init(source: String, line: Int?, key: String?, message: String, unreadable: Bool = false) {
         (self.source, self.line, self.key, self.message, self.unreadable) = (source, line, key, message, unreadable)
     }
 
+    /// "file:line: key: message", for the command line.
     public var description: String {
         var place = source
         if let line { place += ":\(line)" }

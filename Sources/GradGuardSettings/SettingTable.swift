@@ -5,16 +5,19 @@ import Foundation
 /// flag), checked against type and range, written back as text and YAML, compared on resume,
 /// and a typo's nearest key.
 public struct SettingTable<Root>: @unchecked Sendable {  // immutable declarations
+    /// The settings in config.yaml's order.
     public let settings: [Setting<Root>]
     private let byKey: [String: Int]
     private let byPath: [AnyKeyPath: Int]
 
+    /// A table of `settings` (their keys must be unique).
     public init(_ settings: [Setting<Root>]) {
         self.settings = settings
         byKey = Dictionary(settings.enumerated().map { ($0.element.key, $0.offset) }, uniquingKeysWith: { a, _ in a })
         byPath = Dictionary(settings.enumerated().map { ($0.element.path, $0.offset) }, uniquingKeysWith: { a, _ in a })
     }
 
+    /// The setting of `key`, if there is one.
     public func setting(_ key: String) -> Setting<Root>? { byKey[key].map { settings[$0] } }
 
     /// The setting stored at `path`.
