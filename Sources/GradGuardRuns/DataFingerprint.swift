@@ -6,12 +6,17 @@ import GradGuard
 /// is another experiment, and its records would mix the two without a word. Built-in data
 /// (generated from the seed) have no files to record.
 public struct DataFingerprint: Codable, Equatable, Sendable {
+    /// One data file: its path, size and checksum.
     public struct File: Codable, Equatable, Sendable {
+        /// The file's absolute path.
         public let path: String
+        /// Its size in bytes.
         public let bytes: Int
+        /// Its CRC-32C.
         public let crc32c: UInt32
     }
 
+    /// The run's data files.
     public var files: [File]
 
     /// The record's file name in a run directory.

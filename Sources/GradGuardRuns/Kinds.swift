@@ -4,6 +4,7 @@ import GradGuard
 public enum ModelKind: String, SettingChoice {
     case mlp, charlm, transformer, seq2seq, sequence, detector
 
+    /// One line for `gradguard settings`.
     public var help: String {
         switch self {
         case .mlp: return "a multilayer perceptron on teacher data"
@@ -40,6 +41,7 @@ public enum DataKind: String, SettingChoice {
     case temporalOrder = "temporal-order"
     case copyMemory = "copy-memory"
 
+    /// One line for `gradguard settings`.
     public var help: String {
         switch self {
         case .teacher: return "Gaussian inputs labelled by a random linear teacher"
@@ -56,23 +58,36 @@ public enum DataKind: String, SettingChoice {
 
 /// The model a run trains (`model.*`; the detector's own are `DetectorSettings`).
 public struct ModelSettings: SettingSection {
+    /// The model (and with it the data it takes).
     public var kind = ModelKind.mlp
+    /// Hidden layers, transformer blocks or recurrent layers (0: the kind's default).
     public var layers = 0
+    /// Hidden width, recurrent hidden size, transformer width or a detector's first channels (0: the default).
     public var width = 0
+    /// The MLP's hidden activation.
     public var activation = ActivationKind.relu
+    /// The weight initialisation.
     public var initialisation = InitKind.kaiming
+    /// BatchNorm1d after every hidden layer of the MLP.
     public var batchNorm = false
+    /// The recurrent cell of the char LM and the long-dependency model.
     public var cell = SequenceModel.Cell.lstm
+    /// The embedding size of the char LM and the translation model.
     public var embedding = 64
+    /// Whether the translation model's decoder attends over the source.
     public var attention = true
     /// The transformer: attention heads, QK-norm, dropout.
     public var heads = 4
+    /// Whether the transformer normalises its queries and keys (QK-norm).
     public var qkNorm = false
+    /// The transformer's dropout probability.
     public var dropout = 0.0
     /// An exponential moving average of the weights for evaluation and checkpoints (Ultralytics'
     /// ModelEMA), its decay and ramp.
     public var ema = false
+    /// The weight average's decay once ramped up.
     public var emaDecay = 0.9999
+    /// Updates over which the weight average's decay ramps up.
     public var emaTau = 2000.0
     /// The char LM and the translation model: weight of PaLM's z-loss, 1e-4·log²Z (0: off).
     public var zLoss = 0.0
@@ -80,8 +95,10 @@ public struct ModelSettings: SettingSection {
     /// rank's own.
     public var syncBatchNorm = false
 
+    /// The defaults.
     public init() {}
 
+    /// The `model.*` settings.
     public static let settings: [Setting<ModelSettings>] = [
         .choice("model.kind", \.kind, "the model (and the data it takes)"),
         .int(
@@ -110,6 +127,7 @@ public struct ModelSettings: SettingSection {
         .bool("model.batch_norm", \.batchNorm, "BatchNorm1d after every hidden layer")
     ]
 
+    /// A combination of model settings that cannot run, with the key to change.
     public func problem() -> (key: String, message: String)? {
         if zLoss > 0 && ![.charlm, .transformer, .seq2seq].contains(kind) {
             return ("model.z_loss", "the z-loss is for model.kind charlm, transformer or seq2seq, got '\(kind.rawValue)'")
@@ -131,18 +149,29 @@ public struct ModelSettings: SettingSection {
 
 /// The data a run trains on (`data.*`; the detector's images are `DetectorSettings`).
 public struct DataSettings: SettingSection {
+    /// The data.
     public var kind = DataKind.teacher
+    /// The data file (empty: the built-in data).
     public var path = ""
+    /// Characters per window of text, or the length T of a long-dependency task.
     public var sequenceLength = 64
+    /// Training examples of generated data.
     public var trainSize = 4096
+    /// Validation examples of generated data.
     public var validationSize = 512
+    /// Input dimensions of the teacher data.
     public var inputs = 32
+    /// Classes of the teacher data.
     public var classes = 10
+    /// The fraction of training labels replaced at random.
     public var labelNoise = 0.0
+    /// The validation loss below which a long-dependency task counts as solved (0: a tenth of the memoryless baseline).
     public var successLoss = 0.0
 
+    /// The defaults.
     public init() {}
 
+    /// The `data.*` settings.
     public static let settings: [Setting<DataSettings>] = [
         .choice("data.kind", \.kind, "the data"),
         .string(
@@ -160,6 +189,7 @@ public struct DataSettings: SettingSection {
             "long-dependency task solved below this validation loss (0: a tenth of the memoryless baseline)")
     ]
 
+    /// A combination of data settings that cannot run, with the key to change.
     public func problem() -> (key: String, message: String)? {
         if let task = kind.task, sequenceLength < (task == .copyMemory ? 11 : 4) {
             return ("data.sequence_length", "\(kind.rawValue) needs a sequence length of at least \(task == .copyMemory ? 11 : 4), got \(sequenceLength)")

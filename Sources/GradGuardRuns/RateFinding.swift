@@ -28,8 +28,10 @@ extension RunSetup {
     }
 }
 
+/// Why `optimizer.lr: auto` found no rate.
 public enum RateFindingError: Error, CustomStringConvertible {
     case noSuggestion(String?)
+    /// The reason, in one sentence.
     public var description: String {
         switch self {
         case .noSuggestion(let why):

@@ -6,6 +6,7 @@ public enum ReplayError: Error, CustomStringConvertible, Equatable {
     case noIncident(run: String, incident: Int, count: Int)
     case noRecord(run: String, incident: Int, step: Int)
 
+    /// What is missing, with the counts, in one sentence.
     public var description: String {
         switch self {
         case let .noIncident(run, k, count):
@@ -19,8 +20,11 @@ public enum ReplayError: Error, CustomStringConvertible, Equatable {
 
 /// An incident's step run again from its replay record.
 public struct ReplayOutcome {
+    /// The step that was replayed.
     public let step: Int
+    /// The loss of the replay and the one recorded.
     public let loss: (replayed: Float, recorded: Float)
+    /// The global gradient norm of the replay and the one recorded.
     public let globalNorm: (replayed: Float, recorded: Float)
     /// Every tensor's gradient norm, replayed and recorded.
     public let tensors: [(name: String, replayed: Float, recorded: Float)]

@@ -10,16 +10,27 @@ import Yams
 /// (GradGuardOptim), `GuardSettings` (GradGuardHealth). Adding a setting is one declaration in
 /// its section's `settings` plus its use.
 public struct RunConfig: Equatable, Sendable {
+    /// The run's name: its folder inside `runsDirectory`.
     public var name = "run"
+    /// The folder of runs (and of generated data).
     public var runsDirectory = "runs"
+    /// The seed of the weights, the data order and dropout.
     public var seed = 0
+    /// `model.*`.
     public var model = ModelSettings()
+    /// `data.*`.
     public var data = DataSettings()
+    /// The detector's own settings (`data.image_size`, `model.size`, …).
     public var detector = DetectorSettings()
+    /// `training.*`.
     public var training = TrainingSettings()
+    /// `distributed.*`.
     public var distributed = DistributedSettings()
+    /// `optimizer.*`.
     public var optimizer = OptimizerSettings()
+    /// `schedule.*`.
     public var schedule = ScheduleSettings()
+    /// `guard.*`.
     public var `guard` = GuardSettings()
     /// Processes training together (set from the launcher, not a setting: `training.batch_size`
     /// is per process, so a step takes `batchSize × worldSize` examples).
@@ -29,8 +40,10 @@ public struct RunConfig: Equatable, Sendable {
     /// configuration's value: two configurations are equal when every setting is.
     public var given: Set<String> = []
 
+    /// Whether every setting has the same value.
     public static func == (a: RunConfig, b: RunConfig) -> Bool { a.values == b.values }
 
+    /// The defaults.
     public init() {}
 
     /// Every setting, in config.yaml's order.

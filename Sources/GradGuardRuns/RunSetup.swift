@@ -4,12 +4,19 @@ import GradGuard
 /// Everything a run needs, built from its configuration: one of the library's workloads
 /// with the optimizer, schedule, guard policy and trainer settings the configuration names.
 public struct RunSetup {
+    /// The workload's model.
     public let model: Module
+    /// The optimizer over the model's parameter groups.
     public let optimizer: any Optimizer
+    /// The learning-rate schedule, when the configuration names one.
     public let scheduler: LRScheduler?
+    /// The guard's clipper and responses.
     public let policy: GuardPolicy
+    /// The training set.
     public let train: any Dataset
+    /// The validation set, when there is one.
     public let validation: (any Dataset)?
+    /// The trainer's settings.
     public let trainer: TrainerConfig
     /// The workload's training loss of one batch (of `model`).
     public let loss: (Module, Batch) -> Tensor
@@ -244,6 +251,7 @@ public enum TrainedModel {
     case detector(YOLODetector, classNames: [String])
     case other(Module)
 
+    /// The model, whatever its kind.
     public var model: Module {
         switch self {
         case let .charlm(m, _): return m
@@ -253,6 +261,7 @@ public enum TrainedModel {
         }
     }
 
+    /// The model of the run in `dir` as its config.yaml and saved files describe it (weights not loaded).
     public init(_ c: RunConfig, runDirectory dir: String) throws {
         func missing(_ file: String) -> FileError {
             FileError.cannotRead(path: dir + "/" + file, reason: "missing or not what gradguard train saves there; the run cannot be used without it")
@@ -297,11 +306,16 @@ public enum TrainedModel {
 
 /// A translation model's vocabularies and lengths as saved in `translation.json`.
 public struct SavedTranslationSet: Codable {
+    /// The source vocabulary's characters.
     public var source: [String]
+    /// The target vocabulary's characters.
     public var target: [String]
+    /// The longest source sentence, in tokens.
     public var sourceLength: Int
+    /// The longest target sentence, in tokens.
     public var targetLength: Int
 
+    /// The saved form of `s`.
     public init(_ s: TranslationSet) {
         source = s.source.characters.map { String($0) }
         target = s.target.characters.map { String($0) }
@@ -309,6 +323,7 @@ public struct SavedTranslationSet: Codable {
         targetLength = s.targetLength
     }
 
+    /// The translation set these describe.
     public var set: TranslationSet {
         TranslationSet(
             source: TokenVocabulary(characters: source.compactMap(\.first)), target: TokenVocabulary(characters: target.compactMap(\.first)),

@@ -2,6 +2,7 @@ import Synchronization
 
 /// A non-finite value found by anomaly mode.
 public struct AnomalyError: Error, CustomStringConvertible, Sendable {
+    /// The pass in which the value appeared.
     public enum Phase: String, Sendable { case forward, backward }
     /// Whether the value was produced by an op's forward output or by its backward rule.
     public let phase: Phase
@@ -13,9 +14,12 @@ public struct AnomalyError: Error, CustomStringConvertible, Sendable {
     public let backwardStep: Int?
     /// Dotted name of the module that created the op, if it ran inside one.
     public let module: String?
+    /// NaN values in the tensor.
     public let nanCount: Int
+    /// Infinite values in the tensor.
     public let infCount: Int
 
+    /// The op, its node and module, and what was non-finite, in one sentence.
     public var description: String {
         let place = module.map { " in module '\($0)'" } ?? ""
         let pos = nodeIndex.map { " (node #\($0)" + (backwardStep.map { ", backward step \($0))" } ?? ")") } ?? ""

@@ -6,6 +6,7 @@ public enum FileError: Error, CustomStringConvertible, Equatable {
     case cannotWrite(path: String, reason: String)
     case cannotRead(path: String, reason: String)
 
+    /// "cannot write PATH: reason" or "cannot read PATH: reason".
     public var description: String {
         switch self {
         case let .cannotWrite(p, r): return "cannot write \(p): \(r)"
@@ -18,6 +19,7 @@ public enum FileError: Error, CustomStringConvertible, Equatable {
 /// to disk (fsync), renamed over the destination, and the directory entry is flushed too.
 /// A process killed at any point leaves either the old file or the new one, never a mix.
 public enum AtomicFile {
+    /// The C library's sentence for the current `errno`.
     public static func errnoText() -> String { String(cString: strerror(errno)) }
 
     /// A sentence for a Foundation file error ("no space left on device", "permission
@@ -116,6 +118,7 @@ public enum AtomicFile {
 /// A record file (JSON) that does not decode, in a sentence: the key that is missing or of
 /// the wrong type, with its path in the record, never Swift's `DecodingError` dump.
 public enum RecordProblem {
+    /// A decoding error as a sentence naming the key path and what was expected.
     public static func describe(_ error: Error) -> String {
         func path(_ codingPath: [CodingKey], _ last: CodingKey? = nil) -> String {
             let keys = (codingPath + (last.map { [$0] } ?? [])).map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }

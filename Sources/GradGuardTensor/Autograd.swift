@@ -27,13 +27,16 @@ final class TapeNode {
 /// The per-task state of the autodiff engine: whether recording is on, the anomaly
 /// recorder if anomaly mode is on, and the dotted name of the module being run.
 public struct AutogradContext: Sendable {
+    /// Whether ops record their backward rules (false inside `withoutGrad`).
     public var gradEnabled = true
     var anomaly: AnomalyRecorder? = nil
+    /// The dotted name of the module running (ops record it on their tape nodes).
     public var modulePath: String? = nil
 }
 
 /// Entry points that change how operations are recorded.
 public enum Autograd {
+    /// The context of the current task (task-local: each thread or task has its own).
     @TaskLocal public static var context = AutogradContext()
     static let counter = Atomic<Int>(0)
 

@@ -6,10 +6,12 @@ extension Tensor {
         Tensor(shape: shape, scalars: [Float](repeating: value, count: shape.reduce(1, *)), requiresGrad: requiresGrad)
     }
 
+    /// A tensor of zeros.
     public static func zeros(_ shape: [Int], requiresGrad: Bool = false) -> Tensor {
         full(shape, 0, requiresGrad: requiresGrad)
     }
 
+    /// A tensor of ones.
     public static func ones(_ shape: [Int], requiresGrad: Bool = false) -> Tensor {
         full(shape, 1, requiresGrad: requiresGrad)
     }

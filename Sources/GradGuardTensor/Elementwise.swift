@@ -92,16 +92,19 @@ extension Tensor {
 // MARK: - Arithmetic
 
 extension Tensor {
+    /// Element-wise sum with broadcasting.
     public static func + (a: Tensor, b: Tensor) -> Tensor {
         let out = broadcastMap(a, b, +)
         return record("add", out, [a, b]) { g in [g.sumToShape(a.shape), g.sumToShape(b.shape)] }
     }
 
+    /// Element-wise difference with broadcasting.
     public static func - (a: Tensor, b: Tensor) -> Tensor {
         let out = broadcastMap(a, b, -)
         return record("sub", out, [a, b]) { g in [g.sumToShape(a.shape), (-g).sumToShape(b.shape)] }
     }
 
+    /// Element-wise product with broadcasting.
     public static func * (a: Tensor, b: Tensor) -> Tensor {
         let out = broadcastMap(a, b, *)
         return record("mul", out, [a, b]) { g in
@@ -112,6 +115,7 @@ extension Tensor {
         }
     }
 
+    /// Element-wise quotient with broadcasting.
     public static func / (a: Tensor, b: Tensor) -> Tensor {
         let out = broadcastMap(a, b, /)
         return record("div", out, [a, b]) { g in
@@ -127,13 +131,21 @@ extension Tensor {
         return record("neg", out, [a]) { g in [-g] }
     }
 
+    /// Adds `s` to every value.
     public static func + (a: Tensor, s: Float) -> Tensor { a + Tensor(s) }
+    /// Adds `s` to every value.
     public static func + (s: Float, a: Tensor) -> Tensor { Tensor(s) + a }
+    /// Subtracts `s` from every value.
     public static func - (a: Tensor, s: Float) -> Tensor { a - Tensor(s) }
+    /// `s` minus every value.
     public static func - (s: Float, a: Tensor) -> Tensor { Tensor(s) - a }
+    /// Multiplies every value by `s`.
     public static func * (a: Tensor, s: Float) -> Tensor { a * Tensor(s) }
+    /// Multiplies every value by `s`.
     public static func * (s: Float, a: Tensor) -> Tensor { Tensor(s) * a }
+    /// Divides every value by `s`.
     public static func / (a: Tensor, s: Float) -> Tensor { a / Tensor(s) }
+    /// `s` divided by every value.
     public static func / (s: Float, a: Tensor) -> Tensor { Tensor(s) / a }
 
     /// `self` raised to a constant power.
@@ -166,16 +178,27 @@ extension Tensor {
 extension Tensor {
     /// 1 where `self > other`, else 0 (broadcasting).
     public func gt(_ o: Tensor) -> Tensor { Tensor.broadcastMap(self, o) { $0 > $1 ? 1 : 0 } }
+    /// 1 where `self ≥ o` (broadcast), 0 elsewhere; no gradient.
     public func ge(_ o: Tensor) -> Tensor { Tensor.broadcastMap(self, o) { $0 >= $1 ? 1 : 0 } }
+    /// 1 where `self < o` (broadcast), 0 elsewhere; no gradient.
     public func lt(_ o: Tensor) -> Tensor { Tensor.broadcastMap(self, o) { $0 < $1 ? 1 : 0 } }
+    /// 1 where `self ≤ o` (broadcast), 0 elsewhere; no gradient.
     public func le(_ o: Tensor) -> Tensor { Tensor.broadcastMap(self, o) { $0 <= $1 ? 1 : 0 } }
+    /// 1 where `self == o` (broadcast), 0 elsewhere; no gradient.
     public func eq(_ o: Tensor) -> Tensor { Tensor.broadcastMap(self, o) { $0 == $1 ? 1 : 0 } }
+    /// 1 where `self != o` (broadcast), 0 elsewhere; no gradient.
     public func ne(_ o: Tensor) -> Tensor { Tensor.broadcastMap(self, o) { $0 != $1 ? 1 : 0 } }
+    /// 1 where a value is above `s`, 0 elsewhere.
     public func gt(_ s: Float) -> Tensor { gt(Tensor(s)) }
+    /// 1 where a value is at least `s`, 0 elsewhere.
     public func ge(_ s: Float) -> Tensor { ge(Tensor(s)) }
+    /// 1 where a value is below `s`, 0 elsewhere.
     public func lt(_ s: Float) -> Tensor { lt(Tensor(s)) }
+    /// 1 where a value is at most `s`, 0 elsewhere.
     public func le(_ s: Float) -> Tensor { le(Tensor(s)) }
+    /// 1 where a value equals `s`, 0 elsewhere.
     public func eq(_ s: Float) -> Tensor { eq(Tensor(s)) }
+    /// 1 where a value differs from `s`, 0 elsewhere.
     public func ne(_ s: Float) -> Tensor { ne(Tensor(s)) }
 
     /// Picks from `a` where `condition` is non-zero, else from `b` (all three broadcast).

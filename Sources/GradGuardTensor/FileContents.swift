@@ -7,18 +7,26 @@ import Foundation
 /// Why a file could not be read, in words a user can act on ("no such file", "is a
 /// directory", "permission denied", "is 3.1 GB, more than the 2 GB limit").
 public struct FileReadFailure: Error, CustomStringConvertible, Equatable, Sendable {
+    /// Why: no such file, not a regular file, over the size limit, or unreadable.
     public enum Kind: Equatable, Sendable { case missing, notAFile, tooLarge, unreadable }
+    /// The file.
     public let path: String
+    /// The kind of failure.
     public let kind: Kind
+    /// The failure in words.
     public let reason: String
+    /// "PATH: reason".
     public var description: String { "\(path): \(reason)" }
 
+    /// A failure to read `path`.
     public init(path: String, kind: Kind, reason: String) { (self.path, self.kind, self.reason) = (path, kind, reason) }
 }
 
 /// Where bytes stop being UTF-8: the byte offset and its line (from 1).
 public struct InvalidUTF8: Error, Equatable, Sendable {
+    /// The byte offset of the first invalid byte.
     public let offset: Int
+    /// The line it is on, from 1.
     public let line: Int
 }
 

@@ -80,12 +80,15 @@ public enum KernelLevel: Int, Comparable, CaseIterable, Sendable, CustomStringCo
     /// 16-lane kernels with AVX-512 F/DQ/BW/VL (Skylake-SP, Ice Lake, Sapphire Rapids, Zen 4 and later).
     case avx512 = 2
 
+    /// Levels in order: portable < AVX2 < AVX-512.
     public static func < (a: KernelLevel, b: KernelLevel) -> Bool { a.rawValue < b.rawValue }
 
     /// The name used by `GRADGUARD_KERNELS`.
     public var name: String { ["portable", "avx2", "avx512"][rawValue] }
+    /// The level's name for messages ("AVX2+FMA").
     public var description: String { ["portable", "AVX2+FMA", "AVX-512"][rawValue] }
 
+    /// The level named as `GRADGUARD_KERNELS` names it (`portable`, `avx2`, `avx512`), or nil.
     public init?(name: String) {
         guard let level = KernelLevel.allCases.first(where: { $0.name == name.lowercased() }) else { return nil }
         self = level

@@ -8,6 +8,7 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
     private var s: (UInt64, UInt64, UInt64, UInt64)
     private var spareNormal: Double?
 
+    /// A generator whose state is expanded from `seed` by SplitMix64 (the same numbers on every machine).
     public init(seed: UInt64) {
         var x = seed
         func splitmix() -> UInt64 {
@@ -20,6 +21,7 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
         s = (splitmix(), splitmix(), splitmix(), splitmix())
     }
 
+    /// The next 64 random bits (xoshiro256**).
     public mutating func next() -> UInt64 {
         let result = rotl(s.1 &* 5, 7) &* 9
         let t = s.1 << 17

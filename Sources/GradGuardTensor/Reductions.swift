@@ -98,6 +98,7 @@ extension Tensor {
         return sum(axes: ax, keepDims: keepDims) / Float(n)
     }
 
+    /// The mean along one axis.
     public func mean(axis: Int, keepDims: Bool = false) -> Tensor { mean(axes: [axis], keepDims: keepDims) }
 
     /// Variance over `axes` with Bessel's correction by default (`correction: 1`, as

@@ -4,6 +4,7 @@ import Glibc
 /// A fault in a safetensors file, naming the file, the tensor (when one is concerned) and
 /// what was expected.
 public struct SafetensorsError: Error, CustomStringConvertible, Equatable {
+    /// What is wrong with the file.
     public enum Fault: Equatable, Sendable {
         case cannotRead(String)
         case cannotWrite(String)
@@ -20,10 +21,14 @@ public struct SafetensorsError: Error, CustomStringConvertible, Equatable {
         case tooLarge(bytes: Int, limit: Int)
     }
 
+    /// The file.
     public let file: String
+    /// The tensor concerned, when one is.
     public let tensor: String?
+    /// What is wrong.
     public let fault: Fault
 
+    /// The file, the tensor and the fault in one sentence.
     public var description: String {
         let subject = tensor.map { "\(file): tensor '\($0)'" } ?? file
         switch fault {

@@ -174,6 +174,7 @@ final class RowSource {
 }
 
 extension Tensor: CustomStringConvertible {
+    /// The shape and the first values.
     public var description: String {
         let shown = scalars.prefix(8).map { String($0) }.joined(separator: ", ")
         let more = count > 8 ? ", …" : ""

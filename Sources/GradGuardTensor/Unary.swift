@@ -3,24 +3,28 @@ import Foundation
 // MARK: - Element-wise functions and activations, each with its backward rule
 
 extension Tensor {
+    /// eˣ element-wise.
     public func exp() -> Tensor {
         let out = mapSIMD(.exp)
         let y = out.detach()  // saved without its node: a rule must not retain its own output
         return Tensor.record("exp", out, [self]) { g in [g * y] }
     }
 
+    /// The natural logarithm element-wise.
     public func log() -> Tensor {
         let x = self
         let out = map { Foundation.log($0) }
         return Tensor.record("log", out, [x]) { g in [g / x] }
     }
 
+    /// The square root element-wise.
     public func sqrt() -> Tensor {
         let out = map { $0.squareRoot() }
         let y = out.detach()
         return Tensor.record("sqrt", out, [self]) { g in [Tensor.zipMap(g, y) { $0 / (2 * $1) }] }
     }
 
+    /// |x| element-wise (gradient 0 at 0, as PyTorch's sign).
     public func abs() -> Tensor {
         let x = self
         let out = map { Swift.abs($0) }
@@ -37,18 +41,21 @@ extension Tensor {
         return Tensor.record("atan", out, [x]) { g in [Tensor.zipMap(g, x) { $0 / (1 + $1 * $1) }] }
     }
 
+    /// tanh(x) element-wise.
     public func tanh() -> Tensor {
         let out = mapSIMD(.tanh)
         let y = out.detach()
         return Tensor.record("tanh", out, [self]) { g in [Tensor.zipMap(g, y) { $0 * (1 - $1 * $1) }] }
     }
 
+    /// 1/(1 + e⁻ˣ) element-wise.
     public func sigmoid() -> Tensor {
         let out = mapSIMD(.sigmoid)
         let y = out.detach()
         return Tensor.record("sigmoid", out, [self]) { g in [Tensor.zipMap(g, y) { $0 * $1 * (1 - $1) }] }
     }
 
+    /// max(0, x) element-wise.
     public func relu() -> Tensor {
         let x = self
         let out = map { $0 > 0 ? $0 : 0 }
