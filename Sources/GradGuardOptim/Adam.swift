@@ -17,17 +17,21 @@ import GradGuardTensor
 /// (`StableAdamWUnfused`) folds the bias correction into β̂₂ = β₂(1 − β₂ᵗ⁻¹)/(1 − β₂ᵗ), which is
 /// the same debiased average. Weight decay keeps the unscaled rate, as there.
 public class Adam: Optimizer {
+    /// The parameter groups, each with its hyper-parameters under PyTorch's names.
     public var paramGroups: [ParamGroup]
+    /// Each parameter's `step`, `exp_avg`, `exp_avg_sq` (and `max_exp_avg_sq` with AMSGrad).
     public var state: [ObjectIdentifier: ParamState] = [:]
     /// Whether weight decay is decoupled (AdamW) or added to the gradient (Adam).
     public let decoupledWeightDecay: Bool
 
     /// One group's hyper-parameters, typed; a group's `options` hold them under PyTorch's names.
     public struct Hyperparameters: OptimizerHyperparameters, Equatable {
+        /// The rate, the moments' decays β₁ and β₂, ε, weight decay and AMSGrad, with PyTorch's defaults.
         public var lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0.0, amsgrad = false
         /// StableAdamW's update-clipping threshold d (0: off).
         public var updateClip = 0.0
 
+        /// Hyper-parameters with PyTorch's defaults unless given.
         public init(
             lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999, eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false,
             updateClip: Double = 0
@@ -43,6 +47,7 @@ public class Adam: Optimizer {
                 weightDecay: o["weight_decay"] ?? 0, amsgrad: (o["amsgrad"] ?? 0) != 0, updateClip: o["update_clip"] ?? 0)
         }
 
+        /// The hyper-parameters under PyTorch's names (`lr`, `beta1`, `beta2`, `eps`, `weight_decay`, `amsgrad`, `update_clip`).
         public var options: [String: Double] {
             var o = ["lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": weightDecay, "amsgrad": amsgrad ? 1 : 0]
             if updateClip > 0 { o["update_clip"] = updateClip }
@@ -50,6 +55,7 @@ public class Adam: Optimizer {
         }
     }
 
+    /// Adam over parameter groups; `decoupled` makes the weight decay AdamW's.
     public init(
         _ groups: [ParamGroup], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
         eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false, decoupled: Bool = false, updateClip: Double = 0
@@ -80,6 +86,7 @@ public class Adam: Optimizer {
         return Float(1 / Swift.max(1, rms / h.updateClip))
     }
 
+    /// Adam over one group of parameters.
     public convenience init(
         _ params: [Tensor], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
         eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false, updateClip: Double = 0
@@ -89,8 +96,10 @@ public class Adam: Optimizer {
             weightDecay: weightDecay, amsgrad: amsgrad, updateClip: updateClip)
     }
 
+    /// The names of the state tensors, as PyTorch saves them.
     public var stateNames: Set<String>? { ["step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"] }
 
+    /// One Adam step of one parameter in place, as `torch.optim.Adam` computes it.
     public func update(
         _ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
         state: inout ParamState, hyperparameters h: Hyperparameters
@@ -153,6 +162,7 @@ public class Adam: Optimizer {
 
 /// AdamW: Adam with decoupled weight decay (default 0.01, as `torch.optim.AdamW`).
 public final class AdamW: Adam {
+    /// AdamW over parameter groups.
     public init(
         _ groups: [ParamGroup], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
         eps: Double = 1e-8, weightDecay: Double = 0.01, amsgrad: Bool = false, updateClip: Double = 0
@@ -162,6 +172,7 @@ public final class AdamW: Adam {
             amsgrad: amsgrad, decoupled: true, updateClip: updateClip)
     }
 
+    /// AdamW over one group of parameters.
     public convenience init(
         _ params: [Tensor], lr: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
         eps: Double = 1e-8, weightDecay: Double = 0.01, amsgrad: Bool = false, updateClip: Double = 0

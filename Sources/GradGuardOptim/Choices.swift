@@ -3,27 +3,35 @@ import GradGuardTensor
 
 /// The optimizer a run names and the hyper-parameters it gives it (`optimizer.*`).
 public struct OptimizerSettings: SettingSection {
+    /// The optimizer.
     public var kind = OptimizerKind.sgd
+    /// The learning rate (0 stands for `auto`: the range test picks it).
     public var lr: Double
     /// SGD's momentum, RMSprop's momentum; unused by Adam and AdamW.
     public var momentum: Double
+    /// Weight decay: L2 in the gradient for SGD, Adam and RMSprop, decoupled for AdamW.
     public var weightDecay: Double
     /// Adam and AdamW: StableAdamW's update-clipping threshold d (0: off).
     public var updateClip: Double
     /// SPAM: the spike threshold θ, the steps between momentum resets, the warm-up after each.
     public var spamThreshold = 5000.0
+    /// SPAM's steps between momentum resets.
     public var spamResetEvery = 500
+    /// SPAM's warm-up steps after each reset.
     public var spamWarmup = 150
 
+    /// Settings with the given rate, momentum, weight decay and update clipping.
     public init(lr: Double = 0.05, momentum: Double = 0.9, weightDecay: Double = 0, updateClip: Double = 0) {
         (self.lr, self.momentum, self.weightDecay, self.updateClip) = (lr, momentum, weightDecay, updateClip)
     }
 
+    /// The defaults: SGD at 0.05 with momentum 0.9.
     public init() { self.init(lr: 0.05) }
 
     /// `optimizer.lr: auto`: the rate is to be found by the range test before training.
     public var lrIsAuto: Bool { lr == 0 }
 
+    /// The `optimizer.*` settings.
     public static let settings: [Setting<OptimizerSettings>] = [
         .choice("optimizer.kind", \.kind, "optimizer"),
         .double(
@@ -45,6 +53,7 @@ public struct OptimizerSettings: SettingSection {
         s.kind == .spam ? nil : "is for optimizer.kind spam, got '\(s.kind.rawValue)'"
     }
 
+    /// A combination of optimizer settings that cannot run, with the key to change.
     public func problem() -> (key: String, message: String)? {
         if updateClip > 0 && kind != .adam && kind != .adamw {
             return ("optimizer.update_clip", "StableAdamW's update clipping is for optimizer.kind adam or adamw, got '\(kind.rawValue)'")
@@ -58,11 +67,15 @@ public struct OptimizerSettings: SettingSection {
 
 /// The learning-rate schedule a run names (`schedule.*`).
 public struct ScheduleSettings: SettingSection {
+    /// The schedule.
     public var kind = ScheduleKind.constant
+    /// Linear warm-up steps of the warm-up schedules.
     public var warmupSteps = 0
 
+    /// The defaults: a constant rate.
     public init() {}
 
+    /// The `schedule.*` settings.
     public static let settings: [Setting<ScheduleSettings>] = [
         .choice("schedule.kind", \.kind, "learning-rate schedule"),
         .int(
@@ -75,6 +88,7 @@ public struct ScheduleSettings: SettingSection {
 public enum OptimizerKind: String, SettingChoice {
     case sgd, adam, adamw, rmsprop, spam
 
+    /// One line for `gradguard settings`.
     public var help: String {
         switch self {
         case .sgd: return "SGD with momentum (torch.optim.SGD)"
@@ -88,6 +102,7 @@ public enum OptimizerKind: String, SettingChoice {
     /// Whether `OptimizerSettings.momentum` means anything to this optimizer.
     public var usesMomentum: Bool { self == .sgd || self == .rmsprop }
 
+    /// This optimizer over `groups` with the settings' hyper-parameters.
     public func make(_ groups: [ParamGroup], _ s: OptimizerSettings) -> any Optimizer {
         switch self {
         case .sgd: return SGD(groups, lr: s.lr, momentum: s.momentum, weightDecay: s.weightDecay)
@@ -108,6 +123,7 @@ public enum ScheduleKind: String, SettingChoice {
     case warmupCosine = "warmup-cosine"
     case warmupLinear = "warmup-linear"
 
+    /// One line for `gradguard settings`.
     public var help: String {
         switch self {
         case .constant: return "the optimizer's rate throughout"

@@ -5,12 +5,16 @@ import GradGuardTensor
 /// Raised by `clipGradNorm(_:maxNorm:normType:errorIfNonfinite:)` when the total norm is
 /// NaN or infinite.
 public struct NonFiniteNormError: Error, CustomStringConvertible, Sendable {
+    /// The total norm found.
     public let norm: Float
+    /// Its order (2, 1, ∞ or p).
     public let normType: Float
+    /// The error for a total `norm` of order `normType`.
     public init(norm: Float, normType: Float) {
         self.norm = norm
         self.normType = normType
     }
+    /// The norm, and why clipping it would corrupt the parameters.
     public var description: String {
         "the total norm of order \(normType) of the gradients is \(norm); clipping a non-finite gradient would corrupt the parameters"
     }
@@ -142,8 +146,11 @@ public enum GradientClipping {
 
     /// What clamping one tensor did: its L2 norm before and after, and whether any value changed.
     public struct Clamped: Sendable, Equatable {
+        /// The tensor's L2 norm before clamping.
         public var normBefore: Double
+        /// Its L2 norm after.
         public var normAfter: Double
+        /// Whether any value was changed.
         public var changed: Bool
     }
 

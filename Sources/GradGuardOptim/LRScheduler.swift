@@ -5,6 +5,7 @@ public enum SchedulerStateError: Error, CustomStringConvertible, Equatable {
     case missingKey(String)
     /// A count that is not a whole number from 0 to 2⁵³.
     case badCount(key: String, value: Double)
+    /// The key and what was wrong with it.
     public var description: String {
         switch self {
         case .missingKey(let k): return "scheduler state: missing key '\(k)'"
@@ -36,13 +37,18 @@ public enum SchedulerStateError: Error, CustomStringConvertible, Equatable {
 /// for batch in data { …; optimizer.step(); scheduler.step() }
 /// ```
 public final class LRScheduler {
+    /// The optimizer whose rates it sets.
     public let optimizer: any Optimizer
+    /// The schedule's formula.
     public let schedule: any LRSchedule
     /// Steps taken so far (PyTorch's `last_epoch`).
     public private(set) var stepCount = 0
+    /// Each group's rate when the scheduler was made (PyTorch's `base_lrs`).
     public let baseLRs: [Double]
+    /// Each group's momentum (or β₁) when the scheduler was made, nil for a group without one.
     public let baseMomenta: [Double?]
 
+    /// Applies `schedule` to `optimizer`, setting step 0's rates at once.
     public init(_ optimizer: any Optimizer, _ schedule: any LRSchedule) {
         self.optimizer = optimizer
         self.schedule = schedule
@@ -86,17 +92,27 @@ public final class LRScheduler {
 /// improved by more than `threshold` for more than `patience` steps, then waits `cooldown`
 /// steps; rates never go below `minLR`, and a change smaller than `eps` is skipped.
 public final class ReduceLROnPlateau {
+    /// Whether lower (`min`) or higher (`max`) values of the metric are better.
     public enum Mode: String, Sendable { case min, max }
+    /// Whether `threshold` is relative to the best value or absolute.
     public enum ThresholdMode: String, Sendable { case rel, abs }
 
+    /// The optimizer whose rates it lowers.
     public let optimizer: any Optimizer
+    /// PyTorch's `mode`, `factor`, `patience`, `threshold` and `threshold_mode`.
     public let mode: Mode, factor: Double, patience: Int, threshold: Double, thresholdMode: ThresholdMode
+    /// PyTorch's `cooldown`, `min_lr` (one per group) and `eps`.
     public let cooldown: Int, minLRs: [Double], eps: Double
+    /// The best value of the metric so far.
     public private(set) var best: Double
+    /// Steps since the metric last improved.
     public private(set) var numBadEpochs = 0
+    /// Steps of cooldown left.
     public private(set) var cooldownCounter = 0
+    /// Values of the metric recorded.
     public private(set) var lastEpoch = 0
 
+    /// A plateau scheduler with PyTorch's defaults unless given.
     public init(
         _ optimizer: any Optimizer, mode: Mode = .min, factor: Double = 0.1, patience: Int = 10, threshold: Double = 1e-4,
         thresholdMode: ThresholdMode = .rel, cooldown: Int = 0, minLR: [Double] = [0], eps: Double = 1e-8
@@ -142,8 +158,10 @@ public final class ReduceLROnPlateau {
         }
     }
 
+    /// Each group's rate now.
     public var lastLR: [Double] { optimizer.paramGroups.map(\.lr) }
 
+    /// The scheduler's counters and best value, for checkpoints.
     public func stateDict() -> [String: Double] {
         [
             "best": best, "num_bad_epochs": Double(numBadEpochs), "cooldown_counter": Double(cooldownCounter),
@@ -151,6 +169,7 @@ public final class ReduceLROnPlateau {
         ]
     }
 
+    /// Restores the state `stateDict()` returned; throws for a missing or malformed entry.
     public func load(stateDict s: [String: Double]) throws {
         // Everything is checked before anything changes.
         let values = (

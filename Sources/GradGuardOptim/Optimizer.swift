@@ -3,15 +3,18 @@ import GradGuardTensor
 /// A set of parameters that share hyper-parameters (PyTorch's `param_groups` entry).
 /// Any option not set here takes the optimizer's default.
 public struct ParamGroup {
+    /// The tensors of the group.
     public var params: [Tensor]
     /// Hyper-parameters by PyTorch name: `lr`, `weight_decay`, `momentum`, `beta1`, …
     public var options: [String: Double]
 
+    /// A group of `params` with `options` under PyTorch's names.
     public init(params: [Tensor], options: [String: Double] = [:]) {
         self.params = params
         self.options = options
     }
 
+    /// A group of `params` with its own rate and weight decay, when given.
     public init(params: [Tensor], lr: Double? = nil, weightDecay: Double? = nil) {
         var o: [String: Double] = [:]
         o["lr"] = lr
@@ -25,6 +28,7 @@ public struct ParamGroup {
         set { options["lr"] = newValue }
     }
 
+    /// The hyper-parameter named `key` (PyTorch's name), nil when the group does not set it.
     public subscript(_ key: String) -> Double? {
         get { options[key] }
         set { options[key] = newValue }
@@ -39,6 +43,7 @@ public enum OptimizerStateError: Error, CustomStringConvertible, Equatable {
     /// The saved hyper-parameters are another optimizer's (an SGD state loaded into Adam).
     case optionsMismatch(group: Int, missing: [String], unexpected: [String])
 
+    /// The mismatch, naming the key or the group.
     public var description: String {
         switch self {
         case let .unknownParameter(k, n): return "optimizer state '\(k)': names no parameter of this optimizer (it has \(n), numbered from 0)"
@@ -111,8 +116,10 @@ extension ParamGroup {
 }
 
 extension Optimizer {
+    /// Any state name is accepted (an optimizer that lists its own refuses others on load).
     public var stateNames: Set<String>? { nil }
 
+    /// Updates every parameter that has a gradient.
     public func step() { applyUpdates() }
 
     /// Updates every parameter that has a gradient, each group's hyper-parameters read once.
@@ -218,13 +225,16 @@ extension Optimizer {
 public struct ParamState {
     /// The parameter's shape, which buffers take.
     public let shape: [Int]
+    /// The buffers by name.
     public var tensors: [String: Tensor] = [:]
 
+    /// The state of a parameter of `shape`.
     public init(shape: [Int], tensors: [String: Tensor] = [:]) {
         self.shape = shape
         self.tensors = tensors
     }
 
+    /// The buffer named `key`, nil before it exists.
     public subscript(_ key: String) -> Tensor? {
         get { tensors[key] }
         set { tensors[key] = newValue }

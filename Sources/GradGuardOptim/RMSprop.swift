@@ -7,13 +7,17 @@ import GradGuardTensor
 ///     centered: ḡ ← ḡ + (1 − α)(g − ḡ),  d = √(v − ḡ²) + ε;  else d = √v + ε
 ///     momentum: b ← μ·b + g/d,  θ ← θ − η·b;  else θ ← θ − η·g/d
 public final class RMSprop: Optimizer {
+    /// The parameter groups, each with its hyper-parameters under PyTorch's names.
     public var paramGroups: [ParamGroup]
+    /// Each parameter's `step`, `square_avg`, and `grad_avg` (centred) and `momentum_buffer` (with momentum).
     public var state: [ObjectIdentifier: ParamState] = [:]
 
     /// One group's hyper-parameters, typed; a group's `options` hold them under PyTorch's names.
     public struct Hyperparameters: OptimizerHyperparameters, Equatable {
+        /// The rate, the squares' decay α, ε, weight decay, momentum and centring, with PyTorch's defaults.
         public var lr = 0.01, alpha = 0.99, eps = 1e-8, weightDecay = 0.0, momentum = 0.0, centered = false
 
+        /// Hyper-parameters with PyTorch's defaults unless given.
         public init(lr: Double = 0.01, alpha: Double = 0.99, eps: Double = 1e-8, weightDecay: Double = 0, momentum: Double = 0, centered: Bool = false) {
             (self.lr, self.alpha, self.eps, self.weightDecay, self.momentum, self.centered) = (lr, alpha, eps, weightDecay, momentum, centered)
         }
@@ -25,11 +29,13 @@ public final class RMSprop: Optimizer {
                 momentum: o["momentum"] ?? 0, centered: (o["centered"] ?? 0) != 0)
         }
 
+        /// The hyper-parameters under PyTorch's names.
         public var options: [String: Double] {
             ["lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weightDecay, "momentum": momentum, "centered": centered ? 1 : 0]
         }
     }
 
+    /// RMSprop over parameter groups.
     public init(
         _ groups: [ParamGroup], lr: Double = 0.01, alpha: Double = 0.99, eps: Double = 1e-8,
         weightDecay: Double = 0, momentum: Double = 0, centered: Bool = false
@@ -39,6 +45,7 @@ public final class RMSprop: Optimizer {
             defaults: Hyperparameters(lr: lr, alpha: alpha, eps: eps, weightDecay: weightDecay, momentum: momentum, centered: centered).options)
     }
 
+    /// RMSprop over one group of parameters.
     public convenience init(
         _ params: [Tensor], lr: Double = 0.01, alpha: Double = 0.99, eps: Double = 1e-8,
         weightDecay: Double = 0, momentum: Double = 0, centered: Bool = false
@@ -48,8 +55,10 @@ public final class RMSprop: Optimizer {
             momentum: momentum, centered: centered)
     }
 
+    /// The names of the state tensors, as PyTorch saves them.
     public var stateNames: Set<String>? { ["step", "square_avg", "grad_avg", "momentum_buffer"] }
 
+    /// One RMSprop step of one parameter in place, as `torch.optim.RMSprop` computes it.
     public func update(
         _ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
         state: inout ParamState, hyperparameters h: Hyperparameters

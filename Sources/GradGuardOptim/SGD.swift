@@ -11,8 +11,10 @@ import GradGuardTensor
 public final class SGD: Optimizer {
     /// One group's hyper-parameters, typed; a group's `options` hold them under PyTorch's names.
     public struct Hyperparameters: OptimizerHyperparameters, Equatable {
+        /// The rate, momentum, dampening, weight decay and Nesterov momentum, with PyTorch's defaults.
         public var lr: Double, momentum = 0.0, dampening = 0.0, weightDecay = 0.0, nesterov = false
 
+        /// Hyper-parameters with PyTorch's defaults unless given.
         public init(lr: Double, momentum: Double = 0, dampening: Double = 0, weightDecay: Double = 0, nesterov: Bool = false) {
             (self.lr, self.momentum, self.dampening, self.weightDecay, self.nesterov) = (lr, momentum, dampening, weightDecay, nesterov)
         }
@@ -24,14 +26,18 @@ public final class SGD: Optimizer {
                 nesterov: (o["nesterov"] ?? 0) != 0)
         }
 
+        /// The hyper-parameters under PyTorch's names.
         public var options: [String: Double] {
             ["lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weightDecay, "nesterov": nesterov ? 1 : 0]
         }
     }
 
+    /// The parameter groups, each with its hyper-parameters under PyTorch's names.
     public var paramGroups: [ParamGroup]
+    /// Each parameter's `momentum_buffer` (with momentum).
     public var state: [ObjectIdentifier: ParamState] = [:]
 
+    /// SGD over parameter groups.
     public init(
         _ groups: [ParamGroup], lr: Double, momentum: Double = 0, dampening: Double = 0,
         weightDecay: Double = 0, nesterov: Bool = false
@@ -42,6 +48,7 @@ public final class SGD: Optimizer {
             defaults: Hyperparameters(lr: lr, momentum: momentum, dampening: dampening, weightDecay: weightDecay, nesterov: nesterov).options)
     }
 
+    /// SGD over one group of parameters.
     public convenience init(
         _ params: [Tensor], lr: Double, momentum: Double = 0, dampening: Double = 0,
         weightDecay: Double = 0, nesterov: Bool = false
@@ -51,8 +58,10 @@ public final class SGD: Optimizer {
             weightDecay: weightDecay, nesterov: nesterov)
     }
 
+    /// The names of the state tensors, as PyTorch saves them.
     public var stateNames: Set<String>? { ["momentum_buffer"] }
 
+    /// One SGD step of one parameter in place, as `torch.optim.SGD` computes it.
     public func update(
         _ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>,
         state: inout ParamState, hyperparameters h: Hyperparameters

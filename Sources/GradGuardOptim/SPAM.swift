@@ -19,10 +19,14 @@ import GradGuardTensor
 /// accumulation steps. T is kept in every group's options (`total_step`), so checkpoints
 /// carry it with the hyper-parameters.
 public final class SPAM: Optimizer {
+    /// The parameter groups, each with its hyper-parameters.
     public var paramGroups: [ParamGroup]
+    /// Each parameter's `step`, `exp_avg` and `exp_avg_sq`.
     public var state: [ObjectIdentifier: ParamState] = [:]
 
+    /// One group's hyper-parameters, typed; a group's `options` hold them by name.
     public struct Hyperparameters: OptimizerHyperparameters, Equatable {
+        /// The rate, the moments' decays β₁ and β₂, ε and weight decay (the authors' defaults).
         public var lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-6, weightDecay = 0.0
         /// θ: the spike threshold on g²/v (0: no spike clipping).
         public var threshold = 5000.0
@@ -35,8 +39,10 @@ public final class SPAM: Optimizer {
         /// T: optimizer steps taken (kept in the options as `total_step`; not a setting).
         public internal(set) var totalSteps = 0
 
+        /// The authors' defaults.
         public init() {}
 
+        /// The hyper-parameters a group's options hold (defaults where absent).
         public init(options o: [String: Double]) {
             lr = o["lr"] ?? lr
             beta1 = o["beta1"] ?? beta1
@@ -50,6 +56,7 @@ public final class SPAM: Optimizer {
             totalSteps = Int(o["total_step"] ?? 0)
         }
 
+        /// The hyper-parameters by name.
         public var options: [String: Double] {
             [
                 "lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": weightDecay, "threshold": threshold,
@@ -58,6 +65,7 @@ public final class SPAM: Optimizer {
         }
     }
 
+    /// SPAM over parameter groups with hyper-parameters `h` where a group sets none.
     public init(_ groups: [ParamGroup], _ h: Hyperparameters = Hyperparameters()) {
         require(h.resetEvery >= 1 && h.warmupSteps >= 0 && h.gradAccuSteps >= 0 && h.threshold >= 0, "SPAM: ΔT ≥ 1, W ≥ 0, θ ≥ 0")
         var options = h.options
@@ -65,12 +73,14 @@ public final class SPAM: Optimizer {
         paramGroups = ParamGroup.filled(groups, defaults: options)
     }
 
+    /// SPAM over one group of parameters.
     public convenience init(_ params: [Tensor], lr: Double = 1e-3, _ h: Hyperparameters = Hyperparameters()) {
         var h = h
         h.lr = lr
         self.init([ParamGroup(params: params)], h)
     }
 
+    /// The names of the state tensors.
     public var stateNames: Set<String>? { ["step", "exp_avg", "exp_avg_sq"] }
 
     /// Optimizer steps taken (T).
@@ -89,11 +99,13 @@ public final class SPAM: Optimizer {
         return 1 - 0.99 * (1 + Foundation.cos(Double.pi * Double(c) / Double(h.warmupSteps + 1))) / 2
     }
 
+    /// One step: momentum resets on schedule, then every parameter's update.
     public func step() {
         applyUpdates()
         for i in paramGroups.indices { paramGroups[i].options["total_step", default: 0] += 1 }
     }
 
+    /// One SPAM step of one parameter in place, as the authors' dense `step()` computes it.
     public func update(
         _ p: UnsafeMutableBufferPointer<Float>, grad: UnsafeBufferPointer<Float>, state: inout ParamState, hyperparameters h: Hyperparameters
     ) {

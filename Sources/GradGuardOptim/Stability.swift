@@ -26,6 +26,7 @@ public struct StabilityRule: Sendable, Equatable, Codable {
     /// The rule in words, with its formula: "heavy-ball momentum 0.9: λ < (2 + 2β)/η".
     public var name: String
 
+    /// A rule η·λ < `threshold`, on the preconditioned Hessian or not.
     public init(threshold: Double, preconditioned: Bool, name: String) {
         (self.threshold, self.preconditioned, self.name) = (threshold, preconditioned, name)
     }
@@ -99,16 +100,19 @@ extension Optimizer {
 }
 
 extension SGD: StabilityDescribing {
+    /// 2/η, or (2 + 2β)/η with heavy-ball momentum, or Nesterov's bound.
     public func stabilityRule(group: Int) -> StabilityRule {
         let h = Hyperparameters(options: paramGroups[group].options)
         if h.momentum == 0 { return .gradientDescent }
         return h.nesterov ? .nesterov(h.momentum) : .heavyBall(h.momentum, dampening: h.dampening)
     }
 
+    /// No preconditioner: SGD's step follows the gradient.
     public func preconditioner(for param: Tensor, grad: Tensor?, group: Int, into: inout [Double]) -> Bool { false }
 }
 
 extension Adam: StabilityDescribing {
+    /// (2 + 2β₁)/((1 − β₁)η) on the preconditioned Hessian.
     public func stabilityRule(group: Int) -> StabilityRule {
         .adam(beta1: Hyperparameters(options: paramGroups[group].options).beta1, name: decoupledWeightDecay ? "AdamW" : "Adam")
     }
@@ -131,10 +135,12 @@ extension Adam: StabilityDescribing {
 }
 
 extension SPAM: StabilityDescribing {
+    /// Adam's rule on the preconditioned Hessian.
     public func stabilityRule(group: Int) -> StabilityRule {
         .adam(beta1: Hyperparameters(options: paramGroups[group].options).beta1, name: "SPAM")
     }
 
+    /// P = (1 − β₁ᵗ)(√(v̂_t) + ε) of the coming step, from the state and this gradient.
     public func preconditioner(for param: Tensor, grad: Tensor?, group: Int, into p: inout [Double]) -> Bool {
         let h = Hyperparameters(options: paramGroups[group].options)
         let vs = state[ObjectIdentifier(param)]?["exp_avg_sq"]?.scalars, gs = grad?.scalars
@@ -147,6 +153,7 @@ extension SPAM: StabilityDescribing {
 }
 
 extension RMSprop: StabilityDescribing {
+    /// 2/η, or (2 + 2β)/η with momentum β, on the preconditioned Hessian.
     public func stabilityRule(group: Int) -> StabilityRule {
         .rmsprop(momentum: Hyperparameters(options: paramGroups[group].options).momentum)
     }
