@@ -13,6 +13,7 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     /// `state.json` verified against the manifest but holds something no run writes.
     case badState(checkpoint: String, reason: String)
 
+    /// The checkpoint and what is wrong with it, in one sentence.
     public var description: String {
         switch self {
         case let .missingManifest(c): return "checkpoint \(c): manifest.json is missing (an interrupted save?)"
@@ -39,8 +40,11 @@ struct CheckpointManifest: Codable {
 
 /// A checkpoint read back and verified.
 public struct LoadedCheckpoint {
+    /// The checkpoint's folder.
     public let path: String
+    /// The step it was taken at.
     public let step: Int
+    /// The validation loss it was taken with, when there was one.
     public let metric: Double?
     /// Tensor files by name (`"model"`, `"optimizer"`).
     public let tensors: [String: [String: Tensor]]
@@ -54,11 +58,14 @@ public struct LoadedCheckpoint {
 /// A process killed during a save leaves at most a temporary directory, which is ignored
 /// and cleaned up. Keeps the last `keepLast` checkpoints and the best one by its metric.
 public final class CheckpointStore {
+    /// The folder of checkpoints.
     public let directory: String
+    /// How many of the newest are kept (the best is kept besides).
     public let keepLast: Int
     /// Whether a lower metric is better (loss) or a higher one (accuracy).
     public let lowerIsBetter: Bool
 
+    /// A store in `directory`, keeping `keepLast` checkpoints and the best by the metric.
     public init(directory: String, keepLast: Int = 3, lowerIsBetter: Bool = true) {
         require(keepLast >= 1, "CheckpointStore: keep at least one checkpoint")
         self.directory = directory

@@ -4,9 +4,11 @@ import GradGuardTensor
 
 /// A run directory held by another process.
 public struct RunInUse: Error, CustomStringConvertible, Equatable {
+    /// The run directory.
     public let directory: String
     /// The holder's process id, when it could be read.
     public let pid: Int32?
+    /// Who holds the run, and what to do.
     public var description: String {
         "run \(directory) is in use by " + (pid == getpid() ? "another trainer in this process" : pid.map { "process \($0)" } ?? "another process")
             + "; wait for it to finish or stop it, then try again"
@@ -19,6 +21,7 @@ public struct RunInUse: Error, CustomStringConvertible, Equatable {
 /// kernel releases the lock when the process ends, however it ends, so a crash never
 /// leaves a run locked.
 public final class RunLock {
+    /// The locked directory.
     public let directory: String
     private let fd: Int32
 

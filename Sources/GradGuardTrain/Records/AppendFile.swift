@@ -7,6 +7,7 @@ import GradGuardTensor
 /// file, never a trap. A record that did not fit is cut back off, so the file keeps only
 /// whole records.
 public final class AppendFile {
+    /// The file.
     public let path: String
     private let fd: Int32
 
@@ -63,7 +64,9 @@ public final class AppendFile {
         }
     }
 
+    /// Appends `data` whole (or not at all).
     public func append(_ data: Data) throws { try data.withUnsafeBytes { try append($0) } }
+    /// Appends `bytes` whole (or not at all).
     public func append(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try append($0) } }
 
     /// Flushes what was written to the disk.

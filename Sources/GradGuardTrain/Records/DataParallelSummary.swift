@@ -5,12 +5,17 @@ import GradGuardHealth
 public struct DataParallelSummary: Sendable, Equatable {
     /// Per rank: mean compute, wait and communication seconds per step.
     public struct RankTimes: Sendable, Equatable {
+        /// The rank.
         public let rank: Int
+        /// Its mean compute seconds per step.
         public let compute: Double
+        /// Its mean seconds per step waiting for the other ranks.
         public let wait: Double
+        /// Its mean seconds per step averaging gradients.
         public let communication: Double
     }
 
+    /// Every rank's times, in rank order.
     public let ranks: [RankTimes]
     /// Examples per step over every rank.
     public let globalBatch: Int

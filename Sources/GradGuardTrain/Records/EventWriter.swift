@@ -17,9 +17,11 @@ import GradGuardTensor
 /// first one's events); TensorBoard's own reader loads it (checked by a test). A failed
 /// write (disk full) is thrown, naming the file.
 public final class EventWriter {
+    /// The event file.
     public let path: String
     private let file: AppendFile
 
+    /// Creates a new event file in `directory` named as TensorBoard expects (`events.out.tfevents.<time>.<host>`).
     public init(directory: String, wallTime: Double = Date().timeIntervalSince1970) throws {
         do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
             throw FileError.cannotWrite(path: directory, reason: AtomicFile.reason(error))

@@ -22,8 +22,10 @@ public struct RunDescription: Codable, Sendable {
 
     /// The file's name inside a run directory.
     public static let fileName = "run.json"
+    /// The format version this build writes.
     public static let format = 1
 
+    /// The format version of this description.
     public var format = RunDescription.format
     /// What wrote the run: `"Trainer"`, `"RunLog"` (a hand-written loop) or `"gradguard train"`.
     public var writer: String
@@ -31,10 +33,13 @@ public struct RunDescription: Codable, Sendable {
     public var model: String
     /// Scalars in all parameters, and in those that train (not frozen).
     public var parameters: Int, trainableParameters: Int
+    /// Scalars in all buffers (running statistics).
     public var buffers: Int
+    /// Every module of the model, the model itself first.
     public var modules: [ModuleEntry]
     /// The optimizer's class and each parameter group's hyper-parameters (PyTorch's names).
     public var optimizer: String?
+    /// Each parameter group's hyper-parameters.
     public var parameterGroups: [[String: Double]]?
     /// The learning-rate schedule's type, when there is one.
     public var schedule: String?
@@ -43,6 +48,7 @@ public struct RunDescription: Codable, Sendable {
     /// The trainer's settings that shape the run (epochs, steps, batch size, seed, …).
     public var trainer: TrainerConfig?
 
+    /// The description of training `model` with `optimizer`, `scheduler`, `clipper` and `trainer`'s settings.
     public init(
         writer: String, model: Module, optimizer: (any Optimizer)? = nil, scheduler: LRScheduler? = nil, clipper: (any GradientClipper)? = nil,
         trainer: TrainerConfig? = nil
@@ -114,6 +120,7 @@ public enum RunDirectoryError: Error, CustomStringConvertible, Equatable {
     /// The directory holds files but no run GradGuard made: never overwritten or resumed.
     case notARun(directory: String)
 
+    /// The directory and why it cannot be used, with what to do.
     public var description: String {
         switch self {
         case .exists(let d):

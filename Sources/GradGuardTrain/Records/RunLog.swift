@@ -24,8 +24,11 @@ import GradGuardTensor
 /// try log.finish()   // report.html
 /// ```
 public final class RunLog {
+    /// The run directory.
     public let directory: String
+    /// `metrics.jsonl` and `incidents.jsonl`.
     public let recorder: RunRecorder
+    /// The TensorBoard event file.
     public let events: EventWriter
     /// The guard whose steps are recorded (its clipper, statistics and curvature probe).
     public let guardian: GradientGuard?

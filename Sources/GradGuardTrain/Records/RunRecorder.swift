@@ -7,11 +7,13 @@ import GradGuardTensor
 /// evaluation) and `incidents.jsonl` (one per guard incident). Each line is written and
 /// flushed as it comes, so a crash loses at most the line being written.
 public final class RunRecorder {
+    /// The run directory.
     public let directory: String
     private let metrics: AppendFile
     private let incidents: AppendFile
     private let encoder: JSONEncoder
 
+    /// Opens (or creates) the two files in `directory`, cutting off a torn last line.
     public init(directory: String) throws {
         self.directory = directory
         let fm = FileManager.default
@@ -30,28 +32,42 @@ public final class RunRecorder {
         try file.append(data)
     }
 
+    /// Appends a step's line to `metrics.jsonl`.
     public func record(_ metric: StepRecord) throws { try append(metric, to: metrics) }
+    /// Appends an evaluation's line to `metrics.jsonl`.
     public func record(_ evaluation: EvaluationRecord) throws { try append(evaluation, to: metrics) }
+    /// Appends an incident's line to `incidents.jsonl`.
     public func record(_ incident: Incident) throws { try append(incident, to: incidents) }
 }
 
 /// One line of `metrics.jsonl` for a training step.
 public struct StepRecord: Codable, Sendable {
+    /// `"step"`: what kind of line this is.
     public var kind = "step"
+    /// The step: updates applied before it.
     public let step: Int
+    /// The epoch it belongs to.
     public let epoch: Int
+    /// The step's loss (the mean over every rank's batch).
     public let loss: Float
+    /// The first group's scheduled learning rate (before the guard's scale).
     public let lr: Double
+    /// The global gradient norm before clipping.
     public let gradNorm: Float
+    /// The global gradient norm after clipping, when a clipper ran.
     public let gradNormAfterClip: Float?
+    /// Whether the clipper changed the gradients.
     public let clipped: Bool
+    /// Whether the step was not applied (skipped or rolled back).
     public let skipped: Bool
+    /// The guard's multiplier of the rate (back-off times the curvature cap).
     public let lrScale: Double
     /// The clipper's name and its threshold at this step, in the clipper's own unit: a global
     /// norm for `global-norm`, `zclip` (where clipping starts) and `autoclip`, a group norm for
     /// `per-module`/`per-parameter`, a value for `value`, an RMS for `block-rms`, a ratio
     /// for `agc`. Absent in records written before they were kept, and with no clipper.
     public var clipper: String? = nil
+    /// The clipper's threshold at this step, in its own unit.
     public var clipThreshold: Float? = nil
     /// Per-module gradient norms (every `moduleNormsEvery` steps).
     public let moduleNorms: [String: Float]?
@@ -68,14 +84,18 @@ public struct StepRecord: Codable, Sendable {
     /// optimizer's stability limit c/η at the rate of the update, the stability margin
     /// η·λ_max/c, and the probe's seconds.
     public var lambdaMax: Double? = nil
+    /// c/η: the largest λ the rate is stable for (probe steps).
     public var stabilityLimit: Double? = nil
+    /// η·λ_max/c: 1 is the stability limit (probe steps).
     public var stabilityMargin: Double? = nil
+    /// The probe's seconds at this step.
     public var curvatureSeconds: Double? = nil
     /// The probe's time so far over the training time so far (this process's), at probe steps.
     public var curvatureShare: Double? = nil
     /// A model with attention: the largest attention logit q·k/√d of the step over all layers,
     /// and each layer's (every `moduleNormsEvery` steps).
     public var maxAttentionLogit: Float? = nil
+    /// Each attention layer's largest logit (every `moduleNormsEvery` steps).
     public var attentionLogits: [String: Float]? = nil
 
     /// A step's record from its values (`init(step:epoch:loss:outcome:guard:…)` builds one
@@ -93,12 +113,16 @@ public struct StepRecord: Codable, Sendable {
 
 /// The curvature probe over a run, from its step records: for `diagnose` and the report.
 public struct CurvatureSummary: Sendable {
+    /// How many probes ran.
     public let probes: Int
+    /// The records of the first and the last probe.
     public let first: StepRecord, last: StepRecord
     /// The record of the largest stability margin.
     public let sharpest: StepRecord
+    /// The probe's share of the training time at the last probe.
     public let share: Double?
 
+    /// The summary of the probe steps among `steps`, nil when the probe never ran.
     public init?(steps: [StepRecord]) {
         let probed = steps.filter { $0.lambdaMax != nil && $0.stabilityMargin != nil }
         guard let first = probed.first, let last = probed.last else { return nil }
@@ -124,10 +148,15 @@ public struct CurvatureSummary: Sendable {
 
 /// One line of `metrics.jsonl` for an evaluation.
 public struct EvaluationRecord: Codable, Sendable {
+    /// `"eval"`: what kind of line this is.
     public var kind = "eval"
+    /// The step at which it ran.
     public let step: Int
+    /// The epoch it belongs to.
     public let epoch: Int
+    /// The metrics by name (`loss`, `bits_per_char`, `map50`, …).
     public let metrics: [String: Double]
 
+    /// An evaluation's record.
     public init(step: Int, epoch: Int = 0, metrics: [String: Double]) { (self.step, self.epoch, self.metrics) = (step, epoch, metrics) }
 }

@@ -106,6 +106,7 @@ public enum RunRecords {
         return zip(steps, keys).reversed().filter { seen.insert($0.1).inserted }.map(\.0).reversed()
     }
 
+    /// Every incident of the run in `dir`, in order (a torn last line skipped).
     public static func incidents(in dir: String) throws -> [Incident] {
         let d = decoder()
         return try decodeLines(dir + "/incidents.jsonl") { try d.decode(Incident.self, from: $0) }
@@ -113,17 +114,27 @@ public enum RunRecords {
 
     /// One line of a comparison.
     public struct Summary: Sendable {
+        /// The run's directory name.
         public let run: String
+        /// Distinct steps recorded.
         public let steps: Int
+        /// The last step's loss.
         public let finalLoss: Float?
+        /// The best evaluation loss.
         public let bestEval: Double?
+        /// The last evaluation's accuracy-like metric, when it has one.
         public let finalAccuracy: Double?
+        /// Incidents recorded.
         public let incidents: Int
+        /// Steps not applied.
         public let skipped: Int
+        /// The share of steps the clipper changed.
         public let clipRate: Double
+        /// The largest finite gradient norm.
         public let maxGradNorm: Float?
     }
 
+    /// The summary of the run in `dir` (for `gradguard compare`).
     public static func summary(of dir: String) throws -> Summary {
         let (steps, evals) = try metrics(in: dir)
         let incidents = try incidents(in: dir)

@@ -46,6 +46,7 @@ public enum RunReport {
         try AtomicFile.write(Data(text.utf8), to: dir + "/environment.txt")
     }
 
+    /// The report's HTML for the run in `dir`.
     public static func html(runDirectory dir: String, moduleParts: (any ModuleParts)? = nil) throws -> String {
         let (steps, evals) = try RunRecords.metrics(in: dir)
         let incidents = try RunRecords.incidents(in: dir)

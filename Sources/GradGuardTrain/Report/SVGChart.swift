@@ -208,12 +208,15 @@ struct SVGHeatmap {
 
 /// Test access to the chart helpers.
 public enum SVGChartProbe {
+    /// Round tick values covering `lo`…`hi`.
     public static func niceTicks(_ lo: Double, _ hi: Double, integers: Bool = false) -> [Double] {
         SVGChart.niceTicks(lo, hi, integers: integers)
     }
 
+    /// The ticks' labels, as short as they can be and still distinct.
     public static func labels(_ values: [Double]) -> [String] { SVGChart.labels(values) }
 
+    /// At most `limit` points, each bucket keeping its extremes (spikes stay visible).
     public static func downsample(_ pts: [(x: Double, y: Double)], limit: Int = 800) -> [(x: Double, y: Double)] {
         SVGChart.downsample(pts, limit: limit)
     }

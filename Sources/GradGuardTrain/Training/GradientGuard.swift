@@ -7,6 +7,7 @@ import GradGuardTensor
 
 /// What the guard did with one step.
 public struct StepOutcome: Sendable {
+    /// What happened to the step's gradients.
     public enum Decision: Sendable, Equatable {
         /// The optimizer (and schedule) stepped.
         case applied
@@ -17,10 +18,15 @@ public struct StepOutcome: Sendable {
         /// not fed again (what PaLM's authors did after a loss spike).
         case rolledBack(toStep: Int, undone: Range<Int>)
     }
+    /// What happened to the step.
     public let decision: Decision
+    /// What the step measured.
     public let stats: StepStatistics
+    /// What the clipper did, when one ran.
     public let clip: ClipReport?
+    /// Every finding of the step.
     public let findings: [Finding]
+    /// The incident recorded for the step, if any.
     public let incident: Incident?
     /// The back-off's learning-rate multiplier in force after this step (1: as scheduled).
     public let lrScale: Double
@@ -41,12 +47,16 @@ public enum ScheduleCadence: String, Codable, Sendable { case step, epoch }
 /// What a step's replay record needs besides the weights: where its batches came from. The
 /// trainer sets it before each step (`GradientGuard.step(loss:origin:)`).
 public struct StepOrigin: Sendable {
+    /// The step (updates applied before it).
     public var step: Int
+    /// The epoch.
     public var epoch: Int
+    /// The dataset indices of each micro-batch.
     public var microBatches: [[Int]]
     /// The default generator's state before the step's forward pass.
     public var random: [UInt64]
 
+    /// Where a step's batch came from.
     public init(step: Int, epoch: Int, microBatches: [[Int]], random: [UInt64]) {
         (self.step, self.epoch, self.microBatches, self.random) = (step, epoch, microBatches, random)
     }
@@ -74,28 +84,39 @@ public struct StepOrigin: Sendable {
 public final class GradientGuard {
     /// Measures and decides; holds the detectors, the policy and the diagnosis.
     public let judge: StepJudge
+    /// The gradient statistics of every step.
     public var health: GradientHealth { judge.health }
+    /// The detectors.
     public var monitor: HealthMonitor { judge.monitor }
+    /// The clipper and the responses to each finding (settable between steps).
     public var policy: GuardPolicy {
         get { judge.policy }
         set { judge.policy = newValue }
     }
+    /// Turns findings into incidents with causes and recommendations.
     public var diagnostician: Diagnostician {
         get { judge.diagnostician }
         set { judge.diagnostician = newValue }
     }
+    /// The optimizer it steps.
     public let optimizer: any Optimizer
+    /// The schedule it steps with the optimizer, if any.
     public let scheduler: LRScheduler?
+    /// Whether the schedule steps every step or every epoch.
     public let scheduleCadence: ScheduleCadence
     /// Applied steps (skipped ones do not count).
     public var step: Int { judge.step }
     /// The recovery history and snapshot positions that decisions depend on.
     public var memory: GuardMemory { judge.memory }
+    /// Steps not applied.
     public private(set) var skippedSteps = 0
+    /// Rollbacks to a snapshot.
     public private(set) var rollbacks = 0
     /// Applied steps undone by rollbacks (each rollback also loses the failed step itself).
     public private(set) var undoneSteps = 0
+    /// Every incident so far.
     public private(set) var incidents: [Incident] = []
+    /// The back-off multiplier of the learning rate (1: none).
     public private(set) var lrScale = 1.0
     /// The curvature cap's learning-rate multiplier (1: none), set by `GuardAction.cap` at a
     /// probe and set again at every later probe while below 1 (lifted as the curvature relaxes).
@@ -144,6 +165,7 @@ public final class GradientGuard {
             communicator: communicator, bucketBytes: bucketBytes)
     }
 
+    /// Guards `model`'s parameters (named as `namedParameters()` names them), its buffers in snapshots.
     public convenience init(
         model: Module, optimizer: any Optimizer, scheduler: LRScheduler? = nil, scheduleCadence: ScheduleCadence = .step,
         policy: GuardPolicy = GuardPolicy(),
@@ -437,20 +459,28 @@ public final class GradientGuard {
     /// checkpoints: a run resumed from them guards exactly as the original. (The in-memory
     /// rollback snapshot is not saved; after a resume the first one is taken anew.)
     public struct State: Codable, Sendable {
+        /// The counters of steps, skips, rollbacks, healthy streak, failed recoveries and attempts.
         public var step, skippedSteps, rollbacks, healthyStreak, failedRecoveries, attempts: Int
+        /// The attempt of the last recovery.
         public var lastRecovery: Int?
+        /// The back-off multiplier.
         public var lrScale: Double
+        /// Recent healthy norms and learning rates.
         public var healthyNorms, lrHistory: [Double]
+        /// The detectors' histories.
         public var monitor: [String: [Double]]
+        /// The clipper's state.
         public var clipper: ClipperState?
         /// The clip-rate monitor's history (absent in checkpoints written before it existed).
         public var clipRate: [String: [Double]]?
         /// The curvature cap's multiplier (absent: none), and the curvature warning's memory
         /// (absent: the probe was off).
         public var lrCap: Double? = nil
+        /// The curvature warning's memory.
         public var curvature: StepJudge.CurvatureMemory? = nil
     }
 
+    /// The guard's state now, for a checkpoint.
     public func stateDict() -> State {
         let j = judge.stateDict()
         return State(
@@ -461,6 +491,7 @@ public final class GradientGuard {
             curvature: j.curvature == StepJudge.CurvatureMemory() ? nil : j.curvature)
     }
 
+    /// Restores a state `stateDict()` returned; throws when the clipper's state does not fit.
     public func load(state s: State) throws {
         if let c = s.clipper { try policy.clipper?.load(stateDict: c) }
         var memory = GuardMemory()

@@ -10,18 +10,26 @@ import GradGuardTensor
 /// dataset's augmentation draws from it), the worker count (sums split over the workers add up
 /// in a fixed order for a given count) — and what the step measured, to compare against.
 public struct ReplayRecord: Codable, Sendable, Equatable {
+    /// The step.
     public var step: Int
+    /// The epoch (a dataset's augmentation draws from it).
     public var epoch: Int
+    /// The dataset indices of each micro-batch.
     public var microBatches: [[Int]]
     /// Each micro-batch's loss is divided by this before backward (the trainer's accumulation).
     public var accumulation: Int
+    /// The default generator's state before the step (dropout masks).
     public var random: [UInt64]
+    /// Worker threads (reductions split over them add up in a fixed order per count).
     public var threads: Int
     /// The loss of the step and its gradient norms, as float bits (exact comparison).
     public var loss: Float
+    /// The global gradient norm's float bits.
     public var globalNormBits: UInt32
+    /// Each tensor's gradient norm's float bits.
     public var tensorNormBits: [String: UInt32]
 
+    /// A record of everything needed to run the step again.
     public init(
         step: Int, epoch: Int, microBatches: [[Int]], accumulation: Int, random: [UInt64], threads: Int, loss: Float, globalNormBits: UInt32,
         tensorNormBits: [String: UInt32]
@@ -60,9 +68,12 @@ public struct ReplayRecord: Codable, Sendable, Equatable {
 /// The replay records of a run (`replay/` in the run directory), the oldest removed to keep
 /// them within `budgetBytes`.
 public struct ReplayStore {
+    /// The run directory (records go in its `replay/`).
     public let runDirectory: String
+    /// The most bytes the records may take.
     public let budgetBytes: Int
 
+    /// The store of the run in `runDirectory`.
     public init(runDirectory: String, budgetBytes: Int) {
         self.runDirectory = runDirectory
         self.budgetBytes = budgetBytes
@@ -227,13 +238,17 @@ public enum DataBlame {
 public final class ReplayKeeper {
     /// The run directory (nil: no replay records, only the data blame).
     public let runDirectory: String?
+    /// The most bytes the replay records may take.
     public let budgetBytes: Int
+    /// The largest batch whose examples are ranked one by one (0: never).
     public let dataBlameLimit: Int
+    /// Micro-batches per step.
     public let accumulation: Int
     /// A run with incidents on step after step (a run the guard only watches) keeps a replay
     /// record at most every this many steps, and ranks examples for at most `dataBlameRuns`
     /// incidents: both cost time at every incident.
     public let spacing: Int
+    /// The most incidents whose examples are ranked.
     public let dataBlameRuns: Int
     let model: Module
     /// The training set the examples of a batch come from (nil: no data blame).
@@ -242,6 +257,7 @@ public final class ReplayKeeper {
     private var lastReplayStep: Int? = nil
     private var blameRuns = 0
 
+    /// A keeper for the run in `runDirectory` (nil: data blame only).
     public init(
         runDirectory: String?, budgetBytes: Int, dataBlameLimit: Int, accumulation: Int, spacing: Int = 10, dataBlameRuns: Int = 10,
         model: Module, dataset: (any Dataset)? = nil, loss: @escaping (Module, Batch) -> Tensor

@@ -6,6 +6,7 @@ import GradGuardTensor
 /// Everything needed to put a run back exactly where it was: parameters and buffers,
 /// optimizer state, schedule step, clipper state, the default random generator and the step.
 public struct TrainingSnapshot {
+    /// The step it was taken at.
     public let step: Int
     let tensors: [(Tensor, [Float])]
     let optimizer: [String: Tensor]

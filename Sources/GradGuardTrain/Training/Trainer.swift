@@ -8,21 +8,29 @@ import GradGuardTensor
 
 /// How a `Trainer` runs: every setting of a trainer, given at construction.
 public struct TrainerConfig: Codable, Sendable {
+    /// The old name of `ScheduleCadence`.
     public typealias ScheduleStep = ScheduleCadence
+    /// Passes over the training set.
     public var epochs = 1
     /// Stop after this many applied optimizer steps (nil: run all epochs).
     public var maxSteps: Int? = nil
+    /// Examples per micro-batch (per rank in data-parallel training).
     public var batchSize = 32
     /// Micro-batches per optimizer step; statistics and clipping see their summed gradient.
     public var accumulation = 1
+    /// Whether each epoch is a seeded shuffle of the data.
     public var shuffle = true
+    /// Whether a last, smaller batch is left out.
     public var dropLast = false
+    /// The seed of the data order and of the default generator (dropout).
     public var seed: UInt64 = 0
     /// Evaluate every this many steps (0: at the end of each epoch only).
     public var evalEvery = 0
     /// Checkpoint every this many steps (0: at the end of each epoch only).
     public var checkpointEvery = 0
+    /// Checkpoints kept (the best is kept besides).
     public var keepCheckpoints = 3
+    /// Whether the schedule steps with every optimizer step or every epoch.
     public var scheduleStep = ScheduleStep.step
     /// Per-module norms and update ratios in `metrics.jsonl` every this many steps, and
     /// gradient histograms in the TensorBoard file.
@@ -37,6 +45,7 @@ public struct TrainerConfig: Codable, Sendable {
     /// record at most every this many steps, and ranks examples for at most `dataBlameRuns`
     /// incidents: both cost time at every incident.
     public var replaySpacing = 10
+    /// The most incidents whose examples are ranked.
     public var dataBlameRuns = 10
     /// Data-parallel training: check that every rank holds the same parameters every this
     /// many applied steps (0: never).
@@ -54,16 +63,21 @@ public struct TrainerConfig: Codable, Sendable {
 
     /// How often and how hard the trainer's curvature probe looks.
     public struct CurvatureProbeConfig: Codable, Sendable, Equatable {
+        /// Applied steps between probes (0: off), Hessian-vector products per probe, examples in the probe's batch.
         public var every = 0, iterations = 20, batch = 128
+        /// A probe every `every` steps.
         public init(every: Int = 0, iterations: Int = 20, batch: Int = 128) { (self.every, self.iterations, self.batch) = (every, iterations, batch) }
     }
 
     /// The decay and ramp of a moving average of the weights (Ultralytics' ModelEMA).
     public struct WeightAverage: Codable, Sendable, Equatable {
+        /// The decay once ramped up, and the updates over which it ramps.
         public var decay: Double, tau: Double
+        /// Ultralytics' defaults.
         public init(decay: Double = 0.9999, tau: Double = 2000) { (self.decay, self.tau) = (decay, tau) }
     }
 
+    /// The defaults: one epoch of batches of 32.
     public init() {}
 
     /// What a checkpoint keeps: the settings that shape the data order and the step count (a
@@ -96,12 +110,17 @@ public struct TrainerConfig: Codable, Sendable {
 
 /// User hooks, called on the training thread.
 public struct TrainerCallbacks {
+    /// Before each step, with its first micro-batch.
     public var beforeStep: ((_ step: Int, _ batch: Batch) -> Void)?
     /// After backward, before the guard sees the gradients (this rank's own, not yet averaged).
     public var afterBackward: ((_ step: Int) -> Void)?
+    /// After each step, with its record and what the guard did.
     public var afterStep: ((_ record: StepRecord, _ outcome: StepOutcome) -> Void)?
+    /// When the guard records an incident.
     public var onIncident: ((Incident) -> Void)?
+    /// After each evaluation.
     public var onEvaluation: ((EvaluationRecord) -> Void)?
+    /// No hooks.
     public init() {}
 }
 
@@ -139,13 +158,19 @@ public struct TrainingResult: Sendable {
 /// weights and buffers, the optimizer, schedule, clipper and guard state, the random state
 /// and the position in the data; `resume` continues exactly where the run stopped.
 public final class Trainer {
+    /// The model trained.
     public let model: Module
+    /// Its optimizer.
     public let optimizer: any Optimizer
+    /// The learning-rate schedule, if any.
     public let scheduler: LRScheduler?
+    /// The gradient guard between backward and the optimizer step.
     public let guardian: GradientGuard
+    /// How the trainer runs.
     public let config: TrainerConfig
     /// Hooks (the one thing set after construction: they observe the run, they do not configure it).
     public var callbacks = TrainerCallbacks()
+    /// The loss of one batch.
     public let loss: (Module, Batch) -> Tensor
     /// Metrics of one validation batch (default: the loss); averaged over batches, weighted by size.
     public let evaluate: ((Module, Batch) -> [String: Double])?
@@ -153,6 +178,7 @@ public final class Trainer {
     /// batches (mean average precision); used instead of `evaluate` when set. Runs in
     /// evaluation mode.
     public let evaluateDataset: ((Module, any Dataset) throws -> [String: Double])?
+    /// The run's checkpoints (nil without a run directory).
     public let store: CheckpointStore?
     /// The run directory, when records and checkpoints are written.
     public let runDirectory: String?
@@ -190,6 +216,7 @@ public final class Trainer {
     /// The step being executed, for its replay record.
     private var origin: StepOrigin? = nil
 
+    /// Epochs completed.
     public private(set) var epoch = 0
     /// The next batch of the current epoch (in micro-batches).
     public private(set) var batchInEpoch = 0
@@ -212,6 +239,7 @@ public final class Trainer {
     /// checkpointed and can be resumed.
     public func requestStop() { stopRequested = true }
 
+    /// A trainer of `model` with `optimizer` under `policy`; `loss` gives a batch's loss. With a `runDirectory` it writes records, checkpoints and the report there (an existing run only as `ifExists` says).
     public init(
         model: Module, optimizer: any Optimizer, scheduler: LRScheduler? = nil, policy: GuardPolicy = GuardPolicy(),
         monitor: HealthMonitor = HealthMonitor(), config: TrainerConfig = TrainerConfig(), runDirectory: String? = nil,

@@ -12,11 +12,14 @@ import GradGuardTensor
 /// for every floating-point entry of the state dict (`num_batches_tracked`, a count, is copied).
 /// Defaults as Ultralytics': decay 0.9999, tau 2000.
 public final class WeightEMA {
+    /// The decay once ramped up, and the updates over which it ramps.
     public let decay: Double, tau: Double
+    /// Updates so far.
     public private(set) var updates = 0
     /// The averaged state dict.
     public private(set) var shadow: [String: Tensor]
 
+    /// An average of `model`'s weights and buffers, starting from them.
     public init(model: Module, decay: Double = 0.9999, tau: Double = 2000) {
         require(decay > 0 && decay < 1 && tau > 0, "WeightEMA: decay in (0, 1), tau > 0")
         self.decay = decay

@@ -31,23 +31,36 @@ public enum LRFindRule: String, Codable, Sendable, CaseIterable {
 /// is often far above where it settles within the first steps (what a warm-up waits out,
 /// Gilmer et al. 2021, arXiv 2110.04369), so the limit there is not the limit of the run.
 public struct LRFinder {
+    /// How the sweep runs and which rule suggests the rate.
     public struct Settings: Sendable, Equatable {
+        /// The first and last rates of the exponential sweep.
         public var start = 1e-7, end = 10.0
+        /// The most batches (rates) in the sweep.
         public var steps = 100
+        /// The loss's exponential smoothing β.
         public var smoothing = 0.98
+        /// The sweep stops once the smoothed loss passes this multiple of its best.
         public var divergence = 4.0
+        /// The rule that picks the rate from the curve.
         public var rule = LRFindRule.valley
         /// Hessian-vector products of the curvature probe at the start (0: no probe).
         public var curvatureIterations = 20
+        /// Examples per batch.
         public var batchSize = 32
+        /// The seed of the batches' order.
         public var seed: UInt64 = 0
+        /// fastai's defaults.
         public init() {}
     }
 
+    /// The model swept (its weights are put back afterwards).
     public let model: Module
+    /// The optimizer whose rate is swept (its state is put back afterwards).
     public let optimizer: any Optimizer
+    /// How the sweep runs.
     public var settings: Settings
 
+    /// A range test of `optimizer` on `model`.
     public init(model: Module, optimizer: any Optimizer, settings: Settings = Settings()) {
         (self.model, self.optimizer, self.settings) = (model, optimizer, settings)
     }
@@ -141,24 +154,32 @@ public struct LRFinder {
     }
 }
 
+/// Why the range test could not run.
 public enum LRFindError: Error, CustomStringConvertible {
     case emptyData
+    /// The reason, in one sentence.
     public var description: String { "lr-find: the training data has no examples" }
 }
 
 /// What a range test saw, and the rate it suggests.
 public struct LRFindResult: Codable, Sendable {
+    /// The rate of each batch of the sweep.
     public let rates: [Double]
+    /// Each batch's loss.
     public let losses: [Double]
+    /// The smoothed, bias-corrected losses.
     public let smoothed: [Double]
+    /// The rule that picked the suggestion.
     public let rule: LRFindRule
     /// Why the sweep stopped early (nil: it ran every step).
     public let stopped: String?
     /// The curvature probe at the starting weights (nil: off), and the optimizer's stable
     /// rate limit there, c/λ_max.
     public let curvature: CurvatureReading?
+    /// c/λ_max at the starting weights, when the optimizer describes its stability rule.
     public let curvatureLimit: Double?
 
+    /// A sweep's result.
     public init(
         rates: [Double], losses: [Double], smoothed: [Double], rule: LRFindRule, stopped: String?, curvature: CurvatureReading?, curvatureLimit: Double?
     ) {
