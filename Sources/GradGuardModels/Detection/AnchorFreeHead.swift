@@ -44,9 +44,11 @@ public func expectedBin(_ logits: Tensor) -> Tensor {
 /// the box's positives. Defaults as YOLOv8: top 10, α 0.5, β 6; `minSide` is the middle stride
 /// (16 with strides 8, 16, 32).
 public struct TaskAlignedAssigner: Sendable {
+    /// Positives per box (k), and the exponents of the alignment t = s^α · u^β.
     public var topK = 10, alpha = 0.5, beta = 6.0
     /// The shortest box side the candidate region takes (0: the box as it is).
     public var minSide = 0.0
+    /// An assigner with YOLOv8's defaults unless given.
     public init(topK: Int = 10, alpha: Double = 0.5, beta: Double = 6, minSide: Double = 0) {
         (self.topK, self.alpha, self.beta, self.minSide) = (topK, alpha, beta, minSide)
     }
@@ -54,7 +56,9 @@ public struct TaskAlignedAssigner: Sendable {
     /// The assignment of one image: for every anchor point the index of its ground-truth box
     /// (nil: background) and its target score (0 for background).
     public struct Assignment: Equatable, Sendable {
+        /// Each anchor point's box index, nil for background.
         public var box: [Int?]
+        /// Each anchor point's target score (0 for background).
         public var score: [Double]
     }
 

@@ -6,8 +6,11 @@ import Yams
 /// One box of a label file: the class and the centre, width and height normalised to the
 /// image (`class cx cy w h`, the Ultralytics YOLO format).
 public struct BoxLabel: Hashable, Sendable {
+    /// The class, from 0.
     public var classIndex: Int
+    /// The centre, width and height, as fractions of the image's width and height.
     public var cx: Double, cy: Double, w: Double, h: Double
+    /// A box of `classIndex` with normalised centre and size.
     public init(classIndex: Int, cx: Double, cy: Double, w: Double, h: Double) {
         self.classIndex = classIndex
         (self.cx, self.cy, self.w, self.h) = (cx, cy, w, h)
@@ -18,14 +21,19 @@ public struct BoxLabel: Hashable, Sendable {
 
 /// A problem found in a dataset: the file, the line when it is one, and what is wrong.
 public struct DataIssue: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The file the problem is in.
     public var file: String
+    /// Its line, when the problem is one line.
     public var line: Int?
+    /// What is wrong.
     public var message: String
+    /// A problem in `file`, at `line` when given.
     public init(file: String, line: Int? = nil, message: String) {
         self.file = file
         self.line = line
         self.message = message
     }
+    /// "file:line: message".
     public var description: String { line.map { "\(file):\($0): \(message)" } ?? "\(file): \(message)" }
 }
 
@@ -43,6 +51,7 @@ public enum DetectionDataError: Error, CustomStringConvertible, Equatable {
     case invalid([DataIssue])
     case noImages(path: String)
 
+    /// The problem, or the first 20 problems, in words.
     public var description: String {
         switch self {
         case let .config(p, l, m): return l.map { "\(p):\($0): \(m)" } ?? "\(p): \(m)"
@@ -58,16 +67,22 @@ public enum DetectionDataError: Error, CustomStringConvertible, Equatable {
 /// file), `train` and `val` (image directories or lists of image paths, relative to the
 /// root) and `names` (a list, or a mapping from class index to name).
 public struct DetectionDataConfig: Equatable, Sendable {
+    /// The data.yaml read.
     public var file: String
+    /// The dataset's root directory.
     public var root: String
+    /// The training images (a directory or a list file), relative to the root.
     public var train: String
+    /// The validation images, relative to the root.
     public var val: String
+    /// The class names, by index.
     public var names: [String]
 
     /// The most classes a dataset may name (LVIS has 1 203; the head's class branch grows
     /// with the count, and 100 000 names took 2.4 GB).
     public static let maxClasses = 2_000
 
+    /// Reads and checks a data.yaml; errors name the file, the line and the key.
     public static func load(path: String) throws -> DetectionDataConfig {
         let data: Data
         do { data = try FileContents.read(path, limit: 1 << 20) } catch let e as FileReadFailure {
@@ -143,9 +158,13 @@ public struct DetectionDataConfig: Equatable, Sendable {
 
 /// One image with its boxes, decoded.
 public struct DetectionSample: Sendable {
+    /// The image file.
     public var imagePath: String
+    /// The decoded image.
     public var image: RGBImage
+    /// Its boxes, from its label file.
     public var boxes: [BoxLabel]
+    /// An image and its boxes.
     public init(imagePath: String, image: RGBImage, boxes: [BoxLabel]) {
         self.imagePath = imagePath
         self.image = image
@@ -155,9 +174,11 @@ public struct DetectionSample: Sendable {
 
 /// The images and labels of one split, read and checked.
 public struct DetectionSplit: Sendable {
+    /// The images with their boxes.
     public var samples: [DetectionSample]
     /// Problems found and passed over (with `.skip`).
     public var issues: [DataIssue]
+    /// The class names.
     public var names: [String]
 
     static let imageExtensions: Set<String> = ["png", "jpg", "jpeg"]

@@ -6,9 +6,13 @@ import GradGuardTensor
 /// 0.4), left-right flip with probability 0.5, scale 1 ± 0.5 and translation ± 0.1 of the
 /// image side.
 public struct Augmentation: Sendable, Equatable {
+    /// The HSV gains: each channel scaled by a random factor within 1 ± the gain.
     public var hue = 0.015, saturation = 0.7, value = 0.4
+    /// The probability of a left-right flip.
     public var flip = 0.5
+    /// The random scale (1 ± scale) and translation (± translate of the side).
     public var scale = 0.5, translate = 0.1
+    /// Ultralytics' defaults.
     public init() {}
     /// No augmentation (validation, detection).
     public static let none: Augmentation = {
@@ -26,15 +30,21 @@ public struct Augmentation: Sendable, Equatable {
 /// The random draws of an example depend only on the seed, the example and the epoch, so
 /// a run repeats exactly and a resumed run sees the same images as an unbroken one.
 public final class DetectionDataset: Dataset, SampleDescribing, Sendable {
+    /// The images and their boxes.
     public let samples: [DetectionSample]
+    /// The side of the square input, in pixels.
     public let size: Int
+    /// The augmentations drawn for each example.
     public let augmentation: Augmentation
+    /// The seed the draws start from.
     public let seed: UInt64
+    /// The most boxes of any image (M, the targets' second dimension).
     public let maxBoxes: Int
     /// Training epochs before this one draw mosaics (four images around a random centre),
     /// the later ones single images — Ultralytics' `close_mosaic` (0: no mosaics).
     public let mosaicUntilEpoch: Int
 
+    /// A dataset of `samples` at `size`×`size`, augmented as `augmentation` says.
     public init(_ samples: [DetectionSample], size: Int, augmentation: Augmentation = .none, seed: UInt64 = 0, mosaicUntilEpoch: Int = 0) {
         self.samples = samples
         self.size = size
@@ -44,6 +54,7 @@ public final class DetectionDataset: Dataset, SampleDescribing, Sendable {
         maxBoxes = Swift.max(1, samples.map(\.boxes.count).max() ?? 1) * (self.mosaicUntilEpoch > 0 ? 4 : 1)
     }
 
+    /// The number of images.
     public var count: Int { samples.count }
 
     /// "images/train/0042.png (labels/train/0042.txt, 3 boxes)".
@@ -154,6 +165,7 @@ public final class DetectionDataset: Dataset, SampleDescribing, Sendable {
     /// Batch without a training epoch (evaluation): epoch 0's draws.
     public func batch(_ indices: [Int]) throws -> Batch { try batch(indices, epoch: 0) }
 
+    /// The images `indices` letterboxed and augmented as drawn for `epoch`, and their targets.
     public func batch(_ indices: [Int], epoch: Int) throws -> Batch {
         var images: [Tensor] = []
         var targets = [Float](repeating: -1, count: indices.count * maxBoxes * 5)

@@ -2,9 +2,13 @@ import Foundation
 
 /// A box in pixels (corners) with its class and, for a prediction, its confidence.
 public struct Box: Equatable, Sendable {
+    /// The corners, in pixels.
     public var x0: Double, y0: Double, x1: Double, y1: Double
+    /// The class.
     public var classIndex: Int
+    /// The confidence (1 for a ground-truth box).
     public var score: Double
+    /// A box from its corners.
     public init(x0: Double, y0: Double, x1: Double, y1: Double, classIndex: Int, score: Double = 1) {
         (self.x0, self.y0, self.x1, self.y1) = (x0, y0, x1, y1)
         self.classIndex = classIndex

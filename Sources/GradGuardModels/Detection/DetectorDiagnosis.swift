@@ -13,12 +13,15 @@ public struct DetectorDiagnosis: DiagnosisRules, Equatable {
     public var boxGain: Double?, defaultBoxGain: Double?
     /// The base learning rate, the batch, and the rate at a reference batch.
     public var learningRate: Double?, batchSize: Int?
+    /// The rate of `referenceBatch` examples that the linear scaling rule starts from.
     public var referenceRate: Double?, referenceBatch: Int?
     /// A decoupled head: the stride of each scale's branch `decoupled.K`.
     public var headStrides: [Int]?
 
+    /// No settings known.
     public init() {}
 
+    /// The causes these settings explain at `step` (a short warm-up, a large box gain, a rate too high for the batch), each with its recommendation.
     public func settingCauses(step: Int) -> [(Cause, String)] {
         var out: [(Cause, String)] = []
         if let w = warmupSteps, let usual = usualWarmupSteps, w < usual / 2, step < 2 * usual {
@@ -86,10 +89,13 @@ public struct DetectorDiagnosis: DiagnosisRules, Equatable {
 
 /// The YOLO-style detector's three parts, by the names of its top-level modules.
 public struct DetectorParts: ModuleParts {
+    /// The detector's parts.
     public init() {}
 
+    /// Backbone, neck, head.
     public var parts: [String] { ["backbone", "neck", "head"] }
 
+    /// The part of a module by its first name component.
     public func part(of module: String) -> String? {
         switch module.split(separator: ".").first.map(String.init) ?? module {
         case "backbone": return "backbone"

@@ -11,6 +11,7 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
     case cannotWrite(path: String, reason: String)
     case tooManyPixels(path: String, width: Int, height: Int, limit: Int)
 
+    /// The file and what is wrong with it, in one sentence.
     public var description: String {
         switch self {
         case let .unreadable(p, r): return "\(p): cannot read the image: \(r)"
@@ -25,10 +26,14 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
 
 /// An 8-bit RGB image, row-major, three bytes a pixel.
 public struct RGBImage: Equatable, Sendable {
+    /// Pixels per row.
     public let width: Int
+    /// Rows.
     public let height: Int
+    /// The bytes, R G B per pixel, row after row.
     public var pixels: [UInt8]
 
+    /// An image of `pixels` (width × height × 3 bytes).
     public init(width: Int, height: Int, pixels: [UInt8]) {
         require(pixels.count == width * height * 3, "RGBImage: \(pixels.count) bytes for \(width)×\(height)")
         self.width = width
@@ -36,6 +41,7 @@ public struct RGBImage: Equatable, Sendable {
         self.pixels = pixels
     }
 
+    /// An image of one colour.
     public init(width: Int, height: Int, fill: (UInt8, UInt8, UInt8) = (0, 0, 0)) {
         self.init(width: width, height: height, pixels: Array((0..<(width * height)).map { _ in [fill.0, fill.1, fill.2] }.joined()))
     }
@@ -127,6 +133,7 @@ public struct RGBImage: Equatable, Sendable {
 
     // MARK: Pixels
 
+    /// The pixel at column `x`, row `y`.
     public subscript(x: Int, y: Int) -> (UInt8, UInt8, UInt8) {
         get {
             let i = (y * width + x) * 3

@@ -15,7 +15,9 @@ public enum SafeYAML {
 
     /// Why a document was refused, and the line (from 1) where it was seen.
     public struct Refusal: Error, Equatable {
+        /// The line.
         public let line: Int
+        /// Why the document was refused.
         public let message: String
     }
 

@@ -4,13 +4,19 @@ import GradGuardTensor
 /// A synthetic detection dataset in the Ultralytics layout: circles, squares and triangles
 /// of several colours and sizes on noisy backgrounds, deterministic by seed.
 public enum ShapesDataset {
+    /// The class names, by index.
     public static let names = ["circle", "square", "triangle"]
     static let palette: [(UInt8, UInt8, UInt8)] = [(230, 40, 40), (40, 200, 60), (50, 80, 235), (240, 220, 40), (220, 60, 220), (40, 210, 220)]
 
+    /// What to generate.
     public struct Options: Sendable {
+        /// Training images.
         public var train = 64
+        /// Validation images.
         public var val = 16
+        /// The images' side, in pixels.
         public var size = 128
+        /// The seed of every draw.
         public var seed: UInt64 = 0
         /// Objects per image: 1 … maxObjects.
         public var maxObjects = 4
@@ -20,6 +26,7 @@ public enum ShapesDataset {
         public var minSide = 0.12, maxSide = 0.4
         /// Write JPEG (quality 95) instead of PNG.
         public var jpeg = false
+        /// The options with these counts, size and seed.
         public init(train: Int = 64, val: Int = 16, size: Int = 128, seed: UInt64 = 0) {
             (self.train, self.val, self.size, self.seed) = (train, val, size, seed)
         }
@@ -76,8 +83,11 @@ public enum ShapesDataset {
 
     /// Why a dataset cannot be written where it was asked to go.
     public struct OutputRefused: Error, CustomStringConvertible, Equatable {
+        /// The directory refused.
         public let directory: String
+        /// Why.
         public let reason: String
+        /// "directory: reason".
         public var description: String { "\(directory): \(reason)" }
     }
 

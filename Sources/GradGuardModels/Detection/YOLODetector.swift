@@ -5,9 +5,12 @@ import GradGuardTensor
 
 /// Convolution (no bias), BatchNorm, SiLU: the building block of the YOLO family.
 public final class ConvBNSiLU: Module, UnaryLayer {
+    /// The convolution (no bias).
     public var conv: Conv2d
+    /// The batch normalisation after it.
     public var bn: BatchNorm2d
 
+    /// A `kernel`×`kernel` convolution with stride `stride` and padding that keeps the size (at stride 1).
     public init(_ inChannels: Int, _ outChannels: Int, kernel: Int = 3, stride: Int = 1) {
         conv = Conv2d(inChannels, outChannels, kernelSize: kernel, stride: stride, padding: kernel / 2, bias: false)
         // Ultralytics' BatchNorm settings: eps 1e-3, momentum 0.03.
@@ -15,6 +18,7 @@ public final class ConvBNSiLU: Module, UnaryLayer {
         super.init()
     }
 
+    /// SiLU(BN(conv(x))).
     public func forward(_ x: Tensor) -> Tensor { bn(conv(x)).silu() }
 }
 
@@ -23,11 +27,15 @@ public final class ConvBNSiLU: Module, UnaryLayer {
 /// `shortcut`) each take the last output; every piece is concatenated and mixed by a 1×1
 /// convolution.
 public final class C2f: Module, UnaryLayer {
+    /// The 1×1 convolution to twice the hidden width.
     public var cv1: ConvBNSiLU
+    /// The 1×1 convolution mixing every piece.
     public var cv2: ConvBNSiLU
+    /// The bottlenecks.
     public var m: [Bottleneck]
     let hidden: Int
 
+    /// A C2f block with `n` bottlenecks.
     public init(_ inChannels: Int, _ outChannels: Int, n: Int = 1, shortcut: Bool = false) {
         hidden = outChannels / 2
         cv1 = ConvBNSiLU(inChannels, 2 * hidden, kernel: 1)
@@ -36,6 +44,7 @@ public final class C2f: Module, UnaryLayer {
         super.init()
     }
 
+    /// The block on `[B, inChannels, H, W]`.
     public func forward(_ x: Tensor) -> Tensor {
         let y = cv1(x)
         var pieces = [y.narrow(axis: 1, start: 0, length: hidden), y.narrow(axis: 1, start: hidden, length: hidden)]
@@ -46,10 +55,13 @@ public final class C2f: Module, UnaryLayer {
 
 /// Two 3×3 Conv-BN-SiLU layers of the same width, added to their input when `shortcut`.
 public final class Bottleneck: Module, UnaryLayer {
+    /// The first 3×3 convolution.
     public var cv1: ConvBNSiLU
+    /// The second 3×3 convolution.
     public var cv2: ConvBNSiLU
     let shortcut: Bool
 
+    /// A bottleneck of `channels`, residual when `shortcut`.
     public init(_ channels: Int, shortcut: Bool) {
         cv1 = ConvBNSiLU(channels, channels)
         cv2 = ConvBNSiLU(channels, channels)
@@ -57,21 +69,26 @@ public final class Bottleneck: Module, UnaryLayer {
         super.init()
     }
 
+    /// The two convolutions, plus the input when `shortcut`.
     public func forward(_ x: Tensor) -> Tensor { shortcut ? x + cv2(cv1(x)) : cv2(cv1(x)) }
 }
 
 /// Spatial pyramid pooling, fast (YOLOv5/v8's `SPPF`): halve the channels, max-pool 5×5
 /// three times in a row, concatenate the four and mix them back by a 1×1 convolution.
 public final class SPPF: Module, UnaryLayer {
+    /// The 1×1 convolution halving the channels.
     public var cv1: ConvBNSiLU
+    /// The 1×1 convolution mixing the four pooled maps.
     public var cv2: ConvBNSiLU
 
+    /// SPPF over `channels`.
     public init(_ channels: Int) {
         cv1 = ConvBNSiLU(channels, channels / 2, kernel: 1)
         cv2 = ConvBNSiLU(channels / 2 * 4, channels, kernel: 1)
         super.init()
     }
 
+    /// The pooled pyramid mixed back to `channels`.
     public func forward(_ x: Tensor) -> Tensor {
         var pieces = [cv1(x)]
         for _ in 0..<3 { pieces.append(pieces[pieces.count - 1].maxPool2d(kernel: (5, 5), stride: (1, 1), padding: (2, 2))) }
@@ -83,11 +100,16 @@ public final class SPPF: Module, UnaryLayer {
 /// 4 × `regMax` logits (a distribution over distances, in strides, for each side of the box)
 /// and a class branch ending in one logit per class; `[B, 4·regMax + classes, H, W]`.
 public final class DecoupledHead: Module, UnaryLayer {
+    /// The box branch's two 3×3 convolutions.
     public var box: [ConvBNSiLU]
+    /// The box branch's 1×1 output, 4·regMax channels.
     public var boxOut: Conv2d
+    /// The class branch's two 3×3 convolutions.
     public var cls: [ConvBNSiLU]
+    /// The class branch's 1×1 output, one channel per class.
     public var clsOut: Conv2d
 
+    /// A head on `channels`-wide features, branches `boxWidth` and `classWidth` wide.
     public init(_ channels: Int, boxWidth: Int, classWidth: Int, classes: Int, regMax: Int) {
         box = [ConvBNSiLU(channels, boxWidth), ConvBNSiLU(boxWidth, boxWidth)]
         boxOut = Conv2d(boxWidth, 4 * regMax, kernelSize: 1)
@@ -96,6 +118,7 @@ public final class DecoupledHead: Module, UnaryLayer {
         super.init()
     }
 
+    /// The box and class logits, concatenated over channels.
     public func forward(_ x: Tensor) -> Tensor {
         Tensor.concatenate([boxOut(box[1](box[0](x))), clsOut(cls[1](cls[0](x)))], axis: 1)
     }
@@ -113,22 +136,31 @@ public final class DecoupledHead: Module, UnaryLayer {
 /// - `block` conv: one 3×3 Conv-BN-SiLU after each downsampling and in the neck; c2f:
 ///   YOLOv8n's C2f blocks (1, 2, 2, 1 bottlenecks in the backbone, 1 in the neck) and SPPF.
 public final class YOLODetector: Module {
+    /// The number of classes.
     public let classes: Int
+    /// The strides of the output scales (8, 16 and 32 with three scales).
     public let strides: [Int]
+    /// Coupled (YOLOv5's) or decoupled (YOLOv8's) head.
     public let head: DetectorHead
+    /// Plain Conv-BN-SiLU or C2f blocks.
     public let block: DetectorBlock
     /// Bins of a box side's distribution (decoupled head).
     public let regMax: Int
+    /// The backbone's stages, input to stride 16 (or 32).
     public var backbone: [any UnaryLayer]
     /// Two scales: the 1×1 convolution taking stride 16 to the width of stride 8.
     public var lateral: ConvBNSiLU?
     /// Three scales: stride 32 upsampled and fused with stride 16.
     public var top4: (any UnaryLayer)?
+    /// The block fusing the upsampled deep features with stride 8's.
     public var fuse3: any UnaryLayer
+    /// The stride-2 convolution of the bottom-up path, stride 8 to 16.
     public var down: ConvBNSiLU
+    /// The block fusing the bottom-up features with stride 16's.
     public var fuse4: any UnaryLayer
     /// Three scales: the bottom-up path to stride 32.
     public var down5: ConvBNSiLU?
+    /// Three scales: the block fusing the bottom-up features with stride 32's.
     public var fuse5: (any UnaryLayer)?
     /// The coupled head's 1×1 convolutions (empty for the decoupled head).
     public var heads: [Conv2d]

@@ -69,21 +69,30 @@ public enum BoxLoss: String, Sendable, CaseIterable {
 ///   in strides, weighted the same; both divided by the targets' sum.
 /// - Gains: box 7.5, classes 0.5, DFL 1.5, and the sum × batch size.
 public struct YOLOLoss: Sendable {
+    /// The number of classes.
     public var classes: Int
+    /// The input side in pixels.
     public var imageSize: Int
+    /// The head whose outputs it scores.
     public var head: DetectorHead
+    /// The strides of the head's scales.
     public var strides: [Int]
     /// Bins of a box side's distribution (decoupled head).
     public var regMax = 16
+    /// The weights of the box, objectness, class and DFL terms.
     public var boxGain: Double, objectnessGain = 1.0, classGain = 0.5, dflGain = 1.5
     /// YOLOv5's box gain.
     public static let defaultBoxGain = 0.05
     /// The box gain Ultralytics uses with each head (YOLOv5's 0.05, YOLOv8's 7.5).
     public static func defaultBoxGain(for head: DetectorHead) -> Double { head == .coupled ? defaultBoxGain : 7.5 }
+    /// The coupled head's objectness weight per scale (YOLOv5's 4, 1, 0.4).
     public var balance = [4.0, 1.0, 0.4]
+    /// The box term: 1 − GIoU or 1 − CIoU.
     public var box: BoxLoss
+    /// The decoupled head's assignment of cells to boxes.
     public var assigner = TaskAlignedAssigner()
 
+    /// The loss of a head with `classes` classes on `imageSize` inputs, with Ultralytics' gains.
     public init(classes: Int, imageSize: Int, head: DetectorHead = .coupled, strides: [Int] = [8, 16]) {
         self.classes = classes
         self.imageSize = imageSize
@@ -104,6 +113,7 @@ public struct YOLOLoss: Sendable {
     /// Parts of the loss, each already weighted; `total` is what training minimises.
     /// `objectness` is the coupled head's, `dfl` the decoupled head's (0 for the other).
     public struct Parts {
+        /// The weighted box, objectness, class and DFL terms, and their sum.
         public var box: Tensor, objectness: Tensor, classes: Tensor, dfl: Tensor, total: Tensor
     }
 

@@ -122,12 +122,19 @@ public enum LongDependencyTask: String, Sendable, CaseIterable {
 /// A recurrent network for sequence tasks: a stack of RNN/LSTM/GRU layers (batch-first)
 /// and a linear read-out, of the last step (`perStep` false) or of every step.
 public final class SequenceModel: Module, UnaryLayer {
+    /// The recurrent cell.
     public enum Cell: String, Sendable, CaseIterable { case rnn, lstm, gru }
+    /// The cell of this model.
     public let cell: Cell
+    /// Whether the read-out is of every step (otherwise of the last).
     public let perStep: Bool
+    /// The stack, when the cell is a plain RNN.
     public var rnn: RNN?
+    /// The stack, when the cell is an LSTM.
     public var lstm: LSTM?
+    /// The stack, when the cell is a GRU.
     public var gru: GRU?
+    /// The linear read-out.
     public var head: Linear
 
     /// `forgetGateBias`: for an LSTM, the forget gate's total bias (b_ih + b_hh) starts at
@@ -156,8 +163,11 @@ public final class SequenceModel: Module, UnaryLayer {
     /// The state a recurrent core carries from one call to the next: `h`, and `c` for an
     /// LSTM, each `[layers, B, hidden]`.
     public struct State {
+        /// The hidden state.
         public var h: Tensor
+        /// The cell state (LSTM only).
         public var c: Tensor?
+        /// A state of `h` and, for an LSTM, `c`.
         public init(h: Tensor, c: Tensor?) {
             self.h = h
             self.c = c

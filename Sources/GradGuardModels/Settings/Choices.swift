@@ -4,6 +4,7 @@ import GradGuardTensor
 // The enumerated settings of the model library, with their help texts.
 
 extension SequenceModel.Cell: SettingChoice {
+    /// One line for `gradguard settings`.
     public var help: String {
         switch self {
         case .rnn: return "Elman RNN, tanh"
@@ -14,6 +15,7 @@ extension SequenceModel.Cell: SettingChoice {
 }
 
 extension BoxLoss: SettingChoice {
+    /// One line for `gradguard settings`.
     public var help: String {
         switch self {
         case .giou: return "1 − GIoU (Rezatofighi et al. 2019)"
@@ -23,6 +25,7 @@ extension BoxLoss: SettingChoice {
 }
 
 extension DataIssuePolicy: SettingChoice {
+    /// One line for `gradguard settings`.
     public var help: String {
         switch self {
         case .skip: return "leave bad label lines, orphan labels and unreadable images out, and report them"
@@ -32,6 +35,7 @@ extension DataIssuePolicy: SettingChoice {
 }
 
 extension LongDependencyTask: SettingChoice {
+    /// One line for `gradguard settings`.
     public var help: String {
         switch self {
         case .adding: return "the sum of two marked values (Hochreiter & Schmidhuber 1997)"
@@ -55,6 +59,7 @@ public enum DetectorSize: String, SettingChoice {
         }
     }
 
+    /// One line for `gradguard settings`.
     public var help: String {
         switch self {
         case .n: return "nano: first layer 16 channels (as YOLOv8n)"
@@ -68,6 +73,7 @@ public enum DetectorSize: String, SettingChoice {
 public enum DetectorHead: String, SettingChoice {
     case coupled, decoupled
 
+    /// One line for `gradguard settings`.
     public var help: String {
         switch self {
         case .coupled: return "YOLOv5's: one 1×1 convolution per scale for box, objectness and classes; centre-cell assignment, bounded box decoding"
@@ -81,6 +87,7 @@ public enum DetectorHead: String, SettingChoice {
 public enum DetectorBlock: String, SettingChoice {
     case conv, c2f
 
+    /// One line for `gradguard settings`.
     public var help: String {
         switch self {
         case .conv: return "one 3×3 Conv-BN-SiLU"

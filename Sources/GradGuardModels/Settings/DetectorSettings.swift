@@ -5,23 +5,33 @@ import GradGuardSettings
 public struct DetectorSettings: SettingSection {
     /// The detector's size (`model.width` overrides its channels).
     public var size = DetectorSize.n
+    /// The box term of the loss.
     public var boxLoss = BoxLoss.giou
     /// The box-loss gain.
     public var boxGain = YOLOLoss.defaultBoxGain
     /// The head, output scales and blocks.
     public var head = DetectorHead.coupled
+    /// Output scales: 2 or 3.
     public var scales = 2
+    /// Plain Conv-BN-SiLU or C2f blocks.
     public var block = DetectorBlock.conv
+    /// The input side, in pixels.
     public var imageSize = 128
+    /// Whether training images are augmented.
     public var augment = true
+    /// Images declaring more pixels are refused before decoding.
     public var maxImagePixels = RGBImage.defaultMaxPixels
     /// Training images as mosaics of four, but for the last `closeMosaic` epochs.
     public var mosaic = false
+    /// The last epochs trained on single images.
     public var closeMosaic = 10
+    /// Bad labels and images: skipped and reported, or fatal.
     public var onError = DataIssuePolicy.skip
 
+    /// The defaults.
     public init() {}
 
+    /// The detector's settings.
     public static let settings: [Setting<DetectorSettings>] = [
         .choice("model.size", \.size, "detector size (its first-layer channels, unless model.width is set)"),
         .choice("model.box_loss", \.boxLoss, "detector box loss, 1 − GIoU or 1 − CIoU"),

@@ -1,6 +1,7 @@
 /// A small corpus written for GradGuard (plain English about training networks), used when
 /// no text file is given. Its regular phrasing lets a small model learn it in minutes.
 public enum BuiltinCorpus {
+    /// The text.
     public static let text: String = {
         let subjects = [
             "the gradient", "the loss", "the learning rate", "the recurrent weight", "the first layer", "the last layer",

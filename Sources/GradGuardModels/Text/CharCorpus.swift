@@ -9,6 +9,7 @@ public enum CorpusError: Error, CustomStringConvertible, Equatable {
     case tooShort(path: String, characters: Int, needed: Int)
     case tooManyCharacters(path: String, distinct: Int)
 
+    /// The file and what is wrong with it.
     public var description: String {
         switch self {
         case let .unreadable(p, r): return "\(p): cannot read the corpus: \(r)"
@@ -26,7 +27,9 @@ public struct CharCorpus: Sendable {
     /// The most distinct characters a corpus may have (its ids are 16-bit).
     public static let maxVocabulary = Int(UInt16.max)
 
+    /// The distinct characters, sorted; a character's id is its index.
     public let vocabulary: [Character]
+    /// The text as ids.
     public let ids: [UInt16]
     private let index: [Character: Int]
 
@@ -118,6 +121,7 @@ public struct CharCorpus: Sendable {
     /// The largest text read as a corpus (256 MiB: it is held as text and as two bytes a
     /// character), and the most validation windows an evaluation reads.
     public static let maxFileBytes = 256 << 20
+    /// The most validation windows an evaluation reads.
     public static let maxValidationWindows = 4096
 
     /// Reads a UTF-8 text file, reporting the first invalid byte.
@@ -137,7 +141,9 @@ public struct CharCorpus: Sendable {
         }
     }
 
+    /// The ids of `s`'s characters (those not in the vocabulary left out).
     public func encode(_ s: String) -> [Int] { s.compactMap { index[$0] } }
+    /// The text of `ids` (ids outside the vocabulary left out).
     public func decode(_ ids: [Int]) -> String { String(ids.compactMap { $0 >= 0 && $0 < vocabulary.count ? vocabulary[$0] : nil }) }
 
     /// Entropy of the character frequencies, in nats: the loss of the best model that
@@ -174,14 +180,20 @@ public struct CharCorpus: Sendable {
 /// as targets, starting every `step` characters within `range`. The ids are shared, not
 /// copied: a batch is assembled when it is asked for.
 public struct CharWindows: Dataset, SampleDescribing {
+    /// The corpus's ids.
     public let ids: [UInt16]
+    /// The part of the ids windows are cut from.
     public let range: Range<Int>
+    /// Characters per window.
     public let length: Int
+    /// Characters between window starts.
     public let step: Int
     /// The text's name (a path, "built-in corpus") and its characters, for `describe`.
     public let source: String
+    /// The characters, by id.
     public let vocabulary: [Character]
 
+    /// Windows of `ids` within `range`.
     public init(ids: [UInt16], range: Range<Int>, length: Int, step: Int, source: String = "text", vocabulary: [Character] = []) {
         (self.ids, self.range, self.length, self.step, self.source, self.vocabulary) = (ids, range, length, step, source, vocabulary)
     }
@@ -196,8 +208,10 @@ public struct CharWindows: Dataset, SampleDescribing {
         return "\(source), characters \(start)–\(start + length): \"\(shown)\""
     }
 
+    /// The number of windows.
     public var count: Int { range.count > length + 1 ? (range.count - length - 2) / step + 1 : 0 }
 
+    /// The windows `indices` as `[B, length]` inputs and targets.
     public func batch(_ indices: [Int]) throws -> Batch {
         var x = [Float](repeating: 0, count: indices.count * length), y = x
         for (row, i) in indices.enumerated() {

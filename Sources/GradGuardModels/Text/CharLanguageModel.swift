@@ -5,10 +5,14 @@ import GradGuardTensor
 /// Embedding → LSTM (or GRU/RNN) stack → Linear over the vocabulary: the char-LSTM of the
 /// reference workloads.
 public final class CharLanguageModel: Module, UnaryLayer {
+    /// The character embedding.
     public var embedding: Embedding
+    /// The recurrent stack and its read-out over the vocabulary.
     public var core: SequenceModel
+    /// The vocabulary's size.
     public let vocabularySize: Int
 
+    /// A model over `vocabularySize` characters.
     public init(
         vocabularySize: Int, embeddingSize: Int = 64, hiddenSize: Int = 128, layers: Int = 1,
         cell: SequenceModel.Cell = .lstm

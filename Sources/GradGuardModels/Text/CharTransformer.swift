@@ -23,15 +23,22 @@ extension CharLanguageModel: CharacterModel {}
 /// keeps the attention logits bounded. Initialisation GPT-2's: N(0, 0.02²) for embeddings and
 /// projections, the residual projections scaled by 1/√(2·layers).
 public final class CharTransformer: Module, UnaryLayer, CharacterModel {
+    /// The character embedding.
     public let token: Embedding
+    /// The learned positions.
     public let position: PositionalEmbedding
+    /// The pre-norm blocks, each with causal self-attention.
     public let blocks: [TransformerEncoderLayer]
+    /// The final normalisation.
     public let norm: LayerNorm
+    /// The projection onto the vocabulary.
     public let head: Linear
+    /// The vocabulary's size.
     public let vocabularySize: Int
     /// The longest context the model reads (its position table's length).
     public let context: Int
 
+    /// A transformer over `vocabularySize` characters reading at most `context` of them.
     public init(vocabularySize: Int, width: Int = 64, heads: Int = 4, layers: Int = 2, context: Int = 64, dropout: Float = 0, qkNorm: Bool = false) {
         (self.vocabularySize, self.context) = (vocabularySize, context)
         let projection = Initializer.normal(std: 0.02)
@@ -62,6 +69,7 @@ public final class CharTransformer: Module, UnaryLayer, CharacterModel {
         return head(norm(h))
     }
 
+    /// Cross-entropy of the next characters, plus `zLossWeight`·log²Z when positive.
     public func loss(_ inputs: Tensor, _ targets: Tensor, zLossWeight: Float = 0) -> Tensor {
         let logits = self(inputs).reshaped([-1, vocabularySize])
         let ce = crossEntropy(logits, targets.reshaped([-1]))

@@ -8,15 +8,22 @@ import GradGuardTensor
 /// Trained with teacher forcing: the decoder reads `begin, y₁ … yₙ₋₁` and predicts
 /// `y₁ … yₙ, end`; decoded greedily or with a beam.
 public final class Seq2SeqModel: Module {
+    /// The source characters' embedding.
     public var sourceEmbedding: Embedding
+    /// The target characters' embedding.
     public var targetEmbedding: Embedding
+    /// The encoder.
     public var encoder: LSTM
+    /// The decoder, started from the encoder's final state.
     public var decoder: LSTM
     /// W_c of the attention; nil without attention.
     public var combine: Linear?
+    /// The projection onto the target vocabulary.
     public var output: Linear
+    /// The target vocabulary's size, special tokens included.
     public let targetVocabularySize: Int
 
+    /// A model between the two vocabularies, with attention unless `attention` is false.
     public init(
         sourceVocabularySize: Int, targetVocabularySize: Int, embeddingSize: Int = 32, hiddenSize: Int = 128,
         layers: Int = 1, attention: Bool = true
@@ -36,8 +43,11 @@ public final class Seq2SeqModel: Module {
     /// The encoded source: every step's output `[B, S, H]`, the final state, and the
     /// attention mask `[B, 1, S]` (−10⁹ at padding).
     public struct Encoded {
+        /// Every encoder step's output.
         public var outputs: Tensor
+        /// The encoder's final state.
         public var state: (h: Tensor, c: Tensor)
+        /// The additive mask of padded source positions.
         public var mask: Tensor
     }
 

@@ -9,6 +9,7 @@ public enum TranslationDataError: Error, CustomStringConvertible, Equatable {
     case malformedLine(path: String, line: Int, reason: String)
     case tooFewPairs(path: String, pairs: Int, needed: Int)
 
+    /// The file, the line and what is wrong.
     public var description: String {
         switch self {
         case let .unreadable(p, r): return "\(p): cannot read the pairs: \(r)"
@@ -21,10 +22,13 @@ public enum TranslationDataError: Error, CustomStringConvertible, Equatable {
 
 /// One source sentence and its translation.
 public struct TranslationPair: Equatable, Sendable {
+    /// The sentence to translate.
     public var source: String
+    /// Its translation.
     public var target: String
     /// Where the pair was read ("pairs.tsv:17"), when it came from a file.
     public var origin: String? = nil
+    /// A pair, read at `origin` when it came from a file.
     public init(source: String, target: String, origin: String? = nil) {
         self.source = source
         self.target = target
@@ -38,11 +42,15 @@ public struct TranslationPair: Equatable, Sendable {
 /// A character vocabulary with the four special tokens every sequence-to-sequence model
 /// needs: padding (0), begin (1), end (2) and unknown (3); characters follow, sorted.
 public struct TokenVocabulary: Equatable, Sendable {
+    /// The special tokens' ids.
     public static let pad = 0, begin = 1, end = 2, unknown = 3
+    /// How many special tokens come before the characters.
     public static let specials = 4
+    /// The characters, sorted; character i has id i + 4.
     public let characters: [Character]
     private let index: [Character: Int]
 
+    /// A vocabulary of `characters` (in the order given).
     public init(characters: [Character]) {
         self.characters = characters
         var idx: [Character: Int] = [:]
@@ -57,8 +65,10 @@ public struct TokenVocabulary: Equatable, Sendable {
         self.init(characters: set.sorted())
     }
 
+    /// Ids in all: the characters and the special tokens.
     public var count: Int { characters.count + Self.specials }
 
+    /// The ids of `text`'s characters (unknown for those not in the vocabulary).
     public func encode(_ text: String) -> [Int] { text.map { index[$0] ?? Self.unknown } }
 
     /// Text of `ids` up to the first end token; padding, begin and end are dropped, unknown
@@ -168,9 +178,13 @@ public enum NumberWordsTask {
 /// source (so the encoder's last step is the sentence's last character), the target as
 /// `begin, characters…, end` right-padded.
 public struct TranslationSet: Sendable {
+    /// The source vocabulary.
     public let source: TokenVocabulary
+    /// The target vocabulary.
     public let target: TokenVocabulary
+    /// The source width in tokens.
     public let sourceLength: Int
+    /// The target width in tokens (begin and end included).
     public let targetLength: Int
 
     /// Vocabularies from `pairs`; lengths from the longest pair (plus begin and end).
@@ -181,6 +195,7 @@ public struct TranslationSet: Sendable {
         targetLength = (pairs.map { $0.target.count }.max() ?? 1) + 2
     }
 
+    /// A set of the given vocabularies and lengths (a saved run's).
     public init(source: TokenVocabulary, target: TokenVocabulary, sourceLength: Int, targetLength: Int) {
         self.source = source
         self.target = target
@@ -217,10 +232,14 @@ public struct TranslationSet: Sendable {
 
 /// Encoded translation pairs that say where each came from (a file and line).
 public struct TranslationPairs: Dataset, SampleDescribing {
+    /// The encoded sources and targets.
     public let tensors: TensorDataset
+    /// The pairs, in the same order.
     public let pairs: [TranslationPair]
 
+    /// The number of pairs.
     public var count: Int { tensors.count }
+    /// The encoded pairs `indices`.
     public func batch(_ indices: [Int]) throws -> Batch { try tensors.batch(indices) }
 
     /// "pairs.tsv:17: "the cat" → "le chat"".

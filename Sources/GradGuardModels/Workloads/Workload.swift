@@ -33,10 +33,16 @@ public protocol Workload {
 }
 
 extension Workload {
+    /// The batch's loss, as the only metric.
     public func metrics(_ model: Model, _ batch: Batch) -> [String: Double] { ["loss": Double(loss(model, batch).item)] }
+    /// False: metrics average over batches.
     public var evaluatesWholeDataset: Bool { false }
+    /// None.
     public func datasetMetrics(_ model: Model, _ data: any Dataset) throws -> [String: Double] { [:] }
+    /// One group of every parameter.
     public func parameterGroups(weightDecay: Double) -> [ParamGroup] { [ParamGroup(params: model.parameters())] }
+    /// None: every group starts its warm-up at 0.
     public var warmupStartLR: [Int: Double] { [:] }
+    /// None: modules shown as they are.
     public var moduleParts: (any ModuleParts)? { nil }
 }
