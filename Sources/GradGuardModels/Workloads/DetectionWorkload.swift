@@ -86,7 +86,7 @@ public struct DetectionWorkload: Workload {
     /// True: mAP needs every prediction of the validation set.
     public var evaluatesWholeDataset: Bool { true }
 
-    /// mAP@0.5, mAP@0.5:0.95, precision and recall over `data`, and the loss.
+    /// mAP@0.5 (`map50`), mAP@0.5:0.95 (`map50_95`) and the loss over `data`.
     public func datasetMetrics(_ model: YOLODetector, _ data: any Dataset) throws -> [String: Double] {
         let r = try DetectionDataset.evaluate(model, on: data, loss: criterion)
         return ["loss": r.loss ?? .nan, "map50": r.map50, "map50_95": r.map50to95]
