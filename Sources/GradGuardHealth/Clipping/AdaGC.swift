@@ -18,19 +18,29 @@ import GradGuardTensor
 /// (as the paper describes it: "optimizer-agnostic"). A NaN or infinite norm leaves the
 /// gradients and γ untouched (the non-finite detector handles that step).
 public final class AdaGC: GradientClipper {
+    /// λ_abs (the warm-up's global threshold), λ_rel (each tensor's threshold over its γ), β (γ's EMA factor) and ε.
     public let lambdaAbs: Double, lambdaRel: Double, beta: Double, eps: Double
+    /// Steps of global clipping before the per-tensor thresholds.
     public let warmupSteps: Int
     /// Steps clipped so far, and γ of each tensor by name (`gamma.<name>`).
     public struct State: SavedState, Equatable {
+        /// Steps clipped so far.
         public var step = 0
+        /// γ of each tensor, by name.
         public var gamma: [String: Double] = [:]
+        /// The saved fields.
         public static let fields: [SavedField<State>] = [.whole("step", \.step), .table("gamma", \.gamma)]
     }
+    /// The clipper's state.
     public private(set) var state = State()
+    /// Steps clipped so far.
     public var step: Int { state.step }
+    /// γ of each tensor, by name.
     public var gamma: [String: Double] { state.gamma }
+    /// `adagc`.
     public var name: String { "adagc" }
 
+    /// AdaGC with the authors' defaults unless given.
     public init(lambdaAbs: Double = 1, lambdaRel: Double = 1.05, beta: Double = 0.98, warmupSteps: Int = 100, eps: Double = 1e-8) {
         require(lambdaAbs > 0 && lambdaRel > 0 && beta >= 0 && beta < 1 && warmupSteps >= 0, "AdaGC: positive thresholds, β in [0, 1)")
         self.lambdaAbs = lambdaAbs
@@ -40,6 +50,7 @@ public final class AdaGC: GradientClipper {
         self.eps = eps
     }
 
+    /// Clips globally during the warm-up, then each tensor against its own γ, and updates γ.
     public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
         let norms = gradientNorms(parameters)
         let global = l2(norms)
@@ -72,8 +83,10 @@ public final class AdaGC: GradientClipper {
             touched: touched)
     }
 
+    /// The step count and every γ, for checkpoints.
     public func stateDict() -> ClipperState { state.saved }
 
+    /// Restores a state `stateDict()` returned; throws for one that is not AdaGC's.
     public func load(stateDict: ClipperState) throws {
         guard let st = stateDict["step"] else { throw ClipperStateError.missingKey(clipper: name, key: "step") }
         guard st.count == 1, let n = Int(exactly: st[0]), n >= 0 else {

@@ -18,12 +18,18 @@ import GradGuardTensor
 /// the module of the last parameter; `exclude` skips parameters whose names match any glob
 /// pattern (`"head.*"`).
 public final class AdaptiveGradientClipping: GradientClipper {
+    /// λ: the largest ratio of a unit's gradient norm to its weight norm.
     public let clipping: Float
+    /// The floor of a unit's weight norm (a zero-initialised unit still moves).
     public let eps: Float
+    /// Glob patterns of parameter names left unclipped.
     public let exclude: [String]
+    /// Whether the module of the last parameter (the classifier) is left unclipped.
     public let excludeFinalLayer: Bool
+    /// `agc`.
     public var name: String { "agc" }
 
+    /// AGC at ratio `clipping` (NFNets' defaults), with the given exclusions.
     public init(clipping: Float = 0.01, eps: Float = 1e-3, exclude: [String] = [], excludeFinalLayer: Bool = false) {
         require(clipping > 0 && eps >= 0, "AdaptiveGradientClipping: clipping must be positive and eps non-negative")
         self.clipping = clipping
@@ -39,6 +45,7 @@ public final class AdaptiveGradientClipping: GradientClipper {
         return (shape[0], total / Swift.max(shape[0], 1))
     }
 
+    /// Scales every unit whose gradient norm exceeds λ·max(‖w‖, ε) down to it.
     public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
         let finalModule = excludeFinalLayer ? parameters.last?.module : nil
         var before = [Double](repeating: 0, count: parameters.count), after = before

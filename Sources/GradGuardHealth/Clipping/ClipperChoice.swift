@@ -13,17 +13,23 @@ public struct ClipperSettings: Sendable, Equatable {
     public var agcRatio = 0.01
     /// zclip: the z-score above which a norm is clipped, the EMA factor, the warm-up steps.
     public var zThreshold = 2.5
+    /// zclip: the EMA factor α.
     public var zAlpha = 0.97
+    /// zclip: the warm-up steps.
     public var zWarmupSteps = 25
     /// autoclip: the percentile of the norm history that is the threshold.
     public var percentile = 10.0
     /// adagc: the global threshold of its warm-up, the relative threshold, the EMA factor of
     /// each tensor's clipped norm, the warm-up steps.
     public var adagcLambdaAbs = 1.0
+    /// adagc: λ_rel.
     public var adagcLambdaRel = 1.05
+    /// adagc: β.
     public var adagcBeta = 0.98
+    /// adagc: the warm-up steps.
     public var adagcWarmupSteps = 100
 
+    /// The defaults.
     public init() {}
 }
 
@@ -41,11 +47,13 @@ public enum ClipperSetting: String, CaseIterable, Sendable {
     case adagcBeta = "adagc.beta"
     case adagcWarmupSteps = "adagc.warmup_steps"
 
+    /// The setting's type and range, and where its value lives.
     public enum Value {
         case double(ClosedRange<Double>, WritableKeyPath<ClipperSettings, Double>)
         case int(ClosedRange<Int>, WritableKeyPath<ClipperSettings, Int>)
     }
 
+    /// This setting's type, range and place.
     public var value: Value {
         switch self {
         case .maxNorm: return .double(1e-12...1e12, \.maxNorm)
@@ -62,6 +70,7 @@ public enum ClipperSetting: String, CaseIterable, Sendable {
         }
     }
 
+    /// One line for `gradguard settings`.
     public var help: String {
         switch self {
         case .maxNorm: return "global-norm, per-module: the largest L2 norm of all gradients (of each module's)"
@@ -86,6 +95,7 @@ public enum ClipperKind: String, SettingChoice {
     case value, zclip, autoclip, agc, adagc
     case perModule = "per-module"
 
+    /// What the clipper's threshold measures, for `gradguard settings`.
     public var help: String {
         switch self {
         case .none: return "no clipping"
@@ -123,6 +133,7 @@ public enum ClipperKind: String, SettingChoice {
         }
     }
 
+    /// This clipper with the settings' values (nil for `none`).
     public func make(_ s: ClipperSettings) -> (any GradientClipper)? {
         switch self {
         case .none: return nil

@@ -5,6 +5,7 @@ import GradGuardTensor
 public struct ClipReport: Sendable, Codable, Equatable {
     /// Global L2 norm of the gradients before and after clipping.
     public var normBefore: Float
+    /// Global L2 norm of the gradients after clipping.
     public var normAfter: Float
     /// The factor the gradients were multiplied by: the global one for norm clippers, the
     /// smallest over tensors or units for per-tensor and unit-wise ones (1: untouched).
@@ -14,8 +15,10 @@ public struct ClipReport: Sendable, Codable, Equatable {
     /// Tensors changed, or units as `name[i]` for unit-wise clipping.
     public var touched: [String]
 
+    /// Whether any gradient was changed.
     public var clipped: Bool { !touched.isEmpty }
 
+    /// A report of the norms, the scale, the threshold and the tensors touched.
     public init(normBefore: Float, normAfter: Float, scale: Float = 1, threshold: Float? = nil, touched: [String] = []) {
         self.normBefore = normBefore
         self.normAfter = normAfter
@@ -34,6 +37,7 @@ public enum ClipperStateError: Error, CustomStringConvertible, Equatable {
     case missingKey(clipper: String, key: String)
     case badValue(clipper: String, key: String, expected: String)
 
+    /// The clipper, the key and what was expected, in one sentence.
     public var description: String {
         switch self {
         case let .missingKey(c, k): return "\(c) state: key '\(k)' is missing"
@@ -54,7 +58,9 @@ public protocol GradientClipper: AnyObject {
 }
 
 extension GradientClipper {
+    /// No state.
     public func stateDict() -> ClipperState { [:] }
+    /// No state to restore.
     public func load(stateDict: ClipperState) throws {}
 }
 

@@ -3,14 +3,18 @@ import GradGuardTensor
 
 /// Clamps every gradient value to `[-clipValue, clipValue]` (`clip_grad_value_`).
 public final class ClipByValue: GradientClipper {
+    /// The largest gradient magnitude allowed.
     public let clipValue: Float
+    /// `value`.
     public var name: String { "value" }
 
+    /// Clamps every gradient value to ±`clipValue` (`clip_grad_value_`).
     public init(_ clipValue: Float) {
         require(clipValue >= 0, "ClipByValue: clipValue must be non-negative, got \(clipValue)")
         self.clipValue = clipValue
     }
 
+    /// Clamps the values in place.
     public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
         let present = parameters.filter { $0.tensor.grad != nil }
         let results = GradientClipping.clamp(present.map { $0.tensor.grad! }, to: clipValue)
@@ -28,11 +32,16 @@ public final class ClipByValue: GradientClipper {
 /// PyTorch, a NaN norm multiplies the gradients by NaN). `measure` and `scale` are the two
 /// halves, for callers that want to look at the norm before deciding.
 public final class ClipByGlobalNorm: GradientClipper {
+    /// The largest global norm allowed.
     public var maxNorm: Float
+    /// The norm's order (2, 1, ∞ or p).
     public let normType: Float
+    /// Whether a NaN or infinite norm throws (`NonFiniteNormError`) instead of being left to the detectors.
     public let errorIfNonfinite: Bool
+    /// `global-norm`.
     public var name: String { "global-norm" }
 
+    /// Clips the global norm at `maxNorm`, as `clip_grad_norm_`.
     public init(maxNorm: Float, normType: Float = 2, errorIfNonfinite: Bool = false) {
         require(maxNorm > 0 && normType > 0, "ClipByGlobalNorm: maxNorm and normType must be positive")
         self.maxNorm = maxNorm
@@ -50,6 +59,7 @@ public final class ClipByGlobalNorm: GradientClipper {
         scaleGradients(parameters.map(\.tensor), by: factor)
     }
 
+    /// Scales every gradient by min(1, maxNorm/(norm + 1e-6)).
     public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
         let total = measure(parameters)
         if errorIfNonfinite && !total.isFinite { throw NonFiniteNormError(norm: total, normType: normType) }
@@ -67,17 +77,23 @@ public final class ClipByGlobalNorm: GradientClipper {
 /// `clip_grad_norm_`'s coefficient: per module (DL4J's `ClipL2PerLayer`) or per parameter
 /// tensor (`ClipL2PerParamType`).
 public final class ClipPerGroup: GradientClipper {
+    /// Whether each module's or each parameter's gradients form a group.
     public enum Grouping: String, Sendable, Codable { case module, parameter }
+    /// The largest norm of a group.
     public let maxNorm: Float
+    /// The groups.
     public let grouping: Grouping
+    /// `per-module` or `per-parameter`.
     public var name: String { grouping == .module ? "per-module" : "per-parameter" }
 
+    /// Clips each group's norm at `maxNorm`.
     public init(maxNorm: Float, per grouping: Grouping) {
         require(maxNorm > 0, "ClipPerGroup: maxNorm must be positive")
         self.maxNorm = maxNorm
         self.grouping = grouping
     }
 
+    /// Scales each group whose norm is over `maxNorm` down to it.
     public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
         let norms = gradientNorms(parameters)
         let groups: [(String, [Int])] =
@@ -104,14 +120,18 @@ public final class ClipPerGroup: GradientClipper {
 /// optax's `clip_by_block_rms`: every gradient tensor is divided by
 /// `max(1, rms(g) / threshold)`, so that its root-mean-square is at most `threshold`.
 public final class ClipByBlockRMS: GradientClipper {
+    /// The largest RMS of a tensor's gradient.
     public let threshold: Float
+    /// `block-rms`.
     public var name: String { "block-rms" }
 
+    /// Clips each tensor's gradient RMS at `threshold` (optax's `clip_by_block_rms`).
     public init(threshold: Float) {
         require(threshold > 0, "ClipByBlockRMS: threshold must be positive")
         self.threshold = threshold
     }
 
+    /// Scales each tensor whose gradient RMS is over the threshold down to it.
     public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
         let norms = gradientNorms(parameters)
         var after = norms, touched: [String] = [], smallest: Float = 1

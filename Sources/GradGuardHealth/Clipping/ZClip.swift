@@ -16,22 +16,33 @@ import GradGuardTensor
 /// would leave μ and σ NaN for the rest of the run) and is not clipped. The reference's
 /// `max_grad_norm` defaults to 1.0; here `maxNorm` defaults to none.
 public final class ZClip: GradientClipper {
+    /// α (the EMA factor), the z-score that clips, ε, and a factor on the clipped norm.
     public let alpha: Double, zThreshold: Double, eps: Double, clipFactor: Double
+    /// Steps whose norms start the mean and variance.
     public let warmupSteps: Int
+    /// An absolute ceiling on the norm (nil: none).
     public let maxNorm: Float?
     /// The warm-up's norms, then the running mean and variance of the norm (both or neither).
     public struct State: SavedState, Equatable {
+        /// The warm-up's norms.
         public var warmup: [Double] = []
+        /// The running mean and variance of the norm, after the warm-up.
         public var mean: Double? = nil, variance: Double? = nil
+        /// The saved fields.
         public static let fields: [SavedField<State>] = [
             .numbers("warmup", \.warmup), .optional("mean", \.mean, omitWhenNil: true), .optional("variance", \.variance, omitWhenNil: true)
         ]
     }
+    /// The clipper's state.
     public private(set) var state = State()
+    /// The running mean of the norm (nil in the warm-up).
     public var mean: Double? { state.mean }
+    /// The running variance of the norm (nil in the warm-up).
     public var variance: Double? { state.variance }
+    /// `zclip`.
     public var name: String { "zclip" }
 
+    /// ZClip with the reference's defaults unless given.
     public init(
         alpha: Double = 0.97, zThreshold: Double = 2.5, warmupSteps: Int = 25, clipFactor: Double = 1,
         maxNorm: Float? = nil, eps: Double = 1e-6
@@ -54,6 +65,7 @@ public final class ZClip: GradientClipper {
         return (mu + zThreshold * std / (z / zThreshold)) * clipFactor
     }
 
+    /// Clips a norm whose z-score is over the threshold, then updates the mean and variance.
     public func clip(_ parameters: [NamedParameter]) throws -> ClipReport {
         let norm = l2(gradientNorms(parameters))
         guard norm.isFinite else { return ClipReport(normBefore: Float(norm), normAfter: Float(norm)) }
@@ -87,8 +99,10 @@ public final class ZClip: GradientClipper {
         return report
     }
 
+    /// The warm-up norms or the mean and variance, for checkpoints.
     public func stateDict() -> ClipperState { state.saved }
 
+    /// Restores a state `stateDict()` returned; throws for one that is not ZClip's.
     public func load(stateDict: ClipperState) throws {
         guard stateDict["warmup"] != nil else { throw ClipperStateError.missingKey(clipper: name, key: "warmup") }
         let m = stateDict["mean"], v = stateDict["variance"]

@@ -16,12 +16,16 @@ public struct CurvatureReading: Sendable, Codable, Equatable {
     public var lr: Double
     /// c of the rule η·λ < c.
     public var threshold: Double
+    /// The stability rule in words ("Adam β₁ 0.9: λ < (2 + 2β₁)/((1 − β₁)η)").
     public var rule: String
+    /// Whether λ_max is of the preconditioned Hessian P⁻¹H (adaptive optimizers).
     public var preconditioned: Bool
     /// Hessian-vector products taken, and the probe's wall time.
     public var iterations: Int
+    /// The probe's wall time.
     public var seconds: Double
 
+    /// A reading of λ_max at `step` against the rule η·λ < `threshold` at rate `lr`.
     public init(
         step: Int, lambdaMax: Double, lr: Double, threshold: Double, rule: String, preconditioned: Bool, iterations: Int, seconds: Double
     ) {
@@ -56,10 +60,13 @@ public final class CurvatureProbe {
     public var iterations: Int
     /// Stop a probe early once the top Ritz pair's residual is below this fraction of λ.
     public var tolerance: Double
+    /// The Hessian-vector product of the probe's fixed batch.
     public private(set) var product: HessianVectorProduct
+    /// Buffers (running statistics) put back after every product.
     public let buffers: [Tensor]
     /// Every reading so far, oldest first (at most `keep`).
     public private(set) var readings: [CurvatureReading] = []
+    /// The most readings kept.
     public var keep = 2000
     /// Wall time spent probing.
     public private(set) var seconds = 0.0

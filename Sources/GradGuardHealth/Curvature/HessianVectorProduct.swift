@@ -13,15 +13,18 @@ import GradGuardTensor
 /// double precision. In data-parallel training the gradient differences are averaged over
 /// the ranks, so every rank has the same product (of the mean loss over their batches).
 public struct HessianVectorProduct {
+    /// The parameters θ the Hessian is taken over.
     public let parameters: [Tensor]
     /// The loss whose Hessian is probed (a fixed batch: the same function at every call).
     public let loss: () throws -> Tensor
     /// The relative step ε.
     public var epsilon: Double
+    /// The ranks whose products are averaged (nil: one process).
     public var communicator: (any Communicator)?
     /// The number of scalars in all parameters.
     public let count: Int
 
+    /// H·v of `loss` over `parameters` by central differences with step ε·max(‖θ‖, 1).
     public init(parameters: [Tensor], epsilon: Double = 1e-3, communicator: (any Communicator)? = nil, loss: @escaping () throws -> Tensor) {
         self.parameters = parameters
         self.loss = loss

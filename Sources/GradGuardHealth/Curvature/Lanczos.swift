@@ -7,6 +7,7 @@ import Foundation
 /// (whose error shrinks only as (λ₂/λ₁)ᵏ) and finds the largest *algebraic* eigenvalue — the
 /// one that limits a stable step — even when a negative one is larger in magnitude.
 public enum Lanczos {
+    /// The top Ritz pair and how it was found.
     public struct Result: Sendable {
         /// The largest Ritz value: λ_max of the operator restricted to the Krylov space.
         public let value: Double

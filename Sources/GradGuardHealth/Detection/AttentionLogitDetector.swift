@@ -11,6 +11,7 @@ import GradGuardTensor
 /// training instabilities"; Kimi K2's QK-clip caps the logits at τ = 100). Reported again only
 /// once the logit has grown by `growth` again since the last report.
 public final class AttentionLogitDetector: GradientDetector {
+    /// The logit from which growth is reported, the growth factor, and the steps it is measured over.
     public let floor: Double, growth: Double, window: Int
     struct State: SavedState {
         var recent: Window
@@ -18,8 +19,10 @@ public final class AttentionLogitDetector: GradientDetector {
         static let fields: [SavedField<State>] = [.window("recent", \.recent), .number("reported", \.reported)]
     }
     private var state: State
+    /// `attention_logit`: the prefix of its state in checkpoints.
     public var name: String { "attention_logit" }
 
+    /// A detector with the given floor, growth and window.
     public init(floor: Double = 30, growth: Double = 2, window: Int = 50) {
         require(floor > 0 && growth > 1 && window >= 2, "AttentionLogitDetector: floor > 0, growth > 1, window ≥ 2")
         (self.floor, self.growth, self.window) = (floor, growth, window)
@@ -31,6 +34,7 @@ public final class AttentionLogitDetector: GradientDetector {
         stats.attentionLogits?.filter { $0.maxLogit.isFinite }.max { $0.maxLogit < $1.maxLogit }
     }
 
+    /// `attentionLogitGrowth` when the largest logit is past the floor and has grown by `growth` over the window.
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
         guard let top = Self.largest(stats), state.recent.count >= window, let before = state.recent.values.first else { return nil }
         let now = Double(top.maxLogit)
@@ -46,6 +50,7 @@ public final class AttentionLogitDetector: GradientDetector {
             blame: layers.prefix(5).map { Blame(module: $0.module, ratio: Float(Double($0.maxLogit) / floor)) })
     }
 
+    /// Adds the step's largest logit to the window.
     public func record(_ stats: StepStatistics, healthy: Bool) {
         guard let top = Self.largest(stats) else { return }
         state.recent.append(Double(top.maxLogit))
@@ -53,5 +58,6 @@ public final class AttentionLogitDetector: GradientDetector {
 
     /// Nothing for a model without attention (its checkpoints stay as they were).
     public func stateDict() -> SavedNumbers { state.recent.count == 0 && state.reported == 0 ? [:] : state.saved }
+    /// Restores a history `stateDict()` returned.
     public func load(stateDict: SavedNumbers) { state.read(stateDict) }
 }

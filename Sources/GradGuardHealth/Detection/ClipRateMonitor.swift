@@ -5,6 +5,7 @@ import Foundation
 /// every update down, which with SGD is a smaller learning rate chosen by accident. Reported
 /// once, and again only after the clip rate has fallen below `rearm`.
 public struct ClipRateMonitor: Sendable {
+    /// Steps remembered, the clipped share that is reported, and the share below which it re-arms.
     public let window: Int, threshold: Double, rearm: Double
     /// Whether each remembered step was clipped, and whether a report may be made.
     struct State: SavedState {
@@ -14,6 +15,7 @@ public struct ClipRateMonitor: Sendable {
     }
     private var state = State()
 
+    /// A monitor with the given window and shares.
     public init(window: Int = 100, threshold: Double = 0.5, rearm: Double = 0.25) {
         self.window = window
         self.threshold = threshold
@@ -47,7 +49,9 @@ public struct ClipRateMonitor: Sendable {
             evidence: evidence)
     }
 
+    /// Which remembered steps were clipped, for checkpoints.
     public func stateDict() -> SavedNumbers { state.saved }
 
+    /// Restores a state `stateDict()` returned.
     public mutating func load(stateDict: SavedNumbers) { state.read(stateDict) }
 }

@@ -3,9 +3,12 @@ import GradGuardTensor
 
 /// NaN or ±Inf in the loss, the gradients or the weights.
 public final class NonFiniteDetector: GradientDetector {
+    /// `non-finite`.
     public var name: String { "non-finite" }
+    /// The detector (it keeps no history).
     public init() {}
 
+    /// A finding for a non-finite loss, gradient or weight, naming the tensors.
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
         let badWeights = stats.nonFiniteWeights
         if !badWeights.isEmpty {
@@ -47,6 +50,7 @@ public final class NonFiniteDetector: GradientDetector {
 /// the first step, a norm above the absolute `ceiling` (no float32 training is healthy with
 /// a gradient norm of 1e8; a run that starts there has no baseline to compare with).
 public final class SpikeDetector: GradientDetector {
+    /// The multiple of the running median that is a spike, the median's window, steps before it judges, the multiple that is extreme at once, the absolute norm ceiling, and the robust σ of log norms the limit widens to.
     public let factor: Double, window: Int, warmup: Int, extremeFactor: Double, ceiling: Double, sigmas: Double
     /// What the detector keeps: the healthy norms, and the medians of the first `warmup`
     /// healthy norms and losses (nil until then).
@@ -60,8 +64,10 @@ public final class SpikeDetector: GradientDetector {
         ]
     }
     private var state: State
+    /// `spike`: the prefix of its state in checkpoints.
     public var name: String { "spike" }
 
+    /// A detector with the given limits.
     public init(
         factor: Double = 6, window: Int = 100, warmup: Int = 10, extremeFactor: Double = 1000, ceiling: Double = 1e8, sigmas: Double = 5
     ) {
@@ -85,6 +91,7 @@ public final class SpikeDetector: GradientDetector {
         return Swift.max(factor, Foundation.exp(sigmas * 1.4826 * mad))
     }
 
+    /// A spike (or a norm over the ceiling) at this step, blaming the modules that left their baselines.
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
         let n = Double(stats.globalL2)
         guard n.isFinite else { return nil }
@@ -109,6 +116,7 @@ public final class SpikeDetector: GradientDetector {
             evidence: evidence, blame: baselines.rank(stats))
     }
 
+    /// Adds a healthy step's norm to the window.
     public func record(_ stats: StepStatistics, healthy: Bool) {
         guard healthy && stats.globalL2.isFinite && stats.globalL2 > 0 else { return }
         state.norms.append(Double(stats.globalL2))
@@ -122,7 +130,9 @@ public final class SpikeDetector: GradientDetector {
     /// The healthy norms remembered (for percentile recommendations).
     public var recentNorms: [Double] { state.norms.values }
 
+    /// The window of norms, for checkpoints.
     public func stateDict() -> SavedNumbers { state.saved }
+    /// Restores a window `stateDict()` returned.
     public func load(stateDict: SavedNumbers) { state.read(stateDict) }
 }
 
@@ -130,6 +140,7 @@ public final class SpikeDetector: GradientDetector {
 /// of the global norm rises along a straight line (R² ≥ `minR2`) by at least `minRise`
 /// in all, all but one of the steps by at least `minStepGrowth`×. Reported once per episode.
 public final class GrowthDetector: GradientDetector {
+    /// Steps of the trend, the rise over them, the fit's R² and the growth per step that make sustained growth.
     public let window: Int, minRise: Double, minR2: Double, minStepGrowth: Double
     struct State: SavedState {
         var logs: Window
@@ -137,8 +148,10 @@ public final class GrowthDetector: GradientDetector {
         static let fields: [SavedField<State>] = [.window("logs", \.logs), .whole("quietUntil", \.quietUntil, default: Int.min)]
     }
     var state: State
+    /// `growth`: the prefix of its state in checkpoints.
     public var name: String { "growth" }
 
+    /// A detector with the given trend limits.
     public init(window: Int = 8, minRise: Double = 20, minR2: Double = 0.9, minStepGrowth: Double = 1.1) {
         require(window >= 4 && minRise > 1 && minStepGrowth >= 1, "GrowthDetector: window ≥ 4, rise > 1")
         self.window = window
@@ -148,6 +161,7 @@ public final class GrowthDetector: GradientDetector {
         state = State(logs: Window(window))
     }
 
+    /// Sustained exponential growth of the global norm, when the recent norms fit one.
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
         let n = Double(stats.globalL2)
         guard n.isFinite, n > 0 else { return nil }
@@ -167,7 +181,9 @@ public final class GrowthDetector: GradientDetector {
 }
 
 extension GrowthDetector {
+    /// The recent norms, for checkpoints.
     public func stateDict() -> SavedNumbers { state.saved }
+    /// Restores the norms `stateDict()` returned.
     public func load(stateDict: SavedNumbers) { state.read(stateDict) }
 }
 
@@ -176,21 +192,26 @@ extension GrowthDetector {
 /// than `peerRatio` below the largest of their peers, or below the absolute `floor`; every
 /// gradient exactly zero (for `patience` steps).
 public final class VanishingDetector: GradientDetector {
+    /// A module below this share of its peers' median norm, the absolute floor, and the steps it must stay there.
     public let peerRatio: Double, floor: Double, patience: Int
     struct State: SavedState {
         var streak = 0
         static let fields: [SavedField<State>] = [.whole("streak", \.streak)]
     }
     private var state = State()
+    /// `vanishing`: the prefix of its state in checkpoints.
     public var name: String { "vanishing" }
 
+    /// The vanishing streaks, for checkpoints.
     public func stateDict() -> SavedNumbers { state.saved }
+    /// Restores the streaks `stateDict()` returned.
     public func load(stateDict: SavedNumbers) { state.read(stateDict) }
 
     /// Steps a module alone must stay faint among its peers (activation gradients and an
     /// all-zero gradient need `patience`).
     public let modulePatience: Int
 
+    /// A detector with the given thresholds and patience.
     public init(peerRatio: Double = 1e-3, floor: Double = 1e-10, patience: Int = 5, modulePatience: Int = 40) {
         require(peerRatio > 0 && peerRatio < 1 && patience >= 1, "VanishingDetector: ratio in (0, 1), patience ≥ 1")
         self.modulePatience = modulePatience
@@ -206,6 +227,7 @@ public final class VanishingDetector: GradientDetector {
         return finite.filter { $0.1 < top * peerRatio || $0.1 < floor }.map { ($0.0, $0.1 / top) }.sorted { $0.1 < $1.1 }
     }
 
+    /// Vanishing gradients of the whole model, of modules or of watched activations, once they have lasted.
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
         let acts = faint(stats.activations.map { ($0.name, Double($0.norm)) })
         let withGrad = Set(stats.tensors.filter(\.hasGradient).map(\.module))
@@ -253,6 +275,7 @@ public final class VanishingDetector: GradientDetector {
 /// (0.10 against a best of 0.012 is noise of a converged cross-entropy, not a divergence).
 /// The first rule must hold on `persistence` steps in a row.
 public final class LossDivergenceDetector: GradientDetector {
+    /// The limits of a divergence: the loss over the best, smoothed over the best, the window, the steps before it judges, and the trend's rise, R² and the progress given back.
     public let factor: Double, smoothedFactor: Double, window: Int, warmup: Int, minRise: Double, minR2: Double, minGiveBack: Double
     /// What the detector keeps: the best and running losses, the first running average (the
     /// loss at the start), the consecutive steps far above the best, the recent losses.
@@ -273,8 +296,10 @@ public final class LossDivergenceDetector: GradientDetector {
     /// Consecutive steps far above the best; `persistence` of them make a divergence (a
     /// healthy run's passing bump is one or two).
     public let persistence: Int
+    /// `loss-divergence`: the prefix of its state in checkpoints.
     public var name: String { "loss-divergence" }
 
+    /// A detector with the given limits.
     public init(
         factor: Double = 4, smoothedFactor: Double = 1.5, window: Int = 20, warmup: Int = 20, minRise: Double = 1.5,
         minR2: Double = 0.8, minGiveBack: Double = 0.3, persistence: Int = 3
@@ -291,6 +316,7 @@ public final class LossDivergenceDetector: GradientDetector {
         state = State(recent: Window(window))
     }
 
+    /// A divergence of the loss from its best, when it has lasted.
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
         guard let l = stats.loss.map(Double.init), l.isFinite, stats.step >= state.quietUntil else { return nil }
         let smoothedNow = state.smoothed.map { 0.9 * $0 + 0.1 * l } ?? l
@@ -322,10 +348,13 @@ public final class LossDivergenceDetector: GradientDetector {
         return nil
     }
 
+    /// The best loss and recent losses, for checkpoints.
     public func stateDict() -> SavedNumbers { state.saved }
 
+    /// Restores the state `stateDict()` returned.
     public func load(stateDict: SavedNumbers) { state.read(stateDict) }
 
+    /// Adds a healthy step's loss to the history.
     public func record(_ stats: StepStatistics, healthy: Bool) {
         guard healthy, let l = stats.loss.map(Double.init), l.isFinite else { return }
         if state.start == nil { state.start = l }
@@ -345,14 +374,17 @@ public final class LossDivergenceDetector: GradientDetector {
 /// loss would skip a step too), and NaN/±Inf values never enter the history (the non-finite
 /// detector handles those steps). Every step's finite values enter it, skipped or not, as there.
 public final class RollingZScoreDetector: GradientDetector {
+    /// The σ above the rolling mean that is reported, and the window of the mean and σ.
     public let sigma: Double, window: Int
     struct State: SavedState {
         var losses: Window, norms: Window
         static let fields: [SavedField<State>] = [.window("losses", \.losses), .window("norms", \.norms)]
     }
     private var state: State
+    /// `zscore`: the prefix of its state in checkpoints.
     public var name: String { "zscore" }
 
+    /// A detector at `sigma` over `window` steps (OLMo-core's 6 and 128).
     public init(sigma: Double = 6, window: Int = 128) {
         require(sigma > 0 && window >= 2, "RollingZScoreDetector: σ > 0, window ≥ 2")
         self.sigma = sigma
@@ -374,6 +406,7 @@ public final class RollingZScoreDetector: GradientDetector {
         return (x - mean) / std
     }
 
+    /// A loss or norm more than `sigma` σ above its rolling mean.
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
         var worst: (what: String, value: Double, z: Double, mean: Double)? = nil
         let candidates: [(String, Double?, [Double])] = [
@@ -392,12 +425,15 @@ public final class RollingZScoreDetector: GradientDetector {
             evidence: ["value": w.value, "z": w.z.isFinite ? w.z : 1e300, "mean": w.mean, "sigma": sigma], blame: baselines.rank(stats))
     }
 
+    /// Adds a step's finite loss and norm to the windows.
     public func record(_ stats: StepStatistics, healthy: Bool) {
         if let l = stats.loss, l.isFinite { state.losses.append(Double(l)) }
         if stats.globalL2.isFinite { state.norms.append(Double(stats.globalL2)) }
     }
 
+    /// The windows, for checkpoints.
     public func stateDict() -> SavedNumbers { state.saved }
+    /// Restores the windows `stateDict()` returned.
     public func load(stateDict: SavedNumbers) { state.read(stateDict) }
 }
 
@@ -407,6 +443,7 @@ public final class RollingZScoreDetector: GradientDetector {
 /// so high that training bounces, look like this and like nothing else: no norm is out of
 /// place. Reported once.
 public final class StallDetector: GradientDetector {
+    /// Steps before it judges, the steps averaged at each end, and the least drop that counts as progress.
     public let patience: Int, window: Int, minDrop: Double
     struct State: SavedState {
         var first: [Double] = []
@@ -418,8 +455,10 @@ public final class StallDetector: GradientDetector {
         ]
     }
     private var state: State
+    /// `stall`: the prefix of its state in checkpoints.
     public var name: String { "stall" }
 
+    /// A detector with the given patience, window and drop.
     public init(patience: Int = 250, window: Int = 20, minDrop: Double = 0.05) {
         require(patience >= 2 * window && window >= 2 && minDrop > 0 && minDrop < 1, "StallDetector: patience ≥ 2·window, drop in (0, 1)")
         self.patience = patience
@@ -428,6 +467,7 @@ public final class StallDetector: GradientDetector {
         state = State(recent: Window(window))
     }
 
+    /// A loss that has not fallen by `minDrop` since the start, once, after `patience` steps.
     public func inspect(_ stats: StepStatistics, baselines: ModuleBaselines) -> Finding? {
         guard !state.reported, state.seen >= patience, state.first.count == window, let l = stats.loss.map(Double.init), l.isFinite else { return nil }
         let start = state.first.reduce(0, +) / Double(window)
@@ -440,6 +480,7 @@ public final class StallDetector: GradientDetector {
             evidence: ["start": start, "now": now, "steps": Double(state.seen)], blame: baselines.rank(stats))
     }
 
+    /// Adds a healthy step's loss to the start or the recent window.
     public func record(_ stats: StepStatistics, healthy: Bool) {
         guard healthy, let l = stats.loss.map(Double.init), l.isFinite else { return }
         state.seen += 1
@@ -447,6 +488,8 @@ public final class StallDetector: GradientDetector {
         state.recent.append(l)
     }
 
+    /// The first and recent losses, for checkpoints.
     public func stateDict() -> SavedNumbers { state.saved }
+    /// Restores the losses `stateDict()` returned.
     public func load(stateDict: SavedNumbers) { state.read(stateDict) }
 }

@@ -43,12 +43,14 @@ public enum FindingKind: String, Sendable, Codable, CaseIterable {
 
 /// A module named in a finding, with how far it is from its own baseline.
 public struct Blame: Sendable, Codable, Equatable {
+    /// The module's dotted name.
     public let module: String
     /// Gradient norm now over the module's own healthy baseline (∞ for a non-finite norm).
     public let ratio: Float
     /// The step since which the module has been above `departureFactor` × its baseline.
     public let departedAt: Int?
 
+    /// A module `ratio` times its baseline, above it since `departedAt`.
     public init(module: String, ratio: Float, departedAt: Int? = nil) {
         (self.module, self.ratio, self.departedAt) = (module, ratio, departedAt)
     }
@@ -57,16 +59,22 @@ public struct Blame: Sendable, Codable, Equatable {
 /// A typed finding: the step, the evidence in numbers, and the modules ranked by blame
 /// (first to depart from its own baseline, then by ratio).
 public struct Finding: Sendable, Codable {
+    /// What was seen.
     public let kind: FindingKind
+    /// The step it was seen at.
     public let step: Int
+    /// The finding in one sentence, with its numbers.
     public let message: String
+    /// The numbers behind it, by name.
     public let evidence: [String: Double]
+    /// The modules, most to blame first.
     public var blame: [Blame]
     /// Tensors concerned (non-finite gradients or weights, vanishing parameters).
     public let tensors: [String]
     /// The ranks of a data-parallel job behind the finding (nil: one process, or not known).
     public var ranks: [Int]? = nil
 
+    /// A finding of `kind` at `step`.
     public init(
         kind: FindingKind, step: Int, message: String, evidence: [String: Double] = [:], blame: [Blame] = [],
         tensors: [String] = []
@@ -94,8 +102,11 @@ public protocol GradientDetector: AnyObject {
 }
 
 extension GradientDetector {
+    /// Nothing to remember.
     public func record(_ stats: StepStatistics, healthy: Bool) {}
+    /// No state.
     public func stateDict() -> SavedNumbers { [:] }
+    /// No state to restore.
     public func load(stateDict: SavedNumbers) {}
 }
 

@@ -7,7 +7,9 @@
 /// monitor.record(stats, healthy: findings.isEmpty)
 /// ```
 public final class HealthMonitor {
+    /// The detectors, run in this order.
     public var detectors: [any GradientDetector]
+    /// Every module's healthy gradient norms, for blame.
     public let baselines: ModuleBaselines
 
     /// The standard set: non-finite values, spikes, sustained growth, vanishing, loss
@@ -50,6 +52,7 @@ public final class HealthMonitor {
         return out
     }
 
+    /// Restores the histories `stateDict()` returned (keys of absent detectors are ignored).
     public func load(stateDict: [String: [Double]]) {
         for d in detectors {
             let prefix = d.name + "."

@@ -28,6 +28,7 @@ public final class ModuleBaselines {
     }
     private var state: State
 
+    /// Baselines over `window` healthy steps; a module departs at `departureFactor` times its own.
     public init(window: Int = 50, departureFactor: Double = 3) {
         state = State(window: window)
         self.departureFactor = departureFactor
@@ -36,6 +37,7 @@ public final class ModuleBaselines {
     /// Histories and departures, for checkpoints.
     public func stateDict() -> SavedNumbers { state.saved }
 
+    /// Restores the baselines `stateDict()` returned.
     public func load(stateDict: SavedNumbers) { state.read(stateDict) }
 
     /// The module's baseline norm, once it has two healthy steps.

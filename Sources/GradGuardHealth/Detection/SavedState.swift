@@ -16,6 +16,7 @@ public struct SavedField<Root>: @unchecked Sendable {  // pure closures over key
     let write: (Root, inout SavedNumbers) -> Void
     let read: (inout Root, SavedNumbers) -> Void
 
+    /// A list of numbers saved as it is.
     public static func numbers(_ key: String, _ path: WritableKeyPath<Root, [Double]>) -> SavedField {
         SavedField(key: key, write: { $1[key] = $0[keyPath: path] }, read: { $0[keyPath: path] = $1[key] ?? [] })
     }
@@ -23,6 +24,7 @@ public struct SavedField<Root>: @unchecked Sendable {  // pure closures over key
     static func window(_ key: String, _ path: WritableKeyPath<Root, Window>) -> SavedField {
         SavedField(key: key, write: { $1[key] = $0[keyPath: path].values }, read: { $0[keyPath: path].values = $1[key] ?? [] })
     }
+    /// A number saved as a list of one (`d` when absent).
     public static func number(_ key: String, _ path: WritableKeyPath<Root, Double>, default d: Double = 0) -> SavedField {
         SavedField(key: key, write: { $1[key] = [$0[keyPath: path]] }, read: { $0[keyPath: path] = $1[key]?.first ?? d })
     }
@@ -34,13 +36,16 @@ public struct SavedField<Root>: @unchecked Sendable {  // pure closures over key
                 if let v = state[keyPath: path] { out[key] = [v] } else if !omitWhenNil { out[key] = [] }
             }, read: { $0[keyPath: path] = $1[key]?.first })
     }
+    /// A whole number saved as a list of one (`d` when absent or not whole).
     public static func whole(_ key: String, _ path: WritableKeyPath<Root, Int>, default d: Int = 0) -> SavedField {
         SavedField(
             key: key, write: { $1[key] = [Double($0[keyPath: path])] }, read: { $0[keyPath: path] = $1[key]?.first.flatMap(Int.init(savedValue:)) ?? d })
     }
+    /// A flag saved as 0 or 1 (`d` when absent).
     public static func flag(_ key: String, _ path: WritableKeyPath<Root, Bool>, default d: Bool = false) -> SavedField {
         SavedField(key: key, write: { $1[key] = [$0[keyPath: path] ? 1 : 0] }, read: { $0[keyPath: path] = $1[key]?.first.map { $0 != 0 } ?? d })
     }
+    /// Flags saved as 0s and 1s.
     public static func flags(_ key: String, _ path: WritableKeyPath<Root, [Bool]>) -> SavedField {
         SavedField(key: key, write: { $1[key] = $0[keyPath: path].map { $0 ? 1 : 0 } }, read: { $0[keyPath: path] = ($1[key] ?? []).map { $0 != 0 } })
     }
@@ -83,10 +88,12 @@ public protocol SavedRecord {
 
 /// One number is saved as a list of one.
 extension Double: SavedRecord {
+    /// The one number of a list of one.
     public init?(numbers: [Double]) {
         guard numbers.count == 1 else { return nil }
         self = numbers[0]
     }
+    /// The number as a list of one.
     public var numbers: [Double] { [self] }
 }
 

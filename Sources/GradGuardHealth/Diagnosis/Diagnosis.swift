@@ -22,6 +22,7 @@ public struct Diagnostician {
     /// rate for its batch, unassigned head scales).
     public var rules: [any DiagnosisRules] = []
 
+    /// A diagnostician of `parameters`, knowing their modules' layer types when given.
     public init(parameters: [NamedParameter], layerTypes: [String: String] = [:]) {
         self.parameters = parameters
         self.layerTypes = layerTypes
@@ -49,6 +50,7 @@ public struct Diagnostician {
         public var healthyNorms: [Double]
         /// Learning rate of the first group now and `lookback` steps ago.
         public var learningRate: Double?
+        /// The learning rate `lookback` steps ago.
         public var earlierLearningRate: Double?
         /// Steps seen so far, applied or not (a finding in the first few points at initialisation).
         public var stepsSeen: Int
@@ -66,7 +68,9 @@ public struct Diagnostician {
         /// The curvature probe's recent readings, oldest first (empty: the probe is off), and
         /// the margin a rate recommendation aims at.
         public var curvature: [CurvatureReading]
+        /// The stability margin a rate recommendation aims at.
         public var capMargin: Double
+        /// A context of `stats` and whatever else is known.
         public init(
             stats: StepStatistics, healthyNorms: [Double] = [], learningRate: Double? = nil, earlierLearningRate: Double? = nil,
             stepsSeen: Int? = nil, recentLosses: [Double] = [], updateRatios: [Double] = [], clipping: Bool = false,
@@ -154,6 +158,7 @@ public struct Diagnostician {
             tensors: offenders.map(\.name))
     }
 
+    /// The probable causes of `findings`, most likely first, and what to change.
     public func diagnose(_ findings: [Finding], context: Context) -> (causes: [Cause], recommendations: [String]) {
         var causes: [Cause] = []
         var recs: [String] = []

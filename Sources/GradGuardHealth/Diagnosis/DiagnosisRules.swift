@@ -11,6 +11,8 @@ public protocol DiagnosisRules: Sendable {
 }
 
 extension DiagnosisRules {
+    /// None.
     public func settingCauses(step: Int) -> [(Cause, String)] { [] }
+    /// None.
     public func vanishingCause(_ findings: [Finding]) -> (Cause, String)? { nil }
 }

@@ -2,6 +2,7 @@ import Foundation
 
 /// A probable cause of an incident, with its evidence.
 public struct Cause: Sendable, Codable, Equatable {
+    /// The causes the diagnosis can name.
     public enum Kind: String, Sendable, Codable {
         case learningRateTooHigh, initialisation, recurrentSpectralNorm, missingNormalisation, saturatingActivations
         /// A detector's usual failure modes: a warm-up shorter than the usual, a box-loss gain far
@@ -15,11 +16,14 @@ public struct Cause: Sendable, Codable, Equatable {
         /// the weights had barely moved.
         case unusualBatch
     }
+    /// Which cause.
     public let kind: Kind
     /// 0…1, used to rank the causes.
     public let confidence: Double
+    /// The evidence, in a sentence with its numbers.
     public let evidence: String
 
+    /// A cause with its confidence and evidence.
     public init(kind: Kind, confidence: Double, evidence: String) {
         (self.kind, self.confidence, self.evidence) = (kind, confidence, evidence)
     }
@@ -69,16 +73,20 @@ public enum TakenAction: Sendable, Codable, Equatable {
 /// One intervention of the guard: what was seen, what was done, who is to blame, why it
 /// probably happened and what to change.
 public struct Incident: Sendable, Codable {
+    /// The step.
     public let step: Int
+    /// What the detectors saw.
     public let findings: [Finding]
     /// What the guard did, in order.
     public let taken: [TakenAction]
     /// The same as sentences: `"skipped the step"`, `"learning rate ×0.5 (scale now 0.5)"`, …
     /// (all that records written before `taken` existed hold).
     public let actions: [String]
+    /// The modules most to blame.
     public let blame: [Blame]
     /// Ranked, most likely first.
     public let causes: [Cause]
+    /// What to change, most useful first.
     public var recommendations: [String]
     /// The replay record of the step (`replay/…` in the run directory), when one was kept.
     public var replay: String? = nil
@@ -88,6 +96,7 @@ public struct Incident: Sendable, Codable {
     /// from 3.1 to 41 over 200 steps; at lr 0.3 the limit is 6.7 …, margin 6.1: use lr ≤ 0.045".
     public var curvature: String? = nil
 
+    /// An incident of `step`.
     public init(step: Int, findings: [Finding], taken: [TakenAction], blame: [Blame], causes: [Cause], recommendations: [String]) {
         (self.step, self.findings, self.taken, self.blame, self.causes, self.recommendations) = (step, findings, taken, blame, causes, recommendations)
         actions = taken.map(\.text)
@@ -95,6 +104,7 @@ public struct Incident: Sendable, Codable {
 
     enum CodingKeys: String, CodingKey { case step, findings, taken, actions, blame, causes, recommendations, replay, samples, curvature }
 
+    /// Reads an incident, also one written before `taken` existed.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         step = try c.decode(Int.self, forKey: .step)
@@ -137,11 +147,14 @@ public struct SampleBlame: Sendable, Codable, Equatable {
     public let index: Int
     /// Where it comes from: an image and its label file, a file and line, a stretch of text.
     public let source: String
+    /// Its loss.
     public let loss: Float
+    /// The L2 norm of its gradient.
     public let gradNorm: Float
     /// Its gradient norm over the sum of the batch's (0 … 1).
     public let share: Float
 
+    /// An example's blame.
     public init(index: Int, source: String, loss: Float, gradNorm: Float, share: Float) {
         (self.index, self.source, self.loss, self.gradNorm, self.share) = (index, source, loss, gradNorm, share)
     }
@@ -149,14 +162,19 @@ public struct SampleBlame: Sendable, Codable, Equatable {
 
 /// Raised when the guard gives up: recoveries kept failing.
 public struct TrainingDiverged: Error, CustomStringConvertible, Sendable {
+    /// The step it gave up at.
     public let step: Int
+    /// Recoveries in a row that failed.
     public let failedRecoveries: Int
+    /// The run's incidents.
     public let incidents: [Incident]
 
+    /// The guard gave up at `step`.
     public init(step: Int, failedRecoveries: Int, incidents: [Incident]) {
         (self.step, self.failedRecoveries, self.incidents) = (step, failedRecoveries, incidents)
     }
 
+    /// Why the run halted, with the last incident's summary.
     public var description: String {
         "training diverged at step \(step) after \(failedRecoveries) failed recoveries\n"
             + (incidents.last?.summary ?? "")

@@ -3,8 +3,11 @@
 /// back-off) is one recommendation, kept as first given, with the number of incidents that
 /// gave it.
 public enum Recommendations {
+    /// A recommendation and how many incidents gave it.
     public struct Folded: Equatable, Sendable {
+        /// The recommendation, as first given.
         public let text: String
+        /// The incidents that gave it.
         public let count: Int
     }
 

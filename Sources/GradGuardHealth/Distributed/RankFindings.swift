@@ -55,12 +55,14 @@ extension Finding {
 public final class RankOutlierMonitor {
     /// A rank's local norm over the median of the others' counts as an outlier beyond this.
     public var factor: Float = 3
+    /// Recent steps judged.
     public var window = 50
     /// Outlier steps out of the last `window` that make a finding.
     public var minimum = 20
     private var history: [Int: [Bool]] = [:]
     private var reported: Set<Int> = []
 
+    /// A monitor with the defaults.
     public init() {}
 
     func observe(step: Int, ranks: [RankStatistics]) -> Finding? {

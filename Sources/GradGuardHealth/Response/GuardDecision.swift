@@ -11,10 +11,12 @@ public struct GuardMemory: Sendable, Equatable {
     public var failedRecoveries = 0
     /// Steps of the newest and the one-before snapshots.
     public var snapshotStep: Int? = nil
+    /// The step of the snapshot before the newest.
     public var previousSnapshotStep: Int? = nil
     /// The step of the snapshot the last rollback went to.
     public var lastRollbackTarget: Int? = nil
 
+    /// A fresh memory.
     public init() {}
 }
 
@@ -22,6 +24,7 @@ public struct GuardMemory: Sendable, Equatable {
 /// policy and the guard's memory (`decide`). `GradientGuard.step` measures, decides, then
 /// acts on the decision.
 public struct GuardDecision: Sendable, Equatable {
+    /// What happens to the step's gradients.
     public enum Disposition: Sendable, Equatable {
         /// Clip (if there is a clipper) and apply the step.
         case apply
@@ -31,6 +34,7 @@ public struct GuardDecision: Sendable, Equatable {
         case rollback(toStep: Int, previous: Bool)
     }
 
+    /// Apply, skip or roll back.
     public var disposition: Disposition
     /// Multiply the learning rate by the policy's back-off factor.
     public var backOff: Bool

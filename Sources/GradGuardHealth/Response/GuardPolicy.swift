@@ -27,8 +27,11 @@ public struct GuardPolicy {
     public var clipper: (any GradientClipper)?
     /// The chain of actions per finding kind; kinds not listed are reported only.
     public var actions: [FindingKind: [GuardAction]]
+    /// The learning-rate factor of a back-off.
     public var backOffFactor: Double
+    /// Healthy steps after which a backed-off rate grows back.
     public var growAfter: Int
+    /// The factor it grows back by (at most to its scheduled value).
     public var growFactor: Double
     /// Keep an in-memory snapshot every this many applied steps (0: never; rollback then
     /// falls back to skipping).
@@ -37,6 +40,7 @@ public struct GuardPolicy {
     /// (skip, back-off or rollback) fails when another one is needed within
     /// `recoveryWindow` steps.
     public var maxFailedRecoveries: Int
+    /// Attempts within which a second recovery means the first failed.
     public var recoveryWindow: Int
     /// Never apply a step whose gradients or loss are NaN or infinite, whatever the actions
     /// say (on by default; off only to watch an unprotected run blow up).
@@ -52,6 +56,7 @@ public struct GuardPolicy {
     /// statistics cannot see this failure: a run can overfit or drift at a too-high rate
     /// with healthy gradients.
     public var validationDivergence: Double? = nil
+    /// Validation restores before the run stops.
     public var maxValidationRestores = 3
     /// A spike more than this multiple of its running median, on a batch whose loss is above
     /// that of the first steps, is skipped whatever its action (clip or report): a gradient
@@ -62,6 +67,7 @@ public struct GuardPolicy {
     /// `edgeOfStability` (1: at the limit of a quadratic model), when it is also
     /// `curvatureRise` times the run's median margin so far (chosen on GuardBench's tuning half).
     public var curvatureWarning = 1.0
+    /// How many times the run's median margin a reading must also be.
     public var curvatureRise = 2.0
     /// The margin a `cap` brings the rate to.
     public var capMargin = 0.5

@@ -4,34 +4,47 @@ import GradGuardSettings
 /// recoveries of the policy, the optional z-score detector, the replay records and data blame
 /// of incidents, the validation watch.
 public struct GuardSettings: SettingSection {
+    /// The clipper.
     public var clipper = ClipperKind.globalNorm
     /// Every clipper's settings; `clipper` reads its own (`ClipperKind.settings`). The norm
     /// defaults to 5 (as char-rnn): above the typical norm of the built-in workloads, so
     /// clipping catches spikes and does not scale every step down.
     public var clipping = ClipperSettings()
+    /// Applied steps between rollback snapshots (0: none).
     public var snapshotEvery = 50
+    /// Recoveries in a row that fail before the run halts.
     public var maxFailedRecoveries = 5
     /// Skip a step whose loss or gradient norm is this many standard deviations above its
     /// rolling mean (0: off; OLMo-core uses 6), over `zScoreWindow` steps.
     public var zScoreSigma = 0.0
+    /// The window of the z-score's rolling mean and σ.
     public var zScoreWindow = 128
     /// Replay records of incidents kept within this many MiB (0: none), and the batch's
     /// examples ranked for an incident when the batch has at most `dataBlame` of them (0: never).
     public var replayBudgetMB = 256.0
+    /// The largest batch whose examples an incident ranks.
     public var dataBlame = 256
+    /// The validation loss over its best that restores the best weights (0: off).
     public var validationDivergence = 1.5
     /// The curvature probe: steps between probes (0: off), Hessian-vector products per probe,
     /// examples in its fixed batch; the margin that raises `edgeOfStability`, and the margin a
     /// cap brings the rate to (0: report only, no cap).
     public var curvatureEvery = 0
+    /// Hessian-vector products per probe.
     public var curvatureIterations = 20
+    /// Examples in the probe's batch.
     public var curvatureBatch = 128
+    /// The margin that raises `edgeOfStability`.
     public var curvatureWarning = 1.0
+    /// How many times the run's median margin a reading must also be.
     public var curvatureRise = 2.0
+    /// The margin a cap brings the rate to (0: report only).
     public var curvatureCap = 0.0
 
+    /// The defaults.
     public init() {}
 
+    /// The `guard.*` settings, every clipper's included.
     public static let settings: [Setting<GuardSettings>] =
         [.choice("guard.clipper", \.clipper, "gradient clipper")]
         + ClipperSetting.allCases.map(clipperSetting)

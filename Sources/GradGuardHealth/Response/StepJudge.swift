@@ -8,6 +8,7 @@ import GradGuardTensor
 /// and the findings worth a report (a converged model's mild spikes are reported once in
 /// `StepJudge.quietSpikeSteps`).
 public struct StepMeasurement: Sendable {
+    /// The step's statistics.
     public var stats: StepStatistics
     /// Every finding of the step: the decision reads these.
     public var findings: [Finding]
@@ -19,6 +20,7 @@ public struct StepMeasurement: Sendable {
 
 /// An update that moved a module by more than `StepJudge.largeUpdate` of its weight norm.
 public struct LargeUpdate: Sendable {
+    /// The finding, to report or act on.
     public let finding: Finding
     /// The learning-rate factor that brings the move under the limit (when the policy backs
     /// off on large updates): half of limit/ratio, at least the policy's factor, at most
@@ -33,9 +35,13 @@ public struct LargeUpdate: Sendable {
 /// what it returns — clipping, skipping, rolling back, changing the rate, stepping the
 /// optimizer and schedule — and tells it what was done.
 public final class StepJudge {
+    /// The statistics of every step.
     public let health: GradientHealth
+    /// The detectors.
     public let monitor: HealthMonitor
+    /// The clipper and the responses.
     public var policy: GuardPolicy
+    /// Turns findings into causes and recommendations.
     public var diagnostician: Diagnostician
     /// Applied steps (skipped ones do not count).
     public var step: Int { memory.step }
@@ -308,26 +314,38 @@ public final class StepJudge {
     /// What the curvature warning remembers: recent readings, the run's margins so far and
     /// whether the last reading warned.
     public struct CurvatureMemory: Sendable, Codable, Equatable {
+        /// Recent readings.
         public var history: [CurvatureReading] = []
+        /// The run's margins so far (after the settling steps).
         public var margins: [Double] = []
+        /// Whether the last reading warned.
         public var warned = false
+        /// Whether the last reading was at the level.
         public var atLevel = false
+        /// An empty memory.
         public init() {}
     }
 
     /// The judge's part of a checkpoint: memory, baselines, detector and clip-rate state.
     public struct State: Sendable {
+        /// The recovery history and snapshot positions.
         public var memory: GuardMemory
+        /// Recent healthy norms and learning rates.
         public var healthyNorms, lrHistory: [Double]
+        /// The detectors' histories.
         public var monitor: [String: [Double]]
+        /// The clip-rate monitor's history.
         public var clipRate: [String: [Double]]
+        /// The curvature warning's memory.
         public var curvature = CurvatureMemory()
 
+        /// A state of the given parts.
         public init(memory: GuardMemory, healthyNorms: [Double], lrHistory: [Double], monitor: [String: [Double]], clipRate: [String: [Double]]) {
             (self.memory, self.healthyNorms, self.lrHistory, self.monitor, self.clipRate) = (memory, healthyNorms, lrHistory, monitor, clipRate)
         }
     }
 
+    /// The judge's state now.
     public func stateDict() -> State {
         var s = State(
             memory: memory, healthyNorms: healthyNorms.values, lrHistory: lrHistory.values, monitor: monitor.stateDict(), clipRate: clipRate.stateDict())
@@ -336,6 +354,7 @@ public final class StepJudge {
         return s
     }
 
+    /// Restores a state `stateDict()` returned.
     public func load(state s: State) {
         (memory.step, memory.failedRecoveries, memory.attempts, memory.lastRecovery) =
             (s.memory.step, s.memory.failedRecoveries, s.memory.attempts, s.memory.lastRecovery)

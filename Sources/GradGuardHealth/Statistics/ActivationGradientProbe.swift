@@ -16,6 +16,7 @@ import Synchronization
 public final class ActivationGradientProbe: Sendable {
     private let recorded = Mutex<[ActivationGradient]>([])
 
+    /// A probe with nothing recorded.
     public init() {}
 
     /// Returns `x` unchanged, with a hook that records ‖∂L/∂x‖ under `name` during backward.

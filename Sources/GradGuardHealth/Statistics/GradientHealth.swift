@@ -11,6 +11,7 @@ import GradGuardTensor
 /// health.beforeUpdate(); optimizer.step(); health.recordUpdate(into: &stats)
 /// ```
 public final class GradientHealth {
+    /// The parameters watched, by name.
     public let parameters: [NamedParameter]
     /// Order of the global norm (2, 1, ∞ or any p > 0).
     public var normType: Float
@@ -24,6 +25,7 @@ public final class GradientHealth {
     private var weightsBefore: [[Float]]? = nil
     private var undoable: [[Float]]? = nil
 
+    /// Watches `parameters`; the global norm of order `normType`, a histogram every `histogramEvery` steps.
     public init(
         parameters: [NamedParameter], normType: Float = 2, histogramEvery: Int = 0,
         probe: ActivationGradientProbe = ActivationGradientProbe()
@@ -37,6 +39,7 @@ public final class GradientHealth {
         groupHoldsMatrix = groups.map { g in g.indices.contains { parameters[$0].tensor.rank >= 2 } }
     }
 
+    /// Watches `model`'s parameters by their dotted names.
     public convenience init(
         model: Module, normType: Float = 2, histogramEvery: Int = 0,
         probe: ActivationGradientProbe = ActivationGradientProbe()

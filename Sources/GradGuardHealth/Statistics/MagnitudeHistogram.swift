@@ -6,12 +6,18 @@ import GradGuardTensor
 /// Bin k holds 10^(lowestExponent + k/binsPerDecade) ≤ |v| < 10^(lowestExponent + (k+1)/binsPerDecade);
 /// values below the first edge go to `underflow`, values at or above the last to `overflow`.
 public struct MagnitudeHistogram: Sendable, Codable, Equatable {
+    /// The exponent of the first bin's lower edge.
     public let lowestExponent: Int
+    /// The exponent of the last bin's upper edge.
     public let highestExponent: Int
+    /// Bins per factor of 10.
     public let binsPerDecade: Int
+    /// Values per bin.
     public var counts: [Int]
+    /// Exact zeros, values below the first edge, at or above the last, NaNs and infinities.
     public var zeros = 0, underflow = 0, overflow = 0, nan = 0, infinite = 0
 
+    /// An empty histogram over 10^lowest … 10^highest.
     public init(lowestExponent: Int = -12, highestExponent: Int = 4, binsPerDecade: Int = 2) {
         require(highestExponent > lowestExponent && binsPerDecade > 0, "MagnitudeHistogram: empty range")
         self.lowestExponent = lowestExponent

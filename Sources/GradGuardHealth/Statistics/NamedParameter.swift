@@ -6,13 +6,17 @@ import GradGuardTensor
 /// loop can hand over any list of named tensors.
 // @unchecked: the tensor is a reference to a model's parameter; the health layer reads it (and
 // clippers scale its gradient) on the training thread only, or split over the workers by range.
+/// A parameter as the health layer sees it: its dotted name and the tensor.
 public struct NamedParameter: @unchecked Sendable {
+    /// The dotted name (`encoder.fc.weight`).
     public let name: String
+    /// The tensor, whose `grad` holds the gradient.
     public let tensor: Tensor
     /// The module that owns the parameter: the name up to its last dot (`"encoder.fc"` for
     /// `"encoder.fc.weight"`, `""` for a parameter of the root).
     public let module: String
 
+    /// A parameter named `name`.
     public init(name: String, tensor: Tensor) {
         self.name = name
         self.tensor = tensor

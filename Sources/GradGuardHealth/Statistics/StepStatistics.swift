@@ -2,19 +2,26 @@ import GradGuardDistributed
 
 /// Gradient and weight statistics of one parameter tensor at one step.
 public struct TensorStatistics: Sendable, Codable, Equatable {
+    /// The parameter's dotted name.
     public let name: String
+    /// The module that owns it.
     public let module: String
     /// L2 norm of the gradient (NaN or ∞ when the gradient holds such values), 0 without a gradient.
     public var gradNorm: Float
     /// Largest finite |g|.
     public var gradMaxAbs: Float
+    /// NaN values in the gradient.
     public var nanCount: Int
+    /// Infinite values in the gradient.
     public var infCount: Int
     /// L2 norm of the weights, and whether any weight is NaN or infinite.
     public var weightNorm: Float
+    /// Whether every weight is finite.
     public var weightsFinite: Bool
+    /// Whether the parameter had a gradient at this step.
     public var hasGradient: Bool
 
+    /// One parameter's statistics.
     public init(
         name: String, module: String, gradNorm: Float, gradMaxAbs: Float = 0, nanCount: Int = 0, infCount: Int = 0,
         weightNorm: Float = 1, weightsFinite: Bool = true, hasGradient: Bool = true
@@ -30,11 +37,15 @@ public struct TensorStatistics: Sendable, Codable, Equatable {
 
 /// The same, summed over the parameters of one module.
 public struct ModuleStatistics: Sendable, Codable, Equatable {
+    /// The module's dotted name.
     public let name: String
     /// L2 norm over the gradients of all the module's parameters.
     public var gradNorm: Float
+    /// L2 norm over all its weights.
     public var weightNorm: Float
+    /// Largest finite |g| of its gradients.
     public var gradMaxAbs: Float
+    /// NaN and infinite values in its gradients.
     public var nonFiniteCount: Int
     /// ‖Δw‖ / ‖w‖ of the last optimizer step, filled by `GradientHealth.recordUpdate()`.
     public var updateRatio: Float?
@@ -42,6 +53,7 @@ public struct ModuleStatistics: Sendable, Codable, Equatable {
     /// normalisation layer's scale and shift, biases); nil when not known.
     public var holdsMatrix: Bool? = nil
 
+    /// One module's statistics.
     public init(
         name: String, gradNorm: Float, weightNorm: Float = 1, gradMaxAbs: Float = 0, nonFiniteCount: Int = 0,
         updateRatio: Float? = nil
@@ -53,8 +65,11 @@ public struct ModuleStatistics: Sendable, Codable, Equatable {
 
 /// The L2 norm of the gradient that reached a watched activation during backward.
 public struct ActivationGradient: Sendable, Codable, Equatable {
+    /// The watched activation's name.
     public let name: String
+    /// The L2 norm of the gradient that reached it.
     public let norm: Float
+    /// An activation gradient's norm.
     public init(name: String, norm: Float) {
         self.name = name
         self.norm = norm
@@ -65,22 +80,30 @@ public struct ActivationGradient: Sendable, Codable, Equatable {
 public struct AttentionLogit: Sendable, Codable, Equatable {
     /// The attention module's dotted name.
     public let module: String
+    /// The largest scaled logit of the step's forward pass.
     public let maxLogit: Float
+    /// A layer's largest logit.
     public init(module: String, maxLogit: Float) { (self.module, self.maxLogit) = (module, maxLogit) }
 }
 
 /// Everything `GradientHealth.observe` measured at one step.
 public struct StepStatistics: Sendable, Codable {
+    /// The step (updates applied before it).
     public var step: Int
+    /// The step's loss, when known.
     public var loss: Float?
     /// Global gradient norm of order `normType` (the norm of the per-tensor norms, as
     /// `clip_grad_norm_` computes it).
     public var globalNorm: Float
+    /// The order of `globalNorm`.
     public var normType: Float
     /// Global L2 norm (same as `globalNorm` when `normType` is 2).
     public var globalL2: Float
+    /// Largest finite |g| over all gradients.
     public var maxAbs: Float
+    /// Every parameter's statistics.
     public var tensors: [TensorStatistics]
+    /// Every module's statistics.
     public var modules: [ModuleStatistics]
     /// Gradient norms at watched activations, in the order backward reached them.
     public var activations: [ActivationGradient]
@@ -95,6 +118,7 @@ public struct StepStatistics: Sendable, Codable {
     /// the model has none). In data-parallel training, the largest over the ranks.
     public var attentionLogits: [AttentionLogit]? = nil
 
+    /// The statistics of one step.
     public init(
         step: Int, loss: Float?, globalNorm: Float, normType: Float = 2, globalL2: Float? = nil, maxAbs: Float = 0,
         tensors: [TensorStatistics], modules: [ModuleStatistics], activations: [ActivationGradient] = [],
