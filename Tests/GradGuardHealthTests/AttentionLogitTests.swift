@@ -41,7 +41,8 @@ final class AttentionLogitTests: XCTestCase {
     }
 
     /// GuardBench's transformer: healthy, no finding; with its rate ramped ×30, the attention
-    /// logits are reported growing before the run fails, and the rate is named the cause.
+    /// logits are reported growing before the run falls behind, the rate is named the cause,
+    /// and the default policy's back-off rescues it.
     func testTransformerRateRampIsSeenInTheAttentionLogits() throws {
         let c = try XCTUnwrap(BenchCatalog.all.first { $0.name == "transformer-adamw" })
         let healthy = try BenchRunner.run(c, fault: .none, seed: 1, setting: .monitorOnly)
@@ -51,5 +52,10 @@ final class AttentionLogitTests: XCTestCase {
         XCTAssertEqual(first.kind, .attentionLogitGrowth, ramp.findings.map(\.message).joined(separator: "; "))
         XCTAssertEqual(ramp.firstCause, .learningRateTooHigh)
         XCTAssertLessThan(ramp.score, 0.95 * healthy.score)
+        // The default policy backs off the rate at each report, which brings the run back to
+        // within 5 % of its healthy twin.
+        let guarded = try BenchRunner.run(c, fault: .rateRamp(30), seed: 1, setting: .standard)
+        XCTAssertGreaterThan(guarded.backOffs, 0)
+        XCTAssertGreaterThanOrEqual(guarded.score, 0.95 * healthy.score)
     }
 }

@@ -108,13 +108,15 @@ public struct GuardPolicy {
     /// is a normal event of minibatch training, not a reason to lose a step.
     /// An update that moved a module by half its norm: undone, and the rate backed off (the
     /// rate outruns the weights) — reported only when a clipper bounds every step already.
+    /// Attention logits growing without bound: back off (the rate drives the growth; on
+    /// GuardBench's transformers it brought the ramped runs back to their healthy twins).
     /// Vanishing and everything else: report.
     public static func standardActions(clipping: Bool) -> [FindingKind: [GuardAction]] {
         [
             .nonFiniteLoss: [.skip, .backOff], .nonFiniteGradient: [.skip, .backOff], .nonFiniteWeights: [.rollback, .backOff],
             .normCeiling: [.skip, .backOff],
             .spike: clipping ? [.report] : [.clip], .zScoreSpike: [.skip], .growth: [.backOff], .lossDivergence: [.rollback, .backOff],
-            .largeUpdate: clipping ? [.report] : [.backOff], .vanishing: [.report], .edgeOfStability: [.report]
+            .largeUpdate: clipping ? [.report] : [.backOff], .vanishing: [.report], .edgeOfStability: [.report], .attentionLogitGrowth: [.backOff]
         ]
     }
 }
