@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Re-runs the README's demo commands (three seeds each, release build) and checks the claims
-the README makes about them, within the spread it states. Prints one line per claim and
+"""Re-runs the demo commands (three seeds each, release build) and checks the claims the
+article Sources/GradGuard/GradGuard.docc/WorkloadsAndDemos.md makes about them, within the
+spread it states. Prints one line per claim and
 exits 1 if any fails.
 
     python3 Scripts/check_claims.py [--demos rnn,lr,charlm] [--keep DIR]
