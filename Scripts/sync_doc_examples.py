@@ -17,7 +17,10 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 CATALOG = os.path.join(ROOT, "Sources", "GradGuard", "GradGuard.docc")
 OUT = os.path.join(ROOT, "Examples", "doc-examples", "main.swift")
-ARTICLES = ["GettingStarted", "WritingYourOwnModel", "GradientHealth", "ReadingARun", "DataParallelTraining", "PerformanceKnobs"]
+# The articles in reading order; any other article of the catalog follows in name order (none is missed).
+FIRST = ["GettingStarted", "WritingYourOwnModel", "GradientHealth", "ReadingARun", "DataParallelTraining", "PerformanceKnobs"]
+ARTICLES = FIRST + sorted(
+    f[:-3] for f in os.listdir(CATALOG) if f.endswith(".md") and f[:-3] not in FIRST and f != "GradGuard.md")
 
 
 def blocks(article):
@@ -36,6 +39,8 @@ def generate():
     ]
     for article in ARTICLES:
         code = blocks(article)
+        if not code:
+            continue
         throws = any(re.search(r"\btry\b", b) for b in code)
         out.append(f"// MARK: {article}")
         out.append("do {")
