@@ -3,7 +3,7 @@ import GradGuard
 import GradGuardRuns
 
 /// Any bytes as a run's records: the first byte picks the file (metrics.jsonl,
-/// incidents.jsonl, a checkpoint's manifest.json, a data record), the rest is its contents.
+/// incidents.jsonl, a checkpoint's manifest.json, a data record, run.json), the rest is its contents.
 /// Reading them back gives records or a sentence, never a trap; a torn last line is skipped.
 @_cdecl("LLVMFuzzerTestOneInput")
 func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -14,7 +14,7 @@ func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     try? fm.removeItem(atPath: folder)
     try? fm.createDirectory(atPath: folder + "/checkpoints/step-00000001", withIntermediateDirectories: true)
     let body = Data(UnsafeBufferPointer(start: data + 1, count: size - 1))
-    let files = ["metrics.jsonl", "incidents.jsonl", "checkpoints/step-00000001/manifest.json", DataFingerprint.fileName]
+    let files = ["metrics.jsonl", "incidents.jsonl", "checkpoints/step-00000001/manifest.json", DataFingerprint.fileName, RunDescription.fileName]
     let file = files[Int(data[0]) % files.count]
     fm.createFile(atPath: folder + "/" + file, contents: body)
     _ = try? RunRecords.metrics(in: folder)
@@ -23,5 +23,6 @@ func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = RunRecords.tornRecords(in: folder)
     _ = try? CheckpointStore(directory: folder + "/checkpoints").loadLatest()
     if let saved = try? DataFingerprint.saved(runDirectory: folder) { _ = saved.changes(since: saved) }
+    if let described = try? RunDescription.read(in: folder) { _ = described?.summary }
     return 0
 }
