@@ -23,6 +23,6 @@ func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = RunRecords.tornRecords(in: folder)
     _ = try? CheckpointStore(directory: folder + "/checkpoints").loadLatest()
     if let saved = try? DataFingerprint.saved(runDirectory: folder) { _ = saved.changes(since: saved) }
-    if let described = try? RunDescription.read(in: folder) { _ = described?.summary }
+    if let described = try? RunDescription.read(in: folder) { _ = described.summary }
     return 0
 }
