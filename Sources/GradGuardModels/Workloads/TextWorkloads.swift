@@ -4,10 +4,31 @@ import GradGuardNN
 import GradGuardOptim
 import GradGuardTensor
 
+/// A character model on windows of a text (`CharLanguageModelling`, `CharTransformerModelling`):
+/// loss cross-entropy of the next characters plus the z-loss when weighted; metrics loss and
+/// bits per character of the cross-entropy alone.
+public protocol CharacterWorkload: Workload where Model: CharacterModel {
+    /// The text and its vocabulary.
+    var corpus: CharCorpus { get }
+    /// The z-loss weight of the training loss.
+    var zLossWeight: Float { get }
+}
+
+extension CharacterWorkload {
+    /// Cross-entropy of the next characters, plus the z-loss when weighted.
+    public func loss(_ model: Model, _ batch: Batch) -> Tensor { model.loss(batch.inputs, batch.targets, zLossWeight: zLossWeight) }
+
+    /// Loss and bits per character of the cross-entropy alone (without the z-loss).
+    public func metrics(_ model: Model, _ batch: Batch) -> [String: Double] {
+        let l = Double(model.loss(batch.inputs, batch.targets, zLossWeight: 0).item)
+        return ["loss": l, "bits_per_char": l / Foundation.log(2.0)]
+    }
+}
+
 /// A character language model on a text: windows of `sequenceLength` characters with the
 /// next characters as targets, the last tenth of the text held out; loss cross-entropy,
 /// metrics loss and bits per character.
-public struct CharLanguageModelling: Workload {
+public struct CharLanguageModelling: CharacterWorkload {
     /// How the model and its windows are built.
     public struct Settings: Sendable, Equatable {
         /// Characters per window.
@@ -53,20 +74,12 @@ public struct CharLanguageModelling: Workload {
         try self.init(corpus: try CharCorpus.checked(text: text, source: source), source: source, settings: settings)
     }
 
-    /// Cross-entropy of the next characters, plus the z-loss when weighted.
-    public func loss(_ model: CharLanguageModel, _ batch: Batch) -> Tensor { model.loss(batch.inputs, batch.targets, zLossWeight: zLossWeight) }
-
-    /// Loss and bits per character of the cross-entropy alone (without the z-loss).
-    public func metrics(_ model: CharLanguageModel, _ batch: Batch) -> [String: Double] {
-        let l = Double(model.loss(batch.inputs, batch.targets).item)
-        return ["loss": l, "bits_per_char": l / Foundation.log(2.0)]
-    }
 }
 
 /// A character language model with a decoder-only transformer (`CharTransformer`) on the
 /// same windows of text as `CharLanguageModelling`: loss cross-entropy (plus the z-loss when
 /// weighted), metrics loss and bits per character.
-public struct CharTransformerModelling: Workload {
+public struct CharTransformerModelling: CharacterWorkload {
     /// How the transformer and its windows are built.
     public struct Settings: Sendable, Equatable {
         /// Characters per window, and the model's context.
@@ -109,14 +122,6 @@ public struct CharTransformerModelling: Workload {
             dropout: Float(s.dropout), qkNorm: s.qkNorm)
     }
 
-    /// Cross-entropy of the next characters, plus the z-loss when weighted.
-    public func loss(_ model: CharTransformer, _ batch: Batch) -> Tensor { model.loss(batch.inputs, batch.targets, zLossWeight: zLossWeight) }
-
-    /// Loss and bits per character of the cross-entropy alone (without the z-loss).
-    public func metrics(_ model: CharTransformer, _ batch: Batch) -> [String: Double] {
-        let l = Double(model.loss(batch.inputs, batch.targets, zLossWeight: 0).item)
-        return ["loss": l, "bits_per_char": l / Foundation.log(2.0)]
-    }
 
     /// Weight decay on the matrices only (GPT-2's groups): embeddings, biases and norms are not decayed.
     public func parameterGroups(weightDecay: Double) -> [ParamGroup] {
