@@ -122,7 +122,6 @@ public struct CharTransformerModelling: CharacterWorkload {
             dropout: Float(s.dropout), qkNorm: s.qkNorm)
     }
 
-
     /// Weight decay on the matrices only (GPT-2's groups): embeddings, biases and norms are not decayed.
     public func parameterGroups(weightDecay: Double) -> [ParamGroup] {
         let named = model.namedParameters()
