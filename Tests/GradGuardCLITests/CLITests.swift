@@ -78,8 +78,11 @@ final class CLITests: CLITestCase {
         XCTAssertNil(error(["optimizer.kind=adamw", "optimizer.update_clip=1"]))
         XCTAssertEqual(error(["optimizer.spam_reset_every=100"]), "--set: optimizer.spam_reset_every: is for optimizer.kind spam, got 'sgd'")
         XCTAssertNil(error(["optimizer.kind=spam", "optimizer.spam_reset_every=100"]))
-        XCTAssertEqual(error(["model.z_loss=1e-4"]), "--set: model.z_loss: the z-loss is for model.kind charlm or seq2seq, got 'mlp'")
+        XCTAssertEqual(error(["model.z_loss=1e-4"]), "--set: model.z_loss: the z-loss is for model.kind charlm, transformer or seq2seq, got 'mlp'")
         XCTAssertNil(error(["model.kind=charlm", "data.kind=text", "model.z_loss=1e-4", "guard.clipper=adagc", "guard.adagc.warmup_steps=10"]))
+        XCTAssertNil(error(["model.kind=transformer", "data.kind=text", "model.z_loss=1e-4", "model.qk_norm=true", "model.heads=8"]))
+        XCTAssertEqual(
+            error(["model.kind=transformer", "data.kind=text", "model.width=30"]), "--set: model.width: a transformer's width must divide into model.heads 4 heads, got 30")
         XCTAssertNotNil(error(["guard.adagc.beta=0.9"]), "an AdaGC setting with another clipper")
         // Each builds what it names.
         var c = RunConfig()
@@ -437,6 +440,24 @@ final class CLITests: CLITestCase {
         try fm.createDirectory(atPath: tmp + "/elsewhere", withIntermediateDirectories: true)
         r = try runProcess(binary, ["eval", tmp + "/runs/det"], in: tmp + "/elsewhere")
         XCTAssertEqual(r.code, 0, r.err)
+    }
+
+    /// `model.kind transformer` from the command line: trains on the built-in text, records its
+    /// attention logits, samples from `generate`.
+    func testTransformerTrainsRecordsAttentionLogitsAndGenerates() throws {
+        let t = try run([
+            "train", "--name", "tf", "--quiet", "--set", "model.kind=transformer", "--set", "data.kind=text", "--set", "model.width=16",
+            "--set", "model.heads=2", "--set", "model.layers=1", "--set", "data.sequence_length=16", "--set", "training.max_steps=3",
+            "--set", "optimizer.kind=adamw", "--set", "optimizer.lr=0.003", "--set", "model.qk_norm=true", "--set", "model.z_loss=1e-4"
+        ])
+        XCTAssertEqual(t.code, 0, t.err)
+        let steps = try RunRecords.metrics(in: tmp + "/runs/tf").steps
+        XCTAssertEqual(steps.count, 3)
+        XCTAssertTrue(steps.allSatisfy { $0.maxAttentionLogit != nil }, "every step records the largest attention logit")
+        XCTAssertEqual(try RunDescription.read(in: tmp + "/runs/tf")?.model, "CharTransformer")
+        let g = try run(["generate", "tf", "--prompt", "the ", "--length", "20", "--seed", "1"])
+        XCTAssertEqual(g.code, 0, g.err)
+        XCTAssertEqual(g.out.count, "the ".count + 20 + 1, g.out)
     }
 
     func testJSONOutputIsOneObjectPerStep() throws {
