@@ -82,7 +82,8 @@ final class CLITests: CLITestCase {
         XCTAssertNil(error(["model.kind=charlm", "data.kind=text", "model.z_loss=1e-4", "guard.clipper=adagc", "guard.adagc.warmup_steps=10"]))
         XCTAssertNil(error(["model.kind=transformer", "data.kind=text", "model.z_loss=1e-4", "model.qk_norm=true", "model.heads=8"]))
         XCTAssertEqual(
-            error(["model.kind=transformer", "data.kind=text", "model.width=30"]), "--set: model.width: a transformer's width must divide into model.heads 4 heads, got 30")
+            error(["model.kind=transformer", "data.kind=text", "model.width=30"]),
+            "--set: model.width: a transformer's width must divide into model.heads 4 heads, got 30")
         XCTAssertNotNil(error(["guard.adagc.beta=0.9"]), "an AdaGC setting with another clipper")
         // Each builds what it names.
         var c = RunConfig()
