@@ -125,7 +125,13 @@ open class Module {
     /// the underscore of property wrappers removed.
     static func storedProperties(of object: Module) -> [(String, Any)] {
         var out: [(String, Any)] = []
-        for m in mirrors(of: object) {
+        var mirror: Mirror? = Mirror(reflecting: object)
+        var chain: [Mirror] = []
+        while let m = mirror, m.subjectType != Module.self {
+            chain.append(m)
+            mirror = m.superclassMirror
+        }
+        for m in chain.reversed() {
             for child in m.children {
                 guard var label = child.label else { continue }
                 if label.hasPrefix("_") { label.removeFirst() }
@@ -135,53 +141,38 @@ open class Module {
         return out
     }
 
-    /// The mirrors of `object`'s class chain below `Module`, base class first.
-    static func mirrors(of object: Module) -> [Mirror] {
-        var mirror: Mirror? = Mirror(reflecting: object)
-        var chain: [Mirror] = []
-        while let m = mirror, m.subjectType != Module.self {
-            chain.append(m)
-            mirror = m.superclassMirror
-        }
-        return chain.reversed()
-    }
-
     /// The stored properties of this module (not its children) that hold modules or tensors
     /// discovery cannot see, and plain `Tensor` properties that do not require gradients,
     /// each with what to do about it. Empty for a module whose state is all found.
     public func undiscoveredProperties() -> [DiscoveryWarning] {
         var out: [DiscoveryWarning] = []
         let type = String(describing: Swift.type(of: self))
-        for m in Module.mirrors(of: self) {
-            for child in m.children {
-                guard let raw = child.label else { continue }
-                if raw.hasPrefix("$__lazy_storage_$_") {
-                    let name = String(raw.dropFirst("$__lazy_storage_$_".count))
-                    if Discovery.lazyHoldsState(child.value) {
-                        out.append(DiscoveryWarning(type: type, property: name, problem: .lazy))
-                    }
-                    continue
+        // A lazy var's storage keeps its label (`$__lazy_storage_$_name`): no underscore to strip.
+        let lazyPrefix = "$__lazy_storage_$_"
+        for (label, value) in Module.storedProperties(of: self) {
+            if label.hasPrefix(lazyPrefix) {
+                if Discovery.lazyHoldsState(value) {
+                    out.append(DiscoveryWarning(type: type, property: String(label.dropFirst(lazyPrefix.count)), problem: .lazy))
                 }
-                let name = raw.hasPrefix("_") ? String(raw.dropFirst()) : raw
-                let value = child.value
-                if value is ParameterInfo || value is Buffer || value is Constant || value is Module || value is [Module] || value is [String: Module]
-                    || value is [String: Tensor]
-                {
-                    continue
+                continue
+            }
+            if value is ParameterInfo || value is Buffer || value is Constant || value is Module || value is [Module] || value is [String: Module]
+                || value is [String: Tensor]
+            {
+                continue
+            }
+            if let t = value as? Tensor {
+                if !t.requiresGrad && !frozen { out.append(DiscoveryWarning(type: type, property: label, problem: .constantTensor)) }
+                continue
+            }
+            if let ts = value as? [Tensor] {
+                if !frozen && ts.contains(where: { !$0.requiresGrad }) {
+                    out.append(DiscoveryWarning(type: type, property: label, problem: .constantTensor))
                 }
-                if let t = value as? Tensor {
-                    if !t.requiresGrad && !frozen { out.append(DiscoveryWarning(type: type, property: name, problem: .constantTensor)) }
-                    continue
-                }
-                if let ts = value as? [Tensor] {
-                    if !frozen && ts.contains(where: { !$0.requiresGrad }) {
-                        out.append(DiscoveryWarning(type: type, property: name, problem: .constantTensor))
-                    }
-                    continue
-                }
-                if Discovery.holdsState(value, depth: 0) {
-                    out.append(DiscoveryWarning(type: type, property: name, problem: .hidden(Discovery.shape(of: value))))
-                }
+                continue
+            }
+            if Discovery.holdsState(value, depth: 0) {
+                out.append(DiscoveryWarning(type: type, property: label, problem: .hidden(Discovery.shape(of: value))))
             }
         }
         return out

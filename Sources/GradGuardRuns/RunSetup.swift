@@ -270,19 +270,12 @@ public enum TrainedModel {
         case .charlm, .transformer:
             guard let chars: [String] = RunSetup.saved("vocabulary.json", in: dir) else { throw missing("vocabulary.json") }
             let corpus = CharCorpus(text: "", vocabulary: chars.compactMap(\.first))
-            if c.model.kind == .transformer {
-                let s = RunSetup.transformerSettings(c)
-                self = .charlm(
-                    CharTransformer(
-                        vocabularySize: corpus.vocabulary.count, width: s.width, heads: s.heads, layers: s.layers, context: s.sequenceLength,
-                        dropout: Float(s.dropout), qkNorm: s.qkNorm), corpus)
-            } else {
-                let s = RunSetup.charSettings(c)
-                self = .charlm(
-                    CharLanguageModel(
-                        vocabularySize: corpus.vocabulary.count, embeddingSize: s.embedding, hiddenSize: s.hidden,
-                        layers: s.layers, cell: s.cell), corpus)
-            }
+            let n = corpus.vocabulary.count
+            let model: any CharacterModel =
+                c.model.kind == .transformer
+                ? CharTransformerModelling.model(vocabularySize: n, settings: RunSetup.transformerSettings(c))
+                : CharLanguageModelling.model(vocabularySize: n, settings: RunSetup.charSettings(c))
+            self = .charlm(model, corpus)
         case .seq2seq:
             guard let saved: SavedTranslationSet = RunSetup.saved("translation.json", in: dir) else { throw missing("translation.json") }
             let s = RunSetup.translationSettings(c), set = saved.set

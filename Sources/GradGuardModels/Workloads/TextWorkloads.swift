@@ -64,9 +64,13 @@ public struct CharLanguageModelling: CharacterWorkload {
         zLossWeight = Float(s.zLoss)
         let data = try corpus.datasets(length: s.sequenceLength, source: source)
         (train, validation) = (data.train, data.validation)
-        model = CharLanguageModel(
-            vocabularySize: corpus.vocabulary.count, embeddingSize: s.embedding, hiddenSize: s.hidden,
-            layers: s.layers, cell: s.cell)
+        model = Self.model(vocabularySize: corpus.vocabulary.count, settings: s)
+    }
+
+    /// The model these settings describe over `vocabularySize` characters (a trained run's,
+    /// before its weights are loaded).
+    public static func model(vocabularySize: Int, settings s: Settings) -> CharLanguageModel {
+        CharLanguageModel(vocabularySize: vocabularySize, embeddingSize: s.embedding, hiddenSize: s.hidden, layers: s.layers, cell: s.cell)
     }
 
     /// A text checked for use (`CharCorpus.checked`).
@@ -117,9 +121,15 @@ public struct CharTransformerModelling: CharacterWorkload {
         zLossWeight = Float(s.zLoss)
         let data = try corpus.datasets(length: s.sequenceLength, source: source)
         (train, validation) = (data.train, data.validation)
-        model = CharTransformer(
-            vocabularySize: corpus.vocabulary.count, width: s.width, heads: s.heads, layers: s.layers, context: s.sequenceLength,
-            dropout: Float(s.dropout), qkNorm: s.qkNorm)
+        model = Self.model(vocabularySize: corpus.vocabulary.count, settings: s)
+    }
+
+    /// The model these settings describe over `vocabularySize` characters (a trained run's,
+    /// before its weights are loaded).
+    public static func model(vocabularySize: Int, settings s: Settings) -> CharTransformer {
+        CharTransformer(
+            vocabularySize: vocabularySize, width: s.width, heads: s.heads, layers: s.layers, context: s.sequenceLength, dropout: Float(s.dropout),
+            qkNorm: s.qkNorm)
     }
 
     /// Weight decay on the matrices only (GPT-2's groups): embeddings, biases and norms are not decayed.

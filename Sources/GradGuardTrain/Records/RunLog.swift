@@ -37,8 +37,8 @@ public final class RunLog {
     public var moduleNormsEvery = 10
     /// How the report groups the model's modules into parts (nil: as they are).
     public var moduleParts: (any ModuleParts)?
-    /// When training began, for the curvature probe's share of the time.
-    var started = Date()
+    /// When the log was opened, for the curvature probe's share of the time.
+    let started = Date()
     private let lock: RunLock?
 
     /// Claims `directory` for a new run (or an existing one, as `ifExists` says), locks it
@@ -75,14 +75,15 @@ public final class RunLog {
     @discardableResult
     public func record(step: Int, epoch: Int = 0, loss: Float, outcome: StepOutcome, batch: Int? = nil) throws -> StepRecord {
         if let incident = outcome.incident { try recorder.record(incident) }
-        var r = stepRecord(step: step, epoch: epoch, loss: loss, outcome: outcome)
+        var r = StepRecord(
+            step: step, epoch: epoch, loss: loss, outcome: outcome, guard: guardian, moduleNormsEvery: moduleNormsEvery, started: started)
         r.batch = batch
-        try record(r, outcome: outcome)
+        try record(r)
         return r
     }
 
     /// Writes a step record and its scalars (the incident, if any, is the caller's).
-    func record(_ r: StepRecord, outcome: StepOutcome) throws {
+    func record(_ r: StepRecord) throws {
         try recorder.record(r)
         try writeEvents(r)
     }
@@ -103,11 +104,6 @@ public final class RunLog {
     public func finish() throws -> String {
         events.flush()
         return try RunReport.write(runDirectory: directory, moduleParts: moduleParts)
-    }
-
-    /// The record of a step from what the guard measured and did.
-    func stepRecord(step: Int, epoch: Int, loss: Float, outcome: StepOutcome) -> StepRecord {
-        StepRecord(step: step, epoch: epoch, loss: loss, outcome: outcome, guard: guardian, moduleNormsEvery: moduleNormsEvery, started: started)
     }
 
     func writeEvents(_ r: StepRecord) throws {

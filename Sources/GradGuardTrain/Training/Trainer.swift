@@ -315,7 +315,6 @@ public final class Trainer {
         if !generatorStarted { DefaultGenerator.seed(config.seed) }
         generatorStarted = true
         try openRecords()
-        log?.started = fitStarted
         // Every rank starts from rank 0's weights (a resumed run loaded the same checkpoint:
         // checked).
         if communicator.isDistributed && !ranksAligned {
@@ -388,7 +387,7 @@ public final class Trainer {
                     step: stepBefore, epoch: epoch, loss: meanLoss, outcome: outcome, guard: guardian, moduleNormsEvery: config.moduleNormsEvery,
                     started: fitStarted)
                 record.batch = (first?.indices.count ?? 0) * micro.count * communicator.size
-                try log?.record(record, outcome: outcome)
+                try log?.record(record)
                 callbacks.afterStep?(record, outcome)
                 if case .rolledBack = outcome.decision { continue }
                 let applied = outcome.decision == .applied
